@@ -1,0 +1,114 @@
+"""Tables on stdout, JSON + CSV + PNG under bench/results/<gpu>/."""
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+
+import torch
+
+HEADER = ("shape", "layout", "prec", "pass", "ours ms", "TFLOP/s", "%ceil", "cuDNN def", "cuDNN bench",
+          "speedup", "err ours", "err cuDNN", "MiB ours", "MiB cuDNN")
+
+
+def fmt_row(r):
+    tag = "" if r["fast_path"] else " (fallback)"
+    return (r["case"] + tag, r["layout"], r["precision"], r["pass_"], f"{r['ours_ms']:.3f}",
+            f"{r['ours_tflops']:.1f}", f"{100 * r['ours_ceiling_frac']:.0f}%", f"{r['cudnn_default_ms']:.3f}",
+            f"{r['cudnn_benchmark_ms']:.3f}", f"{r['speedup']:.2f}x", f"{r['ours_err']:.1e}",
+            f"{r['cudnn_err']:.1e}", f"{r['ours_mem_mb']:.0f}", f"{r['cudnn_mem_mb']:.0f}")
+
+
+def table(rows) -> str:
+    cells = [HEADER] + [fmt_row(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    lines = ["| " + " | ".join(c[i].ljust(widths[i]) for i in range(len(HEADER))) + " |" for c in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def geomeans(rows, pass_="step"):
+    """Geometric-mean speedup per (precision, layout) over fast-path rows of one pass."""
+    out = {}
+    for r in rows:
+        if r["pass_"] != pass_ or not r["fast_path"]:
+            continue
+        out.setdefault((r["precision"], r["layout"]), []).append(math.log(r["speedup"]))
+    return {k: math.exp(sum(v) / len(v)) for k, v in out.items()}
+
+
+def environment(ceil):
+    def git(*a):
+        try:
+            return subprocess.check_output(["git", *a], text=True, stderr=subprocess.DEVNULL).strip()
+        except Exception:
+            return ""
+    props = torch.cuda.get_device_properties(0)
+    try:
+        driver = subprocess.check_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                         text=True).strip().splitlines()[0]
+    except Exception:
+        driver = ""
+    return dict(gpu=props.name, sms=props.multi_processor_count, driver=driver, cuda=torch.version.cuda,
+                torch=torch.__version__, cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
+                commit=git("rev-parse", "--short", "HEAD"), dirty=bool(git("status", "--porcelain")),
+                ceilings=ceil)
+
+
+def results_dir():
+    name = torch.cuda.get_device_name(0).replace(" ", "_").replace("/", "_")
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def save(rows, env, stem, extra=None):
+    d = results_dir()
+    with open(os.path.join(d, stem + ".json"), "w") as f:
+        json.dump(dict(environment=env, rows=rows, **(extra or {})), f, indent=1, default=str)
+    if rows:
+        with open(os.path.join(d, stem + ".csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return d
+
+
+def plot(rows, env, stem):
+    """Speedup per shape and precision, and achieved TFLOP/s against the ceilings."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    step = [r for r in rows if r["pass_"] == "step"] or rows
+    shapes = list(dict.fromkeys(r["case"] for r in step))
+    series = list(dict.fromkeys((r["precision"], r["layout"]) for r in step))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(8, 0.9 * len(shapes) + 4), 9))
+    width = 0.8 / max(1, len(series))
+    for i, (prec, lay) in enumerate(series):
+        ys = [next((r["speedup"] for r in step if r["case"] == s and r["precision"] == prec
+                    and r["layout"] == lay), 0) for s in shapes]
+        tf = [next((r["ours_tflops"] for r in step if r["case"] == s and r["precision"] == prec
+                    and r["layout"] == lay), 0) for s in shapes]
+        xs = [j + i * width for j in range(len(shapes))]
+        a1.bar(xs, ys, width, label=f"{prec} {lay}")
+        a2.bar(xs, tf, width, label=f"{prec} {lay}")
+    a1.axhline(1.0, color="k", lw=0.8)
+    a1.set_ylabel(f"speedup vs best cuDNN ({step[0]['pass_']})")
+    a2.axhline(env["ceilings"]["tf32_tflops"], color="r", ls="--", lw=0.8, label="TF32 matmul ceiling")
+    a2.axhline(env["ceilings"]["fp32_tflops"], color="b", ls="--", lw=0.8, label="FP32 matmul ceiling")
+    a2.set_yscale("log")
+    a2.set_ylabel("ours, TFLOP/s")
+    for a in (a1, a2):
+        a.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
+        a.set_xticklabels(shapes, rotation=30, ha="right", fontsize=8)
+        a.legend(fontsize=7, ncol=3)
+    fig.suptitle(f"convt3d_cutlass vs cuDNN on {env['gpu']} (torch {env['torch']}, cuDNN {env['cudnn']})")
+    fig.tight_layout()
+    path = os.path.join(results_dir(), stem + ".png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,168 @@
+"""Times one case: ours vs cuDNN (defaults and cudnn.benchmark), per precision pairing, layout and pass."""
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import fast_path, ops
+
+from .timing import bench, peak_extra_mb
+
+PASSES = ("forward", "grad_input", "grad_weight", "step")
+# ours precision -> cuDNN's allow_tf32 for the same accuracy class
+PAIRINGS = {"tf32": True, "fp32": False, "3xtf32": False}
+CEILING_KEY = {"tf32": ("tf32_tflops", 1.0), "fp32": ("fp32_tflops", 1.0), "3xtf32": ("tf32_tflops", 1 / 3)}
+
+
+@contextlib.contextmanager
+def cudnn_mode(allow_tf32: bool, benchmark: bool):
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = allow_tf32, benchmark
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = old
+
+
+def _rel(out, ref):
+    if out is None or ref is None:
+        return float("nan")
+    o = out.double()
+    if not torch.isfinite(o).all():
+        return math.inf
+    return ((o - ref).norm() / ref.norm()).item()
+
+
+class CaseTensors:
+    def __init__(self, case, channels_last):
+        g = torch.Generator(device="cuda").manual_seed(0)
+        x = torch.randn((case.n, case.c_in) + case.spatial, device="cuda", generator=g)
+        w = torch.randn(case.c_in, case.c_out, case.k, case.k, case.k, device="cuda", generator=g)
+        w /= (case.c_in * case.k ** 3) ** 0.5
+        self.b = torch.randn(case.c_out, device="cuda", generator=g)
+        self.x = x.to(memory_format=torch.channels_last_3d) if channels_last else x
+        self.w = w
+        self.case = case
+        self.channels_last = channels_last
+        args = (case.stride, case.padding, case.output_padding)
+        y = F.conv_transpose3d(self.x, w, self.b, *args)
+        self.gy = torch.randn(y.shape, device="cuda", generator=g).to(
+            memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+        del y
+        self._refs = None
+
+    def refs(self):
+        """float64 forward output, grad_input and grad_weight (computed once)."""
+        if self._refs is None:
+            c = self.case
+            xd, wd, bd, gyd = self.x.double(), self.w.double(), self.b.double(), self.gy.double()
+            y = F.conv_transpose3d(xd, wd, bd, c.stride, c.padding, c.output_padding)
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                gyd, xd, wd, None, [c.stride] * 3, [c.padding] * 3, [1] * 3, True,
+                [c.output_padding] * 3, 1, [True, True, False])
+            self._refs = {"forward": y, "grad_input": gx, "grad_weight": gw}
+            del xd, wd, gyd
+        return self._refs
+
+
+def _native_fns(t):
+    c = t.case
+    st, pd, op = [c.stride] * 3, [c.padding] * 3, [c.output_padding] * 3
+
+    def forward():
+        with torch.no_grad():
+            return F.conv_transpose3d(t.x, t.w, t.b, c.stride, c.padding, c.output_padding)
+
+    def grad_input():
+        return torch.ops.aten.convolution_backward(t.gy, t.x, t.w, None, st, pd, [1] * 3, True, op, 1,
+                                                   [True, False, False])[0]
+
+    def grad_weight():
+        return torch.ops.aten.convolution_backward(t.gy, t.x, t.w, None, st, pd, [1] * 3, True, op, 1,
+                                                   [False, True, False])[1]
+
+    xg, wg, bg = (t.x.detach().requires_grad_(), t.w.detach().requires_grad_(), t.b.detach().requires_grad_())
+
+    def step():
+        xg.grad = wg.grad = bg.grad = None
+        F.conv_transpose3d(xg, wg, bg, c.stride, c.padding, c.output_padding).backward(t.gy)
+        return None
+
+    return dict(forward=forward, grad_input=grad_input, grad_weight=grad_weight, step=step)
+
+
+def _our_fns(t, prec, config=None):
+    c = t.case
+    fast = not fast_path.check(t.x, t.w, t.b, c.stride, c.padding, c.output_padding, 1, 1)
+    cfg = config or ""
+
+    def forward():
+        with torch.no_grad():
+            return ct.conv_transpose3d(t.x, t.w, t.b, c.stride, c.padding, c.output_padding,
+                                       precision=prec, config=config)
+
+    if fast:
+        def grad_input():
+            return ops.grad_input_op(t.gy, t.w, c.stride, c.padding, t.channels_last, prec, cfg)
+
+        def grad_weight():
+            return ops.grad_weight_op(t.gy, t.x, c.k, c.stride, c.padding, prec, cfg)
+    else:
+        native = _native_fns(t)
+        grad_input, grad_weight = native["grad_input"], native["grad_weight"]
+
+    xg, wg, bg = (t.x.detach().requires_grad_(), t.w.detach().requires_grad_(), t.b.detach().requires_grad_())
+
+    def step():
+        xg.grad = wg.grad = bg.grad = None
+        ct.conv_transpose3d(xg, wg, bg, c.stride, c.padding, c.output_padding, precision=prec,
+                            config=config).backward(t.gy)
+        return None
+
+    return fast, dict(forward=forward, grad_input=grad_input, grad_weight=grad_weight, step=step)
+
+
+def run_case(case, layouts, precisions, passes, ceil, reps=10, errors=True, log=print):
+    """Rows of measurements for one case (see report.COLUMNS)."""
+    rows = []
+    for cl in layouts:
+        t = CaseTensors(case, cl)
+        refs = t.refs() if errors else {}
+        for prec in precisions:
+            allow = PAIRINGS[prec]
+            fast, ours = _our_fns(t, prec)
+            native = _native_fns(t)
+            key, scale = CEILING_KEY[prec]
+            for ps in passes:
+                flops = case.flops * (3 if ps == "step" else 1)
+                with cudnn_mode(allow, False):
+                    ms = bench(ours[ps], reps=reps)
+                    mem = peak_extra_mb(ours[ps])
+                    out = ours[ps]()
+                    err = _rel(out, refs.get(ps))
+                    del out
+                    nd_ms = bench(native[ps], reps=reps)
+                    nd_mem = peak_extra_mb(native[ps])
+                with cudnn_mode(allow, True):
+                    native[ps]()  # let the autotuner pick before timing
+                    nb_ms = bench(native[ps], reps=reps)
+                    nb_mem = peak_extra_mb(native[ps])
+                    out = native[ps]()
+                    nerr = _rel(out, refs.get(ps))
+                    del out
+                best = min(nd_ms, nb_ms)
+                row = dict(case=case.name, shape=case.label(), layout="NDHWC" if cl else "NCDHW",
+                           precision=prec, cudnn_tf32=allow, pass_=ps, fast_path=fast,
+                           ours_ms=ms, ours_tflops=flops / ms / 1e9,
+                           ours_ceiling_frac=flops / ms / 1e9 / (ceil[key] * scale),
+                           cudnn_default_ms=nd_ms, cudnn_benchmark_ms=nb_ms,
+                           cudnn_tflops=flops / best / 1e9, speedup=best / ms,
+                           ours_err=err, cudnn_err=nerr, ours_mem_mb=mem,
+                           cudnn_mem_mb=nb_mem if nb_ms <= nd_ms else nd_mem)
+                rows.append(row)
+                log(row)
+        del t
+        torch.cuda.empty_cache()
+    return rows

@@ -1,0 +1,50 @@
+"""Benchmark cases. The headline case is the default run; SWEEP is a realistic set of
+ConvTranspose3d layers from 3D networks, chosen from the architectures, not from our kernels."""
+from dataclasses import dataclass
+from typing import Tuple
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    n: int
+    c_in: int
+    c_out: int
+    spatial: Tuple[int, int, int]
+    k: int
+    stride: int = 1
+    padding: int = 0
+    output_padding: int = 0
+    source: str = ""
+
+    @property
+    def flops(self) -> float:
+        d, h, w = self.spatial
+        return 2.0 * self.n * d * h * w * self.c_in * self.c_out * self.k ** 3
+
+    def label(self) -> str:
+        s = "x".join(map(str, self.spatial))
+        op = f" op{self.output_padding}" if self.output_padding else ""
+        return (f"{self.name} N{self.n} {self.c_in}->{self.c_out} {s} k{self.k} s{self.stride} "
+                f"p{self.padding}{op}")
+
+
+HEADLINE = Case("headline", 8, 48, 24, (96, 96, 96), 3, 1, 0, source="the project's seed case")
+
+SWEEP = (
+    HEADLINE,
+    Case("unet3d-dec1", 2, 256, 128, (16, 16, 16), 3, 2, 1, source="3D U-Net decoder, deepest level"),
+    Case("unet3d-dec2", 2, 128, 64, (32, 32, 32), 3, 2, 1, source="3D U-Net decoder"),
+    Case("unet3d-dec3", 2, 64, 32, (64, 64, 64), 3, 2, 1, source="3D U-Net decoder, last up"),
+    Case("unet3d-k2", 2, 64, 32, (32, 32, 32), 2, 2, 0, source="3D U-Net k2s2 up (even kernel)"),
+    Case("vnet-up", 1, 128, 64, (24, 24, 24), 5, 2, 2, source="V-Net up-convolution k5"),
+    Case("vnet-refine", 1, 32, 16, (64, 64, 64), 5, 1, 2, source="V-Net k5 refinement"),
+    Case("gan3d-g1", 16, 256, 128, (8, 8, 8), 3, 2, 1, source="3D GAN generator, early"),
+    Case("gan3d-g2", 16, 128, 64, (16, 16, 16), 3, 2, 1, source="3D GAN generator"),
+    Case("gan3d-g3", 16, 64, 32, (32, 32, 32), 5, 2, 2, source="3D GAN generator, late k5"),
+    Case("video-gen", 4, 64, 32, (16, 64, 64), 3, 1, 1, source="video generator (T x H x W)"),
+    Case("sr-head", 1, 32, 8, (128, 128, 128), 3, 1, 1, source="volumetric super-resolution head"),
+    Case("sr-up2", 4, 64, 32, (48, 48, 48), 3, 2, 1, source="super-resolution x2 upsampler"),
+    Case("medium", 2, 128, 64, (32, 32, 32), 3, 1, 1, source="128->64 decoder block"),
+    Case("unet-outpad", 2, 64, 32, (32, 32, 32), 3, 2, 1, 1, source="U-Net exact x2 (output_padding=1)"),
+)

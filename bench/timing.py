@@ -1,0 +1,62 @@
+"""Timing and ceilings: CUDA events, warm-up, L2 flushed before every rep, median."""
+import statistics
+
+import torch
+
+_flush = None
+
+
+def _l2_flush():
+    global _flush
+    if _flush is None:
+        _flush = torch.empty(256 << 20, dtype=torch.int8, device="cuda")
+    _flush.zero_()
+
+
+def bench(fn, warmup: int = 2, reps: int = 10, max_ms: float = 4000.0) -> float:
+    """Median milliseconds of fn() over reps (fewer when one rep is slow)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        _l2_flush()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+        if sum(times) > max_ms and len(times) >= 3:
+            break
+    return statistics.median(times)
+
+
+def peak_extra_mb(fn) -> float:
+    """Peak memory above what was allocated before fn() (MiB)."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+
+
+def ceilings() -> dict:
+    """Measured TF32 and FP32 matmul TFLOP/s and device copy TB/s (read + write)."""
+    out = {}
+    n = 8192
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+    old = torch.backends.cuda.matmul.allow_tf32
+    for key, tf32 in (("tf32_tflops", True), ("fp32_tflops", False)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        ms = bench(lambda: a @ b, warmup=2, reps=5)
+        out[key] = 2 * n ** 3 / ms / 1e9
+    torch.backends.cuda.matmul.allow_tf32 = old
+    del a, b
+    src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src), warmup=2, reps=5)
+    out["copy_tbs"] = 2 * src.numel() / ms / 1e9
+    return out

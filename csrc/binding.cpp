@@ -1,0 +1,151 @@
+// Thin torch binding: validates tensors, fills a ConvLaunch, runs the named kernel on the
+// current stream, and turns CUTLASS / CUDA status codes into exceptions. Policy (which
+// kernel, which precision, layouts, stride phases, fallbacks) lives in Python.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include "conv_launch.h"
+
+namespace {
+
+using convt3d::ConvLaunch;
+
+void check_operand(const at::Tensor& t, const char* what, const at::Device& dev) {
+  TORCH_CHECK(t.is_cuda(), "convt3d_cutlass: ", what, " must be a CUDA tensor");
+  TORCH_CHECK(t.device() == dev, "convt3d_cutlass: ", what, " is on ", t.device(),
+              " but the result is on ", dev);
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "convt3d_cutlass: ", what, " must be float32, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == 5 && t.is_contiguous(), "convt3d_cutlass: ", what,
+              " must be a contiguous 5-d [N,D,H,W,C] / [K,T,R,S,C] tensor");
+}
+
+const convt3d::KernelEntry& lookup(const std::string& name) {
+  const auto* e = convt3d::find_kernel(name);
+  TORCH_CHECK(e != nullptr, "convt3d_cutlass: kernel '", name,
+              "' is not compiled into this build (see convt3d_cutlass.configs())");
+  return *e;
+}
+
+void launch(const std::string& name, ConvLaunch& L, const at::Device& dev) {
+  const auto& e = lookup(name);
+  c10::cuda::CUDAGuard guard(dev);
+  L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  int code = e.can_implement(L);
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", name, " cannot implement this problem: ",
+              "cutlass::Status::", convt3d::status_name(code));
+  at::Tensor ws;
+  std::size_t bytes = e.workspace_size(L);
+  if (bytes > 0) {
+    // Torch's caching allocator, so workspace is stream-ordered and graph-capturable.
+    ws = at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte).device(dev));
+    L.workspace = ws.data_ptr();
+    L.workspace_bytes = bytes;
+  }
+  code = e.run(L);
+  if (code >= 1000) {
+    TORCH_CHECK(false, "convt3d_cutlass: kernel ", name, " failed to launch: ",
+                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
+  }
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", name,
+              " returned cutlass::Status::", convt3d::status_name(code));
+}
+
+void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
+                  const at::Tensor& out, at::IntArrayRef pad, at::IntArrayRef stride) {
+  TORCH_CHECK(pad.size() == 3 && stride.size() == 3, "convt3d_cutlass: pad and stride take 3 values");
+  L.N = act.size(0); L.D = act.size(1); L.H = act.size(2); L.W = act.size(3); L.C = act.size(4);
+  L.K = flt.size(0); L.T = flt.size(1); L.R = flt.size(2); L.S = flt.size(3);
+  L.Z = out.size(1); L.P = out.size(2); L.Q = out.size(3);
+  L.pad_d = pad[0]; L.pad_h = pad[1]; L.pad_w = pad[2];
+  L.stride_d = stride[0]; L.stride_h = stride[1]; L.stride_w = stride[2];
+  TORCH_CHECK(flt.size(4) == L.C && out.size(4) == L.K && out.size(0) == L.N,
+              "convt3d_cutlass: operand shapes disagree: activation ", act.sizes(), ", filter ",
+              flt.sizes(), ", output ", out.sizes());
+}
+
+// result dx [N,D,H,W,C] = dgrad(dy [N,Z,P,Q,K], filter [K,T,R,S,C]) (+ bias[C]), unit stride.
+void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& filter,
+           const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad) {
+  const auto dev = dx.device();
+  check_operand(dx, "dgrad result", dev);
+  check_operand(dy, "dgrad dy", dev);
+  check_operand(filter, "dgrad filter", dev);
+  ConvLaunch L;
+  int64_t one[3] = {1, 1, 1};
+  set_geometry(L, dx, filter, dy, pad, at::IntArrayRef(one, 3));
+  L.output = dy.data_ptr<float>();
+  L.filter = filter.data_ptr<float>();
+  L.result = dx.data_ptr<float>();
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
+                    bias->numel() == L.C, "convt3d_cutlass: bias must be a contiguous float32 [C] tensor");
+    L.bias = bias->data_ptr<float>();
+  }
+  launch(kernel, L, dev);
+}
+
+// result y [N,Z,P,Q,K] = fprop(x [N,D,H,W,C], filter [K,T,R,S,C]) (+ bias[K]).
+void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
+           const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad,
+           at::IntArrayRef stride) {
+  const auto dev = y.device();
+  check_operand(y, "fprop result", dev);
+  check_operand(x, "fprop input", dev);
+  check_operand(filter, "fprop filter", dev);
+  ConvLaunch L;
+  set_geometry(L, x, filter, y, pad, stride);
+  L.activation = x.data_ptr<float>();
+  L.filter = filter.data_ptr<float>();
+  L.result = y.data_ptr<float>();
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
+                    bias->numel() == L.K, "convt3d_cutlass: bias must be a contiguous float32 [K] tensor");
+    L.bias = bias->data_ptr<float>();
+  }
+  launch(kernel, L, dev);
+}
+
+// partials [split_k, K,T,R,S,C] = wgrad(dy [N,Z,P,Q,K], x [N,D,H,W,C]); one slice per K split.
+// The caller sums the slices in a fixed order, so the result is bitwise deterministic.
+void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
+           at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride) {
+  const auto dev = partials.device();
+  TORCH_CHECK(partials.dim() == 6 && partials.is_contiguous() &&
+                  partials.scalar_type() == at::kFloat && partials.device() == dev,
+              "convt3d_cutlass: wgrad partials must be a contiguous float32 [split_k,K,T,R,S,C] tensor");
+  check_operand(dy, "wgrad dy", dev);
+  check_operand(x, "wgrad input", dev);
+  at::Tensor slice0 = partials.select(0, 0);
+  ConvLaunch L;
+  set_geometry(L, x, slice0, dy, pad, stride);
+  L.split_k_slices = static_cast<int>(partials.size(0));
+  L.output = dy.data_ptr<float>();
+  L.activation = x.data_ptr<float>();
+  L.result = partials.data_ptr<float>();
+  launch(kernel, L, dev);
+}
+
+std::vector<std::string> kernels() {
+  std::vector<std::string> names;
+  for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
+  return names;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(convt3d_cutlass, m) {
+  m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad) -> ()");
+  m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
+  m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
+  m.def("kernels() -> str[]", &kernels);
+}
+
+TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
+  m.impl("dgrad", &dgrad);
+  m.impl("fprop", &fprop);
+  m.impl("wgrad", &wgrad);
+}

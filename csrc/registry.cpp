@@ -1,0 +1,38 @@
+#include "conv_launch.h"
+
+namespace convt3d {
+
+std::vector<KernelEntry>& registry() {
+  // Function-local static: kernel TUs register from their own static initialisers,
+  // whose order across TUs is unspecified.
+  static std::vector<KernelEntry> entries;
+  return entries;
+}
+
+const KernelEntry* find_kernel(const std::string& name) {
+  for (const auto& e : registry()) {
+    if (name == e.name) return &e;
+  }
+  return nullptr;
+}
+
+const char* status_name(int code) {
+  // Mirrors cutlass::Status (cutlass/cutlass.h) without pulling CUTLASS into the binding.
+  switch (code) {
+    case 0: return "kSuccess";
+    case 1: return "kErrorMisalignedOperand";
+    case 2: return "kErrorInvalidDataType";
+    case 3: return "kErrorInvalidLayout";
+    case 4: return "kErrorInvalidProblem";
+    case 5: return "kErrorNotSupported";
+    case 6: return "kErrorWorkspaceNull";
+    case 7: return "kErrorInternal";
+    case 8: return "kErrorArchMismatch";
+    case 9: return "kErrorInsufficientDriver";
+    case 10: return "kErrorMemoryAllocation";
+    case 11: return "kInvalid";
+    default: return code >= 1000 ? "cudaError" : "unknown";
+  }
+}
+
+}  // namespace convt3d

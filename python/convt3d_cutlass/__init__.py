@@ -1,0 +1,30 @@
+"""convt3d_cutlass: a drop-in ``ConvTranspose3d`` for PyTorch training on CUTLASS kernels.
+
+Public API: :class:`ConvTranspose3d`, :func:`conv_transpose3d`, :func:`convert_model`,
+:func:`available`, :func:`configs`, :func:`select_config`, :func:`set_precision`.
+"""
+from __future__ import annotations
+
+from typing import List
+
+from ._extension import available, compiled_kernels
+from .functional import conv_transpose3d
+from .kernel_table import KERNELS, KernelConfig
+from .modules import ConvTranspose3d, convert_model
+from .precision import set_precision
+from .problem import Problem
+from .selector import select_config
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvTranspose3d", "conv_transpose3d", "convert_model", "available", "configs",
+           "select_config", "set_precision", "Problem", "KernelConfig", "__version__"]
+
+
+def configs() -> List[dict]:
+    """The kernel table: one dict per kernel (name, op, precision, arch, tile, warp, stages,
+    align, why) with ``compiled`` telling whether this build holds it."""
+    built = compiled_kernels()
+    return [dict(name=k.name, op=k.op, precision=k.precision, math=k.math, arch=k.arch, tile=k.tile,
+                 warp=k.warp, instruction=k.instruction, stages=k.stages, align=k.align,
+                 threads=k.threads, why=k.why, compiled=k.name in built) for k in KERNELS]

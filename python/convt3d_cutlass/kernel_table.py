@@ -1,0 +1,124 @@
+"""The table of compiled kernels: one row per CUTLASS instantiation in ``csrc/kernels``.
+
+This file is the single source of truth. ``csrc/generate_kernels.py`` reads it to write one
+``.cu`` per row; the selector reads it to choose. It imports nothing but the standard library so
+the build can load it before torch or the package exist.
+
+Every kernel is a CUTLASS 2.x implicit-GEMM Conv3d (``ImplicitGemmMultistage``, Sm80 tensor-op or
+SIMT, runs on sm_80 and newer) in NDHWC fp32. The GEMM views (``docs/design.md``):
+
+=====  ===========================  ==================  ==================
+op     used for                     GEMM M              GEMM N / K
+=====  ===========================  ==================  ==================
+dgrad  ConvTranspose3d forward      N*Do*Ho*Wo          C_out / C_in*k^3
+fprop  grad_input                   N*D*H*W             C_in / C_out*k^3
+wgrad  grad_weight                  C_in                C_out*k^3 / N*D*H*W
+=====  ===========================  ==================  ==================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+OPS = ("dgrad", "fprop", "wgrad")
+PRECISIONS = ("fp32", "tf32", "3xtf32")
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """One compiled kernel.
+
+    ``align`` is the channel multiple the kernel needs (elements per 128-bit access for
+    tensor-op kernels, 1 for SIMT). ``why`` says which problems the tile exists for.
+    """
+
+    op: str
+    precision: str
+    tile: Tuple[int, int, int]
+    warp: Tuple[int, int, int]
+    stages: int
+    why: str = ""
+
+    @property
+    def math(self) -> str:
+        return "simt" if self.precision == "fp32" else "tensorop"
+
+    @property
+    def instruction(self) -> Tuple[int, int, int]:
+        return (1, 1, 1) if self.math == "simt" else (16, 8, 8)
+
+    @property
+    def align(self) -> int:
+        return 1 if self.math == "simt" else 4
+
+    @property
+    def arch(self) -> str:
+        return "sm80"
+
+    @property
+    def threads(self) -> int:
+        return 32 * (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1]) * (
+            self.tile[2] // self.warp[2])
+
+    @property
+    def name(self) -> str:
+        t = "x".join(map(str, self.tile))
+        w = "x".join(map(str, self.warp))
+        return f"{self.op}_{self.precision}_{t}_{w}_s{self.stages}"
+
+
+def _k(op, precision, tile, warp, stages, why):
+    return KernelConfig(op, precision, tuple(tile), tuple(warp), stages, why)
+
+
+# Why each tile exists (measured on an H100 with stock Sm80 kernels, see docs/design.md):
+KERNELS = (
+    # --- ConvTranspose3d forward (Conv3d dgrad) -------------------------------------------
+    _k("dgrad", "tf32", (256, 32, 32), (64, 32, 32), 3,
+       "narrow GEMM N (C_out <= 32), huge M: best on the 48->24 headline (8.5 ms)"),
+    _k("dgrad", "tf32", (128, 32, 32), (32, 32, 32), 4,
+       "narrow N with fewer CTAs' worth of M (small volumes)"),
+    _k("dgrad", "tf32", (128, 64, 32), (64, 32, 32), 3,
+       "C_out in (32, 64]: best on 128->64 at 32^3 (0.25 ms)"),
+    _k("dgrad", "tf32", (128, 128, 16), (64, 64, 16), 4,
+       "wide C_out (> 64)"),
+    _k("dgrad", "3xtf32", (128, 32, 32), (64, 32, 32), 3,
+       "narrow N at fp32 accuracy (26.3 ms headline)"),
+    _k("dgrad", "3xtf32", (128, 64, 32), (64, 32, 32), 3,
+       "C_out > 32 at fp32 accuracy"),
+    _k("dgrad", "fp32", (128, 32, 8), (32, 32, 8), 4,
+       "exact fp32, narrow N; also any channel count (1-element access)"),
+    _k("dgrad", "fp32", (128, 64, 8), (64, 32, 8), 4,
+       "exact fp32, C_out > 32"),
+    # --- grad_input (Conv3d fprop over grad_output) ---------------------------------------
+    _k("fprop", "tf32", (128, 64, 32), (64, 32, 32), 3,
+       "C_in in (32, 64] (GEMM N = C_in)"),
+    _k("fprop", "tf32", (256, 32, 32), (64, 32, 32), 3,
+       "narrow C_in <= 32, large volumes"),
+    _k("fprop", "tf32", (128, 128, 16), (64, 64, 16), 4,
+       "wide C_in (> 64)"),
+    _k("fprop", "3xtf32", (128, 64, 32), (64, 32, 32), 3,
+       "fp32 accuracy, C_in > 32"),
+    _k("fprop", "3xtf32", (128, 32, 32), (64, 32, 32), 3,
+       "fp32 accuracy, narrow C_in"),
+    _k("fprop", "fp32", (128, 64, 8), (64, 32, 8), 4,
+       "exact fp32, C_in > 32; any channel count"),
+    _k("fprop", "fp32", (128, 32, 8), (32, 32, 8), 4,
+       "exact fp32, narrow C_in"),
+    # --- grad_weight (Conv3d wgrad); long K, split across CTAs ----------------------------
+    _k("wgrad", "tf32", (64, 64, 32), (32, 32, 32), 4,
+       "C_in <= 64: small GEMM M, long K split into parallel slices"),
+    _k("wgrad", "tf32", (128, 128, 16), (64, 64, 16), 4,
+       "C_in > 64"),
+    _k("wgrad", "3xtf32", (64, 64, 32), (32, 32, 32), 3,
+       "fp32 accuracy"),
+    _k("wgrad", "fp32", (64, 64, 8), (32, 32, 8), 4,
+       "exact fp32; any channel count"),
+)
+
+BY_NAME = {k.name: k for k in KERNELS}
+
+
+def kernels_for(op: str, precision: str):
+    """All table rows for one operator and precision, in table order."""
+    return [k for k in KERNELS if k.op == op and k.precision == precision]

@@ -1,0 +1,87 @@
+"""The three passes of the layer on the CUTLASS kernels (CUDA tensors, fast path only).
+
+Each takes PyTorch-layout tensors and hands the kernels packed NDHWC views; the output comes back
+channels_last_3d (callers convert when the input was NCDHW).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import _extension, selector
+from .layouts import empty_cl, ndhwc
+from .problem import Problem, phases
+from .weights import filter_ktrsc
+
+
+def _ops():
+    return torch.ops.convt3d_cutlass
+
+
+def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
+    return selector.select_config(p, op, precision, config=config,
+                                  num_sms=_extension.num_sms(device.index),
+                                  compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn)
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], p: Problem,
+            precision: str, config: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """y [N, C_out, Do, Ho, Wo] (channels_last_3d) = conv_transpose3d(x [N, C_in, D, H, W]).
+
+    Conv3d dgrad with dy := x. Stride s > 1 runs as s^3 unit-stride phases (problem.phases),
+    each on its sub-kernel, written into a strided view of y. ``out`` (channels_last_3d, right
+    shape) is written in place when given.
+    """
+    X = ndhwc(x)
+    y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
+    Y = y.permute(0, 2, 3, 4, 1)
+    b = bias.detach().contiguous() if bias is not None else None
+    s = p.stride
+    for ph in phases(p):
+        if ph.empty:
+            continue
+        f = ph.first
+        dst = Y if s == 1 else Y[:, f[0]::s, f[1]::s, f[2]::s, :]
+        if ph.no_taps:  # k < s: these outputs see no input, only the bias
+            dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
+            continue
+        cnt = ph.count
+        k = _select(p, "dgrad", precision, config, x.device,
+                    gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
+        F = filter_ktrsc(weight, ph.r, s)
+        tmp = dst if s == 1 else torch.empty((p.n,) + cnt + (p.c_out,), device=y.device, dtype=y.dtype)
+        _ops().dgrad(k.name, X, F, b, tmp, list(ph.pad))
+        if s > 1:
+            dst.copy_(tmp)
+    return y
+
+
+def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
+               config: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """grad_x [N, C_in, D, H, W] (channels_last_3d) = conv3d(grad_y, weight, stride, padding).
+
+    Conv3d fprop over grad_y [N, C_out, Do, Ho, Wo] with the same [C_in, k, k, k, C_out] filter;
+    strided fprop skips nothing it needs, so no phases here.
+    """
+    G = ndhwc(grad_y)
+    gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
+    k = _select(p, "fprop", precision, config, grad_y.device)
+    _ops().fprop(k.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
+                 [p.padding] * 3, [p.stride] * 3)
+    return gx
+
+
+def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,
+                config: Optional[str] = None) -> torch.Tensor:
+    """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo].
+
+    Conv3d wgrad with dy := x, activation := grad_y. The reduction over positions is split into
+    slices whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
+    """
+    k = _select(p, "wgrad", precision, config, x.device)
+    slices = selector.split_k_slices(p, k, _extension.num_sms(x.device.index))
+    partials = torch.empty((slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
+    _ops().wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
+    gw = partials[0] if slices == 1 else partials.sum(0)
+    return gw.permute(0, 4, 1, 2, 3).contiguous()

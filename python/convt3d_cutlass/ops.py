@@ -1,0 +1,138 @@
+"""Autograd and torch.compile registration of the fast path.
+
+With torch >= 2.4 the three passes are ``torch.library`` custom ops
+(``convt3d_cutlass::conv_transpose3d``, ``..._grad_input``, ``..._grad_weight``) with fake
+implementations and registered autograd, so ``torch.compile(fullgraph=True)`` traces through them.
+Older torch gets an equivalent ``torch.autograd.Function``.
+
+Double backward (create_graph=True) runs the backward through ``aten.convolution_backward``,
+PyTorch's own differentiable formula: correct, not accelerated.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import launch
+from .layouts import CL, to_format, wants_channels_last
+from .problem import Problem, out_size
+
+HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
+
+
+def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> Problem:
+    return Problem(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2],
+                   stride, padding)
+
+
+def _fwd(x, weight, bias, stride, padding, precision, config):
+    p = _problem(x, weight, stride, padding)
+    y = launch.forward(x, weight, bias, p, precision, config or None)
+    return to_format(y, wants_channels_last(x))
+
+
+def _grad_in(grad_y, weight, stride, padding, channels_last, precision, config):
+    k = weight.shape[2]
+    spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
+    p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding)
+    return to_format(launch.grad_input(grad_y, weight, p, precision, config or None), channels_last)
+
+
+def _grad_w(grad_y, x, k, stride, padding, precision, config):
+    p = Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding)
+    return launch.grad_weight(grad_y, x, p, precision, config or None)
+
+
+def _empty_like_format(ref: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
+    return torch.empty(shape, dtype=ref.dtype, device=ref.device,
+                       memory_format=CL if channels_last else torch.contiguous_format)
+
+
+def _native_backward(grad_y, x, weight, has_bias, stride, padding, mask):
+    """Differentiable backward through PyTorch's own op (for create_graph=True)."""
+    return torch.ops.aten.convolution_backward(
+        grad_y, x, weight, [weight.shape[1]] if has_bias else None, [stride] * 3, [padding] * 3,
+        [1, 1, 1], True, [0, 0, 0], 1, list(mask))
+
+
+def _backward(ctx, grad_y):
+    x, weight = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx = gw = gb = None
+    if torch.is_grad_enabled():
+        gx, gw, gb = _native_backward(grad_y, x, weight, ctx.has_bias, ctx.stride, ctx.padding,
+                                      (need_x, need_w, need_b and ctx.has_bias))
+    else:
+        if need_x:
+            gx = grad_input_op(grad_y, weight, ctx.stride, ctx.padding, wants_channels_last(x),
+                               ctx.precision, ctx.config)
+        if need_w:
+            gw = grad_weight_op(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.precision,
+                                ctx.config)
+        if need_b and ctx.has_bias:
+            gb = grad_y.sum((0, 2, 3, 4))
+    return gx, gw, gb, None, None, None, None
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, stride, padding, precision, config = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+    ctx.stride, ctx.padding, ctx.precision, ctx.config = stride, padding, precision, config
+
+
+if HAS_CUSTOM_OP:
+    @torch.library.custom_op("convt3d_cutlass::conv_transpose3d", mutates_args=(), device_types="cuda")
+    def conv_transpose3d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                            stride: int, padding: int, precision: str, config: str) -> torch.Tensor:
+        return _fwd(x, weight, bias, stride, padding, precision, config)
+
+    @conv_transpose3d_op.register_fake
+    def _(x, weight, bias, stride, padding, precision, config):
+        k = weight.shape[2]
+        shape = (x.shape[0], weight.shape[1]) + tuple(out_size(s, k, stride, padding) for s in x.shape[2:])
+        return _empty_like_format(x, shape, wants_channels_last(x))
+
+    @torch.library.custom_op("convt3d_cutlass::conv_transpose3d_grad_input", mutates_args=(),
+                             device_types="cuda")
+    def grad_input_op(grad_y: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+                      channels_last: bool, precision: str, config: str) -> torch.Tensor:
+        return _grad_in(grad_y, weight, stride, padding, channels_last, precision, config)
+
+    @grad_input_op.register_fake
+    def _(grad_y, weight, stride, padding, channels_last, precision, config):
+        k = weight.shape[2]
+        spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
+        return _empty_like_format(grad_y, (grad_y.shape[0], weight.shape[0]) + spatial, channels_last)
+
+    @torch.library.custom_op("convt3d_cutlass::conv_transpose3d_grad_weight", mutates_args=(),
+                             device_types="cuda")
+    def grad_weight_op(grad_y: torch.Tensor, x: torch.Tensor, k: int, stride: int, padding: int,
+                       precision: str, config: str) -> torch.Tensor:
+        return _grad_w(grad_y, x, k, stride, padding, precision, config)
+
+    @grad_weight_op.register_fake
+    def _(grad_y, x, k, stride, padding, precision, config):
+        return x.new_empty((x.shape[1], grad_y.shape[1], k, k, k))
+
+    torch.library.register_autograd("convt3d_cutlass::conv_transpose3d", _backward,
+                                    setup_context=_setup_context)
+
+    def apply(x, weight, bias, stride, padding, precision, config):
+        return conv_transpose3d_op(x, weight, bias, stride, padding, precision, config or "")
+else:  # torch < 2.4
+    grad_input_op, grad_weight_op = _grad_in, _grad_w
+
+    class _ConvTranspose3dFn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, stride, padding, precision, config):
+            _setup_context(ctx, (x, weight, bias, stride, padding, precision, config), None)
+            return _fwd(x, weight, bias, stride, padding, precision, config)
+
+        @staticmethod
+        def backward(ctx, grad_y):
+            return _backward(ctx, grad_y)
+
+    def apply(x, weight, bias, stride, padding, precision, config):
+        return _ConvTranspose3dFn.apply(x, weight, bias, stride, padding, precision, config or "")

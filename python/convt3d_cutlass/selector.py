@@ -1,0 +1,123 @@
+"""Which compiled kernel runs a problem: a readable heuristic over the kernel table.
+
+``select_config(problem, op, precision)`` returns a :class:`~convt3d_cutlass.kernel_table.KernelConfig`.
+Forcing: the ``config=`` keyword of the public API, or ``CONVT3D_CONFIG`` (comma-separated kernel
+names; each applies to the op it names).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterable, Optional, Sequence, Tuple
+
+from .kernel_table import BY_NAME, KERNELS, PRECISIONS, KernelConfig, kernels_for
+from .problem import Problem
+
+DEFAULT_SMS = 132  # H100 SXM; only used when no device is visible (CPU tests)
+
+
+def _aligned(p: Problem, op: str, k: KernelConfig) -> bool:
+    # Tensor-op Conv3d iterators load 128 bits (4 floats) per access along channels on both
+    # operands and in the epilogue, so both channel counts must be multiples of 4.
+    return p.c_in % k.align == 0 and p.c_out % k.align == 0
+
+
+def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int) -> KernelConfig:
+    for k in cands:
+        if k.tile[0] == tile_m and k.tile[1] == tile_n:
+            return k
+    raise LookupError(f"no {tile_m}x{tile_n} tile among {[k.name for k in cands]}")
+
+
+def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int) -> KernelConfig:
+    cands = kernels_for(op, precision)
+    if op == "wgrad":
+        # GEMM M = C_in is small and K (all positions) long; parallelism comes from split-K.
+        if precision == "tf32" and m > 64:
+            return _pick(cands, 128, 128)
+        return cands[0]
+    if precision == "fp32":
+        return _pick(cands, 128, 32 if n <= 32 else 64)
+    if precision == "3xtf32":
+        return _pick(cands, 128, 32 if n <= 32 else 64)
+    # tf32: tall and narrow tiles when N (a channel count) is narrow; the wide tile past 64.
+    if n > 64:
+        return _pick(cands, 128, 128)
+    if n > 32:
+        return _pick(cands, 128, 64)
+    if op == "fprop":
+        return _pick(cands, 256, 32)
+    # dgrad, N <= 32: 256-row tiles need enough rows to fill the machine twice over.
+    return _pick(cands, 256, 32) if math.ceil(m / 256) >= 2 * num_sms else _pick(cands, 128, 32)
+
+
+def forced_configs(config: Optional[str] = None) -> list:
+    """Kernel names forced by the ``config`` argument, else by ``CONVT3D_CONFIG``."""
+    text = config if config else os.environ.get("CONVT3D_CONFIG", "")
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    for name in names:
+        if name not in BY_NAME:
+            raise ValueError(f"config {name!r} is not a kernel of the table; choose from "
+                             f"convt3d_cutlass.configs() (e.g. {KERNELS[0].name!r})")
+    return names
+
+
+def select_config(problem: Problem, op: str, precision: str, *, config: Optional[str] = None,
+                  num_sms: int = DEFAULT_SMS, compiled: Optional[Iterable[str]] = None,
+                  gemm_mn: Optional[Tuple[int, int]] = None) -> KernelConfig:
+    """Choose the kernel for one pass.
+
+    Args:
+        problem: the layer (shapes of x [N, C_in, D, H, W] and the cubic kernel).
+        op: "dgrad" (forward), "fprop" (grad_input) or "wgrad" (grad_weight).
+        precision: "fp32", "tf32" or "3xtf32" (already resolved, not "auto").
+        config: forced kernel names (comma-separated); overrides ``CONVT3D_CONFIG``.
+        num_sms: multiprocessor count of the target GPU.
+        compiled: names present in the built extension; None means all.
+        gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
+    Returns:
+        the KernelConfig to run. Channel counts that are not multiples of 4 run on the SIMT
+        kernels (exact fp32, at least as accurate as asked) whatever the precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    for name in forced_configs(config):
+        k = BY_NAME[name]
+        if k.op != op:
+            continue
+        if not _aligned(problem, op, k):
+            raise ValueError(f"config {name!r} needs channel counts that are multiples of {k.align}; "
+                             f"got C_in={problem.c_in}, C_out={problem.c_out}")
+        if compiled is not None and name not in set(compiled):
+            raise ValueError(f"config {name!r} is not compiled into this build")
+        return k
+    prec = precision
+    if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
+        prec = "fp32"
+    m, n = gemm_mn if gemm_mn is not None else problem.gemm(op)[:2]
+    choice = _heuristic(m, n, op, prec, num_sms)
+    if compiled is not None:
+        compiled = set(compiled)
+        if choice.name not in compiled:
+            # A filtered build (CONVT3D_KERNELS): any compiled kernel of the same op/precision.
+            for k in kernels_for(op, prec):
+                if k.name in compiled and _aligned(problem, op, k):
+                    return k
+            raise LookupError(f"no compiled {op} kernel for precision {prec!r} in this build")
+    return choice
+
+
+def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
+                   max_partial_bytes: int = 256 << 20) -> int:
+    """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run.
+
+    Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
+    so the weight gradient is bitwise reproducible.
+    """
+    m, n, kk = problem.gemm("wgrad")
+    tiles = math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1])
+    k_iters = math.ceil(kk / k.tile[2])
+    want = math.ceil(4 * num_sms / tiles)
+    cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
+    cap_mem = max(1, max_partial_bytes // (4 * m * n))
+    return max(1, min(want, cap_iters, cap_mem))

@@ -1,0 +1,49 @@
+"""Re-laid-out filters, cached per weight version.
+
+PyTorch's ConvTranspose3d weight is [C_in, C_out, k, k, k]. The kernels take it as
+[C_in, k, k, k, C_out] (CUTLASS KTRSC with K = C_in, C = C_out) for both dgrad (forward) and
+fprop (grad_input); a stride phase takes a strided slice of that.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Tuple
+
+import torch
+
+_CACHE_SIZE = 32
+_cache: "collections.OrderedDict" = collections.OrderedDict()
+
+
+def _relayout(weight: torch.Tensor, r: Tuple[int, int, int], s: int) -> torch.Tensor:
+    w = weight.detach().permute(0, 2, 3, 4, 1)
+    if s > 1:
+        w = w[:, r[0]::s, r[1]::s, r[2]::s, :]
+    return w.contiguous()
+
+
+def filter_ktrsc(weight: torch.Tensor, r: Tuple[int, int, int] = (0, 0, 0), s: int = 1) -> torch.Tensor:
+    """weight [C_in, C_out, k, k, k] -> [C_in, kt, kr, ks, C_out] for phase offsets r, stride s.
+
+    Cached on (storage address, shape, strides, phase) and checked against ``weight._version``;
+    the entry holds a reference to the weight, so its address cannot be reused by another tensor
+    while the entry lives. Never cached during CUDA graph capture: a replay must re-read the
+    weight that the optimizer updated in place.
+    """
+    if torch.cuda.is_available() and weight.is_cuda and torch.cuda.is_current_stream_capturing():
+        return _relayout(weight, r, s)
+    key = (weight.device, weight.data_ptr(), tuple(weight.shape), weight.stride(), r, s)
+    hit = _cache.get(key)
+    if hit is not None and hit[1] == weight._version:
+        _cache.move_to_end(key)
+        return hit[2]
+    out = _relayout(weight, r, s)
+    _cache[key] = (weight.detach(), weight._version, out)
+    _cache.move_to_end(key)
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return out
+
+
+def clear_cache() -> None:
+    _cache.clear()

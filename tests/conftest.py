@@ -1,0 +1,42 @@
+import math
+
+import pytest
+import torch
+
+import convt3d_cutlass
+from convt3d_cutlass import _extension
+
+
+def gpu_skip_reason():
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    return _extension.unavailable_reason()
+
+
+_reason = gpu_skip_reason()
+requires_gpu = pytest.mark.skipif(bool(_reason), reason=f"needs the CUTLASS path: {_reason}")
+
+
+def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64; inf when out has a non-finite element."""
+    out64 = out.detach().double()
+    if not torch.isfinite(out64).all():
+        return math.inf
+    ref64 = ref.detach().double()
+    return ((out64 - ref64).norm() / ref64.norm().clamp_min(1e-300)).item()
+
+
+TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 5e-3}
+
+
+def poison_allocator(device="cuda", mib=256):
+    """Fill free blocks of torch's caching allocator with NaN so outputs the kernels fail to
+    write show up as NaN instead of stale values."""
+    t = torch.full((mib << 18,), float("nan"), device=device)
+    del t
+
+
+@pytest.fixture(autouse=True)
+def _fresh_seed():
+    torch.manual_seed(1234)
+    yield

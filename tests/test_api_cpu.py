@@ -1,0 +1,188 @@
+"""API, validation, fallback and module parity: runs on any machine (CI included)."""
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import fast_path, precision
+
+
+def _x(*shape, **kw):
+    return torch.randn(*shape, dtype=torch.float32, **kw)
+
+
+def test_module_matches_native_weights_and_state_dict():
+    torch.manual_seed(0)
+    ours = ct.ConvTranspose3d(5, 7, 3, stride=2, padding=1)
+    torch.manual_seed(0)
+    ref = nn.ConvTranspose3d(5, 7, 3, stride=2, padding=1)
+    assert isinstance(ours, nn.ConvTranspose3d)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    for k in ref.state_dict():
+        assert torch.equal(ours.state_dict()[k], ref.state_dict()[k])
+    ref.load_state_dict(ours.state_dict())
+    ours2 = ct.ConvTranspose3d(5, 7, 3, stride=2, padding=1, bias=False)
+    assert ours2.bias is None
+
+
+def test_fallback_equals_torch_and_warns_once_on_cpu():
+    x, w, b = _x(2, 3, 4, 5, 6), _x(3, 4, 3, 3, 3), _x(4)
+    fast_path._warned.clear()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        y = ct.conv_transpose3d(x, w, b, stride=2, padding=1)
+        ct.conv_transpose3d(x, w, b, stride=2, padding=1)
+    assert torch.equal(y, F.conv_transpose3d(x, w, b, stride=2, padding=1))
+    msgs = [str(r.message) for r in rec if "falling back" in str(r.message)]
+    assert len(msgs) == 1 and "CUDA" in msgs[0]
+
+
+@pytest.mark.parametrize("kw, arg", [
+    (dict(groups=2), "groups"),
+    (dict(dilation=2), "dilation"),
+    (dict(output_padding=1, stride=2), "output_padding"),
+    (dict(stride=(1, 2, 1)), "stride"),
+    (dict(padding=(0, 1, 0)), "padding"),
+    (dict(stride=5), "stride"),
+])
+def test_outside_fast_path_falls_back_or_raises_strict(kw, arg):
+    groups = kw.get("groups", 1)
+    x, w = _x(1, 4, 3, 4, 5), _x(4, 2, 3, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = ct.conv_transpose3d(x, w, **kw)
+    assert torch.equal(y, F.conv_transpose3d(x, w, **kw))
+    reasons = fast_path.check(x, w, None, kw.get("stride", 1), kw.get("padding", 0),
+                              kw.get("output_padding", 0), groups, kw.get("dilation", 1))
+    assert arg in [a for a, _ in reasons]
+
+
+@pytest.mark.parametrize("shape, arg", [((4, 2, 2, 2, 2), "kernel_size"), ((4, 2, 3, 3, 1), "kernel_size")])
+def test_even_or_noncubic_kernel_reason(shape, arg):
+    x, w = _x(1, 4, 3, 4, 5), _x(*shape)
+    reasons = fast_path.check(x, w, None, 1, 0, 0, 1, 1)
+    assert arg in [a for a, _ in reasons]
+    with pytest.raises(ValueError, match="kernel_size"):
+        fast_path.fallback_or_raise([r for r in reasons if r[0] == arg], strict=True)
+
+
+def test_strict_raises_value_error_naming_argument():
+    x, w = _x(1, 4, 3, 4, 5), _x(4, 2, 3, 3, 3)
+    with pytest.raises(ValueError, match="'input'"):  # CPU tensor: outside the fast path
+        ct.conv_transpose3d(x, w, strict=True)
+
+
+def test_float64_reason_names_dtype():
+    x, w = _x(1, 4, 3, 4, 5).double(), _x(4, 2, 3, 3, 3).double()
+    reasons = dict(fast_path.check(x, w, None, 1, 0, 0, 1, 1))
+    assert "float64" in reasons["input"] or "float64" in str(reasons)
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda: (_x(4, 3, 3), _x(4, 2, 3, 3, 3)), RuntimeError, "4D .* or 5D"),
+    (lambda: (_x(1, 5, 3, 3, 3), _x(4, 2, 3, 3, 3)), RuntimeError, "channels"),
+    (lambda: (_x(1, 4, 3, 3, 3), _x(4, 2, 3, 3)), RuntimeError, "weight"),
+])
+def test_invalid_input_raises(make, exc, match):
+    x, w = make()
+    with pytest.raises(exc, match=match):
+        ct.conv_transpose3d(x, w)
+
+
+def test_output_size_nonpositive_raises():
+    with pytest.raises(RuntimeError, match="output size"):
+        ct.conv_transpose3d(_x(1, 4, 1, 1, 1), _x(4, 2, 3, 3, 3), padding=2)
+
+
+def test_bad_bias_shape_raises():
+    with pytest.raises(RuntimeError, match="bias"):
+        ct.conv_transpose3d(_x(1, 4, 3, 3, 3), _x(4, 2, 3, 3, 3), _x(3))
+
+
+def test_bad_precision_names_argument_and_choices():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ct.conv_transpose3d(_x(1, 4, 3, 3, 3), _x(4, 2, 3, 3, 3), precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        ct.ConvTranspose3d(4, 2, 3, precision="bf16")
+
+
+def test_precision_resolution_order(monkeypatch):
+    monkeypatch.delenv("CONVT3D_PRECISION", raising=False)
+    old = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = True
+        assert precision.resolve("auto") == "tf32"
+        torch.backends.cudnn.allow_tf32 = False
+        assert precision.resolve("auto") == "fp32"
+        monkeypatch.setenv("CONVT3D_PRECISION", "3xtf32")
+        assert precision.resolve("auto") == "3xtf32"
+        with ct.set_precision("tf32"):
+            assert precision.resolve("auto", None) == "tf32"
+            assert precision.resolve("fp32") == "fp32"
+            assert precision.resolve(None, "3xtf32") == "3xtf32"
+        assert precision.resolve() == "3xtf32"
+        monkeypatch.setenv("CONVT3D_PRECISION", "fp64")
+        with pytest.raises(ValueError, match="CONVT3D_PRECISION"):
+            precision.resolve()
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+
+
+def test_unbatched_input_matches_torch():
+    x, w = _x(4, 3, 4, 5), _x(4, 2, 3, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(ct.conv_transpose3d(x, w), F.conv_transpose3d(x, w))
+
+
+def test_convert_model_swaps_in_place_keeping_parameters():
+    model = nn.Sequential(nn.Conv3d(2, 4, 3), nn.ConvTranspose3d(4, 3, 3, stride=2),
+                          nn.Sequential(nn.ReLU(), nn.ConvTranspose3d(3, 1, 5, padding=2, bias=False)))
+    params = [id(p) for p in model.parameters()]
+    x = _x(1, 2, 5, 5, 5)
+    ref = model(x)
+    out = ct.convert_model(model, precision="fp32")
+    assert out is model
+    assert isinstance(model[1], ct.ConvTranspose3d) and isinstance(model[2][1], ct.ConvTranspose3d)
+    assert model[1].precision == "fp32"
+    assert [id(p) for p in model.parameters()] == params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(model(x), ref)
+    single = ct.convert_model(nn.ConvTranspose3d(2, 2, 3))
+    assert isinstance(single, ct.ConvTranspose3d)
+
+
+def test_module_output_size_argument_falls_back_correctly():
+    m = ct.ConvTranspose3d(3, 2, 3, stride=2, padding=1)
+    x = _x(1, 3, 4, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = m(x, output_size=[8, 8, 8])
+    ref = F.conv_transpose3d(x, m.weight, m.bias, 2, 1, output_padding=1)
+    assert y.shape[-3:] == (8, 8, 8) and torch.equal(y, ref)
+
+
+def test_configs_lists_the_table():
+    rows = ct.configs()
+    assert len(rows) == len({r["name"] for r in rows}) >= 15
+    for op in ("dgrad", "fprop", "wgrad"):
+        for prec in ("fp32", "tf32", "3xtf32"):
+            assert any(r["op"] == op and r["precision"] == prec for r in rows)
+    assert {"name", "op", "precision", "arch", "tile", "warp", "stages", "align", "compiled"} <= set(rows[0])
+
+
+def test_autograd_through_fallback():
+    x = _x(1, 3, 3, 4, 5, requires_grad=True)
+    m = ct.ConvTranspose3d(3, 2, 3, stride=2, padding=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m(x).square().sum().backward()
+    ref = nn.ConvTranspose3d(3, 2, 3, stride=2, padding=1)
+    ref.load_state_dict(m.state_dict())
+    x2 = x.detach().clone().requires_grad_()
+    ref(x2).square().sum().backward()
+    assert torch.allclose(x.grad, x2.grad) and torch.allclose(m.weight.grad, ref.weight.grad)

@@ -1,0 +1,137 @@
+"""Forward pass on the CUTLASS kernels against float64 PyTorch (needs a GPU and the extension)."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import launch
+from convt3d_cutlass.kernel_table import KERNELS
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem, out_size
+
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+CHANNELS = (1, 3, 8, 24, 48, 64)
+
+
+def _case(n, c_in, c_out, spatial, k, s, p, bias, channels_last):
+    x = torch.randn(n, c_in, *spatial, device="cuda")
+    if channels_last:
+        x = x.to(memory_format=CL)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    b = torch.randn(c_out, device="cuda") if bias else None
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double() if bias else None, s, p)
+    return x, w, b, ref
+
+
+def _run_poisoned(x, w, b, k, s, p, prec, config=None):
+    """Low-level forward into a NaN-filled output, so unwritten elements fail the check."""
+    prob = Problem(x.shape[0], x.shape[1], w.shape[1], tuple(x.shape[2:]), k, s, p)
+    out = torch.full((prob.n, prob.c_out) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+    poison_allocator()
+    return launch.forward(x, w, b, prob, prec, config, out=out)
+
+
+_GRID = [c for c in itertools.product(("fp32", "tf32", "3xtf32"), (1, 2, 3), (1, 3, 5), ("0", "k//2", "k-1"),
+                                      (False, True))]
+
+
+@pytest.mark.parametrize("prec, s, k, pk, cl", _GRID)
+def test_forward_matrix(prec, s, k, pk, cl):
+    p = {"0": 0, "k//2": k // 2, "k-1": k - 1}[pk]
+    i = _GRID.index((prec, s, k, pk, cl))
+    c_in, c_out = CHANNELS[i % 6], CHANNELS[(i // 6 + 2) % 6]  # cycle through channel pairs
+    bias = i % 2 == 0
+    spatial = (5, 6, 7)
+    x, w, b, ref = _case(2, c_in, c_out, spatial, k, s, p, bias, cl)
+    y = _run_poisoned(x, w, b, k, s, p, prec)
+    assert rel_l2(y, ref) <= TOL[prec], (c_in, c_out, bias)
+    # public API: same numbers, torch's output format
+    y2 = ct.conv_transpose3d(x, w, b, s, p, precision=prec, strict=True)
+    assert y2.shape == ref.shape and rel_l2(y2, ref) <= TOL[prec]
+    assert y2.is_contiguous(memory_format=CL) if cl else y2.is_contiguous()
+
+
+@pytest.mark.parametrize("prec", ["fp32", "tf32", "3xtf32"])
+@pytest.mark.parametrize("c_in, c_out", list(itertools.product(CHANNELS, CHANNELS)))
+def test_forward_all_channel_pairs(prec, c_in, c_out):
+    x, w, b, ref = _case(1, c_in, c_out, (4, 5, 6), 3, 2, 1, True, True)
+    assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, prec), ref) <= TOL[prec]
+
+
+@pytest.mark.parametrize("cfg", [k for k in KERNELS if k.op == "dgrad"], ids=lambda k: k.name)
+def test_every_forward_config(cfg):
+    for s in (1, 2):
+        x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, s, 1, True, True)
+        y = _run_poisoned(x, w, b, 3, s, 1, cfg.precision, config=cfg.name)
+        assert rel_l2(y, ref) <= TOL[cfg.precision], s
+
+
+def test_stride_4_and_k7():
+    x, w, b, ref = _case(1, 8, 8, (3, 4, 5), 7, 4, 3, True, False)
+    assert rel_l2(_run_poisoned(x, w, b, 7, 4, 3, "3xtf32"), ref) <= 1e-5
+    x, w, b, ref = _case(1, 8, 8, (3, 4, 5), 1, 3, 0, True, False)  # k < s: bias-only phases
+    assert rel_l2(_run_poisoned(x, w, b, 1, 3, 0, "tf32"), ref) <= 5e-3
+
+
+def test_non_contiguous_input_and_unbatched():
+    x = torch.randn(2, 16, 6, 7, 8, device="cuda").transpose(2, 4)  # non-contiguous
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda")
+    ref = F.conv_transpose3d(x.double(), w.double(), None, 1, 1)
+    assert rel_l2(ct.conv_transpose3d(x, w, padding=1, precision="fp32", strict=True), ref) <= 1e-5
+    xu = torch.randn(16, 5, 5, 5, device="cuda")
+    refu = F.conv_transpose3d(xu.double(), w.double())
+    yu = ct.conv_transpose3d(xu, w, precision="3xtf32", strict=True)
+    assert yu.shape == refu.shape and rel_l2(yu, refu) <= 1e-5
+
+
+def test_non_default_stream():
+    x, w, b, ref = _case(2, 32, 24, (12, 12, 12), 3, 1, 1, True, True)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        y = ct.conv_transpose3d(x, w, b, 1, 1, precision="tf32", strict=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    assert rel_l2(y, ref) <= 5e-3
+
+
+def test_weight_cache_never_stale():
+    x, w, b, _ = _case(1, 8, 8, (4, 4, 4), 3, 2, 1, False, True)
+    y1 = ct.conv_transpose3d(x, w, None, 2, 1, precision="fp32")
+    with torch.no_grad():
+        w.mul_(2.0)  # in-place update bumps the version
+    y2 = ct.conv_transpose3d(x, w, None, 2, 1, precision="fp32")
+    assert rel_l2(y2, 2 * y1) <= 1e-6
+
+
+def test_auto_precision_follows_cudnn_flag():
+    x, w, _, ref = _case(1, 32, 32, (8, 8, 8), 3, 1, 1, False, True)
+    old = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        assert rel_l2(ct.conv_transpose3d(x, w, padding=1), ref) <= 1e-5
+        torch.backends.cudnn.allow_tf32 = True
+        err = rel_l2(ct.conv_transpose3d(x, w, padding=1), ref)
+        assert 1e-5 < err <= 5e-3  # tf32 rounding is visible: the flag took effect
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.mark.slow
+def test_seed_case_matches_native_module():
+    """x (8, 48, 96^3) through ConvTranspose3d(48, 24, 3), same seed as nn.ConvTranspose3d."""
+    torch.manual_seed(0)
+    ours = ct.ConvTranspose3d(48, 24, 3, precision="3xtf32", strict=True).cuda()
+    torch.manual_seed(0)
+    ref_mod = torch.nn.ConvTranspose3d(48, 24, 3).cuda()
+    assert torch.equal(ours.weight, ref_mod.weight)
+    x = torch.randn(8, 48, 96, 96, 96, device="cuda").to(memory_format=CL)
+    with torch.no_grad():
+        y = ours(x)
+        ref = F.conv_transpose3d(x.double(), ref_mod.weight.double(), ref_mod.bias.double())
+    assert y.shape == (8, 24, 98, 98, 98)
+    assert rel_l2(y, ref) <= 1e-5

@@ -1,0 +1,144 @@
+"""Selector decisions, split-K sizing, stride-phase math and fake-tensor shapes (CPU)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convt3d_cutlass import ops, selector
+from convt3d_cutlass.kernel_table import BY_NAME, KERNELS, PRECISIONS
+from convt3d_cutlass.problem import Problem, out_size, phases
+
+HEADLINE = Problem(8, 48, 24, (96, 96, 96), 3)
+MEDIUM = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
+
+
+def test_headline_forward_picks_tall_narrow_tile():
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").tile == (256, 32, 32)
+
+
+def test_medium_forward_picks_64_wide_tile():
+    assert selector.select_config(MEDIUM, "dgrad", "tf32").tile == (128, 64, 32)
+
+
+def test_small_volume_narrow_n_uses_128_rows():
+    p = Problem(1, 16, 16, (8, 8, 8), 3)
+    assert selector.select_config(p, "dgrad", "tf32").tile == (128, 32, 32)
+
+
+def test_wide_channels_use_wide_tile():
+    p = Problem(2, 256, 256, (16, 16, 16), 3)
+    assert selector.select_config(p, "dgrad", "tf32").tile == (128, 128, 16)
+    assert selector.select_config(p, "fprop", "tf32").tile == (128, 128, 16)
+    assert selector.select_config(p, "wgrad", "tf32").tile == (128, 128, 16)
+
+
+@pytest.mark.parametrize("op", ["dgrad", "fprop", "wgrad"])
+@pytest.mark.parametrize("prec", PRECISIONS)
+@pytest.mark.parametrize("c_in, c_out", [(1, 1), (3, 8), (8, 3), (5, 7), (24, 48), (48, 24), (64, 256)])
+def test_every_choice_matches_op_and_alignment(op, prec, c_in, c_out):
+    p = Problem(2, c_in, c_out, (9, 10, 11), 3, 2, 1)
+    k = selector.select_config(p, op, prec)
+    assert k.op == op
+    assert c_in % k.align == 0 and c_out % k.align == 0
+    if c_in % 4 == 0 and c_out % 4 == 0:
+        assert k.precision == prec
+    else:  # unaligned channels run exact fp32 (SIMT): never less accurate than asked
+        assert k.precision == "fp32"
+
+
+def test_forced_config_and_errors(monkeypatch):
+    name = "dgrad_tf32_128x128x16_64x64x16_s4"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", config=name).name == name
+    # a forced config for another op does not affect this op
+    assert selector.select_config(HEADLINE, "fprop", "tf32", config=name).op == "fprop"
+    monkeypatch.setenv("CONVT3D_CONFIG", name)
+    assert selector.select_config(HEADLINE, "dgrad", "fp32").name == name
+    with pytest.raises(ValueError, match="not a kernel"):
+        selector.select_config(HEADLINE, "dgrad", "tf32", config="nope")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        selector.select_config(Problem(1, 3, 3, (4, 4, 4), 3), "dgrad", "tf32", config=name)
+
+
+def test_filtered_build_falls_back_to_a_compiled_kernel():
+    only = {"dgrad_tf32_128x64x32_64x32x32_s3"}
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", compiled=only).name in only
+    with pytest.raises(LookupError):
+        selector.select_config(HEADLINE, "fprop", "tf32", compiled=only)
+
+
+def test_split_k_fills_machine_and_is_bounded():
+    k = selector.select_config(HEADLINE, "wgrad", "tf32")
+    s = selector.split_k_slices(HEADLINE, k, 132)
+    m, n, kk = HEADLINE.gemm("wgrad")
+    assert 1 < s <= kk // k.tile[2] // 8
+    tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+    assert tiles * s >= 2 * 132
+    tiny = Problem(1, 4, 4, (2, 2, 2), 1)
+    assert selector.split_k_slices(tiny, selector.select_config(tiny, "wgrad", "fp32")) == 1
+
+
+def test_table_names_unique_and_generated_files_current():
+    assert len(BY_NAME) == len(KERNELS)
+    import subprocess, sys, pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "csrc" / "generate_kernels.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def _phase_emulation(x, w, p: Problem):
+    """Run the phase decomposition with torch ops (float64) to check its index math."""
+    y = torch.zeros((p.n, p.c_out) + p.out_spatial, dtype=x.dtype)
+    s = p.stride
+    for ph in phases(p):
+        if ph.empty or ph.no_taps:
+            continue
+        r = ph.r
+        ws = w[:, :, r[0]::s, r[1]::s, r[2]::s]
+        full = F.conv_transpose3d(x, ws)  # out[o'] = sum_j x[o' - j] w[j]
+        # phase out[m] = full[m + pad], zero where m + pad falls outside full
+        sub = torch.zeros((p.n, p.c_out) + ph.count, dtype=x.dtype)
+        src = [slice(pd, min(pd + c, fs)) for pd, c, fs in zip(ph.pad, ph.count, full.shape[2:])]
+        ext = [sl.stop - sl.start for sl in src]
+        sub[:, :, :ext[0], :ext[1], :ext[2]] = full[:, :, src[0], src[1], src[2]]
+        f = ph.first
+        y[:, :, f[0]::s, f[1]::s, f[2]::s] = sub
+    return y
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+@pytest.mark.parametrize("pad_kind", ["zero", "half", "max"])
+def test_phase_decomposition_reproduces_strided_transposed_conv(k, s, pad_kind):
+    pad = {"zero": 0, "half": k // 2, "max": k - 1}[pad_kind]
+    spatial = (3, 4, 5)
+    if min(out_size(d, k, s, pad) for d in spatial) <= 0:
+        pytest.skip("empty output")
+    p = Problem(2, 3, 2, spatial, k, s, pad)
+    x = torch.randn(2, 3, *spatial, dtype=torch.float64)
+    w = torch.randn(3, 2, k, k, k, dtype=torch.float64)
+    ref = F.conv_transpose3d(x, w, stride=s, padding=pad)
+    got = _phase_emulation(x, w, p)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref)
+    # every output position belongs to exactly one phase
+    cover = torch.zeros(p.out_spatial, dtype=torch.int32)
+    for ph in phases(p):
+        f = ph.first
+        cover[f[0]::s, f[1]::s, f[2]::s] += 1
+    assert bool((cover == 1).all())
+
+
+@pytest.mark.skipif(not ops.HAS_CUSTOM_OP, reason="torch.library.custom_op needs torch >= 2.4")
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fake_shapes_and_formats(channels_last):
+    x = torch.empty(2, 8, 5, 6, 7, device="meta")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last_3d)
+    w = torch.empty(8, 4, 3, 3, 3, device="meta")
+    y = torch.ops.convt3d_cutlass.conv_transpose3d(x, w, None, 2, 1, "tf32", "")
+    assert y.shape == (2, 4, 9, 11, 13)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+    gx = torch.ops.convt3d_cutlass.conv_transpose3d_grad_input(y, w, 2, 1, channels_last, "tf32", "")
+    assert gx.shape == x.shape
+    gw = torch.ops.convt3d_cutlass.conv_transpose3d_grad_weight(y, x, 3, 2, 1, "tf32", "")
+    assert gw.shape == w.shape
