@@ -49,11 +49,17 @@ def _empty_like_format(ref: torch.Tensor, shape, channels_last: bool) -> torch.T
                        memory_format=CL if channels_last else torch.contiguous_format)
 
 
-def _native_backward(grad_y, x, weight, has_bias, stride, padding, mask):
-    """Differentiable backward through PyTorch's own op (for create_graph=True)."""
-    return torch.ops.aten.convolution_backward(
-        grad_y, x, weight, [weight.shape[1]] if has_bias else None, [stride] * 3, [padding] * 3,
-        [1, 1, 1], True, [0, 0, 0], 1, list(mask))
+def _native_backward(grad_y, x, weight, has_bias, stride, padding, precision, mask):
+    """Differentiable backward through PyTorch's own op (for create_graph=True), in the
+    precision class the forward ran: TF32 only when the forward was tf32."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        return torch.ops.aten.convolution_backward(
+            grad_y, x, weight, [weight.shape[1]] if has_bias else None, [stride] * 3, [padding] * 3,
+            [1, 1, 1], True, [0, 0, 0], 1, list(mask))
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
 
 
 def _backward(ctx, grad_y):
@@ -62,7 +68,7 @@ def _backward(ctx, grad_y):
     gx = gw = gb = None
     if torch.is_grad_enabled():
         gx, gw, gb = _native_backward(grad_y, x, weight, ctx.has_bias, ctx.stride, ctx.padding,
-                                      (need_x, need_w, need_b and ctx.has_bias))
+                                      ctx.precision, (need_x, need_w, need_b and ctx.has_bias))
     else:
         if need_x:
             gx = grad_input_op(grad_y, weight, ctx.stride, ctx.padding, wants_channels_last(x),
