@@ -52,7 +52,7 @@ def main(argv=None):
     ap.add_argument("--precisions", default="tf32,fp32,3xtf32")
     ap.add_argument("--layouts", default="NCDHW,NDHWC")
     ap.add_argument("--cases", default=None, help="comma list of case names (sweep)")
-    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=None, help="timed reps per series (10; sweep 3)")
     ap.add_argument("--no-errors", action="store_true", help="skip the float64 references")
     ap.add_argument("--check", type=float, default=None, metavar="MIN_SPEEDUP")
     ap.add_argument("--configs", action="store_true", help="time every compiled forward tile config")
@@ -78,12 +78,13 @@ def main(argv=None):
         names = set(args.cases.split(","))
         cases = [c for c in SWEEP if c.name in names]
     passes = tuple(args.passes.split(",")) if args.passes else (("step",) if args.sweep else PASSES)
+    reps = args.reps or (3 if args.sweep else 10)
     layouts = [{"NCDHW": False, "NDHWC": True}[s] for s in args.layouts.split(",")]
     precisions = args.precisions.split(",")
     rows = []
     for i, c in enumerate(cases):
         _progress(i, len(cases), c.label())
-        rows += run_case(c, layouts, precisions, passes, ceil, reps=args.reps, errors=not args.no_errors,
+        rows += run_case(c, layouts, precisions, passes, ceil, reps=reps, errors=not args.no_errors,
                          log=lambda r: None)
     _progress(len(cases), len(cases), "done")
     print(file=sys.stderr)
