@@ -86,6 +86,8 @@ def main(argv=None):
         _progress(i, len(cases), c.label())
         rows += run_case(c, layouts, precisions, passes, ceil, reps=reps, errors=not args.no_errors,
                          log=lambda r: None)
+        # saved after every case, so a run cut short still leaves its numbers
+        report.save(rows, env, ("sweep" if args.sweep else "headline") + "-partial")
     _progress(len(cases), len(cases), "done")
     print(file=sys.stderr)
     print(report.table(rows))
