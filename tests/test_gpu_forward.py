@@ -135,3 +135,17 @@ def test_seed_case_matches_native_module():
         ref = F.conv_transpose3d(x.double(), ref_mod.weight.double(), ref_mod.bias.double())
     assert y.shape == (8, 24, 98, 98, 98)
     assert rel_l2(y, ref) <= 1e-5
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (layer on cuda:1 while cuda:0 is current)")
+def test_layer_on_second_gpu():
+    m = ct.ConvTranspose3d(16, 8, 3, stride=2, padding=1, precision="fp32", strict=True).to("cuda:1")
+    x = torch.randn(2, 16, 5, 6, 7, device="cuda:1").to(memory_format=CL).requires_grad_()
+    y = m(x)
+    y.square().sum().backward()
+    assert y.device == torch.device("cuda:1") and m.weight.grad.device == torch.device("cuda:1")
+    xd = x.detach().double().requires_grad_()
+    wd = m.weight.detach().double().requires_grad_()
+    ref = F.conv_transpose3d(xd, wd, m.bias.detach().double(), 2, 1)
+    ref.square().sum().backward()
+    assert rel_l2(y, ref) <= 1e-5 and rel_l2(x.grad, xd.grad) <= 1e-5 and rel_l2(m.weight.grad, wd.grad) <= 1e-5
