@@ -41,7 +41,9 @@ def geomeans(rows, pass_="step"):
 def environment(ceil):
     def git(*a):
         try:
-            return subprocess.check_output(["git", *a], text=True, stderr=subprocess.DEVNULL).strip()
+            # safe.directory: the device's copy of the tree is owned by another user than root
+            return subprocess.check_output(["git", "-c", "safe.directory=*", *a], text=True,
+                                           stderr=subprocess.DEVNULL).strip()
         except Exception:
             return ""
     props = torch.cuda.get_device_properties(0)

@@ -1,0 +1,62 @@
+"""The backward's wiring (which passes run, with what arguments) checked on the CPU with the
+kernel ops replaced by recorders; the GPU tests check the numbers."""
+import types
+
+import pytest
+import torch
+
+from convt3d_cutlass import ops
+
+
+class _Ctx(types.SimpleNamespace):
+    pass
+
+
+def _ctx(x, w, needs, has_bias=True):
+    return _Ctx(saved_tensors=(x, w), needs_input_grad=needs + (False,) * 4, has_bias=has_bias,
+                stride=2, padding=1, precision="3xtf32", config="")
+
+
+@pytest.mark.parametrize("needs", [(True, True, True), (True, False, False), (False, True, False),
+                                   (False, False, True), (False, False, False)])
+def test_backward_runs_only_needed_passes(needs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ops, "grad_input_op", lambda gy, w, s, p, cl, prec, cfg: calls.append(
+        ("input", s, p, cl, prec)) or torch.zeros(1))
+    monkeypatch.setattr(ops, "grad_weight_op", lambda gy, x, k, s, p, prec, cfg: calls.append(
+        ("weight", k, s, p, prec)) or torch.zeros(1))
+    x = torch.randn(1, 4, 3, 3, 3).to(memory_format=torch.channels_last_3d)
+    w = torch.randn(4, 2, 3, 3, 3)
+    gy = torch.randn(1, 2, 5, 5, 5)
+    with torch.no_grad():
+        gx, gw, gb, *rest = ops._backward(_ctx(x, w, needs), gy)
+    want = ([("input", 2, 1, True, "3xtf32")] if needs[0] else []) + \
+           ([("weight", 3, 2, 1, "3xtf32")] if needs[1] else [])
+    assert calls == want
+    assert (gx is not None) == needs[0] and (gw is not None) == needs[1] and (gb is not None) == needs[2]
+    if needs[2]:
+        assert torch.allclose(gb, gy.sum((0, 2, 3, 4)))
+    assert rest == [None] * 4
+
+
+def test_no_bias_gives_no_bias_grad(monkeypatch):
+    monkeypatch.setattr(ops, "grad_input_op", lambda *a: torch.zeros(1))
+    x, w, gy = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 3, 3, 3), torch.randn(1, 2, 5, 5, 5)
+    with torch.no_grad():
+        assert ops._backward(_ctx(x, w, (True, False, True), has_bias=False), gy)[2] is None
+
+
+def test_create_graph_uses_differentiable_native_formula():
+    # Under grad mode (create_graph=True) the backward must stay differentiable: compare with
+    # autograd of the native op in float64 on the CPU.
+    x = torch.randn(1, 3, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    gy = torch.randn(1, 2, 5, 7, 3, dtype=torch.float64)
+    with torch.enable_grad():
+        gx, gw, gb, *_ = ops._backward(_ctx(x, w, (True, True, True)), gy)
+    assert gx.requires_grad and gw.requires_grad
+    y = torch.nn.functional.conv_transpose3d(x, w, torch.zeros(2, dtype=torch.float64), 2, 1)
+    rx, rw = torch.autograd.grad(y, (x, w), gy)
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)
+    torch.testing.assert_close(gb, gy.sum((0, 2, 3, 4)))
