@@ -3,7 +3,7 @@
   python -m bench                 headline case, every precision pairing, both layouts, all passes
   python -m bench --sweep         realistic shapes (training step unless --passes says otherwise)
   python -m bench --check 1.0     exit 1 if any fast-path row is slower than that ratio
-  python -m bench --configs       time every compiled forward config on the headline case
+  python -m bench --configs       time every compiled config of every pass (selector vs best)
 """
 import argparse
 import sys
@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from . import report
-from .runner import PASSES, PAIRINGS, cudnn_mode, run_case
+from .runner import PASSES, run_case
 from .shapes import HEADLINE, SWEEP
 from .timing import bench, ceilings
 
@@ -22,26 +22,49 @@ def _progress(i, n, label):
     print(f"\r[{bar:<30}] {i}/{n} {label[:60]:<60}", end="", file=sys.stderr, flush=True)
 
 
-def run_configs(case, ceil):
+def run_configs(cases, precisions, reps):
+    """Time every compiled config of every pass on each case (channels_last_3d): what the selector
+    leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
     import convt3d_cutlass as ct
-    from convt3d_cutlass import selector
-    from convt3d_cutlass.problem import Problem
+    from convt3d_cutlass import fast_path, ops, selector
+    from convt3d_cutlass.problem import Problem, phases
     from .runner import CaseTensors
     rows = []
-    t = CaseTensors(case, True)
-    p = Problem(case.n, case.c_in, case.c_out, case.spatial, case.k, case.stride, case.padding)
-    for prec in PAIRINGS:
-        chosen = selector.select_config(p, "dgrad", prec).name
-        for cfg in ct.configs():
-            if cfg["op"] != "dgrad" or cfg["precision"] != prec or not cfg["compiled"]:
-                continue
-            with torch.no_grad():
-                ms = bench(lambda: ct.conv_transpose3d(t.x, t.w, t.b, case.stride, case.padding,
-                                                       precision=prec, config=cfg["name"]))
-            rows.append(dict(precision=prec, config=cfg["name"], ms=ms, tflops=case.flops / ms / 1e9,
-                             selected=cfg["name"] == chosen))
-            print(f"{prec:7s} {cfg['name']:40s} {ms:8.3f} ms {case.flops / ms / 1e9:6.1f} TFLOP/s"
-                  f"{'  <- selector' if cfg['name'] == chosen else ''}", flush=True)
+    for case in cases:
+        t = CaseTensors(case, True)
+        if fast_path.check(t.x, t.w, t.b, case.stride, case.padding, case.output_padding, 1, 1):
+            continue  # fallback shape: no kernel of ours runs
+        p = Problem(case.n, case.c_in, case.c_out, case.spatial, case.k, case.stride, case.padding)
+        biggest = max(phases(p), key=lambda ph: ph.count[0] * ph.count[1] * ph.count[2]).count
+        runs = {
+            "dgrad": lambda prec, name: ct.conv_transpose3d(t.x, t.w, t.b, case.stride, case.padding,
+                                                            precision=prec, config=name),
+            "fprop": lambda prec, name: ops.grad_input_op(t.gy, t.w, case.stride, case.padding, True,
+                                                          prec, name),
+            "wgrad": lambda prec, name: ops.grad_weight_op(t.gy, t.x, case.k, case.stride, case.padding,
+                                                           prec, name),
+        }
+        for op, fn in runs.items():
+            for prec in precisions:
+                mn = (case.n * biggest[0] * biggest[1] * biggest[2], case.c_out) if op == "dgrad" else None
+                chosen = selector.select_config(p, op, prec, gemm_mn=mn).name
+                timed = []
+                for cfg in ct.configs():
+                    if cfg["op"] != op or cfg["precision"] != prec or not cfg["compiled"]:
+                        continue
+                    if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
+                        continue
+                    with torch.no_grad():
+                        ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)
+                    timed.append((ms, cfg["name"]))
+                    rows.append(dict(case=case.name, pass_=op, precision=prec, config=cfg["name"], ms=ms,
+                                     tflops=case.flops / ms / 1e9, selected=cfg["name"] == chosen))
+                if not timed:
+                    continue
+                best_ms, best = min(timed)
+                sel_ms = next((ms for ms, n in timed if n == chosen), float("nan"))
+                print(f"{case.name:14s} {op:5s} {prec:6s} selector {chosen:36s} {sel_ms:8.3f} ms | best "
+                      f"{best:36s} {best_ms:8.3f} ms | left {sel_ms / best_ms:5.2f}x", flush=True)
     return rows
 
 
@@ -55,7 +78,8 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=None, help="timed reps per series (10; sweep 3)")
     ap.add_argument("--no-errors", action="store_true", help="skip the float64 references")
     ap.add_argument("--check", type=float, default=None, metavar="MIN_SPEEDUP")
-    ap.add_argument("--configs", action="store_true", help="time every compiled forward tile config")
+    ap.add_argument("--configs", action="store_true",
+                    help="time every compiled tile config of every pass (headline, or --sweep / --cases)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench: needs a CUDA GPU", file=sys.stderr)
@@ -69,14 +93,14 @@ def main(argv=None):
     env = report.environment(ceil)
     print(f"{env['gpu']}: TF32 matmul {ceil['tf32_tflops']:.0f} TFLOP/s, FP32 matmul {ceil['fp32_tflops']:.1f} "
           f"TFLOP/s, copy {ceil['copy_tbs']:.2f} TB/s; torch {env['torch']}, cuDNN {env['cudnn']}", flush=True)
-    if args.configs:
-        rows = run_configs(HEADLINE, ceil)
-        report.save(rows, env, "configs")
-        return 0
     cases = SWEEP if args.sweep else (HEADLINE,)
     if args.cases:
         names = set(args.cases.split(","))
         cases = [c for c in SWEEP if c.name in names]
+    if args.configs:
+        rows = run_configs(cases, args.precisions.split(","), args.reps or 5)
+        report.save(rows, env, "configs")
+        return 0
     passes = tuple(args.passes.split(",")) if args.passes else (("step",) if args.sweep else PASSES)
     reps = args.reps or (3 if args.sweep else 10)
     layouts = [{"NCDHW": False, "NDHWC": True}[s] for s in args.layouts.split(",")]

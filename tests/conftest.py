@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-import convt3d_cutlass
 from convt3d_cutlass import _extension
 
 

@@ -9,7 +9,7 @@ import convt3d_cutlass as ct
 from convt3d_cutlass import launch
 from convt3d_cutlass.kernel_table import KERNELS
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem, out_size
+from convt3d_cutlass.problem import Problem
 
 from conftest import TOL, poison_allocator, rel_l2, requires_gpu
 
