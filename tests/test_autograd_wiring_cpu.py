@@ -60,3 +60,22 @@ def test_create_graph_uses_differentiable_native_formula():
     torch.testing.assert_close(gx, rx)
     torch.testing.assert_close(gw, rw)
     torch.testing.assert_close(gb, gy.sum((0, 2, 3, 4)))
+
+
+def test_autograd_function_path_for_old_torch(monkeypatch):
+    """The torch < 2.4 path (autograd.Function) with the kernels replaced by PyTorch on the CPU."""
+    import torch.nn.functional as F
+    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg: F.conv_transpose3d(x, w, b, s, p))
+    monkeypatch.setattr(ops, "grad_input_op", lambda gy, w, s, p, cl, prec, cfg: F.conv3d(gy, w, None, s, p))
+    monkeypatch.setattr(ops, "grad_weight_op", lambda gy, x, k, s, p, prec, cfg: torch.ops.aten.convolution_backward(
+        gy, x, torch.empty(x.shape[1], gy.shape[1], k, k, k, dtype=x.dtype), None, [s] * 3, [p] * 3,
+        [1] * 3, True, [0] * 3, 1, [False, True, False])[1])
+    x = torch.randn(2, 3, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    y = ops.ConvTranspose3dFunction.apply(x, w, b, 2, 1, "fp32", "")
+    gy = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    ref = torch.autograd.grad(F.conv_transpose3d(x, w, b, 2, 1), (x, w, b), gy)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r)

@@ -81,6 +81,19 @@ def _backward(ctx, grad_y):
     return gx, gw, gb, None, None, None, None
 
 
+class ConvTranspose3dFunction(torch.autograd.Function):
+    """The autograd wiring without torch.library (torch < 2.4): same forward, same backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, precision, config):
+        _setup_context(ctx, (x, weight, bias, stride, padding, precision, config), None)
+        return _fwd(x, weight, bias, stride, padding, precision, config)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        return _backward(ctx, grad_y)
+
+
 def _setup_context(ctx, inputs, output):
     x, weight, bias, stride, padding, precision, config = inputs
     ctx.save_for_backward(x, weight)
@@ -130,15 +143,5 @@ if HAS_CUSTOM_OP:
 else:  # torch < 2.4
     grad_input_op, grad_weight_op = _grad_in, _grad_w
 
-    class _ConvTranspose3dFn(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, bias, stride, padding, precision, config):
-            _setup_context(ctx, (x, weight, bias, stride, padding, precision, config), None)
-            return _fwd(x, weight, bias, stride, padding, precision, config)
-
-        @staticmethod
-        def backward(ctx, grad_y):
-            return _backward(ctx, grad_y)
-
     def apply(x, weight, bias, stride, padding, precision, config):
-        return _ConvTranspose3dFn.apply(x, weight, bias, stride, padding, precision, config or "")
+        return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, precision, config or "")
