@@ -3,6 +3,8 @@ ConvTranspose3d layers from 3D networks, chosen from the architectures, not from
 from dataclasses import dataclass
 from typing import Tuple
 
+from convt3d_cutlass.problem import Problem
+
 
 @dataclass(frozen=True)
 class Case:
@@ -19,8 +21,7 @@ class Case:
 
     @property
     def flops(self) -> float:
-        d, h, w = self.spatial
-        return 2.0 * self.n * d * h * w * self.c_in * self.c_out * self.k ** 3
+        return Problem(self.n, self.c_in, self.c_out, self.spatial, self.k, self.stride, self.padding).flops()
 
     def label(self) -> str:
         s = "x".join(map(str, self.spatial))
