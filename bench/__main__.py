@@ -123,7 +123,7 @@ def main(argv=None):
     png = report.plot(rows, env, stem)
     print(f"results: {d}" + (f" (plot {png})" if png else ""))
     if args.check is not None:
-        slow = [r for r in rows if r["fast_path"] and r["speedup"] < args.check]
+        slow = report.slower_than(rows, args.check)
         for r in slow:
             print(f"CHECK FAILED: {r['case']} {r['layout']} {r['precision']} {r['pass_']}: "
                   f"{r['speedup']:.2f}x < {args.check}")

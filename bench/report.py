@@ -38,6 +38,11 @@ def geomeans(rows, pass_="step"):
     return {k: math.exp(sum(v) / len(v)) for k, v in out.items()}
 
 
+def slower_than(rows, min_speedup):
+    """Fast-path rows whose speedup is under min_speedup (what --check fails on)."""
+    return [r for r in rows if r["fast_path"] and r["speedup"] < min_speedup]
+
+
 def environment(ceil):
     def git(*a):
         try:

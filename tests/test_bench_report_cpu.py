@@ -1,0 +1,47 @@
+"""The benchmark's bookkeeping (table, geometric means, --check), on made-up rows (CPU)."""
+import math
+
+from bench import report
+from bench.shapes import HEADLINE, SWEEP
+
+
+def _row(case, prec, layout, speedup, fast=True, pass_="step"):
+    return dict(case=case, shape=case, layout=layout, precision=prec, cudnn_tf32=prec == "tf32", pass_=pass_,
+                fast_path=fast, ours_ms=1.0, ours_tflops=10.0, ours_ceiling_frac=0.1, cudnn_default_ms=2.0,
+                cudnn_benchmark_ms=speedup, cudnn_tflops=5.0, speedup=speedup, ours_err=1e-7,
+                cudnn_err=1e-7, ours_mem_mb=1.0, cudnn_mem_mb=2.0)
+
+
+def test_geomean_per_precision_and_layout_skips_fallback_rows():
+    rows = [_row("a", "tf32", "NDHWC", 2.0), _row("b", "tf32", "NDHWC", 8.0),
+            _row("c", "tf32", "NDHWC", 100.0, fast=False), _row("a", "fp32", "NCDHW", 0.5),
+            _row("a", "tf32", "NDHWC", 50.0, pass_="forward")]
+    gm = report.geomeans(rows)
+    assert math.isclose(gm[("tf32", "NDHWC")], 4.0) and math.isclose(gm[("fp32", "NCDHW")], 0.5)
+    fwd = report.geomeans(rows, "forward")
+    assert list(fwd) == [("tf32", "NDHWC")] and math.isclose(fwd[("tf32", "NDHWC")], 50.0)
+
+
+def test_check_flags_only_slow_fast_path_rows():
+    rows = [_row("a", "tf32", "NDHWC", 0.9), _row("b", "tf32", "NDHWC", 1.1),
+            _row("c", "tf32", "NDHWC", 0.1, fast=False)]
+    assert [r["case"] for r in report.slower_than(rows, 1.0)] == ["a"]
+    assert report.slower_than(rows, 0.5) == []
+
+
+def test_table_marks_fallback_and_has_every_row():
+    rows = [_row("a", "tf32", "NDHWC", 1.5), _row("k2", "tf32", "NDHWC", 0.7, fast=False)]
+    text = report.table(rows)
+    lines = text.splitlines()
+    assert len(lines) == 4 and "k2 (fallback)" in text and "1.50x" in text
+
+
+def test_sweep_is_realistic_and_covers_the_asked_ranges():
+    assert len(SWEEP) >= 12 and SWEEP[0] == HEADLINE
+    chans = {c.c_in for c in SWEEP} | {c.c_out for c in SWEEP}
+    assert min(chans) <= 8 and max(chans) >= 256
+    assert {c.k for c in SWEEP} >= {3, 5} and {c.stride for c in SWEEP} >= {1, 2}
+    assert min(c.n for c in SWEEP) == 1 and max(c.n for c in SWEEP) >= 16
+    assert min(min(c.spatial) for c in SWEEP) <= 8 and max(max(c.spatial) for c in SWEEP) >= 128
+    assert len({c.name for c in SWEEP}) == len(SWEEP)
+    assert math.isclose(HEADLINE.flops, 440.3e9, rel_tol=1e-3)
