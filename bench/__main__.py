@@ -78,6 +78,9 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=None, help="timed reps per series (10; sweep 3)")
     ap.add_argument("--no-errors", action="store_true", help="skip the float64 references")
     ap.add_argument("--check", type=float, default=None, metavar="MIN_SPEEDUP")
+    ap.add_argument("--out", default=None, metavar="STEM",
+                    help="file stem under bench/results/<gpu>/ (default: headline, sweep or configs); "
+                         "runs split over several GPUs save under their own stems, then bench.merge joins them")
     ap.add_argument("--configs", action="store_true",
                     help="time every compiled tile config of every pass (headline, or --sweep / --cases)")
     args = ap.parse_args(argv)
@@ -99,7 +102,7 @@ def main(argv=None):
         cases = [c for c in SWEEP if c.name in names]
     if args.configs:
         rows = run_configs(cases, args.precisions.split(","), args.reps or 5)
-        report.save(rows, env, "configs")
+        report.save(rows, env, args.out or "configs")
         return 0
     passes = tuple(args.passes.split(",")) if args.passes else (("step",) if args.sweep else PASSES)
     reps = args.reps or (3 if args.sweep else 10)
@@ -111,15 +114,14 @@ def main(argv=None):
         rows += run_case(c, layouts, precisions, passes, ceil, reps=reps, errors=not args.no_errors,
                          log=lambda r: None)
         # saved after every case, so a run cut short still leaves its numbers
-        report.save(rows, env, ("sweep" if args.sweep else "headline") + "-partial")
+        report.save(rows, env, (args.out or ("sweep" if args.sweep else "headline")) + "-partial")
     _progress(len(cases), len(cases), "done")
     print(file=sys.stderr)
     print(report.table(rows))
-    gm = report.geomeans(rows, "step" if "step" in passes else passes[0])
-    for (prec, lay), v in sorted(gm.items()):
-        print(f"geomean speedup ({'step' if 'step' in passes else passes[0]}) {prec:6s} {lay}: {v:.2f}x")
-    stem = "sweep" if args.sweep else "headline"
-    d = report.save(rows, env, stem, extra={"geomean": {f"{p}/{l}": v for (p, l), v in gm.items()}})
+    gm = report.summary(rows)
+    print(report.summary_text(gm))
+    stem = args.out or ("sweep" if args.sweep else "headline")
+    d = report.save(rows, env, stem, extra={"geomean": gm})
     png = report.plot(rows, env, stem)
     print(f"results: {d}" + (f" (plot {png})" if png else ""))
     if args.check is not None:

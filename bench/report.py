@@ -38,6 +38,26 @@ def geomeans(rows, pass_="step"):
     return {k: math.exp(sum(v) / len(v)) for k, v in out.items()}
 
 
+def summary(rows):
+    """{pass: {"prec/layout": geomean speedup}} for every pass present (fast-path rows)."""
+    passes = list(dict.fromkeys(r["pass_"] for r in rows))
+    return {ps: {f"{p}/{l}": v for (p, l), v in sorted(geomeans(rows, ps).items())} for ps in passes}
+
+
+def summary_text(summ) -> str:
+    return "\n".join(f"geomean speedup ({ps}) {k.replace('/', ' '):14s}: {v:.2f}x"
+                     for ps, d in summ.items() for k, v in d.items())
+
+
+def worst(rows, n=3, pass_="step"):
+    """The n shapes with the lowest fast-path speedup in any precision/layout of one pass."""
+    by_case = {}
+    for r in rows:
+        if r["pass_"] == pass_ and r["fast_path"]:
+            by_case.setdefault(r["case"], []).append(r)
+    return sorted(by_case.items(), key=lambda kv: min(r["speedup"] for r in kv[1]))[:n]
+
+
 def slower_than(rows, min_speedup):
     """Fast-path rows whose speedup is under min_speedup (what --check fails on)."""
     return [r for r in rows if r["fast_path"] and r["speedup"] < min_speedup]
@@ -63,15 +83,15 @@ def environment(ceil):
                 ceilings=ceil)
 
 
-def results_dir():
-    name = torch.cuda.get_device_name(0).replace(" ", "_").replace("/", "_")
+def results_dir(gpu=None):
+    name = (gpu or torch.cuda.get_device_name(0)).replace(" ", "_").replace("/", "_")
     d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
     os.makedirs(d, exist_ok=True)
     return d
 
 
 def save(rows, env, stem, extra=None):
-    d = results_dir()
+    d = results_dir(env["gpu"])
     with open(os.path.join(d, stem + ".json"), "w") as f:
         json.dump(dict(environment=env, rows=rows, **(extra or {})), f, indent=1, default=str)
     if rows:
@@ -115,7 +135,7 @@ def plot(rows, env, stem):
         a.legend(fontsize=7, ncol=3)
     fig.suptitle(f"convt3d_cutlass vs cuDNN on {env['gpu']} (torch {env['torch']}, cuDNN {env['cudnn']})")
     fig.tight_layout()
-    path = os.path.join(results_dir(), stem + ".png")
+    path = os.path.join(results_dir(env["gpu"]), stem + ".png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

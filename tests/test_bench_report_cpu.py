@@ -45,3 +45,27 @@ def test_sweep_is_realistic_and_covers_the_asked_ranges():
     assert min(min(c.spatial) for c in SWEEP) <= 8 and max(max(c.spatial) for c in SWEEP) >= 128
     assert len({c.name for c in SWEEP}) == len(SWEEP)
     assert math.isclose(HEADLINE.flops, 440.3e9, rel_tol=1e-3)
+
+
+def test_summary_has_every_pass_and_worst_orders_by_lowest_speedup():
+    rows = [_row("a", "tf32", "NDHWC", 2.0), _row("b", "tf32", "NDHWC", 0.5), _row("b", "fp32", "NDHWC", 3.0),
+            _row("c", "tf32", "NCDHW", 0.2, fast=False), _row("a", "tf32", "NDHWC", 4.0, pass_="forward")]
+    s = report.summary(rows)
+    assert set(s) == {"step", "forward"} and math.isclose(s["forward"]["tf32/NDHWC"], 4.0)
+    assert [c for c, _ in report.worst(rows, n=2)] == ["b", "a"]
+
+
+def test_merge_joins_parts_in_sweep_order(tmp_path, monkeypatch):
+    import json
+    import os
+    from bench import merge
+    gpu = tmp_path / "results" / "GPU"
+    gpu.mkdir(parents=True)
+    env = dict(gpu="GPU", torch="x", cudnn=1, ceilings=dict(tf32_tflops=400.0, fp32_tflops=50.0, copy_tbs=3.0))
+    for stem, case in (("a", SWEEP[2].name), ("b-partial", SWEEP[1].name)):
+        (gpu / (stem + ".json")).write_text(json.dumps(dict(environment=env, rows=[_row(case, "tf32", "NDHWC", 2.0)])))
+    monkeypatch.setattr(merge.os.path, "abspath", lambda p: str(tmp_path / "merge.py"))
+    assert merge.main(["a", "b", "--out", "joined"]) == 0
+    out = json.loads((gpu / "joined.json").read_text())
+    assert [r["case"] for r in out["rows"]] == [SWEEP[1].name, SWEEP[2].name] and len(out["environment"]["parts"]) == 2
+    assert os.path.exists(gpu / "joined.csv")
