@@ -22,7 +22,7 @@ def _progress(i, n, label):
     print(f"\r[{bar:<30}] {i}/{n} {label[:60]:<60}", end="", file=sys.stderr, flush=True)
 
 
-def run_configs(cases, precisions, reps):
+def run_configs(cases, precisions, reps, save=lambda rows: None):
     """Time every compiled config of every pass on each case (channels_last_3d): what the selector
     leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
     import convt3d_cutlass as ct
@@ -65,6 +65,7 @@ def run_configs(cases, precisions, reps):
                 sel_ms = next((ms for ms, n in timed if n == chosen), float("nan"))
                 print(f"{case.name:14s} {op:5s} {prec:6s} selector {chosen:36s} {sel_ms:8.3f} ms | best "
                       f"{best:36s} {best_ms:8.3f} ms | left {sel_ms / best_ms:5.2f}x", flush=True)
+        save(rows)
     return rows
 
 
@@ -101,8 +102,10 @@ def main(argv=None):
         names = set(args.cases.split(","))
         cases = [c for c in SWEEP if c.name in names]
     if args.configs:
-        rows = run_configs(cases, args.precisions.split(","), args.reps or 5)
-        report.save(rows, env, args.out or "configs")
+        stem = args.out or "configs"
+        rows = run_configs(cases, args.precisions.split(","), args.reps or 5,
+                           save=lambda rows: report.save(rows, env, stem + "-partial"))
+        report.save(rows, env, stem)
         return 0
     passes = tuple(args.passes.split(",")) if args.passes else (("step",) if args.sweep else PASSES)
     reps = args.reps or (3 if args.sweep else 10)
