@@ -29,7 +29,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--gpu", default=None, help="results folder name (default: the only one, or this GPU's)")
     args = ap.parse_args(argv)
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    root = report.RESULTS_ROOT
     gpu = args.gpu or (sorted(os.listdir(root))[0] if len(os.listdir(root)) == 1 else None)
     if gpu is None:
         print("bench.merge: several GPUs under bench/results; pass --gpu", file=sys.stderr)

@@ -83,9 +83,12 @@ def environment(ceil):
                 ceilings=ceil)
 
 
+RESULTS_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
 def results_dir(gpu=None):
     name = (gpu or torch.cuda.get_device_name(0)).replace(" ", "_").replace("/", "_")
-    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+    d = os.path.join(RESULTS_ROOT, name)
     os.makedirs(d, exist_ok=True)
     return d
 

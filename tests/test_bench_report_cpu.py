@@ -64,7 +64,7 @@ def test_merge_joins_parts_in_sweep_order(tmp_path, monkeypatch):
     env = dict(gpu="GPU", torch="x", cudnn=1, ceilings=dict(tf32_tflops=400.0, fp32_tflops=50.0, copy_tbs=3.0))
     for stem, case in (("a", SWEEP[2].name), ("b-partial", SWEEP[1].name)):
         (gpu / (stem + ".json")).write_text(json.dumps(dict(environment=env, rows=[_row(case, "tf32", "NDHWC", 2.0)])))
-    monkeypatch.setattr(merge.os.path, "abspath", lambda p: str(tmp_path / "merge.py"))
+    monkeypatch.setattr(report, "RESULTS_ROOT", str(tmp_path / "results"))
     assert merge.main(["a", "b", "--out", "joined"]) == 0
     out = json.loads((gpu / "joined.json").read_text())
     assert [r["case"] for r in out["rows"]] == [SWEEP[1].name, SWEEP[2].name] and len(out["environment"]["parts"]) == 2
