@@ -27,6 +27,7 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
     leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
     import convt3d_cutlass as ct
     from convt3d_cutlass import fast_path, ops, selector
+    from convt3d_cutlass.kernel_table import BY_NAME
     from convt3d_cutlass.problem import Problem, phases
     from .runner import CaseTensors
     rows = []
@@ -50,9 +51,11 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                 chosen = selector.select_config(p, op, prec, gemm_mn=mn).name
                 timed = []
                 for cfg in ct.configs():
-                    if cfg["op"] != op or cfg["precision"] != prec or not cfg["compiled"]:
+                    if op not in cfg["passes"] or cfg["precision"] != prec or not cfg["compiled"]:
                         continue
                     if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
+                        continue
+                    if cfg["family"] == "direct" and not selector.direct_fits(p, op, BY_NAME[cfg["name"]]):
                         continue
                     with torch.no_grad():
                         ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "conv_launch.h"
+#include "direct_launch.h"
 
 namespace {
 
@@ -129,9 +130,71 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
   launch(kernel, L, dev);
 }
 
+// out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
+// 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements).
+void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
+            const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
+            int64_t s_in, int64_t s_out) {
+  const auto dev = out.device();
+  check_operand(out, "direct result", dev);
+  check_operand(in, "direct input", dev);
+  TORCH_CHECK(weight.is_cuda() && weight.device() == dev && weight.scalar_type() == at::kFloat &&
+                  weight.is_contiguous(), "convt3d_cutlass: direct weight must be a contiguous float32 "
+              "CUDA tensor on ", dev);
+  const auto* e = convt3d::find_direct(kernel);
+  TORCH_CHECK(e != nullptr, "convt3d_cutlass: kernel '", kernel,
+              "' is not compiled into this build (see convt3d_cutlass.configs())");
+  TORCH_CHECK(phases.size() % 13 == 0 && !phases.empty() &&
+                  phases.size() / 13 <= static_cast<size_t>(convt3d::kDirectMaxPhases),
+              "convt3d_cutlass: direct phases must be 13 integers per phase, 1 to ",
+              convt3d::kDirectMaxPhases, " phases");
+  convt3d::DirectLaunch L;
+  L.N = in.size(0); L.Di = in.size(1); L.Hi = in.size(2); L.Wi = in.size(3); L.Cr = in.size(4);
+  L.Do = out.size(1); L.Ho = out.size(2); L.Wo = out.size(3); L.Co = out.size(4);
+  TORCH_CHECK(out.size(0) == L.N, "convt3d_cutlass: direct batch sizes differ");
+  L.s_in = static_cast<int>(s_in);
+  L.s_out = static_cast<int>(s_out);
+  L.num_phases = static_cast<int>(phases.size() / 13);
+  for (int i = 0; i < L.num_phases; ++i) {
+    const int64_t* v = phases.data() + 13 * i;
+    auto& ph = L.phase[i];
+    int64_t taps = 1;
+    for (int a = 0; a < 3; ++a) {
+      ph.first[a] = v[a]; ph.count[a] = v[3 + a]; ph.dmin[a] = v[6 + a]; ph.taps[a] = v[9 + a];
+      taps *= v[9 + a];
+      const int64_t last = v[a] + s_out * (v[3 + a] - 1);
+      const int64_t extent = a == 0 ? L.Do : a == 1 ? L.Ho : L.Wo;
+      TORCH_CHECK(v[3 + a] == 0 || (v[a] >= 0 && last < extent),
+                  "convt3d_cutlass: direct phase ", i, " writes outside the output");
+    }
+    ph.w_offset = v[12];
+    TORCH_CHECK(v[12] >= 0 && v[12] + taps * L.Co * L.Cr <= weight.numel(),
+                "convt3d_cutlass: direct phase ", i, " reads outside the weight");
+  }
+  L.in = in.data_ptr<float>();
+  L.weight = weight.data_ptr<float>();
+  L.out = out.data_ptr<float>();
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_cuda() && bias->device() == dev && bias->scalar_type() == at::kFloat &&
+                    bias->is_contiguous() && bias->numel() == L.Co,
+                "convt3d_cutlass: bias must be a contiguous float32 [C_out] tensor on ", dev);
+    L.bias = bias->data_ptr<float>();
+  }
+  c10::cuda::CUDAGuard guard(dev);
+  L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  int code = e->run(L);
+  if (code >= 1000) {
+    TORCH_CHECK(false, "convt3d_cutlass: kernel ", kernel, " failed to launch: ",
+                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
+  }
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", kernel, " cannot run this problem: cutlass::Status::",
+              convt3d::status_name(code));
+}
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
+  for (const auto& e : convt3d::direct_registry()) names.emplace_back(e.name);
   return names;
 }
 
@@ -141,6 +204,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
+  m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
+        "int s_in, int s_out) -> ()");
   m.def("kernels() -> str[]", &kernels);
 }
 
@@ -148,4 +213,5 @@ TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
   m.impl("dgrad", &dgrad);
   m.impl("fprop", &fprop);
   m.impl("wgrad", &wgrad);
+  m.impl("direct", &direct);
 }

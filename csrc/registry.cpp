@@ -1,4 +1,5 @@
 #include "conv_launch.h"
+#include "direct_launch.h"
 
 namespace convt3d {
 
@@ -11,6 +12,18 @@ std::vector<KernelEntry>& registry() {
 
 const KernelEntry* find_kernel(const std::string& name) {
   for (const auto& e : registry()) {
+    if (name == e.name) return &e;
+  }
+  return nullptr;
+}
+
+std::vector<DirectEntry>& direct_registry() {
+  static std::vector<DirectEntry> entries;
+  return entries;
+}
+
+const DirectEntry* find_direct(const std::string& name) {
+  for (const auto& e : direct_registry()) {
     if (name == e.name) return &e;
   }
   return nullptr;

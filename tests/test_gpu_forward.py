@@ -62,7 +62,7 @@ def test_forward_all_channel_pairs(prec, c_in, c_out):
     assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, prec), ref) <= TOL[prec]
 
 
-@pytest.mark.parametrize("cfg", [k for k in KERNELS if k.op == "dgrad"], ids=lambda k: k.name)
+@pytest.mark.parametrize("cfg", [k for k in KERNELS if k.serves("dgrad")], ids=lambda k: k.name)
 def test_every_forward_config(cfg):
     for s in (1, 2):
         x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, s, 1, True, True)

@@ -11,23 +11,26 @@ HEADLINE = Problem(8, 48, 24, (96, 96, 96), 3)
 MEDIUM = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
 
 
+STOCK = dict(family="cutlass2x")  # the stock heuristic, where the direct family would otherwise win
+
+
 def test_headline_forward_picks_tall_narrow_tile():
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").tile == (256, 32, 32)
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", **STOCK).tile == (256, 32, 32)
 
 
 def test_medium_forward_picks_64_wide_tile():
-    assert selector.select_config(MEDIUM, "dgrad", "tf32").tile == (128, 64, 32)
+    assert selector.select_config(MEDIUM, "dgrad", "tf32", **STOCK).tile == (128, 64, 32)
 
 
 def test_small_volume_narrow_n_uses_128_rows():
     p = Problem(1, 16, 16, (8, 8, 8), 3)
-    assert selector.select_config(p, "dgrad", "tf32").tile == (128, 32, 32)
+    assert selector.select_config(p, "dgrad", "tf32", **STOCK).tile == (128, 32, 32)
 
 
 def test_wide_channels_use_wide_tile():
     p = Problem(2, 256, 256, (16, 16, 16), 3)
-    assert selector.select_config(p, "dgrad", "tf32").tile == (128, 128, 16)
-    assert selector.select_config(p, "fprop", "tf32").tile == (128, 128, 16)
+    assert selector.select_config(p, "dgrad", "tf32", **STOCK).tile == (128, 128, 16)
+    assert selector.select_config(p, "fprop", "tf32", **STOCK).tile == (128, 128, 16)
     assert selector.select_config(p, "wgrad", "tf32").tile == (128, 128, 16)
 
 
@@ -37,7 +40,7 @@ def test_wide_channels_use_wide_tile():
 def test_every_choice_matches_op_and_alignment(op, prec, c_in, c_out):
     p = Problem(2, c_in, c_out, (9, 10, 11), 3, 2, 1)
     k = selector.select_config(p, op, prec)
-    assert k.op == op
+    assert k.serves(op)
     assert c_in % k.align == 0 and c_out % k.align == 0
     if c_in % 4 == 0 and c_out % 4 == 0:
         assert k.precision == prec
@@ -49,7 +52,8 @@ def test_forced_config_and_errors(monkeypatch):
     name = "dgrad_tf32_128x128x16_64x64x16_s4"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", config=name).name == name
     # a forced config for another op does not affect this op
-    assert selector.select_config(HEADLINE, "fprop", "tf32", config=name).op == "fprop"
+    other = selector.select_config(HEADLINE, "fprop", "tf32", config=name)
+    assert other.serves("fprop") and other.name != name
     monkeypatch.setenv("CONVT3D_CONFIG", name)
     assert selector.select_config(HEADLINE, "dgrad", "fp32").name == name
     with pytest.raises(ValueError, match="not a kernel"):
@@ -61,6 +65,8 @@ def test_forced_config_and_errors(monkeypatch):
 def test_filtered_build_falls_back_to_a_compiled_kernel():
     only = {"dgrad_tf32_128x64x32_64x32x32_s3"}
     assert selector.select_config(HEADLINE, "dgrad", "tf32", compiled=only).name in only
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", compiled={"direct_tf32_1x8x16_n32"}).name == \
+        "direct_tf32_1x8x16_n32"
     with pytest.raises(LookupError):
         selector.select_config(HEADLINE, "fprop", "tf32", compiled=only)
 

@@ -22,9 +22,11 @@ __all__ = ["ConvTranspose3d", "conv_transpose3d", "convert_model", "available", 
 
 
 def configs() -> List[dict]:
-    """The kernel table: one dict per kernel (name, op, precision, arch, tile, warp, stages,
-    align, why) with ``compiled`` telling whether this build holds it."""
+    """The kernel table: one dict per kernel (name, family, op, the passes it serves, precision,
+    arch, tile, warp, block, stages, align, why) with ``compiled`` telling whether this build holds it."""
     built = compiled_kernels()
-    return [dict(name=k.name, op=k.op, precision=k.precision, math=k.math, arch=k.arch, tile=k.tile,
-                 warp=k.warp, instruction=k.instruction, stages=k.stages, align=k.align,
-                 threads=k.threads, why=k.why, compiled=k.name in built) for k in KERNELS]
+    return [dict(name=k.name, family=k.family, op=k.op,
+                 passes=[op for op in ("dgrad", "fprop", "wgrad") if k.serves(op)], precision=k.precision,
+                 math=k.math, arch=k.arch, tile=k.tile, warp=k.warp, block=k.block,
+                 instruction=k.instruction, stages=k.stages, align=k.align, threads=k.threads, why=k.why,
+                 compiled=k.name in built) for k in KERNELS]

@@ -73,3 +73,14 @@ def available() -> bool:
 @functools.lru_cache(maxsize=None)
 def num_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+@functools.lru_cache(maxsize=None)
+def smem_optin(index: int) -> int:
+    """Opt-in shared memory per block (bytes) of CUDA device ``index``."""
+    props = torch.cuda.get_device_properties(index)
+    v = getattr(props, "shared_memory_per_block_optin", 0)
+    if v:
+        return int(v)
+    major, _ = torch.cuda.get_device_capability(index)
+    return 232448 if major >= 9 else 166912  # H100 / A100 class

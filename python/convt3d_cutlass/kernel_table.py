@@ -4,8 +4,17 @@ This file is the single source of truth. ``csrc/generate_kernels.py`` reads it t
 ``.cu`` per row; the selector reads it to choose. It imports nothing but the standard library so
 the build can load it before torch or the package exist.
 
-Every kernel is a CUTLASS 2.x implicit-GEMM Conv3d (``ImplicitGemmMultistage``, Sm80 tensor-op or
-SIMT, runs on sm_80 and newer) in NDHWC fp32. The GEMM views (``docs/design.md``):
+Two families, both NDHWC fp32, both running on sm_80 and newer:
+
+* ``cutlass2x``: CUTLASS 2.x implicit-GEMM Conv3d (``ImplicitGemmMultistage``, Sm80 tensor-op or SIMT),
+  the general path for every pass and precision.
+* ``direct``: our tap-reuse kernel (``csrc/direct_conv.cuh``, CuTe SM80 copy and MMA atoms). A CTA
+  stages an output tile's input halo and the filter taps in shared memory once per 8 channels and
+  runs every tap from there, so the input is not re-read per tap through L2. One launch covers all
+  stride phases. It serves the forward (op ``dgrad``) and grad_input (op ``fprop``) in tf32 and
+  3xtf32; its ``tile`` is (rows, BN, 8) for an output block of ``block`` = (TD, TH, TW) positions.
+
+The stock GEMM views (``docs/design.md``):
 
 =====  ===========================  ==================  ==================
 op     used for                     GEMM M              GEMM N / K
@@ -38,6 +47,16 @@ class KernelConfig:
     warp: Tuple[int, int, int]
     stages: int
     why: str = ""
+    family: str = "cutlass2x"
+    block: Tuple[int, int, int] = (0, 0, 0)
+
+    def serves(self, op: str) -> bool:
+        """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
+        return op in ("dgrad", "fprop") if self.family == "direct" else op == self.op
+
+    @property
+    def bn(self) -> int:
+        return self.tile[1]
 
     @property
     def math(self) -> str:
@@ -62,6 +81,8 @@ class KernelConfig:
 
     @property
     def name(self) -> str:
+        if self.family == "direct":
+            return f"direct_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}"
         t = "x".join(map(str, self.tile))
         w = "x".join(map(str, self.warp))
         return f"{self.op}_{self.precision}_{t}_{w}_s{self.stages}"
@@ -116,9 +137,32 @@ KERNELS = (
        "exact fp32; any channel count"),
 )
 
+
+
+def _direct(precision, block, bn, why):
+    rows = block[0] * block[1] * block[2]
+    return KernelConfig("direct", precision, (rows, bn, 8), (32, bn, 8), 2, why, "direct", tuple(block))
+
+
+# Tap-reuse kernels. BN is the output-channel tile (C_out for the forward, C_in for grad_input);
+# 2x8x16 (8 warps) is the main block, 1x8x16 (4 warps) for small layers and strided grad_input,
+# whose halo is stride-times wider.
+DIRECT_KERNELS = tuple(
+    _direct(prec, block, bn, why)
+    for prec in ("tf32", "3xtf32")
+    for block, bn, why in (
+        ((2, 8, 16), 16, "output channels <= 16"),
+        ((2, 8, 16), 24, "output channels 24 or 48 (multiples of 24 without padding)"),
+        ((2, 8, 16), 32, "output channels 32"),
+        ((2, 8, 16), 64, "wide output channels, in tiles of 64"),
+        ((1, 8, 16), 32, "small layers (more CTAs) and strided grad_input (wider halo)"),
+        ((1, 8, 16), 64, "small or strided, wide channels"),
+    ))
+
+KERNELS = KERNELS + DIRECT_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}
 
 
-def kernels_for(op: str, precision: str):
-    """All table rows for one operator and precision, in table order."""
-    return [k for k in KERNELS if k.op == op and k.precision == precision]
+def kernels_for(op: str, precision: str, family: str = "cutlass2x"):
+    """Table rows of one family that serve pass ``op`` in ``precision``, in table order."""
+    return [k for k in KERNELS if k.family == family and k.serves(op) and k.precision == precision]

@@ -9,10 +9,10 @@ from typing import Optional
 
 import torch
 
-from . import _extension, selector
+from . import _extension, direct, selector
 from .layouts import empty_cl, ndhwc
 from .problem import Problem, phases
-from .weights import filter_ktrsc
+from .weights import cached_filter, filter_ktrsc
 
 
 def _ops():
@@ -22,7 +22,12 @@ def _ops():
 def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
     return selector.select_config(p, op, precision, config=config,
                                   num_sms=_extension.num_sms(device.index),
-                                  compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn)
+                                  compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn,
+                                  smem_limit=_extension.smem_optin(device.index))
+
+
+def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return bias.detach().contiguous() if bias is not None else None
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], p: Problem,
@@ -36,7 +41,15 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     X = ndhwc(x)
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
-    b = bias.detach().contiguous() if bias is not None else None
+    b = _bias(bias)
+    k = _select(p, "dgrad", precision, config, x.device)
+    if k.family == "direct":
+        # All stride phases in one launch; the filter blocks follow the phase table.
+        table = direct.forward_plan(p)[0]
+        w = cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
+                          lambda: direct.forward_filter(weight, p, k.precision))
+        _ops().direct(k.name, X, w, b, Y, list(table), 1, p.stride)
+        return y
     s = p.stride
     for ph in phases(p):
         if ph.empty:
@@ -67,6 +80,11 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     k = _select(p, "fprop", precision, config, grad_y.device)
+    if k.family == "direct":
+        w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
+        _ops().direct(k.name, G, w, None, gx.permute(0, 2, 3, 4, 1), list(direct.grad_input_plan(p)),
+                      p.stride, 1)
+        return gx
     _ops().fprop(k.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
     return gx

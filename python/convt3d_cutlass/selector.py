@@ -10,10 +10,12 @@ import math
 import os
 from typing import Iterable, Optional, Sequence, Tuple
 
+from . import direct
 from .kernel_table import BY_NAME, KERNELS, PRECISIONS, KernelConfig, kernels_for
 from .problem import Problem
 
 DEFAULT_SMS = 132  # H100 SXM; only used when no device is visible (CPU tests)
+DEFAULT_SMEM = 232448  # H100 opt-in shared memory per block (A100: 166912)
 
 
 def _aligned(p: Problem, op: str, k: KernelConfig) -> bool:
@@ -51,6 +53,51 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int) -> KernelC
     return _pick(cands, 256, 32) if math.ceil(m / 256) >= 2 * num_sms else _pick(cands, 128, 32)
 
 
+def direct_plan(problem: Problem, op: str):
+    """(phase table, s_in, output channels) of the direct kernel for pass op, or None when the
+    direct family cannot take the problem (alignment, phase count, grid size)."""
+    if op not in ("dgrad", "fprop") or problem.c_in % 4 or problem.c_out % 4:
+        return None
+    if problem.stride ** 3 > direct.MAX_PHASES:
+        return None
+    if op == "dgrad":
+        table, s_in, co = direct.forward_plan(problem)[0], 1, problem.c_out
+    else:
+        table, s_in, co = direct.grad_input_plan(problem), problem.stride, problem.c_in
+    if problem.n * (len(table) // 13) > 65535:
+        return None
+    return table, s_in, co
+
+
+def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
+    plan = direct_plan(problem, op)
+    return plan is not None and direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
+
+
+def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int):
+    """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
+
+    BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
+    more channels. Block: 2x8x16 (8 warps) when it still gives two waves of CTAs and the input is
+    read at unit stride; else 1x8x16, whose halo is half as deep (strided grad_input, small layers).
+    """
+    plan = direct_plan(problem, op)
+    if plan is None or precision not in ("tf32", "3xtf32"):
+        return None
+    table, s_in, co = plan
+    big = (2, 8, 16)
+    prefer_big = s_in == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms
+    cands = []
+    for k in kernels_for(op, precision, "direct"):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if direct.smem_bytes(k.block, k.bn, s_in, table) > smem_limit:
+            continue
+        work = -(-co // k.bn) * (k.bn + 8)
+        cands.append((work, 0 if (k.block == big) == prefer_big else 1, k.name, k))
+    return min(cands)[-1] if cands else None
+
+
 def forced_configs(config: Optional[str] = None) -> list:
     """Kernel names forced by the ``config`` argument, else by ``CONVT3D_CONFIG``."""
     text = config if config else os.environ.get("CONVT3D_CONFIG", "")
@@ -64,7 +111,8 @@ def forced_configs(config: Optional[str] = None) -> list:
 
 def select_config(problem: Problem, op: str, precision: str, *, config: Optional[str] = None,
                   num_sms: int = DEFAULT_SMS, compiled: Optional[Iterable[str]] = None,
-                  gemm_mn: Optional[Tuple[int, int]] = None) -> KernelConfig:
+                  gemm_mn: Optional[Tuple[int, int]] = None, smem_limit: int = DEFAULT_SMEM,
+                  family: Optional[str] = None) -> KernelConfig:
     """Choose the kernel for one pass.
 
     Args:
@@ -75,6 +123,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         num_sms: multiprocessor count of the target GPU.
         compiled: names present in the built extension; None means all.
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
+        smem_limit: opt-in shared memory per block of the target GPU (bytes).
+        family: "direct" or "cutlass2x" to restrict the choice; None picks the tap-reuse kernel
+            for the forward and grad_input in tf32/3xtf32 whenever it can run the problem.
     Returns:
         the KernelConfig to run. Channel counts that are not multiples of 4 run on the SIMT
         kernels (exact fp32, at least as accurate as asked) whatever the precision.
@@ -83,17 +134,26 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     for name in forced_configs(config):
         k = BY_NAME[name]
-        if k.op != op:
+        if not k.serves(op):
             continue
         if not _aligned(problem, op, k):
             raise ValueError(f"config {name!r} needs channel counts that are multiples of {k.align}; "
                              f"got C_in={problem.c_in}, C_out={problem.c_out}")
         if compiled is not None and name not in set(compiled):
             raise ValueError(f"config {name!r} is not compiled into this build")
+        if k.family == "direct" and not direct_fits(problem, op, k, smem_limit):
+            raise ValueError(f"config {name!r} cannot run this problem (shared memory, stride > 4 or "
+                             f"grid size); choose another from convt3d_cutlass.configs()")
         return k
     prec = precision
     if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
         prec = "fp32"
+    if family in (None, "direct") and prec == precision:
+        k = _direct_choice(problem, op, prec, num_sms, None if compiled is None else set(compiled), smem_limit)
+        if k is not None or family == "direct":
+            if k is None:
+                raise LookupError(f"no direct kernel can run {op} of this problem")
+            return k
     m, n = gemm_mn if gemm_mn is not None else problem.gemm(op)[:2]
     choice = _heuristic(m, n, op, prec, num_sms)
     if compiled is not None:

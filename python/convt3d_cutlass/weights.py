@@ -7,7 +7,7 @@ fprop (grad_input); a stride phase takes a strided slice of that.
 from __future__ import annotations
 
 import collections
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 
@@ -22,6 +22,23 @@ def _relayout(weight: torch.Tensor, r: Tuple[int, int, int], s: int) -> torch.Te
     return w.contiguous()
 
 
+def cached_filter(weight: torch.Tensor, tag: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``build()``'s re-layout of ``weight``, cached like :func:`filter_ktrsc` under ``tag``."""
+    if torch.cuda.is_available() and weight.is_cuda and torch.cuda.is_current_stream_capturing():
+        return build()
+    key = (weight.device, weight.data_ptr(), tuple(weight.shape), weight.stride(), tag)
+    hit = _cache.get(key)
+    if hit is not None and hit[1] == weight._version:
+        _cache.move_to_end(key)
+        return hit[2]
+    out = build()
+    _cache[key] = (weight.detach(), weight._version, out)
+    _cache.move_to_end(key)
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return out
+
+
 def filter_ktrsc(weight: torch.Tensor, r: Tuple[int, int, int] = (0, 0, 0), s: int = 1) -> torch.Tensor:
     """weight [C_in, C_out, k, k, k] -> [C_in, kt, kr, ks, C_out] for phase offsets r, stride s.
 
@@ -30,19 +47,7 @@ def filter_ktrsc(weight: torch.Tensor, r: Tuple[int, int, int] = (0, 0, 0), s: i
     while the entry lives. Never cached during CUDA graph capture: a replay must re-read the
     weight that the optimizer updated in place.
     """
-    if torch.cuda.is_available() and weight.is_cuda and torch.cuda.is_current_stream_capturing():
-        return _relayout(weight, r, s)
-    key = (weight.device, weight.data_ptr(), tuple(weight.shape), weight.stride(), r, s)
-    hit = _cache.get(key)
-    if hit is not None and hit[1] == weight._version:
-        _cache.move_to_end(key)
-        return hit[2]
-    out = _relayout(weight, r, s)
-    _cache[key] = (weight.detach(), weight._version, out)
-    _cache.move_to_end(key)
-    while len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
-    return out
+    return cached_filter(weight, ("ktrsc", r, s), lambda: _relayout(weight, r, s))
 
 
 def clear_cache() -> None:

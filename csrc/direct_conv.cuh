@@ -1,0 +1,270 @@
+// Tap-reuse ("direct") kernels for the ConvTranspose3d forward and grad_input (see direct_launch.h).
+//
+// Why not the stock implicit GEMM: it re-reads every input element once per filter tap through
+// L2 (the bound measured in ../shared/notes/kernels.md). Here a CTA owns an output tile of
+// TD x TH x TW positions and BN channels; per chunk of 8 reduction channels it stages the input
+// halo of that tile and the filter taps in shared memory once (cp.async, zero-filled out of
+// range), then runs every tap from shared memory on TF32 tensor cores (mma.sync m16n8k8). All
+// stride phases of a layer are one launch (blockIdx.z = n * phases + phase).
+//
+// Built from CuTe's SM80 atoms: SM80_CP_ASYNC_CACHEGLOBAL_ZFILL for the staging copies and
+// SM80_16x8x8_F32TF32TF32F32_TN for the MMA. Runs on sm_80 and newer.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cute/arch/copy_sm80.hpp"
+#include "cute/arch/mma_sm80.hpp"
+#include "cute/numeric/int.hpp"
+#include "direct_launch.h"
+
+namespace convt3d {
+namespace direct {
+
+constexpr int KC = 8;  // reduction channels per stage: one k8 step of the MMA
+
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+
+using Mma = cute::SM80_16x8x8_F32TF32TF32F32_TN;
+using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
+
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  Mma::fma(d[0], d[1], d[2], d[3], a[0], a[1], a[2], a[3], b0, b1, d[0], d[1], d[2], d[3]);
+}
+
+__device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) {
+  Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(dst),
+               pred);
+}
+
+// Split3: 3xTF32 (big*big + big*small + small*big), fp32-class accuracy on tensor cores. Without
+// it the weight is expected pre-rounded to tf32 by the host (round to nearest) and the input is
+// rounded here with cvt.rna, so the error matches cuDNN's TF32 rather than truncation's.
+template <int TD, int TH, int TW, int BN, bool Split3>
+__global__ void __launch_bounds__(TD * TH * TW)
+    direct_kernel(const __grid_constant__ DirectLaunch p, int tiles_h, int tiles_w, int halo_floats,
+                  int stage_floats) {
+  constexpr int kRows = TD * TH * TW;
+  constexpr int kThreads = kRows;  // one warp per 32 output rows
+  constexpr int kNT = BN / 8;
+  static_assert(kRows % 32 == 0 && BN % 8 == 0, "tile shape");
+  extern __shared__ __align__(16) float smem[];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, tq = lane & 3;
+  const int ph_i = blockIdx.z % p.num_phases;
+  const int n = blockIdx.z / p.num_phases;
+  const DirectPhase& ph = p.phase[ph_i];
+  const int tile = blockIdx.x;
+  const int q0w = (tile % tiles_w) * TW;
+  const int q0h = ((tile / tiles_w) % tiles_h) * TH;
+  const int q0d = (tile / (tiles_w * tiles_h)) * TD;
+  // Phases differ in size by at most one position per axis; the grid covers the largest.
+  if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
+  const int co0 = blockIdx.y * BN;
+  const int tz = ph.taps[0], ty = ph.taps[1], tx = ph.taps[2];
+  const int ntaps = tz * ty * tx;
+  const int s = p.s_in;
+  const int HH = s * (TH - 1) + ty, HW = s * (TW - 1) + tx;
+  const int HD = s * (TD - 1) + tz;
+  const int iz0 = s * q0d + ph.dmin[0], iy0 = s * q0h + ph.dmin[1], ix0 = s * q0w + ph.dmin[2];
+
+  // Halo position of each of this thread's four accumulator rows (2 m-tiles x rows g, g + 8).
+  int base[2][2];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int r = warp * 32 + mt * 16 + g + 8 * hi;
+      const int td = r / (TH * TW), th = (r / TW) % TH, tw = r % TW;
+      base[mt][hi] = ((s * td) * HH + s * th) * HW + s * tw;
+    }
+
+  float acc[2][kNT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
+
+  const float* wbase = p.weight + ph.w_offset;
+  auto load = [&](int stage, int chunk) {
+    float* hs = smem + stage * stage_floats;
+    float* fs = hs + halo_floats;
+    const int c = chunk * KC;
+    const int hsegs = HD * HH * HW * 2;
+    for (int i = tid; i < hsegs; i += kThreads) {
+      const int pos = i >> 1, half = i & 1;
+      const int hx = pos % HW, t2 = pos / HW;
+      const int hy = t2 % HH, hz = t2 / HH;
+      const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx, ch = c + half * 4;
+      const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi &&
+                      (unsigned)ix < (unsigned)p.Wi && ch < p.Cr;
+      const float* src =
+          ok ? p.in + ((((int64_t)n * p.Di + iz) * p.Hi + iy) * p.Wi + ix) * p.Cr + ch : p.in;
+      copy16(src, hs + pos * KC + half * 4, ok);
+    }
+    const int fsegs = ntaps * BN * 2;
+    for (int i = tid; i < fsegs; i += kThreads) {
+      const int half = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
+      const int co = co0 + nn, ch = c + half * 4;
+      const bool ok = co < p.Co && ch < p.Cr;
+      const float* src = ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight;
+      copy16(src, fs + (t * BN + nn) * KC + half * 4, ok);
+    }
+  };
+
+  // Logical MMA k = tq and tq + 4 map to adjacent channels 2tq and 2tq + 1, for A and B alike, so
+  // one 64-bit shared load gives both halves of a fragment and a quad reads 32 contiguous bytes.
+  auto compute = [&](int stage) {
+    const float* hs = smem + stage * stage_floats;
+    const float* fs = hs + halo_floats;
+    int t = 0;
+    for (int jz = 0; jz < tz; ++jz)
+      for (int jy = 0; jy < ty; ++jy) {
+        const int off_zy = (jz * HH + jy) * HW;
+        for (int jx = 0; jx < tx; ++jx, ++t) {
+          const int off = off_zy + jx;
+          uint32_t a[2][4], as[2][4];
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            const float2 lo = *reinterpret_cast<const float2*>(hs + (base[mt][0] + off) * KC + 2 * tq);
+            const float2 hi = *reinterpret_cast<const float2*>(hs + (base[mt][1] + off) * KC + 2 * tq);
+            const float v[4] = {lo.x, hi.x, lo.y, hi.y};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              a[mt][i] = to_tf32(v[i]);
+              if (Split3) as[mt][i] = to_tf32(v[i] - __uint_as_float(a[mt][i]));
+            }
+          }
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt) {
+            const float2 b = *reinterpret_cast<const float2*>(fs + (t * BN + nt * 8 + g) * KC + 2 * tq);
+            if (Split3) {
+              const uint32_t b0 = to_tf32(b.x), b1 = to_tf32(b.y);
+              const uint32_t b0s = to_tf32(b.x - __uint_as_float(b0));
+              const uint32_t b1s = to_tf32(b.y - __uint_as_float(b1));
+#pragma unroll
+              for (int mt = 0; mt < 2; ++mt) {
+                mma(acc[mt][nt], as[mt], b0, b1);
+                mma(acc[mt][nt], a[mt], b0s, b1s);
+                mma(acc[mt][nt], a[mt], b0, b1);
+              }
+            } else {
+              const uint32_t b0 = __float_as_uint(b.x), b1 = __float_as_uint(b.y);
+#pragma unroll
+              for (int mt = 0; mt < 2; ++mt) mma(acc[mt][nt], a[mt], b0, b1);
+            }
+          }
+        }
+      }
+  };
+
+  const int nchunks = ntaps > 0 ? (p.Cr + KC - 1) / KC : 0;
+  if (nchunks > 0) {
+    load(0, 0);
+    cute::cp_async_fence();
+  }
+  for (int c = 0; c < nchunks; ++c) {
+    if (c + 1 < nchunks) load((c + 1) & 1, c + 1);
+    cute::cp_async_fence();
+    cute::cp_async_wait<1>();
+    __syncthreads();
+    compute(c & 1);
+    __syncthreads();
+  }
+
+  // Epilogue: each quad writes 8 contiguous channels (32 bytes) of one output position.
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int r = warp * 32 + mt * 16 + g + 8 * hi;
+      const int qd = q0d + r / (TH * TW), qh = q0h + (r / TW) % TH, qw = q0w + r % TW;
+      if (qd >= ph.count[0] || qh >= ph.count[1] || qw >= ph.count[2]) continue;
+      const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh,
+                ow = ph.first[2] + p.s_out * qw;
+      float* dst = p.out + ((((int64_t)n * p.Do + od) * p.Ho + oh) * p.Wo + ow) * p.Co;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+        const int co = co0 + nt * 8 + 2 * tq;
+        if (co >= p.Co) continue;
+        float2 v = make_float2(acc[mt][nt][2 * hi], acc[mt][nt][2 * hi + 1]);
+        if (p.bias != nullptr) {
+          v.x += p.bias[co];
+          v.y += p.bias[co + 1];
+        }
+        *reinterpret_cast<float2*>(dst + co) = v;
+      }
+    }
+}
+
+template <int TD, int TH, int TW, int BN, bool Split3>
+struct DirectKernel {
+  // Shared memory per stage (floats): the largest phase's halo, then its filter taps.
+  static void stage_floats(const DirectLaunch& p, int& halo, int& filt) {
+    halo = 0;
+    filt = 0;
+    for (int i = 0; i < p.num_phases; ++i) {
+      const DirectPhase& ph = p.phase[i];
+      if (ph.count[0] <= 0 || ph.count[1] <= 0 || ph.count[2] <= 0) continue;
+      const int hd = p.s_in * (TD - 1) + ph.taps[0], hh = p.s_in * (TH - 1) + ph.taps[1],
+                hw = p.s_in * (TW - 1) + ph.taps[2];
+      const int taps = ph.taps[0] * ph.taps[1] * ph.taps[2];
+      if (taps == 0) continue;
+      halo = hd * hh * hw * KC > halo ? hd * hh * hw * KC : halo;
+      filt = taps * BN * KC > filt ? taps * BN * KC : filt;
+    }
+  }
+
+  static int can_implement(const DirectLaunch& p) {
+    if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
+    if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_in < 1 || p.s_out < 1) return 4;
+    if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
+    int halo, filt;
+    stage_floats(p, halo, filt);
+    int dev = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+      return 1000 + (int)cudaGetLastError();
+    if (2ull * (halo + filt) * sizeof(float) > (unsigned long long)optin) return 5;  // kErrorNotSupported
+    return 0;
+  }
+
+  static int run(const DirectLaunch& p) {
+    int code = can_implement(p);
+    if (code != 0) return code;
+    int halo, filt;
+    stage_floats(p, halo, filt);
+    int cd = 0, ch = 0, cw = 0;
+    for (int i = 0; i < p.num_phases; ++i) {
+      cd = p.phase[i].count[0] > cd ? p.phase[i].count[0] : cd;
+      ch = p.phase[i].count[1] > ch ? p.phase[i].count[1] : ch;
+      cw = p.phase[i].count[2] > cw ? p.phase[i].count[2] : cw;
+    }
+    if (cd == 0 || ch == 0 || cw == 0 || p.N == 0 || p.Co == 0) return 0;
+    const int tiles_d = (cd + TD - 1) / TD, tiles_h = (ch + TH - 1) / TH, tiles_w = (cw + TW - 1) / TW;
+    const long long tiles = (long long)tiles_d * tiles_h * tiles_w;
+    if (tiles > 0x7fffffffLL) return 5;
+    const int stage = halo + filt;
+    const size_t bytes = 2ull * stage * sizeof(float);
+    auto kernel = direct_kernel<TD, TH, TW, BN, Split3>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (err != cudaSuccess) return 1000 + (int)err;
+    dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
+    kernel<<<grid, TD * TH * TW, bytes, p.stream>>>(p, tiles_h, tiles_w, halo, stage);
+    err = cudaGetLastError();
+    return err == cudaSuccess ? 0 : 1000 + (int)err;
+  }
+
+  static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace direct
+}  // namespace convt3d

@@ -1,0 +1,59 @@
+// The torch-free boundary for the tap-reuse ("direct") kernels, beside conv_launch.h.
+//
+// One launch computes, for every phase ph and every q in the phase's count,
+//   out[n, first + s_out*q, co] = bias[co]
+//       + sum_{taps j} sum_cr in[n, s_in*q + dmin + j, cr] * weight[ph][j][co][cr]
+// with out-of-range inputs read as zero. That covers:
+//   ConvTranspose3d forward: s_in = 1, s_out = stride, one phase per output residue (the sub-pixel
+//     decomposition), taps of the phase's sub-kernel; grad_input: s_in = stride, s_out = 1, one
+//     phase with every tap. Tensors are packed NDHWC; the weight is tap-major, K-major in cr.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace convt3d {
+
+constexpr int kDirectMaxPhases = 64;  // stride <= 4
+
+struct DirectPhase {
+  int first[3];    // output position of q = 0 along (d, h, w)
+  int count[3];    // outputs of this phase along each axis
+  int dmin[3];     // input offset of tap 0: input = s_in*q + dmin + j
+  int taps[3];     // taps along each axis (0: the phase sees no input, only the bias)
+  long long w_offset;  // element offset of this phase's [taps][Co][Cr] block in `weight`
+};
+
+struct DirectLaunch {
+  int N = 0, Di = 0, Hi = 0, Wi = 0, Cr = 0;  // input  [N, Di, Hi, Wi, Cr]
+  int Do = 0, Ho = 0, Wo = 0, Co = 0;         // output [N, Do, Ho, Wo, Co]
+  int s_in = 1, s_out = 1;
+  int num_phases = 0;
+  DirectPhase phase[kDirectMaxPhases];
+  const float* in = nullptr;
+  const float* weight = nullptr;
+  const float* bias = nullptr;  // [Co] or null
+  float* out = nullptr;
+  cudaStream_t stream = nullptr;
+};
+
+// 0 = success; 4 = kErrorInvalidProblem, 5 = kErrorNotSupported (cutlass::Status values);
+// 1000 + cudaError_t for CUDA errors, as for the CUTLASS kernels.
+using DirectFn = int (*)(const DirectLaunch&);
+
+struct DirectEntry {
+  const char* name;
+  DirectFn can_implement;
+  DirectFn run;
+};
+
+std::vector<DirectEntry>& direct_registry();
+const DirectEntry* find_direct(const std::string& name);
+
+struct DirectRegistrar {
+  explicit DirectRegistrar(const DirectEntry& e) { direct_registry().push_back(e); }
+};
+
+}  // namespace convt3d

@@ -1,0 +1,102 @@
+"""Launch plans for the tap-reuse ("direct") kernels: phase tables, filter layouts, shared memory.
+
+The kernel (``csrc/direct_conv.cuh``, contract in ``csrc/direct_launch.h``) computes, per phase,
+``out[n, first + s_out*q, co] = bias[co] + sum_j sum_cr in[n, s_in*q + dmin + j, cr] * w[j, co, cr]``.
+
+* forward (ConvTranspose3d): in = x, s_in = 1, s_out = stride, one phase per output residue
+  (``problem.phases``); tap j of an axis phase reads input ``q + pad - (taps-1) + j`` and uses
+  kernel index ``r + stride*(taps-1-j)``.
+* grad_input (a strided Conv3d over grad_y): in = grad_y, s_in = stride, s_out = 1, one phase,
+  tap j reads ``stride*q - padding + j`` with kernel index j.
+
+Pure Python apart from the filter re-layout, so plans are testable on the CPU.
+"""
+from __future__ import annotations
+
+import functools
+from typing import List, Tuple
+
+import torch
+
+from .problem import Problem, phases
+
+KC = 8  # reduction channels per shared-memory stage
+MAX_PHASES = 64
+
+
+@functools.lru_cache(maxsize=256)
+def forward_plan(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[int, ...], ...], ...]]:
+    """(phase table, per-phase kernel indices) of the forward.
+
+    The phase table holds 13 integers per phase (first[3], count[3], dmin[3], taps[3], weight
+    offset); the kernel indices give, per phase and axis, the filter index of each tap j.
+    """
+    table: List[int] = []
+    kidx = []
+    offset = 0
+    for ph in phases(p):
+        idx = tuple(tuple(a.r + p.stride * (a.taps - 1 - j) for j in range(a.taps)) for a in ph.axes)
+        dmin = tuple(a.pad - (a.taps - 1) for a in ph.axes)
+        table += list(ph.first) + list(ph.count) + list(dmin) + list(ph.taps) + [offset]
+        offset += ph.taps[0] * ph.taps[1] * ph.taps[2] * p.c_out * p.c_in
+        kidx.append(idx)
+    return tuple(table), tuple(kidx)
+
+
+@functools.lru_cache(maxsize=256)
+def grad_input_plan(p: Problem) -> Tuple[int, ...]:
+    """Phase table of grad_input: one phase over the input volume, every tap."""
+    return tuple([0, 0, 0] + list(p.spatial) + [-p.padding] * 3 + [p.k] * 3 + [0])
+
+
+def round_tf32(w: torch.Tensor) -> torch.Tensor:
+    """Round fp32 to the nearest tf32 (ties away from zero, as cvt.rna): the kernel feeds the
+    stored bits to the tensor cores, which would otherwise truncate."""
+    bits = w.contiguous().view(torch.int32)
+    finite = torch.isfinite(w)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(finite, rounded, w)
+
+
+def forward_filter(weight: torch.Tensor, p: Problem, precision: str) -> torch.Tensor:
+    """weight [C_in, C_out, k, k, k] -> flat per-phase blocks [taps][C_out][C_in] (K-major in C_in)."""
+    w = weight.detach()
+    blocks = []
+    for idx in forward_plan(p)[1]:
+        if min(len(i) for i in idx) == 0:
+            continue
+        sub = w[:, :, list(idx[0])][:, :, :, list(idx[1])][:, :, :, :, list(idx[2])]
+        blocks.append(sub.permute(2, 3, 4, 1, 0).reshape(-1))
+    flat = torch.cat(blocks) if blocks else w.new_zeros(4)
+    return round_tf32(flat) if precision == "tf32" else flat.contiguous()
+
+
+def grad_input_filter(weight: torch.Tensor, precision: str) -> torch.Tensor:
+    """weight [C_in, C_out, k, k, k] -> [k, k, k, C_in, C_out] (K-major in C_out), flat."""
+    flat = weight.detach().permute(2, 3, 4, 0, 1).reshape(-1)
+    return round_tf32(flat) if precision == "tf32" else flat.contiguous()
+
+
+def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...]) -> int:
+    """Dynamic shared memory of one CTA (two stages of halo + filter), as the kernel sizes it."""
+    halo = filt = 0
+    for i in range(0, len(table), 13):
+        count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
+        ntaps = taps[0] * taps[1] * taps[2]
+        if min(count) <= 0 or ntaps == 0:
+            continue
+        h = 1
+        for a in range(3):
+            h *= s_in * (block[a] - 1) + taps[a]
+        halo = max(halo, h * KC)
+        filt = max(filt, ntaps * bn * KC)
+    return 2 * (halo + filt) * 4
+
+
+def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
+    """CTAs the launch starts (exited ones included)."""
+    counts = [max(table[i + 3 + a] for i in range(0, len(table), 13)) for a in range(3)]
+    tiles = 1
+    for a in range(3):
+        tiles *= -(-counts[a] // block[a])
+    return tiles * -(-c_out // bn) * n * (len(table) // 13)

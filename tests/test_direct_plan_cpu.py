@@ -1,0 +1,133 @@
+"""The tap-reuse kernel's launch plans (phase tables, filter layouts) on the CPU: a float64 emulation
+of the kernel's contract (csrc/direct_launch.h) must reproduce PyTorch's conv_transpose3d and its
+grad_input for every kernel size, stride and padding of the fast path."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convt3d_cutlass import direct, selector
+from convt3d_cutlass.kernel_table import BY_NAME
+from convt3d_cutlass.problem import Problem
+
+
+def emulate(inp, wflat, bias, table, s_in, s_out, out_shape):
+    """out [N, Do, Ho, Wo, Co] per the kernel contract, from in [N, Di, Hi, Wi, Cr] (NDHWC)."""
+    n, co = out_shape[0], out_shape[4]
+    cr = inp.shape[4]
+    out = torch.full(out_shape, float("nan"), dtype=inp.dtype)
+    m = 16  # zero margin: every tap read lands inside the padded tensor
+    padded = F.pad(inp, (0, 0, m, m, m, m, m, m))
+    for i in range(0, len(table), 13):
+        first, count, dmin, taps, off = table[i:i + 3], table[i + 3:i + 6], table[i + 6:i + 9], \
+            table[i + 9:i + 12], table[i + 12]
+        if min(count) == 0:
+            continue
+        acc = torch.zeros((n,) + tuple(count) + (co,), dtype=inp.dtype)
+        ntaps = taps[0] * taps[1] * taps[2]
+        if ntaps:
+            w = wflat[off:off + ntaps * co * cr].view(*taps, co, cr).to(inp.dtype)
+            for j in itertools.product(*(range(t) for t in taps)):
+                sl = [slice(None)]
+                for a in range(3):
+                    start = m + dmin[a] + j[a]
+                    sl.append(slice(start, start + s_in * (count[a] - 1) + 1, s_in))
+                acc += padded[tuple(sl)] @ w[j].T
+        if bias is not None:
+            acc += bias.to(inp.dtype)
+        out[:, first[0]::s_out, first[1]::s_out, first[2]::s_out][:, :count[0], :count[1], :count[2]] = acc
+    return out
+
+
+CASES = [(k, s, p) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in range(0, k)]
+
+
+@pytest.mark.parametrize("k,s,p", CASES)
+def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
+    torch.manual_seed(0)
+    spatial = (4, 5, 3)
+    prob = Problem(2, 4, 8, spatial, k, s, p)
+    if min(prob.out_spatial) <= 0:
+        pytest.skip("empty output")
+    x = torch.randn(2, 4, *spatial, dtype=torch.float64)
+    w = torch.randn(4, 8, k, k, k, dtype=torch.float64)
+    b = torch.randn(8, dtype=torch.float64)
+    ref = F.conv_transpose3d(x, w, b, s, p)
+    table, _ = direct.forward_plan(prob)
+    wflat = direct.forward_filter(w, prob, "3xtf32")
+    out = emulate(x.permute(0, 2, 3, 4, 1), wflat, b, table, 1, s, (2,) + prob.out_spatial + (8,))
+    assert torch.isfinite(out).all(), "the phases must write every output exactly"
+    torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
+
+
+@pytest.mark.parametrize("k,s,p", CASES)
+def test_grad_input_plan_reproduces_strided_conv(k, s, p):
+    torch.manual_seed(0)
+    spatial = (4, 5, 3)
+    prob = Problem(2, 4, 8, spatial, k, s, p)
+    if min(prob.out_spatial) <= 0:
+        pytest.skip("empty output")
+    w = torch.randn(4, 8, k, k, k, dtype=torch.float64)
+    gy = torch.randn(2, 8, *prob.out_spatial, dtype=torch.float64)
+    ref = F.conv3d(gy, w, None, s, p)
+    assert tuple(ref.shape[2:]) == spatial
+    out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_filter(w, "3xtf32"), None,
+                  direct.grad_input_plan(prob), s, 1, (2,) + spatial + (4,))
+    torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
+
+
+def test_round_tf32_is_round_to_nearest_on_10_mantissa_bits():
+    x = torch.tensor([1.0, 1.0 + 2 ** -11, 1.0 + 2 ** -11 + 2 ** -20, -(1.0 + 3 * 2 ** -11), float("inf"),
+                      float("nan"), 0.0])
+    r = direct.round_tf32(x)
+    assert r[0] == 1.0 and r[1] == 1.0 + 2 ** -10 and r[2] == 1.0 + 2 ** -10 and r[3] == -(1.0 + 2 * 2 ** -10)
+    assert torch.isinf(r[4]) and torch.isnan(r[5]) and r[6] == 0
+    y = torch.randn(1000)
+    assert ((direct.round_tf32(y).view(torch.int32) & 0x1FFF) == 0).all()
+    assert ((direct.round_tf32(y) - y).abs() <= y.abs() * 2 ** -11).all()
+
+
+HEADLINE = Problem(8, 48, 24, (96, 96, 96), 3)
+
+
+def test_selector_takes_direct_for_tf32_and_3xtf32_forward_and_grad_input():
+    for op in ("dgrad", "fprop"):
+        for prec in ("tf32", "3xtf32"):
+            k = selector.select_config(HEADLINE, op, prec)
+            assert k.family == "direct" and k.precision == prec and k.serves(op)
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_2x8x16_n24"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").bn == 24  # C_in = 48: two tiles of 24
+    assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", family="cutlass2x").family == "cutlass2x"
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (5, 2, 2), (7, 1, 3), (3, 3, 1)])
+@pytest.mark.parametrize("c_in,c_out", [(8, 8), (64, 32), (256, 128), (32, 8)])
+def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
+    prob = Problem(2, c_in, c_out, (16, 16, 16), k, s, p)
+    for op in ("dgrad", "fprop"):
+        for limit in (selector.DEFAULT_SMEM, 166912):
+            cfg = selector.select_config(prob, op, "tf32", smem_limit=limit)
+            if cfg.family == "direct":
+                table, s_in, _ = selector.direct_plan(prob, op)
+                assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table) <= limit
+            else:
+                assert cfg.op == op
+
+
+def test_unaligned_channels_and_big_strides_skip_direct():
+    assert selector.select_config(Problem(1, 6, 8, (8, 8, 8), 3), "dgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(Problem(1, 8, 8, (8, 8, 8), 5, 5, 0), "dgrad", "tf32").family == "cutlass2x"
+
+
+def test_forced_direct_config_serves_both_passes_and_is_checked():
+    name = "direct_tf32_1x8x16_n32"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", config=name).name == name
+    assert selector.select_config(HEADLINE, "fprop", "tf32", config=name).name == name
+    assert selector.select_config(HEADLINE, "wgrad", "tf32", config=name).family == "cutlass2x"
+    big = Problem(1, 8, 64, (8, 8, 8), 7, 1, 3)  # 343 taps x 64 channels: no shared memory for it
+    with pytest.raises(ValueError, match="cannot run"):
+        selector.select_config(big, "dgrad", "tf32", config="direct_tf32_2x8x16_n64")
+    assert BY_NAME[name].serves("fprop") and not BY_NAME[name].serves("wgrad")

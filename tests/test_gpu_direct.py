@@ -1,0 +1,64 @@
+"""The tap-reuse (direct) kernels on the GPU: every compiled config, forward and grad_input, on
+problems with partial tiles in every dimension (spatial borders, channel chunks, N tiles)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convt3d_cutlass import _extension, launch
+from convt3d_cutlass.kernel_table import DIRECT_KERNELS
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+
+def _poisoned(shape):
+    poison_allocator()
+    return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
+
+
+@pytest.mark.parametrize("cfg", DIRECT_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0)])
+def test_direct_config_forward_and_grad_input(cfg, k, s, p):
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 12, 40, (5, 11, 19), k, s, p)  # 12 = 8 + 4 channels, 40 = partial N tiles
+    x = torch.randn(2, 12, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(12, 40, k, k, k, device="cuda") / (12 * k ** 3) ** 0.5
+    b = torch.randn(40, device="cuda")
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((2, 40) + prob.out_spatial))
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)
+    assert rel_l2(y, ref) <= TOL[cfg.precision]
+    gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=_poisoned((2, 12) + prob.spatial))
+    ref = F.conv3d(gy.double(), w.double(), None, s, p)
+    assert rel_l2(gx, ref) <= TOL[cfg.precision]
+
+
+@pytest.mark.parametrize("prec", ["tf32", "3xtf32"])
+@pytest.mark.parametrize("c_in,c_out,k,s,p", [(48, 24, 3, 1, 0), (64, 128, 3, 2, 1), (32, 8, 5, 1, 2),
+                                              (16, 64, 5, 2, 2)])
+def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
+    prob = Problem(2, c_in, c_out, (9, 17, 33), k, s, p)
+    k_fwd = launch._select(prob, "dgrad", prec, None, torch.device("cuda", torch.cuda.current_device()))
+    assert k_fwd.family == "direct"
+    x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    y = launch.forward(x, w, None, prob, prec, out=_poisoned((2, c_out) + prob.out_spatial))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, s, p)) <= TOL[prec]
+    gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, prec, out=_poisoned((2, c_in) + prob.spatial))
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[prec]
+
+
+def test_tf32_error_is_round_to_nearest_class():
+    """cvt.rna on the input and host rounding of the filter: cuDNN-class TF32 error (about 3e-4 on
+    unit-variance data), not truncation's (about 8e-4)."""
+    prob = Problem(2, 64, 32, (16, 16, 16), 3, 1, 1)
+    x = torch.randn(2, 64, 16, 16, 16, device="cuda").to(memory_format=CL)
+    w = torch.randn(64, 32, 3, 3, 3, device="cuda")
+    y = launch.forward(x, w, None, prob, "tf32")
+    err = rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 1))
+    assert 1e-5 < err < 5e-4
