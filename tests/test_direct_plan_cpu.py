@@ -91,6 +91,15 @@ def test_round_tf32_is_round_to_nearest_on_10_mantissa_bits():
 HEADLINE = Problem(8, 48, 24, (96, 96, 96), 3)
 
 
+def test_direct_policy_follows_the_measurements():
+    wide = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
+    assert selector.select_config(wide, "dgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(wide, "fprop", "tf32").family == "cutlass2x"
+    up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    assert selector.select_config(up, "dgrad", "tf32").family == "direct"
+    assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
+
+
 def test_selector_takes_direct_for_tf32_and_3xtf32_forward_and_grad_input():
     for op in ("dgrad", "fprop"):
         for prec in ("tf32", "3xtf32"):

@@ -31,7 +31,7 @@ def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int) -> KernelConf
     raise LookupError(f"no {tile_m}x{tile_n} tile among {[k.name for k in cands]}")
 
 
-def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int) -> KernelConfig:
+def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: int = 1) -> KernelConfig:
     cands = kernels_for(op, precision)
     if op == "wgrad":
         # GEMM M = C_in is small and K (all positions) long; parallelism comes from split-K.
@@ -42,9 +42,10 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int) -> KernelC
         return _pick(cands, 128, 32 if n <= 32 else 64)
     if precision == "3xtf32":
         return _pick(cands, 128, 32 if n <= 32 else 64)
-    # tf32: tall and narrow tiles when N (a channel count) is narrow; the wide tile past 64.
+    # tf32: tall and narrow tiles when N (a channel count) is narrow; the wide tile past 64, except
+    # for strided grad_input, where 128x64x32 measured 1.05-1.27x faster on every sweep shape.
     if n > 64:
-        return _pick(cands, 128, 128)
+        return _pick(cands, 128, 64) if op == "fprop" and stride > 1 else _pick(cands, 128, 128)
     if n > 32:
         return _pick(cands, 128, 64)
     if op == "fprop":
@@ -74,6 +75,25 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     return plan is not None and direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
 
+# Where the tap-reuse kernel beats the stock path (H100, tf32, bench --configs; docs/performance.md):
+# - forward, stride > 1: one launch for all phases instead of stride^3 GEMMs (U-Net 256->128 s2:
+#   0.26 ms vs 0.94 ms for the stock phases);
+# - forward and grad_input with narrow output channels (<= 48), where the stock implicit GEMM is
+#   bound by re-reading the input per tap (headline 48->24: forward 7.1 vs 9.1 ms, grad_input 5.6 vs
+#   6.7 ms). With 64-128 output channels at stride 1 the stock GEMM reuses A across a wide N tile and
+#   wins (128->64: 0.33 vs 0.42 ms), and strided grad_input reads a stride-times wider halo (3-7x slower).
+DIRECT_MAX_NARROW = 48
+
+
+def direct_wins(problem: Problem, op: str) -> bool:
+    """The measured policy above: whether the direct family should run pass op of problem."""
+    if op == "dgrad":
+        return problem.stride > 1 or problem.c_out <= DIRECT_MAX_NARROW
+    if op == "fprop":
+        return problem.stride == 1 and problem.c_in <= DIRECT_MAX_NARROW
+    return False
+
+
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
 
@@ -85,6 +105,8 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
+    if not direct_wins(problem, op):
+        return None
     big = (2, 8, 16)
     prefer_big = s_in == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms
     cands = []
@@ -155,7 +177,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                 raise LookupError(f"no direct kernel can run {op} of this problem")
             return k
     m, n = gemm_mn if gemm_mn is not None else problem.gemm(op)[:2]
-    choice = _heuristic(m, n, op, prec, num_sms)
+    choice = _heuristic(m, n, op, prec, num_sms, problem.stride)
     if compiled is not None:
         compiled = set(compiled)
         if choice.name not in compiled:
