@@ -96,37 +96,29 @@ __global__ void __launch_bounds__(TD * TH * TW)
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
   const float* wbase = p.weight + ph.w_offset;
-  // Staging without divisions in the copy loops: a warp takes one halo row (hz, hy) or one filter
-  // tap at a time and its lanes walk the 16-byte segments along that row.
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
     float* fs = hs + halo_floats;
     const int c = chunk * KC;
-    const int row_segs = HW * 2;
-    for (int row = warp; row < HD * HH; row += kThreads / 32) {
-      const int hz = row / HH, hy = row - hz * HH;
-      const int iz = iz0 + hz, iy = iy0 + hy;
-      const bool row_ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi;
-      const int64_t row_base = (((int64_t)n * p.Di + iz) * p.Hi + iy) * p.Wi;
-      float* dst_row = hs + row * HW * KC;
-      for (int j = lane; j < row_segs; j += 32) {
-        const int hx = j >> 1, half = j & 1;
-        const int ix = ix0 + hx, ch = c + half * 4;
-        const bool ok = row_ok && (unsigned)ix < (unsigned)p.Wi && ch < p.Cr;
-        const float* src = ok ? p.in + (row_base + ix) * p.Cr + ch : p.in;
-        copy16(src, dst_row + j * 4, ok);
-      }
+    const int hsegs = HD * HH * HW * 2;
+    for (int i = tid; i < hsegs; i += kThreads) {
+      const int pos = i >> 1, half = i & 1;
+      const int hx = pos % HW, t2 = pos / HW;
+      const int hy = t2 % HH, hz = t2 / HH;
+      const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx, ch = c + half * 4;
+      const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi &&
+                      (unsigned)ix < (unsigned)p.Wi && ch < p.Cr;
+      const float* src =
+          ok ? p.in + ((((int64_t)n * p.Di + iz) * p.Hi + iy) * p.Wi + ix) * p.Cr + ch : p.in;
+      copy16(src, hs + pos * KC + half * 4, ok);
     }
-    for (int t = warp; t < ntaps; t += kThreads / 32) {
-      const float* wrow = wbase + (int64_t)t * p.Co * p.Cr;
-      float* dst_row = fs + t * BN * KC;
-      for (int j = lane; j < BN * 2; j += 32) {
-        const int nn = j >> 1, half = j & 1;
-        const int co = co0 + nn, ch = c + half * 4;
-        const bool ok = co < p.Co && ch < p.Cr;
-        const float* src = ok ? wrow + (int64_t)co * p.Cr + ch : p.weight;
-        copy16(src, dst_row + j * 4, ok);
-      }
+    const int fsegs = ntaps * BN * 2;
+    for (int i = tid; i < fsegs; i += kThreads) {
+      const int half = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
+      const int co = co0 + nn, ch = c + half * 4;
+      const bool ok = co < p.Co && ch < p.Cr;
+      const float* src = ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight;
+      copy16(src, fs + (t * BN + nn) * KC + half * 4, ok);
     }
   };
 

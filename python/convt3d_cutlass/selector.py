@@ -102,7 +102,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     read at unit stride; else 1x8x16, whose halo is half as deep (strided grad_input, small layers).
     """
     plan = direct_plan(problem, op)
-    if plan is None or precision not in ("tf32", "3xtf32"):
+    if plan is None or precision != "tf32":
         return None
     table, s_in, co = plan
     if not direct_wins(problem, op):
@@ -147,7 +147,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
         family: "direct" or "cutlass2x" to restrict the choice; None picks the tap-reuse kernel
-            for the forward and grad_input in tf32/3xtf32 whenever it can run the problem.
+            for the forward and grad_input in tf32 where it measured faster (``direct_wins``).
     Returns:
         the KernelConfig to run. Channel counts that are not multiples of 4 run on the SIMT
         kernels (exact fp32, at least as accurate as asked) whatever the precision.
