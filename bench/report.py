@@ -77,9 +77,13 @@ def environment(ceil):
                                          text=True).strip().splitlines()[0]
     except Exception:
         driver = ""
+    # A copy of the tree (the device tool's) can carry stale git metadata: the caller may say which
+    # commit it is running.
+    commit = os.environ.get("CONVT3D_BENCH_COMMIT") or git("rev-parse", "--short", "HEAD")
+    dirty = False if os.environ.get("CONVT3D_BENCH_COMMIT") else bool(git("status", "--porcelain"))
     return dict(gpu=props.name, sms=props.multi_processor_count, driver=driver, cuda=torch.version.cuda,
                 torch=torch.__version__, cudnn=torch.backends.cudnn.version(), python=platform.python_version(),
-                commit=git("rev-parse", "--short", "HEAD"), dirty=bool(git("status", "--porcelain")),
+                commit=commit, dirty=dirty,
                 ceilings=ceil)
 
 
