@@ -41,17 +41,22 @@ def emulate(inp, wflat, bias, table, s_in, s_out, out_shape):
 
 
 CASES = [(k, s, p) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in range(0, k)]
+SPATIAL = (4, 5, 3)
+
+
+def _layer(k, s, p):
+    """A 4 -> 8 channel layer on SPATIAL and its float64 weight (skips empty outputs)."""
+    torch.manual_seed(0)
+    prob = Problem(2, 4, 8, SPATIAL, k, s, p)
+    if min(prob.out_spatial) <= 0:
+        pytest.skip("empty output")
+    return prob, torch.randn(4, 8, k, k, k, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("k,s,p", CASES)
 def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
-    torch.manual_seed(0)
-    spatial = (4, 5, 3)
-    prob = Problem(2, 4, 8, spatial, k, s, p)
-    if min(prob.out_spatial) <= 0:
-        pytest.skip("empty output")
-    x = torch.randn(2, 4, *spatial, dtype=torch.float64)
-    w = torch.randn(4, 8, k, k, k, dtype=torch.float64)
+    prob, w = _layer(k, s, p)
+    x = torch.randn(2, 4, *SPATIAL, dtype=torch.float64)
     b = torch.randn(8, dtype=torch.float64)
     ref = F.conv_transpose3d(x, w, b, s, p)
     table, _ = direct.forward_plan(prob)
@@ -63,17 +68,12 @@ def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
 
 @pytest.mark.parametrize("k,s,p", CASES)
 def test_grad_input_plan_reproduces_strided_conv(k, s, p):
-    torch.manual_seed(0)
-    spatial = (4, 5, 3)
-    prob = Problem(2, 4, 8, spatial, k, s, p)
-    if min(prob.out_spatial) <= 0:
-        pytest.skip("empty output")
-    w = torch.randn(4, 8, k, k, k, dtype=torch.float64)
+    prob, w = _layer(k, s, p)
     gy = torch.randn(2, 8, *prob.out_spatial, dtype=torch.float64)
     ref = F.conv3d(gy, w, None, s, p)
-    assert tuple(ref.shape[2:]) == spatial
+    assert tuple(ref.shape[2:]) == SPATIAL
     out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_filter(w, "3xtf32"), None,
-                  direct.grad_input_plan(prob), s, 1, (2,) + spatial + (4,))
+                  direct.grad_input_plan(prob), s, 1, (2,) + SPATIAL + (4,))
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
 
 
