@@ -140,23 +140,3 @@ def test_forced_direct_config_serves_both_passes_and_is_checked():
     with pytest.raises(ValueError, match="cannot run"):
         selector.select_config(big, "dgrad", "tf32", config="direct_tf32_2x8x16_n64")
     assert BY_NAME[name].serves("fprop") and not BY_NAME[name].serves("wgrad")
-
-
-def test_launch_plan_cache_gives_the_selectors_answer(monkeypatch):
-    from convt3d_cutlass import _extension, launch
-    monkeypatch.setattr(_extension, "compiled_kernels", lambda: None)
-    monkeypatch.setattr(_extension, "num_sms", lambda i: 132)
-    monkeypatch.setattr(_extension, "smem_optin", lambda i: selector.DEFAULT_SMEM)
-    launch._select_cached.cache_clear()
-    dev = torch.device("cpu", 0)
-    for prob in (HEADLINE, Problem(2, 256, 128, (16, 16, 16), 3, 2, 1), Problem(1, 6, 8, (8, 8, 8), 5, 1, 2)):
-        for op in ("dgrad", "fprop", "wgrad"):
-            for prec in ("tf32", "fp32", "3xtf32"):
-                for _ in range(2):  # second call from the cache
-                    assert launch._select(prob, op, prec, None, dev) == selector.select_config(prob, op, prec)
-    forced = "dgrad_tf32_128x128x16_64x64x16_s4"
-    monkeypatch.setenv("CONVT3D_CONFIG", forced)  # the environment is part of the key
-    assert launch._select(HEADLINE, "dgrad", "tf32", None, dev).name == forced
-    monkeypatch.delenv("CONVT3D_CONFIG")
-    assert launch._select(HEADLINE, "dgrad", "tf32", None, dev).family == "direct"
-    launch._select_cached.cache_clear()

@@ -5,8 +5,6 @@ channels_last_3d (callers convert when the input was NCDHW).
 """
 from __future__ import annotations
 
-import functools
-import os
 from typing import Optional
 
 import torch
@@ -22,18 +20,10 @@ def _ops():
 
 
 def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
-    # A layer's launch plan is the same on every call: the selector (about 30 us of Python) runs once
-    # per (problem, pass, precision, forced names, device) and its answer is kept.
-    return _select_cached(p, op, precision, config, os.environ.get("CONVT3D_CONFIG", ""), device.index,
-                          gemm_mn)
-
-
-@functools.lru_cache(maxsize=1024)
-def _select_cached(p, op, precision, config, env_config, index, gemm_mn):
-    del env_config  # part of the key only: select_config reads CONVT3D_CONFIG itself
-    return selector.select_config(p, op, precision, config=config, num_sms=_extension.num_sms(index),
+    return selector.select_config(p, op, precision, config=config,
+                                  num_sms=_extension.num_sms(device.index),
                                   compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn,
-                                  smem_limit=_extension.smem_optin(index))
+                                  smem_limit=_extension.smem_optin(device.index))
 
 
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
