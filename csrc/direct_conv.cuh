@@ -24,8 +24,7 @@ namespace direct {
 
 constexpr int KC = 8;  // reduction channels per stage: one k8 step of the MMA
 
-// Round to nearest tf32; the mask makes the 13 low bits zero whatever the conversion leaves there,
-// so big + small below is an exact split.
+// Round to nearest tf32 (the mask keeps the 13 low bits zero whatever the conversion leaves there).
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
@@ -44,10 +43,10 @@ __device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) 
                pred);
 }
 
-// Split3: 3xTF32 (big*big + big*small + small*big), fp32-class accuracy on tensor cores. Without
-// it the weight is expected pre-rounded to tf32 by the host (round to nearest) and the input is
-// rounded here with cvt.rna, so the error matches cuDNN's TF32 rather than truncation's.
-template <int TD, int TH, int TW, int BN, bool Split3>
+// The weight comes pre-rounded to tf32 by the host (round to nearest) and the input is rounded here
+// with cvt.rna, so the error matches cuDNN's TF32 rather than truncation's. (A 3xTF32 variant, in
+// commit 579cd9f, measured 5e-6..2e-5 error and was dropped: docs/performance.md.)
+template <int TD, int TH, int TW, int BN>
 __global__ void __launch_bounds__(TD * TH * TW)
     direct_kernel(const __grid_constant__ DirectLaunch p, int tiles_h, int tiles_w, int halo_floats,
                   int stage_floats) {
@@ -133,36 +132,21 @@ __global__ void __launch_bounds__(TD * TH * TW)
         const int off_zy = (jz * HH + jy) * HW;
         for (int jx = 0; jx < tx; ++jx, ++t) {
           const int off = off_zy + jx;
-          uint32_t a[2][4], as[2][4];
+          uint32_t a[2][4];
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
             const float2 lo = *reinterpret_cast<const float2*>(hs + (base[mt][0] + off) * KC + 2 * tq);
             const float2 hi = *reinterpret_cast<const float2*>(hs + (base[mt][1] + off) * KC + 2 * tq);
             const float v[4] = {lo.x, hi.x, lo.y, hi.y};
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              a[mt][i] = to_tf32(v[i]);
-              if (Split3) as[mt][i] = to_tf32(v[i] - __uint_as_float(a[mt][i]));
-            }
+            for (int i = 0; i < 4; ++i) a[mt][i] = to_tf32(v[i]);
           }
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
             const float2 b = *reinterpret_cast<const float2*>(fs + (t * BN + nt * 8 + g) * KC + 2 * tq);
-            if (Split3) {
-              const uint32_t b0 = to_tf32(b.x), b1 = to_tf32(b.y);
-              const uint32_t b0s = to_tf32(b.x - __uint_as_float(b0));
-              const uint32_t b1s = to_tf32(b.y - __uint_as_float(b1));
+            const uint32_t b0 = __float_as_uint(b.x), b1 = __float_as_uint(b.y);
 #pragma unroll
-              for (int mt = 0; mt < 2; ++mt) {
-                mma(acc[mt][nt], as[mt], b0, b1);
-                mma(acc[mt][nt], a[mt], b0s, b1s);
-                mma(acc[mt][nt], a[mt], b0, b1);
-              }
-            } else {
-              const uint32_t b0 = __float_as_uint(b.x), b1 = __float_as_uint(b.y);
-#pragma unroll
-              for (int mt = 0; mt < 2; ++mt) mma(acc[mt][nt], a[mt], b0, b1);
-            }
+            for (int mt = 0; mt < 2; ++mt) mma(acc[mt][nt], a[mt], b0, b1);
           }
         }
       }
@@ -207,7 +191,7 @@ __global__ void __launch_bounds__(TD * TH * TW)
     }
 }
 
-template <int TD, int TH, int TW, int BN, bool Split3>
+template <int TD, int TH, int TW, int BN>
 struct DirectKernel {
   // Shared memory per stage (floats): the largest phase's halo, then its filter taps.
   static void stage_floats(const DirectLaunch& p, int& halo, int& filt) {
@@ -256,7 +240,7 @@ struct DirectKernel {
     if (tiles > 0x7fffffffLL) return 5;
     const int stage = halo + filt;
     const size_t bytes = 2ull * stage * sizeof(float);
-    auto kernel = direct_kernel<TD, TH, TW, BN, Split3>;
+    auto kernel = direct_kernel<TD, TH, TW, BN>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (err != cudaSuccess) return 1000 + (int)err;
     dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));

@@ -3,6 +3,6 @@
 #include "direct_conv.cuh"
 
 namespace {
-using Kernel = convt3d::direct::DirectKernel<2, 8, 16, 64, false>;
+using Kernel = convt3d::direct::DirectKernel<2, 8, 16, 64>;
 const convt3d::DirectRegistrar reg(Kernel::entry("direct_tf32_2x8x16_n64"));
 }  // namespace

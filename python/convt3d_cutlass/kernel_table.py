@@ -12,9 +12,9 @@ Two families, both NDHWC fp32, both running on sm_80 and newer:
   stages an output tile's input halo and the filter taps in shared memory once per 8 channels and
   runs every tap from there, so the input is not re-read per tap through L2. One launch covers all
   stride phases. It serves the forward (op ``dgrad``) and grad_input (op ``fprop``) in tf32; its
-  ``tile`` is (rows, BN, 8) for an output block of ``block`` = (TD, TH, TW) positions. (Its 3xtf32
-  form compiles but measured 5e-6 to 2e-5 relative error against the stock kernels' 4e-7, so it is
-  not in the table: docs/performance.md.)
+  ``tile`` is (rows, BN, 8) for an output block of ``block`` = (TD, TH, TW) positions. (A 3xtf32
+  form, commit 579cd9f, measured 5e-6 to 2e-5 relative error against the stock kernels' 4e-7 and was
+  dropped: docs/performance.md.)
 
 The stock GEMM views (``docs/design.md``):
 
