@@ -191,10 +191,53 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
               convt3d::status_name(code));
 }
 
+// partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
+// x [N,Di,Hi,Wi,Ci] and grad_y [N,Do,Ho,Wo,Co]; taps_per_group (kh, kw) taps per CTA.
+void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
+                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group) {
+  const auto dev = partials.device();
+  check_operand(x, "direct_wgrad x", dev);
+  check_operand(grad_y, "direct_wgrad grad_y", dev);
+  TORCH_CHECK(partials.is_cuda() && partials.scalar_type() == at::kFloat && partials.is_contiguous() &&
+                  partials.dim() == 4,
+              "convt3d_cutlass: direct_wgrad partials must be a contiguous float32 [slices, k^3, C_in, C_out] "
+              "CUDA tensor");
+  const auto* e = convt3d::find_direct_wgrad(kernel);
+  TORCH_CHECK(e != nullptr, "convt3d_cutlass: kernel '", kernel,
+              "' is not compiled into this build (see convt3d_cutlass.configs())");
+  TORCH_CHECK(k >= 1 && stride >= 1 && padding >= 0 && taps_per_group >= 1,
+              "convt3d_cutlass: direct_wgrad needs k, stride, taps_per_group >= 1 and padding >= 0");
+  convt3d::DirectWgradLaunch L;
+  L.N = x.size(0); L.Di = x.size(1); L.Hi = x.size(2); L.Wi = x.size(3); L.Ci = x.size(4);
+  L.Do = grad_y.size(1); L.Ho = grad_y.size(2); L.Wo = grad_y.size(3); L.Co = grad_y.size(4);
+  TORCH_CHECK(grad_y.size(0) == L.N, "convt3d_cutlass: direct_wgrad batch sizes differ");
+  TORCH_CHECK(partials.size(1) == k * k * k && partials.size(2) == L.Ci && partials.size(3) == L.Co,
+              "convt3d_cutlass: direct_wgrad partials must be [slices, k^3, C_in, C_out]");
+  L.k = static_cast<int>(k);
+  L.stride = static_cast<int>(stride);
+  L.pad = static_cast<int>(padding);
+  L.slices = static_cast<int>(partials.size(0));
+  L.taps_per_group = static_cast<int>(taps_per_group);
+  L.tap_groups = static_cast<int>((k * k + taps_per_group - 1) / taps_per_group);
+  L.x = x.data_ptr<float>();
+  L.gy = grad_y.data_ptr<float>();
+  L.partials = partials.data_ptr<float>();
+  c10::cuda::CUDAGuard guard(dev);
+  L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  int code = e->run(L);
+  if (code >= 1000) {
+    TORCH_CHECK(false, "convt3d_cutlass: kernel ", kernel, " failed to launch: ",
+                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
+  }
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", kernel, " cannot run this problem: cutlass::Status::",
+              convt3d::status_name(code));
+}
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
   for (const auto& e : convt3d::direct_registry()) names.emplace_back(e.name);
+  for (const auto& e : convt3d::direct_wgrad_registry()) names.emplace_back(e.name);
   return names;
 }
 
@@ -206,6 +249,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out) -> ()");
+  m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
+        "int taps_per_group) -> ()");
   m.def("kernels() -> str[]", &kernels);
 }
 
@@ -214,4 +259,5 @@ TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
   m.impl("fprop", &fprop);
   m.impl("wgrad", &wgrad);
   m.impl("direct", &direct);
+  m.impl("direct_wgrad", &direct_wgrad);
 }

@@ -14,9 +14,7 @@
 
 #include <cstdint>
 
-#include "cute/arch/copy_sm80.hpp"
-#include "cute/arch/mma_sm80.hpp"
-#include "cute/numeric/int.hpp"
+#include "direct_atoms.cuh"
 #include "direct_launch.h"
 
 namespace convt3d {
@@ -24,27 +22,8 @@ namespace direct {
 
 constexpr int KC = 8;  // reduction channels per stage: one k8 step of the MMA
 
-// Round to nearest tf32 (the mask keeps the 13 low bits zero whatever the conversion leaves there).
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r & 0xffffe000u;
-}
-
-using Mma = cute::SM80_16x8x8_F32TF32TF32F32_TN;
-using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
-
-__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  Mma::fma(d[0], d[1], d[2], d[3], a[0], a[1], a[2], a[3], b0, b1, d[0], d[1], d[2], d[3]);
-}
-
-__device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) {
-  Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(dst),
-               pred);
-}
-
 // The weight comes pre-rounded to tf32 by the host (round to nearest) and the input is rounded here
-// with cvt.rna, so the error matches cuDNN's TF32 rather than truncation's. (A 3xTF32 variant, in
+// with cvt.rna (once per staged chunk, in shared memory), so the error matches cuDNN's TF32 rather than truncation's. (A 3xTF32 variant, in
 // commit 579cd9f, measured 5e-6..2e-5 error and was dropped: docs/performance.md.)
 template <int TD, int TH, int TW, int BN>
 __global__ void __launch_bounds__(TD * TH * TW)
@@ -94,22 +73,29 @@ __global__ void __launch_bounds__(TD * TH * TW)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
+  // Halo position -> input position within the sample (-1: out of range, zero-filled), built
+  // once per CTA: the staging loop below then needs no division per copied segment.
+  const int hpos = HD * HH * HW;
+  int* pos_of = reinterpret_cast<int*>(smem + 2 * stage_floats);
+  for (int i = tid; i < hpos; i += kThreads) {
+    const int hx = i % HW, t2 = i / HW;
+    const int hy = t2 % HH, hz = t2 / HH;
+    const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
+    const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi && (unsigned)ix < (unsigned)p.Wi;
+    pos_of[i] = ok ? (iz * p.Hi + iy) * p.Wi + ix : -1;
+  }
+  __syncthreads();
+
+  const float* in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * p.Cr;
   const float* wbase = p.weight + ph.w_offset;
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
     float* fs = hs + halo_floats;
     const int c = chunk * KC;
-    const int hsegs = HD * HH * HW * 2;
-    for (int i = tid; i < hsegs; i += kThreads) {
-      const int pos = i >> 1, half = i & 1;
-      const int hx = pos % HW, t2 = pos / HW;
-      const int hy = t2 % HH, hz = t2 / HH;
-      const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx, ch = c + half * 4;
-      const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi &&
-                      (unsigned)ix < (unsigned)p.Wi && ch < p.Cr;
-      const float* src =
-          ok ? p.in + ((((int64_t)n * p.Di + iz) * p.Hi + iy) * p.Wi + ix) * p.Cr + ch : p.in;
-      copy16(src, hs + pos * KC + half * 4, ok);
+    for (int i = tid; i < 2 * hpos; i += kThreads) {
+      const int q = pos_of[i >> 1], ch = c + (i & 1) * 4;
+      const bool ok = q >= 0 && ch < p.Cr;
+      copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, hs + 4 * i, ok);
     }
     const int fsegs = ntaps * BN * 2;
     for (int i = tid; i < fsegs; i += kThreads) {
@@ -118,6 +104,16 @@ __global__ void __launch_bounds__(TD * TH * TW)
       const bool ok = co < p.Co && ch < p.Cr;
       const float* src = ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight;
       copy16(src, fs + (t * BN + nn) * KC + half * 4, ok);
+    }
+  };
+
+  // Rounds this thread's own halo segments of a stage to tf32 in place, once per chunk, instead of
+  // once per tap that reads them (k^3 times). Only the copying thread touches a segment, and its
+  // own cp.async writes are visible to it after the wait, so no barrier is needed before this.
+  auto round_halo = [&](int stage) {
+    float* hs = smem + stage * stage_floats;
+    for (int i = tid; i < 2 * hpos; i += kThreads) {
+      round4_tf32(hs + 4 * i);
     }
   };
 
@@ -135,11 +131,12 @@ __global__ void __launch_bounds__(TD * TH * TW)
           uint32_t a[2][4];
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
-            const float2 lo = *reinterpret_cast<const float2*>(hs + (base[mt][0] + off) * KC + 2 * tq);
-            const float2 hi = *reinterpret_cast<const float2*>(hs + (base[mt][1] + off) * KC + 2 * tq);
-            const float v[4] = {lo.x, hi.x, lo.y, hi.y};
-#pragma unroll
-            for (int i = 0; i < 4; ++i) a[mt][i] = to_tf32(v[i]);
+            const uint2 lo = *reinterpret_cast<const uint2*>(hs + (base[mt][0] + off) * KC + 2 * tq);
+            const uint2 hi = *reinterpret_cast<const uint2*>(hs + (base[mt][1] + off) * KC + 2 * tq);
+            a[mt][0] = lo.x;
+            a[mt][1] = hi.x;
+            a[mt][2] = lo.y;
+            a[mt][3] = hi.y;
           }
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
@@ -161,6 +158,7 @@ __global__ void __launch_bounds__(TD * TH * TW)
     if (c + 1 < nchunks) load((c + 1) & 1, c + 1);
     cute::cp_async_fence();
     cute::cp_async_wait<1>();
+    round_halo(c & 1);
     __syncthreads();
     compute(c & 1);
     __syncthreads();
@@ -209,9 +207,15 @@ struct DirectKernel {
     }
   }
 
+  // Two stages of (halo, filter), then the halo's position table (one int per halo position).
+  static size_t smem_bytes(int halo, int filt) {
+    return (2ull * (halo + filt) + halo / KC) * sizeof(float);
+  }
+
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_in < 1 || p.s_out < 1) return 4;
+    if ((long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL) return 5;  // int positions in the halo table
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
     int halo, filt;
     stage_floats(p, halo, filt);
@@ -219,7 +223,7 @@ struct DirectKernel {
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
       return 1000 + (int)cudaGetLastError();
-    if (2ull * (halo + filt) * sizeof(float) > (unsigned long long)optin) return 5;  // kErrorNotSupported
+    if (smem_bytes(halo, filt) > (unsigned long long)optin) return 5;  // kErrorNotSupported
     return 0;
   }
 
@@ -239,7 +243,7 @@ struct DirectKernel {
     const long long tiles = (long long)tiles_d * tiles_h * tiles_w;
     if (tiles > 0x7fffffffLL) return 5;
     const int stage = halo + filt;
-    const size_t bytes = 2ull * stage * sizeof(float);
+    const size_t bytes = smem_bytes(halo, filt);
     auto kernel = direct_kernel<TD, TH, TW, BN>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
     if (err != cudaSuccess) return 1000 + (int)err;

@@ -49,11 +49,40 @@ struct DirectEntry {
   DirectFn run;
 };
 
+// The weight gradient on tap reuse (direct_wgrad.cuh):
+//   partials[slice][(kd*k + kh)*k + kw][ci][co] = sum over the slice's x tiles of
+//       x[n, i, ci] * grad_y[n, stride*i - pad + (kd, kh, kw), co]
+// x [N, Di, Hi, Wi, Ci] and grad_y [N, Do, Ho, Wo, Co] packed NDHWC; out-of-range grad_y reads as
+// zero. The caller sums the slices in a fixed order (bitwise reproducible).
+struct DirectWgradLaunch {
+  int N = 0, Di = 0, Hi = 0, Wi = 0, Ci = 0;
+  int Do = 0, Ho = 0, Wo = 0, Co = 0;
+  int k = 1, stride = 1, pad = 0;
+  int slices = 1;          // CTAs along the reduction (gridDim.x), one partial slice each
+  int taps_per_group = 1;  // (kh, kw) taps per CTA, one warp each
+  int tap_groups = 1;      // tap_groups * taps_per_group >= k*k
+  const float* x = nullptr;
+  const float* gy = nullptr;
+  float* partials = nullptr;  // [slices, k^3, Ci, Co]
+  cudaStream_t stream = nullptr;
+};
+
+using DirectWgradFn = int (*)(const DirectWgradLaunch&);
+
+struct DirectWgradEntry {
+  const char* name;
+  DirectWgradFn can_implement;
+  DirectWgradFn run;
+};
+
 std::vector<DirectEntry>& direct_registry();
+std::vector<DirectWgradEntry>& direct_wgrad_registry();
 const DirectEntry* find_direct(const std::string& name);
+const DirectWgradEntry* find_direct_wgrad(const std::string& name);
 
 struct DirectRegistrar {
   explicit DirectRegistrar(const DirectEntry& e) { direct_registry().push_back(e); }
+  explicit DirectRegistrar(const DirectWgradEntry& e) { direct_wgrad_registry().push_back(e); }
 };
 
 }  // namespace convt3d

@@ -3,18 +3,21 @@
 
 namespace convt3d {
 
-std::vector<KernelEntry>& registry() {
-  // Function-local static: kernel TUs register from their own static initialisers,
-  // whose order across TUs is unspecified.
-  static std::vector<KernelEntry> entries;
-  return entries;
-}
-
-const KernelEntry* find_kernel(const std::string& name) {
-  for (const auto& e : registry()) {
+namespace {
+// Kernel TUs register from their own static initialisers, whose order across TUs is
+// unspecified: hence function-local statics.
+template <typename Entry>
+const Entry* find_by_name(const std::vector<Entry>& entries, const std::string& name) {
+  for (const auto& e : entries) {
     if (name == e.name) return &e;
   }
   return nullptr;
+}
+}  // namespace
+
+std::vector<KernelEntry>& registry() {
+  static std::vector<KernelEntry> entries;
+  return entries;
 }
 
 std::vector<DirectEntry>& direct_registry() {
@@ -22,11 +25,15 @@ std::vector<DirectEntry>& direct_registry() {
   return entries;
 }
 
-const DirectEntry* find_direct(const std::string& name) {
-  for (const auto& e : direct_registry()) {
-    if (name == e.name) return &e;
-  }
-  return nullptr;
+std::vector<DirectWgradEntry>& direct_wgrad_registry() {
+  static std::vector<DirectWgradEntry> entries;
+  return entries;
+}
+
+const KernelEntry* find_kernel(const std::string& name) { return find_by_name(registry(), name); }
+const DirectEntry* find_direct(const std::string& name) { return find_by_name(direct_registry(), name); }
+const DirectWgradEntry* find_direct_wgrad(const std::string& name) {
+  return find_by_name(direct_wgrad_registry(), name);
 }
 
 const char* status_name(int code) {

@@ -100,7 +100,7 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
 
 
-def test_selector_takes_direct_for_tf32_forward_and_grad_input_only():
+def test_selector_takes_direct_for_tf32_only():
     for op in ("dgrad", "fprop"):
         k = selector.select_config(HEADLINE, op, "tf32")
         assert k.family == "direct" and k.precision == "tf32" and k.serves(op)
@@ -108,7 +108,8 @@ def test_selector_takes_direct_for_tf32_forward_and_grad_input_only():
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_2x8x16_n24"
     assert selector.select_config(HEADLINE, "fprop", "tf32").bn == 24  # C_in = 48: two tiles of 24
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
-    assert selector.select_config(HEADLINE, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
+    assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", family="cutlass2x").family == "cutlass2x"
 
 
@@ -135,8 +136,31 @@ def test_forced_direct_config_serves_both_passes_and_is_checked():
     name = "direct_tf32_1x8x16_n32"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", config=name).name == name
     assert selector.select_config(HEADLINE, "fprop", "tf32", config=name).name == name
-    assert selector.select_config(HEADLINE, "wgrad", "tf32", config=name).family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32", config=name).op == "wgrad"  # not name
+    wname = "direct_wgrad_tf32_8x16_m64n32"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32", config=wname).name == wname
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", config=wname).name != wname
     big = Problem(1, 8, 64, (8, 8, 8), 7, 1, 3)  # 343 taps x 64 channels: no shared memory for it
     with pytest.raises(ValueError, match="cannot run"):
         selector.select_config(big, "dgrad", "tf32", config="direct_tf32_2x8x16_n64")
     assert BY_NAME[name].serves("fprop") and not BY_NAME[name].serves("wgrad")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7])
+def test_wgrad_tap_groups_cover_every_tap_with_at_most_16_warps(k):
+    per, groups = direct.wgrad_tap_groups(k)
+    assert per <= direct.WGRAD_MAX_WARPS and per * groups >= k * k and per * (groups - 1) < k * k
+
+
+@pytest.mark.parametrize("c_in,c_out", [(48, 24), (256, 128), (32, 8), (64, 32), (8, 8), (12, 20)])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (7, 1, 3)])
+def test_direct_wgrad_choice_fits_and_slices_are_sane(c_in, c_out, k, s, p):
+    prob = Problem(2, c_in, c_out, (16, 16, 16), k, s, p)
+    for limit in (selector.DEFAULT_SMEM, 166912):
+        cfg = selector.select_config(prob, "wgrad", "tf32", smem_limit=limit)
+        if cfg.family != "direct":
+            assert cfg.op == "wgrad"
+            continue
+        assert direct.wgrad_smem_bytes(cfg.block, cfg.tile[0], cfg.tile[1], k, s) <= limit
+        slices = direct.wgrad_slices(prob, cfg.block, cfg.tile[0], cfg.tile[1], 132)
+        assert 1 <= slices <= direct.wgrad_tiles(prob, cfg.block)

@@ -1,11 +1,12 @@
-"""The tap-reuse (direct) kernels on the GPU: every compiled config, forward and grad_input, on
-problems with partial tiles in every dimension (spatial borders, channel chunks, N tiles)."""
+"""The tap-reuse (direct) kernels on the GPU: every compiled config, forward, grad_input and
+grad_weight, on problems with partial tiles in every dimension (spatial borders, channel chunks,
+N tiles)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, launch, selector
-from convt3d_cutlass.kernel_table import DIRECT_KERNELS
+from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_WGRAD_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -71,3 +72,43 @@ def test_tf32_error_is_round_to_nearest_class():
     y = launch.forward(x, w, None, prob, "tf32")
     err = rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 1))
     assert 1e-5 < err < 5e-4
+
+
+def _grad_weight_ref(x, gy, w_shape, s, p):
+    w = torch.zeros(w_shape, dtype=torch.float64, device=x.device, requires_grad=True)
+    F.conv_transpose3d(x.double(), w, None, s, p).backward(gy.double())
+    return w.grad
+
+
+@pytest.mark.parametrize("cfg", DIRECT_WGRAD_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (2, 2, 0), (3, 3, 0),
+                                   (7, 1, 3), (3, 1, 0)])
+def test_direct_wgrad_config(cfg, k, s, p):
+    """Every (kh, kw) tap group, C_in and C_out blocks with partial tails (52 = 48 + 4, 40 = 32 + 8),
+    spatial tiles with partial rows and columns; the partial-sum buffer is poisoned first."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 52, 40, (3, 11, 19), k, s, p)
+    if not selector.direct_wgrad_fits(prob, cfg, _extension.smem_optin(torch.cuda.current_device())):
+        pytest.skip("does not fit this GPU's shared memory")
+    x = torch.randn(2, 52, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
+    assert gw.shape == (52, 40, k, k, k)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p)) <= TOL[cfg.precision]
+
+
+def test_direct_wgrad_is_deterministic_and_rounds_to_nearest():
+    """Bitwise the same twice (fixed slices, fixed-order sum); cuDNN-class tf32 error."""
+    prob = Problem(4, 48, 24, (16, 24, 40), 3, 1, 1)
+    name = "direct_wgrad_tf32_8x16_m48n24"
+    if name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    x = torch.randn(4, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((4, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    a = launch.grad_weight(gy, x, prob, "tf32", name)
+    b = launch.grad_weight(gy, x, prob, "tf32", name)
+    assert torch.equal(a, b)
+    err = rel_l2(a, _grad_weight_ref(x, gy, a.shape, 1, 1))
+    assert 1e-6 < err < 6e-4

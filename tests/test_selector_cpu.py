@@ -31,7 +31,7 @@ def test_wide_channels_use_wide_tile():
     p = Problem(2, 256, 256, (16, 16, 16), 3)
     assert selector.select_config(p, "dgrad", "tf32", **STOCK).tile == (128, 128, 16)
     assert selector.select_config(p, "fprop", "tf32", **STOCK).tile == (128, 128, 16)
-    assert selector.select_config(p, "wgrad", "tf32").tile == (128, 128, 16)
+    assert selector.select_config(p, "wgrad", "tf32", **STOCK).tile == (128, 128, 16)
 
 
 @pytest.mark.parametrize("op", ["dgrad", "fprop", "wgrad"])
@@ -72,7 +72,7 @@ def test_filtered_build_falls_back_to_a_compiled_kernel():
 
 
 def test_split_k_fills_machine_and_is_bounded():
-    k = selector.select_config(HEADLINE, "wgrad", "tf32")
+    k = selector.select_config(HEADLINE, "wgrad", "tf32", **STOCK)
     s = selector.split_k_slices(HEADLINE, k, 132)
     m, n, kk = HEADLINE.gemm("wgrad")
     assert 1 < s <= kk // k.tile[2] // 8

@@ -78,7 +78,8 @@ def grad_input_filter(weight: torch.Tensor, precision: str) -> torch.Tensor:
 
 
 def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...]) -> int:
-    """Dynamic shared memory of one CTA (two stages of halo + filter), as the kernel sizes it."""
+    """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter, then
+    one int per halo position (the staging table)."""
     halo = filt = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -90,7 +91,7 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
             h *= s_in * (block[a] - 1) + taps[a]
         halo = max(halo, h * KC)
         filt = max(filt, ntaps * bn * KC)
-    return 2 * (halo + filt) * 4
+    return (2 * (halo + filt) + halo // KC) * 4
 
 
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
@@ -100,3 +101,39 @@ def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[
     for a in range(3):
         tiles *= -(-counts[a] // block[a])
     return tiles * -(-c_out // bn) * n * (len(table) // 13)
+
+
+# --- grad_weight (csrc/direct_wgrad.cuh) ---------------------------------------------------------
+WGRAD_MAX_WARPS = 16  # (kh, kw) taps per CTA, one warp each
+
+
+def wgrad_tap_groups(k: int) -> Tuple[int, int]:
+    """(taps per CTA, tap groups): the k*k (kh, kw) taps of one kd split into as few groups of at
+    most 16 (one warp per tap) as possible, evenly (k=3: 9 x 1, k=5: 13 x 2, k=7: 13 x 4)."""
+    groups = -(-k * k // WGRAD_MAX_WARPS)
+    return -(-k * k // groups), groups
+
+
+def wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, k: int, stride: int) -> int:
+    """Dynamic shared memory of one CTA, as the kernel sizes it: two stages of (x tile with rows
+    padded to bm + 4 floats, grad_y halo with rows padded to bn + 4), then one int per halo position."""
+    th, tw = block[1], block[2]
+    hh, hw = stride * (th - 1) + k, stride * (tw - 1) + k
+    stage = th * tw * (bm + 4) + hh * hw * (bn + 4)
+    return (2 * stage + hh * hw) * 4
+
+
+def wgrad_tiles(p: Problem, block: Tuple[int, int, int]) -> int:
+    """1 x TH x TW tiles of x the reduction walks (all samples)."""
+    d, h, w = p.spatial
+    return p.n * d * -(-h // block[1]) * -(-w // block[2])
+
+
+def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_sms: int,
+                 max_partial_bytes: int = 256 << 20) -> int:
+    """CTAs along the reduction: about four CTAs per SM in all (two waves of two), at least one x
+    tile each, and at most max_partial_bytes of [slices, k^3, C_in, C_out] fp32 partial sums."""
+    blocks = -(-p.c_in // bm) * -(-p.c_out // bn) * p.k * wgrad_tap_groups(p.k)[1]
+    want = -(-4 * num_sms // blocks)
+    cap_mem = max(1, max_partial_bytes // (4 * p.k ** 3 * p.c_in * p.c_out))
+    return max(1, min(want, wgrad_tiles(p, block), cap_mem))

@@ -14,7 +14,8 @@ Two families, both NDHWC fp32, both running on sm_80 and newer:
   stride phases. It serves the forward (op ``dgrad``) and grad_input (op ``fprop``) in tf32; its
   ``tile`` is (rows, BN, 8) for an output block of ``block`` = (TD, TH, TW) positions. (A 3xtf32
   form, commit 579cd9f, measured 5e-6 to 2e-5 relative error against the stock kernels' 4e-7 and was
-  dropped: docs/performance.md.)
+  dropped: docs/performance.md.) Its ``wgrad`` rows (``csrc/direct_wgrad.cuh``) serve grad_weight:
+  ``tile`` is (BM, BN, 8) = (C_in, C_out) block per warp, ``block`` = (1, TH, TW) the x tile.
 
 The stock GEMM views (``docs/design.md``):
 
@@ -54,7 +55,9 @@ class KernelConfig:
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
-        return op in ("dgrad", "fprop") if self.family == "direct" else op == self.op
+        if self.family == "direct" and self.op != "wgrad":
+            return op in ("dgrad", "fprop")
+        return op == self.op
 
     @property
     def bn(self) -> int:
@@ -83,6 +86,9 @@ class KernelConfig:
 
     @property
     def name(self) -> str:
+        if self.family == "direct" and self.op == "wgrad":
+            return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
+                    f"_m{self.tile[0]}n{self.tile[1]}")
         if self.family == "direct":
             return f"direct_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}"
         t = "x".join(map(str, self.tile))
@@ -161,7 +167,28 @@ DIRECT_KERNELS = tuple(
         ((1, 8, 16), 64, "small or strided, wide channels"),
     ))
 
-KERNELS = KERNELS + DIRECT_KERNELS
+
+
+def _direct_wgrad(precision, block, bm, bn, why):
+    return KernelConfig("wgrad", precision, (bm, bn, 8), (bm, bn, 8), 2, why, "direct", (1,) + tuple(block))
+
+
+# Weight gradient on tap reuse (csrc/direct_wgrad.cuh): one warp per (kh, kw) tap holds a
+# BM (C_in) x BN (C_out) block; a CTA walks 1 x TH x TW tiles of x. 8x16 is the main tile; 4x16
+# halves the grad_y halo, which is stride-times wider, for strided layers.
+DIRECT_WGRAD_KERNELS = tuple(
+    _direct_wgrad(prec, block, bm, bn, why)
+    for prec in ("tf32",)
+    for block, bm, bn, why in (
+        ((8, 16), 48, 24, "C_in 48 / C_out 24 and their multiples without padding"),
+        ((8, 16), 64, 32, "wide channels, in 64 x 32 blocks"),
+        ((8, 16), 32, 16, "narrow channels"),
+        ((8, 16), 32, 8, "C_out <= 8"),
+        ((4, 16), 64, 32, "strided, wide channels (stride-times wider halo)"),
+        ((4, 16), 32, 16, "strided, narrow channels"),
+    ))
+
+KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}
 
 

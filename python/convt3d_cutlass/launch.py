@@ -98,6 +98,15 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     slices whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
     k = _select(p, "wgrad", precision, config, x.device)
+    if k.family == "direct":
+        # Tap reuse: per slice of x tiles, [k^3, C_in, C_out] partial sums, summed in a fixed order.
+        bm, bn = k.tile[:2]
+        slices = direct.wgrad_slices(p, k.block, bm, bn, _extension.num_sms(x.device.index))
+        partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
+        _ops().direct_wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, p.k, p.stride, p.padding,
+                            direct.wgrad_tap_groups(p.k)[0])
+        gw = partials[0] if slices == 1 else partials.sum(0)
+        return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
     slices = selector.split_k_slices(p, k, _extension.num_sms(x.device.index))
     partials = torch.empty((slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
     _ops().wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)

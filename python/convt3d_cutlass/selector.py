@@ -91,7 +91,7 @@ def direct_wins(problem: Problem, op: str) -> bool:
         return problem.stride > 1 or problem.c_out <= DIRECT_MAX_NARROW
     if op == "fprop":
         return problem.stride == 1 and problem.c_in <= DIRECT_MAX_NARROW
-    return False
+    return True  # wgrad: provisional, until measured against the stock wgrad
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int):
@@ -117,6 +117,36 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
             continue
         work = -(-co // k.bn) * (k.bn + 8)
         cands.append((work, 0 if (k.block == big) == prefer_big else 1, k.name, k))
+    return min(cands)[-1] if cands else None
+
+
+def direct_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
+    return (problem.c_in % 4 == 0 and problem.c_out % 4 == 0 and
+            direct.wgrad_smem_bytes(k.block, k.tile[0], k.tile[1], problem.k, problem.stride) <= smem_limit)
+
+
+def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int):
+    """The tap-reuse grad_weight kernel, or None for the stock wgrad.
+
+    Block (C_in x C_out per warp): fewest padded MMAs, counting each extra block (which re-stages
+    the tiles) as 8 more channels per side, and the tile's overhang past H and W. 8x16 tiles at
+    unit stride, 4x16 (half the stride-times wider halo) at stride > 1 on ties.
+    """
+    if precision != "tf32":
+        return None
+    h, w = problem.spatial[1:]
+    cands = []
+    for k in kernels_for("wgrad", precision, "direct"):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if not direct_wgrad_fits(problem, k, smem_limit):
+            continue
+        bm, bn = k.tile[:2]
+        th, tw = k.block[1:]
+        work = (-(-problem.c_in // bm) * (bm + 8) * -(-problem.c_out // bn) * (bn + 8) *
+                (-(-h // th) * th * -(-w // tw) * tw) / (h * w))
+        prefer = (th == 8) == (problem.stride == 1)
+        cands.append((work, 0 if prefer else 1, k.name, k))
     return min(cands)[-1] if cands else None
 
 
@@ -163,6 +193,11 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                              f"got C_in={problem.c_in}, C_out={problem.c_out}")
         if compiled is not None and name not in set(compiled):
             raise ValueError(f"config {name!r} is not compiled into this build")
+        if k.family == "direct" and op == "wgrad":
+            if not direct_wgrad_fits(problem, k, smem_limit):
+                raise ValueError(f"config {name!r} cannot run this problem (shared memory); choose "
+                                 f"another from convt3d_cutlass.configs()")
+            return k
         if k.family == "direct" and not direct_fits(problem, op, k, smem_limit):
             raise ValueError(f"config {name!r} cannot run this problem (shared memory, stride > 4 or "
                              f"grid size); choose another from convt3d_cutlass.configs()")
@@ -171,7 +206,11 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
         prec = "fp32"
     if family in (None, "direct") and prec == precision:
-        k = _direct_choice(problem, op, prec, num_sms, None if compiled is None else set(compiled), smem_limit)
+        comp = None if compiled is None else set(compiled)
+        if op == "wgrad":
+            k = _direct_wgrad_choice(problem, prec, comp, smem_limit) if direct_wins(problem, op) else None
+        else:
+            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit)
         if k is not None or family == "direct":
             if k is None:
                 raise LookupError(f"no direct kernel can run {op} of this problem")
