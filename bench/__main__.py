@@ -55,7 +55,9 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                         continue
                     if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
                         continue
-                    if cfg["family"] == "direct" and not selector.direct_fits(p, op, BY_NAME[cfg["name"]]):
+                    kc = BY_NAME[cfg["name"]]
+                    if kc.family == "direct" and not (selector.direct_wgrad_fits(p, kc) if op == "wgrad"
+                                                      else selector.direct_fits(p, op, kc)):
                         continue
                     with torch.no_grad():
                         ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)

@@ -106,7 +106,7 @@ def test_selector_takes_direct_for_tf32_only():
         assert k.family == "direct" and k.precision == "tf32" and k.serves(op)
         assert selector.select_config(HEADLINE, op, "3xtf32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_2x8x16_n24"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").bn == 24  # C_in = 48: two tiles of 24
+    assert selector.select_config(HEADLINE, "fprop", "tf32").bn == 48  # C_in = 48: one tile, one halo
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"

@@ -162,7 +162,9 @@ DIRECT_KERNELS = tuple(
         ((2, 8, 16), 16, "output channels <= 16"),
         ((2, 8, 16), 24, "output channels 24 or 48 (multiples of 24 without padding)"),
         ((2, 8, 16), 32, "output channels 32"),
+        ((2, 8, 16), 48, "output channels 48 in one tile (the halo staged once, not twice)"),
         ((2, 8, 16), 64, "wide output channels, in tiles of 64"),
+        ((4, 8, 16), 24, "deeper tile: the filter stage and halo rim amortised over twice the rows"),
         ((1, 8, 16), 32, "small layers (more CTAs) and strided grad_input (wider halo)"),
         ((1, 8, 16), 64, "small or strided, wide channels"),
     ))
