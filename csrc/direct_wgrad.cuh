@@ -94,30 +94,32 @@ __global__ void __launch_bounds__(32 * kWgradMaxWarps)
   };
   auto plane_ok = [&](int id) { return (unsigned)(s * id - p.pad + kd) < (unsigned)p.Do; };
 
+  // Per-tile bases are computed once per tile; a 16-byte segment then costs a bound check and a
+  // 32-bit offset (planes of x and grad_y hold < 2^31 elements: can_implement).
+  const int Hi = p.Hi, Wi = p.Wi, Ci = p.Ci, Ho = p.Ho, Wo = p.Wo, Co = p.Co;
   auto load = [&](int stage, long long t) {
     int n, id, h0, w0;
     tile_of(t, n, id, h0, w0);
     float* as = smem + stage * stage_floats;
     float* bs = as + kTP * SA;
+    const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
     for (int i = tid; i < kASegs; i += nthreads) {
       const int pos = i / (BM / 4), seg = i % (BM / 4);
-      const int h = h0 + pos / TW, w = w0 + pos % TW, ci = ci0 + seg * 4;
-      const bool ok = h < p.Hi && w < p.Wi && ci < p.Ci;
-      const float* src = ok ? p.x + ((((int64_t)n * p.Di + id) * p.Hi + h) * p.Wi + w) * p.Ci + ci : p.x;
-      copy16(src, as + pos * SA + seg * 4, ok);
+      const int h = h0 + pos / TW, w = w0 + pos % TW;
+      const bool ok = h < Hi && w < Wi && ci0 + seg * 4 < Ci;
+      copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * SA + seg * 4, ok);
     }
     const int od = s * id - p.pad + kd;
     const bool dok = (unsigned)od < (unsigned)p.Do;
     const int oh0 = s * h0 - p.pad, ow0 = s * w0 - p.pad;
-    const int64_t plane = ((int64_t)n * p.Do + od) * p.Ho;
+    const float* gy_plane = p.gy + (((int64_t)n * p.Do + (dok ? od : 0)) * Ho) * Wo * Co + co0;
     const int bsegs = hpos * (BN / 4);
     for (int i = tid; i < bsegs; i += nthreads) {
       const int pos = i / (BN / 4), seg = i % (BN / 4);
       const int yx = hyx[pos];
-      const int oh = oh0 + (yx >> 16), ow = ow0 + (yx & 0xffff), co = co0 + seg * 4;
-      const bool ok = dok && (unsigned)oh < (unsigned)p.Ho && (unsigned)ow < (unsigned)p.Wo && co < p.Co;
-      const float* src = ok ? p.gy + ((plane + oh) * p.Wo + ow) * p.Co + co : p.gy;
-      copy16(src, bs + pos * SB + seg * 4, ok);
+      const int oh = oh0 + (yx >> 16), ow = ow0 + (yx & 0xffff);
+      const bool ok = dok && (unsigned)oh < (unsigned)Ho && (unsigned)ow < (unsigned)Wo && co0 + seg * 4 < Co;
+      copy16(ok ? gy_plane + (oh * Wo + ow) * Co + seg * 4 : p.gy, bs + pos * SB + seg * 4, ok);
     }
   };
 
@@ -207,6 +209,7 @@ struct DirectWgradKernel {
       return 4;  // kErrorInvalidProblem
     const int HH = S::halo_h(p.k, p.stride), HW = S::halo_w(p.k, p.stride);
     if (HH >= (1 << 15) || HW >= (1 << 16)) return 5;
+    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
     const long long ci_blocks = (p.Ci + BM - 1) / BM, co_blocks = (p.Co + BN - 1) / BN;
     if (ci_blocks * co_blocks > 65535 || (long long)p.k * p.tap_groups > 65535 || p.slices > 0x7fffffff) return 5;
     int dev = 0, optin = 0;

@@ -98,6 +98,10 @@ def test_direct_policy_follows_the_measurements():
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(up, "dgrad", "tf32").family == "direct"
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
+    # grad_weight: tap reuse at unit stride and for strided layers with C_in <= 64
+    assert selector.select_config(wide, "wgrad", "tf32").family == "direct"
+    assert selector.select_config(up, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "direct"
 
 
 def test_selector_takes_direct_for_tf32_only():
@@ -105,8 +109,8 @@ def test_selector_takes_direct_for_tf32_only():
         k = selector.select_config(HEADLINE, op, "tf32")
         assert k.family == "direct" and k.precision == "tf32" and k.serves(op)
         assert selector.select_config(HEADLINE, op, "3xtf32").family == "cutlass2x"
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_2x8x16_n24"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").bn == 48  # C_in = 48: one tile, one halo
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_4x8x16_n24"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "direct_tf32_4x8x16_n24"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"

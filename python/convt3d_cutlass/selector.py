@@ -83,6 +83,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
 #   6.7 ms). With 64-128 output channels at stride 1 the stock GEMM reuses A across a wide N tile and
 #   wins (128->64: 0.33 vs 0.42 ms), and strided grad_input reads a stride-times wider halo (3-7x slower).
 DIRECT_MAX_NARROW = 48
+DIRECT_WGRAD_MAX_STRIDED_CIN = 64
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
@@ -91,15 +92,19 @@ def direct_wins(problem: Problem, op: str) -> bool:
         return problem.stride > 1 or problem.c_out <= DIRECT_MAX_NARROW
     if op == "fprop":
         return problem.stride == 1 and problem.c_in <= DIRECT_MAX_NARROW
-    return True  # wgrad: provisional, until measured against the stock wgrad
+    # wgrad: the tap-reuse kernel won on every unit-stride sweep shape (headline 4.87 vs 9.60 ms) and
+    # on strided ones with C_in <= 64; with C_in >= 128 at stride 2 the stock wgrad won (gan3d-g1
+    # 0.35 vs 0.64 ms): each extra C_in block re-stages the stride-times wider grad_y halo.
+    return problem.stride == 1 or problem.c_in <= DIRECT_WGRAD_MAX_STRIDED_CIN
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
-    more channels. Block: 2x8x16 (8 warps) when it still gives two waves of CTAs and the input is
-    read at unit stride; else 1x8x16, whose halo is half as deep (strided grad_input, small layers).
+    more channels. Block: 4x8x16 (16 warps) for unit-stride layers that give it four waves of
+    CTAs; 2x8x16 (8 warps) when it still gives two waves and the input is read at unit stride;
+    else 1x8x16, whose halo is half as deep (strided grad_input, small layers).
     """
     plan = direct_plan(problem, op)
     if plan is None or precision != "tf32":
@@ -107,8 +112,13 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     table, s_in, co = plan
     if not direct_wins(problem, op):
         return None
-    big = (2, 8, 16)
-    prefer_big = s_in == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms
+    big, deep = (2, 8, 16), (4, 8, 16)
+    if problem.stride == 1 and direct.ctas(deep, 32, problem.n, co, table) >= 4 * num_sms:
+        prefer = deep
+    elif s_in == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms:
+        prefer = big
+    else:
+        prefer = (1, 8, 16)
     cands = []
     for k in kernels_for(op, precision, "direct"):
         if compiled is not None and k.name not in compiled:
@@ -116,7 +126,8 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
         if direct.smem_bytes(k.block, k.bn, s_in, table) > smem_limit:
             continue
         work = -(-co // k.bn) * (k.bn + 8)
-        cands.append((work, 0 if (k.block == big) == prefer_big else 1, k.name, k))
+        rank = 0 if k.block == prefer else 1 if k.block == big else 2
+        cands.append((work, rank, k.name, k))
     return min(cands)[-1] if cands else None
 
 
