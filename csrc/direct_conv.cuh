@@ -73,49 +73,37 @@ __global__ void __launch_bounds__(TD * TH * TW)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
-  // Staging tables, built once per CTA so the per-chunk copy loops are a table read, a predicate
-  // and one wide multiply-add per 16-byte segment (no division, no 64-bit index chains):
-  //   pos_of[halo position] = input position within the sample, -1 when out of range;
-  //   row_of[tap * BN + nn] = element offset of filter row (tap, co0 + nn) in this phase's block,
-  //   -1 past C_out.
-  const int hpos = HD * HH * HW, frows = ntaps * BN;
+  // Halo position -> input position within the sample (-1: out of range, zero-filled), built
+  // once per CTA: the staging loop below then needs no division per copied segment.
+  const int hpos = HD * HH * HW;
   int* pos_of = reinterpret_cast<int*>(smem + 2 * stage_floats);
-  int* row_of = pos_of + halo_floats / KC;
-  {
-    const int Di = p.Di, Hi = p.Hi, Wi = p.Wi, Co = p.Co, Cr = p.Cr;
-    for (int i = tid; i < hpos; i += kThreads) {
-      const int hx = i % HW, t2 = i / HW;
-      const int hy = t2 % HH, hz = t2 / HH;
-      const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
-      const bool ok = (unsigned)iz < (unsigned)Di && (unsigned)iy < (unsigned)Hi && (unsigned)ix < (unsigned)Wi;
-      pos_of[i] = ok ? (iz * Hi + iy) * Wi + ix : -1;
-    }
-    for (int i = tid; i < frows; i += kThreads) {
-      const int t = i / BN, co = co0 + i % BN;
-      row_of[i] = co < Co ? (t * Co + co) * Cr : -1;
-    }
+  for (int i = tid; i < hpos; i += kThreads) {
+    const int hx = i % HW, t2 = i / HW;
+    const int hy = t2 % HH, hz = t2 / HH;
+    const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
+    const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi && (unsigned)ix < (unsigned)p.Wi;
+    pos_of[i] = ok ? (iz * p.Hi + iy) * p.Wi + ix : -1;
   }
   __syncthreads();
 
-  const int Cr = p.Cr;
-  const float* const in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * Cr;
-  const float* const wbase = p.weight + ph.w_offset;
+  const float* in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * p.Cr;
+  const float* wbase = p.weight + ph.w_offset;
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
     float* fs = hs + halo_floats;
     const int c = chunk * KC;
-    const bool hi_ok = c + 4 < Cr;  // Cr % 4 == 0: only the upper half of the last chunk can be past it
-    const float* in_c = in_n + c;
     for (int i = tid; i < 2 * hpos; i += kThreads) {
-      const int q = pos_of[i >> 1];
-      const bool ok = q >= 0 && ((i & 1) == 0 || hi_ok);
-      copy16(ok ? in_c + (int64_t)q * Cr + (i & 1) * 4 : p.in, hs + 4 * i, ok);
+      const int q = pos_of[i >> 1], ch = c + (i & 1) * 4;
+      const bool ok = q >= 0 && ch < p.Cr;
+      copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, hs + 4 * i, ok);
     }
-    const float* w_c = wbase + c;
-    for (int i = tid; i < 2 * frows; i += kThreads) {
-      const int r = row_of[i >> 1];
-      const bool ok = r >= 0 && ((i & 1) == 0 || hi_ok);
-      copy16(ok ? w_c + r + (i & 1) * 4 : p.weight, fs + 4 * i, ok);
+    const int fsegs = ntaps * BN * 2;
+    for (int i = tid; i < fsegs; i += kThreads) {
+      const int half = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
+      const int co = co0 + nn, ch = c + half * 4;
+      const bool ok = co < p.Co && ch < p.Cr;
+      const float* src = ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight;
+      copy16(src, fs + (t * BN + nn) * KC + half * 4, ok);
     }
   };
 
@@ -219,20 +207,15 @@ struct DirectKernel {
     }
   }
 
-  // Two stages of (halo, filter), then the staging tables: one int per halo position and one
-  // per filter row.
+  // Two stages of (halo, filter), then the halo's position table (one int per halo position).
   static size_t smem_bytes(int halo, int filt) {
-    return (2ull * (halo + filt) + halo / KC + filt / KC) * sizeof(float);
+    return (2ull * (halo + filt) + halo / KC) * sizeof(float);
   }
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_in < 1 || p.s_out < 1) return 4;
     if ((long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL) return 5;  // int positions in the halo table
-    for (int i = 0; i < p.num_phases; ++i) {  // int offsets in the filter-row table
-      const DirectPhase& ph = p.phase[i];
-      if ((long long)ph.taps[0] * ph.taps[1] * ph.taps[2] * p.Co * p.Cr > 0x7fffffffLL) return 5;
-    }
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
     int halo, filt;
     stage_floats(p, halo, filt);

@@ -79,7 +79,7 @@ def grad_input_filter(weight: torch.Tensor, precision: str) -> torch.Tensor:
 
 def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...]) -> int:
     """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter, then
-    the staging tables (one int per halo position and one per filter row)."""
+    one int per halo position (the staging table)."""
     halo = filt = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -91,7 +91,7 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
             h *= s_in * (block[a] - 1) + taps[a]
         halo = max(halo, h * KC)
         filt = max(filt, ntaps * bn * KC)
-    return (2 * (halo + filt) + (halo + filt) // KC) * 4
+    return (2 * (halo + filt) + halo // KC) * 4
 
 
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
