@@ -94,8 +94,9 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
                 config: Optional[str] = None) -> torch.Tensor:
     """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo].
 
-    Conv3d wgrad with dy := x, activation := grad_y. The reduction over positions is split into
-    slices whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
+    Conv3d wgrad with dy := x, activation := grad_y, or the tap-reuse kernel (``direct_wgrad``,
+    tf32). Either way the reduction over positions is split into slices whose partial sums land in
+    a buffer summed in a fixed order: bitwise deterministic.
     """
     k = _select(p, "wgrad", precision, config, x.device)
     if k.family == "direct":
