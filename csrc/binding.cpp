@@ -24,6 +24,17 @@ void check_operand(const at::Tensor& t, const char* what, const at::Device& dev)
               " must be a contiguous 5-d [N,D,H,W,C] / [K,T,R,S,C] tensor");
 }
 
+// A kernel's run() status as an exception: CUDA errors (1000 + cudaError_t) by name, CUTLASS
+// statuses by cutlass::Status name.
+void check_run(const std::string& name, int code) {
+  if (code >= 1000) {
+    TORCH_CHECK(false, "convt3d_cutlass: kernel ", name, " failed to launch: ",
+                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
+  }
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", name, " cannot run this problem: cutlass::Status::",
+              convt3d::status_name(code));
+}
+
 const convt3d::KernelEntry& lookup(const std::string& name) {
   const auto* e = convt3d::find_kernel(name);
   TORCH_CHECK(e != nullptr, "convt3d_cutlass: kernel '", name,
@@ -46,13 +57,7 @@ void launch(const std::string& name, ConvLaunch& L, const at::Device& dev) {
     L.workspace = ws.data_ptr();
     L.workspace_bytes = bytes;
   }
-  code = e.run(L);
-  if (code >= 1000) {
-    TORCH_CHECK(false, "convt3d_cutlass: kernel ", name, " failed to launch: ",
-                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
-  }
-  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", name,
-              " returned cutlass::Status::", convt3d::status_name(code));
+  check_run(name, e.run(L));
 }
 
 void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
@@ -182,13 +187,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   }
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  int code = e->run(L);
-  if (code >= 1000) {
-    TORCH_CHECK(false, "convt3d_cutlass: kernel ", kernel, " failed to launch: ",
-                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
-  }
-  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", kernel, " cannot run this problem: cutlass::Status::",
-              convt3d::status_name(code));
+  check_run(kernel, e->run(L));
 }
 
 // partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
@@ -224,13 +223,7 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   L.partials = partials.data_ptr<float>();
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  int code = e->run(L);
-  if (code >= 1000) {
-    TORCH_CHECK(false, "convt3d_cutlass: kernel ", kernel, " failed to launch: ",
-                cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
-  }
-  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", kernel, " cannot run this problem: cutlass::Status::",
-              convt3d::status_name(code));
+  check_run(kernel, e->run(L));
 }
 
 std::vector<std::string> kernels() {

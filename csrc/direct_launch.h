@@ -41,13 +41,13 @@ struct DirectLaunch {
 
 // 0 = success; 4 = kErrorInvalidProblem, 5 = kErrorNotSupported (cutlass::Status values);
 // 1000 + cudaError_t for CUDA errors, as for the CUTLASS kernels.
-using DirectFn = int (*)(const DirectLaunch&);
-
-struct DirectEntry {
+template <typename Launch>
+struct DirectEntryOf {
   const char* name;
-  DirectFn can_implement;
-  DirectFn run;
+  int (*can_implement)(const Launch&);
+  int (*run)(const Launch&);
 };
+using DirectEntry = DirectEntryOf<DirectLaunch>;
 
 // The weight gradient on tap reuse (direct_wgrad.cuh):
 //   partials[slice][(kd*k + kh)*k + kw][ci][co] = sum over the slice's x tiles of
@@ -67,13 +67,7 @@ struct DirectWgradLaunch {
   cudaStream_t stream = nullptr;
 };
 
-using DirectWgradFn = int (*)(const DirectWgradLaunch&);
-
-struct DirectWgradEntry {
-  const char* name;
-  DirectWgradFn can_implement;
-  DirectWgradFn run;
-};
+using DirectWgradEntry = DirectEntryOf<DirectWgradLaunch>;
 
 std::vector<DirectEntry>& direct_registry();
 std::vector<DirectWgradEntry>& direct_wgrad_registry();
