@@ -7,8 +7,11 @@
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "conv_launch.h"
 #include "direct_launch.h"
+#include "layout_transpose.h"
 
 namespace {
 
@@ -226,6 +229,26 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   check_run(kernel, e->run(L));
 }
 
+// dst = src with the channel axis moved: NCDHW -> NDHWC (to_channels_last) or back. Both are
+// packed 5-d float32 tensors on one device; shapes are checked against each other.
+void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last) {
+  const auto dev = dst.device();
+  TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat &&
+                  dst.scalar_type() == at::kFloat && src.is_contiguous() && dst.is_contiguous() &&
+                  src.dim() == 5 && dst.dim() == 5,
+              "convt3d_cutlass: transpose_layout needs packed 5-d float32 CUDA tensors on one device");
+  const int64_t n = src.size(0);
+  const int64_t c = to_channels_last ? src.size(1) : src.size(4);
+  const int64_t s = src.numel() / std::max<int64_t>(1, n * c);
+  TORCH_CHECK(dst.size(0) == n && dst.numel() == src.numel() && (to_channels_last ? dst.size(4) : dst.size(1)) == c,
+              "convt3d_cutlass: transpose_layout shapes do not match");
+  c10::cuda::CUDAGuard guard(dev);
+  const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  check_run("transpose_layout", convt3d::transpose_batched(src.data_ptr<float>(), dst.data_ptr<float>(), n,
+                                                          to_channels_last ? c : s, to_channels_last ? s : c,
+                                                          stream));
+}
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
@@ -244,6 +267,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int s_in, int s_out) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group) -> ()");
+  m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last) -> ()");
   m.def("kernels() -> str[]", &kernels);
 }
 
@@ -253,4 +277,5 @@ TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
   m.impl("wgrad", &wgrad);
   m.impl("direct", &direct);
   m.impl("direct_wgrad", &direct_wgrad);
+  m.impl("transpose_layout", &transpose_layout);
 }
