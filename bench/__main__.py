@@ -56,8 +56,7 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                     if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
                         continue
                     kc = BY_NAME[cfg["name"]]
-                    if kc.family == "direct" and not (selector.direct_wgrad_fits(p, kc) if op == "wgrad"
-                                                      else selector.direct_fits(p, op, kc)):
+                    if kc.family == "direct" and not selector.direct_fits(p, op, kc):
                         continue
                     with torch.no_grad():
                         ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)

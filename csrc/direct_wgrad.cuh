@@ -27,15 +27,10 @@ constexpr int kWgradMaxWarps = 16;  // taps per CTA; more (k >= 5) split into ta
 
 // Shared-memory row strides: 4 floats of padding make the fragment loads conflict-free (a quad's
 // lanes tq read positions 2tq apart, 2*(C+4) = 8 mod 32 banks for C = 0 mod 16, 24 for C = 8 mod 16).
-template <int C>
-struct PaddedRow {
-  static constexpr int value = C + 4;
-};
-
 template <int TH, int TW, int BM, int BN>
 struct WgradShape {
   static constexpr int kTP = TH * TW;  // x positions per tile: the reduction per tile
-  static constexpr int SA = PaddedRow<BM>::value, SB = PaddedRow<BN>::value;
+  static constexpr int SA = BM + 4, SB = BN + 4;  // padded row strides (see above)
   static_assert(TW % 8 == 0, "a k-step's 8 positions must lie in one tile row");
   static_assert(BM % 16 == 0 && BN % 8 == 0, "MMA tile");
   static __host__ __device__ int halo_h(int k, int s) { return s * (TH - 1) + k; }

@@ -71,6 +71,9 @@ def direct_plan(problem: Problem, op: str):
 
 
 def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
+    """Whether direct-family kernel k can run pass op of problem on a GPU with smem_limit bytes."""
+    if op == "wgrad":
+        return direct_wgrad_fits(problem, k, smem_limit)
     plan = direct_plan(problem, op)
     return plan is not None and direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
@@ -132,7 +135,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
 
 
 def direct_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
-    return (problem.c_in % 4 == 0 and problem.c_out % 4 == 0 and
+    return (_aligned(problem, "wgrad", k) and
             direct.wgrad_smem_bytes(k.block, k.tile[0], k.tile[1], problem.k, problem.stride) <= smem_limit)
 
 
@@ -204,11 +207,6 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                              f"got C_in={problem.c_in}, C_out={problem.c_out}")
         if compiled is not None and name not in set(compiled):
             raise ValueError(f"config {name!r} is not compiled into this build")
-        if k.family == "direct" and op == "wgrad":
-            if not direct_wgrad_fits(problem, k, smem_limit):
-                raise ValueError(f"config {name!r} cannot run this problem (shared memory); choose "
-                                 f"another from convt3d_cutlass.configs()")
-            return k
         if k.family == "direct" and not direct_fits(problem, op, k, smem_limit):
             raise ValueError(f"config {name!r} cannot run this problem (shared memory, stride > 4 or "
                              f"grid size); choose another from convt3d_cutlass.configs()")
