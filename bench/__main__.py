@@ -56,7 +56,8 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                     if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
                         continue
                     kc = BY_NAME[cfg["name"]]
-                    if kc.family == "direct" and not selector.direct_fits(p, op, kc):
+                    if kc.tap_reuse and not selector.direct_fits(
+                            p, op, kc, capability=torch.cuda.get_device_capability()):
                         continue
                     with torch.no_grad():
                         ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)

@@ -96,7 +96,7 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(wide, "dgrad", "tf32").family == "cutlass2x"
     assert selector.select_config(wide, "fprop", "tf32").family == "cutlass2x"
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
-    assert selector.select_config(up, "dgrad", "tf32").family == "direct"
+    assert selector.select_config(up, "dgrad", "tf32").tap_reuse
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
     # grad_weight: tap reuse at unit stride and for strided layers with C_in <= 64
     assert selector.select_config(wide, "wgrad", "tf32").family == "direct"
@@ -107,10 +107,13 @@ def test_direct_policy_follows_the_measurements():
 def test_selector_takes_direct_for_tf32_only():
     for op in ("dgrad", "fprop"):
         k = selector.select_config(HEADLINE, op, "tf32")
-        assert k.family == "direct" and k.precision == "tf32" and k.serves(op)
+        assert k.tap_reuse and k.precision == "tf32" and k.serves(op)
         assert selector.select_config(HEADLINE, op, "3xtf32").family == "cutlass2x"
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "direct_tf32_4x8x16_n24"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "direct_tf32_4x8x16_n24"
+    ampere = dict(capability=(8, 0), smem_limit=166912)
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
+    assert selector.select_config(HEADLINE, "fprop", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").family == "wgmma"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"
@@ -127,6 +130,10 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
             if cfg.family == "direct":
                 table, s_in, _ = selector.direct_plan(prob, op)
                 assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table) <= limit
+            elif cfg.family == "wgmma":
+                table, s_in, _ = selector.direct_plan(prob, op)
+                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table)
+                assert s_in == 1 and need is not None and need <= limit
             else:
                 assert cfg.op == op
 
@@ -147,6 +154,14 @@ def test_forced_direct_config_serves_both_passes_and_is_checked():
     big = Problem(1, 8, 64, (8, 8, 8), 7, 1, 3)  # 343 taps x 64 channels: no shared memory for it
     with pytest.raises(ValueError, match="cannot run"):
         selector.select_config(big, "dgrad", "tf32", config="direct_tf32_2x8x16_n64")
+    hopper = "wgmma_tf32_2x8x14_kx3_n24_wg2_s4"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", config=hopper).name == hopper
+    with pytest.raises(ValueError, match="cannot run"):  # sm_90a code on an Ampere GPU
+        selector.select_config(HEADLINE, "dgrad", "tf32", config=hopper, capability=(8, 0))
+    with pytest.raises(ValueError, match="cannot run"):  # 5 taps along w, the fold holds 3
+        selector.select_config(Problem(1, 8, 8, (8, 8, 8), 5, 1, 2), "dgrad", "tf32", config=hopper)
+    with pytest.raises(ValueError, match="cannot run"):  # strided grad_input: input stride 2
+        selector.select_config(Problem(1, 8, 8, (8, 8, 8), 3, 2, 1), "fprop", "tf32", config=hopper)
     assert BY_NAME[name].serves("fprop") and not BY_NAME[name].serves("wgrad")
 
 

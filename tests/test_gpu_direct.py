@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, launch, selector
-from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_WGRAD_KERNELS
+from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, WGMMA_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -20,14 +20,15 @@ def _poisoned(shape):
     return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
 
 
-@pytest.mark.parametrize("cfg", DIRECT_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0)])
+@pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0)])
 def test_direct_config_forward_and_grad_input(cfg, k, s, p):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(2, 12, 40, (5, 11, 19), k, s, p)  # 12 = 8 + 4 channels, 40 = partial N tiles
-    limit = _extension.smem_optin(torch.cuda.current_device())
-    fits = {op: selector.direct_fits(prob, op, cfg, limit) for op in ("dgrad", "fprop")}
+    dev = torch.cuda.current_device()
+    limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
+    fits = {op: selector.direct_fits(prob, op, cfg, limit, cc) for op in ("dgrad", "fprop")}
     if not fits["dgrad"]:
         with pytest.raises(ValueError, match="cannot run"):
             launch.forward(torch.empty(2, 12, *prob.spatial, device="cuda"), torch.empty(12, 40, k, k, k, device="cuda"),
@@ -53,7 +54,7 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p):
 def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
     prob = Problem(2, c_in, c_out, (9, 17, 33), k, s, p)
     k_fwd = launch._select(prob, "dgrad", prec, None, torch.device("cuda", torch.cuda.current_device()))
-    assert k_fwd.family == "direct"
+    assert k_fwd.tap_reuse
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
     y = launch.forward(x, w, None, prob, prec, out=_poisoned((2, c_out) + prob.out_spatial))

@@ -76,6 +76,12 @@ def num_sms(index: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def capability(index: int) -> Tuple[int, int]:
+    """Compute capability (major, minor) of CUDA device ``index``."""
+    return tuple(torch.cuda.get_device_capability(index))
+
+
+@functools.lru_cache(maxsize=None)
 def smem_optin(index: int) -> int:
     """Opt-in shared memory per block (bytes) of CUDA device ``index``."""
     props = torch.cuda.get_device_properties(index)

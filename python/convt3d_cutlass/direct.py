@@ -14,7 +14,7 @@ Pure Python apart from the filter re-layout, so plans are testable on the CPU.
 from __future__ import annotations
 
 import functools
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -92,6 +92,26 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
         halo = max(halo, h * KC)
         filt = max(filt, ntaps * bn * KC)
     return (2 * (halo + filt) + halo // KC) * 4
+
+
+def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
+                     table: Tuple[int, ...]) -> Optional[int]:
+    """Dynamic shared memory of the Hopper kernel (``csrc/direct_sm90.cuh``) as it sizes it, or None
+    when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
+    16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
+    them as per-warp scratch of 16 x (kx * bn + 4) floats."""
+    tz = ty = 0
+    for i in range(0, len(table), 13):
+        count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
+        if min(count) <= 0 or taps[0] * taps[1] * taps[2] == 0:
+            continue
+        if taps[2] > kx:
+            return None
+        tz, ty = max(tz, taps[0]), max(ty, taps[1])
+    hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
+    stage = -(-(hd * hh * 16 * KC * 4 + tz * ty * kx * bn * KC * 4) // 1024) * 1024
+    scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
+    return 1024 + max(stages * stage, scratch) + stages * 8
 
 
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:

@@ -52,12 +52,19 @@ class KernelConfig:
     why: str = ""
     family: str = "cutlass2x"
     block: Tuple[int, int, int] = (0, 0, 0)
+    kx: int = 0          # wgmma family: kw taps folded into GEMM N (N = kx * bn)
+    warpgroups: int = 0  # wgmma family: consumer warpgroups per CTA
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
-        if self.family == "direct" and self.op != "wgrad":
+        if self.family in ("direct", "wgmma") and self.op != "wgrad":
             return op in ("dgrad", "fprop")
         return op == self.op
+
+    @property
+    def tap_reuse(self) -> bool:
+        """Our tap-reuse kernels (``direct`` mma.sync, ``wgmma`` Hopper), not the stock CUTLASS ones."""
+        return self.family in ("direct", "wgmma")
 
     @property
     def bn(self) -> int:
@@ -77,15 +84,21 @@ class KernelConfig:
 
     @property
     def arch(self) -> str:
-        return "sm80"
+        """sm80: runs on compute capability 8.0 and newer; sm90a: exactly 9.0 (wgmma, TMA)."""
+        return "sm90a" if self.family == "wgmma" else "sm80"
 
     @property
     def threads(self) -> int:
+        if self.family == "wgmma":
+            return 128 * self.warpgroups
         return 32 * (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1]) * (
             self.tile[2] // self.warp[2])
 
     @property
     def name(self) -> str:
+        if self.family == "wgmma":
+            return (f"wgmma_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
+                    f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
             return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
                     f"_m{self.tile[0]}n{self.tile[1]}")
@@ -192,10 +205,40 @@ DIRECT_WGRAD_KERNELS = tuple(
         ((4, 16), 32, 16, "strided, narrow channels"),
     ))
 
-KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS
+
+
+def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why):
+    block = (depth, height, 16 - kx + 1)  # a 16-position halo row holds TW + kx - 1 inputs
+    return KernelConfig("direct", precision, (depth * height * 16, bn, 8), (64, kx * bn, 8), stages, why,
+                        "wgmma", block, kx, warpgroups)
+
+
+# Hopper tap reuse (csrc/direct_sm90.cuh): TMA-staged halo and filter, SS-wgmma with kw folded into
+# N = kx * BN, for unit input stride (the forward at any stride, grad_input at stride 1) and phases
+# with at most kx taps along w. sm_90a only; built when TORCH_CUDA_ARCH_LIST names 9.0a.
+WGMMA_KERNELS = tuple(
+    _wgmma(prec, depth, height, kx, bn, wg, stages, why)
+    for prec in ("tf32",)
+    for depth, height, kx, bn, wg, stages, why in (
+        (2, 8, 3, 24, 2, 4, "C_out 24 (N = 72), four stages in flight"),
+        (2, 8, 3, 24, 2, 2, "C_out 24, two stages: two CTAs per SM"),
+        (4, 8, 3, 24, 2, 3, "C_out 24, deeper tile: filter stage over twice the rows"),
+        (2, 8, 3, 16, 2, 4, "C_out <= 16 (N = 48)"),
+        (2, 8, 3, 32, 2, 4, "C_out 32 (N = 96)"),
+        (2, 8, 3, 48, 2, 2, "C_out 48 (N = 144): the headline's grad_input"),
+        (2, 8, 3, 64, 2, 2, "wide channels in tiles of 64 (N = 192)"),
+        (1, 8, 3, 32, 1, 4, "small layers: one warpgroup, more CTAs"),
+    ))
+
+KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}
 
 
 def kernels_for(op: str, precision: str, family: str = "cutlass2x"):
     """Table rows of one family that serve pass ``op`` in ``precision``, in table order."""
     return [k for k in KERNELS if k.family == family and k.serves(op) and k.precision == precision]
+
+
+def supports_arch(k: KernelConfig, capability: Tuple[int, int]) -> bool:
+    """Whether kernel k runs on a GPU of compute capability (major, minor)."""
+    return capability == (9, 0) if k.arch == "sm90a" else capability >= (8, 0)

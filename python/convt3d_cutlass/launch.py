@@ -23,7 +23,8 @@ def _select(p: Problem, op: str, precision: str, config: Optional[str], device, 
     return selector.select_config(p, op, precision, config=config,
                                   num_sms=_extension.num_sms(device.index),
                                   compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn,
-                                  smem_limit=_extension.smem_optin(device.index))
+                                  smem_limit=_extension.smem_optin(device.index),
+                                  capability=_extension.capability(device.index))
 
 
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -43,7 +44,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     Y = y.permute(0, 2, 3, 4, 1)
     b = _bias(bias)
     k = _select(p, "dgrad", precision, config, x.device)
-    if k.family == "direct":
+    if k.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
         table = direct.forward_plan(p)[0]
         w = cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
@@ -80,7 +81,7 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     k = _select(p, "fprop", precision, config, grad_y.device)
-    if k.family == "direct":
+    if k.tap_reuse:
         w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
         _ops().direct(k.name, G, w, None, gx.permute(0, 2, 3, 4, 1), list(direct.grad_input_plan(p)),
                       p.stride, 1)

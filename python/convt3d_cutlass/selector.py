@@ -11,11 +11,12 @@ import os
 from typing import Iterable, Optional, Sequence, Tuple
 
 from . import direct
-from .kernel_table import BY_NAME, KERNELS, PRECISIONS, KernelConfig, kernels_for
+from .kernel_table import BY_NAME, KERNELS, PRECISIONS, KernelConfig, kernels_for, supports_arch
 from .problem import Problem
 
 DEFAULT_SMS = 132  # H100 SXM; only used when no device is visible (CPU tests)
 DEFAULT_SMEM = 232448  # H100 opt-in shared memory per block (A100: 166912)
+DEFAULT_CAPABILITY = (9, 0)
 
 
 def _aligned(p: Problem, op: str, k: KernelConfig) -> bool:
@@ -70,12 +71,22 @@ def direct_plan(problem: Problem, op: str):
     return table, s_in, co
 
 
-def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
-    """Whether direct-family kernel k can run pass op of problem on a GPU with smem_limit bytes."""
+def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DEFAULT_SMEM,
+                capability: Tuple[int, int] = DEFAULT_CAPABILITY) -> bool:
+    """Whether tap-reuse kernel k can run pass op of problem on a GPU of this compute capability
+    with smem_limit bytes of shared memory per block."""
+    if not supports_arch(k, capability):
+        return False
     if op == "wgrad":
         return direct_wgrad_fits(problem, k, smem_limit)
     plan = direct_plan(problem, op)
-    return plan is not None and direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
+    if plan is None:
+        return False
+    if k.family == "wgmma":
+        # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
+        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0])
+        return plan[1] == 1 and need is not None and need <= smem_limit
+    return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
 
 # Where the tap-reuse kernel beats the stock path (H100, tf32, bench --configs; docs/performance.md):
@@ -101,8 +112,36 @@ def direct_wins(problem: Problem, op: str) -> bool:
     return problem.stride == 1 or problem.c_in <= DIRECT_WGRAD_MAX_STRIDED_CIN
 
 
-def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int):
+def _wgmma_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
+                  capability: Tuple[int, int]):
+    """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input, or None.
+
+    BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
+    more channels; ties go to the earlier row of the table. One warpgroup's 1x8 tile when two
+    warpgroups' tiles would not give two waves of CTAs.
+    """
+    plan = direct_plan(problem, op)
+    if plan is None:
+        return None
+    table, _, co = plan
+    cands = []
+    for i, k in enumerate(kernels_for(op, precision, "wgmma")):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if not direct_fits(problem, op, k, smem_limit, capability):
+            continue
+        work = -(-co // k.bn) * (k.bn + 8)
+        small = direct.ctas((2,) + k.block[1:], k.bn, problem.n, co, table) < 2 * num_sms
+        rank = 0 if (k.warpgroups == 1) == small else 1
+        cands.append((work, rank, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+
+
+def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
+                   capability: Tuple[int, int] = DEFAULT_CAPABILITY):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
+
+    On Hopper the wgmma family first (``_wgmma_choice``); else the mma.sync one:
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
     more channels. Block: 4x8x16 (16 warps) for unit-stride layers that give it four waves of
@@ -115,6 +154,9 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     table, s_in, co = plan
     if not direct_wins(problem, op):
         return None
+    k = _wgmma_choice(problem, op, precision, num_sms, compiled, smem_limit, capability)
+    if k is not None:
+        return k
     big, deep = (2, 8, 16), (4, 8, 16)
     if problem.stride == 1 and direct.ctas(deep, 32, problem.n, co, table) >= 4 * num_sms:
         prefer = deep
@@ -178,7 +220,8 @@ def forced_configs(config: Optional[str] = None) -> list:
 def select_config(problem: Problem, op: str, precision: str, *, config: Optional[str] = None,
                   num_sms: int = DEFAULT_SMS, compiled: Optional[Iterable[str]] = None,
                   gemm_mn: Optional[Tuple[int, int]] = None, smem_limit: int = DEFAULT_SMEM,
-                  family: Optional[str] = None) -> KernelConfig:
+                  family: Optional[str] = None,
+                  capability: Tuple[int, int] = DEFAULT_CAPABILITY) -> KernelConfig:
     """Choose the kernel for one pass.
 
     Args:
@@ -190,8 +233,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         compiled: names present in the built extension; None means all.
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
-        family: "direct" or "cutlass2x" to restrict the choice; None picks the tap-reuse kernel
-            for the forward and grad_input in tf32 where it measured faster (``direct_wins``).
+        family: "direct" (the tap-reuse kernels, mma.sync or wgmma) or "cutlass2x" to restrict the
+            choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
+        capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
     Returns:
         the KernelConfig to run. Channel counts that are not multiples of 4 run on the SIMT
         kernels (exact fp32, at least as accurate as asked) whatever the precision.
@@ -207,9 +251,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                              f"got C_in={problem.c_in}, C_out={problem.c_out}")
         if compiled is not None and name not in set(compiled):
             raise ValueError(f"config {name!r} is not compiled into this build")
-        if k.family == "direct" and not direct_fits(problem, op, k, smem_limit):
-            raise ValueError(f"config {name!r} cannot run this problem (shared memory, stride > 4 or "
-                             f"grid size); choose another from convt3d_cutlass.configs()")
+        if k.tap_reuse and not direct_fits(problem, op, k, smem_limit, capability):
+            raise ValueError(f"config {name!r} cannot run this problem on this GPU (arch {k.arch}, shared "
+                             f"memory, stride, taps or grid size); choose another from convt3d_cutlass.configs()")
         return k
     prec = precision
     if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
@@ -219,7 +263,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         if op == "wgrad":
             k = _direct_wgrad_choice(problem, prec, comp, smem_limit) if direct_wins(problem, op) else None
         else:
-            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit)
+            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)
         if k is not None or family == "direct":
             if k is None:
                 raise LookupError(f"no direct kernel can run {op} of this problem")
