@@ -84,6 +84,7 @@ struct Geometry {
   int HD, HH;          // halo box depth and height (the largest phase's)
   int halo_bytes;      // HD * HH * HALO_W rows of 32 bytes
   int stage_bytes;     // halo + every (kd, kh) filter block, rounded to 1 KiB
+  int stages;          // min(S, channel chunks)
 };
 
 template <int TD, int TH, int KX, int BN, int WG, int S>
@@ -95,7 +96,6 @@ struct Config {
   static constexpr int THREADS = 128 * WG;
   static constexpr int GROUP_BYTES = N * ROW_BYTES;  // one (kd, kh) filter block
   static constexpr int SCRATCH_STRIDE = N + 4;       // floats per epilogue row
-  static constexpr int WAIT = S >= 3 ? 1 : 0;        // wgmma batches left in flight per chunk
   static_assert(TH % 4 == 0 && MBLOCKS % WG == 0 && MB >= 1, "tile shape");
   static_assert(BN % 8 == 0 && N <= 256 && KX >= 1 && KX <= HALO_W, "N tile");
   static_assert(S >= 2, "stages");
@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   constexpr int NA = C::N / 2;  // accumulator floats per thread per A tile
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-  const int stage_area = S * geo.stage_bytes;
+  const int stage_area = geo.stages * geo.stage_bytes;
   const int scratch_area = C::THREADS / 32 * 16 * C::SCRATCH_STRIDE * 4;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + (stage_area > scratch_area ? stage_area : scratch_area));
 
@@ -132,9 +132,13 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int iz0 = q0d + ph.dmin[0], iy0 = q0h + ph.dmin[1], ix0 = q0w + ph.dmin[2];
   const int tap0 = ntzy * tx > 0 ? (int)(ph.w_offset / ((long long)p.Co * p.Cr)) : 0;
   const uint32_t tx_bytes = geo.halo_bytes + ntzy * C::GROUP_BYTES;
+  // Stages in use: the host sized shared memory for geo.stages = min(S, chunks), so layers with few
+  // channels keep more CTAs per SM. With three or more, one wgmma batch stays in flight per chunk.
+  const int ns = geo.stages;
+  const int wait = ns >= 3 ? 1 : 0;
 
   if (tid == 0) {
-    for (int s = 0; s < S; ++s) cutlass::arch::ClusterTransactionBarrier::init(&full[s], 1);
+    for (int s = 0; s < geo.stages; ++s) cutlass::arch::ClusterTransactionBarrier::init(&full[s], 1);
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -143,7 +147,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   // positions, channels >= Cr and output channels >= Co come back as zeros. A phase with fewer than
   // KX taps along w reads its neighbours' taps into the unused kx columns, which the epilogue skips.
   auto issue = [&](int chunk) {
-    const int s = chunk % S;
+    const int s = chunk % ns;
     uint8_t* st = smem + s * geo.stage_bytes;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[s], tx_bytes);
     constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -160,12 +164,12 @@ __global__ void __launch_bounds__(128 * WG, 1)
     for (int i = 0; i < NA; ++i) acc[mb][i] = 0.f;
 
   if (tid == 0)
-    for (int c = 0; c < S && c < nchunks; ++c) issue(c);
+    for (int c = 0; c < ns; ++c) issue(c);
 
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
   for (int c = 0; c < nchunks; ++c) {
-    const int s = c % S;
-    cutlass::arch::ClusterTransactionBarrier::wait(&full[s], (c / S) & 1);
+    const int s = c % ns;
+    cutlass::arch::ClusterTransactionBarrier::wait(&full[s], (c / ns) & 1);
     float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
     for (int i = tid; i < geo.halo_bytes / 16; i += C::THREADS) {
       float4 v = halo[i];
@@ -178,10 +182,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
     // The rounded halo is read by the async proxy (wgmma) and later overwritten by TMA.
     cutlass::arch::fence_view_async_shared();
     __syncthreads();
-    // Every warpgroup has waited for the MMAs of chunk c - 1 - WAIT: its stage can be refilled.
+    // Every warpgroup has waited for the MMAs of chunk c - 1 - wait: its stage can be refilled.
     if (tid == 0) {
-      const int done = c - 1 - C::WAIT;
-      if (done >= 0 && done + S < nchunks) issue(done + S);
+      const int done = c - 1 - wait;
+      if (done >= 0 && done + ns < nchunks) issue(done + ns);
     }
 
     const uint32_t st = smem_addr + s * geo.stage_bytes;
@@ -205,7 +209,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
         }
       }
     cute::warpgroup_commit_batch();
-    cute::warpgroup_wait<C::WAIT>();
+    if (wait)
+      cute::warpgroup_wait<1>();
+    else
+      cute::warpgroup_wait<0>();
 #pragma unroll
     for (int mb = 0; mb < C::MB; ++mb)
 #pragma unroll
@@ -281,15 +288,17 @@ struct WgmmaKernel {
     geo.HH = TH + (ty > 0 ? ty - 1 : 0);
     geo.halo_bytes = geo.HD * geo.HH * HALO_W * ROW_BYTES;
     geo.stage_bytes = (geo.halo_bytes + tz * ty * C::GROUP_BYTES + 1023) / 1024 * 1024;
+    const int chunks = (p.Cr + KC - 1) / KC;
+    geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
     if (geo.HD > 256 || geo.HH > 256) return 5;  // TMA box limit
     (void)cd;
     return 0;
   }
 
   static size_t smem_bytes(const Geometry& geo) {
-    const size_t stages = (size_t)S * geo.stage_bytes;
+    const size_t stages = (size_t)geo.stages * geo.stage_bytes;
     const size_t scratch = (size_t)C::THREADS / 32 * 16 * C::SCRATCH_STRIDE * 4;
-    return 1024 + (stages > scratch ? stages : scratch) + S * sizeof(uint64_t);
+    return 1024 + (stages > scratch ? stages : scratch) + geo.stages * sizeof(uint64_t);
   }
 
   static int can_implement(const DirectLaunch& p) {
