@@ -93,8 +93,16 @@ HEADLINE = Problem(8, 48, 24, (96, 96, 96), 3)
 
 def test_direct_policy_follows_the_measurements():
     wide = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
-    assert selector.select_config(wide, "dgrad", "tf32").family == "cutlass2x"
-    assert selector.select_config(wide, "fprop", "tf32").family == "cutlass2x"
+    ampere = dict(capability=(8, 0), smem_limit=166912)
+    assert selector.select_config(wide, "dgrad", "tf32", **ampere).family == "cutlass2x"
+    assert selector.select_config(wide, "fprop", "tf32", **ampere).family == "cutlass2x"
+    # Hopper: the wgmma kernel at unit stride (grad_input any width, forward C_out <= 64) ...
+    assert selector.select_config(wide, "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(wide, "fprop", "tf32").family == "wgmma"
+    wider = Problem(2, 64, 128, (32, 32, 32), 3, 1, 1)
+    assert selector.select_config(wider, "dgrad", "tf32").family == "cutlass2x"
+    # ... and not for strided forwards, where mma.sync won
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "direct"
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(up, "dgrad", "tf32").tap_reuse
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
@@ -112,8 +120,8 @@ def test_selector_takes_direct_for_tf32_only():
     ampere = dict(capability=(8, 0), smem_limit=166912)
     assert selector.select_config(HEADLINE, "dgrad", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     assert selector.select_config(HEADLINE, "fprop", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").family == "wgmma"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").family == "wgmma"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_tf32_4x8x14_kx3_n24_wg4_s3"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_tf32_2x8x14_kx3_n48_wg2_s2"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"
@@ -132,7 +140,8 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
                 assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table) <= limit
             elif cfg.family == "wgmma":
                 table, s_in, _ = selector.direct_plan(prob, op)
-                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table)
+                c_r = c_in if op == "dgrad" else c_out
+                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r)
                 assert s_in == 1 and need is not None and need <= limit
             else:
                 assert cfg.op == op
@@ -154,7 +163,7 @@ def test_forced_direct_config_serves_both_passes_and_is_checked():
     big = Problem(1, 8, 64, (8, 8, 8), 7, 1, 3)  # 343 taps x 64 channels: no shared memory for it
     with pytest.raises(ValueError, match="cannot run"):
         selector.select_config(big, "dgrad", "tf32", config="direct_tf32_2x8x16_n64")
-    hopper = "wgmma_tf32_2x8x14_kx3_n24_wg2_s4"
+    hopper = "wgmma_tf32_4x8x14_kx3_n24_wg4_s3"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", config=hopper).name == hopper
     with pytest.raises(ValueError, match="cannot run"):  # sm_90a code on an Ampere GPU
         selector.select_config(HEADLINE, "dgrad", "tf32", config=hopper, capability=(8, 0))

@@ -99,6 +99,12 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
 #   wins (128->64: 0.33 vs 0.42 ms), and strided grad_input reads a stride-times wider halo (3-7x slower).
 DIRECT_MAX_NARROW = 48
 DIRECT_WGRAD_MAX_STRIDED_CIN = 64
+# Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, .devrun wg.py,
+# docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
+# 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms). Strided forwards
+# stay on the mma.sync kernel, which beat it there (unet3d-dec3 1.40 vs 1.58 ms): a phase with fewer
+# than kx taps along w wastes N.
+WGMMA_MAX_FWD_COUT = 64
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
@@ -113,36 +119,32 @@ def direct_wins(problem: Problem, op: str) -> bool:
     return problem.stride == 1 or problem.c_in <= DIRECT_WGRAD_MAX_STRIDED_CIN
 
 
-def _wgmma_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
+def _wgmma_choice(problem: Problem, op: str, precision: str, compiled, smem_limit: int,
                   capability: Tuple[int, int]):
     """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input, or None.
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
-    more channels; ties go to the earlier row of the table. One warpgroup's 1x8 tile when two
-    warpgroups' tiles would not give two waves of CTAs.
+    more channels; ties go to the earlier row of the table.
     """
     plan = direct_plan(problem, op)
     if plan is None:
         return None
-    table, _, co = plan
+    co = plan[2]
     cands = []
     for i, k in enumerate(kernels_for(op, precision, "wgmma")):
         if compiled is not None and k.name not in compiled:
             continue
-        if not direct_fits(problem, op, k, smem_limit, capability):
-            continue
-        work = -(-co // k.bn) * (k.bn + 8)
-        small = direct.ctas((2,) + k.block[1:], k.bn, problem.n, co, table) < 2 * num_sms
-        rank = 0 if (k.warpgroups == 1) == small else 1
-        cands.append((work, rank, i, k))
-    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+        if direct_fits(problem, op, k, smem_limit, capability):
+            cands.append((-(-co // k.bn) * (k.bn + 8), i, k))
+    return min(cands, key=lambda c: c[:2])[-1] if cands else None
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
                    capability: Tuple[int, int] = DEFAULT_CAPABILITY):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
 
-    On Hopper the wgmma family first (``_wgmma_choice``); else the mma.sync one:
+    On Hopper at unit stride the wgmma family first (``_wgmma_choice``, policy above); else the
+    mma.sync one, where ``direct_wins``:
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
     more channels. Block: 4x8x16 (16 warps) for unit-stride layers that give it four waves of
@@ -153,11 +155,12 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision != "tf32":
         return None
     table, s_in, co = plan
+    if problem.stride == 1 and (op == "fprop" or problem.c_out <= WGMMA_MAX_FWD_COUT):
+        k = _wgmma_choice(problem, op, precision, compiled, smem_limit, capability)
+        if k is not None:
+            return k
     if not direct_wins(problem, op):
         return None
-    k = _wgmma_choice(problem, op, precision, num_sms, compiled, smem_limit, capability)
-    if k is not None:
-        return k
     big, deep = (2, 8, 16), (4, 8, 16)
     if problem.stride == 1 and direct.ctas(deep, 32, problem.n, co, table) >= 4 * num_sms:
         prefer = deep
