@@ -228,6 +228,11 @@ WGMMA_KERNELS = tuple(
         (4, 8, 3, 32, 4, 3, "C_out 25-32 (N = 96): video-gen forward 0.22 ms vs 0.34 mma.sync"),
         (2, 8, 3, 48, 2, 2, "C_out 48 (N = 144): headline grad_input 3.05-3.4 ms vs 4.65-4.9 mma.sync"),
         (2, 8, 3, 64, 2, 2, "wide channels in tiles of 64 (N = 192): 128->64 forward 0.29 ms vs stock 0.37"),
+        (4, 8, 3, 24, 4, 4, "EXPERIMENT s4"),
+        (2, 8, 3, 48, 2, 3, "EXPERIMENT s3"),
+        (4, 8, 2, 32, 4, 3, "EXPERIMENT kx2"),
+        (4, 8, 2, 24, 4, 4, "EXPERIMENT kx2"),
+        (2, 8, 2, 64, 2, 3, "EXPERIMENT kx2"),
     ))
 
 KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS
