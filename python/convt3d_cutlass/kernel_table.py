@@ -218,7 +218,8 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why):
 # with at most kx taps along w. sm_90a only; built when TORCH_CUDA_ARCH_LIST names 9.0a. 4x8 output
 # rows per CTA (the filter stage shared by twice the rows of 2x8) won wherever the accumulators fit:
 # four warpgroups for N <= 96; N = 144 and 192 need 2x8 tiles. (Measured and dropped: 2x8 for N <= 96,
-# slower on every case; 1x8 on one warpgroup; 4x8 N = 72 on two warpgroups, equal or slower.)
+# slower on every case; 1x8 on one warpgroup; 4x8 N = 72 on two warpgroups, equal or slower; one more
+# pipeline stage, 0-7% slower; kx = 2 for stride-2 forwards, 2-29% slower than mma.sync there.)
 WGMMA_KERNELS = tuple(
     _wgmma(prec, depth, height, kx, bn, wg, stages, why)
     for prec in ("tf32",)
@@ -228,11 +229,6 @@ WGMMA_KERNELS = tuple(
         (4, 8, 3, 32, 4, 3, "C_out 25-32 (N = 96): video-gen forward 0.22 ms vs 0.34 mma.sync"),
         (2, 8, 3, 48, 2, 2, "C_out 48 (N = 144): headline grad_input 3.05-3.4 ms vs 4.65-4.9 mma.sync"),
         (2, 8, 3, 64, 2, 2, "wide channels in tiles of 64 (N = 192): 128->64 forward 0.29 ms vs stock 0.37"),
-        (4, 8, 3, 24, 4, 4, "EXPERIMENT s4"),
-        (2, 8, 3, 48, 2, 3, "EXPERIMENT s3"),
-        (4, 8, 2, 32, 4, 3, "EXPERIMENT kx2"),
-        (4, 8, 2, 24, 4, 4, "EXPERIMENT kx2"),
-        (2, 8, 2, 64, 2, 3, "EXPERIMENT kx2"),
     ))
 
 KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS
