@@ -62,12 +62,15 @@ def test_create_graph_uses_differentiable_native_formula():
     torch.testing.assert_close(gb, gy.sum((0, 2, 3, 4)))
 
 
-def test_autograd_function_path_for_old_torch(monkeypatch):
-    """The torch < 2.4 path (autograd.Function) with the kernels replaced by PyTorch on the CPU."""
+def test_autograd_function_path(monkeypatch):
+    """The eager (and torch < 2.4) path, autograd.Function, with the passes replaced by PyTorch on
+    the CPU: its backward calls the passes directly, not the custom ops."""
     import torch.nn.functional as F
     monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg: F.conv_transpose3d(x, w, b, s, p))
-    monkeypatch.setattr(ops, "grad_input_op", lambda gy, w, s, p, cl, prec, cfg: F.conv3d(gy, w, None, s, p))
-    monkeypatch.setattr(ops, "grad_weight_op", lambda gy, x, k, s, p, prec, cfg: torch.ops.aten.convolution_backward(
+    monkeypatch.setattr(ops, "grad_input_op", None)
+    monkeypatch.setattr(ops, "grad_weight_op", None)
+    monkeypatch.setattr(ops, "_grad_in", lambda gy, w, s, p, cl, prec, cfg: F.conv3d(gy, w, None, s, p))
+    monkeypatch.setattr(ops, "_grad_w", lambda gy, x, k, s, p, prec, cfg: torch.ops.aten.convolution_backward(
         gy, x, torch.empty(x.shape[1], gy.shape[1], k, k, k, dtype=x.dtype), None, [s] * 3, [p] * 3,
         [1] * 3, True, [0] * 3, 1, [False, True, False])[1])
     x = torch.randn(2, 3, 3, 4, 5, dtype=torch.float64, requires_grad=True)
@@ -79,3 +82,14 @@ def test_autograd_function_path_for_old_torch(monkeypatch):
     ref = torch.autograd.grad(F.conv_transpose3d(x, w, b, 2, 1), (x, w, b), gy)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r)
+
+
+@pytest.mark.skipif(not ops.HAS_CUSTOM_OP, reason="torch.library.custom_op needs torch >= 2.4")
+def test_eager_mode_takes_the_autograd_function_not_the_custom_op(monkeypatch):
+    """The custom ops are for torch.compile; eager calls skip their Python dispatch."""
+    import torch.nn.functional as F
+    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg: F.conv_transpose3d(x, w, b, s, p))
+    x = torch.randn(1, 3, 3, 3, 3, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, 3, requires_grad=True)
+    y = ops.apply(x, w, None, 1, 0, "fp32", None)
+    assert type(y.grad_fn).__name__ == "ConvTranspose3dFunctionBackward"
