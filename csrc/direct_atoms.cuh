@@ -8,6 +8,7 @@
 #include "cute/arch/copy_sm80.hpp"
 #include "cute/arch/mma_sm80.hpp"
 #include "cute/numeric/int.hpp"
+#include "direct_launch.h"
 
 namespace convt3d {
 namespace direct {
@@ -42,6 +43,24 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
 __device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) {
   Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(dst),
                pred);
+}
+
+// The CTA's sample, phase and first output position (per phase) from the grid of the forward /
+// grad_input kernels: blockIdx.z = n * phases + phase; blockIdx.x walks TD x TH x TW tiles, w fastest.
+struct TileOrigin {
+  int n, phase, q0d, q0h, q0w;
+};
+
+__device__ __forceinline__ TileOrigin tile_origin(const DirectLaunch& p, int tiles_h, int tiles_w, int td, int th,
+                                                  int tw) {
+  TileOrigin o;
+  o.phase = blockIdx.z % p.num_phases;
+  o.n = blockIdx.z / p.num_phases;
+  const int tile = blockIdx.x;
+  o.q0w = (tile % tiles_w) * tw;
+  o.q0h = ((tile / tiles_w) % tiles_h) * th;
+  o.q0d = (tile / (tiles_w * tiles_h)) * td;
+  return o;
 }
 
 }  // namespace direct

@@ -37,13 +37,9 @@ __global__ void __launch_bounds__(TD * TH * TW)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, tq = lane & 3;
-  const int ph_i = blockIdx.z % p.num_phases;
-  const int n = blockIdx.z / p.num_phases;
-  const DirectPhase& ph = p.phase[ph_i];
-  const int tile = blockIdx.x;
-  const int q0w = (tile % tiles_w) * TW;
-  const int q0h = ((tile / tiles_w) % tiles_h) * TH;
-  const int q0d = (tile / (tiles_w * tiles_h)) * TD;
+  const TileOrigin o = tile_origin(p, tiles_h, tiles_w, TD, TH, TW);
+  const int n = o.n, q0d = o.q0d, q0h = o.q0h, q0w = o.q0w;
+  const DirectPhase& ph = p.phase[o.phase];
   // Phases differ in size by at most one position per axis; the grid covers the largest.
   if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
   const int co0 = blockIdx.y * BN;

@@ -32,6 +32,7 @@
 #include "cute/arch/mma_sm90_gmma.hpp"
 #include "cute/arch/mma_sm90_gmma_ext.hpp"
 #include "cutlass/arch/barrier.h"
+#include "direct_atoms.cuh"
 #include "direct_launch.h"
 
 namespace convt3d {
@@ -70,12 +71,6 @@ __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
   d.bitfield.base_offset_ = 0;
   d.bitfield.layout_type_ = 3;
   return d.desc_;
-}
-
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r & 0xffffe000u;
 }
 
 // Per-launch sizes the host derives from the phase table.
@@ -117,13 +112,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wg = tid >> 7, wl = warp & 3;
-  const int ph_i = blockIdx.z % p.num_phases;
-  const int n = blockIdx.z / p.num_phases;
-  const DirectPhase& ph = p.phase[ph_i];
-  const int tile = blockIdx.x;
-  const int q0w = (tile % geo.tiles_w) * C::TW;
-  const int q0h = ((tile / geo.tiles_w) % geo.tiles_h) * TH;
-  const int q0d = (tile / (geo.tiles_w * geo.tiles_h)) * TD;
+  const direct::TileOrigin o = direct::tile_origin(p, geo.tiles_h, geo.tiles_w, TD, TH, C::TW);
+  const int n = o.n, q0d = o.q0d, q0h = o.q0h, q0w = o.q0w;
+  const DirectPhase& ph = p.phase[o.phase];
   if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
   const int co0 = blockIdx.y * BN;
   const int tz = ph.taps[0], ty = ph.taps[1], tx = ph.taps[2];
@@ -173,10 +164,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
     float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
     for (int i = tid; i < geo.halo_bytes / 16; i += C::THREADS) {
       float4 v = halo[i];
-      v.x = __uint_as_float(to_tf32(v.x));
-      v.y = __uint_as_float(to_tf32(v.y));
-      v.z = __uint_as_float(to_tf32(v.z));
-      v.w = __uint_as_float(to_tf32(v.w));
+      v.x = __uint_as_float(direct::to_tf32(v.x));
+      v.y = __uint_as_float(direct::to_tf32(v.y));
+      v.z = __uint_as_float(direct::to_tf32(v.z));
+      v.w = __uint_as_float(direct::to_tf32(v.w));
       halo[i] = v;
     }
     // The rounded halo is read by the async proxy (wgmma) and later overwritten by TMA.

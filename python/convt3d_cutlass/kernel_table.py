@@ -4,10 +4,10 @@ This file is the single source of truth. ``csrc/generate_kernels.py`` reads it t
 ``.cu`` per row; the selector reads it to choose. It imports nothing but the standard library so
 the build can load it before torch or the package exist.
 
-Two families, both NDHWC fp32, both running on sm_80 and newer:
+Three families, all NDHWC fp32:
 
 * ``cutlass2x``: CUTLASS 2.x implicit-GEMM Conv3d (``ImplicitGemmMultistage``, Sm80 tensor-op or SIMT),
-  the general path for every pass and precision.
+  the general path for every pass and precision (sm_80 and newer).
 * ``direct``: our tap-reuse kernel (``csrc/direct_conv.cuh``, CuTe SM80 copy and MMA atoms). A CTA
   stages an output tile's input halo and the filter taps in shared memory once per 8 channels and
   runs every tap from there, so the input is not re-read per tap through L2. One launch covers all
@@ -16,6 +16,9 @@ Two families, both NDHWC fp32, both running on sm_80 and newer:
   form, commit 579cd9f, measured 5e-6 to 2e-5 relative error against the stock kernels' 4e-7 and was
   dropped: docs/performance.md.) Its ``wgrad`` rows (``csrc/direct_wgrad.cuh``) serve grad_weight:
   ``tile`` is (BM, BN, 8) = (C_in, C_out) block per warp, ``block`` = (1, TH, TW) the x tile.
+* ``wgmma``: the same tap reuse on Hopper (``csrc/direct_sm90.cuh``, sm_90a only): TMA box loads
+  and SS-wgmma with the kw taps folded into GEMM N = ``kx`` * BN; forward and grad_input at unit input
+  stride. ``block`` = (TD, TH, TW) with TW = 16 - kx + 1, on ``warpgroups`` consumer warpgroups.
 
 The stock GEMM views (``docs/design.md``):
 
