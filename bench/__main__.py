@@ -48,7 +48,8 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
         for op, fn in runs.items():
             for prec in precisions:
                 mn = (case.n * biggest[0] * biggest[1] * biggest[2], case.c_out) if op == "dgrad" else None
-                chosen = selector.select_config(p, op, prec, gemm_mn=mn).name
+                chosen = selector.select_config(p, op, prec, gemm_mn=mn,
+                                                capability=torch.cuda.get_device_capability()).name
                 timed = []
                 for cfg in ct.configs():
                     if op not in cfg["passes"] or cfg["precision"] != prec or not cfg["compiled"]:
