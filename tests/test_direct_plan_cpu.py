@@ -101,6 +101,7 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(wide, "fprop", "tf32").family == "wgmma"
     wider = Problem(2, 64, 128, (32, 32, 32), 3, 1, 1)
     assert selector.select_config(wider, "dgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "cutlass2x"
     # ... and not for strided forwards, where mma.sync won
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "direct"
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)

@@ -4,8 +4,9 @@ With torch >= 2.4 the three passes are ``torch.library`` custom ops
 (``convt3d_cutlass::conv_transpose3d``, ``..._grad_input``, ``..._grad_weight``) with fake
 implementations and registered autograd, so ``torch.compile(fullgraph=True)`` traces through them.
 Eager mode (and torch < 2.4) runs the same passes through an equivalent ``torch.autograd.Function``:
-the custom ops' Python dispatch cost 0.8 ms of host time per training step (H100 host, measured),
-more than the kernels of a small layer, and eager mode gains nothing from it.
+the custom ops' Python dispatch cost about 0.7 ms of host time per training step (measured on the
+H100 host, docs/performance.md v0.5), more than the kernels of a small layer, and eager mode gains
+nothing from it.
 
 Double backward (create_graph=True) runs the backward through ``aten.convolution_backward``,
 PyTorch's own differentiable formula: correct, not accelerated.

@@ -103,8 +103,9 @@ DIRECT_WGRAD_MAX_STRIDED_CIN = 64
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
 # 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms). Strided forwards
 # stay on the mma.sync kernel, which beat it there (unet3d-dec3 1.40 vs 1.58 ms): a phase with fewer
-# than kx taps along w wastes N.
+# than kx taps along w wastes N. Beyond the widths measured (C_in > 128) the stock path keeps grad_input.
 WGMMA_MAX_FWD_COUT = 64
+WGMMA_MAX_GI_CIN = 128
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
@@ -155,7 +156,8 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision != "tf32":
         return None
     table, s_in, co = plan
-    if problem.stride == 1 and (op == "fprop" or problem.c_out <= WGMMA_MAX_FWD_COUT):
+    wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
+    if problem.stride == 1 and not wide:
         k = _wgmma_choice(problem, op, precision, compiled, smem_limit, capability)
         if k is not None:
             return k
