@@ -186,3 +186,15 @@ def test_autograd_through_fallback():
     x2 = x.detach().clone().requires_grad_()
     ref(x2).square().sum().backward()
     assert torch.allclose(x.grad, x2.grad) and torch.allclose(m.weight.grad, ref.weight.grad)
+
+
+def test_misaligned_views_are_copied_to_16_byte_boundaries():
+    """Kernels read 16 bytes at a time: a view starting mid-vector (FSDP flat parameters) is copied."""
+    from convt3d_cutlass.layouts import CL, aligned16, ndhwc
+    flat = torch.randn(1 + 2 * 8 * 3 * 4 * 5)
+    x = flat[1:].view(2, 3, 4, 5, 8).permute(0, 4, 1, 2, 3)  # channels_last_3d, 4 bytes off
+    assert x.is_contiguous(memory_format=CL) and x.data_ptr() % 16 == 4
+    got = ndhwc(x)
+    assert got.data_ptr() % 16 == 0 and torch.equal(got, x.permute(0, 2, 3, 4, 1))
+    ok = torch.randn(4, 8)
+    assert aligned16(ok) is ok

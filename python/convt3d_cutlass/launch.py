@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from . import _extension, direct, selector
-from .layouts import empty_cl, ndhwc
+from .layouts import aligned16, empty_cl, ndhwc
 from .problem import Problem, phases
 from .weights import cached_filter, filter_ktrsc
 
@@ -38,7 +38,7 @@ def _select_cached(p, op, precision, config, index, gemm_mn, env_config):
 
 
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    return bias.detach().contiguous() if bias is not None else None
+    return aligned16(bias.detach().contiguous()) if bias is not None else None
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], p: Problem,

@@ -11,6 +11,15 @@ def wants_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=CL) and not x.is_contiguous()
 
 
+def aligned16(t: torch.Tensor) -> torch.Tensor:
+    """t itself when its data starts on a 16-byte boundary, else a copy that does (same strides).
+
+    The kernels move 16 bytes at a time (cp.async, TMA boxes, float4 epilogue loads of the bias), and
+    a view into a flat buffer (FSDP's flat parameters, ``as_strided``, slices of a packed bias) may
+    start at any element; a misaligned 16-byte access would be a fatal CUDA error, not a wrong value."""
+    return t if t.data_ptr() % 16 == 0 else t.clone()
+
+
 def _fast_transpose(t: torch.Tensor) -> bool:
     """Whether our transpose kernel can convert t (fp32 CUDA, extension with the op loaded).
 
@@ -27,7 +36,7 @@ def _fast_transpose(t: torch.Tensor) -> bool:
 def ndhwc(t: torch.Tensor) -> torch.Tensor:
     """[N, C, D, H, W] tensor -> contiguous [N, D, H, W, C] tensor (a copy only if not channels_last_3d)."""
     if t.is_contiguous(memory_format=CL):
-        return t.permute(0, 2, 3, 4, 1)
+        return aligned16(t).permute(0, 2, 3, 4, 1)
     if _fast_transpose(t):
         src = t.contiguous()
         n, c, d, h, w = src.shape

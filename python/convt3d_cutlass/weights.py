@@ -11,6 +11,8 @@ from typing import Callable, Tuple
 
 import torch
 
+from .layouts import aligned16
+
 _CACHE_SIZE = 32
 _cache: "collections.OrderedDict" = collections.OrderedDict()
 
@@ -19,7 +21,7 @@ def _relayout(weight: torch.Tensor, r: Tuple[int, int, int], s: int) -> torch.Te
     w = weight.detach().permute(0, 2, 3, 4, 1)
     if s > 1:
         w = w[:, r[0]::s, r[1]::s, r[2]::s, :]
-    return w.contiguous()
+    return aligned16(w.contiguous())
 
 
 def cached_filter(weight: torch.Tensor, tag: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
