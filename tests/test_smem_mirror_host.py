@@ -1,0 +1,100 @@
+"""The Python policy sizes shared memory exactly as the C++ launchers do (direct.py mirrors
+DirectKernel::smem_bytes and WgmmaKernel::geometry/smem_bytes): a host-only program built with nvcc
+from the kernel headers prints the C++ sizes for every tap-reuse row of the table on a set of phase
+tables, and they must equal Python's. Needs nvcc and the CUTLASS headers, not a GPU (no kernel is
+instantiated: only the static host members are called)."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from convt3d_cutlass import direct
+from convt3d_cutlass.kernel_table import DIRECT_KERNELS, WGMMA_KERNELS
+from convt3d_cutlass.problem import Problem
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROBLEMS = [Problem(2, 12, 40, (5, 11, 19), k, s, p)
+            for k, s, p in [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (5, 1, 2), (2, 2, 0)]]
+PROBLEMS += [Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 8, 8, (128, 128, 128), 3, 1, 1)]
+
+
+def _cutlass_include():
+    d = os.environ.get("CUTLASS_DIR")
+    if not d:
+        try:
+            import cutlass_library
+        except ImportError:
+            return None
+        d = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
+    inc = os.path.join(d, "include")
+    return inc if os.path.exists(os.path.join(inc, "cutlass", "version.h")) else None
+
+
+def _plans():
+    """(label, phase table, s_in, reduction channels) for the forward and grad_input of PROBLEMS."""
+    out = []
+    for i, p in enumerate(PROBLEMS):
+        out.append((f"{i}-dgrad", direct.forward_plan(p)[0], 1, p.c_in))
+        out.append((f"{i}-fprop", direct.grad_input_plan(p), p.stride, p.c_out))
+    return out
+
+
+def _source(plans):
+    lines = ['#include <cstdio>', '#include "direct_conv.cuh"', '#include "direct_sm90.cuh"',
+             "using namespace convt3d;",
+             "static DirectLaunch make(const int* t, int phases, int s_in, int cr) {",
+             "  DirectLaunch p; p.num_phases = phases; p.s_in = s_in; p.Cr = cr; p.Co = 40;",
+             "  for (int i = 0; i < phases; ++i) { const int* r = t + 13 * i; DirectPhase& ph = p.phase[i];",
+             "    for (int a = 0; a < 3; ++a) { ph.first[a] = r[a]; ph.count[a] = r[3 + a]; ph.dmin[a] = r[6 + a];",
+             "      ph.taps[a] = r[9 + a]; } ph.w_offset = r[12]; }",
+             "  return p; }",
+             "int main() {"]
+    for j, (label, table, s_in, cr) in enumerate(plans):
+        lines.append(f"  static const int t{j}[] = {{{', '.join(map(str, table))}}};")
+        lines.append(f"  {{ DirectLaunch p = make(t{j}, {len(table) // 13}, {s_in}, {cr});")
+        for k in DIRECT_KERNELS:
+            td, th, tw = k.block
+            lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}>; int h, f; "
+                         f"K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(h, f)); }}")
+        for k in WGMMA_KERNELS:
+            lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
+                         f"{k.warpgroups}, {k.stages}>; direct90::Geometry g; int c = K::geometry(p, g); "
+                         f"if (c) printf(\"{label} {k.name} none\\n\"); "
+                         f"else printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
+        lines.append("  }")
+    lines.append("  return 0; }")
+    return "\n".join(lines) + "\n"
+
+
+def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
+    nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
+    inc = _cutlass_include()
+    if not nvcc or not inc:
+        pytest.skip("needs nvcc and the CUTLASS headers (nvidia-cutlass)")
+    plans = _plans()
+    src = tmp_path / "mirror.cu"
+    src.write_text(_source(plans))
+    exe = tmp_path / "mirror"
+    # The arch only matters for device code, and none is instantiated; 9.0a keeps the SM90 headers happy.
+    build = subprocess.run([nvcc, "-std=c++17", "-O0", "--expt-relaxed-constexpr",
+                            "-gencode=arch=compute_90a,code=sm_90a", "-I", os.path.join(ROOT, "csrc"), "-I", inc,
+                            str(src), "-o", str(exe)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    cpp = {}
+    for line in run.stdout.splitlines():
+        label, name, value = line.split()
+        cpp[(label, name)] = None if value == "none" else int(value)
+    checked = 0
+    for label, table, s_in, cr in plans:
+        for k in DIRECT_KERNELS:
+            assert cpp[(label, k.name)] == direct.smem_bytes(k.block, k.bn, s_in, table), (label, k.name)
+            checked += 1
+        for k in WGMMA_KERNELS:
+            want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr)
+            assert cpp[(label, k.name)] == want, (label, k.name)
+            checked += 1
+    assert checked == len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS))
