@@ -256,16 +256,33 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #endif
 }
 
+// The driver's tensor-map encoder through the runtime, so the module needs no link against libcuda;
+// looked up once per process (null if the driver lacks it: the launch then reports kErrorNotSupported).
+inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
+        cudaSuccess)
+      f = nullptr;
+#else
+    if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
+#endif
+    return q == cudaDriverEntryPointSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f) : nullptr;
+  }();
+  return fn;
+}
+
 template <int TD, int TH, int KX, int BN, int WG, int S>
 struct WgmmaKernel {
   using C = Config<TD, TH, KX, BN, WG, S>;
 
   // 0 or a cutlass::Status value; fills geo's box and stage sizes.
   static int geometry(const DirectLaunch& p, Geometry& geo) {
-    int tz = 0, ty = 0, cd = 0, ch = 0, cw = 0;
+    int tz = 0, ty = 0, ch = 0, cw = 0;
     for (int i = 0; i < p.num_phases; ++i) {
       const DirectPhase& ph = p.phase[i];
-      cd = ph.count[0] > cd ? ph.count[0] : cd;
       ch = ph.count[1] > ch ? ph.count[1] : ch;
       cw = ph.count[2] > cw ? ph.count[2] : cw;
       if (ph.count[0] <= 0 || ph.count[1] <= 0 || ph.count[2] <= 0) continue;
@@ -282,7 +299,6 @@ struct WgmmaKernel {
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
     if (geo.HD > 256 || geo.HH > 256) return 5;  // TMA box limit
-    (void)cd;
     return 0;
   }
 
@@ -309,22 +325,6 @@ struct WgmmaKernel {
     if (major != 9 || minor != 0) return 5;  // sm_90a code
     if (smem_bytes(geo) > (size_t)optin) return 5;
     return 0;
-  }
-
-  static PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-      void* f = nullptr;
-      cudaDriverEntryPointQueryResult q;
-#if CUDART_VERSION >= 12050
-      if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-          cudaSuccess)
-        f = nullptr;
-#else
-      if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
-#endif
-      return q == cudaDriverEntryPointSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f) : nullptr;
-    }();
-    return fn;
   }
 
   static int run(const DirectLaunch& p) {

@@ -120,23 +120,24 @@ def direct_wins(problem: Problem, op: str) -> bool:
     return problem.stride == 1 or problem.c_in <= DIRECT_WGRAD_MAX_STRIDED_CIN
 
 
-def _wgmma_choice(problem: Problem, op: str, precision: str, compiled, smem_limit: int,
-                  capability: Tuple[int, int]):
-    """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input, or None.
+def _padded(channels: int, tile: int) -> int:
+    """Channel work of covering `channels` with tiles of `tile`, each extra tile (which re-stages its
+    operands) counted as 8 more channels."""
+    return -(-channels // tile) * (tile + 8)
 
-    BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
-    more channels; ties go to the earlier row of the table.
+
+def _wgmma_choice(problem: Problem, op: str, co: int, precision: str, compiled, smem_limit: int,
+                  capability: Tuple[int, int]):
+    """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input (co output channels), or None.
+
+    BN by ``_padded`` output channels; ties go to the earlier row of the table.
     """
-    plan = direct_plan(problem, op)
-    if plan is None:
-        return None
-    co = plan[2]
     cands = []
     for i, k in enumerate(kernels_for(op, precision, "wgmma")):
         if compiled is not None and k.name not in compiled:
             continue
         if direct_fits(problem, op, k, smem_limit, capability):
-            cands.append((-(-co // k.bn) * (k.bn + 8), i, k))
+            cands.append((_padded(co, k.bn), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
 
 
@@ -158,7 +159,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     table, s_in, co = plan
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
     if problem.stride == 1 and not wide:
-        k = _wgmma_choice(problem, op, precision, compiled, smem_limit, capability)
+        k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)
         if k is not None:
             return k
     if not direct_wins(problem, op):
@@ -176,7 +177,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
             continue
         if direct.smem_bytes(k.block, k.bn, s_in, table) > smem_limit:
             continue
-        work = -(-co // k.bn) * (k.bn + 8)
+        work = _padded(co, k.bn)
         rank = 0 if k.block == prefer else 1 if k.block == big else 2
         cands.append((work, rank, k.name, k))
     return min(cands)[-1] if cands else None
@@ -205,7 +206,7 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
             continue
         bm, bn = k.tile[:2]
         th, tw = k.block[1:]
-        work = (-(-problem.c_in // bm) * (bm + 8) * -(-problem.c_out // bn) * (bn + 8) *
+        work = (_padded(problem.c_in, bm) * _padded(problem.c_out, bn) *
                 (-(-h // th) * th * -(-w // tw) * tw) / (h * w))
         prefer = (th == 8) == (problem.stride == 1)
         cands.append((work, 0 if prefer else 1, k.name, k))

@@ -21,19 +21,20 @@ def _relayout(weight: torch.Tensor, r: Tuple[int, int, int], s: int) -> torch.Te
     w = weight.detach().permute(0, 2, 3, 4, 1)
     if s > 1:
         w = w[:, r[0]::s, r[1]::s, r[2]::s, :]
-    return aligned16(w.contiguous())
+    return w.contiguous()
 
 
 def cached_filter(weight: torch.Tensor, tag: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``build()``'s re-layout of ``weight``, cached like :func:`filter_ktrsc` under ``tag``."""
+    """``build()``'s re-layout of ``weight``, cached like :func:`filter_ktrsc` under ``tag``; every
+    filter the kernels read comes through here, so here is where it is made 16-byte aligned."""
     if torch.cuda.is_available() and weight.is_cuda and torch.cuda.is_current_stream_capturing():
-        return build()
+        return aligned16(build())
     key = (weight.device, weight.data_ptr(), tuple(weight.shape), weight.stride(), tag)
     hit = _cache.get(key)
     if hit is not None and hit[1] == weight._version:
         _cache.move_to_end(key)
         return hit[2]
-    out = build()
+    out = aligned16(build())
     _cache[key] = (weight.detach(), weight._version, out)
     _cache.move_to_end(key)
     while len(_cache) > _CACHE_SIZE:
