@@ -34,6 +34,7 @@
 #include "cutlass/arch/barrier.h"
 #include "direct_atoms.cuh"
 #include "direct_launch.h"
+#include "sm90_atoms.cuh"
 
 namespace convt3d {
 namespace direct90 {
@@ -60,17 +61,6 @@ CONVT3D_GMMA_N(192)
 template <class Op, int NA, size_t... I>
 __device__ __forceinline__ void gmma(uint64_t da, uint64_t db, float (&d)[NA], std::index_sequence<I...>) {
   Op::fma(da, db, d[I]...);
-}
-
-// K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
-__device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
-  cute::GmmaDescriptor d;
-  d.bitfield.start_address_ = smem_addr >> 4;
-  d.bitfield.leading_byte_offset_ = 1;  // unused for swizzled K-major
-  d.bitfield.stride_byte_offset_ = 256 >> 4;
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 3;
-  return d.desc_;
 }
 
 // Per-launch sizes the host derives from the phase table.
@@ -256,24 +246,6 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #endif
 }
 
-// The driver's tensor-map encoder through the runtime, so the module needs no link against libcuda;
-// looked up once per process (null if the driver lacks it: the launch then reports kErrorNotSupported).
-inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-#if CUDART_VERSION >= 12050
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-        cudaSuccess)
-      f = nullptr;
-#else
-    if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
-#endif
-    return q == cudaDriverEntryPointSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f) : nullptr;
-  }();
-  return fn;
-}
-
 template <int TD, int TH, int KX, int BN, int WG, int S>
 struct WgmmaKernel {
   using C = Config<TD, TH, KX, BN, WG, S>;
@@ -316,15 +288,7 @@ struct WgmmaKernel {
     Geometry geo;
     int code = geometry(p, geo);
     if (code != 0) return code;
-    int dev = 0, major = 0, minor = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-      return 1000 + (int)cudaGetLastError();
-    if (major != 9 || minor != 0) return 5;  // sm_90a code
-    if (smem_bytes(geo) > (size_t)optin) return 5;
-    return 0;
+    return sm90_fits(smem_bytes(geo));
   }
 
   static int run(const DirectLaunch& p) {
@@ -344,16 +308,11 @@ struct WgmmaKernel {
     for (int i = 0; i < p.num_phases; ++i)
       taps += (long long)p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     CUtensorMap tin, tw;
-    const cuuint64_t in_dim[5] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Wi, (cuuint64_t)p.Hi, (cuuint64_t)p.Di,
-                                  (cuuint64_t)p.N};
-    const cuuint64_t in_stride[4] = {(cuuint64_t)p.Cr * 4, (cuuint64_t)p.Wi * p.Cr * 4,
-                                     (cuuint64_t)p.Hi * p.Wi * p.Cr * 4, (cuuint64_t)p.Di * p.Hi * p.Wi * p.Cr * 4};
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
-    const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
-    if (encode(&tin, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(p.in), in_dim, in_stride, in_box, ones,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_32B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    if (!encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_32B,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
       return 5;
+    const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};
     const cuuint64_t w_stride[2] = {(cuuint64_t)p.Cr * 4, (cuuint64_t)p.Co * p.Cr * 4};
     const cuuint32_t w_box[3] = {KC, BN, KX};

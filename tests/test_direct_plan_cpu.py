@@ -107,8 +107,9 @@ def test_direct_policy_follows_the_measurements():
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(up, "dgrad", "tf32").tap_reuse
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
-    # grad_weight: tap reuse at unit stride and for strided layers with C_in <= 64
-    assert selector.select_config(wide, "wgrad", "tf32").family == "direct"
+    # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
+    assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
+    assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
     assert selector.select_config(up, "wgrad", "tf32").family == "cutlass2x"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "direct"
 
@@ -124,7 +125,8 @@ def test_selector_takes_direct_for_tf32_only():
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_tf32_4x8x14_kx3_n24_wg4_s3"
     assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_tf32_2x8x14_kx3_n48_wg2_s2"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
-    assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "direct_wgrad_tf32_8x16_m48n24"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
+    assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", family="cutlass2x").family == "cutlass2x"
 

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, launch, selector
-from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, WGMMA_KERNELS
-from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, WGMMA_KERNELS,
+                                          WGMMA_WGRAD_KERNELS)
+from convt3d_cutlass.layouts import CL, ndhwc
 from convt3d_cutlass.problem import Problem
 
 from conftest import TOL, poison_allocator, rel_l2, requires_gpu
@@ -110,6 +111,65 @@ def test_direct_wgrad_is_deterministic_and_rounds_to_nearest():
     gy = torch.randn((4, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
     a = launch.grad_weight(gy, x, prob, "tf32", name)
     b = launch.grad_weight(gy, x, prob, "tf32", name)
+    assert torch.equal(a, b)
+    err = rel_l2(a, _grad_weight_ref(x, gy, a.shape, 1, 1))
+    assert 1e-6 < err < 6e-4
+
+
+def _wgmma_wgrad_or_skip(cfg, prob):
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build (sm_90a only)")
+    if not selector.direct_fits(prob, "wgrad", cfg, _extension.smem_optin(torch.cuda.current_device()),
+                                _extension.capability(torch.cuda.current_device())):
+        pytest.skip("filter size, stride or shared memory: this row cannot take the problem")
+
+
+@pytest.mark.parametrize("cfg", WGMMA_WGRAD_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("c_in,c_out,k,s,p", [(52, 40, 3, 1, 1), (52, 40, 3, 1, 0), (8, 4, 3, 1, 1),
+                                              (52, 40, 3, 2, 1), (36, 12, 5, 1, 2), (36, 12, 5, 2, 2),
+                                              (100, 76, 3, 1, 1)])
+def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p):
+    """C_in blocks with tails (52 = 48 + 4), several C_out blocks (40 -> 2 x 20 at k3), partial x tiles
+    in H and W, halo planes out of range in depth; the partial-sum buffer is poisoned first."""
+    prob = Problem(2, c_in, c_out, (5, 11, 19), k, s, p)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
+    assert gw.shape == (c_in, c_out, k, k, k)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p)) <= TOL[cfg.precision]
+
+
+@pytest.mark.parametrize("segs", [1, 2, 3, 7, 25])
+def test_wgmma_wgrad_depth_segments(segs):
+    """Any split of the depth into segments sums to the same gradient, empty trailing segments
+    (25 > 20 planes) included; a slice count that is not a multiple of the columns is refused."""
+    cfg = WGMMA_WGRAD_KERNELS[0]
+    prob = Problem(2, 48, 24, (20, 9, 17), 3, 1, 1)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(2, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    columns = prob.n * -(-prob.spatial[1] // cfg.block[1]) * -(-prob.spatial[2] // cfg.block[2])
+    partials = torch.full((columns * segs, 27, 48, 24), float("nan"), device="cuda")
+    ops = torch.ops.convt3d_cutlass
+    ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, 3, 1, 1, 1)
+    gw = partials.sum(0).view(3, 3, 3, 48, 24).permute(3, 4, 0, 1, 2)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) <= TOL["tf32"]
+    bad = torch.empty((columns * segs + 1, 27, 48, 24), device="cuda")
+    with pytest.raises(RuntimeError):
+        ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), bad, 3, 1, 1, 1)
+
+
+def test_wgmma_wgrad_is_deterministic_and_rounds_to_nearest():
+    """Bitwise the same twice (fixed slices, fixed-order sum); cuDNN-class tf32 error."""
+    prob = Problem(4, 48, 24, (16, 24, 40), 3, 1, 1)
+    cfg = WGMMA_WGRAD_KERNELS[0]
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(4, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((4, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    a = launch.grad_weight(gy, x, prob, "tf32", cfg.name)
+    b = launch.grad_weight(gy, x, prob, "tf32", cfg.name)
     assert torch.equal(a, b)
     err = rel_l2(a, _grad_weight_ref(x, gy, a.shape, 1, 1))
     assert 1e-6 < err < 6e-4

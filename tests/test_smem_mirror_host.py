@@ -1,5 +1,5 @@
 """The Python policy sizes shared memory exactly as the C++ launchers do (direct.py mirrors
-DirectKernel::smem_bytes and WgmmaKernel::geometry/smem_bytes): a host-only program built with nvcc
+DirectKernel::smem_bytes, WgmmaKernel::geometry/smem_bytes and WgmmaWgradKernel::geometry/smem_bytes): a host-only program built with nvcc
 from the kernel headers prints the C++ sizes for every tap-reuse row of the table on a set of phase
 tables, and they must equal Python's. Needs nvcc and the CUTLASS headers, not a GPU (no kernel is
 instantiated: only the static host members are called)."""
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from convt3d_cutlass import direct
-from convt3d_cutlass.kernel_table import DIRECT_KERNELS, WGMMA_KERNELS
+from convt3d_cutlass.kernel_table import DIRECT_KERNELS, WGMMA_KERNELS, WGMMA_WGRAD_KERNELS
 from convt3d_cutlass.problem import Problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,6 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBLEMS = [Problem(2, 12, 40, (5, 11, 19), k, s, p)
             for k, s, p in [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (5, 1, 2), (2, 2, 0)]]
 PROBLEMS += [Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 8, 8, (128, 128, 128), 3, 1, 1)]
+# grad_weight: C_out blocks (4 .. 200 channels), every stride up to k, both filter sizes compiled.
+WGRAD_PROBLEMS = [Problem(2, 52, co, (5, 11, 19), k, s, (k - 1) // 2)
+                  for co in (4, 24, 40, 76, 200) for k in (3, 5) for s in range(1, k + 1)]
 
 
 def _cutlass_include():
@@ -43,6 +46,7 @@ def _plans():
 
 def _source(plans):
     lines = ['#include <cstdio>', '#include "direct_conv.cuh"', '#include "direct_sm90.cuh"',
+             '#include "direct_wgrad_sm90.cuh"',
              "using namespace convt3d;",
              "static DirectLaunch make(const int* t, int phases, int s_in, int cr) {",
              "  DirectLaunch p; p.num_phases = phases; p.s_in = s_in; p.Cr = cr; p.Co = 40;",
@@ -63,6 +67,19 @@ def _source(plans):
                          f"{k.warpgroups}, {k.stages}>; direct90::Geometry g; int c = K::geometry(p, g); "
                          f"if (c) printf(\"{label} {k.name} none\\n\"); "
                          f"else printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
+        lines.append("  }")
+    for j, p in enumerate(WGRAD_PROBLEMS):
+        d, h, w = p.spatial
+        od, oh, ow = p.out_spatial
+        lines.append(f"  {{ DirectWgradLaunch p; p.N = {p.n}; p.Di = {d}; p.Hi = {h}; p.Wi = {w}; p.Ci = {p.c_in};")
+        lines.append(f"    p.Do = {od}; p.Ho = {oh}; p.Wo = {ow}; p.Co = {p.c_out}; p.k = {p.k}; p.stride = {p.stride}; "
+                     f"p.pad = {p.padding};")
+        for k in WGMMA_WGRAD_KERNELS:
+            th, tw = k.block[1:]
+            lines.append(f"    {{ using K = direct90::WgmmaWgradKernel<{k.ksize}, {th}, {tw}, {k.bn}, {k.warpgroups}, "
+                         f"{k.stages}>; p.slices = {p.n * -(-h // th) * -(-w // tw)}; direct90::WgradGeometry g; "
+                         f"int c = K::geometry(p, g); if (c) printf(\"w{j} {k.name} none\\n\"); "
+                         f"else printf(\"w{j} {k.name} %d,%d,%zu\\n\", g.cb, g.pitch, K::smem_bytes(g)); }}")
         lines.append("  }")
     lines.append("  return 0; }")
     return "\n".join(lines) + "\n"
@@ -87,14 +104,26 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     cpp = {}
     for line in run.stdout.splitlines():
         label, name, value = line.split()
-        cpp[(label, name)] = None if value == "none" else int(value)
+        cpp[(label, name)] = None if value == "none" else tuple(map(int, value.split(",")))
     checked = 0
     for label, table, s_in, cr in plans:
         for k in DIRECT_KERNELS:
-            assert cpp[(label, k.name)] == direct.smem_bytes(k.block, k.bn, s_in, table), (label, k.name)
+            assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table),), (label, k.name)
             checked += 1
         for k in WGMMA_KERNELS:
             want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr)
-            assert cpp[(label, k.name)] == want, (label, k.name)
+            assert cpp[(label, k.name)] == (None if want is None else (want,)), (label, k.name)
             checked += 1
     assert checked == len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS))
+    for j, p in enumerate(WGRAD_PROBLEMS):
+        for k in WGMMA_WGRAD_KERNELS:
+            got = cpp[(f"w{j}", k.name)]
+            if k.ksize != p.k:
+                assert got is None, (j, k.name)
+                continue
+            layout = direct.wgmma_wgrad_layout(p, k.block, k.warpgroups, k.stages)
+            want = None if layout is None else (layout[0], layout[1],
+                                                direct.wgmma_wgrad_smem_bytes(p, k.block, k.bn, k.warpgroups, k.stages))
+            assert got == want, (p, k.name)
+            checked += 1
+    assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30

@@ -159,3 +159,67 @@ def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_
     want = -(-4 * num_sms // blocks)
     cap_mem = max(1, max_partial_bytes // (4 * p.k ** 3 * p.c_in * p.c_out))
     return max(1, min(want, wgrad_tiles(p, block), cap_mem))
+
+
+# --- grad_weight on Hopper (csrc/direct_wgrad_sm90.cuh) -------------------------------------------
+def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
+                       stages: int) -> Optional[Tuple[int, int, int, int, int, int]]:
+    """(cb, pitch, gh, gw, plane_bytes, ring) as the kernel's geometry() sizes them, or None when it
+    cannot take the problem: cb grad_y channels per CTA (GEMM M = k*k*cb rows on 64*warpgroups), the
+    shared-memory pitch per grad_y position (>= cb, chosen so a quad's A loads hit distinct banks),
+    the gh x gw grad_y halo of one x tile, its plane bytes and the planes resident in the ring."""
+    k, s = p.k, p.stride
+    if s > k:
+        return None
+    cb_max = warpgroups * 64 // (k * k) // 4 * 4
+    if cb_max < 4:
+        return None
+    blocks = -(-p.c_out // cb_max)
+    cb = -(-(-(-p.c_out // blocks)) // 4) * 4
+    pitch = cb
+    for _ in range(8):
+        if (s * pitch) % 32 in (8, 24):
+            break
+        pitch += 4
+    if pitch > cb + 28:
+        pitch = cb
+    gh, gw = s * (block[1] - 1) + k, s * (block[2] - 1) + k
+    if max(pitch, gh, gw) > 256:
+        return None
+    plane = -(-gh * gw * pitch * 4 // 128) * 128
+    return cb, pitch, gh, gw, plane, k + (stages - 1) * s
+
+
+def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int,
+                           stages: int) -> Optional[int]:
+    """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see
+    wgmma_wgrad_layout): three transposed x tiles and `stages` TMA x boxes (1 KiB aligned each), the
+    grad_y plane ring, one mbarrier per stage, 1 KiB of alignment slack."""
+    layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
+    if layout is None:
+        return None
+    x_bytes = -(-block[1] * block[2] * bn * 4 // 1024) * 1024
+    return 1024 + (3 + stages) * x_bytes + layout[5] * layout[4] + stages * 8
+
+
+def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int, stages: int,
+                       num_sms: int, max_partial_bytes: int = 256 << 20) -> int:
+    """Slices of the reduction (gridDim.x): columns of 1 x TH x TW x tiles times depth segments.
+
+    One CTA per SM (registers and shared memory), so segments are chosen to minimise waves x (planes
+    per segment + 2, a CTA's pipeline fill and store), within max_partial_bytes of [slices, k^3, C_in,
+    C_out] fp32 partial sums (one segment at least).
+    """
+    d, h, w = p.spatial
+    columns = p.n * -(-h // block[1]) * -(-w // block[2])
+    cb = wgmma_wgrad_layout(p, block, warpgroups, stages)[0]
+    blocks = -(-p.c_out // cb) * -(-p.c_in // bn)
+    per_slice = 4 * p.k ** 3 * p.c_in * p.c_out
+    best = None
+    for segs in range(1, d + 1):
+        if segs > 1 and columns * segs * per_slice > max_partial_bytes:
+            break
+        cost = -(-columns * segs * blocks // num_sms) * (-(-d // segs) + 2)
+        if best is None or cost < best[0]:
+            best = (cost, columns * segs)
+    return best[1]

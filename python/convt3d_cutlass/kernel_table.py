@@ -19,6 +19,9 @@ Three families, all NDHWC fp32:
 * ``wgmma``: the same tap reuse on Hopper (``csrc/direct_sm90.cuh``, sm_90a only): TMA box loads
   and SS-wgmma with the kw taps folded into GEMM N = ``kx`` * BN; forward and grad_input at unit input
   stride. ``block`` = (TD, TH, TW) with TW = 16 - kx + 1, on ``warpgroups`` consumer warpgroups.
+  Its ``wgrad`` rows (``csrc/direct_wgrad_sm90.cuh``) serve grad_weight for filter size ``ksize``:
+  ``tile`` = (64 * warpgroups, BN, 8) = (rows of (kh, kw, C_out), C_in block, k8), ``block`` =
+  (1, TH, TW) the x tile.
 
 The stock GEMM views (``docs/design.md``):
 
@@ -57,6 +60,7 @@ class KernelConfig:
     block: Tuple[int, int, int] = (0, 0, 0)
     kx: int = 0          # wgmma family: kw taps folded into GEMM N (N = kx * bn)
     warpgroups: int = 0  # wgmma family: consumer warpgroups per CTA
+    ksize: int = 0       # wgmma grad_weight: the filter size k it is compiled for
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -99,6 +103,9 @@ class KernelConfig:
 
     @property
     def name(self) -> str:
+        if self.family == "wgmma" and self.op == "wgrad":
+            return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
+                    f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "wgmma":
             return (f"wgmma_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
@@ -234,7 +241,28 @@ WGMMA_KERNELS = tuple(
         (2, 8, 3, 64, 2, 2, "wide channels in tiles of 64 (N = 192): 128->64 forward 0.29 ms vs stock 0.37"),
     ))
 
-KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS
+
+
+def _wgmma_wgrad(precision, height, width, k, bn, warpgroups, why):
+    return KernelConfig("wgrad", precision, (64 * warpgroups, bn, 8), (64, bn, 8), 2, why, "wgmma",
+                        (1, height, width), 0, warpgroups, k)
+
+
+# Hopper weight gradient (csrc/direct_wgrad_sm90.cuh, sm_90a only): RS-wgmma with GEMM M = (kh, kw,
+# C_out block) gathered from a ring of grad_y halo planes, N = a BN block of C_in from the x plane
+# tile transposed in shared memory, K = positions; a CTA walks a column of 1 x TH x TW x tiles along
+# depth. One row per filter size k (the accumulators hold every kd).
+WGMMA_WGRAD_KERNELS = tuple(
+    _wgmma_wgrad(prec, th, tw, k, bn, wg, why)
+    for prec in ("tf32",)
+    for th, tw, k, bn, wg, why in (
+        (8, 16, 3, 48, 4, "k3, C_in 48 (one N block): the headline"),
+        (8, 16, 3, 32, 4, "k3, C_in <= 32 or in blocks of 32"),
+        (8, 16, 3, 64, 2, "k3, wide C_in in blocks of 64 (two warpgroups: the registers of N = 64)"),
+        (8, 16, 5, 32, 4, "k5, C_in in blocks of 32"),
+    ))
+
+KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}
 
 

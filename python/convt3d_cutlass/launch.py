@@ -110,6 +110,14 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     a buffer summed in a fixed order: bitwise deterministic.
     """
     k = _select(p, "wgrad", precision, config, x.device)
+    if k.family == "wgmma":
+        # Hopper: per (column of x tiles, depth segment), [k^3, C_in, C_out] partial sums.
+        slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages,
+                                           _extension.num_sms(x.device.index))
+        partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
+        _ops().direct_wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, p.k, p.stride, p.padding, 1)
+        gw = partials[0] if slices == 1 else partials.sum(0)
+        return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
     if k.family == "direct":
         # Tap reuse: per slice of x tiles, [k^3, C_in, C_out] partial sums, summed in a fixed order.
         bm, bn = k.tile[:2]

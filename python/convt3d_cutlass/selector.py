@@ -78,6 +78,8 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     if not supports_arch(k, capability):
         return False
     if op == "wgrad":
+        if k.family == "wgmma":
+            return wgmma_wgrad_fits(problem, k, smem_limit)
         return direct_wgrad_fits(problem, k, smem_limit)
     plan = direct_plan(problem, op)
     if plan is None:
@@ -188,6 +190,33 @@ def direct_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAU
             direct.wgrad_smem_bytes(k.block, k.tile[0], k.tile[1], problem.k, problem.stride) <= smem_limit)
 
 
+def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
+    """Whether the Hopper grad_weight row k takes the problem (filter size, stride <= k, shared memory)."""
+    if k.ksize != problem.k or not _aligned(problem, "wgrad", k):
+        return False
+    need = direct.wgmma_wgrad_smem_bytes(problem, k.block, k.bn, k.warpgroups, k.stages)
+    return need is not None and need <= smem_limit
+
+
+def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
+                        capability: Tuple[int, int]):
+    """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns, ties to the table's
+    earlier row. Rows: 64-row M tiles of (kh, kw, C_out block) per C_out block; columns: ``_padded``
+    C_in."""
+    if precision != "tf32":
+        return None
+    cands = []
+    for i, k in enumerate(kernels_for("wgrad", precision, "wgmma")):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if not supports_arch(k, capability) or not wgmma_wgrad_fits(problem, k, smem_limit):
+            continue
+        cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
+        rows = -(-problem.c_out // cb) * 64 * -(-problem.k ** 2 * cb // 64)
+        cands.append((rows * _padded(problem.c_in, k.bn), i, k))
+    return min(cands, key=lambda c: c[:2])[-1] if cands else None
+
+
 def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int):
     """The tap-reuse grad_weight kernel, or None for the stock wgrad.
 
@@ -268,7 +297,11 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if family in (None, "direct") and prec == precision:
         comp = None if compiled is None else set(compiled)
         if op == "wgrad":
-            k = _direct_wgrad_choice(problem, prec, comp, smem_limit) if direct_wins(problem, op) else None
+            k = None
+            if problem.stride == 1:
+                k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
+            if k is None and direct_wins(problem, op):
+                k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
             k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)
         if k is not None or family == "direct":

@@ -1,0 +1,321 @@
+// Hopper weight gradient on tap reuse (same contract as direct_wgrad.cuh, DirectWgradLaunch in
+// direct_launch.h): partials[slice][tap][ci][co] = sum over the slice's x positions of
+//   x[n, i, ci] * grad_y[n, stride*i - pad + tap, co].
+//
+// Why not SS-wgmma on both operands: the reduction runs over positions, which are the outer axis of
+// both NDHWC tensors, and tf32 wgmma reads shared-memory operands K-major only; every tap would
+// also shift K by a non-multiple of 8. So:
+//   * B = x^T. Per x plane tile (TY x TW positions, BN channels) TMA brings [pos][ci]; the CTA
+//     rounds it to tf32 (cvt.rna) and writes it transposed, in the 32-byte swizzled K-major layout
+//     wgmma's SW32 descriptor reads: one [ci][8 positions] tile per k8 step.
+//   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kh, kw, co), so one m64 x n(BN)
+//     x k8 wgmma per kd covers every (kh, kw) tap of a co block. Each thread loads its four A
+//     elements from the grad_y halo in shared memory at (position + tap), rounding them on the way.
+//   * The CTA walks one column of x tiles along depth. grad_y halo planes (gh x gw positions) live
+//     in a ring: plane tz + kd is shared by the k x planes that need it and loaded once, by TMA.
+// Accumulators persist over the whole column segment (k x BN/2 floats per thread); slices of the
+// reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
+//
+// Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor and
+// ClusterTransactionBarrier. sm_90a only.
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "cute/arch/copy_sm90_desc.hpp"
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cute/arch/mma_sm90_desc.hpp"
+#include "cute/arch/mma_sm90_gmma.hpp"
+#include "cute/arch/mma_sm90_gmma_ext.hpp"
+#include "cutlass/arch/barrier.h"
+#include "direct_atoms.cuh"
+#include "direct_launch.h"
+#include "sm90_atoms.cuh"
+
+namespace convt3d {
+namespace direct90 {
+
+template <int N>
+struct GmmaRS;
+#define CONVT3D_GMMA_RS_N(N)                                         \
+  template <>                                                        \
+  struct GmmaRS<N> {                                                 \
+    using Op = cute::SM90::GMMA::MMA_64x##N##x8_F32TF32TF32_RS_TN<>; \
+  };
+CONVT3D_GMMA_RS_N(32)
+CONVT3D_GMMA_RS_N(48)
+CONVT3D_GMMA_RS_N(64)
+#undef CONVT3D_GMMA_RS_N
+
+__device__ __forceinline__ float lds(uint32_t addr) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+  return v;
+}
+
+template <class Op, int NA, size_t... I>
+__device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[NA],
+                                        std::index_sequence<I...>) {
+  Op::fma(a[0], a[1], a[2], a[3], db, d[I]...);
+}
+
+// Per-launch sizes the host derives (the Python mirror is direct.wgmma_wgrad_geometry).
+struct WgradGeometry {
+  int tiles_h, tiles_w;  // x tiles per plane
+  int segs, planes;      // depth segments per column of tiles, x planes per segment
+  int cb;                // grad_y channels per CTA: GEMM M = k * k * cb rows
+  int pitch;             // floats per grad_y position in shared memory: >= cb, A loads bank-conflict free
+  int gh, gw;            // grad_y halo of one x plane tile
+  int plane_bytes;       // one halo plane, 128-byte aligned
+  int ring;              // halo planes resident: k + (S - 1) * stride
+};
+
+template <int K, int TY, int TW, int BN, int WG, int S>
+struct WgradConfig {
+  static constexpr int THREADS = 128 * WG;
+  static constexpr int POS = TY * TW;       // x positions per plane tile: GEMM K per step
+  static constexpr int GRANULES = POS / 8;  // k8 steps per plane
+  static constexpr int BOX_BYTES = POS * BN * 4;
+  static constexpr int X_BYTES = (BOX_BYTES + 1023) / 1024 * 1024;
+  // Transposed x buffers: step t writes buffer t % 3 before its CTA barrier; the last wgmmas that
+  // read it (step t - 3) were waited for before the barrier of step t - 1.
+  static constexpr int XT = 3;
+  static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
+};
+
+template <int K, int TY, int TW, int BN, int WG, int S>
+__global__ void __launch_bounds__(128 * WG, 1)
+    wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
+                 const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = WgradConfig<K, TY, TW, BN, WG, S>;
+  using Op = typename GmmaRS<BN>::Op;
+  constexpr int NA = BN / 2;  // accumulator floats per thread per kd
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* xt = smem;                        // XT x [granule][ci][8], SW32 K-major
+  uint8_t* xraw = smem + C::XT * C::X_BYTES;  // S x TMA box [y][w][ci]
+  uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + geo.ring * geo.plane_bytes);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
+  const int g = lane >> 2, tq = lane & 3;
+  const int slice = blockIdx.x;
+  const int seg = slice % geo.segs, column = slice / geo.segs;
+  const int w0 = (column % geo.tiles_w) * TW, y0 = ((column / geo.tiles_w) % geo.tiles_h) * TY;
+  const int n = column / (geo.tiles_w * geo.tiles_h);
+  const int z0 = seg * geo.planes;
+  const int steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
+  const int co0 = blockIdx.y * geo.cb, ci0 = blockIdx.z * BN;
+  const int s = p.stride;
+  const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
+  const int rows = K * K * geo.cb;
+  const bool mma_on = wg * 64 < rows;  // warpgroup-uniform: M tiles past the rows only transpose
+
+  // This thread's two A rows (g and g + 8 of its warp's 16): tap (kh, kw) and channel co.
+  uint32_t roff[2];  // bytes
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int m = wg * 64 + (warp & 3) * 16 + g + 8 * r;
+    const int kh = m / (K * geo.cb), kw = (m / geo.cb) % K, co = m % geo.cb;
+    roff[r] = m < rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
+  }
+  const uint32_t ring_addr = cute::cast_smem_ptr_to_uint(ring);
+
+  if (tid == 0) {
+    for (int i = 0; i < S; ++i) cutlass::arch::ClusterTransactionBarrier::init(&full[i], 1);
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const uint32_t plane_tx = geo.gh * geo.gw * geo.pitch * 4;
+  // Step t: the x plane z0 + t and the halo planes it is the first to need.
+  auto issue = [&](int t) {
+    const int st = t % S;
+    const int first = t == 0 ? 0 : K - fresh;
+    cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
+    constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+    cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, w0, y0, z0 + t, n);
+    for (int kd = first; kd < K; ++kd)
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st], hint, ring + ((s * t + kd) % geo.ring) * geo.plane_bytes,
+                                   co0, s * w0 - p.pad, s * y0 - p.pad, s * (z0 + t) - p.pad + kd, n);
+  };
+  if (tid == 0)
+    for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);
+
+  float acc[K][NA];
+#pragma unroll
+  for (int kd = 0; kd < K; ++kd)
+#pragma unroll
+    for (int i = 0; i < NA; ++i) acc[kd][i] = 0.f;
+
+  for (int t = 0; t < steps; ++t) {
+    const int st = t % S;
+    cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
+    // x^T, rounded: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern
+    // (address bit 4 ^= bit 7; buffers are 1 KiB aligned). Lanes take consecutive ci: conflict-free
+    // column reads, contiguous row writes.
+    const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
+    uint8_t* xb = xt + (t % C::XT) * C::X_BYTES;
+    for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {
+      const int ci = item % BN, gr = item / BN;
+      const float* src = raw + gr * 8 * BN + ci;
+      uint32_t v[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] = direct::to_tf32(src[k * BN]);
+      const int row = gr * BN + ci, sw = (row >> 2) & 1;
+      uint4* dst = reinterpret_cast<uint4*>(xb + row * 32);
+      dst[sw] = make_uint4(v[0], v[1], v[2], v[3]);
+      dst[sw ^ 1] = make_uint4(v[4], v[5], v[6], v[7]);
+    }
+    cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+    __syncthreads();
+    // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
+    if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
+
+    if (mma_on) {
+      uint32_t pl[K];  // shared-window addresses of the kd halo planes (32-bit: registers are at the cap)
+#pragma unroll
+      for (int kd = 0; kd < K; ++kd) pl[kd] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes;
+      const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
+#pragma unroll
+      for (int kd = 0; kd < K; ++kd)
+#pragma unroll
+        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+      // Granules in pairs, each with its own A registers: one batch stays in flight while the
+      // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
+      uint32_t a[2][K][4];
+#pragma unroll 1
+      for (int gp = 0; gp < C::GRANULES; gp += 2) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int gr = gp + h;
+          const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
+          const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
+#pragma unroll
+          for (int kd = 0; kd < K; ++kd) {
+            a[h][kd][0] = direct::to_tf32(lds(pl[kd] + p0 + roff[0]));
+            a[h][kd][1] = direct::to_tf32(lds(pl[kd] + p0 + roff[1]));
+            a[h][kd][2] = direct::to_tf32(lds(pl[kd] + p1 + roff[0]));
+            a[h][kd][3] = direct::to_tf32(lds(pl[kd] + p1 + roff[1]));
+          }
+          cute::warpgroup_arrive();
+          const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
+#pragma unroll
+          for (int kd = 0; kd < K; ++kd) gmma_rs<Op>(a[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+          cute::warpgroup_commit_batch();
+          // The other register set's batch has been read: the next granule may overwrite it.
+          cute::warpgroup_wait<1>();
+        }
+      }
+#pragma unroll
+      for (int kd = 0; kd < K; ++kd)
+#pragma unroll
+        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+    }
+  }
+  cute::warpgroup_wait<0>();
+#pragma unroll
+  for (int kd = 0; kd < K; ++kd)
+#pragma unroll
+    for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+
+  // This CTA's share of the slice: rows (kh, kw, co) x columns ci, every kd. Accumulator i of a
+  // thread is row g + 8 * ((i >> 1) & 1), column 8 * (i >> 2) + 2 * tq + (i & 1).
+  if (!mma_on) return;
+  const int k3 = K * K * K;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int m = wg * 64 + (warp & 3) * 16 + g + 8 * r;
+    const int kh = m / (K * geo.cb), kw = (m / geo.cb) % K, co = co0 + m % geo.cb;
+    if (m >= rows || co >= p.Co) continue;
+#pragma unroll
+    for (int kd = 0; kd < K; ++kd) {
+      float* dst = p.partials + ((int64_t)slice * k3 + (kd * K + kh) * K + kw) * p.Ci * p.Co + co;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int ci = ci0 + 8 * j + 2 * tq;  // Ci % 4 == 0: ci < Ci implies ci + 1 < Ci
+        if (ci >= p.Ci) continue;
+        dst[(int64_t)ci * p.Co] = acc[kd][4 * j + 2 * r];
+        dst[(int64_t)(ci + 1) * p.Co] = acc[kd][4 * j + 2 * r + 1];
+      }
+    }
+  }
+#endif
+}
+
+template <int K, int TY, int TW, int BN, int WG, int S>
+struct WgmmaWgradKernel {
+  using C = WgradConfig<K, TY, TW, BN, WG, S>;
+
+  // 0 or a cutlass::Status value; fills geo. slices = columns of x tiles x depth segments.
+  static int geometry(const DirectWgradLaunch& p, WgradGeometry& geo) {
+    if (p.k != K || p.stride < 1 || p.stride > K || p.pad < 0 || p.slices < 1) return 5;
+    geo.tiles_h = (p.Hi + TY - 1) / TY;
+    geo.tiles_w = (p.Wi + TW - 1) / TW;
+    const long long columns = (long long)p.N * geo.tiles_h * geo.tiles_w;
+    if (columns < 1 || p.slices % columns != 0) return 4;  // kErrorInvalidProblem
+    geo.segs = (int)(p.slices / columns);
+    geo.planes = (p.Di + geo.segs - 1) / geo.segs;
+    const int cb_max = WG * 64 / (K * K) / 4 * 4;
+    if (cb_max < 4) return 5;
+    const int blocks = (p.Co + cb_max - 1) / cb_max;
+    geo.cb = ((p.Co + blocks - 1) / blocks + 3) / 4 * 4;
+    geo.pitch = geo.cb;
+    for (int i = 0; i < 8; ++i, geo.pitch += 4)
+      if ((p.stride * geo.pitch) % 32 == 8 || (p.stride * geo.pitch) % 32 == 24) break;
+    if (geo.pitch > geo.cb + 28) geo.pitch = geo.cb;  // no bank-spreading pitch (stride 4): plain
+    geo.gh = p.stride * (TY - 1) + K;
+    geo.gw = p.stride * (TW - 1) + K;
+    geo.plane_bytes = (geo.gh * geo.gw * geo.pitch * 4 + 127) / 128 * 128;
+    geo.ring = K + (S - 1) * p.stride;
+    if (geo.pitch > 256 || geo.gh > 256 || geo.gw > 256) return 5;  // TMA box limits
+    return 0;
+  }
+
+  static size_t smem_bytes(const WgradGeometry& geo) {
+    return 1024 + (size_t)(C::XT + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
+  }
+
+  static int can_implement(const DirectWgradLaunch& p) {
+    if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides
+    WgradGeometry geo;
+    const int code = geometry(p, geo);
+    if (code != 0) return code;
+    const long long co_blocks = (p.Co + geo.cb - 1) / geo.cb, ci_blocks = (p.Ci + BN - 1) / BN;
+    if (co_blocks > 65535 || ci_blocks > 65535) return 5;
+    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
+    return sm90_fits(smem_bytes(geo));
+  }
+
+  static int run(const DirectWgradLaunch& p) {
+    int code = can_implement(p);
+    if (code != 0) return code;
+    WgradGeometry geo;
+    geometry(p, geo);
+    CUtensorMap tx, tg;
+    const cuuint32_t x_box[5] = {BN, TW, TY, 1, 1};
+    const cuuint32_t g_box[5] = {(cuuint32_t)geo.pitch, (cuuint32_t)geo.gw, (cuuint32_t)geo.gh, 1, 1};
+    if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B) ||
+        !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
+      return 5;
+    const size_t bytes = smem_bytes(geo);
+    auto kernel = wgrad_kernel<K, TY, TW, BN, WG, S>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (err != cudaSuccess) return 1000 + (int)err;
+    dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
+    kernel<<<grid, C::THREADS, bytes, p.stream>>>(p, tx, tg, geo);
+    err = cudaGetLastError();
+    return err == cudaSuccess ? 0 : 1000 + (int)err;
+  }
+
+  static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace direct90
+}  // namespace convt3d

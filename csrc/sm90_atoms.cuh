@@ -1,0 +1,73 @@
+// Hopper helpers shared by the sm_90a tap-reuse kernels (direct_sm90.cuh, direct_wgrad_sm90.cuh): the
+// wgmma shared-memory descriptor of the layout TMA's SWIZZLE_32B writes, and the driver's tensor-map
+// encoder.
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cute/arch/mma_sm90_desc.hpp"
+
+namespace convt3d {
+namespace direct90 {
+
+// K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
+__device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = smem_addr >> 4;
+  d.bitfield.leading_byte_offset_ = 1;  // unused for swizzled K-major
+  d.bitfield.stride_byte_offset_ = 256 >> 4;
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = 3;
+  return d.desc_;
+}
+
+// The driver's tensor-map encoder through the runtime, so the module needs no link against libcuda;
+// looked up once per process (null if the driver lacks it: the launch then reports kErrorNotSupported).
+inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
+        cudaSuccess)
+      f = nullptr;
+#else
+    if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess) f = nullptr;
+#endif
+    return q == cudaDriverEntryPointSuccess ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f) : nullptr;
+  }();
+  return fn;
+}
+
+// 0 when the current device is compute capability 9.0 (sm_90a code) and gives `bytes` of shared memory
+// per block; else a cutlass::Status value (5, kErrorNotSupported) or 1000 + cudaError_t.
+inline int sm90_fits(size_t bytes) {
+  int dev = 0, major = 0, minor = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+    return 1000 + (int)cudaGetLastError();
+  if (major != 9 || minor != 0) return 5;
+  return bytes > (size_t)optin ? 5 : 0;
+}
+
+// A packed NDHWC float tensor [n][d][h][w][c] as a 5-D tensor map (dims innermost first), out-of-range
+// boxes zero-filled. False when the driver refuses it (alignment, box sizes).
+inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
+                         const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
+  auto encode = encode_fn();
+  if (encode == nullptr) return false;
+  const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
+  const cuuint64_t stride[4] = {(cuuint64_t)c * 4, (cuuint64_t)w * c * 4, (cuuint64_t)h * w * c * 4,
+                                (cuuint64_t)d * h * w * c * 4};
+  const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box, ones,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace direct90
+}  // namespace convt3d
