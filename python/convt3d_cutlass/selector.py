@@ -104,10 +104,21 @@ DIRECT_WGRAD_MAX_STRIDED_CIN = 64
 # Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, .devrun wg.py,
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
 # 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms). Strided forwards
-# stay on the mma.sync kernel, which beat it there (unet3d-dec3 1.40 vs 1.58 ms): a phase with fewer
-# than kx taps along w wastes N. Beyond the widths measured (C_in > 128) the stock path keeps grad_input.
+# mostly stay on the mma.sync kernel, which beat it there (unet3d-dec3 1.40 vs 1.58 ms): a phase with
+# fewer than kx taps along w wastes N (exceptions: _wgmma_strided_forward). Beyond the widths measured
+# (C_in > 128) the stock path keeps grad_input.
 WGMMA_MAX_FWD_COUT = 64
 WGMMA_MAX_GI_CIN = 128
+
+
+def _wgmma_strided_forward(problem: Problem, table) -> bool:
+    """Strided forwards where the wgmma kernel measured faster than mma.sync (H100, tf32, .devrun wg.py,
+    docs/performance.md v0.6): phases with at least two taps per axis (k >= 2 * stride: V-Net k5 s2
+    0.18 vs 0.55 ms), or phases at most 8 wide along w, which leave half of an mma.sync 16-wide tile
+    idle (3D-GAN 256->128 at 8^3: 0.33 vs 0.46 ms). Elsewhere mma.sync won (U-Net 256->128 at 16^3:
+    0.22 vs 0.33 ms; 64->32 at 64^3: 1.40 vs 1.58 ms), any C_out."""
+    width = max(table[i + 5] for i in range(0, len(table), 13))
+    return problem.stride > 1 and (problem.k >= 2 * problem.stride or width <= 8)
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
@@ -160,7 +171,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
         return None
     table, s_in, co = plan
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
-    if problem.stride == 1 and not wide:
+    if (problem.stride == 1 and not wide) or (op == "dgrad" and _wgmma_strided_forward(problem, table)):
         k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)
         if k is not None:
             return k
