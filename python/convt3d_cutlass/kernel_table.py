@@ -261,6 +261,7 @@ WGMMA_WGRAD_KERNELS = tuple(
         (8, 16, 3, 48, 4, "k3, C_in 48 (one N block): the headline"),
         (8, 16, 3, 32, 4, "k3, C_in <= 32 or in blocks of 32"),
         (8, 16, 5, 32, 4, "k5, C_in in blocks of 32"),
+        (4, 16, 3, 32, 4, "k3, strided: half the x tile, so the stride-times wider halo ring fits"),
     ))
 
 KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS
