@@ -110,8 +110,16 @@ def test_direct_policy_follows_the_measurements():
     # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
     assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
-    assert selector.select_config(up, "wgrad", "tf32").family == "cutlass2x"
-    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "direct"
+    assert selector.select_config(up, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k3_n32_wg4_s2"
+    assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32", **ampere).family == "direct"
+    # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards take wgmma
+    # with >= 2 taps per axis or phases <= 8 wide
+    narrow = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
+    assert selector.select_config(narrow, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(narrow, "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(up, "dgrad", "tf32").family == "direct"
 
 
 def test_selector_takes_direct_for_tf32_only():

@@ -111,6 +111,14 @@ WGMMA_MAX_FWD_COUT = 64
 WGMMA_MAX_GI_CIN = 128
 
 
+# Hopper grad_weight (H100, tf32, .devrun wgw.py, docs/performance.md v0.6): at unit stride it won on
+# every sweep shape (headline 3.07 vs 4.92 ms mma.sync; V-Net k5 0.33 vs 0.70). At stride 2 the 4x16
+# row won where x rows fill its 16-wide tile (U-Net 64->32 at 64^3: 0.94 vs 1.11 ms; 128->64 at 32^3:
+# 0.37 vs 0.45; 256->128 at 16^3: 0.22 vs 0.25) except 3D-GAN 128->64 at 16^3 (0.49 vs 0.46, stock);
+# with 8-wide rows, half its tile idles (3D-GAN at 8^3: 0.42 vs 0.25 stock).
+WGMMA_WGRAD_MIN_STRIDED_W = 16
+
+
 def _wgmma_strided_forward(problem: Problem, table) -> bool:
     """Strided forwards where the wgmma kernel measured faster than mma.sync (H100, tf32, .devrun wg.py,
     docs/performance.md v0.6): phases with at least two taps per axis (k >= 2 * stride: V-Net k5 s2
@@ -211,7 +219,8 @@ def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
 
 def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
                         capability: Tuple[int, int]):
-    """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns, ties to the table's
+    """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns; on ties 8x16 x tiles
+    at unit stride and 4x16 (half the stride-times wider halo ring) at stride > 1, then the table's
     earlier row. Rows: 64-row M tiles of (kh, kw, C_out block) per C_out block; columns: ``_padded``
     C_in."""
     if precision != "tf32":
@@ -224,8 +233,9 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
             continue
         cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
         rows = -(-problem.c_out // cb) * 64 * -(-problem.k ** 2 * cb // 64)
-        cands.append((rows * _padded(problem.c_in, k.bn), i, k))
-    return min(cands, key=lambda c: c[:2])[-1] if cands else None
+        prefer = 0 if (k.block[1] == 8) == (problem.stride == 1) else 1
+        cands.append((rows * _padded(problem.c_in, k.bn), prefer, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
 
 def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int):
@@ -309,7 +319,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         comp = None if compiled is None else set(compiled)
         if op == "wgrad":
             k = None
-            if problem.stride == 1:
+            if problem.stride == 1 or problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W:
                 k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
             if k is None and direct_wins(problem, op):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
