@@ -144,8 +144,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
     for (int i = 0; i < NA; ++i) acc[mb][i] = 0.f;
 
+  // A phase without taps (k < stride) loads nothing: a TMA still in flight when the CTA exits would
+  // land in the shared memory of the next CTA on this SM.
   if (tid == 0)
-    for (int c = 0; c < ns; ++c) issue(c);
+    for (int c = 0; c < ns && c < nchunks; ++c) issue(c);
 
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
   for (int c = 0; c < nchunks; ++c) {

@@ -22,7 +22,8 @@ def _poisoned(shape):
 
 
 @pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0)])
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (1, 2, 0),
+                                   (3, 4, 0)])
 def test_direct_config_forward_and_grad_input(cfg, k, s, p):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
