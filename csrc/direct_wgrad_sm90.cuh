@@ -10,7 +10,8 @@
 //     wgmma's SW32 descriptor reads: one [ci][8 positions] tile per k8 step.
 //   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kh, kw, co), so one m64 x n(BN)
 //     x k8 wgmma per kd covers every (kh, kw) tap of a co block. Each thread loads its four A
-//     elements from the grad_y halo in shared memory at (position + tap), rounding them on the way.
+//     elements from the grad_y halo in shared memory at (position + tap); the halo planes are
+//     rounded to tf32 in place once, when they arrive.
 //   * The CTA walks one column of x tiles along depth. grad_y halo planes (gh x gw positions) live
 //     in a ring: plane tz + kd is shared by the k x planes that need it and loaded once, by TMA.
 // Accumulators persist over the whole column segment (k x BN/2 floats per thread); slices of the
@@ -50,9 +51,9 @@ CONVT3D_GMMA_RS_N(48)
 CONVT3D_GMMA_RS_N(64)
 #undef CONVT3D_GMMA_RS_N
 
-__device__ __forceinline__ float lds(uint32_t addr) {
-  float v;
-  asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+__device__ __forceinline__ uint32_t lds(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr));
   return v;
 }
 
@@ -131,7 +132,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   }
   __syncthreads();
 
-  const uint32_t plane_tx = geo.gh * geo.gw * geo.pitch * 4;
+  const int plane_floats = geo.gh * geo.gw * geo.pitch;
+  const uint32_t plane_tx = plane_floats * 4;
   // Step t: the x plane z0 + t and the halo planes it is the first to need.
   auto issue = [&](int t) {
     const int st = t % S;
@@ -155,6 +157,14 @@ __global__ void __launch_bounds__(128 * WG, 1)
   for (int t = 0; t < steps; ++t) {
     const int st = t % S;
     cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
+    // The halo planes that arrived with this step, rounded to tf32 once in place: each element is then
+    // read by k^3 taps' A loads without a conversion each.
+#pragma unroll 1
+    for (int kd = t == 0 ? 0 : K - fresh; kd < K; ++kd) {
+      float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
+#pragma unroll 1
+      for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
+    }
     // x^T, rounded: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern
     // (address bit 4 ^= bit 7; buffers are 1 KiB aligned). Lanes take consecutive ci: conflict-free
     // column reads, contiguous row writes.
@@ -197,10 +207,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
           const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
 #pragma unroll
           for (int kd = 0; kd < K; ++kd) {
-            a[h][kd][0] = direct::to_tf32(lds(pl[kd] + p0 + roff[0]));
-            a[h][kd][1] = direct::to_tf32(lds(pl[kd] + p0 + roff[1]));
-            a[h][kd][2] = direct::to_tf32(lds(pl[kd] + p1 + roff[0]));
-            a[h][kd][3] = direct::to_tf32(lds(pl[kd] + p1 + roff[1]));
+            a[h][kd][0] = lds(pl[kd] + p0 + roff[0]);
+            a[h][kd][1] = lds(pl[kd] + p0 + roff[1]);
+            a[h][kd][2] = lds(pl[kd] + p1 + roff[0]);
+            a[h][kd][3] = lds(pl[kd] + p1 + roff[1]);
           }
           cute::warpgroup_arrive();
           const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
