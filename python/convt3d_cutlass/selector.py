@@ -112,7 +112,7 @@ WGMMA_MAX_GI_CIN = 128
 
 
 # Hopper grad_weight (H100, tf32, .devrun wgw.py, docs/performance.md v0.6): at unit stride it won on
-# every sweep shape (headline 3.07 vs 4.92 ms mma.sync; V-Net k5 0.33 vs 0.70). At stride 2 the 4x16
+# every sweep shape (headline 2.24 vs 4.75 ms mma.sync; V-Net k5 0.24 vs 0.70). At stride 2 the 4x16
 # row won where x rows fill its 16-wide tile (U-Net 64->32 at 64^3: 0.94 vs 1.11 ms; 128->64 at 32^3:
 # 0.37 vs 0.45; 256->128 at 16^3: 0.22 vs 0.25) except 3D-GAN 128->64 at 16^3 (0.49 vs 0.46, stock);
 # with 8-wide rows, half its tile idles (3D-GAN at 8^3: 0.42 vs 0.25 stock).
