@@ -203,3 +203,30 @@ def test_direct_wgrad_choice_fits_and_slices_are_sane(c_in, c_out, k, s, p):
         assert direct.wgrad_smem_bytes(cfg.block, cfg.tile[0], cfg.tile[1], k, s) <= limit
         slices = direct.wgrad_slices(prob, cfg.block, cfg.tile[0], cfg.tile[1], 132)
         assert 1 <= slices <= direct.wgrad_tiles(prob, cfg.block)
+
+
+def test_wgmma_wgrad_layout_and_slices():
+    """Hopper grad_weight sizing: C_out blocks fill the 64-row M tiles, the halo pitch spreads a quad's
+    A loads over banks (stride * pitch = 8 or 24 mod 32), slices are whole columns of x tiles times
+    depth segments within the partial-sum budget, and the selector's rows fit shared memory."""
+    from convt3d_cutlass.kernel_table import BY_NAME
+    k48 = BY_NAME["wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"]
+    assert direct.wgmma_wgrad_layout(HEADLINE, k48.block, 4, 2) == (24, 24, 10, 18, 17280, 4)
+    assert direct.wgmma_wgrad_smem_bytes(HEADLINE, k48.block, 48, 4, 2) == 193040
+    columns = 8 * 12 * 6
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132) == 2 * columns
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, max_partial_bytes=1) == columns
+    for c_out in (4, 8, 12, 24, 40, 64, 76, 128, 200):
+        for k, s in ((3, 1), (3, 2), (5, 1), (5, 2)):
+            p = Problem(2, 32, c_out, (9, 20, 33), k, s, k // 2)
+            for row in (k48, BY_NAME["wgmma_wgrad_tf32_4x16_k3_n32_wg4_s2"]):
+                lay = direct.wgmma_wgrad_layout(p, row.block, row.warpgroups, row.stages)
+                cb, pitch = lay[:2]
+                assert k * k * cb <= 64 * row.warpgroups and cb % 4 == 0 and -(-c_out // cb) * cb >= c_out
+                assert pitch >= cb and (s * pitch) % 32 in (8, 24)
+                cols = 2 * -(-20 // row.block[1]) * -(-33 // row.block[2])
+                slices = direct.wgmma_wgrad_slices(p, row.block, row.bn, row.warpgroups, row.stages, 132)
+                assert slices % cols == 0 and 1 <= slices // cols <= 9
+            cfg = selector.select_config(p, "wgrad", "tf32")
+            if cfg.family == "wgmma":
+                assert selector.wgmma_wgrad_fits(p, cfg) and cfg.ksize == k

@@ -175,7 +175,8 @@ def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
     if cb_max < 4:
         return None
     blocks = -(-p.c_out // cb_max)
-    cb = -(-(-(-p.c_out // blocks)) // 4) * 4
+    per_block = -(-p.c_out // blocks)
+    cb = -(-per_block // 4) * 4
     pitch = cb
     for _ in range(8):
         if (s * pitch) % 32 in (8, 24):

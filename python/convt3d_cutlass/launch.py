@@ -105,26 +105,24 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
                 config: Optional[str] = None) -> torch.Tensor:
     """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo].
 
-    Conv3d wgrad with dy := x, activation := grad_y, or the tap-reuse kernel (``direct_wgrad``,
-    tf32). Either way the reduction over positions is split into slices whose partial sums land in
-    a buffer summed in a fixed order: bitwise deterministic.
+    Conv3d wgrad with dy := x, activation := grad_y, or a tap-reuse kernel (``direct_wgrad``, mma.sync,
+    or ``wgmma_wgrad`` on Hopper; tf32). Either way the reduction over positions is split into slices
+    whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
     k = _select(p, "wgrad", precision, config, x.device)
-    if k.family == "wgmma":
-        # Hopper: per (column of x tiles, depth segment), [k^3, C_in, C_out] partial sums.
-        slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages,
-                                           _extension.num_sms(x.device.index))
-        partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
-        _ops().direct_wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, p.k, p.stride, p.padding, 1)
-        gw = partials[0] if slices == 1 else partials.sum(0)
-        return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
-    if k.family == "direct":
-        # Tap reuse: per slice of x tiles, [k^3, C_in, C_out] partial sums, summed in a fixed order.
-        bm, bn = k.tile[:2]
-        slices = direct.wgrad_slices(p, k.block, bm, bn, _extension.num_sms(x.device.index))
+    if k.tap_reuse:
+        # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
+        # x tiles (mma.sync) or columns of x tiles times depth segments (Hopper).
+        sms = _extension.num_sms(x.device.index)
+        if k.family == "wgmma":
+            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
+            taps_per_group = 1  # unused: every tap in one CTA
+        else:
+            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms)
+            taps_per_group = direct.wgrad_tap_groups(p.k)[0]
         partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
         _ops().direct_wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, p.k, p.stride, p.padding,
-                            direct.wgrad_tap_groups(p.k)[0])
+                            taps_per_group)
         gw = partials[0] if slices == 1 else partials.sum(0)
         return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
     slices = selector.split_k_slices(p, k, _extension.num_sms(x.device.index))
