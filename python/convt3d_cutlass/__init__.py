@@ -1,13 +1,15 @@
 """convt3d_cutlass: a drop-in ``ConvTranspose3d`` for PyTorch training on CUTLASS kernels.
 
 Public API: :class:`ConvTranspose3d`, :func:`conv_transpose3d`, :func:`convert_model`,
-:func:`available`, :func:`configs`, :func:`select_config`, :func:`set_precision`.
+:func:`available`, :func:`configs`, :func:`select_config`, :func:`set_precision`,
+:func:`set_autotune`.
 """
 from __future__ import annotations
 
 from typing import List
 
 from ._extension import available, compiled_kernels
+from .autotune import set_autotune
 from .functional import conv_transpose3d
 from .kernel_table import KERNELS, KernelConfig
 from .modules import ConvTranspose3d, convert_model
@@ -18,7 +20,7 @@ from .selector import select_config
 __version__ = "0.1.0"
 
 __all__ = ["ConvTranspose3d", "conv_transpose3d", "convert_model", "available", "configs",
-           "select_config", "set_precision", "Problem", "KernelConfig", "__version__"]
+           "select_config", "set_precision", "set_autotune", "Problem", "KernelConfig", "__version__"]
 
 
 def configs() -> List[dict]:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from . import _extension, direct, selector
+from . import _extension, autotune, direct, selector
 from .layouts import aligned16, empty_cl, ndhwc
 from .problem import Problem, phases
 from .weights import cached_filter, filter_ktrsc
@@ -21,11 +21,15 @@ def _ops():
     return torch.ops.convt3d_cutlass
 
 
-def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
+def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None, tune=None):
     # The choice is a pure function of these and of CONVT3D_CONFIG: computed once per layer shape
     # instead of once per call (30-80 us of Python each, a visible share of a small layer's step).
+    # With autotuning on, tune(name) runs the pass with that kernel and the fastest becomes the config.
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return _select_cached(p, op, precision, config, index, gemm_mn, os.environ.get("CONVT3D_CONFIG", ""))
+    env_config = os.environ.get("CONVT3D_CONFIG", "")
+    if tune is not None and not config and not env_config and autotune.enabled():
+        config = autotune.choose(p, op, precision, index, tune)
+    return _select_cached(p, op, precision, config, index, gemm_mn, env_config)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -53,7 +57,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     b = _bias(bias)
-    k = _select(p, "dgrad", precision, config, x.device)
+    k = _select(p, "dgrad", precision, config, x.device,
+                tune=lambda name: forward(x, weight, bias, p, precision, name))
     if k.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
         table = direct.forward_plan(p)[0]
@@ -90,7 +95,8 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     """
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
-    k = _select(p, "fprop", precision, config, grad_y.device)
+    k = _select(p, "fprop", precision, config, grad_y.device,
+                tune=lambda name: grad_input(grad_y, weight, p, precision, name))
     if k.tap_reuse:
         w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
         _ops().direct(k.name, G, w, None, gx.permute(0, 2, 3, 4, 1), list(direct.grad_input_plan(p)),
@@ -109,7 +115,8 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     or ``wgmma_wgrad`` on Hopper; tf32). Either way the reduction over positions is split into slices
     whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
-    k = _select(p, "wgrad", precision, config, x.device)
+    k = _select(p, "wgrad", precision, config, x.device,
+                tune=lambda name: grad_weight(grad_y, x, p, precision, name))
     if k.tap_reuse:
         # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
         # x tiles (mma.sync) or columns of x tiles times depth segments (Hopper).

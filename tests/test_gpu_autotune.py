@@ -1,0 +1,44 @@
+"""Autotuning on the GPU: a training step tunes each pass once, stays correct, writes the cache, and
+the next step (or another process) reuses the choices without timing."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import autotune
+from convt3d_cutlass.kernel_table import BY_NAME
+from convt3d_cutlass.layouts import CL
+
+from conftest import TOL, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+
+def test_autotuned_step_is_correct_and_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVT3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CONVT3D_CONFIG", raising=False)
+    autotune.set_autotune(True)
+    autotune.clear_memory()
+    try:
+        x = torch.randn(2, 24, 6, 9, 17, device="cuda").to(memory_format=CL).requires_grad_()
+        w = (torch.randn(24, 16, 3, 3, 3, device="cuda") / 24 ** 0.5).requires_grad_()
+        y = ct.conv_transpose3d(x, w, None, 1, 1, precision="tf32", strict=True)
+        gy = torch.randn_like(y)
+        y.backward(gy)
+        xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+        yd = F.conv_transpose3d(xd, wd, None, 1, 1)
+        yd.backward(gy.double())
+        for got, ref in ((y, yd), (x.grad, xd.grad), (w.grad, wd.grad)):
+            assert rel_l2(got, ref) <= TOL["tf32"]
+        cache = autotune.read_cache()
+        ops = sorted(k.split("|")[5] for k in cache)
+        assert ops == ["dgrad", "fprop", "wgrad"]
+        assert all(BY_NAME[name].serves(op) for key, name in cache.items()
+                   for op in [key.split("|")[5]])
+        # a new process's memory is empty: the disk answers, nothing is timed again
+        autotune.clear_memory()
+        monkeypatch.setattr(autotune, "fastest", lambda *a, **k: pytest.fail("timed again"))
+        ct.conv_transpose3d(x, w, None, 1, 1, precision="tf32", strict=True).backward(gy)
+    finally:
+        autotune.set_autotune(None)
+        autotune.clear_memory()
