@@ -119,7 +119,7 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(narrow, "wgrad", "tf32").family == "cutlass2x"
     assert selector.select_config(narrow, "dgrad", "tf32").family == "wgmma"
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
-    assert selector.select_config(up, "dgrad", "tf32").family == "direct"
+    assert selector.select_config(up, "dgrad", "tf32").name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
 
 
 def test_selector_takes_direct_for_tf32_only():

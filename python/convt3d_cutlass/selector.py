@@ -171,8 +171,9 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
     more channels. Block: 4x8x16 (16 warps) for unit-stride layers that give it four waves of
-    CTAs; 2x8x16 (8 warps) when it still gives two waves and the input is read at unit stride;
-    else 1x8x16, whose halo is half as deep (strided grad_input, small layers).
+    CTAs; 2x8x16 (8 warps) for unit-stride layers that still give two waves; else 1x8x16, whose halo
+    is half as deep (strided grad_input, small layers) and which measured 1-7% faster than 2x8x16 on
+    every strided forward timed (6 layers, docs/performance.md v0.6).
     """
     plan = direct_plan(problem, op)
     if plan is None or precision != "tf32":
@@ -188,7 +189,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     big, deep = (2, 8, 16), (4, 8, 16)
     if problem.stride == 1 and direct.ctas(deep, 32, problem.n, co, table) >= 4 * num_sms:
         prefer = deep
-    elif s_in == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms:
+    elif problem.stride == 1 and direct.ctas(big, 32, problem.n, co, table) >= 2 * num_sms:
         prefer = big
     else:
         prefer = (1, 8, 16)
