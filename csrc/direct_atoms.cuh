@@ -63,5 +63,17 @@ __device__ __forceinline__ TileOrigin tile_origin(const DirectLaunch& p, int til
   return o;
 }
 
+// Launches kernel with `bytes` of dynamic shared memory (opting in past the 48 KiB default) on stream:
+// 0, or 1000 + cudaError_t as the launchers report CUDA errors.
+template <class Kernel, class... Args>
+inline int launch_with_smem(Kernel kernel, dim3 grid, int threads, size_t bytes, cudaStream_t stream,
+                            const Args&... args) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  if (err != cudaSuccess) return 1000 + (int)err;
+  kernel<<<grid, threads, bytes, stream>>>(args...);
+  err = cudaGetLastError();
+  return err == cudaSuccess ? 0 : 1000 + (int)err;
+}
+
 }  // namespace direct
 }  // namespace convt3d

@@ -241,12 +241,8 @@ struct DirectKernel {
     const int stage = halo + filt;
     const size_t bytes = smem_bytes(halo, filt);
     auto kernel = direct_kernel<TD, TH, TW, BN>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (err != cudaSuccess) return 1000 + (int)err;
-    dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
-    kernel<<<grid, TD * TH * TW, bytes, p.stream>>>(p, tiles_h, tiles_w, halo, stage);
-    err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : 1000 + (int)err;
+    const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
+    return launch_with_smem(kernel, grid, TD * TH * TW, bytes, p.stream, p, tiles_h, tiles_w, halo, stage);
   }
 
   static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }

@@ -325,12 +325,8 @@ struct WgmmaKernel {
 
     const size_t bytes = smem_bytes(geo);
     auto kernel = wgmma_kernel<TD, TH, KX, BN, WG, S>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (err != cudaSuccess) return 1000 + (int)err;
-    dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
-    kernel<<<grid, C::THREADS, bytes, p.stream>>>(p, tin, tw, geo);
-    err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : 1000 + (int)err;
+    const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
+    return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tin, tw, geo);
   }
 
   static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }

@@ -223,12 +223,9 @@ struct DirectWgradKernel {
     const int ci_blocks = (p.Ci + BM - 1) / BM, co_blocks = (p.Co + BN - 1) / BN;
     const size_t bytes = S::smem_bytes(p.k, p.stride);
     auto kernel = direct_wgrad_kernel<TH, TW, BM, BN>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (err != cudaSuccess) return 1000 + (int)err;
-    dim3 grid((unsigned)p.slices, (unsigned)(ci_blocks * co_blocks), (unsigned)(p.k * p.tap_groups));
-    kernel<<<grid, 32 * p.taps_per_group, bytes, p.stream>>>(p, tiles_h, tiles_w, tiles, ci_blocks);
-    err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : 1000 + (int)err;
+    const dim3 grid((unsigned)p.slices, (unsigned)(ci_blocks * co_blocks), (unsigned)(p.k * p.tap_groups));
+    return launch_with_smem(kernel, grid, 32 * p.taps_per_group, bytes, p.stream, p, tiles_h, tiles_w, tiles,
+                            ci_blocks);
   }
 
   static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }

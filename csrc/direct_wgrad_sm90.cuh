@@ -316,12 +316,8 @@ struct WgmmaWgradKernel {
       return 5;
     const size_t bytes = smem_bytes(geo);
     auto kernel = wgrad_kernel<K, TY, TW, BN, WG, S>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    if (err != cudaSuccess) return 1000 + (int)err;
-    dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
-    kernel<<<grid, C::THREADS, bytes, p.stream>>>(p, tx, tg, geo);
-    err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : 1000 + (int)err;
+    const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
+    return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }
 
   static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }
