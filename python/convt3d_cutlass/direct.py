@@ -162,6 +162,7 @@ def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_
 
 
 # --- grad_weight on Hopper (csrc/direct_wgrad_sm90.cuh) -------------------------------------------
+@functools.lru_cache(maxsize=256)
 def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
                        stages: int) -> Optional[Tuple[int, int, int, int, int, int]]:
     """(cb, pitch, gh, gw, plane_bytes, ring) as the kernel's geometry() sizes them, or None when it
@@ -203,13 +204,15 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
     return 1024 + (3 + stages) * x_bytes + layout[5] * layout[4] + stages * 8
 
 
+@functools.lru_cache(maxsize=256)
 def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int, stages: int,
                        num_sms: int, max_partial_bytes: int = 256 << 20) -> int:
     """Slices of the reduction (gridDim.x): columns of 1 x TH x TW x tiles times depth segments.
 
     One CTA per SM (registers and shared memory), so segments are chosen to minimise waves x (planes
     per segment + 2, a CTA's pipeline fill and store), within max_partial_bytes of [slices, k^3, C_in,
-    C_out] fp32 partial sums (one segment at least).
+    C_out] fp32 partial sums (one segment at least). Cached: it loops over the depth, once per layer
+    shape instead of once per step.
     """
     d, h, w = p.spatial
     columns = p.n * -(-h // block[1]) * -(-w // block[2])
