@@ -51,16 +51,21 @@ struct TileOrigin {
   int n, phase, q0d, q0h, q0w;
 };
 
-__device__ __forceinline__ TileOrigin tile_origin(const DirectLaunch& p, int tiles_h, int tiles_w, int td, int th,
-                                                  int tw) {
+// Tile `tile` (w fastest) of sample-and-phase index z = n * phases + phase.
+__device__ __forceinline__ TileOrigin tile_origin_at(const DirectLaunch& p, int tile, int z, int tiles_h, int tiles_w,
+                                                     int td, int th, int tw) {
   TileOrigin o;
-  o.phase = blockIdx.z % p.num_phases;
-  o.n = blockIdx.z / p.num_phases;
-  const int tile = blockIdx.x;
+  o.phase = z % p.num_phases;
+  o.n = z / p.num_phases;
   o.q0w = (tile % tiles_w) * tw;
   o.q0h = ((tile / tiles_w) % tiles_h) * th;
   o.q0d = (tile / (tiles_w * tiles_h)) * td;
   return o;
+}
+
+__device__ __forceinline__ TileOrigin tile_origin(const DirectLaunch& p, int tiles_h, int tiles_w, int td, int th,
+                                                  int tw) {
+  return tile_origin_at(p, blockIdx.x, blockIdx.z, tiles_h, tiles_w, td, th, tw);
 }
 
 // Launches kernel with `bytes` of dynamic shared memory (opting in past the 48 KiB default) on stream:

@@ -32,6 +32,7 @@
 #include "cute/arch/mma_sm90_gmma.hpp"
 #include "cute/arch/mma_sm90_gmma_ext.hpp"
 #include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
 #include "direct_atoms.cuh"
 #include "direct_launch.h"
 #include "sm90_atoms.cuh"
@@ -65,7 +66,7 @@ __device__ __forceinline__ void gmma(uint64_t da, uint64_t db, float (&d)[NA], s
 
 // Per-launch sizes the host derives from the phase table.
 struct Geometry {
-  int tiles_h, tiles_w;
+  int tiles_d, tiles_h, tiles_w;
   int HD, HH;          // halo box depth and height (the largest phase's)
   int halo_bytes;      // HD * HH * HALO_W rows of 32 bytes
   int stage_bytes;     // halo + every (kd, kh) filter block, rounded to 1 KiB
@@ -248,15 +249,257 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #endif
 }
 
+// A warp shuffle on an f32 register. __shfl_sync's int round trip lets the compiler carry the
+// accumulators through the MMA loop as b32 registers; ptxas then copies them around every wgmma and
+// serialises the MMAs (C7517: warpgroup.wait injected).
+__device__ __forceinline__ float shfl_f32(float v, int src) {
+  float r;
+  asm volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(src));
+  return r;
+}
+
+// Register split of the warp-specialized kernel: the producer warpgroup gives back what the
+// consumers' accumulators need (setmaxnreg; the CTA's budget is 64K / threads).
+template <int WG>
+struct WsRegs {
+  static constexpr int base = (65536 / (128 * (WG + 1))) / 8 * 8 > 256 ? 256 : (65536 / (128 * (WG + 1))) / 8 * 8;
+  static constexpr int producer = 56;
+  static constexpr int c = (base * (WG + 1) - producer) / WG / 8 * 8;
+  static constexpr int consumer = c > 256 ? 256 : c;
+};
+
+// The warp-specialized, persistent form of wgmma_kernel (same math, same tiles and stages). Why: the
+// one-warpgroup-per-role-everything form above stops the tensor cores at a CTA-wide barrier per
+// 8-channel chunk and at every tile's prologue and epilogue (38% of the TF32 rate on the headline,
+// ncu: latency-bound). Here:
+//  - warp 0 of the producer warpgroup issues the TMA loads, running up to `stages` chunks ahead,
+//    across tile boundaries (full / empty mbarriers);
+//  - its warps 1-3 round each arrived halo to tf32 in place and release it to the MMAs (ready);
+//  - the consumer warpgroups only issue wgmmas, release each stage when its MMAs retire, and run the
+//    epilogue in registers (the kx shift-add by warp shuffles) while the next tile's stages load;
+//  - each CTA walks work units (tile, C_out block, sample x phase) with a grid-wide stride, one CTA
+//    per SM.
 template <int TD, int TH, int KX, int BN, int WG, int S>
+__global__ void __launch_bounds__(128 * (WG + 1), 1)
+    wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
+                    const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = Config<TD, TH, KX, BN, WG, S>;
+  using Op = typename Gmma<C::N>::Op;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int NA = C::N / 2;
+  constexpr int ROUNDERS = 96;  // producer warps 1-3
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const int ns = geo.stages;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + ns * geo.stage_bytes);
+  uint64_t* ready = full + ns;
+  uint64_t* empty = ready + ns;
+
+  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < ns; ++s) {
+      TxBarrier::init(&full[s], 1);
+      Barrier::init(&ready[s], ROUNDERS);
+      Barrier::init(&empty[s], 128 * WG);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int tiles = geo.tiles_d * geo.tiles_h * geo.tiles_w;
+  const int coblocks = (p.Co + BN - 1) / BN;
+  // Every role walks the same units and chunks, so the stage index and barrier phase of chunk `it`
+  // (counted over the CTA's whole walk) agree between them.
+  struct Unit {
+    direct::TileOrigin o;
+    int co0, nchunks, tap0, tz, ty, tx;
+  };
+  auto unit_at = [&](int u, Unit& t) -> bool {
+    const int tile = u % tiles, rest = u / tiles;
+    t.o = direct::tile_origin_at(p, tile, rest / coblocks, geo.tiles_h, geo.tiles_w, TD, TH, C::TW);
+    t.co0 = (rest % coblocks) * BN;
+    const DirectPhase& ph = p.phase[t.o.phase];
+    if (t.o.q0d >= ph.count[0] || t.o.q0h >= ph.count[1] || t.o.q0w >= ph.count[2]) return false;
+    t.tz = ph.taps[0];
+    t.ty = ph.taps[1];
+    t.tx = ph.taps[2];
+    const bool any = t.tz * t.ty * t.tx > 0;
+    t.nchunks = any ? (p.Cr + KC - 1) / KC : 0;
+    t.tap0 = any ? (int)(ph.w_offset / ((long long)p.Co * p.Cr)) : 0;
+    return true;
+  };
+
+  if (wg == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<WsRegs<WG>::producer>();
+    if (tid == 0) {
+      // TMA issue. A phase without taps loads nothing (its tiles are bias only).
+      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      int it = 0;
+      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        Unit t;
+        if (!unit_at(u, t)) continue;
+        const DirectPhase& ph = p.phase[t.o.phase];
+        const int ntzy = t.tz * t.ty;
+        const uint32_t tx_bytes = geo.halo_bytes + ntzy * C::GROUP_BYTES;
+        const int iz0 = t.o.q0d + ph.dmin[0], iy0 = t.o.q0h + ph.dmin[1], ix0 = t.o.q0w + ph.dmin[2];
+        for (int c = 0; c < t.nchunks; ++c, ++it) {
+          const int s = it % ns;
+          Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
+          uint8_t* st = smem + s * geo.stage_bytes;
+          TxBarrier::arrive_and_expect_tx(&full[s], tx_bytes);
+          cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * KC, ix0, iy0, iz0, t.o.n);
+          for (int gi = 0; gi < ntzy; ++gi)
+            cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + geo.halo_bytes + gi * C::GROUP_BYTES, c * KC,
+                                         t.co0, t.tap0 + gi * t.tx);
+        }
+      }
+    } else if (tid >= 32) {
+      // Round each arrived halo to tf32 in place (the host pre-rounds the weight), then hand it to the
+      // MMAs: the writes are made visible to the async proxy (wgmma) before the release.
+      const int r = tid - 32;
+      int it = 0;
+      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        Unit t;
+        if (!unit_at(u, t)) continue;
+        for (int c = 0; c < t.nchunks; ++c, ++it) {
+          const int s = it % ns;
+          TxBarrier::wait(&full[s], (it / ns) & 1);
+          float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
+#pragma unroll 4
+          for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
+            float4 v = halo[i];
+            v.x = __uint_as_float(direct::to_tf32(v.x));
+            v.y = __uint_as_float(direct::to_tf32(v.y));
+            v.z = __uint_as_float(direct::to_tf32(v.z));
+            v.w = __uint_as_float(direct::to_tf32(v.w));
+            halo[i] = v;
+          }
+          cutlass::arch::fence_view_async_shared();
+          Barrier::arrive(&ready[s]);
+        }
+      }
+    }
+    return;
+  }
+
+  cutlass::arch::warpgroup_reg_alloc<WsRegs<WG>::consumer>();
+  const int cw = wg - 1, wl = (tid >> 5) & 3;
+  const int g = lane >> 2, tq = lane & 3;
+  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+  int it = 0;
+  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    Unit t;
+    if (!unit_at(u, t)) continue;
+    float acc[C::MB][NA];
+#pragma unroll
+    for (int mb = 0; mb < C::MB; ++mb)
+#pragma unroll
+      for (int i = 0; i < NA; ++i) acc[mb][i] = 0.f;
+
+    int held = -1;  // the stage whose MMAs may still be in flight
+    for (int c = 0; c < t.nchunks; ++c, ++it) {
+      const int s = it % ns;
+      Barrier::wait(&ready[s], (it / ns) & 1);
+      const uint32_t st = smem_addr + s * geo.stage_bytes;
+#pragma unroll
+      for (int mb = 0; mb < C::MB; ++mb)
+#pragma unroll
+        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      cute::warpgroup_arrive();
+#pragma unroll 1
+      for (int kd = 0; kd < t.tz; ++kd)
+#pragma unroll 1
+        for (int kh = 0; kh < t.ty; ++kh) {
+          const uint64_t db = sw32_desc(st + geo.halo_bytes + (kd * t.ty + kh) * C::GROUP_BYTES);
+#pragma unroll
+          for (int mb = 0; mb < C::MB; ++mb) {
+            const int m = cw * C::MB + mb;
+            const int dd = m / (TH / 4), hb = (m % (TH / 4)) * 4;
+            const int row = ((dd + kd) * geo.HH + hb + kh) * HALO_W;
+            gmma<Op>(sw32_desc(st + row * ROW_BYTES), db, acc[mb], std::make_index_sequence<NA>{});
+          }
+        }
+      cute::warpgroup_commit_batch();
+      // The previous chunk's MMAs have retired: its stage goes back to the producer.
+      cute::warpgroup_wait<1>();
+#pragma unroll
+      for (int mb = 0; mb < C::MB; ++mb)
+#pragma unroll
+        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      if (held >= 0) Barrier::arrive(&empty[held]);
+      held = s;
+    }
+    if (held >= 0) {
+      cute::warpgroup_wait<0>();
+#pragma unroll
+      for (int mb = 0; mb < C::MB; ++mb)
+#pragma unroll
+        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      Barrier::arrive(&empty[held]);
+    }
+
+    // Epilogue in registers. Thread (g, tq) of warp wl holds halo positions g and g + 8 of output row
+    // wl, columns 8j + 2tq + {0, 1} of every kx block; out[w] = sum_kx P[w + kx][kx block], so the
+    // kx > 0 terms come from lane ((g + kx) mod 8, tq), from its first or second position.
+    const DirectPhase& ph = p.phase[t.o.phase];
+    constexpr int J = BN / 8;
+#pragma unroll
+    for (int mb = 0; mb < C::MB; ++mb) {
+#pragma unroll
+      for (int kx = 1; kx < KX; ++kx) {
+        if (kx >= t.tx) break;
+        const int src = (((g + kx) & 7) << 2) | tq;
+        const bool wrap = g + kx >= 8;
+#pragma unroll
+        for (int j = 0; j < J; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float v0 = shfl_f32(acc[mb][4 * (j + kx * J) + e], src);
+            const float v1 = shfl_f32(acc[mb][4 * (j + kx * J) + 2 + e], src);
+            acc[mb][4 * j + e] += wrap ? v1 : v0;
+            acc[mb][4 * j + 2 + e] += v1;  // only valid where g + 8 + kx < 16, i.e. w < TW
+          }
+      }
+      const int m = cw * C::MB + mb;
+      const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
+      if (qd >= ph.count[0] || qh >= ph.count[1]) continue;
+      const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
+      float* row_out = p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int w = g + 8 * r, qw = t.o.q0w + w;
+        if (w >= C::TW || qw >= ph.count[2]) continue;
+        float* pos = row_out + (int64_t)(ph.first[2] + p.s_out * qw) * p.Co;
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+          const int co = t.co0 + 8 * j + 2 * tq;
+          if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+          float2 v = make_float2(acc[mb][4 * j + 2 * r], acc[mb][4 * j + 2 * r + 1]);
+          if (p.bias != nullptr) {
+            const float2 b = *reinterpret_cast<const float2*>(p.bias + co);
+            v.x += b.x;
+            v.y += b.y;
+          }
+          *reinterpret_cast<float2*>(pos + co) = v;
+        }
+      }
+    }
+  }
+#endif
+}
+
+template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false>
 struct WgmmaKernel {
   using C = Config<TD, TH, KX, BN, WG, S>;
 
   // 0 or a cutlass::Status value; fills geo's box and stage sizes.
   static int geometry(const DirectLaunch& p, Geometry& geo) {
-    int tz = 0, ty = 0, ch = 0, cw = 0;
+    int tz = 0, ty = 0, cd = 0, ch = 0, cw = 0;
     for (int i = 0; i < p.num_phases; ++i) {
       const DirectPhase& ph = p.phase[i];
+      cd = ph.count[0] > cd ? ph.count[0] : cd;
       ch = ph.count[1] > ch ? ph.count[1] : ch;
       cw = ph.count[2] > cw ? ph.count[2] : cw;
       if (ph.count[0] <= 0 || ph.count[1] <= 0 || ph.count[2] <= 0) continue;
@@ -264,6 +507,7 @@ struct WgmmaKernel {
       tz = ph.taps[0] > tz ? ph.taps[0] : tz;
       ty = ph.taps[1] > ty ? ph.taps[1] : ty;
     }
+    geo.tiles_d = (cd + TD - 1) / TD;
     geo.tiles_h = (ch + TH - 1) / TH;
     geo.tiles_w = (cw + C::TW - 1) / C::TW;
     geo.HD = TD + (tz > 0 ? tz - 1 : 0);
@@ -276,8 +520,10 @@ struct WgmmaKernel {
     return 0;
   }
 
+  // The warp-specialized form keeps its epilogue in registers (no scratch) and three barriers per stage.
   static size_t smem_bytes(const Geometry& geo) {
     const size_t stages = (size_t)geo.stages * geo.stage_bytes;
+    if (WS) return 1024 + stages + 3 * geo.stages * sizeof(uint64_t);
     const size_t scratch = (size_t)C::THREADS / 32 * 16 * C::SCRATCH_STRIDE * 4;
     return 1024 + (stages > scratch ? stages : scratch) + geo.stages * sizeof(uint64_t);
   }
@@ -324,9 +570,19 @@ struct WgmmaKernel {
       return 5;
 
     const size_t bytes = smem_bytes(geo);
-    auto kernel = wgmma_kernel<TD, TH, KX, BN, WG, S>;
-    const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
-    return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tin, tw, geo);
+    const unsigned coblocks = (unsigned)((p.Co + BN - 1) / BN), zs = (unsigned)(p.N * p.num_phases);
+    if constexpr (WS) {
+      const long long units = tiles * coblocks * zs;
+      const int sms = sm_count();
+      if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
+      const dim3 grid((unsigned)(units < sms ? units : sms));
+      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S>, grid, 128 * (WG + 1), bytes, p.stream,
+                                      p, tin, tw, geo, (int)units);
+    } else {
+      const dim3 grid((unsigned)tiles, coblocks, zs);
+      return direct::launch_with_smem(wgmma_kernel<TD, TH, KX, BN, WG, S>, grid, C::THREADS, bytes, p.stream, p, tin,
+                                      tw, geo);
+    }
   }
 
   static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }

@@ -55,6 +55,15 @@ inline int sm90_fits(size_t bytes) {
   return bytes > (size_t)optin ? 5 : 0;
 }
 
+// SMs of the current device (the persistent kernels' grid), or 0 when the query fails.
+inline int sm_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
+}
+
 // A packed NDHWC float tensor [n][d][h][w][c] as a 5-D tensor map (dims innermost first), out-of-range
 // boxes zero-filled. False when the driver refuses it (alignment, box sizes).
 inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,

@@ -130,8 +130,9 @@ def test_selector_takes_direct_for_tf32_only():
     ampere = dict(capability=(8, 0), smem_limit=166912)
     assert selector.select_config(HEADLINE, "dgrad", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     assert selector.select_config(HEADLINE, "fprop", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_tf32_4x8x14_kx3_n24_wg4_s3"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_tf32_2x8x14_kx3_n48_wg2_s2"
+    # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s4"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s3"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"
@@ -152,7 +153,7 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
             elif cfg.family == "wgmma":
                 table, s_in, _ = selector.direct_plan(prob, op)
                 c_r = c_in if op == "dgrad" else c_out
-                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r)
+                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r, cfg.ws)
                 assert s_in == 1 and need is not None and need <= limit
             else:
                 assert cfg.op == op

@@ -95,12 +95,13 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
 
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
-                     table: Tuple[int, ...], c_r: int = 1 << 30) -> Optional[int]:
+                     table: Tuple[int, ...], c_r: int = 1 << 30, ws: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper kernel (``csrc/direct_sm90.cuh``) as it sizes it, or None
     when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
     16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
-    them as per-warp scratch of 16 x (kx * bn + 4) floats. Only min(stages, chunks of 8 of the c_r
-    reduction channels) stages are allocated."""
+    them as per-warp scratch of 16 x (kx * bn + 4) floats, except in the warp-specialized form (``ws``),
+    whose epilogue stays in registers and which keeps three barriers per stage. Only min(stages, chunks
+    of 8 of the c_r reduction channels) stages are allocated."""
     tz = ty = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -111,8 +112,10 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
         tz, ty = max(tz, taps[0]), max(ty, taps[1])
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
     stage = -(-(hd * hh * 16 * KC * 4 + tz * ty * kx * bn * KC * 4) // 1024) * 1024
-    scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
     stages = max(1, min(stages, -(-c_r // KC)))
+    if ws:
+        return 1024 + stages * stage + 3 * stages * 8
+    scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
     return 1024 + max(stages * stage, scratch) + stages * 8
 
 

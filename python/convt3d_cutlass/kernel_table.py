@@ -61,6 +61,7 @@ class KernelConfig:
     kx: int = 0          # wgmma family: kw taps folded into GEMM N (N = kx * bn)
     warpgroups: int = 0  # wgmma family: consumer warpgroups per CTA
     ksize: int = 0       # wgmma grad_weight: the filter size k it is compiled for
+    ws: bool = False     # wgmma forward/grad_input: warp-specialized, persistent form
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -97,7 +98,7 @@ class KernelConfig:
     @property
     def threads(self) -> int:
         if self.family == "wgmma":
-            return 128 * self.warpgroups
+            return 128 * (self.warpgroups + self.ws)
         return 32 * (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1]) * (
             self.tile[2] // self.warp[2])
 
@@ -107,7 +108,7 @@ class KernelConfig:
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "wgmma":
-            return (f"wgmma_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
+            return (f"wgmma{'_ws' if self.ws else ''}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
             return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
@@ -217,10 +218,10 @@ DIRECT_WGRAD_KERNELS = tuple(
 
 
 
-def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why):
+def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False):
     block = (depth, height, 16 - kx + 1)  # a 16-position halo row holds TW + kx - 1 inputs
     return KernelConfig("direct", precision, (depth * height * 16, bn, 8), (64, kx * bn, 8), stages, why,
-                        "wgmma", block, kx, warpgroups)
+                        "wgmma", block, kx, warpgroups, ws=ws)
 
 
 # Hopper tap reuse (csrc/direct_sm90.cuh): TMA-staged halo and filter, SS-wgmma with kw folded into
@@ -230,7 +231,23 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why):
 # four warpgroups for N <= 96; N = 144 and 192 need 2x8 tiles. (Measured and dropped: 2x8 for N <= 96,
 # slower on every case; 1x8 on one warpgroup; 4x8 N = 72 on two warpgroups, equal or slower; one more
 # pipeline stage, 0-7% slower; kx = 2 for stride-2 forwards, 2-29% slower than mma.sync there.)
-WGMMA_KERNELS = tuple(
+# The warp-specialized, persistent form (csrc/direct_sm90.cuh wgmma_ws_kernel): a producer warpgroup
+# (TMA issue, tf32 rounding) and two consumer warpgroups (wgmma, epilogue in registers), one CTA per
+# SM walking work units; no scratch, so every 4x8 row takes four or three stages. First in the table:
+# on ties the selector takes the earlier row, and a layer whose halo and filter stages do not fit
+# falls through to the rows below.
+WGMMA_WS_KERNELS = tuple(
+    _wgmma(prec, depth, height, kx, bn, wg, stages, why, ws=True)
+    for prec in ("tf32",)
+    for depth, height, kx, bn, wg, stages, why in (
+        (4, 8, 3, 16, 2, 4, "C_out <= 16 (N = 48)"),
+        (4, 8, 3, 24, 2, 4, "C_out 17-24 (N = 72): the headline forward"),
+        (4, 8, 3, 32, 2, 3, "C_out 25-32 (N = 96)"),
+        (2, 8, 3, 48, 2, 3, "C_out 48 (N = 144): the headline grad_input"),
+        (2, 8, 3, 64, 2, 3, "wide channels in tiles of 64 (N = 192)"),
+    ))
+
+WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(
     _wgmma(prec, depth, height, kx, bn, wg, stages, why)
     for prec in ("tf32",)
     for depth, height, kx, bn, wg, stages, why in (

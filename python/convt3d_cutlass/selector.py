@@ -87,7 +87,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     if k.family == "wgmma":
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         c_r = problem.c_in if op == "dgrad" else problem.c_out
-        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r)
+        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws)
         return plan[1] == 1 and need is not None and need <= smem_limit
     return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
