@@ -516,6 +516,12 @@ struct WgmmaKernel {
     geo.stage_bytes = (geo.halo_bytes + tz * ty * C::GROUP_BYTES + 1023) / 1024 * 1024;
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
+    if (WS) {
+      // As many stages as Hopper's 227 KiB hold, up to S: strided phases (1-2 taps per axis) have small
+      // stages and little MMA work per chunk, so their pipeline is bound by load latency, not space.
+      const int fit = (int)((kSm90SmemOptin - 1024) / (geo.stage_bytes + 3 * sizeof(uint64_t)));
+      geo.stages = geo.stages < fit ? geo.stages : (fit > 0 ? fit : 1);
+    }
     if (geo.HD > 256 || geo.HH > 256) return 5;  // TMA box limit
     return 0;
   }

@@ -13,6 +13,10 @@
 namespace convt3d {
 namespace direct90 {
 
+// Shared memory per block on sm_90 (H100, H200), opted in: what the kernels size their stages for
+// (sm90_fits still checks the device's own limit).
+constexpr size_t kSm90SmemOptin = 232448;
+
 // K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
 __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
   cute::GmmaDescriptor d;

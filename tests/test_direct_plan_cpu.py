@@ -131,8 +131,8 @@ def test_selector_takes_direct_for_tf32_only():
     assert selector.select_config(HEADLINE, "dgrad", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     assert selector.select_config(HEADLINE, "fprop", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
-    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s4"
-    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s3"
+    assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"
+    assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"

@@ -22,6 +22,7 @@ from .problem import Problem, phases
 
 KC = 8  # reduction channels per shared-memory stage
 MAX_PHASES = 64
+SM90_SMEM_OPTIN = 232448  # shared memory per block on sm_90 (H100, H200), csrc/sm90_atoms.cuh
 
 
 @functools.lru_cache(maxsize=256)
@@ -113,7 +114,8 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
     stage = -(-(hd * hh * 16 * KC * 4 + tz * ty * kx * bn * KC * 4) // 1024) * 1024
     stages = max(1, min(stages, -(-c_r // KC)))
-    if ws:
+    if ws:  # as many stages as fit Hopper's 227 KiB, up to `stages`
+        stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024) // (stage + 24)))
         return 1024 + stages * stage + 3 * stages * 8
     scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
     return 1024 + max(stages * stage, scratch) + stages * 8

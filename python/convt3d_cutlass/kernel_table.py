@@ -233,18 +233,19 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False):
 # pipeline stage, 0-7% slower; kx = 2 for stride-2 forwards, 2-29% slower than mma.sync there.)
 # The warp-specialized, persistent form (csrc/direct_sm90.cuh wgmma_ws_kernel): a producer warpgroup
 # (TMA issue, tf32 rounding) and two consumer warpgroups (wgmma, epilogue in registers), one CTA per
-# SM walking work units; no scratch, so every 4x8 row takes four or three stages. First in the table:
+# SM walking work units; no scratch, and as many stages as fit in shared memory, up to the row's
+# stage count (8; the headline forward takes 4, its grad_input 3, strided phases 5-6). First in the table:
 # on ties the selector takes the earlier row, and a layer whose halo and filter stages do not fit
 # falls through to the rows below.
 WGMMA_WS_KERNELS = tuple(
     _wgmma(prec, depth, height, kx, bn, wg, stages, why, ws=True)
     for prec in ("tf32",)
     for depth, height, kx, bn, wg, stages, why in (
-        (4, 8, 3, 16, 2, 4, "C_out <= 16 (N = 48)"),
-        (4, 8, 3, 24, 2, 4, "C_out 17-24 (N = 72): the headline forward"),
-        (4, 8, 3, 32, 2, 3, "C_out 25-32 (N = 96)"),
-        (2, 8, 3, 48, 2, 3, "C_out 48 (N = 144): the headline grad_input"),
-        (2, 8, 3, 64, 2, 3, "wide channels in tiles of 64 (N = 192)"),
+        (4, 8, 3, 16, 2, 8, "C_out <= 16 (N = 48)"),
+        (4, 8, 3, 24, 2, 8, "C_out 17-24 (N = 72): the headline forward"),
+        (4, 8, 3, 32, 2, 8, "C_out 25-32 (N = 96)"),
+        (2, 8, 3, 48, 2, 8, "C_out 48 (N = 144): the headline grad_input"),
+        (2, 8, 3, 64, 2, 8, "wide channels in tiles of 64 (N = 192)"),
     ))
 
 WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(

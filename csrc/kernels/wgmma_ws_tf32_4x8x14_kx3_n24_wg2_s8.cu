@@ -3,6 +3,6 @@
 #include "direct_sm90.cuh"
 
 namespace {
-using Kernel = convt3d::direct90::WgmmaKernel<4, 8, 3, 24, 2, 4, true>;
-const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s4"));
+using Kernel = convt3d::direct90::WgmmaKernel<4, 8, 3, 24, 2, 8, true>;
+const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"));
 }  // namespace

@@ -3,6 +3,6 @@
 #include "direct_sm90.cuh"
 
 namespace {
-using Kernel = convt3d::direct90::WgmmaKernel<2, 8, 3, 48, 2, 3, true>;
-const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s3"));
+using Kernel = convt3d::direct90::WgmmaKernel<2, 8, 3, 48, 2, 8, true>;
+const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"));
 }  // namespace
