@@ -102,8 +102,11 @@ def test_direct_policy_follows_the_measurements():
     wider = Problem(2, 64, 128, (32, 32, 32), 3, 1, 1)
     assert selector.select_config(wider, "dgrad", "tf32").family == "cutlass2x"
     assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "cutlass2x"
-    # ... and not for strided forwards, where mma.sync won
-    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "direct"
+    # Strided forwards: wgmma where its 14-wide tiles cover the phase width well, mma.sync at 16-wide phases
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32", capability=(8, 0),
+                                  smem_limit=166912).family == "direct"
+    assert selector.select_config(Problem(16, 128, 64, (16, 16, 16), 3, 2, 1), "dgrad", "tf32").family == "direct"
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(up, "dgrad", "tf32").tap_reuse
     assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"

@@ -120,13 +120,22 @@ WGMMA_WGRAD_MIN_STRIDED_W = 16
 
 
 def _wgmma_strided_forward(problem: Problem, table) -> bool:
-    """Strided forwards where the wgmma kernel measured faster than mma.sync (H100, tf32, .devrun wg.py,
-    docs/performance.md v0.6): phases with at least two taps per axis (k >= 2 * stride: V-Net k5 s2
-    0.18 vs 0.55 ms), or phases at most 8 wide along w, which leave half of an mma.sync 16-wide tile
-    idle (3D-GAN 256->128 at 8^3: 0.33 vs 0.46 ms). Elsewhere mma.sync won (U-Net 256->128 at 16^3:
-    0.22 vs 0.33 ms; 64->32 at 64^3: 1.40 vs 1.58 ms), any C_out."""
+    """Strided forwards where the Hopper kernel measured at least as fast as mma.sync (H200, tf32,
+    .devrun wg.py, docs/performance.md v0.7, warp-specialized rows): phases with at least two taps per
+    axis (k >= 2 * stride: V-Net k5 s2), and phases whose width along w its 14-wide tiles cover at
+    least 3/4 used (U-Net 64->32 at 64^3: 0.88 vs 1.17 ms; 128->64 at 32^3: 0.41 vs 0.41) or at least
+    as well as mma.sync's 16-wide tiles (3D-GAN 256->128 at 8^3: 0.25 vs 0.45). At 16-wide phases,
+    where 14-wide tiles waste 43%, mma.sync won or tied (3D-GAN 128->64 at 16^3: 0.43 vs 0.49; U-Net
+    256->128 at 16^3: 0.24 vs 0.24). Any C_out."""
+    if problem.stride == 1:
+        return False
     width = max(table[i + 5] for i in range(0, len(table), 13))
-    return problem.stride > 1 and (problem.k >= 2 * problem.stride or width <= 8)
+    tw = 16 - 3 + 1  # the kx = 3 rows
+
+    def used(tile):
+        return width / (-(-width // tile) * tile)
+
+    return problem.k >= 2 * problem.stride or used(tw) >= 0.75 or used(tw) >= used(16)
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
