@@ -234,3 +234,18 @@ def test_wgmma_wgrad_layout_and_slices():
             cfg = selector.select_config(p, "wgrad", "tf32")
             if cfg.family == "wgmma":
                 assert selector.wgmma_wgrad_fits(p, cfg) and cfg.ksize == k
+
+
+def test_ws_filter_modes_both_run_in_the_gpu_config_test():
+    # test_gpu_direct.test_direct_config_forward_and_grad_input's problem: the 64-wide warp-specialized
+    # row keeps the filter resident for the forward (12 channels) and stages it per chunk for
+    # grad_input (40), so the GPU test runs both modes of the kernel.
+    p = Problem(2, 12, 40, (5, 11, 19), 3, 1, 1)
+    row = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n64_wg2_s8"]
+    assert direct.wgmma_ws_resident(row.block, row.kx, row.bn, row.stages, direct.forward_plan(p)[0], p.c_in)
+    assert not direct.wgmma_ws_resident(row.block, row.kx, row.bn, row.stages, direct.grad_input_plan(p), p.c_out)
+    # The headline's selected rows keep it resident (forward: 4x8 n24; grad_input: 2x8 n48).
+    r = BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"]
+    assert direct.wgmma_ws_resident(r.block, r.kx, r.bn, r.stages, direct.forward_plan(HEADLINE)[0], 48)
+    r = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"]
+    assert direct.wgmma_ws_resident(r.block, r.kx, r.bn, r.stages, direct.grad_input_plan(HEADLINE), 24)

@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBLEMS = [Problem(2, 12, 40, (5, 11, 19), k, s, p)
             for k, s, p in [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (5, 1, 2), (2, 2, 0)]]
-PROBLEMS += [Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 8, 8, (128, 128, 128), 3, 1, 1)]
+PROBLEMS += [Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 8, 8, (128, 128, 128), 3, 1, 1),
+             Problem(1, 256, 128, (8, 8, 8), 3, 2, 1)]  # too many channels for a resident Hopper filter
 # grad_weight: C_out blocks (4 .. 200 channels), every stride up to k, both filter sizes compiled.
 WGRAD_PROBLEMS = [Problem(2, 52, co, (5, 11, 19), k, s, (k - 1) // 2)
                   for co in (4, 24, 40, 76, 200) for k in (3, 5) for s in range(1, k + 1)]

@@ -101,8 +101,8 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
     when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
     16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
     them as per-warp scratch of 16 x (kx * bn + 4) floats, except in the warp-specialized form (``ws``),
-    whose epilogue stays in registers and which keeps three barriers per stage. Only min(stages, chunks
-    of 8 of the c_r reduction channels) stages are allocated."""
+    whose epilogue stays in registers and which keeps the whole filter resident where it fits. Only
+    min(stages, chunks of 8 of the c_r reduction channels) stages are allocated."""
     tz = ty = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -111,14 +111,41 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
         if taps[2] > kx:
             return None
         tz, ty = max(tz, taps[0]), max(ty, taps[1])
+    return _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws)[0]
+
+
+def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
+                      c_r: int) -> bool:
+    """Whether the warp-specialized Hopper kernel keeps the whole filter in shared memory for this
+    phase table and reduction width (else it stages a filter block per chunk beside the halo)."""
+    tz = ty = 0
+    for i in range(0, len(table), 13):
+        count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
+        if min(count) > 0 and taps[0] * taps[1] * taps[2] > 0:
+            tz, ty = max(tz, taps[0]), max(ty, taps[1])
+    return _wgmma_smem(block, kx, bn, 2, stages, tz, ty, c_r, True)[1]
+
+
+def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws):
+    """(bytes, filter resident) of ``wgmma_smem_bytes`` for the largest phase's taps tz x ty."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
-    stage = -(-(hd * hh * 16 * KC * 4 + tz * ty * kx * bn * KC * 4) // 1024) * 1024
-    stages = max(1, min(stages, -(-c_r // KC)))
-    if ws:  # as many stages as fit Hopper's 227 KiB, up to `stages`
-        stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024) // (stage + 24)))
-        return 1024 + stages * stage + 3 * stages * 8
+    halo, group = hd * hh * 16 * KC * 4, kx * bn * KC * 4
+    stage = -(-(halo + tz * ty * group) // 1024) * 1024
+    chunks = -(-c_r // KC)
+    stages = max(1, min(stages, chunks))
+    if ws:
+        # The whole filter resident beside at least two 1 KiB-aligned halo stages when it fits, then as
+        # many stages as fit Hopper's 227 KiB, up to `stages`; three barriers per stage and two more.
+        filt = chunks * tz * ty * group
+        halo_stage = -(-halo // 1024) * 1024
+        if filt > 0 and 1024 + filt + min(stages, 2) * (halo_stage + 24) + 16 <= SM90_SMEM_OPTIN:
+            stage = halo_stage
+        else:
+            filt = 0
+        stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt) // (stage + 24)))
+        return 1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0
     scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
-    return 1024 + max(stages * stage, scratch) + stages * 8
+    return 1024 + max(stages * stage, scratch) + stages * 8, False
 
 
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
