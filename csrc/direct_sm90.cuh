@@ -73,6 +73,7 @@ struct Geometry {
   int stages;          // min(S, channel chunks)
   int resident;        // warp-specialized form: the whole filter of a (phase, C_out block) stays in shared memory
   int filter_bytes;    // its size: chunks x (kd, kh) blocks
+  int lo_tap;          // 3xtf32: the filter's low parts start this many taps after its high parts
 };
 
 template <int TD, int TH, int KX, int BN, int WG, int S>
@@ -281,7 +282,7 @@ struct WsRegs {
 //    epilogue in registers (the kx shift-add by warp shuffles) while the next tile's stages load;
 //  - each CTA walks work units (tile, C_out block, sample x phase) with a grid-wide stride, one CTA
 //    per SM.
-template <int TD, int TH, int KX, int BN, int WG, int S>
+template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT>
 __global__ void __launch_bounds__(128 * (WG + 1), 1)
     wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                     const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
@@ -292,6 +293,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = C::N / 2;
   constexpr int ROUNDERS = 96;  // producer warps 1-3
+  // 3xtf32 (SPLIT): every operand as hi + lo tf32 parts, a * b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi. The
+  // halo's lo part sits halo_bytes after its hi part; each (kd, kh) filter block is [hi][lo].
+  constexpr int P = SPLIT ? 2 : 1;
+  constexpr int GB = P * C::GROUP_BYTES;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   const int ns = geo.stages;
@@ -353,15 +358,16 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         if (geo.resident && key != fkey) {
           // Refill once every consumer has left the previous filter's last tile.
           if (loads > 0) Barrier::wait(fempty, (loads - 1) & 1);
-          TxBarrier::arrive_and_expect_tx(ffull, t.nchunks * ntzy * C::GROUP_BYTES);
+          TxBarrier::arrive_and_expect_tx(ffull, t.nchunks * ntzy * GB);
           for (int c = 0; c < t.nchunks; ++c)
             for (int gi = 0; gi < ntzy; ++gi)
-              cute::SM90_TMA_LOAD_3D::copy(&tmap_w, ffull, hint, filter + (c * ntzy + gi) * C::GROUP_BYTES, c * KC,
-                                           t.co0, t.tap0 + gi * t.tx);
+              for (int h = 0; h < P; ++h)
+                cute::SM90_TMA_LOAD_3D::copy(&tmap_w, ffull, hint, filter + (c * ntzy + gi) * GB + h * C::GROUP_BYTES,
+                                             c * KC, t.co0, t.tap0 + gi * t.tx + h * geo.lo_tap);
           fkey = key;
           ++loads;
         }
-        const uint32_t tx_bytes = geo.halo_bytes + (geo.resident ? 0 : ntzy * C::GROUP_BYTES);
+        const uint32_t tx_bytes = geo.halo_bytes + (geo.resident ? 0 : ntzy * GB);
         const int iz0 = t.o.q0d + ph.dmin[0], iy0 = t.o.q0h + ph.dmin[1], ix0 = t.o.q0w + ph.dmin[2];
         for (int c = 0; c < t.nchunks; ++c, ++it) {
           const int s = it % ns;
@@ -371,8 +377,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * KC, ix0, iy0, iz0, t.o.n);
           if (!geo.resident)
             for (int gi = 0; gi < ntzy; ++gi)
-              cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + geo.halo_bytes + gi * C::GROUP_BYTES, c * KC,
-                                           t.co0, t.tap0 + gi * t.tx);
+              for (int h = 0; h < P; ++h)
+                cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + P * geo.halo_bytes + gi * GB + h * C::GROUP_BYTES,
+                                             c * KC, t.co0, t.tap0 + gi * t.tx + h * geo.lo_tap);
         }
       }
     } else if (tid >= 32) {
@@ -389,12 +396,17 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
 #pragma unroll 4
           for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
-            float4 v = halo[i];
-            v.x = __uint_as_float(direct::to_tf32(v.x));
-            v.y = __uint_as_float(direct::to_tf32(v.y));
-            v.z = __uint_as_float(direct::to_tf32(v.z));
-            v.w = __uint_as_float(direct::to_tf32(v.w));
+            const float4 x = halo[i];
+            float4 v;
+            v.x = __uint_as_float(direct::to_tf32(x.x));
+            v.y = __uint_as_float(direct::to_tf32(x.y));
+            v.z = __uint_as_float(direct::to_tf32(x.z));
+            v.w = __uint_as_float(direct::to_tf32(x.w));
             halo[i] = v;
+            if (SPLIT)  // the remainder, itself rounded (a truncated split loses an order of magnitude)
+              halo[i + geo.halo_bytes / 16] =
+                  make_float4(__uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
+                              __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
           }
           cutlass::arch::fence_view_async_shared();
           Barrier::arrive(&ready[s]);
@@ -434,7 +446,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       const int s = it % ns;
       Barrier::wait(&ready[s], (it / ns) & 1);
       const uint32_t st = smem_addr + s * geo.stage_bytes;
-      const uint32_t fb = geo.resident ? filter_addr + c * ntzy * C::GROUP_BYTES : st + geo.halo_bytes;
+      const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + P * geo.halo_bytes;
 #pragma unroll
       for (int mb = 0; mb < C::MB; ++mb)
 #pragma unroll
@@ -444,13 +456,19 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       for (int kd = 0; kd < t.tz; ++kd)
 #pragma unroll 1
         for (int kh = 0; kh < t.ty; ++kh) {
-          const uint64_t db = sw32_desc(fb + (kd * t.ty + kh) * C::GROUP_BYTES);
+          const uint32_t fg = fb + (kd * t.ty + kh) * GB;
+          const uint64_t db = sw32_desc(fg);
 #pragma unroll
           for (int mb = 0; mb < C::MB; ++mb) {
             const int m = cw * C::MB + mb;
             const int dd = m / (TH / 4), hb = (m % (TH / 4)) * 4;
             const int row = ((dd + kd) * geo.HH + hb + kh) * HALO_W;
-            gmma<Op>(sw32_desc(st + row * ROW_BYTES), db, acc[mb], std::make_index_sequence<NA>{});
+            const uint32_t a = st + row * ROW_BYTES;
+            if (SPLIT) {  // small terms first
+              gmma<Op>(sw32_desc(a + geo.halo_bytes), db, acc[mb], std::make_index_sequence<NA>{});
+              gmma<Op>(sw32_desc(a), sw32_desc(fg + C::GROUP_BYTES), acc[mb], std::make_index_sequence<NA>{});
+            }
+            gmma<Op>(sw32_desc(a), db, acc[mb], std::make_index_sequence<NA>{});
           }
         }
       cute::warpgroup_commit_batch();
@@ -522,8 +540,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #endif
 }
 
-template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false>
+template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false>
 struct WgmmaKernel {
+  static_assert(WS || !SPLIT, "3xtf32 is in the warp-specialized form only");
+  static constexpr int P = SPLIT ? 2 : 1;
   using C = Config<TD, TH, KX, BN, WG, S>;
 
   // 0 or a cutlass::Status value; fills geo's box and stage sizes.
@@ -545,7 +565,9 @@ struct WgmmaKernel {
     geo.HD = TD + (tz > 0 ? tz - 1 : 0);
     geo.HH = TH + (ty > 0 ? ty - 1 : 0);
     geo.halo_bytes = geo.HD * geo.HH * HALO_W * ROW_BYTES;
-    geo.stage_bytes = (geo.halo_bytes + tz * ty * C::GROUP_BYTES + 1023) / 1024 * 1024;
+    geo.stage_bytes = (P * (geo.halo_bytes + tz * ty * C::GROUP_BYTES) + 1023) / 1024 * 1024;
+    geo.lo_tap = 0;
+    for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
     geo.resident = 0;
@@ -554,8 +576,8 @@ struct WgmmaKernel {
       // The filter is half of each stage's bytes and the same for every tile of a (phase, C_out block):
       // where all of it fits beside two halo stages, it is loaded once per CTA and switch, not per
       // chunk and tile (L2 ran at 78% of its throughput on the headline forward, ncu).
-      const size_t halo_stage = (geo.halo_bytes + 1023) / 1024 * 1024;
-      const size_t fbytes = (size_t)chunks * tz * ty * C::GROUP_BYTES;
+      const size_t halo_stage = (P * geo.halo_bytes + 1023) / 1024 * 1024;
+      const size_t fbytes = (size_t)chunks * tz * ty * P * C::GROUP_BYTES;
       const size_t two = geo.stages < 2 ? geo.stages : 2;
       if (fbytes > 0 && 1024 + fbytes + two * (halo_stage + 24) + 16 <= kSm90SmemOptin) {
         geo.resident = 1;
@@ -613,7 +635,7 @@ struct WgmmaKernel {
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
       return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
-    const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};
+    const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? P * taps : 1)};
     const cuuint64_t w_stride[2] = {(cuuint64_t)p.Cr * 4, (cuuint64_t)p.Co * p.Cr * 4};
     const cuuint32_t w_box[3] = {KC, BN, KX};
     if (encode(&tw, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, const_cast<float*>(p.weight), w_dim, w_stride, w_box, ones,
@@ -628,7 +650,7 @@ struct WgmmaKernel {
       const int sms = sm_count();
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
-      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S>, grid, 128 * (WG + 1), bytes, p.stream,
+      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT>, grid, 128 * (WG + 1), bytes, p.stream,
                                       p, tin, tw, geo, (int)units);
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);

@@ -48,7 +48,7 @@ def _tap_reuse(k):
                 f"{k.block[2]}, {k.bn}, {k.warpgroups}, {k.stages}>")
     if k.family == "wgmma":
         return ("direct_sm90.cuh", f"convt3d::direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
-                f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}>")
+                f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>")
     if k.op == "wgrad":
         return ("direct_wgrad.cuh", f"convt3d::direct::DirectWgradKernel<{k.block[1]}, {k.block[2]}, {k.tile[0]}, "
                 f"{k.tile[1]}>")

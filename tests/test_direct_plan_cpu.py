@@ -60,7 +60,7 @@ def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
     b = torch.randn(8, dtype=torch.float64)
     ref = F.conv_transpose3d(x, w, b, s, p)
     table, _ = direct.forward_plan(prob)
-    wflat = direct.forward_filter(w, prob, "3xtf32")
+    wflat = direct.forward_filter(w, prob, "fp32")
     out = emulate(x.permute(0, 2, 3, 4, 1), wflat, b, table, 1, s, (2,) + prob.out_spatial + (8,))
     assert torch.isfinite(out).all(), "the phases must write every output exactly"
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
@@ -72,7 +72,7 @@ def test_grad_input_plan_reproduces_strided_conv(k, s, p):
     gy = torch.randn(2, 8, *prob.out_spatial, dtype=torch.float64)
     ref = F.conv3d(gy, w, None, s, p)
     assert tuple(ref.shape[2:]) == SPATIAL
-    out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_filter(w, "3xtf32"), None,
+    out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_filter(w, "fp32"), None,
                   direct.grad_input_plan(prob), s, 1, (2,) + SPATIAL + (4,))
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
 
@@ -125,12 +125,15 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(up, "dgrad", "tf32").name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
 
 
-def test_selector_takes_direct_for_tf32_only():
+def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
+    ampere = dict(capability=(8, 0), smem_limit=166912)
     for op in ("dgrad", "fprop"):
         k = selector.select_config(HEADLINE, op, "tf32")
         assert k.tap_reuse and k.precision == "tf32" and k.serves(op)
-        assert selector.select_config(HEADLINE, op, "3xtf32").family == "cutlass2x"
-    ampere = dict(capability=(8, 0), smem_limit=166912)
+        # 3xtf32 on tap reuse: the warp-specialized Hopper kernel only (its split form)
+        k3 = selector.select_config(HEADLINE, op, "3xtf32")
+        assert k3.split and k3.ws and k3.name == "wgmma_ws_3xtf32_4x8x14_kx3_n24_wg2_s8"
+        assert selector.select_config(HEADLINE, op, "3xtf32", **ampere).family == "cutlass2x"
     assert selector.select_config(HEADLINE, "dgrad", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     assert selector.select_config(HEADLINE, "fprop", "tf32", **ampere).name == "direct_tf32_4x8x16_n24"
     # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
@@ -156,7 +159,8 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
             elif cfg.family == "wgmma":
                 table, s_in, _ = selector.direct_plan(prob, op)
                 c_r = c_in if op == "dgrad" else c_out
-                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r, cfg.ws)
+                need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r, cfg.ws,
+                                               cfg.split)
                 assert s_in == 1 and need is not None and need <= limit
             else:
                 assert cfg.op == op

@@ -65,7 +65,7 @@ def _source(plans):
                          f"K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(h, f)); }}")
         for k in WGMMA_KERNELS:
             lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
-                         f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}>; direct90::Geometry g; int c = K::geometry(p, g); "
+                         f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>; direct90::Geometry g; int c = K::geometry(p, g); "
                          f"if (c) printf(\"{label} {k.name} none\\n\"); "
                          f"else printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
         lines.append("  }")
@@ -112,7 +112,7 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table),), (label, k.name)
             checked += 1
         for k in WGMMA_KERNELS:
-            want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr, k.ws)
+            want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr, k.ws, k.split)
             assert cpp[(label, k.name)] == (None if want is None else (want,)), (label, k.name)
             checked += 1
     assert checked == len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS))

@@ -69,13 +69,22 @@ def forward_filter(weight: torch.Tensor, p: Problem, precision: str) -> torch.Te
         sub = w[:, :, list(idx[0])][:, :, :, list(idx[1])][:, :, :, :, list(idx[2])]
         blocks.append(sub.permute(2, 3, 4, 1, 0).reshape(-1))
     flat = torch.cat(blocks) if blocks else w.new_zeros(4)
-    return round_tf32(flat) if precision == "tf32" else flat.contiguous()
+    return _for_kernel(flat, precision)
+
+
+def _for_kernel(flat: torch.Tensor, precision: str) -> torch.Tensor:
+    """tf32: rounded; 3xtf32: [hi, lo] stacked, both rounded (the Hopper kernel's split); fp32: as is."""
+    if precision == "tf32":
+        return round_tf32(flat)
+    if precision == "3xtf32":
+        hi = round_tf32(flat)
+        return torch.cat([hi, round_tf32(flat - hi)])
+    return flat.contiguous()
 
 
 def grad_input_filter(weight: torch.Tensor, precision: str) -> torch.Tensor:
     """weight [C_in, C_out, k, k, k] -> [k, k, k, C_in, C_out] (K-major in C_out), flat."""
-    flat = weight.detach().permute(2, 3, 4, 0, 1).reshape(-1)
-    return round_tf32(flat) if precision == "tf32" else flat.contiguous()
+    return _for_kernel(weight.detach().permute(2, 3, 4, 0, 1).reshape(-1), precision)
 
 
 def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...]) -> int:
@@ -96,13 +105,15 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
 
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
-                     table: Tuple[int, ...], c_r: int = 1 << 30, ws: bool = False) -> Optional[int]:
+                     table: Tuple[int, ...], c_r: int = 1 << 30, ws: bool = False,
+                     split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper kernel (``csrc/direct_sm90.cuh``) as it sizes it, or None
     when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
     16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
     them as per-warp scratch of 16 x (kx * bn + 4) floats, except in the warp-specialized form (``ws``),
-    whose epilogue stays in registers and which keeps the whole filter resident where it fits. Only
-    min(stages, chunks of 8 of the c_r reduction channels) stages are allocated."""
+    whose epilogue stays in registers and which keeps the whole filter resident where it fits; its
+    3xtf32 form (``split``) holds hi and lo parts of both. Only min(stages, chunks of 8 of the c_r
+    reduction channels) stages are allocated."""
     tz = ty = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -111,11 +122,11 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
         if taps[2] > kx:
             return None
         tz, ty = max(tz, taps[0]), max(ty, taps[1])
-    return _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws)[0]
+    return _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split)[0]
 
 
 def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
-                      c_r: int) -> bool:
+                      c_r: int, split: bool = False) -> bool:
     """Whether the warp-specialized Hopper kernel keeps the whole filter in shared memory for this
     phase table and reduction width (else it stages a filter block per chunk beside the halo)."""
     tz = ty = 0
@@ -123,13 +134,14 @@ def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
         if min(count) > 0 and taps[0] * taps[1] * taps[2] > 0:
             tz, ty = max(tz, taps[0]), max(ty, taps[1])
-    return _wgmma_smem(block, kx, bn, 2, stages, tz, ty, c_r, True)[1]
+    return _wgmma_smem(block, kx, bn, 2, stages, tz, ty, c_r, True, split)[1]
 
 
-def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws):
+def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False):
     """(bytes, filter resident) of ``wgmma_smem_bytes`` for the largest phase's taps tz x ty."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
-    halo, group = hd * hh * 16 * KC * 4, kx * bn * KC * 4
+    parts = 2 if split else 1
+    halo, group = parts * hd * hh * 16 * KC * 4, parts * kx * bn * KC * 4
     stage = -(-(halo + tz * ty * group) // 1024) * 1024
     chunks = -(-c_r // KC)
     stages = max(1, min(stages, chunks))

@@ -75,6 +75,11 @@ class KernelConfig:
         return self.family in ("direct", "wgmma")
 
     @property
+    def split(self) -> bool:
+        """3xtf32 on the Hopper tap-reuse kernel: hi/lo halo and filter parts, three wgmmas per tap."""
+        return self.family == "wgmma" and self.op != "wgrad" and self.precision == "3xtf32"
+
+    @property
     def bn(self) -> int:
         return self.tile[1]
 
@@ -246,6 +251,17 @@ WGMMA_WS_KERNELS = tuple(
         (4, 8, 3, 32, 2, 8, "C_out 25-32 (N = 96)"),
         (2, 8, 3, 48, 2, 8, "C_out 48 (N = 144): the headline grad_input"),
         (2, 8, 3, 64, 2, 8, "wide channels in tiles of 64 (N = 192)"),
+    ))
+
+# 3xtf32 on the same kernel (fp32 accuracy): hi and lo tf32 parts of the halo (split by the producer
+# warpgroup, both rounded) and of the filter (split on the host), a_lo b_hi + a_hi b_lo + a_hi b_hi per
+# tap. Twice the stage bytes, so rows up to N = 96 only (a wider one would hold one stage).
+WGMMA_WS_KERNELS += tuple(
+    _wgmma("3xtf32", depth, height, 3, bn, 2, 8, why, ws=True)
+    for depth, height, bn, why in (
+        (4, 8, 16, "3xtf32, C_out <= 16"),
+        (4, 8, 24, "3xtf32, C_out 17-24: the headline forward and, in two blocks, its grad_input"),
+        (2, 8, 32, "3xtf32, C_out > 24 in blocks of 32"),
     ))
 
 WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(

@@ -87,7 +87,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     if k.family == "wgmma":
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         c_r = problem.c_in if op == "dgrad" else problem.c_out
-        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws)
+        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
         return plan[1] == 1 and need is not None and need <= smem_limit
     return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
@@ -185,7 +185,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     every strided forward timed (6 layers, docs/performance.md v0.6).
     """
     plan = direct_plan(problem, op)
-    if plan is None or precision != "tf32":
+    if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
@@ -193,7 +193,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
         k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)
         if k is not None:
             return k
-    if not direct_wins(problem, op):
+    if precision != "tf32" or not direct_wins(problem, op):  # mma.sync tap reuse: tf32 only
         return None
     big, deep = (2, 8, 16), (4, 8, 16)
     if problem.stride == 1 and direct.ctas(deep, 32, problem.n, co, table) >= 4 * num_sms:
