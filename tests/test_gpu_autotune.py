@@ -42,3 +42,27 @@ def test_autotuned_step_is_correct_and_cached(monkeypatch, tmp_path):
     finally:
         autotune.set_autotune(None)
         autotune.clear_memory()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tuned_stock_forward_serves_every_phase(monkeypatch, tmp_path, stride):
+    # Whichever kernel the timing picks must run every pass it was picked for: here the stock forward
+    # wins (its per-phase reselection used to fall back to the tap-reuse default and call the stock op
+    # with that name).
+    monkeypatch.setenv("CONVT3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CONVT3D_CONFIG", raising=False)
+    stock = "dgrad_tf32_128x64x32_64x32x32_s3"
+    monkeypatch.setattr(autotune, "fastest", lambda names, run, *a, **k: stock if stock in names else names[0])
+    autotune.set_autotune(True)
+    autotune.clear_memory()
+    try:
+        x = torch.randn(2, 24, 6, 9, 17, device="cuda").to(memory_format=CL)
+        w = torch.randn(24, 16, 3, 3, 3, device="cuda") / 24 ** 0.5
+        with torch.no_grad():
+            y = ct.conv_transpose3d(x, w, None, stride, 1, precision="tf32", strict=True)
+        ref = F.conv_transpose3d(x.double(), w.double(), None, stride, 1)
+        assert rel_l2(y, ref) <= TOL["tf32"]
+        assert stock in autotune.read_cache().values()
+    finally:
+        autotune.set_autotune(None)
+        autotune.clear_memory()

@@ -76,11 +76,12 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
             dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
             continue
         cnt = ph.count
-        k = _select(p, "dgrad", precision, config, x.device,
-                    gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
+        kp = _select(p, "dgrad", precision, config, x.device, gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
+        if kp.tap_reuse:  # the stock kernel above was tuned or forced: it serves every phase
+            kp = k
         F = filter_ktrsc(weight, ph.r, s)
         tmp = dst if s == 1 else torch.empty((p.n,) + cnt + (p.c_out,), device=y.device, dtype=y.dtype)
-        _ops().dgrad(k.name, X, F, b, tmp, list(ph.pad))
+        _ops().dgrad(kp.name, X, F, b, tmp, list(ph.pad))
         if s > 1:
             dst.copy_(tmp)
     return y
