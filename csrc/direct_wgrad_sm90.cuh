@@ -74,7 +74,7 @@ struct WgradGeometry {
   int ring;              // halo planes resident: k + (S - 1) * stride
 };
 
-template <int K, int TY, int TW, int BN, int WG, int S>
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
 struct WgradConfig {
   static constexpr int THREADS = 128 * WG;
   static constexpr int POS = TY * TW;       // x positions per plane tile: GEMM K per step
@@ -82,23 +82,26 @@ struct WgradConfig {
   static constexpr int BOX_BYTES = POS * BN * 4;
   static constexpr int X_BYTES = (BOX_BYTES + 1023) / 1024 * 1024;
   // Transposed x buffers: step t writes buffer t % 3 before its CTA barrier; the last wgmmas that
-  // read it (step t - 3) were waited for before the barrier of step t - 1.
-  static constexpr int XT = 3;
+  // read it (step t - 3) were waited for before the barrier of step t - 1. 3xtf32 (SPLIT) keeps hi and
+  // lo parts (X_BYTES apart) in two buffers: it waits for every granule's wgmmas, so by the barrier of
+  // step t those of step t - 2 are done.
+  static constexpr int P = SPLIT ? 2 : 1;
+  static constexpr int XT = SPLIT ? 2 : 3;
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
 
-template <int K, int TY, int TW, int BN, int WG, int S>
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = WgradConfig<K, TY, TW, BN, WG, S>;
+  using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT>;
   using Op = typename GmmaRS<BN>::Op;
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint8_t* xt = smem;                        // XT x [granule][ci][8], SW32 K-major
-  uint8_t* xraw = smem + C::XT * C::X_BYTES;  // S x TMA box [y][w][ci]
+  uint8_t* xraw = smem + C::XT * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
   uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + geo.ring * geo.plane_bytes);
 
@@ -158,9 +161,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
     const int st = t % S;
     cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
     // The halo planes that arrived with this step, rounded to tf32 once in place: each element is then
-    // read by k^3 taps' A loads without a conversion each.
+    // read by k^3 taps' A loads without a conversion each. (3xtf32 splits them at the loads instead:
+    // a lo plane would not fit beside the ring.)
 #pragma unroll 1
-    for (int kd = t == 0 ? 0 : K - fresh; kd < K; ++kd) {
+    for (int kd = SPLIT ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
       float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
       for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
@@ -169,17 +173,26 @@ __global__ void __launch_bounds__(128 * WG, 1)
     // (address bit 4 ^= bit 7; buffers are 1 KiB aligned). Lanes take consecutive ci: conflict-free
     // column reads, contiguous row writes.
     const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
-    uint8_t* xb = xt + (t % C::XT) * C::X_BYTES;
+    uint8_t* xb = xt + (t % C::XT) * C::P * C::X_BYTES;
     for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {
       const int ci = item % BN, gr = item / BN;
       const float* src = raw + gr * 8 * BN + ci;
-      uint32_t v[8];
+      uint32_t v[8], lo[8];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) v[k] = direct::to_tf32(src[k * BN]);
+      for (int k = 0; k < 8; ++k) {
+        const float x = src[k * BN];
+        v[k] = direct::to_tf32(x);
+        if (SPLIT) lo[k] = direct::to_tf32(x - __uint_as_float(v[k]));
+      }
       const int row = gr * BN + ci, sw = (row >> 2) & 1;
       uint4* dst = reinterpret_cast<uint4*>(xb + row * 32);
       dst[sw] = make_uint4(v[0], v[1], v[2], v[3]);
       dst[sw ^ 1] = make_uint4(v[4], v[5], v[6], v[7]);
+      if (SPLIT) {
+        uint4* dlo = reinterpret_cast<uint4*>(xb + C::X_BYTES + row * 32);
+        dlo[sw] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+        dlo[sw ^ 1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
+      }
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
     __syncthreads();
@@ -195,6 +208,39 @@ __global__ void __launch_bounds__(128 * WG, 1)
       for (int kd = 0; kd < K; ++kd)
 #pragma unroll
         for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+      if constexpr (SPLIT) {
+        // 3xtf32: per granule, each A element split into rounded hi and lo parts as it loads;
+        // a_lo b_hi + a_hi b_lo + a_hi b_hi per kd. One register set (the accumulators take the
+        // rest): the granule's wgmmas retire before the next loads; the other warpgroups' MMAs
+        // keep the tensor cores busy meanwhile.
+        uint32_t ah[K][4], al[K][4];
+#pragma unroll 1
+        for (int gr = 0; gr < C::GRANULES; ++gr) {
+          const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
+          const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
+#pragma unroll
+          for (int kd = 0; kd < K; ++kd) {
+            const uint32_t raw4[4] = {lds(pl[kd] + p0 + roff[0]), lds(pl[kd] + p0 + roff[1]),
+                                      lds(pl[kd] + p1 + roff[0]), lds(pl[kd] + p1 + roff[1])};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const float x = __uint_as_float(raw4[e]);
+              ah[kd][e] = direct::to_tf32(x);
+              al[kd][e] = direct::to_tf32(x - __uint_as_float(ah[kd][e]));
+            }
+          }
+          cute::warpgroup_arrive();
+          const uint64_t db = sw32_desc(xb_addr + gr * BN * 32), dl = sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32);
+#pragma unroll
+          for (int kd = 0; kd < K; ++kd) {
+            gmma_rs<Op>(al[kd], db, acc[kd], std::make_index_sequence<NA>{});
+            gmma_rs<Op>(ah[kd], dl, acc[kd], std::make_index_sequence<NA>{});
+            gmma_rs<Op>(ah[kd], db, acc[kd], std::make_index_sequence<NA>{});
+          }
+          cute::warpgroup_commit_batch();
+          cute::warpgroup_wait<0>();
+        }
+      } else {
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
       // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
       uint32_t a[2][K][4];
@@ -220,6 +266,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
           // The other register set's batch has been read: the next granule may overwrite it.
           cute::warpgroup_wait<1>();
         }
+      }
       }
 #pragma unroll
       for (int kd = 0; kd < K; ++kd)
@@ -257,9 +304,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #endif
 }
 
-template <int K, int TY, int TW, int BN, int WG, int S>
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
 struct WgmmaWgradKernel {
-  using C = WgradConfig<K, TY, TW, BN, WG, S>;
+  using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT>;
 
   // 0 or a cutlass::Status value; fills geo. slices = columns of x tiles x depth segments.
   static int geometry(const DirectWgradLaunch& p, WgradGeometry& geo) {
@@ -287,7 +334,7 @@ struct WgmmaWgradKernel {
   }
 
   static size_t smem_bytes(const WgradGeometry& geo) {
-    return 1024 + (size_t)(C::XT + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
+    return 1024 + (size_t)(C::XT * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
   }
 
   static int can_implement(const DirectWgradLaunch& p) {
@@ -315,7 +362,7 @@ struct WgmmaWgradKernel {
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
       return 5;
     const size_t bytes = smem_bytes(geo);
-    auto kernel = wgrad_kernel<K, TY, TW, BN, WG, S>;
+    auto kernel = wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT>;
     const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

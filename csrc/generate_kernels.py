@@ -45,7 +45,7 @@ def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
     if k.family == "wgmma" and k.op == "wgrad":
         return ("direct_wgrad_sm90.cuh", f"convt3d::direct90::WgmmaWgradKernel<{k.ksize}, {k.block[1]}, "
-                f"{k.block[2]}, {k.bn}, {k.warpgroups}, {k.stages}>")
+                f"{k.block[2]}, {k.bn}, {k.warpgroups}, {k.stages}{', true' if k.split else ''}>")
     if k.family == "wgmma":
         return ("direct_sm90.cuh", f"convt3d::direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
                 f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>")

@@ -201,3 +201,24 @@ def test_misaligned_input_and_bias_views(cfg):
     ref.backward(gy.double())
     assert rel_l2(y, ref) <= TOL["tf32"]
     assert rel_l2(w.grad, wd.grad) <= TOL["tf32"] and rel_l2(b.grad, bd.grad) <= TOL["tf32"]
+
+
+def test_3xtf32_split_kernels_reach_fp32_class_error():
+    """The Hopper split kernels (3xtf32): each pass lands near fp32's error, far below tf32's."""
+    prob = Problem(2, 48, 24, (8, 12, 20), 3, 1, 1)
+    dev = torch.device("cuda", torch.cuda.current_device())
+    picks = {op: launch._select(prob, op, "3xtf32", None, dev) for op in ("dgrad", "fprop", "wgrad")}
+    if not all(k.split for k in picks.values()):
+        pytest.skip("no Hopper split kernel here (needs sm_90a)")
+    x = torch.randn(2, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(48, 24, 3, 3, 3, device="cuda") / (48 * 27) ** 0.5
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    ref = {"dgrad": F.conv_transpose3d(x.double(), w.double(), None, 1, 1),
+           "fprop": F.conv3d(gy.double(), w.double(), None, 1, 1),
+           "wgrad": _grad_weight_ref(x, gy, w.shape, 1, 1)}
+    for prec, lo, hi in (("3xtf32", 0, 5e-6), ("tf32", 1e-4, 1e-3)):
+        got = {"dgrad": launch.forward(x, w, None, prob, prec, out=_poisoned((2, 24) + prob.out_spatial)),
+               "fprop": launch.grad_input(gy, w, prob, prec, out=_poisoned((2, 48) + prob.spatial)),
+               "wgrad": launch.grad_weight(gy, x, prob, prec)}
+        for op in got:
+            assert lo <= rel_l2(got[op], ref[op]) < hi, (prec, op)

@@ -78,7 +78,7 @@ def _source(plans):
         for k in WGMMA_WGRAD_KERNELS:
             th, tw = k.block[1:]
             lines.append(f"    {{ using K = direct90::WgmmaWgradKernel<{k.ksize}, {th}, {tw}, {k.bn}, {k.warpgroups}, "
-                         f"{k.stages}>; p.slices = {p.n * -(-h // th) * -(-w // tw)}; direct90::WgradGeometry g; "
+                         f"{k.stages}{', true' if k.split else ''}>; p.slices = {p.n * -(-h // th) * -(-w // tw)}; direct90::WgradGeometry g; "
                          f"int c = K::geometry(p, g); if (c) printf(\"w{j} {k.name} none\\n\"); "
                          f"else printf(\"w{j} {k.name} %d,%d,%zu\\n\", g.cb, g.pitch, K::smem_bytes(g)); }}")
         lines.append("  }")
@@ -124,7 +124,8 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
                 continue
             layout = direct.wgmma_wgrad_layout(p, k.block, k.warpgroups, k.stages)
             want = None if layout is None else (layout[0], layout[1],
-                                                direct.wgmma_wgrad_smem_bytes(p, k.block, k.bn, k.warpgroups, k.stages))
+                                                direct.wgmma_wgrad_smem_bytes(p, k.block, k.bn, k.warpgroups, k.stages,
+                                                                             k.split))
             assert got == want, (p, k.name)
             checked += 1
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30

@@ -76,8 +76,8 @@ class KernelConfig:
 
     @property
     def split(self) -> bool:
-        """3xtf32 on the Hopper tap-reuse kernel: hi/lo halo and filter parts, three wgmmas per tap."""
-        return self.family == "wgmma" and self.op != "wgrad" and self.precision == "3xtf32"
+        """3xtf32 on a Hopper tap-reuse kernel: hi/lo tf32 parts of both operands, three wgmmas each."""
+        return self.family == "wgmma" and self.precision == "3xtf32"
 
     @property
     def bn(self) -> int:
@@ -288,15 +288,22 @@ def _wgmma_wgrad(precision, height, width, k, bn, warpgroups, why):
 # depth. One row per filter size k (the accumulators hold every kd). (An N = 64 row on two
 # warpgroups, for the registers, fit almost no layer: five 32 KiB x tiles plus the padded-pitch
 # halo ring exceed 227 KiB once C_out > 8.)
+_WGRAD_ROWS = (
+    (8, 16, 3, 48, 4, "k3, C_in 48 (one N block): the headline"),
+    (8, 16, 3, 32, 4, "k3, C_in <= 32 or in blocks of 32"),
+    (8, 16, 5, 32, 4, "k5, C_in in blocks of 32"),
+    (4, 16, 3, 32, 4, "k3, strided: half the x tile, so the stride-times wider halo ring fits"),
+)
+# 3xtf32 on the same kernel (the split: hi and lo x^T tiles, A split into hi and lo as it loads, three
+# wgmmas per kd): k3 rows only; with k5's 5 x 16 accumulators and 40 A registers ptxas spills and
+# serialises the wgmmas.
 WGMMA_WGRAD_KERNELS = tuple(
     _wgmma_wgrad(prec, th, tw, k, bn, wg, why)
-    for prec in ("tf32",)
-    for th, tw, k, bn, wg, why in (
-        (8, 16, 3, 48, 4, "k3, C_in 48 (one N block): the headline"),
-        (8, 16, 3, 32, 4, "k3, C_in <= 32 or in blocks of 32"),
-        (8, 16, 5, 32, 4, "k5, C_in in blocks of 32"),
-        (4, 16, 3, 32, 4, "k3, strided: half the x tile, so the stride-times wider halo ring fits"),
-    ))
+    for prec in ("tf32", "3xtf32")
+    for th, tw, k, bn, wg, why in _WGRAD_ROWS
+    if prec == "tf32" or k == 3
+)
+
 
 KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}

@@ -223,7 +223,7 @@ def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
     """Whether the Hopper grad_weight row k takes the problem (filter size, stride <= k, shared memory)."""
     if k.ksize != problem.k or not _aligned(problem, "wgrad", k):
         return False
-    need = direct.wgmma_wgrad_smem_bytes(problem, k.block, k.bn, k.warpgroups, k.stages)
+    need = direct.wgmma_wgrad_smem_bytes(problem, k.block, k.bn, k.warpgroups, k.stages, k.split)
     return need is not None and need <= smem_limit
 
 
@@ -232,8 +232,8 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
     """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns; on ties 8x16 x tiles
     at unit stride and 4x16 (half the stride-times wider halo ring) at stride > 1, then the table's
     earlier row. Rows: 64-row M tiles of (kh, kw, C_out block) per C_out block; columns: ``_padded``
-    C_in."""
-    if precision != "tf32":
+    C_in. tf32, and 3xtf32 on the split rows."""
+    if precision not in ("tf32", "3xtf32"):
         return None
     cands = []
     for i, k in enumerate(kernels_for("wgrad", precision, "wgmma")):
