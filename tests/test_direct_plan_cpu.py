@@ -142,7 +142,7 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"
-    assert selector.select_config(HEADLINE, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg4_s2"
+    assert selector.select_config(HEADLINE, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg2_s2"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32", **ampere).family == "cutlass2x"
     k5 = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # no 3xtf32 split row for k5 (registers)
     assert selector.select_config(k5, "wgrad", "3xtf32").family == "cutlass2x"

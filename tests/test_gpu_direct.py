@@ -222,3 +222,19 @@ def test_3xtf32_split_kernels_reach_fp32_class_error():
                "wgrad": launch.grad_weight(gy, x, prob, prec)}
         for op in got:
             assert lo <= rel_l2(got[op], ref[op]) < hi, (prec, op)
+
+
+@pytest.mark.parametrize("cfg", [k for k in WGMMA_WGRAD_KERNELS if k.split], ids=lambda k: k.name)
+def test_3xtf32_wgrad_long_segment_stays_fp32_class(cfg):
+    """One depth segment of 96 planes per CTA (the headline's reductions are this long): the split
+    kernel promotes its tensor-core accumulators to fp32 registers per plane, so the error stays near
+    fp32's (without it: 4.3e-5 on the headline)."""
+    prob = Problem(1, 48, 24, (96, 8, 16), 3, 1, 1)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(1, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((1, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    columns = -(-prob.spatial[1] // cfg.block[1]) * -(-prob.spatial[2] // cfg.block[2])
+    partials = torch.full((columns, 27, 48, 24), float("nan"), device="cuda")
+    torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, 3, 1, 1, 1)
+    gw = partials.sum(0).view(3, 3, 3, 48, 24).permute(3, 4, 0, 1, 2)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) < 3e-6

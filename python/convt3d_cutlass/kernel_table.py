@@ -295,13 +295,12 @@ _WGRAD_ROWS = (
     (4, 16, 3, 32, 4, "k3, strided: half the x tile, so the stride-times wider halo ring fits"),
 )
 # 3xtf32 on the same kernel (the split: hi and lo x^T tiles, A split into hi and lo as it loads, three
-# wgmmas per kd): k3 rows only; with k5's 5 x 16 accumulators and 40 A registers ptxas spills and
-# serialises the wgmmas.
+# wgmmas per kd, and the accumulators promoted into fp32 registers after every plane): two
+# warpgroups, for the registers of the second accumulator set; k3 rows only (k5's would not fit).
 WGMMA_WGRAD_KERNELS = tuple(
-    _wgmma_wgrad(prec, th, tw, k, bn, wg, why)
-    for prec in ("tf32", "3xtf32")
-    for th, tw, k, bn, wg, why in _WGRAD_ROWS
-    if prec == "tf32" or k == 3
+    _wgmma_wgrad("tf32", th, tw, k, bn, wg, why) for th, tw, k, bn, wg, why in _WGRAD_ROWS
+) + tuple(
+    _wgmma_wgrad("3xtf32", th, tw, k, bn, 2, why) for th, tw, k, bn, wg, why in _WGRAD_ROWS if k == 3
 )
 
 

@@ -3,6 +3,6 @@
 #include "direct_wgrad_sm90.cuh"
 
 namespace {
-using Kernel = convt3d::direct90::WgmmaWgradKernel<3, 8, 16, 32, 4, 2, true>;
-const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_wgrad_3xtf32_8x16_k3_n32_wg4_s2"));
+using Kernel = convt3d::direct90::WgmmaWgradKernel<3, 8, 16, 32, 2, 2, true>;
+const convt3d::DirectRegistrar reg(Kernel::entry("wgmma_wgrad_3xtf32_8x16_k3_n32_wg2_s2"));
 }  // namespace
