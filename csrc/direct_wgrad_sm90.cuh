@@ -216,55 +216,11 @@ __global__ void __launch_bounds__(128 * WG, 1)
       for (int kd = 0; kd < K; ++kd)
 #pragma unroll
         for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
-      if constexpr (SPLIT) {
-        // 3xtf32: each A element split into rounded hi and lo parts as it loads; a_lo b_hi + a_hi b_lo
-        // + a_hi b_hi per kd; granules in pairs as below. All retire at the end of the step, before the
-        // promotion and before the barrier after which step t + 2 rewrites this x^T buffer.
-        uint32_t ah[2][K][4], al[2][K][4];
-#pragma unroll 1
-        for (int gp = 0; gp < C::GRANULES; gp += 2) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int gr = gp + h;
-            const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
-            const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
-#pragma unroll
-            for (int kd = 0; kd < K; ++kd) {
-              const uint32_t raw4[4] = {lds(pl[kd] + p0 + roff[0]), lds(pl[kd] + p0 + roff[1]),
-                                        lds(pl[kd] + p1 + roff[0]), lds(pl[kd] + p1 + roff[1])};
-#pragma unroll
-              for (int e = 0; e < 4; ++e) {
-                const float x = __uint_as_float(raw4[e]);
-                ah[h][kd][e] = direct::to_tf32(x);
-                al[h][kd][e] = direct::to_tf32(x - __uint_as_float(ah[h][kd][e]));
-              }
-            }
-            cute::warpgroup_arrive();
-            const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
-            const uint64_t dl = sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32);
-#pragma unroll
-            for (int kd = 0; kd < K; ++kd) {
-              gmma_rs<Op>(al[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
-              gmma_rs<Op>(ah[h][kd], dl, acc[kd], std::make_index_sequence<NA>{});
-              gmma_rs<Op>(ah[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
-            }
-            cute::warpgroup_commit_batch();
-            cute::warpgroup_wait<1>();
-          }
-        }
-        cute::warpgroup_wait<0>();
-#pragma unroll
-        for (int kd = 0; kd < K; ++kd)
-#pragma unroll
-          for (int i = 0; i < NA; ++i) {
-            cute::warpgroup_fence_operand(acc[kd][i]);
-            tot[kd][i] += acc[kd][i];
-            acc[kd][i] = 0.f;
-          }
-      } else {
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
       // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
-      uint32_t a[2][K][4];
+      // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each kd
+      // runs a_lo b_hi + a_hi b_lo + a_hi b_hi.
+      uint32_t a[2][K][4], al[SPLIT ? 2 : 1][K][4];
 #pragma unroll 1
       for (int gp = 0; gp < C::GRANULES; gp += 2) {
 #pragma unroll
@@ -278,16 +234,42 @@ __global__ void __launch_bounds__(128 * WG, 1)
             a[h][kd][1] = lds(pl[kd] + p0 + roff[1]);
             a[h][kd][2] = lds(pl[kd] + p1 + roff[0]);
             a[h][kd][3] = lds(pl[kd] + p1 + roff[1]);
+            if constexpr (SPLIT)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                const float x = __uint_as_float(a[h][kd][e]);
+                a[h][kd][e] = direct::to_tf32(x);
+                al[h][kd][e] = direct::to_tf32(x - __uint_as_float(a[h][kd][e]));
+              }
           }
           cute::warpgroup_arrive();
           const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
 #pragma unroll
-          for (int kd = 0; kd < K; ++kd) gmma_rs<Op>(a[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+          for (int kd = 0; kd < K; ++kd) {
+            if constexpr (SPLIT) {
+              gmma_rs<Op>(al[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+              gmma_rs<Op>(a[h][kd], sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32), acc[kd],
+                          std::make_index_sequence<NA>{});
+            }
+            gmma_rs<Op>(a[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+          }
           cute::warpgroup_commit_batch();
           // The other register set's batch has been read: the next granule may overwrite it.
           cute::warpgroup_wait<1>();
         }
       }
+      if constexpr (SPLIT) {
+        // All of the step's MMAs retire before the promotion (and so before the barrier after which
+        // step t + 2 rewrites this x^T buffer).
+        cute::warpgroup_wait<0>();
+#pragma unroll
+        for (int kd = 0; kd < K; ++kd)
+#pragma unroll
+          for (int i = 0; i < NA; ++i) {
+            cute::warpgroup_fence_operand(acc[kd][i]);
+            tot[kd][i] += acc[kd][i];
+            acc[kd][i] = 0.f;
+          }
       }
 #pragma unroll
       for (int kd = 0; kd < K; ++kd)
