@@ -86,6 +86,7 @@ struct WgradConfig {
   // lo parts (X_BYTES apart) in two buffers: it waits for all of a step's wgmmas at its end (to promote
   // the accumulators), so by the barrier of step t those of step t - 2 are done.
   static constexpr int P = SPLIT ? 2 : 1;
+  static constexpr int ABUF = K >= 5 && !SPLIT ? 1 : 2;  // A register sets (granules in flight)
   static constexpr int XT = SPLIT ? 2 : 3;
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
@@ -220,11 +221,15 @@ __global__ void __launch_bounds__(128 * WG, 1)
       // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
       // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each kd
       // runs a_lo b_hi + a_hi b_lo + a_hi b_hi.
-      uint32_t a[2][K][4], al[SPLIT ? 2 : 1][K][4];
+      // k5 keeps one register set: its 80 accumulators and two sets of 20 A registers exceed the 128
+      // registers of 16 warps, and ptxas serialised every wgmma (C7512); with one set only the wait per
+      // granule remains, which the other warpgroups' MMAs cover.
+      constexpr int AB = C::ABUF;
+      uint32_t a[AB][K][4], al[SPLIT ? AB : 1][K][4];
 #pragma unroll 1
-      for (int gp = 0; gp < C::GRANULES; gp += 2) {
+      for (int gp = 0; gp < C::GRANULES; gp += AB) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+        for (int h = 0; h < AB; ++h) {
           const int gr = gp + h;
           const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
           const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
@@ -255,7 +260,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
           }
           cute::warpgroup_commit_batch();
           // The other register set's batch has been read: the next granule may overwrite it.
-          cute::warpgroup_wait<1>();
+          cute::warpgroup_wait<AB - 1>();
         }
       }
       if constexpr (SPLIT) {
