@@ -176,10 +176,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
     }
 
     const uint32_t st = smem_addr + s * geo.stage_bytes;
-#pragma unroll
-    for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-      for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+    fence_acc(acc);
     cute::warpgroup_arrive();
     // Not unrolled: a remainder path would make ptxas move accumulators between wgmmas.
 #pragma unroll 1
@@ -200,16 +197,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
       cute::warpgroup_wait<1>();
     else
       cute::warpgroup_wait<0>();
-#pragma unroll
-    for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-      for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+    fence_acc(acc);
   }
   cute::warpgroup_wait<0>();
-#pragma unroll
-  for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-    for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+  fence_acc(acc);
   __syncthreads();  // the stages become the epilogue's scratch
 
   // Epilogue: each warp holds 16 halo positions (one output row) x N; through shared memory, lanes
@@ -447,10 +438,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       Barrier::wait(&ready[s], (it / ns) & 1);
       const uint32_t st = smem_addr + s * geo.stage_bytes;
       const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + P * geo.halo_bytes;
-#pragma unroll
-      for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      fence_acc(acc);
       cute::warpgroup_arrive();
 #pragma unroll 1
       for (int kd = 0; kd < t.tz; ++kd)
@@ -474,19 +462,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       cute::warpgroup_commit_batch();
       // The previous chunk's MMAs have retired: its stage goes back to the producer.
       cute::warpgroup_wait<1>();
-#pragma unroll
-      for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      fence_acc(acc);
       if (held >= 0) Barrier::arrive(&empty[held]);
       held = s;
     }
     if (held >= 0) {
       cute::warpgroup_wait<0>();
-#pragma unroll
-      for (int mb = 0; mb < C::MB; ++mb)
-#pragma unroll
-        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[mb][i]);
+      fence_acc(acc);
       Barrier::arrive(&empty[held]);
     }
 

@@ -213,10 +213,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
       for (int kd = 0; kd < K; ++kd) pl[kd] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes;
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
-#pragma unroll
-      for (int kd = 0; kd < K; ++kd)
-#pragma unroll
-        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+      fence_acc(acc);
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
       // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
       // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each kd
@@ -276,17 +273,11 @@ __global__ void __launch_bounds__(128 * WG, 1)
             acc[kd][i] = 0.f;
           }
       }
-#pragma unroll
-      for (int kd = 0; kd < K; ++kd)
-#pragma unroll
-        for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+      fence_acc(acc);
     }
   }
   cute::warpgroup_wait<0>();
-#pragma unroll
-  for (int kd = 0; kd < K; ++kd)
-#pragma unroll
-    for (int i = 0; i < NA; ++i) cute::warpgroup_fence_operand(acc[kd][i]);
+  fence_acc(acc);
 
   // This CTA's share of the slice: rows (kh, kw, co) x columns ci, every kd. Accumulator i of a
   // thread is row g + 8 * ((i >> 1) & 1), column 8 * (i >> 2) + 2 * tq + (i & 1).

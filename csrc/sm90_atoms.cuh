@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cute/arch/mma_sm90_desc.hpp"
+#include "cute/arch/mma_sm90_gmma.hpp"
 
 namespace convt3d {
 namespace direct90 {
@@ -16,6 +17,16 @@ namespace direct90 {
 // Shared memory per block on sm_90 (H100, H200), opted in: what the kernels size their stages for
 // (sm90_fits still checks the device's own limit).
 constexpr size_t kSm90SmemOptin = 232448;
+
+// Orders every accumulator register against the wgmmas around it (they are read and written
+// asynchronously: the compiler must not move or copy them across an arrive, commit or wait).
+template <int M, int N>
+__device__ __forceinline__ void fence_acc(float (&acc)[M][N]) {
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int i = 0; i < N; ++i) cute::warpgroup_fence_operand(acc[m][i]);
+}
 
 // K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
 __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
