@@ -21,15 +21,24 @@ def _ops():
     return torch.ops.convt3d_cutlass
 
 
-def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None, tune=None):
+def _index(device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _config(p: Problem, op: str, precision: str, config: Optional[str], device, tune) -> Optional[str]:
+    """The config a pass runs with: the forced one (``config=``, ``CONVT3D_CONFIG``), else with
+    autotuning on the fastest kernel (tune(name) runs the pass with that kernel), else None (the
+    selector's heuristic)."""
+    if config or os.environ.get("CONVT3D_CONFIG", "") or not autotune.enabled():
+        return config
+    return autotune.choose(p, op, precision, _index(device), tune)
+
+
+def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
     # The choice is a pure function of these and of CONVT3D_CONFIG: computed once per layer shape
     # instead of once per call (30-80 us of Python each, a visible share of a small layer's step).
-    # With autotuning on, tune(name) runs the pass with that kernel and the fastest becomes the config.
-    index = device.index if device.index is not None else torch.cuda.current_device()
     env_config = os.environ.get("CONVT3D_CONFIG", "")
-    if tune is not None and not config and not env_config and autotune.enabled():
-        config = autotune.choose(p, op, precision, index, tune)
-    return _select_cached(p, op, precision, config, index, gemm_mn, env_config)
+    return _select_cached(p, op, precision, config, _index(device), gemm_mn, env_config)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -57,8 +66,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     b = _bias(bias)
-    k = _select(p, "dgrad", precision, config, x.device,
-                tune=lambda name: forward(x, weight, bias, p, precision, name))
+    config = _config(p, "dgrad", precision, config, x.device,
+                     lambda name: forward(x, weight, bias, p, precision, name))
+    k = _select(p, "dgrad", precision, config, x.device)
     if k.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
         table = direct.forward_plan(p)[0]
@@ -76,12 +86,10 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
             dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
             continue
         cnt = ph.count
-        kp = _select(p, "dgrad", precision, config, x.device, gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
-        if kp.tap_reuse:  # the stock kernel above was tuned or forced: it serves every phase
-            kp = k
+        k = _select(p, "dgrad", precision, config, x.device, gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
         F = filter_ktrsc(weight, ph.r, s)
         tmp = dst if s == 1 else torch.empty((p.n,) + cnt + (p.c_out,), device=y.device, dtype=y.dtype)
-        _ops().dgrad(kp.name, X, F, b, tmp, list(ph.pad))
+        _ops().dgrad(k.name, X, F, b, tmp, list(ph.pad))
         if s > 1:
             dst.copy_(tmp)
     return y
@@ -96,8 +104,9 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     """
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
-    k = _select(p, "fprop", precision, config, grad_y.device,
-                tune=lambda name: grad_input(grad_y, weight, p, precision, name))
+    config = _config(p, "fprop", precision, config, grad_y.device,
+                     lambda name: grad_input(grad_y, weight, p, precision, name))
+    k = _select(p, "fprop", precision, config, grad_y.device)
     if k.tap_reuse:
         w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
         _ops().direct(k.name, G, w, None, gx.permute(0, 2, 3, 4, 1), list(direct.grad_input_plan(p)),
@@ -116,8 +125,9 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     or ``wgmma_wgrad`` on Hopper; tf32). Either way the reduction over positions is split into slices
     whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
-    k = _select(p, "wgrad", precision, config, x.device,
-                tune=lambda name: grad_weight(grad_y, x, p, precision, name))
+    config = _config(p, "wgrad", precision, config, x.device,
+                     lambda name: grad_weight(grad_y, x, p, precision, name))
+    k = _select(p, "wgrad", precision, config, x.device)
     if k.tap_reuse:
         # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
         # x tiles (mma.sync) or columns of x tiles times depth segments (Hopper).
