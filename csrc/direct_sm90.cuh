@@ -369,8 +369,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           if (!geo.resident)
             for (int gi = 0; gi < ntzy; ++gi)
               for (int h = 0; h < P; ++h)
-                cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + P * geo.halo_bytes + gi * GB + h * C::GROUP_BYTES,
-                                             c * KC, t.co0, t.tap0 + gi * t.tx + h * geo.lo_tap);
+                cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint,
+                                             st + P * geo.halo_bytes + gi * GB + h * C::GROUP_BYTES, c * KC, t.co0,
+                                             t.tap0 + gi * t.tx + h * geo.lo_tap);
         }
       }
     } else if (tid >= 32) {
@@ -600,10 +601,8 @@ struct WgmmaKernel {
     if (code != 0) return code;
     Geometry geo;
     geometry(p, geo);
-    int cd = 0;
-    for (int i = 0; i < p.num_phases; ++i) cd = p.phase[i].count[0] > cd ? p.phase[i].count[0] : cd;
-    if (cd == 0 || geo.tiles_h == 0 || geo.tiles_w == 0 || p.N == 0 || p.Co == 0) return 0;
-    const long long tiles = (long long)((cd + TD - 1) / TD) * geo.tiles_h * geo.tiles_w;
+    if (geo.tiles_d == 0 || geo.tiles_h == 0 || geo.tiles_w == 0 || p.N == 0 || p.Co == 0) return 0;
+    const long long tiles = (long long)geo.tiles_d * geo.tiles_h * geo.tiles_w;
     if (tiles > 0x7fffffffLL) return 5;
 
     auto encode = encode_fn();
@@ -632,8 +631,8 @@ struct WgmmaKernel {
       const int sms = sm_count();
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
-      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT>, grid, 128 * (WG + 1), bytes, p.stream,
-                                      p, tin, tw, geo, (int)units);
+      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT>, grid, 128 * (WG + 1), bytes,
+                                      p.stream, p, tin, tw, geo, (int)units);
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);
       return direct::launch_with_smem(wgmma_kernel<TD, TH, KX, BN, WG, S>, grid, C::THREADS, bytes, p.stream, p, tin,

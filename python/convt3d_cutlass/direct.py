@@ -114,6 +114,21 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
     whose epilogue stays in registers and which keeps the whole filter resident where it fits; its
     3xtf32 form (``split``) holds hi and lo parts of both. Only min(stages, chunks of 8 of the c_r
     reduction channels) stages are allocated."""
+    taps = _wgmma_taps(table, kx)
+    return None if taps is None else _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split)[0]
+
+
+def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
+                      c_r: int, split: bool = False) -> bool:
+    """Whether the warp-specialized Hopper kernel keeps the whole filter in shared memory for this
+    phase table and reduction width (else it stages a filter block per chunk beside the halo)."""
+    taps = _wgmma_taps(table, kx)
+    return taps is not None and _wgmma_smem(block, kx, bn, 2, stages, *taps, c_r, True, split)[1]
+
+
+def _wgmma_taps(table: Tuple[int, ...], kx: int) -> Optional[Tuple[int, int]]:
+    """The largest phase's taps along (d, h) over the phases that compute anything, or None when one
+    has more than kx taps along w (the kw fold holds kx of them)."""
     tz = ty = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -122,19 +137,7 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
         if taps[2] > kx:
             return None
         tz, ty = max(tz, taps[0]), max(ty, taps[1])
-    return _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split)[0]
-
-
-def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
-                      c_r: int, split: bool = False) -> bool:
-    """Whether the warp-specialized Hopper kernel keeps the whole filter in shared memory for this
-    phase table and reduction width (else it stages a filter block per chunk beside the halo)."""
-    tz = ty = 0
-    for i in range(0, len(table), 13):
-        count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
-        if min(count) > 0 and taps[0] * taps[1] * taps[2] > 0:
-            tz, ty = max(tz, taps[0]), max(ty, taps[1])
-    return _wgmma_smem(block, kx, bn, 2, stages, tz, ty, c_r, True, split)[1]
+    return tz, ty
 
 
 def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False):

@@ -116,7 +116,8 @@ class KernelConfig:
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "wgmma":
-            return (f"wgmma{'_ws' if self.ws else ''}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
+            form = "wgmma_ws" if self.ws else "wgmma"
+            return (f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
             return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
@@ -246,25 +247,21 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False):
 # on ties the selector takes the earlier row, and a layer whose halo and filter stages do not fit
 # falls through to the rows below.
 WGMMA_WS_KERNELS = tuple(
-    _wgmma(prec, depth, height, kx, bn, wg, stages, why, ws=True)
-    for prec in ("tf32",)
-    for depth, height, kx, bn, wg, stages, why in (
-        (4, 8, 3, 16, 2, 8, "C_out <= 16 (N = 48): sr-head forward 0.34 ms vs 0.58 on the first form"),
-        (4, 8, 3, 24, 2, 8, "C_out 17-24 (N = 72): headline forward 2.03-2.14 ms vs 2.84 on the first form"),
-        (4, 8, 3, 32, 2, 8, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
-        (2, 8, 3, 48, 2, 8, "C_out 48 (N = 144): headline grad_input 1.83-1.87 ms vs 3.30 on the first form"),
-        (2, 8, 3, 64, 2, 8, "wide channels in tiles of 64 (N = 192): medium forward 0.133 ms vs 0.155"),
-    ))
-
-# 3xtf32 on the same kernel (fp32 accuracy): hi and lo tf32 parts of the halo (split by the producer
-# warpgroup, both rounded) and of the filter (split on the host), a_lo b_hi + a_hi b_lo + a_hi b_hi per
-# tap. Twice the stage bytes, so rows up to N = 96 only (a wider one would hold one stage).
-WGMMA_WS_KERNELS += tuple(
-    _wgmma("3xtf32", depth, height, 3, bn, 2, 8, why, ws=True)
-    for depth, height, bn, why in (
-        (4, 8, 16, "3xtf32, C_out <= 16"),
-        (4, 8, 24, "3xtf32, C_out 17-24: headline forward 6.0 ms, grad_input (two blocks) 5.1, vs 23.2 / 13.1 stock"),
-        (2, 8, 32, "3xtf32, C_out > 24 in blocks of 32"),
+    _wgmma(prec, depth, height, 3, bn, 2, 8, why, ws=True)
+    for prec, depth, height, bn, why in (
+        ("tf32", 4, 8, 16, "C_out <= 16 (N = 48): sr-head forward 0.34 ms vs 0.58 on the first form"),
+        ("tf32", 4, 8, 24, "C_out 17-24 (N = 72): headline forward 2.03-2.14 ms vs 2.84 on the first form"),
+        ("tf32", 4, 8, 32, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
+        ("tf32", 2, 8, 48, "C_out 48 (N = 144): headline grad_input 1.83-1.87 ms vs 3.30 on the first form"),
+        ("tf32", 2, 8, 64, "wide channels in tiles of 64 (N = 192): medium forward 0.133 ms vs 0.155"),
+        # 3xtf32 on the same kernel (fp32 accuracy): hi and lo tf32 parts of the halo (split by the
+        # producer warpgroup, both rounded) and of the filter (split on the host), a_lo b_hi + a_hi b_lo
+        # + a_hi b_hi per tap. Twice the stage bytes, so rows up to N = 96 only (a wider one would hold
+        # one stage).
+        ("3xtf32", 4, 8, 16, "3xtf32, C_out <= 16"),
+        ("3xtf32", 4, 8, 24, "3xtf32, C_out 17-24: headline forward 6.0 ms, grad_input (two blocks) 5.1, "
+                             "vs 23.2 / 13.1 stock"),
+        ("3xtf32", 2, 8, 32, "3xtf32, C_out > 24 in blocks of 32"),
     ))
 
 WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(

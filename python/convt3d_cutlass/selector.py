@@ -15,7 +15,7 @@ from .kernel_table import BY_NAME, KERNELS, PRECISIONS, KernelConfig, kernels_fo
 from .problem import Problem
 
 DEFAULT_SMS = 132  # H100 SXM; only used when no device is visible (CPU tests)
-DEFAULT_SMEM = 232448  # H100 opt-in shared memory per block (A100: 166912)
+DEFAULT_SMEM = direct.SM90_SMEM_OPTIN  # H100 opt-in shared memory per block (A100: 166912)
 DEFAULT_CAPABILITY = (9, 0)
 
 
@@ -104,9 +104,9 @@ DIRECT_WGRAD_MAX_STRIDED_CIN = 64
 # Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, .devrun wg.py,
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
 # 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms). Strided forwards
-# mostly stay on the mma.sync kernel, which beat it there (unet3d-dec3 1.40 vs 1.58 ms): a phase with
-# fewer than kx taps along w wastes N (exceptions: _wgmma_strided_forward). Beyond the widths measured
-# (C_in > 128) the stock path keeps grad_input.
+# take it where _wgmma_strided_forward says (a phase with fewer than kx taps along w wastes N, and
+# 14-wide tiles waste 16-wide phases). Beyond the widths measured (C_in > 128) the stock path keeps
+# grad_input.
 WGMMA_MAX_FWD_COUT = 64
 WGMMA_MAX_GI_CIN = 128
 
