@@ -230,8 +230,10 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
 }
 
 // dst = src with the channel axis moved: NCDHW -> NDHWC (to_channels_last) or back. Both are
-// packed 5-d float32 tensors on one device; shapes are checked against each other.
-void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last) {
+// packed 5-d float32 tensors on one device; shapes are checked against each other. sums (NCDHW ->
+// NDHWC only): per-tile channel sums of src, [N, transpose_tiles(D*H*W), C], for the bias gradient.
+void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last,
+                      const std::optional<at::Tensor>& sums) {
   const auto dev = dst.device();
   TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat &&
                   dst.scalar_type() == at::kFloat && src.is_contiguous() && dst.is_contiguous() &&
@@ -242,12 +244,23 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
   const int64_t s = src.numel() / std::max<int64_t>(1, n * c);
   TORCH_CHECK(dst.size(0) == n && dst.numel() == src.numel() && (to_channels_last ? dst.size(4) : dst.size(1)) == c,
               "convt3d_cutlass: transpose_layout shapes do not match");
+  float* sums_ptr = nullptr;
+  if (sums.has_value()) {
+    const auto& t = *sums;
+    TORCH_CHECK(to_channels_last, "convt3d_cutlass: transpose_layout sums only with to_channels_last");
+    TORCH_CHECK(t.device() == dev && t.scalar_type() == at::kFloat && t.is_contiguous() && t.dim() == 3 &&
+                    t.size(0) == n && t.size(1) == convt3d::layout_transpose_tiles(s) && t.size(2) == c,
+                "convt3d_cutlass: transpose_layout sums must be a packed float32 [N, transpose_tiles(D*H*W), C] "
+                "tensor on the result's device");
+    sums_ptr = t.data_ptr<float>();
+  }
   c10::cuda::CUDAGuard guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  check_run("transpose_layout", convt3d::transpose_batched(src.data_ptr<float>(), dst.data_ptr<float>(), n,
-                                                          to_channels_last ? c : s, to_channels_last ? s : c,
-                                                          stream));
+  check_run("transpose_layout", convt3d::layout_transpose(src.data_ptr<float>(), dst.data_ptr<float>(), sums_ptr,
+                                                          n, c, s, to_channels_last, stream));
 }
+
+int64_t transpose_tiles(int64_t positions) { return convt3d::layout_transpose_tiles(positions); }
 
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
@@ -267,7 +280,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int s_in, int s_out) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group) -> ()");
-  m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last) -> ()");
+  m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");
+  m.def("transpose_tiles(int positions) -> int", &transpose_tiles);
   m.def("kernels() -> str[]", &kernels);
 }
 

@@ -6,10 +6,14 @@ typedef struct CUstream_st* cudaStream_t;
 
 namespace convt3d {
 
-// dst[b][c][r] = src[b][r][c] for b < batch, r < rows, c < cols (fp32, both packed).
-// NCDHW -> NDHWC: rows = C, cols = D*H*W; NDHWC -> NCDHW: rows = D*H*W, cols = C.
+// NCDHW [n][c][positions] -> NDHWC [n][positions][c] (to_ndhwc) or back, fp32, both packed.
+// sums (to_ndhwc only; null: none): [n][layout_transpose_tiles(positions)][c] per-tile channel sums
+// of src, each added in a fixed order, so that their sum is a reproducible bias gradient.
 // Returns 0 or 1000 + cudaError_t.
-int transpose_batched(const float* src, float* dst, int64_t batch, int64_t rows, int64_t cols,
-                      cudaStream_t stream);
+int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64_t c, int64_t positions,
+                     bool to_ndhwc, cudaStream_t stream);
+
+// Position tiles per sample: the middle extent of layout_transpose's sums.
+int64_t layout_transpose_tiles(int64_t positions);
 
 }  // namespace convt3d

@@ -1,9 +1,10 @@
 """The layout transpose kernel (NCDHW <-> channels_last_3d) against torch's own copy: bitwise equal,
-every element written, on odd shapes and channel counts below and above one 32-wide tile."""
+every element written, on odd shapes, channel counts below and above one 64-channel block and position
+counts off the 128-position tile; its channel sums (the bias gradient) against float64."""
 import pytest
 import torch
 
-from convt3d_cutlass.layouts import CL, ndhwc, to_format
+from convt3d_cutlass.layouts import CL, channels_last_with_sums, ndhwc, to_format
 
 from conftest import poison_allocator, requires_gpu
 
@@ -11,7 +12,7 @@ pytestmark = [requires_gpu, pytest.mark.gpu]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (1, 24, 17, 33, 31), (3, 48, 4, 4, 4), (2, 33, 1, 65, 2),
-                                   (1, 8, 40, 40, 40), (1, 1, 3, 3, 3)])
+                                   (1, 8, 40, 40, 40), (1, 1, 3, 3, 3), (2, 130, 3, 5, 11), (1, 64, 2, 8, 8)])
 def test_transpose_matches_torch_both_ways(shape):
     x = torch.randn(shape, device="cuda")
     poison_allocator()
@@ -28,3 +29,15 @@ def test_channels_last_input_is_not_copied():
     y = torch.randn(2, 8, 4, 4, 4, device="cuda").to(memory_format=CL)
     assert ndhwc(y).data_ptr() == y.data_ptr()
     assert to_format(y, True) is y
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (3, 48, 4, 4, 4), (2, 130, 3, 5, 11), (1, 24, 20, 20, 20)])
+def test_channels_last_with_sums(shape):
+    x = torch.randn(shape, device="cuda") + 0.5  # a nonzero mean: a dropped tile shows in the sums
+    poison_allocator()
+    got, sums = channels_last_with_sums(x)
+    assert got.shape == x.shape and got.is_contiguous(memory_format=CL) and torch.equal(got, x)
+    ref = x.double().sum((0, 2, 3, 4))
+    assert ((sums.double() - ref).norm() / ref.norm()).item() < 1e-6
+    assert channels_last_with_sums(got) is None  # channels_last already: nothing to convert
+

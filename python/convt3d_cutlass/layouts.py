@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from . import _extension
+
 CL = torch.channels_last_3d
 
 
@@ -25,7 +27,7 @@ def _fast_transpose(t: torch.Tensor) -> bool:
 
     torch's permuted copy runs NCDHW <-> channels_last_3d at about a quarter of the copy bandwidth
     on these shapes; the kernel (csrc/layout_transpose.cu) is a tiled shared-memory transpose."""
-    if not (t.is_cuda and t.dtype == torch.float32 and t.dim() == 5):
+    if not (t.is_cuda and t.dtype == torch.float32 and t.dim() == 5) or not _extension.load()[0]:
         return False
     try:
         return hasattr(torch.ops.convt3d_cutlass, "transpose_layout")
@@ -44,6 +46,26 @@ def ndhwc(t: torch.Tensor) -> torch.Tensor:
         torch.ops.convt3d_cutlass.transpose_layout(src, out, True)
         return out
     return t.contiguous(memory_format=CL).permute(0, 2, 3, 4, 1)
+
+
+def channels_last_with_sums(t: torch.Tensor):
+    """NCDHW t [N, C, D, H, W] -> (the same tensor stored channels_last_3d, [C] sums of t over N, D, H, W),
+    from one read of t by the transpose kernel; None when t is channels_last_3d already or the kernel
+    cannot take it.
+
+    The backward pass's grad_y serves grad_input, grad_weight and the bias gradient: converted once
+    here instead of once per pass, and the bias gradient comes from the same read. The sums are per
+    128-position tile in a fixed order, then torch's sum over the tiles: reproducible."""
+    if t.is_contiguous(memory_format=CL) or not _fast_transpose(t):
+        return None
+    src = t.contiguous()
+    n, c = src.shape[:2]
+    positions = src[0, 0].numel()
+    out = torch.empty((n,) + tuple(src.shape[2:]) + (c,), dtype=src.dtype, device=src.device)
+    sums = torch.empty((n, torch.ops.convt3d_cutlass.transpose_tiles(positions), c), dtype=src.dtype,
+                       device=src.device)
+    torch.ops.convt3d_cutlass.transpose_layout(src, out, True, sums)
+    return out.permute(0, 4, 1, 2, 3), sums.sum((0, 1))
 
 
 def empty_cl(shape, like: torch.Tensor) -> torch.Tensor:

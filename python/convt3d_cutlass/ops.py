@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from . import launch
-from .layouts import CL, to_format, wants_channels_last
+from .layouts import CL, channels_last_with_sums, to_format, wants_channels_last
 from .problem import Problem, out_size
 
 HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
@@ -65,25 +65,37 @@ def _native_backward(grad_y, x, weight, has_bias, stride, padding, precision, ma
         torch.backends.cudnn.allow_tf32 = old
 
 
-def _backward(ctx, grad_y, grad_in=None, grad_w=None):
-    """Gradients of (x, weight, bias); grad_in / grad_w run the two passes (default: the custom ops)."""
+def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
+    """Gradients of (x, weight, bias); grad_in / grad_w run the two passes (default: the custom ops).
+
+    share_layout (eager mode): an NCDHW grad_y that two of the three gradients read is converted to
+    channels_last_3d once, with the bias gradient summed from the same read, instead of once per pass
+    and one more read for the bias. (Under torch.compile the conversion stays inside the custom ops,
+    which the tracer sees whole.)"""
     grad_in = grad_in or grad_input_op
     grad_w = grad_w or grad_weight_op
     x, weight = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    need_b = need_b and ctx.has_bias
     gx = gw = gb = None
     if torch.is_grad_enabled():
         gx, gw, gb = _native_backward(grad_y, x, weight, ctx.has_bias, ctx.stride, ctx.padding,
-                                      ctx.precision, (need_x, need_w, need_b and ctx.has_bias))
+                                      ctx.precision, (need_x, need_w, need_b))
     else:
+        if share_layout and need_x + need_w + need_b >= 2:
+            converted = channels_last_with_sums(grad_y)
+            if converted is not None:
+                grad_y, gb = converted
         if need_x:
             gx = grad_in(grad_y, weight, ctx.stride, ctx.padding, wants_channels_last(x),
                          ctx.precision, ctx.config)
         if need_w:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.precision,
                         ctx.config)
-        if need_b and ctx.has_bias:
+        if need_b and gb is None:
             gb = grad_y.sum((0, 2, 3, 4))
+        if not need_b:
+            gb = None
     return gx, gw, gb, None, None, None, None
 
 
@@ -98,7 +110,7 @@ class ConvTranspose3dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _backward(ctx, grad_y, _grad_in, _grad_w)
+        return _backward(ctx, grad_y, _grad_in, _grad_w, share_layout=True)
 
 
 def _setup_context(ctx, inputs, output):
