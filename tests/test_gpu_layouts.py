@@ -4,6 +4,7 @@ counts off the 128-position tile; its channel sums (the bias gradient) against f
 import pytest
 import torch
 
+from convt3d_cutlass import ops
 from convt3d_cutlass.layouts import CL, channels_last_with_sums, ndhwc, to_format
 
 from conftest import poison_allocator, requires_gpu
@@ -41,3 +42,27 @@ def test_channels_last_with_sums(shape):
     assert ((sums.double() - ref).norm() / ref.norm()).item() < 1e-6
     assert channels_last_with_sums(got) is None  # channels_last already: nothing to convert
 
+
+def test_ncdhw_backward_converts_grad_y_once(monkeypatch):
+    # grad_input, grad_weight and the bias gradient of an NCDHW step share one conversion of grad_y.
+    calls = []
+    ns = torch.ops.convt3d_cutlass
+
+    class Ops:
+        def __getattr__(self, name):
+            return getattr(ns, name)
+
+        def transpose_layout(self, src, dst, to_cl, sums=None):
+            calls.append((tuple(src.shape), to_cl))
+            return ns.transpose_layout(src, dst, to_cl, sums)
+
+    monkeypatch.setattr(torch.ops, "convt3d_cutlass", Ops(), raising=False)
+    import convt3d_cutlass as ct
+    x = torch.randn(2, 8, 6, 6, 6, device="cuda", requires_grad=True)
+    w = torch.randn(8, 4, 3, 3, 3, device="cuda", requires_grad=True)
+    b = torch.randn(4, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, b, 1, 1, precision="3xtf32", strict=True)
+    calls.clear()
+    y.backward(torch.randn_like(y))
+    grad_y_conversions = [c for c in calls if c == (tuple(y.shape), True)]
+    assert len(grad_y_conversions) == 1, calls
