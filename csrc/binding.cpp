@@ -195,8 +195,10 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
 
 // partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
 // x [N,Di,Hi,Wi,Ci] and grad_y [N,Do,Ho,Wo,Co]; taps_per_group (kh, kw) taps per CTA.
+// x is [N, D, H, W, C_in], or [N, C_in, D, H, W] with x_ncdhw (kernels that read it so; the others
+// raise).
 void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
-                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group) {
+                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw) {
   const auto dev = partials.device();
   check_operand(x, "direct_wgrad x", dev);
   check_operand(grad_y, "direct_wgrad grad_y", dev);
@@ -210,7 +212,13 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   TORCH_CHECK(k >= 1 && stride >= 1 && padding >= 0 && taps_per_group >= 1,
               "convt3d_cutlass: direct_wgrad needs k, stride, taps_per_group >= 1 and padding >= 0");
   convt3d::DirectWgradLaunch L;
-  L.N = x.size(0); L.Di = x.size(1); L.Hi = x.size(2); L.Wi = x.size(3); L.Ci = x.size(4);
+  L.x_ncdhw = x_ncdhw;
+  L.N = x.size(0);
+  if (x_ncdhw) {
+    L.Ci = x.size(1); L.Di = x.size(2); L.Hi = x.size(3); L.Wi = x.size(4);
+  } else {
+    L.Di = x.size(1); L.Hi = x.size(2); L.Wi = x.size(3); L.Ci = x.size(4);
+  }
   L.Do = grad_y.size(1); L.Ho = grad_y.size(2); L.Wo = grad_y.size(3); L.Co = grad_y.size(4);
   TORCH_CHECK(grad_y.size(0) == L.N, "convt3d_cutlass: direct_wgrad batch sizes differ");
   TORCH_CHECK(partials.size(1) == k * k * k && partials.size(2) == L.Ci && partials.size(3) == L.Co,
@@ -279,7 +287,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
-        "int taps_per_group) -> ()");
+        "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");
   m.def("transpose_tiles(int positions) -> int", &transpose_tiles);
   m.def("kernels() -> str[]", &kernels);

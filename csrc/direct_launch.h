@@ -61,6 +61,7 @@ struct DirectWgradLaunch {
   int slices = 1;          // CTAs along the reduction (gridDim.x), one partial slice each
   int taps_per_group = 1;  // (kh, kw) taps per CTA, one warp each
   int tap_groups = 1;      // tap_groups * taps_per_group >= k*k
+  bool x_ncdhw = false;    // x stored [N][C][D][H][W] (the Hopper kernel only; the others refuse it)
   const float* x = nullptr;
   const float* gy = nullptr;
   float* partials = nullptr;  // [slices, k^3, Ci, Co]

@@ -197,6 +197,7 @@ struct DirectWgradKernel {
   using S = WgradShape<TH, TW, BM, BN>;
 
   static int can_implement(const DirectWgradLaunch& p) {
+    if (p.x_ncdhw) return 5;                         // kErrorNotSupported: reads NDHWC x only
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.k < 1 || p.stride < 1 || p.pad < 0 || p.slices < 1 || p.tap_groups < 1 ||
         p.taps_per_group < 1 || p.taps_per_group > kWgradMaxWarps ||

@@ -91,7 +91,8 @@ struct WgradConfig {
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
 
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT>
+// XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
@@ -144,7 +145,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
     const int first = t == 0 ? 0 : K - fresh;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
     constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-    cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, w0, y0, z0 + t, n);
+    if constexpr (XN)
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, w0, y0, z0 + t, ci0, n);
+    else
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, w0, y0, z0 + t, n);
     for (int kd = first; kd < K; ++kd)
       cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st], hint, ring + ((s * t + kd) % geo.ring) * geo.plane_bytes,
                                    co0, s * w0 - p.pad, s * y0 - p.pad, s * (z0 + t) - p.pad + kd, n);
@@ -179,28 +183,54 @@ __global__ void __launch_bounds__(128 * WG, 1)
       for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
     }
     // x^T, rounded: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern
-    // (address bit 4 ^= bit 7; buffers are 1 KiB aligned). Lanes take consecutive ci: conflict-free
-    // column reads, contiguous row writes.
+    // (address bit 4 ^= bit 7; buffers are 1 KiB aligned).
     const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
     uint8_t* xb = xt + (t % C::XT) * C::P * C::X_BYTES;
-    for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {
-      const int ci = item % BN, gr = item / BN;
-      const float* src = raw + gr * 8 * BN + ci;
-      uint32_t v[8], lo[8];
+    if constexpr (XN) {
+      // The box is [ci][positions]: every 32-byte row of x^T is contiguous already and moves as two
+      // float4 halves. Lanes walk (ci, granule) pairs on diagonals, ci = 4 cb + m and granule = 4 gb +
+      // (m + r) % 4, so that the eight lanes of each 128-bit phase hit distinct banks on both sides
+      // (source row index ci * GRANULES + gr, destination gr * BN + ci; GRANULES and BN are multiples of 4).
+      auto put = [&](int row, int half, const float (&x)[4]) {
+        uint32_t v[4], lo[4];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        const float x = src[k * BN];
-        v[k] = direct::to_tf32(x);
-        if (SPLIT) lo[k] = direct::to_tf32(x - __uint_as_float(v[k]));
+        for (int k = 0; k < 4; ++k) {
+          v[k] = direct::to_tf32(x[k]);
+          if (SPLIT) lo[k] = direct::to_tf32(x[k] - __uint_as_float(v[k]));
+        }
+        const int sw = (row >> 2) & 1;
+        reinterpret_cast<uint4*>(xb + row * 32)[sw ^ half] = make_uint4(v[0], v[1], v[2], v[3]);
+        if (SPLIT)
+          reinterpret_cast<uint4*>(xb + C::X_BYTES + row * 32)[sw ^ half] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+      };
+      for (int u = tid; u < 2 * C::GRANULES * BN; u += C::THREADS) {
+        const int m = (u >> 1) & 3, half = u & 1, r = (u >> 3) & 3, blk = u >> 5;
+        const int ci = 4 * (blk % (BN / 4)) + m, gr = 4 * (blk / (BN / 4)) + ((m + r) & 3);
+        const float4 q = *reinterpret_cast<const float4*>(raw + ci * C::POS + gr * 8 + 4 * half);
+        put(gr * BN + ci, half, {q.x, q.y, q.z, q.w});
       }
-      const int row = gr * BN + ci, sw = (row >> 2) & 1;
-      uint4* dst = reinterpret_cast<uint4*>(xb + row * 32);
-      dst[sw] = make_uint4(v[0], v[1], v[2], v[3]);
-      dst[sw ^ 1] = make_uint4(v[4], v[5], v[6], v[7]);
-      if (SPLIT) {
-        uint4* dlo = reinterpret_cast<uint4*>(xb + C::X_BYTES + row * 32);
-        dlo[sw] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-        dlo[sw ^ 1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
+    } else {
+      // The box is [positions][ci]: lanes take consecutive ci, conflict-free column reads and
+      // contiguous row writes.
+      for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {
+        const int ci = item % BN, gr = item / BN;
+        const float* src = raw + gr * 8 * BN + ci;
+        uint32_t v[8], lo[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const float x = src[k * BN];
+          v[k] = direct::to_tf32(x);
+          if (SPLIT) lo[k] = direct::to_tf32(x - __uint_as_float(v[k]));
+        }
+        const int row = gr * BN + ci, sw = (row >> 2) & 1;
+        uint4* dst = reinterpret_cast<uint4*>(xb + row * 32);
+        dst[sw] = make_uint4(v[0], v[1], v[2], v[3]);
+        dst[sw ^ 1] = make_uint4(v[4], v[5], v[6], v[7]);
+        if (SPLIT) {
+          uint4* dlo = reinterpret_cast<uint4*>(xb + C::X_BYTES + row * 32);
+          dlo[sw] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+          dlo[sw ^ 1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
+        }
       }
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
@@ -343,6 +373,7 @@ struct WgmmaWgradKernel {
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides
+    if (p.x_ncdhw && (p.Wi % 4 != 0 || C::GRANULES % 4 != 0 || BN % 4 != 0)) return 1;
     WgradGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;
@@ -360,13 +391,17 @@ struct WgmmaWgradKernel {
     CUtensorMap tx, tg;
     const cuuint32_t x_box[5] = {BN, TW, TY, 1, 1};
     const cuuint32_t g_box[5] = {(cuuint32_t)geo.pitch, (cuuint32_t)geo.gw, (cuuint32_t)geo.gh, 1, 1};
-    if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B) ||
+    const cuuint32_t x_box_ncdhw[5] = {TW, TY, 1, BN, 1};
+    const bool x_ok = p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
+                                : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
+    if (!x_ok ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
       return 5;
     const size_t bytes = smem_bytes(geo);
-    auto kernel = wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT>;
+    auto kernel = p.x_ncdhw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true> : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false>;
     const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

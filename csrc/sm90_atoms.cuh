@@ -93,5 +93,19 @@ inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// The same tensor [N][C][D][H][W]: box dims in (w, h, d, c, n) order.
+inline bool encode_ncdhw(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
+                         const cuuint32_t (&box)[5], CUtensorMapL2promotion promo) {
+  auto encode = encode_fn();
+  if (encode == nullptr) return false;
+  const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)c, (cuuint64_t)n};
+  const cuuint64_t stride[4] = {(cuuint64_t)w * 4, (cuuint64_t)h * w * 4, (cuuint64_t)d * h * w * 4,
+                                (cuuint64_t)c * d * h * w * 4};
+  const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box, ones,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, promo,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 }  // namespace direct90
 }  // namespace convt3d

@@ -257,3 +257,17 @@ def test_ws_filter_modes_both_run_in_the_gpu_config_test():
     assert direct.wgmma_ws_resident(r.block, r.kx, r.bn, r.stages, direct.forward_plan(HEADLINE)[0], 48)
     r = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"]
     assert direct.wgmma_ws_resident(r.block, r.kx, r.bn, r.stages, direct.grad_input_plan(HEADLINE), 24)
+
+
+def test_wgmma_wgrad_reads_ncdhw_policy():
+    """The Hopper grad_weight reads x in place only when it is packed NCDHW with W % 4 == 0; a
+    channels_last_3d x (no copy to save) and the mma.sync rows keep the NDHWC path."""
+    import torch
+    from convt3d_cutlass.kernel_table import BY_NAME, DIRECT_WGRAD_KERNELS, WGMMA_WGRAD_KERNELS
+    for row in WGMMA_WGRAD_KERNELS:
+        assert direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
+        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 10))
+        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12).to(
+            memory_format=torch.channels_last_3d))
+        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 24)[..., :12])
+    assert not direct.wgmma_wgrad_reads_ncdhw(DIRECT_WGRAD_KERNELS[0], torch.empty(2, 8, 3, 5, 12))

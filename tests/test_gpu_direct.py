@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convt3d_cutlass import _extension, launch, selector
+from convt3d_cutlass import _extension, direct, launch, selector
 from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, WGMMA_KERNELS,
                                           WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.layouts import CL, ndhwc
@@ -140,6 +140,52 @@ def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p):
     gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
     assert gw.shape == (c_in, c_out, k, k, k)
     assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p)) <= TOL[cfg.precision]
+
+
+@pytest.mark.parametrize("cfg", WGMMA_WGRAD_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("c_in,c_out,k,s,p,spatial", [(52, 40, 3, 1, 1, (5, 11, 20)), (8, 4, 3, 2, 1, (4, 9, 12)),
+                                                      (36, 12, 5, 1, 2, (3, 17, 36)), (48, 24, 3, 1, 0, (6, 8, 16))])
+def test_wgmma_wgrad_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, spatial):
+    """x in its NCDHW storage (TMA box [ci][positions], staged on bank-spread diagonals) gives the same
+    bits as its channels_last_3d copy: the same x^T tile reaches the same MMAs. Partial tiles in H and
+    W, a C_in tail (52), poisoned partial sums."""
+    prob = Problem(2, c_in, c_out, spatial, k, s, p)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(2, c_in, *spatial, device="cuda")
+    gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    assert direct.wgmma_wgrad_reads_ncdhw(cfg, x)
+    poison_allocator()
+    got = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
+    ref = launch.grad_weight(gy, x.to(memory_format=CL), prob, cfg.precision, cfg.name)
+    assert torch.equal(got, ref)
+    assert rel_l2(got, _grad_weight_ref(x, gy, got.shape, s, p)) <= TOL[cfg.precision]
+
+
+def test_wgmma_wgrad_ncdhw_needs_w_multiple_of_4():
+    """W % 4 != 0: 16-byte TMA row strides are impossible, so launch converts x; the kernel itself
+    refuses the NCDHW mode with an exception, not a wrong result."""
+    cfg = WGMMA_WGRAD_KERNELS[0]
+    prob = Problem(2, 48, 24, (4, 8, 18), 3, 1, 1)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    x = torch.randn(2, 48, *prob.spatial, device="cuda")
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    assert not direct.wgmma_wgrad_reads_ncdhw(cfg, x)
+    gw = launch.grad_weight(gy, x, prob, "tf32", cfg.name)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) <= TOL["tf32"]
+    partials = torch.empty((2 * 1 * 2, 27, 48, 24), device="cuda")
+    with pytest.raises(RuntimeError, match="cannot run this problem"):
+        torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, x, ndhwc(gy), partials, 3, 1, 1, 1, True)
+
+
+def test_mma_sync_wgrad_refuses_ncdhw_x():
+    cfg = DIRECT_WGRAD_KERNELS[0]
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    x = torch.randn(1, 8, 4, 8, 16, device="cuda")
+    gy = torch.randn(1, 6, 8, 16, 8, device="cuda")  # NDHWC, C_out 8
+    partials = torch.empty((1, 27, 8, 8), device="cuda")
+    with pytest.raises(RuntimeError, match="cannot run this problem"):
+        torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, x, gy, partials, 3, 1, 1, 9, True)
 
 
 @pytest.mark.parametrize("segs", [1, 2, 3, 7, 25])

@@ -253,6 +253,16 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
     return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + stages * 8
 
 
+def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
+    """Whether the Hopper grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its
+    x_ncdhw mode) instead of a channels_last_3d copy: x packed NCDHW (not channels_last_3d already),
+    W a multiple of 4 (TMA's 16-byte row strides), and k's x tile a multiple of 4 granules of 8
+    positions and of 4 channels (the bank-spread lane walk of the staging)."""
+    return (k.family == "wgmma" and k.op == "wgrad" and x.dim() == 5 and x.is_contiguous()
+            and not x.is_contiguous(memory_format=torch.channels_last_3d) and x.shape[4] % 4 == 0
+            and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
+
+
 @functools.lru_cache(maxsize=256)
 def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int, stages: int,
                        num_sms: int, max_partial_bytes: int = 256 << 20) -> int:

@@ -139,8 +139,11 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
             slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
         partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
-        _ops().direct_wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, p.k, p.stride, p.padding,
-                            taps_per_group)
+        # The Hopper kernel's TMA reads an NCDHW x as it is (W % 4 == 0: 16-byte row strides), and its
+        # x^T staging takes either layout: no layout conversion of x, the largest tensor of the pass.
+        x_ncdhw = direct.wgmma_wgrad_reads_ncdhw(k, x)
+        _ops().direct_wgrad(k.name, aligned16(x) if x_ncdhw else ndhwc(x), ndhwc(grad_y), partials, p.k,
+                            p.stride, p.padding, taps_per_group, x_ncdhw)
         gw = partials[0] if slices == 1 else partials.sum(0)
         return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
     slices = selector.split_k_slices(p, k, _extension.num_sms(x.device.index))
