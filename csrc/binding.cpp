@@ -140,9 +140,11 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 
 // out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
 // 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements).
+// out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw (kernels that write it so; the
+// others raise).
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
-            int64_t s_in, int64_t s_out) {
+            int64_t s_in, int64_t s_out, bool out_ncdhw) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -158,7 +160,12 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
               convt3d::kDirectMaxPhases, " phases");
   convt3d::DirectLaunch L;
   L.N = in.size(0); L.Di = in.size(1); L.Hi = in.size(2); L.Wi = in.size(3); L.Cr = in.size(4);
-  L.Do = out.size(1); L.Ho = out.size(2); L.Wo = out.size(3); L.Co = out.size(4);
+  L.out_ncdhw = out_ncdhw;
+  if (out_ncdhw) {
+    L.Co = out.size(1); L.Do = out.size(2); L.Ho = out.size(3); L.Wo = out.size(4);
+  } else {
+    L.Do = out.size(1); L.Ho = out.size(2); L.Wo = out.size(3); L.Co = out.size(4);
+  }
   TORCH_CHECK(out.size(0) == L.N, "convt3d_cutlass: direct batch sizes differ");
   L.s_in = static_cast<int>(s_in);
   L.s_out = static_cast<int>(s_out);
@@ -285,7 +292,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
-        "int s_in, int s_out) -> ()");
+        "int s_in, int s_out, bool out_ncdhw=False) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

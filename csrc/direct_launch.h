@@ -36,6 +36,7 @@ struct DirectLaunch {
   const float* weight = nullptr;
   const float* bias = nullptr;  // [Co] or null
   float* out = nullptr;
+  bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper kernel, s_out 1)
   cudaStream_t stream = nullptr;
 };
 

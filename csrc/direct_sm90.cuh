@@ -273,7 +273,8 @@ struct WsRegs {
 //    epilogue in registers (the kx shift-add by warp shuffles) while the next tile's stages load;
 //  - each CTA walks work units (tile, C_out block, sample x phase) with a grid-wide stride, one CTA
 //    per SM.
-template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT>
+// ON: the output is NCDHW (p.out_ncdhw), a separate instantiation that leaves the NDHWC kernel as it was.
+template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON>
 __global__ void __launch_bounds__(128 * (WG + 1), 1)
     wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                     const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
@@ -499,12 +500,17 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
       if (qd >= ph.count[0] || qh >= ph.count[1]) continue;
       const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
-      float* row_out = p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+      // NDHWC: a row of positions x Co. NCDHW (ON, s_out 1): channel planes; the 8 lanes of a tq write
+      // 8 consecutive w of one channel, a 32-byte sector, as the NDHWC float2 stores do per position.
+      const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
+      float* row_out = ON ? p.out + (int64_t)t.o.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo
+                          : p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int w = g + 8 * r, qw = t.o.q0w + w;
         if (w >= C::TW || qw >= ph.count[2]) continue;
-        float* pos = row_out + (int64_t)(ph.first[2] + p.s_out * qw) * p.Co;
+        const int ow = ph.first[2] + p.s_out * qw;
+        float* pos = ON ? row_out + ow : row_out + (int64_t)ow * p.Co;
 #pragma unroll
         for (int j = 0; j < J; ++j) {
           const int co = t.co0 + 8 * j + 2 * tq;
@@ -515,7 +521,12 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             v.x += b.x;
             v.y += b.y;
           }
-          *reinterpret_cast<float2*>(pos + co) = v;
+          if constexpr (ON) {
+            pos[co * plane] = v.x;
+            pos[(co + 1) * plane] = v.y;
+          } else {
+            *reinterpret_cast<float2*>(pos + co) = v;
+          }
         }
       }
     }
@@ -587,6 +598,7 @@ struct WgmmaKernel {
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and epilogue stores
+    if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
@@ -631,8 +643,9 @@ struct WgmmaKernel {
       const int sms = sm_count();
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
-      return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT>, grid, 128 * (WG + 1), bytes,
-                                      p.stream, p, tin, tw, geo, (int)units);
+      return direct::launch_with_smem(p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true>
+                                                  : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false>,
+                                      grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);
       return direct::launch_with_smem(wgmma_kernel<TD, TH, KX, BN, WG, S>, grid, C::THREADS, bytes, p.stream, p, tin,

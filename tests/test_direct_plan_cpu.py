@@ -271,3 +271,20 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
             memory_format=torch.channels_last_3d))
         assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 24)[..., :12])
     assert not direct.wgmma_wgrad_reads_ncdhw(DIRECT_WGRAD_KERNELS[0], torch.empty(2, 8, 3, 5, 12))
+
+
+def test_writes_ncdhw_policy():
+    """Only the warp-specialized Hopper rows store NCDHW, only where a launch's output positions are
+    dense along w (the forward at stride 1, grad_input at any stride), and only for reductions of at
+    least NCDHW_MIN_REDUCTION per output element."""
+    from convt3d_cutlass.kernel_table import DIRECT_KERNELS, WGMMA_KERNELS
+    deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
+    deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
+    shallow = Problem(2, 24, 8, (4, 4, 16), 3, 1, 1)         # forward 648, grad_input 216
+    for row in WGMMA_KERNELS:
+        assert direct.writes_ncdhw(row, deep, "dgrad") == row.ws
+        assert direct.writes_ncdhw(row, deep, "fprop") == row.ws
+        assert direct.writes_ncdhw(row, deep_strided, "fprop") == row.ws
+        assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
+        assert not direct.writes_ncdhw(row, shallow, "dgrad") and not direct.writes_ncdhw(row, shallow, "fprop")
+    assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)

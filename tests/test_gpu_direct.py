@@ -50,6 +50,51 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p):
     assert rel_l2(gx, ref) <= TOL[cfg.precision]
 
 
+@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws], ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 1, 0), (5, 1, 2), (3, 2, 1)])
+def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
+    """The ws rows' NCDHW epilogue (forced on: the reduction-depth rule is tested on the CPU): the same
+    bits as their channels_last_3d result (the same accumulators, stored by channel plane), every
+    element written (NaN-poisoned allocator), bias included; a strided forward (positions not dense
+    along w) keeps channels_last_3d."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
+    prob = Problem(2, 12, 40, (5, 11, 19), k, s, p)
+    dev = torch.cuda.current_device()
+    limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
+    x = torch.randn(2, 12, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(12, 40, k, k, k, device="cuda") / (12 * k ** 3) ** 0.5
+    b = torch.randn(40, device="cuda")
+    if selector.direct_fits(prob, "dgrad", cfg, limit, cc):
+        poison_allocator()
+        y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+        assert y.is_contiguous() == (s == 1) and y.is_contiguous(memory_format=CL) == (s != 1)
+        assert torch.equal(y, launch.forward(x, w, b, prob, cfg.precision, cfg.name))
+        assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)) <= TOL[cfg.precision]
+    if selector.direct_fits(prob, "fprop", cfg, limit, cc):
+        gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+        poison_allocator()
+        gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True)
+        assert gx.is_contiguous() and not gx.is_contiguous(memory_format=CL)
+        assert torch.equal(gx, launch.grad_input(gy, w, prob, cfg.precision, cfg.name))
+        assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
+
+
+def test_only_ws_rows_write_ncdhw():
+    """Rows without the NCDHW epilogue refuse the mode with an exception, never a wrong layout."""
+    others = [k for k in DIRECT_KERNELS + WGMMA_KERNELS if not k.ws and k.name in _extension.compiled_kernels()]
+    if not others:
+        pytest.skip("not in this build")
+    x = torch.randn(1, 8, 4, 4, 16, device="cuda").to(memory_format=CL)
+    for cfg in others[:3]:
+        out = torch.empty(1, 8, 4, 4, 16, device="cuda")
+        w = torch.randn(8 * 8 * 27 * 2, device="cuda")
+        phase = [0, 0, 0, 4, 4, 16, -1, -1, -1, 3, 3, 3, 0]
+        with pytest.raises(RuntimeError, match="cannot run this problem"):
+            torch.ops.convt3d_cutlass.direct(cfg.name, ndhwc(x), w, None, out, phase, 1, 1, True)
+
+
 @pytest.mark.parametrize("prec", ["tf32"])
 @pytest.mark.parametrize("c_in,c_out,k,s,p", [(48, 24, 3, 1, 0), (64, 128, 3, 2, 1), (32, 8, 5, 1, 2),
                                               (16, 64, 5, 2, 2)])

@@ -253,6 +253,26 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
     return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + stages * 8
 
 
+# The NCDHW epilogue stores 4-byte elements into channel planes, in rows of 14 positions that start off
+# 32-byte sectors: slower than the NDHWC one, and it pays where the warp-specialized kernel hides it
+# behind the next tile's MMAs, i.e. where each output element takes a long reduction. Measured on the
+# H100 (tf32, NCDHW out vs channels_last_3d out + transpose, docs/performance.md v0.8): reductions of
+# 864-3456 (C x taps) gained 1.02-1.19x, 648 and 216 lost (0.87x, 0.76x).
+NCDHW_MIN_REDUCTION = 768
+
+
+def writes_ncdhw(k, p: Problem, op: str) -> bool:
+    """Whether row k writes the result of pass ``op`` ("dgrad": the forward, "fprop": grad_input)
+    straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
+    the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
+    forward at stride 1; grad_input always), and the reduction per output element (channels x
+    taps) is at least NCDHW_MIN_REDUCTION."""
+    if not (k.family == "wgmma" and k.ws and (op == "fprop" or p.stride == 1)):
+        return False
+    channels, taps = (p.c_in, p.k ** 3) if op == "dgrad" else (p.c_out, (-(-p.k // p.stride)) ** 3)
+    return channels * taps >= NCDHW_MIN_REDUCTION
+
+
 def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     """Whether the Hopper grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its
     x_ncdhw mode) instead of a channels_last_3d copy: x packed NCDHW (not channels_last_3d already),

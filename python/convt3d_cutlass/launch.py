@@ -54,17 +54,21 @@ def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return aligned16(bias.detach().contiguous()) if bias is not None else None
 
 
+def _empty_out(shape, like: torch.Tensor, ncdhw: bool) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device) if ncdhw else empty_cl(shape, like)
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], p: Problem,
-            precision: str, config: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+            precision: str, config: Optional[str] = None, out: Optional[torch.Tensor] = None,
+            ncdhw: bool = False) -> torch.Tensor:
     """y [N, C_out, Do, Ho, Wo] (channels_last_3d) = conv_transpose3d(x [N, C_in, D, H, W]).
 
     Conv3d dgrad with dy := x. Stride s > 1 runs as s^3 unit-stride phases (problem.phases),
     each on its sub-kernel, written into a strided view of y. ``out`` (channels_last_3d, right
-    shape) is written in place when given.
+    shape) is written in place when given. ``ncdhw``: the caller wants NCDHW; y comes back stored
+    NCDHW when the chosen kernel writes it directly (direct.writes_ncdhw), else channels_last_3d.
     """
     X = ndhwc(x)
-    y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
-    Y = y.permute(0, 2, 3, 4, 1)
     b = _bias(bias)
     config = _config(p, "dgrad", precision, config, x.device,
                      lambda name: forward(x, weight, bias, p, precision, name))
@@ -74,8 +78,13 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         table = direct.forward_plan(p)[0]
         w = cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
                           lambda: direct.forward_filter(weight, p, k.precision))
-        _ops().direct(k.name, X, w, b, Y, list(table), 1, p.stride)
+        to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
+        y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
+        _ops().direct(k.name, X, w, b, y if to_ncdhw else y.permute(0, 2, 3, 4, 1), list(table), 1, p.stride,
+                      to_ncdhw)
         return y
+    y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
+    Y = y.permute(0, 2, 3, 4, 1)
     s = p.stride
     for ph in phases(p):
         if ph.empty:
@@ -96,22 +105,25 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
 
 
 def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
-               config: Optional[str] = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+               config: Optional[str] = None, out: Optional[torch.Tensor] = None,
+               ncdhw: bool = False) -> torch.Tensor:
     """grad_x [N, C_in, D, H, W] (channels_last_3d) = conv3d(grad_y, weight, stride, padding).
 
     Conv3d fprop over grad_y [N, C_out, Do, Ho, Wo] with the same [C_in, k, k, k, C_out] filter;
-    strided fprop skips nothing it needs, so no phases here.
+    strided fprop skips nothing it needs, so no phases here. ``ncdhw`` as in forward().
     """
     G = ndhwc(grad_y)
-    gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     config = _config(p, "fprop", precision, config, grad_y.device,
                      lambda name: grad_input(grad_y, weight, p, precision, name))
     k = _select(p, "fprop", precision, config, grad_y.device)
     if k.tap_reuse:
         w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
-        _ops().direct(k.name, G, w, None, gx.permute(0, 2, 3, 4, 1), list(direct.grad_input_plan(p)),
-                      p.stride, 1)
+        to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
+        gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
+        _ops().direct(k.name, G, w, None, gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1),
+                      list(direct.grad_input_plan(p)), p.stride, 1, to_ncdhw)
         return gx
+    gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(k.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
     return gx

@@ -31,15 +31,17 @@ def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -
 
 def _fwd(x, weight, bias, stride, padding, precision, config):
     p = _problem(x, weight, stride, padding)
-    y = launch.forward(x, weight, bias, p, precision, config or None)
-    return to_format(y, wants_channels_last(x))
+    cl = wants_channels_last(x)
+    y = launch.forward(x, weight, bias, p, precision, config or None, ncdhw=not cl)
+    return to_format(y, cl)
 
 
 def _grad_in(grad_y, weight, stride, padding, channels_last, precision, config):
     k = weight.shape[2]
     spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
     p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding)
-    return to_format(launch.grad_input(grad_y, weight, p, precision, config or None), channels_last)
+    return to_format(launch.grad_input(grad_y, weight, p, precision, config or None, ncdhw=not channels_last),
+                     channels_last)
 
 
 def _grad_w(grad_y, x, k, stride, padding, precision, config):
