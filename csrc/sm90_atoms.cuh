@@ -79,32 +79,32 @@ inline int sm_count() {
   return sms;
 }
 
-// A packed NDHWC float tensor [n][d][h][w][c] as a 5-D tensor map (dims innermost first), out-of-range
-// boxes zero-filled. False when the driver refuses it (alignment, box sizes).
-inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
-                         const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
+// A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
+// False when the driver refuses it (alignment, box sizes).
+inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5], const cuuint32_t (&box)[5],
+                           CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
   auto encode = encode_fn();
   if (encode == nullptr) return false;
-  const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
-  const cuuint64_t stride[4] = {(cuuint64_t)c * 4, (cuuint64_t)w * c * 4, (cuuint64_t)h * w * c * 4,
-                                (cuuint64_t)d * h * w * c * 4};
+  cuuint64_t stride[4];
+  stride[0] = dim[0] * 4;
+  for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
   const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
   return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box, ones,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// The same tensor [N][C][D][H][W]: box dims in (w, h, d, c, n) order.
+// NDHWC [n][d][h][w][c]: box dims in (c, w, h, d, n) order.
+inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
+                         const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
+  const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
+  return encode_packed5(map, ptr, dim, box, swizzle, promo);
+}
+
+// NCDHW [n][c][d][h][w]: box dims in (w, h, d, c, n) order.
 inline bool encode_ncdhw(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
                          const cuuint32_t (&box)[5], CUtensorMapL2promotion promo) {
-  auto encode = encode_fn();
-  if (encode == nullptr) return false;
   const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)c, (cuuint64_t)n};
-  const cuuint64_t stride[4] = {(cuuint64_t)w * 4, (cuuint64_t)h * w * 4, (cuuint64_t)d * h * w * 4,
-                                (cuuint64_t)c * d * h * w * 4};
-  const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box, ones,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, promo,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_packed5(map, ptr, dim, box, CU_TENSOR_MAP_SWIZZLE_NONE, promo);
 }
 
 }  // namespace direct90
