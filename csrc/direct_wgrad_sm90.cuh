@@ -39,30 +39,6 @@
 namespace convt3d {
 namespace direct90 {
 
-template <int N>
-struct GmmaRS;
-#define CONVT3D_GMMA_RS_N(N)                                         \
-  template <>                                                        \
-  struct GmmaRS<N> {                                                 \
-    using Op = cute::SM90::GMMA::MMA_64x##N##x8_F32TF32TF32_RS_TN<>; \
-  };
-CONVT3D_GMMA_RS_N(32)
-CONVT3D_GMMA_RS_N(48)
-CONVT3D_GMMA_RS_N(64)
-#undef CONVT3D_GMMA_RS_N
-
-__device__ __forceinline__ uint32_t lds(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr));
-  return v;
-}
-
-template <class Op, int NA, size_t... I>
-__device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[NA],
-                                        std::index_sequence<I...>) {
-  Op::fma(a[0], a[1], a[2], a[3], db, d[I]...);
-}
-
 // Per-launch sizes the host derives (the Python mirror is direct.wgmma_wgrad_geometry).
 struct WgradGeometry {
   int tiles_h, tiles_w;  // x tiles per plane

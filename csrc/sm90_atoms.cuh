@@ -1,15 +1,17 @@
-// Hopper helpers shared by the sm_90a tap-reuse kernels (direct_sm90.cuh, direct_wgrad_sm90.cuh): the
-// wgmma shared-memory descriptor of the layout TMA's SWIZZLE_32B writes, and the driver's tensor-map
-// encoder.
+// Hopper helpers shared by the sm_90a kernels (direct_sm90.cuh, direct_wgrad_sm90.cuh, igemm_sm90.cuh):
+// the wgmma shared-memory descriptors of the layouts TMA's SWIZZLE_32B and SWIZZLE_128B write, the
+// register-A (RS) tf32 wgmma atoms, and the driver's tensor-map encoder.
 #pragma once
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "cute/arch/mma_sm90_desc.hpp"
 #include "cute/arch/mma_sm90_gmma.hpp"
+#include "cute/arch/mma_sm90_gmma_ext.hpp"
 
 namespace convt3d {
 namespace direct90 {
@@ -27,6 +29,11 @@ __device__ __forceinline__ void fence_acc(float (&acc)[M][N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) cute::warpgroup_fence_operand(acc[m][i]);
 }
+template <int N>
+__device__ __forceinline__ void fence_acc(float (&acc)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) cute::warpgroup_fence_operand(acc[i]);
+}
 
 // K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
 __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
@@ -37,6 +44,47 @@ __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
   d.bitfield.base_offset_ = 0;
   d.bitfield.layout_type_ = 3;
   return d.desc_;
+}
+
+// K-major, 128-byte swizzle, 8-row groups 1024 bytes apart (the layout TMA's SWIZZLE_128B writes for
+// 128-byte rows). A k8 step inside the row is a 32-byte offset of the start address: the swizzle is
+// applied to the final address bits, as CUTLASS's descriptor iterators rely on.
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
+  cute::GmmaDescriptor d;
+  d.bitfield.start_address_ = smem_addr >> 4;
+  d.bitfield.leading_byte_offset_ = 1;  // unused for swizzled K-major
+  d.bitfield.stride_byte_offset_ = 1024 >> 4;
+  d.bitfield.base_offset_ = 0;
+  d.bitfield.layout_type_ = 1;
+  return d.desc_;
+}
+
+// tf32 wgmma with A from registers (four per thread: rows g and g + 8 of its warp's 16, columns tq
+// and tq + 4 of the k8 step) and B by descriptor.
+template <int N>
+struct GmmaRS;
+#define CONVT3D_GMMA_RS_N(N)                                         \
+  template <>                                                        \
+  struct GmmaRS<N> {                                                 \
+    using Op = cute::SM90::GMMA::MMA_64x##N##x8_F32TF32TF32_RS_TN<>; \
+  };
+CONVT3D_GMMA_RS_N(32)
+CONVT3D_GMMA_RS_N(48)
+CONVT3D_GMMA_RS_N(64)
+CONVT3D_GMMA_RS_N(128)
+CONVT3D_GMMA_RS_N(256)
+#undef CONVT3D_GMMA_RS_N
+
+__device__ __forceinline__ uint32_t lds(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+
+template <class Op, int NA, size_t... I>
+__device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[NA],
+                                        std::index_sequence<I...>) {
+  Op::fma(a[0], a[1], a[2], a[3], db, d[I]...);
 }
 
 // The driver's tensor-map encoder through the runtime, so the module needs no link against libcuda;
@@ -80,24 +128,30 @@ inline int sm_count() {
 }
 
 // A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
-// False when the driver refuses it (alignment, box sizes).
+// steps: the traversal stride per dim (null: 1); a box then spans box[i] elements and loads every
+// steps[i]-th. False when the driver refuses it (alignment, box sizes).
 inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5], const cuuint32_t (&box)[5],
-                           CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
+                           CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
+                           const cuuint32_t* steps = nullptr) {
   auto encode = encode_fn();
   if (encode == nullptr) return false;
   cuuint64_t stride[4];
   stride[0] = dim[0] * 4;
   for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
   const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box, ones,
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box,
+                steps != nullptr ? steps : ones,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// NDHWC [n][d][h][w][c]: box dims in (c, w, h, d, n) order.
+// NDHWC [n][d][h][w][c]: box dims in (c, w, h, d, n) order; `step` the traversal stride along d, h, w
+// (a box of step * m positions per axis loads m of them).
 inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
-                         const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo) {
+                         const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
+                         cuuint32_t step = 1) {
   const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
-  return encode_packed5(map, ptr, dim, box, swizzle, promo);
+  const cuuint32_t steps[5] = {1, step, step, step, 1};
+  return encode_packed5(map, ptr, dim, box, swizzle, promo, steps);
 }
 
 // NCDHW [n][c][d][h][w]: box dims in (w, h, d, c, n) order.

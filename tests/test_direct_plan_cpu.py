@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import direct, selector
-from convt3d_cutlass.kernel_table import BY_NAME
+from convt3d_cutlass.kernel_table import BY_NAME, KERNELS
 from convt3d_cutlass.problem import Problem
 
 
@@ -96,33 +96,62 @@ def test_direct_policy_follows_the_measurements():
     ampere = dict(capability=(8, 0), smem_limit=166912)
     assert selector.select_config(wide, "dgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(wide, "fprop", "tf32", **ampere).family == "cutlass2x"
-    # Hopper: the wgmma kernel at unit stride (grad_input any width, forward C_out <= 64) ...
+    # Hopper: the wgmma kernel at unit stride for forwards with C_out <= 64 and grad_input with C_in < 128;
+    # the implicit-GEMM rows for grad_input with C_in >= 128 ...
     assert selector.select_config(wide, "dgrad", "tf32").family == "wgmma"
-    assert selector.select_config(wide, "fprop", "tf32").family == "wgmma"
+    assert selector.select_config(wide, "fprop", "tf32").family == "igemm"
     wider = Problem(2, 64, 128, (32, 32, 32), 3, 1, 1)
     assert selector.select_config(wider, "dgrad", "tf32").family == "cutlass2x"
-    assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "cutlass2x"
-    # Strided forwards: wgmma where its 14-wide tiles cover the phase width well, mma.sync at 16-wide phases
-    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(wider, "fprop", "tf32").family == "wgmma"
+    assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "igemm"
+    # ... and for strided layers: forwards with k < 2 * stride, grad_input always; Ampere keeps mma.sync
+    # tap reuse for strided forwards and the stock fprop for strided grad_input.
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32", capability=(8, 0),
                                   smem_limit=166912).family == "direct"
-    assert selector.select_config(Problem(16, 128, 64, (16, 16, 16), 3, 2, 1), "dgrad", "tf32").family == "direct"
+    assert selector.select_config(Problem(16, 128, 64, (16, 16, 16), 3, 2, 1), "dgrad", "tf32").family == "igemm"
     up = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
-    assert selector.select_config(up, "dgrad", "tf32").tap_reuse
-    assert selector.select_config(up, "fprop", "tf32").name == "fprop_tf32_128x64x32_64x32x32_s3"
+    assert selector.select_config(up, "dgrad", "tf32").name == "igemm_tf32_1x8x16_n128_s6"
+    assert selector.select_config(up, "fprop", "tf32").family == "igemm"
+    assert selector.select_config(up, "dgrad", "tf32", **ampere).name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
+    assert selector.select_config(up, "fprop", "tf32", **ampere).name == "fprop_tf32_128x64x32_64x32x32_s3"
     # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
     assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
     assert selector.select_config(up, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k3_n32_wg4_s2"
     assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32", **ampere).family == "direct"
-    # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards take wgmma
-    # with >= 2 taps per axis or phases <= 8 wide
+    # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards with >= 2 taps
+    # per axis in every phase (k >= 2 * stride) stay on the tap-reuse wgmma kernel
     narrow = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
     assert selector.select_config(narrow, "wgrad", "tf32").family == "cutlass2x"
-    assert selector.select_config(narrow, "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(narrow, "dgrad", "tf32").name == "igemm_tf32_2x8x8_n128_s6"
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
-    assert selector.select_config(up, "dgrad", "tf32").name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
+
+
+def test_igemm_choice_follows_its_cost_model():
+    """Tile shape, N block and waves as measured (docs/performance.md v0.9): 8-wide phases take the
+    2x8x8 tile; 64 output channels the 64-wide N block, 128 the 128-wide one; V-Net's grad_input (24^3)
+    fits one wave in 2x8x8 tiles (108 units) but not in 1x8x16 (144 on 132 SMs). tf32 only; never on
+    Ampere."""
+    vnet = Problem(1, 128, 64, (24, 24, 24), 5, 2, 2)
+    assert selector.select_config(vnet, "fprop", "tf32").name == "igemm_tf32_2x8x8_n128_s6"
+    g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
+    assert selector.select_config(g2, "dgrad", "tf32").name == "igemm_tf32_1x8x16_n64_s8"
+    assert selector.select_config(g2, "fprop", "tf32").name == "igemm_tf32_1x8x16_n128_s6"
+    table = direct.forward_plan(g2)[0]
+    cost = {bn: direct.igemm_cost(table, g2.n, 128, 64, (1, 8, 16), bn, 132) for bn in (64, 128)}
+    assert cost[64] < cost[128]
+    # Every stride phase's taps counted once: one unit per CTA when units <= SMs.
+    one = Problem(1, 32, 128, (8, 8, 16), 3, 1, 1)
+    assert direct.igemm_cost(direct.grad_input_plan(one), 1, 128, 32, (1, 8, 16), 128, 132) == (27 * 4 + 1) * 192
+    for prec in ("3xtf32", "fp32"):
+        assert selector.select_config(g2, "dgrad", prec).family != "igemm"
+    assert not selector.igemm_wins(Problem(2, 128, 16, (16, 16, 16), 3, 2, 1), "dgrad")  # 16 < 32 channels
+    assert not selector.igemm_wins(HEADLINE, "fprop") and not selector.igemm_wins(HEADLINE, "dgrad")
+    # A build without the rows falls back to the measured choice before them.
+    compiled = [k.name for k in KERNELS if k.family != "igemm"]
+    assert selector.select_config(g2, "dgrad", "tf32", compiled=compiled).family == "direct"
 
 
 def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
@@ -166,6 +195,9 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
                 need = direct.wgmma_smem_bytes(cfg.block, cfg.kx, cfg.bn, cfg.warpgroups, cfg.stages, table, c_r, cfg.ws,
                                                cfg.split)
                 assert s_in == 1 and need is not None and need <= limit
+            elif cfg.family == "igemm":
+                assert selector.direct_plan(prob, op)[1] <= 8
+                assert direct.igemm_smem_bytes(cfg.bn, cfg.stages) <= limit
             else:
                 assert cfg.op == op
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, WGMMA_KERNELS,
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, IGEMM_KERNELS, WGMMA_KERNELS,
                                           WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.layouts import CL, ndhwc
 from convt3d_cutlass.problem import Problem
@@ -21,7 +21,7 @@ def _poisoned(shape):
     return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
 
 
-@pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS + IGEMM_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (1, 2, 0),
                                    (3, 4, 0)])
 def test_direct_config_forward_and_grad_input(cfg, k, s, p):
@@ -48,6 +48,40 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p):
     gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=_poisoned((2, 12) + prob.spatial))
     ref = F.conv3d(gy.double(), w.double(), None, s, p)
     assert rel_l2(gx, ref) <= TOL[cfg.precision]
+
+
+@pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,spatial", [(3, 2, 1, (5, 9, 19)), (3, 1, 1, (4, 10, 17)), (5, 3, 2, (3, 7, 9)),
+                                           (2, 2, 0, (4, 6, 9))])
+def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, spatial):
+    """The implicit-GEMM rows over several 32-channel chunks with a tail (72 = 2 x 32 + 8) and several
+    output-channel blocks with a tail (136 = 128 + 8; 72 on grad_input), batch 3, bias, partial tiles:
+    every element written (NaN-poisoned output), forward and grad_input against float64."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(3, 72, 136, spatial, k, s, p)
+    x = torch.randn(3, 72, *spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(72, 136, k, k, k, device="cuda") / (72 * k ** 3) ** 0.5
+    b = torch.randn(136, device="cuda")
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((3, 136) + prob.out_spatial))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)) <= TOL[cfg.precision]
+    gy = torch.randn((3, 136) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=_poisoned((3, 72) + spatial))
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
+
+
+def test_igemm_rounds_to_nearest():
+    """cvt.rna on the A fragments and host rounding of the filter: cuDNN-class tf32 error, not
+    truncation's."""
+    name = IGEMM_KERNELS[0].name
+    if name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 128, 64, (16, 16, 16), 3, 2, 1)
+    x = torch.randn(2, 128, 16, 16, 16, device="cuda").to(memory_format=CL)
+    w = torch.randn(128, 64, 3, 3, 3, device="cuda")
+    y = launch.forward(x, w, None, prob, "tf32", name)
+    err = rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 2, 1))
+    assert 1e-5 < err < 5e-4
 
 
 @pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws], ids=lambda k: k.name)

@@ -163,6 +163,43 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False)
     return 1024 + max(stages * stage, scratch) + stages * 8, False
 
 
+def igemm_smem_bytes(bn: int, stages: int) -> int:
+    """Dynamic shared memory of the Hopper implicit-GEMM kernel (``csrc/igemm_sm90.cuh``): `stages` of
+    (128 positions x 32 channels of input, bn x 32 of filter), two mbarriers each, 1 KiB of alignment."""
+    return 1024 + stages * (128 * 32 * 4 + bn * 32 * 4) + 2 * stages * 8
+
+
+@functools.lru_cache(maxsize=1024)
+def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[int, int, int], bn: int,
+               num_sms: int) -> int:
+    """Relative time of the Hopper implicit-GEMM kernel on a phase table: the busiest CTA's work when
+    the kernel walks its units as it does (phases with most taps first, units u = b, b + G, ... for CTA
+    b of G = min(units, SMs)). A unit (one tile of positions, one block of bn output channels) costs
+    taps x 32-channel chunks + 1 (its epilogue) k-blocks, each bn + 64 (a 64-wide N tile measured two
+    thirds of a 128-wide one's time on the H100: shared-memory bound at 64). Ranks the rows' tile
+    shapes and N blocks, padding and wave quantization included."""
+    rows = [table[i:i + 13] for i in range(0, len(table), 13)]
+    tiles = 1
+    for a in range(3):
+        tiles *= -(-max(r[3 + a] for r in rows) // block[a])
+    per_phase = n * tiles * -(-c_o // bn)
+    units = per_phase * len(rows)
+    if units == 0:
+        return 0
+    chunks = -(-c_r // 32)
+    taps = sorted((r[9] * r[10] * r[11] for r in rows), reverse=True)
+    costs = [(t * chunks + 1) * (bn + 64) for t in taps]
+    g = min(units, num_sms)
+    worst = 0
+    for b in range(g):
+        load = 0
+        for i, c in enumerate(costs):
+            start, end = i * per_phase, (i + 1) * per_phase
+            load += c * ((end - 1 - b) // g - (start - 1 - b) // g)
+        worst = max(worst, load)
+    return worst
+
+
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
     """CTAs the launch starts (exited ones included)."""
     counts = [max(table[i + 3 + a] for i in range(0, len(table), 13)) for a in range(3)]

@@ -25,6 +25,12 @@ Three families, all NDHWC fp32:
   block, k8), ``block`` = (1, TH, TW) the x tile. Its ``3xtf32`` rows (``split``) run both operands
   as rounded hi + lo tf32 parts, three wgmmas each (the mma.sync form's truncating split is the one
   that was dropped above).
+* ``igemm``: implicit GEMM per filter tap on Hopper (``csrc/igemm_sm90.cuh``, sm_90a only), on the same
+  contract as the tap-reuse kernels (phase table, filter blocks): GEMM M = 128 output positions of one
+  phase (``block`` = (TD, TH, TW)), N = a BN block of output channels, K = taps x reduction channels in
+  chunks of 32; TMA boxes of the input per tap (with a traversal stride for strided grad_input), RS-wgmma
+  with tf32 rounding in registers, warp-specialized and persistent. For strided layers with wide
+  channels, where the kw fold of the tap-reuse kernels idles and their halo is stride-times wider.
 
 The stock GEMM views (``docs/design.md``):
 
@@ -68,14 +74,15 @@ class KernelConfig:
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
-        if self.family in ("direct", "wgmma") and self.op != "wgrad":
+        if self.family in ("direct", "wgmma", "igemm") and self.op != "wgrad":
             return op in ("dgrad", "fprop")
         return op == self.op
 
     @property
     def tap_reuse(self) -> bool:
-        """Our tap-reuse kernels (``direct`` mma.sync, ``wgmma`` Hopper), not the stock CUTLASS ones."""
-        return self.family in ("direct", "wgmma")
+        """Our kernels on the tap-reuse contract (``direct`` mma.sync, ``wgmma`` and ``igemm`` Hopper):
+        one launch per pass over a phase table, run through the ``direct`` op; not the stock CUTLASS ones."""
+        return self.family in ("direct", "wgmma", "igemm")
 
     @property
     def split(self) -> bool:
@@ -101,10 +108,12 @@ class KernelConfig:
     @property
     def arch(self) -> str:
         """sm80: runs on compute capability 8.0 and newer; sm90a: exactly 9.0 (wgmma, TMA)."""
-        return "sm90a" if self.family == "wgmma" else "sm80"
+        return "sm90a" if self.family in ("wgmma", "igemm") else "sm80"
 
     @property
     def threads(self) -> int:
+        if self.family == "igemm":
+            return 384
         if self.family == "wgmma":
             return 128 * (self.warpgroups + self.ws)
         return 32 * (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1]) * (
@@ -112,6 +121,8 @@ class KernelConfig:
 
     @property
     def name(self) -> str:
+        if self.family == "igemm":
+            return f"igemm_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}_s{self.stages}"
         if self.family == "wgmma" and self.op == "wgrad":
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
@@ -304,7 +315,26 @@ WGMMA_WGRAD_KERNELS = tuple(
 )
 
 
-KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS
+def _igemm(precision, block, bn, stages, why):
+    return KernelConfig("direct", precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block),
+                        0, 2)
+
+
+# Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh): 128 output positions x BN channels per unit, two
+# consumer warpgroups, as many 32-channel stages as fit (A 16 KiB + B BN x 128 bytes each). 1x8x16 for
+# phases 16 or more wide along w; 2x8x8 for 8-wide phases (3D-GAN at 8^3), which would idle half of a
+# 16-wide tile.
+IGEMM_KERNELS = tuple(
+    _igemm("tf32", block, bn, stages, why)
+    for block, bn, stages, why in (
+        ((1, 8, 16), 128, 6, "strided, wide output channels (> 64) in blocks of 128"),
+        ((1, 8, 16), 64, 8, "strided, output channels <= 64"),
+        ((2, 8, 8), 128, 6, "strided, narrow volumes (8-wide phases), wide channels"),
+        ((2, 8, 8), 64, 8, "strided, narrow volumes, output channels <= 64"),
+    ))
+
+
+KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS
 BY_NAME = {k.name: k for k in KERNELS}
 
 

@@ -84,6 +84,9 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     plan = direct_plan(problem, op)
     if plan is None:
         return False
+    if k.family == "igemm":
+        # TMA traversal strides reach 8 (s_in is the stride of grad_input); the stages are fixed.
+        return plan[1] <= 8 and direct.igemm_smem_bytes(k.bn, k.stages) <= smem_limit
     if k.family == "wgmma":
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         c_r = problem.c_in if op == "dgrad" else problem.c_out
@@ -138,6 +141,42 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
     return problem.k >= 2 * problem.stride or used(tw) >= 0.75 or used(tw) >= used(16)
 
 
+# Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh) against the best of the other kernels (H100, tf32,
+# .devrun ig.py, docs/performance.md v0.9). Strided forwards with k < 2 * stride (1-2 taps per axis
+# and phase): 3D-GAN 256->128 at 8^3 0.066 vs 0.244 ms, U-Net 256->128 at 16^3 0.067 vs 0.226, 128->64
+# at 32^3 0.208 vs 0.435, 64->32 at 64^3 0.847 vs 0.886; with k >= 2 * stride the tap-reuse kernel
+# keeps them (V-Net k5 s2 0.180 vs 0.202, 3D-GAN k5 s2 1.69 vs 3.28). Strided grad_input at every
+# width measured (C_in 64-256: 1.26-3.7x faster than the stock fprop), and unit-stride grad_input with
+# C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms); at unit stride the forward stays on tap reuse
+# (0.138 vs 0.180). Measured output channels start at 32.
+IGEMM_MIN_CHANNELS = 32
+IGEMM_MIN_S1_GI_CIN = 128
+
+
+def igemm_wins(problem: Problem, op: str) -> bool:
+    """The measured policy above: whether the implicit-GEMM rows should run pass op of problem."""
+    if op == "dgrad":
+        return problem.stride > 1 and problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
+    if op == "fprop":
+        return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
+    return False
+
+
+def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, smem_limit: int,
+                  capability: Tuple[int, int], num_sms: int):
+    """The implicit-GEMM row with the least ``direct.igemm_cost`` (tile shape, N block, waves), ties to
+    the earlier row, or None."""
+    table, _, co = plan
+    c_r = problem.c_in if op == "dgrad" else problem.c_out
+    cands = []
+    for i, k in enumerate(kernels_for(op, precision, "igemm")):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if direct_fits(problem, op, k, smem_limit, capability):
+            cands.append((direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms), i, k))
+    return min(cands, key=lambda c: c[:2])[-1] if cands else None
+
+
 def direct_wins(problem: Problem, op: str) -> bool:
     """The measured policy above: whether the direct family should run pass op of problem."""
     if op == "dgrad":
@@ -175,8 +214,8 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
                    capability: Tuple[int, int] = DEFAULT_CAPABILITY):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
 
-    On Hopper at unit stride the wgmma family first (``_wgmma_choice``, policy above); else the
-    mma.sync one, where ``direct_wins``:
+    On Hopper the implicit-GEMM rows where ``igemm_wins`` (``_igemm_choice``), then at unit stride the
+    wgmma family (``_wgmma_choice``, policy above); else the mma.sync one, where ``direct_wins``:
 
     BN: fewest padded output channels, counting each extra N tile (which re-stages the halo) as 8
     more channels. Block: 4x8x16 (16 warps) for unit-stride layers that give it four waves of
@@ -188,6 +227,10 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
+    if igemm_wins(problem, op):
+        k = _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
+        if k is not None:
+            return k
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
     if (problem.stride == 1 and not wide) or (op == "dgrad" and _wgmma_strided_forward(problem, table)):
         k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)

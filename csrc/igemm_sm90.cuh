@@ -1,0 +1,315 @@
+// Hopper implicit GEMM per filter tap, on the tap-reuse contract (direct_launch.h): for every phase,
+//   out[n, first + s_out*q, co] = bias[co] + sum_j sum_cr in[n, s_in*q + dmin + j, cr] * w[ph][j][co][cr].
+//
+// Why beside the tap-reuse kernels: those fold kw into GEMM N and reuse a halo across every tap, which
+// pays where channels are narrow and taps many. Strided layers with wide channels have 1-2 taps per
+// axis in each forward phase (the kw fold idles a third to two thirds of N) and a stride-times wider
+// halo in grad_input; there the plain implicit GEMM, one tap after another, keeps the tensor cores fed:
+// GEMM M = 128 output positions of one phase (a TD x TH x TW box), N = a BN block of output channels,
+// K = taps x reduction channels in chunks of 32 (one 128-byte row).
+//
+// Per (tap, chunk), one TMA box of the input (the tile's positions shifted by the tap, every s_in-th
+// position: TMA's traversal stride; out-of-range positions and channels zero-filled) and one box of
+// the filter's [BN][32] block, both 128-byte swizzled. Warp-specialized and persistent: one producer
+// thread issues the loads into a ring of stages; two consumer warpgroups (64 rows each) load their A
+// fragments from shared memory, round them to tf32 (cvt.rna) in registers, and run RS-wgmma with B by
+// descriptor (the host pre-rounds the filter). The epilogue stores from registers while the producer
+// already fills the next unit's stages. Units (phase, sample, C_out block, tile) are walked heaviest
+// phase first, so the static round robin ends with the light ones.
+//
+// Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
+// ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "cute/arch/copy_sm90_desc.hpp"
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
+#include "direct_atoms.cuh"
+#include "direct_launch.h"
+#include "sm90_atoms.cuh"
+
+namespace convt3d {
+namespace direct90 {
+
+constexpr int IG_KC = 32;     // reduction channels per stage: one 128-byte, SW128 row per position
+constexpr int IG_ROWS = 128;  // output positions per unit: two consumer warpgroups of 64 rows
+
+// Per-launch sizes the host derives (the Python mirror is direct.igemm_smem_bytes / igemm_units).
+struct IgemmGeometry {
+  int tiles_d, tiles_h, tiles_w;  // tiles per phase, over the largest phase's counts
+  int coblocks;                   // BN blocks of output channels
+  int per_phase;                  // units per phase: N x tiles x coblocks
+  int units;                      // per_phase x phases
+  int order[kDirectMaxPhases];    // phase indices, most taps first
+};
+
+template <int TH, int TW, int BN, int S>
+struct IgemmConfig {
+  static constexpr int TD = IG_ROWS / (TH * TW);
+  static constexpr int A_BYTES = IG_ROWS * IG_KC * 4;
+  static constexpr int B_BYTES = BN * IG_KC * 4;
+  static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
+  static constexpr int THREADS = 384;                     // producer + two consumer warpgroups
+  static constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;
+  static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
+  static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
+  static_assert(S >= 2, "stages");
+};
+
+template <int TH, int TW, int BN, int S>
+__global__ void __launch_bounds__(384, 1)
+    igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
+                 const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = IgemmConfig<TH, TW, BN, S>;
+  using Op = typename GmmaRS<BN>::Op;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int NA = BN / 2;  // accumulator floats per thread
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * C::STAGE_BYTES);
+  uint64_t* empty = full + S;
+
+  const int tid = threadIdx.x, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      TxBarrier::init(&full[s], 1);
+      Barrier::init(&empty[s], 256);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int tiles = geo.tiles_d * geo.tiles_h * geo.tiles_w;
+  const int chunks = (p.Cr + IG_KC - 1) / IG_KC;
+  // Every role walks the same units, so the stage and barrier phase of k-block `it` (counted over the
+  // CTA's whole walk) agree between them.
+  struct Unit {
+    int phase, n, co0, q0d, q0h, q0w, taps, tap0;
+  };
+  auto unit_at = [&](int u, Unit& t) -> bool {
+    t.phase = geo.order[u / geo.per_phase];
+    int r = u % geo.per_phase;
+    const int tile = r % tiles;
+    r /= tiles;
+    t.co0 = (r % geo.coblocks) * BN;
+    t.n = r / geo.coblocks;
+    t.q0w = (tile % geo.tiles_w) * TW;
+    t.q0h = ((tile / geo.tiles_w) % geo.tiles_h) * TH;
+    t.q0d = (tile / (geo.tiles_w * geo.tiles_h)) * C::TD;
+    const DirectPhase& ph = p.phase[t.phase];
+    if (t.q0d >= ph.count[0] || t.q0h >= ph.count[1] || t.q0w >= ph.count[2]) return false;
+    t.taps = ph.taps[0] * ph.taps[1] * ph.taps[2];
+    t.tap0 = t.taps > 0 ? (int)(ph.w_offset / ((long long)p.Co * p.Cr)) : 0;
+    return true;
+  };
+
+  if (wg == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
+    if (tid == 0) {
+      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        if (!unit_at(u, t) || t.taps == 0) continue;  // a phase without taps: bias only, nothing to load
+        const DirectPhase& ph = p.phase[t.phase];
+        const int bz = p.s_in * t.q0d + ph.dmin[0], by = p.s_in * t.q0h + ph.dmin[1], bx = p.s_in * t.q0w + ph.dmin[2];
+        for (int jd = 0, j = 0; jd < ph.taps[0]; ++jd)
+          for (int jh = 0; jh < ph.taps[1]; ++jh)
+            for (int jw = 0; jw < ph.taps[2]; ++jw, ++j)
+              for (int c = 0; c < chunks; ++c, ++it) {
+                const int s = it % S;
+                Barrier::wait(&empty[s], ((it / S) & 1) ^ 1);
+                uint8_t* st = smem + s * C::STAGE_BYTES;
+                TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
+                cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
+                cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + C::A_BYTES, c * IG_KC, t.co0, t.tap0 + j);
+              }
+      }
+    }
+    return;
+  }
+
+  cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
+  const int cw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+  // This thread's A elements in a stage: rows r0 = 64 cw + 16 wl + g and r0 + 8 (both = g mod 8), columns
+  // 8 kk + tq and 8 kk + tq + 4. SW128 puts column c of row r at r * 128 + ((c / 4) ^ (r % 8)) * 16 +
+  // (c % 4) * 4: the 32 lanes of each load hit 32 distinct banks.
+  const uint32_t row0 = (64 * cw + 16 * wl + g) * 128 + 4 * tq;
+  uint32_t col[8];
+#pragma unroll
+  for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
+
+  int it = 0;
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    Unit t;
+    if (!unit_at(u, t)) continue;
+    const int nk = t.taps * chunks;
+    float acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; ++i) acc[i] = 0.f;
+    uint32_t a0[4][4], a1[4][4];
+    int held = -1;  // the stage whose MMAs may still be in flight
+    // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
+    // are rewritten only after it retired (the wait<1> of the next block).
+    auto kblock = [&](uint32_t(&a)[4][4]) {
+      const int s = it % S;
+      TxBarrier::wait(&full[s], (it / S) & 1);
+      const uint32_t st = smem_addr + s * C::STAGE_BYTES;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        a[kk][0] = direct::to_tf32(__uint_as_float(lds(st + row0 + col[2 * kk])));
+        a[kk][1] = direct::to_tf32(__uint_as_float(lds(st + row0 + 8 * 128 + col[2 * kk])));
+        a[kk][2] = direct::to_tf32(__uint_as_float(lds(st + row0 + col[2 * kk + 1])));
+        a[kk][3] = direct::to_tf32(__uint_as_float(lds(st + row0 + 8 * 128 + col[2 * kk + 1])));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
+      }
+      fence_acc(acc);
+      cute::warpgroup_arrive();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        gmma_rs<Op>(a[kk], sw128_desc(st + C::A_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+      cute::warpgroup_commit_batch();
+      cute::warpgroup_wait<1>();  // the previous block's batch has retired: its stage goes back
+      fence_acc(acc);
+      if (held >= 0) Barrier::arrive(&empty[held]);
+      held = s;
+      ++it;
+    };
+    int k = 0;
+#pragma unroll 1
+    for (; k + 1 < nk; k += 2) {
+      kblock(a0);
+      kblock(a1);
+    }
+    if (k < nk) kblock(a0);
+    if (held >= 0) {
+      cute::warpgroup_wait<0>();
+      fence_acc(acc);
+      Barrier::arrive(&empty[held]);
+    }
+
+    // Epilogue from registers: accumulator 4j + 2r + e is row g + 8r of the warp's 16, column
+    // 8j + 2tq + e; NDHWC float2 stores, 32 contiguous bytes per row and j across a quad.
+    const DirectPhase& ph = p.phase[t.phase];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int m = 64 * cw + 16 * wl + g + 8 * r;
+      const int qd = t.q0d + m / (TH * TW), qh = t.q0h + (m / TW) % TH, qw = t.q0w + m % TW;
+      if (qd >= ph.count[0] || qh >= ph.count[1] || qw >= ph.count[2]) continue;
+      const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh, ow = ph.first[2] + p.s_out * qw;
+      float* pos = p.out + ((((int64_t)t.n * p.Do + od) * p.Ho + oh) * p.Wo + ow) * p.Co;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int co = t.co0 + 8 * j + 2 * tq;
+        if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+        float2 v = make_float2(acc[4 * j + 2 * r], acc[4 * j + 2 * r + 1]);
+        if (p.bias != nullptr) {
+          const float2 b = *reinterpret_cast<const float2*>(p.bias + co);
+          v.x += b.x;
+          v.y += b.y;
+        }
+        *reinterpret_cast<float2*>(pos + co) = v;
+      }
+    }
+  }
+#endif
+}
+
+template <int TH, int TW, int BN, int S>
+struct IgemmKernel {
+  using C = IgemmConfig<TH, TW, BN, S>;
+
+  // 0 or a cutlass::Status value; fills geo.
+  static int geometry(const DirectLaunch& p, IgemmGeometry& geo) {
+    int cd = 0, ch = 0, cw = 0;
+    for (int i = 0; i < p.num_phases; ++i) {
+      cd = p.phase[i].count[0] > cd ? p.phase[i].count[0] : cd;
+      ch = p.phase[i].count[1] > ch ? p.phase[i].count[1] : ch;
+      cw = p.phase[i].count[2] > cw ? p.phase[i].count[2] : cw;
+    }
+    geo.tiles_d = (cd + C::TD - 1) / C::TD;
+    geo.tiles_h = (ch + TH - 1) / TH;
+    geo.tiles_w = (cw + TW - 1) / TW;
+    geo.coblocks = (p.Co + BN - 1) / BN;
+    const long long per_phase = (long long)p.N * geo.tiles_d * geo.tiles_h * geo.tiles_w * geo.coblocks;
+    if (per_phase * p.num_phases > 0x7fffffffLL) return 5;
+    geo.per_phase = (int)per_phase;
+    geo.units = (int)(per_phase * p.num_phases);
+    // Phases by taps, most first (insertion sort: at most 64, ties in table order).
+    for (int i = 0; i < p.num_phases; ++i) {
+      const auto& a = p.phase[i].taps;
+      const int ta = a[0] * a[1] * a[2];
+      int j = i;
+      for (; j > 0; --j) {
+        const auto& b = p.phase[geo.order[j - 1]].taps;
+        if (b[0] * b[1] * b[2] >= ta) break;
+        geo.order[j] = geo.order[j - 1];
+      }
+      geo.order[j] = i;
+    }
+    return 0;
+  }
+
+  static size_t smem_bytes() { return 1024 + (size_t)S * C::STAGE_BYTES + 2 * S * sizeof(uint64_t); }
+
+  static int can_implement(const DirectLaunch& p) {
+    if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
+    if (p.out_ncdhw) return 5;                      // NDHWC output only
+    // TMA: traversal strides up to 8, boxes up to 256 elements per dimension.
+    if (p.s_in < 1 || p.s_in > 8 || p.s_in * TW > 256 || p.s_in * TH > 256 || p.s_in * C::TD > 256) return 5;
+    if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
+    IgemmGeometry geo;
+    const int code = geometry(p, geo);
+    if (code != 0) return code;
+    return sm90_fits(smem_bytes());
+  }
+
+  static int run(const DirectLaunch& p) {
+    int code = can_implement(p);
+    if (code != 0) return code;
+    IgemmGeometry geo;
+    geometry(p, geo);
+    if (geo.units == 0 || p.Co == 0) return 0;
+    auto encode = encode_fn();
+    if (encode == nullptr) return 5;
+    long long taps = 0;
+    for (int i = 0; i < p.num_phases; ++i)
+      taps += (long long)p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
+    CUtensorMap tin, tw;
+    const cuuint32_t s = (cuuint32_t)p.s_in;
+    const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
+    if (!encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s))
+      return 5;
+    const cuuint32_t ones[3] = {1, 1, 1};
+    const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};
+    const cuuint64_t w_stride[2] = {(cuuint64_t)p.Cr * 4, (cuuint64_t)p.Co * p.Cr * 4};
+    const cuuint32_t w_box[3] = {IG_KC, BN, 1};
+    if (encode(&tw, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 3, const_cast<float*>(p.weight), w_dim, w_stride, w_box, ones,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return 5;
+    const int sms = sm_count();
+    if (sms <= 0) return 1000 + (int)cudaGetLastError();
+    const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
+    return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
+                                    tw, geo);
+  }
+
+  static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace direct90
+}  // namespace convt3d
