@@ -96,12 +96,14 @@ def test_direct_policy_follows_the_measurements():
     ampere = dict(capability=(8, 0), smem_limit=166912)
     assert selector.select_config(wide, "dgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(wide, "fprop", "tf32", **ampere).family == "cutlass2x"
-    # Hopper: the wgmma kernel at unit stride for forwards with C_out <= 64 and grad_input with C_in < 128;
-    # the implicit-GEMM rows for grad_input with C_in >= 128 ...
+    # Hopper: the wgmma kernel at unit stride for forwards with C_out <= 128 and grad_input with C_in < 128;
+    # the implicit-GEMM rows for grad_input with C_in >= 128 and forwards with C_out > 128 ...
     assert selector.select_config(wide, "dgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "fprop", "tf32").family == "igemm"
     wider = Problem(2, 64, 128, (32, 32, 32), 3, 1, 1)
-    assert selector.select_config(wider, "dgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(wider, "dgrad", "tf32").family == "wgmma"
+    assert selector.select_config(Problem(2, 64, 256, (16, 16, 16), 3, 1, 1), "dgrad", "tf32").family == "igemm"
+    assert selector.select_config(wider, "dgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(wider, "fprop", "tf32").family == "wgmma"
     assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "igemm"
     # ... and for strided layers: forwards with k < 2 * stride, grad_input always; Ampere keeps mma.sync

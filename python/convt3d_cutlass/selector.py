@@ -106,11 +106,12 @@ DIRECT_MAX_NARROW = 48
 DIRECT_WGRAD_MAX_STRIDED_CIN = 64
 # Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, .devrun wg.py,
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
-# 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms). Strided forwards
+# 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms), and with the
+# warp-specialized rows C_out = 128 as well (256->128 at 16^3: 0.084 vs 0.324 ms, v0.9). Strided forwards
 # take it where _wgmma_strided_forward says (a phase with fewer than kx taps along w wastes N, and
 # 14-wide tiles waste 16-wide phases). Beyond the widths measured (C_in > 128) the stock path keeps
 # grad_input.
-WGMMA_MAX_FWD_COUT = 64
+WGMMA_MAX_FWD_COUT = 128
 WGMMA_MAX_GI_CIN = 128
 
 
@@ -147,8 +148,9 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 # at 32^3 0.208 vs 0.435, 64->32 at 64^3 0.847 vs 0.886; with k >= 2 * stride the tap-reuse kernel
 # keeps them (V-Net k5 s2 0.180 vs 0.202, 3D-GAN k5 s2 1.69 vs 3.28). Strided grad_input at every
 # width measured (C_in 64-256: 1.26-3.7x faster than the stock fprop), and unit-stride grad_input with
-# C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms); at unit stride the forward stays on tap reuse
-# (0.138 vs 0.180). Measured output channels start at 32.
+# C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms; 256->128 at 16^3: 0.055 vs stock 0.224). At unit
+# stride the forward stays on tap reuse up to C_out = 128 (64: 0.138 vs 0.180; 128: 0.084 vs 0.092, the
+# stock kernel 0.324) and takes these rows beyond. Measured output channels start at 32.
 IGEMM_MIN_CHANNELS = 32
 IGEMM_MIN_S1_GI_CIN = 128
 
@@ -156,7 +158,9 @@ IGEMM_MIN_S1_GI_CIN = 128
 def igemm_wins(problem: Problem, op: str) -> bool:
     """The measured policy above: whether the implicit-GEMM rows should run pass op of problem."""
     if op == "dgrad":
-        return problem.stride > 1 and problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
+        if problem.stride == 1:
+            return problem.c_out > WGMMA_MAX_FWD_COUT
+        return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
         return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
     return False
