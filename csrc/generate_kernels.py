@@ -44,7 +44,8 @@ const convt3d::DirectRegistrar reg(Kernel::entry("{name}"));
 def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
     if k.family == "igemm":
-        return ("igemm_sm90.cuh", f"convt3d::direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, {k.stages}>")
+        return ("igemm_sm90.cuh", f"convt3d::direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, {k.stages}"
+                f"{', true' if k.split else ''}>")
     if k.family == "wgmma" and k.op == "wgrad":
         return ("direct_wgrad_sm90.cuh", f"convt3d::direct90::WgmmaWgradKernel<{k.ksize}, {k.block[1]}, "
                 f"{k.block[2]}, {k.bn}, {k.warpgroups}, {k.stages}{', true' if k.split else ''}>")

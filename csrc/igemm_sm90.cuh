@@ -13,7 +13,11 @@
 // the filter's [BN][32] block, both 128-byte swizzled. Warp-specialized and persistent: one producer
 // thread issues the loads into a ring of stages; two consumer warpgroups (64 rows each) load their A
 // fragments from shared memory, round them to tf32 (cvt.rna) in registers, and run RS-wgmma with B by
-// descriptor (the host pre-rounds the filter). The epilogue stores from registers while the producer
+// descriptor (the host pre-rounds the filter). 3xtf32 (SPLIT): each A element splits into rounded hi and
+// lo parts in registers, the filter's lo part is a second B box (the host stacks [hi; lo]), and each k8
+// step runs a_lo b_hi + a_hi b_lo + a_hi b_hi; the tensor cores' accumulators are added into fp32
+// registers after every tap (their own accumulation over a whole reduction loses an order of magnitude,
+// docs/performance.md v0.7). The epilogue stores from registers while the producer
 // already fills the next unit's stages. Units (phase, sample, C_out block, tile) are walked heaviest
 // phase first, so the static round robin ends with the light ones.
 //
@@ -47,15 +51,17 @@ struct IgemmGeometry {
   int coblocks;                   // BN blocks of output channels
   int per_phase;                  // units per phase: N x tiles x coblocks
   int units;                      // per_phase x phases
+  int lo_tap;                     // 3xtf32: the filter's lo parts start this many taps after its hi parts
   int order[kDirectMaxPhases];    // phase indices, most taps first
 };
 
-template <int TH, int TW, int BN, int S>
+template <int TH, int TW, int BN, int S, bool SPLIT = false>
 struct IgemmConfig {
   static constexpr int TD = IG_ROWS / (TH * TW);
   static constexpr int A_BYTES = IG_ROWS * IG_KC * 4;
   static constexpr int B_BYTES = BN * IG_KC * 4;
-  static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
+  static constexpr int P = SPLIT ? 2 : 1;                     // B parts: hi (and lo)
+  static constexpr int STAGE_BYTES = A_BYTES + P * B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
   static constexpr int THREADS = 384;                     // producer + two consumer warpgroups
   static constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
@@ -63,12 +69,12 @@ struct IgemmConfig {
   static_assert(S >= 2, "stages");
 };
 
-template <int TH, int TW, int BN, int S>
+template <int TH, int TW, int BN, int S, bool SPLIT>
 __global__ void __launch_bounds__(384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = IgemmConfig<TH, TW, BN, S>;
+  using C = IgemmConfig<TH, TW, BN, S, SPLIT>;
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -132,6 +138,9 @@ __global__ void __launch_bounds__(384, 1)
                 TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
                 cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
                 cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + C::A_BYTES, c * IG_KC, t.co0, t.tap0 + j);
+                if (SPLIT)
+                  cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + C::A_BYTES + C::B_BYTES, c * IG_KC, t.co0,
+                                               t.tap0 + j + geo.lo_tap);
               }
       }
     }
@@ -155,31 +164,46 @@ __global__ void __launch_bounds__(384, 1)
     Unit t;
     if (!unit_at(u, t)) continue;
     const int nk = t.taps * chunks;
-    float acc[NA];
+    float acc[NA], tot[SPLIT ? NA : 1];
 #pragma unroll
     for (int i = 0; i < NA; ++i) acc[i] = 0.f;
+#pragma unroll
+    for (int i = 0; i < (SPLIT ? NA : 1); ++i) tot[i] = 0.f;
     uint32_t a0[4][4], a1[4][4];
+    constexpr int LO = SPLIT ? 4 : 1;
+    uint32_t l0[LO][4], l1[LO][4];  // 3xtf32: the lo parts
     int held = -1;  // the stage whose MMAs may still be in flight
     // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
     // are rewritten only after it retired (the wait<1> of the next block).
-    auto kblock = [&](uint32_t(&a)[4][4]) {
+    auto kblock = [&](uint32_t(&a)[4][4], uint32_t(&al)[LO][4]) {
       const int s = it % S;
       TxBarrier::wait(&full[s], (it / S) & 1);
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = direct::to_tf32(__uint_as_float(lds(st + row0 + col[2 * kk])));
-        a[kk][1] = direct::to_tf32(__uint_as_float(lds(st + row0 + 8 * 128 + col[2 * kk])));
-        a[kk][2] = direct::to_tf32(__uint_as_float(lds(st + row0 + col[2 * kk + 1])));
-        a[kk][3] = direct::to_tf32(__uint_as_float(lds(st + row0 + 8 * 128 + col[2 * kk + 1])));
+        const uint32_t x[4] = {lds(st + row0 + col[2 * kk]), lds(st + row0 + 8 * 128 + col[2 * kk]),
+                               lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
 #pragma unroll
-        for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
+        for (int e = 0; e < 4; ++e) {
+          a[kk][e] = direct::to_tf32(__uint_as_float(x[e]));
+          if constexpr (SPLIT) {
+            al[kk][e] = direct::to_tf32(__uint_as_float(x[e]) - __uint_as_float(a[kk][e]));
+            cute::warpgroup_fence_operand(al[kk][e]);
+          }
+          cute::warpgroup_fence_operand(a[kk][e]);
+        }
       }
       fence_acc(acc);
       cute::warpgroup_arrive();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        gmma_rs<Op>(a[kk], sw128_desc(st + C::A_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint64_t bh = sw128_desc(st + C::A_BYTES + 32 * kk);
+        if constexpr (SPLIT) {  // small terms first
+          gmma_rs<Op>(al[kk], bh, acc, std::make_index_sequence<NA>{});
+          gmma_rs<Op>(a[kk], sw128_desc(st + C::A_BYTES + C::B_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+        }
+        gmma_rs<Op>(a[kk], bh, acc, std::make_index_sequence<NA>{});
+      }
       cute::warpgroup_commit_batch();
       cute::warpgroup_wait<1>();  // the previous block's batch has retired: its stage goes back
       fence_acc(acc);
@@ -187,17 +211,33 @@ __global__ void __launch_bounds__(384, 1)
       held = s;
       ++it;
     };
-    int k = 0;
+    // Blocks in pairs (static register sets); 3xtf32 drains and promotes the accumulators after each tap.
+    const int run = SPLIT ? chunks : nk;
+    for (int j = 0; j < (SPLIT ? t.taps : 1); ++j) {
+      int k = 0;
 #pragma unroll 1
-    for (; k + 1 < nk; k += 2) {
-      kblock(a0);
-      kblock(a1);
-    }
-    if (k < nk) kblock(a0);
-    if (held >= 0) {
+      for (; k + 1 < run; k += 2) {
+        kblock(a0, l0);
+        kblock(a1, l1);
+      }
+      if (k < run) kblock(a0, l0);
+      // Unconditional, so that no path reads the accumulators with a batch in flight (ptxas would
+      // serialise every wgmma for it).
       cute::warpgroup_wait<0>();
       fence_acc(acc);
-      Barrier::arrive(&empty[held]);
+      if (held >= 0) Barrier::arrive(&empty[held]);
+      held = -1;
+      if constexpr (SPLIT) {
+#pragma unroll
+        for (int i = 0; i < NA; ++i) {
+          tot[i] += acc[i];
+          acc[i] = 0.f;
+        }
+      }
+    }
+    if constexpr (SPLIT) {
+#pragma unroll
+      for (int i = 0; i < NA; ++i) acc[i] = tot[i];
     }
 
     // Epilogue from registers: accumulator 4j + 2r + e is row g + 8r of the warp's 16, column
@@ -227,9 +267,9 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-template <int TH, int TW, int BN, int S>
+template <int TH, int TW, int BN, int S, bool SPLIT = false>
 struct IgemmKernel {
-  using C = IgemmConfig<TH, TW, BN, S>;
+  using C = IgemmConfig<TH, TW, BN, S, SPLIT>;
 
   // 0 or a cutlass::Status value; fills geo.
   static int geometry(const DirectLaunch& p, IgemmGeometry& geo) {
@@ -247,6 +287,8 @@ struct IgemmKernel {
     if (per_phase * p.num_phases > 0x7fffffffLL) return 5;
     geo.per_phase = (int)per_phase;
     geo.units = (int)(per_phase * p.num_phases);
+    geo.lo_tap = 0;
+    for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     // Phases by taps, most first (insertion sort: at most 64, ties in table order).
     for (int i = 0; i < p.num_phases; ++i) {
       const auto& a = p.phase[i].taps;
@@ -284,9 +326,7 @@ struct IgemmKernel {
     if (geo.units == 0 || p.Co == 0) return 0;
     auto encode = encode_fn();
     if (encode == nullptr) return 5;
-    long long taps = 0;
-    for (int i = 0; i < p.num_phases; ++i)
-      taps += (long long)p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
+    const long long taps = (long long)C::P * geo.lo_tap;
     CUtensorMap tin, tw;
     const cuuint32_t s = (cuuint32_t)p.s_in;
     const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
@@ -304,7 +344,7 @@ struct IgemmKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
+    return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);
   }
 

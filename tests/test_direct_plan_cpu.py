@@ -134,8 +134,8 @@ def test_direct_policy_follows_the_measurements():
 def test_igemm_choice_follows_its_cost_model():
     """Tile shape, N block and waves as measured (docs/performance.md v0.9): 8-wide phases take the
     2x8x8 tile; 64 output channels the 64-wide N block, 128 the 128-wide one; V-Net's grad_input (24^3)
-    fits one wave in 2x8x8 tiles (108 units) but not in 1x8x16 (144 on 132 SMs). tf32 only; never on
-    Ampere."""
+    fits one wave in 2x8x8 tiles (108 units) but not in 1x8x16 (144 on 132 SMs). tf32 and 3xtf32 (its
+    64-wide rows); never exact fp32, never on Ampere."""
     vnet = Problem(1, 128, 64, (24, 24, 24), 5, 2, 2)
     assert selector.select_config(vnet, "fprop", "tf32").name == "igemm_tf32_2x8x8_n128_s6"
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
@@ -147,8 +147,16 @@ def test_igemm_choice_follows_its_cost_model():
     # Every stride phase's taps counted once: one unit per CTA when units <= SMs.
     one = Problem(1, 32, 128, (8, 8, 16), 3, 1, 1)
     assert direct.igemm_cost(direct.grad_input_plan(one), 1, 128, 32, (1, 8, 16), 128, 132) == (27 * 4 + 1) * 192
-    for prec in ("3xtf32", "fp32"):
-        assert selector.select_config(g2, "dgrad", prec).family != "igemm"
+    assert selector.select_config(g2, "dgrad", "3xtf32").name == "igemm_3xtf32_1x8x16_n64_s6"
+    assert selector.select_config(g2, "dgrad", "fp32").family != "igemm"
+    # 3xtf32: 64 output channels and more at any stride and filter size, 32 when strided; narrower
+    # layers (the headline's 24 and 48) keep the split tap-reuse rows.
+    medium = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
+    assert selector.select_config(medium, "dgrad", "3xtf32").family == "igemm"
+    assert selector.select_config(vnet, "dgrad", "3xtf32").name == "igemm_3xtf32_2x8x8_n64_s6"
+    assert selector.select_config(Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), "dgrad", "3xtf32").family == "igemm"
+    assert selector.select_config(Problem(4, 64, 32, (16, 64, 64), 3, 1, 1), "dgrad", "3xtf32").family == "wgmma"
+    assert selector.select_config(medium, "dgrad", "tf32").family == "wgmma"
     assert not selector.igemm_wins(Problem(2, 128, 16, (16, 16, 16), 3, 2, 1), "dgrad")  # 16 < 32 channels
     assert not selector.igemm_wins(HEADLINE, "fprop") and not selector.igemm_wins(HEADLINE, "dgrad")
     # A build without the rows falls back to the measured choice before them.
@@ -199,7 +207,7 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
                 assert s_in == 1 and need is not None and need <= limit
             elif cfg.family == "igemm":
                 assert selector.direct_plan(prob, op)[1] <= 8
-                assert direct.igemm_smem_bytes(cfg.bn, cfg.stages) <= limit
+                assert direct.igemm_smem_bytes(cfg.bn, cfg.stages, cfg.split) <= limit
             else:
                 assert cfg.op == op
 

@@ -70,6 +70,22 @@ def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, spatial):
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
 
 
+def test_igemm_3xtf32_keeps_fp32_accuracy_over_long_reductions():
+    """3xtf32 on the implicit-GEMM rows over a 6912-long reduction (256 channels x 27 taps): the
+    accumulators are promoted into fp32 registers per tap, so the error stays at fp32's level (the
+    tensor cores' own accumulation over thousands of steps measured 4e-5 in the grad_weight kernel)."""
+    names = [k.name for k in IGEMM_KERNELS if k.split and k.name in _extension.compiled_kernels()]
+    if not names:
+        pytest.skip("not in this build")
+    prob = Problem(1, 64, 256, (6, 8, 16), 3, 2, 1)
+    w = torch.randn(64, 256, 3, 3, 3, device="cuda") / (256 * 27) ** 0.5
+    gy = torch.randn((1, 256) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    ref = F.conv3d(gy.double(), w.double(), None, 2, 1)
+    for name in names:
+        gx = launch.grad_input(gy, w, prob, "3xtf32", name, out=_poisoned((1, 64) + prob.spatial))
+        assert rel_l2(gx, ref) < 3e-6, name
+
+
 def test_igemm_rounds_to_nearest():
     """cvt.rna on the A fragments and host rounding of the filter: cuDNN-class tf32 error, not
     truncation's."""

@@ -85,7 +85,7 @@ def _source(plans):
         lines.append("  }")
     for k in IGEMM_KERNELS:
         lines.append(f"  printf(\"ig {k.name} %zu\\n\", direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, "
-                     f"{k.stages}>::smem_bytes());")
+                     f"{k.stages}{', true' if k.split else ''}>::smem_bytes());")
     lines.append("  return 0; }")
     return "\n".join(lines) + "\n"
 
@@ -134,4 +134,4 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             checked += 1
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30
     for k in IGEMM_KERNELS:
-        assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages),), k.name
+        assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),), k.name

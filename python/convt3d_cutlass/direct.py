@@ -163,10 +163,11 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False)
     return 1024 + max(stages * stage, scratch) + stages * 8, False
 
 
-def igemm_smem_bytes(bn: int, stages: int) -> int:
+def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
     """Dynamic shared memory of the Hopper implicit-GEMM kernel (``csrc/igemm_sm90.cuh``): `stages` of
-    (128 positions x 32 channels of input, bn x 32 of filter), two mbarriers each, 1 KiB of alignment."""
-    return 1024 + stages * (128 * 32 * 4 + bn * 32 * 4) + 2 * stages * 8
+    (128 positions x 32 channels of input, bn x 32 of filter, twice for 3xtf32's hi and lo parts), two
+    mbarriers each, 1 KiB of alignment."""
+    return 1024 + stages * (128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4) + 2 * stages * 8
 
 
 @functools.lru_cache(maxsize=1024)

@@ -86,8 +86,8 @@ class KernelConfig:
 
     @property
     def split(self) -> bool:
-        """3xtf32 on a Hopper tap-reuse kernel: hi/lo tf32 parts of both operands, three wgmmas each."""
-        return self.family == "wgmma" and self.precision == "3xtf32"
+        """3xtf32 on a Hopper kernel: hi/lo tf32 parts of both operands, three wgmmas each."""
+        return self.family in ("wgmma", "igemm") and self.precision == "3xtf32"
 
     @property
     def bn(self) -> int:
@@ -324,13 +324,18 @@ def _igemm(precision, block, bn, stages, why):
 # consumer warpgroups, as many 32-channel stages as fit (A 16 KiB + B BN x 128 bytes each). 1x8x16 for
 # phases 16 or more wide along w; 2x8x8 for 8-wide phases (3D-GAN at 8^3), which would idle half of a
 # 16-wide tile.
+# 3xtf32 (split: A into hi + lo in registers, the filter's lo part a second B box, three wgmmas per k8
+# step, accumulators promoted into fp32 registers per tap): 64-wide N blocks only, since a 128-wide
+# one's accumulators and their fp32 totals exceed the 168 registers of 384 threads (ptxas spilled).
 IGEMM_KERNELS = tuple(
-    _igemm("tf32", block, bn, stages, why)
-    for block, bn, stages, why in (
-        ((1, 8, 16), 128, 6, "strided, wide output channels (> 64) in blocks of 128"),
-        ((1, 8, 16), 64, 8, "strided, output channels <= 64"),
-        ((2, 8, 8), 128, 6, "strided, narrow volumes (8-wide phases), wide channels"),
-        ((2, 8, 8), 64, 8, "strided, narrow volumes, output channels <= 64"),
+    _igemm(prec, block, bn, stages, why)
+    for prec, block, bn, stages, why in (
+        ("tf32", (1, 8, 16), 128, 6, "strided, wide output channels (> 64) in blocks of 128"),
+        ("tf32", (1, 8, 16), 64, 8, "strided, output channels <= 64"),
+        ("tf32", (2, 8, 8), 128, 6, "strided, narrow volumes (8-wide phases), wide channels"),
+        ("tf32", (2, 8, 8), 64, 8, "strided, narrow volumes, output channels <= 64"),
+        ("3xtf32", (1, 8, 16), 64, 6, "3xtf32, strided or wide, in blocks of 64 output channels"),
+        ("3xtf32", (2, 8, 8), 64, 6, "3xtf32, narrow volumes (8-wide phases)"),
     ))
 
 

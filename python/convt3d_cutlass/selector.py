@@ -86,7 +86,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         return False
     if k.family == "igemm":
         # TMA traversal strides reach 8 (s_in is the stride of grad_input); the stages are fixed.
-        return plan[1] <= 8 and direct.igemm_smem_bytes(k.bn, k.stages) <= smem_limit
+        return plan[1] <= 8 and direct.igemm_smem_bytes(k.bn, k.stages, k.split) <= smem_limit
     if k.family == "wgmma":
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         c_r = problem.c_in if op == "dgrad" else problem.c_out
@@ -151,12 +151,25 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 # C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms; 256->128 at 16^3: 0.055 vs stock 0.224). At unit
 # stride the forward stays on tap reuse up to C_out = 128 (64: 0.138 vs 0.180; 128: 0.084 vs 0.092, the
 # stock kernel 0.324) and takes these rows beyond. Measured output channels start at 32.
+# 3xtf32 (its 64-wide rows against the split tap-reuse rows and the stock kernels): faster on every
+# layer measured with 64 or more output channels, at any stride and filter size (128->64 at 32^3
+# forward 0.352 vs 0.645 ms stock, 0.728 split wgmma; V-Net k5 s2 0.359 vs 0.728; 256->128 at 16^3
+# s1 0.197 vs 0.413), and on the strided one with 32 (64->32 s2: 1.136 vs 1.573). Its accumulators are
+# promoted per tap: 2.6e-7 to 1.8e-6 error where the split wgmma rows reach 1.5e-5 over a 6912-long
+# reduction.
 IGEMM_MIN_CHANNELS = 32
 IGEMM_MIN_S1_GI_CIN = 128
+IGEMM_3X_MIN_CHANNELS = 64
 
 
-def igemm_wins(problem: Problem, op: str) -> bool:
-    """The measured policy above: whether the implicit-GEMM rows should run pass op of problem."""
+def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
+    """The measured policy above: whether the implicit-GEMM rows should run pass op of problem in
+    precision ("tf32" or "3xtf32"; exact fp32 never)."""
+    if precision == "3xtf32" and op in ("dgrad", "fprop"):
+        co = problem.c_out if op == "dgrad" else problem.c_in
+        return co >= IGEMM_3X_MIN_CHANNELS or (problem.stride > 1 and co >= IGEMM_MIN_CHANNELS)
+    if precision != "tf32":
+        return False
     if op == "dgrad":
         if problem.stride == 1:
             return problem.c_out > WGMMA_MAX_FWD_COUT
@@ -231,7 +244,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
-    if igemm_wins(problem, op):
+    if igemm_wins(problem, op, precision):
         k = _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
         if k is not None:
             return k
