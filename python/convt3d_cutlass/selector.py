@@ -145,10 +145,10 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 # Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh) against the best of the other kernels (H100, tf32,
 # .devrun ig.py, docs/performance.md v0.9). Strided forwards with k < 2 * stride (1-2 taps per axis
 # and phase): 3D-GAN 256->128 at 8^3 0.066 vs 0.244 ms, U-Net 256->128 at 16^3 0.067 vs 0.226, 128->64
-# at 32^3 0.208 vs 0.435, 64->32 at 64^3 0.847 vs 0.886; with k >= 2 * stride the tap-reuse kernel
+# at 32^3 0.208 vs 0.435, 64->32 at 64^3 0.85-0.86 vs 0.886; with k >= 2 * stride the tap-reuse kernel
 # keeps them (V-Net k5 s2 0.180 vs 0.202, 3D-GAN k5 s2 1.69 vs 3.28). Strided grad_input at every
-# width measured (C_in 64-256: 1.26-3.7x faster than the stock fprop), and unit-stride grad_input with
-# C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms; 256->128 at 16^3: 0.055 vs stock 0.224). At unit
+# width measured (C_in 64-256: 1.2-2.4x faster than the stock fprop; C_in 32: 1.06x), and unit-stride grad_input with
+# C_in >= 128 (128->64 at 32^3: 0.106 vs 0.146 ms; 256->128 at 16^3: 0.055 vs stock 0.152). At unit
 # stride the forward stays on tap reuse up to C_out = 128 (64: 0.138 vs 0.180; 128: 0.084 vs 0.092, the
 # stock kernel 0.324) and takes these rows beyond. Measured output channels start at 32.
 # 3xtf32 (its 64-wide rows against the split tap-reuse rows and the stock kernels): faster on every
