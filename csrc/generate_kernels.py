@@ -43,6 +43,9 @@ const convt3d::DirectRegistrar reg(Kernel::entry("{name}"));
 
 def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
+    if k.family == "igemm" and k.op == "wgrad":
+        return ("igemm_wgrad_sm90.cuh", f"convt3d::direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
+                f"{k.stages}>")
     if k.family == "igemm":
         return ("igemm_sm90.cuh", f"convt3d::direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, {k.stages}"
                 f"{', true' if k.split else ''}>")

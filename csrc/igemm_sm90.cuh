@@ -64,6 +64,8 @@ struct IgemmConfig {
   static constexpr int STAGE_BYTES = A_BYTES + P * B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
   static constexpr int THREADS = 384;                     // producer + two consumer warpgroups
   static constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;
+  // setmaxnreg only moves registers within the CTA's allocation (168 per thread at 384 threads).
+  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");

@@ -120,15 +120,32 @@ def test_direct_policy_follows_the_measurements():
     # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
     assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
-    assert selector.select_config(up, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k3_n32_wg4_s2"
+    assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n128_s4"
     assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32", **ampere).family == "direct"
     # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards with >= 2 taps
     # per axis in every phase (k >= 2 * stride) stay on the tap-reuse wgmma kernel
     narrow = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
-    assert selector.select_config(narrow, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(narrow, "wgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(narrow, "dgrad", "tf32").name == "igemm_tf32_2x8x8_n128_s6"
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
+
+
+def test_igemm_wgrad_policy():
+    """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): the
+    N block by C_out, the 32-position box by the volume's width; 64->32 layers, unit stride, 3xtf32 and
+    Ampere keep the other kernels."""
+    cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n128_s4",
+             Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_s6",
+             Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n64_s6"}
+    for prob, name in cases.items():
+        assert selector.select_config(prob, "wgrad", "tf32").name == name
+        assert selector.select_config(prob, "wgrad", "3xtf32").family != "igemm"
+        assert selector.select_config(prob, "wgrad", "tf32", capability=(8, 0), smem_limit=166912).family != "igemm"
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "wgmma"
+    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), "wgrad", "tf32").family == "wgmma"
+    wide = Problem(2, 256, 128, (16, 16, 40), 3, 2, 1)  # 40 wide: the 8-wide box wastes nothing, 16 wastes 8
+    assert selector.select_config(wide, "wgrad", "tf32").block == (1, 4, 8)
 
 
 def test_igemm_choice_follows_its_cost_model():

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, IGEMM_KERNELS, WGMMA_KERNELS,
-                                          WGMMA_WGRAD_KERNELS)
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS,
+                                          WGMMA_KERNELS, WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.layouts import CL, ndhwc
 from convt3d_cutlass.problem import Problem
 
@@ -379,3 +379,39 @@ def test_3xtf32_wgrad_long_segment_stays_fp32_class(cfg):
     torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, 3, 1, 1, 1)
     gw = partials.sum(0).view(3, 3, 3, 48, 24).permute(3, 4, 0, 1, 2)
     assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) < 3e-6
+
+
+@pytest.mark.parametrize("cfg", IGEMM_WGRAD_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,spatial", [(3, 2, 1, (3, 7, 19)), (3, 1, 1, (4, 5, 9)), (5, 2, 2, (2, 6, 10)),
+                                           (1, 1, 0, (3, 4, 5)), (2, 2, 0, (3, 5, 8)), (3, 3, 1, (2, 5, 7))])
+def test_igemm_wgrad_config(cfg, k, s, p, spatial):
+    """The implicit-GEMM grad_weight rows: C_in blocks with a tail (136 = 128 + 8), C_out blocks with a
+    tail (72), partial position boxes, every tap and stride, the partial-sum buffer NaN-poisoned; then
+    with more slices than position tiles (empty slices must write zeros) and bitwise twice the same."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 136, 72, spatial, k, s, p)
+    x = torch.randn(2, 136, *spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    ref = _grad_weight_ref(x, gy, (136, 72, k, k, k), s, p)
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
+    assert rel_l2(gw, ref) <= TOL[cfg.precision]
+    assert torch.equal(gw, launch.grad_weight(gy, x, prob, cfg.precision, cfg.name))
+    d, h, w = spatial
+    tiles = 2 * -(-d // cfg.block[0]) * -(-h // cfg.block[1]) * -(-w // cfg.block[2])
+    partials = torch.full((tiles + 3, k ** 3, 136, 72), float("nan"), device="cuda")
+    torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, k, s, p, 1, False)
+    gw2 = partials.sum(0).view(k, k, k, 136, 72).permute(3, 4, 0, 1, 2)
+    assert rel_l2(gw2, ref) <= TOL[cfg.precision]
+
+
+def test_igemm_wgrad_refuses_ncdhw_x():
+    name = IGEMM_WGRAD_KERNELS[0].name
+    if name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    x = torch.randn(1, 8, 4, 4, 8, device="cuda")
+    gy = torch.randn(1, 4, 4, 8, 8, device="cuda")
+    partials = torch.empty(1, 27, 8, 8, device="cuda")
+    with pytest.raises(RuntimeError, match="cannot run this problem"):
+        torch.ops.convt3d_cutlass.direct_wgrad(name, x, gy, partials, 3, 1, 1, 1, True)

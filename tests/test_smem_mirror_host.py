@@ -1,6 +1,6 @@
 """The Python policy sizes shared memory exactly as the C++ launchers do (direct.py mirrors
 DirectKernel::smem_bytes, WgmmaKernel::geometry/smem_bytes, WgmmaWgradKernel::geometry/smem_bytes and
-IgemmKernel::smem_bytes): a host-only program built with nvcc
+IgemmKernel::smem_bytes, IgemmWgradKernel::smem_bytes): a host-only program built with nvcc
 from the kernel headers prints the C++ sizes for every tap-reuse row of the table on a set of phase
 tables, and they must equal Python's. Needs nvcc and the CUTLASS headers, not a GPU (no kernel is
 instantiated: only the static host members are called)."""
@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from convt3d_cutlass import direct
-from convt3d_cutlass.kernel_table import DIRECT_KERNELS, IGEMM_KERNELS, WGMMA_KERNELS, WGMMA_WGRAD_KERNELS
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS, WGMMA_KERNELS,
+                                          WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.problem import Problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +49,7 @@ def _plans():
 
 def _source(plans):
     lines = ['#include <cstdio>', '#include "direct_conv.cuh"', '#include "direct_sm90.cuh"',
-             '#include "direct_wgrad_sm90.cuh"', '#include "igemm_sm90.cuh"',
+             '#include "direct_wgrad_sm90.cuh"', '#include "igemm_sm90.cuh"', '#include "igemm_wgrad_sm90.cuh"',
              "using namespace convt3d;",
              "static DirectLaunch make(const int* t, int phases, int s_in, int cr) {",
              "  DirectLaunch p; p.num_phases = phases; p.s_in = s_in; p.Cr = cr; p.Co = 40;",
@@ -86,6 +87,9 @@ def _source(plans):
     for k in IGEMM_KERNELS:
         lines.append(f"  printf(\"ig {k.name} %zu\\n\", direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, "
                      f"{k.stages}{', true' if k.split else ''}>::smem_bytes());")
+    for k in IGEMM_WGRAD_KERNELS:
+        lines.append(f"  printf(\"igw {k.name} %zu\\n\", direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, "
+                     f"{k.bn}, {k.stages}>::smem_bytes());")
     lines.append("  return 0; }")
     return "\n".join(lines) + "\n"
 
@@ -135,3 +139,5 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30
     for k in IGEMM_KERNELS:
         assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),), k.name
+    for k in IGEMM_WGRAD_KERNELS:
+        assert cpp[("igw", k.name)] == (direct.igemm_wgrad_smem_bytes(k.bn, k.stages),), k.name

@@ -201,6 +201,34 @@ def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[
     return worst
 
 
+def igemm_wgrad_smem_bytes(bn: int, stages: int) -> int:
+    """Dynamic shared memory of the Hopper implicit-GEMM grad_weight (``csrc/igemm_wgrad_sm90.cuh``):
+    `stages` of (32 positions x 128 C_in of x, 32 x bn of grad_y, its bn x 32 transpose), three mbarriers
+    each, 1 KiB of alignment."""
+    return 1024 + stages * (32 * 128 * 4 + 2 * 32 * bn * 4) + 3 * stages * 8
+
+
+@functools.lru_cache(maxsize=256)
+def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms: int,
+                       max_partial_bytes: int = 256 << 20) -> int:
+    """Slices of the implicit-GEMM grad_weight's reduction (its units are slices x C_in blocks x C_out
+    blocks x taps, one CTA per SM walking them): the count minimising waves x (32-position tiles per
+    slice + 3, a unit's fill and store) + the partial sums' write and read (slices x k^3 x C_in x C_out
+    floats, counted in tile-times at 3 TB/s against 0.5 us per tile), within max_partial_bytes."""
+    d, h, w = p.spatial
+    tiles = p.n * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
+    blocks = -(-p.c_in // 128) * -(-p.c_out // bn) * p.k ** 3
+    per_slice = 4 * p.k ** 3 * p.c_in * p.c_out
+    best = None
+    for slices in range(1, min(tiles, 256) + 1):
+        if slices > 1 and slices * per_slice > max_partial_bytes:
+            break
+        cost = -(-blocks * slices // num_sms) * (-(-tiles // slices) + 3) + slices * 2 * per_slice / 3e12 / 0.5e-6
+        if best is None or cost < best[0]:
+            best = (cost, slices)
+    return best[1]
+
+
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
     """CTAs the launch starts (exited ones included)."""
     counts = [max(table[i + 3 + a] for i in range(0, len(table), 13)) for a in range(3)]

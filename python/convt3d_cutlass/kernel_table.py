@@ -30,7 +30,10 @@ Three families, all NDHWC fp32:
   phase (``block`` = (TD, TH, TW)), N = a BN block of output channels, K = taps x reduction channels in
   chunks of 32; TMA boxes of the input per tap (with a traversal stride for strided grad_input), RS-wgmma
   with tf32 rounding in registers, warp-specialized and persistent. For strided layers with wide
-  channels, where the kw fold of the tap-reuse kernels idles and their halo is stride-times wider.
+  channels, where the kw fold of the tap-reuse kernels idles and their halo is stride-times wider. Its
+  ``wgrad`` rows (``csrc/igemm_wgrad_sm90.cuh``) serve grad_weight the same way: one tap per unit, GEMM
+  M = 128 C_in, N = BN C_out, K = positions (``block`` = the 32-position box), grad_y transposed into
+  K-major by producer warps.
 
 The stock GEMM views (``docs/design.md``):
 
@@ -122,7 +125,8 @@ class KernelConfig:
     @property
     def name(self) -> str:
         if self.family == "igemm":
-            return f"igemm_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}_s{self.stages}"
+            form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
+            return f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}_s{self.stages}"
         if self.family == "wgmma" and self.op == "wgrad":
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
@@ -339,7 +343,26 @@ IGEMM_KERNELS = tuple(
     ))
 
 
-KERNELS = KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS
+def _igemm_wgrad(precision, block, bn, stages, why):
+    return KernelConfig("wgrad", precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block), 0, 2)
+
+
+# Hopper grad_weight as an implicit GEMM per tap (csrc/igemm_wgrad_sm90.cuh): one tap x 128 C_in x BN
+# C_out per unit, K = positions in boxes of 32 (1x4x8 for volumes 8 wide, 1x2x16 for 16 and wider), the
+# reduction split into slices summed in a fixed order. For strided layers with wide channels, where the
+# tap-reuse grad_weight re-stages the stride-times wider grad_y halo per 32-channel block.
+IGEMM_WGRAD_KERNELS = tuple(
+    _igemm_wgrad("tf32", block, bn, stages, why)
+    for block, bn, stages, why in (
+        ((1, 4, 8), 128, 4, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
+        ((1, 4, 8), 64, 6, "grad_weight, C_out <= 64, 8-wide volumes"),
+        ((1, 2, 16), 128, 4, "grad_weight, C_out > 64 in blocks of 128, volumes 16 and wider"),
+        ((1, 2, 16), 64, 6, "grad_weight, C_out <= 64, volumes 16 and wider"),
+    ))
+
+
+KERNELS = (KERNELS + DIRECT_KERNELS + DIRECT_WGRAD_KERNELS + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS
+           + IGEMM_WGRAD_KERNELS)
 BY_NAME = {k.name: k for k in KERNELS}
 
 

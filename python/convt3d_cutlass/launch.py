@@ -133,8 +133,8 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
                 config: Optional[str] = None) -> torch.Tensor:
     """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo].
 
-    Conv3d wgrad with dy := x, activation := grad_y, or a tap-reuse kernel (``direct_wgrad``, mma.sync,
-    or ``wgmma_wgrad`` on Hopper; tf32). Either way the reduction over positions is split into slices
+    Conv3d wgrad with dy := x, activation := grad_y, or one of ours (``direct_wgrad``, mma.sync tap reuse;
+    ``wgmma_wgrad`` tap reuse and ``igemm_wgrad`` implicit GEMM per tap on Hopper; tf32). Either way the reduction over positions is split into slices
     whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
     config = _config(p, "wgrad", precision, config, x.device,
@@ -144,7 +144,10 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
         # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
         # x tiles (mma.sync) or columns of x tiles times depth segments (Hopper).
         sms = _extension.num_sms(x.device.index)
-        if k.family == "wgmma":
+        if k.family == "igemm":
+            slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms)
+            taps_per_group = 1  # unused: one tap per unit
+        elif k.family == "wgmma":
             slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
             taps_per_group = 1  # unused: every tap in one CTA
         else:

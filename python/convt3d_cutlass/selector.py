@@ -78,6 +78,8 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     if not supports_arch(k, capability):
         return False
     if op == "wgrad":
+        if k.family == "igemm":
+            return igemm_wgrad_fits(problem, k, smem_limit)
         if k.family == "wgmma":
             return wgmma_wgrad_fits(problem, k, smem_limit)
         return direct_wgrad_fits(problem, k, smem_limit)
@@ -160,6 +162,14 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 IGEMM_MIN_CHANNELS = 32
 IGEMM_MIN_S1_GI_CIN = 128
 IGEMM_3X_MIN_CHANNELS = 64
+# grad_weight (tf32, .devrun wgw.py, docs/performance.md v0.9): strided layers with C_in >= 128 and
+# C_out >= 64, against the best other kernel: 3D-GAN 256->128 at 8^3 0.165 vs 0.249 ms (stock), U-Net
+# 256->128 at 16^3 0.157 vs 0.234, 3D-GAN 128->64 at 16^3 0.350 vs 0.508, U-Net 128->64 at 32^3 0.349 vs
+# 0.379, V-Net k5 0.334 vs 0.428 (stock). With 64 -> 32 channels it lost 3x (2.35 vs 0.84 ms: the
+# transposed grad_y and its 64-wide N block for 32 channels), and at unit stride the tap-reuse kernel
+# keeps it (128->64: 0.243 vs 0.348; 256->128: 0.163 vs 0.169).
+IGEMM_WGRAD_MIN_CIN = 128
+IGEMM_WGRAD_MIN_COUT = 64
 
 
 def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
@@ -176,7 +186,8 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
         return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
         return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
-    return False
+    return (problem.stride > 1 and problem.c_in >= IGEMM_WGRAD_MIN_CIN
+            and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
 
 def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, smem_limit: int,
@@ -287,6 +298,29 @@ def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
     return need is not None and need <= smem_limit
 
 
+def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
+    """Whether the implicit-GEMM grad_weight row k takes the problem: channel alignment, TMA's traversal
+    stride (<= 8) and box size (stride x box <= 256), shared memory."""
+    return (_aligned(problem, "wgrad", k) and problem.stride <= 8 and problem.stride * max(k.block) <= 256
+            and direct.igemm_wgrad_smem_bytes(k.bn, k.stages) <= smem_limit)
+
+
+def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
+                        capability: Tuple[int, int]):
+    """The implicit-GEMM grad_weight row, or None: the least padded C_out work (``_padded``), then the
+    position box that wastes least of the volume's width, then the table's earlier row."""
+    w = problem.spatial[2]
+    cands = []
+    for i, k in enumerate(kernels_for("wgrad", precision, "igemm")):
+        if compiled is not None and k.name not in compiled:
+            continue
+        if not supports_arch(k, capability) or not igemm_wgrad_fits(problem, k, smem_limit):
+            continue
+        waste = -(-w // k.block[2]) * k.block[2] - w
+        cands.append((_padded(problem.c_out, k.bn), waste, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+
+
 def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
                         capability: Tuple[int, int]):
     """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns; on ties 8x16 x tiles
@@ -389,7 +423,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         comp = None if compiled is None else set(compiled)
         if op == "wgrad":
             k = None
-            if problem.stride == 1 or problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W:
+            if igemm_wins(problem, op, prec):
+                k = _igemm_wgrad_choice(problem, prec, comp, smem_limit, capability)
+            if k is None and (problem.stride == 1 or problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W):
                 k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
             if k is None and direct_wins(problem, op):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)

@@ -1,0 +1,340 @@
+// Hopper weight gradient as an implicit GEMM per filter tap (contract: DirectWgradLaunch in
+// direct_launch.h):
+//   partials[slice][tap][ci][co] = sum over the slice's x positions i of x[n, i, ci] * gy[n, s*i - pad + tap, co].
+//
+// Why beside the tap-reuse grad_weight (direct_wgrad_sm90.cuh): that kernel shares each transposed x tile
+// across every tap of a CTA (GEMM M = (kh, kw, C_out block)), so a CTA holds few channels of each
+// operand; with 128-256 channels and a stride, it re-stages the stride-times wider grad_y halo once per
+// 32-channel block and rounds it between CTA barriers (70 TFLOP/s on the 256->128 U-Net decoder). Here
+// each unit is one tap and a 128 x BN channel block, a plain GEMM over positions:
+//   * M = 128 input channels (two consumer warpgroups of 64), N = BN output channels, K = positions,
+//     32 per k-block (a TD x TH x TW box of x; the same box of grad_y at s*i - pad + tap, every s-th
+//     position by TMA's traversal stride). Out-of-range positions and channels are zero-filled.
+//   * A = x^T from registers: each thread loads its x[position][ci] elements from the TMA boxes (32-channel,
+//     128-byte swizzled sub-boxes) and rounds them to tf32.
+//   * B = grad_y^T, which tf32 wgmma reads K-major only (positions are the outer axis of NDHWC): three
+//     producer warps transpose each grad_y box [positions][co] into [co][32 positions], 128-byte swizzled
+//     and rounded, while the consumers run the previous stages.
+//   * Warp-specialized, persistent; units (slice, ci block, co block, tap) tap fastest, so concurrent CTAs
+//     read the same x and grad_y tiles through L2. Every unit writes its partial block (zeros for an empty
+//     slice); the caller sums the slices in a fixed order: bitwise reproducible.
+//
+// Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
+// ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "cute/arch/copy_sm90_desc.hpp"
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
+#include "direct_atoms.cuh"
+#include "direct_launch.h"
+#include "sm90_atoms.cuh"
+
+namespace convt3d {
+namespace direct90 {
+
+constexpr int IW_KB = 32;   // positions per k-block
+constexpr int IW_MI = 128;  // input channels per unit
+constexpr int IW_SUB = 4096;  // one [32 positions][32 channels] 128-byte swizzled sub-box
+
+// Per-launch sizes the host derives (the Python mirror is direct.igemm_wgrad_slices).
+struct IgemmWgradGeometry {
+  int tiles_d, tiles_h, tiles_w;  // position tiles per sample
+  int tiles;                      // all samples
+  int per_slice;                  // position tiles per slice (the last ones may hold fewer, or none)
+  int ciblocks, coblocks, taps;
+  int units;
+};
+
+template <int TD, int TH, int TW, int BN, int S>
+struct IgemmWgradConfig {
+  static constexpr int X_BYTES = IW_MI * IW_KB * 4;  // four sub-boxes
+  static constexpr int G_BYTES = BN * IW_KB * 4;     // BN / 32 sub-boxes
+  static constexpr int GT_BYTES = BN * IW_KB * 4;    // [BN co][32 positions], SW128
+  static constexpr int STAGE_BYTES = X_BYTES + G_BYTES + GT_BYTES;
+  static constexpr int THREADS = 384;
+  static constexpr int TRANSPOSERS = 96;  // producer warps 1-3
+  // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
+  static constexpr int PRODUCER_REGS = 80, CONSUMER_REGS = 208;
+  // setmaxnreg only moves registers within the CTA's allocation (168 per thread at 384 threads): a
+  // consumer increase beyond what the producers released blocks forever.
+  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
+  static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
+  static_assert(BN % 32 == 0 && BN <= 256, "N tile in 32-channel sub-boxes");
+  static_assert(S >= 2, "stages");
+};
+
+template <int TD, int TH, int TW, int BN, int S>
+__global__ void __launch_bounds__(384, 1)
+    igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
+                       const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S>;
+  using Op = typename GmmaRS<BN>::Op;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int NA = BN / 2;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * C::STAGE_BYTES);
+  uint64_t* ready = full + S;
+  uint64_t* empty = ready + S;
+
+  const int tid = threadIdx.x, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      TxBarrier::init(&full[s], 1);
+      Barrier::init(&ready[s], C::TRANSPOSERS);
+      Barrier::init(&empty[s], 256);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int k = p.k;
+  // Every role walks the same units, so the stage and barrier phase of k-block `it` agree between them.
+  struct Unit {
+    int slice, ci0, co0, tap, first, count;
+  };
+  auto unit_at = [&](int u, Unit& t) {
+    t.tap = u % geo.taps;
+    int r = u / geo.taps;
+    t.co0 = (r % geo.coblocks) * BN;
+    r /= geo.coblocks;
+    t.ci0 = (r % geo.ciblocks) * IW_MI;
+    t.slice = r / geo.ciblocks;
+    t.first = t.slice * geo.per_slice;
+    const int end = t.first + geo.per_slice < geo.tiles ? t.first + geo.per_slice : geo.tiles;
+    t.count = end > t.first ? end - t.first : 0;
+  };
+  const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
+
+  if (wg == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
+    if (tid == 0) {
+      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      const int s = p.stride;
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        unit_at(u, t);
+        const int kd = t.tap / (k * k), kh = (t.tap / k) % k, kw = t.tap % k;
+        for (int i = 0; i < t.count; ++i, ++it) {
+          const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
+          const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
+          const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
+          const int st_i = it % S;
+          Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
+          uint8_t* st = smem + st_i * C::STAGE_BYTES;
+          TxBarrier::arrive_and_expect_tx(&full[st_i], C::X_BYTES + C::G_BYTES);
+#pragma unroll
+          for (int c = 0; c < IW_MI / 32; ++c)
+            cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
+#pragma unroll
+          for (int c = 0; c < BN / 32; ++c)
+            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * IW_SUB, t.co0 + 32 * c,
+                                         s * w0 - p.pad + kw, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
+        }
+      }
+    } else if (tid >= 32) {
+      // grad_y^T. Warp w (0-2) takes the (sub-box c, 16-byte chunk j) pairs P = w, w + 3, ..., lane q the
+      // position: it reads 4 channels of position q (the 8 lanes of each 128-bit phase hit 8 distinct
+      // chunks) and writes them, rounded, into 4 rows of the K-major tile at column q (32 lanes, 32
+      // distinct banks). Loads go in batches of 4 pairs: the three warps are the kernel's critical path
+      // (ncu: one dependent chain each made a k-block 5x its MMA time).
+      const int w = (tid >> 5) - 1, q = tid & 31;
+      const int qx = q >> 2, qlo = (q & 3) * 4;
+      constexpr int PAIRS = BN / 32 * 8;
+      constexpr int BATCH = 4;
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        unit_at(u, t);
+        for (int i = 0; i < t.count; ++i, ++it) {
+          const int st_i = it % S;
+          TxBarrier::wait(&full[st_i], (it / S) & 1);
+          const uint8_t* g = smem + st_i * C::STAGE_BYTES + C::X_BYTES + q * 128;
+          uint8_t* gt = smem + st_i * C::STAGE_BYTES + C::X_BYTES + C::G_BYTES + qlo;
+#pragma unroll 1
+          for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
+            float4 v[BATCH];
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + b0 + 3 * b;
+              if (P < PAIRS) {
+                const int c = P >> 3, j = P & 7;
+                v[b] = *reinterpret_cast<const float4*>(g + c * IW_SUB + ((j ^ (q & 7)) << 4));
+              }
+            }
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + b0 + 3 * b;
+              if (P < PAIRS) {
+                const int c = P >> 3, j = P & 7;
+                uint8_t* row = gt + (32 * c + 4 * j) * 128;
+                const int sx = qx ^ ((j & 1) << 2);
+                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+                for (int m = 0; m < 4; ++m)
+                  *reinterpret_cast<uint32_t*>(row + m * 128 + ((sx ^ m) << 4)) = direct::to_tf32(e[m]);
+              }
+            }
+          }
+          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+          Barrier::arrive(&ready[st_i]);
+        }
+      }
+    }
+    return;
+  }
+
+  cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
+  const int cw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+  // This thread's A elements: rows ci = 64 cw + 16 wl + g (+ 8), in sub-box ci / 32; columns (positions)
+  // 8 kk + tq (+ 4). Position q of channel c' in a sub-box sits at q * 128 + ((c' / 4) ^ (q % 8)) * 16 +
+  // (c' % 4) * 4, and q % 8 is tq or tq + 4 whatever kk.
+  uint32_t off[2][2];
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int ci = 64 * cw + 16 * wl + g + 8 * rr, cl = ci & 31;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int q = tq + 4 * h;
+      off[rr][h] = (ci >> 5) * IW_SUB + q * 128 + (((cl >> 2) ^ q) << 4) + (cl & 3) * 4;
+    }
+  }
+
+  int it = 0;
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    Unit t;
+    unit_at(u, t);
+    float acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; ++i) acc[i] = 0.f;
+    uint32_t a0[4][4], a1[4][4];
+    int held = -1;
+    auto kblock = [&](uint32_t(&a)[4][4]) {
+      const int s = it % S;
+      Barrier::wait(&ready[s], (it / S) & 1);
+      const uint32_t st = smem_addr + s * C::STAGE_BYTES;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        a[kk][0] = direct::to_tf32(__uint_as_float(lds(st + off[0][0] + kk * 1024)));
+        a[kk][1] = direct::to_tf32(__uint_as_float(lds(st + off[1][0] + kk * 1024)));
+        a[kk][2] = direct::to_tf32(__uint_as_float(lds(st + off[0][1] + kk * 1024)));
+        a[kk][3] = direct::to_tf32(__uint_as_float(lds(st + off[1][1] + kk * 1024)));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
+      }
+      fence_acc(acc);
+      cute::warpgroup_arrive();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        gmma_rs<Op>(a[kk], sw128_desc(st + C::X_BYTES + C::G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+      cute::warpgroup_commit_batch();
+      cute::warpgroup_wait<1>();
+      fence_acc(acc);
+      if (held >= 0) Barrier::arrive(&empty[held]);
+      held = s;
+      ++it;
+    };
+    int i = 0;
+#pragma unroll 1
+    for (; i + 1 < t.count; i += 2) {
+      kblock(a0);
+      kblock(a1);
+    }
+    if (i < t.count) kblock(a0);
+    cute::warpgroup_wait<0>();
+    fence_acc(acc);
+    if (held >= 0) Barrier::arrive(&empty[held]);
+
+    // Accumulator 4j + 2r + e: ci row g + 8r of the warp's 16, co column 8j + 2tq + e.
+    const int k3 = k * k * k;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int ci = t.ci0 + 64 * cw + 16 * wl + g + 8 * r;
+      if (ci >= p.Ci) continue;
+      float* row = p.partials + (((int64_t)t.slice * k3 + t.tap) * p.Ci + ci) * p.Co;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j) {
+        const int co = t.co0 + 8 * j + 2 * tq;
+        if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+        *reinterpret_cast<float2*>(row + co) = make_float2(acc[4 * j + 2 * r], acc[4 * j + 2 * r + 1]);
+      }
+    }
+  }
+#endif
+}
+
+template <int TD, int TH, int TW, int BN, int S>
+struct IgemmWgradKernel {
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S>;
+
+  // 0 or a cutlass::Status value; fills geo.
+  static int geometry(const DirectWgradLaunch& p, IgemmWgradGeometry& geo) {
+    if (p.k < 1 || p.stride < 1 || p.stride > 8 || p.pad < 0 || p.slices < 1) return 5;
+    if (p.stride * TW > 256 || p.stride * TH > 256 || p.stride * TD > 256) return 5;  // TMA box limits
+    geo.tiles_d = (p.Di + TD - 1) / TD;
+    geo.tiles_h = (p.Hi + TH - 1) / TH;
+    geo.tiles_w = (p.Wi + TW - 1) / TW;
+    const long long tiles = (long long)p.N * geo.tiles_d * geo.tiles_h * geo.tiles_w;
+    if (tiles > 0x7fffffffLL) return 5;
+    geo.tiles = (int)tiles;
+    geo.per_slice = (int)((tiles + p.slices - 1) / p.slices);
+    geo.ciblocks = (p.Ci + IW_MI - 1) / IW_MI;
+    geo.coblocks = (p.Co + BN - 1) / BN;
+    geo.taps = p.k * p.k * p.k;
+    const long long units = (long long)p.slices * geo.ciblocks * geo.coblocks * geo.taps;
+    if (units > 0x7fffffffLL) return 5;
+    geo.units = (int)units;
+    return 0;
+  }
+
+  static size_t smem_bytes() { return 1024 + (size_t)S * C::STAGE_BYTES + 3 * S * sizeof(uint64_t); }
+
+  static int can_implement(const DirectWgradLaunch& p) {
+    if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
+    if (p.x_ncdhw) return 5;                          // NDHWC x only
+    IgemmWgradGeometry geo;
+    const int code = geometry(p, geo);
+    if (code != 0) return code;
+    return sm90_fits(smem_bytes());
+  }
+
+  static int run(const DirectWgradLaunch& p) {
+    int code = can_implement(p);
+    if (code != 0) return code;
+    IgemmWgradGeometry geo;
+    geometry(p, geo);
+    if (geo.units == 0 || p.Ci == 0 || p.Co == 0) return 0;
+    CUtensorMap tx, tg;
+    const cuuint32_t s = (cuuint32_t)p.stride;
+    const cuuint32_t x_box[5] = {32, TW, TH, TD, 1};
+    const cuuint32_t g_box[5] = {32, s * TW, s * TH, s * TD, 1};
+    if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B) ||
+        !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_128B,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s))
+      return 5;
+    const int sms = sm_count();
+    if (sms <= 0) return 1000 + (int)cudaGetLastError();
+    const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
+    return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S>, grid, C::THREADS, smem_bytes(), p.stream,
+                                    p, tx, tg, geo);
+  }
+
+  static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace direct90
+}  // namespace convt3d
