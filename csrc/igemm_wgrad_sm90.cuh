@@ -150,9 +150,16 @@ __global__ void __launch_bounds__(384, 1)
       // distinct banks). Loads go in batches of 4 pairs: the three warps are the kernel's critical path
       // (ncu: one dependent chain each made a k-block 5x its MMA time).
       const int w = (tid >> 5) - 1, q = tid & 31;
-      const int qx = q >> 2, qlo = (q & 3) * 4;
       constexpr int PAIRS = BN / 32 * 8;
-      constexpr int BATCH = 4;
+      constexpr int BATCH = 4;  // even: pair P = w + b0 + 3b has chunk parity (w + b) & 1 whatever b0
+      // Channel m of chunk j lands in row 4j + m at column q: byte m * 128 + ((q / 4 ^ (4 (j & 1) + m)) << 4) +
+      // (q % 4) * 4 past the chunk's first row. Precomputed for both chunk parities (par[0]: w's own).
+      uint32_t par[2][4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+          par[h][m] = m * 128 + ((((q >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (q & 3) * 4;
       int it = 0;
       for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
         Unit t;
@@ -161,29 +168,23 @@ __global__ void __launch_bounds__(384, 1)
           const int st_i = it % S;
           TxBarrier::wait(&full[st_i], (it / S) & 1);
           const uint8_t* g = smem + st_i * C::STAGE_BYTES + C::X_BYTES + q * 128;
-          uint8_t* gt = smem + st_i * C::STAGE_BYTES + C::X_BYTES + C::G_BYTES + qlo;
+          uint8_t* gt = smem + st_i * C::STAGE_BYTES + C::X_BYTES + C::G_BYTES;
 #pragma unroll 1
           for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
             float4 v[BATCH];
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
               const int P = w + b0 + 3 * b;
-              if (P < PAIRS) {
-                const int c = P >> 3, j = P & 7;
-                v[b] = *reinterpret_cast<const float4*>(g + c * IW_SUB + ((j ^ (q & 7)) << 4));
-              }
+              if (P < PAIRS) v[b] = *reinterpret_cast<const float4*>(g + (P >> 3) * IW_SUB + (((P & 7) ^ (q & 7)) << 4));
             }
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
               const int P = w + b0 + 3 * b;
               if (P < PAIRS) {
-                const int c = P >> 3, j = P & 7;
-                uint8_t* row = gt + (32 * c + 4 * j) * 128;
-                const int sx = qx ^ ((j & 1) << 2);
+                uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
                 const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
 #pragma unroll
-                for (int m = 0; m < 4; ++m)
-                  *reinterpret_cast<uint32_t*>(row + m * 128 + ((sx ^ m) << 4)) = direct::to_tf32(e[m]);
+                for (int m = 0; m < 4; ++m) *reinterpret_cast<uint32_t*>(row + par[b & 1][m]) = direct::to_tf32(e[m]);
               }
             }
           }
