@@ -148,6 +148,22 @@ def test_igemm_wgrad_policy():
     assert selector.select_config(wide, "wgrad", "tf32").block == (1, 4, 8)
 
 
+def test_3xtf32_long_reductions_avoid_the_split_tap_reuse_rows():
+    """3xtf32 forwards and grad_inputs whose reduction per output exceeds SPLIT_WS_MAX_REDUCTION leave the
+    split ws rows (1.5e-5 error measured at 6912) for the per-tap promoting igemm rows or, where those
+    cannot run, the stock kernels; the headline (1296 and 648) keeps them."""
+    assert direct.reduction_length(HEADLINE, "dgrad") == 1296 and direct.reduction_length(HEADLINE, "fprop") == 648
+    assert direct.reduction_length(Problem(2, 64, 32, (8, 8, 8), 3, 2, 1), "dgrad") == 64 * 8
+    assert direct.reduction_length(Problem(2, 64, 32, (8, 8, 8), 3, 2, 1), "fprop") == 32 * 27
+    long = Problem(2, 256, 32, (16, 16, 16), 3, 1, 1)  # 6912 products per forward output, 32 channels out
+    assert selector.select_config(long, "dgrad", "tf32").family == "wgmma"
+    k = selector.select_config(long, "dgrad", "3xtf32")
+    assert not (k.family == "wgmma" and k.split) and k.family == "igemm"
+    without = [c.name for c in KERNELS if c.family != "igemm"]
+    assert selector.select_config(long, "dgrad", "3xtf32", compiled=without).family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "dgrad", "3xtf32").name == "wgmma_ws_3xtf32_4x8x14_kx3_n24_wg2_s8"
+
+
 def test_igemm_choice_follows_its_cost_model():
     """Tile shape, N block and waves as measured (docs/performance.md v0.9): 8-wide phases take the
     2x8x8 tile; 64 output channels the 64-wide N block, 128 the 128-wide one; V-Net's grad_input (24^3)

@@ -335,8 +335,15 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     taps) is at least NCDHW_MIN_REDUCTION."""
     if not (k.family == "wgmma" and k.ws and (op == "fprop" or p.stride == 1)):
         return False
-    channels, taps = (p.c_in, p.k ** 3) if op == "dgrad" else (p.c_out, (-(-p.k // p.stride)) ** 3)
-    return channels * taps >= NCDHW_MIN_REDUCTION
+    return reduction_length(p, op) >= NCDHW_MIN_REDUCTION
+
+
+def reduction_length(p: Problem, op: str) -> int:
+    """Products summed into one output element of pass ``op``: the forward ("dgrad") reads C_in channels
+    at up to ceil(k / stride)^3 taps of its phase, grad_input ("fprop") C_out channels at all k^3 taps."""
+    if op == "dgrad":
+        return p.c_in * (-(-p.k // p.stride)) ** 3
+    return p.c_out * p.k ** 3
 
 
 def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:

@@ -161,6 +161,11 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 # reduction.
 IGEMM_MIN_CHANNELS = 32
 IGEMM_MIN_S1_GI_CIN = 128
+# The split (3xtf32) tap-reuse rows accumulate a whole reduction inside the tensor cores: 1.5-2.0e-6 error
+# at 648-1296 products per output (the headline), 1.5e-5 at 6912 (256->128 s1 forward, H100, v0.9),
+# against the 1e-5 that 3xtf32 promises. Past this length the selector takes the igemm rows (promoted
+# per tap: 1.8e-6 there) or the stock kernel instead.
+SPLIT_WS_MAX_REDUCTION = 2048
 IGEMM_3X_MIN_CHANNELS = 64
 # grad_weight (tf32, .devrun wgw.py, docs/performance.md v0.9): strided layers with C_in >= 128 and
 # C_out >= 64, against the best other kernel: 3D-GAN 256->128 at 8^3 0.165 vs 0.249 ms (stock), U-Net
@@ -262,6 +267,9 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
     if (problem.stride == 1 and not wide) or (op == "dgrad" and _wgmma_strided_forward(problem, table)):
         k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)
+        if k is not None and k.split and direct.reduction_length(problem, op) > SPLIT_WS_MAX_REDUCTION:
+            # fp32 accuracy first: the per-tap promoting igemm rows, else the stock kernel.
+            return _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
         if k is not None:
             return k
     if precision != "tf32" or not direct_wins(problem, op):  # mma.sync tap reuse: tf32 only
