@@ -319,9 +319,8 @@ WGMMA_WGRAD_KERNELS = tuple(
 )
 
 
-def _igemm(precision, block, bn, stages, why):
-    return KernelConfig("direct", precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block),
-                        0, 2)
+def _igemm(precision, block, bn, stages, why, op="direct"):
+    return KernelConfig(op, precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block), 0, 2)
 
 
 # Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh): 128 output positions x BN channels per unit, two
@@ -343,16 +342,12 @@ IGEMM_KERNELS = tuple(
     ))
 
 
-def _igemm_wgrad(precision, block, bn, stages, why):
-    return KernelConfig("wgrad", precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block), 0, 2)
-
-
 # Hopper grad_weight as an implicit GEMM per tap (csrc/igemm_wgrad_sm90.cuh): one tap x 128 C_in x BN
 # C_out per unit, K = positions in boxes of 32 (1x4x8 for volumes 8 wide, 1x2x16 for 16 and wider), the
 # reduction split into slices summed in a fixed order. For strided layers with wide channels, where the
 # tap-reuse grad_weight re-stages the stride-times wider grad_y halo per 32-channel block.
 IGEMM_WGRAD_KERNELS = tuple(
-    _igemm_wgrad("tf32", block, bn, stages, why)
+    _igemm("tf32", block, bn, stages, why, op="wgrad")
     for block, bn, stages, why in (
         ((1, 4, 8), 128, 4, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
         ((1, 4, 8), 64, 6, "grad_weight, C_out <= 64, 8-wide volumes"),
