@@ -216,10 +216,8 @@ struct DirectKernel {
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
     int halo, filt;
     stage_floats(p, halo, filt);
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-      return 1000 + (int)cudaGetLastError();
+    int optin = 0;
+    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
     if (smem_bytes(halo, filt) > (unsigned long long)optin) return 5;  // kErrorNotSupported
     return 0;
   }

@@ -208,10 +208,8 @@ struct DirectWgradKernel {
     if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
     const long long ci_blocks = (p.Ci + BM - 1) / BM, co_blocks = (p.Co + BN - 1) / BN;
     if (ci_blocks * co_blocks > 65535 || (long long)p.k * p.tap_groups > 65535 || p.slices > 0x7fffffff) return 5;
-    int dev = 0, optin = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
-      return 1000 + (int)cudaGetLastError();
+    int optin = 0;
+    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
     if (S::smem_bytes(p.k, p.stride) > (size_t)optin) return 5;  // kErrorNotSupported
     return 0;
   }

@@ -12,6 +12,7 @@
 #include "cute/arch/mma_sm90_desc.hpp"
 #include "cute/arch/mma_sm90_gmma.hpp"
 #include "cute/arch/mma_sm90_gmma_ext.hpp"
+#include "direct_atoms.cuh"
 
 namespace convt3d {
 namespace direct90 {
@@ -108,11 +109,10 @@ inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 // 0 when the current device is compute capability 9.0 (sm_90a code) and gives `bytes` of shared memory
 // per block; else a cutlass::Status value (5, kErrorNotSupported) or 1000 + cudaError_t.
 inline int sm90_fits(size_t bytes) {
-  int dev = 0, major = 0, minor = 0, optin = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+  int major = 0, minor = 0, optin = 0;
+  if (!direct::device_attribute(cudaDevAttrComputeCapabilityMajor, major) ||
+      !direct::device_attribute(cudaDevAttrComputeCapabilityMinor, minor) ||
+      !direct::device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin))
     return 1000 + (int)cudaGetLastError();
   if (major != 9 || minor != 0) return 5;
   return bytes > (size_t)optin ? 5 : 0;
@@ -120,11 +120,8 @@ inline int sm90_fits(size_t bytes) {
 
 // SMs of the current device (the persistent kernels' grid), or 0 when the query fails.
 inline int sm_count() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 0;
-  return sms;
+  int sms = 0;
+  return direct::device_attribute(cudaDevAttrMultiProcessorCount, sms) ? sms : 0;
 }
 
 // A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
