@@ -8,14 +8,27 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <string>
 
 #include "conv_launch.h"
 #include "direct_launch.h"
 #include "layout_transpose.h"
+#include "reductions.h"
 
 namespace {
 
 using convt3d::ConvLaunch;
+
+// Numbers in error messages go through std::to_string, not c10::str's ostream: streaming an integer
+// from this module crashed the process on the H100 image (a bad-shape call died with SIGSEGV instead
+// of raising), while strings and literals raise cleanly.
+std::string num(int64_t v) { return std::to_string(v); }
+
+std::string dims(at::IntArrayRef sizes) {
+  std::string s = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + "]";
+}
 
 void check_operand(const at::Tensor& t, const char* what, const at::Device& dev) {
   TORCH_CHECK(t.is_cuda(), "convt3d_cutlass: ", what, " must be a CUDA tensor");
@@ -72,8 +85,8 @@ void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
   L.pad_d = pad[0]; L.pad_h = pad[1]; L.pad_w = pad[2];
   L.stride_d = stride[0]; L.stride_h = stride[1]; L.stride_w = stride[2];
   TORCH_CHECK(flt.size(4) == L.C && out.size(4) == L.K && out.size(0) == L.N,
-              "convt3d_cutlass: operand shapes disagree: activation ", act.sizes(), ", filter ",
-              flt.sizes(), ", output ", out.sizes());
+              "convt3d_cutlass: operand shapes disagree: activation ", dims(act.sizes()), ", filter ",
+              dims(flt.sizes()), ", output ", dims(out.sizes()));
 }
 
 // result dx [N,D,H,W,C] = dgrad(dy [N,Z,P,Q,K], filter [K,T,R,S,C]) (+ bias[C]), unit stride.
@@ -157,7 +170,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   TORCH_CHECK(phases.size() % 13 == 0 && !phases.empty() &&
                   phases.size() / 13 <= static_cast<size_t>(convt3d::kDirectMaxPhases),
               "convt3d_cutlass: direct phases must be 13 integers per phase, 1 to ",
-              convt3d::kDirectMaxPhases, " phases");
+              num(convt3d::kDirectMaxPhases), " phases");
   convt3d::DirectLaunch L;
   L.N = in.size(0); L.Di = in.size(1); L.Hi = in.size(2); L.Wi = in.size(3); L.Cr = in.size(4);
   L.out_ncdhw = out_ncdhw;
@@ -180,11 +193,11 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
       const int64_t last = v[a] + s_out * (v[3 + a] - 1);
       const int64_t extent = a == 0 ? L.Do : a == 1 ? L.Ho : L.Wo;
       TORCH_CHECK(v[3 + a] == 0 || (v[a] >= 0 && last < extent),
-                  "convt3d_cutlass: direct phase ", i, " writes outside the output");
+                  "convt3d_cutlass: direct phase ", num(i), " writes outside the output");
     }
     ph.w_offset = v[12];
     TORCH_CHECK(v[12] >= 0 && v[12] + taps * L.Co * L.Cr <= weight.numel(),
-                "convt3d_cutlass: direct phase ", i, " reads outside the weight");
+                "convt3d_cutlass: direct phase ", num(i), " reads outside the weight");
   }
   L.in = in.data_ptr<float>();
   L.weight = weight.data_ptr<float>();
@@ -277,6 +290,53 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
 
 int64_t transpose_tiles(int64_t positions) { return convt3d::layout_transpose_tiles(positions); }
 
+// out [C] = sums of src over every axis but its last (src packed, [..., C]): the bias gradient of an
+// NDHWC grad_y, in a fixed order. The first stage's workspace comes from torch's caching allocator.
+void channel_sums(const at::Tensor& src, at::Tensor& out) {
+  const auto dev = out.device();
+  TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat && src.is_contiguous() &&
+                  src.dim() >= 1 && out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 1 &&
+                  out.size(0) == src.size(-1),
+              "convt3d_cutlass: channel_sums needs a packed float32 [..., C] CUDA source and a [C] result on "
+              "its device");
+  const int64_t c = src.size(-1), rows = c > 0 ? src.numel() / c : 0;
+  at::Tensor work = at::empty({convt3d::channel_sums_work(rows, c)}, src.options());
+  c10::cuda::CUDAGuard guard(dev);
+  const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  check_run("channel_sums", convt3d::channel_sums(src.data_ptr<float>(), out.data_ptr<float>(),
+                                                  work.data_ptr<float>(), rows, c, stream));
+}
+
+// out [C_in, C_out, k, k, k] = sum over slices of partials: [slices, k^3, C_in, C_out] (tap-reuse
+// kernels) or [slices, C_in, k, k, k, C_out] (stock wgrad), added in slice order.
+void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
+  const auto dev = out.device();
+  TORCH_CHECK(partials.is_cuda() && partials.device() == dev && partials.scalar_type() == at::kFloat &&
+                  partials.is_contiguous() && (partials.dim() == 4 || partials.dim() == 6) &&
+                  out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 5,
+              "convt3d_cutlass: wgrad_finish needs packed float32 partials [S, k^3, C_in, C_out] or "
+              "[S, C_in, k, k, k, C_out] and a packed [C_in, C_out, k, k, k] result on one device");
+  const int64_t ci = out.size(0), co = out.size(1), taps = out.size(2) * out.size(3) * out.size(4);
+  const int64_t slices = partials.size(0);
+  int64_t s_t, s_ci;
+  if (partials.dim() == 4) {
+    TORCH_CHECK(partials.size(1) == taps && partials.size(2) == ci && partials.size(3) == co,
+                "convt3d_cutlass: wgrad_finish partials ", dims(partials.sizes()), " do not match the result ",
+                dims(out.sizes()));
+    s_t = ci * co; s_ci = co;
+  } else {
+    TORCH_CHECK(partials.size(1) == ci && partials.size(2) == out.size(2) && partials.size(3) == out.size(3) &&
+                    partials.size(4) == out.size(4) && partials.size(5) == co,
+                "convt3d_cutlass: wgrad_finish partials ", dims(partials.sizes()), " do not match the result ",
+                dims(out.sizes()));
+    s_t = co; s_ci = taps * co;
+  }
+  c10::cuda::CUDAGuard guard(dev);
+  const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  check_run("wgrad_finish", convt3d::wgrad_finish(partials.data_ptr<float>(), out.data_ptr<float>(), slices, taps,
+                                                  ci, co, taps * ci * co, s_t, s_ci, stream));
+}
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
@@ -297,6 +357,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");
   m.def("transpose_tiles(int positions) -> int", &transpose_tiles);
+  m.def("channel_sums(Tensor src, Tensor(a!) out) -> ()");
+  m.def("wgrad_finish(Tensor partials, Tensor(a!) out) -> ()");
   m.def("kernels() -> str[]", &kernels);
 }
 
@@ -307,4 +369,6 @@ TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
   m.impl("direct", &direct);
   m.impl("direct_wgrad", &direct_wgrad);
   m.impl("transpose_layout", &transpose_layout);
+  m.impl("channel_sums", &channel_sums);
+  m.impl("wgrad_finish", &wgrad_finish);
 }

@@ -66,11 +66,11 @@ def test_autograd_function_path(monkeypatch):
     """The eager (and torch < 2.4) path, autograd.Function, with the passes replaced by PyTorch on
     the CPU: its backward calls the passes directly, not the custom ops."""
     import torch.nn.functional as F
-    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg: F.conv_transpose3d(x, w, b, s, p))
+    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg, problem=None: F.conv_transpose3d(x, w, b, s, p))
     monkeypatch.setattr(ops, "grad_input_op", None)
     monkeypatch.setattr(ops, "grad_weight_op", None)
-    monkeypatch.setattr(ops, "_grad_in", lambda gy, w, s, p, cl, prec, cfg: F.conv3d(gy, w, None, s, p))
-    monkeypatch.setattr(ops, "_grad_w", lambda gy, x, k, s, p, prec, cfg: torch.ops.aten.convolution_backward(
+    monkeypatch.setattr(ops, "_grad_in", lambda gy, w, s, p, cl, prec, cfg, problem=None: F.conv3d(gy, w, None, s, p))
+    monkeypatch.setattr(ops, "_grad_w", lambda gy, x, k, s, p, prec, cfg, problem=None: torch.ops.aten.convolution_backward(
         gy, x, torch.empty(x.shape[1], gy.shape[1], k, k, k, dtype=x.dtype), None, [s] * 3, [p] * 3,
         [1] * 3, True, [0] * 3, 1, [False, True, False])[1])
     x = torch.randn(2, 3, 3, 4, 5, dtype=torch.float64, requires_grad=True)
@@ -88,7 +88,7 @@ def test_autograd_function_path(monkeypatch):
 def test_eager_mode_takes_the_autograd_function_not_the_custom_op(monkeypatch):
     """The custom ops are for torch.compile; eager calls skip their Python dispatch."""
     import torch.nn.functional as F
-    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg: F.conv_transpose3d(x, w, b, s, p))
+    monkeypatch.setattr(ops, "_fwd", lambda x, w, b, s, p, prec, cfg, problem=None: F.conv_transpose3d(x, w, b, s, p))
     x = torch.randn(1, 3, 3, 3, 3, requires_grad=True)
     w = torch.randn(3, 2, 3, 3, 3, requires_grad=True)
     y = ops.apply(x, w, None, 1, 0, "fp32", None)

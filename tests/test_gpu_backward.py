@@ -76,8 +76,8 @@ def test_grad_input_writes_every_element():
 def test_only_needed_gradients(need, monkeypatch):
     calls = []
     gi, gw = ops._grad_in, ops._grad_w  # what the eager backward and the custom ops both call
-    monkeypatch.setattr(ops, "_grad_in", lambda *a: calls.append("input") or gi(*a))
-    monkeypatch.setattr(ops, "_grad_w", lambda *a: calls.append("weight") or gw(*a))
+    monkeypatch.setattr(ops, "_grad_in", lambda *a, **k: calls.append("input") or gi(*a, **k))
+    monkeypatch.setattr(ops, "_grad_w", lambda *a, **k: calls.append("weight") or gw(*a, **k))
     x = torch.randn(1, 8, 4, 4, 4, device="cuda", requires_grad=need == "input")
     w = torch.randn(8, 8, 3, 3, 3, device="cuda", requires_grad=need == "weight")
     ct.conv_transpose3d(x, w, precision="tf32", strict=True).sum().backward()

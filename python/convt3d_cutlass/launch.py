@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -50,6 +50,50 @@ def _select_cached(p, op, precision, config, index, gemm_mn, env_config):
                                   capability=_extension.capability(index))
 
 
+class Plan(NamedTuple):
+    """What one pass of one layer shape runs: the kernel and, for the tap-reuse kernels, the launch
+    arguments derived from the problem alone. Built once per (layer shape, pass, precision, config,
+    device): a small layer's step is host-bound, and these took a third of its Python."""
+    k: object            # kernel_table.KernelConfig
+    name: str
+    tap_reuse: bool
+    table: list          # the direct op's phase table (forward, grad_input); [] otherwise
+    slices: int          # grad_weight: partial-sum slices
+    taps_per_group: int  # grad_weight, mma.sync tap reuse: (kh, kw) taps per CTA
+
+
+def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tune) -> Plan:
+    """The pass's Plan: the forced config (``config=``, ``CONVT3D_CONFIG``), else the autotuned one
+    when tuning is on (tune(name) runs the pass with that kernel), else the selector's."""
+    env_config = os.environ.get("CONVT3D_CONFIG", "")
+    index = _index(device)
+    if not (config or env_config) and autotune.enabled():
+        config = autotune.choose(p, op, precision, index, tune)
+    return _plan_cached(p, op, precision, config or None, index, env_config)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
+    k = _select_cached(p, op, precision, config, index, None, env_config)
+    table, slices, taps_per_group = [], 1, 1
+    if k.tap_reuse and op == "dgrad":
+        table = list(direct.forward_plan(p)[0])
+    elif k.tap_reuse and op == "fprop":
+        table = list(direct.grad_input_plan(p))
+    elif k.tap_reuse:
+        sms = _extension.num_sms(index)
+        if k.family == "igemm":
+            slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms)
+        elif k.family == "wgmma":
+            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
+        else:
+            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms)
+            taps_per_group = direct.wgrad_tap_groups(p.k)[0]
+    else:
+        slices = selector.split_k_slices(p, k, _extension.num_sms(index)) if op == "wgrad" else 1
+    return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group)
+
+
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return aligned16(bias.detach().contiguous()) if bias is not None else None
 
@@ -70,19 +114,21 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     """
     X = ndhwc(x)
     b = _bias(bias)
-    config = _config(p, "dgrad", precision, config, x.device,
-                     lambda name: forward(x, weight, bias, p, precision, name))
-    k = _select(p, "dgrad", precision, config, x.device)
-    if k.tap_reuse:
+    plan = _plan(p, "dgrad", precision, config, x.device,
+                 lambda name: forward(x, weight, bias, p, precision, name))
+    k = plan.k
+    if plan.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
-        table = direct.forward_plan(p)[0]
         w = cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
                           lambda: direct.forward_filter(weight, p, k.precision))
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
-        _ops().direct(k.name, X, w, b, y if to_ncdhw else y.permute(0, 2, 3, 4, 1), list(table), 1, p.stride,
+        _ops().direct(plan.name, X, w, b, y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride,
                       to_ncdhw)
         return y
+    # Stock CUTLASS: one launch per phase, each with the tile for its own GEMM shape.
+    config = _config(p, "dgrad", precision, config, x.device,
+                     lambda name: forward(x, weight, bias, p, precision, name))
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     s = p.stride
@@ -113,18 +159,18 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     strided fprop skips nothing it needs, so no phases here. ``ncdhw`` as in forward().
     """
     G = ndhwc(grad_y)
-    config = _config(p, "fprop", precision, config, grad_y.device,
-                     lambda name: grad_input(grad_y, weight, p, precision, name))
-    k = _select(p, "fprop", precision, config, grad_y.device)
-    if k.tap_reuse:
+    plan = _plan(p, "fprop", precision, config, grad_y.device,
+                 lambda name: grad_input(grad_y, weight, p, precision, name))
+    k = plan.k
+    if plan.tap_reuse:
         w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
-        _ops().direct(k.name, G, w, None, gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1),
-                      list(direct.grad_input_plan(p)), p.stride, 1, to_ncdhw)
+        _ops().direct(plan.name, G, w, None, gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1,
+                      to_ncdhw)
         return gx
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
-    _ops().fprop(k.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
+    _ops().fprop(plan.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
     return gx
 
@@ -137,32 +183,32 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     ``wgmma_wgrad`` tap reuse and ``igemm_wgrad`` implicit GEMM per tap on Hopper; tf32). Either way the reduction over positions is split into slices
     whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
-    config = _config(p, "wgrad", precision, config, x.device,
-                     lambda name: grad_weight(grad_y, x, p, precision, name))
-    k = _select(p, "wgrad", precision, config, x.device)
-    if k.tap_reuse:
+    plan = _plan(p, "wgrad", precision, config, x.device,
+                 lambda name: grad_weight(grad_y, x, p, precision, name))
+    k = plan.k
+    if plan.tap_reuse:
         # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
         # x tiles (mma.sync) or columns of x tiles times depth segments (Hopper).
-        sms = _extension.num_sms(x.device.index)
-        if k.family == "igemm":
-            slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms)
-            taps_per_group = 1  # unused: one tap per unit
-        elif k.family == "wgmma":
-            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
-            taps_per_group = 1  # unused: every tap in one CTA
-        else:
-            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms)
-            taps_per_group = direct.wgrad_tap_groups(p.k)[0]
-        partials = torch.empty((slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
+        partials = torch.empty((plan.slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
         # The Hopper kernel's TMA reads an NCDHW x as it is (W % 4 == 0: 16-byte row strides), and its
         # x^T staging takes either layout: no layout conversion of x, the largest tensor of the pass.
         x_ncdhw = direct.wgmma_wgrad_reads_ncdhw(k, x)
-        _ops().direct_wgrad(k.name, aligned16(x) if x_ncdhw else ndhwc(x), ndhwc(grad_y), partials, p.k,
-                            p.stride, p.padding, taps_per_group, x_ncdhw)
-        gw = partials[0] if slices == 1 else partials.sum(0)
-        return gw.view(p.k, p.k, p.k, p.c_in, p.c_out).permute(3, 4, 0, 1, 2).contiguous()
-    slices = selector.split_k_slices(p, k, _extension.num_sms(x.device.index))
-    partials = torch.empty((slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
-    _ops().wgrad(k.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
-    gw = partials[0] if slices == 1 else partials.sum(0)
-    return gw.permute(0, 4, 1, 2, 3).contiguous()
+        _ops().direct_wgrad(plan.name, aligned16(x) if x_ncdhw else ndhwc(x), ndhwc(grad_y), partials, p.k,
+                            p.stride, p.padding, plan.taps_per_group, x_ncdhw)
+        return _finish(partials, p)
+    partials = torch.empty((plan.slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
+    _ops().wgrad(plan.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
+    return _finish(partials, p)
+
+
+def _finish(partials: torch.Tensor, p: Problem) -> torch.Tensor:
+    """grad_w [C_in, C_out, k, k, k] from partials [S, k^3, C_in, C_out] or [S, C_in, k, k, k, C_out]:
+    the slices summed in order and the layout changed in one pass (csrc/reductions.cu). Its blocks own
+    one (C_in, 32 C_out) tile each and walk the slices serially, so many slices over few tiles (the
+    headline: 1152 over 48) are summed by torch first, which spreads them over the whole GPU."""
+    if partials.shape[0] > selector.FINISH_MAX_SLICES or \
+            p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES:
+        partials = partials.sum(0, keepdim=True)
+    gw = torch.empty((p.c_in, p.c_out, p.k, p.k, p.k), device=partials.device, dtype=partials.dtype)
+    _ops().wgrad_finish(partials, gw)
+    return gw

@@ -1,6 +1,8 @@
 """Memory formats around the NDHWC kernels."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import _extension
@@ -22,17 +24,26 @@ def aligned16(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)  # torch < 2.3: no compiler
+
+
+@functools.lru_cache(maxsize=None)
+def _has_op(name: str) -> bool:
+    """Whether the loaded extension registers op ``name`` (fixed for the process's life)."""
+    if not _extension.load()[0]:
+        return False
+    try:
+        return hasattr(torch.ops.convt3d_cutlass, name)
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _fast_transpose(t: torch.Tensor) -> bool:
     """Whether our transpose kernel can convert t (fp32 CUDA, extension with the op loaded).
 
     torch's permuted copy runs NCDHW <-> channels_last_3d at about a quarter of the copy bandwidth
     on these shapes; the kernel (csrc/layout_transpose.cu) is a tiled shared-memory transpose."""
-    if not (t.is_cuda and t.dtype == torch.float32 and t.dim() == 5) or not _extension.load()[0]:
-        return False
-    try:
-        return hasattr(torch.ops.convt3d_cutlass, "transpose_layout")
-    except (AttributeError, RuntimeError):
-        return False
+    return t.is_cuda and t.dtype == torch.float32 and t.dim() == 5 and _has_op("transpose_layout")
 
 
 def ndhwc(t: torch.Tensor) -> torch.Tensor:
@@ -65,7 +76,26 @@ def channels_last_with_sums(t: torch.Tensor):
     sums = torch.empty((n, torch.ops.convt3d_cutlass.transpose_tiles(positions), c), dtype=src.dtype,
                        device=src.device)
     torch.ops.convt3d_cutlass.transpose_layout(src, out, True, sums)
-    return out.permute(0, 4, 1, 2, 3), sums.sum((0, 1))
+    return out.permute(0, 4, 1, 2, 3), _sum_rows(sums)
+
+
+def _sum_rows(t: torch.Tensor) -> torch.Tensor:
+    """[C] sums of a packed [..., C] tensor over every axis but the last, by the extension's kernel."""
+    out = torch.empty((t.shape[-1],), dtype=t.dtype, device=t.device)
+    torch.ops.convt3d_cutlass.channel_sums(t, out)
+    return out
+
+
+def channel_sums(t: torch.Tensor) -> torch.Tensor:
+    """[C] sums of t [N, C, D, H, W] over N, D, H, W: the bias gradient.
+
+    A channels_last_3d t is one packed [positions, C] matrix for the extension's kernel (torch's sum
+    of it ran at a fifth of the copy bandwidth, docs/performance.md v0.10); anything else goes to torch."""
+    # Under torch.compile the backward is traced: torch's sum, which the compiler sees whole.
+    if t.is_contiguous(memory_format=CL) and t.numel() > 0 and _fast_transpose(t) and _has_op("channel_sums") \
+            and not _compiling():
+        return _sum_rows(aligned16(t).permute(0, 2, 3, 4, 1))
+    return t.sum((0, 2, 3, 4))
 
 
 def empty_cl(shape, like: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from . import launch
-from .layouts import CL, channels_last_with_sums, to_format, wants_channels_last
+from .layouts import CL, channel_sums, channels_last_with_sums, to_format, wants_channels_last
 from .problem import Problem, out_size
 
 HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
@@ -29,23 +29,25 @@ def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -
                    stride, padding)
 
 
-def _fwd(x, weight, bias, stride, padding, precision, config):
-    p = _problem(x, weight, stride, padding)
+def _fwd(x, weight, bias, stride, padding, precision, config, problem=None):
+    p = problem or _problem(x, weight, stride, padding)
     cl = wants_channels_last(x)
     y = launch.forward(x, weight, bias, p, precision, config or None, ncdhw=not cl)
     return to_format(y, cl)
 
 
-def _grad_in(grad_y, weight, stride, padding, channels_last, precision, config):
-    k = weight.shape[2]
-    spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
-    p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding)
+def _grad_in(grad_y, weight, stride, padding, channels_last, precision, config, problem=None):
+    p = problem
+    if p is None:
+        k = weight.shape[2]
+        spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
+        p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding)
     return to_format(launch.grad_input(grad_y, weight, p, precision, config or None, ncdhw=not channels_last),
                      channels_last)
 
 
-def _grad_w(grad_y, x, k, stride, padding, precision, config):
-    p = Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding)
+def _grad_w(grad_y, x, k, stride, padding, precision, config, problem=None):
+    p = problem or Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding)
     return launch.grad_weight(grad_y, x, p, precision, config or None)
 
 
@@ -95,7 +97,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.precision,
                         ctx.config)
         if need_b and gb is None:
-            gb = grad_y.sum((0, 2, 3, 4))
+            gb = channel_sums(grad_y)
         if not need_b:
             gb = None
     return gx, gw, gb, None, None, None, None
@@ -108,11 +110,15 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, precision, config):
         _setup_context(ctx, (x, weight, bias, stride, padding, precision, config), None)
-        return _fwd(x, weight, bias, stride, padding, precision, config)
+        # The backward passes solve the same Problem: built once here (small layers are host-bound).
+        ctx.problem = _problem(x, weight, stride, padding)
+        return _fwd(x, weight, bias, stride, padding, precision, config, problem=ctx.problem)
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _backward(ctx, grad_y, _grad_in, _grad_w, share_layout=True)
+        p = ctx.problem
+        return _backward(ctx, grad_y, lambda *a: _grad_in(*a, problem=p), lambda *a: _grad_w(*a, problem=p),
+                         share_layout=True)
 
 
 def _setup_context(ctx, inputs, output):
