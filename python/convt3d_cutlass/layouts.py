@@ -24,9 +24,6 @@ def aligned16(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)  # torch < 2.3: no compiler
-
-
 @functools.lru_cache(maxsize=None)
 def _has_op(name: str) -> bool:
     """Whether the loaded extension registers op ``name`` (fixed for the process's life)."""
@@ -90,10 +87,9 @@ def channel_sums(t: torch.Tensor) -> torch.Tensor:
     """[C] sums of t [N, C, D, H, W] over N, D, H, W: the bias gradient.
 
     A channels_last_3d t is one packed [positions, C] matrix for the extension's kernel (torch's sum
-    of it ran at a fifth of the copy bandwidth, docs/performance.md v0.10); anything else goes to torch."""
-    # Under torch.compile the backward is traced: torch's sum, which the compiler sees whole.
-    if t.is_contiguous(memory_format=CL) and t.numel() > 0 and _fast_transpose(t) and _has_op("channel_sums") \
-            and not _compiling():
+    of it ran at a fifth of the copy bandwidth, docs/performance.md v0.10); anything else goes to torch.
+    Eager mode only: the kernel reads data pointers, which the tensors of a traced backward lack."""
+    if t.is_contiguous(memory_format=CL) and t.numel() > 0 and _fast_transpose(t) and _has_op("channel_sums"):
         return _sum_rows(aligned16(t).permute(0, 2, 3, 4, 1))
     return t.sum((0, 2, 3, 4))
 

@@ -97,7 +97,8 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.precision,
                         ctx.config)
         if need_b and gb is None:
-            gb = channel_sums(grad_y)
+            # Eager only (share_layout): the kernel reads data pointers, which a traced backward lacks.
+            gb = channel_sums(grad_y) if share_layout else grad_y.sum((0, 2, 3, 4))
         if not need_b:
             gb = None
     return gx, gw, gb, None, None, None, None
