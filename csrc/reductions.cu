@@ -13,6 +13,20 @@ constexpr int kLanes = 32, kRowsPerPass = 8, kThreads = kLanes * kRowsPerPass;
 constexpr int64_t kRowsPerBlock = 512;  // rows of one first-stage block
 constexpr int64_t kMaxBlocks = 1024;    // first-stage blocks cap: the second stage reads them all
 
+// The kRowsPerPass per-thread partials of each lane's channel, added in row order; the total is
+// valid in the rr == 0 threads (the others get 0). One __syncthreads inside: every thread calls it.
+__device__ __forceinline__ float fold_runs(float (&part)[kRowsPerPass][kLanes], float acc, int rr, int lane) {
+  part[rr][lane] = acc;
+  __syncthreads();
+  float v = 0.f;
+  if (rr == 0) {
+    v = part[0][lane];
+#pragma unroll
+    for (int j = 1; j < kRowsPerPass; ++j) v += part[j][lane];
+  }
+  return v;
+}
+
 // work[b][c] = sum of src rows [b * per, (b + 1) * per) of channel c. grid (blocks, channel groups of
 // 32); a warp lane per channel (coalesced along c), kRowsPerPass rows in flight, then the rows folded
 // in a fixed order through shared memory.
@@ -33,14 +47,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (; r < r1; r += kRowsPerPass) acc += __ldg(src + r * C + c);
   }
-  part[rr][lane] = acc;
-  __syncthreads();
-  if (rr == 0 && c < C) {
-    float v = part[0][lane];
-#pragma unroll
-    for (int j = 1; j < kRowsPerPass; ++j) v += part[j][lane];
-    work[(int64_t)blockIdx.x * C + c] = v;
-  }
+  const float v = fold_runs(part, acc, rr, lane);
+  if (rr == 0 && c < C) work[(int64_t)blockIdx.x * C + c] = v;
 }
 
 // out[c] = sum over j < fold, then over b, of work[b][j * C + c], in a fixed order. fold > 1: stage 1
@@ -58,14 +66,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 4
       for (int64_t b = rr; b < blocks; b += kRowsPerPass) acc += __ldg(work + (b * fold + j) * C + c);
     }
-  part[rr][lane] = acc;
-  __syncthreads();
-  if (rr == 0 && c < C) {
-    float v = part[0][lane];
-#pragma unroll
-    for (int k = 1; k < kRowsPerPass; ++k) v += part[k][lane];
-    out[c] = v;
-  }
+  const float v = fold_runs(part, acc, rr, lane);
+  if (rr == 0 && c < C) out[c] = v;
 }
 
 constexpr int kCoTile = 32, kFinishThreads = 256;
