@@ -200,6 +200,13 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
             and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
 
+def _built(op: str, precision: str, family: str, compiled):
+    """(position in the family's table order, row) for the rows of one family serving ``op`` in
+    ``precision`` that this build compiled (``compiled`` None: all of them)."""
+    return [(i, k) for i, k in enumerate(kernels_for(op, precision, family))
+            if compiled is None or k.name in compiled]
+
+
 def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, smem_limit: int,
                   capability: Tuple[int, int], num_sms: int):
     """The implicit-GEMM row with the least ``direct.igemm_cost`` (tile shape, N block, waves), ties to
@@ -207,9 +214,7 @@ def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, sme
     table, _, co = plan
     c_r = problem.c_in if op == "dgrad" else problem.c_out
     cands = []
-    for i, k in enumerate(kernels_for(op, precision, "igemm")):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for i, k in _built(op, precision, "igemm", compiled):
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
@@ -240,9 +245,7 @@ def _wgmma_choice(problem: Problem, op: str, co: int, precision: str, compiled, 
     BN by ``_padded`` output channels; ties go to the earlier row of the table.
     """
     cands = []
-    for i, k in enumerate(kernels_for(op, precision, "wgmma")):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for i, k in _built(op, precision, "wgmma", compiled):
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((_padded(co, k.bn), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
@@ -287,9 +290,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     else:
         prefer = (1, 8, 16)
     cands = []
-    for k in kernels_for(op, precision, "direct"):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for _, k in _built(op, precision, "direct", compiled):
         if direct.smem_bytes(k.block, k.bn, s_in, table) > smem_limit:
             continue
         work = _padded(co, k.bn)
@@ -324,9 +325,7 @@ def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
     position box that wastes least of the volume's width, then the table's earlier row."""
     w = problem.spatial[2]
     cands = []
-    for i, k in enumerate(kernels_for("wgrad", precision, "igemm")):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for i, k in _built("wgrad", precision, "igemm", compiled):
         if not supports_arch(k, capability) or not igemm_wgrad_fits(problem, k, smem_limit):
             continue
         waste = -(-w // k.block[2]) * k.block[2] - w
@@ -343,9 +342,7 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
     if precision not in ("tf32", "3xtf32"):
         return None
     cands = []
-    for i, k in enumerate(kernels_for("wgrad", precision, "wgmma")):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for i, k in _built("wgrad", precision, "wgmma", compiled):
         if not supports_arch(k, capability) or not wgmma_wgrad_fits(problem, k, smem_limit):
             continue
         cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
@@ -366,9 +363,7 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
         return None
     h, w = problem.spatial[1:]
     cands = []
-    for k in kernels_for("wgrad", precision, "direct"):
-        if compiled is not None and k.name not in compiled:
-            continue
+    for _, k in _built("wgrad", precision, "direct", compiled):
         if not direct_wgrad_fits(problem, k, smem_limit):
             continue
         bm, bn = k.tile[:2]
