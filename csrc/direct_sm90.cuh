@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using Op = typename Gmma<C::N>::Op;
   constexpr int NA = C::N / 2;  // accumulator floats per thread per A tile
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* smem = smem_1k(smem_raw);
   const int stage_area = geo.stages * geo.stage_bytes;
   const int scratch_area = C::THREADS / 32 * 16 * C::SCRATCH_STRIDE * 4;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + (stage_area > scratch_area ? stage_area : scratch_area));
@@ -290,7 +290,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int P = SPLIT ? 2 : 1;
   constexpr int GB = P * C::GROUP_BYTES;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* smem = smem_1k(smem_raw);
   const int ns = geo.stages;
   uint8_t* filter = smem + ns * geo.stage_bytes;  // resident filter: [chunk][(kd, kh)] blocks
   uint64_t* full = reinterpret_cast<uint64_t*>(filter + geo.filter_bytes);

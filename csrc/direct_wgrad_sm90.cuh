@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using Op = typename GmmaRS<BN>::Op;
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* smem = smem_1k(smem_raw);
   uint8_t* xt = smem;                        // XT x [granule][ci][8], SW32 K-major
   uint8_t* xraw = smem + C::XT * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
   uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]

@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(384, 1)
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = BN / 2;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* smem = smem_1k(smem_raw);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * C::STAGE_BYTES);
   uint64_t* ready = full + S;
   uint64_t* empty = ready + S;

@@ -36,28 +36,30 @@ __device__ __forceinline__ void fence_acc(float (&acc)[N]) {
   for (int i = 0; i < N; ++i) cute::warpgroup_fence_operand(acc[i]);
 }
 
-// K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
-__device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) {
+// K-major swizzled operand descriptor: 8-row groups sbo bytes apart, layout_type 3 (32-byte swizzle)
+// or 1 (128-byte swizzle); the leading byte offset is unused for swizzled K-major layouts.
+__device__ __forceinline__ uint64_t kmajor_desc(uint32_t smem_addr, uint32_t sbo, int layout_type) {
   cute::GmmaDescriptor d;
   d.bitfield.start_address_ = smem_addr >> 4;
-  d.bitfield.leading_byte_offset_ = 1;  // unused for swizzled K-major
-  d.bitfield.stride_byte_offset_ = 256 >> 4;
+  d.bitfield.leading_byte_offset_ = 1;
+  d.bitfield.stride_byte_offset_ = sbo >> 4;
   d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 3;
+  d.bitfield.layout_type_ = layout_type;
   return d.desc_;
 }
+
+// K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
+__device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) { return kmajor_desc(smem_addr, 256, 3); }
 
 // K-major, 128-byte swizzle, 8-row groups 1024 bytes apart (the layout TMA's SWIZZLE_128B writes for
 // 128-byte rows). A k8 step inside the row is a 32-byte offset of the start address: the swizzle is
 // applied to the final address bits, as CUTLASS's descriptor iterators rely on.
-__device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
-  cute::GmmaDescriptor d;
-  d.bitfield.start_address_ = smem_addr >> 4;
-  d.bitfield.leading_byte_offset_ = 1;  // unused for swizzled K-major
-  d.bitfield.stride_byte_offset_ = 1024 >> 4;
-  d.bitfield.base_offset_ = 0;
-  d.bitfield.layout_type_ = 1;
-  return d.desc_;
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) { return kmajor_desc(smem_addr, 1024, 1); }
+
+// Dynamic shared memory rounded up to 1 KiB, the alignment of 128-byte-swizzle atoms (the kernels
+// size their allocation with 1 KiB to spare).
+__device__ __forceinline__ uint8_t* smem_1k(uint8_t* smem_raw) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 }
 
 // tf32 wgmma with A from registers (four per thread: rows g and g + 8 of its warp's 16, columns tq
