@@ -35,14 +35,15 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
         t = CaseTensors(case, True)
         if fast_path.check(t.x, t.w, t.b, case.stride, case.padding, case.output_padding, 1, 1):
             continue  # fallback shape: no kernel of ours runs
-        p = Problem(case.n, case.c_in, case.c_out, case.spatial, case.k, case.stride, case.padding)
+        p = Problem(case.n, case.c_in, case.c_out, case.spatial, case.k, case.stride, case.padding,
+                    case.output_padding)
         biggest = max(phases(p), key=lambda ph: ph.count[0] * ph.count[1] * ph.count[2]).count
         runs = {
             "dgrad": lambda prec, name: ct.conv_transpose3d(t.x, t.w, t.b, case.stride, case.padding,
-                                                            precision=prec, config=name),
-            "fprop": lambda prec, name: ops.grad_input_op(t.gy, t.w, case.stride, case.padding, True,
+                                                            case.output_padding, precision=prec, config=name),
+            "fprop": lambda prec, name: ops.grad_input_op(t.gy, t.w, case.stride, case.padding, case.output_padding, True,
                                                           prec, name),
-            "wgrad": lambda prec, name: ops.grad_weight_op(t.gy, t.x, case.k, case.stride, case.padding,
+            "wgrad": lambda prec, name: ops.grad_weight_op(t.gy, t.x, case.k, case.stride, case.padding, case.output_padding,
                                                            prec, name),
         }
         for op, fn in runs.items():

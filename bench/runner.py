@@ -106,10 +106,10 @@ def _our_fns(t, prec, config=None):
 
     if fast:
         def grad_input():
-            return ops.grad_input_op(t.gy, t.w, c.stride, c.padding, t.channels_last, prec, cfg)
+            return ops.grad_input_op(t.gy, t.w, c.stride, c.padding, c.output_padding, t.channels_last, prec, cfg)
 
         def grad_weight():
-            return ops.grad_weight_op(t.gy, t.x, c.k, c.stride, c.padding, prec, cfg)
+            return ops.grad_weight_op(t.gy, t.x, c.k, c.stride, c.padding, c.output_padding, prec, cfg)
     else:
         native = _native_fns(t)
         grad_input, grad_weight = native["grad_input"], native["grad_weight"]

@@ -43,7 +43,7 @@ def test_fallback_equals_torch_and_warns_once_on_cpu():
 @pytest.mark.parametrize("kw, arg", [
     (dict(groups=2), "groups"),
     (dict(dilation=2), "dilation"),
-    (dict(output_padding=1, stride=2), "output_padding"),
+    (dict(output_padding=(1, 0, 1), stride=2), "output_padding"),
     (dict(stride=(1, 2, 1)), "stride"),
     (dict(padding=(0, 1, 0)), "padding"),
     (dict(stride=5), "stride"),
@@ -60,13 +60,29 @@ def test_outside_fast_path_falls_back_or_raises_strict(kw, arg):
     assert arg in [a for a, _ in reasons]
 
 
-@pytest.mark.parametrize("shape, arg", [((4, 2, 2, 2, 2), "kernel_size"), ((4, 2, 3, 3, 1), "kernel_size")])
-def test_even_or_noncubic_kernel_reason(shape, arg):
+@pytest.mark.parametrize("shape, arg", [((4, 2, 8, 8, 8), "kernel_size"), ((4, 2, 3, 3, 1), "kernel_size")])
+def test_large_or_noncubic_kernel_reason(shape, arg):
     x, w = _x(1, 4, 3, 4, 5), _x(*shape)
     reasons = fast_path.check(x, w, None, 1, 0, 0, 1, 1)
     assert arg in [a for a, _ in reasons]
     with pytest.raises(ValueError, match="kernel_size"):
         fast_path.fallback_or_raise([r for r in reasons if r[0] == arg], strict=True)
+
+
+@pytest.mark.parametrize("k, stride, padding, output_padding", [
+    (2, 2, 0, 0), (4, 2, 1, 0), (6, 3, 2, 2), (3, 2, 1, 1), (5, 4, 2, 3), (2, 1, 1, 0)])
+def test_even_kernels_and_output_padding_are_on_the_fast_path(k, stride, padding, output_padding):
+    # Only the device stands between these and the kernels (CPU tensors here).
+    x, w = _x(1, 4, 3, 4, 5), _x(4, 2, k, k, k)
+    reasons = fast_path.check(x, w, None, stride, padding, output_padding, 1, 1)
+    assert [a for a, _ in reasons] == ["input"]
+
+
+@pytest.mark.parametrize("stride, output_padding", [(2, 2), (1, 1), (3, 4)])
+def test_output_padding_at_or_above_stride_is_a_reason(stride, output_padding):
+    x, w = _x(1, 4, 3, 4, 5), _x(4, 2, 3, 3, 3)
+    reasons = fast_path.check(x, w, None, stride, 1, output_padding, 1, 1)
+    assert "output_padding" in [a for a, _ in reasons]
 
 
 def test_strict_raises_value_error_naming_argument():

@@ -40,25 +40,25 @@ def emulate(inp, wflat, bias, table, s_in, s_out, out_shape):
     return out
 
 
-CASES = [(k, s, p) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in range(0, k)]
+CASES = [(k, s, p, op) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in range(0, k) for op in range(s)]
 SPATIAL = (4, 5, 3)
 
 
-def _layer(k, s, p):
+def _layer(k, s, p, op=0):
     """A 4 -> 8 channel layer on SPATIAL and its float64 weight (skips empty outputs)."""
     torch.manual_seed(0)
-    prob = Problem(2, 4, 8, SPATIAL, k, s, p)
+    prob = Problem(2, 4, 8, SPATIAL, k, s, p, op)
     if min(prob.out_spatial) <= 0:
         pytest.skip("empty output")
     return prob, torch.randn(4, 8, k, k, k, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("k,s,p", CASES)
-def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
-    prob, w = _layer(k, s, p)
+@pytest.mark.parametrize("k,s,p,op", CASES)
+def test_forward_plan_reproduces_conv_transpose3d(k, s, p, op):
+    prob, w = _layer(k, s, p, op)
     x = torch.randn(2, 4, *SPATIAL, dtype=torch.float64)
     b = torch.randn(8, dtype=torch.float64)
-    ref = F.conv_transpose3d(x, w, b, s, p)
+    ref = F.conv_transpose3d(x, w, b, s, p, op)
     table, _ = direct.forward_plan(prob)
     wflat = direct.forward_filter(w, prob, "fp32")
     out = emulate(x.permute(0, 2, 3, 4, 1), wflat, b, table, 1, s, (2,) + prob.out_spatial + (8,))
@@ -66,9 +66,9 @@ def test_forward_plan_reproduces_conv_transpose3d(k, s, p):
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
 
 
-@pytest.mark.parametrize("k,s,p", CASES)
-def test_grad_input_plan_reproduces_strided_conv(k, s, p):
-    prob, w = _layer(k, s, p)
+@pytest.mark.parametrize("k,s,p,op", CASES)
+def test_grad_input_plan_reproduces_strided_conv(k, s, p, op):
+    prob, w = _layer(k, s, p, op)
     gy = torch.randn(2, 8, *prob.out_spatial, dtype=torch.float64)
     ref = F.conv3d(gy, w, None, s, p)
     assert tuple(ref.shape[2:]) == SPATIAL

@@ -18,20 +18,20 @@ pytestmark = [requires_gpu, pytest.mark.gpu]
 CHANNELS = (1, 3, 8, 24, 48, 64)
 
 
-def _grads(n, c_in, c_out, spatial, k, s, p, bias, cl, prec, config=None):
+def _grads(n, c_in, c_out, spatial, k, s, p, bias, cl, prec, config=None, op=0):
     x = torch.randn(n, c_in, *spatial, device="cuda")
     if cl:
         x = x.to(memory_format=CL)
     x.requires_grad_()
     w = (torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5).requires_grad_()
     b = torch.randn(c_out, device="cuda").requires_grad_() if bias else None
-    y = ct.conv_transpose3d(x, w, b, s, p, precision=prec, strict=True, config=config)
+    y = ct.conv_transpose3d(x, w, b, s, p, op, precision=prec, strict=True, config=config)
     gy = torch.randn_like(y)
     poison_allocator()
     y.backward(gy)
     xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     bd = b.detach().double().requires_grad_() if bias else None
-    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
+    F.conv_transpose3d(xd, wd, bd, s, p, op).backward(gy.double())
     out = [(x.grad, xd.grad), (w.grad, wd.grad)] + ([(b.grad, bd.grad)] if bias else [])
     return out, x
 
@@ -46,6 +46,24 @@ def test_gradients_matrix(prec, s, k, pk, cl):
     i = _GRID.index((prec, s, k, pk, cl))
     c_in, c_out = CHANNELS[(i + 3) % 6], CHANNELS[(i // 6) % 6]
     pairs, x = _grads(2, c_in, c_out, (5, 6, 7), k, s, p, i % 2 == 1, cl, prec)
+    for name, (got, ref) in zip(("input", "weight", "bias"), pairs):
+        assert rel_l2(got, ref) <= TOL[prec], (name, c_in, c_out)
+    assert x.grad.is_contiguous(memory_format=CL) if cl else x.grad.is_contiguous()
+
+
+_WIDE = [c for c in itertools.product(("fp32", "tf32", "3xtf32"),
+                                      ((2, 2, 0, 0), (2, 2, 0, 1), (4, 2, 1, 0), (4, 2, 1, 1), (3, 2, 1, 1),
+                                       (5, 2, 2, 1), (2, 1, 0, 0), (2, 1, 1, 0), (4, 1, 2, 0), (6, 3, 2, 2),
+                                       (3, 3, 1, 2), (1, 2, 0, 1)),
+                                      (False, True))]
+
+
+@pytest.mark.parametrize("prec, ksp, cl", _WIDE)
+def test_gradients_even_kernels_and_output_padding(prec, ksp, cl):
+    k, s, p, op = ksp
+    i = _WIDE.index((prec, ksp, cl))
+    c_in, c_out = CHANNELS[(i + 2) % 6], CHANNELS[(i // 3 + 4) % 6]
+    pairs, x = _grads(2, c_in, c_out, (5, 6, 7), k, s, p, i % 2 == 1, cl, prec, op=op)
     for name, (got, ref) in zip(("input", "weight", "bias"), pairs):
         assert rel_l2(got, ref) <= TOL[prec], (name, c_in, c_out)
     assert x.grad.is_contiguous(memory_format=CL) if cl else x.grad.is_contiguous()

@@ -22,12 +22,13 @@ def _poisoned(shape):
 
 
 @pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS + IGEMM_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (3, 3, 0), (3, 1, 0), (1, 2, 0),
-                                   (3, 4, 0)])
-def test_direct_config_forward_and_grad_input(cfg, k, s, p):
+@pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (3, 3, 0, 0),
+                                      (3, 1, 0, 0), (1, 2, 0, 0), (3, 4, 0, 0), (3, 2, 1, 1), (2, 2, 0, 1),
+                                      (4, 2, 1, 0), (2, 1, 1, 0), (4, 3, 2, 2)])
+def test_direct_config_forward_and_grad_input(cfg, k, s, p, op):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, 12, 40, (5, 11, 19), k, s, p)  # 12 = 8 + 4 channels, 40 = partial N tiles
+    prob = Problem(2, 12, 40, (5, 11, 19), k, s, p, op)  # 12 = 8 + 4 channels, 40 = partial N tiles
     dev = torch.cuda.current_device()
     limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
     fits = {op: selector.direct_fits(prob, op, cfg, limit, cc) for op in ("dgrad", "fprop")}
@@ -40,7 +41,7 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p):
     w = torch.randn(12, 40, k, k, k, device="cuda") / (12 * k ** 3) ** 0.5
     b = torch.randn(40, device="cuda")
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((2, 40) + prob.out_spatial))
-    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)
     assert rel_l2(y, ref) <= TOL[cfg.precision]
     if not fits["fprop"]:  # a strided grad_input's halo is stride-times wider: too big for this block
         return
@@ -51,20 +52,21 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p):
 
 
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p,spatial", [(3, 2, 1, (5, 9, 19)), (3, 1, 1, (4, 10, 17)), (5, 3, 2, (3, 7, 9)),
-                                           (2, 2, 0, (4, 6, 9))])
-def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, spatial):
+@pytest.mark.parametrize("k,s,p,op,spatial", [(3, 2, 1, 0, (5, 9, 19)), (3, 1, 1, 0, (4, 10, 17)),
+                                              (5, 3, 2, 0, (3, 7, 9)), (2, 2, 0, 0, (4, 6, 9)),
+                                              (3, 2, 1, 1, (4, 7, 10)), (4, 2, 1, 1, (3, 5, 9))])
+def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, op, spatial):
     """The implicit-GEMM rows over several 32-channel chunks with a tail (72 = 2 x 32 + 8) and several
     output-channel blocks with a tail (136 = 128 + 8; 72 on grad_input), batch 3, bias, partial tiles:
     every element written (NaN-poisoned output), forward and grad_input against float64."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(3, 72, 136, spatial, k, s, p)
+    prob = Problem(3, 72, 136, spatial, k, s, p, op)
     x = torch.randn(3, 72, *spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(72, 136, k, k, k, device="cuda") / (72 * k ** 3) ** 0.5
     b = torch.randn(136, device="cuda")
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((3, 136) + prob.out_spatial))
-    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)) <= TOL[cfg.precision]
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
     gy = torch.randn((3, 136) + prob.out_spatial, device="cuda").to(memory_format=CL)
     gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=_poisoned((3, 72) + spatial))
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
@@ -172,21 +174,22 @@ def test_tf32_error_is_round_to_nearest_class():
     assert 1e-5 < err < 5e-4
 
 
-def _grad_weight_ref(x, gy, w_shape, s, p):
+def _grad_weight_ref(x, gy, w_shape, s, p, op=0):
     w = torch.zeros(w_shape, dtype=torch.float64, device=x.device, requires_grad=True)
-    F.conv_transpose3d(x.double(), w, None, s, p).backward(gy.double())
+    F.conv_transpose3d(x.double(), w, None, s, p, op).backward(gy.double())
     return w.grad
 
 
 @pytest.mark.parametrize("cfg", DIRECT_WGRAD_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (5, 2, 2), (1, 1, 0), (2, 2, 0), (3, 3, 0),
-                                   (7, 1, 3), (3, 1, 0)])
-def test_direct_wgrad_config(cfg, k, s, p):
+@pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (2, 2, 0, 0),
+                                      (3, 3, 0, 0), (7, 1, 3, 0), (3, 1, 0, 0), (3, 2, 1, 1), (2, 2, 0, 1),
+                                      (4, 2, 1, 1), (4, 1, 2, 0), (6, 3, 1, 2)])
+def test_direct_wgrad_config(cfg, k, s, p, op):
     """Every (kh, kw) tap group, C_in and C_out blocks with partial tails (52 = 48 + 4, 40 = 32 + 8),
     spatial tiles with partial rows and columns; the partial-sum buffer is poisoned first."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, 52, 40, (3, 11, 19), k, s, p)
+    prob = Problem(2, 52, 40, (3, 11, 19), k, s, p, op)
     if not selector.direct_wgrad_fits(prob, cfg, _extension.smem_optin(torch.cuda.current_device())):
         pytest.skip("does not fit this GPU's shared memory")
     x = torch.randn(2, 52, *prob.spatial, device="cuda").to(memory_format=CL)
@@ -194,7 +197,7 @@ def test_direct_wgrad_config(cfg, k, s, p):
     poison_allocator()
     gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
     assert gw.shape == (52, 40, k, k, k)
-    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p)) <= TOL[cfg.precision]
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p, op)) <= TOL[cfg.precision]
 
 
 def test_direct_wgrad_is_deterministic_and_rounds_to_nearest():
@@ -221,20 +224,21 @@ def _wgmma_wgrad_or_skip(cfg, prob):
 
 
 @pytest.mark.parametrize("cfg", WGMMA_WGRAD_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("c_in,c_out,k,s,p", [(52, 40, 3, 1, 1), (52, 40, 3, 1, 0), (8, 4, 3, 1, 1),
-                                              (52, 40, 3, 2, 1), (36, 12, 5, 1, 2), (36, 12, 5, 2, 2),
-                                              (100, 76, 3, 1, 1)])
-def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p):
+@pytest.mark.parametrize("c_in,c_out,k,s,p,op", [(52, 40, 3, 1, 1, 0), (52, 40, 3, 1, 0, 0), (8, 4, 3, 1, 1, 0),
+                                                 (52, 40, 3, 2, 1, 0), (36, 12, 5, 1, 2, 0), (36, 12, 5, 2, 2, 0),
+                                                 (100, 76, 3, 1, 1, 0), (52, 40, 3, 2, 1, 1), (36, 12, 5, 2, 2, 1)])
+def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p, op):
     """C_in blocks with tails (52 = 48 + 4), several C_out blocks (40 -> 2 x 20 at k3), partial x tiles
-    in H and W, halo planes out of range in depth; the partial-sum buffer is poisoned first."""
-    prob = Problem(2, c_in, c_out, (5, 11, 19), k, s, p)
+    in H and W, halo planes out of range in depth, grad_y one row longer per axis (output_padding);
+    the partial-sum buffer is poisoned first."""
+    prob = Problem(2, c_in, c_out, (5, 11, 19), k, s, p, op)
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
     gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
     poison_allocator()
     gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
     assert gw.shape == (c_in, c_out, k, k, k)
-    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p)) <= TOL[cfg.precision]
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, p, op)) <= TOL[cfg.precision]
 
 
 @pytest.mark.parametrize("cfg", WGMMA_WGRAD_KERNELS, ids=lambda k: k.name)
@@ -382,18 +386,20 @@ def test_3xtf32_wgrad_long_segment_stays_fp32_class(cfg):
 
 
 @pytest.mark.parametrize("cfg", IGEMM_WGRAD_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p,spatial", [(3, 2, 1, (3, 7, 19)), (3, 1, 1, (4, 5, 9)), (5, 2, 2, (2, 6, 10)),
-                                           (1, 1, 0, (3, 4, 5)), (2, 2, 0, (3, 5, 8)), (3, 3, 1, (2, 5, 7))])
-def test_igemm_wgrad_config(cfg, k, s, p, spatial):
+@pytest.mark.parametrize("k,s,p,op,spatial", [(3, 2, 1, 0, (3, 7, 19)), (3, 1, 1, 0, (4, 5, 9)),
+                                              (5, 2, 2, 0, (2, 6, 10)), (1, 1, 0, 0, (3, 4, 5)),
+                                              (2, 2, 0, 0, (3, 5, 8)), (3, 3, 1, 0, (2, 5, 7)),
+                                              (3, 2, 1, 1, (3, 6, 9)), (4, 2, 1, 1, (2, 5, 8))])
+def test_igemm_wgrad_config(cfg, k, s, p, op, spatial):
     """The implicit-GEMM grad_weight rows: C_in blocks with a tail (136 = 128 + 8), C_out blocks with a
     tail (72), partial position boxes, every tap and stride, the partial-sum buffer NaN-poisoned; then
     with more slices than position tiles (empty slices must write zeros) and bitwise twice the same."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, 136, 72, spatial, k, s, p)
+    prob = Problem(2, 136, 72, spatial, k, s, p, op)
     x = torch.randn(2, 136, *spatial, device="cuda").to(memory_format=CL)
     gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    ref = _grad_weight_ref(x, gy, (136, 72, k, k, k), s, p)
+    ref = _grad_weight_ref(x, gy, (136, 72, k, k, k), s, p, op)
     poison_allocator()
     gw = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
     assert rel_l2(gw, ref) <= TOL[cfg.precision]

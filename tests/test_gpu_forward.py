@@ -17,19 +17,19 @@ pytestmark = [requires_gpu, pytest.mark.gpu]
 CHANNELS = (1, 3, 8, 24, 48, 64)
 
 
-def _case(n, c_in, c_out, spatial, k, s, p, bias, channels_last):
+def _case(n, c_in, c_out, spatial, k, s, p, bias, channels_last, op=0):
     x = torch.randn(n, c_in, *spatial, device="cuda")
     if channels_last:
         x = x.to(memory_format=CL)
     w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
     b = torch.randn(c_out, device="cuda") if bias else None
-    ref = F.conv_transpose3d(x.double(), w.double(), b.double() if bias else None, s, p)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double() if bias else None, s, p, op)
     return x, w, b, ref
 
 
-def _run_poisoned(x, w, b, k, s, p, prec, config=None):
+def _run_poisoned(x, w, b, k, s, p, prec, config=None, op=0):
     """Low-level forward into a NaN-filled output, so unwritten elements fail the check."""
-    prob = Problem(x.shape[0], x.shape[1], w.shape[1], tuple(x.shape[2:]), k, s, p)
+    prob = Problem(x.shape[0], x.shape[1], w.shape[1], tuple(x.shape[2:]), k, s, p, op)
     out = torch.full((prob.n, prob.c_out) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
     poison_allocator()
     return launch.forward(x, w, b, prob, prec, config, out=out)
@@ -51,6 +51,28 @@ def test_forward_matrix(prec, s, k, pk, cl):
     assert rel_l2(y, ref) <= TOL[prec], (c_in, c_out, bias)
     # public API: same numbers, torch's output format
     y2 = ct.conv_transpose3d(x, w, b, s, p, precision=prec, strict=True)
+    assert y2.shape == ref.shape and rel_l2(y2, ref) <= TOL[prec]
+    assert y2.is_contiguous(memory_format=CL) if cl else y2.is_contiguous()
+
+
+# Even kernels and output_padding: every phase shape they make (one tap per axis at k = s, phases
+# without taps at k < s, the extra far-end row that receives taps when padding > 0).
+_WIDE = [c for c in itertools.product(("fp32", "tf32", "3xtf32"),
+                                      ((2, 2, 0, 0), (2, 2, 0, 1), (4, 2, 1, 0), (4, 2, 1, 1), (3, 2, 1, 1),
+                                       (5, 2, 2, 1), (2, 1, 0, 0), (2, 1, 1, 0), (4, 1, 2, 0), (6, 3, 2, 2),
+                                       (3, 3, 1, 2), (1, 2, 0, 1), (2, 3, 1, 2)),
+                                      (False, True))]
+
+
+@pytest.mark.parametrize("prec, ksp, cl", _WIDE)
+def test_forward_even_kernels_and_output_padding(prec, ksp, cl):
+    k, s, p, op = ksp
+    i = _WIDE.index((prec, ksp, cl))
+    c_in, c_out = CHANNELS[(i + 1) % 6], CHANNELS[(i // 3 + 3) % 6]
+    x, w, b, ref = _case(2, c_in, c_out, (5, 6, 7), k, s, p, i % 2 == 0, cl, op)
+    y = _run_poisoned(x, w, b, k, s, p, prec, op=op)
+    assert rel_l2(y, ref) <= TOL[prec], (c_in, c_out)
+    y2 = ct.conv_transpose3d(x, w, b, s, p, op, precision=prec, strict=True)
     assert y2.shape == ref.shape and rel_l2(y2, ref) <= TOL[prec]
     assert y2.is_contiguous(memory_format=CL) if cl else y2.is_contiguous()
 

@@ -111,18 +111,20 @@ def _phase_emulation(x, w, p: Problem):
     return y
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("s", [1, 2, 3, 4])
 @pytest.mark.parametrize("pad_kind", ["zero", "half", "max"])
-def test_phase_decomposition_reproduces_strided_transposed_conv(k, s, pad_kind):
+@pytest.mark.parametrize("op_kind", ["zero", "max"])
+def test_phase_decomposition_reproduces_strided_transposed_conv(k, s, pad_kind, op_kind):
     pad = {"zero": 0, "half": k // 2, "max": k - 1}[pad_kind]
+    op = {"zero": 0, "max": s - 1}[op_kind]
     spatial = (3, 4, 5)
-    if min(out_size(d, k, s, pad) for d in spatial) <= 0:
+    if min(out_size(d, k, s, pad, op) for d in spatial) <= 0:
         pytest.skip("empty output")
-    p = Problem(2, 3, 2, spatial, k, s, pad)
+    p = Problem(2, 3, 2, spatial, k, s, pad, op)
     x = torch.randn(2, 3, *spatial, dtype=torch.float64)
     w = torch.randn(3, 2, k, k, k, dtype=torch.float64)
-    ref = F.conv_transpose3d(x, w, stride=s, padding=pad)
+    ref = F.conv_transpose3d(x, w, stride=s, padding=pad, output_padding=op)
     got = _phase_emulation(x, w, p)
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref)
@@ -141,10 +143,11 @@ def test_fake_shapes_and_formats(channels_last):
     if channels_last:
         x = x.to(memory_format=torch.channels_last_3d)
     w = torch.empty(8, 4, 3, 3, 3, device="meta")
-    y = torch.ops.convt3d_cutlass.conv_transpose3d(x, w, None, 2, 1, "tf32", "")
-    assert y.shape == (2, 4, 9, 11, 13)
-    assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
-    gx = torch.ops.convt3d_cutlass.conv_transpose3d_grad_input(y, w, 2, 1, channels_last, "tf32", "")
-    assert gx.shape == x.shape
-    gw = torch.ops.convt3d_cutlass.conv_transpose3d_grad_weight(y, x, 3, 2, 1, "tf32", "")
-    assert gw.shape == w.shape
+    for op in (0, 1):
+        y = torch.ops.convt3d_cutlass.conv_transpose3d(x, w, None, 2, 1, op, "tf32", "")
+        assert y.shape == (2, 4, 9 + op, 11 + op, 13 + op)
+        assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+        gx = torch.ops.convt3d_cutlass.conv_transpose3d_grad_input(y, w, 2, 1, op, channels_last, "tf32", "")
+        assert gx.shape == x.shape
+        gw = torch.ops.convt3d_cutlass.conv_transpose3d_grad_weight(y, x, 3, 2, 1, op, "tf32", "")
+        assert gw.shape == w.shape

@@ -1,8 +1,8 @@
 """Decides whether a call runs on CUTLASS or falls back to PyTorch, and why.
 
-The fast path (docs/design.md): float32 CUDA tensors on compute capability >= 8.0, cubic odd
-kernel k in {1, 3, 5, 7}, one stride 1..4 for all axes, one padding 0..k-1 for all axes,
-dilation 1, groups 1, output_padding 0, bias optional.
+The fast path (docs/design.md): float32 CUDA tensors on compute capability >= 8.0, cubic kernel
+k in 1..7 (odd or even), one stride 1..4 for all axes, one padding 0..k-1 for all axes, one
+output_padding below the stride for all axes, dilation 1, groups 1, bias optional.
 Outside it the call runs through ``torch.nn.functional.conv_transpose3d`` with one warning per
 reason (``strict=True`` raises ``ValueError`` naming the argument instead).
 """
@@ -15,7 +15,7 @@ import torch
 
 from . import _extension
 
-KERNEL_SIZES = (1, 3, 5, 7)
+KERNEL_SIZES = (1, 2, 3, 4, 5, 6, 7)
 STRIDES = (1, 2, 3, 4)
 _warned = set()
 
@@ -50,8 +50,9 @@ def check(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
         why.append(("groups", f"groups={groups}; the fast path supports groups=1"))
     if dilation != (1, 1, 1):
         why.append(("dilation", f"dilation={dilation}; the fast path supports dilation 1"))
-    if output_padding != (0, 0, 0):
-        why.append(("output_padding", f"output_padding={output_padding}; the fast path supports 0"))
+    if not _uniform(output_padding) or (_uniform(stride) and not 0 <= output_padding[0] < stride[0]):
+        why.append(("output_padding", f"output_padding={output_padding}; the fast path supports one "
+                                      "output_padding in 0..stride-1 for all axes"))
     if not _uniform(ks):
         why.append(("kernel_size", f"kernel_size={ks} is not cubic"))
     elif ks[0] not in KERNEL_SIZES:

@@ -68,7 +68,7 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
         strict: raise ``ValueError`` instead of falling back to PyTorch outside the fast path.
         config: force kernels by name (comma-separated, see ``configs()``); for tests and tuning.
     Returns:
-        [N, C_out, Do, Ho, Wo] with Do = (D - 1) * stride - 2 * padding + kD (fast path), in
+        [N, C_out, Do, Ho, Wo] with Do = (D - 1) * stride - 2 * padding + kD + output_padding, in
         channels_last_3d when the input is, else contiguous NCDHW.
     """
     _precision.check(precision)
@@ -80,5 +80,5 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
         fast_path.fallback_or_raise(why, strict)
         return F.conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     y = ops.apply(x, weight, bias, _triple(stride, "stride")[0], _triple(padding, "padding")[0],
-                  _resolve_precision(precision), config)
+                  _triple(output_padding, "output_padding")[0], _resolve_precision(precision), config)
     return y.squeeze(0) if unbatched else y

@@ -24,30 +24,35 @@ from .problem import Problem, out_size
 HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
 
 
-def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> Problem:
+def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, output_padding: int) -> Problem:
     return Problem(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2],
-                   stride, padding)
+                   stride, padding, output_padding)
 
 
-def _fwd(x, weight, bias, stride, padding, precision, config, problem=None):
-    p = problem or _problem(x, weight, stride, padding)
+def _fwd(x, weight, bias, stride, padding, output_padding, precision, config, problem=None):
+    p = problem or _problem(x, weight, stride, padding, output_padding)
     cl = wants_channels_last(x)
     y = launch.forward(x, weight, bias, p, precision, config or None, ncdhw=not cl)
     return to_format(y, cl)
 
 
-def _grad_in(grad_y, weight, stride, padding, channels_last, precision, config, problem=None):
+def _in_spatial(out_spatial, k: int, stride: int, padding: int, output_padding: int):
+    return tuple((o + 2 * padding - k - output_padding) // stride + 1 for o in out_spatial)
+
+
+def _grad_in(grad_y, weight, stride, padding, output_padding, channels_last, precision, config, problem=None):
     p = problem
     if p is None:
         k = weight.shape[2]
-        spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
-        p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding)
+        spatial = _in_spatial(grad_y.shape[2:], k, stride, padding, output_padding)
+        p = Problem(grad_y.shape[0], weight.shape[0], weight.shape[1], spatial, k, stride, padding, output_padding)
     return to_format(launch.grad_input(grad_y, weight, p, precision, config or None, ncdhw=not channels_last),
                      channels_last)
 
 
-def _grad_w(grad_y, x, k, stride, padding, precision, config, problem=None):
-    p = problem or Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding)
+def _grad_w(grad_y, x, k, stride, padding, output_padding, precision, config, problem=None):
+    p = problem or Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding,
+                           output_padding)
     return launch.grad_weight(grad_y, x, p, precision, config or None)
 
 
@@ -56,7 +61,7 @@ def _empty_like_format(ref: torch.Tensor, shape, channels_last: bool) -> torch.T
                        memory_format=CL if channels_last else torch.contiguous_format)
 
 
-def _native_backward(grad_y, x, weight, has_bias, stride, padding, precision, mask):
+def _native_backward(grad_y, x, weight, has_bias, stride, padding, output_padding, precision, mask):
     """Differentiable backward through PyTorch's own op (for create_graph=True), in the
     precision class the forward ran: TF32 only when the forward was tf32."""
     old = torch.backends.cudnn.allow_tf32
@@ -64,7 +69,7 @@ def _native_backward(grad_y, x, weight, has_bias, stride, padding, precision, ma
     try:
         return torch.ops.aten.convolution_backward(
             grad_y, x, weight, [weight.shape[1]] if has_bias else None, [stride] * 3, [padding] * 3,
-            [1, 1, 1], True, [0, 0, 0], 1, list(mask))
+            [1, 1, 1], True, [output_padding] * 3, 1, list(mask))
     finally:
         torch.backends.cudnn.allow_tf32 = old
 
@@ -84,24 +89,24 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
     gx = gw = gb = None
     if torch.is_grad_enabled():
         gx, gw, gb = _native_backward(grad_y, x, weight, ctx.has_bias, ctx.stride, ctx.padding,
-                                      ctx.precision, (need_x, need_w, need_b))
+                                      ctx.output_padding, ctx.precision, (need_x, need_w, need_b))
     else:
         if share_layout and need_x + need_w + need_b >= 2:
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
         if need_x:
-            gx = grad_in(grad_y, weight, ctx.stride, ctx.padding, wants_channels_last(x),
+            gx = grad_in(grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x),
                          ctx.precision, ctx.config)
         if need_w:
-            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.precision,
-                        ctx.config)
+            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
+                        ctx.precision, ctx.config)
         if need_b and gb is None:
             # Eager only (share_layout): the kernel reads data pointers, which a traced backward lacks.
             gb = channel_sums(grad_y) if share_layout else grad_y.sum((0, 2, 3, 4))
         if not need_b:
             gb = None
-    return gx, gw, gb, None, None, None, None
+    return gx, gw, gb, None, None, None, None, None
 
 
 class ConvTranspose3dFunction(torch.autograd.Function):
@@ -109,11 +114,11 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     backward, calling the passes directly."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, precision, config):
-        _setup_context(ctx, (x, weight, bias, stride, padding, precision, config), None)
+    def forward(ctx, x, weight, bias, stride, padding, output_padding, precision, config):
+        _setup_context(ctx, (x, weight, bias, stride, padding, output_padding, precision, config), None)
         # The backward passes solve the same Problem: built once here (small layers are host-bound).
-        ctx.problem = _problem(x, weight, stride, padding)
-        return _fwd(x, weight, bias, stride, padding, precision, config, problem=ctx.problem)
+        ctx.problem = _problem(x, weight, stride, padding, output_padding)
+        return _fwd(x, weight, bias, stride, padding, output_padding, precision, config, problem=ctx.problem)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -123,57 +128,61 @@ class ConvTranspose3dFunction(torch.autograd.Function):
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, stride, padding, precision, config = inputs
+    x, weight, bias, stride, padding, output_padding, precision, config = inputs
     ctx.save_for_backward(x, weight)
     ctx.has_bias = bias is not None
-    ctx.stride, ctx.padding, ctx.precision, ctx.config = stride, padding, precision, config
+    ctx.stride, ctx.padding, ctx.output_padding = stride, padding, output_padding
+    ctx.precision, ctx.config = precision, config
 
 
 if HAS_CUSTOM_OP:
     @torch.library.custom_op("convt3d_cutlass::conv_transpose3d", mutates_args=(), device_types="cuda")
     def conv_transpose3d_op(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                            stride: int, padding: int, precision: str, config: str) -> torch.Tensor:
-        return _fwd(x, weight, bias, stride, padding, precision, config)
+                            stride: int, padding: int, output_padding: int, precision: str,
+                            config: str) -> torch.Tensor:
+        return _fwd(x, weight, bias, stride, padding, output_padding, precision, config)
 
     @conv_transpose3d_op.register_fake
-    def _(x, weight, bias, stride, padding, precision, config):
+    def _(x, weight, bias, stride, padding, output_padding, precision, config):
         k = weight.shape[2]
-        shape = (x.shape[0], weight.shape[1]) + tuple(out_size(s, k, stride, padding) for s in x.shape[2:])
+        shape = (x.shape[0], weight.shape[1]) + tuple(out_size(s, k, stride, padding, output_padding)
+                                                      for s in x.shape[2:])
         return _empty_like_format(x, shape, wants_channels_last(x))
 
     @torch.library.custom_op("convt3d_cutlass::conv_transpose3d_grad_input", mutates_args=(),
                              device_types="cuda")
     def grad_input_op(grad_y: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
-                      channels_last: bool, precision: str, config: str) -> torch.Tensor:
-        return _grad_in(grad_y, weight, stride, padding, channels_last, precision, config)
+                      output_padding: int, channels_last: bool, precision: str, config: str) -> torch.Tensor:
+        return _grad_in(grad_y, weight, stride, padding, output_padding, channels_last, precision, config)
 
     @grad_input_op.register_fake
-    def _(grad_y, weight, stride, padding, channels_last, precision, config):
-        k = weight.shape[2]
-        spatial = tuple((o + 2 * padding - k) // stride + 1 for o in grad_y.shape[2:])
+    def _(grad_y, weight, stride, padding, output_padding, channels_last, precision, config):
+        spatial = _in_spatial(grad_y.shape[2:], weight.shape[2], stride, padding, output_padding)
         return _empty_like_format(grad_y, (grad_y.shape[0], weight.shape[0]) + spatial, channels_last)
 
     @torch.library.custom_op("convt3d_cutlass::conv_transpose3d_grad_weight", mutates_args=(),
                              device_types="cuda")
     def grad_weight_op(grad_y: torch.Tensor, x: torch.Tensor, k: int, stride: int, padding: int,
-                       precision: str, config: str) -> torch.Tensor:
-        return _grad_w(grad_y, x, k, stride, padding, precision, config)
+                       output_padding: int, precision: str, config: str) -> torch.Tensor:
+        return _grad_w(grad_y, x, k, stride, padding, output_padding, precision, config)
 
     @grad_weight_op.register_fake
-    def _(grad_y, x, k, stride, padding, precision, config):
+    def _(grad_y, x, k, stride, padding, output_padding, precision, config):
         return x.new_empty((x.shape[1], grad_y.shape[1], k, k, k))
 
     torch.library.register_autograd("convt3d_cutlass::conv_transpose3d", _backward,
                                     setup_context=_setup_context)
 
-    def apply(x, weight, bias, stride, padding, precision, config):
+    def apply(x, weight, bias, stride, padding, output_padding, precision, config):
         """y [N, C_out, Do, Ho, Wo] with autograd: the custom op while torch.compile traces, the
         autograd.Function in eager mode."""
         if torch.compiler.is_compiling():
-            return conv_transpose3d_op(x, weight, bias, stride, padding, precision, config or "")
-        return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, precision, config or "")
+            return conv_transpose3d_op(x, weight, bias, stride, padding, output_padding, precision, config or "")
+        return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
+                                             config or "")
 else:  # torch < 2.4
     grad_input_op, grad_weight_op = _grad_in, _grad_w
 
-    def apply(x, weight, bias, stride, padding, precision, config):
-        return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, precision, config or "")
+    def apply(x, weight, bias, stride, padding, output_padding, precision, config):
+        return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
+                                             config or "")

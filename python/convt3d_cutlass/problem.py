@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from typing import List, Tuple
 
 
-def out_size(size: int, k: int, stride: int, padding: int) -> int:
-    """ConvTranspose output extent for output_padding 0 and dilation 1."""
-    return (size - 1) * stride - 2 * padding + k
+def out_size(size: int, k: int, stride: int, padding: int, output_padding: int = 0) -> int:
+    """ConvTranspose output extent at dilation 1 (output_padding < stride adds rows at the far end)."""
+    return (size - 1) * stride - 2 * padding + k + output_padding
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One ConvTranspose3d layer: x [N, C_in, D, H, W] -> y [N, C_out, Do, Ho, Wo], cubic k."""
+    """One ConvTranspose3d layer: x [N, C_in, D, H, W] -> y [N, C_out, Do, Ho, Wo], cubic k (odd or
+    even). ``output_padding`` (< stride) extends each output axis at its far end; those positions
+    are ordinary outputs of their stride phase (some receive taps when padding > 0)."""
 
     n: int
     c_in: int
@@ -24,10 +26,11 @@ class Problem:
     k: int
     stride: int = 1
     padding: int = 0
+    output_padding: int = 0
 
     @property
     def out_spatial(self) -> Tuple[int, int, int]:
-        return tuple(out_size(s, self.k, self.stride, self.padding) for s in self.spatial)
+        return tuple(out_size(s, self.k, self.stride, self.padding, self.output_padding) for s in self.spatial)
 
     def gemm(self, op: str) -> Tuple[int, int, int]:
         """(M, N, K) of the implicit GEMM for op in {"dgrad", "fprop", "wgrad"} (stride-1 view for dgrad)."""
@@ -63,8 +66,8 @@ class AxisPhase:
     pad: int
 
 
-def axis_phases(size: int, k: int, stride: int, padding: int) -> List[AxisPhase]:
-    out = out_size(size, k, stride, padding)
+def axis_phases(size: int, k: int, stride: int, padding: int, output_padding: int = 0) -> List[AxisPhase]:
+    out = out_size(size, k, stride, padding, output_padding)
     phases = []
     for r in range(stride):
         first = (r - padding) % stride
@@ -116,5 +119,5 @@ def phases(p: Problem) -> List[Phase]:
     Each does only the MMAs its taps need: in total k^3 taps per input, as for stride 1, instead of
     the stride^3-fold work of a dgrad that predicates taps off.
     """
-    per_axis = [axis_phases(s, p.k, p.stride, p.padding) for s in p.spatial]
+    per_axis = [axis_phases(s, p.k, p.stride, p.padding, p.output_padding) for s in p.spatial]
     return [Phase((a, b, c)) for a in per_axis[0] for b in per_axis[1] for c in per_axis[2]]
