@@ -62,6 +62,7 @@ _WIDE = [c for c in itertools.product(("fp32", "tf32", "3xtf32"),
 def test_gradients_even_kernels_and_output_padding(prec, ksp, cl):
     k, s, p, op = ksp
     i = _WIDE.index((prec, ksp, cl))
+    # c_in = 1 only without channels_last (cl alternates with i): a 1-channel tensor is both layouts.
     c_in, c_out = CHANNELS[(i + 2) % 6], CHANNELS[(i // 3 + 4) % 6]
     pairs, x = _grads(2, c_in, c_out, (5, 6, 7), k, s, p, i % 2 == 1, cl, prec, op=op)
     for name, (got, ref) in zip(("input", "weight", "bias"), pairs):
@@ -205,8 +206,9 @@ def test_opcheck():
     x = torch.randn(1, 8, 4, 4, 4, device="cuda", requires_grad=True)
     w = torch.randn(8, 4, 3, 3, 3, device="cuda", requires_grad=True)
     b = torch.randn(4, device="cuda", requires_grad=True)
-    torch.library.opcheck(torch.ops.convt3d_cutlass.conv_transpose3d, (x, w, b, 2, 1, "fp32", ""),
-                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    for op in (0, 1):
+        torch.library.opcheck(torch.ops.convt3d_cutlass.conv_transpose3d, (x, w, b, 2, 1, op, "fp32", ""),
+                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
 def test_cuda_graph_capture_replay_matches_eager():
