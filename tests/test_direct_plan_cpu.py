@@ -131,6 +131,21 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
 
 
+def test_even_kernel_and_output_padding_policy():
+    """The sweep's k2 s2 up and output_padding layers (H100 defaults): forward and grad_input on the
+    implicit GEMM per tap; grad_weight where k <= stride (nothing to reuse) on the stock wgrad, with
+    output_padding on the Hopper tap-reuse rows as without it."""
+    k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
+    outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
+    for p in (k2, outpad):
+        assert selector.select_config(p, "dgrad", "tf32").family == "igemm"
+        assert selector.select_config(p, "fprop", "tf32").family == "igemm"
+    assert selector.select_config(k2, "wgrad", "tf32").family == "cutlass2x"
+    assert selector.select_config(k2, "wgrad", "tf32", capability=(8, 0), smem_limit=166912).family == "cutlass2x"
+    assert selector.select_config(outpad, "wgrad", "tf32") == selector.select_config(
+        Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "wgrad", "tf32")
+
+
 def test_igemm_wgrad_policy():
     """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): the
     N block by C_out, the 32-position box by the volume's width; 64->32 layers, unit stride, 3xtf32 and

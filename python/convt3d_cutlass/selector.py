@@ -228,7 +228,11 @@ def direct_wins(problem: Problem, op: str) -> bool:
         return problem.stride == 1 and problem.c_in <= DIRECT_MAX_NARROW
     # wgrad: the tap-reuse kernel won on every unit-stride sweep shape (headline 4.87 vs 9.60 ms) and
     # on strided ones with C_in <= 64; with C_in >= 128 at stride 2 the stock wgrad won (gan3d-g1
-    # 0.35 vs 0.64 ms): each extra C_in block re-stages the stride-times wider grad_y halo.
+    # 0.35 vs 0.64 ms): each extra C_in block re-stages the stride-times wider grad_y halo. With k <=
+    # stride each grad_y element meets one (x, tap) pair, so there is nothing to reuse: the stock wgrad
+    # won (U-Net k2 s2 64->32 at 32^3: 0.070 vs 0.084 ms, H100, v0.11).
+    if problem.k <= problem.stride:
+        return False
     return problem.stride == 1 or problem.c_in <= DIRECT_WGRAD_MAX_STRIDED_CIN
 
 
