@@ -18,6 +18,11 @@
 //   * Warp-specialized, persistent; units (slice, ci block, co block, tap) tap fastest, so concurrent CTAs
 //     read the same x and grad_y tiles through L2. Every unit writes its partial block (zeros for an empty
 //     slice); the caller sums the slices in a fixed order: bitwise reproducible.
+//   * KX > 1 (KX == k): the kw taps fold into N = KX * BN, so a unit is one (kd, kh) and each x box feeds
+//     KX taps' MMAs (a third of the x reads through L2 and shared memory at k = 3). grad_y then comes as
+//     one box per 32 channels spanning the KX taps' positions along w (s * (TW - 1) + KX of them at unit
+//     traversal stride there, every s-th along d and h), and the transposers gather tap kw's positions
+//     s * i + kw into rows kw * BN + co of the K-major tile.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
 // ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
@@ -44,21 +49,29 @@ constexpr int IW_KB = 32;   // positions per k-block
 constexpr int IW_MI = 128;  // input channels per unit
 constexpr int IW_SUB = 4096;  // one [32 positions][32 channels] 128-byte swizzled sub-box
 
-// Per-launch sizes the host derives (the Python mirror is direct.igemm_wgrad_slices).
+// Per-launch sizes the host derives (the Python mirrors are direct.igemm_wgrad_slices and
+// direct.igemm_wgrad_smem_bytes).
 struct IgemmWgradGeometry {
   int tiles_d, tiles_h, tiles_w;  // position tiles per sample
   int tiles;                      // all samples
   int per_slice;                  // position tiles per slice (the last ones may hold fewer, or none)
-  int ciblocks, coblocks, taps;
+  int ciblocks, coblocks, taps;   // taps: units per (slice, ci block, co block): k^3, or k^2 with KX > 1
   int units;
+  int wb;                         // KX > 1: grad_y box width along w, s * (TW - 1) + KX
+  int g_sub, g_tx, stage_bytes;   // bytes: one grad_y sub-box's slot (1 KiB aligned), TMA bytes per stage, stage
 };
 
-template <int TD, int TH, int TW, int BN, int S>
+template <int TD, int TH, int TW, int BN, int S, int KX = 1>
 struct IgemmWgradConfig {
   static constexpr int X_BYTES = IW_MI * IW_KB * 4;  // four sub-boxes
-  static constexpr int G_BYTES = BN * IW_KB * 4;     // BN / 32 sub-boxes
-  static constexpr int GT_BYTES = BN * IW_KB * 4;    // [BN co][32 positions], SW128
-  static constexpr int STAGE_BYTES = X_BYTES + G_BYTES + GT_BYTES;
+  static constexpr int GT_BYTES = KX * BN * IW_KB * 4;  // [KX * BN rows][32 positions], SW128
+  static constexpr int N = KX * BN;
+  // grad_y: BN / 32 sub-boxes of 32 positions (KX = 1; the Python mirror's stage sizes follow), or of
+  // TD * TH * wb rows of 128 bytes each rounded to 1 KiB (KX > 1: wb depends on the stride).
+  static constexpr __host__ __device__ int g_sub(int wb) {
+    return KX == 1 ? IW_SUB : (TD * TH * wb * 128 + 1023) / 1024 * 1024;
+  }
+  static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
   static constexpr int THREADS = 384;
   static constexpr int TRANSPOSERS = 96;  // producer warps 1-3
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
@@ -67,23 +80,27 @@ struct IgemmWgradConfig {
   // consumer increase beyond what the producers released blocks forever.
   static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
   static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
-  static_assert(BN % 32 == 0 && BN <= 256, "N tile in 32-channel sub-boxes");
+  static_assert(BN % 32 == 0 && KX * BN <= 256, "N tile in 32-channel sub-boxes, at most 256 wide");
+  static_assert(KX == 1 || KX == 2 || KX == 3, "kw fold");
   static_assert(S >= 2, "stages");
 };
 
-template <int TD, int TH, int TW, int BN, int S>
+template <int TD, int TH, int TW, int BN, int S, int KX>
 __global__ void __launch_bounds__(384, 1)
     igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                        const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = IgemmWgradConfig<TD, TH, TW, BN, S>;
-  using Op = typename GmmaRS<BN>::Op;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX>;
+  using Op = typename GmmaRS<C::N>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
-  constexpr int NA = BN / 2;
+  constexpr int NA = C::N / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * C::STAGE_BYTES);
+  // Compile-time for KX = 1 (the grad_y box is 32 positions whatever the stride).
+  const int STAGE_BYTES = KX == 1 ? C::stage_bytes(0) : geo.stage_bytes, G_SUB = KX == 1 ? IW_SUB : geo.g_sub;
+  const int G_BYTES = BN / 32 * G_SUB;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * STAGE_BYTES);
   uint64_t* ready = full + S;
   uint64_t* empty = ready + S;
 
@@ -125,21 +142,23 @@ __global__ void __launch_bounds__(384, 1)
       for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
         Unit t;
         unit_at(u, t);
-        const int kd = t.tap / (k * k), kh = (t.tap / k) % k, kw = t.tap % k;
+        // KX > 1: t.tap is (kd, kh) and the box starts at kw = 0.
+        const int kd = KX > 1 ? t.tap / k : t.tap / (k * k), kh = KX > 1 ? t.tap % k : (t.tap / k) % k;
+        const int kw = KX > 1 ? 0 : t.tap % k;
         for (int i = 0; i < t.count; ++i, ++it) {
           const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
           const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
           const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
           const int st_i = it % S;
           Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
-          uint8_t* st = smem + st_i * C::STAGE_BYTES;
-          TxBarrier::arrive_and_expect_tx(&full[st_i], C::X_BYTES + C::G_BYTES);
+          uint8_t* st = smem + st_i * STAGE_BYTES;
+          TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
 #pragma unroll
           for (int c = 0; c < IW_MI / 32; ++c)
             cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
 #pragma unroll
           for (int c = 0; c < BN / 32; ++c)
-            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * IW_SUB, t.co0 + 32 * c,
+            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * G_SUB, t.co0 + 32 * c,
                                          s * w0 - p.pad + kw, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
         }
       }
@@ -150,7 +169,9 @@ __global__ void __launch_bounds__(384, 1)
       // distinct banks). Loads go in batches of 4 pairs: the three warps are the kernel's critical path
       // (ncu: one dependent chain each made a k-block 5x its MMA time).
       const int w = (tid >> 5) - 1, q = tid & 31;
-      constexpr int PAIRS = BN / 32 * 8;
+      constexpr int PAIRS = KX * BN / 32 * 8;  // (kw, sub-box, chunk), kw slowest
+      // KX > 1: position q = (td, th, tw) of the k-block reads box row (td * TH + th) * wb + s * tw + kw.
+      const int qrow = KX > 1 ? (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) : q;
       constexpr int BATCH = 4;  // even: pair P = w + b0 + 3b has chunk parity (w + b) & 1 whatever b0
       // Channel m of chunk j lands in row 4j + m at column q: byte m * 128 + ((q / 4 ^ (4 (j & 1) + m)) << 4) +
       // (q % 4) * 4 past the chunk's first row. Precomputed for both chunk parities (par[0]: w's own).
@@ -167,20 +188,24 @@ __global__ void __launch_bounds__(384, 1)
         for (int i = 0; i < t.count; ++i, ++it) {
           const int st_i = it % S;
           TxBarrier::wait(&full[st_i], (it / S) & 1);
-          const uint8_t* g = smem + st_i * C::STAGE_BYTES + C::X_BYTES + q * 128;
-          uint8_t* gt = smem + st_i * C::STAGE_BYTES + C::X_BYTES + C::G_BYTES;
+          const uint8_t* g = smem + st_i * STAGE_BYTES + C::X_BYTES;
+          uint8_t* gt = smem + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
 #pragma unroll 1
           for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
             float4 v[BATCH];
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
               const int P = w + b0 + 3 * b;
-              if (P < PAIRS) v[b] = *reinterpret_cast<const float4*>(g + (P >> 3) * IW_SUB + (((P & 7) ^ (q & 7)) << 4));
+              if (P < PAIRS) {
+                const int kw = P / (BN / 32 * 8), sub = (P >> 3) % (BN / 32), r = qrow + kw;
+                v[b] = *reinterpret_cast<const float4*>(g + sub * G_SUB + r * 128 + (((P & 7) ^ (r & 7)) << 4));
+              }
             }
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
               const int P = w + b0 + 3 * b;
               if (P < PAIRS) {
+                // Rows kw * BN + 32 sub + 4 chunk + m: BN % 32 == 0 keeps the row's swizzle phase.
                 uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
                 const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
 #pragma unroll
@@ -226,7 +251,7 @@ __global__ void __launch_bounds__(384, 1)
     auto kblock = [&](uint32_t(&a)[4][4]) {
       const int s = it % S;
       Barrier::wait(&ready[s], (it / S) & 1);
-      const uint32_t st = smem_addr + s * C::STAGE_BYTES;
+      const uint32_t st = smem_addr + s * STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         a[kk][0] = direct::to_tf32(__uint_as_float(lds(st + off[0][0] + kk * 1024)));
@@ -240,7 +265,7 @@ __global__ void __launch_bounds__(384, 1)
       cute::warpgroup_arrive();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        gmma_rs<Op>(a[kk], sw128_desc(st + C::X_BYTES + C::G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+        gmma_rs<Op>(a[kk], sw128_desc(st + C::X_BYTES + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
       cute::warpgroup_commit_batch();
       cute::warpgroup_wait<1>();
       fence_acc(acc);
@@ -259,32 +284,41 @@ __global__ void __launch_bounds__(384, 1)
     fence_acc(acc);
     if (held >= 0) Barrier::arrive(&empty[held]);
 
-    // Accumulator 4j + 2r + e: ci row g + 8r of the warp's 16, co column 8j + 2tq + e.
+    // Accumulator 4j + 2r + e: ci row g + 8r of the warp's 16, N column 8j + 2tq + e = kw * BN + co offset.
     const int k3 = k * k * k;
+    const int tap0 = KX > 1 ? t.tap * k : t.tap;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int ci = t.ci0 + 64 * cw + 16 * wl + g + 8 * r;
       if (ci >= p.Ci) continue;
-      float* row = p.partials + (((int64_t)t.slice * k3 + t.tap) * p.Ci + ci) * p.Co;
+      float* row0 = p.partials + (((int64_t)t.slice * k3 + tap0) * p.Ci + ci) * p.Co;
+      const int64_t tap_stride = (int64_t)p.Ci * p.Co;
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int co = t.co0 + 8 * j + 2 * tq;
+      for (int j = 0; j < C::N / 8; ++j) {
+        constexpr int JB = BN / 8;
+        const int co = t.co0 + 8 * (j % JB) + 2 * tq;
         if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-        *reinterpret_cast<float2*>(row + co) = make_float2(acc[4 * j + 2 * r], acc[4 * j + 2 * r + 1]);
+        *reinterpret_cast<float2*>(row0 + (j / JB) * tap_stride + co) =
+            make_float2(acc[4 * j + 2 * r], acc[4 * j + 2 * r + 1]);
       }
     }
   }
 #endif
 }
 
-template <int TD, int TH, int TW, int BN, int S>
+template <int TD, int TH, int TW, int BN, int S, int KX = 1>
 struct IgemmWgradKernel {
-  using C = IgemmWgradConfig<TD, TH, TW, BN, S>;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX>;
 
   // 0 or a cutlass::Status value; fills geo.
   static int geometry(const DirectWgradLaunch& p, IgemmWgradGeometry& geo) {
     if (p.k < 1 || p.stride < 1 || p.stride > 8 || p.pad < 0 || p.slices < 1) return 5;
+    if (KX > 1 && p.k != KX) return 5;  // the fold covers a filter row exactly
     if (p.stride * TW > 256 || p.stride * TH > 256 || p.stride * TD > 256) return 5;  // TMA box limits
+    geo.wb = KX > 1 ? p.stride * (TW - 1) + KX : TW;
+    geo.g_sub = C::g_sub(geo.wb);
+    geo.g_tx = C::X_BYTES + (KX > 1 ? BN / 32 * TD * TH * geo.wb * 128 : BN * IW_KB * 4);
+    geo.stage_bytes = C::stage_bytes(geo.wb);
     geo.tiles_d = (p.Di + TD - 1) / TD;
     geo.tiles_h = (p.Hi + TH - 1) / TH;
     geo.tiles_w = (p.Wi + TW - 1) / TW;
@@ -294,14 +328,16 @@ struct IgemmWgradKernel {
     geo.per_slice = (int)((tiles + p.slices - 1) / p.slices);
     geo.ciblocks = (p.Ci + IW_MI - 1) / IW_MI;
     geo.coblocks = (p.Co + BN - 1) / BN;
-    geo.taps = p.k * p.k * p.k;
+    geo.taps = KX > 1 ? p.k * p.k : p.k * p.k * p.k;
     const long long units = (long long)p.slices * geo.ciblocks * geo.coblocks * geo.taps;
     if (units > 0x7fffffffLL) return 5;
     geo.units = (int)units;
     return 0;
   }
 
-  static size_t smem_bytes() { return 1024 + (size_t)S * C::STAGE_BYTES + 3 * S * sizeof(uint64_t); }
+  static size_t smem_bytes(const IgemmWgradGeometry& geo) {
+    return 1024 + (size_t)S * geo.stage_bytes + 3 * S * sizeof(uint64_t);
+  }
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
@@ -309,7 +345,7 @@ struct IgemmWgradKernel {
     IgemmWgradGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;
-    return sm90_fits(smem_bytes());
+    return sm90_fits(smem_bytes(geo));
   }
 
   static int run(const DirectWgradLaunch& p) {
@@ -321,17 +357,18 @@ struct IgemmWgradKernel {
     CUtensorMap tx, tg;
     const cuuint32_t s = (cuuint32_t)p.stride;
     const cuuint32_t x_box[5] = {32, TW, TH, TD, 1};
-    const cuuint32_t g_box[5] = {32, s * TW, s * TH, s * TD, 1};
+    // KX > 1: every position along w of the KX taps' span (traversal stride 1 there).
+    const cuuint32_t g_box[5] = {32, KX > 1 ? (cuuint32_t)geo.wb : s * TW, s * TH, s * TD, 1};
     if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B) ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, KX > 1 ? 1 : 0))
       return 5;
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S>, grid, C::THREADS, smem_bytes(), p.stream,
-                                    p, tx, tg, geo);
+    return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
+                                    p.stream, p, tx, tg, geo);
   }
 
   static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }

@@ -75,6 +75,7 @@ CONVT3D_GMMA_RS_N(32)
 CONVT3D_GMMA_RS_N(48)
 CONVT3D_GMMA_RS_N(64)
 CONVT3D_GMMA_RS_N(128)
+CONVT3D_GMMA_RS_N(192)
 CONVT3D_GMMA_RS_N(256)
 #undef CONVT3D_GMMA_RS_N
 
@@ -144,12 +145,12 @@ inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t 
 }
 
 // NDHWC [n][d][h][w][c]: box dims in (c, w, h, d, n) order; `step` the traversal stride along d, h, w
-// (a box of step * m positions per axis loads m of them).
+// (a box of step * m positions per axis loads m of them), `step_w` (when not 0) along w instead.
 inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
                          const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
-                         cuuint32_t step = 1) {
+                         cuuint32_t step = 1, cuuint32_t step_w = 0) {
   const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
-  const cuuint32_t steps[5] = {1, step, step, step, 1};
+  const cuuint32_t steps[5] = {1, step_w ? step_w : step, step, step, 1};
   return encode_packed5(map, ptr, dim, box, swizzle, promo, steps);
 }
 

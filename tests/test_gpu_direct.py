@@ -397,6 +397,9 @@ def test_igemm_wgrad_config(cfg, k, s, p, op, spatial):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(2, 136, 72, spatial, k, s, p, op)
+    if not selector.igemm_wgrad_fits(prob, cfg, _extension.smem_optin(torch.cuda.current_device())):
+        assert cfg.kx > 1 and cfg.kx != k  # only the kw-fold rows refuse, and only other filter sizes
+        pytest.skip("a kw-fold row takes its own filter size only")
     x = torch.randn(2, 136, *spatial, device="cuda").to(memory_format=CL)
     gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
     ref = _grad_weight_ref(x, gy, (136, 72, k, k, k), s, p, op)
@@ -410,6 +413,31 @@ def test_igemm_wgrad_config(cfg, k, s, p, op, spatial):
     torch.ops.convt3d_cutlass.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, k, s, p, 1, False)
     gw2 = partials.sum(0).view(k, k, k, 136, 72).permute(3, 4, 0, 1, 2)
     assert rel_l2(gw2, ref) <= TOL[cfg.precision]
+
+
+@pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
+@pytest.mark.parametrize("s,op", [(2, 0), (2, 1), (3, 0), (4, 2)])
+def test_igemm_wgrad_kw_fold_matches_per_tap_rows(block, s, op):
+    """The kw fold (N = 3 x 64) sums each tap over the same k-blocks in the same order as the per-tap row
+    with the same position box: the same partial sums (C_in and C_out tails, several slices with an
+    empty one, grad_y boxes past every border)."""
+    b = "x".join(map(str, block))
+    fold, tap = f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_s6"
+    if not {fold, tap} <= _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 136, 72, (3, 7, 13), 3, s, 1, op)
+    x = torch.randn(2, 136, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    tiles = 2 * -(-3 // block[0]) * -(-7 // block[1]) * -(-13 // block[2])
+    got = []
+    for name in (fold, tap):
+        partials = torch.full((tiles + 1, 27, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, 3, s, 1, 1, False)
+        got.append(partials)
+    assert torch.isfinite(got[0]).all()
+    assert torch.equal(got[0], got[1])
+    ref = _grad_weight_ref(x, gy, (136, 72, 3, 3, 3), s, 1, op)
+    assert rel_l2(got[0].sum(0).view(3, 3, 3, 136, 72).permute(3, 4, 0, 1, 2), ref) <= TOL["tf32"]
 
 
 def test_igemm_wgrad_refuses_ncdhw_x():

@@ -87,9 +87,19 @@ def _source(plans):
     for k in IGEMM_KERNELS:
         lines.append(f"  printf(\"ig {k.name} %zu\\n\", direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, "
                      f"{k.stages}{', true' if k.split else ''}>::smem_bytes());")
-    for k in IGEMM_WGRAD_KERNELS:
-        lines.append(f"  printf(\"igw {k.name} %zu\\n\", direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, "
-                     f"{k.bn}, {k.stages}>::smem_bytes());")
+    for j, p in enumerate(WGRAD_PROBLEMS):
+        d, h, w = p.spatial
+        od, oh, ow = p.out_spatial
+        lines.append(f"  {{ DirectWgradLaunch p; p.N = {p.n}; p.Di = {d}; p.Hi = {h}; p.Wi = {w}; p.Ci = {p.c_in}; "
+                     f"p.Do = {od}; p.Ho = {oh}; p.Wo = {ow}; p.Co = {p.c_out}; p.k = {p.k}; p.stride = {p.stride}; "
+                     f"p.pad = {p.padding}; p.slices = 1;")
+        for k in IGEMM_WGRAD_KERNELS:
+            fold = f", {k.kx}" if k.kx > 1 else ""
+            lines.append(f"    {{ using K = direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
+                         f"{k.stages}{fold}>; direct90::IgemmWgradGeometry g; int c = K::geometry(p, g); "
+                         f"if (c) printf(\"igw{j} {k.name} none\\n\"); "
+                         f"else printf(\"igw{j} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
+        lines.append("  }")
     lines.append("  return 0; }")
     return "\n".join(lines) + "\n"
 
@@ -139,5 +149,10 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30
     for k in IGEMM_KERNELS:
         assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),), k.name
-    for k in IGEMM_WGRAD_KERNELS:
-        assert cpp[("igw", k.name)] == (direct.igemm_wgrad_smem_bytes(k.bn, k.stages),), k.name
+    for j, p in enumerate(WGRAD_PROBLEMS):
+        for k in IGEMM_WGRAD_KERNELS:
+            got = cpp[(f"igw{j}", k.name)]
+            if k.kx > 1 and k.kx != p.k:
+                assert got is None, (p, k.name)
+                continue
+            assert got == (direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, p.stride),), (p, k.name)

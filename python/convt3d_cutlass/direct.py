@@ -201,29 +201,39 @@ def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[
     return worst
 
 
-def igemm_wgrad_smem_bytes(bn: int, stages: int) -> int:
+def igemm_wgrad_smem_bytes(bn: int, stages: int, kx: int = 0, block: Tuple[int, int, int] = (1, 1, 1),
+                           stride: int = 1) -> int:
     """Dynamic shared memory of the Hopper implicit-GEMM grad_weight (``csrc/igemm_wgrad_sm90.cuh``):
     `stages` of (32 positions x 128 C_in of x, 32 x bn of grad_y, its bn x 32 transpose), three mbarriers
-    each, 1 KiB of alignment."""
+    each, 1 KiB of alignment. With the kw fold (kx > 1) a stage holds bn / 32 grad_y boxes of
+    block[0] x block[1] x (stride * (block[2] - 1) + kx) positions (each 1 KiB aligned) and a kx * bn x 32
+    transpose."""
+    if kx > 1:
+        wb = stride * (block[2] - 1) + kx
+        g_sub = -(-block[0] * block[1] * wb * 128 // 1024) * 1024
+        return 1024 + stages * (32 * 128 * 4 + bn // 32 * g_sub + kx * bn * 32 * 4) + 3 * stages * 8
     return 1024 + stages * (32 * 128 * 4 + 2 * 32 * bn * 4) + 3 * stages * 8
 
 
 @functools.lru_cache(maxsize=256)
 def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms: int,
-                       max_partial_bytes: int = 256 << 20) -> int:
+                       max_partial_bytes: int = 256 << 20, kx: int = 0) -> int:
     """Slices of the implicit-GEMM grad_weight's reduction (its units are slices x C_in blocks x C_out
     blocks x taps, one CTA per SM walking them): the count minimising waves x (32-position tiles per
     slice + 3, a unit's fill and store) + the partial sums' write and read (slices x k^3 x C_in x C_out
     floats, counted in tile-times at 3 TB/s against 0.5 us per tile), within max_partial_bytes."""
     d, h, w = p.spatial
     tiles = p.n * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
-    blocks = -(-p.c_in // 128) * -(-p.c_out // bn) * p.k ** 3
+    # kx > 1: a unit covers kx taps (its k-blocks kx times the MMAs, counted as kx tile-times).
+    fold = kx if kx > 1 else 1
+    blocks = -(-p.c_in // 128) * -(-p.c_out // bn) * p.k ** 3 // fold
     per_slice = 4 * p.k ** 3 * p.c_in * p.c_out
     best = None
     for slices in range(1, min(tiles, 256) + 1):
         if slices > 1 and slices * per_slice > max_partial_bytes:
             break
-        cost = -(-blocks * slices // num_sms) * (-(-tiles // slices) + 3) + slices * 2 * per_slice / 3e12 / 0.5e-6
+        cost = (-(-blocks * slices // num_sms) * (-(-tiles // slices) * fold + 3)
+                + slices * 2 * per_slice / 3e12 / 0.5e-6)
         if best is None or cost < best[0]:
             best = (cost, slices)
     return best[1]

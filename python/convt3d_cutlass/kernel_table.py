@@ -94,7 +94,8 @@ class KernelConfig:
 
     @property
     def bn(self) -> int:
-        return self.tile[1]
+        """Output channels per block (the GEMM N of a unit is kx * bn where kw taps fold into N)."""
+        return self.warp[1] if self.family == "igemm" and self.kx > 1 else self.tile[1]
 
     @property
     def math(self) -> str:
@@ -126,7 +127,8 @@ class KernelConfig:
     def name(self) -> str:
         if self.family == "igemm":
             form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
-            return f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}_s{self.stages}"
+            fold = f"_kx{self.kx}" if self.kx > 1 else ""
+            return f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_n{self.bn}{fold}_s{self.stages}"
         if self.family == "wgmma" and self.op == "wgrad":
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
@@ -319,8 +321,9 @@ WGMMA_WGRAD_KERNELS = tuple(
 )
 
 
-def _igemm(precision, block, bn, stages, why, op="direct"):
-    return KernelConfig(op, precision, (128, bn, 32), (64, bn, 8), stages, why, "igemm", tuple(block), 0, 2)
+def _igemm(precision, block, bn, stages, why, op="direct", kx=0):
+    return KernelConfig(op, precision, (128, kx * bn if kx else bn, 32), (64, bn, 8), stages, why, "igemm",
+                        tuple(block), kx, 2)
 
 
 # Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh): 128 output positions x BN channels per unit, two
@@ -346,13 +349,17 @@ IGEMM_KERNELS = tuple(
 # C_out per unit, K = positions in boxes of 32 (1x4x8 for volumes 8 wide, 1x2x16 for 16 and wider), the
 # reduction split into slices summed in a fixed order. For strided layers with wide channels, where the
 # tap-reuse grad_weight re-stages the stride-times wider grad_y halo per 32-channel block.
+# kx = 3 rows (k = 3 only): the kw taps fold into N = 3 x 64, so each x box feeds three taps' MMAs and a
+# unit is one (kd, kh); grad_y comes as one box spanning the three taps' positions along w.
 IGEMM_WGRAD_KERNELS = tuple(
-    _igemm("tf32", block, bn, stages, why, op="wgrad")
-    for block, bn, stages, why in (
-        ((1, 4, 8), 128, 4, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
-        ((1, 4, 8), 64, 6, "grad_weight, C_out <= 64, 8-wide volumes"),
-        ((1, 2, 16), 128, 4, "grad_weight, C_out > 64 in blocks of 128, volumes 16 and wider"),
-        ((1, 2, 16), 64, 6, "grad_weight, C_out <= 64, volumes 16 and wider"),
+    _igemm("tf32", block, bn, stages, why, op="wgrad", kx=kx)
+    for block, bn, stages, kx, why in (
+        ((1, 4, 8), 128, 4, 0, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
+        ((1, 4, 8), 64, 6, 0, "grad_weight, C_out <= 64, 8-wide volumes"),
+        ((1, 2, 16), 128, 4, 0, "grad_weight, C_out > 64 in blocks of 128, volumes 16 and wider"),
+        ((1, 2, 16), 64, 6, 0, "grad_weight, C_out <= 64, volumes 16 and wider"),
+        ((1, 4, 8), 64, 3, 3, "grad_weight k3, kw folded into N = 3 x 64, 8-wide volumes"),
+        ((1, 2, 16), 64, 3, 3, "grad_weight k3, kw folded into N = 3 x 64, volumes 16 and wider"),
     ))
 
 

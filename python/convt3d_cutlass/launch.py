@@ -83,7 +83,7 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
     elif k.tap_reuse:
         sms = _extension.num_sms(index)
         if k.family == "igemm":
-            slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms)
+            slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms, kx=k.kx)
         elif k.family == "wgmma":
             slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
         else:

@@ -318,9 +318,12 @@ def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
 
 def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
     """Whether the implicit-GEMM grad_weight row k takes the problem: channel alignment, TMA's traversal
-    stride (<= 8) and box size (stride x box <= 256), shared memory."""
+    stride (<= 8) and box size (stride x box <= 256), shared memory; the kw-fold rows (kx > 1) only
+    the filter size they fold."""
+    if k.kx > 1 and problem.k != k.kx:
+        return False
     return (_aligned(problem, "wgrad", k) and problem.stride <= 8 and problem.stride * max(k.block) <= 256
-            and direct.igemm_wgrad_smem_bytes(k.bn, k.stages) <= smem_limit)
+            and direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, problem.stride) <= smem_limit)
 
 
 def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
