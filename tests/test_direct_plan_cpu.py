@@ -120,7 +120,7 @@ def test_direct_policy_follows_the_measurements():
     # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
     assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
-    assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n128_s4"
+    assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
     assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32", **ampere).family == "direct"
     # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards with >= 2 taps
@@ -147,12 +147,14 @@ def test_even_kernel_and_output_padding_policy():
 
 
 def test_igemm_wgrad_policy():
-    """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): the
-    N block by C_out, the 32-position box by the volume's width; 64->32 layers, unit stride, 3xtf32 and
-    Ampere keep the other kernels."""
-    cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n128_s4",
-             Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_s6",
-             Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n64_s6"}
+    """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): k = 3
+    on the kw-fold rows, other filter sizes per tap with the N block by C_out; the 32-position box by the
+    volume's width; 64->32 layers, unit stride, 3xtf32 and Ampere keep the other kernels."""
+    cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
+             Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
+             Problem(2, 256, 128, (16, 16, 16), 3, 3, 1, 2): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
+             Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n64_s6",
+             Problem(2, 256, 128, (16, 16, 16), 2, 2, 0): "igemm_wgrad_tf32_1x4x8_n128_s4"}
     for prob, name in cases.items():
         assert selector.select_config(prob, "wgrad", "tf32").name == name
         assert selector.select_config(prob, "wgrad", "3xtf32").family != "igemm"

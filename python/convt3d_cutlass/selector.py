@@ -326,18 +326,22 @@ def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
             and direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, problem.stride) <= smem_limit)
 
 
+# The kw-fold rows (kx = 3, N = 3 x 64) against the per-tap ones (H100, tf32, .devrun igw3.py, v0.11): U-Net
+# and 3D-GAN 128->64 0.26 vs 0.37 ms, 256->128 0.15-0.17 vs 0.17-0.19 (with 128-wide per-tap blocks); a
+# 16-wide box on an 8-wide volume idles half its positions (3D-GAN 256->128: 0.59 ms).
 def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
                         capability: Tuple[int, int]):
-    """The implicit-GEMM grad_weight row, or None: the least padded C_out work (``_padded``), then the
-    position box that wastes least of the volume's width, then the table's earlier row."""
+    """The implicit-GEMM grad_weight row, or None: a kw-fold row where one takes the filter size, then
+    the position box that wastes least of the volume's width, then the least padded C_out work
+    (``_padded``), then the table's earlier row."""
     w = problem.spatial[2]
     cands = []
     for i, k in _built("wgrad", precision, "igemm", compiled):
         if not supports_arch(k, capability) or not igemm_wgrad_fits(problem, k, smem_limit):
             continue
         waste = -(-w // k.block[2]) * k.block[2] - w
-        cands.append((_padded(problem.c_out, k.bn), waste, i, k))
-    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+        cands.append((k.kx <= 1, waste, _padded(problem.c_out, k.bn), i, k))
+    return min(cands, key=lambda c: c[:4])[-1] if cands else None
 
 
 def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
