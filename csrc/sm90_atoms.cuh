@@ -58,8 +58,13 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) { return kmaj
 
 // Dynamic shared memory rounded up to 1 KiB, the alignment of 128-byte-swizzle atoms (the kernels
 // size their allocation with 1 KiB to spare).
+// The offset is added to the __shared__ array's own pointer (not rebuilt from an integer), so the compiler
+// still sees a shared-window pointer and every access derived from it is LDS/STS: an integer round trip
+// made them generic loads and stores, which go through the L1TEX path and its long scoreboard (ncu on
+// igemm_wgrad: 59% of its warps' stall cycles).
 __device__ __forceinline__ uint8_t* smem_1k(uint8_t* smem_raw) {
-  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  return smem_raw + ((1024u - (a & 1023u)) & 1023u);
 }
 
 // tf32 wgmma with A from registers (four per thread: rows g and g + 8 of its warp's 16, columns tq
