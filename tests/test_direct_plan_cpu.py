@@ -117,8 +117,10 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(up, "fprop", "tf32").family == "igemm"
     assert selector.select_config(up, "dgrad", "tf32", **ampere).name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
     assert selector.select_config(up, "fprop", "tf32", **ampere).name == "fprop_tf32_128x64x32_64x32x32_s3"
-    # grad_weight: tap reuse at unit stride (wgmma on Hopper) and for strided layers with C_in <= 64
-    assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
+    # grad_weight: tap reuse at unit stride (the kw-fold implicit GEMM on Hopper for k3 with C_in >= 128)
+    # and for strided layers with C_in <= 64
+    assert selector.select_config(wide, "wgrad", "tf32").family == "igemm"
+    assert selector.select_config(Problem(2, 64, 64, (32, 32, 32), 3, 1, 1), "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
     assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
     assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
@@ -160,7 +162,10 @@ def test_igemm_wgrad_policy():
         assert selector.select_config(prob, "wgrad", "3xtf32").family != "igemm"
         assert selector.select_config(prob, "wgrad", "tf32", capability=(8, 0), smem_limit=166912).family != "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "wgmma"
-    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), "wgrad", "tf32").family == "wgmma"
+    # unit stride: the kw-fold rows for k = 3, the tap-reuse kernel for other filter sizes
+    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), "wgrad", "tf32").name == \
+        "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
+    assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 1, 2), "wgrad", "tf32").family == "wgmma"
     wide = Problem(2, 256, 128, (16, 16, 40), 3, 2, 1)  # 40 wide: the 8-wide box wastes nothing, 16 wastes 8
     assert selector.select_config(wide, "wgrad", "tf32").block == (1, 4, 8)
 

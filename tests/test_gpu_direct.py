@@ -416,7 +416,7 @@ def test_igemm_wgrad_config(cfg, k, s, p, op, spatial):
 
 
 @pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
-@pytest.mark.parametrize("s,op", [(2, 0), (2, 1), (3, 0), (4, 2)])
+@pytest.mark.parametrize("s,op", [(1, 0), (2, 0), (2, 1), (3, 0), (4, 2)])
 def test_igemm_wgrad_kw_fold_matches_per_tap_rows(block, s, op):
     """The kw fold (N = 3 x 64) sums each tap over the same k-blocks in the same order as the per-tap row
     with the same position box: the same partial sums (C_in and C_out tails, several slices with an
