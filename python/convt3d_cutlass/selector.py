@@ -106,7 +106,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
 #   wins (128->64: 0.33 vs 0.42 ms), and strided grad_input reads a stride-times wider halo (3-7x slower).
 DIRECT_MAX_NARROW = 48
 DIRECT_WGRAD_MAX_STRIDED_CIN = 64
-# Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, .devrun wg.py,
+# Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, bench/tools/wg.py,
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
 # 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms), and with the
 # warp-specialized rows C_out = 128 as well (256->128 at 16^3: 0.084 vs 0.324 ms, v0.9). Strided forwards
@@ -117,7 +117,7 @@ WGMMA_MAX_FWD_COUT = 128
 WGMMA_MAX_GI_CIN = 128
 
 
-# Hopper grad_weight (H100, tf32, .devrun wgw.py, docs/performance.md v0.6): at unit stride it won on
+# Hopper grad_weight (H100, tf32, bench/tools/wgw.py, docs/performance.md v0.6): at unit stride it won on
 # every sweep shape (headline 2.24 vs 4.75 ms mma.sync; V-Net k5 0.24 vs 0.70). At stride 2 the 4x16
 # row won where x rows fill its 16-wide tile (U-Net 64->32 at 64^3: 0.94 vs 1.11 ms; 128->64 at 32^3:
 # 0.37 vs 0.45; 256->128 at 16^3: 0.22 vs 0.25) except 3D-GAN 128->64 at 16^3 (0.49 vs 0.46, stock);
@@ -127,7 +127,7 @@ WGMMA_WGRAD_MIN_STRIDED_W = 16
 
 def _wgmma_strided_forward(problem: Problem, table) -> bool:
     """Strided forwards where the Hopper kernel measured at least as fast as mma.sync (H200, tf32,
-    .devrun wg.py, docs/performance.md v0.7, warp-specialized rows): phases with at least two taps per
+    bench/tools/wg.py, docs/performance.md v0.7, warp-specialized rows): phases with at least two taps per
     axis (k >= 2 * stride: V-Net k5 s2), and phases whose width along w its 14-wide tiles cover at
     least 3/4 used (U-Net 64->32 at 64^3: 0.88 vs 1.17 ms; 128->64 at 32^3: 0.41 vs 0.41) or at least
     as well as mma.sync's 16-wide tiles (3D-GAN 256->128 at 8^3: 0.25 vs 0.45). At 16-wide phases,
@@ -145,7 +145,7 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 
 
 # Hopper implicit GEMM per tap (csrc/igemm_sm90.cuh) against the best of the other kernels (H100, tf32,
-# .devrun ig.py, docs/performance.md v0.9). Strided forwards with k < 2 * stride (1-2 taps per axis
+# bench/tools/ig.py, docs/performance.md v0.9). Strided forwards with k < 2 * stride (1-2 taps per axis
 # and phase): 3D-GAN 256->128 at 8^3 0.066 vs 0.244 ms, U-Net 256->128 at 16^3 0.067 vs 0.226, 128->64
 # at 32^3 0.208 vs 0.435, 64->32 at 64^3 0.85-0.86 vs 0.886; with k >= 2 * stride the tap-reuse kernel
 # keeps them (V-Net k5 s2 0.180 vs 0.202, 3D-GAN k5 s2 1.69 vs 3.28). Strided grad_input at every
@@ -172,7 +172,7 @@ SPLIT_WS_MAX_REDUCTION = 2048
 FINISH_MAX_SLICES = 32
 FINISH_MIN_TILES = 128
 IGEMM_3X_MIN_CHANNELS = 64
-# grad_weight (tf32, .devrun wgw.py, docs/performance.md v0.9): strided layers with C_in >= 128 and
+# grad_weight (tf32, bench/tools/wgw.py, docs/performance.md v0.9): strided layers with C_in >= 128 and
 # C_out >= 64, against the best other kernel: 3D-GAN 256->128 at 8^3 0.165 vs 0.249 ms (stock), U-Net
 # 256->128 at 16^3 0.157 vs 0.234, 3D-GAN 128->64 at 16^3 0.350 vs 0.508, U-Net 128->64 at 32^3 0.349 vs
 # 0.379, V-Net k5 0.334 vs 0.428 (stock). With 64 -> 32 channels it lost 3x (2.35 vs 0.84 ms: the
@@ -328,7 +328,7 @@ def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
             and direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, problem.stride) <= smem_limit)
 
 
-# The kw-fold rows (kx = 3, N = 3 x 64) against the per-tap ones (H100, tf32, .devrun igw3.py, v0.11): U-Net
+# The kw-fold rows (kx = 3, N = 3 x 64) against the per-tap ones (H100, tf32, bench/tools/igw3.py, v0.11): U-Net
 # and 3D-GAN 128->64 0.26 vs 0.37 ms, 256->128 0.15-0.17 vs 0.17-0.19 (with 128-wide per-tap blocks); a
 # 16-wide box on an 8-wide volume idles half its positions (3D-GAN 256->128: 0.59 ms).
 def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
