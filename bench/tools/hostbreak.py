@@ -2,6 +2,7 @@
 import sys, time, torch
 from bench.shapes import SWEEP
 from bench.runner import CaseTensors, _our_fns, _native_fns, cudnn_mode
+from bench.tools.common import gpu_kernels
 import convt3d_cutlass as ct
 from convt3d_cutlass import launch, ops
 torch.backends.cudnn.allow_tf32 = True
@@ -66,10 +67,9 @@ for cl in (True, False):
             print(f"   op {k:19s} host {1e3*v[len(v)//2]:6.3f} ms median x{len(v)}")
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             ours["step"](); torch.cuda.synchronize()
-        ev = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-        print(f"   GPU kernels {sum(e.device_time_total for e in ev)/1000:.3f} ms")
-        for e in sorted(ev, key=lambda e: -e.device_time_total)[:8]:
-            print(f"     {e.device_time_total/1000:7.3f} ms x{e.count} {e.key[:100]}")
+        total, lines = gpu_kernels(prof, 8, "     ")
+        print(f"   GPU kernels {total:.3f} ms")
+        print("\n".join(lines))
 
 c = [c for c in SWEEP if c.name == names[0]][0]
 t = CaseTensors(c, True)

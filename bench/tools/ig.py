@@ -4,37 +4,15 @@ import os, sys, torch, torch.nn.functional as F
 import convt3d_cutlass as ct
 from convt3d_cutlass import ops, selector, _extension
 from convt3d_cutlass.kernel_table import BY_NAME
-from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 from bench.timing import bench
-cases = {
- "headline": (8, 48, 24, (96, 96, 96), 3, 1, 0),
- "unet3d-dec3": (2, 64, 32, (64, 64, 64), 3, 2, 1),
- "video-gen": (4, 64, 32, (16, 64, 64), 3, 1, 1),
- "sr-head": (1, 32, 8, (128, 128, 128), 3, 1, 1),
- "sr-up2": (4, 64, 32, (48, 48, 48), 3, 2, 1),
- "gan3d-g2": (16, 128, 64, (16, 16, 16), 3, 2, 1),
- "medium": (2, 128, 64, (32, 32, 32), 3, 1, 1),
- "unet3d-dec2": (2, 128, 64, (32, 32, 32), 3, 2, 1),
- "unet3d-dec1": (2, 256, 128, (16, 16, 16), 3, 2, 1),
- "gan3d-g1": (16, 256, 128, (8, 8, 8), 3, 2, 1),
- "vnet-up": (1, 128, 64, (24, 24, 24), 5, 2, 2),
- "gan3d-g3": (16, 64, 32, (32, 32, 32), 5, 2, 2),
- "wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1),
- "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1),
- "vnet-refine": (1, 32, 16, (64, 64, 64), 5, 1, 2),
-}
-which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cases)
+from bench.tools.common import LAYERS, layer_tensors
+which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(LAYERS)
 cc = torch.cuda.get_device_capability()
 PREC = os.environ.get("PREC", "tf32")
 keep = {'direct_tf32_4x8x16_n24', 'direct_tf32_2x8x16_n32', 'direct_tf32_1x8x16_n32', 'direct_tf32_2x8x16_n64', 'direct_tf32_2x8x16_n16', 'direct_tf32_1x8x16_n64'}
 for name in which:
-    n, ci, co, sp, k, s, p = cases[name]
-    prob = Problem(n, ci, co, sp, k, s, p)
-    x = torch.randn(n, ci, *sp, device="cuda").to(memory_format=CL)
-    w = torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5
-    y = F.conv_transpose3d(x, w, None, s, p)
-    gy = torch.randn_like(y).contiguous(memory_format=CL)
+    prob, x, w, gy = layer_tensors(name)
+    s, p = prob.stride, prob.padding
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = PREC == "tf32"
     with torch.no_grad():

@@ -2,6 +2,7 @@
 import cProfile, pstats, io, sys, time, torch
 from bench.shapes import SWEEP
 from bench.runner import CaseTensors, _our_fns
+from bench.tools.common import gpu_kernels
 torch.backends.cudnn.allow_tf32 = True
 names = sys.argv[1].split(",")
 for nm in names:
@@ -15,11 +16,10 @@ for nm in names:
     t1 = time.perf_counter(); torch.cuda.synchronize(); t2 = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         ours["step"](); torch.cuda.synchronize()
-    ev = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total, lines = gpu_kernels(prof, 8)
     print(f"== {nm}: host/step {1e3*(t1-t0)/50:.3f} ms, wall/step {1e3*(t2-t0)/50:.3f} ms, "
-          f"GPU kernels {sum(e.device_time_total for e in ev)/1000:.3f} ms")
-    for e in sorted(ev, key=lambda e: -e.device_time_total)[:8]:
-        print(f"   {e.device_time_total/1000:7.3f} ms x{e.count} {e.key[:110]}")
+          f"GPU kernels {total:.3f} ms")
+    print("\n".join(lines))
 c = [c for c in SWEEP if c.name == names[0]][0]
 t = CaseTensors(c, True)
 _, ours = _our_fns(t, "tf32")

@@ -3,6 +3,7 @@ for unet3d-k2 and unet-outpad, tf32, both layouts."""
 import statistics, sys, torch
 from bench.shapes import SWEEP
 from bench.runner import CaseTensors, _our_fns
+from bench.tools.common import gpu_kernels
 torch.backends.cudnn.allow_tf32 = True
 for nm in sys.argv[1].split(","):
     c = [c for c in SWEEP if c.name == nm][0]
@@ -19,11 +20,10 @@ for nm in sys.argv[1].split(","):
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA,
                                                 torch.profiler.ProfilerActivity.CPU]) as prof:
             ours["step"](); torch.cuda.synchronize()
-        ev = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+        total, lines = gpu_kernels(prof, 14)
         print(f"== {nm} {'NDHWC' if cl else 'NCDHW'} fast={fast}: step {statistics.median(ts):.3f} ms, "
-              f"GPU kernels {sum(e.device_time_total for e in ev)/1000:.3f} ms")
-        for e in sorted(ev, key=lambda e: -e.device_time_total)[:14]:
-            print(f"   {e.device_time_total/1000:7.3f} ms x{e.count} {e.key[:110]}")
+              f"GPU kernels {total:.3f} ms")
+        print("\n".join(lines))
         cpu = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU]
         for e in sorted(cpu, key=lambda e: -e.cpu_time_total)[:8]:
             print(f"   cpu {e.cpu_time_total/1000:7.3f} ms x{e.count} {e.key[:100]}")

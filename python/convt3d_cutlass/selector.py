@@ -106,7 +106,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
 #   wins (128->64: 0.33 vs 0.42 ms), and strided grad_input reads a stride-times wider halo (3-7x slower).
 DIRECT_MAX_NARROW = 48
 DIRECT_WGRAD_MAX_STRIDED_CIN = 64
-# Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, bench/tools/wg.py,
+# Hopper (sm_90a) tap reuse at unit stride, against the stock kernels (H100, tf32, bench/tools/ig.py,
 # docs/performance.md v0.5): grad_input won at every C_in measured (48: 3.4 vs 6.6 ms, 64: 0.28 vs
 # 0.29, 128: 0.28 vs 0.32); the forward with C_out <= 64 (64: 0.29 vs 0.37 ms), and with the
 # warp-specialized rows C_out = 128 as well (256->128 at 16^3: 0.084 vs 0.324 ms, v0.9). Strided forwards
@@ -127,7 +127,7 @@ WGMMA_WGRAD_MIN_STRIDED_W = 16
 
 def _wgmma_strided_forward(problem: Problem, table) -> bool:
     """Strided forwards where the Hopper kernel measured at least as fast as mma.sync (H200, tf32,
-    bench/tools/wg.py, docs/performance.md v0.7, warp-specialized rows): phases with at least two taps per
+    bench/tools/ig.py, docs/performance.md v0.7, warp-specialized rows): phases with at least two taps per
     axis (k >= 2 * stride: V-Net k5 s2), and phases whose width along w its 14-wide tiles cover at
     least 3/4 used (U-Net 64->32 at 64^3: 0.88 vs 1.17 ms; 128->64 at 32^3: 0.41 vs 0.41) or at least
     as well as mma.sync's 16-wide tiles (3D-GAN 256->128 at 8^3: 0.25 vs 0.45). At 16-wide phases,

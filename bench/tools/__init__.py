@@ -1,0 +1,1 @@
+"""Measurement scripts (see README.md); run as files from the repository root."""

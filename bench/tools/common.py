@@ -1,0 +1,32 @@
+"""What the measurement scripts share: named layers as channels_last_3d tensors, and the profiler's GPU
+kernel summary."""
+import torch
+import torch.nn.functional as F
+
+from bench.shapes import SWEEP
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+# (N, C_in, C_out, spatial, k, stride, padding): the sweep's layers by name, and two more.
+LAYERS = {c.name: (c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding) for c in SWEEP
+          if not c.output_padding}
+LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1)})
+
+
+def layer_tensors(name):
+    """(Problem, x, w, grad_y) of a named layer: random channels_last_3d x and grad_y, w scaled so y
+    has unit variance."""
+    n, ci, co, sp, k, s, p = LAYERS[name]
+    prob = Problem(n, ci, co, sp, k, s, p)
+    x = torch.randn(n, ci, *sp, device="cuda").to(memory_format=CL)
+    w = torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5
+    gy = torch.randn_like(F.conv_transpose3d(x, w, None, s, p)).contiguous(memory_format=CL)
+    return prob, x, w, gy
+
+
+def gpu_kernels(prof, top=8, indent="   "):
+    """(total GPU kernel ms, lines of the top kernels) of a torch.profiler run."""
+    ev = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    lines = [f"{indent}{e.device_time_total / 1000:7.3f} ms x{e.count} {e.key[:110]}"
+             for e in sorted(ev, key=lambda e: -e.device_time_total)[:top]]
+    return sum(e.device_time_total for e in ev) / 1000, lines
