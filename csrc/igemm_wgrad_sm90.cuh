@@ -168,8 +168,15 @@ __global__ void __launch_bounds__(384, 1)
       // chunks) and writes them, rounded, into 4 rows of the K-major tile at column q (32 lanes, 32
       // distinct banks). Loads go in batches of 4 pairs: the three warps are the kernel's critical path
       // (ncu: one dependent chain each made a k-block 5x its MMA time).
-      const int w = (tid >> 5) - 1, q = tid & 31;
+      const int w = (tid >> 5) - 1, lane = tid & 31;
       constexpr int PAIRS = KX * BN / 32 * 8;  // (kw, sub-box, chunk), kw slowest
+      // The lane's position q (its column of the K-major tile). KX > 1 at stride 2: the box rows a 128-bit
+      // load's 8-lane phase reads are th * wb + 2 tw + kw with wb odd, so 8 consecutive tw hit 4 swizzle
+      // phases (2-way bank conflicts); a phase takes 4 consecutive tw of 2 consecutive th instead, which
+      // hit 8. The column stores stay conflict-free whatever the lane order (32 distinct words of a row).
+      const int q = KX > 1 && p.stride == 2 && TH % 2 == 0 && TW % 4 == 0 && TD == 1
+                        ? (2 * ((lane >> 3) / (TW / 4)) + ((lane & 7) >> 2)) * TW + 4 * ((lane >> 3) % (TW / 4)) + (lane & 3)
+                        : lane;
       // KX > 1: position q = (td, th, tw) of the k-block reads box row (td * TH + th) * wb + s * tw + kw.
       const int qrow = KX > 1 ? (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) : q;
       constexpr int BATCH = 4;  // even: pair P = w + b0 + 3b has chunk parity (w + b) & 1 whatever b0
