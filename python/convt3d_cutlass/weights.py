@@ -27,7 +27,7 @@ def _relayout(weight: torch.Tensor, r: Tuple[int, int, int], s: int) -> torch.Te
 def cached_filter(weight: torch.Tensor, tag: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
     """``build()``'s re-layout of ``weight``, cached like :func:`filter_ktrsc` under ``tag``; every
     filter the kernels read comes through here, so here is where it is made 16-byte aligned."""
-    if torch.cuda.is_available() and weight.is_cuda and torch.cuda.is_current_stream_capturing():
+    if weight.is_cuda and torch.cuda.is_current_stream_capturing():  # a CUDA weight: CUDA is initialized
         return aligned16(build())
     key = (weight.device, weight.data_ptr(), tuple(weight.shape), weight.stride(), tag)
     hit = _cache.get(key)
