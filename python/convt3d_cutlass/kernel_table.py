@@ -33,7 +33,8 @@ Three families, all NDHWC fp32:
   channels, where the kw fold of the tap-reuse kernels idles and their halo is stride-times wider. Its
   ``wgrad`` rows (``csrc/igemm_wgrad_sm90.cuh``) serve grad_weight the same way: one tap per unit, GEMM
   M = 128 C_in, N = BN C_out, K = positions (``block`` = the 32-position box), grad_y transposed into
-  K-major by producer warps.
+  K-major by producer warps; the ``kx`` = 3 rows (k = 3) fold the kw taps into N = 3 x BN, a unit being
+  one (kd, kh).
 
 The stock GEMM views (``docs/design.md``):
 
