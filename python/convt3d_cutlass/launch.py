@@ -25,15 +25,6 @@ def _index(device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
-def _config(p: Problem, op: str, precision: str, config: Optional[str], device, tune) -> Optional[str]:
-    """The config a pass runs with: the forced one (``config=``, ``CONVT3D_CONFIG``), else with
-    autotuning on the fastest kernel (tune(name) runs the pass with that kernel), else None (the
-    selector's heuristic)."""
-    if config or os.environ.get("CONVT3D_CONFIG", "") or not autotune.enabled():
-        return config
-    return autotune.choose(p, op, precision, _index(device), tune)
-
-
 def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
     # The choice is a pure function of these and of CONVT3D_CONFIG: computed once per layer shape
     # instead of once per call (30-80 us of Python each, a visible share of a small layer's step).
@@ -60,6 +51,7 @@ class Plan(NamedTuple):
     table: list          # the direct op's phase table (forward, grad_input); [] otherwise
     slices: int          # grad_weight: partial-sum slices
     taps_per_group: int  # grad_weight, mma.sync tap reuse: (kh, kw) taps per CTA
+    config: Optional[str]  # the forced or autotuned config the plan was made for (None: the heuristic)
 
 
 def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tune) -> Plan:
@@ -91,7 +83,7 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
     else:
         slices = selector.split_k_slices(p, k, _extension.num_sms(index)) if op == "wgrad" else 1
-    return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group)
+    return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group, config)
 
 
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -127,8 +119,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       to_ncdhw)
         return y
     # Stock CUTLASS: one launch per phase, each with the tile for its own GEMM shape.
-    config = _config(p, "dgrad", precision, config, x.device,
-                     lambda name: forward(x, weight, bias, p, precision, name))
+    config = plan.config
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     s = p.stride
