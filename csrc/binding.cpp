@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <string>
 
+#include "binding_ops.h"
 #include "conv_launch.h"
 #include "direct_launch.h"
 #include "layout_transpose.h"
@@ -88,6 +89,11 @@ void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
               "convt3d_cutlass: operand shapes disagree: activation ", dims(act.sizes()), ", filter ",
               dims(flt.sizes()), ", output ", dims(out.sizes()));
 }
+
+}  // namespace
+
+namespace convt3d {
+namespace torch_ops {
 
 // result dx [N,D,H,W,C] = dgrad(dy [N,Z,P,Q,K], filter [K,T,R,S,C]) (+ bias[C]), unit stride.
 void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& filter,
@@ -337,6 +343,11 @@ void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
                                                   ci, co, taps * ci * co, s_t, s_ci, stream));
 }
 
+}  // namespace torch_ops
+}  // namespace convt3d
+
+namespace {
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
@@ -356,19 +367,19 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");
-  m.def("transpose_tiles(int positions) -> int", &transpose_tiles);
+  m.def("transpose_tiles(int positions) -> int", &convt3d::torch_ops::transpose_tiles);
   m.def("channel_sums(Tensor src, Tensor(a!) out) -> ()");
   m.def("wgrad_finish(Tensor partials, Tensor(a!) out) -> ()");
   m.def("kernels() -> str[]", &kernels);
 }
 
 TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
-  m.impl("dgrad", &dgrad);
-  m.impl("fprop", &fprop);
-  m.impl("wgrad", &wgrad);
-  m.impl("direct", &direct);
-  m.impl("direct_wgrad", &direct_wgrad);
-  m.impl("transpose_layout", &transpose_layout);
-  m.impl("channel_sums", &channel_sums);
-  m.impl("wgrad_finish", &wgrad_finish);
+  m.impl("dgrad", &convt3d::torch_ops::dgrad);
+  m.impl("fprop", &convt3d::torch_ops::fprop);
+  m.impl("wgrad", &convt3d::torch_ops::wgrad);
+  m.impl("direct", &convt3d::torch_ops::direct);
+  m.impl("direct_wgrad", &convt3d::torch_ops::direct_wgrad);
+  m.impl("transpose_layout", &convt3d::torch_ops::transpose_layout);
+  m.impl("channel_sums", &convt3d::torch_ops::channel_sums);
+  m.impl("wgrad_finish", &convt3d::torch_ops::wgrad_finish);
 }

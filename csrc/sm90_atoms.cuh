@@ -98,7 +98,16 @@ __device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, flo
 
 // The driver's tensor-map encoder through the runtime, so the module needs no link against libcuda;
 // looked up once per process (null if the driver lacks it: the launch then reports kErrorNotSupported).
+// A driver call needs a context current on the calling thread, and the runtime binds one to a thread
+// only at its first runtime call that needs it: on a thread whose first CUDA work is ours (the autograd
+// engine's device thread running the C++ node's backward, csrc/eager_node.cpp) every encode failed.
+// cudaSetDevice binds the current device's primary context; once per thread, as threads keep it.
 inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  thread_local const bool bound = [] {
+    int dev = 0;
+    return cudaGetDevice(&dev) == cudaSuccess && cudaSetDevice(dev) == cudaSuccess;
+  }();
+  (void)bound;
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void* f = nullptr;
     cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;

@@ -93,6 +93,8 @@ def test_grad_input_writes_every_element():
 
 @pytest.mark.parametrize("need", ["input", "weight"])
 def test_only_needed_gradients(need, monkeypatch):
+    # The Python Function's passes (the C++ node's: test_gpu_eager_node.py).
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "0")
     calls = []
     gi, gw = ops._grad_in, ops._grad_w  # what the eager backward and the custom ops both call
     monkeypatch.setattr(ops, "_grad_in", lambda *a, **k: calls.append("input") or gi(*a, **k))

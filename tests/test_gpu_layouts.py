@@ -44,7 +44,9 @@ def test_channels_last_with_sums(shape):
 
 
 def test_ncdhw_backward_converts_grad_y_once(monkeypatch):
-    # grad_input, grad_weight and the bias gradient of an NCDHW step share one conversion of grad_y.
+    # grad_input, grad_weight and the bias gradient of an NCDHW step share one conversion of grad_y
+    # (the Python Function's backward; the C++ node's: test_gpu_eager_node.py).
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "0")
     calls = []
     ns = torch.ops.convt3d_cutlass
 

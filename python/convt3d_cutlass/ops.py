@@ -3,10 +3,11 @@
 With torch >= 2.4 the three passes are ``torch.library`` custom ops
 (``convt3d_cutlass::conv_transpose3d``, ``..._grad_input``, ``..._grad_weight``) with fake
 implementations and registered autograd, so ``torch.compile(fullgraph=True)`` traces through them.
-Eager mode (and torch < 2.4) runs the same passes through an equivalent ``torch.autograd.Function``:
-the custom ops' Python dispatch cost about 0.7 ms of host time per training step (measured on the
-H100 host, docs/performance.md v0.5), more than the kernels of a small layer, and eager mode gains
-nothing from it.
+Eager mode (and torch < 2.4) runs the same passes through the autograd node in C++ (``eager``,
+csrc/eager_node.cpp) where it applies, else through an equivalent ``torch.autograd.Function``: the
+custom ops' Python dispatch cost about 0.7 ms of host time per training step (measured on the H100
+host, docs/performance.md v0.5), more than the kernels of a small layer, and eager mode gains nothing
+from it.
 
 Double backward (create_graph=True) runs the backward through ``aten.convolution_backward``,
 PyTorch's own differentiable formula: correct, not accelerated.
@@ -17,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from . import launch
+from . import eager, launch
 from .layouts import CL, channel_sums, channels_last_with_sums, to_format, wants_channels_last
 from .problem import Problem, out_size
 
@@ -174,15 +175,21 @@ if HAS_CUSTOM_OP:
                                     setup_context=_setup_context)
 
     def apply(x, weight, bias, stride, padding, output_padding, precision, config):
-        """y [N, C_out, Do, Ho, Wo] with autograd: the custom op while torch.compile traces, the
-        autograd.Function in eager mode."""
+        """y [N, C_out, Do, Ho, Wo] with autograd: the custom op while torch.compile traces; in eager
+        mode the C++ node where it applies (``eager``), else the autograd.Function."""
         if torch.compiler.is_compiling():
             return conv_transpose3d_op(x, weight, bias, stride, padding, output_padding, precision, config or "")
+        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config)
+        if y is not None:
+            return y
         return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
                                              config or "")
 else:  # torch < 2.4
     grad_input_op, grad_weight_op = _grad_in, _grad_w
 
     def apply(x, weight, bias, stride, padding, output_padding, precision, config):
+        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config)
+        if y is not None:
+            return y
         return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
                                              config or "")

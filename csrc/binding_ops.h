@@ -1,0 +1,32 @@
+// The extension's tensor-level ops (csrc/binding.cpp): registered as torch.ops.convt3d_cutlass.* for
+// Python, and called directly by the eager autograd node (csrc/eager_node.cpp), which would otherwise
+// pay the dispatcher's boxing for each of them. Shapes and contracts are at the definitions.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace convt3d {
+namespace torch_ops {
+
+void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& filter,
+           const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad);
+void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
+           const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride);
+void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x, at::Tensor& partials,
+           at::IntArrayRef pad, at::IntArrayRef stride);
+void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
+            const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases, int64_t s_in,
+            int64_t s_out, bool out_ncdhw);
+void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
+                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw);
+void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last,
+                      const std::optional<at::Tensor>& sums);
+int64_t transpose_tiles(int64_t positions);
+void channel_sums(const at::Tensor& src, at::Tensor& out);
+void wgrad_finish(const at::Tensor& partials, at::Tensor& out);
+
+}  // namespace torch_ops
+}  // namespace convt3d

@@ -1,0 +1,268 @@
+// The eager training step's autograd node in C++: forward, grad_input, grad_weight and the bias
+// gradient of one layer, run from a plan that Python made once per layer shape.
+//
+// Why: a small layer's eager step was host-bound. Its Python autograd.Function crossed into C++ about a
+// dozen times per step (each op call through the dispatcher, each allocation and view), and the engine
+// called back into Python for the backward: 0.4-0.5 ms of host time against 0.2-0.3 ms of kernels
+// (docs/performance.md v0.10-v0.11). Here Python makes one call per forward, and the backward never
+// leaves C++.
+//
+// Policy stays in Python (python/convt3d_cutlass/eager.py): which kernels, which phase tables, how many
+// slices, which layouts the kernels read and write. This file only replays those decisions, mirroring
+// launch.py and ops.py step for step; layers whose forward runs stock CUTLASS phases (several launches
+// with their own filters) keep the Python Function.
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "binding_ops.h"
+
+namespace convt3d {
+namespace eager {
+namespace {
+
+namespace ops = convt3d::torch_ops;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct Plan {
+  int64_t k = 0, stride = 1, padding = 0, output_padding = 0;
+  bool x_cl = false;       // x, y and grad_x are channels_last_3d; else packed NCDHW
+  bool native_tf32 = false;  // create_graph: PyTorch's differentiable backward, TF32 only for "tf32"
+  std::string fwd_kernel;  // the forward: one tap-reuse launch (the direct op)
+  std::vector<int64_t> fwd_table;
+  bool fwd_ncdhw = false;  // the kernel writes y NCDHW itself
+  bool gi_direct = false;  // grad_input: tap reuse (direct op) or stock fprop
+  std::string gi_kernel;
+  std::vector<int64_t> gi_table;
+  bool gi_ncdhw = false;
+  bool gw_direct = false;  // grad_weight: tap reuse (direct_wgrad op) or stock wgrad
+  std::string gw_kernel;
+  int64_t gw_slices = 1, gw_taps_per_group = 1;
+  bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place
+  bool gw_presum = false;   // torch sums the slices before wgrad_finish (launch._finish)
+};
+
+// Plans live for the process (one per layer shape and setting); a deque keeps references stable.
+std::mutex plans_mutex;
+std::deque<Plan> plans;
+
+const Plan& plan_at(int64_t id) {
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  TORCH_CHECK(id >= 0 && id < static_cast<int64_t>(plans.size()), "convt3d_cutlass: unknown eager plan ",
+              std::to_string(id));
+  return plans[static_cast<size_t>(id)];
+}
+
+// ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum.
+int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
+                      std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
+  TORCH_CHECK(ints.size() == 14, "convt3d_cutlass: eager_plan takes 14 integers");
+  Plan p;
+  p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
+  p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
+  p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
+  p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
+  TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
+                  p.gw_taps_per_group >= 1, "convt3d_cutlass: eager_plan has an invalid problem");
+  p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
+  p.gi_kernel = std::move(gi_kernel); p.gi_table = std::move(gi_table);
+  p.gw_kernel = std::move(gw_kernel);
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  plans.push_back(std::move(p));
+  return static_cast<int64_t>(plans.size()) - 1;
+}
+
+// layouts.py's helpers, same rules.
+at::Tensor aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 ? t : t.clone();
+}
+
+bool is_cl(const at::Tensor& t) { return t.is_contiguous(at::MemoryFormat::ChannelsLast3d); }
+
+at::Tensor empty_cl(at::IntArrayRef shape, const at::Tensor& like) {
+  return at::empty(shape, like.options().memory_format(at::MemoryFormat::ChannelsLast3d));
+}
+
+// [N, C, D, H, W] -> packed [N, D, H, W, C]: a view of a channels_last_3d t, else our transpose.
+at::Tensor ndhwc(const at::Tensor& t) {
+  if (is_cl(t)) return aligned16(t).permute({0, 2, 3, 4, 1});
+  at::Tensor src = t.contiguous();
+  at::Tensor out = at::empty({src.size(0), src.size(2), src.size(3), src.size(4), src.size(1)}, src.options());
+  ops::transpose_layout(src, out, true, std::nullopt);
+  return out;
+}
+
+// t as channels_last_3d (unchanged) or as packed NCDHW.
+at::Tensor to_format(const at::Tensor& t, bool channels_last) {
+  if (channels_last || t.is_contiguous()) return t;
+  if (is_cl(t)) {
+    at::Tensor out = at::empty(t.sizes(), t.options());
+    ops::transpose_layout(t.permute({0, 2, 3, 4, 1}), out, false, std::nullopt);
+    return out;
+  }
+  return t.contiguous();
+}
+
+// [C] sums of a grad_y over N, D, H, W (layouts.channel_sums).
+at::Tensor channel_sums(const at::Tensor& t) {
+  if (is_cl(t) && t.numel() > 0) {
+    at::Tensor out = at::empty({t.size(1)}, t.options());
+    ops::channel_sums(aligned16(t).permute({0, 2, 3, 4, 1}), out);
+    return out;
+  }
+  return t.sum(at::IntArrayRef{0, 2, 3, 4});
+}
+
+at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& filter,
+                        const std::optional<at::Tensor>& bias) {
+  at::Tensor X = ndhwc(x);
+  std::optional<at::Tensor> b;
+  if (bias.has_value() && bias->defined()) b = aligned16(bias->contiguous());
+  std::array<int64_t, 5> shape{x.size(0), weight.size(1), 0, 0, 0};
+  for (int a = 0; a < 3; ++a)
+    shape[2 + a] = (x.size(2 + a) - 1) * P.stride - 2 * P.padding + P.k + P.output_padding;
+  at::Tensor y = P.fwd_ncdhw ? at::empty(shape, x.options()) : empty_cl(shape, x);
+  at::Tensor out = P.fwd_ncdhw ? y : y.permute({0, 2, 3, 4, 1});
+  ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw);
+  return to_format(y, P.x_cl);
+}
+
+// G: grad_y as packed [N, Do, Ho, Wo, C_out].
+at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor& filter, const at::Tensor& x) {
+  TORCH_CHECK(filter.defined(), "convt3d_cutlass: the eager node has no grad_input filter (x did not require "
+              "grad when the forward ran)");
+  const auto shape = x.sizes();
+  at::Tensor gx;
+  if (P.gi_direct) {
+    gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
+    at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
+    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw);
+  } else {
+    gx = empty_cl(shape, G);
+    at::Tensor out = gx.permute({0, 2, 3, 4, 1});
+    const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
+    ops::fprop(P.gi_kernel, G, filter, std::nullopt, out, pad, st);
+  }
+  return to_format(gx, P.x_cl);
+}
+
+at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, const at::Tensor& x, int64_t c_out) {
+  const int64_t k = P.k, c_in = x.size(1);
+  at::Tensor partials;
+  if (P.gw_direct) {
+    partials = at::empty({P.gw_slices, k * k * k, c_in, c_out}, x.options());
+    ops::direct_wgrad(P.gw_kernel, P.gw_x_ncdhw ? aligned16(x) : ndhwc(x), G, partials, k, P.stride, P.padding,
+                      P.gw_taps_per_group, P.gw_x_ncdhw);
+  } else {
+    partials = at::empty({P.gw_slices, c_in, k, k, k, c_out}, x.options());
+    const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
+    // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight).
+    ops::wgrad(P.gw_kernel, ndhwc(x), G, partials, pad, st);
+  }
+  if (P.gw_presum) partials = partials.sum(at::IntArrayRef{0}, /*keepdim=*/true);
+  at::Tensor gw = at::empty({c_in, c_out, k, k, k}, x.options());
+  ops::wgrad_finish(partials, gw);
+  return gw;
+}
+
+// The cuDNN TF32 flag for the duration of a native backward, restored on every exit.
+struct CudnnTf32 {
+  bool old;
+  explicit CudnnTf32(bool on) : old(at::globalContext().allowTF32CuDNN()) { at::globalContext().setAllowTF32CuDNN(on); }
+  ~CudnnTf32() { at::globalContext().setAllowTF32CuDNN(old); }
+};
+
+class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, const at::Tensor& fwd_filter,
+                            const std::optional<at::Tensor>& gi_filter, int64_t plan) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    const Plan& P = plan_at(plan);
+    ctx->save_for_backward({x, weight, gi_filter.has_value() ? *gi_filter : at::Tensor()});
+    ctx->saved_data["plan"] = plan;
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    return forward_pass(P, x, weight, fwd_filter, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const Plan& P = plan_at(ctx->saved_data["plan"].toInt());
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1], &gi_filter = saved[2];
+    const at::Tensor& gy = grads[0];
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const bool need_x = ctx->needs_input_grad(0), need_w = ctx->needs_input_grad(1);
+    const bool need_b = has_bias && ctx->needs_input_grad(2);
+    at::Tensor gx, gw, gb;
+    if (at::GradMode::is_enabled()) {  // create_graph: the backward must itself be differentiable
+      CudnnTf32 tf32(P.native_tf32);
+      const int64_t s = P.stride, p = P.padding, op = P.output_padding;
+      const int64_t c_out = weight.size(1);
+      const std::vector<int64_t> bias_sizes{c_out};
+      std::tie(gx, gw, gb) = at::convolution_backward(
+          gy, x, weight, has_bias ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(), {s, s, s},
+          {p, p, p}, {1, 1, 1}, true, {op, op, op}, 1, {need_x, need_w, need_b});
+    } else if (need_x || need_w || need_b) {
+      at::Tensor G;  // grad_y as packed NDHWC, shared by both passes
+      if (!is_cl(gy) && need_x + need_w + need_b >= 2) {
+        // One read of an NCDHW grad_y gives the channels_last copy and the bias gradient
+        // (layouts.channels_last_with_sums).
+        at::Tensor src = gy.contiguous();
+        G = at::empty({src.size(0), src.size(2), src.size(3), src.size(4), src.size(1)}, src.options());
+        const int64_t positions = src.size(2) * src.size(3) * src.size(4);
+        at::Tensor sums = at::empty({src.size(0), ops::transpose_tiles(positions), src.size(1)}, src.options());
+        ops::transpose_layout(src, G, true, sums);
+        gb = sums.sum(at::IntArrayRef{0, 1});
+      } else if (need_x || need_w) {
+        G = ndhwc(gy);
+      }
+      if (need_x) gx = grad_input_pass(P, G, gi_filter, x);
+      if (need_w) gw = grad_weight_pass(P, G, x, weight.size(1));
+      if (need_b && !gb.defined()) gb = channel_sums(gy);
+    }
+    if (!need_x) gx = at::Tensor();
+    if (!need_w) gw = at::Tensor();
+    if (!need_b) gb = at::Tensor();
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor eager_autograd(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          const at::Tensor& fwd_filter, const std::optional<at::Tensor>& gi_filter, int64_t plan) {
+  return ConvTranspose3dNode::apply(x, weight, bias, fwd_filter, gi_filter, plan);
+}
+
+// Below autograd (inference mode, or tensors without autograd keys): the forward alone.
+at::Tensor eager_forward(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const at::Tensor& fwd_filter, const std::optional<at::Tensor>& gi_filter, int64_t plan) {
+  (void)gi_filter;
+  return forward_pass(plan_at(plan), x, weight, fwd_filter, bias);
+}
+
+}  // namespace
+}  // namespace eager
+}  // namespace convt3d
+
+TORCH_LIBRARY_FRAGMENT(convt3d_cutlass, m) {
+  m.def("eager_plan(str fwd_kernel, int[] fwd_table, str gi_kernel, int[] gi_table, str gw_kernel, int[] ints) -> int",
+        &convt3d::eager::register_plan);
+  m.def("eager_conv_transpose3d(Tensor x, Tensor weight, Tensor? bias, Tensor fwd_filter, Tensor? gi_filter, "
+        "int plan) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(convt3d_cutlass, Autograd, m) {
+  m.impl("eager_conv_transpose3d", &convt3d::eager::eager_autograd);
+}
+
+TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {
+  m.impl("eager_conv_transpose3d", &convt3d::eager::eager_forward);
+}

@@ -1,0 +1,91 @@
+"""The eager-mode autograd node in C++ (csrc/eager_node.cpp): plans made here, replayed there.
+
+A small layer's eager step was host-bound: the Python autograd.Function crossed into C++ about a dozen
+times per step and the engine called back into Python for the backward (docs/performance.md v0.10-v0.12).
+Here the policy of all three passes (the kernels, phase tables, slices and layouts that ``launch``
+would choose) is computed once per layer shape and handed to C++ as a plan; a step is then one op call
+for the forward, and a backward that never leaves C++.
+
+Taken when every pass has one launch per call in ``launch``: the forward on a tap-reuse kernel, x packed
+channels_last_3d or NCDHW, no autotuning (the tuner times candidates from Python). Everything else
+returns None and the caller keeps the Python Function (``ops.ConvTranspose3dFunction``), which computes
+the same thing with the same kernels. ``CONVT3D_EAGER_NODE=0`` turns the node off (for A/B runs).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+from . import autotune, direct, launch, selector
+from .layouts import CL, _has_op
+from .problem import Problem
+from .weights import cached_filter, filter_ktrsc
+
+_MISSING = object()
+# (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last) -> (plan id, fwd kernel,
+# gi kernel) or None where the node does not apply.
+_plans: dict = {}
+
+
+def enabled() -> bool:
+    return os.environ.get("CONVT3D_EAGER_NODE", "1") != "0" and _has_op("eager_conv_transpose3d")
+
+
+def _x_layout(x: torch.Tensor) -> Optional[bool]:
+    """True: channels_last_3d storage; False: packed NCDHW; None: neither (strided views)."""
+    cl, packed = x.is_contiguous(memory_format=CL), x.is_contiguous()
+    if cl == packed:  # both (degenerate sizes) or neither
+        return None
+    return cl
+
+
+def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool) -> list:
+    """The node's 14 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
+    presum = gw.slices > selector.FINISH_MAX_SLICES or p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES
+    return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
+            int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
+            int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
+            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum)]
+
+
+def _build(key, x: torch.Tensor):
+    p, precision, config, index, env_config, x_cl = key
+    fwd, gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config)
+                   for op in ("dgrad", "fprop", "wgrad"))
+    if not fwd.tap_reuse:  # stock phases: several launches, each with its own filter
+        return None
+    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgmma_wgrad_reads_ncdhw(gw.k, x))
+    pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
+    return pid, fwd.k, gi
+
+
+def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, padding: int,
+          output_padding: int, precision: str, config: Optional[str]) -> Optional[torch.Tensor]:
+    """y [N, C_out, Do, Ho, Wo] from the C++ node (x [N, C_in, D, H, W] on the fast path, CUDA), or None
+    where the node does not apply."""
+    if not enabled() or autotune.enabled():
+        return None
+    x_cl = _x_layout(x)
+    if x_cl is None:
+        return None
+    p = Problem(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2], stride, padding,
+                output_padding)
+    key = (p, precision, config or None, launch._index(x.device), os.environ.get("CONVT3D_CONFIG", ""), x_cl)
+    hit = _plans.get(key, _MISSING)
+    if hit is _MISSING:
+        hit = _plans[key] = _build(key, x)
+    if hit is None:
+        return None
+    pid, fk, gi = hit
+    wf = cached_filter(weight, ("direct-fwd", p.stride, p.padding, fk.precision),
+                       lambda: direct.forward_filter(weight, p, fk.precision))
+    gf = None
+    if x.requires_grad and torch.is_grad_enabled():
+        if gi.tap_reuse:
+            gf = cached_filter(weight, ("direct-dx", gi.k.precision),
+                               lambda: direct.grad_input_filter(weight, gi.k.precision))
+        else:
+            gf = filter_ktrsc(weight)
+    return torch.ops.convt3d_cutlass.eager_conv_transpose3d(x, weight, bias, wf, gf, pid)

@@ -1,0 +1,221 @@
+"""The eager autograd node in C++ (csrc/eager_node.cpp) against the Python Function it replaces (GPU).
+
+Both run the same kernels with the same arguments, so every output and gradient must be bitwise
+equal; the float64 accuracy of that path is what the forward and backward suites check."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import eager, ops
+from convt3d_cutlass.layouts import CL
+
+from conftest import poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+
+def _node_name(y):
+    return y.grad_fn.name() if y.grad_fn is not None else ""
+
+
+def _run(node: bool, monkeypatch, x, w, b, gy, s, p, op, prec, config=None):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+    xs = x.detach().clone().requires_grad_(x.requires_grad)
+    ws = w.detach().clone().requires_grad_(w.requires_grad)
+    bs = b.detach().clone().requires_grad_(b.requires_grad) if b is not None else None
+    poison_allocator()
+    y = ct.conv_transpose3d(xs, ws, bs, s, p, op, precision=prec, strict=True, config=config)
+    name = _node_name(y)
+    if y.requires_grad:
+        y.backward(gy)
+    grads = [t.grad if t is not None else None for t in (xs, ws, bs)]
+    return y.detach(), grads, name
+
+
+# (N, C_in, C_out, spatial, k, stride, padding, output_padding): stride 1 and 2, odd and even k,
+# output_padding, channel counts that take the Hopper tap-reuse rows, the igemm rows and the mma.sync
+# rows, and layers whose grad_input or grad_weight is stock CUTLASS.
+CASES = [
+    (2, 16, 8, (6, 7, 8), 3, 1, 1, 0),
+    (2, 24, 16, (5, 6, 8), 3, 2, 1, 1),
+    (1, 64, 32, (8, 8, 8), 3, 2, 1, 0),
+    (2, 32, 64, (6, 6, 8), 3, 1, 1, 0),
+    (1, 8, 4, (4, 5, 6), 5, 2, 2, 1),
+    (2, 64, 32, (8, 8, 8), 2, 2, 0, 0),
+    (1, 48, 24, (10, 10, 12), 3, 1, 0, 0),
+    (2, 256, 128, (8, 8, 8), 3, 2, 1, 0),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[3])) + f"-{c[1]}-{c[2]}-k{c[4]}s{c[5]}")
+@pytest.mark.parametrize("prec", ["tf32", "3xtf32", "fp32"])
+@pytest.mark.parametrize("x_cl, gy_cl", [(True, True), (True, False), (False, False), (False, True)])
+def test_node_matches_python_function_bitwise(case, prec, x_cl, gy_cl, monkeypatch):
+    n, ci, co, sp, k, s, p, op = case
+    x = torch.randn(n, ci, *sp, device="cuda")
+    if x_cl:
+        x = x.to(memory_format=CL)
+    x.requires_grad_()
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    b = torch.randn(co, device="cuda").requires_grad_()
+    out = [(o - 1) * s - 2 * p + k + op for o in sp]
+    gy = torch.randn(n, co, *out, device="cuda")
+    if gy_cl:
+        gy = gy.to(memory_format=CL)
+    y0, g0, name0 = _run(False, monkeypatch, x, w, b, gy, s, p, op, prec)
+    y1, g1, name1 = _run(True, monkeypatch, x, w, b, gy, s, p, op, prec)
+    assert "ConvTranspose3dFunction" in name0
+    node = "ConvTranspose3dNode" in name1
+    if not node:  # only layers whose forward runs stock phases keep the Python Function
+        assert "ConvTranspose3dFunction" in name1
+        pytest.skip("forward on stock CUTLASS phases: the Python Function by design")
+    assert y1.is_contiguous(memory_format=CL) == x_cl and y1.is_contiguous() == (not x_cl)
+    assert torch.equal(y0, y1)
+    for a, c in zip(g0, g1):
+        assert a.shape == c.shape and a.stride() == c.stride()
+        assert torch.equal(a, c)
+    ref = F.conv_transpose3d(x.detach().double(), w.detach().double(), b.detach().double(), s, p, op)
+    assert rel_l2(y1, ref) <= (5e-3 if prec == "tf32" else 1e-5)
+
+
+def test_node_is_taken_on_a_tap_reuse_layer(monkeypatch):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(2, 32, 8, 8, 8, device="cuda").to(memory_format=CL).requires_grad_()
+    w = torch.randn(32, 16, 3, 3, 3, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="tf32", strict=True)
+    assert eager.enabled() and "ConvTranspose3dNode" in _node_name(y)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
+                                   (True, True, False), (False, True, True)])
+@pytest.mark.parametrize("x_cl", [True, False])
+def test_node_computes_only_needed_gradients(needs, x_cl, monkeypatch):
+    x = torch.randn(2, 16, 6, 6, 6, device="cuda")
+    if x_cl:
+        x = x.to(memory_format=CL)
+    x.requires_grad_(needs[0])
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda", requires_grad=needs[1])
+    b = torch.randn(8, device="cuda", requires_grad=needs[2])
+    gy = torch.randn(2, 8, 11, 11, 11, device="cuda")
+    y0, g0, _ = _run(False, monkeypatch, x, w, b, gy, 2, 1, 0, "3xtf32")
+    y1, g1, name = _run(True, monkeypatch, x, w, b, gy, 2, 1, 0, "3xtf32")
+    assert "ConvTranspose3dNode" in name
+    for need, a, c in zip(needs, g0, g1):
+        assert (c is not None) == need
+        if need:
+            assert torch.equal(a, c)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y = ct.conv_transpose3d(x, w, b, 2, 1, precision="3xtf32", strict=True)
+        y.backward(gy)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert any("finish_kernel" in k for k in names) == needs[1]  # every grad_weight ends in wgrad_finish
+
+
+def test_node_converts_an_ncdhw_grad_y_once(monkeypatch):
+    # grad_input, grad_weight and the bias gradient share one conversion of grad_y, which also sums it.
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(2, 16, 6, 6, 6, device="cuda").to(memory_format=CL).requires_grad_()
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda", requires_grad=True)
+    b = torch.randn(8, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, b, 2, 1, precision="3xtf32", strict=True)
+    assert "ConvTranspose3dNode" in _node_name(y)
+    gy = torch.randn(y.shape, device="cuda")  # NCDHW
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y.backward(gy)
+        torch.cuda.synchronize()
+    counts = {e.key: e.count for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA}
+    assert sum(c for k, c in counts.items() if "transpose_kernel<true>" in k) == 1, counts
+    assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
+
+
+def test_node_without_bias_and_without_grad(monkeypatch):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(1, 16, 5, 6, 7, device="cuda").to(memory_format=CL)
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda")
+    ref = F.conv_transpose3d(x.double(), w.double(), None, 2, 1)
+    with torch.no_grad():
+        y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True)
+    assert y.grad_fn is None and rel_l2(y, ref) <= 1e-5
+    with torch.inference_mode():
+        y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True)
+    assert rel_l2(y, ref) <= 1e-5
+
+
+def test_node_double_backward(monkeypatch):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    x = torch.randn(1, 16, 4, 4, 4, device="cuda").to(memory_format=CL).requires_grad_()
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="3xtf32", strict=True)
+    assert "ConvTranspose3dNode" in _node_name(y)
+    (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    gx.square().sum().backward()
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    (gxd,) = torch.autograd.grad(F.conv_transpose3d(xd, wd, stride=2, padding=1).square().sum(), xd,
+                                 create_graph=True)
+    gxd.square().sum().backward()
+    assert rel_l2(gx, gxd) <= 1e-5 and rel_l2(w.grad, wd.grad) <= 1e-5 and rel_l2(x.grad, xd.grad) <= 1e-5
+    assert torch.backends.cudnn.allow_tf32 is False  # the node restored the flag
+
+
+def test_node_sees_in_place_weight_updates(monkeypatch):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(1, 16, 6, 6, 6, device="cuda").to(memory_format=CL).requires_grad_()
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda", requires_grad=True)
+    for _ in range(2):
+        y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True)
+        gy = torch.randn_like(y)
+        x.grad = None
+        y.backward(gy)
+        ref = F.conv_transpose3d(x.detach().double(), w.detach().double(), None, 2, 1)
+        assert rel_l2(y, ref) <= 1e-5
+        assert rel_l2(x.grad, F.conv3d(gy.double(), w.detach().double(), None, 2, 1)) <= 1e-5
+        with torch.no_grad():
+            w.mul_(-0.5)
+
+
+def test_node_rejects_a_saved_tensor_modified_in_place(monkeypatch):
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(1, 16, 6, 6, 6, device="cuda").to(memory_format=CL)
+    w = torch.randn(16, 8, 3, 3, 3, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True)
+    with torch.no_grad():
+        x.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_tma_kernels_run_on_a_thread_without_cuda_context():
+    """The autograd engine runs the node's backward on its own thread, whose first CUDA work can be a
+    tensor-map encode (a driver call, which needs a current context): it failed with
+    kErrorNotSupported until the launchers bound one."""
+    import threading
+    from convt3d_cutlass import direct, launch
+    from convt3d_cutlass.problem import Problem
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the TMA kernels are sm_90a")
+    p = Problem(2, 256, 128, (8, 8, 8), 3, 2, 1)
+    plan = launch._plan_cached(p, "fprop", "tf32", None, torch.cuda.current_device(), "")
+    if not plan.tap_reuse:
+        pytest.skip(f"grad_input of this layer is {plan.name}, not a TMA kernel")
+    w = torch.randn(256, 128, 3, 3, 3, device="cuda")
+    gy = torch.randn((2, 128) + p.out_spatial, device="cuda").to(memory_format=CL)
+    filt = direct.grad_input_filter(w, plan.k.precision)
+    gx = torch.full((2, 256, 8, 8, 8), float("nan"), device="cuda").to(memory_format=CL)
+    errors = []
+
+    def work():
+        try:
+            torch.ops.convt3d_cutlass.direct(plan.name, gy.permute(0, 2, 3, 4, 1), filt, None,
+                                             gx.permute(0, 2, 3, 4, 1), plan.table, 2, 1, False)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join()
+    assert not errors, errors
+    torch.cuda.synchronize()
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 2, 1)) <= 5e-3
