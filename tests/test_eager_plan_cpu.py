@@ -1,0 +1,72 @@
+"""The C++ node's plan as Python makes it (python/convt3d_cutlass/eager.py), checked on the CPU; the GPU
+tests (test_gpu_eager_node.py) check that the node computes what the Python Function does."""
+import types
+
+import pytest
+import torch
+
+from convt3d_cutlass import direct, eager, selector
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+
+def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1):
+    k = types.SimpleNamespace(family=family, ws=ws, name=f"{family}_row")
+    return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
+                                 taps_per_group=taps_per_group)
+
+
+def test_x_layout_classes():
+    x = torch.randn(2, 4, 3, 5, 6)
+    assert eager._x_layout(x) is False
+    assert eager._x_layout(x.to(memory_format=CL)) is True
+    assert eager._x_layout(x[:, :, :, :, ::2]) is None  # strided view: the Python Function
+    assert eager._x_layout(torch.randn(2, 1, 3, 5, 6)) is None  # both layouts at once: ambiguous
+
+
+def test_plan_ints_order_and_rules():
+    p = Problem(2, 48, 24, (10, 10, 12), 3, 1, 0)  # grad_input reduction 24 * 27 = 648
+    ws = _plan("wgmma", ws=True)
+    gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
+    ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True)
+    assert len(ints) == 14
+    assert ints[:6] == [3, 1, 0, 0, 0, 1]
+    assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
+    assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
+    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1]
+    # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
+    cl = eager.plan_ints(p, "3xtf32", True, ws, ws, gw, True)
+    assert cl[4:9] == [1, 0, 0, 1, 0]
+    # stock passes: no NCDHW modes, slice sums by torch only past the finish kernel's limits.
+    stock = _plan("cutlass", tap_reuse=False, slices=2)
+    big = Problem(2, 256, 128, (8, 8, 8), 3, 2, 1)
+    ints = eager.plan_ints(big, "tf32", False, ws, stock, stock, True)
+    assert ints[7:10] == [0, 0, 0] and ints[12] == 0
+    assert ints[13] == int(256 * 4 < selector.FINISH_MIN_TILES) == 0
+
+
+def test_node_off_without_the_extension_op(monkeypatch):
+    # A build without the op (CPU install, older extension) and CONVT3D_EAGER_NODE=0 both keep the
+    # Python Function.
+    monkeypatch.setattr(eager, "_has_op", lambda name: False)
+    assert not eager.enabled()
+    x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 3, 3, 3)
+    assert eager.apply(x, w, None, 1, 0, 0, "fp32", None) is None
+    monkeypatch.setattr(eager, "_has_op", lambda name: True)
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "0")
+    assert not eager.enabled()
+
+
+@pytest.mark.parametrize("autotuning", [True, False])
+def test_stock_forward_or_autotune_keeps_the_python_function(autotuning, monkeypatch):
+    monkeypatch.setattr(eager, "_has_op", lambda name: True)
+    monkeypatch.delenv("CONVT3D_EAGER_NODE", raising=False)
+    monkeypatch.setattr(eager.autotune, "enabled", lambda: autotuning)
+    monkeypatch.setattr(eager.launch, "_index", lambda device: 0)
+    monkeypatch.setattr(eager.launch, "_plan_cached",
+                        lambda p, op, *a: _plan("cutlass", tap_reuse=False) if op == "dgrad" else _plan())
+    monkeypatch.setattr(eager, "_plans", {})
+    x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 3, 3, 3)
+    assert eager.apply(x, w, None, 1, 0, 0, "tf32", None) is None
+    if not autotuning:  # the refusal is remembered per layer shape, not recomputed per call
+        assert list(eager._plans.values()) == [None]
