@@ -18,10 +18,9 @@ from typing import Optional
 
 import torch
 
-from . import autotune, direct, launch, selector
+from . import autotune, direct, launch
 from .layouts import CL, _has_op
 from .problem import Problem
-from .weights import cached_filter, filter_ktrsc
 
 _MISSING = object()
 # (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last) -> (plan id, fwd kernel,
@@ -43,7 +42,7 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool) -> list:
     """The node's 14 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
-    presum = gw.slices > selector.FINISH_MAX_SLICES or p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES
+    presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
@@ -70,8 +69,7 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
     x_cl = _x_layout(x)
     if x_cl is None:
         return None
-    p = Problem(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2], stride, padding,
-                output_padding)
+    p = Problem.of(x, weight, stride, padding, output_padding)
     key = (p, precision, config or None, launch._index(x.device), os.environ.get("CONVT3D_CONFIG", ""), x_cl)
     hit = _plans.get(key, _MISSING)
     if hit is _MISSING:
@@ -79,13 +77,6 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
     if hit is None:
         return None
     pid, fk, gi = hit
-    wf = cached_filter(weight, ("direct-fwd", p.stride, p.padding, fk.precision),
-                       lambda: direct.forward_filter(weight, p, fk.precision))
-    gf = None
-    if x.requires_grad and torch.is_grad_enabled():
-        if gi.tap_reuse:
-            gf = cached_filter(weight, ("direct-dx", gi.k.precision),
-                               lambda: direct.grad_input_filter(weight, gi.k.precision))
-        else:
-            gf = filter_ktrsc(weight)
+    wf = launch.forward_filter(weight, p, fk)
+    gf = launch.grad_input_filter(weight, gi) if x.requires_grad and torch.is_grad_enabled() else None
     return torch.ops.convt3d_cutlass.eager_conv_transpose3d(x, weight, bias, wf, gf, pid)

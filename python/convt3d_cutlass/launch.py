@@ -86,6 +86,26 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
     return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group, config)
 
 
+def forward_filter(weight: torch.Tensor, p: Problem, k) -> torch.Tensor:
+    """The weight as tap-reuse row k reads it in the forward, cached per weight version."""
+    return cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
+                         lambda: direct.forward_filter(weight, p, k.precision))
+
+
+def grad_input_filter(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """The weight as grad_input's kernel reads it (tap reuse, or stock CUTLASS's KTRSC), cached per
+    weight version."""
+    if plan.tap_reuse:
+        return cached_filter(weight, ("direct-dx", plan.k.precision),
+                             lambda: direct.grad_input_filter(weight, plan.k.precision))
+    return filter_ktrsc(weight)
+
+
+def presum_slices(slices: int, p: Problem) -> bool:
+    """Whether torch sums grad_weight's partial slices before wgrad_finish (see _finish)."""
+    return slices > selector.FINISH_MAX_SLICES or p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES
+
+
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return aligned16(bias.detach().contiguous()) if bias is not None else None
 
@@ -111,8 +131,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     k = plan.k
     if plan.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
-        w = cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
-                          lambda: direct.forward_filter(weight, p, k.precision))
+        w = forward_filter(weight, p, k)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
         _ops().direct(plan.name, X, w, b, y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride,
@@ -154,14 +173,14 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
                  lambda name: grad_input(grad_y, weight, p, precision, name))
     k = plan.k
     if plan.tap_reuse:
-        w = cached_filter(weight, ("direct-dx", k.precision), lambda: direct.grad_input_filter(weight, k.precision))
+        w = grad_input_filter(weight, plan)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, G, w, None, gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1,
                       to_ncdhw)
         return gx
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
-    _ops().fprop(plan.name, G, filter_ktrsc(weight), None, gx.permute(0, 2, 3, 4, 1),
+    _ops().fprop(plan.name, G, grad_input_filter(weight, plan), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
     return gx
 
@@ -197,8 +216,7 @@ def _finish(partials: torch.Tensor, p: Problem) -> torch.Tensor:
     the slices summed in order and the layout changed in one pass (csrc/reductions.cu). Its blocks own
     one (C_in, 32 C_out) tile each and walk the slices serially, so many slices over few tiles (the
     headline: 1152 over 48) are summed by torch first, which spreads them over the whole GPU."""
-    if partials.shape[0] > selector.FINISH_MAX_SLICES or \
-            p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES:
+    if presum_slices(partials.shape[0], p):
         partials = partials.sum(0, keepdim=True)
     gw = torch.empty((p.c_in, p.c_out, p.k, p.k, p.k), device=partials.device, dtype=partials.dtype)
     _ops().wgrad_finish(partials, gw)

@@ -25,13 +25,8 @@ from .problem import Problem, out_size
 HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_autograd")
 
 
-def _problem(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, output_padding: int) -> Problem:
-    return Problem(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2],
-                   stride, padding, output_padding)
-
-
 def _fwd(x, weight, bias, stride, padding, output_padding, precision, config, problem=None):
-    p = problem or _problem(x, weight, stride, padding, output_padding)
+    p = problem or Problem.of(x, weight, stride, padding, output_padding)
     cl = wants_channels_last(x)
     y = launch.forward(x, weight, bias, p, precision, config or None, ncdhw=not cl)
     return to_format(y, cl)
@@ -118,7 +113,7 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, stride, padding, output_padding, precision, config):
         _setup_context(ctx, (x, weight, bias, stride, padding, output_padding, precision, config), None)
         # The backward passes solve the same Problem: built once here (small layers are host-bound).
-        ctx.problem = _problem(x, weight, stride, padding, output_padding)
+        ctx.problem = Problem.of(x, weight, stride, padding, output_padding)
         return _fwd(x, weight, bias, stride, padding, output_padding, precision, config, problem=ctx.problem)
 
     @staticmethod

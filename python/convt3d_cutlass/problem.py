@@ -28,6 +28,12 @@ class Problem:
     padding: int = 0
     output_padding: int = 0
 
+    @classmethod
+    def of(cls, x, weight, stride: int, padding: int, output_padding: int = 0) -> "Problem":
+        """The layer of x [N, C_in, D, H, W] and weight [C_in, C_out, k, k, k] (anything with ``.shape``)."""
+        return cls(x.shape[0], x.shape[1], weight.shape[1], tuple(x.shape[2:]), weight.shape[2], stride, padding,
+                   output_padding)
+
     @property
     def out_spatial(self) -> Tuple[int, int, int]:
         return tuple(out_size(s, self.k, self.stride, self.padding, self.output_padding) for s in self.spatial)
