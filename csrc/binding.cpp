@@ -159,11 +159,11 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 
 // out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
 // 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements).
-// out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw (kernels that write it so; the
-// others raise).
+// out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw; in is [N, Di, Hi, Wi, Cr], or
+// [N, Cr, Di, Hi, Wi] with in_ncdhw (kernels that take them so; the others raise).
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
-            int64_t s_in, int64_t s_out, bool out_ncdhw) {
+            int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -178,7 +178,13 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
               "convt3d_cutlass: direct phases must be 13 integers per phase, 1 to ",
               num(convt3d::kDirectMaxPhases), " phases");
   convt3d::DirectLaunch L;
-  L.N = in.size(0); L.Di = in.size(1); L.Hi = in.size(2); L.Wi = in.size(3); L.Cr = in.size(4);
+  L.N = in.size(0);
+  if (in_ncdhw) {
+    L.Cr = in.size(1); L.Di = in.size(2); L.Hi = in.size(3); L.Wi = in.size(4);
+  } else {
+    L.Di = in.size(1); L.Hi = in.size(2); L.Wi = in.size(3); L.Cr = in.size(4);
+  }
+  L.in_ncdhw = in_ncdhw;
   L.out_ncdhw = out_ncdhw;
   if (out_ncdhw) {
     L.Co = out.size(1); L.Do = out.size(2); L.Ho = out.size(3); L.Wo = out.size(4);
@@ -363,7 +369,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
-        "int s_in, int s_out, bool out_ncdhw=False) -> ()");
+        "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

@@ -37,6 +37,7 @@ struct DirectLaunch {
   const float* bias = nullptr;  // [Co] or null
   float* out = nullptr;
   bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper kernel, s_out 1)
+  bool in_ncdhw = false;   // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel, resident filter)
   cudaStream_t stream = nullptr;
 };
 

@@ -48,6 +48,7 @@ struct Plan {
   int64_t gw_slices = 1, gw_taps_per_group = 1;
   bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place
   bool gw_presum = false;   // torch sums the slices before wgrad_finish (launch._finish)
+  bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -62,15 +63,16 @@ const Plan& plan_at(int64_t id) {
 }
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
-// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum.
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw.
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 14, "convt3d_cutlass: eager_plan takes 14 integers");
+  TORCH_CHECK(ints.size() == 15, "convt3d_cutlass: eager_plan takes 15 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
+  p.fwd_x_ncdhw = ints[14] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1, "convt3d_cutlass: eager_plan has an invalid problem");
   p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
@@ -124,7 +126,7 @@ at::Tensor channel_sums(const at::Tensor& t) {
 
 at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& filter,
                         const std::optional<at::Tensor>& bias) {
-  at::Tensor X = ndhwc(x);
+  at::Tensor X = P.fwd_x_ncdhw ? aligned16(x) : ndhwc(x);
   std::optional<at::Tensor> b;
   if (bias.has_value() && bias->defined()) b = aligned16(bias->contiguous());
   std::array<int64_t, 5> shape{x.size(0), weight.size(1), 0, 0, 0};
@@ -132,7 +134,7 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
     shape[2 + a] = (x.size(2 + a) - 1) * P.stride - 2 * P.padding + P.k + P.output_padding;
   at::Tensor y = P.fwd_ncdhw ? at::empty(shape, x.options()) : empty_cl(shape, x);
   at::Tensor out = P.fwd_ncdhw ? y : y.permute({0, 2, 3, 4, 1});
-  ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw);
+  ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw, P.fwd_x_ncdhw);
   return to_format(y, P.x_cl);
 }
 
@@ -145,7 +147,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor&
   if (P.gi_direct) {
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
-    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw);
+    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, false);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});

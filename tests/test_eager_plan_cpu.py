@@ -28,20 +28,20 @@ def test_plan_ints_order_and_rules():
     p = Problem(2, 48, 24, (10, 10, 12), 3, 1, 0)  # grad_input reduction 24 * 27 = 648
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
-    ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True)
-    assert len(ints) == 14
+    ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
+    assert len(ints) == 15
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
-    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1]
+    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1]
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
-    cl = eager.plan_ints(p, "3xtf32", True, ws, ws, gw, True)
+    cl = eager.plan_ints(p, "3xtf32", True, ws, ws, gw, True, False)
     assert cl[4:9] == [1, 0, 0, 1, 0]
     # stock passes: no NCDHW modes, slice sums by torch only past the finish kernel's limits.
     stock = _plan("cutlass", tap_reuse=False, slices=2)
     big = Problem(2, 256, 128, (8, 8, 8), 3, 2, 1)
-    ints = eager.plan_ints(big, "tf32", False, ws, stock, stock, True)
-    assert ints[7:10] == [0, 0, 0] and ints[12] == 0
+    ints = eager.plan_ints(big, "tf32", False, ws, stock, stock, True, False)
+    assert ints[7:10] == [0, 0, 0] and ints[12] == 0 and ints[14] == 0
     assert ints[13] == int(256 * 4 < selector.FINISH_MIN_TILES) == 0
 
 

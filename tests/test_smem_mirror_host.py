@@ -70,6 +70,12 @@ def _source(plans):
                          f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>; direct90::Geometry g; int c = K::geometry(p, g); "
                          f"if (c) printf(\"{label} {k.name} none\\n\"); "
                          f"else printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
+            if k.ws:  # the NCDHW-input mode: raw ring, resident filter only
+                lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
+                             f"{k.warpgroups}, {k.stages}, true{', true' if k.split else ''}>; direct90::Geometry g; "
+                             f"DirectLaunch q = p; q.in_ncdhw = true; int c = K::geometry(q, g); "
+                             f"if (c) printf(\"{label} {k.name}-in none\\n\"); "
+                             f"else printf(\"{label} {k.name}-in %zu,%d\\n\", K::smem_bytes(g), g.stages); }}")
         lines.append("  }")
     for j, p in enumerate(WGRAD_PROBLEMS):
         d, h, w = p.spatial
@@ -124,7 +130,7 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     for line in run.stdout.splitlines():
         label, name, value = line.split()
         cpp[(label, name)] = None if value == "none" else tuple(map(int, value.split(",")))
-    checked = 0
+    checked = in_checked = 0
     for label, table, s_in, cr in plans:
         for k in DIRECT_KERNELS:
             assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table),), (label, k.name)
@@ -133,7 +139,19 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr, k.ws, k.split)
             assert cpp[(label, k.name)] == (None if want is None else (want,)), (label, k.name)
             checked += 1
+            if k.ws:
+                taps = direct._wgmma_taps(table, k.kx)
+                want = None if taps is None else direct._wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages,
+                                                                     *taps, cr, True, k.split, True)
+                assert cpp[(label, k.name + "-in")] == want, (label, k.name)
+                assert (want is not None) == (direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages,
+                                                                      table, cr, True, k.split, True) is not None)
+                in_checked += 1
     assert checked == len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS))
+    assert in_checked == len(plans) * sum(k.ws for k in WGMMA_KERNELS)
+    # The headline forward reads NCDHW x with its filter resident and two halo stages; some rows do not.
+    assert any(v is not None for (label, name), v in cpp.items() if name.endswith("-in"))
+    assert any(v is None for (label, name), v in cpp.items() if name.endswith("-in"))
     for j, p in enumerate(WGRAD_PROBLEMS):
         for k in WGMMA_WGRAD_KERNELS:
             got = cpp[(f"w{j}", k.name)]

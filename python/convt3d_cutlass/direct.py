@@ -106,16 +106,20 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
                      table: Tuple[int, ...], c_r: int = 1 << 30, ws: bool = False,
-                     split: bool = False) -> Optional[int]:
+                     split: bool = False, in_ncdhw: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper kernel (``csrc/direct_sm90.cuh``) as it sizes it, or None
     when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
     16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
     them as per-warp scratch of 16 x (kx * bn + 4) floats, except in the warp-specialized form (``ws``),
     whose epilogue stays in registers and which keeps the whole filter resident where it fits; its
     3xtf32 form (``split``) holds hi and lo parts of both. Only min(stages, chunks of 8 of the c_r
-    reduction channels) stages are allocated."""
+    reduction channels) stages are allocated. ``in_ncdhw`` (ws only): the input read in NCDHW storage,
+    which adds a ring of raw boxes and needs the resident filter (None where it is not)."""
     taps = _wgmma_taps(table, kx)
-    return None if taps is None else _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split)[0]
+    if taps is None:
+        return None
+    r = _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split, in_ncdhw)
+    return None if r is None else r[0]
 
 
 def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
@@ -140,8 +144,9 @@ def _wgmma_taps(table: Tuple[int, ...], kx: int) -> Optional[Tuple[int, int]]:
     return tz, ty
 
 
-def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False):
-    """(bytes, filter resident) of ``wgmma_smem_bytes`` for the largest phase's taps tz x ty."""
+def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False):
+    """(bytes, filter resident) of ``wgmma_smem_bytes`` for the largest phase's taps tz x ty; with
+    in_ncdhw, (bytes, stages), or None where the filter would not be resident."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
     parts = 2 if split else 1
     halo, group = parts * hd * hh * 16 * KC * 4, parts * kx * bn * KC * 4
@@ -153,11 +158,19 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False)
         # many stages as fit Hopper's 227 KiB, up to `stages`; three barriers per stage and two more.
         filt = chunks * tz * ty * group
         halo_stage = -(-halo // 1024) * 1024
-        if filt > 0 and 1024 + filt + min(stages, 2) * (halo_stage + 24) + 16 <= SM90_SMEM_OPTIN:
+        # NCDHW input: RAW_BUFFERS (2) boxes of 4 channels x RAW_W (20) positions along w as TMA lands
+        # them, 1 KiB aligned, after the stages and the filter; two barriers each.
+        raw_stride = -(-hd * hh * 20 * 4 * 4 // 1024) * 1024
+        raw = 2 * (raw_stride + 16) + 1024 if in_ncdhw else 0
+        if filt > 0 and 1024 + filt + raw + min(stages, 2) * (halo_stage + 24) + 16 <= SM90_SMEM_OPTIN:
             stage = halo_stage
+        elif in_ncdhw:
+            return None
         else:
             filt = 0
-        stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt) // (stage + 24)))
+        stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt - raw) // (stage + 24)))
+        if in_ncdhw:
+            return 1024 + -(-(stages * stage + filt) // 1024) * 1024 + 2 * raw_stride + (3 * stages + 6) * 8, stages
         return 1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0
     scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
     return 1024 + max(stages * stage, scratch) + stages * 8, False
@@ -356,13 +369,40 @@ def reduction_length(p: Problem, op: str) -> int:
     return p.c_out * p.k ** 3
 
 
+def _packed_ncdhw(t: torch.Tensor) -> bool:
+    return t.dim() == 5 and t.is_contiguous() and not t.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+# The raw ring takes the place of one halo stage; with a single stage left, the rounders and the MMAs
+# would take turns.
+NCDHW_INPUT_MIN_STAGES = 2
+
+
+def wgmma_reads_ncdhw(k, table, c_r: int, t: torch.Tensor) -> bool:
+    """Whether Hopper row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W])
+    in its NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy: the warp-specialized
+    rows, t packed NCDHW, W a multiple of 4 (TMA's 16-byte row strides), and the filter resident beside
+    the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
+    if not (k.family == "wgmma" and k.ws and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
+        return False
+    return _reads_ncdhw_fits(k, tuple(table), c_r)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
+    taps = _wgmma_taps(table, k.kx)
+    if taps is None:
+        return False
+    r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True)
+    return r is not None and r[1] >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
+
+
 def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     """Whether the Hopper grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its
     x_ncdhw mode) instead of a channels_last_3d copy: x packed NCDHW (not channels_last_3d already),
     W a multiple of 4 (TMA's 16-byte row strides), and k's x tile a multiple of 4 granules of 8
     positions and of 4 channels (the bank-spread lane walk of the staging)."""
-    return (k.family == "wgmma" and k.op == "wgrad" and x.dim() == 5 and x.is_contiguous()
-            and not x.is_contiguous(memory_format=torch.channels_last_3d) and x.shape[4] % 4 == 0
+    return (k.family == "wgmma" and k.op == "wgrad" and _packed_ncdhw(x) and x.shape[4] % 4 == 0
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
 

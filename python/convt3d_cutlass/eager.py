@@ -40,13 +40,14 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
     return cl
 
 
-def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool) -> list:
-    """The node's 14 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
+def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool) -> list:
+    """The node's 15 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
-            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum)]
+            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
+            int(fwd_x_ncdhw)]
 
 
 def _build(key, x: torch.Tensor):
@@ -55,7 +56,8 @@ def _build(key, x: torch.Tensor):
                    for op in ("dgrad", "fprop", "wgrad"))
     if not fwd.tap_reuse:  # stock phases: several launches, each with its own filter
         return None
-    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgmma_wgrad_reads_ncdhw(gw.k, x))
+    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgmma_wgrad_reads_ncdhw(gw.k, x),
+                     direct.wgmma_reads_ncdhw(fwd.k, fwd.table, p.c_in, x))
     pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
     return pid, fwd.k, gi
 

@@ -122,9 +122,9 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     Conv3d dgrad with dy := x. Stride s > 1 runs as s^3 unit-stride phases (problem.phases),
     each on its sub-kernel, written into a strided view of y. ``out`` (channels_last_3d, right
     shape) is written in place when given. ``ncdhw``: the caller wants NCDHW; y comes back stored
-    NCDHW when the chosen kernel writes it directly (direct.writes_ncdhw), else channels_last_3d.
+    NCDHW when the chosen kernel writes it directly (direct.writes_ncdhw), else channels_last_3d. A
+    packed NCDHW x is read in place where the kernel can (direct.wgmma_reads_ncdhw), else converted.
     """
-    X = ndhwc(x)
     b = _bias(bias)
     plan = _plan(p, "dgrad", precision, config, x.device,
                  lambda name: forward(x, weight, bias, p, precision, name))
@@ -133,10 +133,12 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         # All stride phases in one launch; the filter blocks follow the phase table.
         w = forward_filter(weight, p, k)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
+        from_ncdhw = direct.wgmma_reads_ncdhw(k, plan.table, p.c_in, x)
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
-        _ops().direct(plan.name, X, w, b, y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride,
-                      to_ncdhw)
+        _ops().direct(plan.name, aligned16(x) if from_ncdhw else ndhwc(x), w, b,
+                      y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride, to_ncdhw, from_ncdhw)
         return y
+    X = ndhwc(x)
     # Stock CUTLASS: one launch per phase, each with the tile for its own GEMM shape.
     config = plan.config
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
@@ -166,19 +168,20 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     """grad_x [N, C_in, D, H, W] (channels_last_3d) = conv3d(grad_y, weight, stride, padding).
 
     Conv3d fprop over grad_y [N, C_out, Do, Ho, Wo] with the same [C_in, k, k, k, C_out] filter;
-    strided fprop skips nothing it needs, so no phases here. ``ncdhw`` as in forward().
+    strided fprop skips nothing it needs, so no phases here. ``ncdhw`` and NCDHW grad_y as in forward().
     """
-    G = ndhwc(grad_y)
     plan = _plan(p, "fprop", precision, config, grad_y.device,
                  lambda name: grad_input(grad_y, weight, p, precision, name))
     k = plan.k
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
+        from_ncdhw = p.stride == 1 and direct.wgmma_reads_ncdhw(k, plan.table, p.c_out, grad_y)
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
-        _ops().direct(plan.name, G, w, None, gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1,
-                      to_ncdhw)
+        _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
+                      gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw)
         return gx
+    G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(plan.name, G, grad_input_filter(weight, plan), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)

@@ -1,0 +1,155 @@
+"""The warp-specialized Hopper rows reading their input in NCDHW storage (the in_ncdhw mode of
+csrc/direct_sm90.cuh): the producer's rounder warps transpose TMA's [channel][positions] boxes into the
+same K-major halo rows that the channels_last_3d form's TMA writes, so the result must be the same bits,
+with no layout conversion of the input anywhere in the pass."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import _extension, direct, launch, selector
+from convt3d_cutlass.kernel_table import WGMMA_KERNELS
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+WS = [k for k in WGMMA_KERNELS if k.ws]
+
+
+def _cuda_kernels(fn):
+    """Names of the CUDA kernels fn launches."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def _fits(prob, op, cfg):
+    dev = torch.cuda.current_device()
+    return selector.direct_fits(prob, op, cfg, _extension.smem_optin(dev), _extension.capability(dev))
+
+
+def _poisoned_cl(shape):
+    poison_allocator()
+    return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
+
+
+@pytest.mark.parametrize("cfg", WS, ids=lambda k: k.name)
+@pytest.mark.parametrize("c_in,c_out,k,s,p,op,spatial", [
+    (12, 40, 3, 1, 1, 0, (5, 11, 20)),  # 12 = 8 + 4: the last chunk's second box is all out of range
+    (48, 24, 3, 1, 0, 0, (6, 9, 16)),   # the headline's channels
+    (8, 16, 5, 1, 2, 0, (3, 7, 12)),
+    (16, 24, 3, 2, 1, 0, (4, 6, 8)),    # stride-2 phases
+    (12, 40, 3, 2, 1, 1, (3, 5, 12)),   # output_padding
+    (20, 8, 1, 1, 0, 0, (2, 5, 4)),
+])
+def test_ws_forward_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, op, spatial, monkeypatch):
+    """Forward from an NCDHW x: the same bits as from its channels_last_3d copy, into a channels_last_3d
+    (NaN-poisoned) or an NCDHW output, within tolerance of float64, and no transpose kernel runs."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
+    x = torch.randn(2, c_in, *spatial, device="cuda")
+    if not _fits(prob, "dgrad", cfg):
+        pytest.skip("the row cannot take this problem")
+    if not direct.wgmma_reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x):
+        pytest.skip("no resident filter beside the raw boxes for this row and problem")
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    b = torch.randn(c_out, device="cuda")
+    ref_bits = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
+    out = _poisoned_cl((2, c_out) + prob.out_spatial)
+    names = _cuda_kernels(lambda: launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=out))
+    assert not any("transpose_kernel" in n for n in names), names
+    assert any("wgmma_ws_kernel" in n for n in names), names
+    assert torch.equal(out, ref_bits)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)
+    assert rel_l2(out, ref) <= TOL[cfg.precision]
+    if s == 1:  # both sides NCDHW: the IN x ON instantiation
+        monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
+        poison_allocator()
+        y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+        assert y.is_contiguous() and torch.equal(y, ref_bits)
+
+
+@pytest.mark.parametrize("cfg", WS, ids=lambda k: k.name)
+def test_ws_grad_input_reads_ncdhw_grad_y(cfg):
+    """grad_input (stride 1) from an NCDHW grad_y: the same bits as from its channels_last_3d copy."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 40, 12, (5, 11, 18), 3, 1, 1)  # grad_input reduces over C_out = 12 (8 + 4)
+    gy = torch.randn((2, 12) + prob.out_spatial, device="cuda")
+    if not _fits(prob, "fprop", cfg) or not direct.wgmma_reads_ncdhw(cfg, direct.grad_input_plan(prob), 12, gy):
+        pytest.skip("the row cannot take this problem in NCDHW")
+    w = torch.randn(40, 12, 3, 3, 3, device="cuda") / (12 * 27) ** 0.5
+    want = launch.grad_input(gy.to(memory_format=CL), w, prob, cfg.precision, cfg.name)
+    out = _poisoned_cl((2, 40) + prob.spatial)
+    names = _cuda_kernels(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
+    assert not any("transpose_kernel" in n for n in names), names
+    assert torch.equal(out, want)
+    assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, 1, 1)) <= TOL[cfg.precision]
+
+
+def test_ncdhw_input_refusals():
+    """W % 4 != 0 (no 16-byte TMA row strides): launch converts x and the result is right; the kernel
+    itself, and rows without the mode, refuse in_ncdhw with an exception, never a wrong result."""
+    cfg = next((k for k in WS if k.precision == "tf32" and k.bn == 24), None)
+    if cfg is None or cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(1, 16, 24, (4, 6, 10), 3, 1, 1)
+    x = torch.randn(1, 16, *prob.spatial, device="cuda")
+    table = direct.forward_plan(prob)[0]
+    assert not direct.wgmma_reads_ncdhw(cfg, table, 16, x)
+    w = torch.randn(16, 24, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5
+    y = launch.forward(x, w, None, prob, "tf32", cfg.name)
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 1)) <= TOL["tf32"]
+    wf = launch.forward_filter(w, prob, cfg)
+    out = torch.empty((1,) + prob.out_spatial + (24,), device="cuda")
+    with pytest.raises(RuntimeError, match="cannot run this problem"):
+        torch.ops.convt3d_cutlass.direct(cfg.name, x, wf, None, out, list(table), 1, 1, False, True)
+    other = [k for k in WGMMA_KERNELS if not k.ws and k.name in _extension.compiled_kernels()]
+    x8 = torch.randn(1, 16, 4, 6, 8, device="cuda")
+    prob8 = Problem(1, 16, 24, (4, 6, 8), 3, 1, 1)
+    for k in other[:1]:
+        out8 = torch.empty((1,) + prob8.out_spatial + (24,), device="cuda")
+        with pytest.raises(RuntimeError, match="cannot run this problem"):
+            torch.ops.convt3d_cutlass.direct(k.name, x8, launch.forward_filter(w, prob8, k), None, out8,
+                                             list(direct.forward_plan(prob8)[0]), 1, 1, False, True)
+
+
+@pytest.mark.parametrize("node", ["1", "0"])
+def test_training_step_on_ncdhw_x_converts_nothing_in_the_forward(node, monkeypatch):
+    """The public op on a headline-shaped layer (48 -> 24, k3, NCDHW): the forward launches no layout
+    conversion (x read in place, y written NCDHW); y, grad_x and grad_w equal the channels_last_3d run's
+    values bit for bit, through the C++ node and the Python Function alike. (The bias gradient is summed
+    in another order from an NCDHW grad_y, by the transpose that converts it: checked against float64.)"""
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", node)
+    cfg = next((k for k in WS if k.precision == "tf32" and k.bn == 24), None)
+    if cfg is None or cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    x = torch.randn(2, 48, 6, 10, 16, device="cuda")
+    w = torch.randn(48, 24, 3, 3, 3, device="cuda") / (48 * 27) ** 0.5
+    b = torch.randn(24, device="cuda")
+    prob = Problem(2, 48, 24, (6, 10, 16), 3)
+    assert launch._select(prob, "dgrad", "tf32", None, x.device).name == cfg.name
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda")
+    runs = []
+    for xin in (x, x.to(memory_format=CL)):
+        xi = xin.clone().requires_grad_()
+        wi, bi = w.clone().requires_grad_(), b.clone().requires_grad_()
+        holder = {}
+        names = _cuda_kernels(lambda: holder.setdefault("y", ct.conv_transpose3d(xi, wi, bi, precision="tf32",
+                                                                                  strict=True)))
+        y = holder["y"]
+        y.backward(gy if xin.is_contiguous() else gy.to(memory_format=CL))
+        runs.append((names, y, xi.grad, wi.grad, bi.grad))
+    names = runs[0][0]
+    assert not any("transpose_kernel" in n for n in names), names
+    assert runs[0][1].is_contiguous()
+    for a, c in zip(runs[0][1:4], runs[1][1:4]):
+        assert torch.equal(a, c)
+    assert rel_l2(runs[0][1], F.conv_transpose3d(x.double(), w.double(), b.double())) <= TOL["tf32"]
+    for run in runs:
+        assert rel_l2(run[4], gy.double().sum((0, 2, 3, 4))) <= 1e-6
