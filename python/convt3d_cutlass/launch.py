@@ -176,7 +176,7 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
-        from_ncdhw = p.stride == 1 and direct.wgmma_reads_ncdhw(k, plan.table, p.c_out, grad_y)
+        from_ncdhw = direct.wgmma_reads_ncdhw(k, plan.table, p.c_out, grad_y)
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw)
