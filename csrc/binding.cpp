@@ -160,10 +160,12 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 // out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
 // 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements).
 // out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw; in is [N, Di, Hi, Wi, Cr], or
-// [N, Cr, Di, Hi, Wi] with in_ncdhw (kernels that take them so; the others raise).
+// [N, Cr, Di, Hi, Wi] with in_ncdhw (kernels that take them so; the others raise). in_sums, a packed
+// [rows, Cr] buffer, receives sums of the input over positions whose rows add up to the total (the
+// kernels that can; the others raise).
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
-            int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw) {
+            int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -219,6 +221,16 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
                     bias->is_contiguous() && bias->numel() == L.Co,
                 "convt3d_cutlass: bias must be a contiguous float32 [C_out] tensor on ", dev);
     L.bias = bias->data_ptr<float>();
+  }
+  if (in_sums.has_value()) {
+    const auto& t = *in_sums;
+    TORCH_CHECK(t.is_cuda() && t.device() == dev && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+                    t.dim() == 2 && t.size(1) == L.Cr && t.size(0) <= INT32_MAX &&
+                    reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0,
+                "convt3d_cutlass: direct in_sums must be a contiguous, 16-byte aligned float32 [rows, C] "
+                "CUDA tensor on ", dev, " with C = ", num(L.Cr));
+    L.in_sums = t.data_ptr<float>();
+    L.in_sums_rows = static_cast<int>(t.size(0));
   }
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
@@ -369,7 +381,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
-        "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False) -> ()");
+        "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

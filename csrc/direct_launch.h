@@ -38,6 +38,11 @@ struct DirectLaunch {
   float* out = nullptr;
   bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper kernel, s_out 1)
   bool in_ncdhw = false;   // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel, resident filter)
+  // [in_sums_rows][Cr] or null: sums of the input over positions, in rows that the caller adds up in
+  // a fixed order (grad_input's bias gradient, from the grad_y it reads anyway; the warp-specialized
+  // Hopper kernel, NDHWC input, one phase; the others refuse it).
+  float* in_sums = nullptr;
+  int in_sums_rows = 0;
   cudaStream_t stream = nullptr;
 };
 

@@ -49,6 +49,7 @@ struct Plan {
   bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place
   bool gw_presum = false;   // torch sums the slices before wgrad_finish (launch._finish)
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
+  int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -63,18 +64,19 @@ const Plan& plan_at(int64_t id) {
 }
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
-// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw.
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows.
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 15, "convt3d_cutlass: eager_plan takes 15 integers");
+  TORCH_CHECK(ints.size() == 16, "convt3d_cutlass: eager_plan takes 16 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
-  p.fwd_x_ncdhw = ints[14] != 0;
+  p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15];
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
-                  p.gw_taps_per_group >= 1, "convt3d_cutlass: eager_plan has an invalid problem");
+                  p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct),
+              "convt3d_cutlass: eager_plan has an invalid problem");
   p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
   p.gi_kernel = std::move(gi_kernel); p.gi_table = std::move(gi_table);
   p.gw_kernel = std::move(gw_kernel);
@@ -134,12 +136,15 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
     shape[2 + a] = (x.size(2 + a) - 1) * P.stride - 2 * P.padding + P.k + P.output_padding;
   at::Tensor y = P.fwd_ncdhw ? at::empty(shape, x.options()) : empty_cl(shape, x);
   at::Tensor out = P.fwd_ncdhw ? y : y.permute({0, 2, 3, 4, 1});
-  ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw, P.fwd_x_ncdhw);
+  ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw, P.fwd_x_ncdhw,
+              std::nullopt);
   return to_format(y, P.x_cl);
 }
 
-// G: grad_y as packed [N, Do, Ho, Wo, C_out].
-at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor& filter, const at::Tensor& x) {
+// G: grad_y as packed [N, Do, Ho, Wo, C_out]. sums: undefined, or [P.gi_sum_rows, C_out] that the kernel
+// fills with partial sums of G (launch.grad_input_with_bias).
+at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor& filter, const at::Tensor& x,
+                           const at::Tensor& sums) {
   TORCH_CHECK(filter.defined(), "convt3d_cutlass: the eager node has no grad_input filter (x did not require "
               "grad when the forward ran)");
   const auto shape = x.sizes();
@@ -147,7 +152,8 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor&
   if (P.gi_direct) {
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
-    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, false);
+    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, false,
+                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});
@@ -227,7 +233,13 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       } else if (need_x || need_w) {
         G = ndhwc(gy);
       }
-      if (need_x) gx = grad_input_pass(P, G, gi_filter, x);
+      if (need_x) {
+        // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.
+        at::Tensor sums;
+        if (need_b && !gb.defined() && P.gi_sum_rows > 0) sums = at::empty({P.gi_sum_rows, G.size(4)}, G.options());
+        gx = grad_input_pass(P, G, gi_filter, x, sums);
+        if (sums.defined()) gb = sums.sum(0);
+      }
       if (need_w) gw = grad_weight_pass(P, G, x, weight.size(1));
       if (need_b && !gb.defined()) gb = channel_sums(gy);
     }

@@ -310,7 +310,7 @@ struct IgemmKernel {
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.out_ncdhw || p.in_ncdhw) return 5;        // NDHWC only
+    if (p.out_ncdhw || p.in_ncdhw || p.in_sums) return 5;  // NDHWC only, no input sums
     // TMA: traversal strides up to 8, boxes up to 256 elements per dimension.
     if (p.s_in < 1 || p.s_in > 8 || p.s_in * TW > 256 || p.s_in * TH > 256 || p.s_in * C::TD > 256) return 5;
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;

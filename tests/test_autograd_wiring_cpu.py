@@ -71,6 +71,9 @@ def test_autograd_function_path(monkeypatch):
     monkeypatch.setattr(ops, "grad_input_op", None)
     monkeypatch.setattr(ops, "grad_weight_op", None)
     monkeypatch.setattr(ops, "_grad_in", lambda gy, w, s, p, op, cl, prec, cfg, problem=None: F.conv3d(gy, w, None, s, p))
+    # grad_input that could not sum grad_y for the bias: the backward sums it itself.
+    monkeypatch.setattr(ops, "_grad_in_bias", lambda gy, w, s, p, op, cl, prec, cfg, problem=None:
+                        (F.conv3d(gy, w, None, s, p), None))
     monkeypatch.setattr(ops, "_grad_w", lambda gy, x, k, s, p, op, prec, cfg, problem=None: torch.ops.aten.convolution_backward(
         gy, x, torch.empty(x.shape[1], gy.shape[1], k, k, k, dtype=x.dtype), None, [s] * 3, [p] * 3,
         [1] * 3, True, [op] * 3, 1, [False, True, False])[1])

@@ -408,3 +408,36 @@ def test_ws_reads_ncdhw_input_policy():
     assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False, True)[1] == 2
     assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False)[0] <= \
         direct.SM90_SMEM_OPTIN
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("spatial", [(96, 96, 96), (5, 9, 15), (16, 64, 64), (1, 1, 1)])
+def test_grad_input_sums_its_input_policy(spatial, padding):
+    """grad_input's warp-specialized rows sum grad_y as they round it (the bias gradient) where each
+    tile's halo, cut where the next tile's starts, covers grad_y: at stride 1 (its only stride) always,
+    which this checks by counting every grad_y position's owners with the kernel's rule; rows of other
+    families never, and neither does a table whose last halos stop short of the input."""
+    p = Problem(2, 48, 24, spatial, 3, 1, padding)
+    if min(p.out_spatial) < 1:
+        pytest.skip("no output")
+    table = direct.grad_input_plan(p)
+    ws = [k for k in KERNELS if k.family == "wgmma" and k.ws]
+    assert ws and all(direct.sums_input(k, table, p.out_spatial) for k in ws)
+    others = [k for k in KERNELS if k.tap_reuse and k.op == "direct" and not (k.family == "wgmma" and k.ws)]
+    assert others and not any(direct.sums_input(k, table, p.out_spatial) for k in others)
+    for k in ws:  # the kernel's ownership rule (csrc/direct_sm90.cuh), one axis at a time
+        for a in range(3):
+            tile, count, dmin = k.block[a], table[3 + a], table[6 + a]
+            halo = tile + 2 if a < 2 else 16
+            owners = [0] * p.out_spatial[a]
+            tiles = -(-count // tile)
+            for t in range(tiles):
+                own = halo if t == tiles - 1 else tile
+                for h in range(own):
+                    g = t * tile + dmin + h
+                    if 0 <= g < len(owners):
+                        owners[g] += 1
+            assert owners == [1] * len(owners), (k.name, a, owners)
+    short = list(table)
+    short[3] = 1  # one tile along d over a deeper input: its halo cannot reach the end
+    assert not direct.sums_input(ws[0], short, (64,) + p.out_spatial[1:])

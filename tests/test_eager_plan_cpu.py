@@ -29,11 +29,13 @@ def test_plan_ints_order_and_rules():
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 15
+    assert len(ints) == 16
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
-    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1]
+    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0]
+    # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
+    assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[15] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
     cl = eager.plan_ints(p, "3xtf32", True, ws, ws, gw, True, False)
     assert cl[4:9] == [1, 0, 0, 1, 0]

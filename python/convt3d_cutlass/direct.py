@@ -397,6 +397,26 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
     return r is not None and r[1] >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
 
 
+def sums_input(k, table, in_spatial) -> bool:
+    """Whether row k can also sum its input over positions, per channel, as its producer warps round it
+    (the ``in_sums`` buffer of the direct op): grad_input's bias gradient from the grad_y it reads
+    anyway, instead of a pass of its own over grad_y. The warp-specialized Hopper rows with one phase
+    (``table``) on an input of spatial size ``in_spatial`` read channels_last: each tile counts its halo
+    up to where the next tile's starts (the last tile along an axis, all of it), so the halos must start
+    at or before the input and the last ones reach its end (csrc/direct_sm90.cuh, sums_cover)."""
+    if not (k.family == "wgmma" and k.ws) or len(table) != 13:
+        return False
+    count, dmin, taps = table[3:6], table[6:9], table[9:12]
+    if taps[2] > k.kx:
+        return False
+    halo = (k.block[0] + max(taps[0] - 1, 0), k.block[1] + max(taps[1] - 1, 0), 16)
+    for a in range(3):
+        tiles = -(-count[a] // k.block[a])
+        if count[a] <= 0 or dmin[a] > 0 or (tiles - 1) * k.block[a] + dmin[a] + halo[a] < in_spatial[a]:
+            return False
+    return True
+
+
 def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     """Whether the Hopper grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its
     x_ncdhw mode) instead of a channels_last_3d copy: x packed NCDHW (not channels_last_3d already),

@@ -40,14 +40,15 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
     return cl
 
 
-def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool) -> list:
-    """The node's 15 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
+def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
+              gi_sum_rows: int = 0) -> list:
+    """The node's 16 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
-            int(fwd_x_ncdhw)]
+            int(fwd_x_ncdhw), gi_sum_rows]
 
 
 def _build(key, x: torch.Tensor):
@@ -57,7 +58,7 @@ def _build(key, x: torch.Tensor):
     if not fwd.tap_reuse:  # stock phases: several launches, each with its own filter
         return None
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgmma_wgrad_reads_ncdhw(gw.k, x),
-                     direct.wgmma_reads_ncdhw(fwd.k, fwd.table, p.c_in, x))
+                     direct.wgmma_reads_ncdhw(fwd.k, fwd.table, p.c_in, x), launch.sum_rows(gi, p, x.device))
     pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
     return pid, fwd.k, gi
 

@@ -170,6 +170,28 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
     Conv3d fprop over grad_y [N, C_out, Do, Ho, Wo] with the same [C_in, k, k, k, C_out] filter;
     strided fprop skips nothing it needs, so no phases here. ``ncdhw`` and NCDHW grad_y as in forward().
     """
+    return _grad_input(grad_y, weight, p, precision, config, out, ncdhw, False)[0]
+
+
+def grad_input_with_bias(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
+                         config: Optional[str] = None, ncdhw: bool = False):
+    """(grad_x as grad_input() returns it, the bias gradient [C_out] or None).
+
+    Where grad_input's kernel can sum grad_y as it reads it (``sum_rows``), the bias gradient comes from
+    that read; else None, and the caller sums grad_y itself."""
+    return _grad_input(grad_y, weight, p, precision, config, None, ncdhw, True)
+
+
+def sum_rows(plan: Plan, p: Problem, device) -> int:
+    """Rows of the partial-sum buffer of grad_input's kernel where it sums a channels_last grad_y as it
+    reads it (direct.sums_input): one per producer warp of each CTA, a CTA per SM at most; 0 where it
+    cannot."""
+    if not (plan.tap_reuse and direct.sums_input(plan.k, plan.table, p.out_spatial)):
+        return 0
+    return 3 * _extension.num_sms(_index(device))
+
+
+def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     plan = _plan(p, "fprop", precision, config, grad_y.device,
                  lambda name: grad_input(grad_y, weight, p, precision, name))
     k = plan.k
@@ -177,15 +199,18 @@ def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision
         w = grad_input_filter(weight, plan)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
         from_ncdhw = direct.wgmma_reads_ncdhw(k, plan.table, p.c_out, grad_y)
+        rows = sum_rows(plan, p, grad_y.device) if want_sums and not from_ncdhw else 0
+        sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype) if rows else None
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
-                      gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw)
-        return gx
+                      gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
+                      sums)
+        return gx, (sums.sum(0) if sums is not None else None)
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(plan.name, G, grad_input_filter(weight, plan), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
-    return gx
+    return gx, None
 
 
 def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,

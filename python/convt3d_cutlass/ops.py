@@ -46,6 +46,12 @@ def _grad_in(grad_y, weight, stride, padding, output_padding, channels_last, pre
                      channels_last)
 
 
+def _grad_in_bias(grad_y, weight, stride, padding, output_padding, channels_last, precision, config, problem):
+    """(grad_x as _grad_in returns it, the bias gradient from grad_input's own read of grad_y or None)."""
+    gx, gb = launch.grad_input_with_bias(grad_y, weight, problem, precision, config or None, ncdhw=not channels_last)
+    return to_format(gx, channels_last), gb
+
+
 def _grad_w(grad_y, x, k, stride, padding, output_padding, precision, config, problem=None):
     p = problem or Problem(x.shape[0], x.shape[1], grad_y.shape[1], tuple(x.shape[2:]), k, stride, padding,
                            output_padding)
@@ -70,8 +76,10 @@ def _native_backward(grad_y, x, weight, has_bias, stride, padding, output_paddin
         torch.backends.cudnn.allow_tf32 = old
 
 
-def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
+def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_in_bias=None):
     """Gradients of (x, weight, bias); grad_in / grad_w run the two passes (default: the custom ops).
+    grad_in_bias (eager): grad_in returning (grad_x, bias gradient or None), for a grad_input kernel
+    that sums grad_y as it reads it.
 
     share_layout (eager mode): an NCDHW grad_y that two of the three gradients read is converted to
     channels_last_3d once, with the bias gradient summed from the same read, instead of once per pass
@@ -92,8 +100,12 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False):
             if converted is not None:
                 grad_y, gb = converted
         if need_x:
-            gx = grad_in(grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x),
-                         ctx.precision, ctx.config)
+            args = (grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x),
+                    ctx.precision, ctx.config)
+            if need_b and gb is None and grad_in_bias is not None:
+                gx, gb = grad_in_bias(*args)
+            else:
+                gx = grad_in(*args)
         if need_w:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
@@ -120,7 +132,7 @@ class ConvTranspose3dFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         p = ctx.problem
         return _backward(ctx, grad_y, lambda *a: _grad_in(*a, problem=p), lambda *a: _grad_w(*a, problem=p),
-                         share_layout=True)
+                         share_layout=True, grad_in_bias=lambda *a: _grad_in_bias(*a, problem=p))
 
 
 def _setup_context(ctx, inputs, output):
