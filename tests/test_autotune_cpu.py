@@ -1,6 +1,5 @@
 """The opt-in autotuner's policy and cache without a GPU: switches, candidates, the on-disk cache
 (concurrent writers included) and choose() with a fake device and timer."""
-import json
 import os
 import subprocess
 import sys

@@ -360,7 +360,7 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
     """The Hopper grad_weight reads x in place only when it is packed NCDHW with W % 4 == 0; a
     channels_last_3d x (no copy to save) and the mma.sync rows keep the NDHWC path."""
     import torch
-    from convt3d_cutlass.kernel_table import BY_NAME, DIRECT_WGRAD_KERNELS, WGMMA_WGRAD_KERNELS
+    from convt3d_cutlass.kernel_table import DIRECT_WGRAD_KERNELS, WGMMA_WGRAD_KERNELS
     for row in WGMMA_WGRAD_KERNELS:
         assert direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
         assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 10))
@@ -405,8 +405,8 @@ def test_ws_reads_ncdhw_input_policy():
     assert others and not any(direct.wgmma_reads_ncdhw(k, fwd, 48, x) for k in others)
     # With the raw boxes, the headline keeps two of its three halo stages.
     taps = direct._wgmma_taps(fwd, tf32.kx)
-    assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False, True)[1] == 2
-    assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False)[0] <= \
+    assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False, True).stages == 2
+    assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False).bytes <= \
         direct.SM90_SMEM_OPTIN
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
-from convt3d_cutlass import eager, ops
+from convt3d_cutlass import eager
 from convt3d_cutlass.layouts import CL
 
 from conftest import poison_allocator, rel_l2, requires_gpu

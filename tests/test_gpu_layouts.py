@@ -4,7 +4,6 @@ counts off the 128-position tile; its channel sums (the bias gradient) against f
 import pytest
 import torch
 
-from convt3d_cutlass import ops
 from convt3d_cutlass.layouts import CL, channels_last_with_sums, ndhwc, to_format
 
 from conftest import poison_allocator, requires_gpu

@@ -5,7 +5,7 @@ results poisoned first, and bitwise reproducible."""
 import pytest
 import torch
 
-from convt3d_cutlass import launch, selector
+from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import CL, channel_sums
 from convt3d_cutlass.problem import Problem
 

@@ -14,7 +14,7 @@ Pure Python apart from the filter re-layout, so plans are testable on the CPU.
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -119,7 +119,7 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
     if taps is None:
         return None
     r = _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split, in_ncdhw)
-    return None if r is None else r[0]
+    return None if r is None else r.bytes
 
 
 def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int, table: Tuple[int, ...],
@@ -127,7 +127,7 @@ def wgmma_ws_resident(block: Tuple[int, int, int], kx: int, bn: int, stages: int
     """Whether the warp-specialized Hopper kernel keeps the whole filter in shared memory for this
     phase table and reduction width (else it stages a filter block per chunk beside the halo)."""
     taps = _wgmma_taps(table, kx)
-    return taps is not None and _wgmma_smem(block, kx, bn, 2, stages, *taps, c_r, True, split)[1]
+    return taps is not None and _wgmma_smem(block, kx, bn, 2, stages, *taps, c_r, True, split).resident
 
 
 def _wgmma_taps(table: Tuple[int, ...], kx: int) -> Optional[Tuple[int, int]]:
@@ -144,9 +144,16 @@ def _wgmma_taps(table: Tuple[int, ...], kx: int) -> Optional[Tuple[int, int]]:
     return tz, ty
 
 
+class WgmmaSmem(NamedTuple):
+    """How the Hopper tap-reuse kernel lays out its shared memory for one launch."""
+    bytes: int      # dynamic shared memory
+    resident: bool  # the whole filter stays in shared memory (warp-specialized form)
+    stages: int     # halo stages allocated
+
+
 def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False):
-    """(bytes, filter resident) of ``wgmma_smem_bytes`` for the largest phase's taps tz x ty; with
-    in_ncdhw, (bytes, stages), or None where the filter would not be resident."""
+    """The WgmmaSmem behind ``wgmma_smem_bytes`` for the largest phase's taps tz x ty; None with
+    in_ncdhw where the filter would not be resident."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
     parts = 2 if split else 1
     halo, group = parts * hd * hh * 16 * KC * 4, parts * kx * bn * KC * 4
@@ -170,10 +177,11 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False,
             filt = 0
         stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt - raw) // (stage + 24)))
         if in_ncdhw:
-            return 1024 + -(-(stages * stage + filt) // 1024) * 1024 + 2 * raw_stride + (3 * stages + 6) * 8, stages
-        return 1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0
+            return WgmmaSmem(1024 + -(-(stages * stage + filt) // 1024) * 1024 + 2 * raw_stride + (3 * stages + 6) * 8,
+                             True, stages)
+        return WgmmaSmem(1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0, stages)
     scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
-    return 1024 + max(stages * stage, scratch) + stages * 8, False
+    return WgmmaSmem(1024 + max(stages * stage, scratch) + stages * 8, False, stages)
 
 
 def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
@@ -394,7 +402,7 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
     if taps is None:
         return False
     r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True)
-    return r is not None and r[1] >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
+    return r is not None and r.stages >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
 
 
 def sums_input(k, table, in_spatial) -> bool:
