@@ -354,7 +354,8 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
 # 32-byte sectors: slower than the NDHWC one, and it pays where the warp-specialized kernel hides it
 # behind the next tile's MMAs, i.e. where each output element takes a long reduction. Measured on the
 # H100 (tf32, NCDHW out vs channels_last_3d out + transpose, docs/performance.md v0.8): reductions of
-# 864-3456 (C x taps) gained 1.02-1.19x, 648 and 216 lost (0.87x, 0.76x).
+# 864-3456 (C x taps) gained 1.02-1.19x, 648 and 216 lost (0.87x, 0.76x). Re-measured for grad_input
+# in v0.14 (bench/tools/gion.py): 864 1.15x, 648 0.82x (the headline: 3.55 vs 2.90 ms), 216 0.75x.
 NCDHW_MIN_REDUCTION = 768
 
 
