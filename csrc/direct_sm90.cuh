@@ -290,7 +290,10 @@ struct WsRegs {
 // into the stage's K-major rows as they round them: the same halo bytes the NDHWC form's TMA writes,
 // read by the same MMAs, without a transposed copy of the input in global memory (0.94 ms and 1.36 GB
 // on the headline). Needs the resident filter (the raw ring takes a stage's place).
-template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON, bool IN>
+// SUMS: the rounders also sum the input per channel (p.in_sums), a separate instantiation: the rounders
+// are close to the forward's critical path (a runtime branch in their loop cost it 6%), so the kernels
+// that do not sum keep exactly the code they had.
+template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON, bool IN, bool SUMS = false>
 __global__ void __launch_bounds__(128 * (WG + 1), 1)
     wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                     const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
@@ -419,18 +422,17 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // gradient costs no pass of its own over grad_y (0.27 ms on the headline). Each rounder warp owns
       // one row of the buffer; lanes 0 and 1 are its only writers, so its sums are added in one fixed
       // order, and the caller adds the rows in a fixed order: bitwise reproducible.
+      static_assert(!(SUMS && IN), "input sums on the NDHWC input only");
       float* srow = nullptr;
-      if constexpr (!IN) {
-        if (p.in_sums != nullptr) {
-          const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-          srow = p.in_sums + ((size_t)blockIdx.x * 3 + (r >> 5)) * p.Cr;
-          for (int c = lane * 4; c < p.Cr; c += 128) *reinterpret_cast<float4*>(srow + c) = zero;
-          if (blockIdx.x == 0)  // the rows of CTAs that this grid does not have
-            for (int row = 3 * gridDim.x + (r >> 5); row < p.in_sums_rows; row += 3)
-              for (int c = lane * 4; c < p.Cr; c += 128)
-                *reinterpret_cast<float4*>(p.in_sums + (size_t)row * p.Cr + c) = zero;
-          __syncwarp();
-        }
+      if constexpr (SUMS) {
+        const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+        srow = p.in_sums + ((size_t)blockIdx.x * 3 + (r >> 5)) * p.Cr;
+        for (int c = lane * 4; c < p.Cr; c += 128) *reinterpret_cast<float4*>(srow + c) = zero;
+        if (blockIdx.x == 0)  // the rows of CTAs that this grid does not have
+          for (int row = 3 * gridDim.x + (r >> 5); row < p.in_sums_rows; row += 3)
+            for (int c = lane * 4; c < p.Cr; c += 128)
+              *reinterpret_cast<float4*>(p.in_sums + (size_t)row * p.Cr + c) = zero;
+        __syncwarp();
       }
       for (int u = blockIdx.x; u < units; u += gridDim.x) {
         Unit t;
@@ -486,76 +488,93 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           }
           TxBarrier::wait(&full[s], (it / ns) & 1);
           float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
-          auto round_at = [&](int i) -> float4 {
-            const float4 x = halo[i];
-            float4 v;
-            v.x = __uint_as_float(direct::to_tf32(x.x));
-            v.y = __uint_as_float(direct::to_tf32(x.y));
-            v.z = __uint_as_float(direct::to_tf32(x.z));
-            v.w = __uint_as_float(direct::to_tf32(x.w));
-            halo[i] = v;
-            if (SPLIT)  // the remainder, itself rounded (a truncated split loses an order of magnitude)
-              halo[i + geo.halo_bytes / 16] =
-                  make_float4(__uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
-                              __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
-            return x;
-          };
-          // Input sums: each input element once, so the first C_out block only, and per tile the halo
-          // positions before the next tile's halo starts (all of it for the last tile along an axis; the
-          // host checks that these cover the input). Thread r always holds the same position along w,
-          // (r >> 1) & 15, and the same 4 channels of the chunk: half r & 1 of the 32-byte row, swapped
-          // (SW32) where bit 2 of the position is set. Its halo row (d, h) advances by 3 per step. A
-          // loop of its own, so that the rounding loop of every other launch stays as it was (the
-          // rounders are close to the forward's critical path: a branch in that loop cost it 6%).
-          const bool sum = srow != nullptr && t.co0 == 0;
-          float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-          if (sum) {
-            const DirectPhase& ph = p.phase[t.o.phase];
-            const int wl = t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW;
-            const int hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
-            const int dl = ((r >> 1) & 15) >= wl ? 0 : t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
-            int hh = r >> 5, hd = 0;
-#pragma unroll 2
-            for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
-              const float4 x = round_at(i);
-              if (hh < hl && hd < dl) {
-                s0 += x.x;
-                s1 += x.y;
-                s2 += x.z;
-                s3 += x.w;
-              }
-              hh += 3;
-              if (hh >= geo.HH) {
-                hh -= geo.HH;
-                ++hd;
-              }
-            }
-          } else {
+          if constexpr (!SUMS) {
 #pragma unroll 4
-            for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) round_at(i);
-          }
-          cutlass::arch::fence_view_async_shared();
-          Barrier::arrive(&ready[s]);
-          if (sum) {  // after the release: the MMAs do not wait for it
-            // Over the 16 lanes holding the same channels, (lane & 1) ^ ((lane >> 3) & 1): lane masks 2, 4,
-            // 9 and 16 keep that bit. Lanes 0 and 1 end with the two halves' sums.
-            constexpr int masks[4] = {2, 4, 9, 16};
-#pragma unroll
-            for (int o : masks) {
-              s0 += __shfl_xor_sync(0xffffffffu, s0, o);
-              s1 += __shfl_xor_sync(0xffffffffu, s1, o);
-              s2 += __shfl_xor_sync(0xffffffffu, s2, o);
-              s3 += __shfl_xor_sync(0xffffffffu, s3, o);
+            for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
+              const float4 x = halo[i];
+              float4 v;
+              v.x = __uint_as_float(direct::to_tf32(x.x));
+              v.y = __uint_as_float(direct::to_tf32(x.y));
+              v.z = __uint_as_float(direct::to_tf32(x.z));
+              v.w = __uint_as_float(direct::to_tf32(x.w));
+              halo[i] = v;
+              if (SPLIT)  // the remainder, itself rounded (a truncated split loses an order of magnitude)
+                halo[i + geo.halo_bytes / 16] = make_float4(
+                    __uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
+                    __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
             }
-            const int ch = c * KC + 4 * lane;
-            if (lane < 2 && ch < p.Cr) {
-              float4* d = reinterpret_cast<float4*>(srow + ch);
-              float4 v = *d;
-              v.x += s0;
-              v.y += s1;
-              v.z += s2;
-              v.w += s3;
-              *d = v;
+            cutlass::arch::fence_view_async_shared();
+            Barrier::arrive(&ready[s]);
+          } else {
+            auto round_at = [&](int i) -> float4 {
+              const float4 x = halo[i];
+              float4 v;
+              v.x = __uint_as_float(direct::to_tf32(x.x));
+              v.y = __uint_as_float(direct::to_tf32(x.y));
+              v.z = __uint_as_float(direct::to_tf32(x.z));
+              v.w = __uint_as_float(direct::to_tf32(x.w));
+              halo[i] = v;
+              if (SPLIT)
+                halo[i + geo.halo_bytes / 16] = make_float4(
+                    __uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
+                    __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
+              return x;
+            };
+            // Each input element once, so the first C_out block only, and per tile the halo positions
+            // before the next tile's halo starts (all of it for the last tile along an axis; the host
+            // checks that these cover the input). Thread r always holds the same position along w,
+            // (r >> 1) & 15, and the same 4 channels of the chunk: half r & 1 of the 32-byte row, swapped
+            // (SW32) where bit 2 of the position is set. Its halo row (d, h) advances by 3 per step.
+            const bool sum = t.co0 == 0;
+            float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+            if (sum) {
+              const DirectPhase& ph = p.phase[t.o.phase];
+              const int wl = t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW;
+              const int hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
+              const int dl = ((r >> 1) & 15) >= wl ? 0 : t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
+              int hh = r >> 5, hd = 0;
+#pragma unroll 2
+              for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
+                const float4 x = round_at(i);
+                if (hh < hl && hd < dl) {
+                  s0 += x.x;
+                  s1 += x.y;
+                  s2 += x.z;
+                  s3 += x.w;
+                }
+                hh += 3;
+                if (hh >= geo.HH) {
+                  hh -= geo.HH;
+                  ++hd;
+                }
+              }
+            } else {
+#pragma unroll 4
+              for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) round_at(i);
+            }
+            cutlass::arch::fence_view_async_shared();
+            Barrier::arrive(&ready[s]);
+            if (sum) {  // after the release: the MMAs do not wait for it
+              // Over the 16 lanes holding the same channels, (lane & 1) ^ ((lane >> 3) & 1): lane masks 2,
+              // 4, 9 and 16 keep that bit. Lanes 0 and 1 end with the two halves' sums.
+              constexpr int masks[4] = {2, 4, 9, 16};
+#pragma unroll
+              for (int o : masks) {
+                s0 += __shfl_xor_sync(0xffffffffu, s0, o);
+                s1 += __shfl_xor_sync(0xffffffffu, s1, o);
+                s2 += __shfl_xor_sync(0xffffffffu, s2, o);
+                s3 += __shfl_xor_sync(0xffffffffu, s3, o);
+              }
+              const int ch = c * KC + 4 * lane;
+              if (lane < 2 && ch < p.Cr) {
+                float4* d = reinterpret_cast<float4*>(srow + ch);
+                float4 v = *d;
+                v.x += s0;
+                v.y += s1;
+                v.z += s2;
+                v.w += s3;
+                *d = v;
+              }
             }
           }
         }
@@ -832,10 +851,12 @@ struct WgmmaKernel {
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
       if (p.in_sums != nullptr && p.in_sums_rows < 3 * (int)grid.x) return 5;  // a row per rounder warp
-      auto kernel = p.in_ncdhw ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true>
-                                              : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true>)
-                               : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false>
-                                              : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false>);
+      auto kernel = p.in_ncdhw    ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true>
+                                                 : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true>)
+                    : p.in_sums ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, true>
+                                               : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, true>)
+                                : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false>
+                                               : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false>);
       return direct::launch_with_smem(kernel, grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);
