@@ -488,38 +488,26 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           }
           TxBarrier::wait(&full[s], (it / ns) & 1);
           float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
+          auto round_at = [&](int i) -> float4 {
+            const float4 x = halo[i];
+            float4 v;
+            v.x = __uint_as_float(direct::to_tf32(x.x));
+            v.y = __uint_as_float(direct::to_tf32(x.y));
+            v.z = __uint_as_float(direct::to_tf32(x.z));
+            v.w = __uint_as_float(direct::to_tf32(x.w));
+            halo[i] = v;
+            if (SPLIT)  // the remainder, itself rounded (a truncated split loses an order of magnitude)
+              halo[i + geo.halo_bytes / 16] =
+                  make_float4(__uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
+                              __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
+            return x;
+          };
           if constexpr (!SUMS) {
 #pragma unroll 4
-            for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) {
-              const float4 x = halo[i];
-              float4 v;
-              v.x = __uint_as_float(direct::to_tf32(x.x));
-              v.y = __uint_as_float(direct::to_tf32(x.y));
-              v.z = __uint_as_float(direct::to_tf32(x.z));
-              v.w = __uint_as_float(direct::to_tf32(x.w));
-              halo[i] = v;
-              if (SPLIT)  // the remainder, itself rounded (a truncated split loses an order of magnitude)
-                halo[i + geo.halo_bytes / 16] = make_float4(
-                    __uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
-                    __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
-            }
+            for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) round_at(i);
             cutlass::arch::fence_view_async_shared();
             Barrier::arrive(&ready[s]);
           } else {
-            auto round_at = [&](int i) -> float4 {
-              const float4 x = halo[i];
-              float4 v;
-              v.x = __uint_as_float(direct::to_tf32(x.x));
-              v.y = __uint_as_float(direct::to_tf32(x.y));
-              v.z = __uint_as_float(direct::to_tf32(x.z));
-              v.w = __uint_as_float(direct::to_tf32(x.w));
-              halo[i] = v;
-              if (SPLIT)
-                halo[i + geo.halo_bytes / 16] = make_float4(
-                    __uint_as_float(direct::to_tf32(x.x - v.x)), __uint_as_float(direct::to_tf32(x.y - v.y)),
-                    __uint_as_float(direct::to_tf32(x.z - v.z)), __uint_as_float(direct::to_tf32(x.w - v.w)));
-              return x;
-            };
             // Each input element once, so the first C_out block only, and per tile the halo positions
             // before the next tile's halo starts (all of it for the last tile along an axis; the host
             // checks that these cover the input). Thread r always holds the same position along w,
