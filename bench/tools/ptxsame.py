@@ -1,0 +1,72 @@
+"""Whether a change left other kernel instantiations' code alone: PTX of the working tree against a git
+revision, kernel by kernel (no GPU; nvcc and the nvidia-cutlass headers).
+
+Usage: python bench/tools/ptxsame.py REV [TU-name-regex] [--added-arg Lb0E]
+Compiles every csrc/kernels/*.cu matching the regex at REV (a temporary worktree) and in the working
+tree to PTX for sm_90a, and compares each kernel of REV with the working tree's kernel of the same
+name; --added-arg names a template argument the working tree appends to every instantiation of REV
+(e.g. a new bool defaulted to false: Lb0E). Basic-block numbers and the parameter block's size are
+ignored; a kernel is 'identical' when nothing else differs, which makes its SASS identical too.
+"""
+import difflib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import cutlass_library
+
+rev = sys.argv[1]
+pattern = re.compile(sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else ".")
+added = sys.argv[sys.argv.index("--added-arg") + 1] if "--added-arg" in sys.argv else ""
+root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
+cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
+tus = sorted(f[:-3] for f in os.listdir(os.path.join(root, "csrc", "kernels")) if f.endswith(".cu") and pattern.search(f))
+
+
+def ptx(tree, tu, out):
+    subprocess.run(["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
+                    "-I", "csrc", "-I", f"{cl}/include", "-I", f"{cl}/tools/util/include", "-ptx",
+                    f"csrc/kernels/{tu}.cu", "-o", out], cwd=tree, check=True)
+
+
+def kernels(path):
+    txt = open(path).read()
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r"\.visible \.entry (\S+)\(", txt)]
+    out = {}
+    for i, (pos, name) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(txt)
+        body = re.sub(r"^\s*// \.globl.*$", "", txt[pos:end], flags=re.M).replace(name, "KERNEL")
+        body = re.sub(r"\$L__BB\d+_", "$L__BB_", body)
+        out[name] = re.sub(r"_param_0\[\d+\]", "_param_0[N]", body).splitlines()
+    return out
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    wt = os.path.join(tmp, "rev")
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", wt, rev], cwd=root, check=True)
+    try:
+        jobs = [(tree, tu, os.path.join(tmp, f"{tag}-{tu}.ptx")) for tu in tus for tag, tree in (("old", wt), ("new", root))]
+        with ThreadPoolExecutor(os.cpu_count() or 2) as ex:
+            list(ex.map(lambda j: ptx(*j), jobs))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", wt], cwd=root, check=True)
+    same = differ = 0
+    for tu in tus:
+        old, new = kernels(os.path.join(tmp, f"old-{tu}.ptx")), kernels(os.path.join(tmp, f"new-{tu}.ptx"))
+        for name, body in old.items():
+            mapped = name.replace("EEv", added + "EEv", 1) if added else name
+            if mapped not in new:
+                print(f"{tu}: {name[-70:]} has no counterpart")
+                differ += 1
+                continue
+            d = list(difflib.unified_diff(body, new[mapped], lineterm="", n=0))
+            print(f"{tu}: ...{name[-62:-40]} {'identical' if not d else f'DIFFERS ({len(d)} diff lines)'}")
+            same += not d
+            differ += bool(d)
+        extra = [n for n in new if n not in {o.replace("EEv", added + "EEv", 1) if added else o for o in old}]
+        for n in extra:
+            print(f"{tu}: new kernel ...{n[-62:-40]}")
+    print(f"{same} identical, {differ} different")
