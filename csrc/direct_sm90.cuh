@@ -82,6 +82,10 @@ struct Geometry {
 // The NCDHW input's boxes in flight: two halves of a chunk (4 + 4 channels), so that the next half
 // lands while the producer warps transpose this one.
 constexpr int RAW_BUFFERS = 2;
+
+// Input sums (DirectLaunch::in_sums): rows per CTA, one per rounder warp of the producer warpgroup
+// (direct.SUM_ROWS_PER_CTA mirrors it).
+constexpr int SUM_ROWS = 3;
 // Their rows along w: TMA faults (illegal instruction) unless a box's innermost start coordinate is
 // 16-byte aligned, and a halo row starts anywhere, so the box starts at the multiple of 4 at or below it
 // and is 3 positions wider than the halo row, rounded to 4.
@@ -423,13 +427,14 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // one row of the buffer; lanes 0 and 1 are its only writers, so its sums are added in one fixed
       // order, and the caller adds the rows in a fixed order: bitwise reproducible.
       static_assert(!(SUMS && IN), "input sums on the NDHWC input only");
+      static_assert(ROUNDERS == 32 * SUM_ROWS, "a row of input sums per rounder warp");
       float* srow = nullptr;
       if constexpr (SUMS) {
         const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-        srow = p.in_sums + ((size_t)blockIdx.x * 3 + (r >> 5)) * p.Cr;
+        srow = p.in_sums + ((size_t)blockIdx.x * SUM_ROWS + (r >> 5)) * p.Cr;
         for (int c = lane * 4; c < p.Cr; c += 128) *reinterpret_cast<float4*>(srow + c) = zero;
         if (blockIdx.x == 0)  // the rows of CTAs that this grid does not have
-          for (int row = 3 * gridDim.x + (r >> 5); row < p.in_sums_rows; row += 3)
+          for (int row = SUM_ROWS * gridDim.x + (r >> 5); row < p.in_sums_rows; row += SUM_ROWS)
             for (int c = lane * 4; c < p.Cr; c += 128)
               *reinterpret_cast<float4*>(p.in_sums + (size_t)row * p.Cr + c) = zero;
         __syncwarp();
@@ -838,7 +843,7 @@ struct WgmmaKernel {
       const int sms = sm_count();
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
-      if (p.in_sums != nullptr && p.in_sums_rows < 3 * (int)grid.x) return 5;  // a row per rounder warp
+      if (p.in_sums != nullptr && p.in_sums_rows < SUM_ROWS * (int)grid.x) return 5;
       auto kernel = p.in_ncdhw    ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true>
                                                  : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true>)
                     : p.in_sums ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, true>

@@ -7,6 +7,7 @@ tree to PTX for sm_90a, and compares each kernel of REV with the working tree's 
 name; --added-arg names a template argument the working tree appends to every instantiation of REV
 (e.g. a new bool defaulted to false: Lb0E). Basic-block numbers and the parameter block's size are
 ignored; a kernel is 'identical' when nothing else differs, which makes its SASS identical too.
+PTXSAME_SHOW=N prints the first N diff lines of each kernel that differs.
 """
 import difflib
 import os
@@ -64,6 +65,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 continue
             d = list(difflib.unified_diff(body, new[mapped], lineterm="", n=0))
             print(f"{tu}: ...{name[-62:-40]} {'identical' if not d else f'DIFFERS ({len(d)} diff lines)'}")
+            if d and os.environ.get("PTXSAME_SHOW"): print("\n".join(d[:int(os.environ["PTXSAME_SHOW"])]))
             same += not d
             differ += bool(d)
         extra = [n for n in new if n not in {o.replace("EEv", added + "EEv", 1) if added else o for o in old}]

@@ -406,6 +406,11 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
     return r is not None and r.stages >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
 
 
+# Rows of input sums per CTA of the warp-specialized Hopper kernel: one per rounder warp (SUM_ROWS in
+# csrc/direct_sm90.cuh).
+SUM_ROWS_PER_CTA = 3
+
+
 def sums_input(k, table, in_spatial) -> bool:
     """Whether row k can also sum its input over positions, per channel, as its producer warps round it
     (the ``in_sums`` buffer of the direct op): grad_input's bias gradient from the grad_y it reads

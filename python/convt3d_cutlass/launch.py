@@ -188,7 +188,7 @@ def sum_rows(plan: Plan, p: Problem, device) -> int:
     cannot."""
     if not (plan.tap_reuse and direct.sums_input(plan.k, plan.table, p.out_spatial)):
         return 0
-    return 3 * _extension.num_sms(_index(device))
+    return direct.SUM_ROWS_PER_CTA * _extension.num_sms(_index(device))
 
 
 def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
