@@ -17,13 +17,14 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-import cutlass_library
-
 rev = sys.argv[1]
 pattern = re.compile(sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else ".")
 added = sys.argv[sys.argv.index("--added-arg") + 1] if "--added-arg" in sys.argv else ""
 root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
-cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
+cl = os.environ.get("CUTLASS_DIR")  # as setup.py: CUTLASS_DIR, else the nvidia-cutlass wheel's headers
+if not cl:
+    import cutlass_library
+    cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
 tus = sorted(f[:-3] for f in os.listdir(os.path.join(root, "csrc", "kernels")) if f.endswith(".cu") and pattern.search(f))
 
 
