@@ -35,6 +35,9 @@ def bench(fn, warmup: int = 2, reps: int = 10, max_ms: float = 4000.0) -> float:
 def peak_extra_mb(fn) -> float:
     """Peak memory above what was allocated before fn() (MiB)."""
     torch.cuda.synchronize()
+    # A block served from a cached segment is counted whole when its remainder is too small to split
+    # (up to 1 MiB more), so the figure depended on what ran before; with an empty cache it does not.
+    torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     fn()
