@@ -269,10 +269,10 @@ __device__ __forceinline__ float shfl_f32(float v, int src) {
 
 // Register split of the warp-specialized kernel: the producer warpgroup gives back what the
 // consumers' accumulators need (setmaxnreg; the CTA's budget is 64K / threads).
-template <int WG>
+template <int WG, int PRODUCER = 56>
 struct WsRegs {
   static constexpr int base = (65536 / (128 * (WG + 1))) / 8 * 8 > 256 ? 256 : (65536 / (128 * (WG + 1))) / 8 * 8;
-  static constexpr int producer = 56;
+  static constexpr int producer = PRODUCER;
   static constexpr int c = (base * (WG + 1) - producer) / WG / 8 * 8;
   static constexpr int consumer = c > 256 ? 256 : c;
 };
@@ -308,6 +308,12 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = C::N / 2;
   constexpr int ROUNDERS = 96;  // producer warps 1-3
+  // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
+  // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
+  // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
+  // that stall costs less than spilled accumulators (sr-head's step, 64 everywhere: 2.29 ms, not 1.05).
+  constexpr bool SUMS_AHEAD = SUMS && C::MB * NA <= 160;
+  using Regs = WsRegs<WG, SUMS_AHEAD ? 64 : 56>;
   // 3xtf32 (SPLIT): every operand as hi + lo tf32 parts, a * b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi. The
   // halo's lo part sits halo_bytes after its hi part; each (kd, kh) filter block is [hi][lo].
   constexpr int P = SPLIT ? 2 : 1;
@@ -367,7 +373,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   };
 
   if (wg == 0) {
-    cutlass::arch::warpgroup_reg_dealloc<WsRegs<WG>::producer>();
+    cutlass::arch::warpgroup_reg_dealloc<Regs::producer>();
     if (tid == 0) {
       // TMA issue. A phase without taps loads nothing (its tiles are bias only).
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -491,6 +497,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             Barrier::arrive(&ready[s]);
             continue;
           }
+          // SUMS: lanes 0 and 1 load their running sums of this chunk's channels before the halo arrives,
+          // so that the load's latency hides behind the wait and the rounding instead of stalling the
+          // warp after the release (the same thread stored them last, so the load sees its own store).
+          [[maybe_unused]] const bool swriter = SUMS && t.co0 == 0 && lane < 2 && c * KC + 4 * lane < p.Cr;
+          [[maybe_unused]] float4 srun;
+          if constexpr (SUMS_AHEAD)
+            if (swriter) srun = *reinterpret_cast<const float4*>(srow + c * KC + 4 * lane);
           TxBarrier::wait(&full[s], (it / ns) & 1);
           float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
           auto round_at = [&](int i) -> float4 {
@@ -558,15 +571,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                 s2 += __shfl_xor_sync(0xffffffffu, s2, o);
                 s3 += __shfl_xor_sync(0xffffffffu, s3, o);
               }
-              const int ch = c * KC + 4 * lane;
-              if (lane < 2 && ch < p.Cr) {
-                float4* d = reinterpret_cast<float4*>(srow + ch);
-                float4 v = *d;
-                v.x += s0;
-                v.y += s1;
-                v.z += s2;
-                v.w += s3;
-                *d = v;
+              if (swriter) {
+                if constexpr (!SUMS_AHEAD) srun = *reinterpret_cast<const float4*>(srow + c * KC + 4 * lane);
+                srun.x += s0;
+                srun.y += s1;
+                srun.z += s2;
+                srun.w += s3;
+                *reinterpret_cast<float4*>(srow + c * KC + 4 * lane) = srun;
               }
             }
           }
@@ -576,7 +587,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     return;
   }
 
-  cutlass::arch::warpgroup_reg_alloc<WsRegs<WG>::consumer>();
+  cutlass::arch::warpgroup_reg_alloc<Regs::consumer>();
   const int cw = wg - 1, wl = (tid >> 5) & 3;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
