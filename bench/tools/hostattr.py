@@ -3,7 +3,7 @@ import sys, time, functools, collections, torch
 from bench.shapes import SWEEP
 from bench.runner import CaseTensors
 import convt3d_cutlass as ct
-from convt3d_cutlass import functional, fast_path, ops, launch, layouts, weights
+from convt3d_cutlass import functional, fast_path, ops, launch
 torch.backends.cudnn.allow_tf32 = True
 PREC = sys.argv[2] if len(sys.argv) > 2 else "tf32"
 import warnings

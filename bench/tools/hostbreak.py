@@ -1,7 +1,7 @@
 """Host-time breakdown of a small layer's eager tf32 step: ours vs cuDNN, per component."""
 import sys, time, torch
 from bench.shapes import SWEEP
-from bench.runner import CaseTensors, _our_fns, _native_fns, cudnn_mode
+from bench.runner import CaseTensors, _our_fns, _native_fns
 from bench.tools.common import gpu_kernels
 import convt3d_cutlass as ct
 from convt3d_cutlass import launch, ops

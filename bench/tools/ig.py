@@ -2,7 +2,7 @@
 config's output checked against the stock kernel's (rel L2 < 3e-3)."""
 import os, sys, torch, torch.nn.functional as F
 import convt3d_cutlass as ct
-from convt3d_cutlass import ops, selector, _extension
+from convt3d_cutlass import ops, selector
 from convt3d_cutlass.kernel_table import BY_NAME
 from bench.timing import bench
 from bench.tools.common import LAYERS, layer_tensors

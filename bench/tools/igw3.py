@@ -5,7 +5,7 @@ import sys, torch
 from bench.shapes import SWEEP
 from bench.runner import CaseTensors, _native_fns
 from bench.timing import bench
-from convt3d_cutlass import ops, selector, launch
+from convt3d_cutlass import ops, selector
 from convt3d_cutlass.kernel_table import IGEMM_WGRAD_KERNELS
 from convt3d_cutlass.problem import Problem
 torch.backends.cudnn.allow_tf32 = True

@@ -1,9 +1,7 @@
 """Headline grad_weight on the wgmma row for several depth-segment counts (slices = columns x segs)."""
-import torch, torch.nn.functional as F
-import convt3d_cutlass
+import torch
 from convt3d_cutlass import _extension
 _extension.compiled_kernels()
-import convt3d_cutlass
 from convt3d_cutlass.layouts import CL, ndhwc
 from convt3d_cutlass.problem import Problem
 from convt3d_cutlass import direct

@@ -1,5 +1,5 @@
 """Time grad_weight of the stock, mma.sync tap-reuse and wgmma configs vs cuDNN (benchmark on)."""
-import os, sys, torch, torch.nn.functional as F
+import os, sys, torch
 import convt3d_cutlass as ct
 from convt3d_cutlass import launch, selector, _extension
 from convt3d_cutlass.kernel_table import BY_NAME
