@@ -16,6 +16,7 @@
 
 #include "direct_atoms.cuh"
 #include "direct_launch.h"
+#include "direct_simt.cuh"
 
 namespace convt3d {
 namespace direct {
@@ -185,8 +186,13 @@ __global__ void __launch_bounds__(TD * TH * TW)
     }
 }
 
-template <int TD, int TH, int TW, int BN>
+// TM = 0: the tf32 mma.sync kernel above, one thread per output row. TM > 0: the exact-fp32 FFMA
+// kernel (direct_simt.cuh), TW = 16, TM output rows per thread; both stage the same halo and filter.
+template <int TD, int TH, int TW, int BN, int TM = 0>
 struct DirectKernel {
+  static_assert(TM == 0 || TW == 16, "the FFMA kernel's lanes span 16 positions along w");
+  static constexpr int kThreads = TM > 0 ? TD * TH / TM * 32 : TD * TH * TW;
+
   // Shared memory per stage (floats): the largest phase's halo, then its filter taps.
   static void stage_floats(const DirectLaunch& p, int& halo, int& filt) {
     halo = 0;
@@ -239,9 +245,14 @@ struct DirectKernel {
     if (tiles > 0x7fffffffLL) return 5;
     const int stage = halo + filt;
     const size_t bytes = smem_bytes(halo, filt);
-    auto kernel = direct_kernel<TD, TH, TW, BN>;
     const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
-    return launch_with_smem(kernel, grid, TD * TH * TW, bytes, p.stream, p, tiles_h, tiles_w, halo, stage);
+    if constexpr (TM > 0) {
+      return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2>, grid, kThreads, bytes, p.stream, p, tiles_h,
+                              tiles_w, halo, stage);
+    } else {
+      return launch_with_smem(direct_kernel<TD, TH, TW, BN>, grid, kThreads, bytes, p.stream, p, tiles_h, tiles_w,
+                              halo, stage);
+    }
   }
 
   static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }

@@ -55,10 +55,14 @@ def _tap_reuse(k):
     if k.family == "wgmma":
         return ("direct_sm90.cuh", f"convt3d::direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
                 f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>")
+    if k.op == "wgrad" and k.simt:
+        return ("direct_wgrad_simt.cuh", f"convt3d::direct::DirectWgradSimtKernel<{k.block[1]}, {k.block[2]}, "
+                f"{k.warp[0]}, {k.warp[1]}>")
     if k.op == "wgrad":
         return ("direct_wgrad.cuh", f"convt3d::direct::DirectWgradKernel<{k.block[1]}, {k.block[2]}, {k.tile[0]}, "
                 f"{k.tile[1]}>")
-    return "direct_conv.cuh", f"convt3d::direct::DirectKernel<{', '.join(map(str, k.block))}, {k.bn}>"
+    rows = f", {k.rows_per_thread}" if k.rows_per_thread else ""
+    return "direct_conv.cuh", f"convt3d::direct::DirectKernel<{', '.join(map(str, k.block))}, {k.bn}{rows}>"
 
 
 def load_table():

@@ -48,8 +48,10 @@ def test_candidates_follow_arch_precision_and_fit():
     wgrad = autotune.candidates(HEADLINE, "wgrad", "tf32", ALL, (9, 0), 232448)
     assert "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2" in wgrad
     assert "wgmma_wgrad_tf32_8x16_k5_n32_wg4_s2" not in wgrad  # compiled for k5 only
-    assert autotune.candidates(HEADLINE, "dgrad", "fp32", ALL, (9, 0), 232448) == [
-        k.name for k in KERNELS if k.op == "dgrad" and k.precision == "fp32"]
+    # exact fp32: the stock SIMT kernels and the FFMA tap-reuse rows (direct, fp32), no tensor-op row
+    fp32 = autotune.candidates(HEADLINE, "dgrad", "fp32", ALL, (9, 0), 232448)
+    assert fp32 == [k.name for k in KERNELS if k.serves("dgrad") and k.precision == "fp32"]
+    assert "dgrad_fp32_128x32x8_32x32x8_s4" in fp32 and "direct_fp32_4x8x16_n24_m4" in fp32
     assert autotune.candidates(HEADLINE, "dgrad", "tf32", {"direct_tf32_2x8x16_n24"}, (9, 0), 232448) == [
         "direct_tf32_2x8x16_n24"]
     # channel counts that tensor-op kernels cannot load: nothing to tune in tf32

@@ -233,7 +233,13 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"
     assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
-    assert selector.select_config(HEADLINE, "dgrad", "fp32").family == "cutlass2x"
+    # exact fp32: the FFMA tap-reuse rows, on any arch; the stock SIMT kernel where forced to the family
+    for op, name in (("dgrad", "direct_fp32_8x8x16_n24_m8"), ("fprop", "direct_fp32_4x8x16_n48_m4")):
+        assert selector.select_config(HEADLINE, op, "fp32").name == name
+        assert selector.select_config(HEADLINE, op, "fp32", **ampere).name == name
+    assert selector.select_config(HEADLINE, "dgrad", "fp32", family="cutlass2x").family == "cutlass2x"
+    assert selector.select_config(HEADLINE, "wgrad", "fp32").name == "direct_wgrad_fp32_4x16_m48n24"
+    assert selector.select_config(Problem(1, 32, 16, (64, 64, 64), 5, 1, 2), "wgrad", "fp32").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg2_s2"

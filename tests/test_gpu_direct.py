@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_WGRAD_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS,
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_SIMT_KERNELS, DIRECT_WGRAD_KERNELS,
+                                          DIRECT_WGRAD_SIMT_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS,
                                           WGMMA_KERNELS, WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.layouts import CL, ndhwc
 from convt3d_cutlass.problem import Problem
@@ -21,7 +22,8 @@ def _poisoned(shape):
     return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
 
 
-@pytest.mark.parametrize("cfg", DIRECT_KERNELS + WGMMA_KERNELS + IGEMM_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("cfg", DIRECT_KERNELS + DIRECT_SIMT_KERNELS + WGMMA_KERNELS + IGEMM_KERNELS,
+                         ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (3, 3, 0, 0),
                                       (3, 1, 0, 0), (1, 2, 0, 0), (3, 4, 0, 0), (3, 2, 1, 1), (2, 2, 0, 1),
                                       (4, 2, 1, 0), (2, 1, 1, 0), (4, 3, 2, 2)])
@@ -147,13 +149,14 @@ def test_only_ws_rows_write_ncdhw():
             torch.ops.convt3d_cutlass.direct(cfg.name, ndhwc(x), w, None, out, phase, 1, 1, True)
 
 
-@pytest.mark.parametrize("prec", ["tf32"])
+@pytest.mark.parametrize("prec", ["tf32", "fp32"])
 @pytest.mark.parametrize("c_in,c_out,k,s,p", [(48, 24, 3, 1, 0), (64, 128, 3, 2, 1), (32, 8, 5, 1, 2),
                                               (16, 64, 5, 2, 2)])
 def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
     prob = Problem(2, c_in, c_out, (9, 17, 33), k, s, p)
     k_fwd = launch._select(prob, "dgrad", prec, None, torch.device("cuda", torch.cuda.current_device()))
-    assert k_fwd.tap_reuse
+    # exact fp32 at k5, stride 1: no FFMA row's two stages of 125 taps fit, so the stock SIMT kernel runs
+    assert k_fwd.tap_reuse == (prec == "tf32" or k < 5 or s > 1)
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
     y = launch.forward(x, w, None, prob, prec, out=_poisoned((2, c_out) + prob.out_spatial))
@@ -174,13 +177,34 @@ def test_tf32_error_is_round_to_nearest_class():
     assert 1e-5 < err < 5e-4
 
 
+def test_fp32_tap_reuse_is_exact_fp32():
+    """The FFMA tap-reuse kernels: fp32 products and sums, no tf32 anywhere (the error of a 1296-long
+    fp32 dot product, about 1e-7, where tf32's would be 3e-4), the same bits on a rerun; grad_weight too."""
+    prob = Problem(2, 48, 24, (12, 20, 36), 3, 1, 0)
+    x = torch.randn(2, 48, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(48, 24, 3, 3, 3, device="cuda")
+    for op in ("dgrad", "fprop"):
+        assert launch._select(prob, op, "fp32", None, x.device).name.startswith("direct_fp32_")
+    y = launch.forward(x, w, None, prob, "fp32", out=_poisoned((2, 24) + prob.out_spatial))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 0)) < 1e-6
+    assert torch.equal(y, launch.forward(x, w, None, prob, "fp32"))
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, "fp32", out=_poisoned((2, 48) + prob.spatial))
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 1, 0)) < 1e-6
+    assert launch._select(prob, "wgrad", "fp32", None, x.device).name.startswith("direct_wgrad_fp32_")
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "fp32")
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 0)) < 1e-6
+    assert torch.equal(gw, launch.grad_weight(gy, x, prob, "fp32"))
+
+
 def _grad_weight_ref(x, gy, w_shape, s, p, op=0):
     w = torch.zeros(w_shape, dtype=torch.float64, device=x.device, requires_grad=True)
     F.conv_transpose3d(x.double(), w, None, s, p, op).backward(gy.double())
     return w.grad
 
 
-@pytest.mark.parametrize("cfg", DIRECT_WGRAD_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("cfg", DIRECT_WGRAD_KERNELS + DIRECT_WGRAD_SIMT_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (2, 2, 0, 0),
                                       (3, 3, 0, 0), (7, 1, 3, 0), (3, 1, 0, 0), (3, 2, 1, 1), (2, 2, 0, 1),
                                       (4, 2, 1, 1), (4, 1, 2, 0), (6, 3, 1, 2)])

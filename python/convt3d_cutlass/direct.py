@@ -289,6 +289,14 @@ def wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, k: int, stri
     return (2 * stage + hh * hw) * 4
 
 
+def simt_wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, stride: int, k: int = 3) -> int:
+    """Dynamic shared memory of the exact-fp32 grad_weight kernel (csrc/direct_wgrad_simt.cuh): two
+    stages of (x tile, grad_y halo of all k kd planes), then one int per halo position of a plane."""
+    th, tw = block[1], block[2]
+    hh, hw = stride * (th - 1) + k, stride * (tw - 1) + k
+    return (2 * (th * tw * bm + k * hh * hw * bn) + hh * hw) * 4
+
+
 def wgrad_tiles(p: Problem, block: Tuple[int, int, int]) -> int:
     """1 x TH x TW tiles of x the reduction walks (all samples)."""
     d, h, w = p.spatial
@@ -296,10 +304,12 @@ def wgrad_tiles(p: Problem, block: Tuple[int, int, int]) -> int:
 
 
 def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_sms: int,
-                 max_partial_bytes: int = 256 << 20) -> int:
+                 max_partial_bytes: int = 256 << 20, all_taps: bool = False) -> int:
     """CTAs along the reduction: about four CTAs per SM in all (two waves of two), at least one x
-    tile each, and at most max_partial_bytes of [slices, k^3, C_in, C_out] fp32 partial sums."""
-    blocks = -(-p.c_in // bm) * -(-p.c_out // bn) * p.k * wgrad_tap_groups(p.k)[1]
+    tile each, and at most max_partial_bytes of [slices, k^3, C_in, C_out] fp32 partial sums.
+    ``all_taps``: one CTA holds every tap of its channel block (the exact-fp32 kernel)."""
+    taps = 1 if all_taps else p.k * wgrad_tap_groups(p.k)[1]
+    blocks = -(-p.c_in // bm) * -(-p.c_out // bn) * taps
     want = -(-4 * num_sms // blocks)
     cap_mem = max(1, max_partial_bytes // (4 * p.k ** 3 * p.c_in * p.c_out))
     return max(1, min(want, wgrad_tiles(p, block), cap_mem))

@@ -79,7 +79,7 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
         elif k.family == "wgmma":
             slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
         else:
-            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms)
+            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
     else:
         slices = selector.split_k_slices(p, k, _extension.num_sms(index)) if op == "wgrad" else 1

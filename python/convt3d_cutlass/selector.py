@@ -271,6 +271,8 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     every strided forward timed (6 layers, docs/performance.md v0.6).
     """
     plan = direct_plan(problem, op)
+    if plan is not None and precision == "fp32":
+        return _simt_choice(problem, op, plan, num_sms, compiled, smem_limit, capability)
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
@@ -305,9 +307,36 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     return min(cands)[-1] if cands else None
 
 
+def simt_wins(problem: Problem, op: str) -> bool:
+    """Whether the exact-fp32 tap-reuse kernel (FFMA) should run the forward or grad_input."""
+    return True
+
+
+def _simt_choice(problem: Problem, op: str, plan, num_sms: int, compiled, smem_limit: int,
+                 capability: Tuple[int, int] = DEFAULT_CAPABILITY):
+    """The exact-fp32 tap-reuse row for the forward or grad_input, or None for the stock SIMT kernel.
+
+    Fewest padded output channels (``_padded``); then, where a layer gives the deep 8x8x16 block two
+    waves of CTAs, more rows per thread (fewer filter reads per FFMA), else fewer; then table order.
+    """
+    if not simt_wins(problem, op):
+        return None
+    table, s_in, co = plan
+    cands = []
+    for i, k in _built(op, "fp32", "direct", compiled):
+        if supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table) <= smem_limit:
+            deep = direct.ctas((8, 8, 16), k.bn, problem.n, co, table) >= 2 * num_sms
+            cands.append((_padded(co, k.bn), -k.rows_per_thread if deep else k.rows_per_thread, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+
+
 def direct_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
-    return (_aligned(problem, "wgrad", k) and
-            direct.wgrad_smem_bytes(k.block, k.tile[0], k.tile[1], problem.k, problem.stride) <= smem_limit)
+    if not _aligned(problem, "wgrad", k):
+        return False
+    if k.simt:  # the kw taps live in registers: k = 3 only
+        return problem.k == 3 and direct.simt_wgrad_smem_bytes(k.block, k.tile[0], k.tile[1],
+                                                                 problem.stride) <= smem_limit
+    return direct.wgrad_smem_bytes(k.block, k.tile[0], k.tile[1], problem.k, problem.stride) <= smem_limit
 
 
 def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
@@ -374,7 +403,7 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
     the tiles) as 8 more channels per side, and the tile's overhang past H and W. 8x16 tiles at
     unit stride, 4x16 (half the stride-times wider halo) at stride > 1 on ties.
     """
-    if precision != "tf32":
+    if precision not in ("tf32", "fp32"):
         return None
     h, w = problem.spatial[1:]
     cands = []
@@ -450,7 +479,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                 k = _igemm_wgrad_choice(problem, prec, comp, smem_limit, capability)
             if k is None and (problem.stride == 1 or problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W):
                 k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
-            if k is None and direct_wins(problem, op):
+            if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
             k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)

@@ -1,0 +1,212 @@
+// The exact-fp32 form of the tap-reuse weight gradient (DirectWgradLaunch, direct_launch.h), k = 3.
+//
+//   partials[slice][(kd*3 + kh)*3 + kw][ci][co] = sum over the slice's x tiles of
+//       x[n, i, ci] * grad_y[n, s*i - p + (kd, kh, kw), co]
+//
+// Why: the stock SIMT wgrad re-reads grad_y once per tap through L2 and ran the headline at 25% of
+// the FP32 rate. As in the mma.sync form (direct_wgrad.cuh), a CTA walks a contiguous range of
+// 1 x TH x TW tiles of x and stages each tile with the grad_y halo it meets (here all three kd planes)
+// in shared memory once (cp.async, zero-filled out of range, double buffered); the CTA's slice of
+// partial sums is summed by the caller in a fixed order (bitwise reproducible).
+//
+// FFMA (CuTe's UniversalFMA), one warp per (kd, kh): all lanes walk the same positions, lane
+// (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
+// 3*B products and every shared-memory read is a broadcast of at most 8 (x) or 4 (grad_y) distinct
+// 8- or 16-byte words: one wavefront each.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cute/arch/mma.hpp"
+#include "direct_atoms.cuh"
+#include "direct_launch.h"
+
+namespace convt3d {
+namespace direct {
+
+template <int TH, int TW, int A, int B>
+struct SimtWgradShape {
+  static constexpr int K = 3, BM = 8 * A, BN = 4 * B, kTP = TH * TW, kWarps = K * K;
+  static __host__ __device__ int halo_h(int s) { return s * (TH - 1) + K; }
+  static __host__ __device__ int halo_w(int s) { return s * (TW - 1) + K; }
+  static __host__ __device__ int stage_floats(int s) { return kTP * BM + K * halo_h(s) * halo_w(s) * BN; }
+  // Two stages, then one int per halo position of a plane (its (row, column), packed).
+  static __host__ __device__ size_t smem_bytes(int s) {
+    return (2ull * stage_floats(s) + halo_h(s) * halo_w(s)) * sizeof(float);
+  }
+};
+
+// N floats from 8-byte aligned shared memory (16-byte loads where N allows).
+template <int N>
+__device__ __forceinline__ void load_row(float (&v)[N], const float* src) {
+  if constexpr (N % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < N; i += 4) {
+      const float4 t = *reinterpret_cast<const float4*>(src + i);
+      v[i] = t.x, v[i + 1] = t.y, v[i + 2] = t.z, v[i + 3] = t.w;
+    }
+  } else {
+    static_assert(N % 2 == 0, "lane tile");
+#pragma unroll
+    for (int i = 0; i < N; i += 2) {
+      const float2 t = *reinterpret_cast<const float2*>(src + i);
+      v[i] = t.x, v[i + 1] = t.y;
+    }
+  }
+}
+
+template <int TH, int TW, int A, int B>
+__global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
+    direct_wgrad_simt_kernel(const __grid_constant__ DirectWgradLaunch p, int tiles_h, int tiles_w, long long tiles,
+                             int ci_blocks) {
+  using S = SimtWgradShape<TH, TW, A, B>;
+  constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP;
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  extern __shared__ __align__(16) float smem[];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  constexpr int nthreads = S::kWarps * 32;
+  const int cg = lane >> 2, og = lane & 3;
+  const int kd = warp / K, kh = warp % K;
+  const int s = p.stride;
+  const int ci0 = (blockIdx.y % ci_blocks) * BM, co0 = (blockIdx.y / ci_blocks) * BN;
+  const int HH = S::halo_h(s), HW = S::halo_w(s), hpos = HH * HW;
+  const int stage_floats = S::stage_floats(s);
+  const long long t_begin = tiles * blockIdx.x / gridDim.x, t_end = tiles * (blockIdx.x + 1) / gridDim.x;
+
+  int* hyx = reinterpret_cast<int*>(smem + 2 * stage_floats);
+  for (int i = tid; i < hpos; i += nthreads) hyx[i] = ((i / HW) << 16) | (i % HW);
+  __syncthreads();
+
+  float acc[K][A][B];
+#pragma unroll
+  for (int kw = 0; kw < K; ++kw)
+#pragma unroll
+    for (int a = 0; a < A; ++a)
+#pragma unroll
+      for (int b = 0; b < B; ++b) acc[kw][a][b] = 0.f;
+
+  auto tile_of = [&](long long t, int& n, int& id, int& h0, int& w0) {
+    w0 = (int)(t % tiles_w) * TW;
+    long long r = t / tiles_w;
+    h0 = (int)(r % tiles_h) * TH;
+    r /= tiles_h;
+    id = (int)(r % p.Di);
+    n = (int)(r / p.Di);
+  };
+
+  const int Hi = p.Hi, Wi = p.Wi, Ci = p.Ci, Ho = p.Ho, Wo = p.Wo, Co = p.Co;
+  auto load = [&](int stage, long long t) {
+    int n, id, h0, w0;
+    tile_of(t, n, id, h0, w0);
+    float* as = smem + stage * stage_floats;
+    float* bs = as + kTP * BM;
+    const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
+    for (int i = tid; i < kTP * (BM / 4); i += nthreads) {
+      const int pos = i / (BM / 4), seg = i % (BM / 4);
+      const int h = h0 + pos / TW, w = w0 + pos % TW;
+      const bool ok = h < Hi && w < Wi && ci0 + seg * 4 < Ci;
+      copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * BM + seg * 4, ok);
+    }
+    const int od0 = s * id - p.pad, oh0 = s * h0 - p.pad, ow0 = s * w0 - p.pad;
+    const float* gy_n = p.gy + (int64_t)n * p.Do * Ho * Wo * Co + co0;
+    for (int i = tid; i < K * hpos * (BN / 4); i += nthreads) {
+      const int pos = i / (BN / 4), seg = i % (BN / 4);
+      const int od = od0 + pos / hpos, yx = hyx[pos % hpos];
+      const int oh = oh0 + (yx >> 16), ow = ow0 + (yx & 0xffff);
+      const bool ok = (unsigned)od < (unsigned)p.Do && (unsigned)oh < (unsigned)Ho && (unsigned)ow < (unsigned)Wo &&
+                      co0 + seg * 4 < Co;
+      copy16(ok ? gy_n + (((int64_t)od * Ho + oh) * Wo + ow) * Co + seg * 4 : p.gy, bs + pos * BN + seg * 4, ok);
+    }
+  };
+
+  auto compute = [&](int stage) {
+    const float* xs = smem + stage * stage_floats + cg * A;
+    const float* gs = smem + stage * stage_floats + kTP * BM + (kd * HH + kh) * HW * BN + og * B;
+#pragma unroll 1
+    for (int pos = 0; pos < kTP; ++pos) {
+      const int th = pos / TW, tw = pos % TW;
+      float xa[A];
+      load_row(xa, xs + pos * BM);
+      const float* g = gs + (s * th * HW + s * tw) * BN;
+#pragma unroll
+      for (int kw = 0; kw < K; ++kw) {
+        float gb[B];
+        load_row(gb, g + kw * BN);
+#pragma unroll
+        for (int a = 0; a < A; ++a)
+#pragma unroll
+          for (int b = 0; b < B; ++b) Fma::fma(acc[kw][a][b], xa[a], gb[b], acc[kw][a][b]);
+      }
+    }
+  };
+
+  if (t_begin < t_end) {
+    load(0, t_begin);
+    cute::cp_async_fence();
+  }
+  for (long long t = t_begin; t < t_end; ++t) {
+    const int stage = (int)((t - t_begin) & 1);
+    if (t + 1 < t_end) load(stage ^ 1, t + 1);
+    cute::cp_async_fence();
+    cute::cp_async_wait<1>();
+    __syncthreads();
+    int n, id, h0, w0;
+    tile_of(t, n, id, h0, w0);
+    if ((unsigned)(s * id - p.pad + kd) < (unsigned)p.Do) compute(stage);  // else its plane adds nothing
+    __syncthreads();
+  }
+
+  // This CTA's slice: partials[blockIdx.x][(kd*3 + kh)*3 + kw][ci][co], every element of its block.
+  float* dst = p.partials + ((int64_t)blockIdx.x * K * K * K + (kd * K + kh) * K) * Ci * Co;
+#pragma unroll
+  for (int kw = 0; kw < K; ++kw)
+#pragma unroll
+    for (int a = 0; a < A; ++a) {
+      const int ci = ci0 + cg * A + a;
+      if (ci >= Ci) continue;
+#pragma unroll
+      for (int b = 0; b < B; b += 2) {
+        const int co = co0 + og * B + b;  // even, and Co % 4 == 0: co < Co implies co + 1 < Co
+        if (co < Co)
+          *reinterpret_cast<float2*>(dst + ((int64_t)kw * Ci + ci) * Co + co) =
+              make_float2(acc[kw][a][b], acc[kw][a][b + 1]);
+      }
+    }
+}
+
+template <int TH, int TW, int A, int B>
+struct DirectWgradSimtKernel {
+  using S = SimtWgradShape<TH, TW, A, B>;
+
+  static int can_implement(const DirectWgradLaunch& p) {
+    if (p.x_ncdhw) return 5;                         // kErrorNotSupported: reads NDHWC x only
+    if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
+    if (p.k != S::K) return 5;                       // the kw taps live in registers: k = 3 only
+    if (p.stride < 1 || p.pad < 0 || p.slices < 1) return 4;  // kErrorInvalidProblem
+    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)S::halo_w(p.stride) >= (1 << 16)) return 5;
+    const long long ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
+    if (ci_blocks * co_blocks > 65535 || p.slices > 0x7fffffff) return 5;
+    int optin = 0;
+    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
+    if (S::smem_bytes(p.stride) > (size_t)optin) return 5;  // kErrorNotSupported
+    return 0;
+  }
+
+  static int run(const DirectWgradLaunch& p) {
+    int code = can_implement(p);
+    if (code != 0) return code;
+    const int tiles_h = (p.Hi + TH - 1) / TH, tiles_w = (p.Wi + TW - 1) / TW;
+    const long long tiles = (long long)p.N * p.Di * tiles_h * tiles_w;
+    const int ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
+    const dim3 grid((unsigned)p.slices, (unsigned)(ci_blocks * co_blocks), 1u);
+    return launch_with_smem(direct_wgrad_simt_kernel<TH, TW, A, B>, grid, S::kWarps * 32, S::smem_bytes(p.stride),
+                            p.stream, p, tiles_h, tiles_w, tiles, ci_blocks);
+  }
+
+  static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace direct
+}  // namespace convt3d
