@@ -447,3 +447,23 @@ def test_grad_input_sums_its_input_policy(spatial, padding):
     short = list(table)
     short[3] = 1  # one tile along d over a deeper input: its halo cannot reach the end
     assert not direct.sums_input(ws[0], short, (64,) + p.out_spatial[1:])
+
+
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 0), (5, 2, 2, 0), (3, 3, 0, 0), (4, 2, 1, 1), (2, 2, 0, 0),
+                                      (7, 3, 3, 2), (3, 1, 1, 0), (1, 2, 0, 0), (6, 3, 1, 2)])
+def test_forward_filter_takes_phase_taps_by_views(k, s, p, op):
+    """The phase sub-kernels by flips and strided slices (no index tensor to copy to the GPU, which CUDA
+    graph capture forbids) equal fancy indexing with the plan's kernel indices."""
+    prob = Problem(2, 4, 8, (5, 6, 7), k, s, p, op)
+    w = torch.randn(4, 8, k, k, k)
+    blocks = [w[:, :, list(i[0])][:, :, :, list(i[1])][:, :, :, :, list(i[2])].permute(2, 3, 4, 1, 0).reshape(-1)
+              for i in direct.forward_plan(prob)[1] if min(len(a) for a in i) > 0]
+    assert torch.equal(direct.forward_filter(w, prob, "fp32"), torch.cat(blocks))
+
+
+def test_simt_rows_skip_half_empty_tiles():
+    """The FFMA rows where their 16-wide tiles fill; the stock SIMT kernels on 8-wide layers (gan3d-g1)."""
+    g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
+    assert all(selector.select_config(g1, op, "fp32").family == "cutlass2x" for op in ("dgrad", "wgrad"))
+    g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
+    assert all(selector.select_config(g2, op, "fp32").simt for op in ("dgrad", "wgrad"))

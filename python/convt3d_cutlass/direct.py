@@ -66,10 +66,25 @@ def forward_filter(weight: torch.Tensor, p: Problem, precision: str) -> torch.Te
     for idx in forward_plan(p)[1]:
         if min(len(i) for i in idx) == 0:
             continue
-        sub = w[:, :, list(idx[0])][:, :, :, list(idx[1])][:, :, :, :, list(idx[2])]
+        sub = w
+        for axis, taps in enumerate(idx):
+            sub = _taps(sub, 2 + axis, taps)
         blocks.append(sub.permute(2, 3, 4, 1, 0).reshape(-1))
     flat = torch.cat(blocks) if blocks else w.new_zeros(4)
     return _for_kernel(flat, precision)
+
+
+def _taps(w: torch.Tensor, dim: int, idx: Tuple[int, ...]) -> torch.Tensor:
+    """w's entries idx along dim, by views only: a phase's kernel indices step down by the stride, so
+    they are a strided slice of the flipped kernel. (Indexing with a list copies the index to the
+    GPU, which CUDA graph capture forbids; the filter is rebuilt inside a capture.)"""
+    if len(idx) == 1:
+        return w.narrow(dim, idx[0], 1)
+    step = idx[0] - idx[1]
+    assert step > 0 and all(a - b == step for a, b in zip(idx, idx[1:])), idx
+    k = w.shape[dim]
+    return w.flip(dim).narrow(dim, k - 1 - idx[0], step * (len(idx) - 1) + 1)[
+        (slice(None),) * dim + (slice(None, None, step),)]
 
 
 def _for_kernel(flat: torch.Tensor, precision: str) -> torch.Tensor:
