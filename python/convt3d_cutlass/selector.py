@@ -272,7 +272,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     """
     plan = direct_plan(problem, op)
     if plan is not None and precision == "fp32":
-        return _simt_choice(problem, op, plan, num_sms, compiled, smem_limit, capability)
+        return _simt_choice(problem, op, plan, compiled, smem_limit, capability)
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
@@ -308,6 +308,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
 
 
 SIMT_MIN_W_FILL = 0.75
+SIMT_DEEP_MIN_TAPS = 8
 
 
 def simt_wins(problem: Problem, op: str) -> bool:
@@ -326,21 +327,25 @@ def simt_wins(problem: Problem, op: str) -> bool:
     return width > 0 and width / (16 * -(-width // 16)) >= SIMT_MIN_W_FILL
 
 
-def _simt_choice(problem: Problem, op: str, plan, num_sms: int, compiled, smem_limit: int,
+def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
                  capability: Tuple[int, int] = DEFAULT_CAPABILITY):
     """The exact-fp32 tap-reuse row for the forward or grad_input, or None for the stock SIMT kernel.
 
-    Fewest padded output channels (``_padded``); then, where a layer gives the deep 8x8x16 block two
-    waves of CTAs, more rows per thread (fewer filter reads per FFMA), else fewer; then table order.
+    Fewest padded output channels (``_padded``); then, where a phase has SIMT_DEEP_MIN_TAPS taps or
+    more, more rows per thread (the 8x8x16 block: fewer filter reads per FFMA), else fewer (its
+    larger halo is staged for few taps); then table order. Measured (H100, v0.16): 8 rows per thread
+    won on 9 of 13 unit- and stride-2 k3/k5 forwards (headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801),
+    lost on U-Net k2 s2 (one tap: 0.308 vs 0.204) and by 4-5% on two small stride-2 layers.
     """
     if not simt_wins(problem, op):
         return None
     table, s_in, co = plan
+    taps = max(table[i + 9] * table[i + 10] * table[i + 11] for i in range(0, len(table), 13))
+    sign = -1 if taps >= SIMT_DEEP_MIN_TAPS else 1
     cands = []
     for i, k in _built(op, "fp32", "direct", compiled):
         if supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table) <= smem_limit:
-            deep = direct.ctas((8, 8, 16), k.bn, problem.n, co, table) >= 2 * num_sms
-            cands.append((_padded(co, k.bn), -k.rows_per_thread if deep else k.rows_per_thread, i, k))
+            cands.append((_padded(co, k.bn), sign * k.rows_per_thread, i, k))
     return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
 
