@@ -121,9 +121,40 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     }
   };
 
+  auto fma_row = [&](float (&acc_kw)[A][B], const float (&xa)[A], const float (&gb)[B]) {
+#pragma unroll
+    for (int a = 0; a < A; ++a)
+#pragma unroll
+      for (int b = 0; b < B; ++b) Fma::fma(acc_kw[a][b], xa[a], gb[b], acc_kw[a][b]);
+  };
+
   auto compute = [&](int stage) {
     const float* xs = smem + stage * stage_floats + cg * A;
     const float* gs = smem + stage * stage_floats + kTP * BM + (kd * HH + kh) * HW * BN + og * B;
+    if (s == 1) {
+      // Along a tile row the three kw taps read a window of grad_y that slides by one position: kept
+      // in registers, each position loads one new grad_y row instead of three.
+#pragma unroll 1
+      for (int th = 0; th < TH; ++th) {
+        const float* xrow = xs + th * TW * BM;
+        const float* grow = gs + th * HW * BN;
+        float g0[B], g1[B], g2[B];
+        load_row(g0, grow);
+        load_row(g1, grow + BN);
+#pragma unroll
+        for (int tw = 0; tw < TW; ++tw) {
+          float xa[A];
+          load_row(xa, xrow + tw * BM);
+          load_row(g2, grow + (tw + 2) * BN);
+          fma_row(acc[0], xa, g0);
+          fma_row(acc[1], xa, g1);
+          fma_row(acc[2], xa, g2);
+#pragma unroll
+          for (int b = 0; b < B; ++b) g0[b] = g1[b], g1[b] = g2[b];
+        }
+      }
+      return;
+    }
 #pragma unroll 1
     for (int pos = 0; pos < kTP; ++pos) {
       const int th = pos / TW, tw = pos % TW;
@@ -134,10 +165,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
       for (int kw = 0; kw < K; ++kw) {
         float gb[B];
         load_row(gb, g + kw * BN);
-#pragma unroll
-        for (int a = 0; a < A; ++a)
-#pragma unroll
-          for (int b = 0; b < B; ++b) Fma::fma(acc[kw][a][b], xa[a], gb[b], acc[kw][a][b]);
+        fma_row(acc[kw], xa, gb);
       }
     }
   };
