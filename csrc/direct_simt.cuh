@@ -137,14 +137,26 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     __syncthreads();
   }
 
-  // Each thread writes TN contiguous channels (16-byte stores) of each of its TM positions; the two
-  // halves of a warp fill one position's BN channels.
+  // NDHWC: each thread writes TN contiguous channels (16-byte stores) of each of its TM positions; the
+  // two halves of a warp fill one position's BN channels. NCDHW (out_ncdhw): per channel, a half-warp
+  // writes 16 consecutive positions along w (64 bytes): the kernel is FFMA-bound, so the store pattern
+  // costs it nothing and the caller's transpose of the whole output goes away.
+  const int64_t out_plane = (int64_t)p.Do * p.Ho * p.Wo;
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
     const int r = warp * TM + m;
     const int qd = q0d + r / TH, qh = q0h + r % TH, qw = q0w + tw;
     if (qd >= ph.count[0] || qh >= ph.count[1] || qw >= ph.count[2]) continue;
     const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh, ow = ph.first[2] + p.s_out * qw;
+    if (p.out_ncdhw) {
+      float* dst = p.out + ((int64_t)n * p.Co * p.Do + od) * p.Ho * p.Wo + (int64_t)oh * p.Wo + ow;
+#pragma unroll
+      for (int j = 0; j < TN; ++j) {
+        const int co = co0 + half * TN + j;
+        if (co < p.Co) dst[co * out_plane] = acc[m][j] + (p.bias != nullptr ? p.bias[co] : 0.f);
+      }
+      continue;
+    }
     float* dst = p.out + ((((int64_t)n * p.Do + od) * p.Ho + oh) * p.Wo + ow) * p.Co;
 #pragma unroll
     for (int j = 0; j < TN; j += 4) {

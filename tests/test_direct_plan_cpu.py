@@ -377,10 +377,10 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
 
 
 def test_writes_ncdhw_policy():
-    """Only the warp-specialized Hopper rows store NCDHW, only where a launch's output positions are
-    dense along w (the forward at stride 1, grad_input at any stride), and only for reductions of at
-    least NCDHW_MIN_REDUCTION per output element."""
-    from convt3d_cutlass.kernel_table import DIRECT_KERNELS, WGMMA_KERNELS
+    """The warp-specialized Hopper rows and the exact-fp32 rows store NCDHW, only where a launch's output
+    positions are dense along w (the forward at stride 1, grad_input at any stride); the Hopper rows only
+    for reductions of at least NCDHW_MIN_REDUCTION per output element."""
+    from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_SIMT_KERNELS, WGMMA_KERNELS
     deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
     deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
     shallow = Problem(2, 24, 8, (4, 4, 16), 3, 1, 1)         # forward 648, grad_input 216
@@ -391,6 +391,10 @@ def test_writes_ncdhw_policy():
         assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
         assert not direct.writes_ncdhw(row, shallow, "dgrad") and not direct.writes_ncdhw(row, shallow, "fprop")
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
+    # the exact-fp32 rows: dense along w at any reduction depth
+    for row in DIRECT_SIMT_KERNELS:
+        assert direct.writes_ncdhw(row, shallow, "dgrad") and direct.writes_ncdhw(row, deep_strided, "fprop")
+        assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
 
 
 def test_ws_reads_ncdhw_input_policy():

@@ -11,7 +11,7 @@ from convt3d_cutlass.problem import Problem
 
 
 def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1):
-    k = types.SimpleNamespace(family=family, ws=ws, name=f"{family}_row")
+    k = types.SimpleNamespace(family=family, ws=ws, simt=False, op="direct", name=f"{family}_row")
     return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
                                  taps_per_group=taps_per_group)
 

@@ -104,10 +104,10 @@ def test_igemm_rounds_to_nearest():
     assert 1e-5 < err < 5e-4
 
 
-@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws], ids=lambda k: k.name)
+@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws] + list(DIRECT_SIMT_KERNELS), ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 1, 0), (5, 1, 2), (3, 2, 1)])
 def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
-    """The ws rows' NCDHW epilogue (forced on: the reduction-depth rule is tested on the CPU): the same
+    """The ws and exact-fp32 rows' NCDHW epilogue (forced on: the reduction-depth rule is tested on the CPU): the same
     bits as their channels_last_3d result (the same accumulators, stored by channel plane), every
     element written (NaN-poisoned allocator), bias included; a strided forward (positions not dense
     along w) keeps channels_last_3d."""
@@ -137,7 +137,8 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
 
 def test_only_ws_rows_write_ncdhw():
     """Rows without the NCDHW epilogue refuse the mode with an exception, never a wrong layout."""
-    others = [k for k in DIRECT_KERNELS + WGMMA_KERNELS if not k.ws and k.name in _extension.compiled_kernels()]
+    others = [k for k in DIRECT_KERNELS + WGMMA_KERNELS
+              if not k.ws and not k.simt and k.name in _extension.compiled_kernels()]
     if not others:
         pytest.skip("not in this build")
     x = torch.randn(1, 8, 4, 4, 16, device="cuda").to(memory_format=CL)

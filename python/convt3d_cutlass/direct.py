@@ -389,10 +389,13 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
     forward at stride 1; grad_input always), and the reduction per output element (channels x
-    taps) is at least NCDHW_MIN_REDUCTION."""
-    if not (k.family == "wgmma" and k.ws and (op == "fprop" or p.stride == 1)):
+    taps) is at least NCDHW_MIN_REDUCTION; and the exact-fp32 rows under the same density rule at any
+    reduction: FFMA-bound, they have the DRAM time to spare for partly written sectors."""
+    if not (op == "fprop" or p.stride == 1):
         return False
-    return reduction_length(p, op) >= NCDHW_MIN_REDUCTION
+    if k.simt and k.op != "wgrad":
+        return True
+    return k.family == "wgmma" and k.ws and reduction_length(p, op) >= NCDHW_MIN_REDUCTION
 
 
 def reduction_length(p: Problem, op: str) -> int:
