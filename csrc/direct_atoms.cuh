@@ -38,6 +38,7 @@ __device__ __forceinline__ void round4_tf32(float* p) {
 
 using Mma = cute::SM80_16x8x8_F32TF32TF32F32_TN;
 using Copy16 = cute::SM80_CP_ASYNC_CACHEGLOBAL_ZFILL<cute::uint128_t>;
+using Copy4 = cute::SM80_CP_ASYNC_CACHEALWAYS_ZFILL<uint32_t>;
 
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   Mma::fma(d[0], d[1], d[2], d[3], a[0], a[1], a[2], a[3], b0, b1, d[0], d[1], d[2], d[3]);
@@ -47,6 +48,11 @@ __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint3
 __device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) {
   Copy16::copy(*reinterpret_cast<const cute::uint128_t*>(src), *reinterpret_cast<cute::uint128_t*>(dst),
                pred);
+}
+
+// 4-byte cp.async (a transposing gather), zero-filling the destination when pred is false.
+__device__ __forceinline__ void copy4(const float* src, float* dst, bool pred) {
+  Copy4::copy(*reinterpret_cast<const uint32_t*>(src), *reinterpret_cast<uint32_t*>(dst), pred);
 }
 
 // The CTA's sample, phase and first output position (per phase) from the grid of the forward /

@@ -9,6 +9,9 @@
 // in shared memory once (cp.async, zero-filled out of range, double buffered); the CTA's slice of
 // partial sums is summed by the caller in a fixed order (bitwise reproducible).
 //
+// x in NDHWC, or in NCDHW (x_ncdhw: gathered 4 bytes at a time, which the FFMA-bound kernel hides,
+// instead of a channels_last_3d copy of the largest tensor of the pass).
+//
 // FFMA (CuTe's UniversalFMA), one warp per (kd, kh): all lanes walk the same positions, lane
 // (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
 // 3*B products and every shared-memory read is a broadcast of at most 8 (x) or 4 (grad_y) distinct
@@ -102,12 +105,25 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     tile_of(t, n, id, h0, w0);
     float* as = smem + stage * stage_floats;
     float* bs = as + kTP * BM;
-    const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
-    for (int i = tid; i < kTP * (BM / 4); i += nthreads) {
-      const int pos = i / (BM / 4), seg = i % (BM / 4);
-      const int h = h0 + pos / TW, w = w0 + pos % TW;
-      const bool ok = h < Hi && w < Wi && ci0 + seg * 4 < Ci;
-      copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * BM + seg * 4, ok);
+    if (p.x_ncdhw) {
+      // x read in its NCDHW storage: a warp gathers 32 consecutive positions of one channel (128
+      // contiguous bytes along w) into the tile's [position][channel] layout, 4 bytes at a time.
+      const int64_t cstride = (int64_t)p.Di * Hi * Wi;
+      const float* x_plane = p.x + ((int64_t)n * Ci + ci0) * cstride + (int64_t)id * Hi * Wi;
+      for (int i = tid; i < kTP * BM; i += nthreads) {
+        const int c = i / kTP, pos = i % kTP;
+        const int h = h0 + pos / TW, w = w0 + pos % TW;
+        const bool ok = h < Hi && w < Wi && ci0 + c < Ci;
+        copy4(ok ? x_plane + c * cstride + h * Wi + w : p.x, as + pos * BM + c, ok);
+      }
+    } else {
+      const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
+      for (int i = tid; i < kTP * (BM / 4); i += nthreads) {
+        const int pos = i / (BM / 4), seg = i % (BM / 4);
+        const int h = h0 + pos / TW, w = w0 + pos % TW;
+        const bool ok = h < Hi && w < Wi && ci0 + seg * 4 < Ci;
+        copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * BM + seg * 4, ok);
+      }
     }
     const int od0 = s * id - p.pad, oh0 = s * h0 - p.pad, ow0 = s * w0 - p.pad;
     const float* gy_n = p.gy + (int64_t)n * p.Do * Ho * Wo * Co + co0;
@@ -209,11 +225,10 @@ struct DirectWgradSimtKernel {
   using S = SimtWgradShape<TH, TW, A, B>;
 
   static int can_implement(const DirectWgradLaunch& p) {
-    if (p.x_ncdhw) return 5;                         // kErrorNotSupported: reads NDHWC x only
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.k != S::K) return 5;                       // the kw taps live in registers: k = 3 only
     if (p.stride < 1 || p.pad < 0 || p.slices < 1) return 4;  // kErrorInvalidProblem
-    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)S::halo_w(p.stride) >= (1 << 16)) return 5;
+    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL || (long long)S::halo_w(p.stride) >= (1 << 16)) return 5;
     const long long ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
     if (ci_blocks * co_blocks > 65535 || p.slices > 0x7fffffff) return 5;
     int optin = 0;

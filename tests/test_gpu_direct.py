@@ -196,6 +196,17 @@ def test_fp32_tap_reuse_is_exact_fp32():
     gw = launch.grad_weight(gy, x, prob, "fp32")
     assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 0)) < 1e-6
     assert torch.equal(gw, launch.grad_weight(gy, x, prob, "fp32"))
+    # x in NCDHW storage, gathered in place: the same partial sums, the same bits
+    x_ncdhw = x.contiguous()
+    assert direct.wgmma_wgrad_reads_ncdhw(launch._select(prob, "wgrad", "fp32", None, x.device), x_ncdhw)
+    assert torch.equal(gw, launch.grad_weight(gy, x_ncdhw, prob, "fp32"))
+    for s_, p_ in ((1, 1), (2, 1)):  # partial tiles, strided, NCDHW x
+        pr = Problem(2, 12, 40, (5, 11, 19), 3, s_, p_)
+        xs = torch.randn(2, 12, *pr.spatial, device="cuda")
+        gys = torch.randn((2, 40) + pr.out_spatial, device="cuda").to(memory_format=CL)
+        for name in (k.name for k in DIRECT_WGRAD_SIMT_KERNELS if selector.direct_wgrad_fits(pr, k)):
+            g = launch.grad_weight(gys, xs, pr, "fp32", name)
+            assert rel_l2(g, _grad_weight_ref(xs, gys, g.shape, s_, p_)) < 1e-6
 
 
 def _grad_weight_ref(x, gy, w_shape, s, p, op=0):
