@@ -55,6 +55,76 @@ __device__ __forceinline__ void copy4(const float* src, float* dst, bool pred) {
   Copy4::copy(*reinterpret_cast<const uint32_t*>(src), *reinterpret_cast<uint32_t*>(dst), pred);
 }
 
+// Halo position -> input position within the sample (-1: out of range, zero-filled), for a
+// HD x HH x HW halo whose position 0 is input (iz0, iy0, ix0); built once per CTA, so the staging
+// loops need no division per copied segment.
+__device__ __forceinline__ void build_halo_table(int* pos_of, const DirectLaunch& p, int hpos, int HH, int HW, int iz0,
+                                                 int iy0, int ix0, int tid, int nthreads) {
+  for (int i = tid; i < hpos; i += nthreads) {
+    const int hx = i % HW, t2 = i / HW;
+    const int hy = t2 % HH, hz = t2 / HH;
+    const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
+    const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi && (unsigned)ix < (unsigned)p.Wi;
+    pos_of[i] = ok ? (iz * p.Hi + iy) * p.Wi + ix : -1;
+  }
+}
+
+// One 8-channel chunk (from channel c) of the halo: two 16-byte segments per position, the segment
+// (pos, h) going to dst(pos, h); and of the filter taps, [tap][BN][8] from weight blocks [tap][Co][Cr].
+// Zero-filled past the input, Cr and Co.
+template <class Dst>
+__device__ __forceinline__ void stage_halo(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos, int c,
+                                           int tid, int nthreads, Dst dst) {
+  for (int i = tid; i < 2 * hpos; i += nthreads) {
+    const int q = pos_of[i >> 1], h = i & 1, ch = c + h * 4;
+    const bool ok = q >= 0 && ch < p.Cr;
+    copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, dst(i >> 1, h), ok);
+  }
+}
+
+template <int BN>
+__device__ __forceinline__ void stage_filter(float* fs, const DirectLaunch& p, const float* wbase, int co0, int c,
+                                             int ntaps, int tid, int nthreads) {
+  for (int i = tid; i < ntaps * BN * 2; i += nthreads) {
+    const int h = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
+    const int co = co0 + nn, ch = c + h * 4;
+    const bool ok = co < p.Co && ch < p.Cr;
+    copy16(ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight, fs + (t * BN + nn) * 8 + h * 4, ok);
+  }
+}
+
+// Two-stage cp.async pipeline over steps [begin, end): load(stage, step) issues a step's copies,
+// own(stage) may then touch this thread's own copied segments (its writes are visible to it after
+// the wait), and compute(stage, step) runs between the CTA barriers.
+template <class Index, class Load, class Own, class Compute>
+__device__ __forceinline__ void run_two_stages(Index begin, Index end, Load load, Own own, Compute compute) {
+  if (begin < end) {
+    load(0, begin);
+    cute::cp_async_fence();
+  }
+  for (Index t = begin; t < end; ++t) {
+    const int stage = (int)((t - begin) & 1);
+    if (t + 1 < end) load(stage ^ 1, t + 1);
+    cute::cp_async_fence();
+    cute::cp_async_wait<1>();
+    own(stage);
+    __syncthreads();
+    compute(stage, t);
+    __syncthreads();
+  }
+}
+
+// x tile t (w fastest, then h, depth, sample) of the weight-gradient kernels' walk over 1 x th x tw tiles.
+__device__ __forceinline__ void wgrad_tile_of(const DirectWgradLaunch& p, long long t, int tiles_h, int tiles_w, int th,
+                                              int tw, int& n, int& id, int& h0, int& w0) {
+  w0 = (int)(t % tiles_w) * tw;
+  long long r = t / tiles_w;
+  h0 = (int)(r % tiles_h) * th;
+  r /= tiles_h;
+  id = (int)(r % p.Di);
+  n = (int)(r / p.Di);
+}
+
 // The CTA's sample, phase and first output position (per phase) from the grid of the forward /
 // grad_input kernels: blockIdx.z = n * phases + phase; blockIdx.x walks TD x TH x TW tiles, w fastest.
 struct TileOrigin {
@@ -102,6 +172,20 @@ inline bool device_attribute(cudaDeviceAttr attr, int& value) {
   if (cudaDeviceGetAttribute(&value, attr, dev) != cudaSuccess) return false;
   if (cacheable) cache[slot][dev].store(value + 1, std::memory_order_relaxed);
   return true;
+}
+
+// The checks the weight-gradient launchers share (0 or a cutlass::Status value): 16-byte channel
+// copies, 32-bit plane offsets, the grid's y extent, the launch's own fields and the shared memory.
+inline int wgrad_checks(const DirectWgradLaunch& p, int bm, int bn, size_t smem_bytes) {
+  if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand
+  if (p.k < 1 || p.stride < 1 || p.pad < 0 || p.slices < 1) return 4;  // kErrorInvalidProblem
+  if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
+  const long long ci_blocks = (p.Ci + bm - 1) / bm, co_blocks = (p.Co + bn - 1) / bn;
+  if (ci_blocks * co_blocks > 65535) return 5;
+  int optin = 0;
+  if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
+  if (smem_bytes > (size_t)optin) return 5;  // kErrorNotSupported
+  return 0;
 }
 
 // Raises kernel's dynamic shared memory limit to at least `bytes` on the current device; the call

@@ -62,34 +62,16 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     for (int j = 0; j < TN; ++j) acc[m][j] = 0.f;
 
   int* pos_of = reinterpret_cast<int*>(smem + 2 * stage_floats);
-  for (int i = tid; i < hpos; i += kThreads) {
-    const int hx = i % HW, t2 = i / HW;
-    const int hy = t2 % HH, hz = t2 / HH;
-    const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
-    const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi && (unsigned)ix < (unsigned)p.Wi;
-    pos_of[i] = ok ? (iz * p.Hi + iy) * p.Wi + ix : -1;
-  }
+  build_halo_table(pos_of, p, hpos, HH, HW, iz0, iy0, ix0, tid, kThreads);
   __syncthreads();
 
   const float* in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * p.Cr;
   const float* wbase = p.weight + ph.w_offset;
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
-    float* fs = hs + halo_floats;
     const int c = chunk * KC;
-    for (int i = tid; i < 2 * hpos; i += kThreads) {
-      const int q = pos_of[i >> 1], h = i & 1, ch = c + h * 4;
-      const bool ok = q >= 0 && ch < p.Cr;
-      copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, hs + h * plane + 4 * (i >> 1), ok);
-    }
-    const int fsegs = ntaps * BN * 2;
-    for (int i = tid; i < fsegs; i += kThreads) {
-      const int h = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
-      const int co = co0 + nn, ch = c + h * 4;
-      const bool ok = co < p.Co && ch < p.Cr;
-      const float* src = ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight;
-      copy16(src, fs + (t * BN + nn) * KC + h * 4, ok);
-    }
+    stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
+    stage_filter<BN>(hs + halo_floats, p, wbase, co0, c, ntaps, tid, kThreads);
   };
 
   auto compute = [&](int stage) {
@@ -124,18 +106,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   };
 
   const int nchunks = ntaps > 0 ? (p.Cr + KC - 1) / KC : 0;
-  if (nchunks > 0) {
-    load(0, 0);
-    cute::cp_async_fence();
-  }
-  for (int c = 0; c < nchunks; ++c) {
-    if (c + 1 < nchunks) load((c + 1) & 1, c + 1);
-    cute::cp_async_fence();
-    cute::cp_async_wait<1>();
-    __syncthreads();
-    compute(c & 1);
-    __syncthreads();
-  }
+  run_two_stages(0, nchunks, load, [](int) {}, [&](int stage, int) { compute(stage); });
 
   // NDHWC: each thread writes TN contiguous channels (16-byte stores) of each of its TM positions; the
   // two halves of a warp fill one position's BN channels. NCDHW (out_ncdhw): per channel, a half-warp

@@ -80,12 +80,7 @@ __global__ void __launch_bounds__(32 * kWgradMaxWarps)
 
   // Tile t -> (n, id, h0, w0) of x; its grad_y plane is s*id - p + kd.
   auto tile_of = [&](long long t, int& n, int& id, int& h0, int& w0) {
-    w0 = (int)(t % tiles_w) * TW;
-    long long r = t / tiles_w;
-    h0 = (int)(r % tiles_h) * TH;
-    r /= tiles_h;
-    id = (int)(r % p.Di);
-    n = (int)(r / p.Di);
+    wgrad_tile_of(p, t, tiles_h, tiles_w, TH, TW, n, id, h0, w0);
   };
   auto plane_ok = [&](int id) { return (unsigned)(s * id - p.pad + kd) < (unsigned)p.Do; };
 
@@ -156,22 +151,11 @@ __global__ void __launch_bounds__(32 * kWgradMaxWarps)
     }
   };
 
-  if (t_begin < t_end) {
-    load(0, t_begin);
-    cute::cp_async_fence();
-  }
-  for (long long t = t_begin; t < t_end; ++t) {
-    const int stage = (int)((t - t_begin) & 1);
-    if (t + 1 < t_end) load(stage ^ 1, t + 1);
-    cute::cp_async_fence();
-    cute::cp_async_wait<1>();
-    round_own(stage);
-    __syncthreads();
+  run_two_stages(t_begin, t_end, load, round_own, [&](int stage, long long t) {
     int n, id, h0, w0;
     tile_of(t, n, id, h0, w0);
     if (has_tap && plane_ok(id)) compute(stage);  // a grad_y plane out of range adds nothing
-    __syncthreads();
-  }
+  });
 
   // This CTA's slice: partials[blockIdx.x][kd*k*k + tap][ci][co], every element written.
   if (!has_tap) return;
@@ -197,21 +181,13 @@ struct DirectWgradKernel {
   using S = WgradShape<TH, TW, BM, BN>;
 
   static int can_implement(const DirectWgradLaunch& p) {
-    if (p.x_ncdhw) return 5;                         // kErrorNotSupported: reads NDHWC x only
-    if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
-    if (p.k < 1 || p.stride < 1 || p.pad < 0 || p.slices < 1 || p.tap_groups < 1 ||
-        p.taps_per_group < 1 || p.taps_per_group > kWgradMaxWarps ||
+    if (p.x_ncdhw) return 5;  // kErrorNotSupported: reads NDHWC x only
+    if (p.tap_groups < 1 || p.taps_per_group < 1 || p.taps_per_group > kWgradMaxWarps ||
         p.tap_groups * p.taps_per_group < p.k * p.k)
       return 4;  // kErrorInvalidProblem
     const int HH = S::halo_h(p.k, p.stride), HW = S::halo_w(p.k, p.stride);
-    if (HH >= (1 << 15) || HW >= (1 << 16)) return 5;
-    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
-    const long long ci_blocks = (p.Ci + BM - 1) / BM, co_blocks = (p.Co + BN - 1) / BN;
-    if (ci_blocks * co_blocks > 65535 || (long long)p.k * p.tap_groups > 65535 || p.slices > 0x7fffffff) return 5;
-    int optin = 0;
-    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-    if (S::smem_bytes(p.k, p.stride) > (size_t)optin) return 5;  // kErrorNotSupported
-    return 0;
+    if (HH >= (1 << 15) || HW >= (1 << 16) || (long long)p.k * p.tap_groups > 65535) return 5;
+    return wgrad_checks(p, BM, BN, S::smem_bytes(p.k, p.stride));
   }
 
   static int run(const DirectWgradLaunch& p) {

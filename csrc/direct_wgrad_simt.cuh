@@ -91,12 +91,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
       for (int b = 0; b < B; ++b) acc[kw][a][b] = 0.f;
 
   auto tile_of = [&](long long t, int& n, int& id, int& h0, int& w0) {
-    w0 = (int)(t % tiles_w) * TW;
-    long long r = t / tiles_w;
-    h0 = (int)(r % tiles_h) * TH;
-    r /= tiles_h;
-    id = (int)(r % p.Di);
-    n = (int)(r / p.Di);
+    wgrad_tile_of(p, t, tiles_h, tiles_w, TH, TW, n, id, h0, w0);
   };
 
   const int Hi = p.Hi, Wi = p.Wi, Ci = p.Ci, Ho = p.Ho, Wo = p.Wo, Co = p.Co;
@@ -186,21 +181,11 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     }
   };
 
-  if (t_begin < t_end) {
-    load(0, t_begin);
-    cute::cp_async_fence();
-  }
-  for (long long t = t_begin; t < t_end; ++t) {
-    const int stage = (int)((t - t_begin) & 1);
-    if (t + 1 < t_end) load(stage ^ 1, t + 1);
-    cute::cp_async_fence();
-    cute::cp_async_wait<1>();
-    __syncthreads();
+  run_two_stages(t_begin, t_end, load, [](int) {}, [&](int stage, long long t) {
     int n, id, h0, w0;
     tile_of(t, n, id, h0, w0);
     if ((unsigned)(s * id - p.pad + kd) < (unsigned)p.Do) compute(stage);  // else its plane adds nothing
-    __syncthreads();
-  }
+  });
 
   // This CTA's slice: partials[blockIdx.x][(kd*3 + kh)*3 + kw][ci][co], every element of its block.
   float* dst = p.partials + ((int64_t)blockIdx.x * K * K * K + (kd * K + kh) * K) * Ci * Co;
@@ -225,16 +210,9 @@ struct DirectWgradSimtKernel {
   using S = SimtWgradShape<TH, TW, A, B>;
 
   static int can_implement(const DirectWgradLaunch& p) {
-    if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
-    if (p.k != S::K) return 5;                       // the kw taps live in registers: k = 3 only
-    if (p.stride < 1 || p.pad < 0 || p.slices < 1) return 4;  // kErrorInvalidProblem
-    if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL || (long long)S::halo_w(p.stride) >= (1 << 16)) return 5;
-    const long long ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
-    if (ci_blocks * co_blocks > 65535 || p.slices > 0x7fffffff) return 5;
-    int optin = 0;
-    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-    if (S::smem_bytes(p.stride) > (size_t)optin) return 5;  // kErrorNotSupported
-    return 0;
+    if (p.k != S::K) return 5;  // kErrorNotSupported: the kw taps live in registers, k = 3 only
+    if ((long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL || (long long)S::halo_w(p.stride) >= (1 << 16)) return 5;
+    return wgrad_checks(p, S::BM, S::BN, S::smem_bytes(p.stride));
   }
 
   static int run(const DirectWgradLaunch& p) {
