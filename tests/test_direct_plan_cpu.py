@@ -368,12 +368,12 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
     import torch
     from convt3d_cutlass.kernel_table import DIRECT_WGRAD_KERNELS, WGMMA_WGRAD_KERNELS
     for row in WGMMA_WGRAD_KERNELS:
-        assert direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
-        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 10))
-        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12).to(
+        assert direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 10))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12).to(
             memory_format=torch.channels_last_3d))
-        assert not direct.wgmma_wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 24)[..., :12])
-    assert not direct.wgmma_wgrad_reads_ncdhw(DIRECT_WGRAD_KERNELS[0], torch.empty(2, 8, 3, 5, 12))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 24)[..., :12])
+    assert not direct.wgrad_reads_ncdhw(DIRECT_WGRAD_KERNELS[0], torch.empty(2, 8, 3, 5, 12))
 
 
 def test_writes_ncdhw_policy():

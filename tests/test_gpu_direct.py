@@ -198,7 +198,7 @@ def test_fp32_tap_reuse_is_exact_fp32():
     assert torch.equal(gw, launch.grad_weight(gy, x, prob, "fp32"))
     # x in NCDHW storage, gathered in place: the same partial sums, the same bits
     x_ncdhw = x.contiguous()
-    assert direct.wgmma_wgrad_reads_ncdhw(launch._select(prob, "wgrad", "fp32", None, x.device), x_ncdhw)
+    assert direct.wgrad_reads_ncdhw(launch._select(prob, "wgrad", "fp32", None, x.device), x_ncdhw)
     assert torch.equal(gw, launch.grad_weight(gy, x_ncdhw, prob, "fp32"))
     for s_, p_ in ((1, 1), (2, 1)):  # partial tiles, strided, NCDHW x
         pr = Problem(2, 12, 40, (5, 11, 19), 3, s_, p_)
@@ -287,7 +287,7 @@ def test_wgmma_wgrad_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, spatial):
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, c_in, *spatial, device="cuda")
     gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    assert direct.wgmma_wgrad_reads_ncdhw(cfg, x)
+    assert direct.wgrad_reads_ncdhw(cfg, x)
     poison_allocator()
     got = launch.grad_weight(gy, x, prob, cfg.precision, cfg.name)
     ref = launch.grad_weight(gy, x.to(memory_format=CL), prob, cfg.precision, cfg.name)
@@ -303,7 +303,7 @@ def test_wgmma_wgrad_ncdhw_needs_w_multiple_of_4():
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, 48, *prob.spatial, device="cuda")
     gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    assert not direct.wgmma_wgrad_reads_ncdhw(cfg, x)
+    assert not direct.wgrad_reads_ncdhw(cfg, x)
     gw = launch.grad_weight(gy, x, prob, "tf32", cfg.name)
     assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) <= TOL["tf32"]
     partials = torch.empty((2 * 1 * 2, 27, 48, 24), device="cuda")

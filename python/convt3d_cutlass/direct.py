@@ -459,13 +459,13 @@ def sums_input(k, table, in_spatial) -> bool:
     return True
 
 
-def wgmma_wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
-    """Whether the Hopper grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its
-    x_ncdhw mode) instead of a channels_last_3d copy: x packed NCDHW (not channels_last_3d already),
-    W a multiple of 4 (TMA's 16-byte row strides), and k's x tile a multiple of 4 granules of 8
-    positions and of 4 channels (the bank-spread lane walk of the staging). The exact-fp32 grad_weight
-    row takes any packed NCDHW x (its 4-byte gather)."""
-    if k.simt and k.op == "wgrad":  # the exact-fp32 row gathers any packed NCDHW x
+def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
+    """Whether grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its x_ncdhw mode)
+    instead of a channels_last_3d copy, x being packed NCDHW (not channels_last_3d already). The
+    exact-fp32 rows gather any such x 4 bytes at a time; the Hopper rows need W a multiple of 4 (TMA's
+    16-byte row strides) and an x tile of a multiple of 4 granules of 8 positions and of 4 channels
+    (the bank-spread lane walk of the staging); the others read NDHWC only."""
+    if k.simt and k.op == "wgrad":
         return _packed_ncdhw(x)
     return (k.family == "wgmma" and k.op == "wgrad" and _packed_ncdhw(x) and x.shape[4] % 4 == 0
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)

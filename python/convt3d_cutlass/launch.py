@@ -230,7 +230,7 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
         partials = torch.empty((plan.slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
         # The Hopper kernel's TMA reads an NCDHW x as it is (W % 4 == 0: 16-byte row strides), and its
         # x^T staging takes either layout: no layout conversion of x, the largest tensor of the pass.
-        x_ncdhw = direct.wgmma_wgrad_reads_ncdhw(k, x)
+        x_ncdhw = direct.wgrad_reads_ncdhw(k, x)
         _ops().direct_wgrad(plan.name, aligned16(x) if x_ncdhw else ndhwc(x), ndhwc(grad_y), partials, p.k,
                             p.stride, p.padding, plan.taps_per_group, x_ncdhw)
         return _finish(partials, p)
