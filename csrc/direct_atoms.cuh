@@ -82,6 +82,24 @@ __device__ __forceinline__ void stage_halo(const DirectLaunch& p, const float* i
   }
 }
 
+// The same chunk from an NCDHW input (in_n: the sample's [Cr][Di * Hi * Wi]), gathered 4 bytes at a
+// time: per warp step, 8 consecutive halo positions (one 32-byte sector where they share an input row)
+// of 4 channels, to dst(pos, h) + channel % 4. With dst 16 bytes per position, the 32 writes hit 32
+// banks (lanes along positions of one channel would hit 8).
+template <class Dst>
+__device__ __forceinline__ void stage_halo_ncdhw(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos,
+                                                 int c, int warp, int lane, int nwarps, Dst dst) {
+  const int64_t cstride = (int64_t)p.Di * p.Hi * p.Wi;
+  const int groups = 2 * ((hpos + 7) >> 3);
+  for (int g = warp; g < groups; g += nwarps) {
+    const int pos = (g >> 1) * 8 + (lane >> 2), h = g & 1, ch = c + h * 4 + (lane & 3);
+    if (pos >= hpos) continue;
+    const int q = pos_of[pos];
+    const bool ok = q >= 0 && ch < p.Cr;
+    copy4(ok ? in_n + ch * cstride + q : p.in, dst(pos, h) + (lane & 3), ok);
+  }
+}
+
 template <int BN>
 __device__ __forceinline__ void stage_filter(float* fs, const DirectLaunch& p, const float* wbase, int co0, int c,
                                              int ntaps, int tid, int nthreads) {

@@ -183,8 +183,8 @@ struct DirectKernel {
   }
 
   static int can_implement(const DirectLaunch& p) {
-    // kErrorNotSupported: NDHWC input, no input sums; NCDHW output on the FFMA form only
-    if ((p.out_ncdhw && TM == 0) || p.in_ncdhw || p.in_sums) return 5;
+    // kErrorNotSupported: NCDHW input and output on the FFMA form only; no input sums
+    if (((p.out_ncdhw || p.in_ncdhw) && TM == 0) || p.in_sums) return 5;
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_in < 1 || p.s_out < 1) return 4;
     if ((long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL) return 5;  // int positions in the halo table

@@ -36,8 +36,9 @@ struct DirectLaunch {
   const float* weight = nullptr;
   const float* bias = nullptr;  // [Co] or null
   float* out = nullptr;
-  bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper kernel, s_out 1)
-  bool in_ncdhw = false;   // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel, resident filter)
+  bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper and the FFMA kernels)
+  // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel with a resident filter; the FFMA kernel)
+  bool in_ncdhw = false;
   // [in_sums_rows][Cr] or null: sums of the input over positions, in rows that the caller adds up in
   // a fixed order (grad_input's bias gradient, from the grad_y it reads anyway; the warp-specialized
   // Hopper kernel, NDHWC input, one phase; the others refuse it).
@@ -68,7 +69,7 @@ struct DirectWgradLaunch {
   int slices = 1;          // CTAs along the reduction (gridDim.x), one partial slice each
   int taps_per_group = 1;  // (kh, kw) taps per CTA, one warp each
   int tap_groups = 1;      // tap_groups * taps_per_group >= k*k
-  bool x_ncdhw = false;    // x stored [N][C][D][H][W] (the Hopper kernel only; the others refuse it)
+  bool x_ncdhw = false;    // x stored [N][C][D][H][W] (the Hopper and FFMA kernels; the others refuse it)
   const float* x = nullptr;
   const float* gy = nullptr;
   float* partials = nullptr;  // [slices, k^3, Ci, Co]

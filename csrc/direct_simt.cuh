@@ -12,6 +12,9 @@
 // and a filter read is uniform within each half (1 wavefront). Per tap and 4 channels a warp then
 // issues TM + TN 16-byte loads for 4 * TM * TN FFMAs; the halo sits in two planes of 4 channels
 // ([plane][position][4]) so that consecutive positions are 16 bytes apart.
+//
+// Input in NDHWC, or in NCDHW (in_ncdhw: gathered 4 bytes at a time, which the FFMA-bound kernel hides,
+// instead of a channels_last_3d copy of the input); output in either layout (out_ncdhw, below).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -70,7 +73,11 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
     const int c = chunk * KC;
-    stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
+    auto dst = [&](int pos, int h) { return hs + h * plane + 4 * pos; };
+    if (p.in_ncdhw)
+      stage_halo_ncdhw(p, in_n, pos_of, hpos, c, warp, lane, kThreads / 32, dst);
+    else
+      stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, dst);
     stage_filter<BN>(hs + halo_floats, p, wbase, co0, c, ntaps, tid, kThreads);
   };
 

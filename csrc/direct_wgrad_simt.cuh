@@ -9,8 +9,9 @@
 // in shared memory once (cp.async, zero-filled out of range, double buffered); the CTA's slice of
 // partial sums is summed by the caller in a fixed order (bitwise reproducible).
 //
-// x in NDHWC, or in NCDHW (x_ncdhw: gathered 4 bytes at a time, which the FFMA-bound kernel hides,
-// instead of a channels_last_3d copy of the largest tensor of the pass).
+// x in NDHWC, or in NCDHW (x_ncdhw: gathered 4 bytes at a time instead of a channels_last_3d copy of
+// the largest tensor of the pass; the FFMA-bound kernel hides the gather where its shared-memory
+// writes are free of bank conflicts, see XS).
 //
 // FFMA (CuTe's UniversalFMA), one warp per (kd, kh): all lanes walk the same positions, lane
 // (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
@@ -31,9 +32,13 @@ namespace direct {
 template <int TH, int TW, int A, int B>
 struct SimtWgradShape {
   static constexpr int K = 3, BM = 8 * A, BN = 4 * B, kTP = TH * TW, kWarps = K * K;
+  // x tile row stride (floats): 4 mod 8, so that the NCDHW gather's 8 positions x 4 channels per warp
+  // step write 32 distinct banks (at BM = 48 lanes along positions hit 2).
+  static constexpr int XS = BM + 4;
+  static_assert(XS % 8 == 4, "x tile row stride");
   static __host__ __device__ int halo_h(int s) { return s * (TH - 1) + K; }
   static __host__ __device__ int halo_w(int s) { return s * (TW - 1) + K; }
-  static __host__ __device__ int stage_floats(int s) { return kTP * BM + K * halo_h(s) * halo_w(s) * BN; }
+  static __host__ __device__ int stage_floats(int s) { return kTP * XS + K * halo_h(s) * halo_w(s) * BN; }
   // Two stages, then one int per halo position of a plane (its (row, column), packed).
   static __host__ __device__ size_t smem_bytes(int s) {
     return (2ull * stage_floats(s) + halo_h(s) * halo_w(s)) * sizeof(float);
@@ -64,7 +69,8 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     direct_wgrad_simt_kernel(const __grid_constant__ DirectWgradLaunch p, int tiles_h, int tiles_w, long long tiles,
                              int ci_blocks) {
   using S = SimtWgradShape<TH, TW, A, B>;
-  constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP;
+  constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP, XS = S::XS;
+  static_assert(kTP % 8 == 0 && BM % 4 == 0, "x tile: granules of 8 positions x 4 channels");
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
 
@@ -99,17 +105,17 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     int n, id, h0, w0;
     tile_of(t, n, id, h0, w0);
     float* as = smem + stage * stage_floats;
-    float* bs = as + kTP * BM;
+    float* bs = as + kTP * XS;
     if (p.x_ncdhw) {
-      // x read in its NCDHW storage: a warp gathers 32 consecutive positions of one channel (128
-      // contiguous bytes along w) into the tile's [position][channel] layout, 4 bytes at a time.
+      // x read in its NCDHW storage into the tile's [position][channel] layout, 4 bytes at a time: per
+      // warp step 8 consecutive positions (32 bytes of one channel's row) of 4 channels.
       const int64_t cstride = (int64_t)p.Di * Hi * Wi;
       const float* x_plane = p.x + ((int64_t)n * Ci + ci0) * cstride + (int64_t)id * Hi * Wi;
-      for (int i = tid; i < kTP * BM; i += nthreads) {
-        const int c = i / kTP, pos = i % kTP;
+      for (int g = warp; g < (kTP / 8) * (BM / 4); g += S::kWarps) {
+        const int pos = (g % (kTP / 8)) * 8 + (lane >> 2), c = (g / (kTP / 8)) * 4 + (lane & 3);
         const int h = h0 + pos / TW, w = w0 + pos % TW;
         const bool ok = h < Hi && w < Wi && ci0 + c < Ci;
-        copy4(ok ? x_plane + c * cstride + h * Wi + w : p.x, as + pos * BM + c, ok);
+        copy4(ok ? x_plane + c * cstride + h * Wi + w : p.x, as + pos * XS + c, ok);
       }
     } else {
       const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
@@ -117,7 +123,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
         const int pos = i / (BM / 4), seg = i % (BM / 4);
         const int h = h0 + pos / TW, w = w0 + pos % TW;
         const bool ok = h < Hi && w < Wi && ci0 + seg * 4 < Ci;
-        copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * BM + seg * 4, ok);
+        copy16(ok ? x_plane + (h * Wi + w) * Ci + seg * 4 : p.x, as + pos * XS + seg * 4, ok);
       }
     }
     const int od0 = s * id - p.pad, oh0 = s * h0 - p.pad, ow0 = s * w0 - p.pad;
@@ -141,13 +147,13 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
 
   auto compute = [&](int stage) {
     const float* xs = smem + stage * stage_floats + cg * A;
-    const float* gs = smem + stage * stage_floats + kTP * BM + (kd * HH + kh) * HW * BN + og * B;
+    const float* gs = smem + stage * stage_floats + kTP * XS + (kd * HH + kh) * HW * BN + og * B;
     if (s == 1) {
       // Along a tile row the three kw taps read a window of grad_y that slides by one position: kept
       // in registers, each position loads one new grad_y row instead of three.
 #pragma unroll 1
       for (int th = 0; th < TH; ++th) {
-        const float* xrow = xs + th * TW * BM;
+        const float* xrow = xs + th * TW * XS;
         const float* grow = gs + th * HW * BN;
         float g0[B], g1[B], g2[B];
         load_row(g0, grow);
@@ -155,7 +161,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
 #pragma unroll
         for (int tw = 0; tw < TW; ++tw) {
           float xa[A];
-          load_row(xa, xrow + tw * BM);
+          load_row(xa, xrow + tw * XS);
           load_row(g2, grow + (tw + 2) * BN);
           fma_row(acc[0], xa, g0);
           fma_row(acc[1], xa, g1);
@@ -170,7 +176,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     for (int pos = 0; pos < kTP; ++pos) {
       const int th = pos / TW, tw = pos % TW;
       float xa[A];
-      load_row(xa, xs + pos * BM);
+      load_row(xa, xs + pos * XS);
       const float* g = gs + (s * th * HW + s * tw) * BN;
 #pragma unroll
       for (int kw = 0; kw < K; ++kw) {

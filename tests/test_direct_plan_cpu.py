@@ -400,19 +400,26 @@ def test_writes_ncdhw_policy():
 def test_ws_reads_ncdhw_input_policy():
     """The warp-specialized rows read a packed NCDHW input in place only with W % 4 == 0 (16-byte TMA
     rows) and the filter resident beside the raw boxes with two halo stages: the headline's tf32 forward
-    does; its 3xtf32 forward (filter not resident), a channels_last_3d input, W % 4 != 0 and rows of
-    other families do not."""
+    does; its 3xtf32 forward (filter not resident), a channels_last_3d input, W % 4 != 0 and the mma.sync
+    and igemm rows do not. The exact-fp32 rows read any packed NCDHW input."""
     fwd = direct.forward_plan(HEADLINE)[0]
     x = torch.empty(8, 48, 96, 96, 96, device="meta")
     tf32, split = BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"], BY_NAME["wgmma_ws_3xtf32_4x8x14_kx3_n24_wg2_s8"]
-    assert direct.wgmma_reads_ncdhw(tf32, fwd, 48, x)
-    assert not direct.wgmma_reads_ncdhw(split, fwd, 48, x)
-    assert not direct.wgmma_reads_ncdhw(tf32, fwd, 48, x.to(memory_format=torch.channels_last_3d))
+    assert direct.reads_ncdhw(tf32, fwd, 48, x)
+    assert not direct.reads_ncdhw(split, fwd, 48, x)
+    assert not direct.reads_ncdhw(tf32, fwd, 48, x.to(memory_format=torch.channels_last_3d))
     odd = Problem(8, 48, 24, (96, 96, 94), 3)
-    assert not direct.wgmma_reads_ncdhw(tf32, direct.forward_plan(odd)[0], 48, torch.empty(8, 48, 96, 96, 94,
+    assert not direct.reads_ncdhw(tf32, direct.forward_plan(odd)[0], 48, torch.empty(8, 48, 96, 96, 94,
                                                                                             device="meta"))
-    others = [k for k in KERNELS if k.tap_reuse and k.op != "wgrad" and not (k.family == "wgmma" and k.ws)]
-    assert others and not any(direct.wgmma_reads_ncdhw(k, fwd, 48, x) for k in others)
+    others = [k for k in KERNELS if k.tap_reuse and k.op != "wgrad" and not (k.family == "wgmma" and k.ws)
+              and not k.simt]
+    assert others and not any(direct.reads_ncdhw(k, fwd, 48, x) for k in others)
+    # The exact-fp32 rows gather any packed NCDHW input, whatever W.
+    from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS
+    for k in DIRECT_SIMT_KERNELS:
+        assert direct.reads_ncdhw(k, fwd, 48, x)
+        assert direct.reads_ncdhw(k, fwd, 48, torch.empty(8, 48, 96, 96, 94, device="meta"))
+        assert not direct.reads_ncdhw(k, fwd, 48, x.to(memory_format=torch.channels_last_3d))
     # With the raw boxes, the headline keeps two of its three halo stages.
     taps = direct._wgmma_taps(fwd, tf32.kx)
     assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False, True).stages == 2

@@ -1,14 +1,15 @@
-"""The warp-specialized Hopper rows reading their input in NCDHW storage (the in_ncdhw mode of
-csrc/direct_sm90.cuh): the producer's rounder warps transpose TMA's [channel][positions] boxes into the
-same K-major halo rows that the channels_last_3d form's TMA writes, so the result must be the same bits,
-with no layout conversion of the input anywhere in the pass."""
+"""The tap-reuse rows reading their input in NCDHW storage (the in_ncdhw mode): in the warp-specialized
+Hopper rows (csrc/direct_sm90.cuh) the producer's rounder warps transpose TMA's [channel][positions]
+boxes into the same K-major halo rows that the channels_last_3d form's TMA writes; the exact-fp32 rows
+(csrc/direct_simt.cuh) gather the same halo 4 bytes at a time. Either way the result must be the same
+bits, with no layout conversion of the input anywhere in the pass."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import WGMMA_KERNELS
+from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, WGMMA_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -55,7 +56,7 @@ def test_ws_forward_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, op, spatial, monkey
     x = torch.randn(2, c_in, *spatial, device="cuda")
     if not _fits(prob, "dgrad", cfg):
         pytest.skip("the row cannot take this problem")
-    if not direct.wgmma_reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x):
+    if not direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x):
         pytest.skip("no resident filter beside the raw boxes for this row and problem")
     w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
     b = torch.randn(c_out, device="cuda")
@@ -81,7 +82,7 @@ def test_ws_grad_input_reads_ncdhw_grad_y(cfg):
         pytest.skip("not in this build")
     prob = Problem(2, 40, 12, (5, 11, 18), 3, 1, 1)  # grad_input reduces over C_out = 12 (8 + 4)
     gy = torch.randn((2, 12) + prob.out_spatial, device="cuda")
-    if not _fits(prob, "fprop", cfg) or not direct.wgmma_reads_ncdhw(cfg, direct.grad_input_plan(prob), 12, gy):
+    if not _fits(prob, "fprop", cfg) or not direct.reads_ncdhw(cfg, direct.grad_input_plan(prob), 12, gy):
         pytest.skip("the row cannot take this problem in NCDHW")
     w = torch.randn(40, 12, 3, 3, 3, device="cuda") / (12 * 27) ** 0.5
     want = launch.grad_input(gy.to(memory_format=CL), w, prob, cfg.precision, cfg.name)
@@ -101,7 +102,7 @@ def test_ncdhw_input_refusals():
     prob = Problem(1, 16, 24, (4, 6, 10), 3, 1, 1)
     x = torch.randn(1, 16, *prob.spatial, device="cuda")
     table = direct.forward_plan(prob)[0]
-    assert not direct.wgmma_reads_ncdhw(cfg, table, 16, x)
+    assert not direct.reads_ncdhw(cfg, table, 16, x)
     w = torch.randn(16, 24, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5
     y = launch.forward(x, w, None, prob, "tf32", cfg.name)
     assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 1)) <= TOL["tf32"]
@@ -153,3 +154,51 @@ def test_training_step_on_ncdhw_x_converts_nothing_in_the_forward(node, monkeypa
     assert rel_l2(runs[0][1], F.conv_transpose3d(x.double(), w.double(), b.double())) <= TOL["tf32"]
     for run in runs:
         assert rel_l2(run[4], gy.double().sum((0, 2, 3, 4))) <= 1e-6
+
+
+@pytest.mark.parametrize("cfg", DIRECT_SIMT_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("c_in,c_out,k,s,p,op,spatial", [
+    (12, 40, 3, 1, 1, 0, (5, 11, 19)),  # 12 = 8 + 4: half of the last chunk out of range; W odd
+    (48, 24, 3, 1, 0, 0, (6, 9, 16)),   # the headline's channels
+    (8, 16, 5, 1, 2, 0, (3, 7, 12)),
+    (16, 24, 3, 2, 1, 1, (3, 5, 13)),   # stride-2 phases, output_padding
+])
+def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
+    """The FFMA forward from an NCDHW x and grad_input from an NCDHW grad_y: the same bits as from their
+    channels_last_3d copies, into NaN-poisoned outputs of either layout, within fp32 tolerance of
+    float64, and no transpose kernel runs."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    b = torch.randn(c_out, device="cuda")
+    ran = 0
+    if _fits(prob, "dgrad", cfg):
+        x = torch.randn(2, c_in, *spatial, device="cuda")
+        assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x)
+        want = launch.forward(x.to(memory_format=CL), w, b, prob, "fp32", cfg.name)
+        out = _poisoned_cl((2, c_out) + prob.out_spatial)
+        names = _cuda_kernels(lambda: launch.forward(x, w, b, prob, "fp32", cfg.name, out=out))
+        assert not any("transpose_kernel" in n for n in names), names
+        assert torch.equal(out, want)
+        assert rel_l2(out, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL["fp32"]
+        if s == 1:  # both sides NCDHW
+            poison_allocator()
+            y = launch.forward(x, w, b, prob, "fp32", cfg.name, ncdhw=True)
+            assert y.is_contiguous() and torch.equal(y, want)
+        ran += 1
+    if _fits(prob, "fprop", cfg):
+        gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda")
+        assert direct.reads_ncdhw(cfg, direct.grad_input_plan(prob), c_out, gy)
+        want = launch.grad_input(gy.to(memory_format=CL), w, prob, "fp32", cfg.name)
+        out = _poisoned_cl((2, c_in) + spatial)
+        names = _cuda_kernels(lambda: launch.grad_input(gy, w, prob, "fp32", cfg.name, out=out))
+        assert not any("transpose_kernel" in n for n in names), names
+        assert torch.equal(out, want)
+        assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL["fp32"]
+        poison_allocator()
+        gx = launch.grad_input(gy, w, prob, "fp32", cfg.name, ncdhw=True)
+        assert gx.is_contiguous() and torch.equal(gx, want)
+        ran += 1
+    if not ran:
+        pytest.skip("the row cannot take this problem")

@@ -306,10 +306,11 @@ def wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, k: int, stri
 
 def simt_wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, stride: int, k: int = 3) -> int:
     """Dynamic shared memory of the exact-fp32 grad_weight kernel (csrc/direct_wgrad_simt.cuh): two
-    stages of (x tile, grad_y halo of all k kd planes), then one int per halo position of a plane."""
+    stages of (x tile with rows padded to bm + 4 floats, grad_y halo of all k kd planes), then one int
+    per halo position of a plane."""
     th, tw = block[1], block[2]
     hh, hw = stride * (th - 1) + k, stride * (tw - 1) + k
-    return (2 * (th * tw * bm + k * hh * hw * bn) + hh * hw) * 4
+    return (2 * (th * tw * (bm + 4) + k * hh * hw * bn) + hh * hw) * 4
 
 
 def wgrad_tiles(p: Problem, block: Tuple[int, int, int]) -> int:
@@ -415,11 +416,14 @@ def _packed_ncdhw(t: torch.Tensor) -> bool:
 NCDHW_INPUT_MIN_STAGES = 2
 
 
-def wgmma_reads_ncdhw(k, table, c_r: int, t: torch.Tensor) -> bool:
-    """Whether Hopper row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W])
-    in its NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy: the warp-specialized
-    rows, t packed NCDHW, W a multiple of 4 (TMA's 16-byte row strides), and the filter resident beside
-    the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
+def reads_ncdhw(k, table, c_r: int, t: torch.Tensor) -> bool:
+    """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
+    NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
+    exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it); the warp-specialized
+    Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and the filter resident beside the raw
+    boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
+    if k.simt and k.op != "wgrad":
+        return _packed_ncdhw(t)
     if not (k.family == "wgmma" and k.ws and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)

@@ -58,7 +58,7 @@ def _build(key, x: torch.Tensor):
     if not fwd.tap_reuse:  # stock phases: several launches, each with its own filter
         return None
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgrad_reads_ncdhw(gw.k, x),
-                     direct.wgmma_reads_ncdhw(fwd.k, fwd.table, p.c_in, x), launch.sum_rows(gi, p, x.device))
+                     direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x), launch.sum_rows(gi, p, x.device))
     pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
     return pid, fwd.k, gi
 

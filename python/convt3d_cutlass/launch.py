@@ -123,7 +123,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     each on its sub-kernel, written into a strided view of y. ``out`` (channels_last_3d, right
     shape) is written in place when given. ``ncdhw``: the caller wants NCDHW; y comes back stored
     NCDHW when the chosen kernel writes it directly (direct.writes_ncdhw), else channels_last_3d. A
-    packed NCDHW x is read in place where the kernel can (direct.wgmma_reads_ncdhw), else converted.
+    packed NCDHW x is read in place where the kernel can (direct.reads_ncdhw), else converted.
     """
     b = _bias(bias)
     plan = _plan(p, "dgrad", precision, config, x.device,
@@ -133,7 +133,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         # All stride phases in one launch; the filter blocks follow the phase table.
         w = forward_filter(weight, p, k)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
-        from_ncdhw = direct.wgmma_reads_ncdhw(k, plan.table, p.c_in, x)
+        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_in, x)
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
         _ops().direct(plan.name, aligned16(x) if from_ncdhw else ndhwc(x), w, b,
                       y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride, to_ncdhw, from_ncdhw)
@@ -198,7 +198,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
-        from_ncdhw = direct.wgmma_reads_ncdhw(k, plan.table, p.c_out, grad_y)
+        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y)
         rows = sum_rows(plan, p, grad_y.device) if want_sums and not from_ncdhw else 0
         sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype) if rows else None
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
