@@ -82,21 +82,24 @@ __device__ __forceinline__ void stage_halo(const DirectLaunch& p, const float* i
   }
 }
 
-// The same chunk from an NCDHW input (in_n: the sample's [Cr][Di * Hi * Wi]), gathered 4 bytes at a
-// time: per warp step, 8 consecutive halo positions (one 32-byte sector where they share an input row)
-// of 4 channels, to dst(pos, h) + channel % 4. With dst 16 bytes per position, the 32 writes hit 32
-// banks (lanes along positions of one channel would hit 8).
-template <class Dst>
+// The same chunk from an NCDHW input (in_n: the sample's [Cr][Di * Hi * Wi]) into the FFMA kernel's
+// halo planes (channel c + 4h + j of position pos at hs[h * plane + 4 * pos + j]), 4 bytes at a time. Each thread keeps one channel (warps split between the two
+// 4-channel halves), so a copy costs a table read and an address add; a warp step covers 8
+// consecutive halo positions (one 32-byte sector where they share an input row) of 4 channels, whose
+// 32 writes hit 32 banks (lanes along positions of one channel would hit 8). An odd last warp stays out.
 __device__ __forceinline__ void stage_halo_ncdhw(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos,
-                                                 int c, int warp, int lane, int nwarps, Dst dst) {
-  const int64_t cstride = (int64_t)p.Di * p.Hi * p.Wi;
-  const int groups = 2 * ((hpos + 7) >> 3);
-  for (int g = warp; g < groups; g += nwarps) {
-    const int pos = (g >> 1) * 8 + (lane >> 2), h = g & 1, ch = c + h * 4 + (lane & 3);
-    if (pos >= hpos) continue;
+                                                 int c, int warp, int lane, int nwarps, float* hs, int plane) {
+  const int pairs = nwarps >> 1, h = warp & 1, wg = warp >> 1;
+  if (wg >= pairs) return;
+  const int ch = c + h * 4 + (lane & 3);
+  const bool ch_ok = ch < p.Cr;
+  const float* src = in_n + (int64_t)(ch_ok ? ch : 0) * p.Di * p.Hi * p.Wi;
+  float* d = hs + h * plane + (lane & 3);
+#pragma unroll 4
+  for (int pos = wg * 8 + (lane >> 2); pos < hpos; pos += pairs * 8) {
     const int q = pos_of[pos];
-    const bool ok = q >= 0 && ch < p.Cr;
-    copy4(ok ? in_n + ch * cstride + q : p.in, dst(pos, h) + (lane & 3), ok);
+    const bool ok = ch_ok && q >= 0;
+    copy4(ok ? src + q : p.in, d + 4 * pos, ok);
   }
 }
 

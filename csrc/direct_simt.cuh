@@ -73,11 +73,10 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   auto load = [&](int stage, int chunk) {
     float* hs = smem + stage * stage_floats;
     const int c = chunk * KC;
-    auto dst = [&](int pos, int h) { return hs + h * plane + 4 * pos; };
     if (p.in_ncdhw)
-      stage_halo_ncdhw(p, in_n, pos_of, hpos, c, warp, lane, kThreads / 32, dst);
+      stage_halo_ncdhw(p, in_n, pos_of, hpos, c, warp, lane, kThreads / 32, hs, plane);
     else
-      stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, dst);
+      stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
     stage_filter<BN>(hs + halo_floats, p, wbase, co0, c, ntaps, tid, kThreads);
   };
 

@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
                              int ci_blocks) {
   using S = SimtWgradShape<TH, TW, A, B>;
   constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP, XS = S::XS;
-  static_assert(kTP % 8 == 0 && BM % 4 == 0, "x tile: granules of 8 positions x 4 channels");
+  static_assert(kTP % 8 == 0 && kTP / 8 <= S::kWarps && BM % 4 == 0, "x tile: a warp per 8 positions");
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
 
@@ -107,15 +107,20 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     float* as = smem + stage * stage_floats;
     float* bs = as + kTP * XS;
     if (p.x_ncdhw) {
-      // x read in its NCDHW storage into the tile's [position][channel] layout, 4 bytes at a time: per
-      // warp step 8 consecutive positions (32 bytes of one channel's row) of 4 channels.
-      const int64_t cstride = (int64_t)p.Di * Hi * Wi;
-      const float* x_plane = p.x + ((int64_t)n * Ci + ci0) * cstride + (int64_t)id * Hi * Wi;
-      for (int g = warp; g < (kTP / 8) * (BM / 4); g += S::kWarps) {
-        const int pos = (g % (kTP / 8)) * 8 + (lane >> 2), c = (g / (kTP / 8)) * 4 + (lane & 3);
-        const int h = h0 + pos / TW, w = w0 + pos % TW;
-        const bool ok = h < Hi && w < Wi && ci0 + c < Ci;
-        copy4(ok ? x_plane + c * cstride + h * Wi + w : p.x, as + pos * XS + c, ok);
+      // x read in its NCDHW storage into the tile's [position][channel] layout, 4 bytes at a time. Warp
+      // g < kTP / 8 keeps 8 consecutive positions (32 bytes of one channel's row) and walks the channels
+      // 4 at a time, so a copy costs an address add.
+      if (warp < kTP / 8) {
+        const int64_t cstride = (int64_t)p.Di * Hi * Wi;
+        const int pos = warp * 8 + (lane >> 2), h = h0 + pos / TW, w = w0 + pos % TW;
+        const bool pos_ok = h < Hi && w < Wi;
+        const float* src = p.x + ((int64_t)n * Ci + ci0 + (lane & 3)) * cstride + ((int64_t)id * Hi + h) * Wi + w;
+        float* d = as + pos * XS + (lane & 3);
+#pragma unroll
+        for (int c = 0; c < BM; c += 4) {
+          const bool ok = pos_ok && ci0 + c + (lane & 3) < Ci;
+          copy4(ok ? src + c * cstride : p.x, d + c, ok);
+        }
       }
     } else {
       const float* x_plane = p.x + (((int64_t)n * p.Di + id) * Hi) * Wi * Ci + ci0;
