@@ -13,8 +13,8 @@
 // the largest tensor of the pass; the FFMA-bound kernel hides the gather where its shared-memory
 // writes are free of bank conflicts, see XS).
 //
-// FFMA (CuTe's UniversalFMA), one warp per (kd, kh): all lanes walk the same positions, lane
-// (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
+// FFMA (CuTe's UniversalFMA), S warps per (kd, kh), each on 8 A of the block's input channels: all lanes
+// walk the same positions, lane (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
 // 3*B products and every shared-memory read is a broadcast of at most 8 (x) or 4 (grad_y) distinct
 // 8- or 16-byte words: one wavefront each.
 #pragma once
@@ -29,9 +29,11 @@
 namespace convt3d {
 namespace direct {
 
-template <int TH, int TW, int A, int B>
+// S warps per (kd, kh), splitting the block's input channels: with S = 1 nine warps put three on one
+// scheduler and two on the others, so that one sets the pace; with S = 2 it is five against four.
+template <int TH, int TW, int A, int B, int S = 1>
 struct SimtWgradShape {
-  static constexpr int K = 3, BM = 8 * A, BN = 4 * B, kTP = TH * TW, kWarps = K * K;
+  static constexpr int K = 3, BM = 8 * A * S, BN = 4 * B, kTP = TH * TW, kWarps = K * K * S;
   // x tile row stride (floats): 4 mod 8, so that the NCDHW gather's 8 positions x 4 channels per warp
   // step write 32 distinct banks (at BM = 48 lanes along positions hit 2).
   static constexpr int XS = BM + 4;
@@ -45,17 +47,20 @@ struct SimtWgradShape {
   }
 };
 
-// N floats from 8-byte aligned shared memory (16-byte loads where N allows).
+// N floats from shared memory: 16-byte loads where N allows (src 16-byte aligned), 8-byte loads for
+// even N (src 8-byte aligned), else 4-byte loads.
 template <int N>
 __device__ __forceinline__ void load_row(float (&v)[N], const float* src) {
-  if constexpr (N % 4 == 0) {
+  if constexpr (N % 2 != 0) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = src[i];
+  } else if constexpr (N % 4 == 0) {
 #pragma unroll
     for (int i = 0; i < N; i += 4) {
       const float4 t = *reinterpret_cast<const float4*>(src + i);
       v[i] = t.x, v[i + 1] = t.y, v[i + 2] = t.z, v[i + 3] = t.w;
     }
   } else {
-    static_assert(N % 2 == 0, "lane tile");
 #pragma unroll
     for (int i = 0; i < N; i += 2) {
       const float2 t = *reinterpret_cast<const float2*>(src + i);
@@ -64,11 +69,11 @@ __device__ __forceinline__ void load_row(float (&v)[N], const float* src) {
   }
 }
 
-template <int TH, int TW, int A, int B>
-__global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
+template <int TH, int TW, int A, int B, int SP>
+__global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32, 1)
     direct_wgrad_simt_kernel(const __grid_constant__ DirectWgradLaunch p, int tiles_h, int tiles_w, long long tiles,
                              int ci_blocks) {
-  using S = SimtWgradShape<TH, TW, A, B>;
+  using S = SimtWgradShape<TH, TW, A, B, SP>;
   constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP, XS = S::XS;
   static_assert(kTP % 8 == 0 && kTP / 8 <= S::kWarps && BM % 4 == 0, "x tile: a warp per 8 positions");
   using Fma = cute::UniversalFMA<float, float, float, float>;
@@ -77,7 +82,8 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   constexpr int nthreads = S::kWarps * 32;
   const int cg = lane >> 2, og = lane & 3;
-  const int kd = warp / K, kh = warp % K;
+  const int kd = (warp % (K * K)) / K, kh = warp % K, part = warp / (K * K);
+  const int cl = part * 8 * A + cg * A;  // this lane's first channel within the block
   const int s = p.stride;
   const int ci0 = (blockIdx.y % ci_blocks) * BM, co0 = (blockIdx.y / ci_blocks) * BN;
   const int HH = S::halo_h(s), HW = S::halo_w(s), hpos = HH * HW;
@@ -151,7 +157,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
   };
 
   auto compute = [&](int stage) {
-    const float* xs = smem + stage * stage_floats + cg * A;
+    const float* xs = smem + stage * stage_floats + cl;
     const float* gs = smem + stage * stage_floats + kTP * XS + (kd * HH + kh) * HW * BN + og * B;
     if (s == 1) {
       // Along a tile row the three kw taps read a window of grad_y that slides by one position: kept
@@ -204,7 +210,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
   for (int kw = 0; kw < K; ++kw)
 #pragma unroll
     for (int a = 0; a < A; ++a) {
-      const int ci = ci0 + cg * A + a;
+      const int ci = ci0 + cl + a;
       if (ci >= Ci) continue;
 #pragma unroll
       for (int b = 0; b < B; b += 2) {
@@ -216,9 +222,9 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B>::kWarps * 32, 1)
     }
 }
 
-template <int TH, int TW, int A, int B>
+template <int TH, int TW, int A, int B, int SP = 1>
 struct DirectWgradSimtKernel {
-  using S = SimtWgradShape<TH, TW, A, B>;
+  using S = SimtWgradShape<TH, TW, A, B, SP>;
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.k != S::K) return 5;  // kErrorNotSupported: the kw taps live in registers, k = 3 only
@@ -233,7 +239,7 @@ struct DirectWgradSimtKernel {
     const long long tiles = (long long)p.N * p.Di * tiles_h * tiles_w;
     const int ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
     const dim3 grid((unsigned)p.slices, (unsigned)(ci_blocks * co_blocks), 1u);
-    return launch_with_smem(direct_wgrad_simt_kernel<TH, TW, A, B>, grid, S::kWarps * 32, S::smem_bytes(p.stride),
+    return launch_with_smem(direct_wgrad_simt_kernel<TH, TW, A, B, SP>, grid, S::kWarps * 32, S::smem_bytes(p.stride),
                             p.stream, p, tiles_h, tiles_w, tiles, ci_blocks);
   }
 

@@ -57,7 +57,7 @@ def _tap_reuse(k):
                 f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>")
     if k.op == "wgrad" and k.simt:
         return ("direct_wgrad_simt.cuh", f"convt3d::direct::DirectWgradSimtKernel<{k.block[1]}, {k.block[2]}, "
-                f"{k.warp[0]}, {k.warp[1]}>")
+                f"{k.warp[0]}, {k.warp[1]}, {k.warp[2]}>")
     if k.op == "wgrad":
         return ("direct_wgrad.cuh", f"convt3d::direct::DirectWgradKernel<{k.block[1]}, {k.block[2]}, {k.tile[0]}, "
                 f"{k.tile[1]}>")

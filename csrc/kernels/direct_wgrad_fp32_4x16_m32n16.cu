@@ -3,6 +3,6 @@
 #include "direct_wgrad_simt.cuh"
 
 namespace {
-using Kernel = convt3d::direct::DirectWgradSimtKernel<4, 16, 4, 4>;
+using Kernel = convt3d::direct::DirectWgradSimtKernel<4, 16, 4, 4, 1>;
 const convt3d::DirectRegistrar reg(Kernel::entry("direct_wgrad_fp32_4x16_m32n16"));
 }  // namespace

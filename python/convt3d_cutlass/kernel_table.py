@@ -132,6 +132,8 @@ class KernelConfig:
             return 384
         if self.family == "wgmma":
             return 128 * (self.warpgroups + self.ws)
+        if self.simt and self.op == "wgrad":  # warp[2] warps per (kd, kh) of k = 3
+            return 32 * 9 * self.warp[2]
         return 32 * (self.tile[0] // self.warp[0]) * (self.tile[1] // self.warp[1]) * (
             self.tile[2] // self.warp[2])
 
@@ -149,8 +151,9 @@ class KernelConfig:
             return (f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
+            split = f"_w{9 * self.warp[2]}" if self.simt and self.warp[2] > 1 else ""
             return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
-                    f"_m{self.tile[0]}n{self.tile[1]}")
+                    f"_m{self.tile[0]}n{self.tile[1]}{split}")
         if self.family == "direct":
             rows = f"_m{self.rows_per_thread}" if self.rows_per_thread else ""
             return f"direct_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}{rows}"
@@ -400,20 +403,25 @@ IGEMM_WGRAD_KERNELS = tuple(
 
 
 
-def _direct_wgrad_simt(block, bm, bn, why):
-    return KernelConfig("wgrad", "fp32", (bm, bn, 8), (bm // 8, bn // 4, 1), 2, why, "direct", (1,) + tuple(block))
+def _direct_wgrad_simt(block, bm, bn, split, why):
+    return KernelConfig("wgrad", "fp32", (bm, bn, 8), (bm // (8 * split), bn // 4, split), 2, why, "direct",
+                        (1,) + tuple(block))
 
 
-# Exact-fp32 weight gradient on tap reuse (csrc/direct_wgrad_simt.cuh, FFMA, k = 3): one warp per (kd, kh),
-# lanes on 8 x 4 blocks of (C_in, C_out) = ``warp`` (A, B) channels, each lane holding all three kw taps; a
-# CTA walks 1 x TH x TW tiles of x with the grad_y halo of all three kd planes.
+# Exact-fp32 weight gradient on tap reuse (csrc/direct_wgrad_simt.cuh, FFMA, k = 3): ``warp`` = (A, B, S):
+# S warps per (kd, kh), each on its share of the block's C_in, lanes on 8 x 4 blocks of (C_in, C_out) = A x B
+# channels, each lane holding all three kw taps; a CTA walks 1 x TH x TW tiles of x with the grad_y halo of
+# all three kd planes.
 DIRECT_WGRAD_SIMT_KERNELS = tuple(
-    _direct_wgrad_simt(block, bm, bn, why)
-    for block, bm, bn, why in (
-        ((4, 16), 48, 24, "exact fp32, k3, C_in 48 / C_out 24 and their multiples"),
-        ((4, 16), 32, 32, "exact fp32, k3, wide channels in 32 x 32 blocks"),
-        ((4, 16), 32, 16, "exact fp32, k3, narrow channels"),
-        ((4, 16), 32, 8, "exact fp32, k3, C_out <= 8"),
+    _direct_wgrad_simt(block, bm, bn, split, why)
+    for block, bm, bn, split, why in (
+        ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and their multiples"),
+        ((4, 16), 32, 32, 1, "exact fp32, k3, wide channels in 32 x 32 blocks"),
+        ((4, 16), 32, 16, 1, "exact fp32, k3, narrow channels"),
+        ((4, 16), 32, 8, 1, "exact fp32, k3, C_out <= 8"),
+        ((4, 16), 48, 24, 2, "exact fp32, k3, 48 x 24 blocks, 18 warps (five or four per scheduler)"),
+        ((4, 16), 32, 32, 2, "exact fp32, k3, 32 x 32 blocks, 18 warps"),
+        ((4, 16), 32, 16, 2, "exact fp32, k3, 32 x 16 blocks, 18 warps"),
     ))
 
 
