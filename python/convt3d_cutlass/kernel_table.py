@@ -411,17 +411,16 @@ def _direct_wgrad_simt(block, bm, bn, split, why):
 # Exact-fp32 weight gradient on tap reuse (csrc/direct_wgrad_simt.cuh, FFMA, k = 3): ``warp`` = (A, B, S):
 # S warps per (kd, kh), each on its share of the block's C_in, lanes on 8 x 4 blocks of (C_in, C_out) = A x B
 # channels, each lane holding all three kw taps; a CTA walks 1 x TH x TW tiles of x with the grad_y halo of
-# all three kd planes.
+# all three kd planes. S = 2 (18 warps: five or four per scheduler instead of three or two) won 2-10% for
+# the 32 x 32 and 32 x 16 blocks on every k3 sweep layer and lost 5-14% for 48 x 24 on the strided ones
+# (docs/performance.md v0.17).
 DIRECT_WGRAD_SIMT_KERNELS = tuple(
     _direct_wgrad_simt(block, bm, bn, split, why)
     for block, bm, bn, split, why in (
-        ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and their multiples"),
-        ((4, 16), 32, 32, 1, "exact fp32, k3, wide channels in 32 x 32 blocks"),
-        ((4, 16), 32, 16, 1, "exact fp32, k3, narrow channels"),
+        ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and their multiples (18 warps lost on strided layers)"),
+        ((4, 16), 32, 32, 2, "exact fp32, k3, wide channels in 32 x 32 blocks, 18 warps"),
+        ((4, 16), 32, 16, 2, "exact fp32, k3, narrow channels, 18 warps"),
         ((4, 16), 32, 8, 1, "exact fp32, k3, C_out <= 8"),
-        ((4, 16), 48, 24, 2, "exact fp32, k3, 48 x 24 blocks, 18 warps (five or four per scheduler)"),
-        ((4, 16), 32, 32, 2, "exact fp32, k3, 32 x 32 blocks, 18 warps"),
-        ((4, 16), 32, 16, 2, "exact fp32, k3, 32 x 16 blocks, 18 warps"),
     ))
 
 
