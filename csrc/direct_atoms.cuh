@@ -83,10 +83,11 @@ __device__ __forceinline__ void stage_halo(const DirectLaunch& p, const float* i
 }
 
 // The same chunk from an NCDHW input (in_n: the sample's [Cr][Di * Hi * Wi]) into the FFMA kernel's
-// halo planes (channel c + 4h + j of position pos at hs[h * plane + 4 * pos + j]), 4 bytes at a time. Each thread keeps one channel (warps split between the two
-// 4-channel halves), so a copy costs a table read and an address add; a warp step covers 8
-// consecutive halo positions (one 32-byte sector where they share an input row) of 4 channels, whose
-// 32 writes hit 32 banks (lanes along positions of one channel would hit 8). An odd last warp stays out.
+// halo planes (channel c + 4h + j of position pos at hs[h * plane + 4 * pos + j]), 4 bytes at a time.
+// Each thread keeps one channel (warps split between the two 4-channel halves), so a copy costs a table
+// read and an address add; a warp step covers 8 consecutive halo positions (one 32-byte sector where
+// they share an input row) of 4 channels, whose 32 writes hit 32 banks (lanes along positions of one
+// channel would hit 8). An odd last warp stays out.
 __device__ __forceinline__ void stage_halo_ncdhw(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos,
                                                  int c, int warp, int lane, int nwarps, float* hs, int plane) {
   const int pairs = nwarps >> 1, h = warp & 1, wg = warp >> 1;

@@ -13,10 +13,10 @@
 // the largest tensor of the pass; the FFMA-bound kernel hides the gather where its shared-memory
 // writes are free of bank conflicts, see XS).
 //
-// FFMA (CuTe's UniversalFMA), S warps per (kd, kh), each on 8 A of the block's input channels: all lanes
-// walk the same positions, lane (cg, og) owning A input channels x B output channels of all three kw taps, so one x value feeds
-// 3*B products and every shared-memory read is a broadcast of at most 8 (x) or 4 (grad_y) distinct
-// 8- or 16-byte words: one wavefront each.
+// FFMA (CuTe's UniversalFMA), S warps per (kd, kh), each on 8 A of the block's input channels: all
+// lanes walk the same positions, lane (cg, og) owning A input channels x B output channels of all three
+// kw taps, so one x value feeds 3*B products and every shared-memory read is a broadcast of at most 8
+// (x) or 4 (grad_y) distinct words of up to 16 bytes: one wavefront each.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -417,7 +417,7 @@ def _direct_wgrad_simt(block, bm, bn, split, why):
 DIRECT_WGRAD_SIMT_KERNELS = tuple(
     _direct_wgrad_simt(block, bm, bn, split, why)
     for block, bm, bn, split, why in (
-        ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and their multiples (18 warps lost on strided layers)"),
+        ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and multiples (18 warps lost when strided)"),
         ((4, 16), 32, 32, 2, "exact fp32, k3, wide channels in 32 x 32 blocks, 18 warps"),
         ((4, 16), 32, 16, 2, "exact fp32, k3, narrow channels, 18 warps"),
         ((4, 16), 32, 8, 1, "exact fp32, k3, C_out <= 8"),
