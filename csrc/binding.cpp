@@ -158,14 +158,16 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 }
 
 // out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
-// 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements).
+// 13 integers per phase: first[3], count[3], dmin[3], taps[3], weight offset (elements); sum_phases: all
+// phases add into one output (see direct_launch.h).
 // out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw; in is [N, Di, Hi, Wi, Cr], or
 // [N, Cr, Di, Hi, Wi] with in_ncdhw (kernels that take them so; the others raise). in_sums, a packed
 // [rows, Cr] buffer, receives sums of the input over positions whose rows add up to the total (the
 // kernels that can; the others raise).
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
-            int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums) {
+            int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
+            bool sum_phases) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -188,6 +190,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   }
   L.in_ncdhw = in_ncdhw;
   L.out_ncdhw = out_ncdhw;
+  L.sum_phases = sum_phases;
   if (out_ncdhw) {
     L.Co = out.size(1); L.Do = out.size(2); L.Ho = out.size(3); L.Wo = out.size(4);
   } else {
@@ -381,7 +384,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
-        "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None) -> ()");
+        "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
+        "bool sum_phases=False) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

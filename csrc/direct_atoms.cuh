@@ -56,14 +56,14 @@ __device__ __forceinline__ void copy4(const float* src, float* dst, bool pred) {
 }
 
 // Halo position -> input position within the sample (-1: out of range, zero-filled), for a
-// HD x HH x HW halo whose position 0 is input (iz0, iy0, ix0); built once per CTA, so the staging
-// loops need no division per copied segment.
+// HD x HH x HW halo whose position (hz, hy, hx) is input (iz0, iy0, ix0) + step * (hz, hy, hx); built
+// once per CTA, so the staging loops need no division per copied segment.
 __device__ __forceinline__ void build_halo_table(int* pos_of, const DirectLaunch& p, int hpos, int HH, int HW, int iz0,
-                                                 int iy0, int ix0, int tid, int nthreads) {
+                                                 int iy0, int ix0, int tid, int nthreads, int step = 1) {
   for (int i = tid; i < hpos; i += nthreads) {
     const int hx = i % HW, t2 = i / HW;
     const int hy = t2 % HH, hz = t2 / HH;
-    const int iz = iz0 + hz, iy = iy0 + hy, ix = ix0 + hx;
+    const int iz = iz0 + step * hz, iy = iy0 + step * hy, ix = ix0 + step * hx;
     const bool ok = (unsigned)iz < (unsigned)p.Di && (unsigned)iy < (unsigned)p.Hi && (unsigned)ix < (unsigned)p.Wi;
     pos_of[i] = ok ? (iz * p.Hi + iy) * p.Wi + ix : -1;
   }

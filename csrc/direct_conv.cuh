@@ -161,15 +161,16 @@ struct DirectKernel {
   static_assert(TM == 0 || TW == 16, "the FFMA kernel's lanes span 16 positions along w");
   static constexpr int kThreads = TM > 0 ? TD * TH / TM * 32 : TD * TH * TW;
 
-  // Shared memory per stage (floats): the largest phase's halo, then its filter taps.
+  // Shared memory per stage (floats): the largest phase's halo, then its filter taps. Output positions
+  // are s_in halo positions apart, or one with sum_phases (each phase's halo holds one input parity).
   static void stage_floats(const DirectLaunch& p, int& halo, int& filt) {
     halo = 0;
     filt = 0;
+    const int so = p.sum_phases ? 1 : p.s_in;
     for (int i = 0; i < p.num_phases; ++i) {
       const DirectPhase& ph = p.phase[i];
       if (ph.count[0] <= 0 || ph.count[1] <= 0 || ph.count[2] <= 0) continue;
-      const int hd = p.s_in * (TD - 1) + ph.taps[0], hh = p.s_in * (TH - 1) + ph.taps[1],
-                hw = p.s_in * (TW - 1) + ph.taps[2];
+      const int hd = so * (TD - 1) + ph.taps[0], hh = so * (TH - 1) + ph.taps[1], hw = so * (TW - 1) + ph.taps[2];
       const int taps = ph.taps[0] * ph.taps[1] * ph.taps[2];
       if (taps == 0) continue;
       halo = hd * hh * hw * KC > halo ? hd * hh * hw * KC : halo;
@@ -177,14 +178,21 @@ struct DirectKernel {
     }
   }
 
-  // Two stages of (halo, filter), then the halo's position table (one int per halo position).
-  static size_t smem_bytes(int halo, int filt) {
-    return (2ull * (halo + filt) + halo / KC) * sizeof(float);
+  // Two stages of (halo, filter), then the halo's position table (one int per halo position; with
+  // sum_phases one table per phase).
+  static size_t smem_bytes(const DirectLaunch& p, int halo, int filt) {
+    return (2ull * (halo + filt) + (p.sum_phases ? p.num_phases : 1) * (halo / KC)) * sizeof(float);
   }
 
   static int can_implement(const DirectLaunch& p) {
-    // kErrorNotSupported: NCDHW input and output on the FFMA form only; no input sums
-    if (((p.out_ncdhw || p.in_ncdhw) && TM == 0) || p.in_sums) return 5;
+    // kErrorNotSupported: NCDHW input and output and summed phases on the FFMA form only; no input sums
+    if (((p.out_ncdhw || p.in_ncdhw || p.sum_phases) && TM == 0) || p.in_sums) return 5;
+    if (p.sum_phases) {  // one output extent for all phases, dense
+      if (p.s_out != 1) return 4;
+      for (int i = 1; i < p.num_phases; ++i)
+        for (int a = 0; a < 3; ++a)
+          if (p.phase[i].first[a] != p.phase[0].first[a] || p.phase[i].count[a] != p.phase[0].count[a]) return 4;
+    }
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte copies
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_in < 1 || p.s_out < 1) return 4;
     if ((long long)p.Di * p.Hi * p.Wi > 0x7fffffffLL) return 5;  // int positions in the halo table
@@ -193,7 +201,7 @@ struct DirectKernel {
     stage_floats(p, halo, filt);
     int optin = 0;
     if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-    if (smem_bytes(halo, filt) > (unsigned long long)optin) return 5;  // kErrorNotSupported
+    if (smem_bytes(p, halo, filt) > (unsigned long long)optin) return 5;  // kErrorNotSupported
     return 0;
   }
 
@@ -213,11 +221,15 @@ struct DirectKernel {
     const long long tiles = (long long)tiles_d * tiles_h * tiles_w;
     if (tiles > 0x7fffffffLL) return 5;
     const int stage = halo + filt;
-    const size_t bytes = smem_bytes(halo, filt);
-    const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), (unsigned)(p.N * p.num_phases));
+    const size_t bytes = smem_bytes(p, halo, filt);
+    const unsigned gz = (unsigned)(p.N * (p.sum_phases ? 1 : p.num_phases));
+    const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), gz);
     if constexpr (TM > 0) {
-      return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2>, grid, kThreads, bytes, p.stream, p, tiles_h,
-                              tiles_w, halo, stage);
+      if (p.sum_phases)
+        return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, true>, grid, kThreads, bytes, p.stream, p,
+                                tiles_h, tiles_w, halo, stage);
+      return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, false>, grid, kThreads, bytes, p.stream, p,
+                              tiles_h, tiles_w, halo, stage);
     } else {
       return launch_with_smem(direct_kernel<TD, TH, TW, BN>, grid, kThreads, bytes, p.stream, p, tiles_h, tiles_w,
                               halo, stage);

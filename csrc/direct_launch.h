@@ -44,6 +44,10 @@ struct DirectLaunch {
   // Hopper kernel, NDHWC input, one phase; the others refuse it).
   float* in_sums = nullptr;
   int in_sums_rows = 0;
+  // Every phase adds into the same output positions (first, count and s_out = 1 of phase 0), reading
+  // the input at s_in * (q + j) + dmin: grad_input's input parities, one unit-stride problem per residue
+  // of grad_y (the FFMA kernel; the others refuse it). Else each phase writes its own outputs.
+  bool sum_phases = false;
   cudaStream_t stream = nullptr;
 };
 

@@ -24,7 +24,28 @@
 namespace convt3d {
 namespace direct {
 
-template <int TD, int TH, int TM, int TN>
+// A phase's halo, seen from one output tile: taps per axis, the halo box (output step `so` between
+// output positions, 1 between taps) and the input position of its first element.
+struct SimtHalo {
+  int tz, ty, tx, ntaps, HH, HW, hpos, iz0, iy0, ix0;
+};
+
+template <int TD, int TH, int TW>
+__device__ __forceinline__ SimtHalo simt_halo(const DirectPhase& ph, int s, int so, int q0d, int q0h, int q0w) {
+  SimtHalo g;
+  g.tz = ph.taps[0], g.ty = ph.taps[1], g.tx = ph.taps[2];
+  g.ntaps = g.tz * g.ty * g.tx;
+  g.HH = so * (TH - 1) + g.ty, g.HW = so * (TW - 1) + g.tx;
+  g.hpos = (so * (TD - 1) + g.tz) * g.HH * g.HW;
+  g.iz0 = s * q0d + ph.dmin[0], g.iy0 = s * q0h + ph.dmin[1], g.ix0 = s * q0w + ph.dmin[2];
+  return g;
+}
+
+// kSum (p.sum_phases): the CTA adds every phase into its output tile (blockIdx.z = n), walking
+// (phase, channel chunk) pairs; each phase's halo holds every s_in-th input position (its parity), so
+// the output positions are one halo position apart. Else blockIdx.z = n * phases + phase and the halo
+// is dense, output positions s_in apart.
+template <int TD, int TH, int TM, int TN, bool kSum>
 __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     direct_simt_kernel(const __grid_constant__ DirectLaunch p, int tiles_h, int tiles_w, int halo_floats,
                        int stage_floats) {
@@ -36,27 +57,28 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int tw = lane & 15, half = lane >> 4;
-  const TileOrigin o = tile_origin(p, tiles_h, tiles_w, TD, TH, TW);
+  // kSum: a grid z of n alone (phase 0 gives the output extent).
+  const TileOrigin o = tile_origin_at(p, blockIdx.x, kSum ? blockIdx.z * p.num_phases : blockIdx.z, tiles_h, tiles_w,
+                                      TD, TH, TW);
   const int n = o.n, q0d = o.q0d, q0h = o.q0h, q0w = o.q0w;
   const DirectPhase& ph = p.phase[o.phase];
   if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
   const int co0 = blockIdx.y * BN;
-  const int tz = ph.taps[0], ty = ph.taps[1], tx = ph.taps[2];
-  const int ntaps = tz * ty * tx;
-  const int s = p.s_in;
-  const int HH = s * (TH - 1) + ty, HW = s * (TW - 1) + tx;
-  const int HD = s * (TD - 1) + tz;
-  const int iz0 = s * q0d + ph.dmin[0], iy0 = s * q0h + ph.dmin[1], ix0 = s * q0w + ph.dmin[2];
-  const int hpos = HD * HH * HW;
-  const int plane = 4 * hpos;  // floats of one 4-channel halo plane
+  const int s = p.s_in, so = kSum ? 1 : s;
+  const int table_ints = halo_floats / KC;  // one phase's table (the largest halo)
+  const int cpc = (p.Cr + KC - 1) / KC;      // channel chunks per phase
 
   // Halo position of tap 0 for each of this thread's TM output rows (rows warp*TM + m of the tile).
-  int base[TM];
+  auto bases = [&](const SimtHalo& g, int (&base)[TM]) {
 #pragma unroll
-  for (int m = 0; m < TM; ++m) {
-    const int r = warp * TM + m, td = r / TH, th = r % TH;
-    base[m] = ((s * td) * HH + s * th) * HW + s * tw;
-  }
+    for (int m = 0; m < TM; ++m) {
+      const int r = warp * TM + m, td = r / TH, th = r % TH;
+      base[m] = ((so * td) * g.HH + so * th) * g.HW + so * tw;
+    }
+  };
+  const SimtHalo g0 = simt_halo<TD, TH, TW>(ph, s, so, q0d, q0h, q0w);
+  int base0[TM];
+  bases(g0, base0);
 
   float acc[TM][TN];
 #pragma unroll
@@ -64,30 +86,43 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[m][j] = 0.f;
 
-  int* pos_of = reinterpret_cast<int*>(smem + 2 * stage_floats);
-  build_halo_table(pos_of, p, hpos, HH, HW, iz0, iy0, ix0, tid, kThreads);
+  int* tables = reinterpret_cast<int*>(smem + 2 * stage_floats);
+  if constexpr (kSum) {
+    for (int i = 0; i < p.num_phases; ++i) {
+      const SimtHalo g = simt_halo<TD, TH, TW>(p.phase[i], s, so, q0d, q0h, q0w);
+      build_halo_table(tables + i * table_ints, p, g.hpos, g.HH, g.HW, g.iz0, g.iy0, g.ix0, tid, kThreads, s);
+    }
+  } else {
+    build_halo_table(tables, p, g0.hpos, g0.HH, g0.HW, g0.iz0, g0.iy0, g0.ix0, tid, kThreads);
+  }
   __syncthreads();
 
   const float* in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * p.Cr;
-  const float* wbase = p.weight + ph.w_offset;
-  auto load = [&](int stage, int chunk) {
+  // Step t: chunk t of the CTA's phase, or (kSum) chunk t % cpc of phase t / cpc.
+  auto load = [&](int stage, int t) {
+    const int pi = kSum ? t / cpc : 0;
+    const DirectPhase& pht = kSum ? p.phase[pi] : ph;
+    const SimtHalo g = kSum ? simt_halo<TD, TH, TW>(pht, s, so, q0d, q0h, q0w) : g0;
+    if (kSum && g.ntaps == 0) return;  // k < stride: a parity no tap reads
+    const int* pos_of = tables + pi * table_ints;
     float* hs = smem + stage * stage_floats;
-    const int c = chunk * KC;
+    const int c = (kSum ? t % cpc : t) * KC, plane = 4 * g.hpos;
     if (p.in_ncdhw)
-      stage_halo_ncdhw(p, in_n, pos_of, hpos, c, warp, lane, kThreads / 32, hs, plane);
+      stage_halo_ncdhw(p, in_n, pos_of, g.hpos, c, warp, lane, kThreads / 32, hs, plane);
     else
-      stage_halo(p, in_n, pos_of, hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
-    stage_filter<BN>(hs + halo_floats, p, wbase, co0, c, ntaps, tid, kThreads);
+      stage_halo(p, in_n, pos_of, g.hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
+    stage_filter<BN>(hs + halo_floats, p, p.weight + pht.w_offset, co0, c, g.ntaps, tid, kThreads);
   };
 
-  auto compute = [&](int stage) {
+  auto compute = [&](int stage, const SimtHalo& g, const int (&base)[TM]) {
     const float* hs = smem + stage * stage_floats;
     const float* fs = hs + halo_floats + half * TN * KC;
+    const int plane = 4 * g.hpos;
     int t = 0;
-    for (int jz = 0; jz < tz; ++jz)
-      for (int jy = 0; jy < ty; ++jy) {
-        const int off_zy = (jz * HH + jy) * HW;
-        for (int jx = 0; jx < tx; ++jx, ++t) {
+    for (int jz = 0; jz < g.tz; ++jz)
+      for (int jy = 0; jy < g.ty; ++jy) {
+        const int off_zy = (jz * g.HH + jy) * g.HW;
+        for (int jx = 0; jx < g.tx; ++jx, ++t) {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             float4 a[TM];
@@ -111,8 +146,17 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
       }
   };
 
-  const int nchunks = ntaps > 0 ? (p.Cr + KC - 1) / KC : 0;
-  run_two_stages(0, nchunks, load, [](int) {}, [&](int stage, int) { compute(stage); });
+  const int nchunks = kSum ? p.num_phases * cpc : (g0.ntaps > 0 ? cpc : 0);
+  run_two_stages(0, nchunks, load, [](int) {}, [&](int stage, int t) {
+    if constexpr (kSum) {
+      const SimtHalo g = simt_halo<TD, TH, TW>(p.phase[t / cpc], s, so, q0d, q0h, q0w);
+      int base[TM];
+      bases(g, base);
+      compute(stage, g, base);
+    } else {
+      compute(stage, g0, base0);
+    }
+  });
 
   // NDHWC: each thread writes TN contiguous channels (16-byte stores) of each of its TM positions; the
   // two halves of a warp fill one position's BN channels. NCDHW (out_ncdhw): per channel, a half-warp

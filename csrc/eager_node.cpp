@@ -50,6 +50,7 @@ struct Plan {
   bool gw_presum = false;   // torch sums the slices before wgrad_finish (launch._finish)
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
+  bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -64,18 +65,19 @@ const Plan& plan_at(int64_t id) {
 }
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
-// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows.
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities.
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 16, "convt3d_cutlass: eager_plan takes 16 integers");
+  TORCH_CHECK(ints.size() == 17, "convt3d_cutlass: eager_plan takes 17 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
-  p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15];
+  p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
-                  p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct),
+                  p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
+                  (!p.gi_parities || p.gi_direct),
               "convt3d_cutlass: eager_plan has an invalid problem");
   p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
   p.gi_kernel = std::move(gi_kernel); p.gi_table = std::move(gi_table);
@@ -153,7 +155,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor&
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
     ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, false,
-                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt);
+                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});

@@ -12,11 +12,14 @@ from convt3d_cutlass.kernel_table import BY_NAME, KERNELS
 from convt3d_cutlass.problem import Problem
 
 
-def emulate(inp, wflat, bias, table, s_in, s_out, out_shape):
-    """out [N, Do, Ho, Wo, Co] per the kernel contract, from in [N, Di, Hi, Wi, Cr] (NDHWC)."""
+def emulate(inp, wflat, bias, table, s_in, s_out, out_shape, sum_phases=False):
+    """out [N, Do, Ho, Wo, Co] per the kernel contract, from in [N, Di, Hi, Wi, Cr] (NDHWC); sum_phases:
+    every phase adds into the same outputs, tap j reading s_in * (q + j) + dmin."""
     n, co = out_shape[0], out_shape[4]
     cr = inp.shape[4]
     out = torch.full(out_shape, float("nan"), dtype=inp.dtype)
+    if sum_phases:
+        out.zero_()
     m = 16  # zero margin: every tap read lands inside the padded tensor
     padded = F.pad(inp, (0, 0, m, m, m, m, m, m))
     for i in range(0, len(table), 13):
@@ -31,12 +34,18 @@ def emulate(inp, wflat, bias, table, s_in, s_out, out_shape):
             for j in itertools.product(*(range(t) for t in taps)):
                 sl = [slice(None)]
                 for a in range(3):
-                    start = m + dmin[a] + j[a]
+                    start = m + dmin[a] + (s_in * j[a] if sum_phases else j[a])
                     sl.append(slice(start, start + s_in * (count[a] - 1) + 1, s_in))
                 acc += padded[tuple(sl)] @ w[j].T
-        if bias is not None:
+        if bias is not None and not sum_phases:
             acc += bias.to(inp.dtype)
-        out[:, first[0]::s_out, first[1]::s_out, first[2]::s_out][:, :count[0], :count[1], :count[2]] = acc
+        dst = out[:, first[0]::s_out, first[1]::s_out, first[2]::s_out][:, :count[0], :count[1], :count[2]]
+        if sum_phases:
+            dst += acc
+        else:
+            dst.copy_(acc)
+    if sum_phases and bias is not None:
+        out += bias.to(inp.dtype)
     return out
 
 
@@ -74,6 +83,20 @@ def test_grad_input_plan_reproduces_strided_conv(k, s, p, op):
     assert tuple(ref.shape[2:]) == SPATIAL
     out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_filter(w, "fp32"), None,
                   direct.grad_input_plan(prob), s, 1, (2,) + SPATIAL + (4,))
+    torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
+
+
+@pytest.mark.parametrize("k,s,p,op", CASES)
+def test_grad_input_parity_plan_reproduces_strided_conv(k, s, p, op):
+    """The exact-fp32 rows' grad_input: a sum over grad_y's stride^3 parities, one unit-stride phase each."""
+    prob, w = _layer(k, s, p, op)
+    gy = torch.randn(2, 8, *prob.out_spatial, dtype=torch.float64)
+    ref = F.conv3d(gy, w, None, s, p)
+    table = direct.grad_input_parity_plan(prob)
+    assert len(table) == 13 * s ** 3
+    assert sum(table[i + 9] * table[i + 10] * table[i + 11] for i in range(0, len(table), 13)) == k ** 3
+    out = emulate(gy.permute(0, 2, 3, 4, 1), direct.grad_input_parity_filter(w, prob, "fp32"), None, table, s, 1,
+                  (2,) + SPATIAL + (4,), sum_phases=True)
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
 
 
@@ -254,12 +277,13 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
 @pytest.mark.parametrize("c_in,c_out", [(8, 8), (64, 32), (256, 128), (32, 8)])
 def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
     prob = Problem(2, c_in, c_out, (16, 16, 16), k, s, p)
-    for op in ("dgrad", "fprop"):
+    for op, prec in itertools.product(("dgrad", "fprop"), ("tf32", "fp32")):
         for limit in (selector.DEFAULT_SMEM, 166912):
-            cfg = selector.select_config(prob, op, "tf32", smem_limit=limit)
+            cfg = selector.select_config(prob, op, prec, smem_limit=limit)
             if cfg.family == "direct":
-                table, s_in, _ = selector.direct_plan(prob, op)
-                assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table) <= limit
+                table, s_in, sums = direct.pass_plan(cfg, prob, op)
+                assert sums == (cfg.simt and op == "fprop" and s > 1)
+                assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table, sums) <= limit
             elif cfg.family == "wgmma":
                 table, s_in, _ = selector.direct_plan(prob, op)
                 c_r = c_in if op == "dgrad" else c_out

@@ -71,7 +71,7 @@ def test_rows_past_the_grid_are_zeroed():
     table = direct.grad_input_plan(prob)
     gy = torch.randn(1, 24, *prob.out_spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(48, 24, 3, 3, 3, device="cuda")
-    w_k = launch.grad_input_filter(w, launch._plan(prob, "fprop", "tf32", cfg.name, gy.device, None))
+    w_k = launch.grad_input_filter(w, launch._plan(prob, "fprop", "tf32", cfg.name, gy.device, None), prob)
     rows = 3 * _extension.num_sms(torch.cuda.current_device())
     sums = torch.full((rows, 24), float("nan"), device="cuda")
     gx = torch.empty(1, 48, *prob.spatial, device="cuda").to(memory_format=CL)

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from convt3d_cutlass import direct
-from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS, WGMMA_KERNELS,
-                                          WGMMA_WGRAD_KERNELS)
+from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_SIMT_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS,
+                                          WGMMA_KERNELS, WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.problem import Problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,11 +39,14 @@ def _cutlass_include():
 
 
 def _plans():
-    """(label, phase table, s_in, reduction channels) for the forward and grad_input of PROBLEMS."""
+    """(label, phase table, s_in, reduction channels, sum_phases) for the forward and grad_input of
+    PROBLEMS, and the exact-fp32 rows' grad_input over grad_y's parities where strided."""
     out = []
     for i, p in enumerate(PROBLEMS):
-        out.append((f"{i}-dgrad", direct.forward_plan(p)[0], 1, p.c_in))
-        out.append((f"{i}-fprop", direct.grad_input_plan(p), p.stride, p.c_out))
+        out.append((f"{i}-dgrad", direct.forward_plan(p)[0], 1, p.c_in, False))
+        out.append((f"{i}-fprop", direct.grad_input_plan(p), p.stride, p.c_out, False))
+        if p.stride > 1:
+            out.append((f"{i}-parity", direct.grad_input_parity_plan(p), p.stride, p.c_out, True))
     return out
 
 
@@ -51,20 +54,25 @@ def _source(plans):
     lines = ['#include <cstdio>', '#include "direct_conv.cuh"', '#include "direct_sm90.cuh"',
              '#include "direct_wgrad_sm90.cuh"', '#include "igemm_sm90.cuh"', '#include "igemm_wgrad_sm90.cuh"',
              "using namespace convt3d;",
-             "static DirectLaunch make(const int* t, int phases, int s_in, int cr) {",
-             "  DirectLaunch p; p.num_phases = phases; p.s_in = s_in; p.Cr = cr; p.Co = 40;",
+             "static DirectLaunch make(const int* t, int phases, int s_in, int cr, bool sums) {",
+             "  DirectLaunch p; p.num_phases = phases; p.s_in = s_in; p.Cr = cr; p.Co = 40; p.sum_phases = sums;",
              "  for (int i = 0; i < phases; ++i) { const int* r = t + 13 * i; DirectPhase& ph = p.phase[i];",
              "    for (int a = 0; a < 3; ++a) { ph.first[a] = r[a]; ph.count[a] = r[3 + a]; ph.dmin[a] = r[6 + a];",
              "      ph.taps[a] = r[9 + a]; } ph.w_offset = r[12]; }",
              "  return p; }",
              "int main() {"]
-    for j, (label, table, s_in, cr) in enumerate(plans):
+    for j, (label, table, s_in, cr, sums) in enumerate(plans):
         lines.append(f"  static const int t{j}[] = {{{', '.join(map(str, table))}}};")
-        lines.append(f"  {{ DirectLaunch p = make(t{j}, {len(table) // 13}, {s_in}, {cr});")
-        for k in DIRECT_KERNELS:
+        lines.append(f"  {{ DirectLaunch p = make(t{j}, {len(table) // 13}, {s_in}, {cr}, {str(sums).lower()});")
+        for k in DIRECT_KERNELS + DIRECT_SIMT_KERNELS:
+            if sums and not k.simt:
+                continue
             td, th, tw = k.block
-            lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}>; int h, f; "
-                         f"K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(h, f)); }}")
+            lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}, {k.rows_per_thread}>; "
+                         f"int h, f; K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(p, h, f)); }}")
+        if sums:
+            lines.append("  }")
+            continue
         for k in WGMMA_KERNELS:
             lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
                          f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>; direct90::Geometry g; int c = K::geometry(p, g); "
@@ -131,10 +139,14 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
         label, name, value = line.split()
         cpp[(label, name)] = None if value == "none" else tuple(map(int, value.split(",")))
     checked = in_checked = 0
-    for label, table, s_in, cr in plans:
-        for k in DIRECT_KERNELS:
-            assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table),), (label, k.name)
+    for label, table, s_in, cr, sums in plans:
+        for k in DIRECT_KERNELS + DIRECT_SIMT_KERNELS:
+            if sums and not k.simt:
+                continue
+            assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table, sums),), (label, k.name)
             checked += 1
+        if sums:
+            continue
         for k in WGMMA_KERNELS:
             want = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, table, cr, k.ws, k.split)
             assert cpp[(label, k.name)] == (None if want is None else (want,)), (label, k.name)
@@ -148,8 +160,10 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
                 assert (want is not None) == (direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages,
                                                                       table, cr, True, k.split, True) is not None)
                 in_checked += 1
-    assert checked == len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS))
-    assert in_checked == len(plans) * sum(k.ws for k in WGMMA_KERNELS)
+    dense = [pl for pl in plans if not pl[4]]
+    assert checked == (len(dense) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) +
+                       len(plans) * len(DIRECT_SIMT_KERNELS))
+    assert in_checked == len(dense) * sum(k.ws for k in WGMMA_KERNELS)
     # The headline forward reads NCDHW x with its filter resident and two halo stages; some rows do not.
     assert any(v is not None for (label, name), v in cpp.items() if name.endswith("-in"))
     assert any(v is None for (label, name), v in cpp.items() if name.endswith("-in"))

@@ -7,7 +7,9 @@ The kernel (``csrc/direct_conv.cuh``, contract in ``csrc/direct_launch.h``) comp
   (``problem.phases``); tap j of an axis phase reads input ``q + pad - (taps-1) + j`` and uses
   kernel index ``r + stride*(taps-1-j)``.
 * grad_input (a strided Conv3d over grad_y): in = grad_y, s_in = stride, s_out = 1, one phase,
-  tap j reads ``stride*q - padding + j`` with kernel index j.
+  tap j reads ``stride*q - padding + j`` with kernel index j. The exact-fp32 rows at stride > 1 sum
+  stride^3 phases instead, one per parity of grad_y (``grad_input_parity_plan``), each reading
+  ``stride*(q + j) + dmin``.
 
 Pure Python apart from the filter re-layout, so plans are testable on the CPU.
 """
@@ -48,6 +50,50 @@ def forward_plan(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[int, ..
 def grad_input_plan(p: Problem) -> Tuple[int, ...]:
     """Phase table of grad_input: one phase over the input volume, every tap."""
     return tuple([0, 0, 0] + list(p.spatial) + [-p.padding] * 3 + [p.k] * 3 + [0])
+
+
+def _parity_taps(p: Problem, r: int) -> Tuple[int, ...]:
+    """Kernel indices k (ascending, stride apart) whose grad_y offset k - padding has residue r."""
+    return tuple(k for k in range(p.k) if (k - p.padding) % p.stride == r)
+
+
+@functools.lru_cache(maxsize=256)
+def grad_input_parity_plan(p: Problem) -> Tuple[int, ...]:
+    """Phase table of grad_input as a sum over grad_y's stride^3 parities (the kernel's sum_phases mode).
+
+    grad_x[q] sums grad_y[stride*q - padding + k] * w[k]; the taps whose offset u = k - padding has
+    residue r read only grad_y[stride*(q + j) + dmin] with dmin the smallest such u and j = 0, 1, ...:
+    a unit-stride problem over one parity of grad_y. Each parity is a phase with the whole input volume
+    as output; its weight block follows the previous one's, [taps][C_in][C_out]. Phases of a residue no
+    tap has (k < stride) have 0 taps along that axis.
+    """
+    table: List[int] = []
+    offset = 0
+    for rz in range(p.stride):
+        for ry in range(p.stride):
+            for rx in range(p.stride):
+                idx = [_parity_taps(p, r) for r in (rz, ry, rx)]
+                taps = [len(i) for i in idx]
+                dmin = [i[0] - p.padding if i else 0 for i in idx]
+                table += [0, 0, 0] + list(p.spatial) + dmin + taps + [offset]
+                offset += taps[0] * taps[1] * taps[2] * p.c_in * p.c_out
+    return tuple(table)
+
+
+def pass_plan(k, p: Problem, op: str) -> Tuple[Tuple[int, ...], int, bool]:
+    """(phase table, s_in, sum_phases) with which row k runs pass op ("dgrad": the forward, "fprop":
+    grad_input) of problem p."""
+    if op == "dgrad":
+        return forward_plan(p)[0], 1, False
+    if sums_parities(k, p):
+        return grad_input_parity_plan(p), p.stride, True
+    return grad_input_plan(p), p.stride, False
+
+
+def sums_parities(k, p: Problem) -> bool:
+    """Whether grad_input on row k runs as a sum over grad_y's parities (grad_input_parity_plan): the
+    exact-fp32 rows at stride > 1, whose dense halo would be stride-times wider per axis."""
+    return k.simt and k.op != "wgrad" and p.stride > 1
 
 
 def round_tf32(w: torch.Tensor) -> torch.Tensor:
@@ -102,9 +148,33 @@ def grad_input_filter(weight: torch.Tensor, precision: str) -> torch.Tensor:
     return _for_kernel(weight.detach().permute(2, 3, 4, 0, 1).reshape(-1), precision)
 
 
-def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...]) -> int:
+def grad_input_parity_filter(weight: torch.Tensor, p: Problem, precision: str) -> torch.Tensor:
+    """weight [C_in, C_out, k, k, k] -> per-parity blocks [taps][C_in][C_out] in the order of
+    grad_input_parity_plan, flat (strided slices: no index tensors, as _taps)."""
+    w = weight.detach().permute(2, 3, 4, 0, 1)
+    blocks = []
+    for rz in range(p.stride):
+        for ry in range(p.stride):
+            for rx in range(p.stride):
+                idx = [_parity_taps(p, r) for r in (rz, ry, rx)]
+                if min(len(i) for i in idx) == 0:
+                    continue
+                sub = w
+                for axis, i in enumerate(idx):
+                    every = (slice(None),) * axis + (slice(None, None, p.stride),)
+                    sub = sub.narrow(axis, i[0], i[-1] - i[0] + 1)[every]
+                blocks.append(sub.reshape(-1))
+    return _for_kernel(torch.cat(blocks), precision)
+
+
+def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...],
+               sum_phases: bool = False) -> int:
     """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter, then
-    one int per halo position (the staging table)."""
+    one int per halo position (the staging table; with sum_phases one per phase, and output positions
+    one halo position apart instead of s_in)."""
+    tables = len(table) // 13 if sum_phases else 1
+    if sum_phases:
+        s_in = 1
     halo = filt = 0
     for i in range(0, len(table), 13):
         count, taps = table[i + 3:i + 6], table[i + 9:i + 12]
@@ -116,7 +186,7 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
             h *= s_in * (block[a] - 1) + taps[a]
         halo = max(halo, h * KC)
         filt = max(filt, ntaps * bn * KC)
-    return (2 * (halo + filt) + halo // KC) * 4
+    return (2 * (halo + filt) + tables * (halo // KC)) * 4
 
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,

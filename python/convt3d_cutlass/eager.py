@@ -42,13 +42,13 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
               gi_sum_rows: int = 0) -> list:
-    """The node's 16 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
+    """The node's 17 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
-            int(fwd_x_ncdhw), gi_sum_rows]
+            int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p))]
 
 
 def _build(key, x: torch.Tensor):
@@ -81,5 +81,5 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
         return None
     pid, fk, gi = hit
     wf = launch.forward_filter(weight, p, fk)
-    gf = launch.grad_input_filter(weight, gi) if x.requires_grad and torch.is_grad_enabled() else None
+    gf = launch.grad_input_filter(weight, gi, p) if x.requires_grad and torch.is_grad_enabled() else None
     return torch.ops.convt3d_cutlass.eager_conv_transpose3d(x, weight, bias, wf, gf, pid)

@@ -71,7 +71,7 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
     if k.tap_reuse and op == "dgrad":
         table = list(direct.forward_plan(p)[0])
     elif k.tap_reuse and op == "fprop":
-        table = list(direct.grad_input_plan(p))
+        table = list(direct.pass_plan(k, p, op)[0])
     elif k.tap_reuse:
         sms = _extension.num_sms(index)
         if k.family == "igemm":
@@ -92,9 +92,12 @@ def forward_filter(weight: torch.Tensor, p: Problem, k) -> torch.Tensor:
                          lambda: direct.forward_filter(weight, p, k.precision))
 
 
-def grad_input_filter(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """The weight as grad_input's kernel reads it (tap reuse, or stock CUTLASS's KTRSC), cached per
-    weight version."""
+def grad_input_filter(weight: torch.Tensor, plan: Plan, p: Problem) -> torch.Tensor:
+    """The weight as grad_input's kernel reads it (tap reuse: every tap, or per parity of grad_y where
+    the row sums parities; stock CUTLASS's KTRSC), cached per weight version."""
+    if plan.tap_reuse and direct.sums_parities(plan.k, p):
+        return cached_filter(weight, ("direct-dx-parity", p.stride, p.padding, plan.k.precision),
+                             lambda: direct.grad_input_parity_filter(weight, p, plan.k.precision))
     if plan.tap_reuse:
         return cached_filter(weight, ("direct-dx", plan.k.precision),
                              lambda: direct.grad_input_filter(weight, plan.k.precision))
@@ -196,7 +199,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
                  lambda name: grad_input(grad_y, weight, p, precision, name))
     k = plan.k
     if plan.tap_reuse:
-        w = grad_input_filter(weight, plan)
+        w = grad_input_filter(weight, plan, p)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
         from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y)
         rows = sum_rows(plan, p, grad_y.device) if want_sums and not from_ncdhw else 0
@@ -204,11 +207,11 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
-                      sums)
+                      sums, direct.sums_parities(k, p))
         return gx, (sums.sum(0) if sums is not None else None)
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
-    _ops().fprop(plan.name, G, grad_input_filter(weight, plan), None, gx.permute(0, 2, 3, 4, 1),
+    _ops().fprop(plan.name, G, grad_input_filter(weight, plan, p), None, gx.permute(0, 2, 3, 4, 1),
                  [p.padding] * 3, [p.stride] * 3)
     return gx, None
 

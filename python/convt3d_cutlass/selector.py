@@ -94,6 +94,9 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         c_r = problem.c_in if op == "dgrad" else problem.c_out
         need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
         return plan[1] == 1 and need is not None and need <= smem_limit
+    if k.simt:
+        table, s_in, sums = direct.pass_plan(k, problem, op)
+        return direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit
     return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
 
@@ -339,12 +342,13 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     """
     if not simt_wins(problem, op):
         return None
-    table, s_in, co = plan
-    taps = max(table[i + 9] * table[i + 10] * table[i + 11] for i in range(0, len(table), 13))
-    sign = -1 if taps >= SIMT_DEEP_MIN_TAPS else 1
+    co = plan[2]
     cands = []
     for i, k in _built(op, "fp32", "direct", compiled):
-        if supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table) <= smem_limit:
+        table, s_in, sums = direct.pass_plan(k, problem, op)
+        taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
+        sign = -1 if taps >= SIMT_DEEP_MIN_TAPS else 1
+        if supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit:
             cands.append((_padded(co, k.bn), sign * k.rows_per_thread, i, k))
     return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
