@@ -506,3 +506,17 @@ def test_simt_rows_skip_half_empty_tiles():
     assert selector.select_config(g2, "dgrad", "fp32").name == "direct_fp32_8x8x16_n32_m8"
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
     assert selector.select_config(k2, "dgrad", "fp32").name == "direct_fp32_4x8x16_n32_m4"
+
+
+def test_simt_grad_input_over_parities_and_waves():
+    """Strided exact-fp32 grad_input on the FFMA rows (summed over grad_y's parities, NCDHW grad_y
+    converted); the 8x8x16 block unless it would leave SMs idle that 4x8x16 fills (U-Net 256->128:
+    64 CTAs of 8x8x16 on 132 SMs)."""
+    dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)
+    k = selector.select_config(dec3, "fprop", "fp32", num_sms=132)
+    assert k.name == "direct_fp32_8x8x16_n32_m8" and direct.sums_parities(k, dec3)
+    assert not direct.reads_ncdhw(k, direct.pass_plan(k, dec3, "fprop")[0], 32, torch.empty(2, 32, 3, 4, 5), True)
+    dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "direct_fp32_4x8x16_n32_m4"
+    # at unit stride, one dense phase as before
+    assert not direct.sums_parities(selector.select_config(HEADLINE, "fprop", "fp32"), HEADLINE)

@@ -345,13 +345,14 @@ def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms
     return best[1]
 
 
-def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...]) -> int:
-    """CTAs the launch starts (exited ones included)."""
+def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...],
+         sum_phases: bool = False) -> int:
+    """CTAs the launch starts (exited ones included); with sum_phases one per tile for all phases."""
     counts = [max(table[i + 3 + a] for i in range(0, len(table), 13)) for a in range(3)]
     tiles = 1
     for a in range(3):
         tiles *= -(-counts[a] // block[a])
-    return tiles * -(-c_out // bn) * n * (len(table) // 13)
+    return tiles * -(-c_out // bn) * n * (1 if sum_phases else len(table) // 13)
 
 
 # --- grad_weight (csrc/direct_wgrad.cuh) ---------------------------------------------------------
@@ -486,14 +487,16 @@ def _packed_ncdhw(t: torch.Tensor) -> bool:
 NCDHW_INPUT_MIN_STAGES = 2
 
 
-def reads_ncdhw(k, table, c_r: int, t: torch.Tensor) -> bool:
+def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
     NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
-    exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it); the warp-specialized
-    Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and the filter resident beside the raw
-    boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
+    exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), except over grad_y's
+    parities (``sum_phases``: positions stride apart leave half of each sector unused; 5-15% slower
+    than the kernel on a converted copy, v0.17); the warp-specialized Hopper rows need W a multiple of 4
+    (TMA's 16-byte row strides) and the filter resident beside the raw boxes with at least
+    NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
     if k.simt and k.op != "wgrad":
-        return _packed_ncdhw(t)
+        return _packed_ncdhw(t) and not sum_phases
     if not (k.family == "wgmma" and k.ws and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)

@@ -201,13 +201,14 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan, p)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
-        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y)
+        parities = direct.sums_parities(k, p)
+        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y, parities)
         rows = sum_rows(plan, p, grad_y.device) if want_sums and not from_ncdhw else 0
         sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype) if rows else None
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
-                      sums, direct.sums_parities(k, p))
+                      sums, parities)
         return gx, (sums.sum(0) if sums is not None else None)
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)

@@ -275,7 +275,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     """
     plan = direct_plan(problem, op)
     if plan is not None and precision == "fp32":
-        return _simt_choice(problem, op, plan, compiled, smem_limit, capability)
+        return _simt_choice(problem, op, plan, compiled, smem_limit, capability, num_sms)
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
@@ -330,15 +330,21 @@ def simt_wins(problem: Problem, op: str) -> bool:
     return width > 0 and width / (16 * -(-width // 16)) >= SIMT_MIN_W_FILL
 
 
+# 8 rows per thread against 4 on the same work (fewer filter reads per FFMA; v0.16 forwards 1.07-1.10x).
+SIMT_DEEP_GAIN = 1.1
+
+
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
-                 capability: Tuple[int, int] = DEFAULT_CAPABILITY):
+                 capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = 132):
     """The exact-fp32 tap-reuse row for the forward or grad_input, or None for the stock SIMT kernel.
 
     Fewest padded output channels (``_padded``); then, where a phase has SIMT_DEEP_MIN_TAPS taps or
-    more, more rows per thread (the 8x8x16 block: fewer filter reads per FFMA), else fewer (its
-    larger halo is staged for few taps); then table order. Measured (H100, v0.16): 8 rows per thread
-    won on 9 of 13 unit- and stride-2 k3/k5 forwards (headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801),
-    lost on U-Net k2 s2 (one tap: 0.308 vs 0.204) and by 4-5% on two small stride-2 layers.
+    more, the least time by waves of CTAs (one per SM; at least one wave, idle SMs count) x work per
+    CTA, 8 rows per thread SIMT_DEEP_GAIN times faster per output: the 8x8x16 block unless it leaves
+    SMs idle that 4x8x16 would fill; else fewer rows per thread (the larger halo is staged for few
+    taps); then table order. Measured (H100): 8 rows per thread won on 9 of 13 unit- and stride-2 k3/k5 forwards (v0.16:
+    headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801) and lost on U-Net k2 s2 (one tap: 0.308 vs 0.204);
+    on the parity grad_input of U-Net 256->128 (64 CTAs of 8x8x16 on 132 SMs) 0.95 vs 0.55 ms (v0.17).
     """
     if not simt_wins(problem, op):
         return None
@@ -346,10 +352,16 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     cands = []
     for i, k in _built(op, "fp32", "direct", compiled):
         table, s_in, sums = direct.pass_plan(k, problem, op)
+        if not (supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit):
+            continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
-        sign = -1 if taps >= SIMT_DEEP_MIN_TAPS else 1
-        if supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit:
-            cands.append((_padded(co, k.bn), sign * k.rows_per_thread, i, k))
+        if taps >= SIMT_DEEP_MIN_TAPS:
+            waves = max(direct.ctas(k.block, k.bn, problem.n, co, table, sums), num_sms) / num_sms
+            gain = SIMT_DEEP_GAIN if k.rows_per_thread == 8 else 1.0
+            rank = waves * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
+        else:
+            rank = k.rows_per_thread
+        cands.append((_padded(co, k.bn), rank, i, k))
     return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
 
