@@ -166,7 +166,7 @@ def test_training_step_on_ncdhw_x_converts_nothing_in_the_forward(node, monkeypa
 def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
     """The FFMA forward from an NCDHW x and grad_input from an NCDHW grad_y: the same bits as from their
     channels_last_3d copies, into NaN-poisoned outputs of either layout, within fp32 tolerance of
-    float64, and no transpose kernel runs."""
+    float64, and no transpose kernel runs (but for strided grad_input, which converts grad_y)."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
@@ -189,11 +189,15 @@ def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
         ran += 1
     if _fits(prob, "fprop", cfg):
         gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda")
-        assert direct.reads_ncdhw(cfg, direct.grad_input_plan(prob), c_out, gy)
+        # strided: summed over grad_y's parities, from a converted copy (stride-apart gathers lose)
+        parities = direct.sums_parities(cfg, prob)
+        assert parities == (s > 1)
+        table = direct.pass_plan(cfg, prob, "fprop")[0]
+        assert direct.reads_ncdhw(cfg, table, c_out, gy, parities) == (not parities)
         want = launch.grad_input(gy.to(memory_format=CL), w, prob, "fp32", cfg.name)
         out = _poisoned_cl((2, c_in) + spatial)
         names = _cuda_kernels(lambda: launch.grad_input(gy, w, prob, "fp32", cfg.name, out=out))
-        assert not any("transpose_kernel" in n for n in names), names
+        assert any("transpose_kernel" in n for n in names) == parities, names
         assert torch.equal(out, want)
         assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL["fp32"]
         poison_allocator()

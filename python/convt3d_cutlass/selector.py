@@ -332,19 +332,24 @@ def simt_wins(problem: Problem, op: str) -> bool:
 
 # 8 rows per thread against 4 on the same work (fewer filter reads per FFMA; v0.16 forwards 1.07-1.10x).
 SIMT_DEEP_GAIN = 1.1
+# grad_input on tap reuse needs its tiles to fill the GPU: below this fraction of a wave the stock
+# implicit GEMM (smaller tiles) is faster (V-Net up, 1 x 128 x 24^3, k5 s2: 72 CTAs, 1.74 vs 1.52 ms).
+SIMT_MIN_FILL = 0.75
 
 
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
-                 capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = 132):
+                 capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = DEFAULT_SMS):
     """The exact-fp32 tap-reuse row for the forward or grad_input, or None for the stock SIMT kernel.
 
     Fewest padded output channels (``_padded``); then, where a phase has SIMT_DEEP_MIN_TAPS taps or
-    more, the least time by waves of CTAs (one per SM; at least one wave, idle SMs count) x work per
-    CTA, 8 rows per thread SIMT_DEEP_GAIN times faster per output: the 8x8x16 block unless it leaves
-    SMs idle that 4x8x16 would fill; else fewer rows per thread (the larger halo is staged for few
-    taps); then table order. Measured (H100): 8 rows per thread won on 9 of 13 unit- and stride-2 k3/k5 forwards (v0.16:
-    headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801) and lost on U-Net k2 s2 (one tap: 0.308 vs 0.204);
-    on the parity grad_input of U-Net 256->128 (64 CTAs of 8x8x16 on 132 SMs) 0.95 vs 0.55 ms (v0.17).
+    more, more rows per thread (the 8x8x16 block: fewer filter reads per FFMA) for the forward; for
+    grad_input, whose CTAs all do the same work, the least whole waves of CTAs (one per SM) x work per
+    CTA with 8 rows per thread SIMT_DEEP_GAIN times faster, and the stock kernel where even that row
+    fills less than SIMT_MIN_FILL of a wave. With fewer taps, fewer rows per thread (the larger halo
+    is staged for few taps); then table order. Measured (H100): 8 rows per thread won on 9 of 13 unit-
+    and stride-2 k3/k5 forwards (v0.16: headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801) and lost on
+    U-Net k2 s2 (one tap: 0.308 vs 0.204); on the parity grad_input of U-Net 256->128 (64 CTAs of
+    8x8x16 on 132 SMs, 128 of 4x8x16) 0.95 vs 0.55 ms (v0.17).
     """
     if not simt_wins(problem, op):
         return None
@@ -355,14 +360,21 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         if not (supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit):
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
-        if taps >= SIMT_DEEP_MIN_TAPS:
-            waves = max(direct.ctas(k.block, k.bn, problem.n, co, table, sums), num_sms) / num_sms
-            gain = SIMT_DEEP_GAIN if k.rows_per_thread == 8 else 1.0
-            rank = waves * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
-        else:
+        ctas = direct.ctas(k.block, k.bn, problem.n, co, table, sums)
+        if taps < SIMT_DEEP_MIN_TAPS:
             rank = k.rows_per_thread
-        cands.append((_padded(co, k.bn), rank, i, k))
-    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+        elif op == "fprop":
+            gain = SIMT_DEEP_GAIN if k.rows_per_thread == 8 else 1.0
+            rank = -(-ctas // num_sms) * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
+        else:
+            rank = -k.rows_per_thread
+        cands.append((_padded(co, k.bn), rank, i, ctas, k))
+    if not cands:
+        return None
+    best = min(cands, key=lambda c: c[:3])
+    if op == "fprop" and best[3] < SIMT_MIN_FILL * num_sms:
+        return None
+    return best[-1]
 
 
 def direct_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
