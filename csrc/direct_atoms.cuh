@@ -170,6 +170,24 @@ __device__ __forceinline__ TileOrigin tile_origin(const DirectLaunch& p, int til
   return tile_origin_at(p, blockIdx.x, blockIdx.z, tiles_h, tiles_w, td, th, tw);
 }
 
+// A phase's halo as one output tile of TD x TH x TW positions sees it: taps per axis, the halo box
+// (output positions `so` halo positions apart, taps one apart) and the input position of its first
+// element (the kernels' tile origin q0 times s_in, plus the phase's dmin).
+struct HaloBox {
+  int tz, ty, tx, ntaps, HH, HW, hpos, iz0, iy0, ix0;
+};
+
+template <int TD, int TH, int TW>
+__device__ __forceinline__ HaloBox halo_box(const DirectPhase& ph, int s, int so, int q0d, int q0h, int q0w) {
+  HaloBox g;
+  g.tz = ph.taps[0], g.ty = ph.taps[1], g.tx = ph.taps[2];
+  g.ntaps = g.tz * g.ty * g.tx;
+  g.HH = so * (TH - 1) + g.ty, g.HW = so * (TW - 1) + g.tx;
+  g.hpos = (so * (TD - 1) + g.tz) * g.HH * g.HW;
+  g.iz0 = s * q0d + ph.dmin[0], g.iy0 = s * q0h + ph.dmin[1], g.ix0 = s * q0w + ph.dmin[2];
+  return g;
+}
+
 // An attribute of the current device, queried once per (device, attribute): a small layer's step
 // launches about six kernels, and these queries were a visible share of its host time. Devices past
 // the table are queried every time. False when the query fails.

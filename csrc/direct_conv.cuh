@@ -44,12 +44,9 @@ __global__ void __launch_bounds__(TD * TH * TW)
   // Phases differ in size by at most one position per axis; the grid covers the largest.
   if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
   const int co0 = blockIdx.y * BN;
-  const int tz = ph.taps[0], ty = ph.taps[1], tx = ph.taps[2];
-  const int ntaps = tz * ty * tx;
   const int s = p.s_in;
-  const int HH = s * (TH - 1) + ty, HW = s * (TW - 1) + tx;
-  const int HD = s * (TD - 1) + tz;
-  const int iz0 = s * q0d + ph.dmin[0], iy0 = s * q0h + ph.dmin[1], ix0 = s * q0w + ph.dmin[2];
+  const HaloBox hb = halo_box<TD, TH, TW>(ph, s, s, q0d, q0h, q0w);
+  const int tz = hb.tz, ty = hb.ty, tx = hb.tx, ntaps = hb.ntaps, HH = hb.HH, HW = hb.HW, hpos = hb.hpos;
 
   // Halo position of each of this thread's four accumulator rows (2 m-tiles x rows g, g + 8).
   int base[2][2];
@@ -70,9 +67,8 @@ __global__ void __launch_bounds__(TD * TH * TW)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
-  const int hpos = HD * HH * HW;
   int* pos_of = reinterpret_cast<int*>(smem + 2 * stage_floats);
-  build_halo_table(pos_of, p, hpos, HH, HW, iz0, iy0, ix0, tid, kThreads);
+  build_halo_table(pos_of, p, hpos, HH, HW, hb.iz0, hb.iy0, hb.ix0, tid, kThreads);
   __syncthreads();
 
   const float* in_n = p.in + (int64_t)n * p.Di * p.Hi * p.Wi * p.Cr;

@@ -24,23 +24,6 @@
 namespace convt3d {
 namespace direct {
 
-// A phase's halo, seen from one output tile: taps per axis, the halo box (output step `so` between
-// output positions, 1 between taps) and the input position of its first element.
-struct SimtHalo {
-  int tz, ty, tx, ntaps, HH, HW, hpos, iz0, iy0, ix0;
-};
-
-template <int TD, int TH, int TW>
-__device__ __forceinline__ SimtHalo simt_halo(const DirectPhase& ph, int s, int so, int q0d, int q0h, int q0w) {
-  SimtHalo g;
-  g.tz = ph.taps[0], g.ty = ph.taps[1], g.tx = ph.taps[2];
-  g.ntaps = g.tz * g.ty * g.tx;
-  g.HH = so * (TH - 1) + g.ty, g.HW = so * (TW - 1) + g.tx;
-  g.hpos = (so * (TD - 1) + g.tz) * g.HH * g.HW;
-  g.iz0 = s * q0d + ph.dmin[0], g.iy0 = s * q0h + ph.dmin[1], g.ix0 = s * q0w + ph.dmin[2];
-  return g;
-}
-
 // kSum (p.sum_phases): the CTA adds every phase into its output tile (blockIdx.z = n), walking
 // (phase, channel chunk) pairs; each phase's halo holds every s_in-th input position (its parity), so
 // the output positions are one halo position apart. Else blockIdx.z = n * phases + phase and the halo
@@ -69,14 +52,14 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   const int cpc = (p.Cr + KC - 1) / KC;      // channel chunks per phase
 
   // Halo position of tap 0 for each of this thread's TM output rows (rows warp*TM + m of the tile).
-  auto bases = [&](const SimtHalo& g, int (&base)[TM]) {
+  auto bases = [&](const HaloBox& g, int (&base)[TM]) {
 #pragma unroll
     for (int m = 0; m < TM; ++m) {
       const int r = warp * TM + m, td = r / TH, th = r % TH;
       base[m] = ((so * td) * g.HH + so * th) * g.HW + so * tw;
     }
   };
-  const SimtHalo g0 = simt_halo<TD, TH, TW>(ph, s, so, q0d, q0h, q0w);
+  const HaloBox g0 = halo_box<TD, TH, TW>(ph, s, so, q0d, q0h, q0w);
   int base0[TM];
   bases(g0, base0);
 
@@ -89,7 +72,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   int* tables = reinterpret_cast<int*>(smem + 2 * stage_floats);
   if constexpr (kSum) {
     for (int i = 0; i < p.num_phases; ++i) {
-      const SimtHalo g = simt_halo<TD, TH, TW>(p.phase[i], s, so, q0d, q0h, q0w);
+      const HaloBox g = halo_box<TD, TH, TW>(p.phase[i], s, so, q0d, q0h, q0w);
       build_halo_table(tables + i * table_ints, p, g.hpos, g.HH, g.HW, g.iz0, g.iy0, g.ix0, tid, kThreads, s);
     }
   } else {
@@ -102,7 +85,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   auto load = [&](int stage, int t) {
     const int pi = kSum ? t / cpc : 0;
     const DirectPhase& pht = kSum ? p.phase[pi] : ph;
-    const SimtHalo g = kSum ? simt_halo<TD, TH, TW>(pht, s, so, q0d, q0h, q0w) : g0;
+    const HaloBox g = kSum ? halo_box<TD, TH, TW>(pht, s, so, q0d, q0h, q0w) : g0;
     if (kSum && g.ntaps == 0) return;  // k < stride: a parity no tap reads
     const int* pos_of = tables + pi * table_ints;
     float* hs = smem + stage * stage_floats;
@@ -114,7 +97,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     stage_filter<BN>(hs + halo_floats, p, p.weight + pht.w_offset, co0, c, g.ntaps, tid, kThreads);
   };
 
-  auto compute = [&](int stage, const SimtHalo& g, const int (&base)[TM]) {
+  auto compute = [&](int stage, const HaloBox& g, const int (&base)[TM]) {
     const float* hs = smem + stage * stage_floats;
     const float* fs = hs + halo_floats + half * TN * KC;
     const int plane = 4 * g.hpos;
@@ -149,7 +132,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   const int nchunks = kSum ? p.num_phases * cpc : (g0.ntaps > 0 ? cpc : 0);
   run_two_stages(0, nchunks, load, [](int) {}, [&](int stage, int t) {
     if constexpr (kSum) {
-      const SimtHalo g = simt_halo<TD, TH, TW>(p.phase[t / cpc], s, so, q0d, q0h, q0w);
+      const HaloBox g = halo_box<TD, TH, TW>(p.phase[t / cpc], s, so, q0d, q0h, q0w);
       int base[TM];
       bases(g, base);
       compute(stage, g, base);
