@@ -1,0 +1,40 @@
+"""fp32 per pass: ours (selected) vs cuDNN (benchmark on/off, best), sweep cases, channels_last."""
+import sys, torch
+from convt3d_cutlass import launch
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+sys.path.insert(0, ".")
+from bench.shapes import SWEEP
+torch.backends.cudnn.allow_tf32 = False
+def med(fn, reps=7):
+    for _ in range(2): fn()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
+        a.record(); fn(); b.record(); b.synchronize(); ts.append(a.elapsed_time(b))
+    ts.sort(); return ts[len(ts) // 2]
+dev = torch.device("cuda", 0)
+for c in SWEEP[1:]:
+    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    x = torch.randn(c.n, c.c_in, *c.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda")
+    gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)
+    S, P, O = [c.stride] * 3, [c.padding] * 3, [c.output_padding] * 3
+    cud = {"fwd": lambda: torch.ops.aten.convolution(x, w, None, S, P, [1] * 3, True, O, 1),
+           "gi": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [True, False, False]),
+           "gw": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [False, True, False])}
+    ours = {"fwd": lambda: launch.forward(x, w, None, p, "fp32"), "gi": lambda: launch.grad_input(gy, w, p, "fp32"),
+            "gw": lambda: launch.grad_weight(gy, x, p, "fp32")}
+    out = []
+    for k in ("fwd", "gi", "gw"):
+        best = 1e9
+        for bm in (True, False):
+            torch.backends.cudnn.benchmark = bm
+            best = min(best, med(cud[k], 5))
+        torch.backends.cudnn.benchmark = False
+        sel = launch._select(p, {"fwd": "dgrad", "gi": "fprop", "gw": "wgrad"}[k], "fp32", None, dev).name
+        o = med(ours[k])
+        out.append(f"{k} {o:.3f}/{best:.3f}={best / o:.2f}x [{sel}]")
+    print(f"{c.name:12s} s{c.stride} k{c.k} " + "  ".join(out), flush=True)
+    x = gy = None
+    torch.cuda.empty_cache()
