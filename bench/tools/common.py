@@ -1,5 +1,5 @@
-"""What the measurement scripts share: named layers as channels_last_3d tensors, and the profiler's GPU
-kernel summary."""
+"""What the measurement scripts share: named layers as channels_last_3d tensors, a CUDA-event median, and
+the profiler's GPU kernel summary."""
 import torch
 import torch.nn.functional as F
 
@@ -30,3 +30,19 @@ def gpu_kernels(prof, top=8, indent="   "):
     lines = [f"{indent}{e.device_time_total / 1000:7.3f} ms x{e.count} {e.key[:110]}"
              for e in sorted(ev, key=lambda e: -e.device_time_total)[:top]]
     return sum(e.device_time_total for e in ev) / 1000, lines
+
+
+def median_ms(fn, reps=7, warmup=2):
+    """Median of reps CUDA-event timings of fn() (ms) after warmup calls."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    ts.sort()
+    return ts[len(ts) // 2]

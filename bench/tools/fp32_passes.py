@@ -4,15 +4,9 @@ from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 sys.path.insert(0, ".")
-from bench.shapes import SWEEP
+from bench.shapes import SWEEP  # noqa: E402
+from bench.tools.common import median_ms as med  # noqa: E402
 torch.backends.cudnn.allow_tf32 = False
-def med(fn, reps=7):
-    for _ in range(2): fn()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record(); fn(); b.record(); b.synchronize(); ts.append(a.elapsed_time(b))
-    ts.sort(); return ts[len(ts) // 2]
 dev = torch.device("cuda", 0)
 for c in SWEEP[1:]:
     p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)

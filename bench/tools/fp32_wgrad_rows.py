@@ -5,14 +5,8 @@ from convt3d_cutlass.kernel_table import DIRECT_WGRAD_SIMT_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 sys.path.insert(0, ".")
-from bench.shapes import SWEEP
-def med(fn, reps=7):
-    for _ in range(2): fn()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record(); fn(); b.record(); b.synchronize(); ts.append(a.elapsed_time(b))
-    ts.sort(); return ts[len(ts) // 2]
+from bench.shapes import SWEEP  # noqa: E402
+from bench.tools.common import median_ms as med  # noqa: E402
 dev = torch.device("cuda", 0)
 for c in SWEEP:
     if c.k != 3:
