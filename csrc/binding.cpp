@@ -242,10 +242,11 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
 
 // partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
 // x [N,Di,Hi,Wi,Ci] and grad_y [N,Do,Ho,Wo,Co]; taps_per_group (kh, kw) taps per CTA.
-// x is [N, D, H, W, C_in], or [N, C_in, D, H, W] with x_ncdhw (kernels that read it so; the others
-// raise).
+// x is [N, D, H, W, C_in], or [N, C_in, D, H, W] with x_ncdhw; grad_y [N, Do, Ho, Wo, C_out], or
+// [N, C_out, Do, Ho, Wo] with gy_ncdhw (kernels that read them so; the others raise).
 void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
-                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw) {
+                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw,
+                  bool gy_ncdhw) {
   const auto dev = partials.device();
   check_operand(x, "direct_wgrad x", dev);
   check_operand(grad_y, "direct_wgrad grad_y", dev);
@@ -266,7 +267,12 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   } else {
     L.Di = x.size(1); L.Hi = x.size(2); L.Wi = x.size(3); L.Ci = x.size(4);
   }
-  L.Do = grad_y.size(1); L.Ho = grad_y.size(2); L.Wo = grad_y.size(3); L.Co = grad_y.size(4);
+  L.gy_ncdhw = gy_ncdhw;
+  if (gy_ncdhw) {
+    L.Co = grad_y.size(1); L.Do = grad_y.size(2); L.Ho = grad_y.size(3); L.Wo = grad_y.size(4);
+  } else {
+    L.Do = grad_y.size(1); L.Ho = grad_y.size(2); L.Wo = grad_y.size(3); L.Co = grad_y.size(4);
+  }
   TORCH_CHECK(grad_y.size(0) == L.N, "convt3d_cutlass: direct_wgrad batch sizes differ");
   TORCH_CHECK(partials.size(1) == k * k * k && partials.size(2) == L.Ci && partials.size(3) == L.Co,
               "convt3d_cutlass: direct_wgrad partials must be [slices, k^3, C_in, C_out]");
@@ -387,7 +393,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
         "bool sum_phases=False) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
-        "int taps_per_group, bool x_ncdhw=False) -> ()");
+        "int taps_per_group, bool x_ncdhw=False, bool gy_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");
   m.def("transpose_tiles(int positions) -> int", &convt3d::torch_ops::transpose_tiles);
   m.def("channel_sums(Tensor src, Tensor(a!) out) -> ()");

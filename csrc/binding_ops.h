@@ -22,7 +22,8 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
             int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
             bool sum_phases = false);
 void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
-                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw);
+                  int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw,
+                  bool gy_ncdhw = false);
 void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last,
                       const std::optional<at::Tensor>& sums);
 int64_t transpose_tiles(int64_t positions);

@@ -74,6 +74,7 @@ struct DirectWgradLaunch {
   int taps_per_group = 1;  // (kh, kw) taps per CTA, one warp each
   int tap_groups = 1;      // tap_groups * taps_per_group >= k*k
   bool x_ncdhw = false;    // x stored [N][C][D][H][W] (the Hopper and FFMA kernels; the others refuse it)
+  bool gy_ncdhw = false;   // grad_y stored [N][Co][Do][Ho][Wo] (the FFMA kernel; the others refuse it)
   const float* x = nullptr;
   const float* gy = nullptr;
   float* partials = nullptr;  // [slices, k^3, Ci, Co]

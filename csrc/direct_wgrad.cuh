@@ -181,7 +181,7 @@ struct DirectWgradKernel {
   using S = WgradShape<TH, TW, BM, BN>;
 
   static int can_implement(const DirectWgradLaunch& p) {
-    if (p.x_ncdhw) return 5;  // kErrorNotSupported: reads NDHWC x only
+    if (p.x_ncdhw || p.gy_ncdhw) return 5;  // kErrorNotSupported: reads NDHWC x and grad_y only
     if (p.tap_groups < 1 || p.taps_per_group < 1 || p.taps_per_group > kWgradMaxWarps ||
         p.tap_groups * p.taps_per_group < p.k * p.k)
       return 4;  // kErrorInvalidProblem

@@ -9,9 +9,9 @@
 // in shared memory once (cp.async, zero-filled out of range, double buffered); the CTA's slice of
 // partial sums is summed by the caller in a fixed order (bitwise reproducible).
 //
-// x in NDHWC, or in NCDHW (x_ncdhw: gathered 4 bytes at a time instead of a channels_last_3d copy of
-// the largest tensor of the pass; the FFMA-bound kernel hides the gather where its shared-memory
-// writes are free of bank conflicts, see XS).
+// x and grad_y in NDHWC, or in NCDHW (x_ncdhw, gy_ncdhw: gathered 4 bytes at a time instead of
+// channels_last_3d copies; the FFMA-bound kernel hides the gathers where their shared-memory writes are
+// free of bank conflicts, see XS and GS).
 //
 // FFMA (CuTe's UniversalFMA), S warps per (kd, kh), each on 8 A of the block's input channels: all
 // lanes walk the same positions, lane (cg, og) owning A input channels x B output channels of all three
@@ -38,9 +38,12 @@ struct SimtWgradShape {
   // step write 32 distinct banks (at BM = 48 lanes along positions hit 2).
   static constexpr int XS = BM + 4;
   static_assert(XS % 8 == 4, "x tile row stride");
+  // grad_y halo row stride, 4 mod 8 for the same reason (its NCDHW gather).
+  static constexpr int GS = BN + 4;
+  static_assert(GS % 8 == 4, "grad_y halo row stride");
   static __host__ __device__ int halo_h(int s) { return s * (TH - 1) + K; }
   static __host__ __device__ int halo_w(int s) { return s * (TW - 1) + K; }
-  static __host__ __device__ int stage_floats(int s) { return kTP * XS + K * halo_h(s) * halo_w(s) * BN; }
+  static __host__ __device__ int stage_floats(int s) { return kTP * XS + K * halo_h(s) * halo_w(s) * GS; }
   // Two stages, then one int per halo position of a plane (its (row, column), packed).
   static __host__ __device__ size_t smem_bytes(int s) {
     return (2ull * stage_floats(s) + halo_h(s) * halo_w(s)) * sizeof(float);
@@ -74,7 +77,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
     direct_wgrad_simt_kernel(const __grid_constant__ DirectWgradLaunch p, int tiles_h, int tiles_w, long long tiles,
                              int ci_blocks) {
   using S = SimtWgradShape<TH, TW, A, B, SP>;
-  constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP, XS = S::XS;
+  constexpr int K = S::K, BM = S::BM, BN = S::BN, kTP = S::kTP, XS = S::XS, GS = S::GS;
   static_assert(kTP % 8 == 0 && kTP / 8 <= S::kWarps && BM % 4 == 0, "x tile: a warp per 8 positions");
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
@@ -138,6 +141,27 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
       }
     }
     const int od0 = s * id - p.pad, oh0 = s * h0 - p.pad, ow0 = s * w0 - p.pad;
+    if (p.gy_ncdhw) {
+      // grad_y read in its NCDHW storage, as x above: a warp keeps 8 consecutive halo positions and
+      // walks the channels 4 at a time.
+      const int64_t cplane = (int64_t)p.Do * Ho * Wo;
+      const float* gy_c = p.gy + ((int64_t)n * Co + co0 + (lane & 3)) * cplane;
+      for (int g = warp; g * 8 < K * hpos; g += S::kWarps) {
+        const int pos = g * 8 + (lane >> 2);
+        if (pos >= K * hpos) continue;
+        const int od = od0 + pos / hpos, yx = hyx[pos % hpos];
+        const int oh = oh0 + (yx >> 16), ow = ow0 + (yx & 0xffff);
+        const bool pos_ok = (unsigned)od < (unsigned)p.Do && (unsigned)oh < (unsigned)Ho && (unsigned)ow < (unsigned)Wo;
+        const float* src = gy_c + ((int64_t)od * Ho + oh) * Wo + ow;
+        float* d = bs + pos * GS + (lane & 3);
+#pragma unroll
+        for (int c = 0; c < BN; c += 4) {
+          const bool ok = pos_ok && co0 + c + (lane & 3) < Co;
+          copy4(ok ? src + c * cplane : p.gy, d + c, ok);
+        }
+      }
+      return;
+    }
     const float* gy_n = p.gy + (int64_t)n * p.Do * Ho * Wo * Co + co0;
     for (int i = tid; i < K * hpos * (BN / 4); i += nthreads) {
       const int pos = i / (BN / 4), seg = i % (BN / 4);
@@ -145,7 +169,7 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
       const int oh = oh0 + (yx >> 16), ow = ow0 + (yx & 0xffff);
       const bool ok = (unsigned)od < (unsigned)p.Do && (unsigned)oh < (unsigned)Ho && (unsigned)ow < (unsigned)Wo &&
                       co0 + seg * 4 < Co;
-      copy16(ok ? gy_n + (((int64_t)od * Ho + oh) * Wo + ow) * Co + seg * 4 : p.gy, bs + pos * BN + seg * 4, ok);
+      copy16(ok ? gy_n + (((int64_t)od * Ho + oh) * Wo + ow) * Co + seg * 4 : p.gy, bs + pos * GS + seg * 4, ok);
     }
   };
 
@@ -158,22 +182,22 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
 
   auto compute = [&](int stage) {
     const float* xs = smem + stage * stage_floats + cl;
-    const float* gs = smem + stage * stage_floats + kTP * XS + (kd * HH + kh) * HW * BN + og * B;
+    const float* gs = smem + stage * stage_floats + kTP * XS + (kd * HH + kh) * HW * GS + og * B;
     if (s == 1) {
       // Along a tile row the three kw taps read a window of grad_y that slides by one position: kept
       // in registers, each position loads one new grad_y row instead of three.
 #pragma unroll 1
       for (int th = 0; th < TH; ++th) {
         const float* xrow = xs + th * TW * XS;
-        const float* grow = gs + th * HW * BN;
+        const float* grow = gs + th * HW * GS;
         float g0[B], g1[B], g2[B];
         load_row(g0, grow);
-        load_row(g1, grow + BN);
+        load_row(g1, grow + GS);
 #pragma unroll
         for (int tw = 0; tw < TW; ++tw) {
           float xa[A];
           load_row(xa, xrow + tw * XS);
-          load_row(g2, grow + (tw + 2) * BN);
+          load_row(g2, grow + (tw + 2) * GS);
           fma_row(acc[0], xa, g0);
           fma_row(acc[1], xa, g1);
           fma_row(acc[2], xa, g2);
@@ -188,11 +212,11 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
       const int th = pos / TW, tw = pos % TW;
       float xa[A];
       load_row(xa, xs + pos * XS);
-      const float* g = gs + (s * th * HW + s * tw) * BN;
+      const float* g = gs + (s * th * HW + s * tw) * GS;
 #pragma unroll
       for (int kw = 0; kw < K; ++kw) {
         float gb[B];
-        load_row(gb, g + kw * BN);
+        load_row(gb, g + kw * GS);
         fma_row(acc[kw], xa, gb);
       }
     }

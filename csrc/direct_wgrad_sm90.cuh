@@ -349,6 +349,7 @@ struct WgmmaWgradKernel {
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides
+    if (p.gy_ncdhw) return 5;                        // NDHWC grad_y only
     if (p.x_ncdhw && (p.Wi % 4 != 0 || C::GRANULES % 4 != 0 || BN % 4 != 0)) return 1;
     WgradGeometry geo;
     const int code = geometry(p, geo);

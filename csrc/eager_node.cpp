@@ -51,6 +51,8 @@ struct Plan {
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
+  bool gi_gy_ncdhw = false;  // grad_input's kernel reads a packed NCDHW grad_y in place
+  bool gw_gy_ncdhw = false;  // grad_weight's kernel reads a packed NCDHW grad_y in place
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -65,19 +67,22 @@ const Plan& plan_at(int64_t id) {
 }
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
-// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities.
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
+// gi_gy_ncdhw, gw_gy_ncdhw.
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 17, "convt3d_cutlass: eager_plan takes 17 integers");
+  TORCH_CHECK(ints.size() == 19, "convt3d_cutlass: eager_plan takes 19 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
   p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
+  p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
-                  (!p.gi_parities || p.gi_direct),
+                  (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
+                  (!p.gw_gy_ncdhw || p.gw_direct),
               "convt3d_cutlass: eager_plan has an invalid problem");
   p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
   p.gi_kernel = std::move(gi_kernel); p.gi_table = std::move(gi_table);
@@ -143,10 +148,10 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
   return to_format(y, P.x_cl);
 }
 
-// G: grad_y as packed [N, Do, Ho, Wo, C_out]. sums: undefined, or [P.gi_sum_rows, C_out] that the kernel
-// fills with partial sums of G (launch.grad_input_with_bias).
-at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor& filter, const at::Tensor& x,
-                           const at::Tensor& sums) {
+// G: grad_y as packed [N, Do, Ho, Wo, C_out], or (G_ncdhw) packed [N, C_out, Do, Ho, Wo]. sums: undefined,
+// or [P.gi_sum_rows, C_out] that the kernel fills with partial sums of G (launch.grad_input_with_bias).
+at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& filter,
+                           const at::Tensor& x, const at::Tensor& sums) {
   TORCH_CHECK(filter.defined(), "convt3d_cutlass: the eager node has no grad_input filter (x did not require "
               "grad when the forward ran)");
   const auto shape = x.sizes();
@@ -154,7 +159,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor&
   if (P.gi_direct) {
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
-    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, false,
+    ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, G_ncdhw,
                 sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities);
   } else {
     gx = empty_cl(shape, G);
@@ -165,13 +170,14 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, const at::Tensor&
   return to_format(gx, P.x_cl);
 }
 
-at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, const at::Tensor& x, int64_t c_out) {
+at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& x,
+                            int64_t c_out) {
   const int64_t k = P.k, c_in = x.size(1);
   at::Tensor partials;
   if (P.gw_direct) {
     partials = at::empty({P.gw_slices, k * k * k, c_in, c_out}, x.options());
     ops::direct_wgrad(P.gw_kernel, P.gw_x_ncdhw ? aligned16(x) : ndhwc(x), G, partials, k, P.stride, P.padding,
-                      P.gw_taps_per_group, P.gw_x_ncdhw);
+                      P.gw_taps_per_group, P.gw_x_ncdhw, G_ncdhw);
   } else {
     partials = at::empty({P.gw_slices, c_in, k, k, k, c_out}, x.options());
     const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
@@ -222,8 +228,14 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
           gy, x, weight, has_bias ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(), {s, s, s},
           {p, p, p}, {1, 1, 1}, true, {op, op, op}, 1, {need_x, need_w, need_b});
     } else if (need_x || need_w || need_b) {
-      at::Tensor G;  // grad_y as packed NDHWC, shared by both passes
-      if (!is_cl(gy) && need_x + need_w + need_b >= 2) {
+      at::Tensor G;  // grad_y as packed NDHWC, shared by both passes, or (G_ncdhw) as it is
+      // Kernels that read a packed NCDHW grad_y in place (the exact-fp32 rows): no conversion at all
+      // where every gradient asked for has one; the bias gradient then sums grad_y on its own.
+      const bool G_ncdhw = !is_cl(gy) && gy.is_contiguous() && (need_x || need_w) &&
+                           (!need_x || P.gi_gy_ncdhw) && (!need_w || P.gw_gy_ncdhw);
+      if (G_ncdhw) {
+        G = aligned16(gy);
+      } else if (!is_cl(gy) && need_x + need_w + need_b >= 2) {
         // One read of an NCDHW grad_y gives the channels_last copy and the bias gradient
         // (layouts.channels_last_with_sums).
         at::Tensor src = gy.contiguous();
@@ -238,11 +250,12 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       if (need_x) {
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.
         at::Tensor sums;
-        if (need_b && !gb.defined() && P.gi_sum_rows > 0) sums = at::empty({P.gi_sum_rows, G.size(4)}, G.options());
-        gx = grad_input_pass(P, G, gi_filter, x, sums);
+        if (need_b && !gb.defined() && P.gi_sum_rows > 0 && !G_ncdhw)
+          sums = at::empty({P.gi_sum_rows, G.size(4)}, G.options());
+        gx = grad_input_pass(P, G, G_ncdhw, gi_filter, x, sums);
         if (sums.defined()) gb = sums.sum(0);
       }
-      if (need_w) gw = grad_weight_pass(P, G, x, weight.size(1));
+      if (need_w) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_b && !gb.defined()) gb = channel_sums(gy);
     }
     if (!need_x) gx = at::Tensor();

@@ -348,7 +348,7 @@ struct IgemmWgradKernel {
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.x_ncdhw) return 5;                          // NDHWC x only
+    if (p.x_ncdhw || p.gy_ncdhw) return 5;            // NDHWC x and grad_y only
     IgemmWgradGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;

@@ -200,6 +200,9 @@ def test_fp32_tap_reuse_is_exact_fp32():
     x_ncdhw = x.contiguous()
     assert direct.wgrad_reads_ncdhw(launch._select(prob, "wgrad", "fp32", None, x.device), x_ncdhw)
     assert torch.equal(gw, launch.grad_weight(gy, x_ncdhw, prob, "fp32"))
+    # grad_y in NCDHW storage too, gathered in place (gy_ncdhw): the same bits
+    assert direct.wgrad_reads_gy_ncdhw(launch._select(prob, "wgrad", "fp32", None, x.device), gy.contiguous())
+    assert torch.equal(gw, launch.grad_weight(gy.contiguous(), x_ncdhw, prob, "fp32"))
     for s_, p_ in ((1, 1), (2, 1)):  # partial tiles, strided, NCDHW x
         pr = Problem(2, 12, 40, (5, 11, 19), 3, s_, p_)
         xs = torch.randn(2, 12, *pr.spatial, device="cuda")
@@ -207,6 +210,7 @@ def test_fp32_tap_reuse_is_exact_fp32():
         for name in (k.name for k in DIRECT_WGRAD_SIMT_KERNELS if selector.direct_wgrad_fits(pr, k)):
             g = launch.grad_weight(gys, xs, pr, "fp32", name)
             assert rel_l2(g, _grad_weight_ref(xs, gys, g.shape, s_, p_)) < 1e-6
+            assert torch.equal(g, launch.grad_weight(gys.contiguous(), xs, pr, "fp32", name))
 
 
 def _grad_weight_ref(x, gy, w_shape, s, p, op=0):

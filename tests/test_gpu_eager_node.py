@@ -219,3 +219,24 @@ def test_tma_kernels_run_on_a_thread_without_cuda_context():
     assert not errors, errors
     torch.cuda.synchronize()
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 2, 1)) <= 5e-3
+
+
+def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
+    # exact fp32 at unit stride: grad_input's and grad_weight's FFMA kernels read an NCDHW grad_y in
+    # place, so the backward converts nothing; the bias gradient is torch's sum of grad_y.
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(2, 16, 6, 7, 16, device="cuda").requires_grad_()
+    w = (torch.randn(16, 8, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5).requires_grad_()
+    b = torch.randn(8, device="cuda", requires_grad=True)
+    y = ct.conv_transpose3d(x, w, b, 1, 1, precision="fp32", strict=True)
+    assert "ConvTranspose3dNode" in _node_name(y)
+    gy = torch.randn(y.shape, device="cuda")  # NCDHW
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y.backward(gy)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert not any("transpose_kernel" in k for k in names), names
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    F.conv_transpose3d(xd, wd, None, 1, 1).backward(gy.double())
+    assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6
+    assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6

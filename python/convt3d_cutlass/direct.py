@@ -377,11 +377,11 @@ def wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, k: int, stri
 
 def simt_wgrad_smem_bytes(block: Tuple[int, int, int], bm: int, bn: int, stride: int, k: int = 3) -> int:
     """Dynamic shared memory of the exact-fp32 grad_weight kernel (csrc/direct_wgrad_simt.cuh): two
-    stages of (x tile with rows padded to bm + 4 floats, grad_y halo of all k kd planes), then one int
-    per halo position of a plane."""
+    stages of (x tile with rows padded to bm + 4 floats, grad_y halo of all k kd planes with rows padded to
+    bn + 4), then one int per halo position of a plane."""
     th, tw = block[1], block[2]
     hh, hw = stride * (th - 1) + k, stride * (tw - 1) + k
-    return (2 * (th * tw * (bm + 4) + k * hh * hw * bn) + hh * hw) * 4
+    return (2 * (th * tw * (bm + 4) + k * hh * hw * (bn + 4)) + hh * hw) * 4
 
 
 def wgrad_tiles(p: Problem, block: Tuple[int, int, int]) -> int:
@@ -546,6 +546,13 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
         return _packed_ncdhw(x)
     return (k.family == "wgmma" and k.op == "wgrad" and _packed_ncdhw(x) and x.shape[4] % 4 == 0
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
+
+
+def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
+    """Whether grad_weight row k takes grad_y [N, C_out, Do, Ho, Wo] in its NCDHW storage (its gy_ncdhw
+    mode) instead of a channels_last_3d copy: the exact-fp32 rows, grad_y packed NCDHW (gathered 4 bytes
+    at a time into halo rows padded to BN + 4 floats, as x)."""
+    return k.simt and k.op == "wgrad" and _packed_ncdhw(grad_y)
 
 
 @functools.lru_cache(maxsize=256)

@@ -42,13 +42,19 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
               gi_sum_rows: int = 0) -> list:
-    """The node's 17 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan."""
+    """The node's 19 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
+
+    The last two: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place (the
+    exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
+    node converts no grad_y at all."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
-            int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p))]
+            int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
+            int(gi.tap_reuse and gi.k.simt and not direct.sums_parities(gi.k, p)),
+            int(gw.tap_reuse and gw.k.simt)]
 
 
 def _build(key, x: torch.Tensor):

@@ -95,7 +95,10 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
         gx, gw, gb = _native_backward(grad_y, x, weight, ctx.has_bias, ctx.stride, ctx.padding,
                                       ctx.output_padding, ctx.precision, (need_x, need_w, need_b))
     else:
-        if share_layout and need_x + need_w + need_b >= 2:
+        # (the eager node's rule, csrc/eager_node.cpp: no conversion where the kernels read it in place)
+        in_place = share_layout and launch.grad_y_in_place(grad_y, x, weight, ctx.problem, ctx.precision,
+                                                           ctx.config or None, need_x, need_w)
+        if share_layout and need_x + need_w + need_b >= 2 and not in_place:
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted

@@ -357,7 +357,8 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     cands = []
     for i, k in _built(op, "fp32", "direct", compiled):
         table, s_in, sums = direct.pass_plan(k, problem, op)
-        if not (supports_arch(k, capability) and direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit):
+        fits = direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit
+        if not (supports_arch(k, capability) and fits):
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
         ctas = direct.ctas(k.block, k.bn, problem.n, co, table, sums)
