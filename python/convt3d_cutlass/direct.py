@@ -548,6 +548,13 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
 
+def backward_reads_grad_y(k, p: Problem) -> bool:
+    """Whether the backward's row k (grad_input or grad_weight) reads a packed NCDHW grad_y in place, so
+    that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities.
+    Asked by launch.grad_y_in_place (the Python Function) and eager.plan_ints (the C++ node) alike."""
+    return k.simt and not sums_parities(k, p)
+
+
 def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
     """Whether grad_weight row k takes grad_y [N, C_out, Do, Ho, Wo] in its NCDHW storage (its gy_ncdhw
     mode) instead of a channels_last_3d copy: the exact-fp32 rows, grad_y packed NCDHW (gathered 4 bytes

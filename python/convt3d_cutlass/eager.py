@@ -53,8 +53,8 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
-            int(gi.tap_reuse and gi.k.simt and not direct.sums_parities(gi.k, p)),
-            int(gw.tap_reuse and gw.k.simt)]
+            int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
+            int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p))]
 
 
 def _build(key, x: torch.Tensor):

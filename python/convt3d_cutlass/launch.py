@@ -249,18 +249,18 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                     config: Optional[str], need_x: bool, need_w: bool) -> bool:
     """Whether every backward pass asked for (grad_input: need_x, grad_weight: need_w) reads grad_y
     [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows,
-    grad_input not over grad_y's parities. The eager node decides the same (eager.plan_ints)."""
+    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too)."""
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x:
         gi = _plan(p, "fprop", precision, config, grad_y.device,
                    lambda name: grad_input(grad_y, weight, p, precision, name))
-        if not (gi.tap_reuse and gi.k.simt and not direct.sums_parities(gi.k, p)):
+        if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
             return False
     if need_w:
         gw = _plan(p, "wgrad", precision, config, grad_y.device,
                    lambda name: grad_weight(grad_y, x, p, precision, name))
-        if not (gw.tap_reuse and direct.wgrad_reads_gy_ncdhw(gw.k, grad_y)):
+        if not (gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)):
             return False
     return True
 
