@@ -501,7 +501,11 @@ def test_simt_rows_skip_half_empty_tiles():
     g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
     assert all(selector.select_config(g1, op, "fp32").family == "cutlass2x" for op in ("dgrad", "wgrad"))
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
-    assert all(selector.select_config(g2, op, "fp32").simt for op in ("dgrad", "wgrad"))
+    assert selector.select_config(g2, "dgrad", "fp32").simt
+    # strided grad_weight with C_in >= 128: the stock kernel's 128-row tile; narrower stays on FFMA
+    assert selector.select_config(g2, "wgrad", "fp32").name == "wgrad_fp32_128x64x8_64x32x8_s4"
+    assert selector.select_config(Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), "wgrad", "fp32").simt
+    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), "wgrad", "fp32").simt
     # 8 rows per thread where a phase has 8 taps or more; 4 on one-tap phases (k2 s2)
     assert selector.select_config(g2, "dgrad", "fp32").name == "direct_fp32_8x8x16_n32_m8"
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
@@ -510,13 +514,14 @@ def test_simt_rows_skip_half_empty_tiles():
 
 def test_simt_grad_input_over_parities_and_waves():
     """Strided exact-fp32 grad_input on the FFMA rows (summed over grad_y's parities, NCDHW grad_y
-    converted); the 8x8x16 block unless it would leave SMs idle that 4x8x16 fills (U-Net 256->128:
-    64 CTAs of 8x8x16 on 132 SMs)."""
+    converted); the 8x8x16 block unless it would leave SMs idle that 4x8x16 fills; the stock 128x128
+    tile where no row fills a wave (U-Net 256->128: 64 CTAs of 8x8x16, 128 of 4x8x16 on 132 SMs)."""
     dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)
     k = selector.select_config(dec3, "fprop", "fp32", num_sms=132)
     assert k.name == "direct_fp32_8x8x16_n32_m8" and direct.sums_parities(k, dec3)
     assert not direct.reads_ncdhw(k, direct.pass_plan(k, dec3, "fprop")[0], 32, torch.empty(2, 32, 3, 4, 5), True)
     dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
-    assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "direct_fp32_4x8x16_n32_m4"
+    assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "fprop_fp32_128x128x8_32x64x8_s3"
+    assert selector.select_config(dec1, "fprop", "fp32", num_sms=64).name == "direct_fp32_8x8x16_n32_m8"
     # at unit stride, one dense phase as before
     assert not direct.sums_parities(selector.select_config(HEADLINE, "fprop", "fp32"), HEADLINE)

@@ -122,6 +122,25 @@ def test_non_default_stream():
     assert rel_l2(y, ref) <= 5e-3
 
 
+@pytest.mark.parametrize("cfg", ["dgrad_fp32_128x64x8_64x32x8_s4", "dgrad_tf32_128x64x32_64x32x32_s3"])
+def test_stride_phases_on_side_streams_keep_the_callers_order(cfg):
+    """The stock forward's stride phases run on side streams: they must start after the caller's stream
+    has produced x and finish before its next kernel reads y (x arrives late, behind a sleep)."""
+    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, True, True)
+    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        late = torch.full_like(x, float("nan"))
+        out = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+        torch.cuda._sleep(50_000_000)
+        late.copy_(x)
+        y = launch.forward(late, w, b, prob, cfg.split("_")[1], cfg, out=out)
+        seen = y * 1.0
+    torch.cuda.synchronize()
+    assert rel_l2(seen, ref) <= TOL[cfg.split("_")[1]]
+
+
 def test_weight_cache_never_stale():
     x, w, b, _ = _case(1, 8, 8, (4, 4, 4), 3, 2, 1, False, True)
     y1 = ct.conv_transpose3d(x, w, None, 2, 1, precision="fp32")

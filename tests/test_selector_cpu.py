@@ -34,6 +34,25 @@ def test_wide_channels_use_wide_tile():
     assert selector.select_config(p, "wgrad", "tf32", **STOCK).tile == (128, 128, 16)
 
 
+def test_simt_stock_tiles_follow_channels():
+    """Exact fp32 on the stock SIMT kernels: 128x128 grad_input tiles past 64 channels; grad_weight tiles
+    as tall as C_in fills (64, 128, 256 rows); the forward's 128x128 only where its stride phases,
+    run together, fill two waves."""
+    wide = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)  # gan3d-g1
+    assert selector.select_config(wide, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_32x64x8_s3"
+    assert selector.select_config(wide, "wgrad", "fp32", **STOCK).name == "wgrad_fp32_256x64x8_64x32x8_s4"
+    assert selector.select_config(wide, "dgrad", "fp32", gemm_mn=(16 * 8 ** 3, 128),
+                                  **STOCK).name == "dgrad_fp32_128x128x8_64x32x8_s4"
+    # unit stride: one phase, whose own tiles would not fill the GPU
+    one = Problem(2, 256, 128, (16, 16, 16), 3, 1, 1)
+    assert selector.select_config(one, "dgrad", "fp32", **STOCK).tile == (128, 64, 8)
+    assert selector.select_config(MEDIUM, "wgrad", "fp32", **STOCK).tile == (128, 64, 8)
+    assert selector.select_config(MEDIUM, "fprop", "fp32", **STOCK).tile == (128, 128, 8)
+    narrow = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net k5 refinement
+    assert [selector.select_config(narrow, op, "fp32").tile for op in ("dgrad", "fprop", "wgrad")] == \
+        [(128, 32, 8), (128, 32, 8), (64, 64, 8)]
+
+
 @pytest.mark.parametrize("op", ["dgrad", "fprop", "wgrad"])
 @pytest.mark.parametrize("prec", PRECISIONS)
 @pytest.mark.parametrize("c_in, c_out", [(1, 1), (3, 8), (8, 3), (5, 7), (24, 48), (48, 24), (64, 256)])

@@ -185,6 +185,8 @@ KERNELS = (
        "exact fp32, narrow N; also any channel count (1-element access)"),
     _k("dgrad", "fp32", (128, 64, 8), (64, 32, 8), 4,
        "exact fp32, C_out > 32"),
+    _k("dgrad", "fp32", (128, 128, 8), (64, 32, 8), 4,
+       "exact fp32, C_out > 64, strided: the stride phases run concurrently, filling the GPU together"),
     # --- grad_input (Conv3d fprop over grad_output) ---------------------------------------
     _k("fprop", "tf32", (128, 64, 32), (64, 32, 32), 3,
        "C_in in (32, 64] (GEMM N = C_in)"),
@@ -200,6 +202,8 @@ KERNELS = (
        "exact fp32, C_in > 32; any channel count"),
     _k("fprop", "fp32", (128, 32, 8), (32, 32, 8), 4,
        "exact fp32, narrow C_in"),
+    _k("fprop", "fp32", (128, 128, 8), (32, 64, 8), 3,
+       "exact fp32, C_in > 64"),
     # --- grad_weight (Conv3d wgrad); long K, split across CTAs ----------------------------
     _k("wgrad", "tf32", (64, 64, 32), (32, 32, 32), 4,
        "C_in <= 64: small GEMM M, long K split into parallel slices"),
@@ -209,6 +213,10 @@ KERNELS = (
        "fp32 accuracy"),
     _k("wgrad", "fp32", (64, 64, 8), (32, 32, 8), 4,
        "exact fp32; any channel count"),
+    _k("wgrad", "fp32", (128, 64, 8), (64, 32, 8), 4,
+       "exact fp32, C_in >= 128"),
+    _k("wgrad", "fp32", (256, 64, 8), (64, 32, 8), 4,
+       "exact fp32, C_in >= 256"),
 )
 
 

@@ -38,8 +38,19 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
         # GEMM M = C_in is small and K (all positions) long; parallelism comes from split-K.
         if precision == "tf32" and m > 64:
             return _pick(cands, 128, 128)
+        if precision == "fp32" and m >= 128:
+            # SIMT: the tile as tall as C_in fills, up to 256 (H100, v0.18: 256->128 layers 0.63 ms against
+            # 0.68 with 128 rows and 0.87 with 64; 128-channel layers 1.13-1.33 against 1.61-2.01).
+            return _pick(cands, 256 if m >= 256 else 128, 64)
         return cands[0]
     if precision == "fp32":
+        # SIMT past 64 channels: 128x128 tiles (8x8 per thread, half the operand loads per FFMA of
+        # 128x64), 1.2-1.7x faster on every C_in >= 128 grad_input measured (v0.18). The forward's
+        # stride phases run concurrently (launch.forward), so there the whole layer's tiles must fill
+        # two waves (gan3d-g1: 0.59 ms against 0.70 with 128x64).
+        whole = math.ceil(m * stride ** 3 / 128) * math.ceil(n / 128)
+        if n > 64 and (op == "fprop" or (stride > 1 and whole >= 2 * num_sms)):
+            return _pick(cands, 128, 128)
         return _pick(cands, 128, 32 if n <= 32 else 64)
     if precision == "3xtf32":
         return _pick(cands, 128, 32 if n <= 32 else 64)
@@ -311,6 +322,10 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
 
 
 SIMT_MIN_W_FILL = 0.75
+# Strided grad_weight with C_in this wide runs faster on the stock SIMT kernel's 128- or 256-row tiles:
+# the FFMA rows re-stage a stride-times wider grad_y halo for every 32 x 16 channel block (v0.18, H100:
+# 128->64 s2 1.33 against 1.51 ms, 256->128 s2 0.63 against 0.88; 64->32 s2 stays on FFMA, 2.55 against 3.58).
+SIMT_WGRAD_MAX_STRIDED_CIN = 128
 SIMT_DEEP_MIN_TAPS = 8
 
 
@@ -320,8 +335,11 @@ def simt_wins(problem: Problem, op: str) -> bool:
 
     Measured on the H100 sweep (v0.16): they beat the stock SIMT kernels on every layer but gan3d-g1,
     whose 8-wide phases and x idle half of each tile (forward 1.11 vs 0.77 ms, grad_weight 1.63 vs
-    0.88); 16 and wider won or tied (U-Net 256->128 grad_weight at x 16 wide: 0.870 vs 0.860).
+    0.88); 16 and wider won or tied (U-Net 256->128 grad_weight at x 16 wide: 0.870 vs 0.860). Strided
+    grad_weight with C_in >= SIMT_WGRAD_MAX_STRIDED_CIN goes to the stock kernel's taller tiles (v0.18).
     """
+    if op == "wgrad" and problem.stride > 1 and problem.c_in >= SIMT_WGRAD_MAX_STRIDED_CIN:
+        return False
     if op == "dgrad":
         table = direct.forward_plan(problem)[0]
         width = max(table[i + 5] for i in range(0, len(table), 13))
@@ -332,9 +350,10 @@ def simt_wins(problem: Problem, op: str) -> bool:
 
 # 8 rows per thread against 4 on the same work (fewer filter reads per FFMA; v0.16 forwards 1.07-1.10x).
 SIMT_DEEP_GAIN = 1.1
-# grad_input on tap reuse needs its tiles to fill the GPU: below this fraction of a wave the stock
-# implicit GEMM (smaller tiles) is faster (V-Net up, 1 x 128 x 24^3, k5 s2: 72 CTAs, 1.74 vs 1.52 ms).
-SIMT_MIN_FILL = 0.75
+# Strided grad_input on tap reuse needs its tiles to fill a wave of the GPU; below that the stock
+# implicit GEMM's 128x128 tile is faster (v0.18, H100: V-Net up, 72 CTAs, 1.37 vs 1.11 ms; U-Net
+# 256->128, 128 CTAs on 132 SMs, 0.553 vs 0.519).
+SIMT_MIN_FILL = 1.0
 
 
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,

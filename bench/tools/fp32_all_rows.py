@@ -1,0 +1,41 @@
+"""fp32 per pass, every row that can run it (stock SIMT tiles and FFMA tap reuse) vs cuDNN (best of
+benchmark on/off), channels_last; errors against the selected row. Args: comma-separated layer names."""
+import sys, torch
+from convt3d_cutlass import launch, selector
+from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, DIRECT_WGRAD_SIMT_KERNELS, kernels_for
+sys.path.insert(0, ".")
+from bench.tools.common import layer_tensors, median_ms as med  # noqa: E402
+torch.backends.cudnn.allow_tf32 = False
+dev = torch.device("cuda", 0)
+OPS = {"fwd": "dgrad", "gi": "fprop", "gw": "wgrad"}
+for name in sys.argv[1].split(","):
+    p, x, w, gy = layer_tensors(name)
+    S, P, O = [p.stride] * 3, [p.padding] * 3, [0] * 3
+    cud = {"fwd": lambda: torch.ops.aten.convolution(x, w, None, S, P, [1] * 3, True, O, 1),
+           "gi": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [True, False, False]),
+           "gw": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [False, True, False])}
+    ours = {"fwd": lambda c: launch.forward(x, w, None, p, "fp32", c), "gi": lambda c: launch.grad_input(gy, w, p, "fp32", c),
+            "gw": lambda c: launch.grad_weight(gy, x, p, "fp32", c)}
+    for key, op in OPS.items():
+        best = 1e9
+        for bm in (True, False):
+            torch.backends.cudnn.benchmark = bm
+            best = min(best, med(cud[key], 7))
+        torch.backends.cudnn.benchmark = False
+        sel = launch._select(p, op, "fp32", None, dev).name
+        ref = ours[key](None).clone()
+        rows = list(kernels_for(op, "fp32"))
+        if op == "wgrad":
+            rows += [k for k in DIRECT_WGRAD_SIMT_KERNELS if selector.direct_wgrad_fits(p, k)]
+        else:
+            rows += [k for k in DIRECT_SIMT_KERNELS if selector.direct_fits(p, op, k)]
+        res = []
+        for k in rows:
+            o = ours[key](k.name)
+            e = ((o - ref).norm() / ref.norm()).item()
+            t = med(lambda: ours[key](k.name), 9)
+            res.append((t, f"{k.name.split('_fp32_')[1]}{'*' if k.name == sel else ''}={t:.3f}{'' if e < 1e-5 else f'(e{e:.0e})'}"))
+        res.sort()
+        print(f"{name:12s} {key} cudnn={best:.3f} " + " ".join(r[1] for r in res), flush=True)
+    x = gy = None
+    torch.cuda.empty_cache()
