@@ -143,67 +143,40 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         return y
     X = ndhwc(x)
     # Stock CUTLASS: one launch per phase, each with the tile for its own GEMM shape.
-    config = plan.config
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     s = p.stride
-    work = []
-    for ph in phases(p):
-        if ph.empty:
-            continue
-        f = ph.first
-        dst = Y if s == 1 else Y[:, f[0]::s, f[1]::s, f[2]::s, :]
-        if ph.no_taps:  # k < s: these outputs see no input, only the bias
-            dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
-            continue
-        cnt = ph.count
-        k = _select(p, "dgrad", precision, config, x.device, gemm_mn=(p.n * cnt[0] * cnt[1] * cnt[2], p.c_out))
-        # Allocated here, on the caller's stream, whichever stream runs the phase (see _run_phases).
-        F = filter_ktrsc(weight, ph.r, s)
-        tmp = dst if s == 1 else torch.empty((p.n,) + cnt + (p.c_out,), device=y.device, dtype=y.dtype)
-        work.append((k.name, F, tmp, dst, list(ph.pad)))
-
-    def run(name, F, tmp, dst, pad):
-        _ops().dgrad(name, X, F, b, tmp, pad)
-        if tmp is not dst:
-            dst.copy_(tmp)
-    _run_phases(work, run, y.device)
+    names, rs, ints, bias_only = _stock_phases(p, precision, plan.config, _index(x.device),
+                                               os.environ.get("CONVT3D_CONFIG", ""))
+    for f in bias_only:  # k < s: these outputs see no input, only the bias
+        dst = Y[:, f[0]::s, f[1]::s, f[2]::s, :]
+        dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
+    filters = [filter_ktrsc(weight, r, s) for r in rs]
+    if s == 1:
+        _ops().dgrad(names[0], X, filters[0], b, Y, ints[:3])
+    elif names:
+        _ops().dgrad_phases(names, X, filters, b, Y, ints, s)
     return y
 
 
-_PHASE_STREAMS = {}
-
-
-def _run_phases(work, run, device):
-    """run(*item) for every item of work, the independent stride phases of one pass: on side streams
-    when there are several, forked from and joined back into the current stream.
-
-    Why: each phase is a small GEMM (1/s^3 of the layer) whose grid alone leaves SMs idle; run one after
-    another, gan3d-g1's eight forward phases took 0.70-1.05 ms, run together 0.59 (H100, v0.18). Every
-    tensor the phases touch was allocated on the current stream, which waits for all of them before
-    anything later runs on it, so the caching allocator cannot hand their memory out early.
-    """
-    if len(work) < 2:
-        for item in work:
-            run(*item)
-        return
-    index = _index(device)
-    streams = _PHASE_STREAMS.get(index)
-    if streams is None:
-        streams = _PHASE_STREAMS[index] = [torch.cuda.Stream(device) for _ in range(PHASE_STREAMS)]
-    main = torch.cuda.current_stream(device)
-    forked = main.record_event()
-    used = streams[:min(len(work), len(streams))]
-    for st in used:
-        st.wait_event(forked)
-    for i, item in enumerate(work):
-        with torch.cuda.stream(used[i % len(used)]):
-            run(*item)
-    for st in used:
-        main.wait_event(st.record_event())
-
-
-PHASE_STREAMS = 8
+@functools.lru_cache(maxsize=4096)
+def _stock_phases(p: Problem, precision: str, config: Optional[str], index: int, env_config: str):
+    """The stock forward's phases with taps: (kernel names, filter phase offsets r, 9 ints each = pad,
+    first output, count), and the first outputs of the phases without taps (bias only). Cached per
+    layer shape like _select: the stock path of a small strided layer is host-bound."""
+    names, rs, ints, bias_only = [], [], [], []
+    for ph in phases(p):
+        if ph.empty:
+            continue
+        if ph.no_taps:
+            bias_only.append(ph.first)
+            continue
+        cnt = ph.count
+        m = p.n * cnt[0] * cnt[1] * cnt[2]
+        names.append(_select_cached(p, "dgrad", precision, config, index, (m, p.c_out), env_config).name)
+        rs.append(ph.r)
+        ints += [*ph.pad, *ph.first, *cnt]
+    return tuple(names), tuple(rs), tuple(ints), tuple(bias_only)
 
 
 def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
