@@ -523,5 +523,8 @@ def test_simt_grad_input_over_parities_and_waves():
     dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "fprop_fp32_128x128x8_32x64x8_s3"
     assert selector.select_config(dec1, "fprop", "fp32", num_sms=64).name == "direct_fp32_8x8x16_n32_m8"
+    # 64 channels: no 128x128 stock tile to lose to, so 3/4 of a wave suffices (128 CTAs on 132 SMs)
+    outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
+    assert selector.select_config(outpad, "fprop", "fp32", num_sms=132).name == "direct_fp32_8x8x16_n32_m8"
     # at unit stride, one dense phase as before
     assert not direct.sums_parities(selector.select_config(HEADLINE, "fprop", "fp32"), HEADLINE)

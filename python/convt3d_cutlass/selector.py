@@ -350,10 +350,12 @@ def simt_wins(problem: Problem, op: str) -> bool:
 
 # 8 rows per thread against 4 on the same work (fewer filter reads per FFMA; v0.16 forwards 1.07-1.10x).
 SIMT_DEEP_GAIN = 1.1
-# Strided grad_input on tap reuse needs its tiles to fill a wave of the GPU; below that the stock
-# implicit GEMM's 128x128 tile is faster (v0.18, H100: V-Net up, 72 CTAs, 1.37 vs 1.11 ms; U-Net
-# 256->128, 128 CTAs on 132 SMs, 0.553 vs 0.519).
-SIMT_MIN_FILL = 1.0
+# Strided grad_input on tap reuse needs its tiles to fill this much of a wave of the GPU, and a whole
+# wave where the stock kernel has its 128x128 tile (C_in > 64, 1.2-1.7x faster than its 128x64).
+# H100: V-Net up, 72 CTAs: 1.74 vs 1.52 ms on 128x64 (v0.17), 1.37 vs 1.11 on 128x128 (v0.18); U-Net
+# 256->128, 128 CTAs on 132 SMs: 0.553 vs 0.519 (128x128); U-Net output_padding, C_in 64, 128 CTAs:
+# 0.294 vs 0.362 (128x64).
+SIMT_MIN_FILL = 0.75
 
 
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
@@ -364,7 +366,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     more, more rows per thread (the 8x8x16 block: fewer filter reads per FFMA) for the forward; for
     grad_input, whose CTAs all do the same work, the least whole waves of CTAs (one per SM) x work per
     CTA with 8 rows per thread SIMT_DEEP_GAIN times faster, and (strided, where measured) the stock
-    kernel where even that row fills less than SIMT_MIN_FILL of a wave. With fewer taps, fewer rows per thread (the larger halo
+    kernel where even that row fills less than SIMT_MIN_FILL of a wave (a whole wave past 64 channels). With fewer taps, fewer rows per thread (the larger halo
     is staged for few taps); then table order. Measured (H100): 8 rows per thread won on 9 of 13 unit-
     and stride-2 k3/k5 forwards (v0.16: headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801) and lost on
     U-Net k2 s2 (one tap: 0.308 vs 0.204); on the parity grad_input of U-Net 256->128 (64 CTAs of
@@ -392,7 +394,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     if not cands:
         return None
     best = min(cands, key=lambda c: c[:3])
-    if op == "fprop" and problem.stride > 1 and best[3] < SIMT_MIN_FILL * num_sms:
+    if op == "fprop" and problem.stride > 1 and best[3] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
         return None
     return best[-1]
 
