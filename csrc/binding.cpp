@@ -155,16 +155,26 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     side.push_back(c10::cuda::getStreamFromPool(false, dev.index()));
     forked.block(side.back());
   }
-  for (size_t i = 0; i < n; ++i) {
-    c10::cuda::CUDAStreamGuard on(side[i % side.size()]);
-    dgrad(kernels[i], dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3));
-    dsts[i].copy_(tmps[i]);
+  // Joined on the way out of a failing phase too: its exception frees the temporaries, which the
+  // phases already launched may still be writing.
+  auto join = [&] {
+    for (auto& st : side) {
+      at::cuda::CUDAEvent done;
+      done.record(st);
+      done.block(main);
+    }
+  };
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      c10::cuda::CUDAStreamGuard on(side[i % side.size()]);
+      dgrad(kernels[i], dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3));
+      dsts[i].copy_(tmps[i]);
+    }
+  } catch (...) {
+    join();
+    throw;
   }
-  for (auto& st : side) {
-    at::cuda::CUDAEvent done;
-    done.record(st);
-    done.block(main);
-  }
+  join();
 }
 
 // result y [N,Z,P,Q,K] = fprop(x [N,D,H,W,C], filter [K,T,R,S,C]) (+ bias[K]).
