@@ -28,6 +28,14 @@ def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 5e-3}
 
 
+def cuda_kernel_counts(fn) -> dict:
+    """{name: launches} of the CUDA kernels fn() launches (torch.profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return {e.key: e.count for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA}
+
+
 def poison_allocator(device="cuda", mib=256):
     """Fill free blocks of torch's caching allocator with NaN so outputs the kernels fail to
     write show up as NaN instead of stale values."""

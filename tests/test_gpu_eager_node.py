@@ -10,7 +10,7 @@ import convt3d_cutlass as ct
 from convt3d_cutlass import eager
 from convt3d_cutlass.layouts import CL
 
-from conftest import poison_allocator, rel_l2, requires_gpu
+from conftest import cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -105,11 +105,8 @@ def test_node_computes_only_needed_gradients(needs, x_cl, monkeypatch):
         assert (c is not None) == need
         if need:
             assert torch.equal(a, c)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y = ct.conv_transpose3d(x, w, b, 2, 1, precision="3xtf32", strict=True)
-        y.backward(gy)
-        torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    names = cuda_kernel_counts(
+        lambda: ct.conv_transpose3d(x, w, b, 2, 1, precision="3xtf32", strict=True).backward(gy))
     assert any("finish_kernel" in k for k in names) == needs[1]  # every grad_weight ends in wgrad_finish
 
 
@@ -122,10 +119,7 @@ def test_node_converts_an_ncdhw_grad_y_once(monkeypatch):
     y = ct.conv_transpose3d(x, w, b, 2, 1, precision="3xtf32", strict=True)
     assert "ConvTranspose3dNode" in _node_name(y)
     gy = torch.randn(y.shape, device="cuda")  # NCDHW
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y.backward(gy)
-        torch.cuda.synchronize()
-    counts = {e.key: e.count for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA}
+    counts = cuda_kernel_counts(lambda: y.backward(gy))
     assert sum(c for k, c in counts.items() if "transpose_kernel<true>" in k) == 1, counts
     assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
 
@@ -231,10 +225,7 @@ def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
     y = ct.conv_transpose3d(x, w, b, 1, 1, precision="fp32", strict=True)
     assert "ConvTranspose3dNode" in _node_name(y)
     gy = torch.randn(y.shape, device="cuda")  # NCDHW
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        y.backward(gy)
-        torch.cuda.synchronize()
-    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    names = cuda_kernel_counts(lambda: y.backward(gy))
     assert not any("transpose_kernel" in k for k in names), names
     xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     F.conv_transpose3d(xd, wd, None, 1, 1).backward(gy.double())

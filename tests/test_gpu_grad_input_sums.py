@@ -11,7 +11,7 @@ from convt3d_cutlass.kernel_table import BY_NAME, WGMMA_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import poison_allocator, rel_l2, requires_gpu
+from conftest import cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -22,12 +22,6 @@ def _fits(prob, cfg):
     dev = torch.cuda.current_device()
     return selector.direct_fits(prob, "fprop", cfg, _extension.smem_optin(dev), _extension.capability(dev))
 
-
-def _cuda_kernels(fn):
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
 @pytest.mark.parametrize("cfg", WS, ids=lambda k: k.name)
@@ -123,7 +117,7 @@ def test_public_op_bias_gradient_from_grad_input(eager_node, monkeypatch):
     if _extension.capability(torch.cuda.current_device())[0] != 9:
         pytest.skip("the warp-specialized rows are Hopper's")
     assert gi_plan.k.ws and launch.sum_rows(gi_plan, Problem.of(x, w, 1, 0), x.device) > 0
-    names = _cuda_kernels(lambda: y.backward(gy))
+    names = cuda_kernel_counts(lambda: y.backward(gy))
     assert not any("sums_stage" in k for k in names), names
     assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
     gb_node = b.grad.clone()

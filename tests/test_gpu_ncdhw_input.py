@@ -13,19 +13,12 @@ from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, WGMMA_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
 WS = [k for k in WGMMA_KERNELS if k.ws]
 
-
-def _cuda_kernels(fn):
-    """Names of the CUDA kernels fn launches."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    return [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
 def _fits(prob, op, cfg):
@@ -62,7 +55,7 @@ def test_ws_forward_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, op, spatial, monkey
     b = torch.randn(c_out, device="cuda")
     ref_bits = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
     out = _poisoned_cl((2, c_out) + prob.out_spatial)
-    names = _cuda_kernels(lambda: launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=out))
+    names = cuda_kernel_counts(lambda: launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=out))
     assert not any("transpose_kernel" in n for n in names), names
     assert any("wgmma_ws_kernel" in n for n in names), names
     assert torch.equal(out, ref_bits)
@@ -87,7 +80,7 @@ def test_ws_grad_input_reads_ncdhw_grad_y(cfg):
     w = torch.randn(40, 12, 3, 3, 3, device="cuda") / (12 * 27) ** 0.5
     want = launch.grad_input(gy.to(memory_format=CL), w, prob, cfg.precision, cfg.name)
     out = _poisoned_cl((2, 40) + prob.spatial)
-    names = _cuda_kernels(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
+    names = cuda_kernel_counts(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
     assert not any("transpose_kernel" in n for n in names), names
     assert torch.equal(out, want)
     assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, 1, 1)) <= TOL[cfg.precision]
@@ -141,8 +134,8 @@ def test_training_step_on_ncdhw_x_converts_nothing_in_the_forward(node, monkeypa
         xi = xin.clone().requires_grad_()
         wi, bi = w.clone().requires_grad_(), b.clone().requires_grad_()
         holder = {}
-        names = _cuda_kernels(lambda: holder.setdefault("y", ct.conv_transpose3d(xi, wi, bi, precision="tf32",
-                                                                                  strict=True)))
+        names = cuda_kernel_counts(
+            lambda: holder.setdefault("y", ct.conv_transpose3d(xi, wi, bi, precision="tf32", strict=True)))
         y = holder["y"]
         y.backward(gy if xin.is_contiguous() else gy.to(memory_format=CL))
         runs.append((names, y, xi.grad, wi.grad, bi.grad))
@@ -178,7 +171,7 @@ def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
         assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x)
         want = launch.forward(x.to(memory_format=CL), w, b, prob, "fp32", cfg.name)
         out = _poisoned_cl((2, c_out) + prob.out_spatial)
-        names = _cuda_kernels(lambda: launch.forward(x, w, b, prob, "fp32", cfg.name, out=out))
+        names = cuda_kernel_counts(lambda: launch.forward(x, w, b, prob, "fp32", cfg.name, out=out))
         assert not any("transpose_kernel" in n for n in names), names
         assert torch.equal(out, want)
         assert rel_l2(out, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL["fp32"]
@@ -196,7 +189,7 @@ def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
         assert direct.reads_ncdhw(cfg, table, c_out, gy, parities) == (not parities)
         want = launch.grad_input(gy.to(memory_format=CL), w, prob, "fp32", cfg.name)
         out = _poisoned_cl((2, c_in) + spatial)
-        names = _cuda_kernels(lambda: launch.grad_input(gy, w, prob, "fp32", cfg.name, out=out))
+        names = cuda_kernel_counts(lambda: launch.grad_input(gy, w, prob, "fp32", cfg.name, out=out))
         assert any("transpose_kernel" in n for n in names) == parities, names
         assert torch.equal(out, want)
         assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL["fp32"]
