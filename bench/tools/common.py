@@ -32,6 +32,26 @@ def gpu_kernels(prof, top=8, indent="   "):
     return sum(e.device_time_total for e in ev) / 1000, lines
 
 
+def cudnn_passes(p, x, w, gy):
+    """{"fwd", "gi", "gw"}: callables running layer p's forward, grad_input and grad_weight on PyTorch's
+    native op (cuDNN) with x [N, C_in, D, H, W], w [C_in, C_out, k, k, k], grad_y gy."""
+    S, P, O = [p.stride] * 3, [p.padding] * 3, [p.output_padding] * 3
+    conv, back = torch.ops.aten.convolution, torch.ops.aten.convolution_backward
+    return {"fwd": lambda: conv(x, w, None, S, P, [1] * 3, True, O, 1),
+            "gi": lambda: back(gy, x, w, None, S, P, [1] * 3, True, O, 1, [True, False, False]),
+            "gw": lambda: back(gy, x, w, None, S, P, [1] * 3, True, O, 1, [False, True, False])}
+
+
+def cudnn_best_ms(fn, reps=5):
+    """The faster of fn's medians (ms) with cudnn.benchmark on and off; leaves it off."""
+    best = float("inf")
+    for bm in (True, False):
+        torch.backends.cudnn.benchmark = bm
+        best = min(best, median_ms(fn, reps))
+    torch.backends.cudnn.benchmark = False
+    return best
+
+
 def median_ms(fn, reps=7, warmup=2):
     """Median of reps CUDA-event timings of fn() (ms) after warmup calls."""
     for _ in range(warmup):

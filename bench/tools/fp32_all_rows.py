@@ -4,24 +4,17 @@ import sys, torch
 from convt3d_cutlass import launch, selector
 from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, DIRECT_WGRAD_SIMT_KERNELS, kernels_for
 sys.path.insert(0, ".")
-from bench.tools.common import layer_tensors, median_ms as med  # noqa: E402
+from bench.tools.common import cudnn_best_ms, cudnn_passes, layer_tensors, median_ms as med  # noqa: E402
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device("cuda", 0)
 OPS = {"fwd": "dgrad", "gi": "fprop", "gw": "wgrad"}
 for name in sys.argv[1].split(","):
     p, x, w, gy = layer_tensors(name)
-    S, P, O = [p.stride] * 3, [p.padding] * 3, [0] * 3
-    cud = {"fwd": lambda: torch.ops.aten.convolution(x, w, None, S, P, [1] * 3, True, O, 1),
-           "gi": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [True, False, False]),
-           "gw": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [False, True, False])}
+    cud = cudnn_passes(p, x, w, gy)
     ours = {"fwd": lambda c: launch.forward(x, w, None, p, "fp32", c), "gi": lambda c: launch.grad_input(gy, w, p, "fp32", c),
             "gw": lambda c: launch.grad_weight(gy, x, p, "fp32", c)}
     for key, op in OPS.items():
-        best = 1e9
-        for bm in (True, False):
-            torch.backends.cudnn.benchmark = bm
-            best = min(best, med(cud[key], 7))
-        torch.backends.cudnn.benchmark = False
+        best = cudnn_best_ms(cud[key], 7)
         sel = launch._select(p, op, "fp32", None, dev).name
         ref = ours[key](None).clone()
         rows = list(kernels_for(op, "fp32"))

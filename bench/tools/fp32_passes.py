@@ -5,7 +5,7 @@ from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 sys.path.insert(0, ".")
 from bench.shapes import SWEEP  # noqa: E402
-from bench.tools.common import median_ms as med  # noqa: E402
+from bench.tools.common import cudnn_best_ms, cudnn_passes, median_ms as med  # noqa: E402
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device("cuda", 0)
 for c in SWEEP[1:]:
@@ -13,19 +13,12 @@ for c in SWEEP[1:]:
     x = torch.randn(c.n, c.c_in, *c.spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda")
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)
-    S, P, O = [c.stride] * 3, [c.padding] * 3, [c.output_padding] * 3
-    cud = {"fwd": lambda: torch.ops.aten.convolution(x, w, None, S, P, [1] * 3, True, O, 1),
-           "gi": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [True, False, False]),
-           "gw": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1, [False, True, False])}
+    cud = cudnn_passes(p, x, w, gy)
     ours = {"fwd": lambda: launch.forward(x, w, None, p, "fp32"), "gi": lambda: launch.grad_input(gy, w, p, "fp32"),
             "gw": lambda: launch.grad_weight(gy, x, p, "fp32")}
     out = []
     for k in ("fwd", "gi", "gw"):
-        best = 1e9
-        for bm in (True, False):
-            torch.backends.cudnn.benchmark = bm
-            best = min(best, med(cud[k], 5))
-        torch.backends.cudnn.benchmark = False
+        best = cudnn_best_ms(cud[k])
         sel = launch._select(p, {"fwd": "dgrad", "gi": "fprop", "gw": "wgrad"}[k], "fp32", None, dev).name
         o = med(ours[k])
         out.append(f"{k} {o:.3f}/{best:.3f}={best / o:.2f}x [{sel}]")

@@ -6,7 +6,7 @@ from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 sys.path.insert(0, ".")
 from bench.shapes import SWEEP  # noqa: E402
-from bench.tools.common import median_ms as med  # noqa: E402
+from bench.tools.common import cudnn_best_ms, cudnn_passes, median_ms as med  # noqa: E402
 torch.backends.cudnn.allow_tf32 = False
 dev = torch.device("cuda", 0)
 for c in SWEEP:
@@ -17,13 +17,7 @@ for c in SWEEP:
     w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda")
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)
     gyn = gy.contiguous()
-    S, P, O = [c.stride] * 3, [c.padding] * 3, [c.output_padding] * 3
-    best = 1e9
-    for bm in (True, False):
-        torch.backends.cudnn.benchmark = bm
-        best = min(best, med(lambda: torch.ops.aten.convolution_backward(gy, x, w, None, S, P, [1] * 3, True, O, 1,
-                                                                         [True, False, False]), 5))
-    torch.backends.cudnn.benchmark = False
+    best = cudnn_best_ms(cudnn_passes(p, x, w, gy)["gi"])
     sel = launch._select(p, "fprop", "fp32", None, dev).name
     res = {"cudnn": best}
     ref = launch.grad_input(gy, w, p, "fp32", selector.select_config(p, "fprop", "fp32", family="cutlass2x").name)
