@@ -262,7 +262,7 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
         assert selector.select_config(HEADLINE, op, "fp32", **ampere).name == name
     assert selector.select_config(HEADLINE, "dgrad", "fp32", family="cutlass2x").family == "cutlass2x"
     assert selector.select_config(HEADLINE, "wgrad", "fp32").name == "direct_wgrad_fp32_4x16_m48n24"
-    assert selector.select_config(Problem(1, 32, 16, (64, 64, 64), 5, 1, 2), "wgrad", "fp32").family == "cutlass2x"
+    assert selector.select_config(Problem(1, 32, 16, (64, 64, 64), 5, 1, 2), "wgrad", "fp32").family == "ffma"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32", **ampere).name == "direct_wgrad_tf32_8x16_m48n24"
     assert selector.select_config(HEADLINE, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg2_s2"
@@ -497,15 +497,24 @@ def test_forward_filter_takes_phase_taps_by_views(k, s, p, op):
 
 
 def test_simt_rows_skip_half_empty_tiles():
-    """The FFMA rows where their 16-wide tiles fill; the stock SIMT kernels on 8-wide layers (gan3d-g1)."""
+    """The FFMA rows where their 16-wide tiles fill; the stock SIMT forward on 8-wide layers (gan3d-g1)."""
     g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
-    assert all(selector.select_config(g1, op, "fp32").family == "cutlass2x" for op in ("dgrad", "wgrad"))
+    assert selector.select_config(g1, "dgrad", "fp32").family == "cutlass2x"
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(g2, "dgrad", "fp32").simt
-    # strided grad_weight with C_in >= 128: the stock kernel's 128-row tile; narrower stays on FFMA
-    assert selector.select_config(g2, "wgrad", "fp32").name == "wgrad_fp32_128x64x8_64x32x8_s4"
-    assert selector.select_config(Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), "wgrad", "fp32").simt
-    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), "wgrad", "fp32").simt
+    # grad_weight: the FFMA implicit GEMM's 128-row tile from C_in = 128 on; below, its 64-row tile
+    # except at unit stride with k = 3, where the tap-reuse rows keep it
+    for p in (g1, g2, Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)):
+        assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_128x128x16_s4"
+    for p in (Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(1, 32, 16, (64, 64, 64), 5, 1, 2),
+              Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)):
+        assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"
+    assert selector.select_config(Problem(4, 64, 32, (16, 64, 64), 3, 1, 1), "wgrad", "fp32").simt
+    # channels that are not multiples of 4, or a build without the rows: the stock SIMT kernels
+    odd = Problem(2, 130, 64, (8, 8, 8), 3, 2, 1)
+    assert selector.select_config(odd, "wgrad", "fp32").family == "cutlass2x"
+    stock = [k.name for k in KERNELS if k.family == "cutlass2x"]
+    assert selector.select_config(g1, "wgrad", "fp32", compiled=stock).family == "cutlass2x"
     # 8 rows per thread where a phase has 8 taps or more; 4 on one-tap phases (k2 s2)
     assert selector.select_config(g2, "dgrad", "fp32").name == "direct_fp32_8x8x16_n32_m8"
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)

@@ -488,6 +488,30 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
     return min(cands)[-1] if cands else None
 
 
+# Exact-fp32 grad_weight on our FFMA implicit GEMM per tap (csrc/ffma_wgrad.cuh), H100 (v0.19), against the
+# best of the stock SIMT tiles and the FFMA tap-reuse rows: every layer with C_in >= 128 (U-Net and 3D-GAN
+# 256->128 s2 0.51 vs 0.63 ms stock, cuDNN 0.53; 128->64 s2 0.93 vs 1.31; 128->64 s1 0.93 vs 0.99 tap
+# reuse; V-Net up k5 0.84 vs 1.12), and on the 64-row tile every strided or non-k3 layer below that (U-Net
+# 64->32 s2 2.18 vs 3.05 tap reuse; SR x2 1.84 vs 2.53; 3D-GAN k5 9.5 vs 17.3 stock, cuDNN 15.7; V-Net k5
+# 32->16 1.97 vs 4.63; U-Net k2 0.121 vs 0.186). At unit stride with k = 3 and C_in < 128 the tap-reuse
+# rows keep it: their kw taps share each grad_y row in registers (video-gen 1.01 vs 1.13, SR head
+# 32->8 1.27 vs 1.95).
+FFMA_WGRAD_WIDE_CIN = 128
+
+
+def _ffma_wgrad_choice(problem: Problem, compiled):
+    """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
+    C_in >= FFMA_WGRAD_WIDE_CIN, else the 64-row one unless the layer is unit-stride k = 3; channel counts
+    multiples of 4 (16-byte copies) and compiled in this build."""
+    wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
+    if not wide and problem.stride == 1 and problem.k == 3:
+        return None
+    for _, k in _built("wgrad", "fp32", "ffma", compiled):
+        if _aligned(problem, "wgrad", k) and k.tile[0] == (128 if wide else 64):
+            return k
+    return None
+
+
 def forced_configs(config: Optional[str] = None) -> list:
     """Kernel names forced by the ``config`` argument, else by ``CONVT3D_CONFIG``."""
     text = config if config else os.environ.get("CONVT3D_CONFIG", "")
@@ -515,7 +539,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         compiled: names present in the built extension; None means all.
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
-        family: "direct" (the tap-reuse kernels, mma.sync or wgmma) or "cutlass2x" to restrict the
+        family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
     Returns:
@@ -540,8 +564,12 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     prec = precision
     if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
         prec = "fp32"
+    comp = None if compiled is None else set(compiled)
+    if op == "wgrad" and prec == "fp32" and family in (None, "ffma"):
+        k = _ffma_wgrad_choice(problem, comp)
+        if k is not None:
+            return k
     if family in (None, "direct") and prec == precision:
-        comp = None if compiled is None else set(compiled)
         if op == "wgrad":
             k = None
             if igemm_wins(problem, op, prec):
