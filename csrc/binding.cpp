@@ -97,9 +97,16 @@ void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
 namespace convt3d {
 namespace torch_ops {
 
+// Serial split-K (conv_kernel.cuh): split_k slices of the GEMM's reduction, each tile's added into the
+// result in slice order; > 1 for stride phases that would otherwise set the pace (selector.phase_split_k).
+static void set_split_k(ConvLaunch& L, int64_t split_k) {
+  TORCH_CHECK(split_k >= 1 && split_k <= 64, "convt3d_cutlass: split_k must be 1 to 64, got ", num(split_k));
+  L.split_k_slices = static_cast<int>(split_k);
+}
+
 // result dx [N,D,H,W,C] = dgrad(dy [N,Z,P,Q,K], filter [K,T,R,S,C]) (+ bias[C]), unit stride.
 void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& filter,
-           const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad) {
+           const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad, int64_t split_k) {
   const auto dev = dx.device();
   check_operand(dx, "dgrad result", dev);
   check_operand(dy, "dgrad dy", dev);
@@ -107,6 +114,7 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
   ConvLaunch L;
   int64_t one[3] = {1, 1, 1};
   set_geometry(L, dx, filter, dy, pad, at::IntArrayRef(one, 3));
+  set_split_k(L, split_k);
   L.output = dy.data_ptr<float>();
   L.filter = filter.data_ptr<float>();
   L.result = dx.data_ptr<float>();
@@ -120,8 +128,9 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 
 // y [N,Zo,Po,Qo,K] (an NDHWC view) = the transposed convolution at stride s > 1 as unit-stride dgrad
 // phases over dy [N,Z,P,Q,K'] (see dgrad above); phase i runs kernels[i] with filters[i] and the 9 ints
-// phases[9i..9i+8] = pad (d, h, w), first output (d, h, w), count (d, h, w), writing the strided view
-// y[:, first::s, ...] through a packed temporary (the stock epilogue writes packed rows only).
+// phases[9i..9i+8] = pad (d, h, w), first output (d, h, w), count (d, h, w) and split_k[i] slices
+// (empty: 1 each), writing the strided view y[:, first::s, ...] through a packed temporary (the stock
+// epilogue writes packed rows only).
 //
 // Why here and on side streams: each phase is a small GEMM whose grid alone leaves SMs idle, and
 // launched one after another from Python the phases cost more host time than GPU time (gan3d-g1,
@@ -129,10 +138,13 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 // from the current stream and join back into it; every temporary is allocated on the current stream
 // and outlives the join, so the caching allocator cannot hand it out while a side stream uses it.
 void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
-                  const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride) {
+                  const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
+                  at::IntArrayRef split_k) {
   const size_t n = kernels.size();
-  TORCH_CHECK(n >= 1 && filters.size() == n && phases.size() == 9 * n && stride > 1,
-              "convt3d_cutlass: dgrad_phases takes one kernel, one filter and 9 ints per phase, stride > 1");
+  TORCH_CHECK(n >= 1 && filters.size() == n && phases.size() == 9 * n && stride > 1 &&
+                  (split_k.empty() || split_k.size() == n),
+              "convt3d_cutlass: dgrad_phases takes one kernel, one filter, 9 ints and (optionally) one split_k "
+              "per phase, stride > 1");
   TORCH_CHECK(y.dim() == 5, "convt3d_cutlass: dgrad_phases result must be a 5-d [N,D,H,W,C] view");
   const auto dev = y.device();
   c10::cuda::CUDAGuard guard(dev);
@@ -167,7 +179,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
   try {
     for (size_t i = 0; i < n; ++i) {
       c10::cuda::CUDAStreamGuard on(side[i % side.size()]);
-      dgrad(kernels[i], dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3));
+      dgrad(kernels[i], dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3), split_k.empty() ? 1 : split_k[i]);
       dsts[i].copy_(tmps[i]);
     }
   } catch (...) {
@@ -447,9 +459,9 @@ std::vector<std::string> kernels() {
 }  // namespace
 
 TORCH_LIBRARY(convt3d_cutlass, m) {
-  m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad) -> ()");
+  m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad, int split_k=1) -> ()");
   m.def("dgrad_phases(str[] kernels, Tensor dy, Tensor[] filters, Tensor? bias, Tensor(a!) y, int[] phases, "
-        "int stride) -> ()");
+        "int stride, int[] split_k=[]) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "

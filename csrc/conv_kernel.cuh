@@ -60,6 +60,13 @@ struct Launcher {
   using Op = cutlass::conv::device::ImplicitGemmConvolution<KernelT>;
   static constexpr cutlass::conv::Operator kOp = KernelT::kConvolutionalOperator;
 
+  // Wgrad's slices are partial sums summed by the caller in a fixed order; Fprop's and Dgrad's are
+  // serial: each output tile's slices add into the result one after another, in slice order, behind a
+  // semaphore, so the result stays deterministic and needs no buffer of its own.
+  static bool parallel(const ConvLaunch& a) {
+    return a.split_k_slices > 1 && kOp == cutlass::conv::Operator::kWgrad;
+  }
+
   static cutlass::conv::Conv3dProblemSize problem(const ConvLaunch& a) {
     return cutlass::conv::Conv3dProblemSize(
         a.N, a.D, a.H, a.W, a.C, a.K, a.T, a.R, a.S, a.Z, a.P, a.Q, a.pad_d, a.pad_h, a.pad_w,
@@ -81,8 +88,7 @@ struct Launcher {
     using Ref = cutlass::TensorRef<float, Layout>;
     float* bias_p = const_cast<float*>(a.bias);
     typename KernelT::EpilogueOutputOp::Params epi(1.0f, has_bias ? 1.0f : 0.0f);
-    auto mode = a.split_k_slices > 1 ? cutlass::conv::SplitKMode::kParallel
-                                     : cutlass::conv::SplitKMode::kSerial;
+    auto mode = parallel(a) ? cutlass::conv::SplitKMode::kParallel : cutlass::conv::SplitKMode::kSerial;
     if constexpr (kOp == cutlass::conv::Operator::kFprop) {
       return {ps, {act_p, act}, {flt_p, flt},
               has_bias ? Ref(bias_p, bias_layout) : Ref(a.result, out),
@@ -97,17 +103,15 @@ struct Launcher {
   }
 
   static int can_implement(const ConvLaunch& a) {
-    if (a.split_k_slices > 1 && kOp != cutlass::conv::Operator::kWgrad)
-      return int(cutlass::Status::kErrorNotSupported);
     if (a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad)
       return int(cutlass::Status::kErrorNotSupported);
     return int(Op::can_implement(arguments(a)));
   }
 
   static std::size_t workspace_size(const ConvLaunch& a) {
-    // Parallel split-K writes its partial sums straight into `result` (sized by the
-    // caller), so only the serial path would need scratch; it is not used.
-    if (a.split_k_slices > 1) return 0;
+    // Parallel split-K writes its partial sums straight into `result` (sized by the caller); serial
+    // split-K needs one semaphore per output tile, which CUTLASS zeroes in initialize().
+    if (parallel(a)) return 0;
     return Op::get_workspace_size(arguments(a));
   }
 
@@ -115,7 +119,7 @@ struct Launcher {
     auto args = arguments(a);
     cutlass::Status st = Op::can_implement(args);
     if (st != cutlass::Status::kSuccess) return int(st);
-    void* ws = a.split_k_slices > 1 ? static_cast<void*>(a.result) : a.workspace;
+    void* ws = parallel(a) ? static_cast<void*>(a.result) : a.workspace;
     Op op;
     st = op.initialize(args, ws, a.stream);
     if (st != cutlass::Status::kSuccess) return int(st);

@@ -23,7 +23,7 @@ struct ConvLaunch {
   int Z = 0, P = 0, Q = 0;
   int pad_d = 0, pad_h = 0, pad_w = 0;
   int stride_d = 1, stride_h = 1, stride_w = 1;
-  int split_k_slices = 1;   // > 1 only for Wgrad: partial sums go to `result` slice by slice
+  int split_k_slices = 1;   // Wgrad: partial sums go to `result` slice by slice; else serial split-K
   const float* activation = nullptr;
   const float* filter = nullptr;
   const float* output = nullptr;

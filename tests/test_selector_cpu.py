@@ -170,3 +170,12 @@ def test_fake_shapes_and_formats(channels_last):
         assert gx.shape == x.shape
         gw = torch.ops.convt3d_cutlass.conv_transpose3d_grad_weight(y, x, 3, 2, 1, op, "tf32", "")
         assert gw.shape == w.shape
+
+
+def test_stock_phases_split_their_reduction_in_fp32():
+    """Serial split-K of the stock forward's stride phases: slices of two taps, at most four, exact fp32 only."""
+    assert [selector.phase_split_k(t, "fp32") for t in (1, 2, 3, 4, 8, 27)] == [1, 1, 1, 2, 4, 4]
+    assert {selector.phase_split_k(t, p) for t in (1, 8, 27) for p in ("tf32", "3xtf32")} == {1}
+    g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
+    taps = [ph.taps[0] * ph.taps[1] * ph.taps[2] for ph in phases(g1)]
+    assert sorted(selector.phase_split_k(t, "fp32") for t in taps) == [1, 1, 1, 1, 2, 2, 2, 4]

@@ -146,8 +146,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     y = out if out is not None else empty_cl((p.n, p.c_out) + p.out_spatial, x)
     Y = y.permute(0, 2, 3, 4, 1)
     s = p.stride
-    names, rs, ints, bias_only = _stock_phases(p, precision, plan.config, _index(x.device),
-                                               os.environ.get("CONVT3D_CONFIG", ""))
+    names, rs, ints, bias_only, splits = _stock_phases(p, precision, plan.config, _index(x.device),
+                                                       os.environ.get("CONVT3D_CONFIG", ""))
     for f in bias_only:  # k < s: these outputs see no input, only the bias
         dst = Y[:, f[0]::s, f[1]::s, f[2]::s, :]
         dst.copy_(b.expand_as(dst) if b is not None else torch.zeros((), device=y.device).expand_as(dst))
@@ -155,16 +155,17 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     if s == 1:
         _ops().dgrad(names[0], X, filters[0], b, Y, ints[:3])
     elif names:
-        _ops().dgrad_phases(names, X, filters, b, Y, ints, s)
+        _ops().dgrad_phases(names, X, filters, b, Y, ints, s, splits)
     return y
 
 
 @functools.lru_cache(maxsize=4096)
 def _stock_phases(p: Problem, precision: str, config: Optional[str], index: int, env_config: str):
     """The stock forward's phases with taps: (kernel names, filter phase offsets r, 9 ints each = pad,
-    first output, count), and the first outputs of the phases without taps (bias only). Cached per
-    layer shape like _select: the stock path of a small strided layer is host-bound."""
-    names, rs, ints, bias_only = [], [], [], []
+    first output, count), the first outputs of the phases without taps (bias only), and each phase's
+    serial split-K slices (selector.phase_split_k). Cached per layer shape like _select: the stock path
+    of a small strided layer is host-bound."""
+    names, rs, ints, bias_only, splits = [], [], [], [], []
     for ph in phases(p):
         if ph.empty:
             continue
@@ -176,7 +177,8 @@ def _stock_phases(p: Problem, precision: str, config: Optional[str], index: int,
         names.append(_select_cached(p, "dgrad", precision, config, index, (m, p.c_out), env_config).name)
         rs.append(ph.r)
         ints += [*ph.pad, *ph.first, *cnt]
-    return tuple(names), tuple(rs), tuple(ints), tuple(bias_only)
+        splits.append(selector.phase_split_k(ph.taps[0] * ph.taps[1] * ph.taps[2], precision))
+    return tuple(names), tuple(rs), tuple(ints), tuple(bias_only), tuple(splits)
 
 
 def grad_input(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,

@@ -321,6 +321,22 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     return min(cands)[-1] if cands else None
 
 
+# The stock forward's stride phases run concurrently (launch.forward), each phase's CTAs doing work in
+# proportion to its taps, so the phase with the most taps sets the time. In exact fp32 its reduction is
+# split serially (conv_kernel.cuh: slices added in order, deterministic) into slices of two taps, at most
+# four: 3D-GAN 256->128 at 8^3 (taps 8, 4, 4, 2, 4, 2, 2, 1) 0.480 ms against 0.536 unsplit, 0.505 with two
+# slices each and 0.526 with one per tap (H100, v0.19). Not measured for tf32 and 3xtf32: one slice there.
+PHASE_TAPS_PER_SLICE = 2
+PHASE_MAX_SLICES = 4
+
+
+def phase_split_k(taps: int, precision: str) -> int:
+    """Serial split-K slices of a stock forward phase with ``taps`` filter taps (policy above)."""
+    if precision != "fp32":
+        return 1
+    return max(1, min(PHASE_MAX_SLICES, taps // PHASE_TAPS_PER_SLICE))
+
+
 SIMT_MIN_W_FILL = 0.75
 # Strided grad_weight with C_in this wide runs faster on the stock SIMT kernel's 128- or 256-row tiles:
 # the FFMA rows re-stage a stride-times wider grad_y halo for every 32 x 16 channel block (v0.18, H100:
