@@ -142,16 +142,17 @@ def test_stride_phases_on_side_streams_keep_the_callers_order(cfg):
 
 
 def test_stride_phases_raise_a_failing_phase_and_stay_usable():
-    """A phase that cannot run raises (naming the kernel) after the phases already launched are joined."""
+    """A phase that cannot run raises, naming the kernel (every phase is checked before any is launched;
+    a failure at launch joins the phases already running), and the op stays usable."""
     x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, True, True)
     prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
     cfg = "dgrad_fp32_128x64x8_64x32x8_s4"
-    names, rs, ints, _, _ = launch._stock_phases(prob, "fp32", cfg, torch.cuda.current_device(), "")
+    names, rs, ints, _, splits = launch._stock_phases(prob, "fp32", cfg, torch.cuda.current_device(), "")
     y = torch.empty((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
     filters = [launch.filter_ktrsc(w, r, 2) for r in rs]
     with pytest.raises(RuntimeError, match="nope"):
         torch.ops.convt3d_cutlass.dgrad_phases([names[0], "nope"] + list(names[2:]), x.permute(0, 2, 3, 4, 1),
-                                               filters, b, y.permute(0, 2, 3, 4, 1), ints, 2)
+                                               filters, b, y.permute(0, 2, 3, 4, 1), ints, 2, list(splits))
     assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, "fp32", config=cfg), ref) <= TOL["fp32"]
 
 
