@@ -341,6 +341,7 @@ SIMT_MIN_W_FILL = 0.75
 # Strided grad_weight with C_in this wide runs faster on the stock SIMT kernel's 128- or 256-row tiles:
 # the FFMA rows re-stage a stride-times wider grad_y halo for every 32 x 16 channel block (v0.18, H100:
 # 128->64 s2 1.33 against 1.51 ms, 256->128 s2 0.63 against 0.88; 64->32 s2 stays on FFMA, 2.55 against 3.58).
+# Since v0.19 the FFMA implicit GEMM (_ffma_wgrad_choice) takes these first; this rule serves builds without it.
 SIMT_WGRAD_MAX_STRIDED_CIN = 128
 SIMT_DEEP_MIN_TAPS = 8
 
