@@ -505,7 +505,7 @@ def test_simt_rows_skip_half_empty_tiles():
     # grad_weight: the FFMA implicit GEMM's 128-row tile from C_in = 128 on; below, its 64-row tile
     # except at unit stride with k = 3, where the tap-reuse rows keep it
     for p in (g1, g2, Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)):
-        assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_128x128x16_s4"
+        assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_128x128x32_s3"
     for p in (Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(1, 32, 16, (64, 64, 64), 5, 1, 2),
               Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)):
         assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"

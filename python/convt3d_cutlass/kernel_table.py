@@ -440,12 +440,15 @@ def _ffma_wgrad(bm, bk, stages, why):
 
 # Exact-fp32 grad_weight as an implicit GEMM per tap of our own (csrc/ffma_wgrad.cuh): the stock SIMT
 # tiles' structure (8 x 8 outputs per thread) with 16-byte cp.async of whole channel rows instead of one
-# 4-byte copy per element. Runs through the stock wgrad op (partials per slice). 16 positions per stage
-# won over 8 on all nine layers measured (H100: U-Net 256->128 0.480 vs 0.503 ms, cuDNN 0.530).
+# 4-byte copy per element. Runs through the stock wgrad op (partials per slice). Positions per stage (H100):
+# 16 won over 8 on all nine layers measured (U-Net 256->128 0.480 vs 0.503 ms, cuDNN 0.530); on the 128-row
+# tile 32 in 3 stages won over 16 in 4 by 1.5-3% on all five layers with C_in >= 128 (the main loop is 80%
+# FFMA at 16: fewer copy and barrier instructions per FFMA), and tied or lost on the 64-row tile (V-Net
+# refine 2.30-2.37 vs 1.93 ms).
 FFMA_WGRAD_KERNELS = tuple(
     _ffma_wgrad(bm, bk, stages, why)
     for bm, bk, stages, why in (
-        (128, 16, 4, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
+        (128, 32, 3, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
     ))
 
