@@ -57,6 +57,15 @@ def _parity_taps(p: Problem, r: int) -> Tuple[int, ...]:
     return tuple(k for k in range(p.k) if (k - p.padding) % p.stride == r)
 
 
+def _parities(p: Problem):
+    """grad_y's stride^3 parities in the kernel's order (rz, then ry, then rx): per parity the kernel
+    indices of each axis (``_parity_taps``)."""
+    for rz in range(p.stride):
+        for ry in range(p.stride):
+            for rx in range(p.stride):
+                yield [_parity_taps(p, r) for r in (rz, ry, rx)]
+
+
 @functools.lru_cache(maxsize=256)
 def grad_input_parity_plan(p: Problem) -> Tuple[int, ...]:
     """Phase table of grad_input as a sum over grad_y's stride^3 parities (the kernel's sum_phases mode).
@@ -69,14 +78,11 @@ def grad_input_parity_plan(p: Problem) -> Tuple[int, ...]:
     """
     table: List[int] = []
     offset = 0
-    for rz in range(p.stride):
-        for ry in range(p.stride):
-            for rx in range(p.stride):
-                idx = [_parity_taps(p, r) for r in (rz, ry, rx)]
-                taps = [len(i) for i in idx]
-                dmin = [i[0] - p.padding if i else 0 for i in idx]
-                table += [0, 0, 0] + list(p.spatial) + dmin + taps + [offset]
-                offset += taps[0] * taps[1] * taps[2] * p.c_in * p.c_out
+    for idx in _parities(p):
+        taps = [len(i) for i in idx]
+        dmin = [i[0] - p.padding if i else 0 for i in idx]
+        table += [0, 0, 0] + list(p.spatial) + dmin + taps + [offset]
+        offset += taps[0] * taps[1] * taps[2] * p.c_in * p.c_out
     return tuple(table)
 
 
@@ -153,17 +159,14 @@ def grad_input_parity_filter(weight: torch.Tensor, p: Problem, precision: str) -
     grad_input_parity_plan, flat (strided slices: no index tensors, as _taps)."""
     w = weight.detach().permute(2, 3, 4, 0, 1)
     blocks = []
-    for rz in range(p.stride):
-        for ry in range(p.stride):
-            for rx in range(p.stride):
-                idx = [_parity_taps(p, r) for r in (rz, ry, rx)]
-                if min(len(i) for i in idx) == 0:
-                    continue
-                sub = w
-                for axis, i in enumerate(idx):
-                    every = (slice(None),) * axis + (slice(None, None, p.stride),)
-                    sub = sub.narrow(axis, i[0], i[-1] - i[0] + 1)[every]
-                blocks.append(sub.reshape(-1))
+    for idx in _parities(p):
+        if min(len(i) for i in idx) == 0:
+            continue
+        sub = w
+        for axis, i in enumerate(idx):
+            every = (slice(None),) * axis + (slice(None, None, p.stride),)
+            sub = sub.narrow(axis, i[0], i[-1] - i[0] + 1)[every]
+        blocks.append(sub.reshape(-1))
     return _for_kernel(torch.cat(blocks), precision)
 
 
