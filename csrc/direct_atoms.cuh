@@ -69,28 +69,31 @@ __device__ __forceinline__ void build_halo_table(int* pos_of, const DirectLaunch
   }
 }
 
-// One 8-channel chunk (from channel c) of the halo: two 16-byte segments per position, the segment
-// (pos, h) going to dst(pos, h); and of the filter taps, [tap][BN][8] from weight blocks [tap][Co][Cr].
-// Zero-filled past the input, Cr and Co.
-template <class Dst>
+// One chunk of KC channels (8, or 4 for the FFMA rows whose k^3 taps need the room; from channel c) of
+// the halo: KC / 4 16-byte segments per position, the segment (pos, h) going to dst(pos, h); and of the
+// filter taps, [tap][BN][KC] from weight blocks [tap][Co][Cr]. Zero-filled past the input, Cr and Co.
+template <int KC = 8, class Dst>  // KC: 4 or 8
 __device__ __forceinline__ void stage_halo(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos, int c,
                                            int tid, int nthreads, Dst dst) {
-  for (int i = tid; i < 2 * hpos; i += nthreads) {
-    const int q = pos_of[i >> 1], h = i & 1, ch = c + h * 4;
+  constexpr int kShift = KC / 8;  // log2 of the 16-byte segments per position
+  for (int i = tid; i < KC / 4 * hpos; i += nthreads) {
+    const int q = pos_of[i >> kShift], h = i & (KC / 4 - 1), ch = c + h * 4;
     const bool ok = q >= 0 && ch < p.Cr;
-    copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, dst(i >> 1, h), ok);
+    copy16(ok ? in_n + (int64_t)q * p.Cr + ch : p.in, dst(i >> kShift, h), ok);
   }
 }
 
 // The same chunk from an NCDHW input (in_n: the sample's [Cr][Di * Hi * Wi]) into the FFMA kernel's
 // halo planes (channel c + 4h + j of position pos at hs[h * plane + 4 * pos + j]), 4 bytes at a time.
-// Each thread keeps one channel (warps split between the two 4-channel halves), so a copy costs a table
-// read and an address add; a warp step covers 8 consecutive halo positions (one 32-byte sector where
-// they share an input row) of 4 channels, whose 32 writes hit 32 banks (lanes along positions of one
-// channel would hit 8). An odd last warp stays out.
+// Each thread keeps one channel (warps split between the KC / 4 4-channel planes), so a copy costs a
+// table read and an address add; a warp step covers 8 consecutive halo positions (one 32-byte sector
+// where they share an input row) of 4 channels, whose 32 writes hit 32 banks (lanes along positions of
+// one channel would hit 8). With two planes an odd last warp stays out.
+template <int KC = 8>
 __device__ __forceinline__ void stage_halo_ncdhw(const DirectLaunch& p, const float* in_n, const int* pos_of, int hpos,
                                                  int c, int warp, int lane, int nwarps, float* hs, int plane) {
-  const int pairs = nwarps >> 1, h = warp & 1, wg = warp >> 1;
+  constexpr int kShift = KC / 8;
+  const int pairs = nwarps >> kShift, h = warp & (KC / 4 - 1), wg = warp >> kShift;
   if (wg >= pairs) return;
   const int ch = c + h * 4 + (lane & 3);
   const bool ch_ok = ch < p.Cr;
@@ -104,14 +107,15 @@ __device__ __forceinline__ void stage_halo_ncdhw(const DirectLaunch& p, const fl
   }
 }
 
-template <int BN>
+template <int BN, int KC = 8>
 __device__ __forceinline__ void stage_filter(float* fs, const DirectLaunch& p, const float* wbase, int co0, int c,
                                              int ntaps, int tid, int nthreads) {
-  for (int i = tid; i < ntaps * BN * 2; i += nthreads) {
-    const int h = i & 1, nn = (i >> 1) % BN, t = (i >> 1) / BN;
+  constexpr int kShift = KC / 8;
+  for (int i = tid; i < ntaps * BN * (KC / 4); i += nthreads) {
+    const int h = i & (KC / 4 - 1), nn = (i >> kShift) % BN, t = (i >> kShift) / BN;
     const int co = co0 + nn, ch = c + h * 4;
     const bool ok = co < p.Co && ch < p.Cr;
-    copy16(ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight, fs + (t * BN + nn) * 8 + h * 4, ok);
+    copy16(ok ? wbase + ((int64_t)t * p.Co + co) * p.Cr + ch : p.weight, fs + (t * BN + nn) * KC + h * 4, ok);
   }
 }
 

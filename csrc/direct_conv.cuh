@@ -151,10 +151,12 @@ __global__ void __launch_bounds__(TD * TH * TW)
 }
 
 // TM = 0: the tf32 mma.sync kernel above, one thread per output row. TM > 0: the exact-fp32 FFMA
-// kernel (direct_simt.cuh), TW = 16, TM output rows per thread; both stage the same halo and filter.
-template <int TD, int TH, int TW, int BN, int TM = 0>
+// kernel (direct_simt.cuh), TW = 16, TM output rows per thread; both stage the same halo and filter,
+// in chunks of KCS channels (8; the FFMA kernel also 4).
+template <int TD, int TH, int TW, int BN, int TM = 0, int KCS = 8>
 struct DirectKernel {
   static_assert(TM == 0 || TW == 16, "the FFMA kernel's lanes span 16 positions along w");
+  static_assert(KCS == KC || (TM > 0 && KCS == 4), "chunks of 8 channels, or 4 on the FFMA kernel");
   static constexpr int kThreads = TM > 0 ? TD * TH / TM * 32 : TD * TH * TW;
 
   // Shared memory per stage (floats): the largest phase's halo, then its filter taps. Output positions
@@ -169,15 +171,15 @@ struct DirectKernel {
       const int hd = so * (TD - 1) + ph.taps[0], hh = so * (TH - 1) + ph.taps[1], hw = so * (TW - 1) + ph.taps[2];
       const int taps = ph.taps[0] * ph.taps[1] * ph.taps[2];
       if (taps == 0) continue;
-      halo = hd * hh * hw * KC > halo ? hd * hh * hw * KC : halo;
-      filt = taps * BN * KC > filt ? taps * BN * KC : filt;
+      halo = hd * hh * hw * KCS > halo ? hd * hh * hw * KCS : halo;
+      filt = taps * BN * KCS > filt ? taps * BN * KCS : filt;
     }
   }
 
   // Two stages of (halo, filter), then the halo's position table (one int per halo position; with
   // sum_phases one table per phase).
   static size_t smem_bytes(const DirectLaunch& p, int halo, int filt) {
-    return (2ull * (halo + filt) + (p.sum_phases ? p.num_phases : 1) * (halo / KC)) * sizeof(float);
+    return (2ull * (halo + filt) + (p.sum_phases ? p.num_phases : 1) * (halo / KCS)) * sizeof(float);
   }
 
   static int can_implement(const DirectLaunch& p) {
@@ -222,10 +224,10 @@ struct DirectKernel {
     const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), gz);
     if constexpr (TM > 0) {
       if (p.sum_phases)
-        return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, true>, grid, kThreads, bytes, p.stream, p,
-                                tiles_h, tiles_w, halo, stage);
-      return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, false>, grid, kThreads, bytes, p.stream, p,
-                              tiles_h, tiles_w, halo, stage);
+        return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, true, KCS>, grid, kThreads, bytes, p.stream,
+                                p, tiles_h, tiles_w, halo, stage);
+      return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, false, KCS>, grid, kThreads, bytes, p.stream,
+                              p, tiles_h, tiles_w, halo, stage);
     } else {
       return launch_with_smem(direct_kernel<TD, TH, TW, BN>, grid, kThreads, bytes, p.stream, p, tiles_h, tiles_w,
                               halo, stage);

@@ -28,11 +28,14 @@ namespace direct {
 // (phase, channel chunk) pairs; each phase's halo holds every s_in-th input position (its parity), so
 // the output positions are one halo position apart. Else blockIdx.z = n * phases + phase and the halo
 // is dense, output positions s_in apart.
-template <int TD, int TH, int TM, int TN, bool kSum>
+// KC: reduction channels per stage, 8, or 4 where a k = 5 filter's 125 taps of 8 channels and the
+// halo would not fit two stages (the _c4 rows).
+template <int TD, int TH, int TM, int TN, bool kSum, int KC = 8>
 __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     direct_simt_kernel(const __grid_constant__ DirectLaunch p, int tiles_h, int tiles_w, int halo_floats,
                        int stage_floats) {
-  constexpr int TW = 16, KC = 8, BN = 2 * TN;
+  constexpr int TW = 16, BN = 2 * TN, kPlanes = KC / 4;
+  static_assert(KC == 4 || KC == 8, "one or two planes of 4 channels");
   constexpr int kThreads = TD * TH / TM * 32;
   static_assert((TD * TH) % TM == 0 && TN % 4 == 0, "tile shape");
   using Fma = cute::UniversalFMA<float, float, float, float>;
@@ -91,10 +94,11 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     float* hs = smem + stage * stage_floats;
     const int c = (kSum ? t % cpc : t) * KC, plane = 4 * g.hpos;
     if (p.in_ncdhw)
-      stage_halo_ncdhw(p, in_n, pos_of, g.hpos, c, warp, lane, kThreads / 32, hs, plane);
+      stage_halo_ncdhw<KC>(p, in_n, pos_of, g.hpos, c, warp, lane, kThreads / 32, hs, plane);
     else
-      stage_halo(p, in_n, pos_of, g.hpos, c, tid, kThreads, [&](int pos, int h) { return hs + h * plane + 4 * pos; });
-    stage_filter<BN>(hs + halo_floats, p, p.weight + pht.w_offset, co0, c, g.ntaps, tid, kThreads);
+      stage_halo<KC>(p, in_n, pos_of, g.hpos, c, tid, kThreads,
+                     [&](int pos, int h) { return hs + h * plane + 4 * pos; });
+    stage_filter<BN, KC>(hs + halo_floats, p, p.weight + pht.w_offset, co0, c, g.ntaps, tid, kThreads);
   };
 
   auto compute = [&](int stage, const HaloBox& g, const int (&base)[TM]) {
@@ -107,7 +111,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
         const int off_zy = (jz * g.HH + jy) * g.HW;
         for (int jx = 0; jx < g.tx; ++jx, ++t) {
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
+          for (int h = 0; h < kPlanes; ++h) {
             float4 a[TM];
 #pragma unroll
             for (int m = 0; m < TM; ++m)

@@ -73,7 +73,8 @@ def _tap_reuse(k):
         return ("direct_wgrad.cuh", f"convt3d::direct::DirectWgradKernel<{k.block[1]}, {k.block[2]}, {k.tile[0]}, "
                 f"{k.tile[1]}>")
     rows = f", {k.rows_per_thread}" if k.rows_per_thread else ""
-    return "direct_conv.cuh", f"convt3d::direct::DirectKernel<{', '.join(map(str, k.block))}, {k.bn}{rows}>"
+    chunk = f", {k.kc}" if k.kc != 8 else ""
+    return "direct_conv.cuh", f"convt3d::direct::DirectKernel<{', '.join(map(str, k.block))}, {k.bn}{rows}{chunk}>"
 
 
 def load_table():

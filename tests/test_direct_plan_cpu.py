@@ -283,7 +283,7 @@ def test_direct_choices_fit_shared_memory_or_fall_back(k, s, p, c_in, c_out):
             if cfg.family == "direct":
                 table, s_in, sums = direct.pass_plan(cfg, prob, op)
                 assert sums == (cfg.simt and op == "fprop" and s > 1)
-                assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table, sums) <= limit
+                assert direct.smem_bytes(cfg.block, cfg.bn, s_in, table, sums, cfg.kc) <= limit
             elif cfg.family == "wgmma":
                 table, s_in, _ = selector.direct_plan(prob, op)
                 c_r = c_in if op == "dgrad" else c_out

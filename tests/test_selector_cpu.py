@@ -49,8 +49,26 @@ def test_simt_stock_tiles_follow_channels():
     assert selector.select_config(MEDIUM, "wgrad", "fp32", **STOCK).tile == (128, 64, 8)
     assert selector.select_config(MEDIUM, "fprop", "fp32", **STOCK).tile == (128, 128, 8)
     narrow = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net k5 refinement
-    assert [selector.select_config(narrow, op, "fp32").tile for op in ("dgrad", "fprop", "wgrad")] == \
-        [(128, 32, 8), (128, 32, 8), (64, 128, 16)]  # grad_weight: the FFMA implicit GEMM
+    assert [selector.select_config(narrow, op, "fp32", **STOCK).tile for op in ("dgrad", "fprop")] == \
+        [(128, 32, 8), (128, 32, 8)]
+
+
+def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
+    """k = 5 at unit stride: no 8-channel FFMA tap-reuse row fits two stages, so the forward and grad_input
+    take the 4-channel (_c4) rows; wherever an 8-channel row fits, the _c4 rows are never chosen."""
+    narrow = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net k5 refinement
+    assert [selector.select_config(narrow, op, "fp32").name for op in ("dgrad", "fprop", "wgrad")] == \
+        ["direct_fp32_8x8x16_n16_m8_c4", "direct_fp32_8x8x16_n32_m8_c4", "ffma_wgrad_fp32_64x128x16_s4"]
+    for c_in, c_out, k, s, p in [(32, 16, 3, 1, 1), (48, 24, 3, 1, 0), (64, 32, 5, 2, 2), (64, 32, 3, 2, 1),
+                                 (16, 8, 5, 1, 2), (128, 64, 5, 1, 2), (24, 16, 7, 1, 3)]:
+        prob = Problem(2, c_in, c_out, (32, 32, 32), k, s, p)
+        for op in ("dgrad", "fprop"):
+            cfg = selector.select_config(prob, op, "fp32")
+            if cfg.family != "direct" or cfg.kc == 8:
+                continue
+            assert k == 5 and s == 1, (prob, op, cfg.name)
+            others = [o for o in selector.kernels_for(op, "fp32", "direct") if o.kc == 8]
+            assert not any(selector.direct_fits(prob, op, o) for o in others), (prob, op, cfg.name)
 
 
 @pytest.mark.parametrize("op", ["dgrad", "fprop", "wgrad"])

@@ -68,7 +68,7 @@ def _source(plans):
             if sums and not k.simt:
                 continue
             td, th, tw = k.block
-            lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}, {k.rows_per_thread}>; "
+            lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}, {k.rows_per_thread}, {k.kc}>; "
                          f"int h, f; K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(p, h, f)); }}")
         if sums:
             lines.append("  }")
@@ -143,7 +143,7 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
         for k in DIRECT_KERNELS + DIRECT_SIMT_KERNELS:
             if sums and not k.simt:
                 continue
-            assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table, sums),), (label, k.name)
+            assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc),), (label, k.name)
             checked += 1
         if sums:
             continue

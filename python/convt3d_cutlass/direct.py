@@ -171,10 +171,10 @@ def grad_input_parity_filter(weight: torch.Tensor, p: Problem, precision: str) -
 
 
 def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...],
-               sum_phases: bool = False) -> int:
-    """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter, then
-    one int per halo position (the staging table; with sum_phases one per phase, and output positions
-    one halo position apart instead of s_in)."""
+               sum_phases: bool = False, kc: int = KC) -> int:
+    """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter (kc
+    channels each), then one int per halo position (the staging table; with sum_phases one per phase,
+    and output positions one halo position apart instead of s_in)."""
     tables = len(table) // 13 if sum_phases else 1
     if sum_phases:
         s_in = 1
@@ -187,9 +187,9 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
         h = 1
         for a in range(3):
             h *= s_in * (block[a] - 1) + taps[a]
-        halo = max(halo, h * KC)
-        filt = max(filt, ntaps * bn * KC)
-    return (2 * (halo + filt) + tables * (halo // KC)) * 4
+        halo = max(halo, h * kc)
+        filt = max(filt, ntaps * bn * kc)
+    return (2 * (halo + filt) + tables * (halo // kc)) * 4
 
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,

@@ -109,6 +109,12 @@ class KernelConfig:
         return self.warp[0] // 16 if self.simt and self.op != "wgrad" else 0
 
     @property
+    def kc(self) -> int:
+        """Tap-reuse forward/grad_input rows (direct): reduction channels per shared-memory stage (8; the
+        ``_c4`` FFMA rows 4, for filters whose taps of 8 channels and halo do not fit two stages)."""
+        return self.tile[2] if self.family == "direct" and self.op != "wgrad" else 8
+
+    @property
     def math(self) -> str:
         return "simt" if self.precision == "fp32" else "tensorop"
 
@@ -158,7 +164,8 @@ class KernelConfig:
                     f"_m{self.tile[0]}n{self.tile[1]}{split}")
         if self.family == "direct":
             rows = f"_m{self.rows_per_thread}" if self.rows_per_thread else ""
-            return f"direct_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}{rows}"
+            chunk = f"_c{self.kc}" if self.kc != 8 else ""
+            return f"direct_{self.precision}_{'x'.join(map(str, self.block))}_n{self.tile[1]}{rows}{chunk}"
         t = "x".join(map(str, self.tile))
         w = "x".join(map(str, self.warp))
         return f"{self.op}_{self.precision}_{t}_{w}_s{self.stages}"
@@ -249,9 +256,9 @@ DIRECT_KERNELS = tuple(
 
 
 
-def _direct_simt(block, bn, tm, why):
+def _direct_simt(block, bn, tm, why, kc=8):
     rows = block[0] * block[1] * block[2]
-    return KernelConfig("direct", "fp32", (rows, bn, 8), (16 * tm, bn, 8), 2, why, "direct", tuple(block))
+    return KernelConfig("direct", "fp32", (rows, bn, kc), (16 * tm, bn, kc), 2, why, "direct", tuple(block))
 
 
 # Exact fp32 on tap reuse (csrc/direct_simt.cuh, FFMA): the same staging as the rows above, lanes l and
@@ -268,6 +275,14 @@ DIRECT_SIMT_KERNELS = tuple(
         ((4, 8, 16), 16, 4, "exact fp32, output channels <= 16"),
         ((8, 8, 16), 32, 8, "exact fp32, output channels 32 and wider, large layers"),
         ((8, 8, 16), 16, 8, "exact fp32, output channels <= 16, large layers"),
+    )) + tuple(
+    # k = 5 at unit stride: 125 taps of 8 channels and the halo exceed two stages of shared memory on
+    # every row above, so these stage 4 channels at a time (the stock SIMT kernel ran V-Net's k5 refine
+    # layer at 12 TFLOP/s, v0.19).
+    _direct_simt(block, bn, tm, why, kc=4)
+    for block, bn, tm, why in (
+        ((8, 8, 16), 16, 8, "exact fp32, k5 taps, output channels <= 16: 4 channels per stage"),
+        ((8, 8, 16), 32, 8, "exact fp32, k5 taps, output channels 32 and wider: 4 channels per stage"),
     ))
 
 

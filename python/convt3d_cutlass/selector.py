@@ -107,7 +107,7 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         return plan[1] == 1 and need is not None and need <= smem_limit
     if k.simt:
         table, s_in, sums = direct.pass_plan(k, problem, op)
-        return direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit
+        return direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc) <= smem_limit
     return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
 
 
@@ -395,7 +395,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     cands = []
     for i, k in _built(op, "fp32", "direct", compiled):
         table, s_in, sums = direct.pass_plan(k, problem, op)
-        fits = direct.smem_bytes(k.block, k.bn, s_in, table, sums) <= smem_limit
+        fits = direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc) <= smem_limit
         if not (supports_arch(k, capability) and fits):
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
@@ -407,11 +407,11 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
             rank = -(-ctas // num_sms) * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
         else:
             rank = -k.rows_per_thread
-        cands.append((_padded(co, k.bn), rank, i, ctas, k))
+        cands.append((k.kc != direct.KC, _padded(co, k.bn), rank, i, ctas, k))
     if not cands:
         return None
-    best = min(cands, key=lambda c: c[:3])
-    if op == "fprop" and problem.stride > 1 and best[3] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
+    best = min(cands, key=lambda c: c[:4])
+    if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
         return None
     return best[-1]
 
