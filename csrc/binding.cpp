@@ -45,7 +45,7 @@ void check_operand(const at::Tensor& t, const char* what, const at::Device& dev)
 
 // A kernel's run() status as an exception: CUDA errors (1000 + cudaError_t) by name, CUTLASS
 // statuses by cutlass::Status name.
-void check_run(const std::string& name, int code) {
+void check_run(const char* name, int code) {
   if (code >= 1000) {
     TORCH_CHECK(false, "convt3d_cutlass: kernel ", name, " failed to launch: ",
                 cudaGetErrorString(static_cast<cudaError_t>(code - 1000)));
@@ -61,13 +61,18 @@ const convt3d::KernelEntry& lookup(const std::string& name) {
   return *e;
 }
 
-void launch(const std::string& name, ConvLaunch& L, const at::Device& dev) {
-  const auto& e = lookup(name);
+void check_implement(const convt3d::KernelEntry& e, const ConvLaunch& L) {
+  int code = e.can_implement(L);
+  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", e.name, " cannot implement this problem: ",
+              "cutlass::Status::", convt3d::status_name(code));
+}
+
+// Runs kernel e on L on dev's current stream; `checked`: check_implement already passed for this L.
+void launch(const convt3d::KernelEntry& e, ConvLaunch& L, const at::Device& dev, bool checked = false) {
+  const char* name = e.name;
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  int code = e.can_implement(L);
-  TORCH_CHECK(code == 0, "convt3d_cutlass: kernel ", name, " cannot implement this problem: ",
-              "cutlass::Status::", convt3d::status_name(code));
+  if (!checked) check_implement(e, L);
   at::Tensor ws;
   std::size_t bytes = e.workspace_size(L);
   if (bytes > 0 && L.workspace != nullptr) {
@@ -82,10 +87,12 @@ void launch(const std::string& name, ConvLaunch& L, const at::Device& dev) {
   check_run(name, e.run(L));
 }
 
-// Workspace bytes kernel `name` needs for L (0 for none), 256-byte multiples so slices of one buffer
-// stay aligned.
-std::size_t workspace_bytes(const std::string& name, const ConvLaunch& L) {
-  return (lookup(name).workspace_size(L) + 255) / 256 * 256;
+void launch(const std::string& name, ConvLaunch& L, const at::Device& dev) { launch(lookup(name), L, dev); }
+
+// Workspace bytes kernel e needs for L (0 for none), 256-byte multiples so slices of one buffer stay
+// aligned.
+std::size_t workspace_bytes(const convt3d::KernelEntry& e, const ConvLaunch& L) {
+  return (e.workspace_size(L) + 255) / 256 * 256;
 }
 
 void set_geometry(ConvLaunch& L, const at::Tensor& act, const at::Tensor& flt,
@@ -178,14 +185,18 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     tmps.push_back(at::empty({y.size(0), q[6], q[7], q[8], y.size(4)}, y.options()));
     dsts.push_back(std::move(dst));
   }
+  // Every phase looked up and checked before any is launched; its entry is kept for the launch.
+  std::vector<const convt3d::KernelEntry*> entries;
   std::vector<ConvLaunch> launches;
   std::vector<std::size_t> ws_offset;
   std::size_t ws_total = 0;
   for (size_t i = 0; i < n; ++i) {
+    entries.push_back(&lookup(kernels[i]));
     launches.push_back(dgrad_launch(dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3),
                                     split_k.empty() ? 1 : split_k[i]));
+    check_implement(*entries[i], launches.back());
     ws_offset.push_back(ws_total);
-    ws_total += workspace_bytes(kernels[i], launches.back());
+    ws_total += workspace_bytes(*entries[i], launches.back());
   }
   at::Tensor ws;
   if (ws_total > 0) ws = at::empty({static_cast<int64_t>(ws_total)}, y.options().dtype(at::kByte));
@@ -215,7 +226,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
         L.workspace = static_cast<uint8_t*>(ws.data_ptr()) + ws_offset[i];
         L.workspace_bytes = next - ws_offset[i];
       }
-      launch(kernels[i], L, dev);
+      launch(*entries[i], L, dev, /*checked=*/true);
       dsts[i].copy_(tmps[i]);
     }
   } catch (...) {
@@ -346,7 +357,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   }
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  check_run(kernel, e->run(L));
+  check_run(kernel.c_str(), e->run(L));
 }
 
 // partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
@@ -396,7 +407,7 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   L.partials = partials.data_ptr<float>();
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  check_run(kernel, e->run(L));
+  check_run(kernel.c_str(), e->run(L));
 }
 
 // dst = src with the channel axis moved: NCDHW -> NDHWC (to_channels_last) or back. Both are

@@ -218,6 +218,14 @@ inline bool device_attribute(cudaDeviceAttr attr, int& value) {
   return true;
 }
 
+// 0 when the current device gives `bytes` of dynamic shared memory per block (opt-in); else
+// kErrorNotSupported (5), or 1000 + cudaError_t when the query fails.
+inline int smem_fits(size_t bytes) {
+  int optin = 0;
+  if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
+  return bytes > (size_t)optin ? 5 : 0;
+}
+
 // The checks the weight-gradient launchers share (0 or a cutlass::Status value): 16-byte channel
 // copies, 32-bit plane offsets, the grid's y extent, the launch's own fields and the shared memory.
 inline int wgrad_checks(const DirectWgradLaunch& p, int bm, int bn, size_t smem_bytes) {
@@ -226,10 +234,7 @@ inline int wgrad_checks(const DirectWgradLaunch& p, int bm, int bn, size_t smem_
   if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
   const long long ci_blocks = (p.Ci + bm - 1) / bm, co_blocks = (p.Co + bn - 1) / bn;
   if (ci_blocks * co_blocks > 65535) return 5;
-  int optin = 0;
-  if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-  if (smem_bytes > (size_t)optin) return 5;  // kErrorNotSupported
-  return 0;
+  return smem_fits(smem_bytes);
 }
 
 // Raises kernel's dynamic shared memory limit to at least `bytes` on the current device; the call

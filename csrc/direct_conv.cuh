@@ -197,10 +197,7 @@ struct DirectKernel {
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
     int halo, filt;
     stage_floats(p, halo, filt);
-    int optin = 0;
-    if (!device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-    if (smem_bytes(p, halo, filt) > (unsigned long long)optin) return 5;  // kErrorNotSupported
-    return 0;
+    return smem_fits(smem_bytes(p, halo, filt));
   }
 
   static int run(const DirectLaunch& p) {

@@ -169,9 +169,7 @@ struct FfmaWgradKernel {
     const long long positions = (long long)L.N * L.Z * L.P * L.Q;
     if (positions > 0x7fffffffLL || (long long)L.N * L.D * L.H * L.W * L.C > (1LL << 40)) return 5;
     if ((L.K + Sh::kBM - 1) / Sh::kBM > 65535 || L.split_k_slices > 65535) return 5;
-    int optin = 0;
-    if (!direct::device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin)) return 1000 + (int)cudaGetLastError();
-    return Sh::kSmemBytes > (size_t)optin ? 5 : 0;
+    return direct::smem_fits(Sh::kSmemBytes);
   }
 
   static std::size_t workspace_size(const ConvLaunch&) { return 0; }

@@ -126,13 +126,12 @@ inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 // 0 when the current device is compute capability 9.0 (sm_90a code) and gives `bytes` of shared memory
 // per block; else a cutlass::Status value (5, kErrorNotSupported) or 1000 + cudaError_t.
 inline int sm90_fits(size_t bytes) {
-  int major = 0, minor = 0, optin = 0;
+  int major = 0, minor = 0;
   if (!direct::device_attribute(cudaDevAttrComputeCapabilityMajor, major) ||
-      !direct::device_attribute(cudaDevAttrComputeCapabilityMinor, minor) ||
-      !direct::device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, optin))
+      !direct::device_attribute(cudaDevAttrComputeCapabilityMinor, minor))
     return 1000 + (int)cudaGetLastError();
   if (major != 9 || minor != 0) return 5;
-  return bytes > (size_t)optin ? 5 : 0;
+  return direct::smem_fits(bytes);
 }
 
 // SMs of the current device (the persistent kernels' grid), or 0 when the query fails.

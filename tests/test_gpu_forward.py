@@ -141,43 +141,47 @@ def test_stride_phases_on_side_streams_keep_the_callers_order(cfg):
     assert rel_l2(seen, ref) <= TOL[cfg.split("_")[1]]
 
 
+STOCK_PHASE_CFG = "dgrad_fp32_128x64x8_64x32x8_s4"
+
+
+def _stock_phase_case(bias):
+    """A strided layer's stock fp32 forward phases as the dgrad_phases op takes them: (x, w, b, float64
+    reference, problem, kernel names, per-phase filters, phase ints, split-K slices)."""
+    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, bias, True)
+    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
+    names, rs, ints, _, splits = launch._stock_phases(prob, "fp32", STOCK_PHASE_CFG, torch.cuda.current_device(), "")
+    return x, w, b, ref, prob, list(names), [launch.filter_ktrsc(w, r, 2) for r in rs], list(ints), list(splits)
+
+
 def test_stride_phases_raise_a_failing_phase_and_stay_usable():
     """A phase that cannot run raises, naming the kernel (every phase is checked before any is launched;
     a failure at launch joins the phases already running), and the op stays usable."""
-    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, True, True)
-    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
-    cfg = "dgrad_fp32_128x64x8_64x32x8_s4"
-    names, rs, ints, _, splits = launch._stock_phases(prob, "fp32", cfg, torch.cuda.current_device(), "")
+    x, w, b, ref, prob, names, filters, ints, splits = _stock_phase_case(True)
     y = torch.empty((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    filters = [launch.filter_ktrsc(w, r, 2) for r in rs]
     with pytest.raises(RuntimeError, match="nope"):
         torch.ops.convt3d_cutlass.dgrad_phases([names[0], "nope"] + list(names[2:]), x.permute(0, 2, 3, 4, 1),
                                                filters, b, y.permute(0, 2, 3, 4, 1), ints, 2, list(splits))
-    assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, "fp32", config=cfg), ref) <= TOL["fp32"]
+    assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, "fp32", config=STOCK_PHASE_CFG), ref) <= TOL["fp32"]
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_stride_phases_split_k_adds_slices_in_order(bias):
     """Serial split-K of the stock phases (slices of two taps in fp32): the same result as one slice up to
     rounding, bitwise reproducible, bias added once; a slice count out of range raises, naming it."""
-    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, bias, True)
-    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
-    cfg = "dgrad_fp32_128x64x8_64x32x8_s4"
-    names, rs, ints, _, splits = launch._stock_phases(prob, "fp32", cfg, torch.cuda.current_device(), "")
+    x, w, b, ref, prob, names, filters, ints, splits = _stock_phase_case(bias)
     assert max(splits) == 4 and min(splits) == 1
-    filters = [launch.filter_ktrsc(w, r, 2) for r in rs]
     outs = []
-    for sp in (list(splits), list(splits), []):
+    for sp in (splits, splits, []):
         poison_allocator()
         y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
-        torch.ops.convt3d_cutlass.dgrad_phases(list(names), x.permute(0, 2, 3, 4, 1), filters, b,
-                                               y.permute(0, 2, 3, 4, 1), list(ints), 2, sp)
+        torch.ops.convt3d_cutlass.dgrad_phases(names, x.permute(0, 2, 3, 4, 1), filters, b,
+                                               y.permute(0, 2, 3, 4, 1), ints, 2, sp)
         outs.append(y)
     assert torch.equal(outs[0], outs[1])
     assert rel_l2(outs[0], ref) <= TOL["fp32"] and rel_l2(outs[0], outs[2]) <= 1e-6
     with pytest.raises(RuntimeError, match="split_k must be 1 to 64"):
-        torch.ops.convt3d_cutlass.dgrad_phases(list(names), x.permute(0, 2, 3, 4, 1), filters, b,
-                                               outs[2].permute(0, 2, 3, 4, 1), list(ints), 2, [0] * len(names))
+        torch.ops.convt3d_cutlass.dgrad_phases(names, x.permute(0, 2, 3, 4, 1), filters, b,
+                                               outs[2].permute(0, 2, 3, 4, 1), ints, 2, [0] * len(names))
 
 
 def test_weight_cache_never_stale():
