@@ -12,9 +12,9 @@
 // each stage row is one run of 16-byte cp.async straight from global memory: per 8 positions a thread
 // issues one copy per operand against 512 FFMA.
 //
-// CTA: BM (C_in: 128, or 64 for narrower layers) x 128 ((tap, C_out)) x BK positions, 2 * BM threads, each
-// 8 x 8 outputs as 2 x 2 blocks of 4 x 4 (16-byte shared-memory reads: 8 distinct ones per quarter warp
-// along M, broadcasts along N).
+// CTA: BM (C_in: 128, or 64 or 32 for narrower layers) x BN ((tap, C_out): 128, 256 for 32 rows) x BK
+// positions, BM * BN / 64 threads, each 8 x 8 outputs as 2 x 2 blocks of 4 x 4 (16-byte shared-memory
+// reads: distinct ones along M within a quarter warp, broadcasts along N).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -33,8 +33,8 @@ struct WgradArgs {
   const float* x;     // [N, Z, P, Q, Ci]
   const float* gy;    // [N, D, H, W, Co]
   float* partials;    // [slices, Ci, T*R*S*Co]
-  int Ci, Co, ntot;   // ntot = T*R*S*Co
-  int D, H, W, R, S;  // grad_y's spatial extent; filter taps along h and w
+  int Ci, Co, ntot;      // ntot = T*R*S*Co
+  int D, H, W, T, R, S;  // grad_y's spatial extent; filter taps along d, h and w
   int stride, pad_d, pad_h, pad_w;
   long long positions;  // N*Z*P*Q
   cutlass::FastDivmod div_q, div_p, div_z;
@@ -42,21 +42,31 @@ struct WgradArgs {
 
 template <int BM, int BK, int Stages>
 struct WgradShape {
-  static constexpr int BN = 128, kThreads = 2 * BM, kBM = BM;  // 8 x 8 outputs per thread
+  // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
+  static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / 64, kBM = BM;
+  static constexpr int kMinBlocks = BM == 128 ? 2 : BM == 64 ? 4 : 3;
+  // Compute roles: kLanesM lanes of a warp along M (a quarter warp's A reads hit distinct 16 bytes).
+  static constexpr int kLanesM = BM >= 64 ? 8 : 4, kWarpsM = BM / (8 * kLanesM);
   static constexpr int kStageFloats = BK * (BM + BN);
-  static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float);
   // Copy roles: a thread keeps one 16-byte chunk column of each operand (so B's tap and channel are
   // fixed for the CTA) and takes every (kThreads / chunks)-th row.
   static constexpr int kChunksA = BM / 4, kChunksB = BN / 4;
   static constexpr int kRowStepA = kThreads / kChunksA, kRowStepB = kThreads / kChunksB;
-  static_assert(BM == 64 || BM == 128, "64 or 128 rows of C_in");
+  // More than 4 B rows per thread per stage (the 32-row tile: 8): their positions come decoded from a
+  // table (below) instead of three divisions per row.
+  static constexpr bool kTable = BK / kRowStepB > 4;
+  static constexpr size_t kTableBytes = kTable ? 2 * BK * sizeof(int2) : 0;
+  static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float) + kTableBytes;
+  static_assert(BM == 32 || BM == 64 || BM == 128, "32, 64 or 128 rows of C_in");
   static_assert(BK % kRowStepA == 0 && BK % kRowStepB == 0, "whole rows per thread");
+  static_assert(!kTable || BK <= kThreads, "one decoding thread per position of a stage");
 };
 
 template <int BM, int BK, int Stages>
-__global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
+    ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
   using Sh = WgradShape<BM, BK, Stages>;
-  constexpr int BN = Sh::BN, kHalfM = BM / 2;
+  constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
 
@@ -75,6 +85,30 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
   const int tap = n_ok ? nb / a.Co : 0, co = nb - tap * a.Co;
   const int ks = tap % a.S, kr = (tap / a.S) % a.R, kt = tap / (a.S * a.R);
 
+  // The table (kTable): BK threads decode a stage's positions once, two slots deep, into grad_y's
+  // index of the tap-0 corner and a mask of the taps that land inside grad_y (bit t of byte 0, 1, 2:
+  // the depth, height, width tap t; filters of up to 8 taps per axis); a B copy adds its own tap.
+  int2* table = reinterpret_cast<int2*>(smem + Stages * Sh::kStageFloats);
+  const int tap_bits = (1 << kt) | (1 << (8 + kr)) | (1 << (16 + ks));
+  const int tap_pos = (kt * a.H + kr) * a.W + ks;  // the tap's offset in grad_y's positions
+  auto decode = [&](int kt_idx) {
+    if (!Sh::kTable || tid >= BK) return;
+    const long long pos = k_begin + (long long)kt_idx * BK + tid;
+    int2 e = make_int2(0, 0);  // past k_end: no tap inside
+    if (pos < k_end) {
+      int q, p, z, n, rest;
+      a.div_q(rest, q, (int)pos);
+      a.div_p(rest, p, rest);
+      a.div_z(n, z, rest);
+      const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
+      e.x = ((n * a.D + gz) * a.H + gh) * a.W + gw;
+      for (int t = 0; t < a.T; ++t) e.y |= ((unsigned)(gz + t) < (unsigned)a.D) << t;
+      for (int t = 0; t < a.R; ++t) e.y |= ((unsigned)(gh + t) < (unsigned)a.H) << (8 + t);
+      for (int t = 0; t < a.S; ++t) e.y |= ((unsigned)(gw + t) < (unsigned)a.W) << (16 + t);
+    }
+    table[(kt_idx & 1) * BK + tid] = e;
+  };
+
   auto load = [&](int stage, int kt_idx) {
     float* as = smem + stage * Sh::kStageFloats;
     float* bs = as + BK * BM;
@@ -85,6 +119,17 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
       const long long pos = pos0 + row;
       const bool ok = pos < k_end && ci_ok;
       direct::copy16(ok ? a.x + pos * a.Ci + ci : a.x, as + row * BM + 4 * ca, ok);
+    }
+    if constexpr (Sh::kTable) {
+      const int2* te = table + (kt_idx & 1) * BK;
+#pragma unroll
+      for (int j = 0; j < BK / Sh::kRowStepB; ++j) {
+        const int row = rb + j * Sh::kRowStepB;
+        const int2 e = te[row];
+        const bool ok = n_ok && (e.y & tap_bits) == tap_bits;
+        direct::copy16(ok ? a.gy + (long long)(e.x + tap_pos) * a.Co + co : a.gy, bs + row * BN + 4 * cb, ok);
+      }
+      return;
     }
 #pragma unroll
     for (int j = 0; j < BK / Sh::kRowStepB; ++j) {
@@ -102,8 +147,10 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
     }
   };
 
-  // Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn (+64) of N; a quarter warp spans 8 tm.
-  const int tm = (warp % (BM / 64)) * 8 + (lane & 7), tn = (warp / (BM / 64)) * 4 + (lane >> 3);
+  // Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn (+BN/2) of N; a quarter warp spans
+  // min(8, kLanesM) tm.
+  const int tm = (warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM;
+  const int tn = (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM;
   float acc[8][8];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
@@ -119,7 +166,7 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
       *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * BM + 4 * tm);
       *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * BM + kHalfM + 4 * tm);
       *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
-      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + 64 + 4 * tn);
+      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -127,11 +174,19 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
     }
   };
 
-  // Stages - 1 tiles in flight ahead of the one being computed.
+  // Stages - 1 tiles in flight ahead of the one being computed. With the table, a tile's positions are
+  // decoded one barrier before its copies read them, into the slot its predecessor's copies read a
+  // barrier ago.
+  decode(0);
+  if (Sh::kTable) __syncthreads();
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) {
     if (s < k_tiles) load(s, s);
     cute::cp_async_fence();
+    if constexpr (Sh::kTable) {
+      decode(s + 1);
+      __syncthreads();
+    }
   }
   for (int t = 0; t < k_tiles; ++t) {
     cute::cp_async_wait<Stages - 2>();
@@ -139,6 +194,7 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
     const int next = t + Stages - 1;
     if (next < k_tiles) load(next % Stages, next);
     cute::cp_async_fence();
+    if (next + 1 < k_tiles) decode(next + 1);
     compute(t % Stages);
   }
   cute::cp_async_wait<0>();
@@ -150,7 +206,7 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) ffma_wgrad_kernel(const __gr
     if (m >= a.Ci) continue;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int n = n0 + 64 * h + 4 * tn;
+      const int n = n0 + kHalfN * h + 4 * tn;
       if (n < a.ntot)  // ntot % 4 == 0: a chunk is all in or all out
         *reinterpret_cast<float4*>(dst + (long long)m * a.ntot + n) =
             make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
@@ -168,6 +224,9 @@ struct FfmaWgradKernel {
     if (((uintptr_t)L.output | (uintptr_t)L.activation | (uintptr_t)L.result) % 16 != 0) return 1;
     const long long positions = (long long)L.N * L.Z * L.P * L.Q;
     if (positions > 0x7fffffffLL || (long long)L.N * L.D * L.H * L.W * L.C > (1LL << 40)) return 5;
+    // The table's 32-bit grad_y position indices (with room for the padding's negative corners) and
+    // one byte of tap bits per axis.
+    if (Sh::kTable && ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || L.T > 8 || L.R > 8 || L.S > 8)) return 5;
     if ((L.K + Sh::kBM - 1) / Sh::kBM > 65535 || L.split_k_slices > 65535) return 5;
     return direct::smem_fits(Sh::kSmemBytes);
   }
@@ -184,7 +243,7 @@ struct FfmaWgradKernel {
     a.Ci = L.K;
     a.Co = L.C;
     a.ntot = L.T * L.R * L.S * L.C;
-    a.D = L.D, a.H = L.H, a.W = L.W, a.R = L.R, a.S = L.S;
+    a.D = L.D, a.H = L.H, a.W = L.W, a.T = L.T, a.R = L.R, a.S = L.S;
     a.stride = L.stride_d, a.pad_d = L.pad_d, a.pad_h = L.pad_h, a.pad_w = L.pad_w;
     a.positions = (long long)L.N * L.Z * L.P * L.Q;
     a.div_q = cutlass::FastDivmod(L.Q);

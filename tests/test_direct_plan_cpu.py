@@ -502,13 +502,18 @@ def test_simt_rows_skip_half_empty_tiles():
     assert selector.select_config(g1, "dgrad", "fp32").family == "cutlass2x"
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(g2, "dgrad", "fp32").simt
-    # grad_weight: the FFMA implicit GEMM's 128-row tile from C_in = 128 on; below, its 64-row tile
-    # except at unit stride with k = 3, where the tap-reuse rows keep it
+    # grad_weight: the FFMA implicit GEMM's 128-row tile from C_in = 128 on; below, its 64-row tile, and
+    # its 32-row tile up to C_in = 32 (the 64-row one in builds without it), except at unit stride with
+    # k = 3, where the tap-reuse rows keep it
     for p in (g1, g2, Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)):
         assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_128x128x32_s3"
-    for p in (Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(1, 32, 16, (64, 64, 64), 5, 1, 2),
-              Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)):
+    for p in (Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0),
+              Problem(2, 36, 32, (32, 32, 32), 3, 2, 1)):
         assert selector.select_config(p, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"
+    refine = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    assert selector.select_config(refine, "wgrad", "fp32").name == "ffma_wgrad_fp32_32x256x16_s4"
+    without = [k.name for k in KERNELS if k.name != "ffma_wgrad_fp32_32x256x16_s4"]
+    assert selector.select_config(refine, "wgrad", "fp32", compiled=without).name == "ffma_wgrad_fp32_64x128x16_s4"
     assert selector.select_config(Problem(4, 64, 32, (16, 64, 64), 3, 1, 1), "wgrad", "fp32").simt
     # channels that are not multiples of 4, or a build without the rows: the stock SIMT kernels
     odd = Problem(2, 130, 64, (8, 8, 8), 3, 2, 1)

@@ -58,7 +58,7 @@ def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
     take the 4-channel (_c4) rows; wherever an 8-channel row fits, the _c4 rows are never chosen."""
     narrow = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net k5 refinement
     assert [selector.select_config(narrow, op, "fp32").name for op in ("dgrad", "fprop", "wgrad")] == \
-        ["direct_fp32_8x8x16_n16_m8_c4", "direct_fp32_8x8x16_n32_m8_c4", "ffma_wgrad_fp32_64x128x16_s4"]
+        ["direct_fp32_8x8x16_n16_m8_c4", "direct_fp32_8x8x16_n32_m8_c4", "ffma_wgrad_fp32_32x256x16_s4"]
     for c_in, c_out, k, s, p in [(32, 16, 3, 1, 1), (48, 24, 3, 1, 0), (64, 32, 5, 2, 2), (64, 32, 3, 2, 1),
                                  (16, 8, 5, 1, 2), (128, 64, 5, 1, 2), (24, 16, 7, 1, 3)]:
         prob = Problem(2, c_in, c_out, (32, 32, 32), k, s, p)

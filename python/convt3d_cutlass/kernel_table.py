@@ -450,7 +450,8 @@ DIRECT_WGRAD_SIMT_KERNELS = tuple(
 
 
 def _ffma_wgrad(bm, bk, stages, why):
-    return KernelConfig("wgrad", "fp32", (bm, 128, bk), (32, 64, bk), stages, why, "ffma")
+    bn = 256 if bm == 32 else 128  # BM * BN / 64 threads: 128 at 32 rows
+    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk), stages, why, "ffma")
 
 
 # Exact-fp32 grad_weight as an implicit GEMM per tap of our own (csrc/ffma_wgrad.cuh): the stock SIMT
@@ -465,6 +466,7 @@ FFMA_WGRAD_KERNELS = tuple(
     for bm, bk, stages, why in (
         (128, 32, 3, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
+        (32, 16, 4, "exact fp32, C_in <= 32: 32 rows x 256 columns, positions decoded once per stage"),
     ))
 
 

@@ -514,18 +514,23 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
 # rows keep it: their kw taps share each grad_y row in registers (video-gen 1.01 vs 1.13, SR head
 # 32->8 1.27 vs 1.95).
 FFMA_WGRAD_WIDE_CIN = 128
+FFMA_WGRAD_NARROW_CIN = 32
 
 
 def _ffma_wgrad_choice(problem: Problem, compiled):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
-    C_in >= FFMA_WGRAD_WIDE_CIN, else the 64-row one unless the layer is unit-stride k = 3; channel counts
-    multiples of 4 (16-byte copies) and compiled in this build."""
+    C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built, else the
+    64-row one; none for unit-stride k = 3 below the wide tile; channel counts multiples of 4 (16-byte
+    copies) and compiled in this build."""
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
     if not wide and problem.stride == 1 and problem.k == 3:
         return None
-    for _, k in _built("wgrad", "fp32", "ffma", compiled):
-        if _aligned(problem, "wgrad", k) and k.tile[0] == (128 if wide else 64):
-            return k
+    rows = [128] if wide else [32, 64] if problem.c_in <= FFMA_WGRAD_NARROW_CIN else [64]
+    built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
+    for bm in rows:
+        for k in built:
+            if k.tile[0] == bm:
+                return k
     return None
 
 
