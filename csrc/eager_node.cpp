@@ -9,12 +9,13 @@
 //
 // Policy stays in Python (python/convt3d_cutlass/eager.py): which kernels, which phase tables, how many
 // slices, which layouts the kernels read and write. This file only replays those decisions, mirroring
-// launch.py and ops.py step for step; layers whose forward runs stock CUTLASS phases (several launches
-// with their own filters) keep the Python Function.
+// launch.py and ops.py step for step. A forward on stock CUTLASS phases (several launches, each with
+// its own block of the filter) runs here too, except where some outputs only get the bias (k < stride).
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -53,6 +54,13 @@ struct Plan {
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
   bool gi_gy_ncdhw = false;  // grad_input's kernel reads a packed NCDHW grad_y in place
   bool gw_gy_ncdhw = false;  // grad_weight's kernel reads a packed NCDHW grad_y in place
+  // The forward on stock CUTLASS phases (launch.forward's dgrad / dgrad_phases): a kernel, 9 ints (pad,
+  // first output, count), filter taps along d, h, w and split-K slices per phase; the phase filters lie
+  // end to end in the flat forward filter (launch.stock_phase_filter).
+  bool fwd_stock = false;
+  std::vector<std::string> phase_kernels;
+  std::vector<int64_t> phase_ints, phase_splits;
+  std::vector<std::array<int64_t, 3>> phase_taps;
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -68,22 +76,40 @@ const Plan& plan_at(int64_t id) {
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
-// gi_gy_ncdhw, gw_gy_ncdhw.
+// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock. With fwd_stock, fwd_kernel names the phases' kernels separated by
+// commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 19, "convt3d_cutlass: eager_plan takes 19 integers");
+  TORCH_CHECK(ints.size() == 20, "convt3d_cutlass: eager_plan takes 20 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
   p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
-  p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0;
+  p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0; p.fwd_stock = ints[19] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
-                  (!p.gw_gy_ncdhw || p.gw_direct),
+                  (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)),
               "convt3d_cutlass: eager_plan has an invalid problem");
+  if (p.fwd_stock) {
+    for (size_t at = 0; at <= fwd_kernel.size();) {
+      const size_t end = std::min(fwd_kernel.find(',', at), fwd_kernel.size());
+      p.phase_kernels.push_back(fwd_kernel.substr(at, end - at));
+      at = end + 1;
+    }
+    const size_t n = p.phase_kernels.size();
+    TORCH_CHECK(fwd_table.size() == 13 * n && (p.stride > 1 || n == 1),
+                "convt3d_cutlass: eager_plan's stock forward takes 13 integers per phase kernel");
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t* q = fwd_table.data() + 13 * i;
+      p.phase_ints.insert(p.phase_ints.end(), q, q + 9);
+      p.phase_taps.push_back({q[9], q[10], q[11]});
+      p.phase_splits.push_back(q[12]);
+      TORCH_CHECK(q[9] >= 1 && q[10] >= 1 && q[11] >= 1, "convt3d_cutlass: eager_plan has a phase without taps");
+    }
+  }
   p.fwd_kernel = std::move(fwd_kernel); p.fwd_table = std::move(fwd_table);
   p.gi_kernel = std::move(gi_kernel); p.gi_table = std::move(gi_table);
   p.gw_kernel = std::move(gw_kernel);
@@ -133,14 +159,38 @@ at::Tensor channel_sums(const at::Tensor& t) {
   return t.sum(at::IntArrayRef{0, 2, 3, 4});
 }
 
+// launch.forward's stock path: the phases' kernels on views of the flat filter, into y's strided views.
+at::Tensor stock_forward(const Plan& P, const at::Tensor& x, const at::Tensor& filter,
+                         const std::optional<at::Tensor>& b, at::IntArrayRef shape) {
+  const int64_t c_in = x.size(1), c_out = shape[1];
+  std::vector<at::Tensor> filters;
+  int64_t offset = 0;
+  for (const auto& t : P.phase_taps) {
+    const int64_t n = c_in * t[0] * t[1] * t[2] * c_out;
+    TORCH_CHECK(offset + n <= filter.numel(), "convt3d_cutlass: the eager node's stock filter is too small");
+    filters.push_back(filter.narrow(0, offset, n).view({c_in, t[0], t[1], t[2], c_out}));
+    offset += n;
+  }
+  TORCH_CHECK(offset == filter.numel(), "convt3d_cutlass: the eager node's stock filter has ",
+              std::to_string(filter.numel()), " elements, its phases take ", std::to_string(offset));
+  at::Tensor y = empty_cl(shape, x);
+  at::Tensor Y = y.permute({0, 2, 3, 4, 1});
+  if (P.stride == 1)
+    ops::dgrad(P.phase_kernels[0], ndhwc(x), filters[0], b, Y, at::IntArrayRef(P.phase_ints.data(), 3));
+  else
+    ops::dgrad_phases(P.phase_kernels, ndhwc(x), filters, b, Y, P.phase_ints, P.stride, P.phase_splits);
+  return to_format(y, P.x_cl);
+}
+
 at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& filter,
                         const std::optional<at::Tensor>& bias) {
-  at::Tensor X = P.fwd_x_ncdhw ? aligned16(x) : ndhwc(x);
   std::optional<at::Tensor> b;
   if (bias.has_value() && bias->defined()) b = aligned16(bias->contiguous());
   std::array<int64_t, 5> shape{x.size(0), weight.size(1), 0, 0, 0};
   for (int a = 0; a < 3; ++a)
     shape[2 + a] = (x.size(2 + a) - 1) * P.stride - 2 * P.padding + P.k + P.output_padding;
+  if (P.fwd_stock) return stock_forward(P, x, filter, b, shape);
+  at::Tensor X = P.fwd_x_ncdhw ? aligned16(x) : ndhwc(x);
   at::Tensor y = P.fwd_ncdhw ? at::empty(shape, x.options()) : empty_cl(shape, x);
   at::Tensor out = P.fwd_ncdhw ? y : y.permute({0, 2, 3, 4, 1});
   ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw, P.fwd_x_ncdhw,

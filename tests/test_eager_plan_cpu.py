@@ -29,11 +29,11 @@ def test_plan_ints_order_and_rules():
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 19
+    assert len(ints) == 20
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
-    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0]
+    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
     assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[15] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
@@ -47,9 +47,11 @@ def test_plan_ints_order_and_rules():
     assert ints[13] == int(256 * 4 < selector.FINISH_MIN_TILES) == 0
     # exact-fp32 grad_input at stride > 1: summed over grad_y's parities (the direct op's sum_phases).
     simt = _plan("direct", simt=True)
-    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[16:] == [1, 0, 0]
+    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[16:] == [1, 0, 0, 0]
     # ... and at unit stride its kernels read an NCDHW grad_y in place (grad_weight's FFMA rows too)
-    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[16:] == [0, 1, 1]
+    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[16:] == [0, 1, 1, 0]
+    # the forward on stock phases: the last integer
+    assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False)[19] == 1
 
 
 def test_node_off_without_the_extension_op(monkeypatch):
@@ -65,15 +67,40 @@ def test_node_off_without_the_extension_op(monkeypatch):
 
 
 @pytest.mark.parametrize("autotuning", [True, False])
-def test_stock_forward_or_autotune_keeps_the_python_function(autotuning, monkeypatch):
+def test_bias_only_phases_or_autotune_keep_the_python_function(autotuning, monkeypatch):
+    """k < stride: stock forward phases whose outputs only get the bias (filled from Python); and
+    autotuning, whose candidates are timed from Python."""
     monkeypatch.setattr(eager, "_has_op", lambda name: True)
     monkeypatch.delenv("CONVT3D_EAGER_NODE", raising=False)
     monkeypatch.setattr(eager.autotune, "enabled", lambda: autotuning)
     monkeypatch.setattr(eager.launch, "_index", lambda device: 0)
+    monkeypatch.setattr(eager.launch, "sum_rows", lambda *a: 0)
     monkeypatch.setattr(eager.launch, "_plan_cached",
                         lambda p, op, *a: _plan("cutlass", tap_reuse=False) if op == "dgrad" else _plan())
+    monkeypatch.setattr(eager.launch, "_stock_phases", lambda *a: (("k",), ((0, 0, 0),), (0,) * 9, ((1, 1, 1),), (1,)))
     monkeypatch.setattr(eager, "_plans", {})
-    x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 3, 3, 3)
-    assert eager.apply(x, w, None, 1, 0, 0, "tf32", None) is None
+    x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
+    assert eager.apply(x, w, None, 2, 0, 0, "tf32", None) is None
     if not autotuning:  # the refusal is remembered per layer shape, not recomputed per call
         assert list(eager._plans.values()) == [None]
+
+
+def test_stock_forward_table_has_each_phases_ints_taps_and_slices(monkeypatch):
+    """The node's table of a stock forward (13 integers per phase) against the Python path's own phase
+    list (launch._stock_phases' order) and the filter blocks it would relayout."""
+    from convt3d_cutlass.launch import _stock_phases
+    from convt3d_cutlass.problem import phases
+    monkeypatch.setattr(eager.launch, "_select_cached", lambda *a: types.SimpleNamespace(name="k"))
+    g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
+    names, rs, ints, bias_only, splits = _stock_phases(g1, "fp32", None, 0, "")
+    table = eager.stock_forward_table(g1, ints, splits)
+    assert len(table) == 13 * len(names) == 13 * 8 and not bias_only
+    w = torch.randn(4, 3, 3, 3, 3)
+    for i, (ph, r) in enumerate(zip([q for q in phases(g1) if not q.empty and not q.no_taps], rs)):
+        row = table[13 * i:13 * i + 13]
+        assert row[:9] == list(ints[9 * i:9 * i + 9]) and row[12] == splits[i]
+        assert tuple(w.permute(0, 2, 3, 4, 1)[:, r[0]::2, r[1]::2, r[2]::2].shape[1:4]) == tuple(row[9:12])
+        assert tuple(ph.taps) == tuple(row[9:12])
+    one = Problem(2, 6, 5, (4, 5, 6), 3, 1, 1)  # unit stride: one phase, run unsplit
+    names, rs, ints, _, splits = _stock_phases(one, "fp32", None, 0, "")
+    assert eager.stock_forward_table(one, ints, splits) == list(ints) + [3, 3, 3, 1]

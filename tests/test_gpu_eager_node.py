@@ -35,7 +35,8 @@ def _run(node: bool, monkeypatch, x, w, b, gy, s, p, op, prec, config=None):
 
 # (N, C_in, C_out, spatial, k, stride, padding, output_padding): stride 1 and 2, odd and even k,
 # output_padding, channel counts that take the Hopper tap-reuse rows, the igemm rows and the mma.sync
-# rows, and layers whose grad_input or grad_weight is stock CUTLASS.
+# rows, layers whose grad_input or grad_weight is stock CUTLASS, forwards on stock phases (fp32 256->128
+# at 8 wide; unaligned channels at unit stride), and k < stride (bias-only outputs: the Python Function).
 CASES = [
     (2, 16, 8, (6, 7, 8), 3, 1, 1, 0),
     (2, 24, 16, (5, 6, 8), 3, 2, 1, 1),
@@ -45,6 +46,8 @@ CASES = [
     (2, 64, 32, (8, 8, 8), 2, 2, 0, 0),
     (1, 48, 24, (10, 10, 12), 3, 1, 0, 0),
     (2, 256, 128, (8, 8, 8), 3, 2, 1, 0),
+    (1, 6, 5, (4, 5, 6), 3, 1, 1, 0),
+    (1, 8, 4, (4, 5, 6), 1, 2, 0, 0),
 ]
 
 
@@ -67,9 +70,9 @@ def test_node_matches_python_function_bitwise(case, prec, x_cl, gy_cl, monkeypat
     y1, g1, name1 = _run(True, monkeypatch, x, w, b, gy, s, p, op, prec)
     assert "ConvTranspose3dFunction" in name0
     node = "ConvTranspose3dNode" in name1
-    if not node:  # only layers whose forward runs stock phases keep the Python Function
-        assert "ConvTranspose3dFunction" in name1
-        pytest.skip("forward on stock CUTLASS phases: the Python Function by design")
+    if not node:  # only k < stride (outputs that get the bias alone) keeps the Python Function
+        assert "ConvTranspose3dFunction" in name1 and k < s
+        pytest.skip("k < stride: the Python Function by design")
     assert y1.is_contiguous(memory_format=CL) == x_cl and y1.is_contiguous() == (not x_cl)
     assert torch.equal(y0, y1)
     for a, c in zip(g0, g1):
@@ -77,6 +80,19 @@ def test_node_matches_python_function_bitwise(case, prec, x_cl, gy_cl, monkeypat
         assert torch.equal(a, c)
     ref = F.conv_transpose3d(x.detach().double(), w.detach().double(), b.detach().double(), s, p, op)
     assert rel_l2(y1, ref) <= (5e-3 if prec == "tf32" else 1e-5)
+
+
+def test_node_is_taken_on_a_stock_phase_forward(monkeypatch):
+    """fp32 at 8 wide (3D-GAN 256->128): the forward on stock CUTLASS phases, one dgrad_phases call from C++,
+    no copy of the phase filters per call (one cached flat filter)."""
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(2, 256, 8, 8, 8, device="cuda").to(memory_format=CL).requires_grad_()
+    w = (torch.randn(256, 128, 3, 3, 3, device="cuda") / 80).requires_grad_()
+    y = ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True)
+    assert "ConvTranspose3dNode" in _node_name(y)
+    names = cuda_kernel_counts(lambda: ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True))
+    assert not any("cat" in n.lower() for n in names), names
+    assert rel_l2(y, F.conv_transpose3d(x.detach().double(), w.detach().double(), None, 2, 1)) <= 1e-5
 
 
 def test_node_is_taken_on_a_tap_reuse_layer(monkeypatch):

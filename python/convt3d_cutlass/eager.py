@@ -6,10 +6,12 @@ Here the policy of all three passes (the kernels, phase tables, slices and layou
 would choose) is computed once per layer shape and handed to C++ as a plan; a step is then one op call
 for the forward, and a backward that never leaves C++.
 
-Taken when every pass has one launch per call in ``launch``: the forward on a tap-reuse kernel, x packed
-channels_last_3d or NCDHW, no autotuning (the tuner times candidates from Python). Everything else
-returns None and the caller keeps the Python Function (``ops.ConvTranspose3dFunction``), which computes
-the same thing with the same kernels. ``CONVT3D_EAGER_NODE=0`` turns the node off (for A/B runs).
+Taken where x is packed channels_last_3d or NCDHW and nothing is autotuned (the tuner times candidates
+from Python); the forward on a tap-reuse kernel, or on stock CUTLASS phases (``dgrad_phases``, their
+filters end to end in one cached tensor) where every phase has taps. Everything else (strided views,
+k < stride) returns None and the caller keeps the Python Function (``ops.ConvTranspose3dFunction``),
+which computes the same thing with the same kernels. ``CONVT3D_EAGER_NODE=0`` turns the node off (for
+A/B runs).
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import torch
 
 from . import autotune, direct, launch
 from .layouts import CL, _has_op
-from .problem import Problem
+from .problem import Problem, phases
 
 _MISSING = object()
-# (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last) -> (plan id, fwd kernel,
-# gi kernel) or None where the node does not apply.
+# (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last) -> (plan id, the forward's
+# filter from the weight, gi plan) or None where the node does not apply.
 _plans: dict = {}
 
 
@@ -42,11 +44,11 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
               gi_sum_rows: int = 0) -> list:
-    """The node's 19 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
+    """The node's 20 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
 
-    The last two: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place (the
-    exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
-    node converts no grad_y at all."""
+    Items 17 and 18: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
+    (the exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
+    node converts no grad_y at all. The last: the forward runs stock CUTLASS phases (stock_forward_table)."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
@@ -54,19 +56,40 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
             int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
-            int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p))]
+            int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)),
+            int(not fwd.tap_reuse)]
+
+
+def stock_forward_table(p: Problem, phase_ints, splits) -> list:
+    """The stock forward's phases (launch._stock_phases, every phase with taps) as the node's forward
+    table: 13 integers per phase, its pad, first output and count (3 each), its filter's taps along d,
+    h and w (the shape of its block of the flat filter, launch.stock_phase_filter), and its serial
+    split-K slices (one at unit stride, where launch.forward runs the single phase unsplit)."""
+    taps = [ph.taps for ph in phases(p) if not ph.empty and not ph.no_taps]
+    assert len(phase_ints) == 9 * len(taps) == 9 * len(splits)
+    table = []
+    for i, t in enumerate(taps):
+        table += list(phase_ints[9 * i:9 * i + 9]) + list(t) + [splits[i] if p.stride > 1 else 1]
+    return table
 
 
 def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl = key
     fwd, gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config)
                    for op in ("dgrad", "fprop", "wgrad"))
-    if not fwd.tap_reuse:  # stock phases: several launches, each with its own filter
+    common = (direct.wgrad_reads_ncdhw(gw.k, x), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x),
+              launch.sum_rows(gi, p, x.device))
+    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common)
+    if fwd.tap_reuse:
+        pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
+        return pid, lambda w: launch.forward_filter(w, p, fwd.k), gi
+    # Stock phases: one launch each, with its own block of the filter.
+    names, rs, phase_ints, bias_only, splits = launch._stock_phases(p, precision, config, index, env_config)
+    if bias_only or not names:  # k < stride: outputs that only get the bias, filled from Python
         return None
-    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, direct.wgrad_reads_ncdhw(gw.k, x),
-                     direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x), launch.sum_rows(gi, p, x.device))
-    pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
-    return pid, fwd.k, gi
+    pid = torch.ops.convt3d_cutlass.eager_plan(",".join(names), stock_forward_table(p, phase_ints, splits),
+                                               gi.name, gi.table, gw.name, ints)
+    return pid, lambda w: launch.stock_phase_filter(w, rs, p.stride), gi
 
 
 def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, padding: int,
@@ -85,7 +108,7 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
         hit = _plans[key] = _build(key, x)
     if hit is None:
         return None
-    pid, fk, gi = hit
-    wf = launch.forward_filter(weight, p, fk)
+    pid, fwd_filter, gi = hit
+    wf = fwd_filter(weight)
     gf = launch.grad_input_filter(weight, gi, p) if x.requires_grad and torch.is_grad_enabled() else None
     return torch.ops.convt3d_cutlass.eager_conv_transpose3d(x, weight, bias, wf, gf, pid)

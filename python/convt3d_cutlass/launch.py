@@ -14,7 +14,7 @@ import torch
 from . import _extension, autotune, direct, selector
 from .layouts import aligned16, empty_cl, ndhwc
 from .problem import Problem, phases
-from .weights import cached_filter, filter_ktrsc
+from .weights import _relayout, cached_filter, filter_ktrsc
 
 
 def _ops():
@@ -160,6 +160,14 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
 
 
 @functools.lru_cache(maxsize=4096)
+def stock_phase_filter(weight: torch.Tensor, rs, s: int) -> torch.Tensor:
+    """The stock forward's phase filters (filter_ktrsc for each phase offset r in rs: [C_in, taps_d,
+    taps_h, taps_w, C_out]) end to end in one flat tensor, as the eager node reads them (one cache lookup
+    per call instead of one per phase); cached per weight version."""
+    return cached_filter(weight, ("ktrsc-phases", tuple(rs), s),
+                         lambda: torch.cat([_relayout(weight, r, s).reshape(-1) for r in rs]))
+
+
 def _stock_phases(p: Problem, precision: str, config: Optional[str], index: int, env_config: str):
     """The stock forward's phases with taps: (kernel names, filter phase offsets r, 9 ints each = pad,
     first output, count), the first outputs of the phases without taps (bias only), and each phase's
