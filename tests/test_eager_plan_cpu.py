@@ -104,3 +104,17 @@ def test_stock_forward_table_has_each_phases_ints_taps_and_slices(monkeypatch):
     one = Problem(2, 6, 5, (4, 5, 6), 3, 1, 1)  # unit stride: one phase, run unsplit
     names, rs, ints, _, splits = _stock_phases(one, "fp32", None, 0, "")
     assert eager.stock_forward_table(one, ints, splits) == list(ints) + [3, 3, 3, 1]
+
+
+def test_stock_phase_filter_is_the_phase_filters_end_to_end_and_follows_the_weight():
+    from convt3d_cutlass import launch
+    from convt3d_cutlass.weights import filter_ktrsc
+    w = torch.randn(4, 3, 3, 3, 3)
+    rs = ((0, 0, 0), (1, 0, 1), (1, 1, 1))
+    flat = launch.stock_phase_filter(w, rs, 2)
+    assert torch.equal(flat, torch.cat([filter_ktrsc(w, r, 2).reshape(-1) for r in rs]))
+    assert launch.stock_phase_filter(w, rs, 2).data_ptr() == flat.data_ptr()  # cached
+    before = flat.clone()
+    with torch.no_grad():
+        w.mul_(-0.5)  # an optimizer step in place: the next call must see it
+    assert torch.equal(launch.stock_phase_filter(w, rs, 2), -0.5 * before)

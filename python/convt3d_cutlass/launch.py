@@ -159,7 +159,6 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     return y
 
 
-@functools.lru_cache(maxsize=4096)
 def stock_phase_filter(weight: torch.Tensor, rs, s: int) -> torch.Tensor:
     """The stock forward's phase filters (filter_ktrsc for each phase offset r in rs: [C_in, taps_d,
     taps_h, taps_w, C_out]) end to end in one flat tensor, as the eager node reads them (one cache lookup
@@ -168,6 +167,7 @@ def stock_phase_filter(weight: torch.Tensor, rs, s: int) -> torch.Tensor:
                          lambda: torch.cat([_relayout(weight, r, s).reshape(-1) for r in rs]))
 
 
+@functools.lru_cache(maxsize=4096)
 def _stock_phases(p: Problem, precision: str, config: Optional[str], index: int, env_config: str):
     """The stock forward's phases with taps: (kernel names, filter phase offsets r, 9 ints each = pad,
     first output, count), the first outputs of the phases without taps (bias only), and each phase's
