@@ -96,7 +96,7 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
           output_padding: int, precision: str, config: Optional[str]) -> Optional[torch.Tensor]:
     """y [N, C_out, Do, Ho, Wo] from the C++ node (x [N, C_in, D, H, W] on the fast path, CUDA), or None
     where the node does not apply."""
-    if not enabled() or autotune.enabled():
+    if not enabled() or autotune.enabled() or not x.is_cuda:
         return None
     x_cl = _x_layout(x)
     if x_cl is None:
