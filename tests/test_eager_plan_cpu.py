@@ -80,9 +80,10 @@ def test_bias_only_phases_or_autotune_keep_the_python_function(autotuning, monke
     monkeypatch.setattr(eager.launch, "_stock_phases", lambda *a: (("k",), ((0, 0, 0),), (0,) * 9, ((1, 1, 1),), (1,)))
     monkeypatch.setattr(eager, "_plans", {})
     x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
-    assert eager.apply(x, w, None, 2, 0, 0, "tf32", None) is None
-    if not autotuning:  # the refusal is remembered per layer shape, not recomputed per call
-        assert list(eager._plans.values()) == [None]
+    assert eager.apply(x, w, None, 2, 0, 0, "tf32", None) is None  # CPU tensors: never the node
+    if not autotuning:
+        p = Problem.of(x, w, 2, 0, 0)
+        assert eager._build((p, "tf32", None, 0, "", False), x) is None
 
 
 def test_stock_forward_table_has_each_phases_ints_taps_and_slices(monkeypatch):
