@@ -43,13 +43,27 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int tw = lane & 15, half = lane >> 4;
+  // A strided forward writing NCDHW: a phase's outputs are s_out apart along w, so the other parts of
+  // each 32-byte sector it writes belong to its sibling phases. Their CTAs are then taken phase-fastest
+  // in launch order (a permutation of the same grid), so that the parts meet in L2 instead of going to
+  // DRAM as partial sectors.
+  unsigned bx = blockIdx.x, by = blockIdx.y, bz = blockIdx.z;
+  if (!kSum && p.out_ncdhw && p.s_out > 1) {
+    const unsigned phases = p.num_phases;
+    unsigned rest = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned phase = rest % phases;
+    rest /= phases;
+    bx = rest % gridDim.x;
+    rest /= gridDim.x;
+    by = rest % gridDim.y;
+    bz = rest / gridDim.y * phases + phase;
+  }
   // kSum: a grid z of n alone (phase 0 gives the output extent).
-  const TileOrigin o = tile_origin_at(p, blockIdx.x, kSum ? blockIdx.z * p.num_phases : blockIdx.z, tiles_h, tiles_w,
-                                      TD, TH, TW);
+  const TileOrigin o = tile_origin_at(p, bx, kSum ? bz * p.num_phases : bz, tiles_h, tiles_w, TD, TH, TW);
   const int n = o.n, q0d = o.q0d, q0h = o.q0h, q0w = o.q0w;
   const DirectPhase& ph = p.phase[o.phase];
   if (q0d >= ph.count[0] || q0h >= ph.count[1] || q0w >= ph.count[2]) return;
-  const int co0 = blockIdx.y * BN;
+  const int co0 = by * BN;
   const int s = p.s_in, so = kSum ? 1 : s;
   const int table_ints = halo_floats / KC;  // one phase's table (the largest halo)
   const int cpc = (p.Cr + KC - 1) / KC;      // channel chunks per phase

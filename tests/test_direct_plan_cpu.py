@@ -401,9 +401,9 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
 
 
 def test_writes_ncdhw_policy():
-    """The warp-specialized Hopper rows and the exact-fp32 rows store NCDHW, only where a launch's output
-    positions are dense along w (the forward at stride 1, grad_input at any stride); the Hopper rows only
-    for reductions of at least NCDHW_MIN_REDUCTION per output element."""
+    """The warp-specialized Hopper rows store NCDHW only where a launch's output positions are dense
+    along w (the forward at stride 1, grad_input at any stride) and for reductions of at least
+    NCDHW_MIN_REDUCTION per output element; the exact-fp32 rows at any depth, strided forwards too."""
     from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_SIMT_KERNELS, WGMMA_KERNELS
     deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
     deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
@@ -415,10 +415,14 @@ def test_writes_ncdhw_policy():
         assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
         assert not direct.writes_ncdhw(row, shallow, "dgrad") and not direct.writes_ncdhw(row, shallow, "fprop")
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
-    # the exact-fp32 rows: dense along w at any reduction depth
+    # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
+    # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)
     for row in DIRECT_SIMT_KERNELS:
         assert direct.writes_ncdhw(row, shallow, "dgrad") and direct.writes_ncdhw(row, deep_strided, "fprop")
-        assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
+        assert direct.writes_ncdhw(row, deep_strided, "dgrad")  # 64 x 2^3
+        assert direct.writes_ncdhw(row, Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad")
+        assert not direct.writes_ncdhw(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), "dgrad")
+        assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
 
 
 def test_ws_reads_ncdhw_input_policy():

@@ -110,7 +110,8 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
     """The ws and exact-fp32 rows' NCDHW epilogue (forced on: the reduction-depth rule is tested on the CPU): the same
     bits as their channels_last_3d result (the same accumulators, stored by channel plane), every
     element written (NaN-poisoned allocator), bias included; a strided forward (positions not dense
-    along w) keeps channels_last_3d."""
+    along w) keeps channels_last_3d on the ws rows, and the exact-fp32 rows write it NCDHW too (their
+    phases' CTAs side by side) up to SIMT_STRIDED_NCDHW_MAX_REDUCTION (12 channels: always here)."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
@@ -123,7 +124,9 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
     if selector.direct_fits(prob, "dgrad", cfg, limit, cc):
         poison_allocator()
         y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
-        assert y.is_contiguous() == (s == 1) and y.is_contiguous(memory_format=CL) == (s != 1)
+        ncdhw = s == 1 or (cfg.simt and direct.reduction_length(prob, "dgrad")
+                           <= direct.SIMT_STRIDED_NCDHW_MAX_REDUCTION)
+        assert y.is_contiguous() == ncdhw and y.is_contiguous(memory_format=CL) == (not ncdhw)
         assert torch.equal(y, launch.forward(x, w, b, prob, cfg.precision, cfg.name))
         assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)) <= TOL[cfg.precision]
     if selector.direct_fits(prob, "fprop", cfg, limit, cc):

@@ -459,17 +459,27 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
 NCDHW_MIN_REDUCTION = 768
 
 
+# The exact-fp32 forward writes NCDHW itself at stride > 1 too, its sibling phases' CTAs launched side by
+# side so that the parts of each sector meet in L2 (csrc/direct_simt.cuh), where the reduction per output
+# element is at most this: there the transpose it saves is a large share of the pass. Same-process A/B
+# of the NCDHW step against channels_last_3d plus our transpose (H100, v0.20): reduction 512 won
+# (U-Net 64->32 1.053x, SR x2 1.043x, U-Net output_padding 1.008x), 64 won (U-Net k2 1.102x), 1024 tied
+# (U-Net and 3D-GAN 128->64: 0.989x, 1.002x), 3456 lost (V-Net up k5: 0.905x, its forward 0.80x).
+SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
+
+
 def writes_ncdhw(k, p: Problem, op: str) -> bool:
     """Whether row k writes the result of pass ``op`` ("dgrad": the forward, "fprop": grad_input)
     straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
     forward at stride 1; grad_input always), and the reduction per output element (channels x
-    taps) is at least NCDHW_MIN_REDUCTION; and the exact-fp32 rows under the same density rule at any
-    reduction: FFMA-bound, they have the DRAM time to spare for partly written sectors."""
+    taps) is at least NCDHW_MIN_REDUCTION; and the exact-fp32 rows at any reduction (FFMA-bound, they
+    have the DRAM time to spare for partly written sectors), the strided forward too up to
+    SIMT_STRIDED_NCDHW_MAX_REDUCTION."""
+    if k.simt and k.op != "wgrad":
+        return op == "fprop" or p.stride == 1 or reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION
     if not (op == "fprop" or p.stride == 1):
         return False
-    if k.simt and k.op != "wgrad":
-        return True
     return k.family == "wgmma" and k.ws and reduction_length(p, op) >= NCDHW_MIN_REDUCTION
 
 
