@@ -518,6 +518,14 @@ def test_simt_rows_skip_half_empty_tiles():
     assert selector.select_config(refine, "wgrad", "fp32").name == "ffma_wgrad_fp32_32x256x16_s4"
     without = [k.name for k in KERNELS if k.name != "ffma_wgrad_fp32_32x256x16_s4"]
     assert selector.select_config(refine, "wgrad", "fp32", compiled=without).name == "ffma_wgrad_fp32_64x128x16_s4"
+    # past the 32-row tile's 32-bit table (grad_y of 2^30 positions) or 8 taps per axis: the 64-row tile;
+    # past 2^31 positions of x: no FFMA row at all
+    assert selector.select_config(Problem(1, 32, 16, (1024, 1024, 1024), 5, 1, 2), "wgrad", "fp32").name == \
+        "ffma_wgrad_fp32_64x128x16_s4"
+    assert selector.select_config(Problem(1, 32, 16, (16, 16, 16), 9, 1, 4), "wgrad", "fp32").name == \
+        "ffma_wgrad_fp32_64x128x16_s4"
+    assert selector.select_config(Problem(2, 128, 64, (1024, 1024, 1024), 3, 2, 1), "wgrad",
+                                  "fp32").family != "ffma"
     assert selector.select_config(Problem(4, 64, 32, (16, 64, 64), 3, 1, 1), "wgrad", "fp32").simt
     # channels that are not multiples of 4, or a build without the rows: the stock SIMT kernels
     odd = Problem(2, 130, 64, (8, 8, 8), 3, 2, 1)

@@ -525,7 +525,13 @@ def _ffma_wgrad_choice(problem: Problem, compiled):
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
     if not wide and problem.stride == 1 and problem.k == 3:
         return None
-    rows = [128] if wide else [32, 64] if problem.c_in <= FFMA_WGRAD_NARROW_CIN else [64]
+    d, h, w = problem.spatial
+    if problem.n * d * h * w > 2 ** 31 - 1:  # 32-bit positions of x (the kernel's can_implement)
+        return None
+    # The 32-row tile's position table: 32-bit grad_y indices with room for the padding's negative
+    # corners, and one byte of tap bits per axis.
+    table_ok = problem.n * math.prod(problem.out_spatial) < 2 ** 30 and problem.k <= 8
+    rows = [128] if wide else [32, 64] if problem.c_in <= FFMA_WGRAD_NARROW_CIN and table_ok else [64]
     built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
     for bm in rows:
         for k in built:
