@@ -423,6 +423,8 @@ def test_writes_ncdhw_policy():
         assert direct.writes_ncdhw(row, Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad")
         assert not direct.writes_ncdhw(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), "dgrad")
         assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
+        # past 2^32 output elements (the kernel's 32-bit launch-order index): the transpose path
+        assert not direct.writes_ncdhw(row, Problem(1, 64, 32, (512, 512, 256), 3, 2, 1), "dgrad")
 
 
 def test_ws_reads_ncdhw_input_policy():

@@ -477,7 +477,12 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     have the DRAM time to spare for partly written sectors), the strided forward too up to
     SIMT_STRIDED_NCDHW_MAX_REDUCTION."""
     if k.simt and k.op != "wgrad":
-        return op == "fprop" or p.stride == 1 or reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION
+        if op == "fprop" or p.stride == 1:
+            return True
+        # The kernel's phase-fastest launch order indexes the grid in 32 bits: bounded here by the output's
+        # element count (a CTA writes at least one), past which the transpose path stays.
+        elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
+        return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
     if not (op == "fprop" or p.stride == 1):
         return False
     return k.family == "wgmma" and k.ws and reduction_length(p, op) >= NCDHW_MIN_REDUCTION
