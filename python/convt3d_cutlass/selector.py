@@ -525,8 +525,7 @@ def _ffma_wgrad_choice(problem: Problem, compiled):
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
     if not wide and problem.stride == 1 and problem.k == 3:
         return None
-    d, h, w = problem.spatial
-    if problem.n * d * h * w > 2 ** 31 - 1:  # 32-bit positions of x (the kernel's can_implement)
+    if problem.n * math.prod(problem.spatial) > 2 ** 31 - 1:  # 32-bit positions of x (its can_implement)
         return None
     # The 32-row tile's position table: 32-bit grad_y indices with room for the padding's negative
     # corners, and one byte of tap bits per axis.
