@@ -42,7 +42,17 @@ def test_simt_stock_tiles_follow_channels():
     assert selector.select_config(wide, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_32x64x8_s3"
     assert selector.select_config(wide, "wgrad", "fp32", **STOCK).name == "wgrad_fp32_256x64x8_64x32x8_s4"
     assert selector.select_config(wide, "dgrad", "fp32", gemm_mn=(16 * 8 ** 3, 128),
-                                  **STOCK).name == "dgrad_fp32_128x128x8_64x32x8_s4"
+                                  **STOCK).name == "dgrad_fp32_128x128x8_64x64x8_s3"
+    # two waves of 128x128 tiles: the 4-warp form (16x8 per thread, two CTAs per SM), also over the
+    # FFMA tap-reuse rows where the layer is strided and has more than 64 output channels
+    dec2 = Problem(2, 128, 64, (32, 32, 32), 3, 2, 1)
+    assert selector.select_config(dec2, "fprop", "fp32").name == "fprop_fp32_128x128x8_64x64x8_s3"
+    assert selector.select_config(dec2, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_64x64x8_s3"
+    dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    assert selector.select_config(dec1, "dgrad", "fp32").name == "dgrad_fp32_128x128x8_64x64x8_s3"
+    assert selector.select_config(dec1, "fprop", "fp32").name == "fprop_fp32_128x128x8_32x64x8_s3"
+    # 64 output channels keep the FFMA rows (no 128-wide tile to fill)
+    assert selector.select_config(dec2, "dgrad", "fp32").family == "direct"
     # unit stride: one phase, whose own tiles would not fill the GPU
     one = Problem(2, 256, 128, (16, 16, 16), 3, 1, 1)
     assert selector.select_config(one, "dgrad", "fp32", **STOCK).tile == (128, 64, 8)

@@ -194,8 +194,9 @@ KERNELS = (
        "exact fp32, narrow N; also any channel count (1-element access)"),
     _k("dgrad", "fp32", (128, 64, 8), (64, 32, 8), 4,
        "exact fp32, C_out > 32"),
-    _k("dgrad", "fp32", (128, 128, 8), (64, 32, 8), 4,
-       "exact fp32, C_out > 64, strided: the stride phases run concurrently, filling the GPU together"),
+    _k("dgrad", "fp32", (128, 128, 8), (64, 64, 8), 3,
+       "exact fp32, C_out > 64, strided: the stride phases run concurrently, filling the GPU together; "
+       "4 warps of 16x8 per thread, two CTAs per SM"),
     # --- grad_input (Conv3d fprop over grad_output) ---------------------------------------
     _k("fprop", "tf32", (128, 64, 32), (64, 32, 32), 3,
        "C_in in (32, 64] (GEMM N = C_in)"),
@@ -213,6 +214,8 @@ KERNELS = (
        "exact fp32, narrow C_in"),
     _k("fprop", "fp32", (128, 128, 8), (32, 64, 8), 3,
        "exact fp32, C_in > 64"),
+    _k("fprop", "fp32", (128, 128, 8), (64, 64, 8), 3,
+       "exact fp32, C_in > 64, two waves of tiles or more: 4 warps of 16x8 per thread, two CTAs per SM"),
     # --- grad_weight (Conv3d wgrad); long K, split across CTAs ----------------------------
     _k("wgrad", "tf32", (64, 64, 32), (32, 32, 32), 4,
        "C_in <= 64: small GEMM M, long K split into parallel slices"),

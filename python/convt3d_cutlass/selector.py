@@ -25,9 +25,9 @@ def _aligned(p: Problem, op: str, k: KernelConfig) -> bool:
     return p.c_in % k.align == 0 and p.c_out % k.align == 0
 
 
-def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int) -> KernelConfig:
+def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int, warp_m: Optional[int] = None) -> KernelConfig:
     for k in cands:
-        if k.tile[0] == tile_m and k.tile[1] == tile_n:
+        if k.tile[0] == tile_m and k.tile[1] == tile_n and warp_m in (None, k.warp[0]):
             return k
     raise LookupError(f"no {tile_m}x{tile_n} tile among {[k.name for k in cands]}")
 
@@ -48,9 +48,9 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
         # 128x64), 1.2-1.7x faster on every C_in >= 128 grad_input measured (v0.18). The forward's
         # stride phases run concurrently (launch.forward), so there the whole layer's tiles must fill
         # two waves (gan3d-g1: 0.59 ms against 0.70 with 128x64).
-        whole = math.ceil(m * stride ** 3 / 128) * math.ceil(n / 128)
+        whole = _tiles_128(m * (stride ** 3 if op == "dgrad" else 1), n)
         if n > 64 and (op == "fprop" or (stride > 1 and whole >= 2 * num_sms)):
-            return _pick(cands, 128, 128)
+            return _pick(cands, 128, 128, 64 if whole >= SIMT_WIDE_WARP_MIN_WAVES * num_sms else 32)
         return _pick(cands, 128, 32 if n <= 32 else 64)
     if precision == "3xtf32":
         return _pick(cands, 128, 32 if n <= 32 else 64)
@@ -64,6 +64,34 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
         return _pick(cands, 256, 32)
     # dgrad, N <= 32: 256-row tiles need enough rows to fill the machine twice over.
     return _pick(cands, 256, 32) if math.ceil(m / 256) >= 2 * num_sms else _pick(cands, 128, 32)
+
+
+# The stock SIMT 128x128 tile in two forms: 8 warps of 32x64 (8x8 outputs per thread, 174 registers,
+# one CTA per SM) and 4 warps of 64x64 (16x8 per thread: 24 operand loads per 128 FFMA instead of 16 per
+# 64; 254 registers, two CTAs per SM). With two waves of tiles or more the 4-warp form runs 8 warps per SM
+# too and wins; below that it has half the warps (H100, fp32, v0.21, `bench/tools/cfgab.py`, ms):
+# - grad_input, 512 tiles: U-Net 128->64 s2 0.79 against 0.95 (and 0.94 on the FFMA rows), 3D-GAN
+#   128->64 s2 0.79 against 0.95 (0.93);
+# - grad_input, one wave or less: U-Net 256->128 s2 (128 tiles) 0.483 against 0.484, 3D-GAN 256->128
+#   (128) 0.490 against 0.486, V-Net up k5 (108) 1.109 against 1.065;
+# - forward, stride phases side by side (512 tiles or more): U-Net 256->128 0.452 against 0.590 (and
+#   0.562 on the FFMA rows), 3D-GAN 256->128 0.424 against 0.431.
+# Strided layers with more than 64 output channels (the forward's C_out, grad_input's C_in) leave the FFMA
+# tap-reuse rows for this form where it applies (the tap reuse re-stages a stride-times wider halo per
+# 32-channel block).
+SIMT_WIDE_WARP_MIN_WAVES = 2
+
+
+def _tiles_128(m: int, n: int) -> int:
+    """128x128 tiles of an m x n GEMM (the forward: all stride phases together)."""
+    return math.ceil(m / 128) * math.ceil(n / 128)
+
+
+def _stock_wide_simt(problem: Problem, op: str, num_sms: int) -> bool:
+    """Whether the stock 4-warp 128x128 SIMT tile takes pass op (forward or grad_input) from the FFMA
+    tap-reuse rows: strided, more than 64 output channels, SIMT_WIDE_WARP_MIN_WAVES waves of tiles."""
+    m, n = problem.gemm(op)[:2]
+    return problem.stride > 1 and n > 64 and _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
 
 
 def direct_plan(problem: Problem, op: str):
@@ -389,7 +417,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     U-Net k2 s2 (one tap: 0.308 vs 0.204); on the parity grad_input of U-Net 256->128 (64 CTAs of
     8x8x16 on 132 SMs, 128 of 4x8x16) 0.95 vs 0.55 ms (v0.17).
     """
-    if not simt_wins(problem, op):
+    if not simt_wins(problem, op) or _stock_wide_simt(problem, op, num_sms):
         return None
     co = plan[2]
     cands = []
