@@ -239,7 +239,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
 // result y [N,Z,P,Q,K] = fprop(x [N,D,H,W,C], filter [K,T,R,S,C]) (+ bias[K]).
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad,
-           at::IntArrayRef stride) {
+           at::IntArrayRef stride, int64_t split_k) {
   const auto dev = y.device();
   check_operand(y, "fprop result", dev);
   check_operand(x, "fprop input", dev);
@@ -254,6 +254,7 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
                     bias->numel() == L.K, "convt3d_cutlass: bias must be a contiguous float32 [K] tensor");
     L.bias = bias->data_ptr<float>();
   }
+  set_split_k(L, split_k);
   launch(kernel, L, dev);
 }
 
@@ -509,7 +510,8 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad, int split_k=1) -> ()");
   m.def("dgrad_phases(str[] kernels, Tensor dy, Tensor[] filters, Tensor? bias, Tensor(a!) y, int[] phases, "
         "int stride, int[] split_k=[]) -> ()");
-  m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride) -> ()");
+  m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride, "
+        "int split_k=1) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "

@@ -18,7 +18,8 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
                   const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
                   at::IntArrayRef split_k = {});
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
-           const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride);
+           const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride,
+           int64_t split_k = 1);
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x, at::Tensor& partials,
            at::IntArrayRef pad, at::IntArrayRef stride);
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,

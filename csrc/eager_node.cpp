@@ -61,6 +61,7 @@ struct Plan {
   std::vector<std::string> phase_kernels;
   std::vector<int64_t> phase_ints, phase_splits;
   std::vector<std::array<int64_t, 3>> phase_taps;
+  int64_t gi_slices = 1;  // serial split-K slices of the stock grad_input (selector.fprop_slices)
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -76,11 +77,11 @@ const Plan& plan_at(int64_t id) {
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
-// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock. With fwd_stock, fwd_kernel names the phases' kernels separated by
-// commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
+// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices. With fwd_stock, fwd_kernel names the phases' kernels
+// separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 20, "convt3d_cutlass: eager_plan takes 20 integers");
+  TORCH_CHECK(ints.size() == 21, "convt3d_cutlass: eager_plan takes 21 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
@@ -88,10 +89,12 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
   p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
   p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0; p.fwd_stock = ints[19] != 0;
+  p.gi_slices = ints[20];
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
-                  (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)),
+                  (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
+                  p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct),
               "convt3d_cutlass: eager_plan has an invalid problem");
   if (p.fwd_stock) {
     for (size_t at = 0; at <= fwd_kernel.size();) {
@@ -215,7 +218,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});
     const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
-    ops::fprop(P.gi_kernel, G, filter, std::nullopt, out, pad, st);
+    ops::fprop(P.gi_kernel, G, filter, std::nullopt, out, pad, st, P.gi_slices);
   }
   return to_format(gx, P.x_cl);
 }

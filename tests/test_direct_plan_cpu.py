@@ -550,8 +550,8 @@ def test_simt_grad_input_over_parities_and_waves():
     assert k.name == "direct_fp32_8x8x16_n32_m8" and direct.sums_parities(k, dec3)
     assert not direct.reads_ncdhw(k, direct.pass_plan(k, dec3, "fprop")[0], 32, torch.empty(2, 32, 3, 4, 5), True)
     dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
-    assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "fprop_fp32_128x128x8_32x64x8_s3"
-    # two waves of stock tiles (128 on 64 SMs): its 4-warp form, two CTAs per SM, over the FFMA rows
+    assert selector.select_config(dec1, "fprop", "fp32", num_sms=132).name == "fprop_fp32_128x128x8_64x64x8_s3"
+    # two waves of stock tiles (128 on 64 SMs): the stock tile over the FFMA rows, which fill a wave there
     assert selector.select_config(dec1, "fprop", "fp32", num_sms=64).name == "fprop_fp32_128x128x8_64x64x8_s3"
     # 64 channels: no 128x128 stock tile to lose to, so 3/4 of a wave suffices (128 CTAs on 132 SMs)
     outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)

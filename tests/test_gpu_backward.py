@@ -91,6 +91,21 @@ def test_grad_input_writes_every_element():
     assert rel_l2(gx, ref) <= 1e-5
 
 
+def test_split_stock_grad_input_writes_every_element():
+    # Exact fp32 past 64 channels below two waves of tiles: the stock grad_input in two serial split-K
+    # slices (selector.fprop_slices), the second adding onto what the first stored; nothing may read the
+    # output's old contents.
+    prob = Problem(2, 96, 20, (5, 6, 7), 3, 2, 1)
+    k = launch._select(prob, "fprop", "fp32", None, torch.device("cuda"))
+    assert k.name == "fprop_fp32_128x128x8_64x64x8_s3"
+    assert launch._plan(prob, "fprop", "fp32", None, torch.device("cuda"), None).slices == 2
+    gy = torch.randn((2, 20) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(96, 20, 3, 3, 3, device="cuda")
+    out = torch.full((2, 96, 5, 6, 7), float("nan"), device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, "fp32", out=out)
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 2, 1)) <= TOL["fp32"]
+
+
 @pytest.mark.parametrize("need", ["input", "weight"])
 def test_only_needed_gradients(need, monkeypatch):
     # The Python Function's passes (the C++ node's: test_gpu_eager_node.py).

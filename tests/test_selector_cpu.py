@@ -39,7 +39,7 @@ def test_simt_stock_tiles_follow_channels():
     as tall as C_in fills (64, 128, 256 rows); the forward's 128x128 only where its stride phases,
     run together, fill two waves."""
     wide = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)  # gan3d-g1
-    assert selector.select_config(wide, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_32x64x8_s3"
+    assert selector.select_config(wide, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_64x64x8_s3"
     assert selector.select_config(wide, "wgrad", "fp32", **STOCK).name == "wgrad_fp32_256x64x8_64x32x8_s4"
     assert selector.select_config(wide, "dgrad", "fp32", gemm_mn=(16 * 8 ** 3, 128),
                                   **STOCK).name == "dgrad_fp32_128x128x8_64x64x8_s3"
@@ -50,7 +50,12 @@ def test_simt_stock_tiles_follow_channels():
     assert selector.select_config(dec2, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_64x64x8_s3"
     dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(dec1, "dgrad", "fp32").name == "dgrad_fp32_128x128x8_64x64x8_s3"
-    assert selector.select_config(dec1, "fprop", "fp32").name == "fprop_fp32_128x128x8_32x64x8_s3"
+    assert selector.select_config(dec1, "fprop", "fp32").name == "fprop_fp32_128x128x8_64x64x8_s3"
+    # ... whose grad_input (128 tiles on 132 SMs) splits K in two for the second CTA per SM; 512 do not
+    k = selector.select_config(dec1, "fprop", "fp32")
+    assert selector.fprop_slices(dec1, k, 132) == 2 and selector.fprop_slices(dec1, k, 64) == 1
+    assert selector.fprop_slices(dec2, k, 132) == 1
+    assert selector.fprop_slices(dec1, selector.select_config(dec1, "fprop", "tf32", **STOCK), 132) == 1
     # 64 output channels keep the FFMA rows (no 128-wide tile to fill)
     assert selector.select_config(dec2, "dgrad", "fp32").family == "direct"
     # unit stride: one phase, whose own tiles would not fill the GPU

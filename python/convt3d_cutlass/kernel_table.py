@@ -212,10 +212,8 @@ KERNELS = (
        "exact fp32, C_in > 32; any channel count"),
     _k("fprop", "fp32", (128, 32, 8), (32, 32, 8), 4,
        "exact fp32, narrow C_in"),
-    _k("fprop", "fp32", (128, 128, 8), (32, 64, 8), 3,
-       "exact fp32, C_in > 64"),
     _k("fprop", "fp32", (128, 128, 8), (64, 64, 8), 3,
-       "exact fp32, C_in > 64, two waves of tiles or more: 4 warps of 16x8 per thread, two CTAs per SM"),
+       "exact fp32, C_in > 64: 4 warps of 16x8 per thread, two CTAs per SM (split-K below two waves)"),
     # --- grad_weight (Conv3d wgrad); long K, split across CTAs ----------------------------
     _k("wgrad", "tf32", (64, 64, 32), (32, 32, 32), 4,
        "C_in <= 64: small GEMM M, long K split into parallel slices"),

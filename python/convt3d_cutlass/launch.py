@@ -82,7 +82,8 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
             slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
     else:
-        slices = selector.split_k_slices(p, k, _extension.num_sms(index)) if op == "wgrad" else 1
+        split = selector.split_k_slices if op == "wgrad" else selector.fprop_slices if op == "fprop" else None
+        slices = split(p, k, _extension.num_sms(index)) if split else 1
     return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group, config)
 
 
@@ -237,7 +238,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(plan.name, G, grad_input_filter(weight, plan, p), None, gx.permute(0, 2, 3, 4, 1),
-                 [p.padding] * 3, [p.stride] * 3)
+                 [p.padding] * 3, [p.stride] * 3, plan.slices)
     return gx, None
 
 

@@ -25,9 +25,9 @@ def _aligned(p: Problem, op: str, k: KernelConfig) -> bool:
     return p.c_in % k.align == 0 and p.c_out % k.align == 0
 
 
-def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int, warp_m: Optional[int] = None) -> KernelConfig:
+def _pick(cands: Sequence[KernelConfig], tile_m: int, tile_n: int) -> KernelConfig:
     for k in cands:
-        if k.tile[0] == tile_m and k.tile[1] == tile_n and warp_m in (None, k.warp[0]):
+        if k.tile[0] == tile_m and k.tile[1] == tile_n:
             return k
     raise LookupError(f"no {tile_m}x{tile_n} tile among {[k.name for k in cands]}")
 
@@ -50,7 +50,7 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
         # two waves (gan3d-g1: 0.59 ms against 0.70 with 128x64).
         whole = _tiles_128(m * (stride ** 3 if op == "dgrad" else 1), n)
         if n > 64 and (op == "fprop" or (stride > 1 and whole >= 2 * num_sms)):
-            return _pick(cands, 128, 128, 64 if whole >= SIMT_WIDE_WARP_MIN_WAVES * num_sms else 32)
+            return _pick(cands, 128, 128)
         return _pick(cands, 128, 32 if n <= 32 else 64)
     if precision == "3xtf32":
         return _pick(cands, 128, 32 if n <= 32 else 64)
@@ -66,18 +66,20 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
     return _pick(cands, 256, 32) if math.ceil(m / 256) >= 2 * num_sms else _pick(cands, 128, 32)
 
 
-# The stock SIMT 128x128 tile in two forms: 8 warps of 32x64 (8x8 outputs per thread, 174 registers,
-# one CTA per SM) and 4 warps of 64x64 (16x8 per thread: 24 operand loads per 128 FFMA instead of 16 per
-# 64; 254 registers, two CTAs per SM). With two waves of tiles or more the 4-warp form runs 8 warps per SM
-# too and wins; below that it has half the warps (H100, fp32, v0.21, `bench/tools/cfgab.py`, ms):
+# The stock SIMT 128x128 tile runs 4 warps of 64x64 (16x8 outputs per thread: 24 operand loads per 128
+# FFMA, against 16 per 64 for the 8x8 of 8 warps of 32x64; 254 registers, two CTAs per SM where the
+# 8-warp form fit one). With two waves of tiles it runs 8 warps per SM; below that, serial split-K in two
+# slices (fprop_slices) gives grad_input the second CTA. Against the 8-warp form and the FFMA rows (H100,
+# fp32, v0.21, `bench/tools/cfgab.py`, ms):
 # - grad_input, 512 tiles: U-Net 128->64 s2 0.79 against 0.95 (and 0.94 on the FFMA rows), 3D-GAN
 #   128->64 s2 0.79 against 0.95 (0.93);
-# - grad_input, one wave or less: U-Net 256->128 s2 (128 tiles) 0.483 against 0.484, 3D-GAN 256->128
-#   (128) 0.490 against 0.486, V-Net up k5 (108) 1.109 against 1.065;
-# - forward, stride phases side by side (512 tiles or more): U-Net 256->128 0.452 against 0.590 (and
-#   0.562 on the FFMA rows), 3D-GAN 256->128 0.424 against 0.431.
+# - grad_input, one wave or less, with two slices: U-Net 256->128 s2 (128 tiles) 0.404 against 0.483,
+#   3D-GAN 256->128 (128) 0.400 against 0.473, V-Net up k5 (108) 0.913 against 1.065 (unsplit it lost:
+#   1.089);
+# - forward, stride phases side by side (512 tiles or more): U-Net 256->128 0.452 against 0.590 with the
+#   8-warp 64x32 form (and 0.562 on the FFMA rows), 3D-GAN 256->128 0.424 against 0.431.
 # Strided layers with more than 64 output channels (the forward's C_out, grad_input's C_in) leave the FFMA
-# tap-reuse rows for this form where it applies (the tap reuse re-stages a stride-times wider halo per
+# tap-reuse rows for it at two waves of tiles (the tap reuse re-stages a stride-times wider halo per
 # 32-channel block).
 SIMT_WIDE_WARP_MIN_WAVES = 2
 
@@ -88,7 +90,7 @@ def _tiles_128(m: int, n: int) -> int:
 
 
 def _stock_wide_simt(problem: Problem, op: str, num_sms: int) -> bool:
-    """Whether the stock 4-warp 128x128 SIMT tile takes pass op (forward or grad_input) from the FFMA
+    """Whether the stock 128x128 SIMT tile takes pass op (forward or grad_input) from the FFMA
     tap-reuse rows: strided, more than 64 output channels, SIMT_WIDE_WARP_MIN_WAVES waves of tiles."""
     m, n = problem.gemm(op)[:2]
     return problem.stride > 1 and n > 64 and _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
@@ -650,6 +652,22 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                     return k
             raise LookupError(f"no compiled {op} kernel for precision {prec!r} in this build")
     return choice
+
+
+# Serial split-K of the stock SIMT grad_input's 4-warp 128x128 tile below SIMT_WIDE_WARP_MIN_WAVES waves of
+# tiles: two slices give it its two CTAs per SM (H100, fp32, v0.21, ms, one slice / two / three / four):
+# U-Net 256->128 s2 (128 tiles) 0.479 / 0.404 / 0.591 / 0.417, 3D-GAN 256->128 (128) 0.478 / 0.400 / 0.590
+# / 0.416, V-Net up k5 (108) 1.089 / 0.913 / 1.317 / 0.927; with 512 tiles two slices lose (U-Net 128->64:
+# 0.793 / 0.825). The 8-warp 32x64 form gained nothing from slices (one CTA per SM by its registers).
+SIMT_FPROP_SLICES = 2
+
+
+def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) -> int:
+    """Serial split-K slices of the stock grad_input kernel k (policy above); 1 for every other kernel."""
+    if k.family != "cutlass2x" or k.math != "simt" or k.warp[:2] != (64, 64):
+        return 1
+    m, n = problem.gemm("fprop")[:2]
+    return SIMT_FPROP_SLICES if _tiles_128(m, n) < SIMT_WIDE_WARP_MIN_WAVES * num_sms else 1
 
 
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
