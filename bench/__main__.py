@@ -83,7 +83,8 @@ def main(argv=None):
     ap.add_argument("--precisions", default="tf32,fp32,3xtf32")
     ap.add_argument("--layouts", default="NCDHW,NDHWC")
     ap.add_argument("--cases", default=None, help="comma list of case names (sweep)")
-    ap.add_argument("--reps", type=int, default=None, help="timed reps per series (10; sweep 3)")
+    ap.add_argument("--reps", type=int, default=None, help="timed reps per series, at least (10; sweep 3); fast series run more "
+                    "(bench.timing.MIN_SERIES_MS)")
     ap.add_argument("--no-errors", action="store_true", help="skip the float64 references")
     ap.add_argument("--check", type=float, default=None, metavar="MIN_SPEEDUP")
     ap.add_argument("--out", default=None, metavar="STEM",
