@@ -13,10 +13,11 @@ def _l2_flush():
     _flush.zero_()
 
 
-# A series runs at least `reps` reps and goes on, up to MAX_REPS, until it has run MIN_SERIES_MS. A
-# sub-millisecond step's time is mostly the host's enqueue and moves with its jitter, and the sweep's median
-# of 3 such samples decided rows (v0.21: U-Net 256->128 tf32 0.414 ms, 0.81x, in a 3-rep sweep; 0.298 ms,
-# 1.14x, in bench/tools/nodeab.py's 3 rounds of 30 reps). Slow series keep `reps`.
+# A series runs at least `reps` reps and goes on, up to MAX_REPS, until it has run MIN_SERIES_MS, so that a
+# fast call's median rests on more than the sweep's 3 samples. It narrows a series' own spread (p10-p90
+# within about 10% on sub-millisecond steps) but not the 10-25% by which such a step's median moves between
+# rounds and machines with the host, nor the rare stall lasting tens of reps (v0.21,
+# bench/tools/stepdrift.py); same-process alternating A/Bs (bench/tools/nodeab.py, cfgab.py) decide those.
 MIN_SERIES_MS = 200.0
 MAX_REPS = 50
 
