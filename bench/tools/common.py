@@ -1,5 +1,7 @@
-"""What the measurement scripts share: named layers as channels_last_3d tensors, a CUDA-event median, and
-the profiler's GPU kernel summary."""
+"""What the measurement scripts share: named layers as channels_last_3d tensors, CUDA-event timings and
+medians, the host's enqueue time per call, and the profiler's GPU kernel summary."""
+import time
+
 import torch
 import torch.nn.functional as F
 
@@ -52,17 +54,38 @@ def cudnn_best_ms(fn, reps=5):
     return best
 
 
-def median_ms(fn, reps=7, warmup=2):
-    """Median of reps CUDA-event timings of fn() (ms) after warmup calls."""
+def rep_times(fn, reps, warmup=2, flush=False):
+    """CUDA-event timings of reps calls of fn() (ms) after warmup calls; with flush, L2 flushed before each
+    (the benchmark's protocol, bench.timing)."""
+    from bench.timing import _l2_flush
     for _ in range(warmup):
         fn()
+    torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
+        if flush:
+            _l2_flush()
         a, b = torch.cuda.Event(True), torch.cuda.Event(True)
         a.record()
         fn()
         b.record()
         b.synchronize()
         ts.append(a.elapsed_time(b))
-    ts.sort()
+    return ts
+
+
+def median_ms(fn, reps=7, warmup=2):
+    """Median of reps CUDA-event timings of fn() (ms) after warmup calls."""
+    ts = sorted(rep_times(fn, reps, warmup))
     return ts[len(ts) // 2]
+
+
+def host_ms(fn, n=30):
+    """The host's enqueue time per call of fn() (ms): n calls without a sync, divided."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) * 1e3 / n

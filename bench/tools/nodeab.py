@@ -8,29 +8,17 @@ loop of steps with no sync, divided). Usage: nodeab.py [precision] [layer,layer,
 import os
 import statistics
 import sys
-import time
-
-import torch
 
 from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode
 from bench.shapes import HEADLINE, SWEEP
 from bench.timing import bench
+from bench.tools.common import host_ms
 
 prec = sys.argv[1] if len(sys.argv) > 1 else "tf32"
 names = (sys.argv[2] if len(sys.argv) > 2 else
          "gan3d-g1,unet3d-dec1,unet3d-k2,medium,unet-outpad,gan3d-g2,unet3d-dec2,video-gen").split(",")
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
-
-
-def host_ms(fn, n=30):
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) * 1e3 / n
 
 
 def one(fn, node):

@@ -6,44 +6,17 @@ enqueue time per step before each series.
 Prints the median, p10 / p90, and the medians of consecutive chunks of 10 reps."""
 import statistics
 import sys
-import time
 
 import torch
 
 from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode
 from bench.shapes import SWEEP
-from bench.timing import _l2_flush
+from bench.tools.common import host_ms, rep_times
 
 pairs = [a.split(":") for a in (sys.argv[1] if len(sys.argv) > 1 else "fp32:unet3d-k2,tf32:unet3d-dec1").split(",")]
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 cases = {c.name: c for c in SWEEP}
-
-
-def series(fn, n):
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(n):
-        _l2_flush()
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return ts
-
-
-def host_ms(fn, n=50):
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) * 1e3 / n
 
 
 def describe(ts):
@@ -58,8 +31,8 @@ for prec, name in pairs:
     _, ours = _our_fns(t, prec)
     native = _native_fns(t)
     for rnd in range(rounds):
-        print(f"{name} {prec} round {rnd} ours : host {host_ms(ours['step']):.3f}  "
-              + describe(series(ours["step"], reps)), flush=True)
+        print(f"{name} {prec} round {rnd} ours : host {host_ms(ours['step'], 50):.3f}  "
+              + describe(rep_times(ours["step"], reps, flush=True)), flush=True)
         with cudnn_mode(prec == "tf32", True):
-            print(f"{name} {prec} round {rnd} cuDNN: host {host_ms(native['step']):.3f}  "
-                  + describe(series(native["step"], reps)), flush=True)
+            print(f"{name} {prec} round {rnd} cuDNN: host {host_ms(native['step'], 50):.3f}  "
+                  + describe(rep_times(native["step"], reps, flush=True)), flush=True)
