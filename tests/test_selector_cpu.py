@@ -55,6 +55,9 @@ def test_simt_stock_tiles_follow_channels():
     k = selector.select_config(dec1, "fprop", "fp32")
     assert selector.fprop_slices(dec1, k, 132) == 2 and selector.fprop_slices(dec1, k, 64) == 1
     assert selector.fprop_slices(dec2, k, 132) == 1
+    # a short reduction stays whole (8 main-loop iterations per slice at least): C_out 4, k = 1
+    assert selector.fprop_slices(Problem(2, 96, 4, (8, 8, 8), 1, 2, 0), k, 132) == 1
+    assert selector.fprop_slices(Problem(2, 96, 8, (8, 8, 8), 3, 2, 1), k, 132) == 2
     assert selector.fprop_slices(dec1, selector.select_config(dec1, "fprop", "tf32", **STOCK), 132) == 1
     # 64 output channels keep the FFMA rows (no 128-wide tile to fill)
     assert selector.select_config(dec2, "dgrad", "fp32").family == "direct"

@@ -44,8 +44,9 @@ def _heuristic(m: int, n: int, op: str, precision: str, num_sms: int, stride: in
             return _pick(cands, 256 if m >= 256 else 128, 64)
         return cands[0]
     if precision == "fp32":
-        # SIMT past 64 channels: 128x128 tiles (8x8 per thread, half the operand loads per FFMA of
-        # 128x64), 1.2-1.7x faster on every C_in >= 128 grad_input measured (v0.18). The forward's
+        # SIMT past 64 channels: 128x128 tiles (8x8 per thread in v0.18, half the operand loads per FFMA
+        # of 128x64; 16x8 since v0.21, below), 1.2-1.7x faster on every C_in >= 128 grad_input measured
+        # (v0.18). The forward's
         # stride phases run concurrently (launch.forward), so there the whole layer's tiles must fill
         # two waves (gan3d-g1: 0.59 ms against 0.70 with 128x64).
         whole = _tiles_128(m * (stride ** 3 if op == "dgrad" else 1), n)
@@ -666,7 +667,9 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
     """Serial split-K slices of the stock grad_input kernel k (policy above); 1 for every other kernel."""
     if k.family != "cutlass2x" or k.math != "simt" or k.warp[:2] != (64, 64):
         return 1
-    m, n = problem.gemm("fprop")[:2]
+    m, n, kk = problem.gemm("fprop")
+    if math.ceil(kk / k.tile[2]) < 8 * SIMT_FPROP_SLICES:  # keep >= 8 main-loop iterations per slice
+        return 1
     return SIMT_FPROP_SLICES if _tiles_128(m, n) < SIMT_WIDE_WARP_MIN_WAVES * num_sms else 1
 
 
