@@ -56,7 +56,7 @@ struct Plan {
   bool gw_gy_ncdhw = false;  // grad_weight's kernel reads a packed NCDHW grad_y in place
   // The forward on stock CUTLASS phases (launch.forward's dgrad / dgrad_phases): a kernel, 9 ints (pad,
   // first output, count), filter taps along d, h, w and split-K slices per phase; the phase filters lie
-  // end to end in the flat forward filter (launch.stock_phase_filter).
+  // end to end in the flat forward filter (weights.stock_phase_filter).
   bool fwd_stock = false;
   std::vector<std::string> phase_kernels;
   std::vector<int64_t> phase_ints, phase_splits;

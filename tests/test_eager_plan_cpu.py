@@ -109,14 +109,13 @@ def test_stock_forward_table_has_each_phases_ints_taps_and_slices(monkeypatch):
 
 
 def test_stock_phase_filter_is_the_phase_filters_end_to_end_and_follows_the_weight():
-    from convt3d_cutlass import launch
-    from convt3d_cutlass.weights import filter_ktrsc
+    from convt3d_cutlass.weights import filter_ktrsc, stock_phase_filter
     w = torch.randn(4, 3, 3, 3, 3)
     rs = ((0, 0, 0), (1, 0, 1), (1, 1, 1))
-    flat = launch.stock_phase_filter(w, rs, 2)
+    flat = stock_phase_filter(w, rs, 2)
     assert torch.equal(flat, torch.cat([filter_ktrsc(w, r, 2).reshape(-1) for r in rs]))
-    assert launch.stock_phase_filter(w, rs, 2).data_ptr() == flat.data_ptr()  # cached
+    assert stock_phase_filter(w, rs, 2).data_ptr() == flat.data_ptr()  # cached
     before = flat.clone()
     with torch.no_grad():
         w.mul_(-0.5)  # an optimizer step in place: the next call must see it
-    assert torch.equal(launch.stock_phase_filter(w, rs, 2), -0.5 * before)
+    assert torch.equal(stock_phase_filter(w, rs, 2), -0.5 * before)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from . import autotune, direct, launch
+from . import autotune, direct, launch, weights
 from .layouts import CL, _has_op
 from .problem import Problem, phases
 
@@ -64,7 +64,7 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
 def stock_forward_table(p: Problem, phase_ints, splits) -> list:
     """The stock forward's phases (launch._stock_phases, every phase with taps) as the node's forward
     table: 13 integers per phase, its pad, first output and count (3 each), its filter's taps along d,
-    h and w (the shape of its block of the flat filter, launch.stock_phase_filter), and its serial
+    h and w (the shape of its block of the flat filter, weights.stock_phase_filter), and its serial
     split-K slices (one at unit stride, where launch.forward runs the single phase unsplit)."""
     taps = [ph.taps for ph in phases(p) if not ph.empty and not ph.no_taps]
     assert len(phase_ints) == 9 * len(taps) == 9 * len(splits)
@@ -90,7 +90,7 @@ def _build(key, x: torch.Tensor):
         return None
     pid = torch.ops.convt3d_cutlass.eager_plan(",".join(names), stock_forward_table(p, phase_ints, splits),
                                                gi.name, gi.table, gw.name, ints)
-    return pid, lambda w: launch.stock_phase_filter(w, rs, p.stride), gi
+    return pid, lambda w: weights.stock_phase_filter(w, rs, p.stride), gi
 
 
 def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, padding: int,

@@ -14,7 +14,7 @@ import torch
 from . import _extension, autotune, direct, selector
 from .layouts import aligned16, empty_cl, ndhwc
 from .problem import Problem, phases
-from .weights import _relayout, cached_filter, filter_ktrsc
+from .weights import cached_filter, filter_ktrsc
 
 
 def _ops():
@@ -158,14 +158,6 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     elif names:
         _ops().dgrad_phases(names, X, filters, b, Y, ints, s, splits)
     return y
-
-
-def stock_phase_filter(weight: torch.Tensor, rs, s: int) -> torch.Tensor:
-    """The stock forward's phase filters (filter_ktrsc for each phase offset r in rs: [C_in, taps_d,
-    taps_h, taps_w, C_out]) end to end in one flat tensor, as the eager node reads them (one cache lookup
-    per call instead of one per phase); cached per weight version."""
-    return cached_filter(weight, ("ktrsc-phases", tuple(rs), s),
-                         lambda: torch.cat([_relayout(weight, r, s).reshape(-1) for r in rs]))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -53,5 +53,13 @@ def filter_ktrsc(weight: torch.Tensor, r: Tuple[int, int, int] = (0, 0, 0), s: i
     return cached_filter(weight, ("ktrsc", r, s), lambda: _relayout(weight, r, s))
 
 
+def stock_phase_filter(weight: torch.Tensor, rs, s: int) -> torch.Tensor:
+    """The stock forward's phase filters (filter_ktrsc for each phase offset r in rs: [C_in, taps_d,
+    taps_h, taps_w, C_out]) end to end in one flat tensor, as the eager node reads them (one cache lookup
+    per call instead of one per phase); cached per weight version."""
+    return cached_filter(weight, ("ktrsc-phases", tuple(rs), s),
+                         lambda: torch.cat([_relayout(weight, r, s).reshape(-1) for r in rs]))
+
+
 def clear_cache() -> None:
     _cache.clear()
