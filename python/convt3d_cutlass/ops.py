@@ -102,6 +102,10 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
+        # grad_weight first, as the eager node: its partial sums are freed before grad_x is allocated.
+        if need_w:
+            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
+                        ctx.precision, ctx.config)
         if need_x:
             args = (grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x),
                     ctx.precision, ctx.config)
@@ -109,9 +113,6 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                 gx, gb = grad_in_bias(*args)
             else:
                 gx = grad_in(*args)
-        if need_w:
-            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
-                        ctx.precision, ctx.config)
         if need_b and gb is None:
             # Eager only (share_layout): the kernel reads data pointers, which a traced backward lacks.
             gb = channel_sums(grad_y) if share_layout else grad_y.sum((0, 2, 3, 4))
