@@ -259,10 +259,9 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
 }
 
 // partials [split_k, K,T,R,S,C] = wgrad(dy [N,Z,P,Q,K], x [N,D,H,W,C]); one slice per K split.
-// The caller sums the slices in a fixed order, so the result is bitwise deterministic. dy_ncdhw / x_ncdhw:
-// that operand is packed [N,K,Z,P,Q] / [N,C,D,H,W] instead (the kernels that read it so; the others raise).
+// The caller sums the slices in a fixed order, so the result is bitwise deterministic.
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
-           at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride, bool dy_ncdhw, bool x_ncdhw) {
+           at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride) {
   const auto dev = partials.device();
   TORCH_CHECK(partials.dim() == 6 && partials.is_contiguous() &&
                   partials.scalar_type() == at::kFloat && partials.device() == dev,
@@ -271,15 +270,11 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
   check_operand(x, "wgrad input", dev);
   at::Tensor slice0 = partials.select(0, 0);
   ConvLaunch L;
-  // The geometry in NDHWC terms whichever way the operands are stored.
-  set_geometry(L, x_ncdhw ? x.permute({0, 2, 3, 4, 1}) : x, slice0, dy_ncdhw ? dy.permute({0, 2, 3, 4, 1}) : dy,
-               pad, stride);
+  set_geometry(L, x, slice0, dy, pad, stride);
   L.split_k_slices = static_cast<int>(partials.size(0));
   L.output = dy.data_ptr<float>();
   L.activation = x.data_ptr<float>();
   L.result = partials.data_ptr<float>();
-  L.output_ncdhw = dy_ncdhw;
-  L.activation_ncdhw = x_ncdhw;
   launch(kernel, L, dev);
 }
 
@@ -517,8 +512,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int stride, int[] split_k=[]) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride, "
         "int split_k=1) -> ()");
-  m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride, bool dy_ncdhw=False, "
-        "bool x_ncdhw=False) -> ()");
+  m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
         "bool sum_phases=False) -> ()");

@@ -103,7 +103,7 @@ struct Launcher {
   }
 
   static int can_implement(const ConvLaunch& a) {
-    if ((a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad) || a.output_ncdhw || a.activation_ncdhw)
+    if (a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad)
       return int(cutlass::Status::kErrorNotSupported);
     return int(Op::can_implement(arguments(a)));
   }
@@ -116,7 +116,6 @@ struct Launcher {
   }
 
   static int run(const ConvLaunch& a) {
-    if (a.output_ncdhw || a.activation_ncdhw) return int(cutlass::Status::kErrorNotSupported);  // NDHWC only
     auto args = arguments(a);
     cutlass::Status st = Op::can_implement(args);
     if (st != cutlass::Status::kSuccess) return int(st);

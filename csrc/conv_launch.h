@@ -24,9 +24,6 @@ struct ConvLaunch {
   int pad_d = 0, pad_h = 0, pad_w = 0;
   int stride_d = 1, stride_h = 1, stride_w = 1;
   int split_k_slices = 1;   // Wgrad: partial sums go to `result` slice by slice; else serial split-K
-  // Wgrad on our FFMA kernel only (the stock kernels refuse them): output [N, K, Z, P, Q] and activation
-  // [N, C, D, H, W] stored NCDHW (packed) instead of NDHWC; the geometry above keeps its meaning.
-  bool output_ncdhw = false, activation_ncdhw = false;
   const float* activation = nullptr;
   const float* filter = nullptr;
   const float* output = nullptr;

@@ -93,7 +93,7 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
-                  (!p.gw_gy_ncdhw || p.gw_direct || p.gw_x_ncdhw) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
+                  (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
                   p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct),
               "convt3d_cutlass: eager_plan has an invalid problem");
   if (p.fwd_stock) {
@@ -234,11 +234,8 @@ at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, co
   } else {
     partials = at::empty({P.gw_slices, c_in, k, k, k, c_out}, x.options());
     const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
-    // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight). Our FFMA kernel reads both
-    // NCDHW in one mode: an NCDHW G comes here only where the plan's x is NCDHW too (eager.plan_ints).
-    TORCH_CHECK(!G_ncdhw || P.gw_x_ncdhw, "convt3d_cutlass: the eager node's grad_weight reads an NCDHW grad_y "
-                "only with an NCDHW x");
-    ops::wgrad(P.gw_kernel, G_ncdhw ? aligned16(x) : ndhwc(x), G, partials, pad, st, G_ncdhw, G_ncdhw);
+    // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight).
+    ops::wgrad(P.gw_kernel, ndhwc(x), G, partials, pad, st);
   }
   if (P.gw_presum) partials = partials.sum(at::IntArrayRef{0}, /*keepdim=*/true);
   at::Tensor gw = at::empty({c_in, c_out, k, k, k}, x.options());
@@ -303,8 +300,8 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       } else if (need_x || need_w) {
         G = ndhwc(gy);
       }
-      // grad_weight first: its partial sums are freed before grad_x is allocated, so that the peak holds
-      // the larger of the two instead of both.
+      // grad_weight first: its partial sums (and its copy of x, where it makes one) are freed before
+      // grad_x is allocated, so that the peak holds the larger of the two instead of both.
       if (need_w) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_x) {
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.

@@ -15,15 +15,6 @@
 // CTA: BM (C_in: 128, or 64 or 32 for narrower layers) x BN ((tap, C_out): 128, 256 for 32 rows) x BK
 // positions, BM * BN / 64 threads, each 8 x 8 outputs as 2 x 2 blocks of 4 x 4 (16-byte shared-memory
 // reads: distinct ones along M within a quarter warp, broadcasts along N).
-//
-// kNcdhw: x [N, Ci, Z, P, Q] and grad_y [N, Co, D, H, W] read in their NCDHW storage, so that an NCDHW
-// model's backward copies neither (the copies cost the strided layers as much memory again as y, and
-// a transpose each). A position's channels are then a plane apart, so the stage rows are gathered 4 bytes
-// at a time: a warp step covers 8 positions (one or two 32-byte sectors per channel) x 4 channels or
-// columns, into rows padded to BM + 4 and BN + 4 floats (4 mod 32: the 32 writes hit 32 banks). Each
-// thread keeps one position row per stage, whose indices come from the decoded table, and looks its
-// columns' tap offsets up in a per-CTA column table: a copy costs a shared-memory read, a mask test and
-// an add.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -46,47 +37,36 @@ struct WgradArgs {
   int D, H, W, T, R, S;  // grad_y's spatial extent; filter taps along d, h and w
   int stride, pad_d, pad_h, pad_w;
   long long positions;  // N*Z*P*Q
-  int zpq;              // Z*P*Q: x's channel plane (kNcdhw)
   cutlass::FastDivmod div_q, div_p, div_z;
 };
 
-template <int BM, int BK, int Stages, bool kNcdhw = false>
+template <int BM, int BK, int Stages>
 struct WgradShape {
   // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
   static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / 64, kBM = BM;
   static constexpr int kMinBlocks = BM == 128 ? 2 : BM == 64 ? 4 : 3;
-  // kNcdhw: rows padded for the gathers' banks; the 32-row tile drops a stage to keep 3 CTAs per SM.
-  static constexpr int kLdA = kNcdhw ? BM + 4 : BM, kLdB = kNcdhw ? BN + 4 : BN;
-  static constexpr int kStages = kNcdhw && BM == 32 ? Stages - 1 : Stages;
   // Compute roles: kLanesM lanes of a warp along M (a quarter warp's A reads hit distinct 16 bytes).
   static constexpr int kLanesM = BM >= 64 ? 8 : 4, kWarpsM = BM / (8 * kLanesM);
-  static constexpr int kStageFloats = BK * (kLdA + kLdB);
+  static constexpr int kStageFloats = BK * (BM + BN);
   // Copy roles: a thread keeps one 16-byte chunk column of each operand (so B's tap and channel are
   // fixed for the CTA) and takes every (kThreads / chunks)-th row.
   static constexpr int kChunksA = BM / 4, kChunksB = BN / 4;
   static constexpr int kRowStepA = kThreads / kChunksA, kRowStepB = kThreads / kChunksB;
-  // More than 4 B rows per thread per stage (the 32-row tile: 8), or kNcdhw: positions come decoded from
-  // a table (below) instead of three divisions per row.
-  static constexpr bool kTable = kNcdhw || BK / kRowStepB > 4;
-  // kNcdhw gathers: warp steps of 8 rows x 4 columns; a warp keeps one row block of 8 (so a thread one row).
-  static constexpr int kWarps = kThreads / 32, kRowBlocks = BK / 8;
-  static constexpr int kGatherA = BK * BM / kThreads, kGatherB = BK * BN / kThreads;
-  static constexpr size_t kRowBytes = kNcdhw ? sizeof(int4) : sizeof(int2);
-  static constexpr size_t kTableBytes = (kTable ? 2 * BK * kRowBytes : 0) + (kNcdhw ? BN * sizeof(int2) : 0);
-  static constexpr size_t kSmemBytes = size_t(kStages) * kStageFloats * sizeof(float) + kTableBytes;
+  // More than 4 B rows per thread per stage (the 32-row tile: 8): their positions come decoded from a
+  // table (below) instead of three divisions per row.
+  static constexpr bool kTable = BK / kRowStepB > 4;
+  static constexpr size_t kTableBytes = kTable ? 2 * BK * sizeof(int2) : 0;
+  static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(BM == 32 || BM == 64 || BM == 128, "32, 64 or 128 rows of C_in");
   static_assert(BK % kRowStepA == 0 && BK % kRowStepB == 0, "whole rows per thread");
   static_assert(!kTable || BK <= kThreads, "one decoding thread per position of a stage");
-  static_assert(!kNcdhw || (BK % 8 == 0 && kWarps % kRowBlocks == 0), "one gather row per thread");
 };
 
-template <int BM, int BK, int Stages, bool kNcdhw>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
-                                  WgradShape<BM, BK, Stages, kNcdhw>::kMinBlocks)
+template <int BM, int BK, int Stages>
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
     ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
-  using Sh = WgradShape<BM, BK, Stages, kNcdhw>;
-  constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2, kStages = Sh::kStages;
-  constexpr int kLdA = Sh::kLdA, kLdB = Sh::kLdB;
+  using Sh = WgradShape<BM, BK, Stages>;
+  constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
 
@@ -108,82 +88,30 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
   // The table (kTable): BK threads decode a stage's positions once, two slots deep, into grad_y's
   // index of the tap-0 corner and a mask of the taps that land inside grad_y (bit t of byte 0, 1, 2:
   // the depth, height, width tap t; filters of up to 8 taps per axis); a B copy adds its own tap.
-  // kNcdhw: int4 {grad_y corner, mask, x's index of the position's channel 0, whether in the slice}, and
-  // after both slots a column table: per column of the CTA, {grad_y offset of its channel and tap, its
-  // tap bits} (bit 31 where the column is past the end: no mask has it).
-  float* const tables = smem + kStages * Sh::kStageFloats;
-  int2* table = reinterpret_cast<int2*>(tables);
-  int4* rows4 = reinterpret_cast<int4*>(tables);
-  int2* cols = reinterpret_cast<int2*>(tables + 2 * BK * Sh::kRowBytes / sizeof(float));
+  int2* table = reinterpret_cast<int2*>(smem + Stages * Sh::kStageFloats);
   const int tap_bits = (1 << kt) | (1 << (8 + kr)) | (1 << (16 + ks));
   const int tap_pos = (kt * a.H + kr) * a.W + ks;  // the tap's offset in grad_y's positions
-  const int dhw = a.D * a.H * a.W;
   auto decode = [&](int kt_idx) {
     if (!Sh::kTable || tid >= BK) return;
     const long long pos = k_begin + (long long)kt_idx * BK + tid;
     int2 e = make_int2(0, 0);  // past k_end: no tap inside
-    int xi = 0;
     if (pos < k_end) {
       int q, p, z, n, rest;
       a.div_q(rest, q, (int)pos);
       a.div_p(rest, p, rest);
       a.div_z(n, z, rest);
       const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
-      if constexpr (kNcdhw)
-        e.x = (n * a.Co * a.D + gz) * a.H * a.W + gh * a.W + gw;
-      else
-        e.x = ((n * a.D + gz) * a.H + gh) * a.W + gw;
+      e.x = ((n * a.D + gz) * a.H + gh) * a.W + gw;
       for (int t = 0; t < a.T; ++t) e.y |= ((unsigned)(gz + t) < (unsigned)a.D) << t;
       for (int t = 0; t < a.R; ++t) e.y |= ((unsigned)(gh + t) < (unsigned)a.H) << (8 + t);
       for (int t = 0; t < a.S; ++t) e.y |= ((unsigned)(gw + t) < (unsigned)a.W) << (16 + t);
-      xi = n * a.Ci * a.zpq + (int)(pos - (long long)n * a.zpq);
     }
-    if constexpr (kNcdhw)
-      rows4[(kt_idx & 1) * BK + tid] = make_int4(e.x, e.y, xi, pos < k_end);
-    else
-      table[(kt_idx & 1) * BK + tid] = e;
+    table[(kt_idx & 1) * BK + tid] = e;
   };
-  if constexpr (kNcdhw) {
-    for (int c = tid; c < BN; c += Sh::kThreads) {
-      const int n = n0 + c;
-      int2 e = make_int2(0, 1 << 31);
-      if (n < a.ntot) {
-        const int t = n / a.Co, o = n - t * a.Co;
-        const int s_ = t % a.S, r_ = (t / a.S) % a.R, t_ = t / (a.S * a.R);
-        e = make_int2(o * dhw + (t_ * a.H + r_) * a.W + s_, (1 << t_) | (1 << (8 + r_)) | (1 << (16 + s_)));
-      }
-      cols[c] = e;
-    }
-  }
-
-  // kNcdhw gather roles: lane (r, c) = (lane / 4, lane % 4) of an 8 x 4 step; the warp's row block.
-  const int g_row = (warp % Sh::kRowBlocks) * 8 + lane / 4, g_col = lane % 4;
-  const int g_grp = warp / Sh::kRowBlocks;
-  constexpr int kGrpStep = Sh::kWarps / Sh::kRowBlocks;
 
   auto load = [&](int stage, int kt_idx) {
     float* as = smem + stage * Sh::kStageFloats;
-    float* bs = as + BK * kLdA;
-    if constexpr (kNcdhw) {
-      const int4 e = rows4[(kt_idx & 1) * BK + g_row];
-      float* arow = as + g_row * kLdA + g_col;
-#pragma unroll
-      for (int j = 0; j < Sh::kGatherA; ++j) {
-        const int m = 4 * (g_grp + j * kGrpStep);
-        const int c = m0 + m + g_col;
-        const bool ok = e.w && c < a.Ci;
-        direct::copy4(ok ? a.x + (e.z + c * a.zpq) : a.x, arow + m, ok);
-      }
-      float* brow = bs + g_row * kLdB + g_col;
-#pragma unroll
-      for (int j = 0; j < Sh::kGatherB; ++j) {
-        const int n = 4 * (g_grp + j * kGrpStep);
-        const int2 col = cols[n + g_col];
-        const bool ok = (e.y & col.y) == col.y;
-        direct::copy4(ok ? a.gy + (e.x + col.x) : a.gy, brow + n, ok);
-      }
-      return;
-    }
+    float* bs = as + BK * BM;
     const long long pos0 = k_begin + (long long)kt_idx * BK;
 #pragma unroll
     for (int j = 0; j < BK / Sh::kRowStepA; ++j) {
@@ -231,14 +159,14 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats;
-    const float* bs = as + BK * kLdA;
+    const float* bs = as + BK * BM;
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
       float av[8], bv[8];
-      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * kLdA + 4 * tm);
-      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * kLdA + kHalfM + 4 * tm);
-      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * kLdB + 4 * tn);
-      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * kLdB + kHalfN + 4 * tn);
+      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * BM + 4 * tm);
+      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * BM + kHalfM + 4 * tm);
+      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
+      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -246,13 +174,13 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
     }
   };
 
-  // kStages - 1 tiles in flight ahead of the one being computed. With the table, a tile's positions are
+  // Stages - 1 tiles in flight ahead of the one being computed. With the table, a tile's positions are
   // decoded one barrier before its copies read them, into the slot its predecessor's copies read a
   // barrier ago.
   decode(0);
   if (Sh::kTable) __syncthreads();
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < Stages - 1; ++s) {
     if (s < k_tiles) load(s, s);
     cute::cp_async_fence();
     if constexpr (Sh::kTable) {
@@ -261,13 +189,13 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
     }
   }
   for (int t = 0; t < k_tiles; ++t) {
-    cute::cp_async_wait<kStages - 2>();
+    cute::cp_async_wait<Stages - 2>();
     __syncthreads();  // tile t landed for every thread, and tile t - 1's stage is free to refill
-    const int next = t + kStages - 1;
-    if (next < k_tiles) load(next % kStages, next);
+    const int next = t + Stages - 1;
+    if (next < k_tiles) load(next % Stages, next);
     cute::cp_async_fence();
     if (next + 1 < k_tiles) decode(next + 1);
-    compute(t % kStages);
+    compute(t % Stages);
   }
   cute::cp_async_wait<0>();
 
@@ -288,27 +216,19 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, kNcdhw>::kThreads,
 
 template <int BM, int BK, int Stages>
 struct FfmaWgradKernel {
-  using Sh = WgradShape<BM, BK, Stages, false>;
-  using ShN = WgradShape<BM, BK, Stages, true>;
+  using Sh = WgradShape<BM, BK, Stages>;
 
-  // ConvLaunch's output_ncdhw (x) and activation_ncdhw (grad_y): both or neither.
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
     if (L.stride_d != L.stride_h || L.stride_h != L.stride_w || L.split_k_slices < 1) return 4;
     if (((uintptr_t)L.output | (uintptr_t)L.activation | (uintptr_t)L.result) % 16 != 0) return 1;
-    if (L.output_ncdhw != L.activation_ncdhw) return 5;  // kErrorNotSupported
     const long long positions = (long long)L.N * L.Z * L.P * L.Q;
     if (positions > 0x7fffffffLL || (long long)L.N * L.D * L.H * L.W * L.C > (1LL << 40)) return 5;
     // The table's 32-bit grad_y position indices (with room for the padding's negative corners) and
-    // one byte of tap bits per axis; kNcdhw: 32-bit element indices of both operands.
-    const bool ncdhw = L.output_ncdhw;
-    if ((Sh::kTable || ncdhw) &&
-        ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || L.T > 8 || L.R > 8 || L.S > 8)) return 5;
-    if (ncdhw && ((long long)L.N * L.C * L.D * L.H * L.W >= (1LL << 31) - (1LL << 24) ||
-                  positions * L.K >= (1LL << 31)))
-      return 5;
+    // one byte of tap bits per axis.
+    if (Sh::kTable && ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || L.T > 8 || L.R > 8 || L.S > 8)) return 5;
     if ((L.K + Sh::kBM - 1) / Sh::kBM > 65535 || L.split_k_slices > 65535) return 5;
-    return direct::smem_fits(ncdhw ? ShN::kSmemBytes : Sh::kSmemBytes);
+    return direct::smem_fits(Sh::kSmemBytes);
   }
 
   static std::size_t workspace_size(const ConvLaunch&) { return 0; }
@@ -326,17 +246,12 @@ struct FfmaWgradKernel {
     a.D = L.D, a.H = L.H, a.W = L.W, a.T = L.T, a.R = L.R, a.S = L.S;
     a.stride = L.stride_d, a.pad_d = L.pad_d, a.pad_h = L.pad_h, a.pad_w = L.pad_w;
     a.positions = (long long)L.N * L.Z * L.P * L.Q;
-    a.zpq = L.Z * L.P * L.Q;
     a.div_q = cutlass::FastDivmod(L.Q);
     a.div_p = cutlass::FastDivmod(L.P);
     a.div_z = cutlass::FastDivmod(L.Z);
     const dim3 grid((unsigned)((a.ntot + Sh::BN - 1) / Sh::BN), (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM),
                     (unsigned)L.split_k_slices);
-    if (L.output_ncdhw)
-      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, true>, grid, ShN::kThreads,
-                                      ShN::kSmemBytes, L.stream, a);
-    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false>, grid, Sh::kThreads, Sh::kSmemBytes,
-                                    L.stream, a);
+    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
   }
 
   static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }

@@ -247,39 +247,3 @@ def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
     F.conv_transpose3d(xd, wd, None, 1, 1).backward(gy.double())
     assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6
     assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
-
-
-@pytest.mark.parametrize("node", ["1", "0"])
-@pytest.mark.parametrize("case", [
-    # strided: the forward and grad_input (over grad_y's parities) on FFMA tap reuse, grad_weight on our
-    # FFMA implicit GEMM; bias, partial tiles, output_padding
-    ((2, 64, 32, (6, 7, 9), 3, 2, 1, 1), "direct_fp32_8x8x16_n32_m8,ffma_wgrad_fp32_64x128x16_s4"),
-    ((2, 72, 20, (5, 6, 7), 3, 2, 1, 0), "direct_fp32_4x8x16_n16_m4,ffma_wgrad_fp32_128x128x32_s3"),
-    # unit stride, a k5 filter and the 32-row tile
-    ((1, 20, 16, (5, 6, 18), 5, 1, 2, 0), "direct_fp32_8x8x16_n16_m8_c4,ffma_wgrad_fp32_32x256x16_s4"),
-], ids=["s2op1", "s2wide", "k5"])
-def test_step_converts_nothing_on_ncdhw_fp32(case, node, monkeypatch):
-    """An NCDHW exact-fp32 step whose grad_weight runs our FFMA implicit GEMM: x and grad_y read in place
-    by every pass (no transpose kernel in forward or backward), gradients within fp32 tolerance of
-    float64, through the C++ node and the Python Function alike."""
-    (n, ci, co, sp, k, s, p, op), config = case
-    monkeypatch.setenv("CONVT3D_EAGER_NODE", node)
-    x = torch.randn(n, ci, *sp, device="cuda").requires_grad_()
-    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
-    b = torch.randn(co, device="cuda", requires_grad=True)
-    poison_allocator()
-    got = {}
-    names = cuda_kernel_counts(lambda: got.setdefault("y", ct.conv_transpose3d(
-        x, w, b, s, p, op, precision="fp32", config=config, strict=True)))
-    y = got["y"]
-    assert ("ConvTranspose3dNode" in _node_name(y)) == (node == "1")
-    gy = torch.randn(y.shape, device="cuda")  # NCDHW
-    poison_allocator()
-    names.update(cuda_kernel_counts(lambda: y.backward(gy)))
-    assert not any("transpose_kernel" in k for k in names), names
-    assert any("ffma_wgrad_kernel" in k for k in names), names
-    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
-    yd = F.conv_transpose3d(xd, wd, bd, s, p, op)
-    yd.backward(gy.double())
-    assert rel_l2(y, yd) <= 1e-6
-    assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6 and rel_l2(b.grad, bd.grad) <= 1e-6

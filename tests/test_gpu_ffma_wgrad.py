@@ -3,12 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convt3d_cutlass import direct, launch, selector
+from convt3d_cutlass import launch, selector
 from convt3d_cutlass.kernel_table import FFMA_WGRAD_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -50,30 +50,3 @@ def test_ffma_wgrad_splits_the_reduction_and_stays_bitwise_reproducible():
     first = launch.grad_weight(gy, x, prob, "fp32")
     poison_allocator()
     assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32"))
-
-
-@pytest.mark.parametrize("cfg", FFMA_WGRAD_KERNELS, ids=lambda k: k.name)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}")
-def test_ffma_wgrad_reads_ncdhw_in_place(cfg, case):
-    """x and grad_y in their NCDHW storage (the kNcdhw gathers): the same bits as from channels_last_3d
-    copies, no transpose kernel, within tolerance of float64; with one operand channels_last_3d, the
-    other is converted (one mode reads both) and the bits are the same again."""
-    n, ci, co, sp, k, s, p = case
-    prob = Problem(n, ci, co, sp, k, s, p)
-    x = torch.randn(n, ci, *sp, device="cuda")
-    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
-    if x.is_contiguous(memory_format=CL) or gy.is_contiguous(memory_format=CL):
-        pytest.skip("degenerate sizes: channels_last_3d and NCDHW storage at once")
-    assert direct.wgrad_reads_ncdhw(cfg, x, prob) and direct.wgrad_reads_gy_ncdhw(cfg, gy, prob)
-    want = launch.grad_weight(gy.to(memory_format=CL), x.to(memory_format=CL), prob, "fp32", cfg.name)
-    poison_allocator()
-    got = {}
-    names = cuda_kernel_counts(lambda: got.setdefault("gw", launch.grad_weight(gy, x, prob, "fp32", cfg.name)))
-    assert not any("transpose_kernel" in name for name in names), names
-    assert any("ffma_wgrad_kernel" in name for name in names), names
-    assert torch.equal(got["gw"], want)
-    wd = torch.zeros(ci, co, k, k, k, dtype=torch.float64, device="cuda", requires_grad=True)
-    F.conv_transpose3d(x.double(), wd, None, s, p).backward(gy.double())
-    assert rel_l2(got["gw"], wd.grad) <= TOL["fp32"]
-    poison_allocator()
-    assert torch.equal(launch.grad_weight(gy.to(memory_format=CL), x, prob, "fp32", cfg.name), want)

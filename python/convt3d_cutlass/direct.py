@@ -508,12 +508,13 @@ NCDHW_INPUT_MIN_STAGES = 2
 def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
     NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
-    exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), over grad_y's
-    parities too (``sum_phases``) where SIMT_PARITY_NCDHW; the warp-specialized Hopper rows need W a multiple of 4
+    exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), except over grad_y's
+    parities (``sum_phases``: positions stride apart leave half of each sector unused; 5-15% slower
+    than the kernel on a converted copy, v0.17); the warp-specialized Hopper rows need W a multiple of 4
     (TMA's 16-byte row strides) and the filter resident beside the raw boxes with at least
     NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
     if k.simt and k.op != "wgrad":
-        return _packed_ncdhw(t) and (SIMT_PARITY_NCDHW or not sum_phases)
+        return _packed_ncdhw(t) and not sum_phases
     if not (k.family == "wgmma" and k.ws and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
@@ -553,56 +554,29 @@ def sums_input(k, table, in_spatial) -> bool:
     return True
 
 
-# Whether the exact-fp32 grad_input over grad_y's parities gathers an NCDHW grad_y in place, and whether
-# our FFMA grad_weight (family "ffma") reads NCDHW x and grad_y in place, so that an NCDHW strided layer's
-# backward copies neither x nor grad_y (v0.22). The parity gather alone measured 5-15% slower than the
-# kernel on a converted copy (v0.17), but the copy was then shared with grad_weight, which needed it.
-SIMT_PARITY_NCDHW = True
-FFMA_WGRAD_NCDHW = True
-
-
-def ffma_wgrad_ncdhw_fits(p: Problem) -> bool:
-    """Whether our FFMA grad_weight can read x and grad_y of p in their NCDHW storage: its 32-bit element
-    indices and one byte of tap bits per axis (csrc/ffma_wgrad.cuh, can_implement)."""
-    gy_positions = p.n * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
-    x_elements = p.n * p.c_in * p.spatial[0] * p.spatial[1] * p.spatial[2]
-    return (FFMA_WGRAD_NCDHW and p.k <= 8 and gy_positions < 2 ** 30 and x_elements < 2 ** 31
-            and gy_positions * p.c_out < 2 ** 31 - 2 ** 24)
-
-
-def wgrad_reads_ncdhw(k, x: torch.Tensor, p: Optional[Problem] = None) -> bool:
+def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     """Whether grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its x_ncdhw mode)
     instead of a channels_last_3d copy, x being packed NCDHW (not channels_last_3d already). The
-    exact-fp32 rows gather any such x 4 bytes at a time; our FFMA implicit GEMM too (given the problem
-    ``p``, ffma_wgrad_ncdhw_fits), where grad_y is NCDHW as well (one mode reads both); the Hopper rows
-    need W a multiple of 4 (TMA's 16-byte row strides) and an x tile of a multiple of 4 granules of 8
-    positions and of 4 channels (the bank-spread lane walk of the staging); the others read NDHWC only."""
+    exact-fp32 rows gather any such x 4 bytes at a time; the Hopper rows need W a multiple of 4 (TMA's
+    16-byte row strides) and an x tile of a multiple of 4 granules of 8 positions and of 4 channels
+    (the bank-spread lane walk of the staging); the others read NDHWC only."""
     if k.simt and k.op == "wgrad":
         return _packed_ncdhw(x)
-    if k.family == "ffma":
-        return p is not None and _packed_ncdhw(x) and ffma_wgrad_ncdhw_fits(p)
     return (k.family == "wgmma" and k.op == "wgrad" and _packed_ncdhw(x) and x.shape[4] % 4 == 0
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
 
-def backward_reads_grad_y(k, p: Problem, x_ncdhw: bool = True) -> bool:
+def backward_reads_grad_y(k, p: Problem) -> bool:
     """Whether the backward's row k (grad_input or grad_weight) reads a packed NCDHW grad_y in place, so
-    that the backward need not convert it: the exact-fp32 tap-reuse rows (over grad_y's parities where
-    SIMT_PARITY_NCDHW), and our FFMA grad_weight where it reads x in place too (``x_ncdhw``:
-    wgrad_reads_ncdhw). Asked by launch.grad_y_in_place (the Python Function) and eager.plan_ints (the
-    C++ node) alike."""
-    if k.family == "ffma":
-        return x_ncdhw and ffma_wgrad_ncdhw_fits(p)
-    return k.simt and (SIMT_PARITY_NCDHW or not sums_parities(k, p))
+    that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities.
+    Asked by launch.grad_y_in_place (the Python Function) and eager.plan_ints (the C++ node) alike."""
+    return k.simt and not sums_parities(k, p)
 
 
-def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor, p: Optional[Problem] = None) -> bool:
+def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
     """Whether grad_weight row k takes grad_y [N, C_out, Do, Ho, Wo] in its NCDHW storage (its gy_ncdhw
-    mode) instead of a channels_last_3d copy, grad_y packed NCDHW: the exact-fp32 rows (gathered 4 bytes
-    at a time into halo rows padded to BN + 4 floats, as x), and our FFMA implicit GEMM given ``p``
-    (ffma_wgrad_ncdhw_fits; with x NCDHW too, see wgrad_reads_ncdhw)."""
-    if k.family == "ffma":
-        return p is not None and _packed_ncdhw(grad_y) and ffma_wgrad_ncdhw_fits(p)
+    mode) instead of a channels_last_3d copy: the exact-fp32 rows, grad_y packed NCDHW (gathered 4 bytes
+    at a time into halo rows padded to BN + 4 floats, as x)."""
     return k.simt and k.op == "wgrad" and _packed_ncdhw(grad_y)
 
 

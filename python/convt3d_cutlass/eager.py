@@ -46,20 +46,18 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
               gi_sum_rows: int = 0) -> list:
     """The node's 21 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
 
-    Item 12: grad_weight's kernel reads x in its NCDHW storage (tap reuse, or our FFMA implicit GEMM, which
-    then reads grad_y so too). Items 17 and 18: whether grad_input's and grad_weight's kernels read a
-    packed NCDHW grad_y in place (the exact-fp32 rows, direct.backward_reads_grad_y). Where every gradient asked for can, the
+    Items 17 and 18: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
+    (the exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
     node converts no grad_y at all. Item 19: the forward runs stock CUTLASS phases (stock_forward_table).
     The last: serial split-K slices of the stock grad_input (1 on tap reuse)."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
             int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
-            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw_x_ncdhw and (gw.tap_reuse or gw.k.family == "ffma")),
-            int(presum),
+            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
             int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
-            int(direct.backward_reads_grad_y(gw.k, p, gw_x_ncdhw)),
+            int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)),
             int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices]
 
 
@@ -80,7 +78,7 @@ def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl = key
     fwd, gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config)
                    for op in ("dgrad", "fprop", "wgrad"))
-    common = (direct.wgrad_reads_ncdhw(gw.k, x, p), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x),
+    common = (direct.wgrad_reads_ncdhw(gw.k, x), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x),
               launch.sum_rows(gi, p, x.device))
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common)
     if fwd.tap_reuse:

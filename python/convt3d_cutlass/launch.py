@@ -251,25 +251,22 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
         partials = torch.empty((plan.slices, p.k ** 3, p.c_in, p.c_out), device=x.device, dtype=x.dtype)
         # The Hopper kernel's TMA reads an NCDHW x as it is (W % 4 == 0: 16-byte row strides), and its
         # x^T staging takes either layout: no layout conversion of x, the largest tensor of the pass.
-        x_ncdhw = direct.wgrad_reads_ncdhw(k, x, p)
-        gy_ncdhw = direct.wgrad_reads_gy_ncdhw(k, grad_y, p)
+        x_ncdhw = direct.wgrad_reads_ncdhw(k, x)
+        gy_ncdhw = direct.wgrad_reads_gy_ncdhw(k, grad_y)
         _ops().direct_wgrad(plan.name, aligned16(x) if x_ncdhw else ndhwc(x),
                             aligned16(grad_y) if gy_ncdhw else ndhwc(grad_y), partials, p.k, p.stride, p.padding,
                             plan.taps_per_group, x_ncdhw, gy_ncdhw)
         return _finish(partials, p)
     partials = torch.empty((plan.slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
-    # Our FFMA kernel reads both operands NCDHW in one mode, or neither.
-    nc = direct.wgrad_reads_ncdhw(k, x, p) and direct.wgrad_reads_gy_ncdhw(k, grad_y, p)
-    _ops().wgrad(plan.name, aligned16(x) if nc else ndhwc(x), aligned16(grad_y) if nc else ndhwc(grad_y), partials,
-                 [p.padding] * 3, [p.stride] * 3, nc, nc)
+    _ops().wgrad(plan.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
     return _finish(partials, p)
 
 
 def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
                     config: Optional[str], need_x: bool, need_w: bool) -> bool:
     """Whether every backward pass asked for (grad_input: need_x, grad_weight: need_w) reads grad_y
-    [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows
-    and our FFMA grad_weight with an NCDHW x (direct.backward_reads_grad_y, which the eager node asks too)."""
+    [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows,
+    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too)."""
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x:
@@ -280,7 +277,7 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     if need_w:
         gw = _plan(p, "wgrad", precision, config, grad_y.device,
                    lambda name: grad_weight(grad_y, x, p, precision, name))
-        if not direct.backward_reads_grad_y(gw.k, p, direct.wgrad_reads_ncdhw(gw.k, x, p)):
+        if not (gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)):
             return False
     return True
 

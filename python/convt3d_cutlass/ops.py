@@ -102,7 +102,8 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
-        # grad_weight first, as the eager node: its partial sums are freed before grad_x is allocated.
+        # grad_weight first, as the eager node: its partial sums (and any copy of x) are freed before grad_x
+        # is allocated.
         if need_w:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
