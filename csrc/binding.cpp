@@ -120,11 +120,19 @@ static void set_split_k(ConvLaunch& L, int64_t split_k) {
   L.split_k_slices = static_cast<int>(split_k);
 }
 
-// The ConvLaunch of dgrad() below, checked, without running it.
+// The ConvLaunch of dgrad() below, checked, without running it. dx is packed, or (dgrad_phases) a strided
+// NDHWC view with packed channels, whose strides go to L.result_stride.
 static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
                                at::Tensor& dx, at::IntArrayRef pad, int64_t split_k) {
   const auto dev = dx.device();
-  check_operand(dx, "dgrad result", dev);
+  const bool view = !dx.is_contiguous();
+  if (view) {
+    TORCH_CHECK(dx.is_cuda() && dx.device() == dev && dx.scalar_type() == at::kFloat && dx.dim() == 5 &&
+                    dx.stride(4) == 1, "convt3d_cutlass: a strided dgrad result must be a float32 [N,D,H,W,C] "
+                "CUDA view with packed channels");
+  } else {
+    check_operand(dx, "dgrad result", dev);
+  }
   check_operand(dy, "dgrad dy", dev);
   check_operand(filter, "dgrad filter", dev);
   ConvLaunch L;
@@ -134,6 +142,8 @@ static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, c
   L.output = dy.data_ptr<float>();
   L.filter = filter.data_ptr<float>();
   L.result = dx.data_ptr<float>();
+  if (view)
+    for (int a = 0; a < 4; ++a) L.result_stride[a] = dx.stride(3 - a);  // w, h, d, n
   if (bias.has_value()) {
     TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
                     bias->numel() == L.C, "convt3d_cutlass: bias must be a contiguous float32 [C] tensor");
@@ -152,13 +162,14 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 // y [N,Zo,Po,Qo,K] (an NDHWC view) = the transposed convolution at stride s > 1 as unit-stride dgrad
 // phases over dy [N,Z,P,Q,K'] (see dgrad above); phase i runs kernels[i] with filters[i] and the 9 ints
 // phases[9i..9i+8] = pad (d, h, w), first output (d, h, w), count (d, h, w) and split_k[i] slices
-// (empty: 1 each), writing the strided view y[:, first::s, ...] through a packed temporary (the stock
-// epilogue writes packed rows only).
+// (empty: 1 each), writing the strided view y[:, first::s, ...] in place: the kernels' strided epilogue
+// (conv_kernel.cuh, StridedKernel) places each output row by the view's strides. A phase whose view the
+// kernel refuses (its 32-bit offsets past 2^31 elements) goes through a packed temporary and a copy.
 //
 // Why here and on side streams: each phase is a small GEMM whose grid alone leaves SMs idle, and
 // launched one after another from Python the phases cost more host time than GPU time (gan3d-g1,
 // eight phases: 0.63 ms of host per call against 0.45 ms of kernels, H100 v0.18). The phases fork
-// from the current stream and join back into it; every temporary (the phases' outputs and the serial
+// from the current stream and join back into it; every temporary (the fallback outputs and the serial
 // split-K semaphores) is allocated on the current stream and outlives the join, so the caching allocator
 // cannot hand it out while a side stream uses it. (Allocated on the side streams, which the pool hands
 // out round-robin, they cost the first calls new segments per stream, and again after each
@@ -174,7 +185,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
   TORCH_CHECK(y.dim() == 5, "convt3d_cutlass: dgrad_phases result must be a 5-d [N,D,H,W,C] view");
   const auto dev = y.device();
   c10::cuda::CUDAGuard guard(dev);
-  std::vector<at::Tensor> tmps, dsts;
+  std::vector<at::Tensor> dsts;
   for (size_t i = 0; i < n; ++i) {
     const int64_t* q = phases.data() + 9 * i;
     at::Tensor dst = y.slice(1, q[3], std::nullopt, stride).slice(2, q[4], std::nullopt, stride)
@@ -182,7 +193,6 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     TORCH_CHECK(dst.size(1) == q[6] && dst.size(2) == q[7] && dst.size(3) == q[8],
                 "convt3d_cutlass: dgrad_phases phase ", num(static_cast<int64_t>(i)), " has counts ",
                 dims(at::IntArrayRef(q + 6, 3)), " but its view of the result is ", dims(dst.sizes()));
-    tmps.push_back(at::empty({y.size(0), q[6], q[7], q[8], y.size(4)}, y.options()));
     dsts.push_back(std::move(dst));
   }
   // Every phase looked up and checked before any is launched; its entry is kept for the launch.
@@ -190,10 +200,15 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
   std::vector<ConvLaunch> launches;
   std::vector<std::size_t> ws_offset;
   std::size_t ws_total = 0;
+  std::vector<at::Tensor> tmps(n);  // defined for the phases written through a temporary
   for (size_t i = 0; i < n; ++i) {
     entries.push_back(&lookup(kernels[i]));
-    launches.push_back(dgrad_launch(dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3),
-                                    split_k.empty() ? 1 : split_k[i]));
+    const int64_t slices = split_k.empty() ? 1 : split_k[i];
+    launches.push_back(dgrad_launch(dy, filters[i], bias, dsts[i], phases.slice(9 * i, 3), slices));
+    if (entries[i]->can_implement(launches.back()) != 0) {
+      tmps[i] = at::empty({y.size(0), dsts[i].size(1), dsts[i].size(2), dsts[i].size(3), y.size(4)}, y.options());
+      launches.back() = dgrad_launch(dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3), slices);
+    }
     check_implement(*entries[i], launches.back());
     ws_offset.push_back(ws_total);
     ws_total += workspace_bytes(*entries[i], launches.back());
@@ -227,7 +242,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
         L.workspace_bytes = next - ws_offset[i];
       }
       launch(*entries[i], L, dev, /*checked=*/true);
-      dsts[i].copy_(tmps[i]);
+      if (tmps[i].defined()) dsts[i].copy_(tmps[i]);
     }
   } catch (...) {
     join();

@@ -11,7 +11,39 @@
 #include "cutlass/conv/kernel/default_conv3d_fprop.h"
 #include "cutlass/conv/kernel/default_conv3d_wgrad.h"
 #include "cutlass/epilogue/thread/linear_combination.h"
+#include "cutlass/epilogue/threadblock/default_epilogue_simt.h"
+#include "cutlass/epilogue/threadblock/default_epilogue_tensor_op.h"
+#include "cutlass/epilogue/threadblock/output_iterator_parameter.h"
 #include "cutlass/gemm/threadblock/threadblock_swizzle.h"
+
+namespace cutlass {
+namespace epilogue {
+namespace threadblock {
+// A Dgrad epilogue through PredicatedTileIteratorConv (NDHWC at any strides) takes the result's own
+// strides, as CUTLASS's Fprop and Deconv specialisations of this parameter do; CUTLASS has none for Dgrad.
+template <typename TensorRef_, typename ConvProblemSize_>
+struct ConvOutputIteratorParameter<layout::TensorNDHWC, layout::TensorNDHWC, TensorRef_, conv::Operator::kDgrad,
+                                   ConvProblemSize_> {
+  using TensorLayout = layout::TensorNDHWC;
+  using OutputIteratorLayout = layout::TensorNDHWC;
+  using MappedLayout = layout::RowMajor;
+  using OutputTensorCoord = typename OutputIteratorLayout::TensorCoord;
+  using MappedTensorCoord = typename MappedLayout::TensorCoord;
+  using TensorRef = TensorRef_;
+  static conv::Operator const kConvolutionalOperator = conv::Operator::kDgrad;
+  using ConvProblemSize = ConvProblemSize_;
+
+  CUTLASS_HOST_DEVICE
+  static OutputIteratorLayout layout(const TensorRef& ref) { return ref.stride(); }
+
+  CUTLASS_HOST_DEVICE
+  static MappedTensorCoord extent(ConvProblemSize problem_size) {
+    return conv::implicit_gemm_problem_size(kConvolutionalOperator, problem_size).mn();
+  }
+};
+}  // namespace threadblock
+}  // namespace epilogue
+}  // namespace cutlass
 
 namespace convt3d {
 
@@ -34,6 +66,22 @@ struct DefaultKernel<cutlass::conv::Operator::kFprop, OpClass, MathOp, TB, Warp,
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
 };
 
+// The epilogue of a Dgrad kernel that writes through PredicatedTileIteratorConv: each output row's
+// (n, d, h, w) decoded and placed by the result's strides instead of one packed row stride.
+template <typename OpClass, typename TB, typename WarpMma, typename OutputOp>
+struct StridedDgradEpilogue {
+  using Epilogue = typename cutlass::epilogue::threadblock::DefaultEpilogueTensorOp<
+      TB, WarpMma, 1, OutputOp, OutputOp::kCount, false, cutlass::layout::NoPermute,
+      cutlass::conv::StrideSupport::kStrided, 5>::Epilogue;
+};
+
+template <typename TB, typename WarpMma, typename OutputOp>
+struct StridedDgradEpilogue<cutlass::arch::OpClassSimt, TB, WarpMma, OutputOp> {
+  using Epilogue = typename cutlass::epilogue::threadblock::DefaultEpilogueSimt<
+      TB, WarpMma, OutputOp, OutputOp::kCount, false, cutlass::layout::NoPermute,
+      cutlass::conv::StrideSupport::kStrided, 5>::Epilogue;
+};
+
 template <typename OpClass, typename MathOp, typename TB, typename Warp, typename Inst, int Stages,
           int EpilogueCount>
 struct DefaultKernel<cutlass::conv::Operator::kDgrad, OpClass, MathOp, TB, Warp, Inst, Stages,
@@ -43,6 +91,14 @@ struct DefaultKernel<cutlass::conv::Operator::kDgrad, OpClass, MathOp, TB, Warp,
   using Kernel = typename cutlass::conv::kernel::DefaultConv3dDgrad<
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized,
       cutlass::conv::StrideSupport::kUnity>::Kernel;
+  // The same main loop writing a stride phase straight into its strided view of the output (the
+  // forward's phases, dgrad_phases), instead of a packed temporary and a copy per phase. Its epilogue
+  // indexes in 32 bits, so the packed kernel stays for results past 2^31 elements.
+  using StridedKernel = cutlass::conv::kernel::ImplicitGemmConvolution<
+      typename Kernel::Mma,
+      typename StridedDgradEpilogue<OpClass, TB, typename Kernel::Mma::Operator,
+                                    typename Kernel::EpilogueOutputOp>::Epilogue,
+      typename Kernel::ThreadblockSwizzle, cutlass::conv::Operator::kDgrad, cutlass::conv::Conv3dProblemSize>;
 };
 
 template <typename OpClass, typename MathOp, typename TB, typename Warp, typename Inst, int Stages,
@@ -55,8 +111,10 @@ struct DefaultKernel<cutlass::conv::Operator::kWgrad, OpClass, MathOp, TB, Warp,
 
 #undef CONVT3D_KERNEL_COMMON
 
-template <typename KernelT>
+// Kernels: a DefaultKernel (its Kernel, and for Dgrad its StridedKernel).
+template <typename Kernels>
 struct Launcher {
+  using KernelT = typename Kernels::Kernel;
   using Op = cutlass::conv::device::ImplicitGemmConvolution<KernelT>;
   static constexpr cutlass::conv::Operator kOp = KernelT::kConvolutionalOperator;
 
@@ -67,6 +125,22 @@ struct Launcher {
     return a.split_k_slices > 1 && kOp == cutlass::conv::Operator::kWgrad;
   }
 
+  static bool strided(const ConvLaunch& a) {
+    return a.result_stride[0] != 0 || a.result_stride[1] != 0 || a.result_stride[2] != 0 || a.result_stride[3] != 0;
+  }
+
+  // A strided result must lie within 2^31 elements of its start (the strided epilogue's 32-bit offsets).
+  static bool strided_fits(const ConvLaunch& a) {
+    const long long* st = a.result_stride;
+    long long span = a.C;
+    const long long ext[4] = {a.W, a.H, a.D, a.N};
+    for (int i = 0; i < 4; ++i) {
+      if (st[i] <= 0 || st[i] >= (1LL << 31)) return false;
+      span += (ext[i] - 1) * st[i];
+    }
+    return span < (1LL << 31);
+  }
+
   static cutlass::conv::Conv3dProblemSize problem(const ConvLaunch& a) {
     return cutlass::conv::Conv3dProblemSize(
         a.N, a.D, a.H, a.W, a.C, a.K, a.T, a.R, a.S, a.Z, a.P, a.Q, a.pad_d, a.pad_h, a.pad_w,
@@ -74,7 +148,8 @@ struct Launcher {
         a.split_k_slices);
   }
 
-  static typename Op::Arguments arguments(const ConvLaunch& a) {
+  template <typename OpT>
+  static typename OpT::Arguments arguments(const ConvLaunch& a) {
     auto ps = problem(a);
     auto act = Layout::packed({a.N, a.D, a.H, a.W, a.C});
     auto flt = Layout::packed({a.K, a.T, a.R, a.S, a.C});
@@ -94,33 +169,41 @@ struct Launcher {
               has_bias ? Ref(bias_p, bias_layout) : Ref(a.result, out),
               {a.result, out}, epi, mode};
     } else if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
+      // TensorNDHWC's strides: per w, h, d and n step.
+      Layout res = act;
+      if (strided(a)) {
+        Layout::Stride st;
+        for (int i = 0; i < 4; ++i) st[i] = int(a.result_stride[i]);
+        res = Layout(st);
+      }
       return {ps, {out_p, out}, {flt_p, flt},
-              has_bias ? Ref(bias_p, bias_layout) : Ref(a.result, act),
-              {a.result, act}, epi, mode};
+              has_bias ? Ref(bias_p, bias_layout) : Ref(a.result, res),
+              {a.result, res}, epi, mode};
     } else {
       return {ps, {out_p, out}, {act_p, act}, {a.result, flt}, {a.result, flt}, epi, mode};
     }
   }
 
-  static int can_implement(const ConvLaunch& a) {
-    if (a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad)
-      return int(cutlass::Status::kErrorNotSupported);
-    return int(Op::can_implement(arguments(a)));
+  template <typename OpT>
+  static int can_implement_with(const ConvLaunch& a) {
+    return int(OpT::can_implement(arguments<OpT>(a)));
   }
 
-  static std::size_t workspace_size(const ConvLaunch& a) {
+  template <typename OpT>
+  static std::size_t workspace_with(const ConvLaunch& a) {
     // Parallel split-K writes its partial sums straight into `result` (sized by the caller); serial
     // split-K needs one semaphore per output tile, which CUTLASS zeroes in initialize().
     if (parallel(a)) return 0;
-    return Op::get_workspace_size(arguments(a));
+    return OpT::get_workspace_size(arguments<OpT>(a));
   }
 
-  static int run(const ConvLaunch& a) {
-    auto args = arguments(a);
-    cutlass::Status st = Op::can_implement(args);
+  template <typename OpT>
+  static int run_with(const ConvLaunch& a) {
+    auto args = arguments<OpT>(a);
+    cutlass::Status st = OpT::can_implement(args);
     if (st != cutlass::Status::kSuccess) return int(st);
     void* ws = parallel(a) ? static_cast<void*>(a.result) : a.workspace;
-    Op op;
+    OpT op;
     st = op.initialize(args, ws, a.stream);
     if (st != cutlass::Status::kSuccess) return int(st);
     st = op(a.stream);
@@ -129,9 +212,49 @@ struct Launcher {
     return int(st);
   }
 
+  static int can_implement(const ConvLaunch& a) {
+    if (a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad)
+      return int(cutlass::Status::kErrorNotSupported);
+    if (strided(a)) {
+      if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
+        if (!strided_fits(a)) return int(cutlass::Status::kErrorNotSupported);
+        return can_implement_with<StridedOp>(a);
+      }
+      return int(cutlass::Status::kErrorNotSupported);  // a strided result is Dgrad's alone
+    }
+    return can_implement_with<Op>(a);
+  }
+
+  static std::size_t workspace_size(const ConvLaunch& a) {
+    if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
+      if (strided(a)) return workspace_with<StridedOp>(a);
+    }
+    return workspace_with<Op>(a);
+  }
+
+  static int run(const ConvLaunch& a) {
+    const int code = can_implement(a);
+    if (code != 0) return code;
+    if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
+      if (strided(a)) return run_with<StridedOp>(a);
+    }
+    return run_with<Op>(a);
+  }
+
   static KernelEntry entry(const char* name) {
     return KernelEntry{name, &can_implement, &workspace_size, &run};
   }
+
+ private:
+  template <typename K, typename = void>
+  struct StridedOf {
+    using type = cutlass::conv::device::ImplicitGemmConvolution<typename K::Kernel>;  // unused: not Dgrad
+  };
+  template <typename K>
+  struct StridedOf<K, std::void_t<typename K::StridedKernel>> {
+    using type = cutlass::conv::device::ImplicitGemmConvolution<typename K::StridedKernel>;
+  };
+  using StridedOp = typename StridedOf<Kernels>::type;
 };
 
 }  // namespace convt3d

@@ -24,6 +24,9 @@ struct ConvLaunch {
   int pad_d = 0, pad_h = 0, pad_w = 0;
   int stride_d = 1, stride_h = 1, stride_w = 1;
   int split_k_slices = 1;   // Wgrad: partial sums go to `result` slice by slice; else serial split-K
+  // Dgrad only: the result's element strides along w, h, d and n where it is a strided view (a stride phase
+  // of the transposed convolution's output, written in place); all 0: packed.
+  long long result_stride[4] = {0, 0, 0, 0};
   const float* activation = nullptr;
   const float* filter = nullptr;
   const float* output = nullptr;

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
-from convt3d_cutlass import launch
+from convt3d_cutlass import _extension, launch
 from convt3d_cutlass.kernel_table import KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 CHANNELS = (1, 3, 8, 24, 48, 64)
@@ -234,3 +234,27 @@ def test_layer_on_second_gpu():
     ref = F.conv_transpose3d(xd, wd, m.bias.detach().double(), 2, 1)
     ref.square().sum().backward()
     assert rel_l2(y, ref) <= 1e-5 and rel_l2(x.grad, xd.grad) <= 1e-5 and rel_l2(m.weight.grad, wd.grad) <= 1e-5
+
+
+@pytest.mark.parametrize("cfg", [k.name for k in KERNELS if k.family == "cutlass2x" and k.op == "dgrad"])
+@pytest.mark.parametrize("split", [False, True])
+def test_stride_phases_write_their_views_in_place(cfg, split):
+    """Every stock forward row writes each stride phase straight into its strided view of y (the strided
+    epilogue): no copy kernel, every element written (y poisoned with NaN), within tolerance of float64,
+    with the bias, and with the policy's serial split-K slices (fp32: several on the multi-tap phases)
+    adding into the views."""
+    if cfg not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prec = cfg.split("_")[1]
+    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, True, True)
+    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
+    names, rs, ints, _, splits = launch._stock_phases(prob, prec, cfg, torch.cuda.current_device(), "")
+    filters = [launch.filter_ktrsc(w, r, 2) for r in rs]
+    poison_allocator()
+    y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+    run = lambda: torch.ops.convt3d_cutlass.dgrad_phases(list(names), x.permute(0, 2, 3, 4, 1), filters, b,
+                                                         y.permute(0, 2, 3, 4, 1), list(ints), 2,
+                                                         list(splits) if split else [1] * len(names))
+    launched = cuda_kernel_counts(run)
+    assert not any("direct_copy" in k for k in launched), launched
+    assert rel_l2(y, ref) <= TOL[prec]

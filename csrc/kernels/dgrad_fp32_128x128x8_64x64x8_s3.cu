@@ -3,9 +3,9 @@
 #include "conv_kernel.cuh"
 
 namespace {
-using Kernel = convt3d::DefaultKernel<
+using Kernels = convt3d::DefaultKernel<
     cutlass::conv::Operator::kDgrad, cutlass::arch::OpClassSimt, cutlass::arch::OpMultiplyAdd,
     cutlass::gemm::GemmShape<128, 128, 8>, cutlass::gemm::GemmShape<64, 64, 8>,
-    cutlass::gemm::GemmShape<1, 1, 1>, 3, 1>::Kernel;
-const convt3d::Registrar reg(convt3d::Launcher<Kernel>::entry("dgrad_fp32_128x128x8_64x64x8_s3"));
+    cutlass::gemm::GemmShape<1, 1, 1>, 3, 1>;
+const convt3d::Registrar reg(convt3d::Launcher<Kernels>::entry("dgrad_fp32_128x128x8_64x64x8_s3"));
 }  // namespace

@@ -3,9 +3,9 @@
 #include "conv_kernel.cuh"
 
 namespace {
-using Kernel = convt3d::DefaultKernel<
+using Kernels = convt3d::DefaultKernel<
     cutlass::conv::Operator::kDgrad, cutlass::arch::OpClassSimt, cutlass::arch::OpMultiplyAdd,
     cutlass::gemm::GemmShape<128, 32, 8>, cutlass::gemm::GemmShape<32, 32, 8>,
-    cutlass::gemm::GemmShape<1, 1, 1>, 4, 1>::Kernel;
-const convt3d::Registrar reg(convt3d::Launcher<Kernel>::entry("dgrad_fp32_128x32x8_32x32x8_s4"));
+    cutlass::gemm::GemmShape<1, 1, 1>, 4, 1>;
+const convt3d::Registrar reg(convt3d::Launcher<Kernels>::entry("dgrad_fp32_128x32x8_32x32x8_s4"));
 }  // namespace

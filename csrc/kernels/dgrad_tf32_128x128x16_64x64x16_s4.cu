@@ -3,9 +3,9 @@
 #include "conv_kernel.cuh"
 
 namespace {
-using Kernel = convt3d::DefaultKernel<
+using Kernels = convt3d::DefaultKernel<
     cutlass::conv::Operator::kDgrad, cutlass::arch::OpClassTensorOp, cutlass::arch::OpMultiplyAdd,
     cutlass::gemm::GemmShape<128, 128, 16>, cutlass::gemm::GemmShape<64, 64, 16>,
-    cutlass::gemm::GemmShape<16, 8, 8>, 4, 4>::Kernel;
-const convt3d::Registrar reg(convt3d::Launcher<Kernel>::entry("dgrad_tf32_128x128x16_64x64x16_s4"));
+    cutlass::gemm::GemmShape<16, 8, 8>, 4, 4>;
+const convt3d::Registrar reg(convt3d::Launcher<Kernels>::entry("dgrad_tf32_128x128x16_64x64x16_s4"));
 }  // namespace

@@ -3,9 +3,9 @@
 #include "conv_kernel.cuh"
 
 namespace {
-using Kernel = convt3d::DefaultKernel<
+using Kernels = convt3d::DefaultKernel<
     cutlass::conv::Operator::kDgrad, cutlass::arch::OpClassTensorOp, cutlass::arch::OpMultiplyAdd,
     cutlass::gemm::GemmShape<128, 64, 32>, cutlass::gemm::GemmShape<64, 32, 32>,
-    cutlass::gemm::GemmShape<16, 8, 8>, 3, 4>::Kernel;
-const convt3d::Registrar reg(convt3d::Launcher<Kernel>::entry("dgrad_tf32_128x64x32_64x32x32_s3"));
+    cutlass::gemm::GemmShape<16, 8, 8>, 3, 4>;
+const convt3d::Registrar reg(convt3d::Launcher<Kernels>::entry("dgrad_tf32_128x64x32_64x32x32_s3"));
 }  // namespace

@@ -3,9 +3,9 @@
 #include "conv_kernel.cuh"
 
 namespace {
-using Kernel = convt3d::DefaultKernel<
+using Kernels = convt3d::DefaultKernel<
     cutlass::conv::Operator::kWgrad, cutlass::arch::OpClassSimt, cutlass::arch::OpMultiplyAdd,
     cutlass::gemm::GemmShape<128, 64, 8>, cutlass::gemm::GemmShape<64, 32, 8>,
-    cutlass::gemm::GemmShape<1, 1, 1>, 4, 1>::Kernel;
-const convt3d::Registrar reg(convt3d::Launcher<Kernel>::entry("wgrad_fp32_128x64x8_64x32x8_s4"));
+    cutlass::gemm::GemmShape<1, 1, 1>, 4, 1>;
+const convt3d::Registrar reg(convt3d::Launcher<Kernels>::entry("wgrad_fp32_128x64x8_64x32x8_s4"));
 }  // namespace
