@@ -62,6 +62,7 @@ struct Plan {
   std::vector<int64_t> phase_ints, phase_splits;
   std::vector<std::array<int64_t, 3>> phase_taps;
   int64_t gi_slices = 1;  // serial split-K slices of the stock grad_input (selector.fprop_slices)
+  bool gw_first = false;  // the backward runs grad_weight before grad_input (launch.grad_weight_first)
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -77,11 +78,11 @@ const Plan& plan_at(int64_t id) {
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
-// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices. With fwd_stock, fwd_kernel names the phases' kernels
+// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first. With fwd_stock, fwd_kernel names the phases' kernels
 // separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 21, "convt3d_cutlass: eager_plan takes 21 integers");
+  TORCH_CHECK(ints.size() == 22, "convt3d_cutlass: eager_plan takes 22 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
@@ -89,7 +90,7 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
   p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
   p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0; p.fwd_stock = ints[19] != 0;
-  p.gi_slices = ints[20];
+  p.gi_slices = ints[20]; p.gw_first = ints[21] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
@@ -300,9 +301,9 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       } else if (need_x || need_w) {
         G = ndhwc(gy);
       }
-      // grad_weight first: its partial sums (and its copy of x, where it makes one) are freed before
+      // grad_weight first where its temporaries are large (launch.grad_weight_first): they are freed before
       // grad_x is allocated, so that the peak holds the larger of the two instead of both.
-      if (need_w) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
+      if (need_w && P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_x) {
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.
         at::Tensor sums;
@@ -311,6 +312,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
         gx = grad_input_pass(P, G, G_ncdhw, gi_filter, x, sums);
         if (sums.defined()) gb = sums.sum(0);
       }
+      if (need_w && !P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_b && !gb.defined()) gb = channel_sums(gy);
     }
     if (!need_x) gx = at::Tensor();

@@ -30,9 +30,8 @@ def test_backward_runs_only_needed_passes(needs, monkeypatch):
     gy = torch.randn(1, 2, 6, 6, 6)
     with torch.no_grad():
         gx, gw, gb, *rest = ops._backward(_ctx(x, w, needs), gy)
-    # grad_weight first (its partial sums freed before grad_x is allocated)
-    want = ([("weight", 3, 2, 1, 1, "3xtf32")] if needs[1] else []) + \
-           ([("input", 2, 1, 1, True, "3xtf32")] if needs[0] else [])
+    want = ([("input", 2, 1, 1, True, "3xtf32")] if needs[0] else []) + \
+           ([("weight", 3, 2, 1, 1, "3xtf32")] if needs[1] else [])
     assert calls == want
     assert (gx is not None) == needs[0] and (gw is not None) == needs[1] and (gb is not None) == needs[2]
     if needs[2]:

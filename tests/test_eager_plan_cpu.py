@@ -29,11 +29,11 @@ def test_plan_ints_order_and_rules():
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 21
+    assert len(ints) == 22 and ints[21] == 0
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
-    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0, 0, 1]
+    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
     assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[15] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
@@ -47,12 +47,28 @@ def test_plan_ints_order_and_rules():
     assert ints[13] == int(256 * 4 < selector.FINISH_MIN_TILES) == 0
     # exact-fp32 grad_input at stride > 1: summed over grad_y's parities (the direct op's sum_phases).
     simt = _plan("direct", simt=True)
-    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[16:] == [1, 0, 0, 0, 1]
+    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[16:21] == [1, 0, 0, 0, 1]
     # ... and at unit stride its kernels read an NCDHW grad_y in place (grad_weight's FFMA rows too)
-    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[16:] == [0, 1, 1, 0, 1]
+    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[16:21] == [0, 1, 1, 0, 1]
     # the forward on stock phases; the stock grad_input's split-K slices (the last integer)
     ints = eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False)
     assert ints[19] == 1 and ints[20] == 2
+    # the backward's order (launch.grad_weight_first), the last integer
+    assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[21] == 1
+
+
+def test_grad_weight_first_where_its_temporaries_are_large(monkeypatch):
+    """grad_weight runs first where its partial sums plus its copy of an NCDHW x reach GW_FIRST_MIN_BYTES."""
+    from convt3d_cutlass import launch
+    monkeypatch.setattr(direct, "wgrad_reads_ncdhw", lambda k, x: False)
+    p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)  # per slice: 27 * 64 * 32 floats = 221 KiB
+    x = torch.empty(2, 64, 16, 16, 16)  # NCDHW: a 2 MiB copy for grad_weight
+    plan = lambda slices: _plan("ffma", tap_reuse=False, slices=slices)
+    per_slice = 4 * 27 * 64 * 32
+    enough = -(-launch.GW_FIRST_MIN_BYTES // per_slice)
+    assert not launch.grad_weight_first(p, plan(enough - 5), x.to(memory_format=CL))
+    assert launch.grad_weight_first(p, plan(enough - 5), x)  # the copy of x (2 MiB) tips it
+    assert launch.grad_weight_first(p, plan(enough), x.to(memory_format=CL))
 
 
 def test_node_off_without_the_extension_op(monkeypatch):

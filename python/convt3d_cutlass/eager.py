@@ -43,13 +43,14 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
-              gi_sum_rows: int = 0) -> list:
-    """The node's 21 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
+              gi_sum_rows: int = 0, gw_first: bool = False) -> list:
+    """The node's 22 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
 
     Items 17 and 18: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
     (the exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
     node converts no grad_y at all. Item 19: the forward runs stock CUTLASS phases (stock_forward_table).
-    The last: serial split-K slices of the stock grad_input (1 on tap reuse)."""
+    Item 20: serial split-K slices of the stock grad_input (1 on tap reuse). The last: the backward runs
+    grad_weight before grad_input (launch.grad_weight_first)."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
@@ -58,7 +59,7 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
             int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
             int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)),
-            int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices]
+            int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices, int(gw_first)]
 
 
 def stock_forward_table(p: Problem, phase_ints, splits) -> list:
@@ -80,7 +81,8 @@ def _build(key, x: torch.Tensor):
                    for op in ("dgrad", "fprop", "wgrad"))
     common = (direct.wgrad_reads_ncdhw(gw.k, x), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x),
               launch.sum_rows(gi, p, x.device))
-    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common)
+    ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common,
+                     gw_first=launch.grad_weight_first(p, gw, x))
     if fwd.tap_reuse:
         pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
         return pid, lambda w: launch.forward_filter(w, p, fwd.k), gi

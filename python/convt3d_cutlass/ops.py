@@ -102,9 +102,14 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
-        # grad_weight first, as the eager node: its partial sums (and any copy of x) are freed before grad_x
-        # is allocated.
-        if need_w:
+        # grad_weight first where its temporaries are large (launch.grad_weight_first, as the eager node)
+        w_first = False
+        if need_w and need_x and x.is_cuda:
+            p = getattr(ctx, "problem", None) or Problem.of(x, weight, ctx.stride, ctx.padding, ctx.output_padding)
+            plan = launch._plan(p, "wgrad", ctx.precision, ctx.config or None, x.device,
+                                lambda name: launch.grad_weight(grad_y, x, p, ctx.precision, name))
+            w_first = launch.grad_weight_first(p, plan, x)
+        if w_first:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
         if need_x:
@@ -114,6 +119,9 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                 gx, gb = grad_in_bias(*args)
             else:
                 gx = grad_in(*args)
+        if need_w and not w_first:
+            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
+                        ctx.precision, ctx.config)
         if need_b and gb is None:
             # Eager only (share_layout): the kernel reads data pointers, which a traced backward lacks.
             gb = channel_sums(grad_y) if share_layout else grad_y.sum((0, 2, 3, 4))
