@@ -10,8 +10,8 @@ from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
 
-def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False):
-    k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row")
+def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False, precision="tf32"):
+    k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row", precision=precision)
     return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
                                  taps_per_group=taps_per_group)
 
@@ -58,17 +58,20 @@ def test_plan_ints_order_and_rules():
 
 
 def test_grad_weight_first_where_its_temporaries_are_large(monkeypatch):
-    """grad_weight runs first where its partial sums plus its copy of an NCDHW x reach GW_FIRST_MIN_BYTES."""
+    """grad_weight runs first where its partial sums plus its copy of an NCDHW x reach GW_FIRST_MIN_BYTES, and
+    always in exact fp32."""
     from convt3d_cutlass import launch
     monkeypatch.setattr(direct, "wgrad_reads_ncdhw", lambda k, x: False)
     p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)  # per slice: 27 * 64 * 32 floats = 221 KiB
     x = torch.empty(2, 64, 16, 16, 16)  # NCDHW: a 2 MiB copy for grad_weight
-    plan = lambda slices: _plan("ffma", tap_reuse=False, slices=slices)
+    def plan(slices, precision="tf32"):
+        return _plan("igemm", slices=slices, precision=precision)
     per_slice = 4 * 27 * 64 * 32
     enough = -(-launch.GW_FIRST_MIN_BYTES // per_slice)
     assert not launch.grad_weight_first(p, plan(enough - 5), x.to(memory_format=CL))
     assert launch.grad_weight_first(p, plan(enough - 5), x)  # the copy of x (2 MiB) tips it
     assert launch.grad_weight_first(p, plan(enough), x.to(memory_format=CL))
+    assert launch.grad_weight_first(p, plan(1, "fp32"), x.to(memory_format=CL))
 
 
 def test_node_off_without_the_extension_op(monkeypatch):
