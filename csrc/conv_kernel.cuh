@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "conv_launch.h"
 #include "cutlass/cutlass.h"
 #include "cutlass/conv/conv3d_problem_size.h"
