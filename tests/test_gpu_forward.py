@@ -258,3 +258,22 @@ def test_stride_phases_write_their_views_in_place(cfg, split):
     launched = cuda_kernel_counts(run)
     assert not any("direct_copy" in k for k in launched), launched
     assert rel_l2(y, ref) <= TOL[prec]
+
+
+def test_stride_phases_past_32_bit_offsets_go_through_temporaries():
+    """A result view spanning 2^31 elements or more (here: samples 2^31 floats apart in an 8 GiB buffer) is
+    refused by the strided epilogue's 32-bit offsets; its phases fall back to packed temporaries and a copy
+    each, and the result is still right in every element (the view poisoned with NaN)."""
+    x, w, b, ref, prob, names, filters, ints, splits = _stock_phase_case(True)
+    do, ho, wo = prob.out_spatial
+    stride_n = 2 ** 31
+    try:
+        buf = torch.empty(stride_n + do * ho * wo * 40, device="cuda")
+    except torch.cuda.OutOfMemoryError:
+        pytest.skip("needs 8 GiB of free GPU memory")
+    y = buf.as_strided((2, do, ho, wo, 40), (stride_n, ho * wo * 40, wo * 40, 40, 1))
+    y.fill_(float("nan"))
+    launched = cuda_kernel_counts(lambda: torch.ops.convt3d_cutlass.dgrad_phases(
+        names, x.permute(0, 2, 3, 4, 1), filters, b, y, ints, 2, list(splits)))
+    assert sum(c for k, c in launched.items() if "direct_copy" in k) == len(names), launched
+    assert rel_l2(y.permute(0, 4, 1, 2, 3), ref) <= TOL["fp32"]
