@@ -3,8 +3,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <type_traits>
-
 #include "conv_launch.h"
 #include "cutlass/cutlass.h"
 #include "cutlass/conv/conv3d_problem_size.h"
@@ -66,6 +64,7 @@ struct DefaultKernel<cutlass::conv::Operator::kFprop, OpClass, MathOp, TB, Warp,
                      EpilogueCount> {
   using Kernel = typename cutlass::conv::kernel::DefaultConv3dFprop<
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+  using StridedKernel = Kernel;  // a strided result is Dgrad's alone (Launcher refuses it here)
 };
 
 // The epilogue of a Dgrad kernel that writes through PredicatedTileIteratorConv: each output row's
@@ -109,6 +108,7 @@ struct DefaultKernel<cutlass::conv::Operator::kWgrad, OpClass, MathOp, TB, Warp,
                      EpilogueCount> {
   using Kernel = typename cutlass::conv::kernel::DefaultConv3dWgrad<
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+  using StridedKernel = Kernel;  // a strided result is Dgrad's alone (Launcher refuses it here)
 };
 
 #undef CONVT3D_KERNEL_COMMON
@@ -214,49 +214,36 @@ struct Launcher {
     return int(st);
   }
 
-  static int can_implement(const ConvLaunch& a) {
-    if (a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad)
+  // What CUTLASS's own can_implement does not check: a wgrad bias, a strided result outside Dgrad or past
+  // the strided epilogue's 32-bit offsets.
+  static int precheck(const ConvLaunch& a) {
+    const bool dgrad = kOp == cutlass::conv::Operator::kDgrad;
+    if ((a.bias != nullptr && kOp == cutlass::conv::Operator::kWgrad) || (strided(a) && !(dgrad && strided_fits(a))))
       return int(cutlass::Status::kErrorNotSupported);
-    if (strided(a)) {
-      if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
-        if (!strided_fits(a)) return int(cutlass::Status::kErrorNotSupported);
-        return can_implement_with<StridedOp>(a);
-      }
-      return int(cutlass::Status::kErrorNotSupported);  // a strided result is Dgrad's alone
-    }
-    return can_implement_with<Op>(a);
+    return 0;
+  }
+
+  static int can_implement(const ConvLaunch& a) {
+    if (const int code = precheck(a)) return code;
+    return strided(a) ? can_implement_with<StridedOp>(a) : can_implement_with<Op>(a);
   }
 
   static std::size_t workspace_size(const ConvLaunch& a) {
-    if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
-      if (strided(a)) return workspace_with<StridedOp>(a);
-    }
-    return workspace_with<Op>(a);
+    return strided(a) ? workspace_with<StridedOp>(a) : workspace_with<Op>(a);
   }
 
+  // run_with checks CUTLASS's conditions itself, so only precheck's are added here.
   static int run(const ConvLaunch& a) {
-    const int code = can_implement(a);
-    if (code != 0) return code;
-    if constexpr (kOp == cutlass::conv::Operator::kDgrad) {
-      if (strided(a)) return run_with<StridedOp>(a);
-    }
-    return run_with<Op>(a);
+    if (const int code = precheck(a)) return code;
+    return strided(a) ? run_with<StridedOp>(a) : run_with<Op>(a);
   }
 
   static KernelEntry entry(const char* name) {
     return KernelEntry{name, &can_implement, &workspace_size, &run};
   }
 
- private:
-  template <typename K, typename = void>
-  struct StridedOf {
-    using type = cutlass::conv::device::ImplicitGemmConvolution<typename K::Kernel>;  // unused: not Dgrad
-  };
-  template <typename K>
-  struct StridedOf<K, std::void_t<typename K::StridedKernel>> {
-    using type = cutlass::conv::device::ImplicitGemmConvolution<typename K::StridedKernel>;
-  };
-  using StridedOp = typename StridedOf<Kernels>::type;
+  // Dgrad: the same main loop with the strided epilogue (DefaultKernel::StridedKernel); else Op itself.
+  using StridedOp = cutlass::conv::device::ImplicitGemmConvolution<typename Kernels::StridedKernel>;
 };
 
 }  // namespace convt3d
