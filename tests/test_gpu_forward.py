@@ -257,6 +257,7 @@ def test_stride_phases_write_their_views_in_place(cfg, split):
                                                          list(splits) if split else [1] * len(names))
     launched = cuda_kernel_counts(run)
     assert not any("direct_copy" in k for k in launched), launched
+    assert sum(c for k, c in launched.items() if "cutlass" in k) == len(names), launched
     assert rel_l2(y, ref) <= TOL[prec]
 
 
@@ -275,5 +276,7 @@ def test_stride_phases_past_32_bit_offsets_go_through_temporaries():
     y.fill_(float("nan"))
     launched = cuda_kernel_counts(lambda: torch.ops.convt3d_cutlass.dgrad_phases(
         names, x.permute(0, 2, 3, 4, 1), filters, b, y, ints, 2, list(splits)))
-    assert sum(c for k, c in launched.items() if "direct_copy" in k) == len(names), launched
+    # At least one copy per phase: torch splits a copy whose view spans 2^31 elements into several launches.
+    assert sum(c for k, c in launched.items() if "cutlass" in k) == len(names), launched
+    assert sum(c for k, c in launched.items() if "direct_copy" in k) >= len(names), launched
     assert rel_l2(y.permute(0, 4, 1, 2, 3), ref) <= TOL["fp32"]
