@@ -69,3 +69,19 @@ def test_merge_joins_parts_in_sweep_order(tmp_path, monkeypatch):
     out = json.loads((gpu / "joined.json").read_text())
     assert [r["case"] for r in out["rows"]] == [SWEEP[1].name, SWEEP[2].name] and len(out["environment"]["parts"]) == 2
     assert os.path.exists(gpu / "joined.csv")
+
+
+def test_interleaved_alternates_ours_and_cudnn_and_takes_medians(monkeypatch):
+    """Ours and cuDNN alternate series (cuDNN's first series is time_native's), and each figure is the
+    median of its own rounds: one slow round on either side does not move it."""
+    from bench import runner
+    calls, times = [], {"ours": iter([1.0, 9.0, 1.2]), "cudnn": iter([2.1, 2.2])}
+
+    def fake_bench(fn, reps):
+        calls.append(fn())
+        return next(times[calls[-1]])
+
+    monkeypatch.setattr(runner, "bench", fake_bench)
+    ours, cudnn = runner.interleaved(lambda: "ours", lambda: "cudnn", 50.0, reps=3, rounds=3)
+    assert calls == ["ours", "cudnn", "ours", "cudnn", "ours"]
+    assert (ours, cudnn) == (1.2, 2.2)
