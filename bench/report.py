@@ -8,14 +8,21 @@ import subprocess
 
 import torch
 
-HEADER = ("shape", "layout", "prec", "pass", "ours ms", "TFLOP/s", "%ceil", "cuDNN def", "cuDNN bench",
+# "cuDNN def (ours)": cuDNN's defaults and, in brackets, ours timed beside them in their process; "speedup" is
+# the lower of the two same-process ratios (bench.runner.interleaved).
+HEADER = ("shape", "layout", "prec", "pass", "ours ms", "TFLOP/s", "%ceil", "cuDNN def (ours)", "cuDNN bench",
           "speedup", "err ours", "err cuDNN", "MiB ours", "MiB cuDNN")
+
+
+def _defaults_cell(r) -> str:
+    ours = r.get("ours_default_ms")  # absent from rows saved before v0.23
+    return f"{r['cudnn_default_ms']:.3f}" + (f" ({ours:.3f})" if ours is not None else "")
 
 
 def fmt_row(r):
     tag = "" if r["fast_path"] else " (fallback)"
     return (r["case"] + tag, r["layout"], r["precision"], r["pass_"], f"{r['ours_ms']:.3f}",
-            f"{r['ours_tflops']:.1f}", f"{100 * r['ours_ceiling_frac']:.0f}%", f"{r['cudnn_default_ms']:.3f}",
+            f"{r['ours_tflops']:.1f}", f"{100 * r['ours_ceiling_frac']:.0f}%", _defaults_cell(r),
             f"{r['cudnn_benchmark_ms']:.3f}", f"{r['speedup']:.2f}x", f"{r['ours_err']:.1e}",
             f"{r['cudnn_err']:.1e}", f"{r['ours_mem_mb']:.0f}", f"{r['cudnn_mem_mb']:.0f}")
 

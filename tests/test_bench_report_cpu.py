@@ -85,3 +85,12 @@ def test_interleaved_alternates_ours_and_cudnn_and_takes_medians(monkeypatch):
     ours, cudnn = runner.interleaved(lambda: "ours", lambda: "cudnn", 50.0, reps=3, rounds=3)
     assert calls == ["ours", "cudnn", "ours", "cudnn", "ours"]
     assert (ours, cudnn) == (1.2, 2.2)
+
+
+def test_speedup_is_the_lower_same_process_ratio():
+    """Each cuDNN mode is compared with ours from its own process; the faster mode (lower ratio) counts,
+    not the faster cuDNN figure across processes against ours from another."""
+    from bench.runner import speedup_of
+    assert math.isclose(speedup_of(1.0, 2.0, 0.8, 1.2), 1.5)  # defaults process: 1.2 / 0.8
+    assert math.isclose(speedup_of(1.0, 1.1, 0.8, 1.2), 1.1)  # autotuned: 1.1 / 1.0
+    assert math.isclose(speedup_of(0.5, 0.4, 0.5, 9.0), 0.8)
