@@ -9,7 +9,7 @@ import subprocess
 import torch
 
 # "cuDNN def (ours)": cuDNN's defaults and, in brackets, ours timed beside them in their process; "speedup" is
-# the lower of the two same-process ratios (bench.runner.interleaved).
+# the lower of the two same-process ratios (bench.runner.speedup_of).
 HEADER = ("shape", "layout", "prec", "pass", "ours ms", "TFLOP/s", "%ceil", "cuDNN def (ours)", "cuDNN bench",
           "speedup", "err ours", "err cuDNN", "MiB ours", "MiB cuDNN")
 

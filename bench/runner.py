@@ -127,15 +127,15 @@ def _our_fns(t, prec, config=None):
 
 
 # Ours and cuDNN are compared only within one process, in alternating rounds, per pass: a sub-millisecond
-# (host-bound) step's median moves 10-25% between rounds (bench/tools/stepdrift.py) and by up to 1.5x between
-# processes (v0.23: 3D-GAN 256->128 channels_last 0.29-0.41 ms for ours, 0.32-0.39 for cuDNN's defaults
-# in fresh processes). Both sides get the same rounds; each figure is the median of its rounds' medians.
-# cuDNN's defaults run in a fresh process (see time_native), so ours runs there too, against them.
+# (host-bound) step's median moves 10-25% between rounds (bench/tools/stepdrift.py) and up to 2x between
+# processes, for cuDNN as for ours (v0.23: the U-Net k2 up, ours 0.22 ms in a fresh process and 0.44 in the
+# sweep's). Both sides get the same rounds; each figure is the median of its rounds' medians. cuDNN's
+# defaults run in a fresh process (see time_native), so ours runs there too, against them (speedup_of).
 ROUNDS = 3
 
 
 def time_native(case, layouts, allow_list, passes, reps, benchmark):
-    """{(layout, allow_tf32, pass): (ms, peak MiB, rel err)} for cuDNN in one mode.
+    """{(layout, allow_tf32, pass): (ms, peak MiB)} for cuDNN in one mode.
 
     PyTorch caches one cuDNN plan per problem whatever ``cudnn.benchmark`` says, so the first mode
     a process runs on a shape is the one it keeps: the autotuned mode runs in the benchmark's own
@@ -175,8 +175,6 @@ def native_defaults_subprocess(case, layouts, allow_list, passes, reps, precisio
     return native, ours
 
 
-
-
 def interleaved(ours, native, native_first_ms: float, reps: int, rounds: int):
     """(ours ms, cuDNN ms): medians over ``rounds`` rounds, each a bench series of ours then of native;
     native_first_ms, the series time_native already ran (its autotuning pass), counts as one of native's."""
@@ -195,8 +193,8 @@ def speedup_of(ours_ms: float, tuned_ms: float, ours_beside_defaults_ms: float, 
 
 
 def run_case(case, layouts, precisions, passes, ceil, reps=10, errors=True, log=print, rounds=ROUNDS):
-    """Rows of measurements for one case (see report.HEADER); ours and autotuned cuDNN timed in
-    alternating rounds (``interleaved``)."""
+    """Rows of measurements for one case (see report.HEADER): ours against autotuned cuDNN here and against
+    cuDNN's defaults in their process, each in alternating rounds (``interleaved``, ``speedup_of``)."""
     allow_list = sorted({PAIRINGS[p] for p in precisions}, reverse=True)
     tuned = time_native(case, layouts, allow_list, passes, reps, benchmark=True)
     defaults, ours_beside_defaults = native_defaults_subprocess(case, layouts, allow_list, passes, reps,
