@@ -12,7 +12,8 @@ from convt3d_cutlass.problem import Problem
 # (N, C_in, C_out, spatial, k, stride, padding): the sweep's layers by name, and two more.
 LAYERS = {c.name: (c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding) for c in SWEEP
           if not c.output_padding}
-LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1)})
+LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1),
+               "headline": (8, 48, 24, (96, 96, 96), 3, 1, 0)})
 
 
 def layer_tensors(name):
