@@ -72,7 +72,9 @@ struct WgradConfig {
   // accumulators), so the x plane of step t - 2 is done at step t: two buffers.
   static constexpr bool REUSE = !SPLIT;
   static constexpr int P = SPLIT ? 2 : 1;
-  static constexpr int ABUF = 2;  // A register sets (granules in flight)
+  // A register sets (granules in flight). k5 keeps one: with two, its 80 accumulators and the batch
+  // loops' addresses exceed the 128 registers of 16 warps and ptxas serialises every wgmma (C7512).
+  static constexpr int ABUF = K >= 5 ? 1 : 2;
   static constexpr int XT = 2;    // 3xtf32
   static int xt_tiles(int stride) { return REUSE ? (K - 1) / stride + 3 : XT; }
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
@@ -264,32 +266,52 @@ __global__ void __launch_bounds__(128 * WG, 1)
             on[kd] = d >= 0 && d == tx * s && tx < steps;
             xk[kd] = xt_addr + (on[kd] ? tx % geo.xt : 0) * C::X_BYTES;
           }
-          fence_acc(acc);
-          // Granules in pairs, each with its own A registers: one batch stays in flight while the
-          // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
-          constexpr int AB = C::ABUF;
-          uint32_t a[AB][4];
-#pragma unroll 1
-          for (int gp = 0; gp < C::GRANULES; gp += AB) {
+          bool all = true;
 #pragma unroll
-            for (int h = 0; h < AB; ++h) {
-              const int gr = gp + h;
-              const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
-              const uint32_t p0 = plane + 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch;
-              const uint32_t p1 = p0 + 16 * s * geo.pitch;
-              a[h][0] = lds(p0 + roff[0]);
-              a[h][1] = lds(p0 + roff[1]);
-              a[h][2] = lds(p1 + roff[0]);
-              a[h][3] = lds(p1 + roff[1]);
-              cute::warpgroup_arrive();
+          for (int kd = 0; kd < K; ++kd) all = all && on[kd];
+          fence_acc(acc);
+          // Granules in pairs, each with its own A registers: one batch stays in flight while the next
+          // one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
+          // A wgmma under a condition inside a batch makes ptxas serialise every wgmma of the kernel
+          // (C7520), so the conditions select whole batch loops: all k taps per batch where every kd
+          // reads the plane (unit stride, away from the segment's ends), else one batch loop per kd
+          // that does (A loaded again for each, as the x-plane walk does).
+          auto granules = [&](auto taps) {
+            constexpr int AB = C::ABUF;
+            uint32_t a[AB][4];
+#pragma unroll 1
+            for (int gp = 0; gp < C::GRANULES; gp += AB) {
+#pragma unroll
+              for (int h = 0; h < AB; ++h) {
+                const int gr = gp + h;
+                const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
+                const uint32_t p0 = plane + 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch;
+                const uint32_t p1 = p0 + 16 * s * geo.pitch;
+                a[h][0] = lds(p0 + roff[0]);
+                a[h][1] = lds(p0 + roff[1]);
+                a[h][2] = lds(p1 + roff[0]);
+                a[h][3] = lds(p1 + roff[1]);
+                cute::warpgroup_arrive();
+                taps(a[h], gr);
+                cute::warpgroup_commit_batch();
+                // The other register set's batch has been read: the next granule may overwrite it.
+                cute::warpgroup_wait<AB - 1>();
+              }
+            }
+          };
+          if (all) {
+            granules([&](const uint32_t(&ah)[4], int gr) {
 #pragma unroll
               for (int kd = 0; kd < K; ++kd)
-                if (on[kd])
-                  gmma_rs<Op>(a[h], sw32_desc(xk[kd] + gr * BN * 32), acc[kd], std::make_index_sequence<NA>{});
-              cute::warpgroup_commit_batch();
-              // The other register set's batch has been read: the next granule may overwrite it.
-              cute::warpgroup_wait<AB - 1>();
-            }
+                gmma_rs<Op>(ah, sw32_desc(xk[kd] + gr * BN * 32), acc[kd], std::make_index_sequence<NA>{});
+            });
+          } else {
+#pragma unroll
+            for (int kd = 0; kd < K; ++kd)
+              if (on[kd])
+                granules([&](const uint32_t(&ah)[4], int gr) {
+                  gmma_rs<Op>(ah, sw32_desc(xk[kd] + gr * BN * 32), acc[kd], std::make_index_sequence<NA>{});
+                });
           }
           fence_acc(acc);
         }
