@@ -14,12 +14,6 @@
 //     rounded to tf32 in place once, when they arrive.
 //   * The CTA walks one column of x tiles along depth. grad_y halo planes (gh x gw positions) live
 //     in a ring: plane tz + kd is shared by the k x planes that need it and loaded once, by TMA.
-//   * tf32 walks the halo planes, not the x planes: each plane's A fragments are loaded once and
-//     multiplied with the transposed x planes of every kd that reads it (up to k wgmmas per load, k
-//     x^T tiles resident). A per-x-plane walk loads each plane k / stride times; those A loads, their
-//     addresses and their waits were most of the kernel's shared-memory traffic and issue slots
-//     (v0.8 ncu on the headline: short-scoreboard stalls first, shared-memory wavefronts 64%).
-//     3xtf32 keeps the x-plane walk: its hi and lo x^T tiles, k + 2 of each, would not fit.
 // Accumulators persist over the whole column segment (k x BN/2 floats per thread); slices of the
 // reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
 //
@@ -53,8 +47,7 @@ struct WgradGeometry {
   int pitch;             // floats per grad_y position in shared memory: >= cb, A loads bank-conflict free
   int gh, gw;            // grad_y halo of one x plane tile
   int plane_bytes;       // one halo plane, 128-byte aligned
-  int ring;              // halo planes resident: S * stride (tf32), k + (S - 1) * stride (3xtf32)
-  int xt;                // transposed x tiles resident (tf32: (k - 1) / stride + 3; 3xtf32: XT)
+  int ring;              // halo planes resident: k + (S - 1) * stride
 };
 
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
@@ -64,19 +57,13 @@ struct WgradConfig {
   static constexpr int GRANULES = POS / 8;  // k8 steps per plane
   static constexpr int BOX_BYTES = POS * BN * 4;
   static constexpr int X_BYTES = (BOX_BYTES + 1023) / 1024 * 1024;
-  // Transposed x buffers (geo.xt): step t writes buffer t % xt before its CTA barrier. By then every
-  // warpgroup has passed the barrier of step t - 1, so within step t - 2 it waited for all of its batches
-  // but the newest: those of step t - 3 and before are done. tf32 (REUSE) walks halo planes and reads x
-  // plane t up to step t + (k - 1) / stride: xt = (k - 1) / stride + 3. 3xtf32 (SPLIT) keeps hi and lo
-  // parts (X_BYTES apart) and waits for all of a step's wgmmas at its end (to promote the
-  // accumulators), so the x plane of step t - 2 is done at step t: two buffers.
-  static constexpr bool REUSE = !SPLIT;
+  // Transposed x buffers: step t writes buffer t % 3 before its CTA barrier; the last wgmmas that
+  // read it (step t - 3) were waited for before the barrier of step t - 1. 3xtf32 (SPLIT) keeps hi and
+  // lo parts (X_BYTES apart) in two buffers: it waits for all of a step's wgmmas at its end (to promote
+  // the accumulators), so by the barrier of step t those of step t - 2 are done.
   static constexpr int P = SPLIT ? 2 : 1;
-  // A register sets (granules in flight). k5 keeps one: with two, its 80 accumulators and the batch
-  // loops' addresses exceed the 128 registers of 16 warps and ptxas serialises every wgmma (C7512).
-  static constexpr int ABUF = K >= 5 ? 1 : 2;
-  static constexpr int XT = 2;    // 3xtf32
-  static int xt_tiles(int stride) { return REUSE ? (K - 1) / stride + 3 : XT; }
+  static constexpr int ABUF = K >= 5 && !SPLIT ? 1 : 2;  // A register sets (granules in flight)
+  static constexpr int XT = SPLIT ? 2 : 3;
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
 
@@ -92,7 +79,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
   uint8_t* xt = smem;                        // XT x [granule][ci][8], SW32 K-major
-  uint8_t* xraw = smem + geo.xt * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
+  uint8_t* xraw = smem + C::XT * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
   uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + geo.ring * geo.plane_bytes);
 
@@ -106,10 +93,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
   const int co0 = blockIdx.y * geo.cb, ci0 = blockIdx.z * BN;
   const int s = p.stride;
-  const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K; 3xtf32)
-  // tf32: step u loads the halo planes [s u, s u + s) of the segment's q_end, and x plane u while u < steps.
-  const int q_end = steps > 0 ? s * (steps - 1) + K : 0;
-  const int total = C::REUSE ? (q_end + s - 1) / s : steps;
+  const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
   const int rows = K * K * geo.cb;
   const bool mma_on = wg * 64 < rows;  // warpgroup-uniform: M tiles past the rows only transpose
 
@@ -134,25 +118,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
   // Step t: the x plane z0 + t and the halo planes it is the first to need.
   auto issue = [&](int t) {
     const int st = t % S;
-    constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-    if constexpr (C::REUSE) {
-      const int q0 = s * t, q1 = q0 + s < q_end ? q0 + s : q_end;
-      const bool x_in = t < steps;
-      cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st],
-                                                                     (x_in ? C::BOX_BYTES : 0) + (q1 - q0) * plane_tx);
-      if (x_in) {
-        if constexpr (XN)
-          cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, w0, y0, z0 + t, ci0, n);
-        else
-          cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, w0, y0, z0 + t, n);
-      }
-      for (int q = q0; q < q1; ++q)
-        cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st], hint, ring + (q % geo.ring) * geo.plane_bytes, co0,
-                                     s * w0 - p.pad, s * y0 - p.pad, s * z0 - p.pad + q, n);
-      return;
-    }
     const int first = t == 0 ? 0 : K - fresh;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
+    constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
     if constexpr (XN)
       cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, w0, y0, z0 + t, ci0, n);
     else
@@ -162,7 +130,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
                                    co0, s * w0 - p.pad, s * y0 - p.pad, s * (z0 + t) - p.pad + kd, n);
   };
   if (tid == 0)
-    for (int t = 0; t < S - 1 && t < total; ++t) issue(t);
+    for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);
 
   float acc[K][NA];
 #pragma unroll
@@ -178,28 +146,23 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
     for (int i = 0; i < (SPLIT ? NA : 1); ++i) tot[kd][i] = 0.f;
 
-  for (int t = 0; t < total; ++t) {
+  for (int t = 0; t < steps; ++t) {
     const int st = t % S;
     cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
-    const int q0 = s * t, q1 = q0 + s < q_end ? q0 + s : q_end;  // tf32: this step's halo planes
     // The halo planes that arrived with this step, rounded to tf32 once in place: each element is then
-    // read by k^2 taps' A loads without a conversion each. (3xtf32 splits them at the loads instead:
+    // read by k^3 taps' A loads without a conversion each. (3xtf32 splits them at the loads instead:
     // a lo plane would not fit beside the ring.)
-    if constexpr (C::REUSE) {
 #pragma unroll 1
-      for (int q = q0; q < q1; ++q) {
-        float* hp = reinterpret_cast<float*>(ring + (q % geo.ring) * geo.plane_bytes);
+    for (int kd = SPLIT ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
+      float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
-        for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
-      }
+      for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
     }
     // x^T, rounded: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern
     // (address bit 4 ^= bit 7; buffers are 1 KiB aligned).
     const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
-    uint8_t* xb = xt + (t % geo.xt) * C::P * C::X_BYTES;
-    if (t >= steps) {
-      // tf32's last steps: halo planes only
-    } else if constexpr (XN) {
+    uint8_t* xb = xt + (t % C::XT) * C::P * C::X_BYTES;
+    if constexpr (XN) {
       // The box is [ci][positions]: every 32-byte row of x^T is contiguous already and moves as two
       // float4 halves. Lanes walk (ci, granule) pairs on diagonals, ci = 4 cb + m and granule = 4 gb +
       // (m + r) % 4, so that the eight lanes of each 128-bit phase hit distinct banks on both sides
@@ -249,83 +212,23 @@ __global__ void __launch_bounds__(128 * WG, 1)
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
     __syncthreads();
     // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
-    if (tid == 0 && t + S - 1 < total) issue(t + S - 1);
+    if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
 
-    if constexpr (C::REUSE) {
-      if (mma_on) {
-        const uint32_t xt_addr = cute::cast_smem_ptr_to_uint(xt);
-#pragma unroll 1
-        for (int q = q0; q < q1; ++q) {
-          const uint32_t plane = ring_addr + (q % geo.ring) * geo.plane_bytes;
-          // The x planes that read halo plane q: (q - kd) / stride for each kd it divides evenly.
-          uint32_t xk[K];
-          bool on[K];
-#pragma unroll
-          for (int kd = 0; kd < K; ++kd) {
-            const int d = q - kd, tx = d / s;
-            on[kd] = d >= 0 && d == tx * s && tx < steps;
-            xk[kd] = xt_addr + (on[kd] ? tx % geo.xt : 0) * C::X_BYTES;
-          }
-          bool all = true;
-#pragma unroll
-          for (int kd = 0; kd < K; ++kd) all = all && on[kd];
-          fence_acc(acc);
-          // Granules in pairs, each with its own A registers: one batch stays in flight while the next
-          // one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
-          // A wgmma under a condition inside a batch makes ptxas serialise every wgmma of the kernel
-          // (C7520), so the conditions select whole batch loops: all k taps per batch where every kd
-          // reads the plane (unit stride, away from the segment's ends), else one batch loop per kd
-          // that does (A loaded again for each, as the x-plane walk does).
-          auto granules = [&](auto taps) {
-            constexpr int AB = C::ABUF;
-            uint32_t a[AB][4];
-#pragma unroll 1
-            for (int gp = 0; gp < C::GRANULES; gp += AB) {
-#pragma unroll
-              for (int h = 0; h < AB; ++h) {
-                const int gr = gp + h;
-                const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
-                const uint32_t p0 = plane + 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch;
-                const uint32_t p1 = p0 + 16 * s * geo.pitch;
-                a[h][0] = lds(p0 + roff[0]);
-                a[h][1] = lds(p0 + roff[1]);
-                a[h][2] = lds(p1 + roff[0]);
-                a[h][3] = lds(p1 + roff[1]);
-                cute::warpgroup_arrive();
-                taps(a[h], gr);
-                cute::warpgroup_commit_batch();
-                // The other register set's batch has been read: the next granule may overwrite it.
-                cute::warpgroup_wait<AB - 1>();
-              }
-            }
-          };
-          if (all) {
-            granules([&](const uint32_t(&ah)[4], int gr) {
-#pragma unroll
-              for (int kd = 0; kd < K; ++kd)
-                gmma_rs<Op>(ah, sw32_desc(xk[kd] + gr * BN * 32), acc[kd], std::make_index_sequence<NA>{});
-            });
-          } else {
-#pragma unroll
-            for (int kd = 0; kd < K; ++kd)
-              if (on[kd])
-                granules([&](const uint32_t(&ah)[4], int gr) {
-                  gmma_rs<Op>(ah, sw32_desc(xk[kd] + gr * BN * 32), acc[kd], std::make_index_sequence<NA>{});
-                });
-          }
-          fence_acc(acc);
-        }
-      }
-    } else if (mma_on) {
-      // 3xtf32, per x plane: each A element is split into rounded hi (a) and lo (al) parts as it loads,
-      // and each kd runs a_lo b_hi + a_hi b_lo + a_hi b_hi.
+    if (mma_on) {
       uint32_t pl[K];  // shared-window addresses of the kd halo planes (32-bit: registers are at the cap)
 #pragma unroll
       for (int kd = 0; kd < K; ++kd) pl[kd] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes;
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
       fence_acc(acc);
+      // Granules in pairs, each with its own A registers: one batch stays in flight while the
+      // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
+      // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each kd
+      // runs a_lo b_hi + a_hi b_lo + a_hi b_hi.
+      // k5 keeps one register set: its 80 accumulators and two sets of 20 A registers exceed the 128
+      // registers of 16 warps, and ptxas serialised every wgmma (C7512); with one set only the wait per
+      // granule remains, which the other warpgroups' MMAs cover.
       constexpr int AB = C::ABUF;
-      uint32_t a[AB][K][4], al[AB][K][4];
+      uint32_t a[AB][K][4], al[SPLIT ? AB : 1][K][4];
 #pragma unroll 1
       for (int gp = 0; gp < C::GRANULES; gp += AB) {
 #pragma unroll
@@ -339,37 +242,43 @@ __global__ void __launch_bounds__(128 * WG, 1)
             a[h][kd][1] = lds(pl[kd] + p0 + roff[1]);
             a[h][kd][2] = lds(pl[kd] + p1 + roff[0]);
             a[h][kd][3] = lds(pl[kd] + p1 + roff[1]);
+            if constexpr (SPLIT)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const float x = __uint_as_float(a[h][kd][e]);
-              a[h][kd][e] = direct::to_tf32(x);
-              al[h][kd][e] = direct::to_tf32(x - __uint_as_float(a[h][kd][e]));
-            }
+              for (int e = 0; e < 4; ++e) {
+                const float x = __uint_as_float(a[h][kd][e]);
+                a[h][kd][e] = direct::to_tf32(x);
+                al[h][kd][e] = direct::to_tf32(x - __uint_as_float(a[h][kd][e]));
+              }
           }
           cute::warpgroup_arrive();
           const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
 #pragma unroll
           for (int kd = 0; kd < K; ++kd) {
-            gmma_rs<Op>(al[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
-            gmma_rs<Op>(a[h][kd], sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32), acc[kd],
-                        std::make_index_sequence<NA>{});
+            if constexpr (SPLIT) {
+              gmma_rs<Op>(al[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+              gmma_rs<Op>(a[h][kd], sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32), acc[kd],
+                          std::make_index_sequence<NA>{});
+            }
             gmma_rs<Op>(a[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
           }
           cute::warpgroup_commit_batch();
+          // The other register set's batch has been read: the next granule may overwrite it.
           cute::warpgroup_wait<AB - 1>();
         }
       }
-      // All of the step's MMAs retire before the promotion (and so before the barrier after which
-      // step t + 2 rewrites this x^T buffer).
-      cute::warpgroup_wait<0>();
+      if constexpr (SPLIT) {
+        // All of the step's MMAs retire before the promotion (and so before the barrier after which
+        // step t + 2 rewrites this x^T buffer).
+        cute::warpgroup_wait<0>();
 #pragma unroll
-      for (int kd = 0; kd < K; ++kd)
+        for (int kd = 0; kd < K; ++kd)
 #pragma unroll
-        for (int i = 0; i < NA; ++i) {
-          cute::warpgroup_fence_operand(acc[kd][i]);
-          tot[kd][i] += acc[kd][i];
-          acc[kd][i] = 0.f;
-        }
+          for (int i = 0; i < NA; ++i) {
+            cute::warpgroup_fence_operand(acc[kd][i]);
+            tot[kd][i] += acc[kd][i];
+            acc[kd][i] = 0.f;
+          }
+      }
       fence_acc(acc);
     }
   }
@@ -429,14 +338,13 @@ struct WgmmaWgradKernel {
     geo.gh = p.stride * (TY - 1) + K;
     geo.gw = p.stride * (TW - 1) + K;
     geo.plane_bytes = (geo.gh * geo.gw * geo.pitch * 4 + 127) / 128 * 128;
-    geo.ring = C::REUSE ? S * p.stride : K + (S - 1) * p.stride;
-    geo.xt = C::xt_tiles(p.stride);
+    geo.ring = K + (S - 1) * p.stride;
     if (geo.pitch > 256 || geo.gh > 256 || geo.gw > 256) return 5;  // TMA box limits
     return 0;
   }
 
   static size_t smem_bytes(const WgradGeometry& geo) {
-    return 1024 + (size_t)(geo.xt * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
+    return 1024 + (size_t)(C::XT * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
   }
 
   static int can_implement(const DirectWgradLaunch& p) {

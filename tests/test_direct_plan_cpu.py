@@ -350,8 +350,8 @@ def test_wgmma_wgrad_layout_and_slices():
     depth segments within the partial-sum budget, and the selector's rows fit shared memory."""
     from convt3d_cutlass.kernel_table import BY_NAME
     k48 = BY_NAME["wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"]
-    assert direct.wgmma_wgrad_layout(HEADLINE, k48.block, 4, 2) == (24, 24, 10, 18, 17280)
-    assert direct.wgmma_wgrad_smem_bytes(HEADLINE, k48.block, 48, 4, 2) == 207632
+    assert direct.wgmma_wgrad_layout(HEADLINE, k48.block, 4, 2) == (24, 24, 10, 18, 17280, 4)
+    assert direct.wgmma_wgrad_smem_bytes(HEADLINE, k48.block, 48, 4, 2) == 193040
     columns = 8 * 12 * 6
     assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132) == 2 * columns
     assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, max_partial_bytes=1) == columns

@@ -409,10 +409,10 @@ def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_
 @functools.lru_cache(maxsize=256)
 def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
                        stages: int) -> Optional[Tuple[int, int, int, int, int, int]]:
-    """(cb, pitch, gh, gw, plane_bytes) as the kernel's geometry() sizes them, or None when it cannot
-    take the problem: cb grad_y channels per CTA (GEMM M = k*k*cb rows on 64*warpgroups), the
+    """(cb, pitch, gh, gw, plane_bytes, ring) as the kernel's geometry() sizes them, or None when it
+    cannot take the problem: cb grad_y channels per CTA (GEMM M = k*k*cb rows on 64*warpgroups), the
     shared-memory pitch per grad_y position (>= cb, chosen so a quad's A loads hit distinct banks),
-    the gh x gw grad_y halo of one x tile and its plane bytes."""
+    the gh x gw grad_y halo of one x tile, its plane bytes and the planes resident in the ring."""
     k, s = p.k, p.stride
     if s > k:
         return None
@@ -433,24 +433,21 @@ def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
     if max(pitch, gh, gw) > 256:
         return None
     plane = -(-gh * gw * pitch * 4 // 128) * 128
-    return cb, pitch, gh, gw, plane
+    return cb, pitch, gh, gw, plane, k + (stages - 1) * s
 
 
 def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int,
                            stages: int, split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see
-    wgmma_wgrad_layout): the transposed x tiles, `stages` TMA x boxes (1 KiB aligned each), the grad_y
-    plane ring, one mbarrier per stage, 1 KiB of alignment slack. tf32 walks halo planes: (k - 1) //
-    stride + 3 x tiles (each x plane is read by the halo planes of k // stride steps), `stages` x stride
-    ring planes. 3xtf32 (``split``) walks x planes: two x tiles, each hi and lo, and k + (stages - 1) x
-    stride ring planes."""
+    wgmma_wgrad_layout): three transposed x tiles (3xtf32, ``split``: two, each hi and lo) and `stages`
+    TMA x boxes (1 KiB aligned each), the grad_y plane ring, one mbarrier per stage, 1 KiB of
+    alignment slack."""
     layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
     if layout is None:
         return None
     x_bytes = -(-block[1] * block[2] * bn * 4 // 1024) * 1024
-    k, s = p.k, p.stride
-    xt, ring = (4, k + (stages - 1) * s) if split else ((k - 1) // s + 3, stages * s)
-    return 1024 + (xt + stages) * x_bytes + ring * layout[4] + stages * 8
+    xt = 4 if split else 3
+    return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + stages * 8
 
 
 # The NCDHW epilogue stores 4-byte elements into channel planes, in rows of 14 positions that start off
