@@ -270,6 +270,10 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     k5 = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # no 3xtf32 split row for k5 (registers)
     assert selector.select_config(k5, "wgrad", "3xtf32").family == "cutlass2x"
     assert selector.select_config(k5, "wgrad", "tf32").family == "wgmma"
+    # k5 at stride 2 (3D-GAN 64->32): the 4x16 k5 row, whose halo ring fits where the 8x16 one's does not
+    g3 = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)
+    assert selector.select_config(g3, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k5_n32_wg4_s2"
+    assert not selector.wgmma_wgrad_fits(g3, BY_NAME["wgmma_wgrad_tf32_8x16_k5_n32_wg4_s2"])
     assert selector.select_config(HEADLINE, "dgrad", "tf32", family="cutlass2x").family == "cutlass2x"
 
 

@@ -374,7 +374,8 @@ _WGRAD_ROWS = (
     (8, 16, 3, 32, 4, "k3, C_in <= 32 or in blocks of 32"),
     (8, 16, 5, 32, 4, "k5, C_in in blocks of 32"),
     (4, 16, 3, 32, 4, "k3, strided: half the x tile, so the stride-times wider halo ring fits"),
-    (4, 16, 5, 32, 4, "k5, strided (the 8x16 k5 ring of seven 19x35 planes exceeds shared memory)"),
+    (4, 16, 5, 32, 4, "k5, strided (the 8x16 k5 ring exceeds shared memory): 3D-GAN 64->32 2.49 ms vs "
+                      "4.47 mma.sync"),
 )
 # 3xtf32 on the same kernel (the split: hi and lo x^T tiles, A split into hi and lo as it loads, three
 # wgmmas per kd, and the accumulators promoted into fp32 registers after every plane): two

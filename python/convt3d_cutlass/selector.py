@@ -166,7 +166,9 @@ WGMMA_MAX_GI_CIN = 128
 # every sweep shape (headline 2.24 vs 4.75 ms mma.sync; V-Net k5 0.24 vs 0.70). At stride 2 the 4x16
 # row won where x rows fill its 16-wide tile (U-Net 64->32 at 64^3: 0.94 vs 1.11 ms; 128->64 at 32^3:
 # 0.37 vs 0.45; 256->128 at 16^3: 0.22 vs 0.25) except 3D-GAN 128->64 at 16^3 (0.49 vs 0.46, stock);
-# with 8-wide rows, half its tile idles (3D-GAN at 8^3: 0.42 vs 0.25 stock).
+# with 8-wide rows, half its tile idles (3D-GAN at 8^3: 0.42 vs 0.25 stock). k5 at stride 2 (v0.24, the 4x16
+# k5 row): 3D-GAN 64->32 at 32^3 2.49 vs 4.47 ms mma.sync (cuDNN 3.62); V-Net up at 24^3 0.397, behind the
+# per-tap implicit GEMM's 0.331, which igemm_wins picks first.
 WGMMA_WGRAD_MIN_STRIDED_W = 16
 
 
