@@ -5,15 +5,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.shapes import SWEEP
+from bench.shapes import HEADLINE, SWEEP
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-# (N, C_in, C_out, spatial, k, stride, padding): the sweep's layers by name, and two more.
-LAYERS = {c.name: (c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding) for c in SWEEP
+# (N, C_in, C_out, spatial, k, stride, padding): the sweep's layers and the headline by name, and two more.
+LAYERS = {c.name: (c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding) for c in (*SWEEP, HEADLINE)
           if not c.output_padding}
-LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1),
-               "headline": (8, 48, 24, (96, 96, 96), 3, 1, 0)})
+LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1)})
 
 
 def layer_tensors(name):
