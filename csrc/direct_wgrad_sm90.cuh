@@ -215,9 +215,21 @@ __global__ void __launch_bounds__(128 * WG, 1)
     if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
 
     if (mma_on) {
-      uint32_t pl[K];  // shared-window addresses of the kd halo planes (32-bit: registers are at the cap)
+      // A addresses: per kd halo plane, one register per A row (roff[0], roff[1]) with this thread's
+      // column tq folded in; a granule adds a warp-uniform offset (its x tile position, rows of TW / 8
+      // granules at `step` bytes per strided halo position; its second k4 half 4 positions on), which
+      // LDS takes as [R + UR]. Computed per granule from the indices, the address arithmetic was half of
+      // the MMA loop's instructions (v0.24 SASS: 41 IMAD of 126 per granule pair; now 0 IMAD of 73).
+      // k5 keeps one register per plane and adds the second row's offset per load: ten would spill.
+      constexpr int RB = K <= 3 ? 2 : 1;
+      const uint32_t step = 4 * s * geo.pitch, quad = 4 * step, row = step * geo.gw, d01 = roff[1] - roff[0];
+      uint32_t base[K][RB];  // 32-bit shared-window addresses: registers are at the cap
 #pragma unroll
-      for (int kd = 0; kd < K; ++kd) pl[kd] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes;
+      for (int kd = 0; kd < K; ++kd) {
+        base[kd][0] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes + tq * step + roff[0];
+        if constexpr (RB == 2) base[kd][RB - 1] = base[kd][0] + d01;
+      }
+      auto row1 = [&](int kd) { return RB == 2 ? base[kd][RB - 1] : base[kd][0] + d01; };
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
       fence_acc(acc);
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
@@ -234,14 +246,13 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
         for (int h = 0; h < AB; ++h) {
           const int gr = gp + h;
-          const int yy = gr / (TW / 8), wb = (gr % (TW / 8)) * 8;
-          const uint32_t p0 = 4 * (s * yy * geo.gw + s * (wb + tq)) * geo.pitch, p1 = p0 + 16 * s * geo.pitch;
+          const uint32_t o = row * (gr / (TW / 8)) + 2 * quad * (gr % (TW / 8)), o2 = o + quad;
 #pragma unroll
           for (int kd = 0; kd < K; ++kd) {
-            a[h][kd][0] = lds(pl[kd] + p0 + roff[0]);
-            a[h][kd][1] = lds(pl[kd] + p0 + roff[1]);
-            a[h][kd][2] = lds(pl[kd] + p1 + roff[0]);
-            a[h][kd][3] = lds(pl[kd] + p1 + roff[1]);
+            a[h][kd][0] = lds(base[kd][0] + o);
+            a[h][kd][1] = lds(row1(kd) + o);
+            a[h][kd][2] = lds(base[kd][0] + o2);
+            a[h][kd][3] = lds(row1(kd) + o2);
             if constexpr (SPLIT)
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
