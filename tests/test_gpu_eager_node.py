@@ -247,3 +247,33 @@ def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
     F.conv_transpose3d(xd, wd, None, 1, 1).backward(gy.double())
     assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6
     assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
+
+
+def test_forced_forward_config_that_backward_cannot_use(monkeypatch):
+    """A config forced for a strided layer's forward that cannot run its grad_input: the forward runs
+    (with or without grad), and only the backward refuses it, naming the config."""
+    from convt3d_cutlass import _extension, selector
+    from convt3d_cutlass.kernel_table import BY_NAME
+    from convt3d_cutlass.problem import Problem
+    n, ci, co, sp, k, s, p = 1, 32, 16, (8, 8, 8), 3, 2, 1
+    prob = Problem(n, ci, co, sp, k, s, p)
+    dev = torch.cuda.current_device()
+    cap, smem = torch.cuda.get_device_capability(), _extension.smem_optin(dev)
+    names = [c["name"] for c in ct.configs() if c["compiled"] and c["precision"] == "tf32"]
+    pick = [nm for nm in names if BY_NAME[nm].tap_reuse and BY_NAME[nm].serves("dgrad")
+            and BY_NAME[nm].serves("fprop") and selector.direct_fits(prob, "dgrad", BY_NAME[nm], smem, cap)
+            and not selector.direct_fits(prob, "fprop", BY_NAME[nm], smem, cap)]
+    if not pick:
+        pytest.skip("no compiled tf32 row runs this forward but not its grad_input")
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    x = torch.randn(n, ci, *sp, device="cuda").to(memory_format=CL)
+    w = torch.randn(ci, co, k, k, k, device="cuda") * 0.1
+    ref = F.conv_transpose3d(x.double(), w.double(), None, s, p)
+    with torch.no_grad():
+        y = ct.conv_transpose3d(x, w, None, s, p, precision="tf32", config=pick[0])
+    assert rel_l2(y, ref) < 3e-3
+    xg = x.detach().requires_grad_()
+    y = ct.conv_transpose3d(xg, w, None, s, p, precision="tf32", config=pick[0])
+    assert rel_l2(y.detach(), ref) < 3e-3
+    with pytest.raises(ValueError, match=pick[0]):
+        y.backward(torch.randn_like(y))

@@ -77,8 +77,16 @@ def stock_forward_table(p: Problem, phase_ints, splits) -> list:
 
 def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl = key
-    fwd, gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config)
-                   for op in ("dgrad", "fprop", "wgrad"))
+    fwd = launch._plan_cached(p, "dgrad", precision, config, index, env_config)
+    try:
+        gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config) for op in ("fprop", "wgrad"))
+    except ValueError:
+        # A forced config that runs the forward but not a backward pass: the node plans all three at the
+        # first forward, so it would refuse even a forward without grad. The Python Function plans each
+        # pass when it runs, and raises only if that backward is reached.
+        if not (config or env_config):
+            raise
+        return None
     common = (direct.wgrad_reads_ncdhw(gw.k, x), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x),
               launch.sum_rows(gi, p, x.device))
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common,
