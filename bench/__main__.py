@@ -61,8 +61,12 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                     if kc.tap_reuse and not selector.direct_fits(
                             p, op, kc, capability=torch.cuda.get_device_capability()):
                         continue
-                    with torch.no_grad():
-                        ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)
+                    try:
+                        with torch.no_grad():
+                            ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)
+                    except ValueError as e:  # the selector's own refusal, finer than the filter above
+                        print(f"{case.name:14s} {op:5s} {prec:6s} skipped {cfg['name']}: {str(e)[:100]}", flush=True)
+                        continue
                     timed.append((ms, cfg["name"]))
                     rows.append(dict(case=case.name, pass_=op, precision=prec, config=cfg["name"], ms=ms,
                                      tflops=case.flops / ms / 1e9, selected=cfg["name"] == chosen))
