@@ -26,11 +26,13 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
     """Time every compiled config of every pass on each case (channels_last_3d): what the selector
     leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
     import convt3d_cutlass as ct
-    from convt3d_cutlass import fast_path, ops, selector
+    from convt3d_cutlass import _extension, fast_path, launch, ops, selector
     from convt3d_cutlass.kernel_table import BY_NAME
     from convt3d_cutlass.problem import Problem, phases
     from .runner import CaseTensors
     rows = []
+    # The device's own limits, as the selector uses them (the filter's defaults are an H100's).
+    cap, smem = torch.cuda.get_device_capability(), _extension.smem_optin(torch.cuda.current_device())
     for case in cases:
         t = CaseTensors(case, True)
         if fast_path.check(t.x, t.w, t.b, case.stride, case.padding, case.output_padding, 1, 1):
@@ -49,8 +51,7 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
         for op, fn in runs.items():
             for prec in precisions:
                 mn = (case.n * biggest[0] * biggest[1] * biggest[2], case.c_out) if op == "dgrad" else None
-                chosen = selector.select_config(p, op, prec, gemm_mn=mn,
-                                                capability=torch.cuda.get_device_capability()).name
+                chosen = launch._select(p, op, prec, None, t.x.device, gemm_mn=mn).name  # what a call runs
                 timed = []
                 for cfg in ct.configs():
                     if op not in cfg["passes"] or cfg["precision"] != prec or not cfg["compiled"]:
@@ -58,13 +59,12 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                     if case.c_in % cfg["align"] or case.c_out % cfg["align"]:
                         continue
                     kc = BY_NAME[cfg["name"]]
-                    if kc.tap_reuse and not selector.direct_fits(
-                            p, op, kc, capability=torch.cuda.get_device_capability()):
+                    if kc.tap_reuse and not selector.direct_fits(p, op, kc, smem, capability=cap):
                         continue
                     try:
                         with torch.no_grad():
                             ms = bench(lambda: fn(prec, cfg["name"]), reps=reps)
-                    except ValueError as e:  # the selector's own refusal, finer than the filter above
+                    except ValueError as e:  # a refusal the filter above does not foresee: skip, say why
                         print(f"{case.name:14s} {op:5s} {prec:6s} skipped {cfg['name']}: {str(e)[:100]}", flush=True)
                         continue
                     timed.append((ms, cfg["name"]))
