@@ -8,13 +8,15 @@
 //   * B = x^T. Per x plane tile (TY x TW positions, BN channels) TMA brings [pos][ci]; the CTA
 //     rounds it to tf32 (cvt.rna) and writes it transposed, in the 32-byte swizzled K-major layout
 //     wgmma's SW32 descriptor reads: one [ci][8 positions] tile per k8 step.
-//   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kh, kw, co), so one m64 x n(BN)
-//     x k8 wgmma per kd covers every (kh, kw) tap of a co block. Each thread loads its four A
-//     elements from the grad_y halo in shared memory at (position + tap); the halo planes are
-//     rounded to tf32 in place once, when they arrive.
+//   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kd, kh, kw, co), every tap of a co
+//     block, cut into m64 tiles that the warpgroups share out (up to K tiles each). Each thread loads
+//     its four A elements from the grad_y halo in shared memory at (position + tap); the halo planes
+//     are rounded to tf32 in place once, when they arrive. The rows of one kd are padded to a multiple
+//     of 16 only, not to a tile per kd: with C_out 32 (16-channel blocks) a tile per kd ran 9 m64 MMAs
+//     per granule for 7 tiles' worth of rows, with C_out 8 six for four.
 //   * The CTA walks one column of x tiles along depth. grad_y halo planes (gh x gw positions) live
 //     in a ring: plane tz + kd is shared by the k x planes that need it and loaded once, by TMA.
-// Accumulators persist over the whole column segment (k x BN/2 floats per thread); slices of the
+// Accumulators persist over the whole column segment (up to K tiles x BN/2 floats per thread); slices of the
 // reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor and
@@ -24,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -43,7 +46,9 @@ namespace direct90 {
 struct WgradGeometry {
   int tiles_h, tiles_w;  // x tiles per plane
   int segs, planes;      // depth segments per column of tiles, x planes per segment
-  int cb;                // grad_y channels per CTA: GEMM M = k * k * cb rows
+  int cb;                // grad_y channels per CTA: GEMM M = k * kb rows
+  int kb;                // rows of one kd: k * k * cb padded to 16 (a warp's two A rows share a plane)
+  int tiles;             // m64 tiles of GEMM M, at most K per warpgroup
   int pitch;             // floats per grad_y position in shared memory: >= cb, A loads bank-conflict free
   int gh, gw;            // grad_y halo of one x plane tile
   int plane_bytes;       // one halo plane, 128-byte aligned
@@ -66,6 +71,17 @@ struct WgradConfig {
   static constexpr int XT = SPLIT ? 2 : 3;
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
+
+// f(std::integral_constant<int, n>) for 1 <= n <= N; nothing for n < 1.
+template <int N, class F>
+__device__ __forceinline__ void dispatch_upto(int n, F& f) {
+  if constexpr (N >= 1) {
+    if (n == N)
+      f(std::integral_constant<int, N>{});
+    else
+      dispatch_upto<N - 1>(n, f);
+  }
+}
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN>
@@ -94,16 +110,28 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int co0 = blockIdx.y * geo.cb, ci0 = blockIdx.z * BN;
   const int s = p.stride;
   const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
-  const int rows = K * K * geo.cb;
-  const bool mma_on = wg * 64 < rows;  // warpgroup-uniform: M tiles past the rows only transpose
+  const int taps_rows = K * K * geo.cb;
+  // This warpgroup's m64 tiles: a contiguous share of geo.tiles, warpgroup-uniform (tiles that a
+  // warpgroup does not have only cost it the transposes it shares).
+  const int nt = geo.tiles / WG + (wg < geo.tiles % WG ? 1 : 0);
+  const int tile0 = wg * (geo.tiles / WG) + (wg < geo.tiles % WG ? wg : geo.tiles % WG);
+  const bool mma_on = nt > 0;
 
-  // This thread's two A rows (g and g + 8 of its warp's 16): tap (kh, kw) and channel co.
-  uint32_t roff[2];  // bytes
+  // This thread's two A rows per tile (g and g + 8 of its warp's 16): kd plane, tap (kh, kw), channel co.
+  // Rows past the taps (padding) read the plane's first element and are not stored.
+  int pl[K];
+  uint32_t roff[K][2];  // bytes
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int m = wg * 64 + (warp & 3) * 16 + g + 8 * r;
-    const int kh = m / (K * geo.cb), kw = (m / geo.cb) % K, co = m % geo.cb;
-    roff[r] = m < rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
+  for (int j = 0; j < K; ++j) {
+    const int m0 = (tile0 + j) * 64 + (warp & 3) * 16;
+    const int kd = m0 / geo.kb;
+    pl[j] = kd < K ? kd : 0;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int rem = m0 + g + 8 * r - kd * geo.kb;
+      const int kh = rem / (K * geo.cb), kw = (rem / geo.cb) % K, co = rem % geo.cb;
+      roff[j][r] = kd < K && rem < taps_rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
+    }
   }
   const uint32_t ring_addr = cute::cast_smem_ptr_to_uint(ring);
 
@@ -214,33 +242,35 @@ __global__ void __launch_bounds__(128 * WG, 1)
     // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
     if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
 
-    if (mma_on) {
-      // A addresses: per kd halo plane, one register per A row (roff[0], roff[1]) with this thread's
-      // column tq folded in; a granule adds a warp-uniform offset (its x tile position, rows of TW / 8
-      // granules at `step` bytes per strided halo position; its second k4 half 4 positions on), which
-      // LDS takes as [R + UR]. Computed per granule from the indices, the address arithmetic was half of
-      // the MMA loop's instructions (v0.24 SASS: 41 IMAD of 126 per granule pair; now 0 IMAD of 73).
-      // k5 keeps one register per plane and adds the second row's offset per load: ten would spill.
-      constexpr int RB = K <= 3 ? 2 : 1;
-      const uint32_t step = 4 * s * geo.pitch, quad = 4 * step, row = step * geo.gw, d01 = roff[1] - roff[0];
-      uint32_t base[K][RB];  // 32-bit shared-window addresses: registers are at the cap
+    // Each warpgroup runs the loop for its own tile count, a compile-time NT: a branch on a runtime count
+    // between the wgmmas made ptxas serialise all of them (C7520).
+    auto mma = [&](auto nt_c) {
+      constexpr int NT = decltype(nt_c)::value;
+      // A addresses: per tile, one register per A row (its kd plane, roff) with this thread's column tq
+      // folded in; a granule adds a warp-uniform offset (its x tile position, rows of TW / 8 granules at
+      // `step` bytes per strided halo position; its second k4 half 4 positions on), which LDS takes as
+      // [R + UR]. Computed per granule from the indices, the address arithmetic was half of the MMA
+      // loop's instructions (v0.24 SASS: 41 IMAD of 126 per granule pair; v0.25: 0 IMAD of 73).
+      const uint32_t step = 4 * s * geo.pitch, quad = 4 * step, row = step * geo.gw;
+      uint32_t base[NT][2];  // 32-bit shared-window addresses: registers are at the cap
 #pragma unroll
-      for (int kd = 0; kd < K; ++kd) {
-        base[kd][0] = ring_addr + ((s * t + kd) % geo.ring) * geo.plane_bytes + tq * step + roff[0];
-        if constexpr (RB == 2) base[kd][RB - 1] = base[kd][0] + d01;
+      for (int j = 0; j < NT; ++j) {
+        const uint32_t plane = ring_addr + ((s * t + pl[j]) % geo.ring) * geo.plane_bytes + tq * step;
+        base[j][0] = plane + roff[j][0];
+        base[j][1] = plane + roff[j][1];
       }
-      auto row1 = [&](int kd) { return RB == 2 ? base[kd][RB - 1] : base[kd][0] + d01; };
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
       fence_acc(acc);
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
       // next one's operands load. (Fully unrolled, ptxas keeps every granule's addresses live and spills.)
-      // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each kd
+      // 3xtf32: each A element is split into rounded hi (a) and lo (al) parts as it loads, and each tile
       // runs a_lo b_hi + a_hi b_lo + a_hi b_hi.
       // k5 keeps one register set: its 80 accumulators and two sets of 20 A registers exceed the 128
       // registers of 16 warps, and ptxas serialised every wgmma (C7512); with one set only the wait per
       // granule remains, which the other warpgroups' MMAs cover.
       constexpr int AB = C::ABUF;
-      uint32_t a[AB][K][4], al[SPLIT ? AB : 1][K][4];
+      uint32_t a[AB][NT][4];
+      [[maybe_unused]] uint32_t al[SPLIT ? AB : 1][NT][4];
 #pragma unroll 1
       for (int gp = 0; gp < C::GRANULES; gp += AB) {
 #pragma unroll
@@ -248,29 +278,30 @@ __global__ void __launch_bounds__(128 * WG, 1)
           const int gr = gp + h;
           const uint32_t o = row * (gr / (TW / 8)) + 2 * quad * (gr % (TW / 8)), o2 = o + quad;
 #pragma unroll
-          for (int kd = 0; kd < K; ++kd) {
-            a[h][kd][0] = lds(base[kd][0] + o);
-            a[h][kd][1] = lds(row1(kd) + o);
-            a[h][kd][2] = lds(base[kd][0] + o2);
-            a[h][kd][3] = lds(row1(kd) + o2);
-            if constexpr (SPLIT)
+          for (int j = 0; j < NT; ++j) {
+            a[h][j][0] = lds(base[j][0] + o);
+            a[h][j][1] = lds(base[j][1] + o);
+            a[h][j][2] = lds(base[j][0] + o2);
+            a[h][j][3] = lds(base[j][1] + o2);
+            if constexpr (SPLIT) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
-                const float x = __uint_as_float(a[h][kd][e]);
-                a[h][kd][e] = direct::to_tf32(x);
-                al[h][kd][e] = direct::to_tf32(x - __uint_as_float(a[h][kd][e]));
+                const float x = __uint_as_float(a[h][j][e]);
+                a[h][j][e] = direct::to_tf32(x);
+                al[h][j][e] = direct::to_tf32(x - __uint_as_float(a[h][j][e]));
               }
+            }
           }
           cute::warpgroup_arrive();
           const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
 #pragma unroll
-          for (int kd = 0; kd < K; ++kd) {
+          for (int j = 0; j < NT; ++j) {
             if constexpr (SPLIT) {
-              gmma_rs<Op>(al[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
-              gmma_rs<Op>(a[h][kd], sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32), acc[kd],
+              gmma_rs<Op>(al[h][j], db, acc[j], std::make_index_sequence<NA>{});
+              gmma_rs<Op>(a[h][j], sw32_desc(xb_addr + C::X_BYTES + gr * BN * 32), acc[j],
                           std::make_index_sequence<NA>{});
             }
-            gmma_rs<Op>(a[h][kd], db, acc[kd], std::make_index_sequence<NA>{});
+            gmma_rs<Op>(a[h][j], db, acc[j], std::make_index_sequence<NA>{});
           }
           cute::warpgroup_commit_batch();
           // The other register set's batch has been read: the next granule may overwrite it.
@@ -282,42 +313,46 @@ __global__ void __launch_bounds__(128 * WG, 1)
         // step t + 2 rewrites this x^T buffer).
         cute::warpgroup_wait<0>();
 #pragma unroll
-        for (int kd = 0; kd < K; ++kd)
+        for (int j = 0; j < NT; ++j) {
 #pragma unroll
           for (int i = 0; i < NA; ++i) {
-            cute::warpgroup_fence_operand(acc[kd][i]);
-            tot[kd][i] += acc[kd][i];
-            acc[kd][i] = 0.f;
+            cute::warpgroup_fence_operand(acc[j][i]);
+            tot[j][i] += acc[j][i];
+            acc[j][i] = 0.f;
           }
+        }
       }
       fence_acc(acc);
-    }
+    };
+    dispatch_upto<K>(nt, mma);
   }
   cute::warpgroup_wait<0>();
   fence_acc(acc);
 
-  // This CTA's share of the slice: rows (kh, kw, co) x columns ci, every kd. Accumulator i of a
-  // thread is row g + 8 * ((i >> 1) & 1), column 8 * (i >> 2) + 2 * tq + (i & 1).
+  // This CTA's share of the slice: its tiles' rows (kd, kh, kw, co) x columns ci. Accumulator i of a
+  // thread is row g + 8 * ((i >> 1) & 1) of its warp's 16, column 8 * (i >> 2) + 2 * tq + (i & 1).
   if (!mma_on) return;
   const int k3 = K * K * K;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int m = wg * 64 + (warp & 3) * 16 + g + 8 * r;
-    const int kh = m / (K * geo.cb), kw = (m / geo.cb) % K, co = co0 + m % geo.cb;
-    if (m >= rows || co >= p.Co) continue;
+  for (int j = 0; j < K; ++j) {
+    if (j >= nt) continue;
 #pragma unroll
-    for (int kd = 0; kd < K; ++kd) {
+    for (int r = 0; r < 2; ++r) {
+      const int m = (tile0 + j) * 64 + (warp & 3) * 16 + g + 8 * r;
+      const int kd = m / geo.kb, rem = m - kd * geo.kb;
+      const int kh = rem / (K * geo.cb), kw = (rem / geo.cb) % K, co = co0 + rem % geo.cb;
+      if (kd >= K || rem >= taps_rows || co >= p.Co) continue;
       float* dst = p.partials + ((int64_t)slice * k3 + (kd * K + kh) * K + kw) * p.Ci * p.Co + co;
 #pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int ci = ci0 + 8 * j + 2 * tq;  // Ci % 4 == 0: ci < Ci implies ci + 1 < Ci
+      for (int q = 0; q < BN / 8; ++q) {
+        const int ci = ci0 + 8 * q + 2 * tq;  // Ci % 4 == 0: ci < Ci implies ci + 1 < Ci
         if (ci >= p.Ci) continue;
         if constexpr (SPLIT) {
-          dst[(int64_t)ci * p.Co] = tot[kd][4 * j + 2 * r];
-          dst[(int64_t)(ci + 1) * p.Co] = tot[kd][4 * j + 2 * r + 1];
+          dst[(int64_t)ci * p.Co] = tot[j][4 * q + 2 * r];
+          dst[(int64_t)(ci + 1) * p.Co] = tot[j][4 * q + 2 * r + 1];
         } else {
-          dst[(int64_t)ci * p.Co] = acc[kd][4 * j + 2 * r];
-          dst[(int64_t)(ci + 1) * p.Co] = acc[kd][4 * j + 2 * r + 1];
+          dst[(int64_t)ci * p.Co] = acc[j][4 * q + 2 * r];
+          dst[(int64_t)(ci + 1) * p.Co] = acc[j][4 * q + 2 * r + 1];
         }
       }
     }
@@ -342,6 +377,9 @@ struct WgmmaWgradKernel {
     if (cb_max < 4) return 5;
     const int blocks = (p.Co + cb_max - 1) / cb_max;
     geo.cb = ((p.Co + blocks - 1) / blocks + 3) / 4 * 4;
+    geo.kb = (K * K * geo.cb + 15) / 16 * 16;
+    geo.tiles = (K * geo.kb + 63) / 64;
+    if (geo.tiles > WG * K) return 5;  // accumulators for K tiles per warpgroup
     geo.pitch = geo.cb;
     for (int i = 0; i < 8; ++i, geo.pitch += 4)
       if ((p.stride * geo.pitch) % 32 == 8 || (p.stride * geo.pitch) % 32 == 24) break;

@@ -267,6 +267,7 @@ def _wgmma_wgrad_or_skip(cfg, prob):
 
 @pytest.mark.parametrize("cfg", WGMMA_WGRAD_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("c_in,c_out,k,s,p,op", [(52, 40, 3, 1, 1, 0), (52, 40, 3, 1, 0, 0), (8, 4, 3, 1, 1, 0),
+                                                 (20, 32, 3, 1, 1, 0), (20, 24, 3, 2, 1, 0), (20, 8, 3, 1, 1, 0),
                                                  (52, 40, 3, 2, 1, 0), (36, 12, 5, 1, 2, 0), (36, 12, 5, 2, 2, 0),
                                                  (100, 76, 3, 1, 1, 0), (52, 40, 3, 2, 1, 1), (36, 12, 5, 2, 2, 1),
                                                  (52, 40, 3, 3, 1, 0), (36, 12, 5, 3, 2, 2)])
@@ -274,7 +275,9 @@ def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p, op):
     """C_in blocks with tails (52 = 48 + 4), several C_out blocks (40 -> 2 x 20 at k3), partial x tiles
     in H and W, halo planes out of range in depth, grad_y one row longer per axis (output_padding),
     strides 1-3 (halo planes read by k, some or one x plane each); the partial-sum buffer is poisoned
-    first."""
+    first. The M tiles of (kd, kh, kw, C_out) shared out unevenly (k3 C_out 40: 9 tiles on 4
+    warpgroups, 32: 7, 24: 11, 8: 4, 4: 3 (one warpgroup without a tile); k5 C_out 12: 17), kd blocks
+    padded to 16 rows (24 -> 216 of 224)."""
     prob = Problem(2, c_in, c_out, (5, 11, 19), k, s, p, op)
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)

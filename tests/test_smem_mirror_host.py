@@ -96,7 +96,8 @@ def _source(plans):
             lines.append(f"    {{ using K = direct90::WgmmaWgradKernel<{k.ksize}, {th}, {tw}, {k.bn}, {k.warpgroups}, "
                          f"{k.stages}{', true' if k.split else ''}>; p.slices = {p.n * -(-h // th) * -(-w // tw)}; direct90::WgradGeometry g; "
                          f"int c = K::geometry(p, g); if (c) printf(\"w{j} {k.name} none\\n\"); "
-                         f"else printf(\"w{j} {k.name} %d,%d,%zu\\n\", g.cb, g.pitch, K::smem_bytes(g)); }}")
+                         f"else printf(\"w{j} {k.name} %d,%d,%zu,%d,%d\\n\", g.cb, g.pitch, K::smem_bytes(g), "
+                         f"g.kb, g.tiles); }}")
         lines.append("  }")
     for k in IGEMM_KERNELS:
         lines.append(f"  printf(\"ig {k.name} %zu\\n\", direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, "
@@ -174,9 +175,11 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
                 assert got is None, (j, k.name)
                 continue
             layout = direct.wgmma_wgrad_layout(p, k.block, k.warpgroups, k.stages)
+            tiles = direct.wgmma_wgrad_tiles(p, k.block, k.warpgroups, k.stages)
+            assert (layout is None) == (tiles is None), (p, k.name)
             want = None if layout is None else (layout[0], layout[1],
                                                 direct.wgmma_wgrad_smem_bytes(p, k.block, k.bn, k.warpgroups, k.stages,
-                                                                             k.split))
+                                                                             k.split)) + tiles
             assert got == want, (p, k.name)
             checked += 1
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30

@@ -436,6 +436,20 @@ def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
     return cb, pitch, gh, gw, plane, k + (stages - 1) * s
 
 
+def wgmma_wgrad_tiles(p: Problem, block: Tuple[int, int, int], warpgroups: int,
+                      stages: int) -> Optional[Tuple[int, int]]:
+    """(kb, tiles) as the Hopper grad_weight kernel's geometry() sizes GEMM M, or None (see
+    wgmma_wgrad_layout, and more tiles than K per warpgroup): kb rows per kd (k*k*cb padded to 16, so
+    that a warp's two A rows lie in one grad_y plane), tiles = the m64 tiles of k*kb rows, which the
+    warpgroups share out."""
+    layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
+    if layout is None:
+        return None
+    kb = -(-p.k * p.k * layout[0] // 16) * 16
+    tiles = -(-p.k * kb // 64)
+    return (kb, tiles) if tiles <= warpgroups * p.k else None
+
+
 def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int,
                            stages: int, split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see

@@ -463,7 +463,8 @@ def wgmma_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
     if k.ksize != problem.k or not _aligned(problem, "wgrad", k):
         return False
     need = direct.wgmma_wgrad_smem_bytes(problem, k.block, k.bn, k.warpgroups, k.stages, k.split)
-    return need is not None and need <= smem_limit
+    return (need is not None and need <= smem_limit
+            and direct.wgmma_wgrad_tiles(problem, k.block, k.warpgroups, k.stages) is not None)
 
 
 def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAULT_SMEM) -> bool:
@@ -500,8 +501,8 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
                         capability: Tuple[int, int]):
     """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns; on ties 8x16 x tiles
     at unit stride and 4x16 (half the stride-times wider halo ring) at stride > 1, then the table's
-    earlier row. Rows: 64-row M tiles of (kh, kw, C_out block) per C_out block; columns: ``_padded``
-    C_in. tf32, and 3xtf32 on the split rows."""
+    earlier row. Rows: the 64-row M tiles of (kd, kh, kw, C_out block) per C_out block
+    (``direct.wgmma_wgrad_tiles``); columns: ``_padded`` C_in. tf32, and 3xtf32 on the split rows."""
     if precision not in ("tf32", "3xtf32"):
         return None
     cands = []
@@ -509,7 +510,7 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
         if not supports_arch(k, capability) or not wgmma_wgrad_fits(problem, k, smem_limit):
             continue
         cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
-        rows = -(-problem.c_out // cb) * 64 * -(-problem.k ** 2 * cb // 64)
+        rows = -(-problem.c_out // cb) * 64 * direct.wgmma_wgrad_tiles(problem, k.block, k.warpgroups, k.stages)[1]
         prefer = 0 if (k.block[1] == 8) == (problem.stride == 1) else 1
         cands.append((rows * _padded(problem.c_in, k.bn), prefer, i, k))
     return min(cands, key=lambda c: c[:3])[-1] if cands else None
