@@ -21,7 +21,7 @@ EDITS = (
     ("direct::round4_tf32(hp + i);", "if (!kNoStage) direct::round4_tf32(hp + i);"),
     ("for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {",
      "for (int item = tid; !kNoStage && item < C::GRANULES * BN; item += C::THREADS) {"),
-    ("\n    if (mma_on) {\n", "\n    if (mma_on && !kNoMma) {\n"),
+    ("    dispatch_upto<K>(nt, mma);", "    if (!kNoMma) dispatch_upto<K>(nt, mma);"),
     ("    cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);",
      "    if (!kNoTma) cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);"),
     ("  if (tid == 0)\n    for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);",
