@@ -84,7 +84,8 @@ __device__ __forceinline__ void dispatch_upto(int n, F& f) {
 }
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN>
+// RL: grad_y rounded to tf32 as each A element loads instead of in place when its plane arrives.
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool RL>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
@@ -179,9 +180,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
     cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
     // The halo planes that arrived with this step, rounded to tf32 once in place: each element is then
     // read by k^3 taps' A loads without a conversion each. (3xtf32 splits them at the loads instead:
-    // a lo plane would not fit beside the ring.)
+    // a lo plane would not fit beside the ring. RL rounds at the loads too; see run().)
 #pragma unroll 1
-    for (int kd = SPLIT ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
+    for (int kd = SPLIT || RL ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
       float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
       for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
@@ -290,6 +291,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
                 a[h][j][e] = direct::to_tf32(x);
                 al[h][j][e] = direct::to_tf32(x - __uint_as_float(a[h][j][e]));
               }
+            } else if constexpr (RL) {
+#pragma unroll
+              for (int e = 0; e < 4; ++e) a[h][j][e] = direct::to_tf32(__uint_as_float(a[h][j][e]));
             }
           }
           cute::warpgroup_arrive();
@@ -427,7 +431,16 @@ struct WgmmaWgradKernel {
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
       return 5;
     const size_t bytes = smem_bytes(geo);
-    auto kernel = p.x_ncdhw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true> : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false>;
+    // Rounding at the A loads where a step's fresh halo planes outweigh its MMAs: strided k3 layers (a
+    // step adds `stride` planes, each read by fewer taps). wgrad_ab (v0.26, H100): U-Net 64->32 and SR x2
+    // 1.03x, U-Net x2 with output_padding 1.26x; k5 at stride 2 0.93x (five tiles' conversions per
+    // load), unit stride 0.72-0.83x. 3xtf32 splits at the loads already.
+    constexpr bool kRL = !SPLIT && K <= 3;
+    const bool rl = kRL && p.stride > 1;
+    auto kernel = p.x_ncdhw ? (rl ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL>
+                                  : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false>)
+                            : (rl ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL>
+                                  : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
     const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }
