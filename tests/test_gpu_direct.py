@@ -26,7 +26,7 @@ def _poisoned(shape):
                          ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (3, 3, 0, 0),
                                       (3, 1, 0, 0), (1, 2, 0, 0), (3, 4, 0, 0), (3, 2, 1, 1), (2, 2, 0, 1),
-                                      (4, 2, 1, 0), (2, 1, 1, 0), (4, 3, 2, 2)])
+                                      (4, 2, 1, 0), (2, 1, 1, 0), (4, 3, 2, 2), (5, 1, 2, 0), (5, 1, 0, 0)])
 def test_direct_config_forward_and_grad_input(cfg, k, s, p, op):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")

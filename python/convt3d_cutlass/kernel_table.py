@@ -328,21 +328,27 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False):
 # on ties the selector takes the earlier row, and a layer whose halo and filter stages do not fit
 # falls through to the rows below.
 WGMMA_WS_KERNELS = tuple(
-    _wgmma(prec, depth, height, 3, bn, 2, 8, why, ws=True)
-    for prec, depth, height, bn, why in (
-        ("tf32", 4, 8, 16, "C_out <= 16 (N = 48): sr-head forward 0.34 ms vs 0.58 on the first form"),
-        ("tf32", 4, 8, 24, "C_out 17-24 (N = 72): headline forward 2.03-2.14 ms vs 2.84 on the first form"),
-        ("tf32", 4, 8, 32, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
-        ("tf32", 2, 8, 48, "C_out 48 (N = 144): headline grad_input 1.83-1.87 ms vs 3.30 on the first form"),
-        ("tf32", 2, 8, 64, "wide channels in tiles of 64 (N = 192): medium forward 0.133 ms vs 0.155"),
+    _wgmma(prec, depth, height, kx, bn, 2, 8, why, ws=True)
+    for prec, depth, height, kx, bn, why in (
+        ("tf32", 4, 8, 3, 16, "C_out <= 16 (N = 48): sr-head forward 0.34 ms vs 0.58 on the first form"),
+        ("tf32", 4, 8, 3, 24, "C_out 17-24 (N = 72): headline forward 2.03-2.14 ms vs 2.84 on the first form"),
+        ("tf32", 4, 8, 3, 32, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
+        ("tf32", 2, 8, 3, 48, "C_out 48 (N = 144): headline grad_input 1.83-1.87 ms vs 3.30 on the first form"),
+        ("tf32", 2, 8, 3, 64, "wide channels in tiles of 64 (N = 192): medium forward 0.133 ms vs 0.155"),
+        # k5 at unit stride (v0.26): the five kw taps folded into N = 80, 12 outputs per 16-wide halo row;
+        # a 16-channel block keeps V-Net refine's grad_input filter (16 -> 32 channels) resident. Against
+        # mma.sync tap reuse on V-Net refine (H100, cfgab.py): forward 0.192 vs 0.526 ms, grad_input 0.177
+        # vs 0.519 (channels_last_3d); a 2x8 tile of the same row ran 0.242 / 0.197 (dropped).
+        ("tf32", 4, 8, 5, 16, "k5, output channels in blocks of 16 (N = 80): V-Net refine forward 0.19 ms "
+                              "vs 0.53 mma.sync, grad_input 0.18 vs 0.52"),
         # 3xtf32 on the same kernel (fp32 accuracy): hi and lo tf32 parts of the halo (split by the
         # producer warpgroup, both rounded) and of the filter (split on the host), a_lo b_hi + a_hi b_lo
         # + a_hi b_hi per tap. Twice the stage bytes, so rows up to N = 96 only (a wider one would hold
         # one stage).
-        ("3xtf32", 4, 8, 16, "3xtf32, C_out <= 16"),
-        ("3xtf32", 4, 8, 24, "3xtf32, C_out 17-24: headline forward 6.0 ms, grad_input (two blocks) 5.1, "
-                             "vs 23.2 / 13.1 stock"),
-        ("3xtf32", 2, 8, 32, "3xtf32, C_out > 24 in blocks of 32"),
+        ("3xtf32", 4, 8, 3, 16, "3xtf32, C_out <= 16"),
+        ("3xtf32", 4, 8, 3, 24, "3xtf32, C_out 17-24: headline forward 6.0 ms, grad_input (two blocks) 5.1, "
+                                "vs 23.2 / 13.1 stock"),
+        ("3xtf32", 2, 8, 3, 32, "3xtf32, C_out > 24 in blocks of 32"),
     ))
 
 WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(

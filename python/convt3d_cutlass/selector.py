@@ -295,10 +295,15 @@ def _wgmma_choice(problem: Problem, op: str, co: int, precision: str, compiled, 
                   capability: Tuple[int, int]):
     """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input (co output channels), or None.
 
-    BN by ``_padded`` output channels; ties go to the earlier row of the table.
+    BN by ``_padded`` output channels; ties go to the earlier row of the table. The kx = 5 rows only
+    where a phase has five taps along w (measured there only: k5 at unit stride, v0.26).
     """
+    plan = direct_plan(problem, op)
+    w_taps = max((plan[0][i + 11] for i in range(0, len(plan[0]), 13)), default=0) if plan else 0
     cands = []
     for i, k in _built(op, precision, "wgmma", compiled):
+        if k.kx > 3 and k.kx != w_taps:
+            continue
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((_padded(co, k.bn), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
