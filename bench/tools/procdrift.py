@@ -13,27 +13,17 @@ import gc
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode, interleaved
 from bench.shapes import HEADLINE, SWEEP
 from bench.timing import bench
+from bench.tools.common import host_ms
 
 names = sys.argv[1].split(",") if len(sys.argv) > 1 else ["unet3d-k2", "unet3d-dec1"]
 cl = (sys.argv[2] if len(sys.argv) > 2 else "NDHWC") == "NDHWC"
 cases = {c.name: c for c in SWEEP}
-
-
-def enqueue_us(fn, n=20):
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / n * 1e6
 
 
 def measure(label, benchmark=True):
@@ -44,8 +34,8 @@ def measure(label, benchmark=True):
         with cudnn_mode(True, benchmark):
             first = bench(native["step"], reps=10)
             o, n = interleaved(ours["step"], native["step"], first, 10, 3)
-            ho = statistics.median(enqueue_us(ours["step"]) for _ in range(3))
-            hn = statistics.median(enqueue_us(native["step"]) for _ in range(3))
+            ho = statistics.median(1e3 * host_ms(ours["step"], 20) for _ in range(3))
+            hn = statistics.median(1e3 * host_ms(native["step"], 20) for _ in range(3))
         seg = torch.cuda.memory_stats().get("segment.all.current", 0)
         print(f"{label:34s} {name:12s} ours {o:.3f} cuDNN {n:.3f} ({n / o:.2f}x)  enqueue ours {ho:.0f} us "
               f"cuDNN {hn:.0f} us  segments {seg} threads {len(os.listdir('/proc/self/task'))}", flush=True)
