@@ -291,18 +291,17 @@ def _padded(channels: int, tile: int) -> int:
     return -(-channels // tile) * (tile + 8)
 
 
-def _wgmma_choice(problem: Problem, op: str, co: int, precision: str, compiled, smem_limit: int,
+def _wgmma_choice(problem: Problem, op: str, table, co: int, precision: str, compiled, smem_limit: int,
                   capability: Tuple[int, int]):
-    """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input (co output channels), or None.
+    """The Hopper tap-reuse kernel (sm_90a) for the forward or grad_input (phase table ``table``, co output
+    channels), or None.
 
     BN by ``_padded`` output channels; ties go to the earlier row of the table. The kx = 5 rows only
     where a phase has five taps along w (measured there only: k5 at unit stride, v0.26).
     """
-    plan = direct_plan(problem, op)
-    w_taps = max((plan[0][i + 11] for i in range(0, len(plan[0]), 13)), default=0) if plan else 0
     cands = []
     for i, k in _built(op, precision, "wgmma", compiled):
-        if k.kx > 3 and k.kx != w_taps:
+        if k.kx > 3 and direct._wgmma_taps(table, k.kx - 1) is not None:  # a narrower fold holds every phase
             continue
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((_padded(co, k.bn), i, k))
@@ -334,7 +333,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
             return k
     wide = problem.c_out > WGMMA_MAX_FWD_COUT if op == "dgrad" else problem.c_in > WGMMA_MAX_GI_CIN
     if (problem.stride == 1 and not wide) or (op == "dgrad" and _wgmma_strided_forward(problem, table)):
-        k = _wgmma_choice(problem, op, co, precision, compiled, smem_limit, capability)
+        k = _wgmma_choice(problem, op, table, co, precision, compiled, smem_limit, capability)
         if k is not None and k.split and direct.reduction_length(problem, op) > SPLIT_WS_MAX_REDUCTION:
             # fp32 accuracy first: the per-tap promoting igemm rows, else the stock kernel.
             return _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
