@@ -28,6 +28,7 @@ MAIN = r'''
 #include <cstdio>
 #include <vector>
 #include "direct_wgrad_sm90.cuh"
+#include "event_times.cuh"
 using namespace convt3d;
 __global__ void fill(float* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -52,13 +53,7 @@ void one(const char* label, int n, int ci, int co, int d, int h, int w, int k, i
   cudaMemcpy(hp.data(), part, np * 4, cudaMemcpyDeviceToHost);
   uint64_t hash = 1469598103934665603ull;
   for (uint32_t v : hp) hash = (hash ^ v) * 1099511628211ull;
-  cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
-  std::vector<float> ms;
-  for (int r = 0; r < 30; ++r) {
-    cudaEventRecord(a); K::run(p); cudaEventRecord(b); cudaEventSynchronize(b);
-    float t; cudaEventElapsedTime(&t, a, b); ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
+  const std::vector<float> ms = event_times([&] { K::run(p); });
   printf("%-40s %s median %.4f ms (min %.4f) hash %016llx\n", label, VARIANT, ms[15], ms[0], (unsigned long long)hash);
   cudaFree(x); cudaFree(gy); cudaFree(part);
 }
@@ -98,7 +93,8 @@ def main(out, rev):
     procs = []
     for name, inc in (("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old"))):
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
-               "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(cl, "include"),
+               "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
+               "-I", os.path.join(cl, "include"),
                "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', src, "-o",
                os.path.join(out, f"wgab_{name}")]
         procs.append(subprocess.Popen(cmd))

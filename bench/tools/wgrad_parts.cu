@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <vector>
 #include "direct_wgrad_sm90_variant.cuh"
+#include "event_times.cuh"
 int main(int argc, char**) {
   using K = convt3d::direct90::WgmmaWgradKernel<3, 8, 16, 48, 4, 2>;
   convt3d::DirectWgradLaunch p;
@@ -23,13 +24,7 @@ int main(int argc, char**) {
   int code = K::run(p);
   cudaDeviceSynchronize();
   if (code != 0 || cudaGetLastError() != cudaSuccess) { printf("run failed %d\n", code); return 1; }
-  cudaEvent_t a, b; cudaEventCreate(&a); cudaEventCreate(&b);
-  std::vector<float> ms;
-  for (int r = 0; r < 30; ++r) {
-    cudaEventRecord(a); K::run(p); cudaEventRecord(b); cudaEventSynchronize(b);
-    float t; cudaEventElapsedTime(&t, a, b); ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
+  const std::vector<float> ms = event_times([&] { K::run(p); });
   printf("%s%s: median %.3f ms (min %.3f, max %.3f)\n", VARIANT, p.x_ncdhw ? " ncdhw" : "", ms[15], ms[0], ms[29]);
   return 0;
 }

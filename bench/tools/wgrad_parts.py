@@ -44,7 +44,8 @@ def main(out):
     procs = []
     for name, (stage, mma, tma) in VARIANTS.items():
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
-               "-I", out, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(cl, "include"),
+               "-I", out, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.join(ROOT, "bench", "tools"),
+               "-I", os.path.join(cl, "include"),
                "-I", os.path.join(cl, "tools", "util", "include"), f"-DNOSTAGE={stage}", f"-DNOMMA={mma}",
                f"-DNOTMA={tma}", f'-DVARIANT="{name}"', os.path.join(ROOT, "bench", "tools", "wgrad_parts.cu"),
                "-o", os.path.join(out, f"wg_{name}")]
