@@ -412,6 +412,8 @@ IGEMM_KERNELS = tuple(
         ("tf32", (1, 8, 16), 64, 8, "strided, output channels <= 64"),
         ("tf32", (2, 8, 8), 128, 6, "strided, narrow volumes (8-wide phases), wide channels"),
         ("tf32", (2, 8, 8), 64, 8, "strided, narrow volumes, output channels <= 64"),
+        ("tf32", (1, 8, 16), 32, 10, "strided, output channels <= 32"),
+        ("tf32", (2, 8, 8), 32, 10, "strided, narrow volumes, output channels <= 32"),
         ("3xtf32", (1, 8, 16), 64, 6, "3xtf32, strided or wide, in blocks of 64 output channels"),
         ("3xtf32", (2, 8, 8), 64, 6, "3xtf32, narrow volumes (8-wide phases)"),
     ))
