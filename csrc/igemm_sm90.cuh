@@ -21,6 +21,16 @@
 // already fills the next unit's stages. Units (phase, sample, C_out block, tile) are walked heaviest
 // phase first, so the static round robin ends with the light ones.
 //
+// SUMS (grad_input's bias gradient, DirectLaunch::in_sums): the consumers also sum the input over
+// positions, per channel, from the raw values they load anyway, instead of a pass of its own over grad_y
+// (a 64^3 U-Net decoder's grad_y is 134 MB: 50 us). Each input element must be counted once although up
+// to k^3 taps read it: per axis a window of s consecutive taps [a, a + s) does that, since tile position q
+// at tap t reads s*q + dmin + t, and over q these windows tile [dmin + a, s*count + dmin + a) without
+// overlap; the host picks a (IgemmGeometry::sum_a) so that the span covers the input (positions past it
+// are TMA's zero fill). Only the units of the first channel block sum. Each warp reduces its rows with a
+// butterfly over its lanes and adds into its own shared row, in k-block order; the CTA adds its 8 warps'
+// rows in order into its global row: the same bits run after run.
+//
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
 // ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
 #pragma once
@@ -53,6 +63,7 @@ struct IgemmGeometry {
   int units;                      // per_phase x phases
   int lo_tap;                     // 3xtf32: the filter's lo parts start this many taps after its hi parts
   int order[kDirectMaxPhases];    // phase indices, most taps first
+  int sum_a[3];                   // SUMS: the first tap of the window that counts each input element once
 };
 
 template <int TH, int TW, int BN, int S, bool SPLIT = false>
@@ -69,9 +80,31 @@ struct IgemmConfig {
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");
+  // SUMS: one shared row of Cr floats per consumer warp, after the barriers.
+  static constexpr int SUM_WARPS = 8;
+  static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
 };
 
-template <int TH, int TW, int BN, int S, bool SPLIT>
+// The butterfly that leaves lane (g, tq) of a warp the sum over its 8 lanes of one tq of value g of v:
+// 7 shuffles instead of 24 for 8 full reductions.
+__device__ __forceinline__ float reduce_scatter8(const float (&v)[8], int g) {
+  float w[4], u[2];
+  const bool b2 = (g & 4) != 0, b1 = (g & 2) != 0, b0 = (g & 1) != 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float send = b2 ? v[i] : v[i + 4], keep = b2 ? v[i + 4] : v[i];
+    w[i] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float send = b1 ? w[i] : w[i + 2], keep = b1 ? w[i + 2] : w[i];
+    u[i] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+  }
+  const float send = b0 ? u[0] : u[1], keep = b0 ? u[1] : u[0];
+  return keep + __shfl_xor_sync(0xffffffffu, send, 4);
+}
+
+template <int TH, int TW, int BN, int S, bool SPLIT, bool SUMS = false>
 __global__ void __launch_bounds__(384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
@@ -160,6 +193,13 @@ __global__ void __launch_bounds__(384, 1)
   uint32_t col[8];
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
+  // SUMS: this warp's shared row; the lane's channel within each 32-channel chunk after reduce_scatter8.
+  float* srow = reinterpret_cast<float*>(smem + C::sums_offset()) + (4 * cw + wl) * p.Cr;
+  const int sch = 8 * (g >> 1) + tq + 4 * (g & 1);
+  if constexpr (SUMS) {
+    for (int c = lane; c < p.Cr; c += 32) srow[c] = 0.f;
+    __syncwarp();
+  }
 
   int it = 0;
   for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
@@ -175,16 +215,32 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int LO = SPLIT ? 4 : 1;
     uint32_t l0[LO][4], l1[LO][4];  // 3xtf32: the lo parts
     int held = -1;  // the stage whose MMAs may still be in flight
+    // SUMS: the chunk and tap of the next k-block, and whether this unit sums at all.
+    int kc = 0, kj = 0;
+    bool sum_tap = false;
+    const bool sum_unit = SUMS && t.co0 == 0;
+    const DirectPhase& uph = p.phase[t.phase];
+    auto tap_sums = [&](int j) {
+      const int jd = j / (uph.taps[1] * uph.taps[2]), jh = (j / uph.taps[2]) % uph.taps[1], jw = j % uph.taps[2];
+      return sum_unit && (unsigned)(jd - geo.sum_a[0]) < (unsigned)p.s_in &&
+             (unsigned)(jh - geo.sum_a[1]) < (unsigned)p.s_in && (unsigned)(jw - geo.sum_a[2]) < (unsigned)p.s_in;
+    };
+    if constexpr (SUMS) sum_tap = tap_sums(0);
     // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
     // are rewritten only after it retired (the wait<1> of the next block).
     auto kblock = [&](uint32_t(&a)[4][4], uint32_t(&al)[LO][4]) {
       const int s = it % S;
       TxBarrier::wait(&full[s], (it / S) & 1);
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
+      float part[8];  // SUMS: this thread's two rows, channels 8 kk + tq (+ 4)
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const uint32_t x[4] = {lds(st + row0 + col[2 * kk]), lds(st + row0 + 8 * 128 + col[2 * kk]),
                                lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
+        if constexpr (SUMS) {
+          part[2 * kk] = __uint_as_float(x[0]) + __uint_as_float(x[1]);
+          part[2 * kk + 1] = __uint_as_float(x[2]) + __uint_as_float(x[3]);
+        }
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           a[kk][e] = direct::to_tf32(__uint_as_float(x[e]));
@@ -207,6 +263,16 @@ __global__ void __launch_bounds__(384, 1)
         gmma_rs<Op>(a[kk], bh, acc, std::make_index_sequence<NA>{});
       }
       cute::warpgroup_commit_batch();
+      if constexpr (SUMS) {  // while the batch runs; uniform per warp
+        if (sum_tap) {
+          const float v = reduce_scatter8(part, g);
+          if (kc * IG_KC + sch < p.Cr) srow[kc * IG_KC + sch] += v;  // a chunk's tail is zero fill
+        }
+        if (++kc == chunks) {
+          kc = 0;
+          sum_tap = tap_sums(++kj);
+        }
+      }
       cute::warpgroup_wait<1>();  // the previous block's batch has retired: its stage goes back
       fence_acc(acc);
       if (held >= 0) Barrier::arrive(&empty[held]);
@@ -266,6 +332,21 @@ __global__ void __launch_bounds__(384, 1)
       }
     }
   }
+  if constexpr (SUMS) {
+    // Every consumer warp's row is complete: this CTA's global row is their sum, in warp order; the
+    // rows of CTAs the grid lacks are zeroed by the CTAs it has.
+    asm volatile("bar.sync 1, 256;" ::: "memory");
+    const float* rows = reinterpret_cast<const float*>(smem + C::sums_offset());
+    const int ct = tid - 128;
+    for (int c = ct; c < p.Cr; c += 256) {
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < C::SUM_WARPS; ++w) v += rows[w * p.Cr + c];
+      p.in_sums[(size_t)blockIdx.x * p.Cr + c] = v;
+    }
+    for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
+      for (int c = ct; c < p.Cr; c += 256) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
+  }
 #endif
 }
 
@@ -291,6 +372,14 @@ struct IgemmKernel {
     geo.units = (int)(per_phase * p.num_phases);
     geo.lo_tap = 0;
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
+    // SUMS (direct.igemm_sum_window mirrors it): per axis the tap window [a, a + s_in) whose reads, over
+    // the phase's positions, span the input [0, extent) once; -1 where no window does.
+    const int extent[3] = {p.Di, p.Hi, p.Wi};
+    for (int a = 0; a < 3; ++a) {
+      const DirectPhase& ph = p.phase[0];
+      const int lo = extent[a] - p.s_in * ph.count[a] - ph.dmin[a], first = lo > 0 ? lo : 0;
+      geo.sum_a[a] = (p.num_phases == 1 && first <= -ph.dmin[a] && first + p.s_in <= ph.taps[a]) ? first : -1;
+    }
     // Phases by taps, most first (insertion sort: at most 64, ties in table order).
     for (int i = 0; i < p.num_phases; ++i) {
       const auto& a = p.phase[i].taps;
@@ -306,18 +395,28 @@ struct IgemmKernel {
     return 0;
   }
 
-  static size_t smem_bytes() { return 1024 + (size_t)S * C::STAGE_BYTES + 2 * S * sizeof(uint64_t); }
+  static size_t smem_bytes(int sums_cr = 0) {
+    return 1024 + C::sums_offset() + (size_t)C::SUM_WARPS * sums_cr * sizeof(float);
+  }
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.out_ncdhw || p.in_ncdhw || p.in_sums) return 5;  // NDHWC only, no input sums
+    if (p.out_ncdhw || p.in_ncdhw) return 5;  // NDHWC only
+    // Input sums: tf32, one phase, a tap window on every axis, a row per CTA.
+    if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1)) return 5;
     // TMA: traversal strides up to 8, boxes up to 256 elements per dimension.
     if (p.s_in < 1 || p.s_in > 8 || p.s_in * TW > 256 || p.s_in * TH > 256 || p.s_in * C::TD > 256) return 5;
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
     IgemmGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;
-    return sm90_fits(smem_bytes());
+    if (p.in_sums != nullptr) {
+      if (geo.sum_a[0] < 0 || geo.sum_a[1] < 0 || geo.sum_a[2] < 0) return 5;
+      const int sms = sm_count();
+      if (sms <= 0) return 1000 + (int)cudaGetLastError();
+      if (p.in_sums_rows < (geo.units < sms ? geo.units : sms)) return 5;
+    }
+    return sm90_fits(smem_bytes(p.in_sums != nullptr ? p.Cr : 0));
   }
 
   static int run(const DirectLaunch& p) {
@@ -325,7 +424,11 @@ struct IgemmKernel {
     if (code != 0) return code;
     IgemmGeometry geo;
     geometry(p, geo);
-    if (geo.units == 0 || p.Co == 0) return 0;
+    if (geo.units == 0 || p.Co == 0) {  // nothing to compute; the sums of an input that no unit reads are 0
+      if (p.in_sums == nullptr) return 0;
+      const cudaError_t err = cudaMemsetAsync(p.in_sums, 0, (size_t)p.in_sums_rows * p.Cr * sizeof(float), p.stream);
+      return err == cudaSuccess ? 0 : 1000 + (int)err;
+    }
     auto encode = encode_fn();
     if (encode == nullptr) return 5;
     const long long taps = (long long)C::P * geo.lo_tap;
@@ -346,6 +449,11 @@ struct IgemmKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
+    if constexpr (!SPLIT) {
+      if (p.in_sums != nullptr)
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::THREADS,
+                                        smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
+    }
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);
   }

@@ -476,8 +476,9 @@ def test_grad_input_sums_its_input_policy(spatial, padding):
     table = direct.grad_input_plan(p)
     ws = [k for k in KERNELS if k.family == "wgmma" and k.ws]
     assert ws and all(direct.sums_input(k, table, p.out_spatial) for k in ws)
-    others = [k for k in KERNELS if k.tap_reuse and k.op == "direct" and not (k.family == "wgmma" and k.ws)]
-    assert others and not any(direct.sums_input(k, table, p.out_spatial) for k in others)
+    others = [k for k in KERNELS if k.tap_reuse and k.op == "direct" and not (k.family == "wgmma" and k.ws)
+              and not (k.family == "igemm" and not k.split)]
+    assert others and not any(direct.sums_input(k, table, p.out_spatial, 1, p.c_out) for k in others)
     for k in ws:  # the kernel's ownership rule (csrc/direct_sm90.cuh), one axis at a time
         for a in range(3):
             tile, count, dmin = k.block[a], table[3 + a], table[6 + a]
@@ -494,6 +495,46 @@ def test_grad_input_sums_its_input_policy(spatial, padding):
     short = list(table)
     short[3] = 1  # one tile along d over a deeper input: its halo cannot reach the end
     assert not direct.sums_input(ws[0], short, (64,) + p.out_spatial[1:])
+
+
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 0), (3, 2, 1, 1), (2, 2, 0, 0), (5, 2, 2, 0), (5, 2, 2, 1),
+                                      (4, 2, 1, 0), (3, 3, 0, 0), (3, 3, 1, 2), (1, 2, 0, 0), (3, 1, 1, 0),
+                                      (3, 1, 0, 0), (5, 1, 2, 0), (1, 1, 0, 0), (7, 3, 3, 2)])
+@pytest.mark.parametrize("spatial", [(1, 1, 1), (5, 9, 16), (32, 8, 17)])
+def test_igemm_sum_window_counts_each_grad_y_position_once(k, s, p, op, spatial):
+    """The implicit-GEMM rows sum grad_y at the taps of one window per axis (csrc/igemm_sm90.cuh): where
+    igemm_sum_window gives one, the kernel's reads at its taps meet every grad_y position exactly once
+    (counted here with the kernel's addressing); where it gives none, no window of s consecutive taps
+    does. Only tf32 rows whose shared rows fit take the sums."""
+    prob = Problem(2, 40, 36, spatial, k, s, p, op)
+    if min(prob.out_spatial) < 1:
+        pytest.skip("no output")
+    table = direct.grad_input_plan(prob)
+    window = direct.igemm_sum_window(table, prob.out_spatial, s)
+
+    def counts(a, first):
+        count, dmin = table[3 + a], table[6 + a]
+        owners = [0] * prob.out_spatial[a]
+        for q in range(count):
+            for t in range(first, first + s):
+                j = s * q + dmin + t
+                if 0 <= j < len(owners):
+                    owners[j] += 1
+        return owners
+
+    if window is not None:
+        for a in range(3):
+            assert counts(a, window[a]) == [1] * prob.out_spatial[a], (a, window)
+    else:
+        assert any(all(counts(a, f) != [1] * prob.out_spatial[a] for f in range(0, table[9 + a] - s + 1))
+                   for a in range(3))
+    rows = [BY_NAME[n] for n in ("igemm_tf32_1x8x16_n128_s6", "igemm_tf32_1x8x16_n32_s10",
+                                 "igemm_3xtf32_1x8x16_n64_s6")]
+    assert direct.sums_input(rows[0], table, prob.out_spatial, s, 36) == (window is not None)
+    assert direct.sums_input(rows[1], table, prob.out_spatial, s, 36) == (window is not None)
+    assert not direct.sums_input(rows[2], table, prob.out_spatial, s, 36)  # 3xtf32: no sums
+    assert not direct.sums_input(rows[0], table, prob.out_spatial, s, 0)
+    assert not direct.sums_input(rows[0], table, prob.out_spatial, s, 8192)  # shared rows past the limit
 
 
 @pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 0), (5, 2, 2, 0), (3, 3, 0, 0), (4, 2, 1, 1), (2, 2, 0, 0),

@@ -548,13 +548,43 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
 SUM_ROWS_PER_CTA = 3
 
 
-def sums_input(k, table, in_spatial) -> bool:
-    """Whether row k can also sum its input over positions, per channel, as its producer warps round it
-    (the ``in_sums`` buffer of the direct op): grad_input's bias gradient from the grad_y it reads
-    anyway, instead of a pass of its own over grad_y. The warp-specialized Hopper rows with one phase
-    (``table``) on an input of spatial size ``in_spatial`` read channels_last: each tile counts its halo
-    up to where the next tile's starts (the last tile along an axis, all of it), so the halos must start
-    at or before the input and the last ones reach its end (csrc/direct_sm90.cuh, sums_cover)."""
+# Consumer warps of the Hopper implicit-GEMM kernel, each with a shared row of input sums (SUM_WARPS in
+# csrc/igemm_sm90.cuh).
+IGEMM_SUM_WARPS = 8
+
+
+def igemm_sum_window(table, in_spatial, s_in: int):
+    """Per axis the first tap a of a window [a, a + s_in) of the one phase in ``table`` whose reads of an
+    input of spatial size ``in_spatial`` count each input position exactly once (csrc/igemm_sm90.cuh,
+    IgemmGeometry::sum_a: tile position q at tap t reads s_in * q + dmin + t, so over q the window's reads
+    tile [dmin + a, s_in * count + dmin + a) without overlap, which must span the input); None where an
+    axis has no such window."""
+    if len(table) != 13:
+        return None
+    count, dmin, taps = table[3:6], table[6:9], table[9:12]
+    window = []
+    for a in range(3):
+        first = max(0, in_spatial[a] - s_in * count[a] - dmin[a])
+        if count[a] <= 0 or first > -dmin[a] or first + s_in > taps[a]:
+            return None
+        window.append(first)
+    return tuple(window)
+
+
+def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
+    """Whether row k can also sum its input over positions, per channel, as it reads it (the ``in_sums``
+    buffer of the direct op): grad_input's bias gradient from the grad_y it reads anyway, instead of a
+    pass of its own over grad_y (``table``: the one phase of grad_input on an input of spatial size
+    ``in_spatial``, s_in its stride, c_r its channels).
+
+    The warp-specialized Hopper rows (unit stride) round the input in their producer warps: each tile
+    counts its halo up to where the next tile's starts (the last tile along an axis, all of it), so the
+    halos must start at or before the input and the last ones reach its end (csrc/direct_sm90.cuh,
+    sums_cover). The tf32 implicit-GEMM rows (any stride) sum the A operand their consumers load, at the
+    taps of ``igemm_sum_window``, into a shared row of c_r floats per consumer warp."""
+    if k.family == "igemm" and k.op == "direct" and not k.split:
+        smem = igemm_smem_bytes(k.bn, k.stages) + IGEMM_SUM_WARPS * 4 * c_r
+        return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
     if not (k.family == "wgmma" and k.ws) or len(table) != 13:
         return False
     count, dmin, taps = table[3:6], table[6:9], table[9:12]

@@ -204,11 +204,12 @@ def grad_input_with_bias(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem,
 
 def sum_rows(plan: Plan, p: Problem, device) -> int:
     """Rows of the partial-sum buffer of grad_input's kernel where it sums a channels_last grad_y as it
-    reads it (direct.sums_input): one per producer warp of each CTA, a CTA per SM at most; 0 where it
-    cannot."""
-    if not (plan.tap_reuse and direct.sums_input(plan.k, plan.table, p.out_spatial)):
+    reads it (direct.sums_input): one per producer warp of each CTA of the warp-specialized rows, one
+    per CTA of the implicit-GEMM rows, a CTA per SM at most; 0 where it cannot."""
+    if not (plan.tap_reuse and direct.sums_input(plan.k, plan.table, p.out_spatial, p.stride, p.c_out)):
         return 0
-    return direct.SUM_ROWS_PER_CTA * _extension.num_sms(_index(device))
+    per_cta = 1 if plan.k.family == "igemm" else direct.SUM_ROWS_PER_CTA
+    return per_cta * _extension.num_sms(_index(device))
 
 
 def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
