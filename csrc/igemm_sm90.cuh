@@ -27,9 +27,11 @@
 // to k^3 taps read it: per axis a window of s consecutive taps [a, a + s) does that, since tile position q
 // at tap t reads s*q + dmin + t, and over q these windows tile [dmin + a, s*count + dmin + a) without
 // overlap; the host picks a (IgemmGeometry::sum_a) so that the span covers the input (positions past it
-// are TMA's zero fill). Only the units of the first channel block sum. Each warp reduces its rows with a
-// butterfly over its lanes and adds into its own shared row, in k-block order; the CTA adds its 8 warps'
-// rows in order into its global row: the same bits run after run.
+// are TMA's zero fill). Only the units of the first channel block sum. The producer warpgroup's three
+// idle warps do it (summing in the MMA warps slowed them: U-Net 128->64's grad_input 0.112 -> 0.142 ms),
+// as one more consumer of every stage: lane l of warp w adds channel l of rows w, w + 3, ... and then
+// into its warp's shared row, in k-block order; the CTA adds the three rows in order into its global
+// row: the same bits run after run.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
 // ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
@@ -80,29 +82,14 @@ struct IgemmConfig {
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");
-  // SUMS: one shared row of Cr floats per consumer warp, after the barriers.
-  static constexpr int SUM_WARPS = 8;
+  // SUMS: the producer warpgroup's warps 1-3 sum the input, each into its own shared row of Cr floats
+  // after the barriers.
+  static constexpr int SUM_WARPS = 3;
+  // ... with more registers than a TMA thread's 40 (ptxas spilled at 40), taken from the consumers.
+  static constexpr int SUM_PRODUCER_REGS = 56, SUM_CONSUMER_REGS = 224;
+  static_assert(SUM_PRODUCER_REGS * 128 + SUM_CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
   static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
 };
-
-// The butterfly that leaves lane (g, tq) of a warp the sum over its 8 lanes of one tq of value g of v:
-// 7 shuffles instead of 24 for 8 full reductions.
-__device__ __forceinline__ float reduce_scatter8(const float (&v)[8], int g) {
-  float w[4], u[2];
-  const bool b2 = (g & 4) != 0, b1 = (g & 2) != 0, b0 = (g & 1) != 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float send = b2 ? v[i] : v[i + 4], keep = b2 ? v[i + 4] : v[i];
-    w[i] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const float send = b1 ? w[i] : w[i + 2], keep = b1 ? w[i + 2] : w[i];
-    u[i] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
-  }
-  const float send = b0 ? u[0] : u[1], keep = b0 ? u[1] : u[0];
-  return keep + __shfl_xor_sync(0xffffffffu, send, 4);
-}
 
 template <int TH, int TW, int BN, int S, bool SPLIT, bool SUMS = false>
 __global__ void __launch_bounds__(384, 1)
@@ -123,7 +110,7 @@ __global__ void __launch_bounds__(384, 1)
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       TxBarrier::init(&full[s], 1);
-      Barrier::init(&empty[s], 256);
+      Barrier::init(&empty[s], SUMS ? 256 + C::SUM_WARPS : 256);  // SUMS: an arrival per summing warp
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -154,7 +141,7 @@ __global__ void __launch_bounds__(384, 1)
   };
 
   if (wg == 0) {
-    cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
+    cutlass::arch::warpgroup_reg_dealloc<SUMS ? C::SUM_PRODUCER_REGS : C::PRODUCER_REGS>();
     if (tid == 0) {
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       int it = 0;
@@ -178,11 +165,61 @@ __global__ void __launch_bounds__(384, 1)
                                                t.tap0 + j + geo.lo_tap);
               }
       }
+    } else if (SUMS && tid >= 32) {
+      const int sw = (tid >> 5) - 1, lane = tid & 31;
+      float* srow = reinterpret_cast<float*>(smem + C::sums_offset()) + sw * p.Cr;
+      for (int c = lane; c < p.Cr; c += 32) srow[c] = 0.f;
+      const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        if (!unit_at(u, t) || t.taps == 0) continue;
+        const DirectPhase& ph = p.phase[t.phase];
+        for (int jd = 0, j = 0; jd < ph.taps[0]; ++jd)
+          for (int jh = 0; jh < ph.taps[1]; ++jh)
+            for (int jw = 0; jw < ph.taps[2]; ++jw, ++j) {
+              const bool sums = t.co0 == 0 && (unsigned)(jd - geo.sum_a[0]) < (unsigned)p.s_in &&
+                                (unsigned)(jh - geo.sum_a[1]) < (unsigned)p.s_in &&
+                                (unsigned)(jw - geo.sum_a[2]) < (unsigned)p.s_in;
+              for (int c = 0; c < chunks; ++c, ++it) {
+                const int s = it % S;
+                if (sums) {
+                  TxBarrier::wait(&full[s], (it / S) & 1);
+                  // Channel `lane` of rows sw, sw + 3, ...: row r at r * 128, its 16-byte column
+                  // (lane / 4) ^ (r % 8) (SW128); a warp reads one whole row per load.
+                  const uint32_t st = smem_addr + s * C::STAGE_BYTES + 4 * (lane & 3);
+                  float v[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 1
+                  for (int i = 0; i < IG_ROWS; i += 4 * C::SUM_WARPS) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                      const int r = sw + i + C::SUM_WARPS * e;
+                      if (r < IG_ROWS) v[e] += __uint_as_float(lds(st + r * 128 + (((lane >> 2) ^ (r & 7)) << 4)));
+                    }
+                  }
+                  if (c * IG_KC + lane < p.Cr) srow[c * IG_KC + lane] += (v[0] + v[1]) + (v[2] + v[3]);
+                  __syncwarp();
+                  if (lane == 0) Barrier::arrive(&empty[s]);
+                } else if (lane == 0) {
+                  TxBarrier::wait(&full[s], (it / S) & 1);
+                  Barrier::arrive(&empty[s]);
+                }
+              }
+            }
+      }
+      // This CTA's global row: the three warps' rows added in order; the rows of CTAs the grid lacks
+      // are zeroed by the CTAs it has.
+      asm volatile("bar.sync 1, 96;" ::: "memory");
+      const float* rows = reinterpret_cast<const float*>(smem + C::sums_offset());
+      for (int c = tid - 32; c < p.Cr; c += 96)
+        p.in_sums[(size_t)blockIdx.x * p.Cr + c] = (rows[c] + rows[p.Cr + c]) + rows[2 * p.Cr + c];
+      for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
+        for (int c = tid - 32; c < p.Cr; c += 96) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
     }
     return;
   }
 
-  cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
+  cutlass::arch::warpgroup_reg_alloc<SUMS ? C::SUM_CONSUMER_REGS : C::CONSUMER_REGS>();
   const int cw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
@@ -193,13 +230,6 @@ __global__ void __launch_bounds__(384, 1)
   uint32_t col[8];
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
-  // SUMS: this warp's shared row; the lane's channel within each 32-channel chunk after reduce_scatter8.
-  float* srow = reinterpret_cast<float*>(smem + C::sums_offset()) + (4 * cw + wl) * p.Cr;
-  const int sch = 8 * (g >> 1) + tq + 4 * (g & 1);
-  if constexpr (SUMS) {
-    for (int c = lane; c < p.Cr; c += 32) srow[c] = 0.f;
-    __syncwarp();
-  }
 
   int it = 0;
   for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
@@ -215,32 +245,16 @@ __global__ void __launch_bounds__(384, 1)
     constexpr int LO = SPLIT ? 4 : 1;
     uint32_t l0[LO][4], l1[LO][4];  // 3xtf32: the lo parts
     int held = -1;  // the stage whose MMAs may still be in flight
-    // SUMS: the chunk and tap of the next k-block, and whether this unit sums at all.
-    int kc = 0, kj = 0;
-    bool sum_tap = false;
-    const bool sum_unit = SUMS && t.co0 == 0;
-    const DirectPhase& uph = p.phase[t.phase];
-    auto tap_sums = [&](int j) {
-      const int jd = j / (uph.taps[1] * uph.taps[2]), jh = (j / uph.taps[2]) % uph.taps[1], jw = j % uph.taps[2];
-      return sum_unit && (unsigned)(jd - geo.sum_a[0]) < (unsigned)p.s_in &&
-             (unsigned)(jh - geo.sum_a[1]) < (unsigned)p.s_in && (unsigned)(jw - geo.sum_a[2]) < (unsigned)p.s_in;
-    };
-    if constexpr (SUMS) sum_tap = tap_sums(0);
     // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
     // are rewritten only after it retired (the wait<1> of the next block).
     auto kblock = [&](uint32_t(&a)[4][4], uint32_t(&al)[LO][4]) {
       const int s = it % S;
       TxBarrier::wait(&full[s], (it / S) & 1);
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
-      float part[8];  // SUMS: this thread's two rows, channels 8 kk + tq (+ 4)
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const uint32_t x[4] = {lds(st + row0 + col[2 * kk]), lds(st + row0 + 8 * 128 + col[2 * kk]),
                                lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
-        if constexpr (SUMS) {
-          part[2 * kk] = __uint_as_float(x[0]) + __uint_as_float(x[1]);
-          part[2 * kk + 1] = __uint_as_float(x[2]) + __uint_as_float(x[3]);
-        }
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           a[kk][e] = direct::to_tf32(__uint_as_float(x[e]));
@@ -263,16 +277,6 @@ __global__ void __launch_bounds__(384, 1)
         gmma_rs<Op>(a[kk], bh, acc, std::make_index_sequence<NA>{});
       }
       cute::warpgroup_commit_batch();
-      if constexpr (SUMS) {  // while the batch runs; uniform per warp
-        if (sum_tap) {
-          const float v = reduce_scatter8(part, g);
-          if (kc * IG_KC + sch < p.Cr) srow[kc * IG_KC + sch] += v;  // a chunk's tail is zero fill
-        }
-        if (++kc == chunks) {
-          kc = 0;
-          sum_tap = tap_sums(++kj);
-        }
-      }
       cute::warpgroup_wait<1>();  // the previous block's batch has retired: its stage goes back
       fence_acc(acc);
       if (held >= 0) Barrier::arrive(&empty[held]);
@@ -331,21 +335,6 @@ __global__ void __launch_bounds__(384, 1)
         *reinterpret_cast<float2*>(pos + co) = v;
       }
     }
-  }
-  if constexpr (SUMS) {
-    // Every consumer warp's row is complete: this CTA's global row is their sum, in warp order; the
-    // rows of CTAs the grid lacks are zeroed by the CTAs it has.
-    asm volatile("bar.sync 1, 256;" ::: "memory");
-    const float* rows = reinterpret_cast<const float*>(smem + C::sums_offset());
-    const int ct = tid - 128;
-    for (int c = ct; c < p.Cr; c += 256) {
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < C::SUM_WARPS; ++w) v += rows[w * p.Cr + c];
-      p.in_sums[(size_t)blockIdx.x * p.Cr + c] = v;
-    }
-    for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
-      for (int c = ct; c < p.Cr; c += 256) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
   }
 #endif
 }
