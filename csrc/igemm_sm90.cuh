@@ -21,17 +21,18 @@
 // already fills the next unit's stages. Units (phase, sample, C_out block, tile) are walked heaviest
 // phase first, so the static round robin ends with the light ones.
 //
-// SUMS (grad_input's bias gradient, DirectLaunch::in_sums): the consumers also sum the input over
-// positions, per channel, from the raw values they load anyway, instead of a pass of its own over grad_y
-// (a 64^3 U-Net decoder's grad_y is 134 MB: 50 us). Each input element must be counted once although up
+// SUMS (grad_input's bias gradient, DirectLaunch::in_sums): the kernel also sums its input over
+// positions, per channel, from the stages it loads anyway, instead of a pass of its own over grad_y
+// (a 64^3 U-Net decoder's grad_y is 134 MB: 75 us). Each input element must be counted once although up
 // to k^3 taps read it: per axis a window of s consecutive taps [a, a + s) does that, since tile position q
 // at tap t reads s*q + dmin + t, and over q these windows tile [dmin + a, s*count + dmin + a) without
 // overlap; the host picks a (IgemmGeometry::sum_a) so that the span covers the input (positions past it
 // are TMA's zero fill). Only the units of the first channel block sum. The producer warpgroup's three
 // idle warps do it (summing in the MMA warps slowed them: U-Net 128->64's grad_input 0.112 -> 0.142 ms),
-// as one more consumer of every stage: lane l of warp w adds channel l of rows w, w + 3, ... and then
-// into its warp's shared row, in k-block order; the CTA adds the three rows in order into its global
-// row: the same bits run after run.
+// as one more consumer of every stage: warp w adds rows w, w + 3, ... of a summing stage (16-byte loads,
+// four rows per load), reduces its lanes by shuffles and adds into its own shared row, in k-block order;
+// the CTA adds the three rows in order into its global row: the same bits run after run. Against
+// grad_input plus the separate sums: 1.0-1.55x on the sweep's eleven layers on these rows (gisums.py).
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
 // ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
@@ -56,6 +57,12 @@ namespace direct90 {
 
 constexpr int IG_KC = 32;     // reduction channels per stage: one 128-byte, SW128 row per position
 constexpr int IG_ROWS = 128;  // output positions per unit: two consumer warpgroups of 64 rows
+
+__device__ __forceinline__ float4 lds4(uint32_t addr) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
+  return v;
+}
 
 // Per-launch sizes the host derives (the Python mirror is direct.igemm_smem_bytes / igemm_units).
 struct IgemmGeometry {
@@ -85,7 +92,8 @@ struct IgemmConfig {
   // SUMS: the producer warpgroup's warps 1-3 sum the input, each into its own shared row of Cr floats
   // after the barriers.
   static constexpr int SUM_WARPS = 3;
-  // ... with more registers than a TMA thread's 40 (ptxas spilled at 40), taken from the consumers.
+  // ... with more registers than a TMA thread's 40, taken from the consumers (at 40 ptxas spilled, and the
+  // fused grad_input ran 1-14% slower than at 56 on six strided layers, bench/tools/gisums.py, H100).
   static constexpr int SUM_PRODUCER_REGS = 56, SUM_CONSUMER_REGS = 224;
   static_assert(SUM_PRODUCER_REGS * 128 + SUM_CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
   static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
@@ -185,25 +193,40 @@ __global__ void __launch_bounds__(384, 1)
                 const int s = it % S;
                 if (sums) {
                   TxBarrier::wait(&full[s], (it / S) & 1);
-                  // Channel `lane` of rows sw, sw + 3, ...: row r at r * 128, its 16-byte column
-                  // (lane / 4) ^ (r % 8) (SW128); a warp reads one whole row per load.
-                  const uint32_t st = smem_addr + s * C::STAGE_BYTES + 4 * (lane & 3);
-                  float v[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll 1
-                  for (int i = 0; i < IG_ROWS; i += 4 * C::SUM_WARPS) {
+                  // Lane (rg, L) reads logical 16-byte column L (channels 4L..4L+3) of rows sw + 3 (4 i + rg):
+                  // SW128 puts it at r * 128 + (L ^ (r % 8)) * 16, so a warp reads four whole rows per load.
+                  const int rg = lane >> 3, L = lane & 7;
+                  const uint32_t st = smem_addr + s * C::STAGE_BYTES;
+                  float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                      const int r = sw + i + C::SUM_WARPS * e;
-                      if (r < IG_ROWS) v[e] += __uint_as_float(lds(st + r * 128 + (((lane >> 2) ^ (r & 7)) << 4)));
+                  for (int i = 0; i < (IG_ROWS + 4 * C::SUM_WARPS - 1) / (4 * C::SUM_WARPS); ++i) {
+                    const int r = sw + C::SUM_WARPS * (4 * i + rg);
+                    if (r < IG_ROWS) {
+                      const float4 v = lds4(st + r * 128 + ((L ^ (r & 7)) << 4));
+                      a.x += v.x; a.y += v.y; a.z += v.z; a.w += v.w;
                     }
                   }
-                  if (c * IG_KC + lane < p.Cr) srow[c * IG_KC + lane] += (v[0] + v[1]) + (v[2] + v[3]);
-                  __syncwarp();
-                  if (lane == 0) Barrier::arrive(&empty[s]);
+#pragma unroll
+                  for (int m = 8; m <= 16; m *= 2) {
+                    a.x += __shfl_xor_sync(0xffffffffu, a.x, m);
+                    a.y += __shfl_xor_sync(0xffffffffu, a.y, m);
+                    a.z += __shfl_xor_sync(0xffffffffu, a.z, m);
+                    a.w += __shfl_xor_sync(0xffffffffu, a.w, m);
+                  }
+                  const int ch = c * IG_KC + 4 * L;
+                  if (rg == 0 && ch < p.Cr) {  // Cr % 4 == 0: the four channels are in the row or past it
+                    float4* d = reinterpret_cast<float4*>(srow + ch);
+                    float4 o = *d;
+                    o.x += a.x; o.y += a.y; o.z += a.z; o.w += a.w;
+                    *d = o;
+                  }
                 } else if (lane == 0) {
                   TxBarrier::wait(&full[s], (it / S) & 1);
-                  Barrier::arrive(&empty[s]);
                 }
+                // No lane runs ahead of lane 0's wait: it could meet a stage's phase two rounds old, of the
+                // same parity, and read a stale box.
+                __syncwarp();
+                if (lane == 0) Barrier::arrive(&empty[s]);
               }
             }
       }
