@@ -548,9 +548,9 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
 SUM_ROWS_PER_CTA = 3
 
 
-# Consumer warps of the Hopper implicit-GEMM kernel, each with a shared row of input sums (SUM_WARPS in
-# csrc/igemm_sm90.cuh).
-IGEMM_SUM_WARPS = 8
+# Warps of the Hopper implicit-GEMM kernel that sum its input, each into a shared row of C_r floats
+# (SUM_WARPS in csrc/igemm_sm90.cuh: the producer warpgroup's three idle warps).
+IGEMM_SUM_WARPS = 3
 
 
 def igemm_sum_window(table, in_spatial, s_in: int):
@@ -580,8 +580,9 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     The warp-specialized Hopper rows (unit stride) round the input in their producer warps: each tile
     counts its halo up to where the next tile's starts (the last tile along an axis, all of it), so the
     halos must start at or before the input and the last ones reach its end (csrc/direct_sm90.cuh,
-    sums_cover). The tf32 implicit-GEMM rows (any stride) sum the A operand their consumers load, at the
-    taps of ``igemm_sum_window``, into a shared row of c_r floats per consumer warp."""
+    sums_cover). The tf32 implicit-GEMM rows (any stride) sum the input boxes they load at the taps of
+    ``igemm_sum_window``, in three warps of their producer warpgroup, each into a shared row of c_r
+    floats."""
     if k.family == "igemm" and k.op == "direct" and not k.split:
         smem = igemm_smem_bytes(k.bn, k.stages) + IGEMM_SUM_WARPS * 4 * c_r
         return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
