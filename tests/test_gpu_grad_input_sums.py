@@ -26,6 +26,22 @@ def _fits(prob, cfg):
 
 
 
+def _check_sums(cfg, prob):
+    """grad_input of prob on row cfg with the bias gradient from its read: grad_x the same bits as without,
+    the sums within 1e-6 of float64 (an element counted twice or missed would be off by whole elements),
+    the same bits on a second run (fixed owners, fixed order)."""
+    gy = torch.randn(prob.n, prob.c_out, *prob.out_spatial, device="cuda").to(memory_format=CL) + 0.5  # nonzero mean
+    w = torch.randn(prob.c_in, prob.c_out, prob.k, prob.k, prob.k, device="cuda") / (prob.c_out * prob.k ** 3) ** 0.5
+    ref_gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name)
+    poison_allocator()  # the buffer's rows past the grid start as NaN: the kernel must zero them
+    gx, gb = launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)
+    assert gb is not None and gb.shape == (prob.c_out,)
+    assert torch.equal(gx, ref_gx)  # the sums do not touch grad_x
+    ref = gy.double().sum((0, 2, 3, 4))
+    assert rel_l2(gb, ref) <= 1e-6, (cfg.name, rel_l2(gb, ref))
+    assert torch.equal(launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)[1], gb)
+
+
 @pytest.mark.parametrize("cfg", WS, ids=lambda k: k.name)
 @pytest.mark.parametrize("n,c_in,c_out,k,p,spatial", [
     (2, 48, 24, 3, 0, (6, 9, 16)),     # the headline's channels, padding 0: grad_y is larger than x
@@ -41,20 +57,8 @@ def test_ws_grad_input_sums_grad_y(cfg, n, c_in, c_out, k, p, spatial):
     prob = Problem(n, c_in, c_out, spatial, k, 1, p)
     if not _fits(prob, cfg):
         pytest.skip("the row cannot take this problem")
-    table = direct.grad_input_plan(prob)
-    assert direct.sums_input(cfg, table, prob.out_spatial)
-    gy = torch.randn(n, c_out, *prob.out_spatial, device="cuda").to(memory_format=CL) + 0.5  # a nonzero mean
-    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_out * k ** 3) ** 0.5
-    ref_gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name)
-    poison_allocator()
-    gx, gb = launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)
-    assert gb is not None and gb.shape == (c_out,)
-    assert torch.equal(gx, ref_gx)  # the sums do not touch grad_x
-    ref = gy.double().sum((0, 2, 3, 4))
-    assert rel_l2(gb, ref) <= 1e-6, (cfg.name, rel_l2(gb, ref))
-    # Every element once: a second read counted would be off by whole elements, far past 1e-6; and the
-    # same bits on a second run (fixed owners, fixed order).
-    assert torch.equal(launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)[1], gb)
+    assert direct.sums_input(cfg, direct.grad_input_plan(prob), prob.out_spatial)
+    _check_sums(cfg, prob)
 
 
 @pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
@@ -72,18 +76,8 @@ def test_igemm_grad_input_sums_grad_y(cfg, n, c_in, c_out, k, s, p, op, spatial)
     prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
     if not _fits(prob, cfg):
         pytest.skip("the row cannot take this problem")
-    table = direct.grad_input_plan(prob)
-    assert direct.sums_input(cfg, table, prob.out_spatial, s, c_out)
-    gy = torch.randn(n, c_out, *prob.out_spatial, device="cuda").to(memory_format=CL) + 0.5  # a nonzero mean
-    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_out * k ** 3) ** 0.5
-    ref_gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name)
-    poison_allocator()  # the buffer's rows past the grid start as NaN: the kernel must zero them
-    gx, gb = launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)
-    assert gb is not None and gb.shape == (c_out,)
-    assert torch.equal(gx, ref_gx)  # the sums do not touch grad_x
-    ref = gy.double().sum((0, 2, 3, 4))
-    assert rel_l2(gb, ref) <= 1e-6, (cfg.name, rel_l2(gb, ref))
-    assert torch.equal(launch.grad_input_with_bias(gy, w, prob, cfg.precision, cfg.name)[1], gb)
+    assert direct.sums_input(cfg, direct.grad_input_plan(prob), prob.out_spatial, s, c_out)
+    _check_sums(cfg, prob)
 
 
 def test_igemm_public_op_bias_gradient_from_grad_input(monkeypatch):
