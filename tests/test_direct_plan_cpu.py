@@ -605,3 +605,21 @@ def test_simt_grad_input_over_parities_and_waves():
     assert selector.select_config(outpad, "fprop", "fp32", num_sms=132).name == "direct_fp32_8x8x16_n32_m8"
     # at unit stride, one dense phase as before
     assert not direct.sums_parities(selector.select_config(HEADLINE, "fprop", "fp32"), HEADLINE)
+
+
+def test_igemm_wgrad_slices_take_the_fewest_within_the_slack():
+    """The partial sums are the backward's largest temporary on small layers: the slice count is the
+    fewest within IGEMM_WGRAD_SLICE_SLACK of the cost model's best (U-Net 256->128: 3 slices, 10 MiB, not
+    7 and 24 MiB), never more than the best's, and never more partial bytes."""
+    row = BY_NAME["igemm_wgrad_tf32_1x4x8_n64_kx3_s3"]
+    dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    assert direct.igemm_wgrad_slices(dec1, row.block, row.bn, 132, kx=row.kx, slack=0.0) == 7
+    assert direct.igemm_wgrad_slices(dec1, row.block, row.bn, 132, kx=row.kx) == 3
+    for p in (dec1, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), Problem(16, 256, 128, (8, 8, 8), 3, 2, 1),
+              Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), Problem(1, 128, 64, (24, 24, 24), 5, 2, 2)):
+        for k in (BY_NAME["igemm_wgrad_tf32_1x4x8_n64_kx3_s3"], BY_NAME["igemm_wgrad_tf32_1x4x8_n64_s6"]):
+            kx = k.kx if p.k == 3 else 0
+            best = direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx, slack=0.0)
+            some = direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx)
+            assert 1 <= some <= best
+            assert direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx, slack=1e3) == 1

@@ -324,28 +324,36 @@ def igemm_wgrad_smem_bytes(bn: int, stages: int, kx: int = 0, block: Tuple[int, 
     return 1024 + stages * (32 * 128 * 4 + 2 * 32 * bn * 4) + 3 * stages * 8
 
 
+# The partial sums are the backward's largest temporary on small layers: U-Net 256->128 took 7 slices,
+# 23.6 MiB, where cuDNN's whole step needed 10 MiB besides its tensors, and its peak stayed above cuDNN's
+# (v0.28). So the fewest slices whose modelled cost is within this fraction of the best: 3 slices there,
+# 10.1 MiB, for a cost 5% above 7's.
+IGEMM_WGRAD_SLICE_SLACK = 0.06
+
+
 @functools.lru_cache(maxsize=256)
 def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms: int,
-                       max_partial_bytes: int = 256 << 20, kx: int = 0) -> int:
+                       max_partial_bytes: int = 256 << 20, kx: int = 0,
+                       slack: Optional[float] = None) -> int:
     """Slices of the implicit-GEMM grad_weight's reduction (its units are slices x C_in blocks x C_out
-    blocks x taps, one CTA per SM walking them): the count minimising waves x (32-position tiles per
-    slice + 3, a unit's fill and store) + the partial sums' write and read (slices x k^3 x C_in x C_out
-    floats, counted in tile-times at 3 TB/s against 0.5 us per tile), within max_partial_bytes."""
+    blocks x taps, one CTA per SM walking them). Cost of a count: waves x (32-position tiles per slice +
+    3, a unit's fill and store) + the partial sums' write and read (slices x k^3 x C_in x C_out floats,
+    counted in tile-times at 3 TB/s against 0.5 us per tile). Returns the fewest slices within ``slack``
+    of the cheapest count (IGEMM_WGRAD_SLICE_SLACK), and within max_partial_bytes."""
     d, h, w = p.spatial
     tiles = p.n * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
     # kx > 1: a unit covers kx taps (its k-blocks kx times the MMAs, counted as kx tile-times).
     fold = kx if kx > 1 else 1
     blocks = -(-p.c_in // 128) * -(-p.c_out // bn) * p.k ** 3 // fold
     per_slice = 4 * p.k ** 3 * p.c_in * p.c_out
-    best = None
+    costs = []
     for slices in range(1, min(tiles, 256) + 1):
         if slices > 1 and slices * per_slice > max_partial_bytes:
             break
-        cost = (-(-blocks * slices // num_sms) * (-(-tiles // slices) * fold + 3)
-                + slices * 2 * per_slice / 3e12 / 0.5e-6)
-        if best is None or cost < best[0]:
-            best = (cost, slices)
-    return best[1]
+        costs.append(-(-blocks * slices // num_sms) * (-(-tiles // slices) * fold + 3)
+                     + slices * 2 * per_slice / 3e12 / 0.5e-6)
+    best = min(costs) * (1 + (IGEMM_WGRAD_SLICE_SLACK if slack is None else slack))
+    return next(i + 1 for i, c in enumerate(costs) if c <= best)
 
 
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...],
