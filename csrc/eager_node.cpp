@@ -301,8 +301,8 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       } else if (need_x || need_w) {
         G = ndhwc(gy);
       }
-      // grad_weight first where its temporaries are large (launch.grad_weight_first): they are freed before
-      // grad_x is allocated, so that the peak holds the larger of the two instead of both.
+      // grad_weight first (launch.grad_weight_first): its temporaries are freed before grad_x is allocated,
+      // so that the peak holds the larger of the two instead of both.
       if (need_w && P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_x) {
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.

@@ -57,21 +57,15 @@ def test_plan_ints_order_and_rules():
     assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[21] == 1
 
 
-def test_grad_weight_first_where_its_temporaries_are_large(monkeypatch):
-    """grad_weight runs first where its partial sums plus its copy of an NCDHW x reach GW_FIRST_MIN_BYTES, and
-    always in exact fp32."""
+def test_grad_weight_first_in_every_precision():
+    """The backward runs grad_weight first on small tensor-core layers too (v0.28): their peaks then hold
+    grad_weight's temporaries or grad_x, not both."""
     from convt3d_cutlass import launch
-    monkeypatch.setattr(direct, "wgrad_reads_ncdhw", lambda k, x: False)
-    p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)  # per slice: 27 * 64 * 32 floats = 221 KiB
-    x = torch.empty(2, 64, 16, 16, 16)  # NCDHW: a 2 MiB copy for grad_weight
-    def plan(slices, precision="tf32"):
-        return _plan("igemm", slices=slices, precision=precision)
-    per_slice = 4 * 27 * 64 * 32
-    enough = -(-launch.GW_FIRST_MIN_BYTES // per_slice)
-    assert not launch.grad_weight_first(p, plan(enough - 5), x.to(memory_format=CL))
-    assert launch.grad_weight_first(p, plan(enough - 5), x)  # the copy of x (2 MiB) tips it
-    assert launch.grad_weight_first(p, plan(enough), x.to(memory_format=CL))
-    assert launch.grad_weight_first(p, plan(1, "fp32"), x.to(memory_format=CL))
+    p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)
+    x = torch.empty(2, 64, 16, 16, 16)
+    for precision in ("tf32", "3xtf32", "fp32"):
+        for t in (x, x.to(memory_format=CL)):
+            assert launch.grad_weight_first(p, _plan("igemm", slices=1, precision=precision), t)
 
 
 def test_node_off_without_the_extension_op(monkeypatch):

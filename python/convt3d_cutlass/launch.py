@@ -283,27 +283,21 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     return True
 
 
-# The backward runs grad_weight before grad_input where grad_weight's temporaries (its partial sums, and
-# its channels_last_3d copy of an NCDHW x where it makes one) are then freed before grad_x is allocated, so
+# The backward runs grad_weight before grad_input: grad_weight's temporaries (its partial sums, and its
+# channels_last_3d copy of an NCDHW x where it makes one) are then freed before grad_x is allocated, so
 # that the peak holds the larger of the two instead of both (H100, v0.22: the headline's tf32 step 963 ->
-# 689 MiB, fp32 752 -> 689; U-Net 64->32 NCDHW fp32 1144 -> 1016). Exact fp32 always (FFMA-bound steps:
-# the order measured time-neutral on every layer tried, within 1.5%); tf32 and 3xtf32 where those
-# temporaries take at least GW_FIRST_MIN_BYTES. Smaller tensor-core layers keep grad_input first: their
-# steps are host-bound, and the node preparing grad_weight while grad_input's kernel runs measured faster
-# (tf32 3D-GAN 256->128 0.296 against 0.392 ms, U-Net 256->128 NCDHW 0.394 against 0.526; same-process
-# A/B, 5 rounds) for 8-12 MiB.
-GW_FIRST_MIN_BYTES = 32 << 20
-
-
+# 689 MiB, fp32 752 -> 689; U-Net 64->32 NCDHW fp32 1144 -> 1016). v0.22-v0.27 kept grad_input first on
+# tensor-core layers whose temporaries were under 32 MiB: their host-bound steps had measured 3-30% faster
+# that way. v0.28 measured the order again, in one process with 7 alternating rounds
+# (bench/tools/memab.py), on the eight small-layer rows it decided: within the rounds' noise (ours 0.200 vs
+# 0.216 ms on the U-Net k2 up at worst, medium 0.510 vs 0.516, the 3D-GAN 256->128 0.347 vs 0.343), while
+# grad_input first kept the peak above cuDNN's on U-Net k2 (72.6 vs 72.0 MiB) and medium (28.6 vs 24.0)
+# channels_last_3d, and U-Net k2 NCDHW (152.6 vs 146.1). So grad_weight first everywhere; this function
+# stays the one place the order is decided (the eager plan's last integer, ops.py's Function).
 def grad_weight_first(p: Problem, plan: Plan, x: torch.Tensor) -> bool:
     """Whether the backward of layer p (x [N, C_in, D, H, W] as saved; ``plan``: its grad_weight Plan) runs
-    grad_weight before grad_input (GW_FIRST_MIN_BYTES)."""
-    if plan.k.precision == "fp32":
-        return True
-    partial_bytes = 4 * plan.slices * p.k ** 3 * p.c_in * p.c_out
-    x_copy = 0 if x.is_contiguous(memory_format=torch.channels_last_3d) or direct.wgrad_reads_ncdhw(plan.k, x) \
-        else 4 * x.numel()
-    return partial_bytes + x_copy >= GW_FIRST_MIN_BYTES
+    grad_weight before grad_input: always (the policy above)."""
+    return True
 
 
 def _finish(partials: torch.Tensor, p: Problem) -> torch.Tensor:

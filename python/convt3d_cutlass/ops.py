@@ -102,7 +102,8 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
-        # grad_weight first where its temporaries are large (launch.grad_weight_first, as the eager node).
+        # grad_weight first, so that its temporaries are gone before grad_x exists (launch.grad_weight_first,
+        # as the eager node).
         # Eager only (share_layout): a traced backward is a graph whose order the compiler picks.
         w_first = False
         if share_layout and need_w and need_x and x.is_cuda:
