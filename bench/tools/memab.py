@@ -5,7 +5,7 @@ step in every round (autotuned).
 Settings: ``base`` (v0.27's policy: no slice slack, grad_input first on tensor-core layers whose
 grad_weight temporaries are under 32 MiB), ``slack`` (direct.IGEMM_WGRAD_SLICE_SLACK), ``slack+gw`` (and
 grad_weight first on every layer, v0.28's policy), ``slack+gw+sk1`` (and the stock split-K grad_weight at
-one wave of CTAs instead of four). Rounds alternate the settings; figures are medians of the rounds'
+one wave of CTAs instead of four). Rounds alternate the settings, in reverse order every other round; figures are medians of the rounds'
 medians. Usage: memab.py [LAYER:LAYOUT,...] [ROUNDS] [SETTINGS]   (LAYOUT cl or nc)
 """
 import statistics
@@ -60,12 +60,12 @@ for item in spec:
     slices = {}
     for r in range(rounds):
         ms["cudnn"].append(bench(native))
-        for s in settings:
+        for s in settings if r % 2 == 0 else settings[::-1]:  # ABBA: no setting always runs first
             use(s)
             step = _our_fns(t, "tf32")[1]["step"]
             step()
             ms[s].append(bench(step))
-            if r == 0:
+            if s not in mem:
                 mem[s] = peak_extra_mb(step)
                 p = launch.Problem.of(t.x, t.w, t.case.stride, t.case.padding, t.case.output_padding)
                 plan = launch._plan(p, "wgrad", "tf32", None, t.x.device, None)
