@@ -298,7 +298,15 @@ struct WsRegs {
 // SUMS: the rounders also sum the input per channel (p.in_sums), a separate instantiation: the rounders
 // are close to the forward's critical path (a runtime branch in their loop cost it 6%), so the kernels
 // that do not sum keep exactly the code they had.
-template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON, bool IN, bool SUMS = false>
+// RS: A from registers (RS-wgmma). Why: with SS-wgmma the headline forward moves about 25 shared-memory
+// element accesses per output position and channel (A re-read for all 9 (kd, kh) taps, B, the rounders'
+// read and write of the halo); ncu puts L1/shared at 72% of its peak with the tensor pipe near 60% busy
+// (docs/performance.md v0.28). Each consumer warpgroup owns one 4-row h block through all TD planes, so
+// an A fragment of halo plane d' serves the taps kd of output planes d' - kd: loaded (and rounded) once
+// for up to KX MMAs. The halo then needs no rounding in place: the MMA warps wait for the TMA itself.
+// Needs every phase to have KX taps on each axis (unit stride), TH / 4 == WG, tf32.
+template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON, bool IN, bool SUMS = false,
+          bool RS = false>
 __global__ void __launch_bounds__(128 * (WG + 1), 1)
     wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                     const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
@@ -309,6 +317,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = C::N / 2;
   constexpr int ROUNDERS = 96;  // producer warps 1-3
+  static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
+  // RS without a transposing (IN) or summing (SUMS) rounder pass: the MMA warps take the halo as TMA lands it.
+  constexpr bool RAW_TO_MMA = RS && !IN && !SUMS;
   // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
   // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
@@ -424,7 +435,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                                              t.tap0 + gi * t.tx + h * geo.lo_tap);
         }
       }
-    } else if (tid >= 32) {
+    } else if (tid >= 32 && !RAW_TO_MMA) {
       // Round each arrived halo to tf32 in place (the host pre-rounds the weight), then hand it to the
       // MMAs: the writes are made visible to the async proxy (wgmma) before the release.
       const int r = tid - 32;
@@ -613,6 +624,60 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #pragma unroll
       for (int i = 0; i < NA; ++i) acc[mb][i] = 0.f;
 
+    if constexpr (RS) {
+      // Groups of MMAs on one A fragment (a halo row block of plane dp, tap kh), NBUF fragments in
+      // flight; the group count per chunk is a multiple of NBUF so that a chunk starts on fragment 0.
+      constexpr int DP = TD + KX - 1, G = KX * DP;
+      constexpr int NBUF = G % 3 == 0 ? 3 : G % 2 == 0 ? 2 : 1;
+      using OpRS = typename GmmaRS<C::N>::Op;
+      // Rows g and g + 8 of warp wl's 16 positions, columns tq and tq + 4: SW32 swaps a row's 16-byte
+      // halves where bit 2 of the position is set, which also spreads the 8 rows over all 32 banks.
+      const uint32_t a_pos = (16 * wl + g) * ROW_BYTES + 4 * tq;
+      const uint32_t c_lo = 16 * ((g >> 2) & 1), c_hi = 16 - c_lo;
+      uint32_t a[NBUF][4];
+      for (int c = 0; c < t.nchunks; ++c, ++it) {
+        const int s = it % ns;
+        if constexpr (RAW_TO_MMA)
+          TxBarrier::wait(&full[s], (it / ns) & 1);
+        else
+          Barrier::wait(&ready[s], (it / ns) & 1);
+        const uint32_t st = smem_addr + s * geo.stage_bytes;
+        const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + geo.halo_bytes;
+        const uint32_t hb = st + 4 * cw * HALO_W * ROW_BYTES + a_pos;
+#pragma unroll
+        for (int kh = 0; kh < KX; ++kh)
+#pragma unroll
+          for (int dp = 0; dp < DP; ++dp) {
+            uint32_t(&ab)[4] = a[(kh * DP + dp) % NBUF];
+            const uint32_t at = hb + (dp * geo.HH + kh) * HALO_W * ROW_BYTES;
+            const uint32_t x[4] = {lds(at + c_lo), lds(at + 8 * ROW_BYTES + c_lo), lds(at + c_hi),
+                                   lds(at + 8 * ROW_BYTES + c_hi)};
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              ab[e] = direct::to_tf32(__uint_as_float(x[e]));
+              cute::warpgroup_fence_operand(ab[e]);
+            }
+            // The resident filter holds B: the stage's last A values are in registers, so it goes back now.
+            if (kh == KX - 1 && dp == DP - 1 && geo.resident) Barrier::arrive(&empty[s]);
+            fence_acc(acc);
+            cute::warpgroup_arrive();
+#pragma unroll
+            for (int kd = 0; kd < KX; ++kd)
+              if (dp - kd >= 0 && dp - kd < TD)
+                gmma_rs<OpRS>(ab, sw32_desc(fb + (kd * KX + kh) * GB), acc[dp - kd], std::make_index_sequence<NA>{});
+            cute::warpgroup_commit_batch();
+            cute::warpgroup_wait<NBUF - 1>();
+            fence_acc(acc);
+          }
+        if (!geo.resident) {  // B came from the stage: its MMAs must retire first
+          cute::warpgroup_wait<0>();
+          fence_acc(acc);
+          Barrier::arrive(&empty[s]);
+        }
+      }
+      cute::warpgroup_wait<0>();
+      fence_acc(acc);
+    } else {
     int held = -1;  // the stage whose MMAs may still be in flight
     for (int c = 0; c < t.nchunks; ++c, ++it) {
       const int s = it % ns;
@@ -652,6 +717,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       fence_acc(acc);
       Barrier::arrive(&empty[held]);
     }
+    }
 
     // Epilogue in registers. Thread (g, tq) of warp wl holds halo positions g and g + 8 of output row
     // wl, columns 8j + 2tq + {0, 1} of every kx block; out[w] = sum_kx P[w + kx][kx block], so the
@@ -675,7 +741,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             acc[mb][4 * j + 2 + e] += v1;  // only valid where g + 8 + kx < 16, i.e. w < TW
           }
       }
-      const int m = cw * C::MB + mb;
+      const int m = RS ? mb * WG + cw : cw * C::MB + mb;  // RS: warpgroup cw holds h block cw of every plane
       const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
       if (qd >= ph.count[0] || qh >= ph.count[1]) continue;
       const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
@@ -713,9 +779,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #endif
 }
 
-template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false>
+template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false>
 struct WgmmaKernel {
   static_assert(WS || !SPLIT, "3xtf32 is in the warp-specialized form only");
+  static_assert(!RS || (WS && !SPLIT), "RS: the warp-specialized tf32 form");
   static constexpr int P = SPLIT ? 2 : 1;
   using C = Config<TD, TH, KX, BN, WG, S>;
 
@@ -795,6 +862,13 @@ struct WgmmaKernel {
     if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
     if (p.in_ncdhw && (!WS || p.Wi % 4 != 0)) return 5;  // NCDHW input: ws form, 16-byte TMA row strides
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
+    if (RS)  // A fragments shared across kd by compile-time tap counts: every phase has KX taps per axis
+      for (int i = 0; i < p.num_phases; ++i) {
+        const DirectPhase& ph = p.phase[i];
+        if (ph.count[0] > 0 && ph.count[1] > 0 && ph.count[2] > 0 &&
+            (ph.taps[0] != KX || ph.taps[1] != KX || ph.taps[2] != KX))
+          return 5;
+      }
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
     Geometry geo;
@@ -856,12 +930,13 @@ struct WgmmaKernel {
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(units < sms ? units : sms));
       if (p.in_sums != nullptr && p.in_sums_rows < SUM_ROWS * (int)grid.x) return 5;
-      auto kernel = p.in_ncdhw    ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true>
-                                                 : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true>)
-                    : p.in_sums ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, true>
-                                               : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, true>)
-                                : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false>
-                                               : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false>);
+      auto kernel =
+          p.in_ncdhw  ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>
+                                     : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true, false, RS>)
+          : p.in_sums ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, true, RS>
+                                     : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, true, RS>)
+                      : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, false, RS>
+                                     : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, RS>);
       return direct::launch_with_smem(kernel, grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);

@@ -256,6 +256,20 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"
     assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
+    # k5 at unit stride: the RS twin of the k5 row (selector.WGMMA_RS_TWINS); strided k5 phases (1-3 taps
+    # per axis) and k3 on the k5 row keep the ws row.
+    refine = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    for op in ("dgrad", "fprop"):
+        assert selector.select_config(refine, op, "tf32").name == "wgmma_rs_tf32_4x8x12_kx5_n16_wg2_s8"
+    rs = BY_NAME["wgmma_rs_tf32_4x8x12_kx5_n16_wg2_s8"]
+    assert not selector.direct_fits(Problem(1, 32, 16, (16, 16, 16), 5, 2, 2), "dgrad", rs)
+    assert not selector.direct_fits(Problem(1, 32, 16, (16, 16, 16), 3, 1, 1), "dgrad", rs)
+    saved = selector.WGMMA_RS_TWINS
+    try:
+        selector.WGMMA_RS_TWINS = False
+        assert selector.select_config(refine, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x12_kx5_n16_wg2_s8"
+    finally:
+        selector.WGMMA_RS_TWINS = saved
     # exact fp32: the FFMA tap-reuse rows, on any arch; the stock SIMT kernel where forced to the family
     for op, name in (("dgrad", "direct_fp32_8x8x16_n24_m8"), ("fprop", "direct_fp32_4x8x16_n48_m4")):
         assert selector.select_config(HEADLINE, op, "fp32").name == name

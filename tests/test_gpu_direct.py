@@ -496,3 +496,27 @@ def test_igemm_wgrad_refuses_ncdhw_x():
     partials = torch.empty(1, 27, 8, 8, device="cuda")
     with pytest.raises(RuntimeError, match="cannot run this problem"):
         torch.ops.convt3d_cutlass.direct_wgrad(name, x, gy, partials, 3, 1, 1, 1, True)
+
+
+@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.rs], ids=lambda k: k.name)
+def test_rs_rows_match_their_ss_twins(cfg):
+    """The RS rows (A from registers, rounded there, each fragment shared by the kd taps) against the ws
+    row of the same tile: the same tf32 operands, so only the order of fp32 accumulation differs. Several
+    chunks with a tail (44 = 5 x 8 + 4), C_out blocks with a tail, tiles cut along every axis, bias; and
+    cuDNN-class tf32 error against float64 (rounded, not truncated)."""
+    twin = cfg.name.replace("wgmma_rs_", "wgmma_ws_")
+    if cfg.name not in _extension.compiled_kernels() or twin not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    k = cfg.kx
+    prob = Problem(2, 44, 52, (9, 13, 31), k, 1, (k - 1) // 2 - 1 if k > 3 else 0)
+    x = torch.randn(2, 44, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(44, 52, k, k, k, device="cuda") / (44 * k ** 3) ** 0.5
+    b = torch.randn(52, device="cuda")
+    y = launch.forward(x, w, b, prob, "tf32", cfg.name, out=_poisoned((2, 52) + prob.out_spatial))
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), 1, prob.padding)
+    assert rel_l2(y, launch.forward(x, w, b, prob, "tf32", twin)) < 1e-5
+    assert 1e-5 < rel_l2(y, ref) < 5e-4
+    gy = torch.randn((2, 52) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    gx = launch.grad_input(gy, w, prob, "tf32", cfg.name, out=_poisoned((2, 44) + prob.spatial))
+    assert rel_l2(gx, launch.grad_input(gy, w, prob, "tf32", twin)) < 1e-5
+    assert 1e-5 < rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 1, prob.padding)) < 5e-4

@@ -356,6 +356,13 @@ def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms
     return next(i + 1 for i, c in enumerate(costs) if c <= best)
 
 
+def all_taps(table, kx: int) -> bool:
+    """Whether every phase of ``table`` with outputs has kx taps along each axis (the RS rows' compile-time
+    tap loops, csrc/direct_sm90.cuh can_implement): unit-stride passes with k = kx."""
+    return all(tuple(table[i + 9:i + 12]) == (kx, kx, kx)
+               for i in range(0, len(table), 13) if min(table[i + 3:i + 6]) > 0)
+
+
 def ctas(block: Tuple[int, int, int], bn: int, n: int, c_out: int, table: Tuple[int, ...],
          sum_phases: bool = False) -> int:
     """CTAs the launch starts (exited ones included); with sum_phases one per tile for all phases."""

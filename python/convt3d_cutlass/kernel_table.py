@@ -75,6 +75,7 @@ class KernelConfig:
     warpgroups: int = 0  # wgmma family: consumer warpgroups per CTA
     ksize: int = 0       # wgmma grad_weight: the filter size k it is compiled for
     ws: bool = False     # wgmma forward/grad_input: warp-specialized, persistent form
+    rs: bool = False     # ws rows: A from registers, each fragment shared by the kd taps (needs k = kx taps)
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -155,7 +156,7 @@ class KernelConfig:
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "wgmma":
-            form = "wgmma_ws" if self.ws else "wgmma"
+            form = "wgmma_rs" if self.rs else "wgmma_ws" if self.ws else "wgmma"
             return (f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
@@ -308,10 +309,10 @@ DIRECT_WGRAD_KERNELS = tuple(
 
 
 
-def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False):
+def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, rs=False):
     block = (depth, height, 16 - kx + 1)  # a 16-position halo row holds TW + kx - 1 inputs
     return KernelConfig("direct", precision, (depth * height * 16, bn, 8), (64, kx * bn, 8), stages, why,
-                        "wgmma", block, kx, warpgroups, ws=ws)
+                        "wgmma", block, kx, warpgroups, ws=ws or rs, rs=rs)
 
 
 # Hopper tap reuse (csrc/direct_sm90.cuh): TMA-staged halo and filter, SS-wgmma with kw folded into
@@ -351,7 +352,21 @@ WGMMA_WS_KERNELS = tuple(
         ("3xtf32", 2, 8, 3, 32, "3xtf32, C_out > 24 in blocks of 32"),
     ))
 
-WGMMA_KERNELS = WGMMA_WS_KERNELS + tuple(
+# The same kernel with A from registers (wgmma_ws_kernel's RS form): each consumer warpgroup owns one 4-row
+# h block through every plane of the tile, so an A fragment loaded (and rounded) once serves the kd taps of
+# up to kx output planes, and the halo needs no rounding pass. Unit stride only (every phase with kx taps
+# per axis), tf32; selector._rs_twin puts it in its ws twin's place. Same process against the twins (H100,
+# bench/tools/rsab.py, 5 rounds, v0.28): V-Net refine (k5) forward 0.214 -> 0.168 ms channels_last_3d,
+# 0.238 -> 0.193 NCDHW, step 1.04x / 1.23x. The k3 twins were built and measured too and dropped: headline
+# forward 2.269 -> 2.283 ms (grad_input 2.075 -> 2.003, step 6.594 -> 6.640), SR head forward 0.430 ->
+# 0.457 (0.94x): sharing a fragment among three taps instead of five did not pay for the serialised
+# groups. (192 accumulators, N = 96 on 4 planes or 192 on 2, would not fit beside the fragments: C7512.)
+WGMMA_RS_KERNELS = (
+    _wgmma("tf32", 4, 8, 5, 16, 2, 8, "RS twin of the k5 ws row: V-Net refine forward 0.168 vs 0.214 ms",
+           rs=True),
+)
+
+WGMMA_KERNELS = WGMMA_WS_KERNELS + WGMMA_RS_KERNELS + tuple(
     _wgmma(prec, depth, height, kx, bn, wg, stages, why)
     for prec in ("tf32",)
     for depth, height, kx, bn, wg, stages, why in (

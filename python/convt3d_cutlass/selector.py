@@ -135,6 +135,8 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         c_r = problem.c_in if op == "dgrad" else problem.c_out
         need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
+        if k.rs and not direct.all_taps(plan[0], k.kx):
+            return False
         return plan[1] == 1 and need is not None and need <= smem_limit
     if k.simt:
         table, s_in, sums = direct.pass_plan(k, problem, op)
@@ -306,6 +308,22 @@ def _wgmma_choice(problem: Problem, op: str, table, co: int, precision: str, com
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((_padded(co, k.bn), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
+
+
+# The warp-specialized rows' RS twins (A from registers, shared across kd; kernel_table.WGMMA_RS_KERNELS,
+# which keeps the one that measured faster: k5) replace them wherever they fit: unit-stride passes with
+# k = kx, tf32 (docs/performance.md v0.28). False: the ws rows everywhere (A/B runs, bench/tools/rsab.py).
+WGMMA_RS_TWINS = True
+
+
+def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability: Tuple[int, int]):
+    """k's RS twin where WGMMA_RS_TWINS, it is compiled and it can run the pass; else k."""
+    if not (WGMMA_RS_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs):
+        return k
+    twin = BY_NAME.get(k.name.replace("wgmma_ws_", "wgmma_rs_", 1))
+    if twin is None or (compiled is not None and twin.name not in compiled):
+        return k
+    return twin if direct_fits(problem, op, twin, smem_limit, capability) else k
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
@@ -644,7 +662,8 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
-            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)
+            k = _rs_twin(problem, op, _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability),
+                         comp, smem_limit, capability)
         if k is not None or family == "direct":
             if k is None:
                 raise LookupError(f"no direct kernel can run {op} of this problem")
