@@ -288,12 +288,12 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
 # that the peak holds the larger of the two instead of both (H100, v0.22: the headline's tf32 step 963 ->
 # 689 MiB, fp32 752 -> 689; U-Net 64->32 NCDHW fp32 1144 -> 1016). v0.22-v0.27 kept grad_input first on
 # tensor-core layers whose temporaries were under 32 MiB: their host-bound steps had measured 3-30% faster
-# that way. v0.28 measured the order again, in one process with 7 alternating rounds
-# (bench/tools/memab.py), on the eight small-layer rows it decided: within the rounds' noise (ours 0.200 vs
-# 0.216 ms on the U-Net k2 up at worst, medium 0.510 vs 0.516, the 3D-GAN 256->128 0.347 vs 0.343), while
-# grad_input first kept the peak above cuDNN's on U-Net k2 (72.6 vs 72.0 MiB) and medium (28.6 vs 24.0)
-# channels_last_3d, and U-Net k2 NCDHW (152.6 vs 146.1). So grad_weight first everywhere; this function
-# stays the one place the order is decided (the eager plan's last integer, ops.py's Function).
+# that way, across subprocesses. v0.28 measured it again in one process (bench/tools/memab.py, 8 rounds,
+# settings in reverse order every other round) where only the order changed: U-Net k2 up 0.327 -> 0.320 ms
+# NCDHW and 0.359 -> 0.342 channels_last_3d, medium channels_last_3d 0.511 -> 0.533, within the rounds'
+# spread, while grad_input first kept the peak above cuDNN's on the k2 up (152.6 vs 146.1 MiB NCDHW, 72.6
+# vs 72.0) and medium (28.6 vs 24.0). So grad_weight first everywhere; this function stays the one place
+# the order is decided (the eager plan's last integer, ops.py's Function).
 def grad_weight_first(p: Problem, plan: Plan, x: torch.Tensor) -> bool:
     """Whether the backward of layer p (x [N, C_in, D, H, W] as saved; ``plan``: its grad_weight Plan) runs
     grad_weight before grad_input: always (the policy above)."""
