@@ -22,8 +22,9 @@ Three families, all NDHWC fp32:
   ``ws`` rows are its warp-specialized, persistent form (a producer warpgroup besides the consumers;
   the selector's first choice); ``rs`` rows are ws rows with A from registers, each fragment shared by
   the kd taps (unit stride with k = kx; the selector takes them in their ws twin's place). Its ``wgrad``
-  rows (``csrc/direct_wgrad_sm90.cuh``) serve grad_weight for filter size ``ksize``: ``tile`` = (64 * warpgroups, BN, 8) = (rows of (kh, kw, C_out), C_in
-  block, k8), ``block`` = (1, TH, TW) the x tile. Its ``3xtf32`` rows (``split``) run both operands
+  rows (``csrc/direct_wgrad_sm90.cuh``) serve grad_weight for filter size ``ksize``: ``tile`` =
+  (64 * warpgroups, BN, 8) = (rows of (kh, kw, C_out), C_in block, k8), ``block`` = (1, TH, TW) the
+  x tile. Its ``3xtf32`` rows (``split``) run both operands
   as rounded hi + lo tf32 parts, three wgmmas each (the mma.sync form's truncating split is the one
   that was dropped above).
 * ``igemm``: implicit GEMM per filter tap on Hopper (``csrc/igemm_sm90.cuh``, sm_90a only), on the same
