@@ -133,10 +133,10 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         return plan[1] <= 8 and direct.igemm_smem_bytes(k.bn, k.stages, k.split) <= smem_limit
     if k.family == "wgmma":
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
-        c_r = problem.c_in if op == "dgrad" else problem.c_out
-        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
         if k.rs and not direct.all_taps(plan[0], k.kx):
             return False
+        c_r = problem.c_in if op == "dgrad" else problem.c_out
+        need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
         return plan[1] == 1 and need is not None and need <= smem_limit
     if k.simt:
         table, s_in, sums = direct.pass_plan(k, problem, op)
