@@ -626,9 +626,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 
     if constexpr (RS) {
       // Groups of MMAs on one A fragment (a halo row block of plane dp, tap kh), NBUF fragments in
-      // flight; the group count per chunk is a multiple of NBUF so that a chunk starts on fragment 0.
-      constexpr int DP = TD + KX - 1, G = KX * DP;
-      constexpr int NBUF = G % 3 == 0 ? 3 : G % 2 == 0 ? 2 : 1;
+      // flight; the groups per kh are a multiple of NBUF so that every kh (a runtime loop: unrolled, the
+      // k5 row's TU compiled in 46 s) starts on fragment 0.
+      constexpr int DP = TD + KX - 1;
+      constexpr int NBUF = DP % 3 == 0 ? 3 : DP % 2 == 0 ? 2 : 1;
       using OpRS = typename GmmaRS<C::N>::Op;
       // Rows g and g + 8 of warp wl's 16 positions, columns tq and tq + 4: SW32 swaps a row's 16-byte
       // halves where bit 2 of the position is set, which also spreads the 8 rows over all 32 banks.
@@ -644,11 +645,11 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         const uint32_t st = smem_addr + s * geo.stage_bytes;
         const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + geo.halo_bytes;
         const uint32_t hb = st + 4 * cw * HALO_W * ROW_BYTES + a_pos;
-#pragma unroll
+#pragma unroll 1
         for (int kh = 0; kh < KX; ++kh)
 #pragma unroll
           for (int dp = 0; dp < DP; ++dp) {
-            uint32_t(&ab)[4] = a[(kh * DP + dp) % NBUF];
+            uint32_t(&ab)[4] = a[dp % NBUF];
             const uint32_t at = hb + (dp * geo.HH + kh) * HALO_W * ROW_BYTES;
             const uint32_t x[4] = {lds(at + c_lo), lds(at + 8 * ROW_BYTES + c_lo), lds(at + c_hi),
                                    lds(at + 8 * ROW_BYTES + c_hi)};
