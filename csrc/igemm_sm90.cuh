@@ -338,6 +338,14 @@ __global__ void __launch_bounds__(384, 1)
     // Epilogue from registers: accumulator 4j + 2r + e is row g + 8r of the warp's 16, column
     // 8j + 2tq + e; NDHWC float2 stores, 32 contiguous bytes per row and j across a quad.
     const DirectPhase& ph = p.phase[t.phase];
+    // The bias before any store: a load after a store waits behind it (the stores may alias p.bias).
+    float2 bias[BN / 8];
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int co = t.co0 + 8 * j + 2 * tq;
+      bias[j] = p.bias != nullptr && co < p.Co ? __ldg(reinterpret_cast<const float2*>(p.bias + co))
+                                                : make_float2(0.f, 0.f);
+    }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int m = 64 * cw + 16 * wl + g + 8 * r;
@@ -349,13 +357,8 @@ __global__ void __launch_bounds__(384, 1)
       for (int j = 0; j < BN / 8; ++j) {
         const int co = t.co0 + 8 * j + 2 * tq;
         if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-        float2 v = make_float2(acc[4 * j + 2 * r], acc[4 * j + 2 * r + 1]);
-        if (p.bias != nullptr) {
-          const float2 b = *reinterpret_cast<const float2*>(p.bias + co);
-          v.x += b.x;
-          v.y += b.y;
-        }
-        *reinterpret_cast<float2*>(pos + co) = v;
+        *reinterpret_cast<float2*>(pos + co) =
+            make_float2(acc[4 * j + 2 * r] + bias[j].x, acc[4 * j + 2 * r + 1] + bias[j].y);
       }
     }
   }
