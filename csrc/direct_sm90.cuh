@@ -24,7 +24,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -79,19 +78,11 @@ struct Geometry {
   int raw_bytes;       // NCDHW input (ws form): one box of 4 channels as TMA lands it, [c][HD][HH][RAW_W]
   int raw_stride;      // its buffer, 1 KiB aligned
   int raw_offset;      // the raw ring's offset: after the stages and the filter, 1 KiB aligned
-  int stagger;         // ws, two consumer warpgroups, SS: the second issues each chunk after the first
 };
 
 // The NCDHW input's boxes in flight: two halves of a chunk (4 + 4 channels), so that the next half
 // lands while the producer warps transpose this one.
 constexpr int RAW_BUFFERS = 2;
-
-// The staggered consumers' order barriers (Geometry::stagger), one per chunk in a ring: the first
-// warpgroup can be at most two chunks ahead of the second (a stage goes back only when both are done
-// with it), so four slots never meet a phase two rounds old.
-constexpr int ORDER_SLOTS = 4;
-// Barriers besides the three per stage: the resident filter's two, the raw ring's and the order ring.
-constexpr int WS_EXTRA_BARRIERS = 2 + 2 * RAW_BUFFERS + ORDER_SLOTS;
 
 // Input sums (DirectLaunch::in_sums): rows per CTA, one per rounder warp of the producer warpgroup
 // (direct.SUM_ROWS_PER_CTA mirrors it).
@@ -351,7 +342,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   uint64_t* fempty = ffull + 1;   // every consumer is done with the previous one
   uint64_t* rfull = fempty + 1;   // IN: a raw box has landed
   uint64_t* rempty = rfull + RAW_BUFFERS;  // IN: the rounders are done with it
-  uint64_t* order = rempty + RAW_BUFFERS;  // stagger: the first consumer warpgroup has issued chunk it
 
   const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7;
   if (tid == 0) {
@@ -367,7 +357,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         TxBarrier::init(&rfull[r], 1);
         Barrier::init(&rempty[r], ROUNDERS);
       }
-    for (int o = 0; o < ORDER_SLOTS; ++o) Barrier::init(&order[o], 128);
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -715,14 +704,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       fence_acc(acc);
     } else {
     int held = -1;  // the stage whose MMAs may still be in flight
-    // Stagger: the second warpgroup issues each chunk only after the first has, so it runs about a chunk
-    // behind and each warpgroup's epilogue overlaps the other's MMAs (the two finished a tile together,
-    // both epilogues with the tensor pipe idle: 7.5% of the headline forward's warp samples, v0.29).
-    const bool lead = geo.stagger && cw == 0, follow = geo.stagger && cw == 1;
     for (int c = 0; c < t.nchunks; ++c, ++it) {
       const int s = it % ns;
       Barrier::wait(&ready[s], (it / ns) & 1);
-      if (follow) Barrier::wait(&order[it % ORDER_SLOTS], (it / ORDER_SLOTS) & 1);
       const uint32_t st = smem_addr + s * geo.stage_bytes;
       const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + P * geo.halo_bytes;
       fence_acc(acc);
@@ -748,7 +732,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           }
         }
       cute::warpgroup_commit_batch();
-      if (lead) Barrier::arrive(&order[it % ORDER_SLOTS]);
       // The previous chunk's MMAs have retired: its stage goes back to the producer.
       cute::warpgroup_wait<1>();
       fence_acc(acc);
@@ -816,12 +799,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #endif
 }
 
-// Geometry::stagger, on unless CONVT3D_WS_STAGGER=0 (read at every launch, so that one process can time both).
-inline bool ws_stagger() {
-  const char* v = std::getenv("CONVT3D_WS_STAGGER");
-  return v == nullptr || v[0] != '0';
-}
-
 template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false>
 struct WgmmaKernel {
   static_assert(WS || !SPLIT, "3xtf32 is in the warp-specialized form only");
@@ -851,7 +828,6 @@ struct WgmmaKernel {
     geo.stage_bytes = (P * (geo.halo_bytes + tz * ty * C::GROUP_BYTES) + 1023) / 1024 * 1024;
     geo.lo_tap = 0;
     geo.raw_bytes = geo.raw_stride = geo.raw_offset = 0;
-    geo.stagger = WS && !RS && WG == 2 && ws_stagger();
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
@@ -869,7 +845,7 @@ struct WgmmaKernel {
       const int raw_box = geo.HD * geo.HH * RAW_W * 4 * 4;
       const int raw_stride = (raw_box + 1023) / 1024 * 1024;
       const size_t raw = p.in_ncdhw ? (size_t)RAW_BUFFERS * (raw_stride + 16) + 1024 : 0;
-      if (fbytes > 0 && 1024 + fbytes + raw + two * (halo_stage + 24) + 8 * WS_EXTRA_BARRIERS <= kSm90SmemOptin) {
+      if (fbytes > 0 && 1024 + fbytes + raw + two * (halo_stage + 24) + 16 <= kSm90SmemOptin) {
         geo.resident = 1;
         geo.filter_bytes = (int)fbytes;
         geo.stage_bytes = (int)halo_stage;
@@ -881,8 +857,7 @@ struct WgmmaKernel {
       }
       // As many stages as Hopper's 227 KiB hold, up to S: strided phases (1-2 taps per axis) have small
       // stages and little MMA work per chunk, so their pipeline is bound by load latency, not space.
-      const int fit =
-          (int)((kSm90SmemOptin - 1024 - 8 * WS_EXTRA_BARRIERS - geo.filter_bytes - raw) / (geo.stage_bytes + 24));
+      const int fit = (int)((kSm90SmemOptin - 1024 - 16 - geo.filter_bytes - raw) / (geo.stage_bytes + 24));
       geo.stages = geo.stages < fit ? geo.stages : (fit > 0 ? fit : 1);
       if (p.in_ncdhw) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
     }
@@ -896,8 +871,8 @@ struct WgmmaKernel {
     const size_t stages = (size_t)geo.stages * geo.stage_bytes;
     if (WS && geo.raw_bytes > 0)
       return 1024 + geo.raw_offset + (size_t)RAW_BUFFERS * geo.raw_stride +
-             (3 * geo.stages + WS_EXTRA_BARRIERS) * sizeof(uint64_t);
-    if (WS) return 1024 + stages + geo.filter_bytes + (3 * geo.stages + WS_EXTRA_BARRIERS) * sizeof(uint64_t);
+             (3 * geo.stages + 2 + 2 * RAW_BUFFERS) * sizeof(uint64_t);
+    if (WS) return 1024 + stages + geo.filter_bytes + (3 * geo.stages + 2) * sizeof(uint64_t);
     const size_t scratch = (size_t)C::THREADS / 32 * 16 * C::SCRATCH_STRIDE * 4;
     return 1024 + (stages > scratch ? stages : scratch) + geo.stages * sizeof(uint64_t);
   }
