@@ -118,23 +118,20 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int tile0 = wg * (geo.tiles / WG) + (wg < geo.tiles % WG ? wg : geo.tiles % WG);
   const bool mma_on = nt > 0;
 
-  // This thread's two A rows per tile: the MMA's rows g and g + 8 of its warp's 16 stand for GEMM rows
-  // 2g and 2g + 1 (M is only relabelled: the epilogue stores them there), so that they are two adjacent
-  // channels co, co + 1 of one tap (kb and cb are even) and one 8-byte load fetches both: half the LDS
-  // instructions of the MMA loop, whose ARRIVE waited on them (20% of the headline's warp samples,
-  // v0.29). Per row pair: kd plane, tap (kh, kw), channel co. Rows past the taps (padding; both or
-  // neither of a pair, taps_rows being even) read the plane's first elements and are not stored.
+  // This thread's two A rows per tile (g and g + 8 of its warp's 16): kd plane, tap (kh, kw), channel co.
+  // Rows past the taps (padding) read the plane's first element and are not stored.
   int pl[K];
-  uint32_t roff[K];  // bytes
+  uint32_t roff[K][2];  // bytes
 #pragma unroll
   for (int j = 0; j < K; ++j) {
     const int m0 = (tile0 + j) * 64 + (warp & 3) * 16;
     const int kd = m0 / geo.kb;
     pl[j] = kd < K ? kd : 0;
-    {
-      const int rem = m0 + 2 * g - kd * geo.kb;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int rem = m0 + g + 8 * r - kd * geo.kb;
       const int kh = rem / (K * geo.cb), kw = (rem / geo.cb) % K, co = rem % geo.cb;
-      roff[j] = kd < K && rem < taps_rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
+      roff[j][r] = kd < K && rem < taps_rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
     }
   }
   const uint32_t ring_addr = cute::cast_smem_ptr_to_uint(ring);
@@ -250,16 +247,19 @@ __global__ void __launch_bounds__(128 * WG, 1)
     // between the wgmmas made ptxas serialise all of them (C7520).
     auto mma = [&](auto nt_c) {
       constexpr int NT = decltype(nt_c)::value;
-      // A addresses: per tile, one register for the thread's A row pair (its kd plane, roff) with its column tq
+      // A addresses: per tile, one register per A row (its kd plane, roff) with this thread's column tq
       // folded in; a granule adds a warp-uniform offset (its x tile position, rows of TW / 8 granules at
       // `step` bytes per strided halo position; its second k4 half 4 positions on), which LDS takes as
       // [R + UR]. Computed per granule from the indices, the address arithmetic was half of the MMA
       // loop's instructions (v0.24 SASS: 41 IMAD of 126 per granule pair; v0.25: 0 IMAD of 73).
       const uint32_t step = 4 * s * geo.pitch, quad = 4 * step, row = step * geo.gw;
-      uint32_t base[NT];  // 32-bit shared-window addresses: registers are at the cap
+      uint32_t base[NT][2];  // 32-bit shared-window addresses: registers are at the cap
 #pragma unroll
-      for (int j = 0; j < NT; ++j)
-        base[j] = ring_addr + ((s * t + pl[j]) % geo.ring) * geo.plane_bytes + tq * step + roff[j];
+      for (int j = 0; j < NT; ++j) {
+        const uint32_t plane = ring_addr + ((s * t + pl[j]) % geo.ring) * geo.plane_bytes + tq * step;
+        base[j][0] = plane + roff[j][0];
+        base[j][1] = plane + roff[j][1];
+      }
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
       fence_acc(acc);
       // Granules in pairs, each with its own A registers: one batch stays in flight while the
@@ -280,8 +280,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
           const uint32_t o = row * (gr / (TW / 8)) + 2 * quad * (gr % (TW / 8)), o2 = o + quad;
 #pragma unroll
           for (int j = 0; j < NT; ++j) {
-            lds2(base[j] + o, a[h][j][0], a[h][j][1]);
-            lds2(base[j] + o2, a[h][j][2], a[h][j][3]);
+            a[h][j][0] = lds(base[j][0] + o);
+            a[h][j][1] = lds(base[j][1] + o);
+            a[h][j][2] = lds(base[j][0] + o2);
+            a[h][j][3] = lds(base[j][1] + o2);
             if constexpr (SPLIT) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
@@ -331,7 +333,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   cute::warpgroup_wait<0>();
   fence_acc(acc);
 
-  // This CTA's share of the slice: its tiles' rows (kd, kh, kw, co) x columns ci. Accumulator i of a (GEMM row 2g + r, see roff)
+  // This CTA's share of the slice: its tiles' rows (kd, kh, kw, co) x columns ci. Accumulator i of a
   // thread is row g + 8 * ((i >> 1) & 1) of its warp's 16, column 8 * (i >> 2) + 2 * tq + (i & 1).
   if (!mma_on) return;
   const int k3 = K * K * K;
@@ -340,7 +342,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
     if (j >= nt) continue;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int m = (tile0 + j) * 64 + (warp & 3) * 16 + 2 * g + r;  // the MMA's row g + 8r (see roff)
+      const int m = (tile0 + j) * 64 + (warp & 3) * 16 + g + 8 * r;
       const int kd = m / geo.kb, rem = m - kd * geo.kb;
       const int kh = rem / (K * geo.cb), kw = (rem / geo.cb) % K, co = co0 + rem % geo.cb;
       if (kd >= K || rem >= taps_rows || co >= p.Co) continue;

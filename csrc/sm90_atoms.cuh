@@ -91,11 +91,6 @@ __device__ __forceinline__ uint32_t lds(uint32_t addr) {
   return v;
 }
 
-// Two adjacent 32-bit words of shared memory (8-byte aligned address).
-__device__ __forceinline__ void lds2(uint32_t addr, uint32_t& x, uint32_t& y) {
-  asm volatile("ld.shared.v2.b32 {%0, %1}, [%2];" : "=r"(x), "=r"(y) : "r"(addr));
-}
-
 template <class Op, int NA, size_t... I>
 __device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[NA],
                                         std::index_sequence<I...>) {
