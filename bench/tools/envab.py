@@ -1,11 +1,11 @@
-"""Same-process A/B of a kernel knob read from the environment at every launch (e.g. CONVT3D_WS_STAGGER,
-v0.29): forward, grad_input and the training step as the benchmark times them, cuDNN's step in every
+"""Same-process A/B of a kernel knob read from the environment at every launch (v0.29 measured
+CONVT3D_WS_STAGGER with it, a knob since reverted with its kernel change): forward, grad_input and the training step as the benchmark times them, cuDNN's step in every
 round; rounds alternate the settings, in reverse order every other round (ABBA). Each setting's forward
 and grad_input are checked against the first's (the same tf32 operands: only the fp32 accumulation order
 may differ).
 
     python bench/tools/envab.py VAR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION]
-    # e.g. envab.py CONVT3D_WS_STAGGER 0,1 headline,vnet-refine 5 NDHWC,NCDHW tf32
+    # v0.29: envab.py CONVT3D_WS_STAGGER 0,1 headline,vnet-refine 5 NDHWC,NCDHW tf32
 """
 import os
 import statistics
