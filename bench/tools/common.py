@@ -89,3 +89,61 @@ def host_ms(fn, n=30):
     t1 = time.perf_counter()
     torch.cuda.synchronize()
     return (t1 - t0) * 1e3 / n
+
+
+AB_PASSES = ("forward", "grad_input", "step")
+
+
+def abba(case, channels_last, settings, apply, prec, rounds, tol=1e-5):
+    """Same-process A/B of two settings of ours on one sweep case, as the benchmark times the passes.
+
+    apply(setting) switches ours to a setting. Every round times cuDNN's step (cudnn.benchmark as the
+    caller set it) and each setting's forward, grad_input and step, the settings in reverse order every
+    other round (ABBA), so that drift and a fixed position in the round hit both alike. Each setting's
+    forward and grad_input are checked against the first's (relative L2 below tol). Returns
+    ({(setting, pass): median ms over rounds}, cuDNN's median step ms)."""
+    import statistics
+
+    from bench.runner import CaseTensors, _native_fns, _our_fns
+    from bench.timing import bench
+
+    t = CaseTensors(case, channels_last)
+    native = _native_fns(t)["step"]
+    native()
+    ref = None
+    for v in settings:
+        apply(v)
+        fns = _our_fns(t, prec)[1]
+        out = {p: fns[p]() for p in ("forward", "grad_input")}
+        if ref is not None:
+            errs = [((out[p].double() - ref[p].double()).norm() / ref[p].double().norm()).item() for p in out]
+            assert max(errs) < tol, (case.name, channels_last, v, errs)
+        ref = out
+    res = {(v, p): [] for v in settings for p in AB_PASSES}
+    cud = []
+    for r in range(rounds):
+        cud.append(bench(native))
+        for v in (settings if r % 2 == 0 else settings[::-1]):
+            apply(v)
+            fns = _our_fns(t, prec)[1]
+            for p in AB_PASSES:
+                res[(v, p)].append(bench(fns[p]))
+    del t, native, fns, ref
+    torch.cuda.empty_cache()
+    return {k: statistics.median(x) for k, x in res.items()}, statistics.median(cud)
+
+
+def abba_header(first, second):
+    """The column heads of an abba() table: each pass under both settings and their ratio."""
+    return (f"{'layer':12s} {'layout':6s} "
+            + " ".join(f"{p + ' ' + first:>13s} {p + ' ' + second:>13s} {'gain':>5s}" for p in AB_PASSES)
+            + f" {'cuDNN step':>10s}")
+
+
+def abba_row(name, layout, med, cudnn, first, second):
+    """One abba() result as a table row (gain = first / second: above 1, the second is faster)."""
+    return (f"{name:12s} {layout:6s} "
+            + " ".join(f"{med[(first, p)]:13.3f} {med[(second, p)]:13.3f} {med[(first, p)] / med[(second, p)]:5.3f}"
+                       for p in AB_PASSES)
+            + f" {cudnn:10.3f}")
+
