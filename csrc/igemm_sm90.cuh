@@ -58,12 +58,6 @@ namespace direct90 {
 constexpr int IG_KC = 32;     // reduction channels per stage: one 128-byte, SW128 row per position
 constexpr int IG_ROWS = 128;  // output positions per unit: two consumer warpgroups of 64 rows
 
-__device__ __forceinline__ float4 lds4(uint32_t addr) {
-  float4 v;
-  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
-  return v;
-}
-
 // Per-launch sizes the host derives (the Python mirror is direct.igemm_smem_bytes / igemm_units).
 struct IgemmGeometry {
   int tiles_d, tiles_h, tiles_w;  // tiles per phase, over the largest phase's counts

@@ -91,6 +91,13 @@ __device__ __forceinline__ uint32_t lds(uint32_t addr) {
   return v;
 }
 
+// Four floats of shared memory (16-byte aligned address).
+__device__ __forceinline__ float4 lds4(uint32_t addr) {
+  float4 v;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
+  return v;
+}
+
 template <class Op, int NA, size_t... I>
 __device__ __forceinline__ void gmma_rs(const uint32_t (&a)[4], uint64_t db, float (&d)[NA],
                                         std::index_sequence<I...>) {
