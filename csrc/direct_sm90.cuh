@@ -102,6 +102,15 @@ struct Config {
   static constexpr int GROUP_BYTES = N * ROW_BYTES;  // one (kd, kh) filter block
   static constexpr int SCRATCH_STRIDE = N + 4;       // floats per epilogue row
   static_assert(TH % 4 == 0 && MBLOCKS % WG == 0 && MB >= 1, "tile shape");
+  // M block m (planes of TH / 4 blocks, m = dd * TH / 4 + h block) of warpgroup w's block mb in the
+  // warp-specialized SS form: the same blocks as m = w * MB + mb, ordered h block first, so that in a tile
+  // cut by the output's edge along h, or along d where the warpgroup's planes end, the blocks past the edge
+  // are the warpgroup's last ones, whose MMAs its consumers skip.
+  static constexpr __host__ __device__ int block_m(int w, int mb) {
+    constexpr int HB = TH / 4;
+    if (MB % HB != 0) return w * MB + mb;
+    return (w * (MB / HB) + mb % (MB / HB)) * HB + mb / (MB / HB);
+  }
   static_assert(BN % 8 == 0 && N <= 256 && KX >= 1 && KX <= HALO_W, "N tile");
   static_assert(S >= 2, "stages");
 };
@@ -608,14 +617,12 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // broadcast so that the compiler knows it is warp-uniform (as CUTLASS's canonical_warp_group_idx):
   // the descriptor arithmetic then stays in uniform registers.
   constexpr uint32_t ROW16 = HALO_W * ROW_BYTES / 16;
+  const int cwu = __shfl_sync(0xffffffffu, cw, 0);
   uint32_t a_mb[C::MB];
-  {
-    const int cwu = __shfl_sync(0xffffffffu, cw, 0);
 #pragma unroll
-    for (int mb = 0; mb < C::MB; ++mb) {
-      const int m = cwu * C::MB + mb;
-      a_mb[mb] = ((m / (TH / 4)) * geo.HH + (m % (TH / 4)) * 4) * ROW16;
-    }
+  for (int mb = 0; mb < C::MB; ++mb) {
+    const int m = C::block_m(cwu, mb);
+    a_mb[mb] = ((m / (TH / 4)) * geo.HH + (m % (TH / 4)) * 4) * ROW16;
   }
   int it = 0, fkey = -1, loads = 0;
   for (int u = blockIdx.x; u < units; u += gridDim.x) {
@@ -703,7 +710,21 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       cute::warpgroup_wait<0>();
       fence_acc(acc);
     } else {
+    // MMAs for this warpgroup's M blocks up to its last one with an output row: where the output's edge
+    // cuts the tile (the headline forward's 98 = 12 x 8 + 2 rows along h, 24 x 4 + 2 along d), the blocks
+    // past it cost no tensor-core time (v0.30).
+    int nv = 0;
+    {
+      const DirectPhase& pv = p.phase[t.o.phase];
+#pragma unroll
+      for (int mb = 0; mb < C::MB; ++mb) {
+        const int m = C::block_m(cwu, mb);
+        if (t.o.q0d + m / (TH / 4) < pv.count[0] && t.o.q0h + (m % (TH / 4)) * 4 < pv.count[1]) nv = mb + 1;
+      }
+    }
     int held = -1;  // the stage whose MMAs may still be in flight
+    auto chunks = [&](auto nv_const) {
+    constexpr int NV = decltype(nv_const)::value;
     for (int c = 0; c < t.nchunks; ++c, ++it) {
       const int s = it % ns;
       Barrier::wait(&ready[s], (it / ns) & 1);
@@ -722,7 +743,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           const uint64_t db = db0 + (uint32_t)((kd * t.ty + kh) * (GB / 16));
           const uint32_t tap = (kd * geo.HH + kh) * ROW16;
 #pragma unroll
-          for (int mb = 0; mb < C::MB; ++mb) {
+          for (int mb = 0; mb < NV; ++mb) {
             const uint64_t da = da0 + (tap + a_mb[mb]);
             if (SPLIT) {  // small terms first
               gmma<Op>(da + (uint32_t)(geo.halo_bytes / 16), db, acc[mb], std::make_index_sequence<NA>{});
@@ -738,6 +759,8 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       if (held >= 0) Barrier::arrive(&empty[held]);
       held = s;
     }
+    };
+    dispatch_upto<C::MB, 0>(nv, chunks);
     if (held >= 0) {
       cute::warpgroup_wait<0>();
       fence_acc(acc);
@@ -766,7 +789,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             acc[mb][4 * j + 2 + e] += v1;  // only valid where g + 8 + kx < 16, i.e. w < TW
           }
       }
-      const int m = RS ? mb * WG + cw : cw * C::MB + mb;  // RS: warpgroup cw holds h block cw of every plane
+      const int m = RS ? mb * WG + cw : C::block_m(cw, mb);  // RS: warpgroup cw holds h block cw of every plane
       const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
       if (qd >= ph.count[0] || qh >= ph.count[1]) continue;
       const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;

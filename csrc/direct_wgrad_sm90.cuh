@@ -72,17 +72,6 @@ struct WgradConfig {
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
 
-// f(std::integral_constant<int, n>) for 1 <= n <= N; nothing for n < 1.
-template <int N, class F>
-__device__ __forceinline__ void dispatch_upto(int n, F& f) {
-  if constexpr (N >= 1) {
-    if (n == N)
-      f(std::integral_constant<int, N>{});
-    else
-      dispatch_upto<N - 1>(n, f);
-  }
-}
-
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
 // RL: grad_y rounded to tf32 as each A element loads instead of in place when its plane arrives.
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool RL>

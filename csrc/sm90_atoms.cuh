@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "cute/arch/mma_sm90_desc.hpp"
@@ -34,6 +35,19 @@ template <int N>
 __device__ __forceinline__ void fence_acc(float (&acc)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) cute::warpgroup_fence_operand(acc[i]);
+}
+
+// f(std::integral_constant<int, n>) for LO <= n <= N; nothing otherwise. Why: a runtime condition around
+// wgmmas makes ptxas serialise every wgmma of the kernel (C7520), a branch around a whole loop whose
+// count is a compile-time constant does not.
+template <int N, int LO = 1, class F>
+__device__ __forceinline__ void dispatch_upto(int n, F& f) {
+  if constexpr (N >= LO) {
+    if (n == N)
+      f(std::integral_constant<int, N>{});
+    else
+      dispatch_upto<N - 1, LO>(n, f);
+  }
 }
 
 // K-major swizzled operand descriptor: 8-row groups sbo bytes apart, layout_type 3 (32-byte swizzle)
