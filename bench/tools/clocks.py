@@ -20,6 +20,7 @@ import torch
 
 from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode
 from bench.shapes import HEADLINE, SWEEP
+from bench.tools.common import event_ms
 
 
 
@@ -39,12 +40,7 @@ def loop(fn, seconds):
     ts = []
     t0 = time.time()
     while time.time() - t0 < seconds:
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
+        ts.append(event_ms(fn))
     return t0, time.time(), statistics.median(ts)
 
 

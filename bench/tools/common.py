@@ -54,6 +54,18 @@ def cudnn_best_ms(fn, reps=5):
     return best
 
 
+def event_ms(fn, before=None):
+    """One call of fn() timed with CUDA events (ms), waited for; before() is enqueued first, untimed."""
+    if before is not None:
+        before()
+    a, b = torch.cuda.Event(True), torch.cuda.Event(True)
+    a.record()
+    fn()
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b)
+
+
 def rep_times(fn, reps, warmup=2, flush=False):
     """CUDA-event timings of reps calls of fn() (ms) after warmup calls; with flush, L2 flushed before each
     (the benchmark's protocol, bench.timing)."""
@@ -61,17 +73,7 @@ def rep_times(fn, reps, warmup=2, flush=False):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        if flush:
-            _l2_flush()
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return ts
+    return [event_ms(fn, _l2_flush if flush else None) for _ in range(reps)]
 
 
 def median_ms(fn, reps=7, warmup=2):

@@ -22,6 +22,7 @@ import torch
 from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode
 from bench.shapes import HEADLINE, SWEEP
 from bench.timing import _l2_flush, bench
+from bench.tools.common import event_ms
 
 SLEEP_CYCLES = None
 
@@ -47,17 +48,12 @@ def gpu_only(fn, reps=10):
     fn()
     torch.cuda.synchronize()
     cyc = _cycles_for(3.0)
-    ts = []
-    for _ in range(reps):
+
+    def busy():
         _l2_flush()
         torch.cuda._sleep(cyc)
-        a, b = torch.cuda.Event(True), torch.cuda.Event(True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
+
+    return statistics.median(event_ms(fn, busy) for _ in range(reps))
 
 
 def host_only(fn, reps=10):
