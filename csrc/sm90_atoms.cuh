@@ -1,6 +1,7 @@
 // Hopper helpers shared by the sm_90a kernels (direct_sm90.cuh, direct_wgrad_sm90.cuh, igemm_sm90.cuh):
 // the wgmma shared-memory descriptors of the layouts TMA's SWIZZLE_32B and SWIZZLE_128B write, the
-// register-A (RS) tf32 wgmma atoms, and the driver's tensor-map encoder.
+// register-A (RS) tf32 wgmma atoms, the shared-memory loads, dispatch to loops with compile-time counts,
+// and the driver's tensor-map encoder.
 #pragma once
 #include <cuda.h>
 #include <cudaTypedefs.h>
