@@ -303,7 +303,7 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
             int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
-            bool sum_phases) {
+            bool sum_phases, bool out_sectors) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -326,6 +326,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   }
   L.in_ncdhw = in_ncdhw;
   L.out_ncdhw = out_ncdhw;
+  L.out_sectors = out_ncdhw && out_sectors;
   L.sum_phases = sum_phases;
   if (out_ncdhw) {
     L.Co = out.size(1); L.Do = out.size(2); L.Ho = out.size(3); L.Wo = out.size(4);
@@ -530,7 +531,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
-        "bool sum_phases=False) -> ()");
+        "bool sum_phases=False, bool out_sectors=False) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False, bool gy_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

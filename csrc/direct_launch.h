@@ -39,6 +39,10 @@ struct DirectLaunch {
   bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper and the FFMA kernels)
   // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel with a resident filter; the FFMA kernel)
   bool in_ncdhw = false;
+  // With out_ncdhw: store whole 32-byte sectors, each CTA walking groups of w-neighbour tiles and carrying
+  // the sector two of them share (the warp-specialized Hopper kernel, where its rows start on sectors and
+  // its configuration has the registers; elsewhere the plain stores). Chosen by direct.ncdhw_sectors.
+  bool out_sectors = false;
   // [in_sums_rows][Cr] or null: sums of the input over positions, in rows that the caller adds up in
   // a fixed order (grad_input's bias gradient, from the grad_y it reads anyway; the warp-specialized
   // Hopper kernel, NDHWC input, one phase; the others refuse it).

@@ -78,7 +78,15 @@ struct Geometry {
   int raw_bytes;       // NCDHW input (ws form): one box of 4 channels as TMA lands it, [c][HD][HH][RAW_W]
   int raw_stride;      // its buffer, 1 KiB aligned
   int raw_offset;      // the raw ring's offset: after the stages and the filter, 1 KiB aligned
+  int wgroup;          // ws form: w-neighbour tiles a CTA takes in turn (see walk_next; 1: one at a time)
 };
+
+// The ws form's walk over work units: CTA b takes units b, b + grid, ... (G = 1), or groups of G w-neighbour
+// tiles in turn, so that an NCDHW epilogue can hand the 32-byte sector where two tiles meet from one tile to
+// the next (the group starts on a sector: G * TW % 8 == 0). Every role walks the same units.
+__device__ __forceinline__ int walk_next(int u, int G) {
+  return u % G == G - 1 ? u + (int)(gridDim.x - 1) * G + 1 : u + 1;
+}
 
 // The NCDHW input's boxes in flight: two halves of a chunk (4 + 4 channels), so that the next half
 // lands while the producer warps transpose this one.
@@ -112,6 +120,9 @@ struct Config {
     return (w * (MB / HB) + mb % (MB / HB)) * HB + mb / (MB / HB);
   }
   static_assert(BN % 8 == 0 && N <= 256 && KX >= 1 && KX <= HALO_W, "N tile");
+  // Room beside the accumulators for the NCDHW epilogue's carried sector (MB x BN / 4 floats per thread):
+  // 2x8 n64's 192 accumulators and 32 more spilled 460 bytes; 168 in all compile without spills.
+  static constexpr bool CARRY_FITS = MB * N / 2 + MB * BN / 4 <= 176;
   static_assert(S >= 2, "stages");
 };
 
@@ -370,7 +381,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   }
   __syncthreads();
 
-  const int tiles = geo.tiles_d * geo.tiles_h * geo.tiles_w;
   const int coblocks = (p.Co + BN - 1) / BN;
   // Every role walks the same units and chunks, so the stage index and barrier phase of chunk `it`
   // (counted over the CTA's whole walk) agree between them.
@@ -378,8 +388,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     direct::TileOrigin o;
     int co0, nchunks, tap0, tz, ty, tx;
   };
+  // Unit u: tile u % G of group u / G; a group is G w-neighbour tiles of one (d, h) tile row (G = 1: the
+  // tiles w fastest, as before), then C_out blocks, then sample x phase.
+  const int G = geo.wgroup, gpr = (geo.tiles_w + G - 1) / G, rows = geo.tiles_d * geo.tiles_h;
   auto unit_at = [&](int u, Unit& t) -> bool {
-    const int tile = u % tiles, rest = u / tiles;
+    const int gi = u / G, wt = (gi % gpr) * G + u % G, rg = gi / gpr;
+    if (wt >= geo.tiles_w) return false;  // a row's last group is short
+    const int tile = (rg % rows) * geo.tiles_w + wt, rest = rg / rows;
     t.o = direct::tile_origin_at(p, tile, rest / coblocks, geo.tiles_h, geo.tiles_w, TD, TH, C::TW);
     t.co0 = (rest % coblocks) * BN;
     const DirectPhase& ph = p.phase[t.o.phase];
@@ -399,7 +414,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // TMA issue. A phase without taps loads nothing (its tiles are bias only).
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       int it = 0, fkey = -1, loads = 0;
-      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+      for (int u = blockIdx.x * G; u < units; u = walk_next(u, G)) {
         Unit t;
         if (!unit_at(u, t) || t.nchunks == 0) continue;
         const DirectPhase& ph = p.phase[t.o.phase];
@@ -466,7 +481,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               *reinterpret_cast<float4*>(p.in_sums + (size_t)row * p.Cr + c) = zero;
         __syncwarp();
       }
-      for (int u = blockIdx.x; u < units; u += gridDim.x) {
+      for (int u = blockIdx.x * G; u < units; u = walk_next(u, G)) {
         Unit t;
         if (!unit_at(u, t)) continue;
         for (int c = 0; c < t.nchunks; ++c, ++it) {
@@ -625,7 +640,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     a_mb[mb] = ((m / (TH / 4)) * geo.HH + (m % (TH / 4)) * 4) * ROW16;
   }
   int it = 0, fkey = -1, loads = 0;
-  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+  // ON with w-groups: the sector a tile shares with the next one, as this thread would store it (see the
+  // epilogue), kept until the next tile adds its part.
+  [[maybe_unused]] float carry[ON && C::CARRY_FITS ? C::MB : 1][BN / 8][2] = {};
+  for (int u = blockIdx.x * G; u < units; u = walk_next(u, G)) {
     Unit t;
     if (!unit_at(u, t)) continue;
     const int ntzy = t.tz * t.ty;
@@ -791,29 +809,87 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       }
       const int m = RS ? mb * WG + cw : C::block_m(cw, mb);  // RS: warpgroup cw holds h block cw of every plane
       const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
-      if (qd >= ph.count[0] || qh >= ph.count[1]) continue;
+      const bool row_ok = qd < ph.count[0] && qh < ph.count[1];
+      if (!ON && !row_ok) continue;
       const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
-      // NDHWC: a row of positions x Co. NCDHW (ON, s_out 1): channel planes; the 8 lanes of a tq write
-      // 8 consecutive w of one channel, a 32-byte sector, as the NDHWC float2 stores do per position.
+      // NDHWC: a row of positions x Co. NCDHW (ON, s_out 1): channel planes.
       const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
       float* row_out = ON ? p.out + (int64_t)t.o.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo
                           : p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+      if constexpr (ON) {
+        // Channel planes, stored by whole 32-byte sectors: a 14-wide tile's rows start off sector
+        // boundaries, and the two parts of a sector written by neighbouring tiles cost DRAM fills and second
+        // write-backs (v0.15: grad_input 3.45 against 1.88 ms). Lane g stores position k0 + g of the sector at
+        // k0, taken from the lane that holds it. Where rows start on sectors (G > 1), a sector the next tile
+        // of the group ends waits in carry, and the next tile stores it with its own part; else (G = 1) each
+        // tile stores its part of a shared sector, as before.
+        const int cnt = ph.count[2], q0w = t.o.q0w, tj = (q0w / C::TW) % G;
+        const bool group_end = tj == G - 1 || q0w + C::TW >= cnt;
+        float* row = row_out + ph.first[2];
+        if (!C::CARRY_FITS || G == 1) {
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int w = g + 8 * r, qw = t.o.q0w + w;
-        if (w >= C::TW || qw >= ph.count[2]) continue;
-        const int ow = ph.first[2] + p.s_out * qw;
-        float* pos = ON ? row_out + ow : row_out + (int64_t)ow * p.Co;
+          for (int r = 0; r < 2; ++r) {
+            const int w = g + 8 * r;
+            if (!row_ok || w >= C::TW || q0w + w >= cnt) continue;
 #pragma unroll
-        for (int j = 0; j < J; ++j) {
-          const int co = t.co0 + 8 * j + 2 * tq;
-          if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-          const float2 v = make_float2(acc[mb][4 * j + 2 * r] + bias[j].x, acc[mb][4 * j + 2 * r + 1] + bias[j].y);
-          if constexpr (ON) {
-            pos[co * plane] = v.x;
-            pos[(co + 1) * plane] = v.y;
-          } else {
-            *reinterpret_cast<float2*>(pos + co) = v;
+            for (int j = 0; j < J; ++j) {
+              const int co = t.co0 + 8 * j + 2 * tq;
+              if (co >= p.Co) continue;
+              row[co * plane + q0w + w] = acc[mb][4 * j + 2 * r] + bias[j].x;
+              row[(co + 1) * plane + q0w + w] = acc[mb][4 * j + 2 * r + 1] + bias[j].y;
+            }
+          }
+          continue;
+        }
+        if constexpr (C::CARRY_FITS) {
+          // Straight-line over the (at most) three sectors a tile touches: a branch around the accumulators'
+          // shuffles made ptxas serialise the kernel's wgmmas (C7520). Sectors start on multiples of 8, so the
+          // lane holding this lane's position, (g - q0w) mod 8, is the same in every sector: one shuffle of each
+          // of its two positions serves all three (ncu, v0.31: a shuffle pair per sector cost 36% more
+          // instructions than the NDHWC epilogue, the kernel 2.80 against 1.82 ms).
+          const int src = (((g - q0w) & 7) << 2) | tq;
+          float lo[J][2], hi[J][2];
+#pragma unroll
+          for (int j = 0; j < J; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float b = e ? bias[j].y : bias[j].x;
+              lo[j][e] = shfl_f32(acc[mb][4 * j + e], src) + b;
+              hi[j][e] = shfl_f32(acc[mb][4 * j + 2 + e], src) + b;
+            }
+#pragma unroll
+          for (int sk = 0; sk < (C::TW + 14) / 8; ++sk) {
+            const int k0 = (q0w & ~7) + 8 * sk;
+            const bool live = k0 < q0w + C::TW && k0 < cnt;
+            const int rel = k0 - q0w + g;  // this lane's position in the tile; < 0: the previous tile's
+            const bool upper = rel >= 8, keep = live && k0 + 8 > q0w + C::TW && !group_end;
+            const bool store = row_ok && live && k0 + g < cnt && rel < C::TW && (rel >= 0 || tj > 0);
+            float* pos = row + k0 + g;
+#pragma unroll
+            for (int j = 0; j < J; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float v = rel < 0 ? carry[mb][j][e] : upper ? hi[j][e] : lo[j][e];
+                const int co = t.co0 + 8 * j + 2 * tq + e;
+                if (keep)
+                  carry[mb][j][e] = v;
+                else if (store && co < p.Co)
+                  pos[co * plane] = v;
+              }
+          }
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int w = g + 8 * r, qw = t.o.q0w + w;
+          if (w >= C::TW || qw >= ph.count[2]) continue;
+          float* pos = row_out + (int64_t)(ph.first[2] + p.s_out * qw) * p.Co;
+#pragma unroll
+          for (int j = 0; j < J; ++j) {
+            const int co = t.co0 + 8 * j + 2 * tq;
+            if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+            *reinterpret_cast<float2*>(pos + co) =
+                make_float2(acc[mb][4 * j + 2 * r] + bias[j].x, acc[mb][4 * j + 2 * r + 1] + bias[j].y);
           }
         }
       }
@@ -851,6 +927,7 @@ struct WgmmaKernel {
     geo.stage_bytes = (P * (geo.halo_bytes + tz * ty * C::GROUP_BYTES) + 1023) / 1024 * 1024;
     geo.lo_tap = 0;
     geo.raw_bytes = geo.raw_stride = geo.raw_offset = 0;
+    geo.wgroup = 1;
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
@@ -968,10 +1045,18 @@ struct WgmmaKernel {
     const size_t bytes = smem_bytes(geo);
     const unsigned coblocks = (unsigned)((p.Co + BN - 1) / BN), zs = (unsigned)(p.N * p.num_phases);
     if constexpr (WS) {
-      const long long units = tiles * coblocks * zs;
+      // Whole-sector NCDHW stores (asked by out_sectors, where rows start on 32-byte sectors and the carried
+      // sector has registers): groups of w-neighbour tiles (see walk_next), each starting on a sector.
+      constexpr int GW = C::TW % 8 == 0 ? 1 : C::TW % 4 == 0 ? 2 : C::TW % 2 == 0 ? 4 : 8;
+      const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
+                           p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
+      geo.wgroup = sectors ? GW : 1;
+      const long long groups =
+          (long long)geo.tiles_d * geo.tiles_h * ((geo.tiles_w + geo.wgroup - 1) / geo.wgroup) * coblocks * zs;
+      const long long units = groups * geo.wgroup;
       const int sms = sm_count();
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
-      const dim3 grid((unsigned)(units < sms ? units : sms));
+      const dim3 grid((unsigned)(groups < sms ? groups : sms));
       if (p.in_sums != nullptr && p.in_sums_rows < SUM_ROWS * (int)grid.x) return 5;
       auto kernel =
           p.in_ncdhw  ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>

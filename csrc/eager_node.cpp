@@ -40,10 +40,12 @@ struct Plan {
   std::string fwd_kernel;  // the forward: one tap-reuse launch (the direct op)
   std::vector<int64_t> fwd_table;
   bool fwd_ncdhw = false;  // the kernel writes y NCDHW itself
+  bool fwd_sectors = false;  // ... by whole sectors (direct op's out_sectors)
   bool gi_direct = false;  // grad_input: tap reuse (direct op) or stock fprop
   std::string gi_kernel;
   std::vector<int64_t> gi_table;
   bool gi_ncdhw = false;
+  bool gi_sectors = false;
   bool gw_direct = false;  // grad_weight: tap reuse (direct_wgrad op) or stock wgrad
   std::string gw_kernel;
   int64_t gw_slices = 1, gw_taps_per_group = 1;
@@ -76,7 +78,8 @@ const Plan& plan_at(int64_t id) {
   return plans[static_cast<size_t>(id)];
 }
 
-// ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw,
+// ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw (fwd_ncdhw and
+// gi_ncdhw: 0 NDHWC, 1 NCDHW, 2 NCDHW by whole sectors),
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
 // gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first. With fwd_stock, fwd_kernel names the phases' kernels
 // separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
@@ -86,7 +89,8 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
-  p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gw_direct = ints[9] != 0;
+  p.fwd_sectors = ints[6] == 2; p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gi_sectors = ints[8] == 2;
+  p.gw_direct = ints[9] != 0;
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
   p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
   p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0; p.fwd_stock = ints[19] != 0;
@@ -198,7 +202,7 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
   at::Tensor y = P.fwd_ncdhw ? at::empty(shape, x.options()) : empty_cl(shape, x);
   at::Tensor out = P.fwd_ncdhw ? y : y.permute({0, 2, 3, 4, 1});
   ops::direct(P.fwd_kernel, X, filter, b, out, P.fwd_table, 1, P.stride, P.fwd_ncdhw, P.fwd_x_ncdhw,
-              std::nullopt);
+              std::nullopt, false, P.fwd_sectors);
   return to_format(y, P.x_cl);
 }
 
@@ -214,7 +218,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
     ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, G_ncdhw,
-                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities);
+                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities, P.gi_sectors);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});
