@@ -423,7 +423,8 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
 def test_writes_ncdhw_policy():
     """The warp-specialized Hopper rows store NCDHW only where a launch's output positions are dense
     along w (the forward at stride 1, grad_input at any stride) and for reductions of at least
-    NCDHW_MIN_REDUCTION per output element; the exact-fp32 rows at any depth, strided forwards too."""
+    NCDHW_MIN_REDUCTION per output element, or grad_input at any reduction on the rows that store whole
+    sectors; the exact-fp32 rows at any depth, strided forwards too."""
     from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_SIMT_KERNELS, WGMMA_KERNELS
     deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
     deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
@@ -433,7 +434,9 @@ def test_writes_ncdhw_policy():
         assert direct.writes_ncdhw(row, deep, "fprop") == row.ws
         assert direct.writes_ncdhw(row, deep_strided, "fprop") == row.ws
         assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
-        assert not direct.writes_ncdhw(row, shallow, "dgrad") and not direct.writes_ncdhw(row, shallow, "fprop")
+        assert not direct.writes_ncdhw(row, shallow, "dgrad")
+        assert direct.writes_ncdhw(row, shallow, "fprop") == direct.ncdhw_sectors(row, shallow, "fprop")
+    assert any(direct.writes_ncdhw(row, shallow, "fprop") for row in WGMMA_KERNELS)
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
     # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
     # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)
@@ -445,6 +448,22 @@ def test_writes_ncdhw_policy():
         assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
         # past 2^32 output elements (the kernel's 32-bit launch-order index): the transpose path
         assert not direct.writes_ncdhw(row, Problem(1, 64, 32, (512, 512, 256), 3, 2, 1), "dgrad")
+
+
+def test_ncdhw_sectors_policy():
+    """Whole-sector NCDHW stores: grad_input only, on warp-specialized (not RS) rows with tiles at most
+    SECTOR_MAX_BLOCK_DEPTH deep whose carried sector fits, where W % 8 == 0."""
+    from convt3d_cutlass.kernel_table import WGMMA_KERNELS
+    p = Problem(2, 48, 24, (16, 16, 96), 3, 1, 1)
+    odd = Problem(2, 48, 24, (16, 16, 98), 3, 1, 1)
+    strided = Problem(2, 48, 24, (16, 16, 32), 3, 2, 1)
+    got = {row.name for row in WGMMA_KERNELS if direct.ncdhw_sectors(row, p, "fprop")}
+    want = {row.name for row in WGMMA_KERNELS if row.ws and not row.rs and row.block[0] <= 2 and direct.carry_fits(row)}
+    assert got == want and got, got
+    assert "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8" in got and "wgmma_ws_tf32_2x8x14_kx3_n64_wg2_s8" not in got
+    for row in WGMMA_KERNELS:
+        assert not direct.ncdhw_sectors(row, p, "dgrad") and not direct.ncdhw_sectors(row, odd, "fprop")
+        assert direct.ncdhw_sectors(row, strided, "fprop") == (row.name in got)
 
 
 def test_ws_reads_ncdhw_input_policy():

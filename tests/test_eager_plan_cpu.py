@@ -10,8 +10,10 @@ from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
 
-def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False, precision="tf32"):
-    k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row", precision=precision)
+def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False, precision="tf32",
+          block=(4, 8, 14), bn=24):
+    k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row", precision=precision,
+                              rs=False, block=block, kx=3, bn=bn, warpgroups=2)
     return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
                                  taps_per_group=taps_per_group)
 
@@ -33,6 +35,11 @@ def test_plan_ints_order_and_rules():
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
+    # a row that stores whole sectors writes grad_input NCDHW at this reduction: mode 2 (W % 8 == 0)
+    sectors = _plan("wgmma", ws=True, block=(2, 8, 14), bn=48)
+    p16 = Problem(2, 48, 24, (10, 10, 16), 3)
+    assert eager.plan_ints(p16, "tf32", False, ws, sectors, gw, True, True)[6:9] == [1, 1, 2]
+    assert eager.plan_ints(p, "tf32", False, ws, sectors, gw, True, True)[8] == 0  # W = 12
     assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
     assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[15] == 396

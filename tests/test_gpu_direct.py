@@ -106,16 +106,21 @@ def test_igemm_rounds_to_nearest():
 
 @pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws] + list(DIRECT_SIMT_KERNELS), ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 1, 0), (5, 1, 2), (3, 2, 1)])
-def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
+@pytest.mark.parametrize("spatial", [(5, 11, 19), (5, 11, 96)])
+def test_ws_writes_ncdhw_output(cfg, k, s, p, spatial, monkeypatch):
     """The ws and exact-fp32 rows' NCDHW epilogue (forced on: the reduction-depth rule is tested on the CPU): the same
     bits as their channels_last_3d result (the same accumulators, stored by channel plane), every
     element written (NaN-poisoned allocator), bias included; a strided forward (positions not dense
     along w) keeps channels_last_3d on the ws rows, and the exact-fp32 rows write it NCDHW too (their
-    phases' CTAs side by side) up to SIMT_STRIDED_NCDHW_MAX_REDUCTION (12 channels: always here)."""
+    phases' CTAs side by side) up to SIMT_STRIDED_NCDHW_MAX_REDUCTION (12 channels: always here). Rows 96 wide
+    start on 32-byte sectors: there the ws rows can store whole sectors, handing the one two tiles share from
+    the first to the second (groups of w-neighbour tiles; 98 wide, the forward at p = 0, keeps the plain
+    stores). The policy (direct.ncdhw_sectors) asks for that on some rows; here it is forced on every row for
+    both passes, the same bits again."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
-    prob = Problem(2, 12, 40, (5, 11, 19), k, s, p)
+    prob = Problem(2, 12, 40, spatial, k, s, p)
     dev = torch.cuda.current_device()
     limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
     x = torch.randn(2, 12, *prob.spatial, device="cuda").to(memory_format=CL)
@@ -136,6 +141,14 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, monkeypatch):
         assert gx.is_contiguous() and not gx.is_contiguous(memory_format=CL)
         assert torch.equal(gx, launch.grad_input(gy, w, prob, cfg.precision, cfg.name))
         assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
+    if spatial[2] % 8 == 0 and not cfg.simt:
+        monkeypatch.setattr(direct, "ncdhw_sectors", lambda *a: True)
+        if selector.direct_fits(prob, "dgrad", cfg, limit, cc) and s == 1:
+            poison_allocator()
+            assert torch.equal(launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True), y)
+        if selector.direct_fits(prob, "fprop", cfg, limit, cc):
+            poison_allocator()
+            assert torch.equal(launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True), gx)
 
 
 def test_only_ws_rows_write_ncdhw():

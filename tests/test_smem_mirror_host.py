@@ -115,6 +115,10 @@ def _source(plans):
                          f"if (c) printf(\"igw{j} {k.name} none\\n\"); "
                          f"else printf(\"igw{j} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
         lines.append("  }")
+    for k in WGMMA_KERNELS:
+        if k.ws:
+            lines.append(f"  printf(\"carry {k.name} %d\\n\", (int)direct90::Config<{k.block[0]}, {k.block[1]}, "
+                         f"{k.kx}, {k.bn}, {k.warpgroups}, {k.stages}>::CARRY_FITS);")
     lines.append("  return 0; }")
     return "\n".join(lines) + "\n"
 
@@ -165,6 +169,12 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     assert checked == (len(dense) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) +
                        len(plans) * len(DIRECT_SIMT_KERNELS))
     assert in_checked == len(dense) * sum(k.ws for k in WGMMA_KERNELS)
+    # The NCDHW epilogue's carried sector (direct.ncdhw_sectors): on the rows where the C++ has the room.
+    for k in WGMMA_KERNELS:
+        if k.ws:
+            assert cpp[("carry", k.name)] == (int(direct.carry_fits(k)),), k.name
+    assert any(direct.carry_fits(k) for k in WGMMA_KERNELS if k.ws)
+    assert not all(direct.carry_fits(k) for k in WGMMA_KERNELS if k.ws)
     # The headline forward reads NCDHW x with its filter resident and two halo stages; some rows do not.
     assert any(v is not None for (label, name), v in cpp.items() if name.endswith("-in"))
     assert any(v is None for (label, name), v in cpp.items() if name.endswith("-in"))

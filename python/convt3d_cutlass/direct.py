@@ -497,14 +497,43 @@ NCDHW_MIN_REDUCTION = 768
 SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
 
 
+# grad_input's ws rows with tiles two planes deep store NCDHW by whole 32-byte sectors (ncdhw_sectors).
+# Measured on the H100 (tf32, v0.31, logs/v31.log; outputs of 162-1296 MiB, reductions 216-648): 1.14-2.04x
+# faster than their plain NCDHW stores and 1.13-1.27x faster than channels_last_3d plus our transpose, so
+# they write NCDHW at any reduction. The block-depth-4 rows lost
+# with sectors (0.78-0.98x, but 1.21-1.43x at C_in 16), likely because a CTA's walk over groups of four
+# w-neighbour tiles spreads the CTAs in flight over four times the rows and their input halos out of L2
+# (not profiled); the forward keeps the plain stores.
+SECTOR_MAX_BLOCK_DEPTH = 2
+
+
+
+def carry_fits(k) -> bool:
+    """Whether a wgmma row has registers beside its accumulators for the sector the NCDHW epilogue carries
+    from tile to tile (csrc/direct_sm90.cuh, Config::CARRY_FITS: 2x8 n64's 192 accumulators and 32 more
+    spilled)."""
+    mb = k.block[0] * k.block[1] // 4 // k.warpgroups
+    return mb * k.kx * k.bn // 2 + mb * k.bn // 4 <= 176
+
+
+def ncdhw_sectors(k, p: Problem, op: str) -> bool:
+    """Whether row k, writing pass ``op``'s result NCDHW (writes_ncdhw), stores whole 32-byte sectors
+    (direct op's out_sectors): grad_input ("fprop") on warp-specialized rows of block depth at most
+    SECTOR_MAX_BLOCK_DEPTH whose carried sector fits in registers, where the output's rows start on
+    sectors (W % 8 == 0). The kernel checks the same and otherwise keeps its plain stores."""
+    if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
+        return False
+    return k.block[0] <= SECTOR_MAX_BLOCK_DEPTH and carry_fits(k)
+
+
 def writes_ncdhw(k, p: Problem, op: str) -> bool:
     """Whether row k writes the result of pass ``op`` ("dgrad": the forward, "fprop": grad_input)
     straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
-    forward at stride 1; grad_input always), and the reduction per output element (channels x
-    taps) is at least NCDHW_MIN_REDUCTION; and the exact-fp32 rows at any reduction (FFMA-bound, they
-    have the DRAM time to spare for partly written sectors), the strided forward too up to
-    SIMT_STRIDED_NCDHW_MAX_REDUCTION."""
+    forward at stride 1; grad_input always), and either the reduction per output element (channels x
+    taps) is at least NCDHW_MIN_REDUCTION or the row stores whole sectors (ncdhw_sectors); and the
+    exact-fp32 rows at any reduction (FFMA-bound, they have the DRAM time to spare for partly written
+    sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION."""
     if k.simt and k.op != "wgrad":
         if op == "fprop" or p.stride == 1:
             return True
@@ -514,7 +543,8 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
         return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
     if not (op == "fprop" or p.stride == 1):
         return False
-    return k.family == "wgmma" and k.ws and reduction_length(p, op) >= NCDHW_MIN_REDUCTION
+    return k.family == "wgmma" and k.ws and (reduction_length(p, op) >= NCDHW_MIN_REDUCTION or
+                                             ncdhw_sectors(k, p, op))
 
 
 def reduction_length(p: Problem, op: str) -> int:

@@ -53,13 +53,20 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     grad_weight before grad_input (launch.grad_weight_first)."""
     presum = launch.presum_slices(gw.slices, p)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
-            int(not x_cl and direct.writes_ncdhw(fwd.k, p, "dgrad")),
-            int(gi.tap_reuse), int(gi.tap_reuse and not x_cl and direct.writes_ncdhw(gi.k, p, "fprop")),
+            _ncdhw_mode(fwd, p, "dgrad") if not x_cl else 0,
+            int(gi.tap_reuse), _ncdhw_mode(gi, p, "fprop") if gi.tap_reuse and not x_cl else 0,
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw), int(presum),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
             int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
             int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)),
             int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices, int(gw_first)]
+
+
+def _ncdhw_mode(plan, p: Problem, op: str) -> int:
+    """The node's fwd_ncdhw / gi_ncdhw item: 0 channels_last_3d, 1 NCDHW, 2 NCDHW by whole sectors."""
+    if not direct.writes_ncdhw(plan.k, p, op):
+        return 0
+    return 2 if direct.ncdhw_sectors(plan.k, p, op) else 1
 
 
 def stock_forward_table(p: Problem, phase_ints, splits) -> list:

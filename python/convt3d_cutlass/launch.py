@@ -140,7 +140,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_in, x)
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
         _ops().direct(plan.name, aligned16(x) if from_ncdhw else ndhwc(x), w, b,
-                      y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride, to_ncdhw, from_ncdhw)
+                      y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride, to_ncdhw, from_ncdhw,
+                      None, False, to_ncdhw and direct.ncdhw_sectors(k, p, "dgrad"))
         return y
     X = ndhwc(x)
     # Stock CUTLASS: one launch per phase, each with the tile for its own GEMM shape.
@@ -226,7 +227,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
-                      sums, parities)
+                      sums, parities, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"))
         return gx, (sums.sum(0) if sums is not None else None)
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
