@@ -40,7 +40,7 @@ for cin in (48, 24, 16):
     xc = x.to(memory_format=CL)
     w = torch.randn(cin, 24, 3, 3, 3, device="cuda") * 0.05
     plan = launch._plan(p, "dgrad", "tf32", None, x.device, None)
-    r = direct.wgmma_reads_ncdhw(plan.k, plan.table, cin, x)
+    r = direct.reads_ncdhw(plan.k, plan.table, cin, x)
     smem = direct._wgmma_smem(plan.k.block, plan.k.kx, plan.k.bn, plan.k.warpgroups, plan.k.stages, 3, 3, cin, True, False, True)
     smem0 = direct._wgmma_smem(plan.k.block, plan.k.kx, plan.k.bn, plan.k.warpgroups, plan.k.stages, 3, 3, cin, True, False, False)
     ta = med(lambda: launch.forward(xc, w, None, p, "tf32", ncdhw=True))
