@@ -114,6 +114,9 @@ struct Config {
   // warp-specialized SS form: the same blocks as m = w * MB + mb, ordered h block first, so that in a tile
   // cut by the output's edge along h, or along d where the warpgroup's planes end, the blocks past the edge
   // are the warpgroup's last ones, whose MMAs its consumers skip.
+  // M block m's plane in the tile and its first output row along h (4 rows per block, TH / 4 per plane).
+  static constexpr __host__ __device__ int block_plane(int m) { return m / (TH / 4); }
+  static constexpr __host__ __device__ int block_row(int m) { return (m % (TH / 4)) * 4; }
   static constexpr __host__ __device__ int block_m(int w, int mb) {
     constexpr int HB = TH / 4;
     if (MB % HB != 0) return w * MB + mb;
@@ -223,7 +226,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
         for (int mb = 0; mb < C::MB; ++mb) {
           const int m = wg * C::MB + mb;
-          const int dd = m / (TH / 4), hb = (m % (TH / 4)) * 4;
+          const int dd = C::block_plane(m), hb = C::block_row(m);
           const int row = ((dd + kd) * geo.HH + hb + kh) * HALO_W;
           gmma<Op>(sw32_desc(st + row * ROW_BYTES), db, acc[mb], std::make_index_sequence<NA>{});
         }
@@ -247,7 +250,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
   for (int mb = 0; mb < C::MB; ++mb) {
     const int m = wg * C::MB + mb;
-    const int qd = q0d + m / (TH / 4), qh = q0h + (m % (TH / 4)) * 4 + wl;
+    const int qd = q0d + C::block_plane(m), qh = q0h + C::block_row(m) + wl;
 #pragma unroll
     for (int j = 0; j < C::N / 8; ++j)
 #pragma unroll
@@ -637,7 +640,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #pragma unroll
   for (int mb = 0; mb < C::MB; ++mb) {
     const int m = C::block_m(cwu, mb);
-    a_mb[mb] = ((m / (TH / 4)) * geo.HH + (m % (TH / 4)) * 4) * ROW16;
+    a_mb[mb] = (C::block_plane(m) * geo.HH + C::block_row(m)) * ROW16;
   }
   int it = 0, fkey = -1, loads = 0;
   // ON with w-groups: the sector a tile shares with the next one, as this thread would store it (see the
@@ -737,7 +740,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #pragma unroll
       for (int mb = 0; mb < C::MB; ++mb) {
         const int m = C::block_m(cwu, mb);
-        if (t.o.q0d + m / (TH / 4) < pv.count[0] && t.o.q0h + (m % (TH / 4)) * 4 < pv.count[1]) nv = mb + 1;
+        if (t.o.q0d + C::block_plane(m) < pv.count[0] && t.o.q0h + C::block_row(m) < pv.count[1]) nv = mb + 1;
       }
     }
     int held = -1;  // the stage whose MMAs may still be in flight
@@ -808,7 +811,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           }
       }
       const int m = RS ? mb * WG + cw : C::block_m(cw, mb);  // RS: warpgroup cw holds h block cw of every plane
-      const int qd = t.o.q0d + m / (TH / 4), qh = t.o.q0h + (m % (TH / 4)) * 4 + wl;
+      const int qd = t.o.q0d + C::block_plane(m), qh = t.o.q0h + C::block_row(m) + wl;
       const bool row_ok = qd < ph.count[0] && qh < ph.count[1];
       if (!ON && !row_ok) continue;
       const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
