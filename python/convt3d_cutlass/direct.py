@@ -500,12 +500,11 @@ SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
 # grad_input's ws rows with tiles two planes deep store NCDHW by whole 32-byte sectors (ncdhw_sectors).
 # Measured on the H100 (tf32, v0.31, logs/v31.log; outputs of 162-1296 MiB, reductions 216-648): 1.14-2.04x
 # faster than their plain NCDHW stores and 1.13-1.27x faster than channels_last_3d plus our transpose, so
-# they write NCDHW at any reduction. The block-depth-4 rows lost
-# with sectors (0.78-0.98x, but 1.21-1.43x at C_in 16), likely because a CTA's walk over groups of four
-# w-neighbour tiles spreads the CTAs in flight over four times the rows and their input halos out of L2
-# (not profiled); the forward keeps the plain stores.
+# they write NCDHW at any reduction. The block-depth-4 rows lost with sectors (0.78-0.98x, but 1.21-1.43x
+# at C_in 16), likely because a CTA's walk over groups of four w-neighbour tiles spreads the CTAs in flight
+# over four times the rows and their input halos out of L2 (not profiled); the forward keeps the plain
+# stores.
 SECTOR_MAX_BLOCK_DEPTH = 2
-
 
 
 def carry_fits(k) -> bool:
