@@ -242,6 +242,30 @@ def test_igemm_choice_follows_its_cost_model():
     assert selector.select_config(g2, "dgrad", "tf32", compiled=compiled).family == "direct"
 
 
+def test_igemm_cost_of_the_walk_by_groups():
+    """A strided forward whose groups (sample, tile, C_out block) fill the grid is walked by groups, all
+    phases of a group in a row: the busiest CTA runs ceil(groups / SMs) groups of every phase's taps.
+    Fewer groups than SMs, or one phase, keep the round robin over units."""
+    dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)
+    table = direct.forward_plan(dec3)[0]
+    groups = direct.igemm_groups(table, 2, 32, (1, 8, 16), 32)
+    assert groups == 2 * 64 * 8 * 4  # 64 planes x 8 row blocks x 4 column blocks per sample
+    assert direct.igemm_walks_groups(table, 2, 32, (1, 8, 16), 32, 132)
+    taps = [r[9] * r[10] * r[11] for r in (table[i:i + 13] for i in range(0, len(table), 13))]
+    assert sorted(taps) == [1, 2, 2, 2, 4, 4, 4, 8]
+    chunks = 2
+    assert direct.igemm_cost(table, 2, 64, 32, (1, 8, 16), 32, 132) == \
+        -(-groups // 132) * sum((t * chunks + 1) * (32 + 64) for t in taps)
+    # 64 groups on 132 SMs: the round robin over the 512 units
+    dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    t1 = direct.forward_plan(dec1)[0]
+    assert direct.igemm_groups(t1, 2, 128, (1, 8, 16), 128) == 64
+    assert not direct.igemm_walks_groups(t1, 2, 128, (1, 8, 16), 128, 132)
+    # one phase (grad_input, unit-stride forward): never by groups
+    one = direct.grad_input_plan(Problem(8, 64, 32, (32, 32, 32), 3, 1, 1))
+    assert not direct.igemm_walks_groups(one, 8, 32, (1, 8, 16), 32, 132)
+
+
 def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     ampere = dict(capability=(8, 0), smem_limit=166912)
     for op in ("dgrad", "fprop"):
@@ -424,7 +448,8 @@ def test_writes_ncdhw_policy():
     """The warp-specialized Hopper rows store NCDHW only where a launch's output positions are dense
     along w (the forward at stride 1, grad_input at any stride) and for reductions of at least
     NCDHW_MIN_REDUCTION per output element, or grad_input at any reduction on the rows that store whole
-    sectors; the exact-fp32 rows at any depth, strided forwards too."""
+    sectors; the exact-fp32 rows at any depth, strided forwards too; the implicit-GEMM rows wherever the
+    output's rows start on 32-byte sectors."""
     from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_SIMT_KERNELS, WGMMA_KERNELS
     deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
     deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
@@ -448,6 +473,16 @@ def test_writes_ncdhw_policy():
         assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
         # past 2^32 output elements (the kernel's 32-bit launch-order index): the transpose path
         assert not direct.writes_ncdhw(row, Problem(1, 64, 32, (512, 512, 256), 3, 2, 1), "dgrad")
+    # the implicit-GEMM rows: any pass, stride and depth, where the output's rows start on sectors
+    from convt3d_cutlass.kernel_table import IGEMM_KERNELS
+    k2_up, outpad = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
+    dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)  # 127 wide out, 64 in
+    for row in IGEMM_KERNELS:
+        assert direct.writes_ncdhw(row, k2_up, "dgrad") and direct.writes_ncdhw(row, outpad, "dgrad")
+        assert not direct.writes_ncdhw(row, dec3, "dgrad") and direct.writes_ncdhw(row, dec3, "fprop")
+        assert direct.writes_ncdhw(row, deep, "fprop") and direct.writes_ncdhw(row, shallow, "dgrad")
+        assert not direct.writes_ncdhw(row, Problem(2, 64, 32, (8, 8, 12), 3, 1, 1), "fprop")
+        assert not direct.ncdhw_sectors(row, deep, "fprop")
 
 
 def test_ncdhw_sectors_policy():

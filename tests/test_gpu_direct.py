@@ -74,6 +74,60 @@ def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, op, spatial):
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
 
 
+@pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (5, 2, 2, 1), (3, 3, 0, 0), (4, 2, 1, 0)])
+def test_igemm_forward_walks_groups_of_phases(cfg, k, s, p, op):
+    """A strided forward with more groups (sample, tile, C_out block) than SMs, walked by groups with
+    their phases in a row (csrc/igemm_sm90.cuh): phases of different tap counts, two C_out blocks where
+    the N block is 32, a partial last round of groups. Every element written (NaN-poisoned output),
+    against float64; stored NCDHW (rows 16 or 24 wide, the policy's choice), the same bits."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    spatial, c_in, c_out = (3, 7, 8), 24, 40
+    sms = _extension.num_sms(torch.cuda.current_device())
+    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, k, s, p, op))[0]
+    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
+    assert direct.igemm_walks_groups(table, n, c_out, cfg.block, cfg.bn, sms)
+    prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
+    assert direct.writes_ncdhw(cfg, prob, "dgrad")
+    x = torch.randn(n, c_in, *spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    b = torch.randn(c_out, device="cuda")
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((n, c_out) + prob.out_spatial))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
+    poison_allocator()
+    y2 = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert y2.is_contiguous() and not y2.is_contiguous(memory_format=CL)
+    assert torch.equal(y2, y)
+
+
+@pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,op,spatial", [(3, 2, 1, 1, (3, 5, 8)), (3, 1, 1, 0, (3, 5, 16)),
+                                              (4, 2, 1, 0, (2, 5, 8)), (3, 2, 1, 0, (3, 5, 9))])
+def test_igemm_writes_ncdhw(cfg, k, s, p, op, spatial):
+    """The implicit-GEMM rows' NCDHW epilogue, forward (phases walked round robin: fewer groups than
+    SMs) and grad_input: the same bits as their channels_last_3d result, every element written
+    (NaN-poisoned allocator), bias included. Rows whose W is not a multiple of 8 keep channels_last_3d
+    (the policy: partly written sectors)."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 40, 72, spatial, k, s, p, op)
+    x = torch.randn(2, 40, *spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(40, 72, k, k, k, device="cuda") / (40 * k ** 3) ** 0.5
+    b = torch.randn(72, device="cuda")
+    poison_allocator()
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert y.is_contiguous(memory_format=CL) != direct.writes_ncdhw(cfg, prob, "dgrad")
+    assert torch.equal(y, launch.forward(x, w, b, prob, cfg.precision, cfg.name))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert gx.is_contiguous(memory_format=CL) != direct.writes_ncdhw(cfg, prob, "fprop")
+    assert torch.equal(gx, launch.grad_input(gy, w, prob, cfg.precision, cfg.name))
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
+
+
 def test_igemm_3xtf32_keeps_fp32_accuracy_over_long_reductions():
     """3xtf32 on the implicit-GEMM rows over a 6912-long reduction (256 channels x 27 taps): the
     accumulators are promoted into fp32 registers per tap, so the error stays at fp32's level (the

@@ -280,25 +280,43 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[int, int, int], bn: int,
-               num_sms: int) -> int:
-    """Relative time of the Hopper implicit-GEMM kernel on a phase table: the busiest CTA's work when
-    the kernel walks its units as it does (phases with most taps first, units u = b, b + G, ... for CTA
-    b of G = min(units, SMs)). A unit (one tile of positions, one block of bn output channels) costs
-    taps x 32-channel chunks + 1 (its epilogue) k-blocks, each bn + 64 (a 64-wide N tile measured two
-    thirds of a 128-wide one's time on the H100: shared-memory bound at 64). Ranks the rows' tile
-    shapes and N blocks, padding and wave quantization included."""
+def igemm_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[int, int, int], bn: int) -> int:
+    """Units per phase of the Hopper implicit-GEMM kernel (``IgemmGeometry::per_phase``): samples x tiles
+    (over the largest phase's counts) x blocks of bn output channels."""
     rows = [table[i:i + 13] for i in range(0, len(table), 13)]
     tiles = 1
     for a in range(3):
         tiles *= -(-max(r[3 + a] for r in rows) // block[a])
-    per_phase = n * tiles * -(-c_o // bn)
+    return n * tiles * -(-c_o // bn)
+
+
+def igemm_walks_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[int, int, int], bn: int,
+                       num_sms: int) -> bool:
+    """Whether the implicit-GEMM kernel walks by groups, each with its phases in a row (the rule of
+    ``IgemmKernel::run``): several phases, and at least one group per SM."""
+    return len(table) > 13 and igemm_groups(table, n, c_o, block, bn) >= num_sms
+
+
+def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[int, int, int], bn: int,
+               num_sms: int) -> int:
+    """Relative time of the Hopper implicit-GEMM kernel on a phase table: the busiest CTA's work when
+    the kernel walks its units as it does (csrc/igemm_sm90.cuh: phases with most taps first, units
+    u = b, b + G, ... for CTA b of G = min(units, SMs); or, with several phases whose groups of (sample,
+    tile, C_out block) fill the grid, groups g = b, b + G, ... with all their phases in a row). A unit
+    (one tile of positions, one block of bn output channels) costs
+    taps x 32-channel chunks + 1 (its epilogue) k-blocks, each bn + 64 (a 64-wide N tile measured two
+    thirds of a 128-wide one's time on the H100: shared-memory bound at 64). Ranks the rows' tile
+    shapes and N blocks, padding and wave quantization included."""
+    rows = [table[i:i + 13] for i in range(0, len(table), 13)]
+    per_phase = igemm_groups(table, n, c_o, block, bn)
     units = per_phase * len(rows)
     if units == 0:
         return 0
     chunks = -(-c_r // 32)
     taps = sorted((r[9] * r[10] * r[11] for r in rows), reverse=True)
     costs = [(t * chunks + 1) * (bn + 64) for t in taps]
+    if igemm_walks_groups(table, n, c_o, block, bn, num_sms):
+        return -(-per_phase // num_sms) * sum(costs)
     g = min(units, num_sms)
     worst = 0
     for b in range(g):
@@ -532,7 +550,16 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     forward at stride 1; grad_input always), and either the reduction per output element (channels x
     taps) is at least NCDHW_MIN_REDUCTION or the row stores whole sectors (ncdhw_sectors); and the
     exact-fp32 rows at any reduction (FFMA-bound, they have the DRAM time to spare for partly written
-    sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION."""
+    sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM
+    rows where the output's rows start on 32-byte sectors (W % 8 == 0), any pass and stride.
+
+    The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
+    at unit output stride; a strided forward's phases each fill every s-th float and their sibling phases
+    the rest, in one CTA's run of a tile's phases (csrc/igemm_sm90.cuh). Same-process A/B, NCDHW,
+    against channels_last_3d plus our transpose (H100, v0.32): grad_input 1.05-1.35x on the sweep's
+    strided layers; the strided forward 1.18x / 1.21x where W % 8 == 0 (U-Net k2 up and x2 with
+    output_padding, 64 wide), 0.85-0.95x where it is not (127, 93, 63 and 31 wide: with rows off the
+    sectors, ncu counted 0.35 GB of fills and 0.3 GB more writes on U-Net 64->32)."""
     if k.simt and k.op != "wgrad":
         if op == "fprop" or p.stride == 1:
             return True
@@ -540,6 +567,8 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
         # element count (a CTA writes at least one), past which the transpose path stays.
         elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
         return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
+    if k.family == "igemm":
+        return (p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
     if not (op == "fprop" or p.stride == 1):
         return False
     return k.family == "wgmma" and k.ws and (reduction_length(p, op) >= NCDHW_MIN_REDUCTION or
