@@ -556,10 +556,11 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
     at unit output stride; a strided forward's phases each fill every s-th float and their sibling phases
     the rest, in one CTA's run of a tile's phases (csrc/igemm_sm90.cuh). Same-process A/B, NCDHW,
-    against channels_last_3d plus our transpose (H100, v0.32): grad_input 1.05-1.35x on the sweep's
-    strided layers; the strided forward 1.18x / 1.21x where W % 8 == 0 (U-Net k2 up and x2 with
-    output_padding, 64 wide), 0.85-0.95x where it is not (127, 93, 63 and 31 wide: with rows off the
-    sectors, ncu counted 0.35 GB of fills and 0.3 GB more writes on U-Net 64->32)."""
+    against channels_last_3d plus our transpose (H100, v0.32, bench/tools/igemm_ncdhw_ab.py, GPU time):
+    grad_input 1.04-1.15x on every sweep layer that runs it (tf32; 3xtf32 1.08-1.21x on four of five),
+    the strided forward 1.16x / 1.20x where W % 8 == 0 (U-Net k2 up and x2 with output_padding, 64 wide);
+    steps 1.01-1.11x. Written NCDHW with rows off the sectors (127, 93, 63 and 31 wide), the strided
+    forward lost 0.85-0.95x: ncu counted 0.35 GB of fills and 0.3 GB more writes on U-Net 64->32."""
     if k.simt and k.op != "wgrad":
         if op == "fprop" or p.stride == 1:
             return True
