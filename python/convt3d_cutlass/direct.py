@@ -279,7 +279,6 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
     return 1024 + stages * (128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4) + 2 * stages * 8
 
 
-@functools.lru_cache(maxsize=1024)
 def igemm_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[int, int, int], bn: int) -> int:
     """Units per phase of the Hopper implicit-GEMM kernel (``IgemmGeometry::per_phase``): samples x tiles
     (over the largest phase's counts) x blocks of bn output channels."""
@@ -297,6 +296,7 @@ def igemm_walks_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[in
     return len(table) > 13 and igemm_groups(table, n, c_o, block, bn) >= num_sms
 
 
+@functools.lru_cache(maxsize=1024)
 def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[int, int, int], bn: int,
                num_sms: int) -> int:
     """Relative time of the Hopper implicit-GEMM kernel on a phase table: the busiest CTA's work when
