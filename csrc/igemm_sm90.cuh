@@ -353,8 +353,9 @@ __global__ void __launch_bounds__(384, 1)
     // (out_ncdhw): 4-byte stores, a warp's eight rows along w per channel. At unit s_out a tile row
     // (TW = 8 or 16 positions from a multiple of TW) covers whole sectors where Wo % 8 == 0; strided,
     // each phase fills every s_out-th float of a sector and its sibling phases the rest, in the same
-    // CTA's run of the group (the walk above), so the parts meet in L2. Where rows do not start on sectors
-    // many did not (direct.writes_ncdhw keeps channels_last_3d there).
+    // CTA's run of the group where the walk is by groups (above), so the parts meet in L2. Where rows do
+    // not start on sectors, ncu counted most such sectors filled from DRAM and written twice (v0.32), so
+    // direct.writes_ncdhw keeps channels_last_3d there.
     const DirectPhase& ph = p.phase[t.phase];
     // The bias before any store: a load after a store waits behind it (the stores may alias p.bias).
     float2 bias[BN / 8];
