@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -35,6 +36,7 @@
 #include "cute/arch/mma_sm90_gmma.hpp"
 #include "cute/arch/mma_sm90_gmma_ext.hpp"
 #include "cutlass/arch/barrier.h"
+#include "cutlass/arch/reg_reconfig.h"
 #include "direct_atoms.cuh"
 #include "direct_launch.h"
 #include "sm90_atoms.cuh"
@@ -55,9 +57,15 @@ struct WgradGeometry {
   int ring;              // halo planes resident: k + (S - 1) * stride
 };
 
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false, bool PW = false>
 struct WgradConfig {
   static constexpr int THREADS = 128 * WG;
+  // PW: the last warpgroup stages (rounds the halo planes, transposes x) while the others run the MMAs
+  // on the previous step, so the CW MMA warpgroups hold up to MT tiles each: as many rows as WG x K.
+  static constexpr int CW = PW ? WG - 1 : WG;
+  static constexpr int MT = PW ? (K * WG + CW - 1) / CW : K;
+  // setmaxnreg: the producer's share; the MMA warpgroups get the rest (152 at 512 threads).
+  static constexpr int PRODUCER_REGS = 56;
   static constexpr int POS = TY * TW;       // x positions per plane tile: GEMM K per step
   static constexpr int GRANULES = POS / 8;  // k8 steps per plane
   static constexpr int BOX_BYTES = POS * BN * 4;
@@ -67,27 +75,37 @@ struct WgradConfig {
   // lo parts (X_BYTES apart) in two buffers: it waits for all of a step's wgmmas at its end (to promote
   // the accumulators), so by the barrier of step t those of step t - 2 are done.
   static constexpr int P = SPLIT ? 2 : 1;
-  static constexpr int ABUF = K >= 5 && !SPLIT ? 1 : 2;  // A register sets (granules in flight)
+  // A register sets (granules in flight). PW with four tiles of 24 accumulators keeps one: two sets need
+  // 168 registers (ptxas, else C7512), more than the MMA warpgroups can get beside any producer.
+  static constexpr int ABUF = (K >= 5 && !SPLIT) || (PW && MT * BN / 2 > 64) ? 1 : 2;
   static constexpr int XT = SPLIT ? 2 : 3;
   static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
 };
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
 // RL: grad_y rounded to tf32 as each A element loads instead of in place when its plane arrives.
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool RL>
+// PW: warp-specialized (WgradConfig::CW): the last warpgroup waits for the TMA loads and stages each step
+// (halo rounding, x^T) while the MMA warpgroups run the previous one; mbarriers replace the CTA barrier.
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool RL, bool PW = false>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT>;
+  using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT, PW>;
   using Op = typename GmmaRS<BN>::Op;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  static_assert(!PW || (!SPLIT && C::XT >= 2 && S == 2), "PW: tf32, two stages (the producer's waits assume them)");
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
+  constexpr int MT = C::MT, CW = C::CW;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
   uint8_t* xt = smem;                        // XT x [granule][ci][8], SW32 K-major
   uint8_t* xraw = smem + C::XT * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
   uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + geo.ring * geo.plane_bytes);
+  // PW only (smem_bytes counts them): ready[XT] (x^T and halo of a step staged), done[2] (a step's MMAs retired).
+  uint64_t* ready = full + S;
+  uint64_t* done = ready + C::XT;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
   const int g = lane >> 2, tq = lane & 3;
@@ -101,32 +119,40 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int s = p.stride;
   const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
   const int taps_rows = K * K * geo.cb;
+
   // This warpgroup's m64 tiles: a contiguous share of geo.tiles, warpgroup-uniform (tiles that a
   // warpgroup does not have only cost it the transposes it shares).
-  const int nt = geo.tiles / WG + (wg < geo.tiles % WG ? 1 : 0);
-  const int tile0 = wg * (geo.tiles / WG) + (wg < geo.tiles % WG ? wg : geo.tiles % WG);
+  const int nt = geo.tiles / CW + (wg < geo.tiles % CW ? 1 : 0);
+  const int tile0 = wg * (geo.tiles / CW) + (wg < geo.tiles % CW ? wg : geo.tiles % CW);
   const bool mma_on = nt > 0;
 
   // This thread's two A rows per tile (g and g + 8 of its warp's 16): kd plane, tap (kh, kw), channel co.
   // Rows past the taps (padding) read the plane's first element and are not stored.
-  int pl[K];
-  uint32_t roff[K][2];  // bytes
+  // PW packs the plane into roff's top byte (offsets stay below 2^18): four tiles' rows, live through the
+  // loop, otherwise cost the registers that ptxas then took from the wgmmas (C7512).
+  int pl[PW ? 1 : MT];
+  uint32_t roff[MT][2];  // bytes
 #pragma unroll
-  for (int j = 0; j < K; ++j) {
+  for (int j = 0; j < MT; ++j) {
     const int m0 = (tile0 + j) * 64 + (warp & 3) * 16;
     const int kd = m0 / geo.kb;
-    pl[j] = kd < K ? kd : 0;
+    if constexpr (!PW) pl[j] = kd < K ? kd : 0;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const int rem = m0 + g + 8 * r - kd * geo.kb;
       const int kh = rem / (K * geo.cb), kw = (rem / geo.cb) % K, co = rem % geo.cb;
       roff[j][r] = kd < K && rem < taps_rows ? 4 * ((kh * geo.gw + kw) * geo.pitch + co) : 0;
+      if constexpr (PW) roff[j][r] |= (uint32_t)(kd < K ? kd : 0) << 24;
     }
   }
   const uint32_t ring_addr = cute::cast_smem_ptr_to_uint(ring);
 
   if (tid == 0) {
     for (int i = 0; i < S; ++i) cutlass::arch::ClusterTransactionBarrier::init(&full[i], 1);
+    if constexpr (PW) {
+      for (int i = 0; i < C::XT; ++i) Barrier::init(&ready[i], 128);
+      for (int i = 0; i < 2; ++i) Barrier::init(&done[i], 4 * CW);
+    }
     cutlass::arch::fence_barrier_init();
   }
   __syncthreads();
@@ -147,37 +173,21 @@ __global__ void __launch_bounds__(128 * WG, 1)
       cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st], hint, ring + ((s * t + kd) % geo.ring) * geo.plane_bytes,
                                    co0, s * w0 - p.pad, s * y0 - p.pad, s * (z0 + t) - p.pad + kd, n);
   };
-  if (tid == 0)
-    for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);
 
-  float acc[K][NA];
-#pragma unroll
-  for (int kd = 0; kd < K; ++kd)
-#pragma unroll
-    for (int i = 0; i < NA; ++i) acc[kd][i] = 0.f;
-  // 3xtf32: the wgmma accumulators restart at every plane and are added here with IEEE fp32 adds. The
-  // tensor cores' own accumulation over a whole depth segment (about 2300 wgmma steps on the headline)
-  // measured 4.3e-5 error against fp32's 1e-6; per plane it is 48 steps.
-  float tot[SPLIT ? K : 1][SPLIT ? NA : 1];
-#pragma unroll
-  for (int kd = 0; kd < (SPLIT ? K : 1); ++kd)
-#pragma unroll
-    for (int i = 0; i < (SPLIT ? NA : 1); ++i) tot[kd][i] = 0.f;
-
-  for (int t = 0; t < steps; ++t) {
+  // Step t's staging by threads [0, nthr) of a group (stid: index in it), once its TMA loads have landed:
+  // the halo planes that arrived with it, rounded to tf32 once in place (each element is then read by
+  // k^3 taps' A loads without a conversion each; 3xtf32 splits them at the loads instead: a lo plane
+  // would not fit beside the ring. RL rounds at the loads too; see run()), and x^T, rounded.
+  auto stage = [&](int t, int stid, int nthr) {
     const int st = t % S;
-    cutlass::arch::ClusterTransactionBarrier::wait(&full[st], (t / S) & 1);
-    // The halo planes that arrived with this step, rounded to tf32 once in place: each element is then
-    // read by k^3 taps' A loads without a conversion each. (3xtf32 splits them at the loads instead:
-    // a lo plane would not fit beside the ring. RL rounds at the loads too; see run().)
 #pragma unroll 1
     for (int kd = SPLIT || RL ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
       float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
-      for (int i = 4 * tid; i < plane_floats; i += 4 * C::THREADS) direct::round4_tf32(hp + i);
+      for (int i = 4 * stid; i < plane_floats; i += 4 * nthr) direct::round4_tf32(hp + i);
     }
-    // x^T, rounded: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern
-    // (address bit 4 ^= bit 7; buffers are 1 KiB aligned).
+    // x^T: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern (address bit
+    // 4 ^= bit 7; buffers are 1 KiB aligned).
     const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
     uint8_t* xb = xt + (t % C::XT) * C::P * C::X_BYTES;
     if constexpr (XN) {
@@ -197,7 +207,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
         if (SPLIT)
           reinterpret_cast<uint4*>(xb + C::X_BYTES + row * 32)[sw ^ half] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
       };
-      for (int u = tid; u < 2 * C::GRANULES * BN; u += C::THREADS) {
+      for (int u = stid; u < 2 * C::GRANULES * BN; u += nthr) {
         const int m = (u >> 1) & 3, half = u & 1, r = (u >> 3) & 3, blk = u >> 5;
         const int ci = 4 * (blk % (BN / 4)) + m, gr = 4 * (blk / (BN / 4)) + ((m + r) & 3);
         const float4 q = *reinterpret_cast<const float4*>(raw + ci * C::POS + gr * 8 + 4 * half);
@@ -206,7 +216,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
     } else {
       // The box is [positions][ci]: lanes take consecutive ci, conflict-free column reads and
       // contiguous row writes.
-      for (int item = tid; item < C::GRANULES * BN; item += C::THREADS) {
+      for (int item = stid; item < C::GRANULES * BN; item += nthr) {
         const int ci = item % BN, gr = item / BN;
         const float* src = raw + gr * 8 * BN + ci;
         uint32_t v[8], lo[8];
@@ -228,9 +238,67 @@ __global__ void __launch_bounds__(128 * WG, 1)
       }
     }
     cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
-    __syncthreads();
-    // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
-    if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
+  };
+
+  if constexpr (PW) {
+    if (wg == CW) {
+      // Producer: stages step u while the MMA warpgroups run u - 1. Step u + 1's TMA loads go to the x box
+      // and ring slots that step u - 1 read, so thread 0 issues them once the MMA warpgroups report u - 1
+      // done (S == 2). done(u - 1) also covers the x^T buffer that staging u + 1 rewrites (last read by
+      // u + 1 - XT <= u - 1), and it implies that every producer thread has staged u - 1 (the consumers
+      // waited for all 128 arrivals on ready(u - 1) first).
+      cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
+      const int ptid = tid - 128 * CW;
+      if (ptid == 0 && steps > 0) issue(0);
+      for (int u = 0; u < steps; ++u) {
+        cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
+        stage(u, ptid, 128);
+        Barrier::arrive(&ready[u % C::XT]);
+        if (ptid == 0 && u + 1 < steps) {
+          if (u >= 1) Barrier::wait(&done[(u - 1) & 1], ((u - 1) >> 1) & 1);
+          issue(u + 1);
+        }
+      }
+      return;
+    }
+    cutlass::arch::warpgroup_reg_alloc<(65536 - 128 * C::PRODUCER_REGS) / (128 * CW) / 8 * 8>();
+  } else {
+    if (tid == 0)
+      for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);
+  }
+
+  float acc[MT][NA];
+#pragma unroll
+  for (int kd = 0; kd < MT; ++kd)
+#pragma unroll
+    for (int i = 0; i < NA; ++i) acc[kd][i] = 0.f;
+  // 3xtf32: the wgmma accumulators restart at every plane and are added here with IEEE fp32 adds. The
+  // tensor cores' own accumulation over a whole depth segment (about 2300 wgmma steps on the headline)
+  // measured 4.3e-5 error against fp32's 1e-6; per plane it is 48 steps.
+  float tot[SPLIT ? K : 1][SPLIT ? NA : 1];
+#pragma unroll
+  for (int kd = 0; kd < (SPLIT ? K : 1); ++kd)
+#pragma unroll
+    for (int i = 0; i < (SPLIT ? NA : 1); ++i) tot[kd][i] = 0.f;
+
+  for (int t = 0; t < steps; ++t) {
+    uint8_t* xb = xt + (t % C::XT) * C::P * C::X_BYTES;
+    if constexpr (PW) {
+      if (t > 0) {
+        // Step t - 1's wgmmas (the last batch still in flight) have read x^T and the A registers came
+        // from its ring planes: the producer may refill them.
+        cute::warpgroup_wait<0>();
+        __syncwarp();
+        if (lane == 0) Barrier::arrive(&done[(t - 1) & 1]);
+      }
+      Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
+    } else {
+      cutlass::arch::ClusterTransactionBarrier::wait(&full[t % S], (t / S) & 1);
+      stage(t, tid, C::THREADS);
+      __syncthreads();
+      // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
+      if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
+    }
 
     // Each warpgroup runs the loop for its own tile count, a compile-time NT: a branch on a runtime count
     // between the wgmmas made ptxas serialise all of them (C7520).
@@ -245,9 +313,16 @@ __global__ void __launch_bounds__(128 * WG, 1)
       uint32_t base[NT][2];  // 32-bit shared-window addresses: registers are at the cap
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
-        const uint32_t plane = ring_addr + ((s * t + pl[j]) % geo.ring) * geo.plane_bytes + tq * step;
-        base[j][0] = plane + roff[j][0];
-        base[j][1] = plane + roff[j][1];
+        if constexpr (PW) {
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+            base[j][r] = ring_addr + ((s * t + (roff[j][r] >> 24)) % geo.ring) * geo.plane_bytes + tq * step +
+                         (roff[j][r] & 0xffffffu);
+        } else {
+          const uint32_t plane = ring_addr + ((s * t + pl[j]) % geo.ring) * geo.plane_bytes + tq * step;
+          base[j][0] = plane + roff[j][0];
+          base[j][1] = plane + roff[j][1];
+        }
       }
       const uint32_t xb_addr = cute::cast_smem_ptr_to_uint(xb);
       fence_acc(acc);
@@ -317,7 +392,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
       }
       fence_acc(acc);
     };
-    dispatch_upto<K>(nt, mma);
+    dispatch_upto<MT>(nt, mma);
   }
   cute::warpgroup_wait<0>();
   fence_acc(acc);
@@ -327,7 +402,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   if (!mma_on) return;
   const int k3 = K * K * K;
 #pragma unroll
-  for (int j = 0; j < K; ++j) {
+  for (int j = 0; j < MT; ++j) {
     if (j >= nt) continue;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -386,7 +461,8 @@ struct WgmmaWgradKernel {
   }
 
   static size_t smem_bytes(const WgradGeometry& geo) {
-    return 1024 + (size_t)(C::XT * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes + S * sizeof(uint64_t);
+    return 1024 + (size_t)(C::XT * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes +
+           (S + C::XT + 2) * sizeof(uint64_t);
   }
 
   static int can_implement(const DirectWgradLaunch& p) {
@@ -426,10 +502,18 @@ struct WgmmaWgradKernel {
     // load), unit stride 0.72-0.83x. 3xtf32 splits at the loads already.
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
-    auto kernel = p.x_ncdhw ? (rl ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL>
-                                  : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false>)
-                            : (rl ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL>
-                                  : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
+    // The warp-specialized form where its MMA warpgroups hold the rows of four (k3, tf32).
+    constexpr bool kPW = !SPLIT && K == 3 && WG == 4 && S == 2;
+    const char* pw_env = getenv("CONVT3D_WGRAD_PW");
+    const bool pw = kPW && !(pw_env && pw_env[0] == '0');
+    auto kernel = p.x_ncdhw ? (rl ? (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL, kPW>
+                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL>)
+                                  : (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false, kPW>
+                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false>))
+                            : (rl ? (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL, kPW>
+                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL>)
+                                  : (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kPW>
+                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>));
     const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

@@ -96,7 +96,7 @@ def host_ms(fn, n=30):
 AB_PASSES = ("forward", "grad_input", "step")
 
 
-def abba(case, channels_last, settings, apply, prec, rounds, tol=1e-5):
+def abba(case, channels_last, settings, apply, prec, rounds, tol=1e-5, passes=AB_PASSES):
     """Same-process A/B of two settings of ours on one sweep case, as the benchmark times the passes.
 
     apply(setting) switches ours to a setting. Every round times cuDNN's step (cudnn.benchmark as the
@@ -121,31 +121,31 @@ def abba(case, channels_last, settings, apply, prec, rounds, tol=1e-5):
             errs = [((out[p].double() - ref[p].double()).norm() / ref[p].double().norm()).item() for p in out]
             assert max(errs) < tol, (case.name, channels_last, v, errs)
         ref = out
-    res = {(v, p): [] for v in settings for p in AB_PASSES}
+    res = {(v, p): [] for v in settings for p in passes}
     cud = []
     for r in range(rounds):
         cud.append(bench(native))
         for v in (settings if r % 2 == 0 else settings[::-1]):
             apply(v)
             fns = _our_fns(t, prec)[1]
-            for p in AB_PASSES:
+            for p in passes:
                 res[(v, p)].append(bench(fns[p]))
     del t, native, fns, ref
     torch.cuda.empty_cache()
     return {k: statistics.median(x) for k, x in res.items()}, statistics.median(cud)
 
 
-def abba_header(first, second):
+def abba_header(first, second, passes=AB_PASSES):
     """The column heads of an abba() table: each pass under both settings and their ratio."""
     return (f"{'layer':12s} {'layout':6s} "
-            + " ".join(f"{p + ' ' + first:>13s} {p + ' ' + second:>13s} {'gain':>5s}" for p in AB_PASSES)
+            + " ".join(f"{p + ' ' + first:>13s} {p + ' ' + second:>13s} {'gain':>5s}" for p in passes)
             + f" {'cuDNN step':>10s}")
 
 
-def abba_row(name, layout, med, cudnn, first, second):
+def abba_row(name, layout, med, cudnn, first, second, passes=AB_PASSES):
     """One abba() result as a table row (gain = first / second: above 1, the second is faster)."""
     return (f"{name:12s} {layout:6s} "
             + " ".join(f"{med[(first, p)]:13.3f} {med[(second, p)]:13.3f} {med[(first, p)] / med[(second, p)]:5.3f}"
-                       for p in AB_PASSES)
+                       for p in passes)
             + f" {cudnn:10.3f}")
 

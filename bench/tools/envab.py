@@ -4,7 +4,8 @@ round; rounds alternate the settings, in reverse order every other round (ABBA).
 and grad_input are checked against the first's (the same tf32 operands: only the fp32 accumulation order
 may differ).
 
-    python bench/tools/envab.py VAR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION]
+    python bench/tools/envab.py VAR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION] [PASSES]
+    # PASSES: comma-separated, of forward, grad_input, grad_weight, step (default forward,grad_input,step)
     # v0.29: envab.py CONVT3D_WS_STAGGER 0,1 headline,vnet-refine 5 NDHWC,NCDHW tf32
 """
 import os
@@ -13,7 +14,7 @@ import sys
 import torch
 
 from bench.shapes import HEADLINE, SWEEP
-from bench.tools.common import abba, abba_header, abba_row
+from bench.tools.common import AB_PASSES, abba, abba_header, abba_row
 from convt3d_cutlass import eager
 
 var, values = sys.argv[1], sys.argv[2].split(",")
@@ -21,6 +22,7 @@ names = (sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else "headline").split
 rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 5
 layouts = (sys.argv[5] if len(sys.argv) > 5 else "NDHWC,NCDHW").split(",")
 prec = sys.argv[6] if len(sys.argv) > 6 else "tf32"
+passes = tuple(sys.argv[7].split(",")) if len(sys.argv) > 7 else AB_PASSES
 cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
 torch.backends.cudnn.allow_tf32 = prec != "fp32"
 torch.backends.cudnn.benchmark = True
@@ -33,9 +35,9 @@ def apply(v):
 
 a, b = values
 print(f"{prec}, ms, median of {rounds} rounds (ABBA); {var} = {a} against {b}")
-print(abba_header(a, b))
+print(abba_header(a, b, passes))
 for nm in names:
     for lay in layouts:
-        med, cud = abba(cases[nm], lay == "NDHWC", values, apply, prec, rounds)
-        print(abba_row(nm, lay, med, cud, a, b))
+        med, cud = abba(cases[nm], lay == "NDHWC", values, apply, prec, rounds, passes=passes)
+        print(abba_row(nm, lay, med, cud, a, b, passes))
 os.environ.pop(var, None)

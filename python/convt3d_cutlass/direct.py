@@ -487,14 +487,14 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
                            stages: int, split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see
     wgmma_wgrad_layout): three transposed x tiles (3xtf32, ``split``: two, each hi and lo) and `stages`
-    TMA x boxes (1 KiB aligned each), the grad_y plane ring, one mbarrier per stage, 1 KiB of
-    alignment slack."""
+    TMA x boxes (1 KiB aligned each), the grad_y plane ring, the mbarriers (one per stage, one per x^T
+    tile, two more), 1 KiB of alignment slack."""
     layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
     if layout is None:
         return None
     x_bytes = -(-block[1] * block[2] * bn * 4 // 1024) * 1024
     xt = 4 if split else 3
-    return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + stages * 8
+    return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + (stages + (2 if split else 3) + 2) * 8
 
 
 # The NCDHW epilogue stores 4-byte elements into channel planes, in rows of 14 positions that start off
