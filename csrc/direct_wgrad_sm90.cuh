@@ -26,7 +26,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -63,7 +62,10 @@ struct WgradConfig {
   // PW: the last warpgroup stages (rounds the halo planes, transposes x) while the others run the MMAs
   // on the previous step, so the CW MMA warpgroups hold up to MT tiles each: as many rows as WG x K.
   static constexpr int CW = PW ? WG - 1 : WG;
-  static constexpr int MT = PW ? (K * WG + CW - 1) / CW : K;
+  // geometry(): at most CB_MAX grad_y channels per CTA, so at most TILES_MAX m64 tiles (k3: 12, k5: 17).
+  static constexpr int CB_MAX = WG * 64 / (K * K) / 4 * 4;
+  static constexpr int TILES_MAX = (K * ((K * K * CB_MAX + 15) / 16 * 16) + 63) / 64;
+  static constexpr int MT = PW ? (TILES_MAX + CW - 1) / CW : K;
   // setmaxnreg: the producer's share; the MMA warpgroups get the rest (152 at 512 threads).
   static constexpr int PRODUCER_REGS = 56;
   static constexpr int POS = TY * TW;       // x positions per plane tile: GEMM K per step
@@ -441,13 +443,13 @@ struct WgmmaWgradKernel {
     if (columns < 1 || p.slices % columns != 0) return 4;  // kErrorInvalidProblem
     geo.segs = (int)(p.slices / columns);
     geo.planes = (p.Di + geo.segs - 1) / geo.segs;
-    const int cb_max = WG * 64 / (K * K) / 4 * 4;
+    const int cb_max = C::CB_MAX;
     if (cb_max < 4) return 5;
     const int blocks = (p.Co + cb_max - 1) / cb_max;
     geo.cb = ((p.Co + blocks - 1) / blocks + 3) / 4 * 4;
     geo.kb = (K * K * geo.cb + 15) / 16 * 16;
     geo.tiles = (K * geo.kb + 63) / 64;
-    if (geo.tiles > WG * K) return 5;  // accumulators for K tiles per warpgroup
+    if (geo.tiles > WG * K || geo.tiles > C::TILES_MAX) return 5;  // accumulators for K tiles per warpgroup
     geo.pitch = geo.cb;
     for (int i = 0; i < 8; ++i, geo.pitch += 4)
       if ((p.stride * geo.pitch) % 32 == 8 || (p.stride * geo.pitch) % 32 == 24) break;
@@ -502,18 +504,28 @@ struct WgmmaWgradKernel {
     // load), unit stride 0.72-0.83x. 3xtf32 splits at the loads already.
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
-    // The warp-specialized form where its MMA warpgroups hold the rows of four (k3, tf32).
-    constexpr bool kPW = !SPLIT && K == 3 && WG == 4 && S == 2;
-    const char* pw_env = getenv("CONVT3D_WGRAD_PW");
-    const bool pw = kPW && !(pw_env && pw_env[0] == '0');
-    auto kernel = p.x_ncdhw ? (rl ? (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL, kPW>
-                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, kRL>)
-                                  : (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false, kPW>
-                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, false>))
-                            : (rl ? (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL, kPW>
-                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kRL>)
-                                  : (pw ? wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kPW>
-                                        : wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>));
+    // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
+    // (v0.33, H100, 3 rounds): headline 1.105x, V-Net refine (k5) 1.058x, video-gen 1.02x, the strided k3
+    // rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2) 0.94x. So
+    // k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer instead of RL
+    // lost 19-36%: the consumers then wait for the producer.)
+    constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && S == 2;
+    const bool pw = kPW && (K == 3 || p.stride == 1);
+    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
+    auto pick = [&](auto xn, auto rlc) -> Fn {
+      constexpr bool XN = decltype(xn)::value, RL = decltype(rlc)::value;
+      if constexpr (kPW && K == 3)
+        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>;
+      else if constexpr (kPW)
+        return pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>
+                  : &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;
+      else
+        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;
+    };
+    using T = std::true_type;
+    using F = std::false_type;
+    Fn kernel = p.x_ncdhw ? (rl ? pick(T{}, std::integral_constant<bool, kRL>{}) : pick(T{}, F{}))
+                          : (rl ? pick(F{}, std::integral_constant<bool, kRL>{}) : pick(F{}, F{}));
     const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

@@ -394,7 +394,8 @@ def test_wgmma_wgrad_layout_and_slices():
     k48 = BY_NAME["wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"]
     assert direct.wgmma_wgrad_layout(HEADLINE, k48.block, 4, 2) == (24, 24, 10, 18, 17280, 4)
     assert direct.wgmma_wgrad_smem_bytes(HEADLINE, k48.block, 48, 4, 2) == 193080
-    # 9 x 24 rows per kd padded to 224: 11 M tiles on 4 warpgroups (3, 3, 3, 2), not 3 per warpgroup.
+    # 9 x 24 rows per kd padded to 224: 11 M tiles, within 4 warpgroups' 3 each (the kernel's
+    # warp-specialized form runs them as 4, 4, 3 on three MMA warpgroups beside a producer).
     assert direct.wgmma_wgrad_tiles(HEADLINE, k48.block, 4, 2) == (224, 11)
     columns = 8 * 12 * 6
     assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132) == 2 * columns

@@ -342,9 +342,9 @@ def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p, op):
     """C_in blocks with tails (52 = 48 + 4), several C_out blocks (40 -> 2 x 20 at k3), partial x tiles
     in H and W, halo planes out of range in depth, grad_y one row longer per axis (output_padding),
     strides 1-3 (halo planes read by k, some or one x plane each); the partial-sum buffer is poisoned
-    first. The M tiles of (kd, kh, kw, C_out) shared out unevenly (k3 C_out 40: 9 tiles on 4
-    warpgroups, 32: 7, 24: 11, 8: 4, 4: 3 (one warpgroup without a tile); k5 C_out 12: 17), kd blocks
-    padded to 16 rows (24 -> 216 of 224)."""
+    first. The M tiles of (kd, kh, kw, C_out) shared out unevenly (k3 C_out 40: 9 tiles on the three
+    MMA warpgroups of the warp-specialized tf32 form, 32: 7, 24: 11 (4, 4, 3), 8: 4, 4: 3; k5 C_out 12:
+    17 on three at unit stride, on four at stride 2 and 3), kd blocks padded to 16 rows (24 -> 216 of 224)."""
     prob = Problem(2, c_in, c_out, (5, 11, 19), k, s, p, op)
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)

@@ -389,7 +389,9 @@ def _wgmma_wgrad(precision, height, width, k, bn, warpgroups, why):
 # Hopper weight gradient (csrc/direct_wgrad_sm90.cuh, sm_90a only): RS-wgmma with GEMM M = (kh, kw,
 # C_out block) gathered from a ring of grad_y halo planes, N = a BN block of C_in from the x plane
 # tile transposed in shared memory, K = positions; a CTA walks a column of 1 x TH x TW x tiles along
-# depth. One row per filter size k (the accumulators hold every kd). (An N = 64 row on two
+# depth. One row per filter size k (the accumulators hold every kd). tf32 rows on four warpgroups run
+# warp-specialized for k3, and for k5 at unit stride: one warpgroup stages (halo rounding, x^T) while
+# three run the MMAs, with the M tiles of four (v0.33). (An N = 64 row on two
 # warpgroups, for the registers, fit almost no layer: five 32 KiB x tiles plus the padded-pitch
 # halo ring exceed 227 KiB once C_out > 8.)
 _WGRAD_ROWS = (
