@@ -60,7 +60,7 @@ template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false, bool
 struct WgradConfig {
   static constexpr int THREADS = 128 * WG;
   // PW: the last warpgroup stages (rounds the halo planes, transposes x) while the others run the MMAs
-  // on the previous step, so the CW MMA warpgroups hold up to MT tiles each: as many rows as WG x K.
+  // on the previous step, so the CW MMA warpgroups hold up to MT tiles each: every tile geometry() allows.
   static constexpr int CW = PW ? WG - 1 : WG;
   // geometry(): at most CB_MAX grad_y channels per CTA, so at most TILES_MAX m64 tiles (k3: 12, k5: 17).
   static constexpr int CB_MAX = WG * 64 / (K * K) / 4 * 4;
@@ -130,8 +130,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
   // This thread's two A rows per tile (g and g + 8 of its warp's 16): kd plane, tap (kh, kw), channel co.
   // Rows past the taps (padding) read the plane's first element and are not stored.
-  // PW packs the plane into roff's top byte (offsets stay below 2^18): four tiles' rows, live through the
-  // loop, otherwise cost the registers that ptxas then took from the wgmmas (C7512).
+  // PW packs the plane into roff's top byte (an offset within a plane stays below 2^18): the rows of up to
+  // MT tiles live through the loop, and a separate plane index each cost registers that ptxas then took
+  // from the wgmmas (C7512).
   int pl[PW ? 1 : MT];
   uint32_t roff[MT][2];  // bytes
 #pragma unroll
@@ -505,10 +506,10 @@ struct WgmmaWgradKernel {
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
     // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
-    // (v0.33, H100, 3 rounds): headline 1.105x, V-Net refine (k5) 1.058x, video-gen 1.02x, the strided k3
-    // rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2) 0.94x. So
-    // k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer instead of RL
-    // lost 19-36%: the consumers then wait for the producer.)
+    // (v0.33, H100, median of 3 runs): headline 1.099x, V-Net refine (k5) 1.102x, video-gen 1.037x, the
+    // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
+    // 0.936x. So k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer
+    // instead of RL lost 19-36%: the consumers then wait for the producer.)
     constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && S == 2;
     const bool pw = kPW && (K == 3 || p.stride == 1);
     using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
