@@ -54,6 +54,7 @@ struct WgradGeometry {
   int gh, gw;            // grad_y halo of one x plane tile
   int plane_bytes;       // one halo plane, 128-byte aligned
   int ring;              // halo planes resident: k + (S - 1) * stride
+  int co_blocks, ci_blocks;  // CTAs per slice: C_out blocks of cb, C_in blocks of BN
 };
 
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false, bool PW = false>
@@ -111,13 +112,18 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;
   const int g = lane >> 2, tq = lane & 3;
-  const int slice = blockIdx.x;
+  // The CTAs of one slice are consecutive (C_in block fastest, then C_out block), so that those reading
+  // the same grad_y halo (or x tile) run together and all but one find it in L2: with the slice outermost
+  // in the grid, the strided 4x16 rows read grad_y from DRAM once per C_in block (ncu, U-Net 64->32:
+  // 2.7 TB/s, 81% of DRAM peak, 32% L2 hits).
+  const int cib = blockIdx.x % geo.ci_blocks, cob = (blockIdx.x / geo.ci_blocks) % geo.co_blocks;
+  const int slice = blockIdx.x / (geo.ci_blocks * geo.co_blocks);
   const int seg = slice % geo.segs, column = slice / geo.segs;
   const int w0 = (column % geo.tiles_w) * TW, y0 = ((column / geo.tiles_w) % geo.tiles_h) * TY;
   const int n = column / (geo.tiles_w * geo.tiles_h);
   const int z0 = seg * geo.planes;
   const int steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
-  const int co0 = blockIdx.y * geo.cb, ci0 = blockIdx.z * BN;
+  const int co0 = cob * geo.cb, ci0 = cib * BN;
   const int s = p.stride;
   const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
   const int taps_rows = K * K * geo.cb;
@@ -450,6 +456,8 @@ struct WgmmaWgradKernel {
     geo.cb = ((p.Co + blocks - 1) / blocks + 3) / 4 * 4;
     geo.kb = (K * K * geo.cb + 15) / 16 * 16;
     geo.tiles = (K * geo.kb + 63) / 64;
+    geo.co_blocks = (p.Co + geo.cb - 1) / geo.cb;
+    geo.ci_blocks = (p.Ci + BN - 1) / BN;
     if (geo.tiles > WG * K || geo.tiles > C::TILES_MAX) return 5;  // accumulators for K tiles per warpgroup
     geo.pitch = geo.cb;
     for (int i = 0; i < 8; ++i, geo.pitch += 4)
@@ -475,8 +483,7 @@ struct WgmmaWgradKernel {
     WgradGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;
-    const long long co_blocks = (p.Co + geo.cb - 1) / geo.cb, ci_blocks = (p.Ci + BN - 1) / BN;
-    if (co_blocks > 65535 || ci_blocks > 65535) return 5;
+    if ((long long)p.slices * geo.co_blocks * geo.ci_blocks > 0x7fffffffLL) return 5;
     if ((long long)p.Hi * p.Wi * p.Ci > 0x7fffffffLL || (long long)p.Ho * p.Wo * p.Co > 0x7fffffffLL) return 5;
     return sm90_fits(smem_bytes(geo));
   }
@@ -527,7 +534,7 @@ struct WgmmaWgradKernel {
     using F = std::false_type;
     Fn kernel = p.x_ncdhw ? (rl ? pick(T{}, std::integral_constant<bool, kRL>{}) : pick(T{}, F{}))
                           : (rl ? pick(F{}, std::integral_constant<bool, kRL>{}) : pick(F{}, F{}));
-    const dim3 grid((unsigned)p.slices, (unsigned)((p.Co + geo.cb - 1) / geo.cb), (unsigned)((p.Ci + BN - 1) / BN));
+    const dim3 grid((unsigned)(p.slices * geo.co_blocks * geo.ci_blocks));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }
 
