@@ -22,6 +22,15 @@ def _poisoned(shape):
     return torch.full(shape, float("nan"), device="cuda").to(memory_format=CL)
 
 
+def _layer_tensors(prob):
+    """x [N, C_in, D, H, W] channels_last_3d, w [C_in, C_out, k, k, k] scaled to unit-variance outputs, b
+    [C_out]: fresh random operands for prob."""
+    k = prob.k
+    x = torch.randn(prob.n, prob.c_in, *prob.spatial, device="cuda").to(memory_format=CL)
+    w = torch.randn(prob.c_in, prob.c_out, k, k, k, device="cuda") / (prob.c_in * k ** 3) ** 0.5
+    return x, w, torch.randn(prob.c_out, device="cuda")
+
+
 @pytest.mark.parametrize("cfg", DIRECT_KERNELS + DIRECT_SIMT_KERNELS + WGMMA_KERNELS + IGEMM_KERNELS,
                          ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op", [(3, 1, 1, 0), (3, 2, 1, 0), (5, 2, 2, 0), (1, 1, 0, 0), (3, 3, 0, 0),
@@ -39,9 +48,7 @@ def test_direct_config_forward_and_grad_input(cfg, k, s, p, op):
             launch.forward(torch.empty(2, 12, *prob.spatial, device="cuda"), torch.empty(12, 40, k, k, k, device="cuda"),
                            None, prob, cfg.precision, cfg.name)
         return
-    x = torch.randn(2, 12, *prob.spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(12, 40, k, k, k, device="cuda") / (12 * k ** 3) ** 0.5
-    b = torch.randn(40, device="cuda")
+    x, w, b = _layer_tensors(prob)
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((2, 40) + prob.out_spatial))
     ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)
     assert rel_l2(y, ref) <= TOL[cfg.precision]
@@ -64,9 +71,7 @@ def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, op, spatial):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(3, 72, 136, spatial, k, s, p, op)
-    x = torch.randn(3, 72, *spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(72, 136, k, k, k, device="cuda") / (72 * k ** 3) ** 0.5
-    b = torch.randn(136, device="cuda")
+    x, w, b = _layer_tensors(prob)
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((3, 136) + prob.out_spatial))
     assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
     gy = torch.randn((3, 136) + prob.out_spatial, device="cuda").to(memory_format=CL)
@@ -90,9 +95,7 @@ def test_igemm_forward_walks_groups_of_phases(cfg, k, s, p, op):
     assert direct.igemm_walks_groups(table, n, c_out, cfg.block, cfg.bn, sms)
     prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
     assert direct.writes_ncdhw(cfg, prob, "dgrad")
-    x = torch.randn(n, c_in, *spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
-    b = torch.randn(c_out, device="cuda")
+    x, w, b = _layer_tensors(prob)
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((n, c_out) + prob.out_spatial))
     assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
     poison_allocator()
@@ -112,9 +115,7 @@ def test_igemm_writes_ncdhw(cfg, k, s, p, op, spatial):
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(2, 40, 72, spatial, k, s, p, op)
-    x = torch.randn(2, 40, *spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(40, 72, k, k, k, device="cuda") / (40 * k ** 3) ** 0.5
-    b = torch.randn(72, device="cuda")
+    x, w, b = _layer_tensors(prob)
     poison_allocator()
     y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
     assert y.is_contiguous(memory_format=CL) != direct.writes_ncdhw(cfg, prob, "dgrad")
@@ -177,9 +178,7 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, spatial, monkeypatch):
     prob = Problem(2, 12, 40, spatial, k, s, p)
     dev = torch.cuda.current_device()
     limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
-    x = torch.randn(2, 12, *prob.spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(12, 40, k, k, k, device="cuda") / (12 * k ** 3) ** 0.5
-    b = torch.randn(40, device="cuda")
+    x, w, b = _layer_tensors(prob)
     if selector.direct_fits(prob, "dgrad", cfg, limit, cc):
         poison_allocator()
         y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
@@ -227,8 +226,7 @@ def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
     prob = Problem(2, c_in, c_out, (9, 17, 33), k, s, p)
     k_fwd = launch._select(prob, "dgrad", prec, None, torch.device("cuda", torch.cuda.current_device()))
     assert k_fwd.tap_reuse or prec == "fp32"  # exact fp32: where its rows fit and fill (test_direct_plan_cpu)
-    x = torch.randn(2, c_in, *prob.spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    x, w, _ = _layer_tensors(prob)
     y = launch.forward(x, w, None, prob, prec, out=_poisoned((2, c_out) + prob.out_spatial))
     assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, s, p)) <= TOL[prec]
     gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda").to(memory_format=CL)
@@ -576,9 +574,7 @@ def test_rs_rows_match_their_ss_twins(cfg):
         pytest.skip("not in this build")
     k = cfg.kx
     prob = Problem(2, 44, 52, (9, 13, 31), k, 1, (k - 1) // 2 - 1 if k > 3 else 0)
-    x = torch.randn(2, 44, *prob.spatial, device="cuda").to(memory_format=CL)
-    w = torch.randn(44, 52, k, k, k, device="cuda") / (44 * k ** 3) ** 0.5
-    b = torch.randn(52, device="cuda")
+    x, w, b = _layer_tensors(prob)
     y = launch.forward(x, w, b, prob, "tf32", cfg.name, out=_poisoned((2, 52) + prob.out_spatial))
     ref = F.conv_transpose3d(x.double(), w.double(), b.double(), 1, prob.padding)
     assert rel_l2(y, launch.forward(x, w, b, prob, "tf32", twin)) < 1e-5
