@@ -55,6 +55,7 @@ struct WgradGeometry {
   int plane_bytes;       // one halo plane, 128-byte aligned
   int ring;              // halo planes resident: k + (S - 1) * stride
   int co_blocks, ci_blocks;  // CTAs per slice: C_out blocks of cb, C_in blocks of BN
+  long long total;           // PW: (column, x plane) pairs, the slices' ranges (ranges())
 };
 
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false, bool PW = false>
@@ -118,11 +119,36 @@ __global__ void __launch_bounds__(128 * WG, 1)
   // 2.7 TB/s, 81% of DRAM peak, 32% L2 hits).
   const int cib = blockIdx.x % geo.ci_blocks, cob = (blockIdx.x / geo.ci_blocks) % geo.co_blocks;
   const int slice = blockIdx.x / (geo.ci_blocks * geo.co_blocks);
-  const int seg = slice % geo.segs, column = slice / geo.segs;
-  const int w0 = (column % geo.tiles_w) * TW, y0 = ((column / geo.tiles_w) % geo.tiles_h) * TY;
-  const int n = column / (geo.tiles_w * geo.tiles_h);
-  const int z0 = seg * geo.planes;
-  const int steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
+  // Where the slice's x planes are. PW: an even share of all (column, plane) pairs in column-major order,
+  // so one CTA per SM walks its share as one run of steps, across columns (a step that starts a column
+  // reloads every halo plane), and writes one partial sum (ranges()). Else one depth segment of a column.
+  long long q0;  // PW: the first pair, column * Di + plane
+  int steps, column0 = 0, z0 = 0;
+  if constexpr (PW) {
+    q0 = slice * geo.total / p.slices;
+    steps = (int)((slice + 1) * geo.total / p.slices - q0);
+  } else {
+    const int seg = slice % geo.segs;
+    column0 = slice / geo.segs;
+    z0 = seg * geo.planes;
+    q0 = 0;
+    steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
+  }
+  // Step t's x plane: (n, y0, w0, z), and whether it starts a run along its column.
+  struct Plane {
+    int n, y0, w0, z;
+    bool first;
+  };
+  auto plane_of = [&](int t) {
+    int column = column0, z = z0 + t;
+    if constexpr (PW) {
+      const long long q = q0 + t;
+      column = (int)(q / p.Di);
+      z = (int)(q - (long long)column * p.Di);
+    }
+    return Plane{column / (geo.tiles_w * geo.tiles_h), ((column / geo.tiles_w) % geo.tiles_h) * TY,
+                 (column % geo.tiles_w) * TW, z, t == 0 || z == 0};
+  };
   const int co0 = cob * geo.cb, ci0 = cib * BN;
   const int s = p.stride;
   const int fresh = s < K ? s : K;  // halo planes a step adds to the ring (the first adds K)
@@ -168,19 +194,21 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
   const int plane_floats = geo.gh * geo.gw * geo.pitch;
   const uint32_t plane_tx = plane_floats * 4;
-  // Step t: the x plane z0 + t and the halo planes it is the first to need.
+  // Step t: its x plane and the halo planes it is the first to need (all K where it starts a run). Ring
+  // slots follow t, the CTA's step count, whatever the column.
   auto issue = [&](int t) {
     const int st = t % S;
-    const int first = t == 0 ? 0 : K - fresh;
+    const Plane at = plane_of(t);
+    const int first = at.first ? 0 : K - fresh;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
     constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
     if constexpr (XN)
-      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, w0, y0, z0 + t, ci0, n);
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, at.w0, at.y0, at.z, ci0, at.n);
     else
-      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, w0, y0, z0 + t, n);
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, at.w0, at.y0, at.z, at.n);
     for (int kd = first; kd < K; ++kd)
       cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st], hint, ring + ((s * t + kd) % geo.ring) * geo.plane_bytes,
-                                   co0, s * w0 - p.pad, s * y0 - p.pad, s * (z0 + t) - p.pad + kd, n);
+                                   co0, s * at.w0 - p.pad, s * at.y0 - p.pad, s * at.z - p.pad + kd, at.n);
   };
 
   // Step t's staging by threads [0, nthr) of a group (stid: index in it), once its TMA loads have landed:
@@ -190,7 +218,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   auto stage = [&](int t, int stid, int nthr) {
     const int st = t % S;
 #pragma unroll 1
-    for (int kd = SPLIT || RL ? K : (t == 0 ? 0 : K - fresh); kd < K; ++kd) {
+    for (int kd = SPLIT || RL ? K : (plane_of(t).first ? 0 : K - fresh); kd < K; ++kd) {
       float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
       for (int i = 4 * stid; i < plane_floats; i += 4 * nthr) direct::round4_tf32(hp + i);
@@ -265,6 +293,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
         Barrier::arrive(&ready[u % C::XT]);
         if (ptid == 0 && u + 1 < steps) {
           if (u >= 1) Barrier::wait(&done[(u - 1) & 1], ((u - 1) >> 1) & 1);
+          // A step that starts a run loads K halo planes, into slots that step u still reads (fresh < K):
+          // it waits for u's MMAs too (once per column a CTA walks into).
+          if (fresh < K && plane_of(u + 1).first) Barrier::wait(&done[u & 1], (u >> 1) & 1);
           issue(u + 1);
         }
       }
@@ -441,15 +472,31 @@ template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
 struct WgmmaWgradKernel {
   using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT>;
 
-  // 0 or a cutlass::Status value; fills geo. slices = columns of x tiles x depth segments.
+  // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
+  // (v0.33, H100, median of 3 runs): headline 1.099x, V-Net refine (k5) 1.102x, video-gen 1.037x, the
+  // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
+  // 0.936x. So k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer
+  // instead of RL lost 19-36%: the consumers then wait for the producer.) Python mirror: direct.wgmma_wgrad_pw.
+  static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && S == 2;
+  static bool pw(const DirectWgradLaunch& p) { return kPW && (K == 3 || p.stride == 1); }
+
+  // 0 or a cutlass::Status value; fills geo. slices: PW, any count, each an even share of the (column of x
+  // tiles, x plane) pairs (ranges()); else columns of x tiles x depth segments.
   static int geometry(const DirectWgradLaunch& p, WgradGeometry& geo) {
     if (p.k != K || p.stride < 1 || p.stride > K || p.pad < 0 || p.slices < 1) return 5;
     geo.tiles_h = (p.Hi + TY - 1) / TY;
     geo.tiles_w = (p.Wi + TW - 1) / TW;
     const long long columns = (long long)p.N * geo.tiles_h * geo.tiles_w;
-    if (columns < 1 || p.slices % columns != 0) return 4;  // kErrorInvalidProblem
-    geo.segs = (int)(p.slices / columns);
-    geo.planes = (p.Di + geo.segs - 1) / geo.segs;
+    if (columns < 1 || columns > 0x7fffffffLL) return 4;
+    geo.total = columns * p.Di;
+    if (pw(p)) {
+      geo.segs = 1;
+      geo.planes = p.Di;
+    } else {
+      if (p.slices % columns != 0) return 4;  // kErrorInvalidProblem
+      geo.segs = (int)(p.slices / columns);
+      geo.planes = (p.Di + geo.segs - 1) / geo.segs;
+    }
     const int cb_max = C::CB_MAX;
     if (cb_max < 4) return 5;
     const int blocks = (p.Co + cb_max - 1) / cb_max;
@@ -512,20 +559,14 @@ struct WgmmaWgradKernel {
     // load), unit stride 0.72-0.83x. 3xtf32 splits at the loads already.
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
-    // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
-    // (v0.33, H100, median of 3 runs): headline 1.099x, V-Net refine (k5) 1.102x, video-gen 1.037x, the
-    // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
-    // 0.936x. So k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer
-    // instead of RL lost 19-36%: the consumers then wait for the producer.)
-    constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && S == 2;
-    const bool pw = kPW && (K == 3 || p.stride == 1);
+    const bool use_pw = pw(p);
     using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
     auto pick = [&](auto xn, auto rlc) -> Fn {
       constexpr bool XN = decltype(xn)::value, RL = decltype(rlc)::value;
       if constexpr (kPW && K == 3)
         return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>;
       else if constexpr (kPW)
-        return pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>
+        return use_pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>
                   : &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;
       else
         return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;

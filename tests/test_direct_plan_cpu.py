@@ -398,8 +398,15 @@ def test_wgmma_wgrad_layout_and_slices():
     # warp-specialized form runs them as 4, 4, 3 on three MMA warpgroups beside a producer).
     assert direct.wgmma_wgrad_tiles(HEADLINE, k48.block, 4, 2) == (224, 11)
     columns = 8 * 12 * 6
-    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132) == 2 * columns
-    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, max_partial_bytes=1) == columns
+    # The warp-specialized form: one wave of ranges over all 576 x 96 (column, plane) pairs, 419 planes
+    # each across up to 6 columns, against whole depth segments (2 per column: 1152 slices in 8.7 waves).
+    assert direct.wgmma_wgrad_pw(3, 1, 4, 2, False) and not direct.wgmma_wgrad_pw(3, 1, 2, 2, True)
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132) == 132
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, max_partial_bytes=1) == 132
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, ranges=False) == 2 * columns
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 4, 2, 132, ranges=False,
+                                     max_partial_bytes=1) == columns
+    assert direct.wgmma_wgrad_slices(HEADLINE, k48.block, 48, 2, 2, 132, split=True) % columns == 0
     for c_out in (4, 8, 12, 24, 40, 64, 76, 128, 200):
         for k, s in ((3, 1), (3, 2), (5, 1), (5, 2)):
             p = Problem(2, 32, c_out, (9, 20, 33), k, s, k // 2)
@@ -410,7 +417,10 @@ def test_wgmma_wgrad_layout_and_slices():
                 assert pitch >= cb and (s * pitch) % 32 in (8, 24)
                 cols = 2 * -(-20 // row.block[1]) * -(-33 // row.block[2])
                 slices = direct.wgmma_wgrad_slices(p, row.block, row.bn, row.warpgroups, row.stages, 132)
-                assert slices % cols == 0 and 1 <= slices // cols <= 9
+                if direct.wgmma_wgrad_pw(k, s, row.warpgroups, row.stages, row.split):
+                    assert 1 <= slices <= cols * 9
+                else:
+                    assert slices % cols == 0 and 1 <= slices // cols <= 9
             cfg = selector.select_config(p, "wgrad", "tf32")
             if cfg.family == "wgmma":
                 assert selector.wgmma_wgrad_fits(p, cfg) and cfg.ksize == k

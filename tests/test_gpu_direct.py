@@ -401,9 +401,10 @@ def test_mma_sync_wgrad_refuses_ncdhw_x():
 
 @pytest.mark.parametrize("segs", [1, 2, 3, 7, 25])
 def test_wgmma_wgrad_depth_segments(segs):
-    """Any split of the depth into segments sums to the same gradient, empty trailing segments
-    (25 > 20 planes) included; a slice count that is not a multiple of the columns is refused."""
-    cfg = WGMMA_WGRAD_KERNELS[0]
+    """The form without a producer warpgroup (3xtf32): any split of the depth into segments sums to the
+    same gradient, empty trailing segments (25 > 20 planes) included; a slice count that is not a
+    multiple of the columns is refused."""
+    cfg = next(k for k in WGMMA_WGRAD_KERNELS if k.split and k.bn == 48)
     prob = Problem(2, 48, 24, (20, 9, 17), 3, 1, 1)
     _wgmma_wgrad_or_skip(cfg, prob)
     x = torch.randn(2, 48, *prob.spatial, device="cuda").to(memory_format=CL)
@@ -413,10 +414,34 @@ def test_wgmma_wgrad_depth_segments(segs):
     ops = torch.ops.convt3d_cutlass
     ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, 3, 1, 1, 1)
     gw = partials.sum(0).view(3, 3, 3, 48, 24).permute(3, 4, 0, 1, 2)
-    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) <= TOL["tf32"]
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, 1, 1)) <= 5e-6
     bad = torch.empty((columns * segs + 1, 27, 48, 24), device="cuda")
     with pytest.raises(RuntimeError):
         ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), bad, 3, 1, 1, 1)
+
+
+@pytest.mark.parametrize("slices", [1, 5, 7, 13, 36, 37, 200, 1000])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
+def test_wgmma_wgrad_ranges_cross_columns(slices, k, s):
+    """The warp-specialized form splits all (column, x plane) pairs evenly over any number of slices, so a
+    CTA's range walks into further columns (reloading every halo plane there; at stride 2, k3, a step adds
+    only `stride` planes otherwise) or is empty (1000 slices > 720 pairs: zero partial sums, not NaN). The
+    sum over slices is the gradient whatever the count, and one count's bits repeat."""
+    cfg = next(c for c in WGMMA_WGRAD_KERNELS if c.ksize == k and not c.split and c.block[1] == (8 if s == 1 else 4))
+    prob = Problem(2, 32, 24, (20, 9, 17), k, s, k // 2)
+    _wgmma_wgrad_or_skip(cfg, prob)
+    assert direct.wgmma_wgrad_pw(k, s, cfg.warpgroups, cfg.stages, cfg.split)
+    x = torch.randn(2, 32, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    partials = torch.full((slices, k ** 3, 32, 24), float("nan"), device="cuda")
+    ops = torch.ops.convt3d_cutlass
+    ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), partials, k, s, prob.padding, 1)
+    assert not partials.isnan().any()
+    gw = partials.sum(0).view(k, k, k, 32, 24).permute(3, 4, 0, 1, 2)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, prob.padding)) <= TOL["tf32"]
+    again = torch.full_like(partials, float("nan"))
+    ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), again, k, s, prob.padding, 1)
+    assert torch.equal(again, partials)
 
 
 def test_wgmma_wgrad_is_deterministic_and_rounds_to_nearest():

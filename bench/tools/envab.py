@@ -15,7 +15,7 @@ import torch
 
 from bench.shapes import HEADLINE, SWEEP
 from bench.tools.common import AB_PASSES, abba, abba_header, abba_row
-from convt3d_cutlass import eager
+from convt3d_cutlass import eager, launch
 
 var, values = sys.argv[1], sys.argv[2].split(",")
 names = (sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else "headline").split(",")
@@ -31,6 +31,7 @@ torch.backends.cudnn.benchmark = True
 def apply(v):
     os.environ[var] = v
     eager._plans.clear()  # knobs the policy reads when the eager node's plan is built
+    launch._plan_cached.cache_clear()  # ... or a pass's plan (e.g. CONVT3D_WGRAD_RANGES, v0.34)
 
 
 a, b = values

@@ -7,7 +7,9 @@ on every sweep layer whose grad_weight the selector gives it (tf32 and 3xtf32), 
 No GPU needed to build. Each executable runs every (layer, kernel) pair 30 times on device-initialised
 inputs (CUDA events, L2 not flushed: the inputs of the large layers exceed it) and prints the median and a
 hash of the partial sums, which start as NaN bits: both revisions must print the same hash where they
-compute the same sums in the same order.
+compute the same sums in the same order. The old executable runs the old slice rule
+(``wgmma_wgrad_slices(ranges=False)``, whole depth segments): where the new rule's ranges differ (the
+warp-specialized rows since v0.34) the hashes differ too, and the times leave out the sum over slices.
 """
 import os
 import subprocess
@@ -69,9 +71,11 @@ def cases():
             k = selector.select_config(p, "wgrad", prec, capability=(9, 0))
             if not k.name.startswith("wgmma_wgrad"):
                 continue
-            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, 132)
+            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, 132, split=k.split)
+            legacy = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, 132, split=k.split,
+                                               ranges=False)
             args = f"{k.ksize}, {k.block[1]}, {k.block[2]}, {k.bn}, {k.warpgroups}, {k.stages}" + (", true" if k.split else "")
-            seen.append((f"{c.name}/{k.name}", args, c, slices))
+            seen.append((f"{c.name}/{k.name}", args, c, (slices, legacy)))
     return seen
 
 
@@ -84,7 +88,7 @@ def main(out, rev):
     for label, args, c, slices in cases():
         d, h, w = c.spatial
         body.append(f'  one<direct90::WgmmaWgradKernel<{args}>>("{label}", {c.n}, {c.c_in}, {c.c_out}, {d}, {h}, {w}, '
-                    f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, {slices});')
+                    f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, OLD ? {slices[1]} : {slices[0]});')
     body.append("  return 0;\n}\n")
     src = os.path.join(out, "wgrad_ab.cu")
     with open(src, "w") as f:
@@ -95,7 +99,7 @@ def main(out, rev):
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
                "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
                "-I", os.path.join(cl, "include"),
-               "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', src, "-o",
+               "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', f"-DOLD={int(name == 'old')}", src, "-o",
                os.path.join(out, f"wgab_{name}")]
         procs.append(subprocess.Popen(cmd))
     if any(p.wait() != 0 for p in procs):

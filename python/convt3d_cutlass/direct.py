@@ -699,15 +699,34 @@ def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
     return k.simt and k.op == "wgrad" and _packed_ncdhw(grad_y)
 
 
+def wgmma_wgrad_pw(k: int, stride: int, warpgroups: int, stages: int, split: bool) -> bool:
+    """Whether the Hopper grad_weight kernel runs its warp-specialized form (csrc/direct_wgrad_sm90.cuh,
+    WgmmaWgradKernel::pw): tf32, four warpgroups, two stages, k3 at any stride and k5 at unit stride."""
+    return not split and k in (3, 5) and warpgroups == 4 and stages == 2 and (k == 3 or stride == 1)
+
+
+# The warp-specialized grad_weight's cost of a range (wgmma_wgrad_slices), in steps of one x plane: a CTA's
+# start and its partial sum's store, and each further column it walks into (all k halo planes reloaded
+# after the previous step's MMAs retire).
+WGRAD_CTA_STEPS = 2
+WGRAD_RUN_STEPS = 1
+
+
 @functools.lru_cache(maxsize=256)
 def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int, stages: int,
-                       num_sms: int, max_partial_bytes: int = 256 << 20) -> int:
-    """Slices of the reduction (gridDim.x): columns of 1 x TH x TW x tiles times depth segments.
+                       num_sms: int, max_partial_bytes: int = 256 << 20, split: bool = False,
+                       ranges: bool = True) -> int:
+    """Slices of the reduction, each one partial sum [k^3, C_in, C_out] (the kernel's grid: slices x
+    C_out blocks x C_in blocks, one CTA per SM by registers and shared memory).
 
-    One CTA per SM (registers and shared memory), so segments are chosen to minimise waves x (planes
-    per segment + 2, a CTA's pipeline fill and store), within max_partial_bytes of [slices, k^3, C_in,
-    C_out] fp32 partial sums (one segment at least). Cached: it loops over the depth, once per layer
-    shape instead of once per step.
+    The warp-specialized form (``wgmma_wgrad_pw``) splits the (column of 1 x TH x TW x tiles, x plane)
+    pairs evenly over the slices, a CTA walking its range across columns: slices fill whole waves, so
+    that the SMs finish together and each writes one partial sum (the headline: 132 partial sums, 16 MB,
+    against 1152 whole depth segments, 143 MB, in 8.7 waves). ``ranges=False`` keeps the other form's
+    rule (A/B runs). The other form's slices are columns times depth segments, chosen to minimise waves x
+    (planes per segment + 2, a CTA's pipeline fill and store). Either way within max_partial_bytes of
+    fp32 partial sums (one wave, or one segment, at least). Cached: it loops, once per layer shape
+    instead of once per step.
     """
     d, h, w = p.spatial
     columns = p.n * -(-h // block[1]) * -(-w // block[2])
@@ -718,7 +737,25 @@ def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgro
     for segs in range(1, d + 1):
         if segs > 1 and columns * segs * per_slice > max_partial_bytes:
             break
-        cost = -(-columns * segs * blocks // num_sms) * (-(-d // segs) + 2)
+        cost = -(-columns * segs * blocks // num_sms) * (-(-d // segs) + WGRAD_CTA_STEPS)
         if best is None or cost < best[0]:
             best = (cost, columns * segs)
+    if not (ranges and wgmma_wgrad_pw(p.k, p.stride, warpgroups, stages, split)):
+        return best[1]
+    # Ranges: the slice count that fills 1, 2, ... waves, or the segments' (whose ranges are whole segments
+    # where they divide the depth), by the longest range's steps, columns it walks into counted.
+    total = columns * d
+    candidates = {best[1]} | {min(total, max(1, waves * num_sms // blocks)) for waves in range(1, 17)}
+    best = None
+    for g in sorted(candidates):
+        if best is not None and g * per_slice > max_partial_bytes:
+            break
+        longest = 0
+        for i in range(g):
+            q0, q1 = i * total // g, (i + 1) * total // g
+            if q1 > q0:
+                longest = max(longest, q1 - q0 + WGRAD_RUN_STEPS * ((q1 - 1) // d - q0 // d))
+        cost = -(-g * blocks // num_sms) * (longest + WGRAD_CTA_STEPS)
+        if best is None or cost < best[0]:
+            best = (cost, g)
     return best[1]

@@ -77,7 +77,8 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
         if k.family == "igemm":
             slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms, kx=k.kx)
         elif k.family == "wgmma":
-            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms)
+            slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms, split=k.split,
+                                               ranges=os.environ.get("CONVT3D_WGRAD_RANGES", "1") != "0")
         else:
             slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
