@@ -55,7 +55,6 @@ struct WgradGeometry {
   int plane_bytes;       // one halo plane, 128-byte aligned
   int ring;              // halo planes resident: k + (S - 1) * stride
   int co_blocks, ci_blocks;  // CTAs per slice: C_out blocks of cb, C_in blocks of BN
-  long long total;           // PW: (column, x plane) pairs, the slices' ranges (ranges())
 };
 
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false, bool PW = false>
@@ -121,17 +120,18 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int slice = blockIdx.x / (geo.ci_blocks * geo.co_blocks);
   // Where the slice's x planes are. PW: an even share of all (column, plane) pairs in column-major order,
   // so one CTA per SM walks its share as one run of steps, across columns (a step that starts a column
-  // reloads every halo plane), and writes one partial sum (ranges()). Else one depth segment of a column.
-  long long q0;  // PW: the first pair, column * Di + plane
-  int steps, column0 = 0, z0 = 0;
+  // reloads every halo plane), and writes one partial sum (direct.wgmma_wgrad_slices). Else one depth segment of a column.
+  long long q0 = 0;  // PW: the first pair, column * Di + plane
+  int steps;
+  const int seg = slice % geo.segs, column = slice / geo.segs;
+  const int w0 = (column % geo.tiles_w) * TW, y0 = ((column / geo.tiles_w) % geo.tiles_h) * TY;
+  const int n = column / (geo.tiles_w * geo.tiles_h);
+  const int z0 = seg * geo.planes;
   if constexpr (PW) {
-    q0 = slice * geo.total / p.slices;
-    steps = (int)((slice + 1) * geo.total / p.slices - q0);
+    const long long total = (long long)p.N * geo.tiles_h * geo.tiles_w * p.Di;
+    q0 = slice * total / p.slices;
+    steps = (int)((slice + 1) * total / p.slices - q0);
   } else {
-    const int seg = slice % geo.segs;
-    column0 = slice / geo.segs;
-    z0 = seg * geo.planes;
-    q0 = 0;
     steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
   }
   // Step t's x plane: (n, y0, w0, z), and whether it starts a run along its column.
@@ -140,14 +140,14 @@ __global__ void __launch_bounds__(128 * WG, 1)
     bool first;
   };
   auto plane_of = [&](int t) {
-    int column = column0, z = z0 + t;
     if constexpr (PW) {
       const long long q = q0 + t;
-      column = (int)(q / p.Di);
-      z = (int)(q - (long long)column * p.Di);
+      const int c = (int)(q / p.Di), z = (int)(q - (long long)c * p.Di);
+      return Plane{c / (geo.tiles_w * geo.tiles_h), ((c / geo.tiles_w) % geo.tiles_h) * TY, (c % geo.tiles_w) * TW,
+                   z, t == 0 || z == 0};
+    } else {
+      return Plane{n, y0, w0, z0 + t, t == 0};
     }
-    return Plane{column / (geo.tiles_w * geo.tiles_h), ((column / geo.tiles_w) % geo.tiles_h) * TY,
-                 (column % geo.tiles_w) * TW, z, t == 0 || z == 0};
   };
   const int co0 = cob * geo.cb, ci0 = cib * BN;
   const int s = p.stride;
@@ -481,14 +481,13 @@ struct WgmmaWgradKernel {
   static bool pw(const DirectWgradLaunch& p) { return kPW && (K == 3 || p.stride == 1); }
 
   // 0 or a cutlass::Status value; fills geo. slices: PW, any count, each an even share of the (column of x
-  // tiles, x plane) pairs (ranges()); else columns of x tiles x depth segments.
+  // tiles, x plane) pairs; else columns of x tiles x depth segments.
   static int geometry(const DirectWgradLaunch& p, WgradGeometry& geo) {
     if (p.k != K || p.stride < 1 || p.stride > K || p.pad < 0 || p.slices < 1) return 5;
     geo.tiles_h = (p.Hi + TY - 1) / TY;
     geo.tiles_w = (p.Wi + TW - 1) / TW;
     const long long columns = (long long)p.N * geo.tiles_h * geo.tiles_w;
     if (columns < 1 || columns > 0x7fffffffLL) return 4;
-    geo.total = columns * p.Di;
     if (pw(p)) {
       geo.segs = 1;
       geo.planes = p.Di;

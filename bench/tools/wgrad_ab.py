@@ -1,7 +1,7 @@
 """Same-machine A/B of the Hopper grad_weight kernel (csrc/direct_wgrad_sm90.cuh) against a git revision's,
 on every sweep layer whose grad_weight the selector gives it (tf32 and 3xtf32), without torch.
 
-    python bench/tools/wgrad_ab.py OUTDIR [REV]   # builds OUTDIR/wgab_new and OUTDIR/wgab_old (REV, default main)
+    python bench/tools/wgrad_ab.py OUTDIR [REV]   # builds OUTDIR/wgab_new, wgab_old (REV, default main), wgab_newleg
     OUTDIR/wgab_old; OUTDIR/wgab_new; ...           # on the GPU machine, alternating rounds
 
 No GPU needed to build. Each executable runs every (layer, kernel) pair 30 times on device-initialised
@@ -95,16 +95,18 @@ def main(out, rev):
         f.write("\n".join(body))
     cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
     procs = []
-    for name, inc in (("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old"))):
+    # newleg: the working tree's kernel on the old slice rule (what the rule alone changes).
+    for name, inc in (("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old")),
+                      ("newleg", os.path.join(ROOT, "csrc"))):
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
                "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
                "-I", os.path.join(cl, "include"),
-               "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', f"-DOLD={int(name == 'old')}", src, "-o",
+               "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', f"-DOLD={int(name != 'new')}", src, "-o",
                os.path.join(out, f"wgab_{name}")]
         procs.append(subprocess.Popen(cmd))
     if any(p.wait() != 0 for p in procs):
         raise SystemExit("wgrad_ab: nvcc failed")
-    print("built wgab_new and wgab_old in", out)
+    print("built wgab_new, wgab_old and wgab_newleg in", out)
 
 
 if __name__ == "__main__":
