@@ -121,16 +121,18 @@ __global__ void __launch_bounds__(128 * WG, 1)
   // Where the slice's x planes are. PW: an even share of all (column, plane) pairs in column-major order,
   // so one CTA per SM walks its share as one run of steps, across columns (a step that starts a column
   // reloads every halo plane), and writes one partial sum (direct.wgmma_wgrad_slices). Else one depth segment of a column.
-  long long q0 = 0;  // PW: the first pair, column * Di + plane
+  int q0 = 0;  // PW: the first pair, column * Di + plane (geometry(): below 2^31)
   int steps;
   const int seg = slice % geo.segs, column = slice / geo.segs;
   const int w0 = (column % geo.tiles_w) * TW, y0 = ((column / geo.tiles_w) % geo.tiles_h) * TY;
   const int n = column / (geo.tiles_w * geo.tiles_h);
   const int z0 = seg * geo.planes;
   if constexpr (PW) {
-    const long long total = (long long)p.N * geo.tiles_h * geo.tiles_w * p.Di;
-    q0 = slice * total / p.slices;
-    steps = (int)((slice + 1) * total / p.slices - q0);
+    // 32-bit arithmetic only: a 64-bit division is a subroutine call, and its mere presence in the kernel
+    // made every form of it 3-22% slower (wgrad_ab, v0.34).
+    const int total = p.N * geo.tiles_h * geo.tiles_w * p.Di, share = total / p.slices, extra = total % p.slices;
+    q0 = slice * share + (slice < extra ? slice : extra);
+    steps = share + (slice < extra ? 1 : 0);
   } else {
     steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
   }
@@ -141,8 +143,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   };
   auto plane_of = [&](int t) {
     if constexpr (PW) {
-      const long long q = q0 + t;
-      const int c = (int)(q / p.Di), z = (int)(q - (long long)c * p.Di);
+      const int q = q0 + t, c = q / p.Di, z = q - c * p.Di;
       return Plane{c / (geo.tiles_w * geo.tiles_h), ((c / geo.tiles_w) % geo.tiles_h) * TY, (c % geo.tiles_w) * TW,
                    z, t == 0 || z == 0};
     } else {
@@ -489,6 +490,7 @@ struct WgmmaWgradKernel {
     const long long columns = (long long)p.N * geo.tiles_h * geo.tiles_w;
     if (columns < 1 || columns > 0x7fffffffLL) return 4;
     if (pw(p)) {
+      if (columns * p.Di > 0x7fffffffLL) return 5;  // the kernel's 32-bit (column, plane) index
       geo.segs = 1;
       geo.planes = p.Di;
     } else {

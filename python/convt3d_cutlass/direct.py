@@ -751,8 +751,10 @@ def wgmma_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, warpgro
         if best is not None and g * per_slice > max_partial_bytes:
             break
         longest = 0
-        for i in range(g):
-            q0, q1 = i * total // g, (i + 1) * total // g
+        share, extra = divmod(total, g)
+        for i in range(g):  # the kernel's split: the first `extra` ranges one pair longer
+            q0 = i * share + min(i, extra)
+            q1 = q0 + share + (i < extra)
             if q1 > q0:
                 longest = max(longest, q1 - q0 + WGRAD_RUN_STEPS * ((q1 - 1) // d - q0 // d))
         cost = -(-g * blocks // num_sms) * (longest + WGRAD_CTA_STEPS)
