@@ -120,7 +120,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int slice = blockIdx.x / (geo.ci_blocks * geo.co_blocks);
   // Where the slice's x planes are. PW: an even share of all (column, plane) pairs in column-major order,
   // so one CTA per SM walks its share as one run of steps, across columns (a step that starts a column
-  // reloads every halo plane), and writes one partial sum (direct.wgmma_wgrad_slices). Else one depth segment of a column.
+  // reloads every halo plane), and writes one partial sum (direct.wgmma_wgrad_slices). Else one depth
+  // segment of a column.
   int q0 = 0;  // PW: the first pair, column * Di + plane (geometry(): below 2^31)
   int steps;
   const int seg = slice % geo.segs, column = slice / geo.segs;
@@ -128,27 +129,26 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const int n = column / (geo.tiles_w * geo.tiles_h);
   const int z0 = seg * geo.planes;
   if constexpr (PW) {
-    // 32-bit arithmetic only: a 64-bit division is a subroutine call, and its mere presence in the kernel
-    // made every form of it 3-22% slower (wgrad_ab, v0.34).
+    // 32-bit arithmetic: a 64-bit division is a subroutine call.
     const int total = p.N * geo.tiles_h * geo.tiles_w * p.Di, share = total / p.slices, extra = total % p.slices;
     q0 = slice * share + (slice < extra ? slice : extra);
     steps = share + (slice < extra ? 1 : 0);
   } else {
     steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
   }
-  // Step t's x plane: (n, y0, w0, z), and whether it starts a run along its column.
+  // A step's x plane: its column (n, y0, w0) and plane z. PW walks two cursors along its range, one for
+  // the staging and one ahead of it for thread 0's TMA loads: dividing per step instead (the plane's
+  // column and tile) put some 300 instructions of integer division before every load, and v0.34's
+  // wgrad_ab measured that 3-22% slower at the same slices.
   struct Plane {
-    int n, y0, w0, z;
-    bool first;
+    int column, z, n, y0, w0;
   };
-  auto plane_of = [&](int t) {
-    if constexpr (PW) {
-      const int q = q0 + t, c = q / p.Di, z = q - c * p.Di;
-      return Plane{c / (geo.tiles_w * geo.tiles_h), ((c / geo.tiles_w) % geo.tiles_h) * TY, (c % geo.tiles_w) * TW,
-                   z, t == 0 || z == 0};
-    } else {
-      return Plane{n, y0, w0, z0 + t, t == 0};
-    }
+  auto locate = [&](int column, int z) {
+    return Plane{column, z, column / (geo.tiles_w * geo.tiles_h), ((column / geo.tiles_w) % geo.tiles_h) * TY,
+                 (column % geo.tiles_w) * TW};
+  };
+  auto advance = [&](Plane& at) {
+    if (++at.z == p.Di) at = locate(at.column + 1, 0);
   };
   const int co0 = cob * geo.cb, ci0 = cib * BN;
   const int s = p.stride;
@@ -197,10 +197,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
   const uint32_t plane_tx = plane_floats * 4;
   // Step t: its x plane and the halo planes it is the first to need (all K where it starts a run). Ring
   // slots follow t, the CTA's step count, whatever the column.
-  auto issue = [&](int t) {
+  auto issue = [&](int t, const Plane& at, bool starts) {
     const int st = t % S;
-    const Plane at = plane_of(t);
-    const int first = at.first ? 0 : K - fresh;
+    const int first = starts ? 0 : K - fresh;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
     constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
     if constexpr (XN)
@@ -216,10 +215,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
   // the halo planes that arrived with it, rounded to tf32 once in place (each element is then read by
   // k^3 taps' A loads without a conversion each; 3xtf32 splits them at the loads instead: a lo plane
   // would not fit beside the ring. RL rounds at the loads too; see run()), and x^T, rounded.
-  auto stage = [&](int t, int stid, int nthr) {
+  auto stage = [&](int t, bool starts, int stid, int nthr) {
     const int st = t % S;
 #pragma unroll 1
-    for (int kd = SPLIT || RL ? K : (plane_of(t).first ? 0 : K - fresh); kd < K; ++kd) {
+    for (int kd = SPLIT || RL ? K : (starts ? 0 : K - fresh); kd < K; ++kd) {
       float* hp = reinterpret_cast<float*>(ring + ((s * t + kd) % geo.ring) * geo.plane_bytes);
 #pragma unroll 1
       for (int i = 4 * stid; i < plane_floats; i += 4 * nthr) direct::round4_tf32(hp + i);
@@ -287,25 +286,28 @@ __global__ void __launch_bounds__(128 * WG, 1)
       // waited for all 128 arrivals on ready(u - 1) first).
       cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
       const int ptid = tid - 128 * CW;
-      if (ptid == 0 && steps > 0) issue(0);
+      Plane at = locate(q0 / p.Di, q0 % p.Di), ahead = at;
+      if (ptid == 0 && steps > 0) issue(0, ahead, true);
       for (int u = 0; u < steps; ++u) {
         cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
-        stage(u, ptid, 128);
+        stage(u, u == 0 || at.z == 0, ptid, 128);
         Barrier::arrive(&ready[u % C::XT]);
         if (ptid == 0 && u + 1 < steps) {
+          advance(ahead);
           if (u >= 1) Barrier::wait(&done[(u - 1) & 1], ((u - 1) >> 1) & 1);
           // A step that starts a run loads K halo planes, into slots that step u still reads (fresh < K):
           // it waits for u's MMAs too (once per column a CTA walks into).
-          if (fresh < K && plane_of(u + 1).first) Barrier::wait(&done[u & 1], (u >> 1) & 1);
-          issue(u + 1);
+          if (fresh < K && ahead.z == 0) Barrier::wait(&done[u & 1], (u >> 1) & 1);
+          issue(u + 1, ahead, ahead.z == 0);
         }
+        advance(at);
       }
       return;
     }
     cutlass::arch::warpgroup_reg_alloc<(65536 - 128 * C::PRODUCER_REGS) / (128 * CW) / 8 * 8>();
   } else {
     if (tid == 0)
-      for (int t = 0; t < S - 1 && t < steps; ++t) issue(t);
+      for (int t = 0; t < S - 1 && t < steps; ++t) issue(t, Plane{column, z0 + t, n, y0, w0}, t == 0);
   }
 
   float acc[MT][NA];
@@ -335,10 +337,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
       Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
     } else {
       cutlass::arch::ClusterTransactionBarrier::wait(&full[t % S], (t / S) & 1);
-      stage(t, tid, C::THREADS);
+      stage(t, t == 0, tid, C::THREADS);
       __syncthreads();
       // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
-      if (tid == 0 && t + S - 1 < steps) issue(t + S - 1);
+      if (tid == 0 && t + S - 1 < steps) issue(t + S - 1, Plane{column, z0 + t + S - 1, n, y0, w0}, false);
     }
 
     // Each warpgroup runs the loop for its own tile count, a compile-time NT: a branch on a runtime count
