@@ -136,10 +136,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
   } else {
     steps = p.Di - z0 < geo.planes ? (p.Di - z0 > 0 ? p.Di - z0 : 0) : geo.planes;
   }
-  // A step's x plane: its column (n, y0, w0) and plane z. PW walks two cursors along its range, one for
-  // the staging and one ahead of it for thread 0's TMA loads: dividing per step instead (the plane's
-  // column and tile) put some 300 instructions of integer division before every load, and v0.34's
-  // wgrad_ab measured that 3-22% slower at the same slices.
+  // A step's x plane: its column (n, y0, w0) and plane z. PW walks a cursor along its range: dividing per
+  // step instead (the plane's column and tile) put some 300 instructions of integer division before every
+  // TMA load, 3-22% slower at the same slices (wgrad_ab, v0.34).
   struct Plane {
     int column, z, n, y0, w0;
   };
@@ -286,21 +285,24 @@ __global__ void __launch_bounds__(128 * WG, 1)
       // waited for all 128 arrivals on ready(u - 1) first).
       cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
       const int ptid = tid - 128 * CW;
-      Plane at = locate(q0 / p.Di, q0 % p.Di), ahead = at;
-      if (ptid == 0 && steps > 0) issue(0, ahead, true);
+      // Every producer thread walks the cursor (warp-uniform work, so that the coordinates can stay in
+      // uniform registers); thread 0 issues the loads with it.
+      Plane at = locate(q0 / p.Di, q0 % p.Di);
+      if (ptid == 0 && steps > 0) issue(0, at, true);
       for (int u = 0; u < steps; ++u) {
         cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
         stage(u, u == 0 || at.z == 0, ptid, 128);
         Barrier::arrive(&ready[u % C::XT]);
+        Plane next = at;
+        advance(next);
         if (ptid == 0 && u + 1 < steps) {
-          advance(ahead);
           if (u >= 1) Barrier::wait(&done[(u - 1) & 1], ((u - 1) >> 1) & 1);
           // A step that starts a run loads K halo planes, into slots that step u still reads (fresh < K):
           // it waits for u's MMAs too (once per column a CTA walks into).
-          if (fresh < K && ahead.z == 0) Barrier::wait(&done[u & 1], (u >> 1) & 1);
-          issue(u + 1, ahead, ahead.z == 0);
+          if (fresh < K && next.z == 0) Barrier::wait(&done[u & 1], (u >> 1) & 1);
+          issue(u + 1, next, next.z == 0);
         }
-        advance(at);
+        at = next;
       }
       return;
     }
