@@ -14,10 +14,11 @@
 //     are rounded to tf32 in place once, when they arrive. The rows of one kd are padded to a multiple
 //     of 16 only, not to a tile per kd: with C_out 32 (16-channel blocks) a tile per kd ran 9 m64 MMAs
 //     per granule for 7 tiles' worth of rows, with C_out 8 six for four.
-//   * The CTA walks one column of x tiles along depth. grad_y halo planes (gh x gw positions) live
-//     in a ring: plane tz + kd is shared by the k x planes that need it and loaded once, by TMA.
-// Accumulators persist over the whole column segment (up to K tiles x BN/2 floats per thread); slices of the
-// reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
+//   * The CTA walks one column of x tiles along depth (the warp-specialized form: a range of (column,
+//     plane) pairs, across columns). grad_y halo planes (gh x gw positions) live in a ring: plane tz + kd
+//     is shared by the k x planes that need it and loaded once, by TMA.
+// Accumulators persist over the whole column segment or range (up to K tiles x BN/2 floats per thread);
+// slices of the reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor and
 // ClusterTransactionBarrier. sm_90a only.
