@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   }
   // A step's x plane: its column (n, y0, w0) and plane z. PW walks a cursor along its range: dividing per
   // step instead (the plane's column and tile) put some 300 instructions of integer division before every
-  // TMA load, 3-22% slower at the same slices (wgrad_ab, v0.34).
+  // TMA load, 2-22% slower at the same slices (wgrad_ab, v0.34).
   struct Plane {
     int column, z, n, y0, w0;
   };
