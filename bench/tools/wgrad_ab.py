@@ -1,7 +1,8 @@
 """Same-machine A/B of the Hopper grad_weight kernel (csrc/direct_wgrad_sm90.cuh) against a git revision's,
 on every sweep layer whose grad_weight the selector gives it (tf32 and 3xtf32), without torch.
 
-    python bench/tools/wgrad_ab.py OUTDIR [REV]   # builds OUTDIR/wgab_new, wgab_old (REV, default main), wgab_newleg
+    python bench/tools/wgrad_ab.py OUTDIR [REV [same]]   # builds OUTDIR/wgab_new, wgab_old (REV, default
+                                                         # main), wgab_newleg; `same`: old runs new slices
     OUTDIR/wgab_old; OUTDIR/wgab_new; ...           # on the GPU machine, alternating rounds
 
 No GPU needed to build. Each executable runs every (layer, kernel) pair 30 times on device-initialised
@@ -79,7 +80,7 @@ def cases():
     return seen
 
 
-def main(out, rev):
+def main(out, rev, same=False):
     os.makedirs(os.path.join(out, "old"), exist_ok=True)
     with open(os.path.join(out, "old", "direct_wgrad_sm90.cuh"), "w") as f:
         f.write(subprocess.run(["git", "show", f"{rev}:csrc/direct_wgrad_sm90.cuh"], cwd=ROOT, check=True,
@@ -88,7 +89,7 @@ def main(out, rev):
     for label, args, c, slices in cases():
         d, h, w = c.spatial
         body.append(f'  one<direct90::WgmmaWgradKernel<{args}>>("{label}", {c.n}, {c.c_in}, {c.c_out}, {d}, {h}, {w}, '
-                    f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, OLD ? {slices[1]} : {slices[0]});')
+                    f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, OLD ? {slices[0 if same else 1]} : {slices[0]});')
     body.append("  return 0;\n}\n")
     src = os.path.join(out, "wgrad_ab.cu")
     with open(src, "w") as f:
@@ -110,4 +111,5 @@ def main(out, rev):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgrad_ab", sys.argv[2] if len(sys.argv) > 2 else "main")
+    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/wgrad_ab", sys.argv[2] if len(sys.argv) > 2 else "main",
+         len(sys.argv) > 3 and sys.argv[3] == "same")
