@@ -214,3 +214,77 @@ def test_misaligned_views_are_copied_to_16_byte_boundaries():
     assert got.data_ptr() % 16 == 0 and torch.equal(got, x.permute(0, 2, 3, 4, 1))
     ok = torch.randn(4, 8)
     assert aligned16(ok) is ok
+
+
+def _fake_fast_path(monkeypatch):
+    """The fast path as if on a GPU (CPU tensors): check() passes, ops.apply returns a marker and
+    records its arguments; _validate and check() count their calls."""
+    from convt3d_cutlass import functional, ops
+    calls = {"validate": 0, "check": 0, "apply": []}
+    validate, check = functional._validate, functional.fast_path.check
+
+    def counted_validate(*a):
+        calls["validate"] += 1
+        return validate(*a)
+
+    def passing_check(*a):
+        calls["check"] += 1
+        return [r for r in check(*a) if r[1] != "input is not a CUDA tensor"]
+
+    def fake_apply(x, w, b, s, p, op, prec, cfg, problem=None):
+        calls["apply"].append((tuple(x.shape), s, p, op, problem))
+        return torch.zeros(1)
+
+    monkeypatch.setattr(functional, "_fast_calls", {})
+    monkeypatch.setattr(functional, "_validate", counted_validate)
+    monkeypatch.setattr(functional.fast_path, "check", passing_check)
+    monkeypatch.setattr(ops, "apply", fake_apply)
+    return calls
+
+
+def test_fast_path_calls_are_validated_once_per_signature(monkeypatch):
+    calls = _fake_fast_path(monkeypatch)
+    x, w, b = _x(2, 4, 3, 4, 5), nn.Parameter(_x(4, 2, 3, 3, 3)), _x(2)
+    for _ in range(3):
+        ct.conv_transpose3d(x, w, b, stride=2, padding=1)
+    assert calls["validate"] == 1 and calls["check"] == 1
+    ct.conv_transpose3d(_x(2, 4, 3, 4, 6), w, b, stride=2, padding=1)  # another shape
+    ct.conv_transpose3d(x, w, None, stride=2, padding=1)  # no bias
+    ct.conv_transpose3d(x, w, b, stride=(2, 2, 2), padding=1)  # the same layer, stride as a tuple
+    assert calls["validate"] == 4 and calls["check"] == 4
+    (shape, s, p, op, problem), = set(calls["apply"][:3])
+    assert (shape, s, p, op) == ((2, 4, 3, 4, 5), 2, 1, 0)
+    assert problem == ct.problem.Problem.of(x, w, 2, 1, 0)
+    # Unbatched input: the cached entry keeps the batch dimension it added.
+    ct.conv_transpose3d(x[0], w, b, stride=2, padding=1)
+    ct.conv_transpose3d(x[0], w, b, stride=2, padding=1)
+    assert calls["apply"][-1][0] == (1, 4, 3, 4, 5) and calls["validate"] == 5
+
+
+@pytest.mark.parametrize("kw, exc", [
+    (dict(stride=1.0), TypeError),                       # equal to 1, but not a valid stride
+    (dict(stride=[1, 1, 1]), None),                      # unhashable: validated every time
+    (dict(padding=-1), ValueError),
+])
+def test_call_cache_keeps_validation_of_equal_looking_arguments(monkeypatch, kw, exc):
+    calls = _fake_fast_path(monkeypatch)
+    x, w = _x(1, 4, 3, 3, 3), _x(4, 2, 3, 3, 3)
+    ct.conv_transpose3d(x, w, stride=1, padding=0)
+    before = calls["validate"]
+    if exc is None:
+        ct.conv_transpose3d(x, w, **kw)
+        ct.conv_transpose3d(x, w, **kw)
+        assert calls["validate"] == before + 2
+    else:
+        with pytest.raises(exc):
+            ct.conv_transpose3d(x, w, **kw)
+
+
+def test_call_cache_still_rejects_bad_tensors(monkeypatch):
+    _fake_fast_path(monkeypatch)
+    x, w = _x(1, 4, 3, 3, 3), _x(4, 2, 3, 3, 3)
+    ct.conv_transpose3d(x, w, _x(2))
+    with pytest.raises(RuntimeError, match="bias"):
+        ct.conv_transpose3d(x, w, _x(3))
+    with pytest.raises(RuntimeError, match="channels"):
+        ct.conv_transpose3d(_x(1, 5, 3, 3, 3), w)

@@ -111,15 +111,16 @@ def _build(key, x: torch.Tensor):
 
 
 def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: int, padding: int,
-          output_padding: int, precision: str, config: Optional[str]) -> Optional[torch.Tensor]:
+          output_padding: int, precision: str, config: Optional[str],
+          problem: Optional[Problem] = None) -> Optional[torch.Tensor]:
     """y [N, C_out, Do, Ho, Wo] from the C++ node (x [N, C_in, D, H, W] on the fast path, CUDA), or None
-    where the node does not apply."""
+    where the node does not apply. ``problem``: Problem.of(x, weight, ...) where the caller has it."""
     if not enabled() or autotune.enabled() or not x.is_cuda:
         return None
     x_cl = _x_layout(x)
     if x_cl is None:
         return None
-    p = Problem.of(x, weight, stride, padding, output_padding)
+    p = problem if problem is not None else Problem.of(x, weight, stride, padding, output_padding)
     key = (p, precision, config or None, launch._index(x.device), os.environ.get("CONVT3D_CONFIG", ""), x_cl)
     hit = _plans.get(key, _MISSING)
     if hit is _MISSING:

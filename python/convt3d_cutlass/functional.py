@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from . import _extension, fast_path, ops
 from . import precision as _precision
 from .fast_path import _triple
+from .problem import Problem
 
 
 def _validate(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding,
@@ -72,13 +73,50 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
         channels_last_3d when the input is, else contiguous NCDHW.
     """
     _precision.check(precision)
-    _validate(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    key = None if _compiling() else _call_key(input, weight, bias, stride, padding, output_padding, groups,
+                                              dilation)
+    hit = _fast_calls.get(key) if key is not None else None
+    if hit is None:
+        _validate(input, weight, bias, stride, padding, output_padding, groups, dilation)
     unbatched = input.dim() == 4
     x = input.unsqueeze(0) if unbatched else input
-    why = fast_path.check(x, weight, bias, stride, padding, output_padding, groups, dilation)
-    if why:
-        fast_path.fallback_or_raise(why, strict)
-        return F.conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups, dilation)
-    y = ops.apply(x, weight, bias, _triple(stride, "stride")[0], _triple(padding, "padding")[0],
-                  _triple(output_padding, "output_padding")[0], _resolve_precision(precision), config)
+    if hit is None:
+        why = fast_path.check(x, weight, bias, stride, padding, output_padding, groups, dilation)
+        if why:
+            fast_path.fallback_or_raise(why, strict)
+            return F.conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+        s, p, op = (_triple(stride, "stride")[0], _triple(padding, "padding")[0],
+                    _triple(output_padding, "output_padding")[0])
+        hit = (s, p, op, Problem.of(x, weight, s, p, op))
+        if key is not None and len(_fast_calls) < _FAST_CALLS_MAX:
+            _fast_calls[key] = hit
+    s, p, op, problem = hit
+    y = ops.apply(x, weight, bias, s, p, op, _resolve_precision(precision), config, problem)
     return y.squeeze(0) if unbatched else y
+
+
+# Eager calls already validated and found on the fast path, keyed by everything _validate and
+# fast_path.check read (shapes, dtypes, devices, the arguments and their types, since 1.0 == 1 but only
+# the int is a valid stride). Those two and Problem.of took 18 of the forward's ~30 us of Python, and a
+# small layer's step is host-bound (docs/performance.md v0.35). Bounded: a model has a few layer shapes.
+_fast_calls: dict = {}
+_FAST_CALLS_MAX = 4096
+# torch.compiler.is_compiling arrived in torch 2.3; before it, tracing goes through the Function path.
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def _call_key(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    """A hashable key for the call, or None where it has none (lists as arguments, non-tensors)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        return None
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        return None
+    b = None if bias is None else (bias.shape, bias.dtype, bias.device)
+    key = (x.shape, x.dtype, x.device, weight.shape, weight.dtype, weight.device, b,
+           type(stride), stride, type(padding), padding, type(output_padding), output_padding,
+           type(groups), groups, type(dilation), dilation)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -196,12 +196,13 @@ if HAS_CUSTOM_OP:
     torch.library.register_autograd("convt3d_cutlass::conv_transpose3d", _backward,
                                     setup_context=_setup_context)
 
-    def apply(x, weight, bias, stride, padding, output_padding, precision, config):
+    def apply(x, weight, bias, stride, padding, output_padding, precision, config, problem=None):
         """y [N, C_out, Do, Ho, Wo] with autograd: the custom op while torch.compile traces; in eager
-        mode the C++ node where it applies (``eager``), else the autograd.Function."""
+        mode the C++ node where it applies (``eager``), else the autograd.Function. ``problem``: the
+        layer's Problem where the caller has it."""
         if torch.compiler.is_compiling():
             return conv_transpose3d_op(x, weight, bias, stride, padding, output_padding, precision, config or "")
-        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config)
+        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config, problem)
         if y is not None:
             return y
         return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
@@ -209,8 +210,8 @@ if HAS_CUSTOM_OP:
 else:  # torch < 2.4
     grad_input_op, grad_weight_op = _grad_in, _grad_w
 
-    def apply(x, weight, bias, stride, padding, output_padding, precision, config):
-        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config)
+    def apply(x, weight, bias, stride, padding, output_padding, precision, config, problem=None):
+        y = eager.apply(x, weight, bias, stride, padding, output_padding, precision, config, problem)
         if y is not None:
             return y
         return ConvTranspose3dFunction.apply(x, weight, bias, stride, padding, output_padding, precision,
