@@ -101,7 +101,8 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
 # small layer's step is host-bound (docs/performance.md v0.35). Bounded: a model has a few layer shapes.
 _fast_calls: dict = {}
 _FAST_CALLS_MAX = 4096
-# torch.compiler.is_compiling arrived in torch 2.3; before it, tracing goes through the Function path.
+# torch.compiler.is_compiling is missing from older torch; there the key is built even while dynamo traces,
+# whose graph breaks at the op call below anyway (ops.apply has no custom op before torch 2.4).
 _compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
