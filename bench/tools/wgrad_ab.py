@@ -2,7 +2,8 @@
 on every sweep layer whose grad_weight the selector gives it (tf32 and 3xtf32), without torch.
 
     python bench/tools/wgrad_ab.py OUTDIR [REV [same]]   # builds OUTDIR/wgab_new, wgab_old (REV, default
-                                                         # main), wgab_newleg; `same`: old runs new slices
+                                                         # main), wgab_newleg; `same`: old runs the new
+                                                         # slices (and no newleg, which would be new)
     OUTDIR/wgab_old; OUTDIR/wgab_new; ...           # on the GPU machine, alternating rounds
 
 No GPU needed to build. Each executable runs every (layer, kernel) pair 30 times on device-initialised
@@ -96,9 +97,12 @@ def main(out, rev, same=False):
         f.write("\n".join(body))
     cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
     procs = []
-    # newleg: the working tree's kernel on the old slice rule (what the rule alone changes).
-    for name, inc in (("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old")),
-                      ("newleg", os.path.join(ROOT, "csrc"))):
+    # newleg: the working tree's kernel on the old slice rule (what the rule alone changes); with `same`
+    # it would be wgab_new again.
+    variants = [("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old"))]
+    if not same:
+        variants.append(("newleg", os.path.join(ROOT, "csrc")))
+    for name, inc in variants:
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
                "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
                "-I", os.path.join(cl, "include"),
@@ -107,7 +111,7 @@ def main(out, rev, same=False):
         procs.append(subprocess.Popen(cmd))
     if any(p.wait() != 0 for p in procs):
         raise SystemExit("wgrad_ab: nvcc failed")
-    print("built wgab_new, wgab_old and wgab_newleg in", out)
+    print("built", ", ".join(f"wgab_{name}" for name, _ in variants), "in", out)
 
 
 if __name__ == "__main__":
