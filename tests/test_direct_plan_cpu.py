@@ -458,21 +458,28 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
 def test_writes_ncdhw_policy():
     """The warp-specialized Hopper rows store NCDHW only where a launch's output positions are dense
     along w (the forward at stride 1, grad_input at any stride) and for reductions of at least
-    NCDHW_MIN_REDUCTION per output element, or grad_input at any reduction on the rows that store whole
-    sectors; the exact-fp32 rows at any depth, strided forwards too; the implicit-GEMM rows wherever the
-    output's rows start on 32-byte sectors."""
+    NCDHW_MIN_REDUCTION per output element (3xtf32 rows count their three MMAs per product), or
+    grad_input at any reduction on the rows that store whole sectors; the exact-fp32 rows at any depth,
+    strided forwards too; the implicit-GEMM rows wherever the output's rows start on 32-byte sectors."""
     from convt3d_cutlass.kernel_table import DIRECT_KERNELS, DIRECT_SIMT_KERNELS, WGMMA_KERNELS
     deep = Problem(2, 64, 64, (4, 4, 16), 3, 1, 1)           # 64 x 27 = 1728 both ways
     deep_strided = Problem(2, 64, 256, (4, 4, 16), 3, 2, 1)  # grad_input: 256 x 2^3 = 2048
     shallow = Problem(2, 24, 8, (4, 4, 16), 3, 1, 1)         # forward 648, grad_input 216
+    thin = Problem(2, 8, 8, (4, 4, 16), 3, 1, 1)             # 216 both ways: below 768 even x 3
     for row in WGMMA_KERNELS:
         assert direct.writes_ncdhw(row, deep, "dgrad") == row.ws
         assert direct.writes_ncdhw(row, deep, "fprop") == row.ws
         assert direct.writes_ncdhw(row, deep_strided, "fprop") == row.ws
         assert not direct.writes_ncdhw(row, deep_strided, "dgrad")
-        assert not direct.writes_ncdhw(row, shallow, "dgrad")
+        # 648 x 3 MMAs per product on the 3xtf32 rows: past NCDHW_MIN_REDUCTION
+        assert direct.writes_ncdhw(row, shallow, "dgrad") == (row.ws and row.split)
+        assert not direct.writes_ncdhw(row, thin, "dgrad")
         assert direct.writes_ncdhw(row, shallow, "fprop") == direct.ncdhw_sectors(row, shallow, "fprop")
+        assert direct.writes_ncdhw(row, thin, "fprop") == direct.ncdhw_sectors(row, thin, "fprop")
     assert any(direct.writes_ncdhw(row, shallow, "fprop") for row in WGMMA_KERNELS)
+    assert any(row.ws and row.split for row in WGMMA_KERNELS)
+    # the headline's 3xtf32 grad_input (648): written NCDHW by its kernel, not transposed after
+    assert direct.reduction_length(HEADLINE, "fprop") * direct.SPLIT_MMAS_PER_PRODUCT >= direct.NCDHW_MIN_REDUCTION
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
     # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
     # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)

@@ -1,9 +1,15 @@
-"""Same-process A/B of the implicit-GEMM rows writing NCDHW themselves (direct.writes_ncdhw, "on")
-against channels_last_3d plus our transpose ("off"), NCDHW layers: forward, grad_input and step, each
-as its GPU time (hostgap.gpu_only: the host's enqueue hidden behind a 3 ms sleep, so the sub-millisecond
-layers' host noise stays out), alternating rounds (ABBA). v0.32:
+"""Same-process A/B of NCDHW output rules (direct.writes_ncdhw, "on": as landed) against an "off" setting,
+NCDHW layers: forward, grad_input and step, each as its GPU time (hostgap.gpu_only: the host's enqueue
+hidden behind a 3 ms sleep, so the sub-millisecond layers' host noise stays out), alternating rounds
+(ABBA), with the step's peak extra memory (as the benchmark measures it) and whether the forward and
+grad_input outputs of both settings are the same bits.
+
+"off" is by default the implicit-GEMM rows writing channels_last_3d plus our transpose (v0.32); with a
+fourth argument ATTR=VALUE it is the landed rule with direct.ATTR set to VALUE (v0.36: 3xtf32 rows
+counting one MMA per product, SPLIT_MMAS_PER_PRODUCT=1):
 
     python bench/tools/igemm_ncdhw_ab.py medium,vnet-up,unet3d-k2,unet-outpad 5 tf32
+    python bench/tools/igemm_ncdhw_ab.py headline,sr-head 5 3xtf32 SPLIT_MMAS_PER_PRODUCT=1
 """
 import statistics
 import sys
@@ -12,6 +18,7 @@ import torch
 
 from bench.runner import CaseTensors, _our_fns
 from bench.shapes import HEADLINE, SWEEP
+from bench.timing import peak_extra_mb
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import direct, eager
 
@@ -22,6 +29,7 @@ def main():
     names = sys.argv[1].split(",")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     prec = sys.argv[3] if len(sys.argv) > 3 else "tf32"
+    knob = sys.argv[4].split("=") if len(sys.argv) > 4 else None
     cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
     landed = direct.writes_ncdhw
 
@@ -29,23 +37,33 @@ def main():
         return False if k.family == "igemm" else landed(k, p, op)
 
     def apply(v):
-        direct.writes_ncdhw = off if v == "off" else landed
+        if knob:
+            if not hasattr(apply, "landed"):
+                apply.landed = getattr(direct, knob[0])
+            setattr(direct, knob[0], type(apply.landed)(knob[1]) if v == "off" else apply.landed)
+        else:
+            direct.writes_ncdhw = off if v == "off" else landed
         eager._plans.clear()  # the node's plan holds the layout decisions
 
-    print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds (ABBA): off / on / gain")
+    print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds (ABBA): off / on / gain; step peak MiB off / on")
     for nm in names:
         t = CaseTensors(cases[nm], False)
-        res = {}
+        res, mem, outs = {}, {}, {}
         for r in range(rounds):
             for v in (("off", "on") if r % 2 == 0 else ("on", "off")):
                 apply(v)
                 fns = _our_fns(t, prec)[1]
+                if r == 0:
+                    outs[v] = [fns[ps]() for ps in ("forward", "grad_input")]
+                    mem[v] = peak_extra_mb(fns["step"])
                 for ps in PASSES:
                     res.setdefault((v, ps), []).append(gpu_only(fns[ps]))
         m = {key: statistics.median(x) for key, x in res.items()}
+        same = all(torch.equal(a, b) for a, b in zip(outs["off"], outs["on"]))
         print(f"{nm:12s} " + "  ".join(f"{ps} {m[('off', ps)]:.3f} {m[('on', ps)]:.3f} "
-                                        f"{m[('off', ps)] / m[('on', ps)]:.3f}" for ps in PASSES))
-        del t
+                                        f"{m[('off', ps)] / m[('on', ps)]:.3f}" for ps in PASSES)
+              + f"  MiB {mem['off']:.0f} {mem['on']:.0f}  same={same}", flush=True)
+        del t, outs
         torch.cuda.empty_cache()
     apply("on")
 

@@ -505,6 +505,13 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
 # in v0.14 (bench/tools/gion.py): 864 1.15x, 648 0.82x (the headline: 3.55 vs 2.90 ms), 216 0.75x.
 NCDHW_MIN_REDUCTION = 768
 
+# What the epilogue's stores hide behind is the MMA work per output element, not its length: a 3xtf32
+# (split) row issues three wgmmas per product, so its reduction counts this many times against
+# NCDHW_MIN_REDUCTION (the headline's grad_input, 648: 1944). Without it that pass wrote channels_last_3d
+# plus our transpose, 0.98 ms and a second 1296 MiB grad_x at the NCDHW step's peak (docs/performance.md
+# v0.36).
+SPLIT_MMAS_PER_PRODUCT = 3
+
 
 # The exact-fp32 forward writes NCDHW itself at stride > 1 too, its sibling phases' CTAs launched side by
 # side so that the parts of each sector meet in L2 (csrc/direct_simt.cuh), where the reduction per output
@@ -548,7 +555,8 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
     forward at stride 1; grad_input always), and either the reduction per output element (channels x
-    taps) is at least NCDHW_MIN_REDUCTION or the row stores whole sectors (ncdhw_sectors); and the
+    taps; times SPLIT_MMAS_PER_PRODUCT on 3xtf32 rows) is at least NCDHW_MIN_REDUCTION or the row stores
+    whole sectors (ncdhw_sectors); and the
     exact-fp32 rows at any reduction (FFMA-bound, they have the DRAM time to spare for partly written
     sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM
     rows where the output's rows start on 32-byte sectors (W % 8 == 0), any pass and stride.
@@ -572,8 +580,8 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
         return (p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
     if not (op == "fprop" or p.stride == 1):
         return False
-    return k.family == "wgmma" and k.ws and (reduction_length(p, op) >= NCDHW_MIN_REDUCTION or
-                                             ncdhw_sectors(k, p, op))
+    work = reduction_length(p, op) * (SPLIT_MMAS_PER_PRODUCT if k.split else 1)
+    return k.family == "wgmma" and k.ws and (work >= NCDHW_MIN_REDUCTION or ncdhw_sectors(k, p, op))
 
 
 def reduction_length(p: Problem, op: str) -> int:
