@@ -13,7 +13,8 @@ from convt3d_cutlass.problem import Problem
 def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False, precision="tf32",
           block=(4, 8, 14), bn=24):
     k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row", precision=precision,
-                              rs=False, block=block, kx=3, bn=bn, warpgroups=2)
+                              rs=False, block=block, kx=3, bn=bn, warpgroups=2,
+                              split=family in ("wgmma", "igemm") and precision == "3xtf32")
     return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
                                  taps_per_group=taps_per_group)
 
