@@ -478,8 +478,12 @@ def test_writes_ncdhw_policy():
         assert direct.writes_ncdhw(row, thin, "fprop") == direct.ncdhw_sectors(row, thin, "fprop")
     assert any(direct.writes_ncdhw(row, shallow, "fprop") for row in WGMMA_KERNELS)
     assert any(row.ws and row.split for row in WGMMA_KERNELS)
-    # the headline's 3xtf32 grad_input (648): written NCDHW by its kernel, not transposed after
-    assert direct.reduction_length(HEADLINE, "fprop") * direct.SPLIT_MMAS_PER_PRODUCT >= direct.NCDHW_MIN_REDUCTION
+    # the headline's grad_input (648 per output) on the row the selector gives it: written NCDHW by the
+    # kernel in 3xtf32, by whole sectors in tf32
+    for prec in ("3xtf32", "tf32"):
+        gi = selector.select_config(HEADLINE, "fprop", prec, capability=(9, 0))
+        assert gi.ws and direct.writes_ncdhw(gi, HEADLINE, "fprop")
+        assert direct.ncdhw_sectors(gi, HEADLINE, "fprop") == (prec == "tf32")
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
     # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
     # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)

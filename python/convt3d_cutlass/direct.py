@@ -507,9 +507,9 @@ NCDHW_MIN_REDUCTION = 768
 
 # What the epilogue's stores hide behind is the MMA work per output element, not its length: a 3xtf32
 # (split) row issues three wgmmas per product, so its reduction counts this many times against
-# NCDHW_MIN_REDUCTION (the headline's grad_input, 648: 1944). Without it that pass wrote channels_last_3d
-# plus our transpose, 0.98 ms and a second 1296 MiB grad_x at the NCDHW step's peak (docs/performance.md
-# v0.36).
+# NCDHW_MIN_REDUCTION (the headline's grad_input, 648: 1944). Counted once, that pass wrote channels_last_3d
+# plus our transpose: 1.11x slower, and a second 1296 MiB grad_x at the NCDHW step's peak (H100, v0.36,
+# bench/tools/igemm_ncdhw_ab.py).
 SPLIT_MMAS_PER_PRODUCT = 3
 
 
@@ -556,9 +556,8 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
     forward at stride 1; grad_input always), and either the reduction per output element (channels x
     taps; times SPLIT_MMAS_PER_PRODUCT on 3xtf32 rows) is at least NCDHW_MIN_REDUCTION or the row stores
-    whole sectors (ncdhw_sectors); and the
-    exact-fp32 rows at any reduction (FFMA-bound, they have the DRAM time to spare for partly written
-    sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM
+    whole sectors (ncdhw_sectors); and the exact-fp32 rows at any reduction (FFMA-bound, they have the
+    DRAM time to spare for partly written sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM
     rows where the output's rows start on 32-byte sectors (W % 8 == 0), any pass and stride.
 
     The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
