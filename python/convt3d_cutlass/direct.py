@@ -557,8 +557,9 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
     forward at stride 1; grad_input always), and either the reduction per output element (channels x
     taps; times SPLIT_MMAS_PER_PRODUCT on 3xtf32 rows) is at least NCDHW_MIN_REDUCTION or the row stores
     whole sectors (ncdhw_sectors); and the exact-fp32 rows at any reduction (FFMA-bound, they have the
-    DRAM time to spare for partly written sectors), the strided forward too up to SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM
-    rows where the output's rows start on 32-byte sectors (W % 8 == 0), any pass and stride.
+    DRAM time to spare for partly written sectors), the strided forward too up to
+    SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM rows where the output's rows start on 32-byte
+    sectors (W % 8 == 0), any pass and stride.
 
     The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
     at unit output stride; a strided forward's phases each fill every s-th float and their sibling phases
