@@ -245,8 +245,9 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
         return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
         return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
-    # At unit stride only the kw-fold rows (k = 3; _igemm_wgrad_choice), measured against the tap-reuse
-    # kernel on medium 128->64 at 32^3: 0.220 vs 0.237 ms (cuDNN 0.222; H100, v0.11).
+    # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice) only where the warp-specialized tap-reuse
+    # rows do not fit (select_config tries those first there): they won on medium 128->64 at 32^3 in v0.11
+    # (0.220 vs 0.237 ms), and lost there in v0.37 (0.227 vs 0.174 on the n48 row; bench/tools/wgw.py).
     return ((problem.stride > 1 or problem.k == 3) and problem.c_in >= IGEMM_WGRAD_MIN_CIN
             and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
@@ -519,12 +520,20 @@ def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
     return min(cands, key=lambda c: c[:4])[-1] if cands else None
 
 
+# Each C_in block of the Hopper grad_weight re-stages the whole grad_y halo ring and re-reads its A
+# operands, so an extra block costs more than the other families' 8 channels (``_padded``): on medium
+# (C_in 128) the n48 row's three blocks (one a third idle) ran 0.174 ms against 0.192 for the n32 row's
+# four (H100, tf32, bench/tools/wgw.py, v0.37). Counted as 24 channels, 48-wide blocks take C_in 128.
+WGMMA_WGRAD_BLOCK_CHANNELS = 24
+
+
 def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
                         capability: Tuple[int, int]):
     """The Hopper grad_weight kernel, or None: fewest padded MMA rows x columns; on ties 8x16 x tiles
     at unit stride and 4x16 (half the stride-times wider halo ring) at stride > 1, then the table's
     earlier row. Rows: the 64-row M tiles of (kd, kh, kw, C_out block) per C_out block
-    (``direct.wgmma_wgrad_tiles``); columns: ``_padded`` C_in. tf32, and 3xtf32 on the split rows."""
+    (``direct.wgmma_wgrad_tiles``); columns: C_in padded to whole blocks, each block counted
+    WGMMA_WGRAD_BLOCK_CHANNELS wider. tf32, and 3xtf32 on the split rows."""
     if precision not in ("tf32", "3xtf32"):
         return None
     cands = []
@@ -534,7 +543,8 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
         cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
         rows = -(-problem.c_out // cb) * 64 * direct.wgmma_wgrad_tiles(problem, k.block, k.warpgroups, k.stages)[1]
         prefer = 0 if (k.block[1] == 8) == (problem.stride == 1) else 1
-        cands.append((rows * _padded(problem.c_in, k.bn), prefer, i, k))
+        cols = -(-problem.c_in // k.bn) * (k.bn + WGMMA_WGRAD_BLOCK_CHANNELS)
+        cands.append((rows * cols, prefer, i, k))
     return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
 
@@ -655,9 +665,11 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if family in (None, "direct") and prec == precision:
         if op == "wgrad":
             k = None
-            if igemm_wins(problem, op, prec):
+            if problem.stride == 1:
+                k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
+            if k is None and igemm_wins(problem, op, prec):
                 k = _igemm_wgrad_choice(problem, prec, comp, smem_limit, capability)
-            if k is None and (problem.stride == 1 or problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W):
+            if k is None and problem.stride > 1 and problem.spatial[2] >= WGMMA_WGRAD_MIN_STRIDED_W:
                 k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
             if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
