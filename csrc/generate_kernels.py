@@ -56,7 +56,7 @@ def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
     if k.family == "igemm" and k.op == "wgrad":
         return ("igemm_wgrad_sm90.cuh", f"convt3d::direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
-                f"{k.stages}{f', {k.kx}' if k.kx > 1 else ''}>")
+                f"{k.stages}{f', {k.kx}' if k.kx > 1 else ''}{', true' if k.swap else ''}>")
     if k.family == "igemm":
         return ("igemm_sm90.cuh", f"convt3d::direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, {k.stages}"
                 f"{', true' if k.split else ''}>")

@@ -61,24 +61,31 @@ struct IgemmWgradGeometry {
   int g_sub, g_tx, stage_bytes;   // bytes: one grad_y sub-box's slot (1 KiB aligned), TMA bytes per stage, stage
 };
 
-template <int TD, int TH, int TW, int BN, int S, int KX = 1>
+template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false>
 struct IgemmWgradConfig {
   static constexpr int X_BYTES = IW_MI * IW_KB * 4;  // four sub-boxes
-  static constexpr int GT_BYTES = KX * BN * IW_KB * 4;  // [KX * BN rows][32 positions], SW128
-  static constexpr int N = KX * BN;
+  // The K-major transposed operand: grad_y's [KX * BN rows][32 positions], or (SWAP) x's [128 C_in rows][32
+  // positions]; SW128 either way.
+  static constexpr int GT_BYTES = SWAP ? IW_MI * IW_KB * 4 : KX * BN * IW_KB * 4;
+  static constexpr int N = SWAP ? IW_MI : KX * BN;
   // grad_y: BN / 32 sub-boxes of 32 positions (KX = 1; the Python mirror's stage sizes follow), or of
   // TD * TH * wb rows of 128 bytes each rounded to 1 KiB (KX > 1: wb depends on the stride).
   static constexpr __host__ __device__ int g_sub(int wb) {
     return KX == 1 ? IW_SUB : (TD * TH * wb * 128 + 1023) / 1024 * 1024;
   }
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
-  static constexpr int THREADS = 384;
+  // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)).
+  static constexpr int CONSUMERS = SWAP ? KX : 2;
+  static constexpr int THREADS = 128 * (CONSUMERS + 1);
   static constexpr int TRANSPOSERS = 96;  // producer warps 1-3
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
-  static constexpr int PRODUCER_REGS = 80, CONSUMER_REGS = 208;
-  // setmaxnreg only moves registers within the CTA's allocation (168 per thread at 384 threads): a
-  // consumer increase beyond what the producers released blocks forever.
-  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
+  // SWAP's consumers hold 64 accumulators (N = 128) instead of 96.
+  static constexpr int PRODUCER_REGS = SWAP ? 64 : 80, CONSUMER_REGS = SWAP ? 144 : 208;
+  // setmaxnreg only moves registers within the CTA's allocation (65536 / THREADS per thread, a multiple of
+  // 8): a consumer increase beyond what the producers released blocks forever.
+  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 128 * CONSUMERS <= (65536 / THREADS / 8 * 8) * THREADS,
+                "register budget");
+  static_assert(!SWAP || (KX == 3 && BN == 64), "the swapped form: k = 3, 64 output channels per warpgroup");
   static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
   static_assert(BN % 32 == 0 && KX * BN <= 256, "N tile in 32-channel sub-boxes, at most 256 wide");
   static_assert(KX == 1 || KX == 2 || KX == 3, "kw fold");
@@ -313,9 +320,228 @@ __global__ void __launch_bounds__(384, 1)
 #endif
 }
 
-template <int TD, int TH, int TW, int BN, int S, int KX = 1>
+// The kw-fold grad_weight with the GEMM's roles swapped (SWAP rows): M = (kw, C_out) = 3 x 64, one consumer
+// warpgroup per kw tap, N = 128 C_in, K = positions. Why: ncu on the 256->128 layers (v0.38) put the
+// consumers 70% of their time in the wait for the transposed operand; the three transposing warps were the
+// bound (0.14 ms against the MMAs' 0.04). Here they transpose x (128 x 32 per k-block) instead of the three
+// kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
+// tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
+// A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
+template <int TD, int TH, int TW, int S>
+__global__ void __launch_bounds__(512, 1)
+    igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
+                            const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int BN = 64, KX = 3;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true>;
+  using Op = typename GmmaRS<IW_MI>::Op;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int NA = IW_MI / 2;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = smem_1k(smem_raw);
+  const int STAGE_BYTES = geo.stage_bytes, G_SUB = geo.g_sub;
+  const int G_BYTES = BN / 32 * G_SUB;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + S * STAGE_BYTES);
+  uint64_t* ready = full + S;
+  uint64_t* empty = ready + S;
+
+  const int tid = threadIdx.x, wg = tid >> 7;
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      TxBarrier::init(&full[s], 1);
+      Barrier::init(&ready[s], C::TRANSPOSERS);
+      Barrier::init(&empty[s], 128 * C::CONSUMERS);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int k = p.k;
+  struct Unit {
+    int slice, ci0, co0, tap, first, count;
+  };
+  auto unit_at = [&](int u, Unit& t) {
+    t.tap = u % geo.taps;
+    int r = u / geo.taps;
+    t.co0 = (r % geo.coblocks) * BN;
+    r /= geo.coblocks;
+    t.ci0 = (r % geo.ciblocks) * IW_MI;
+    t.slice = r / geo.ciblocks;
+    t.first = t.slice * geo.per_slice;
+    const int end = t.first + geo.per_slice < geo.tiles ? t.first + geo.per_slice : geo.tiles;
+    t.count = end > t.first ? end - t.first : 0;
+  };
+  const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
+
+  if (wg == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
+    if (tid == 0) {
+      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      const int s = p.stride;
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        unit_at(u, t);
+        const int kd = t.tap / k, kh = t.tap % k;
+        for (int i = 0; i < t.count; ++i, ++it) {
+          const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
+          const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
+          const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
+          const int st_i = it % S;
+          Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
+          uint8_t* st = smem + st_i * STAGE_BYTES;
+          TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
+#pragma unroll
+          for (int c = 0; c < IW_MI / 32; ++c)
+            cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
+#pragma unroll
+          for (int c = 0; c < BN / 32; ++c)
+            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * G_SUB, t.co0 + 32 * c,
+                                         s * w0 - p.pad, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
+        }
+      }
+    } else if (tid >= 32) {
+      // x^T. Warp w (0-2) takes the (sub-box c, 16-byte chunk j) pairs P = 8c + j = w, w + 3, ..., lane q the
+      // position: it reads channels 4j..4j+3 of position q (8 lanes of a 128-bit phase hit 8 distinct
+      // chunks) and writes them, rounded, into rows 4P + m of the K-major tile at column q (32 distinct
+      // banks).
+      const int w = (tid >> 5) - 1, q = tid & 31;
+      constexpr int PAIRS = IW_MI / 32 * 8, BATCH = 4;
+      uint32_t par[2][4];  // row 4P + m's byte offset of column q, by the parity of j (P = w + 3b + 12i: (w + b) & 1)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+          par[h][m] = m * 128 + ((((q >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (q & 3) * 4;
+      const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+      int it = 0;
+      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+        Unit t;
+        unit_at(u, t);
+        for (int i = 0; i < t.count; ++i, ++it) {
+          const int st_i = it % S;
+          TxBarrier::wait(&full[st_i], (it / S) & 1);
+          const uint32_t x = smem_addr + st_i * STAGE_BYTES + q * 128;
+          const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
+#pragma unroll 1
+          for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
+            float4 v[BATCH];
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + b0 + 3 * b;
+              if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (q & 7)) << 4));
+            }
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + b0 + 3 * b;
+              if (P < PAIRS) {
+                const uint32_t row = xt + P * 512;
+                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+                for (int m = 0; m < 4; ++m) sts(row + par[b & 1][m], direct::to_tf32(e[m]));
+              }
+            }
+          }
+          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+          Barrier::arrive(&ready[st_i]);
+        }
+      }
+    }
+    return;
+  }
+
+  cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
+  const int kw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+  // This thread's A elements: rows co = 16 wl + g (+ 8) of the 64, all in sub-box wl / 2; columns (positions
+  // of the k-block) q = 8 kk + tq (+ 4), which sit at box row qrow(q) + kw (qrow: the position's row of the
+  // box spanning the kw taps along w). Element (row r, channel c) of a sub-box: r * 128 + ((c / 4 ^ r % 8)
+  // << 4) + (c % 4) * 4.
+  uint32_t off[4][2][2];
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int q = 8 * kk + tq + 4 * h;
+      const int r = (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) + kw;
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        const int cl = 16 * (wl & 1) + g + 8 * rr;
+        off[kk][h][rr] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
+      }
+    }
+
+  int it = 0;
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    Unit t;
+    unit_at(u, t);
+    float acc[NA];
+#pragma unroll
+    for (int i = 0; i < NA; ++i) acc[i] = 0.f;
+    uint32_t a0[4][4], a1[4][4];
+    int held = -1;
+    auto kblock = [&](uint32_t(&a)[4][4]) {
+      const int s = it % S;
+      Barrier::wait(&ready[s], (it / S) & 1);
+      const uint32_t st = smem_addr + s * STAGE_BYTES;
+      const uint32_t gy = st + C::X_BYTES;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0][0])));
+        a[kk][1] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0][1])));
+        a[kk][2] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1][0])));
+        a[kk][3] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1][1])));
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
+      }
+      fence_acc(acc);
+      cute::warpgroup_arrive();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        gmma_rs<Op>(a[kk], sw128_desc(gy + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+      cute::warpgroup_commit_batch();
+      cute::warpgroup_wait<1>();
+      fence_acc(acc);
+      if (held >= 0) Barrier::arrive(&empty[held]);
+      held = s;
+      ++it;
+    };
+    int i = 0;
+#pragma unroll 1
+    for (; i + 1 < t.count; i += 2) {
+      kblock(a0);
+      kblock(a1);
+    }
+    if (i < t.count) kblock(a0);
+    cute::warpgroup_wait<0>();
+    fence_acc(acc);
+    if (held >= 0) Barrier::arrive(&empty[held]);
+
+    // Accumulator 4j + 2r + e: row co = 16 wl + g + 8r, column ci = 8j + 2tq + e. partials is [ci][co] per
+    // tap, so 8 lanes of one (tq, e) write 32 contiguous bytes.
+    const int k3 = k * k * k;
+    const int64_t tap_base = ((int64_t)t.slice * k3 + t.tap * k + kw) * p.Ci;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int co = t.co0 + 16 * wl + g + 8 * r;
+      if (co >= p.Co) continue;
+#pragma unroll
+      for (int j = 0; j < IW_MI / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int ci = t.ci0 + 8 * j + 2 * tq + e;
+          if (ci < p.Ci) p.partials[(tap_base + ci) * p.Co + co] = acc[4 * j + 2 * r + e];
+        }
+    }
+  }
+#endif
+}
+
+template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false>
 struct IgemmWgradKernel {
-  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX>;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, SWAP>;
 
   // 0 or a cutlass::Status value; fills geo.
   static int geometry(const DirectWgradLaunch& p, IgemmWgradGeometry& geo) {
@@ -374,8 +600,12 @@ struct IgemmWgradKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
-                                    p.stream, p, tx, tg, geo);
+    if constexpr (SWAP)
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
+                                      p.stream, p, tx, tg, geo);
+    else
+      return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
+                                      p.stream, p, tx, tg, geo);
   }
 
   static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }

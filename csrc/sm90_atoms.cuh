@@ -106,6 +106,10 @@ __device__ __forceinline__ uint32_t lds(uint32_t addr) {
   return v;
 }
 
+__device__ __forceinline__ void sts(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
+}
+
 // Four floats of shared memory (16-byte aligned address).
 __device__ __forceinline__ float4 lds4(uint32_t addr) {
   float4 v;

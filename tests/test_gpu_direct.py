@@ -577,6 +577,31 @@ def test_igemm_wgrad_kw_fold_matches_per_tap_rows(block, s, op):
     assert rel_l2(got[0].sum(0).view(3, 3, 3, 136, 72).permute(3, 4, 0, 1, 2), ref) <= TOL["tf32"]
 
 
+@pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
+@pytest.mark.parametrize("s,op", [(1, 0), (2, 0), (2, 1), (3, 0)])
+def test_igemm_wgrad_swap_matches_kw_fold(block, s, op):
+    """The swapped kw fold (M = (kw, C_out), x transposed) against the kw fold with the same position box:
+    both round both operands to tf32 and sum the same k-blocks in the same order, so they differ only in
+    the order of fp32 sums inside an MMA (C_in and C_out tails, several slices with an empty one, grad_y
+    boxes past every border; the partial sums NaN-poisoned)."""
+    b = "x".join(map(str, block))
+    fold, swap = f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_kx3_sw_s4"
+    if not {fold, swap} <= _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 136, 72, (3, 7, 13), 3, s, 1, op)
+    x = torch.randn(2, 136, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    tiles = 2 * -(-3 // block[0]) * -(-7 // block[1]) * -(-13 // block[2])
+    got = []
+    for name in (fold, swap):
+        partials = torch.full((tiles + 1, 27, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, 3, s, 1, 1, False)
+        got.append(partials)
+    assert torch.isfinite(got[1]).all()
+    assert rel_l2(got[1], got[0]) < 1e-6
+    assert not got[1][-1].any()  # the empty slice
+
+
 def test_igemm_wgrad_refuses_ncdhw_x():
     name = IGEMM_WGRAD_KERNELS[0].name
     if name not in _extension.compiled_kernels():

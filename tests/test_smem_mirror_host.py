@@ -109,7 +109,7 @@ def _source(plans):
                      f"p.Do = {od}; p.Ho = {oh}; p.Wo = {ow}; p.Co = {p.c_out}; p.k = {p.k}; p.stride = {p.stride}; "
                      f"p.pad = {p.padding}; p.slices = 1;")
         for k in IGEMM_WGRAD_KERNELS:
-            fold = f", {k.kx}" if k.kx > 1 else ""
+            fold = (f", {k.kx}" if k.kx > 1 else "") + (", true" if k.swap else "")
             lines.append(f"    {{ using K = direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
                          f"{k.stages}{fold}>; direct90::IgemmWgradGeometry g; int c = K::geometry(p, g); "
                          f"if (c) printf(\"igw{j} {k.name} none\\n\"); "
@@ -201,4 +201,4 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             if k.kx > 1 and k.kx != p.k:
                 assert got is None, (p, k.name)
                 continue
-            assert got == (direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, p.stride),), (p, k.name)
+            assert got == (direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, p.stride, k.swap),), (p, k.name)

@@ -329,16 +329,16 @@ def igemm_cost(table: Tuple[int, ...], n: int, c_r: int, c_o: int, block: Tuple[
 
 
 def igemm_wgrad_smem_bytes(bn: int, stages: int, kx: int = 0, block: Tuple[int, int, int] = (1, 1, 1),
-                           stride: int = 1) -> int:
+                           stride: int = 1, swap: bool = False) -> int:
     """Dynamic shared memory of the Hopper implicit-GEMM grad_weight (``csrc/igemm_wgrad_sm90.cuh``):
     `stages` of (32 positions x 128 C_in of x, 32 x bn of grad_y, its bn x 32 transpose), three mbarriers
     each, 1 KiB of alignment. With the kw fold (kx > 1) a stage holds bn / 32 grad_y boxes of
     block[0] x block[1] x (stride * (block[2] - 1) + kx) positions (each 1 KiB aligned) and a kx * bn x 32
-    transpose."""
+    transpose (swap: x's 128 x 32 transpose instead)."""
     if kx > 1:
         wb = stride * (block[2] - 1) + kx
         g_sub = -(-block[0] * block[1] * wb * 128 // 1024) * 1024
-        return 1024 + stages * (32 * 128 * 4 + bn // 32 * g_sub + kx * bn * 32 * 4) + 3 * stages * 8
+        return 1024 + stages * (32 * 128 * 4 + bn // 32 * g_sub + (128 if swap else kx * bn) * 32 * 4) + 3 * stages * 8
     return 1024 + stages * (32 * 128 * 4 + 2 * 32 * bn * 4) + 3 * stages * 8
 
 

@@ -78,6 +78,7 @@ class KernelConfig:
     ksize: int = 0       # wgmma grad_weight: the filter size k it is compiled for
     ws: bool = False     # wgmma forward/grad_input: warp-specialized, persistent form
     rs: bool = False     # ws rows: A from registers, each fragment shared by the kd taps (needs k = kx taps)
+    swap: bool = False   # igemm kw-fold grad_weight: GEMM M = (kw, C_out), N = C_in (x transposed, not grad_y)
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -138,7 +139,7 @@ class KernelConfig:
     @property
     def threads(self) -> int:
         if self.family == "igemm":
-            return 384
+            return 512 if self.swap else 384
         if self.family == "wgmma":
             return 128 * (self.warpgroups + self.ws)
         if self.simt and self.op == "wgrad":  # warp[2] warps per (kd, kh) of k = 3
@@ -153,6 +154,7 @@ class KernelConfig:
         if self.family == "igemm":
             form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
             fold = f"_kx{self.kx}" if self.kx > 1 else ""
+            fold += "_sw" if self.swap else ""
             return f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_n{self.bn}{fold}_s{self.stages}"
         if self.family == "wgmma" and self.op == "wgrad":
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
@@ -412,7 +414,10 @@ WGMMA_WGRAD_KERNELS = tuple(
 )
 
 
-def _igemm(precision, block, bn, stages, why, op="direct", kx=0):
+def _igemm(precision, block, bn, stages, why, op="direct", kx=0, swap=False):
+    if swap:  # M = (kw, C_out) on one consumer warpgroup per kw tap, N = 128 C_in
+        return KernelConfig(op, precision, (kx * bn, 128, 32), (64, bn, 8), stages, why, "igemm",
+                            tuple(block), kx, kx, swap=True)
     return KernelConfig(op, precision, (128, kx * bn if kx else bn, 32), (64, bn, 8), stages, why, "igemm",
                         tuple(block), kx, 2)
 
@@ -444,15 +449,20 @@ IGEMM_KERNELS = tuple(
 # tap-reuse grad_weight re-stages the stride-times wider grad_y halo per 32-channel block.
 # kx = 3 rows (k = 3 only): the kw taps fold into N = 3 x 64, so each x box feeds three taps' MMAs and a
 # unit is one (kd, kh); grad_y comes as one box spanning the three taps' positions along w.
+# swap rows: the same units with the GEMM's roles swapped (M = 3 x 64 rows of (kw, C_out), one consumer
+# warpgroup per kw tap; N = 128 C_in): the producer warps transpose x (128 x 32 per k-block) instead of the
+# three taps' grad_y (192 x 32), which bound the kx = 3 rows, and four stages fit.
 IGEMM_WGRAD_KERNELS = tuple(
-    _igemm("tf32", block, bn, stages, why, op="wgrad", kx=kx)
-    for block, bn, stages, kx, why in (
-        ((1, 4, 8), 128, 4, 0, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
-        ((1, 4, 8), 64, 6, 0, "grad_weight, C_out <= 64, 8-wide volumes"),
-        ((1, 2, 16), 128, 4, 0, "grad_weight, C_out > 64 in blocks of 128, volumes 16 and wider"),
-        ((1, 2, 16), 64, 6, 0, "grad_weight, C_out <= 64, volumes 16 and wider"),
-        ((1, 4, 8), 64, 3, 3, "grad_weight k3, kw folded into N = 3 x 64, 8-wide volumes"),
-        ((1, 2, 16), 64, 3, 3, "grad_weight k3, kw folded into N = 3 x 64, volumes 16 and wider"),
+    _igemm("tf32", block, bn, stages, why, op="wgrad", kx=kx, swap=swap)
+    for block, bn, stages, kx, swap, why in (
+        ((1, 4, 8), 128, 4, 0, False, "grad_weight, C_out > 64 in blocks of 128, 8-wide volumes"),
+        ((1, 4, 8), 64, 6, 0, False, "grad_weight, C_out <= 64, 8-wide volumes"),
+        ((1, 2, 16), 128, 4, 0, False, "grad_weight, C_out > 64 in blocks of 128, volumes 16 and wider"),
+        ((1, 2, 16), 64, 6, 0, False, "grad_weight, C_out <= 64, volumes 16 and wider"),
+        ((1, 4, 8), 64, 3, 3, False, "grad_weight k3, kw folded into N = 3 x 64, 8-wide volumes"),
+        ((1, 2, 16), 64, 3, 3, False, "grad_weight k3, kw folded into N = 3 x 64, volumes 16 and wider"),
+        ((1, 4, 8), 64, 4, 3, True, "grad_weight k3, kw fold with x transposed: M = 3 x 64, 8-wide volumes"),
+        ((1, 2, 16), 64, 4, 3, True, "grad_weight k3, kw fold with x transposed: M = 3 x 64, volumes 16 and wider"),
     ))
 
 

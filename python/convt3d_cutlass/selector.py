@@ -497,7 +497,7 @@ def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
     if k.kx > 1 and problem.k != k.kx:
         return False
     return (_aligned(problem, "wgrad", k) and problem.stride <= 8 and problem.stride * max(k.block) <= 256
-            and direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, problem.stride) <= smem_limit)
+            and direct.igemm_wgrad_smem_bytes(k.bn, k.stages, k.kx, k.block, problem.stride, k.swap) <= smem_limit)
 
 
 # The kw-fold rows (kx = 3, N = 3 x 64) against the per-tap ones (H100, tf32, bench/tools/igw3.py, v0.11): U-Net
