@@ -32,6 +32,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -80,7 +81,7 @@ struct IgemmWgradConfig {
   static constexpr int TRANSPOSERS = 96;  // producer warps 1-3
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
   // SWAP's consumers hold 64 accumulators (N = 128) instead of 96.
-  static constexpr int PRODUCER_REGS = SWAP ? 64 : 80, CONSUMER_REGS = SWAP ? 144 : 208;
+  static constexpr int PRODUCER_REGS = SWAP ? 64 : 80, CONSUMER_REGS = SWAP ? 128 : 208;
   // setmaxnreg only moves registers within the CTA's allocation (65536 / THREADS per thread, a multiple of
   // 8): a consumer increase beyond what the producers released blocks forever.
   static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 128 * CONSUMERS <= (65536 / THREADS / 8 * 8) * THREADS,
@@ -323,11 +324,13 @@ __global__ void __launch_bounds__(384, 1)
 // The kw-fold grad_weight with the GEMM's roles swapped (SWAP rows): M = (kw, C_out) = 3 x 64, one consumer
 // warpgroup per kw tap, N = 128 C_in, K = positions. Why: ncu on the 256->128 layers (v0.38) put the
 // consumers 70% of their time in the wait for the transposed operand; the three transposing warps were the
-// bound (0.14 ms against the MMAs' 0.04). Here they transpose x (128 x 32 per k-block) instead of the three
+// bound (0.14 ms against the MMAs' 0.04). Here x is transposed (128 x 32 per k-block) instead of the three
 // kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
 // tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
 // A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
-template <int TD, int TH, int TW, int S>
+// The transposition is shared: each consumer warp transposes CP of the 32 (sub-box, chunk) pairs of the
+// next k-block while its MMAs run (the consumers otherwise wait), producer warps 1-3 the rest.
+template <int TD, int TH, int TW, int S, int CP>
 __global__ void __launch_bounds__(512, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
@@ -338,6 +341,11 @@ __global__ void __launch_bounds__(512, 1)
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = IW_MI / 2;
+  constexpr int PAIRS = IW_MI / 32 * 8;                  // (sub-box, 16-byte chunk) pairs of x per k-block
+  constexpr int CWARPS = 4 * C::CONSUMERS;               // consumer warps
+  constexpr int PPAIRS = PAIRS - CP * CWARPS;            // left to producer warps 1-3
+  constexpr int TWARPS = CWARPS * (CP > 0) + (PPAIRS > 0 ? 3 : 0);  // warps arriving on `ready`
+  static_assert(PPAIRS >= 0, "pairs per k-block");
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
   const int STAGE_BYTES = geo.stage_bytes, G_SUB = geo.g_sub;
@@ -346,11 +354,11 @@ __global__ void __launch_bounds__(512, 1)
   uint64_t* ready = full + S;
   uint64_t* empty = ready + S;
 
-  const int tid = threadIdx.x, wg = tid >> 7;
+  const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       TxBarrier::init(&full[s], 1);
-      Barrier::init(&ready[s], C::TRANSPOSERS);
+      Barrier::init(&ready[s], TWARPS);
       Barrier::init(&empty[s], 128 * C::CONSUMERS);
     }
     cutlass::arch::fence_barrier_init();
@@ -373,6 +381,42 @@ __global__ void __launch_bounds__(512, 1)
     t.count = end > t.first ? end - t.first : 0;
   };
   const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
+  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+
+  // Transposes pairs P = P0, P0 + step, ... (count of them, P < PAIRS) of k-block j's x into x^T, rounded:
+  // lane q (the position) reads channels 4j'..4j'+3 of sub-box P / 8 (j' = P % 8; 8 lanes of a 128-bit phase
+  // hit 8 distinct chunks) and writes them into rows 4P + m of the K-major tile at column q (32 distinct
+  // banks); then the warp arrives on ready[j's stage].
+  auto transpose = [&](int j, int P0, auto step, auto count) {
+    const int st_i = j % S;
+    TxBarrier::wait(&full[st_i], (j / S) & 1);
+    const uint32_t x = smem_addr + st_i * STAGE_BYTES + lane * 128;
+    const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
+    constexpr int STEP = decltype(step)::value, COUNT = decltype(count)::value, BATCH = COUNT < 4 ? COUNT : 4;
+#pragma unroll 1
+    for (int b0 = 0; b0 < COUNT; b0 += BATCH) {  // loads in batches: one dependent chain per pair is too slow
+      float4 v[BATCH];
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const int P = P0 + STEP * (b0 + b);
+        if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (lane & 7)) << 4));
+      }
+#pragma unroll
+      for (int b = 0; b < BATCH; ++b) {
+        const int P = P0 + STEP * (b0 + b);
+        if (P < PAIRS) {
+          const uint32_t row = xt + P * 512 + (lane & 3) * 4;
+          const int sw = (lane >> 2) ^ ((P & 1) << 2);
+          const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+          for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
+        }
+      }
+    }
+    cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+    __syncwarp();
+    if (lane == 0) Barrier::arrive(&ready[st_i]);
+  };
 
   if (wg == 0) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
@@ -401,60 +445,24 @@ __global__ void __launch_bounds__(512, 1)
                                          s * w0 - p.pad, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
         }
       }
-    } else if (tid >= 32) {
-      // x^T. Warp w (0-2) takes the (sub-box c, 16-byte chunk j) pairs P = 8c + j = w, w + 3, ..., lane q the
-      // position: it reads channels 4j..4j+3 of position q (8 lanes of a 128-bit phase hit 8 distinct
-      // chunks) and writes them, rounded, into rows 4P + m of the K-major tile at column q (32 distinct
-      // banks).
-      const int w = (tid >> 5) - 1, q = tid & 31;
-      constexpr int PAIRS = IW_MI / 32 * 8, BATCH = 4;
-      uint32_t par[2][4];  // row 4P + m's byte offset of column q, by the parity of j (P = w + 3b + 12i: (w + b) & 1)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int m = 0; m < 4; ++m)
-          par[h][m] = m * 128 + ((((q >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (q & 3) * 4;
-      const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
+    } else if (PPAIRS > 0 && tid >= 32) {
+      // Pairs CP * CWARPS + w, + 3, ...: the consumers' share comes first.
+      const int w = (tid >> 5) - 1;
       int it = 0;
       for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
         Unit t;
         unit_at(u, t);
-        for (int i = 0; i < t.count; ++i, ++it) {
-          const int st_i = it % S;
-          TxBarrier::wait(&full[st_i], (it / S) & 1);
-          const uint32_t x = smem_addr + st_i * STAGE_BYTES + q * 128;
-          const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
-#pragma unroll 1
-          for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
-            float4 v[BATCH];
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + 3 * b;
-              if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (q & 7)) << 4));
-            }
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + 3 * b;
-              if (P < PAIRS) {
-                const uint32_t row = xt + P * 512;
-                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
-#pragma unroll
-                for (int m = 0; m < 4; ++m) sts(row + par[b & 1][m], direct::to_tf32(e[m]));
-              }
-            }
-          }
-          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
-          Barrier::arrive(&ready[st_i]);
-        }
+        for (int i = 0; i < t.count; ++i, ++it)
+          transpose(it, CP * CWARPS + w, std::integral_constant<int, 3>{},
+                    std::integral_constant<int, (PPAIRS + 2) / 3>{});
       }
     }
     return;
   }
 
   cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
-  const int kw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int kw = wg - 1, wl = (tid >> 5) & 3, cwarp = 4 * kw + wl;
   const int g = lane >> 2, tq = lane & 3;
-  const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
   // This thread's A elements: rows co = 16 wl + g (+ 8) of the 64, all in sub-box wl / 2; columns (positions
   // of the k-block) q = 8 kk + tq (+ 4), which sit at box row qrow(q) + kw (qrow: the position's row of the
   // box spanning the kw taps along w). Element (row r, channel c) of a sub-box: r * 128 + ((c / 4 ^ r % 8)
@@ -472,6 +480,18 @@ __global__ void __launch_bounds__(512, 1)
         off[kk][h][rr] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
       }
     }
+  // The consumers' share of k-block j: pairs cwarp, cwarp + CWARPS, ... (CP of them).
+  auto share = [&](int j) {
+    if constexpr (CP > 0)
+      transpose(j, cwarp, std::integral_constant<int, CWARPS>{}, std::integral_constant<int, CP>{});
+  };
+  int total = 0;  // k-blocks of this CTA: the share of the next one is done during this one's MMAs
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    Unit t;
+    unit_at(u, t);
+    total += t.count;
+  }
+  if (total > 0) share(0);
 
   int it = 0;
   for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
@@ -502,6 +522,7 @@ __global__ void __launch_bounds__(512, 1)
       for (int kk = 0; kk < 4; ++kk)
         gmma_rs<Op>(a[kk], sw128_desc(gy + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
       cute::warpgroup_commit_batch();
+      if (it + 1 < total) share(it + 1);
       cute::warpgroup_wait<1>();
       fence_acc(acc);
       if (held >= 0) Barrier::arrive(&empty[held]);
@@ -600,9 +621,19 @@ struct IgemmWgradKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    if constexpr (SWAP)
-      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
+    if constexpr (SWAP) {
+      // TEMPORARY (v0.38 A/B): CONVT3D_SWAP_CP picks the consumers' share of the transposition.
+      const char* e = getenv("CONVT3D_SWAP_CP");
+      const int cp = e ? atoi(e) : 2;
+      if (cp == 0)
+        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 0>, grid, C::THREADS,
+                                        smem_bytes(geo), p.stream, p, tx, tg, geo);
+      if (cp == 1)
+        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 1>, grid, C::THREADS,
+                                        smem_bytes(geo), p.stream, p, tx, tg, geo);
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 2>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
+    }
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
