@@ -62,7 +62,7 @@ struct IgemmWgradGeometry {
   int g_sub, g_tx, stage_bytes;   // bytes: one grad_y sub-box's slot (1 KiB aligned), TMA bytes per stage, stage
 };
 
-template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false>
+template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false, int PW = 1>
 struct IgemmWgradConfig {
   static constexpr int X_BYTES = IW_MI * IW_KB * 4;  // four sub-boxes
   // The K-major transposed operand: grad_y's [KX * BN rows][32 positions], or (SWAP) x's [128 C_in rows][32
@@ -76,16 +76,19 @@ struct IgemmWgradConfig {
   }
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
   // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)).
+  // SWAP: PW producer warpgroups (warp 0 issues TMA, the others transpose).
   static constexpr int CONSUMERS = SWAP ? KX : 2;
-  static constexpr int THREADS = 128 * (CONSUMERS + 1);
-  static constexpr int TRANSPOSERS = 96;  // producer warps 1-3
+  static constexpr int THREADS = 128 * (CONSUMERS + PW);
+  static constexpr int TRANSPOSERS = 32 * (4 * PW - 1);  // producer warps 1..4 PW - 1
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
-  // SWAP's consumers hold 64 accumulators (N = 128) instead of 96.
-  static constexpr int PRODUCER_REGS = SWAP ? 64 : 80, CONSUMER_REGS = SWAP ? 128 : 208;
+  // SWAP's consumers hold 64 accumulators (N = 128) instead of 96; at 144 ptxas spilled.
+  static constexpr int PRODUCER_REGS = SWAP ? (PW == 1 ? 64 : 56) : 80, CONSUMER_REGS = SWAP ? (PW == 1 ? 128 : 120) : 208;
   // setmaxnreg only moves registers within the CTA's allocation (65536 / THREADS per thread, a multiple of
   // 8): a consumer increase beyond what the producers released blocks forever.
-  static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 128 * CONSUMERS <= (65536 / THREADS / 8 * 8) * THREADS,
+  static_assert(PRODUCER_REGS * 128 * PW + CONSUMER_REGS * 128 * CONSUMERS <=
+                    (65536 / THREADS / 8 * 8) * THREADS,
                 "register budget");
+  static_assert(PW == 1 || (SWAP && PW == 2), "producer warpgroups");
   static_assert(!SWAP || (KX == 3 && BN == 64), "the swapped form: k = 3, 64 output channels per warpgroup");
   static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
   static_assert(BN % 32 == 0 && KX * BN <= 256, "N tile in 32-channel sub-boxes, at most 256 wide");
@@ -328,24 +331,21 @@ __global__ void __launch_bounds__(384, 1)
 // kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
 // tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
 // A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
-// The transposition is shared: each consumer warp transposes CP of the 32 (sub-box, chunk) pairs of the
-// next k-block while its MMAs run (the consumers otherwise wait), producer warps 1-3 the rest.
-template <int TD, int TH, int TW, int S, int CP>
-__global__ void __launch_bounds__(512, 1)
+// PW = 2 adds a second producer warpgroup: seven transposing warps instead of three.
+template <int TD, int TH, int TW, int S, int PW>
+__global__ void __launch_bounds__(128 * (3 + PW), 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BN = 64, KX = 3;
-  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true>;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, PW>;
   using Op = typename GmmaRS<IW_MI>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = IW_MI / 2;
-  constexpr int PAIRS = IW_MI / 32 * 8;                  // (sub-box, 16-byte chunk) pairs of x per k-block
-  constexpr int CWARPS = 4 * C::CONSUMERS;               // consumer warps
-  constexpr int PPAIRS = PAIRS - CP * CWARPS;            // left to producer warps 1-3
-  constexpr int TWARPS = CWARPS * (CP > 0) + (PPAIRS > 0 ? 3 : 0);  // warps arriving on `ready`
-  static_assert(PPAIRS >= 0, "pairs per k-block");
+  constexpr int PAIRS = IW_MI / 32 * 8;         // (sub-box, 16-byte chunk) pairs of x per k-block
+  constexpr int TWARPS = C::TRANSPOSERS / 32;
+  constexpr int PER_WARP = (PAIRS + TWARPS - 1) / TWARPS, BATCH = PER_WARP < 4 ? PER_WARP : 4;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
   const int STAGE_BYTES = geo.stage_bytes, G_SUB = geo.g_sub;
@@ -383,42 +383,7 @@ __global__ void __launch_bounds__(512, 1)
   const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
 
-  // Transposes pairs P = P0, P0 + step, ... (count of them, P < PAIRS) of k-block j's x into x^T, rounded:
-  // lane q (the position) reads channels 4j'..4j'+3 of sub-box P / 8 (j' = P % 8; 8 lanes of a 128-bit phase
-  // hit 8 distinct chunks) and writes them into rows 4P + m of the K-major tile at column q (32 distinct
-  // banks); then the warp arrives on ready[j's stage].
-  auto transpose = [&](int j, int P0, auto step, auto count) {
-    const int st_i = j % S;
-    TxBarrier::wait(&full[st_i], (j / S) & 1);
-    const uint32_t x = smem_addr + st_i * STAGE_BYTES + lane * 128;
-    const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
-    constexpr int STEP = decltype(step)::value, COUNT = decltype(count)::value, BATCH = COUNT < 4 ? COUNT : 4;
-#pragma unroll 1
-    for (int b0 = 0; b0 < COUNT; b0 += BATCH) {  // loads in batches: one dependent chain per pair is too slow
-      float4 v[BATCH];
-#pragma unroll
-      for (int b = 0; b < BATCH; ++b) {
-        const int P = P0 + STEP * (b0 + b);
-        if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (lane & 7)) << 4));
-      }
-#pragma unroll
-      for (int b = 0; b < BATCH; ++b) {
-        const int P = P0 + STEP * (b0 + b);
-        if (P < PAIRS) {
-          const uint32_t row = xt + P * 512 + (lane & 3) * 4;
-          const int sw = (lane >> 2) ^ ((P & 1) << 2);
-          const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
-#pragma unroll
-          for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
-        }
-      }
-    }
-    cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&ready[st_i]);
-  };
-
-  if (wg == 0) {
+  if (wg < PW) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -445,23 +410,52 @@ __global__ void __launch_bounds__(512, 1)
                                          s * w0 - p.pad, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
         }
       }
-    } else if (PPAIRS > 0 && tid >= 32) {
-      // Pairs CP * CWARPS + w, + 3, ...: the consumers' share comes first.
+    } else if (tid >= 32) {
+      // x^T. Transposing warp w takes the (sub-box, 16-byte chunk) pairs P = w, w + TWARPS, ..., lane q the
+      // position: it reads channels 4j..4j+3 (j = P % 8) of position q (8 lanes of a 128-bit phase hit 8
+      // distinct chunks) and writes them, rounded, into rows 4P + m of the K-major tile at column q (32
+      // distinct banks). Loads go in batches: one dependent chain per pair is too slow.
       const int w = (tid >> 5) - 1;
       int it = 0;
       for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
         Unit t;
         unit_at(u, t);
-        for (int i = 0; i < t.count; ++i, ++it)
-          transpose(it, CP * CWARPS + w, std::integral_constant<int, 3>{},
-                    std::integral_constant<int, (PPAIRS + 2) / 3>{});
+        for (int i = 0; i < t.count; ++i, ++it) {
+          const int st_i = it % S;
+          TxBarrier::wait(&full[st_i], (it / S) & 1);
+          const uint32_t x = smem_addr + st_i * STAGE_BYTES + lane * 128;
+          const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES + (lane & 3) * 4;
+#pragma unroll 1
+          for (int b0 = 0; b0 < PER_WARP; b0 += BATCH) {
+            float4 v[BATCH];
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + TWARPS * (b0 + b);
+              if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (lane & 7)) << 4));
+            }
+#pragma unroll
+            for (int b = 0; b < BATCH; ++b) {
+              const int P = w + TWARPS * (b0 + b);
+              if (P < PAIRS) {
+                const uint32_t row = xt + P * 512;
+                const int sw = (lane >> 2) ^ ((P & 1) << 2);
+                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+                for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
+              }
+            }
+          }
+          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+          __syncwarp();
+          if (lane == 0) Barrier::arrive(&ready[st_i]);
+        }
       }
     }
     return;
   }
 
   cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
-  const int kw = wg - 1, wl = (tid >> 5) & 3, cwarp = 4 * kw + wl;
+  const int kw = wg - PW, wl = (tid >> 5) & 3;
   const int g = lane >> 2, tq = lane & 3;
   // This thread's A elements: rows co = 16 wl + g (+ 8) of the 64, all in sub-box wl / 2; columns (positions
   // of the k-block) q = 8 kk + tq (+ 4), which sit at box row qrow(q) + kw (qrow: the position's row of the
@@ -480,18 +474,6 @@ __global__ void __launch_bounds__(512, 1)
         off[kk][h][rr] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
       }
     }
-  // The consumers' share of k-block j: pairs cwarp, cwarp + CWARPS, ... (CP of them).
-  auto share = [&](int j) {
-    if constexpr (CP > 0)
-      transpose(j, cwarp, std::integral_constant<int, CWARPS>{}, std::integral_constant<int, CP>{});
-  };
-  int total = 0;  // k-blocks of this CTA: the share of the next one is done during this one's MMAs
-  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
-    Unit t;
-    unit_at(u, t);
-    total += t.count;
-  }
-  if (total > 0) share(0);
 
   int it = 0;
   for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
@@ -505,8 +487,7 @@ __global__ void __launch_bounds__(512, 1)
     auto kblock = [&](uint32_t(&a)[4][4]) {
       const int s = it % S;
       Barrier::wait(&ready[s], (it / S) & 1);
-      const uint32_t st = smem_addr + s * STAGE_BYTES;
-      const uint32_t gy = st + C::X_BYTES;
+      const uint32_t gy = smem_addr + s * STAGE_BYTES + C::X_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0][0])));
@@ -522,7 +503,6 @@ __global__ void __launch_bounds__(512, 1)
       for (int kk = 0; kk < 4; ++kk)
         gmma_rs<Op>(a[kk], sw128_desc(gy + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
       cute::warpgroup_commit_batch();
-      if (it + 1 < total) share(it + 1);
       cute::warpgroup_wait<1>();
       fence_acc(acc);
       if (held >= 0) Barrier::arrive(&empty[held]);
@@ -622,17 +602,16 @@ struct IgemmWgradKernel {
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
     if constexpr (SWAP) {
-      // TEMPORARY (v0.38 A/B): CONVT3D_SWAP_CP picks the consumers' share of the transposition.
-      const char* e = getenv("CONVT3D_SWAP_CP");
-      const int cp = e ? atoi(e) : 2;
-      if (cp == 0)
-        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 0>, grid, C::THREADS,
+      // TEMPORARY (v0.38 A/B): CONVT3D_SWAP_PW picks one or two producer warpgroups.
+      const char* e = getenv("CONVT3D_SWAP_PW");
+      if (e && atoi(e) == 1) {
+        using C1 = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, 1>;
+        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 1>, grid, C1::THREADS,
                                         smem_bytes(geo), p.stream, p, tx, tg, geo);
-      if (cp == 1)
-        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 1>, grid, C::THREADS,
-                                        smem_bytes(geo), p.stream, p, tx, tg, geo);
-      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 2>, grid, C::THREADS, smem_bytes(geo),
-                                      p.stream, p, tx, tg, geo);
+      }
+      using C2 = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, 2>;
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 2>, grid, C2::THREADS,
+                                      smem_bytes(geo), p.stream, p, tx, tg, geo);
     }
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
