@@ -32,7 +32,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -62,7 +61,7 @@ struct IgemmWgradGeometry {
   int g_sub, g_tx, stage_bytes;   // bytes: one grad_y sub-box's slot (1 KiB aligned), TMA bytes per stage, stage
 };
 
-template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false, int PW = 1>
+template <int TD, int TH, int TW, int BN, int S, int KX = 1, bool SWAP = false>
 struct IgemmWgradConfig {
   static constexpr int X_BYTES = IW_MI * IW_KB * 4;  // four sub-boxes
   // The K-major transposed operand: grad_y's [KX * BN rows][32 positions], or (SWAP) x's [128 C_in rows][32
@@ -76,19 +75,21 @@ struct IgemmWgradConfig {
   }
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
   // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)).
-  // SWAP: PW producer warpgroups (warp 0 issues TMA, the others transpose).
+  // SWAP: two producer warpgroups (warp 0 issues TMA, the other seven transpose; one warpgroup's three
+  // measured 1-4% slower on every layer, v0.38).
+  static constexpr int PW = SWAP ? 2 : 1;
   static constexpr int CONSUMERS = SWAP ? KX : 2;
   static constexpr int THREADS = 128 * (CONSUMERS + PW);
   static constexpr int TRANSPOSERS = 32 * (4 * PW - 1);  // producer warps 1..4 PW - 1
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
-  // SWAP's consumers hold 64 accumulators (N = 128) instead of 96; at 144 ptxas spilled.
-  static constexpr int PRODUCER_REGS = SWAP ? (PW == 1 ? 64 : 56) : 80, CONSUMER_REGS = SWAP ? (PW == 1 ? 128 : 120) : 208;
+  // SWAP's consumers hold 64 accumulators (N = 128) instead of 96; at 640 threads 96 registers each come with
+  // the launch, and producers at 48 spilled.
+  static constexpr int PRODUCER_REGS = SWAP ? 56 : 80, CONSUMER_REGS = SWAP ? 120 : 208;
   // setmaxnreg only moves registers within the CTA's allocation (65536 / THREADS per thread, a multiple of
   // 8): a consumer increase beyond what the producers released blocks forever.
   static_assert(PRODUCER_REGS * 128 * PW + CONSUMER_REGS * 128 * CONSUMERS <=
                     (65536 / THREADS / 8 * 8) * THREADS,
                 "register budget");
-  static_assert(PW == 1 || (SWAP && PW == 2), "producer warpgroups");
   static_assert(!SWAP || (KX == 3 && BN == 64), "the swapped form: k = 3, 64 output channels per warpgroup");
   static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
   static_assert(BN % 32 == 0 && KX * BN <= 256, "N tile in 32-channel sub-boxes, at most 256 wide");
@@ -331,14 +332,16 @@ __global__ void __launch_bounds__(384, 1)
 // kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
 // tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
 // A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
-// PW = 2 adds a second producer warpgroup: seven transposing warps instead of three.
-template <int TD, int TH, int TW, int S, int PW>
-__global__ void __launch_bounds__(128 * (3 + PW), 1)
+// Two producer warpgroups: seven transposing warps.
+template <int TD, int TH, int TW, int S>
+__global__ void __launch_bounds__(640, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BN = 64, KX = 3;
-  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, PW>;
+  using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true>;
+  constexpr int PW = C::PW;
+  static_assert(C::THREADS == 640, "launch bounds");
   using Op = typename GmmaRS<IW_MI>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -460,19 +463,17 @@ __global__ void __launch_bounds__(128 * (3 + PW), 1)
   // This thread's A elements: rows co = 16 wl + g (+ 8) of the 64, all in sub-box wl / 2; columns (positions
   // of the k-block) q = 8 kk + tq (+ 4), which sit at box row qrow(q) + kw (qrow: the position's row of the
   // box spanning the kw taps along w). Element (row r, channel c) of a sub-box: r * 128 + ((c / 4 ^ r % 8)
-  // << 4) + (c % 4) * 4.
-  uint32_t off[4][2][2];
+  // << 4) + (c % 4) * 4. Row co + 8 is chunk c / 4 + 2 (bit 1 of c / 4 is clear), which flips bit 5 of the
+  // address whatever the swizzle: one offset per (kk, h) in registers, not two.
+  uint32_t off[4][2];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int q = 8 * kk + tq + 4 * h;
       const int r = (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) + kw;
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int cl = 16 * (wl & 1) + g + 8 * rr;
-        off[kk][h][rr] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
-      }
+      const int cl = 16 * (wl & 1) + g;
+      off[kk][h] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
     }
 
   int it = 0;
@@ -490,10 +491,10 @@ __global__ void __launch_bounds__(128 * (3 + PW), 1)
       const uint32_t gy = smem_addr + s * STAGE_BYTES + C::X_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0][0])));
-        a[kk][1] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0][1])));
-        a[kk][2] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1][0])));
-        a[kk][3] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1][1])));
+        a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0])));
+        a[kk][1] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][0]) ^ 32)));
+        a[kk][2] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1])));
+        a[kk][3] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][1]) ^ 32)));
 #pragma unroll
         for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
       }
@@ -601,18 +602,9 @@ struct IgemmWgradKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    if constexpr (SWAP) {
-      // TEMPORARY (v0.38 A/B): CONVT3D_SWAP_PW picks one or two producer warpgroups.
-      const char* e = getenv("CONVT3D_SWAP_PW");
-      if (e && atoi(e) == 1) {
-        using C1 = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, 1>;
-        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 1>, grid, C1::THREADS,
-                                        smem_bytes(geo), p.stream, p, tx, tg, geo);
-      }
-      using C2 = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true, 2>;
-      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, 2>, grid, C2::THREADS,
-                                      smem_bytes(geo), p.stream, p, tx, tg, geo);
-    }
+    if constexpr (SWAP)
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
+                                      p.stream, p, tx, tg, geo);
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);

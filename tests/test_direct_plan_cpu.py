@@ -140,12 +140,12 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(up, "fprop", "tf32").family == "igemm"
     assert selector.select_config(up, "dgrad", "tf32", **ampere).name == "direct_tf32_1x8x16_n64"  # strided: 1x8x16
     assert selector.select_config(up, "fprop", "tf32", **ampere).name == "fprop_tf32_128x64x32_64x32x32_s3"
-    # grad_weight: tap reuse at unit stride (on Hopper the warp-specialized rows, since v0.37 also for k3 with
-    # C_in >= 128) and for strided layers with C_in <= 64
-    assert selector.select_config(wide, "wgrad", "tf32").family == "wgmma"
+    # grad_weight: tap reuse at unit stride (on Hopper the warp-specialized rows; since v0.38 k3 with C_in >= 128
+    # and C_out >= 64 on the swapped kw fold) and for strided layers with C_in <= 64
+    assert selector.select_config(wide, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4"
     assert selector.select_config(Problem(2, 64, 64, (32, 32, 32), 3, 1, 1), "wgrad", "tf32").family == "wgmma"
     assert selector.select_config(wide, "wgrad", "tf32", **ampere).family == "direct"
-    assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
+    assert selector.select_config(up, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4"
     assert selector.select_config(up, "wgrad", "tf32", **ampere).family == "cutlass2x"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32", **ampere).family == "direct"
     # Hopper strided grad_weight needs x rows that fill its 16-wide tile; strided forwards with >= 2 taps
@@ -177,7 +177,8 @@ def test_wgmma_wgrad_block_width():
     0.192 ms on medium); C_in 48 one 48-wide block, C_in 64 two 32-wide ones."""
     medium = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
     video = Problem(4, 64, 32, (16, 64, 64), 3, 1, 1)
-    assert selector.select_config(medium, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
+    hopper = [k.name for k in KERNELS if "_sw_" not in k.name]  # medium's tf32 takes the swapped kw fold (v0.38)
+    assert selector.select_config(medium, "wgrad", "tf32", compiled=hopper).name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(medium, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg2_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(video, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n32_wg4_s2"
@@ -185,18 +186,21 @@ def test_wgmma_wgrad_block_width():
     old = selector.WGMMA_WGRAD_BLOCK_CHANNELS
     try:
         selector.WGMMA_WGRAD_BLOCK_CHANNELS = 8
-        assert selector.select_config(medium, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n32_wg4_s2"
+        assert selector.select_config(medium, "wgrad", "tf32", compiled=hopper).name == \
+            "wgmma_wgrad_tf32_8x16_k3_n32_wg4_s2"
     finally:
         selector.WGMMA_WGRAD_BLOCK_CHANNELS = old
 
 
 def test_igemm_wgrad_policy():
     """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): k = 3
-    on the kw-fold rows, other filter sizes per tap with the N block by C_out; the 32-position box by the
-    volume's width; 64->32 layers, unit stride, 3xtf32 and Ampere keep the other kernels."""
-    cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
-             Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
-             Problem(2, 256, 128, (16, 16, 16), 3, 3, 1, 2): "igemm_wgrad_tf32_1x4x8_n64_kx3_s3",
+    on the swapped kw-fold rows (the plain kw fold where they are not built), other filter sizes per tap
+    with the N block by C_out; the 32-position box by the volume's width; 64->32 layers, 3xtf32 and Ampere
+    keep the other kernels. Unit stride: the swapped kw fold, then the warp-specialized tap reuse, then the
+    plain kw fold."""
+    cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
+             Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
+             Problem(2, 256, 128, (16, 16, 16), 3, 3, 1, 2): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
              Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n64_s6",
              Problem(2, 256, 128, (16, 16, 16), 2, 2, 0): "igemm_wgrad_tf32_1x4x8_n128_s4"}
     for prob, name in cases.items():
@@ -204,11 +208,19 @@ def test_igemm_wgrad_policy():
         assert selector.select_config(prob, "wgrad", "3xtf32").family != "igemm"
         assert selector.select_config(prob, "wgrad", "tf32", capability=(8, 0), smem_limit=166912).family != "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "wgrad", "tf32").family == "wgmma"
-    # unit stride: the warp-specialized tap-reuse rows (v0.37: medium 0.174 ms on them against 0.227 on the
-    # kw-fold rows); the kw-fold rows only where those do not fit
+    unswapped = [k.name for k in KERNELS if "_sw_" not in k.name]
+    for prob in cases:
+        if prob.k == 3:
+            assert selector.select_config(prob, "wgrad", "tf32", compiled=unswapped).name == \
+                "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
+    # unit stride: the swapped kw fold (v0.38: medium 0.160 ms against 0.175 on the n48 tap-reuse row), then
+    # the warp-specialized tap-reuse rows (v0.37: 0.174 against 0.227 on the plain kw fold), then the plain
+    # kw fold where those do not fit
     medium = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
-    assert selector.select_config(medium, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
-    without = [k.name for k in KERNELS if not k.name.startswith("wgmma_wgrad_tf32")]
+    assert selector.select_config(medium, "wgrad", "tf32").name == "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4"
+    assert selector.select_config(medium, "wgrad", "tf32", compiled=unswapped).name == \
+        "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
+    without = [k.name for k in KERNELS if not k.name.startswith("wgmma_wgrad_tf32") and "_sw_" not in k.name]
     assert selector.select_config(medium, "wgrad", "tf32", compiled=without).name == \
         "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 1, 2), "wgrad", "tf32").family == "wgmma"

@@ -245,9 +245,10 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
         return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
         return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
-    # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice) only where the warp-specialized tap-reuse
-    # rows do not fit (select_config tries those first there): they won on medium 128->64 at 32^3 in v0.11
-    # (0.220 vs 0.237 ms), and lost there in v0.37 (0.227 vs 0.174 on the n48 row; bench/tools/wgw.py).
+    # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice): their swapped form first (select_config),
+    # then the warp-specialized tap-reuse rows, then the plain kw fold where those do not fit. The swapped
+    # rows beat the tap-reuse ones on medium (128->64 at 32^3: 0.160 against 0.175 ms on the n48 row) and
+    # wide-s1 (256->128 at 16^3: 0.098 against 0.118), v0.38; the plain kw fold lost to both (v0.37: 0.227).
     return ((problem.stride > 1 or problem.k == 3) and problem.c_in >= IGEMM_WGRAD_MIN_CIN
             and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
@@ -504,10 +505,11 @@ def igemm_wgrad_fits(problem: Problem, k: KernelConfig, smem_limit: int = DEFAUL
 # and 3D-GAN 128->64 0.26 vs 0.37 ms, 256->128 0.15-0.17 vs 0.17-0.19 (with 128-wide per-tap blocks); a
 # 16-wide box on an 8-wide volume idles half its positions (3D-GAN 256->128: 0.59 ms).
 def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: int,
-                        capability: Tuple[int, int]):
+                        capability: Tuple[int, int], swapped_only: bool = False):
     """The implicit-GEMM grad_weight row, or None: a kw-fold row where one takes the filter size, then
-    the position box that wastes least of the volume's width, then the least padded C_out work
-    (``_padded``), then the table's earlier row."""
+    the position box that wastes least of the volume's width, then the swapped form (v0.38: 1.3-1.5x the
+    plain kw fold on every layer measured), then the least padded C_out work (``_padded``), then the
+    table's earlier row. ``swapped_only``: the swapped rows or None."""
     w = problem.spatial[2]
     cands = []
     for i, k in _built("wgrad", precision, "igemm", compiled):
@@ -515,9 +517,11 @@ def _igemm_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
             continue
         if problem.stride == 1 and k.kx <= 1:  # per tap, unit stride: the tap-reuse kernel won (v0.9)
             continue
+        if swapped_only and not k.swap:
+            continue
         waste = -(-w // k.block[2]) * k.block[2] - w
-        cands.append((k.kx <= 1, waste, _padded(problem.c_out, k.bn), i, k))
-    return min(cands, key=lambda c: c[:4])[-1] if cands else None
+        cands.append((k.kx <= 1, waste, not k.swap, _padded(problem.c_out, k.bn), i, k))
+    return min(cands, key=lambda c: c[:5])[-1] if cands else None
 
 
 # Each C_in block of the Hopper grad_weight re-stages the whole grad_y halo ring and re-reads its A
@@ -665,7 +669,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if family in (None, "direct") and prec == precision:
         if op == "wgrad":
             k = None
-            if problem.stride == 1:
+            if problem.stride == 1 and igemm_wins(problem, op, prec):
+                k = _igemm_wgrad_choice(problem, prec, comp, smem_limit, capability, swapped_only=True)
+            if k is None and problem.stride == 1:
                 k = _wgmma_wgrad_choice(problem, prec, comp, smem_limit, capability)
             if k is None and igemm_wins(problem, op, prec):
                 k = _igemm_wgrad_choice(problem, prec, comp, smem_limit, capability)
