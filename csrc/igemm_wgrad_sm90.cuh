@@ -32,7 +32,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -334,7 +333,7 @@ __global__ void __launch_bounds__(384, 1)
 // tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
 // A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
 // Two producer warpgroups: seven transposing warps.
-template <int TD, int TH, int TW, int S, bool DB = false>
+template <int TD, int TH, int TW, int S>
 __global__ void __launch_bounds__(640, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
@@ -484,48 +483,9 @@ __global__ void __launch_bounds__(640, 1)
     float acc[NA];
 #pragma unroll
     for (int i = 0; i < NA; ++i) acc[i] = 0.f;
-    if constexpr (DB) {  // TEMPORARY (v0.38 A/B): two A register sets, wait<1>
-    uint32_t a0[4][4], a1[4][4];
-    int held = -1;
-    auto kblock = [&](uint32_t(&a)[4][4]) {
-      const int s = it % S;
-      Barrier::wait(&ready[s], (it / S) & 1);
-      const uint32_t gy = smem_addr + s * STAGE_BYTES + C::X_BYTES;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0])));
-        a[kk][1] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][0]) ^ 32)));
-        a[kk][2] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1])));
-        a[kk][3] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][1]) ^ 32)));
-#pragma unroll
-        for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
-      }
-      fence_acc(acc);
-      cute::warpgroup_arrive();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        gmma_rs<Op>(a[kk], sw128_desc(gy + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
-      cute::warpgroup_commit_batch();
-      cute::warpgroup_wait<1>();
-      fence_acc(acc);
-      if (held >= 0) Barrier::arrive(&empty[held]);
-      held = s;
-      ++it;
-    };
-    int i = 0;
-#pragma unroll 1
-    for (; i + 1 < t.count; i += 2) {
-      kblock(a0);
-      kblock(a1);
-    }
-    if (i < t.count) kblock(a0);
-    cute::warpgroup_wait<0>();
-    fence_acc(acc);
-    if (held >= 0) Barrier::arrive(&empty[held]);
-    } else {
     // One A register set, all four wgmmas of a k-block in flight, then wait: with two sets (the next
-    // k-block's loads beside these MMAs) ptxas serialised every wgmma for lack of registers (C7512), and
-    // the three warpgroups keep the tensor pipe fed between one's k-blocks.
+    // k-block's loads beside these MMAs) ptxas serialised every wgmma for lack of registers (C7512); the
+    // three warpgroups keep the tensor pipe fed between one's k-blocks (v0.38: level or 0.3-4% faster).
     uint32_t a[4][4];
 #pragma unroll 1
     for (int i = 0; i < t.count; ++i, ++it) {
@@ -556,7 +516,6 @@ __global__ void __launch_bounds__(640, 1)
       Barrier::arrive(&empty[s]);
     }
 
-    }
     // Accumulator 4j + 2r + e: row co = 16 wl + g + 8r, column ci = 8j + 2tq + e. partials is [ci][co] per
     // tap, so 8 lanes of one (tq, e) write 32 contiguous bytes.
     const int k3 = k * k * k;
@@ -638,14 +597,9 @@ struct IgemmWgradKernel {
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    if constexpr (SWAP) {
-      const char* e = getenv("CONVT3D_SWAP_DB");  // TEMPORARY (v0.38 A/B)
-      if (e && atoi(e) == 1)
-        return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, true>, grid, C::THREADS,
-                                        smem_bytes(geo), p.stream, p, tx, tg, geo);
+    if constexpr (SWAP)
       return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
-    }
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
