@@ -99,6 +99,64 @@ struct IgemmWgradConfig {
   static_assert(S >= 2, "stages");
 };
 
+// A unit: (slice, C_in block, C_out block, tap), tap fastest; with the kw fold the tap is (kd, kh). Its
+// k-blocks are the position tiles [first, first + count) (count 0 for an empty slice). Every role of a CTA
+// walks the same units, so the stage and barrier phase of k-block `it` agree between them.
+struct IgemmWgradUnit {
+  int slice, ci0, co0, tap, first, count;
+};
+
+template <int BN>
+__device__ __forceinline__ void igemm_wgrad_unit(const IgemmWgradGeometry& geo, int u, IgemmWgradUnit& t) {
+  t.tap = u % geo.taps;
+  int r = u / geo.taps;
+  t.co0 = (r % geo.coblocks) * BN;
+  r /= geo.coblocks;
+  t.ci0 = (r % geo.ciblocks) * IW_MI;
+  t.slice = r / geo.ciblocks;
+  t.first = t.slice * geo.per_slice;
+  const int end = t.first + geo.per_slice < geo.tiles ? t.first + geo.per_slice : geo.tiles;
+  t.count = end > t.first ? end - t.first : 0;
+}
+
+// The producer's TMA thread (both kernels): for each k-block of this CTA's units, once stage it % S is
+// released, the 32-position box of x (four 32-channel sub-boxes) and the box of grad_y at s * i - pad + tap
+// (BN / 32 sub-boxes g_sub apart; with the kw fold the box spans the KX taps along w and starts at kw = 0).
+template <int TD, int TH, int TW, int BN, int S, int KX>
+__device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, const CUtensorMap* tmap_x,
+                                                const CUtensorMap* tmap_gy, const IgemmWgradGeometry& geo,
+                                                int k, int per_sample, uint8_t* smem, int stage_bytes,
+                                                int g_sub, uint64_t* full, uint64_t* empty) {
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+  constexpr int X_BYTES = IW_MI * IW_KB * 4;
+  const int s = p.stride;
+  int it = 0;
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    IgemmWgradUnit t;
+    igemm_wgrad_unit<BN>(geo, u, t);
+    const int kd = KX > 1 ? t.tap / k : t.tap / (k * k), kh = KX > 1 ? t.tap % k : (t.tap / k) % k;
+    const int kw = KX > 1 ? 0 : t.tap % k;
+    for (int i = 0; i < t.count; ++i, ++it) {
+      const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
+      const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
+      const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
+      const int st_i = it % S;
+      Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
+      uint8_t* st = smem + st_i * stage_bytes;
+      TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
+#pragma unroll
+      for (int c = 0; c < IW_MI / 32; ++c)
+        cute::SM90_TMA_LOAD_5D::copy(tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
+#pragma unroll
+      for (int c = 0; c < BN / 32; ++c)
+        cute::SM90_TMA_LOAD_5D::copy(tmap_gy, &full[st_i], hint, st + X_BYTES + c * g_sub, t.co0 + 32 * c,
+                                     s * w0 - p.pad + kw, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
+    }
+  }
+}
+
 template <int TD, int TH, int TW, int BN, int S, int KX>
 __global__ void __launch_bounds__(384, 1)
     igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
@@ -131,51 +189,15 @@ __global__ void __launch_bounds__(384, 1)
 
   const int k = p.k;
   // Every role walks the same units, so the stage and barrier phase of k-block `it` agree between them.
-  struct Unit {
-    int slice, ci0, co0, tap, first, count;
-  };
-  auto unit_at = [&](int u, Unit& t) {
-    t.tap = u % geo.taps;
-    int r = u / geo.taps;
-    t.co0 = (r % geo.coblocks) * BN;
-    r /= geo.coblocks;
-    t.ci0 = (r % geo.ciblocks) * IW_MI;
-    t.slice = r / geo.ciblocks;
-    t.first = t.slice * geo.per_slice;
-    const int end = t.first + geo.per_slice < geo.tiles ? t.first + geo.per_slice : geo.tiles;
-    t.count = end > t.first ? end - t.first : 0;
-  };
+  using Unit = IgemmWgradUnit;
+  auto unit_at = [&](int u, Unit& t) { igemm_wgrad_unit<BN>(geo, u, t); };
   const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
 
   if (wg == 0) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
-      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-      const int s = p.stride;
-      int it = 0;
-      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
-        Unit t;
-        unit_at(u, t);
-        // KX > 1: t.tap is (kd, kh) and the box starts at kw = 0.
-        const int kd = KX > 1 ? t.tap / k : t.tap / (k * k), kh = KX > 1 ? t.tap % k : (t.tap / k) % k;
-        const int kw = KX > 1 ? 0 : t.tap % k;
-        for (int i = 0; i < t.count; ++i, ++it) {
-          const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
-          const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
-          const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
-          const int st_i = it % S;
-          Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
-          uint8_t* st = smem + st_i * STAGE_BYTES;
-          TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
-#pragma unroll
-          for (int c = 0; c < IW_MI / 32; ++c)
-            cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
-#pragma unroll
-          for (int c = 0; c < BN / 32; ++c)
-            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * G_SUB, t.co0 + 32 * c,
-                                         s * w0 - p.pad + kw, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
-        }
-      }
+      igemm_wgrad_tma<TD, TH, TW, BN, S, KX>(p, &tmap_x, &tmap_gy, geo, k, per_sample, smem, STAGE_BYTES, G_SUB,
+                                             full, empty);
     } else if (tid >= 32) {
       // grad_y^T. Warp w (0-2) takes the (sub-box c, 16-byte chunk j) pairs P = w, w + 3, ..., lane q the
       // position: it reads 4 channels of position q (the 8 lanes of each 128-bit phase hit 8 distinct
@@ -371,50 +393,16 @@ __global__ void __launch_bounds__(640, 1)
   __syncthreads();
 
   const int k = p.k;
-  struct Unit {
-    int slice, ci0, co0, tap, first, count;
-  };
-  auto unit_at = [&](int u, Unit& t) {
-    t.tap = u % geo.taps;
-    int r = u / geo.taps;
-    t.co0 = (r % geo.coblocks) * BN;
-    r /= geo.coblocks;
-    t.ci0 = (r % geo.ciblocks) * IW_MI;
-    t.slice = r / geo.ciblocks;
-    t.first = t.slice * geo.per_slice;
-    const int end = t.first + geo.per_slice < geo.tiles ? t.first + geo.per_slice : geo.tiles;
-    t.count = end > t.first ? end - t.first : 0;
-  };
+  using Unit = IgemmWgradUnit;
+  auto unit_at = [&](int u, Unit& t) { igemm_wgrad_unit<BN>(geo, u, t); };
   const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
 
   if (wg < PW) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
-      constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-      const int s = p.stride;
-      int it = 0;
-      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
-        Unit t;
-        unit_at(u, t);
-        const int kd = t.tap / k, kh = t.tap % k;
-        for (int i = 0; i < t.count; ++i, ++it) {
-          const int tile = t.first + i, n = tile / per_sample, rest = tile % per_sample;
-          const int w0 = (rest % geo.tiles_w) * TW, h0 = ((rest / geo.tiles_w) % geo.tiles_h) * TH;
-          const int d0 = (rest / (geo.tiles_w * geo.tiles_h)) * TD;
-          const int st_i = it % S;
-          Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
-          uint8_t* st = smem + st_i * STAGE_BYTES;
-          TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
-#pragma unroll
-          for (int c = 0; c < IW_MI / 32; ++c)
-            cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
-#pragma unroll
-          for (int c = 0; c < BN / 32; ++c)
-            cute::SM90_TMA_LOAD_5D::copy(&tmap_gy, &full[st_i], hint, st + C::X_BYTES + c * G_SUB, t.co0 + 32 * c,
-                                         s * w0 - p.pad, s * h0 - p.pad + kh, s * d0 - p.pad + kd, n);
-        }
-      }
+      igemm_wgrad_tma<TD, TH, TW, BN, S, KX>(p, &tmap_x, &tmap_gy, geo, k, per_sample, smem, STAGE_BYTES, G_SUB,
+                                             full, empty);
     } else if (tid >= 32) {
       // x^T. Transposing warp w takes the (sub-box, 16-byte chunk) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads channels 4j..4j+3 (j = P % 8) of position q (8 lanes of a 128-bit phase hit 8
