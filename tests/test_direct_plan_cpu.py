@@ -178,7 +178,8 @@ def test_wgmma_wgrad_block_width():
     medium = Problem(2, 128, 64, (32, 32, 32), 3, 1, 1)
     video = Problem(4, 64, 32, (16, 64, 64), 3, 1, 1)
     hopper = [k.name for k in KERNELS if "_sw_" not in k.name]  # medium's tf32 takes the swapped kw fold (v0.38)
-    assert selector.select_config(medium, "wgrad", "tf32", compiled=hopper).name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
+    assert selector.select_config(medium, "wgrad", "tf32", compiled=hopper).name == \
+        "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(medium, "wgrad", "3xtf32").name == "wgmma_wgrad_3xtf32_8x16_k3_n48_wg2_s2"
     assert selector.select_config(HEADLINE, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2"
     assert selector.select_config(video, "wgrad", "tf32").name == "wgmma_wgrad_tf32_8x16_k3_n32_wg4_s2"
