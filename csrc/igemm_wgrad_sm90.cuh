@@ -76,9 +76,9 @@ struct IgemmWgradConfig {
     return KX == 1 ? IW_SUB : (TD * TH * wb * 128 + 1023) / 1024 * 1024;
   }
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
-  // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)).
-  // SWAP: two producer warpgroups (warp 0 issues TMA, the other seven transpose; one warpgroup's three
-  // measured 1-4% slower on every layer, v0.38).
+  // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)), two producer
+  // warpgroups (warp 0 issues TMA, the other seven transpose; one warpgroup's three measured 1-4% slower on
+  // every layer, v0.38).
   static constexpr int PW = SWAP ? 2 : 1;
   static constexpr int CONSUMERS = SWAP ? KX : 2;
   static constexpr int THREADS = 128 * (CONSUMERS + PW);
@@ -130,7 +130,7 @@ __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, cons
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-  constexpr int X_BYTES = IW_MI * IW_KB * 4;
+  constexpr int X_BYTES = IgemmWgradConfig<TD, TH, TW, BN, S, KX>::X_BYTES;
   const int s = p.stride;
   int it = 0;
   for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
