@@ -12,9 +12,9 @@
 //     position by TMA's traversal stride). Out-of-range positions and channels are zero-filled.
 //   * A = x^T from registers: each thread loads its x[position][ci] elements from the TMA boxes (32-channel,
 //     128-byte swizzled sub-boxes) and rounds them to tf32.
-//   * B = grad_y^T, which tf32 wgmma reads K-major only (positions are the outer axis of NDHWC): three
-//     producer warps transpose each grad_y box [positions][co] into [co][32 positions], 128-byte swizzled
-//     and rounded, while the consumers run the previous stages.
+//   * B = grad_y^T, which tf32 wgmma reads K-major only (positions are the outer axis of NDHWC): producer
+//     warps (seven per tap, three with the kw fold) transpose each grad_y box [positions][co] into
+//     [co][32 positions], 128-byte swizzled and rounded, while the consumers run the previous stages.
 //   * Warp-specialized, persistent; units (slice, ci block, co block, tap) tap fastest, so concurrent CTAs
 //     read the same x and grad_y tiles through L2. Every unit writes its partial block (zeros for an empty
 //     slice); the caller sums the slices in a fixed order: bitwise reproducible.
@@ -78,15 +78,17 @@ struct IgemmWgradConfig {
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
   // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)), two producer
   // warpgroups (warp 0 issues TMA, the other seven transpose; one warpgroup's three measured 1-4% slower on
-  // every layer, v0.38).
-  static constexpr int PW = SWAP ? 2 : 1;
+  // every layer, v0.38). The per-tap rows (KX = 1) transpose with seven warps too: with three, ncu put their
+  // consumers asleep in the wait for the transposed grad_y half of the time (V-Net up, v0.39).
+  static constexpr int PW = SWAP || KX == 1 ? 2 : 1;
   static constexpr int CONSUMERS = SWAP ? KX : 2;
   static constexpr int THREADS = 128 * (CONSUMERS + PW);
   static constexpr int TRANSPOSERS = 32 * (4 * PW - 1);  // producer warps 1..4 PW - 1
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
   // SWAP's consumers hold 64 accumulators (N = 128) instead of 96; at 640 threads 96 registers each come with
   // the launch, and producers at 48 spilled.
-  static constexpr int PRODUCER_REGS = SWAP ? 56 : 80, CONSUMER_REGS = SWAP ? 120 : 208;
+  // KX = 1 at 512 threads: 176 for up to 64 accumulators (N <= 128) and two A register sets.
+  static constexpr int PRODUCER_REGS = SWAP ? 56 : 80, CONSUMER_REGS = SWAP ? 120 : KX == 1 ? 176 : 208;
   // setmaxnreg only moves registers within the CTA's allocation (65536 / THREADS per thread, a multiple of
   // 8): a consumer increase beyond what the producers released blocks forever.
   static_assert(PRODUCER_REGS * 128 * PW + CONSUMER_REGS * 128 * CONSUMERS <=
@@ -158,7 +160,7 @@ __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, cons
 }
 
 template <int TD, int TH, int TW, int BN, int S, int KX>
-__global__ void __launch_bounds__(384, 1)
+__global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREADS, 1)
     igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                        const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -193,18 +195,20 @@ __global__ void __launch_bounds__(384, 1)
   auto unit_at = [&](int u, Unit& t) { igemm_wgrad_unit<BN>(geo, u, t); };
   const int per_sample = geo.tiles_d * geo.tiles_h * geo.tiles_w;
 
-  if (wg == 0) {
+  if (wg < C::PW) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
       igemm_wgrad_tma<TD, TH, TW, BN, S, KX>(p, &tmap_x, &tmap_gy, geo, k, per_sample, smem, STAGE_BYTES, G_SUB,
                                              full, empty);
     } else if (tid >= 32) {
-      // grad_y^T. Warp w (0-2) takes the (sub-box c, 16-byte chunk j) pairs P = w, w + 3, ..., lane q the
+      // grad_y^T. Warp w takes the (sub-box c, 16-byte chunk j) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads 4 channels of position q (the 8 lanes of each 128-bit phase hit 8 distinct
       // chunks) and writes them, rounded, into 4 rows of the K-major tile at column q (32 lanes, 32
-      // distinct banks). Loads go in batches of 4 pairs: the three warps are the kernel's critical path
-      // (ncu: one dependent chain each made a k-block 5x its MMA time).
+      // distinct banks). Loads go in batches of 4 pairs: the transposing warps are the kernel's critical
+      // path (ncu: one dependent chain each made a k-block 5x its MMA time).
       const int w = (tid >> 5) - 1, lane = tid & 31;
+      constexpr int TWARPS = C::TRANSPOSERS / 32;  // odd, so that pair w + b0 + TWARPS b has parity (w + b) & 1
+      static_assert(TWARPS % 2 == 1, "chunk parity by batch index");
       constexpr int PAIRS = KX * BN / 32 * 8;  // (kw, sub-box, chunk), kw slowest
       // The lane's position q (its column of the K-major tile). KX > 1 at stride 2: the box rows a 128-bit
       // load's 8-lane phase reads are th * wb + 2 tw + kw with wb odd, so 8 consecutive tw hit 4 swizzle
@@ -215,7 +219,7 @@ __global__ void __launch_bounds__(384, 1)
                         : lane;
       // KX > 1: position q = (td, th, tw) of the k-block reads box row (td * TH + th) * wb + s * tw + kw.
       const int qrow = KX > 1 ? (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) : q;
-      constexpr int BATCH = 4;  // even: pair P = w + b0 + 3b has chunk parity (w + b) & 1 whatever b0
+      constexpr int BATCH = 4;  // even: pair P = w + b0 + TWARPS b has chunk parity (w + b) & 1 whatever b0
       // Channel m of chunk j lands in row 4j + m at column q: byte m * 128 + ((q / 4 ^ (4 (j & 1) + m)) << 4) +
       // (q % 4) * 4 past the chunk's first row. Precomputed for both chunk parities (par[0]: w's own).
       uint32_t par[2][4];
@@ -234,11 +238,11 @@ __global__ void __launch_bounds__(384, 1)
           const uint8_t* g = smem + st_i * STAGE_BYTES + C::X_BYTES;
           uint8_t* gt = smem + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
 #pragma unroll 1
-          for (int b0 = 0; b0 < PAIRS; b0 += 3 * BATCH) {
+          for (int b0 = 0; b0 < PAIRS; b0 += TWARPS * BATCH) {
             float4 v[BATCH];
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + 3 * b;
+              const int P = w + b0 + TWARPS * b;
               if (P < PAIRS) {
                 const int kw = P / (BN / 32 * 8), sub = (P >> 3) % (BN / 32), r = qrow + kw;
                 v[b] = *reinterpret_cast<const float4*>(g + sub * G_SUB + r * 128 + (((P & 7) ^ (r & 7)) << 4));
@@ -246,7 +250,7 @@ __global__ void __launch_bounds__(384, 1)
             }
 #pragma unroll
             for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + 3 * b;
+              const int P = w + b0 + TWARPS * b;
               if (P < PAIRS) {
                 // Rows kw * BN + 32 sub + 4 chunk + m: BN % 32 == 0 keeps the row's swizzle phase.
                 uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
@@ -265,7 +269,7 @@ __global__ void __launch_bounds__(384, 1)
   }
 
   cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
-  const int cw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int cw = wg - C::PW, wl = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
   // This thread's A elements: rows ci = 64 cw + 16 wl + g (+ 8), in sub-box ci / 32; columns (positions)
