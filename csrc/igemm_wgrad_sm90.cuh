@@ -220,14 +220,17 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
       // KX > 1: position q = (td, th, tw) of the k-block reads box row (td * TH + th) * wb + s * tw + kw.
       const int qrow = KX > 1 ? (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) : q;
       constexpr int BATCH = 4;  // even: pair P = w + b0 + TWARPS b has chunk parity (w + b) & 1 whatever b0
-      // Channel m of chunk j lands in row 4j + m at column q: byte m * 128 + ((q / 4 ^ (4 (j & 1) + m)) << 4) +
-      // (q % 4) * 4 past the chunk's first row. Precomputed for both chunk parities (par[0]: w's own).
+      // Position q goes to column col of its group of 8 (the consumers' order, see off below): col = q / 2 +
+      // 4 (q % 2) within the group. Channel m of chunk j lands in row 4j + m at column col: byte m * 128 +
+      // ((col / 4 ^ (4 (j & 1) + m)) << 4) + (col % 4) * 4 past the chunk's first row. Precomputed for both
+      // chunk parities (par[0]: w's own).
+      const int col = (q & ~7) | ((q & 7) >> 1) | ((q & 1) << 2);
       uint32_t par[2][4];
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int m = 0; m < 4; ++m)
-          par[h][m] = m * 128 + ((((q >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (q & 3) * 4;
+          par[h][m] = m * 128 + ((((col >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (col & 3) * 4;
       int it = 0;
       for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
         Unit t;
@@ -272,16 +275,18 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
   const int cw = wg - C::PW, wl = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
-  // This thread's A elements: rows ci = 64 cw + 16 wl + g (+ 8), in sub-box ci / 32; columns (positions)
-  // 8 kk + tq (+ 4). Position q of channel c' in a sub-box sits at q * 128 + ((c' / 4) ^ (q % 8)) * 16 +
-  // (c' % 4) * 4, and q % 8 is tq or tq + 4 whatever kk.
+  // This thread's A elements: rows ci = 64 cw + 16 wl + g (+ 8), in sub-box ci / 32; columns 8 kk + tq (+ 4).
+  // Position q of channel c' in a sub-box sits at q * 128 + ((c' / 4) ^ (q % 8)) * 16 + (c' % 4) * 4.
+  // Column tq + 4h of each k8 step is position 8 kk + 2 tq + h (the transposers write grad_y there too):
+  // the four tq of a load then read rows 0, 2, 4, 6 (or 1, 3, 5, 7), four distinct swizzle phases, where
+  // positions tq + 4h put rows 0 and 1 on the same banks (2-way conflicts on every load, ncu, v0.39).
   uint32_t off[2][2];
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
     const int ci = 64 * cw + 16 * wl + g + 8 * rr, cl = ci & 31;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int q = tq + 4 * h;
+      const int q = 2 * tq + h;
       off[rr][h] = (ci >> 5) * IW_SUB + q * 128 + (((cl >> 2) ^ q) << 4) + (cl & 3) * 4;
     }
   }
