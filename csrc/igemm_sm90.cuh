@@ -34,11 +34,12 @@
 // to k^3 taps read it: per axis a window of s consecutive taps [a, a + s) does that, since tile position q
 // at tap t reads s*q + dmin + t, and over q these windows tile [dmin + a, s*count + dmin + a) without
 // overlap; the host picks a (IgemmGeometry::sum_a) so that the span covers the input (positions past it
-// are TMA's zero fill). Only the units of the first channel block sum. The producer warpgroup's three
-// idle warps do it (summing in the MMA warps slowed them: U-Net 128->64's grad_input 0.112 -> 0.142 ms),
-// as one more consumer of every stage: warp w adds rows w, w + 3, ... of a summing stage (16-byte loads,
-// four rows per load), reduces its lanes by shuffles and adds into its own shared row, in k-block order;
-// the CTA adds the three rows in order into its global row: the same bits run after run. Against
+// are TMA's zero fill). Only the units of the first channel block sum. The producer warps beside the TMA
+// warp do it, three or seven by the N block (IgemmConfig::SUM_WARPS; summing in the MMA warps slowed them:
+// U-Net 128->64's grad_input 0.112 -> 0.142 ms), as more consumers of every stage: warp w adds rows w,
+// w + SUM_WARPS, ... of a summing stage (16-byte loads, four rows per load), reduces its lanes by shuffles
+// and adds into its own shared row, in k-block order; the CTA adds the rows in order into its global row:
+// the same bits run after run. Against
 // grad_input plus the separate sums: 0.99-1.55x on the sweep's eleven layers on these rows (gisums.py).
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
@@ -91,18 +92,24 @@ struct IgemmConfig {
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");
-  // SUMS: the producer warpgroup's warps 1-3 sum the input, each into its own shared row of Cr floats
-  // after the barriers.
-  static constexpr int SUM_WARPS = 3;
-  // ... with more registers than a TMA thread's 40, taken from the consumers (at 40 ptxas spilled, and the
-  // fused grad_input ran 1-14% slower than at 56 on six strided layers, bench/tools/gisums.py, H100).
-  static constexpr int SUM_PRODUCER_REGS = 56, SUM_CONSUMER_REGS = 224;
-  static_assert(SUM_PRODUCER_REGS * 128 + SUM_CONSUMER_REGS * 256 <= 168 * THREADS, "register budget");
+  // SUMS: the producer warps after the TMA warp sum the input, each into its own shared row of Cr floats
+  // after the barriers: three (one producer warpgroup) for N blocks of 128, seven (two producer warpgroups,
+  // 512 threads) for narrower ones, whose stages' MMAs take half the time or less. With three, the summing
+  // bound the 32-channel layers' grad_input (U-Net 64->32: 0.478 ms fused against 0.341 without sums,
+  // 0.451 with seven); with seven, the n128 rows ran slower (U-Net 128->64 0.143 -> 0.157 ms; v0.39).
+  static constexpr int SUM_PW = BN <= 64 ? 2 : 1;
+  static constexpr int SUM_WARPS = 4 * SUM_PW - 1;
+  static constexpr int SUM_THREADS = 128 * (SUM_PW + 2);
+  // ... with more registers than a TMA thread's 40 (at 40 ptxas spilled, and the fused grad_input ran 1-14%
+  // slower than at 56 on six strided layers, bench/tools/gisums.py, H100); the consumers get the rest.
+  static constexpr int SUM_PRODUCER_REGS = 56, SUM_CONSUMER_REGS = SUM_PW == 2 ? 200 : 224;
+  static_assert(SUM_PRODUCER_REGS * 128 * SUM_PW + SUM_CONSUMER_REGS * 256 <= 65536 / SUM_THREADS * SUM_THREADS,
+                "register budget");
   static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
 };
 
 template <int TH, int TW, int BN, int S, bool SPLIT, bool SUMS = false>
-__global__ void __launch_bounds__(384, 1)
+__global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, S, SPLIT>::SUM_THREADS : 384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -161,7 +168,8 @@ __global__ void __launch_bounds__(384, 1)
     return true;
   };
 
-  if (wg == 0) {
+  constexpr int PWG = SUMS ? C::SUM_PW : 1;  // producer warpgroups
+  if (PWG == 1 ? wg == 0 : wg < PWG) {
     cutlass::arch::warpgroup_reg_dealloc<SUMS ? C::SUM_PRODUCER_REGS : C::PRODUCER_REGS>();
     if (tid == 0) {
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -243,20 +251,25 @@ __global__ void __launch_bounds__(384, 1)
               }
             }
       }
-      // This CTA's global row: the three warps' rows added in order; the rows of CTAs the grid lacks
+      // This CTA's global row: the summing warps' rows added in order; the rows of CTAs the grid lacks
       // are zeroed by the CTAs it has.
-      asm volatile("bar.sync 1, 96;" ::: "memory");
+      constexpr int SUMMERS = 32 * C::SUM_WARPS;
+      asm volatile("bar.sync 1, %0;" ::"n"(SUMMERS) : "memory");
       const float* rows = reinterpret_cast<const float*>(smem + C::sums_offset());
-      for (int c = tid - 32; c < p.Cr; c += 96)
-        p.in_sums[(size_t)blockIdx.x * p.Cr + c] = (rows[c] + rows[p.Cr + c]) + rows[2 * p.Cr + c];
+      for (int c = tid - 32; c < p.Cr; c += SUMMERS) {
+        float v = rows[c];
+#pragma unroll
+        for (int w = 1; w < C::SUM_WARPS; ++w) v += rows[w * p.Cr + c];
+        p.in_sums[(size_t)blockIdx.x * p.Cr + c] = v;
+      }
       for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
-        for (int c = tid - 32; c < p.Cr; c += 96) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
+        for (int c = tid - 32; c < p.Cr; c += SUMMERS) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
     }
     return;
   }
 
   cutlass::arch::warpgroup_reg_alloc<SUMS ? C::SUM_CONSUMER_REGS : C::CONSUMER_REGS>();
-  const int cw = wg - 1, wl = (tid >> 5) & 3, lane = tid & 31;
+  const int cw = wg - PWG, wl = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
   // This thread's A elements in a stage: rows r0 = 64 cw + 16 wl + g and r0 + 8 (both = g mod 8), columns
@@ -501,7 +514,7 @@ struct IgemmKernel {
                      (long long)geo.units + (long long)sms * p.num_phases <= 0x7fffffffLL;
     if constexpr (!SPLIT) {
       if (p.in_sums != nullptr)
-        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::THREADS,
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::SUM_THREADS,
                                         smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
     }
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,

@@ -631,8 +631,10 @@ SUM_ROWS_PER_CTA = 3
 
 
 # Warps of the Hopper implicit-GEMM kernel that sum its input, each into a shared row of C_r floats
-# (SUM_WARPS in csrc/igemm_sm90.cuh: the producer warpgroup's three idle warps).
-IGEMM_SUM_WARPS = 3
+# (IgemmConfig::SUM_WARPS in csrc/igemm_sm90.cuh): seven in two producer warpgroups for N blocks up to 64,
+# three in one for wider blocks.
+def igemm_sum_warps(bn: int) -> int:
+    return 7 if bn <= 64 else 3
 
 
 def igemm_sum_window(table, in_spatial, s_in: int):
@@ -666,7 +668,7 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     ``igemm_sum_window``, in three warps of their producer warpgroup, each into a shared row of c_r
     floats."""
     if k.family == "igemm" and k.op == "direct" and not k.split:
-        smem = igemm_smem_bytes(k.bn, k.stages) + IGEMM_SUM_WARPS * 4 * c_r
+        smem = igemm_smem_bytes(k.bn, k.stages) + igemm_sum_warps(k.bn) * 4 * c_r
         return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
     if not (k.family == "wgmma" and k.ws) or len(table) != 13:
         return False
