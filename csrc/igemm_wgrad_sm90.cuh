@@ -203,8 +203,8 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
     } else if (tid >= 32) {
       // grad_y^T. Warp w takes the (sub-box c, 16-byte chunk j) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads 4 channels of position q (the 8 lanes of each 128-bit phase hit 8 distinct
-      // chunks) and writes them, rounded, into 4 rows of the K-major tile at column q (32 lanes, 32
-      // distinct banks). Loads go in batches of 4 pairs: the transposing warps are the kernel's critical
+      // chunks) and writes them, rounded, into 4 rows of the K-major tile at column col(q) (below; 32 lanes,
+      // 32 distinct banks). Loads go in batches of 4 pairs: the transposing warps are the kernel's critical
       // path (ncu: one dependent chain each made a k-block 5x its MMA time).
       const int w = (tid >> 5) - 1, lane = tid & 31;
       constexpr int TWARPS = C::TRANSPOSERS / 32;  // odd, so that pair w + b0 + TWARPS b has parity (w + b) & 1

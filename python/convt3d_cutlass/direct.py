@@ -630,10 +630,10 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
 SUM_ROWS_PER_CTA = 3
 
 
-# Warps of the Hopper implicit-GEMM kernel that sum its input, each into a shared row of C_r floats
-# (IgemmConfig::SUM_WARPS in csrc/igemm_sm90.cuh): seven in two producer warpgroups for N blocks up to 64,
-# three in one for wider blocks.
 def igemm_sum_warps(bn: int) -> int:
+    """Warps of the Hopper implicit-GEMM kernel with an N block of bn channels that sum its input, each
+    into a shared row of C_r floats (IgemmConfig::SUM_WARPS in csrc/igemm_sm90.cuh): seven, in two producer
+    warpgroups, for blocks up to 64; three, in one, for wider blocks (v0.39)."""
     return 7 if bn <= 64 else 3
 
 
@@ -665,8 +665,7 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     counts its halo up to where the next tile's starts (the last tile along an axis, all of it), so the
     halos must start at or before the input and the last ones reach its end (csrc/direct_sm90.cuh,
     sums_cover). The tf32 implicit-GEMM rows (any stride) sum the input boxes they load at the taps of
-    ``igemm_sum_window``, in three warps of their producer warpgroup, each into a shared row of c_r
-    floats."""
+    ``igemm_sum_window``, in ``igemm_sum_warps`` producer warps, each into a shared row of c_r floats."""
     if k.family == "igemm" and k.op == "direct" and not k.split:
         smem = igemm_smem_bytes(k.bn, k.stages) + igemm_sum_warps(k.bn) * 4 * c_r
         return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
