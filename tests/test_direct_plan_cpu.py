@@ -749,3 +749,19 @@ def test_igemm_wgrad_slices_take_the_fewest_within_the_slack():
             some = direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx)
             assert 1 <= some <= best
             assert direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx, slack=1e3) == 1
+
+
+def test_igemm_sum_rows_follow_the_n_block():
+    """The implicit-GEMM grad_input keeps one shared row of C_r sums per summing warp: seven for N blocks up
+    to 64, three for 128 (csrc/igemm_sm90.cuh, IgemmConfig::SUM_WARPS), so a wide reduction fits beside the
+    n128 row's stages and not beside the n32 row's, whose seven rows need 28 KB at C_r = 1000."""
+    prob = Problem(2, 64, 1000, (8, 8, 16), 3, 2, 1, 1)
+    table = direct.grad_input_plan(prob)
+    assert direct.igemm_sum_window(table, prob.out_spatial, 2) is not None
+    n32, n128 = BY_NAME["igemm_tf32_1x8x16_n32_s10"], BY_NAME["igemm_tf32_1x8x16_n128_s6"]
+    assert [direct.igemm_sum_warps(k.bn) for k in (n32, n128)] == [7, 3]
+    for k, fits in ((n32, False), (n128, True)):
+        rows = direct.igemm_sum_warps(k.bn) * 4 * 1000
+        assert (direct.igemm_smem_bytes(k.bn, k.stages) + rows <= direct.SM90_SMEM_OPTIN) == fits
+        assert direct.sums_input(k, table, prob.out_spatial, 2, 1000) == fits
+    assert direct.sums_input(n32, table, prob.out_spatial, 2, 900)
