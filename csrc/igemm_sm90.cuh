@@ -169,6 +169,8 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, S, SPLIT>::SUM_
   };
 
   constexpr int PWG = SUMS ? C::SUM_PW : 1;  // producer warpgroups
+  // wg == 0 with one producer warpgroup: those kernels keep the code they were measured with (wg < 1
+  // compiles to a different test and changes their PTX).
   if (PWG == 1 ? wg == 0 : wg < PWG) {
     cutlass::arch::warpgroup_reg_dealloc<SUMS ? C::SUM_PRODUCER_REGS : C::PRODUCER_REGS>();
     if (tid == 0) {
