@@ -159,6 +159,21 @@ __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, cons
   }
 }
 
+// Both kernels' ring of S stages: full (the TMA bytes), ready (the transposers' arrivals) and empty (the
+// consumers'), S barriers each, in that order from `full`; set up by thread 0 before any role starts.
+template <int S>
+__device__ __forceinline__ void igemm_wgrad_ring_init(uint64_t* full, int ready_arrivals, int empty_arrivals) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) {
+      cutlass::arch::ClusterTransactionBarrier::init(&full[s], 1);
+      cutlass::arch::ClusterBarrier::init(&full[S + s], ready_arrivals);
+      cutlass::arch::ClusterBarrier::init(&full[2 * S + s], empty_arrivals);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  __syncthreads();
+}
+
 template <int TD, int TH, int TW, int BN, int S, int KX>
 __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREADS, 1)
     igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
@@ -179,15 +194,7 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
   uint64_t* empty = ready + S;
 
   const int tid = threadIdx.x, wg = tid >> 7;
-  if (tid == 0) {
-    for (int s = 0; s < S; ++s) {
-      TxBarrier::init(&full[s], 1);
-      Barrier::init(&ready[s], C::TRANSPOSERS);
-      Barrier::init(&empty[s], 256);
-    }
-    cutlass::arch::fence_barrier_init();
-  }
-  __syncthreads();
+  igemm_wgrad_ring_init<S>(full, C::TRANSPOSERS, 256);
 
   const int k = p.k;
   // Every role walks the same units, so the stage and barrier phase of k-block `it` agree between them.
@@ -391,15 +398,7 @@ __global__ void __launch_bounds__(640, 1)
   uint64_t* empty = ready + S;
 
   const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31;
-  if (tid == 0) {
-    for (int s = 0; s < S; ++s) {
-      TxBarrier::init(&full[s], 1);
-      Barrier::init(&ready[s], TWARPS);
-      Barrier::init(&empty[s], 128 * C::CONSUMERS);
-    }
-    cutlass::arch::fence_barrier_init();
-  }
-  __syncthreads();
+  igemm_wgrad_ring_init<S>(full, TWARPS, 128 * C::CONSUMERS);
 
   const int k = p.k;
   using Unit = IgemmWgradUnit;
