@@ -514,12 +514,6 @@ struct IgemmKernel {
     // By groups where they fill the grid (direct.igemm_cost mirrors the rule); next_unit's step stays in int.
     geo.phase_runs = p.num_phases > 1 && geo.per_phase >= sms &&
                      (long long)geo.units + (long long)sms * p.num_phases <= 0x7fffffffLL;
-    // NCDHW by groups: a group's phases in table order (w fastest), so that the sibling phases along w,
-    // which write alternate floats of the same 32-byte sectors, run back to back and their halves meet in
-    // L2. Most taps first (geometry's order) put them up to four phases apart. Every group carries all the
-    // taps whatever their order, so the walk stays as balanced.
-    if (geo.phase_runs && p.out_ncdhw)
-      for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;
     if constexpr (!SPLIT) {
       if (p.in_sums != nullptr)
         return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::SUM_THREADS,
