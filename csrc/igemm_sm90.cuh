@@ -106,14 +106,28 @@ struct IgemmConfig {
   static_assert(SUM_PRODUCER_REGS * 128 * SUM_PW + SUM_CONSUMER_REGS * 256 <= 65536 / SUM_THREADS * SUM_THREADS,
                 "register budget");
   static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
+  // SECTORS (a strided forward's NCDHW output by whole rows, DirectLaunch::out_sectors): the two sibling
+  // phases along w of a (d, h) phase pair, [BN channels][2 * 128 outputs] with rows 4 floats longer (the
+  // float2 writes from the accumulators then hit 32 distinct banks per half warp), in a ring of as many
+  // stages as fit beside it; where fewer than four do (N blocks of 128), the kernel keeps its plain stores.
+  static constexpr int OUT_PL = 2 * IG_ROWS + 4;
+  static constexpr int OUT_BYTES = BN * OUT_PL * 4;
+  static constexpr int SECTOR_FIT = (int)((kSm90SmemOptin - 1024 - OUT_BYTES - 16 * S) / STAGE_BYTES);
+  static constexpr int SECTOR_RING = SECTOR_FIT < S ? SECTOR_FIT : S;
+  static constexpr bool SECTORS_OK = !SPLIT && SECTOR_RING >= 4;
+  static __host__ __device__ size_t out_offset() {
+    return (size_t)SECTOR_RING * STAGE_BYTES + 2 * SECTOR_RING * sizeof(uint64_t);
+  }
 };
 
-template <int TH, int TW, int BN, int S, bool SPLIT, bool SUMS = false>
-__global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, S, SPLIT>::SUM_THREADS : 384, 1)
+template <int TH, int TW, int BN, int SN, bool SPLIT, bool SUMS = false, bool SECTORS = false>
+__global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM_THREADS : 384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = IgemmConfig<TH, TW, BN, S, SPLIT>;
+  using C = IgemmConfig<TH, TW, BN, SN, SPLIT>;
+  constexpr int S = SECTORS ? C::SECTOR_RING : SN;  // the ring's stages
+  static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: tf32, a ring of four stages or more");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -282,11 +296,15 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, S, SPLIT>::SUM_
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
 
+  float keep[SECTORS ? NA : 1];  // SECTORS: the first sibling's results, bias added, until the second's
   int it = 0;
   for (int u = first_unit; u < geo.units; u = next_unit(u)) {
     Unit t;
-    if (!unit_at(u, t)) continue;
-    const int nk = t.taps * chunks;
+    const bool valid = unit_at(u, t);
+    // SECTORS: a tile past one sibling's count still takes part in the pair (nothing loaded, zeros; the
+    // stores below skip its positions, which lie past the output).
+    if (!SECTORS && !valid) continue;
+    const int nk = valid ? t.taps * chunks : 0;
     float acc[NA], tot[SPLIT ? NA : 1];
 #pragma unroll
     for (int i = 0; i < NA; ++i) acc[i] = 0.f;
@@ -380,31 +398,77 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, S, SPLIT>::SUM_
       bias[j] = p.bias != nullptr && co < p.Co ? __ldg(reinterpret_cast<const float2*>(p.bias + co))
                                                 : make_float2(0.f, 0.f);
     }
+    if constexpr (SECTORS) {
+      // The host ordered each group's phases as the table (w fastest) and checked that phases 2i and 2i + 1
+      // are w-siblings sharing d and h, one starting at w = 0 and one at 1: the pair's outputs along w are
+      // the 2 * TW consecutive positions from 2 * q0w.
+      if ((t.phase & 1) == 0) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int m = 64 * cw + 16 * wl + g + 8 * r;
-      const int qd = t.q0d + m / (TH * TW), qh = t.q0h + (m / TW) % TH, qw = t.q0w + m % TW;
-      if (qd >= ph.count[0] || qh >= ph.count[1] || qw >= ph.count[2]) continue;
-      const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh, ow = ph.first[2] + p.s_out * qw;
-      if (p.out_ncdhw) {
-        const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
-        float* pos = p.out + (int64_t)t.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo + ow;
+        for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            keep[4 * j + 2 * r] = acc[4 * j + 2 * r] + bias[j].x;
+            keep[4 * j + 2 * r + 1] = acc[4 * j + 2 * r + 1] + bias[j].y;
+          }
+        continue;
+      }
+      constexpr int W2 = 2 * TW, ROWS = C::TD * TH;
+      float* buf = reinterpret_cast<float*>(smem + C::out_offset());
+      const bool kept_first = ph.first[2] == 1;  // the kept sibling starts at w = 0
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int m = 64 * cw + 16 * wl + g + 8 * r;
+        float* at = buf + (m / TW) * W2 + 2 * (m % TW);
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int c = 8 * j + 2 * tq;
+          const float k0 = keep[4 * j + 2 * r], k1 = keep[4 * j + 2 * r + 1];
+          const float a0 = acc[4 * j + 2 * r] + bias[j].x, a1 = acc[4 * j + 2 * r + 1] + bias[j].y;
+          *reinterpret_cast<float2*>(at + c * C::OUT_PL) = kept_first ? make_float2(k0, a0) : make_float2(a0, k0);
+          *reinterpret_cast<float2*>(at + (c + 1) * C::OUT_PL) = kept_first ? make_float2(k1, a1) : make_float2(a1, k1);
+        }
+      }
+      asm volatile("bar.sync 2, 256;" ::: "memory");  // the consumer warpgroups
+      // Rows of 2 * TW consecutive outputs along w per (channel, d, h): a warp stores whole 128-byte runs.
+      const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
+      float* outn = p.out + (int64_t)t.n * p.Co * plane;
+      const int ct = tid - 128 * PWG;
+#pragma unroll 4
+      for (int x = 0; x < BN; ++x) {  // BN * ROWS * W2 = 256 BN outputs
+        const int e = ct + 256 * x, i = e % W2, seg = e / W2, c = seg / ROWS, row = seg % ROWS;
+        const int od = ph.first[0] + p.s_out * (t.q0d + row / TH), oh = ph.first[1] + p.s_out * (t.q0h + row % TH);
+        const int ow = 2 * t.q0w + i, co = t.co0 + c;
+        if (co < p.Co && od < p.Do && oh < p.Ho && ow < p.Wo)
+          outn[(int64_t)co * plane + ((int64_t)od * p.Ho + oh) * p.Wo + ow] = buf[c * C::OUT_PL + row * W2 + i];
+      }
+      asm volatile("bar.sync 2, 256;" ::: "memory");  // the buffer is free for the next pair
+    } else {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int m = 64 * cw + 16 * wl + g + 8 * r;
+        const int qd = t.q0d + m / (TH * TW), qh = t.q0h + (m / TW) % TH, qw = t.q0w + m % TW;
+        if (qd >= ph.count[0] || qh >= ph.count[1] || qw >= ph.count[2]) continue;
+        const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh, ow = ph.first[2] + p.s_out * qw;
+        if (p.out_ncdhw) {
+          const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
+          float* pos = p.out + (int64_t)t.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo + ow;
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j) {
+            const int co = t.co0 + 8 * j + 2 * tq;
+            if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+            pos[co * plane] = acc[4 * j + 2 * r] + bias[j].x;
+            pos[(co + 1) * plane] = acc[4 * j + 2 * r + 1] + bias[j].y;
+          }
+          continue;
+        }
+        float* pos = p.out + ((((int64_t)t.n * p.Do + od) * p.Ho + oh) * p.Wo + ow) * p.Co;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
           const int co = t.co0 + 8 * j + 2 * tq;
           if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-          pos[co * plane] = acc[4 * j + 2 * r] + bias[j].x;
-          pos[(co + 1) * plane] = acc[4 * j + 2 * r + 1] + bias[j].y;
+          *reinterpret_cast<float2*>(pos + co) =
+              make_float2(acc[4 * j + 2 * r] + bias[j].x, acc[4 * j + 2 * r + 1] + bias[j].y);
         }
-        continue;
-      }
-      float* pos = p.out + ((((int64_t)t.n * p.Do + od) * p.Ho + oh) * p.Wo + ow) * p.Co;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const int co = t.co0 + 8 * j + 2 * tq;
-        if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-        *reinterpret_cast<float2*>(pos + co) =
-            make_float2(acc[4 * j + 2 * r] + bias[j].x, acc[4 * j + 2 * r + 1] + bias[j].y);
       }
     }
   }
@@ -461,9 +525,27 @@ struct IgemmKernel {
     return 1024 + C::sums_offset() + (size_t)C::SUM_WARPS * sums_cr * sizeof(float);
   }
 
+  static size_t sector_smem_bytes() { return 1024 + C::out_offset() + C::OUT_BYTES; }
+
+  // out_sectors on a strided forward (direct.igemm_sector_pairs mirrors it): the SECTORS epilogue where the
+  // walk is by groups and the phases along w come in sibling pairs, stride 2 and eight phases in table
+  // order (w fastest), phases 2i and 2i + 1 sharing d and h, one starting at w = 0 and the other at 1.
+  static bool sector_pairs(const DirectLaunch& p, const IgemmGeometry& geo) {
+    if (!C::SECTORS_OK || !p.out_ncdhw || !p.out_sectors || !geo.phase_runs || p.s_out != 2 || p.num_phases != 8 ||
+        p.in_sums != nullptr || sm90_fits(sector_smem_bytes()) != 0)
+      return false;
+    for (int i = 0; i < 8; ++i) {
+      const DirectPhase &a = p.phase[i], &b = p.phase[i ^ 1];
+      if ((unsigned)a.first[2] > 1u || a.first[2] + b.first[2] != 1 || a.first[0] != b.first[0] || a.first[1] != b.first[1] ||
+          a.count[0] != b.count[0] || a.count[1] != b.count[1])
+        return false;
+    }
+    return true;
+  }
+
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.in_ncdhw || p.out_sectors) return 5;  // NDHWC input (TMA boxes of channel rows); plain NCDHW stores
+    if (p.in_ncdhw) return 5;  // NDHWC input (TMA boxes of channel rows)
     // Input sums: tf32, one phase, a tap window on every axis, a row per CTA.
     if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1)) return 5;
     // TMA: traversal strides up to 8, boxes up to 256 elements per dimension.
@@ -518,6 +600,13 @@ struct IgemmKernel {
       if (p.in_sums != nullptr)
         return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::SUM_THREADS,
                                         smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
+    }
+    if constexpr (C::SECTORS_OK) {
+      if (sector_pairs(p, geo)) {
+        for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;  // table order: siblings back to back
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, false, true>, grid, C::THREADS,
+                                        sector_smem_bytes(), p.stream, p, tin, tw, geo);
+      }
     }
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);

@@ -531,16 +531,43 @@ def test_writes_ncdhw_policy():
         assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
         # past 2^32 output elements (the kernel's 32-bit launch-order index): the transpose path
         assert not direct.writes_ncdhw(row, Problem(1, 64, 32, (512, 512, 256), 3, 2, 1), "dgrad")
-    # the implicit-GEMM rows: any pass, stride and depth, where the output's rows start on sectors
+    # the implicit-GEMM rows: any pass, stride and depth, where the output's rows start on sectors; strided
+    # forwards off the sectors where the row stores whole rows of sibling phases (igemm_sector_pairs)
     from convt3d_cutlass.kernel_table import IGEMM_KERNELS
     k2_up, outpad = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
     dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)  # 127 wide out, 64 in
     for row in IGEMM_KERNELS:
         assert direct.writes_ncdhw(row, k2_up, "dgrad") and direct.writes_ncdhw(row, outpad, "dgrad")
-        assert not direct.writes_ncdhw(row, dec3, "dgrad") and direct.writes_ncdhw(row, dec3, "fprop")
+        staged = direct.igemm_sector_ring(row.bn, row.stages, row.split) > 0
+        assert direct.writes_ncdhw(row, dec3, "dgrad", 132) == staged and direct.writes_ncdhw(row, dec3, "fprop")
+        assert direct.ncdhw_sectors(row, dec3, "dgrad", 132) == staged
+        assert not direct.writes_ncdhw(row, dec3, "dgrad", 10 ** 6)  # fewer groups than SMs: phase by phase
         assert direct.writes_ncdhw(row, deep, "fprop") and direct.writes_ncdhw(row, shallow, "dgrad")
         assert not direct.writes_ncdhw(row, Problem(2, 64, 32, (8, 8, 12), 3, 1, 1), "fprop")
         assert not direct.ncdhw_sectors(row, deep, "fprop")
+
+
+def test_igemm_sector_pairs_policy():
+    """The implicit GEMM's strided forward stores NCDHW by rows of sibling phases (out_sectors) on the tf32
+    rows whose ring keeps four stages or more beside the staged pair (N blocks of 32: 9 of 10 stages, 64: 6
+    of 8; 128 and 3xtf32: none), at stride 2 with eight phases whose w-siblings start at 0 and 1 (whichever
+    comes first in the table: padding 1 puts the phase starting at 1 first), walked by groups."""
+    from convt3d_cutlass.kernel_table import IGEMM_KERNELS
+    rings = {row.name: direct.igemm_sector_ring(row.bn, row.stages, row.split) for row in IGEMM_KERNELS}
+    assert rings == {"igemm_tf32_1x8x16_n128_s6": 0, "igemm_tf32_1x8x16_n64_s8": 6, "igemm_tf32_2x8x8_n128_s6": 0,
+                     "igemm_tf32_2x8x8_n64_s8": 6, "igemm_tf32_1x8x16_n32_s10": 9, "igemm_tf32_2x8x8_n32_s10": 9,
+                     "igemm_3xtf32_1x8x16_n64_s6": 0, "igemm_3xtf32_2x8x8_n64_s6": 0}
+    n32 = next(row for row in IGEMM_KERNELS if row.name == "igemm_tf32_1x8x16_n32_s10")
+    for prob in (Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0),
+                 Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)):
+        rows = direct.forward_plan(prob)[0]
+        assert {rows[2], rows[15]} == {0, 1}
+        assert direct.igemm_sector_pairs(n32, prob, 132)
+        assert not direct.igemm_sector_pairs(n32, prob, 10 ** 6)
+    for prob in (Problem(2, 64, 32, (64, 64, 64), 3, 1, 1), Problem(2, 64, 32, (32, 32, 32), 3, 3, 1)):
+        assert not direct.igemm_sector_pairs(n32, prob, 132)
+    for row in IGEMM_KERNELS:
+        assert direct.igemm_sector_pairs(row, Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), 132) == (rings[row.name] > 0)
 
 
 def test_ncdhw_sectors_policy():

@@ -104,6 +104,34 @@ def test_igemm_forward_walks_groups_of_phases(cfg, k, s, p, op):
     assert torch.equal(y2, y)
 
 
+@pytest.mark.parametrize("cfg", [k for k in IGEMM_KERNELS if direct.igemm_sector_ring(k.bn, k.stages, k.split)],
+                         ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 0), (3, 2, 1, 1), (2, 2, 0, 0), (5, 2, 2, 1), (4, 2, 1, 0),
+                                      (1, 2, 0, 1)])
+def test_igemm_forward_stores_ncdhw_rows(cfg, k, s, p, op):
+    """The strided forward's NCDHW epilogue by rows (out_sectors: each (d, h) pair of w-sibling phases
+    staged in shared memory, rows of 2 x TW outputs stored whole): outputs 33 or 34 wide (rows off the
+    sectors; at 33 the last tile lies past one sibling's count), phases without taps (k1: bias only), two
+    C_out blocks with a tail, a walk by groups with a partial last round. Every element written
+    (NaN-poisoned allocator), the same bits as the channels_last_3d result, which is checked against
+    float64."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    spatial, c_in, c_out = (3, 5, 17), 24, 40 if cfg.bn == 32 else 72
+    sms = _extension.num_sms(torch.cuda.current_device())
+    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, k, s, p, op))[0]
+    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
+    prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
+    assert direct.igemm_sector_pairs(cfg, prob, sms) and direct.writes_ncdhw(cfg, prob, "dgrad", sms)
+    x, w, b = _layer_tensors(prob)
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((n, c_out) + prob.out_spatial))
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
+    poison_allocator()
+    y2 = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert y2.is_contiguous() and not y2.is_contiguous(memory_format=CL)
+    assert torch.equal(y2, y)
+
+
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op,spatial", [(3, 2, 1, 1, (3, 5, 8)), (3, 1, 1, 0, (3, 5, 16)),
                                               (4, 2, 1, 0, (2, 5, 8)), (3, 2, 1, 0, (3, 5, 9))])

@@ -1,6 +1,6 @@
 """The Python policy sizes shared memory exactly as the C++ launchers do (direct.py mirrors
 DirectKernel::smem_bytes, WgmmaKernel::geometry/smem_bytes, WgmmaWgradKernel::geometry/smem_bytes and
-IgemmKernel::smem_bytes, IgemmWgradKernel::smem_bytes): a host-only program built with nvcc
+IgemmKernel::smem_bytes and its SECTORS ring, IgemmWgradKernel::smem_bytes): a host-only program built with nvcc
 from the kernel headers prints the C++ sizes for every tap-reuse row of the table on a set of phase
 tables, and they must equal Python's. Needs nvcc and the CUTLASS headers, not a GPU (no kernel is
 instantiated: only the static host members are called)."""
@@ -100,8 +100,9 @@ def _source(plans):
                          f"g.kb, g.tiles); }}")
         lines.append("  }")
     for k in IGEMM_KERNELS:
-        lines.append(f"  printf(\"ig {k.name} %zu\\n\", direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, "
-                     f"{k.stages}{', true' if k.split else ''}>::smem_bytes());")
+        lines.append(f"  {{ using K = direct90::IgemmKernel<{k.block[1]}, {k.block[2]}, {k.bn}, {k.stages}"
+                     f"{', true' if k.split else ''}>; printf(\"ig {k.name} %zu,%d\\n\", K::smem_bytes(), "
+                     f"K::C::SECTORS_OK ? K::C::SECTOR_RING : 0); }}")
     for j, p in enumerate(WGRAD_PROBLEMS):
         d, h, w = p.spatial
         od, oh, ow = p.out_spatial
@@ -194,7 +195,8 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             checked += 1
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30
     for k in IGEMM_KERNELS:
-        assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),), k.name
+        assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),
+                                       direct.igemm_sector_ring(k.bn, k.stages, k.split)), k.name
     for j, p in enumerate(WGRAD_PROBLEMS):
         for k in IGEMM_WGRAD_KERNELS:
             got = cpp[(f"igw{j}", k.name)]

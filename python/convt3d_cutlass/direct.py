@@ -279,6 +279,34 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
     return 1024 + stages * (128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4) + 2 * stages * 8
 
 
+def igemm_sector_ring(bn: int, stages: int, split: bool = False) -> int:
+    """Stages of the Hopper implicit-GEMM kernel's ring beside its SECTORS buffer (IgemmConfig::SECTOR_RING):
+    as many as fit with [bn][2 * 128 + 4] floats of staged output, at most the row's own; 0 where fewer
+    than four fit or for 3xtf32 rows (no SECTORS form)."""
+    stage = 128 * 32 * 4 + bn * 32 * 4
+    ring = min(stages, (SM90_SMEM_OPTIN - 1024 - bn * (2 * 128 + 4) * 4 - 16 * stages) // stage)
+    return 0 if split or ring < 4 else ring
+
+
+def igemm_sector_pairs(k, p: Problem, num_sms: int) -> bool:
+    """Whether the implicit-GEMM forward on row k stores NCDHW by whole rows (IgemmKernel::sector_pairs, its
+    out_sectors mode): a row with a SECTORS form (igemm_sector_ring), stride 2 with all eight phases, the
+    walk by groups, and the phases along w in sibling pairs (phases 2i and 2i + 1 share d and h, one starts
+    at w = 0, the other at 1). The kernel then stages each (d, h) pair's two phases in shared memory and stores rows of
+    2 x TW consecutive outputs along w, instead of every other float of a sector per phase."""
+    if k.family != "igemm" or k.op == "wgrad" or igemm_sector_ring(k.bn, k.stages, k.split) == 0 or p.stride != 2:
+        return False
+    table = forward_plan(p)[0]
+    rows = [table[i:i + 13] for i in range(0, len(table), 13)]
+    if len(rows) != 8:
+        return False
+    for i, r in enumerate(rows):
+        sib = rows[i ^ 1]
+        if r[2] not in (0, 1) or r[2] + sib[2] != 1 or r[0:2] != sib[0:2] or r[3:5] != sib[3:5]:
+            return False
+    return igemm_walks_groups(table, p.n, p.c_out, k.block, k.bn, num_sms)
+
+
 def igemm_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[int, int, int], bn: int) -> int:
     """Units per phase of the Hopper implicit-GEMM kernel (``IgemmGeometry::per_phase``): samples x tiles
     (over the largest phase's counts) x blocks of bn output channels."""
@@ -540,17 +568,36 @@ def carry_fits(k) -> bool:
     return mb * k.kx * k.bn // 2 + mb * k.bn // 4 <= 176
 
 
-def ncdhw_sectors(k, p: Problem, op: str) -> bool:
+def device_sms(num_sms: Optional[int] = None) -> int:
+    """num_sms, else the current CUDA device's SM count (the persistent kernels' grid), else an H100's 132
+    (planning without a GPU, as the CPU tests do)."""
+    if num_sms is not None:
+        return num_sms
+    if torch.cuda.is_available():
+        return _sms_of(torch.cuda.current_device())
+    return 132
+
+
+@functools.lru_cache(maxsize=None)
+def _sms_of(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     """Whether row k, writing pass ``op``'s result NCDHW (writes_ncdhw), stores whole 32-byte sectors
     (direct op's out_sectors): grad_input ("fprop") on warp-specialized rows of block depth at most
     SECTOR_MAX_BLOCK_DEPTH whose carried sector fits in registers, where the output's rows start on
-    sectors (W % 8 == 0). The kernel checks the same and otherwise keeps its plain stores."""
+    sectors (W % 8 == 0); the implicit GEMM's strided forward ("dgrad") where it stores rows of both
+    sibling phases along w (igemm_sector_pairs; num_sms: the device's, by default). The kernels check the
+    same and otherwise keep their plain stores."""
+    if k.family == "igemm":
+        return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms))
     if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
         return False
     return k.block[0] <= SECTOR_MAX_BLOCK_DEPTH and carry_fits(k)
 
 
-def writes_ncdhw(k, p: Problem, op: str) -> bool:
+def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     """Whether row k writes the result of pass ``op`` ("dgrad": the forward, "fprop": grad_input)
     straight into NCDHW storage (its out_ncdhw mode) instead of channels_last_3d plus a transpose:
     the warp-specialized Hopper rows, where a launch's output positions are dense along w (the
@@ -577,7 +624,7 @@ def writes_ncdhw(k, p: Problem, op: str) -> bool:
         elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
         return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
     if k.family == "igemm":
-        return (p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
+        return (p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0 or ncdhw_sectors(k, p, op, num_sms)
     if not (op == "fprop" or p.stride == 1):
         return False
     work = reduction_length(p, op) * (SPLIT_MMAS_PER_PRODUCT if k.split else 1)
