@@ -114,7 +114,7 @@ struct IgemmConfig {
   static constexpr int OUT_BYTES = BN * OUT_PL * 4;
   static constexpr int SECTOR_FIT = (int)((kSm90SmemOptin - 1024 - OUT_BYTES - 16 * S) / STAGE_BYTES);
   static constexpr int SECTOR_RING = SECTOR_FIT < S ? SECTOR_FIT : S;
-  static constexpr bool SECTORS_OK = !SPLIT && SECTOR_RING >= 4;
+  static constexpr bool SECTORS_OK = SECTOR_RING >= 4;
   static __host__ __device__ size_t out_offset() {
     return (size_t)SECTOR_RING * STAGE_BYTES + 2 * SECTOR_RING * sizeof(uint64_t);
   }
@@ -127,7 +127,7 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = IgemmConfig<TH, TW, BN, SN, SPLIT>;
   constexpr int S = SECTORS ? C::SECTOR_RING : SN;  // the ring's stages
-  static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: tf32, a ring of four stages or more");
+  static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: a ring of four stages or more");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -608,7 +608,7 @@ struct IgemmKernel {
     if constexpr (C::SECTORS_OK) {
       if (sector_pairs(p, geo)) {
         for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;  // table order: siblings back to back
-        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, false, true>, grid, C::THREADS,
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
                                         sector_smem_bytes(), p.stream, p, tin, tw, geo);
       }
     }

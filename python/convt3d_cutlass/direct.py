@@ -282,10 +282,10 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
 def igemm_sector_ring(bn: int, stages: int, split: bool = False) -> int:
     """Stages of the Hopper implicit-GEMM kernel's ring beside its SECTORS buffer (IgemmConfig::SECTOR_RING):
     as many as fit with [bn][2 * 128 + 4] floats of staged output, at most the row's own; 0 where fewer
-    than four fit or for 3xtf32 rows (no SECTORS form)."""
-    stage = 128 * 32 * 4 + bn * 32 * 4
+    than four fit (no SECTORS form)."""
+    stage = 128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4
     ring = min(stages, (SM90_SMEM_OPTIN - 1024 - bn * (2 * 128 + 4) * 4 - 16 * stages) // stage)
-    return 0 if split or ring < 4 else ring
+    return 0 if ring < 4 else ring
 
 
 def igemm_sector_pairs(k, p: Problem, num_sms: int) -> bool:
