@@ -304,6 +304,7 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
     // SECTORS: a tile past one sibling's count still takes part in the pair (nothing loaded, zeros; the
     // stores below skip its positions, which lie past the output).
     if (!SECTORS && !valid) continue;
+    if (SPLIT && !valid) t.taps = 0;  // unit_at leaves it unset; 3xtf32 loops over the taps (it hung on garbage)
     const int nk = valid ? t.taps * chunks : 0;
     float acc[NA], tot[SPLIT ? NA : 1];
 #pragma unroll
