@@ -606,16 +606,17 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     whole sectors (ncdhw_sectors); and the exact-fp32 rows at any reduction (FFMA-bound, they have the
     DRAM time to spare for partly written sectors), the strided forward too up to
     SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM rows where the output's rows start on 32-byte
-    sectors (W % 8 == 0), any pass and stride.
+    sectors (W % 8 == 0), any pass and stride, or where the strided forward stores whole rows of sibling
+    phases (ncdhw_sectors: igemm_sector_pairs on the device's num_sms), at any width.
 
     The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
-    at unit output stride; a strided forward's phases each fill every s-th float and their sibling phases
-    the rest, in one CTA's run of a tile's phases (csrc/igemm_sm90.cuh). Same-process A/B, NCDHW,
-    against channels_last_3d plus our transpose (H100, v0.32, bench/tools/igemm_ncdhw_ab.py, GPU time):
-    grad_input 1.04-1.15x on every sweep layer that runs it (tf32; 3xtf32 1.08-1.21x on four of five),
-    the strided forward 1.16x / 1.20x where W % 8 == 0 (U-Net k2 up and x2 with output_padding, 64 wide);
-    steps 1.01-1.11x. Written NCDHW with rows off the sectors (127, 93, 63 and 31 wide), the strided
-    forward lost 0.85-0.95x: ncu counted 0.35 GB of fills and 0.3 GB more writes on U-Net 64->32."""
+    at unit output stride. Same-process A/B, NCDHW, against channels_last_3d plus our transpose (H100, v0.32,
+    bench/tools/igemm_ncdhw_ab.py, GPU time): grad_input 1.04-1.15x on every sweep layer that runs it (tf32;
+    3xtf32 1.08-1.21x on four of five); steps 1.01-1.11x. A strided forward's plain stores fill every other
+    float of a sector per phase: off the sectors (127, 93, 63 and 31 wide) they lost 0.85-0.95x (ncu: 0.35 GB
+    of fills and 0.3 GB more writes on U-Net 64->32). Its SECTORS form (v0.40, bench/tools/igemm_sectors_ab.py)
+    beat both: forwards 1.18-1.30x over the better of the two on the 31- to 127-wide layers, 1.23x / 1.06x
+    on the 64-wide ones (U-Net k2 up, x2 with output_padding), steps 1.02-1.12x (tf32)."""
     if k.simt and k.op != "wgrad":
         if op == "fprop" or p.stride == 1:
             return True
