@@ -480,6 +480,20 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
 #endif
 }
 
+// The phase table's part of the SECTORS rule (host-only, no device query; direct.igemm_sibling_pairs mirrors
+// it): stride 2 with eight phases in table order (w fastest), phases 2i and 2i + 1 sharing d and h and their
+// counts there, one starting at w = 0 and the other at 1.
+inline bool igemm_sibling_pairs(const DirectLaunch& p) {
+  if (p.s_out != 2 || p.num_phases != 8) return false;
+  for (int i = 0; i < 8; ++i) {
+    const DirectPhase &a = p.phase[i], &b = p.phase[i ^ 1];
+    if ((unsigned)a.first[2] > 1u || a.first[2] + b.first[2] != 1 || a.first[0] != b.first[0] ||
+        a.first[1] != b.first[1] || a.count[0] != b.count[0] || a.count[1] != b.count[1])
+      return false;
+  }
+  return true;
+}
+
 template <int TH, int TW, int BN, int S, bool SPLIT = false>
 struct IgemmKernel {
   using C = IgemmConfig<TH, TW, BN, S, SPLIT>;
@@ -533,19 +547,10 @@ struct IgemmKernel {
   static size_t sector_smem_bytes() { return 1024 + C::out_offset() + C::OUT_BYTES; }
 
   // out_sectors on a strided forward (direct.igemm_sector_pairs mirrors it): the SECTORS epilogue where the
-  // walk is by groups and the phases along w come in sibling pairs, stride 2 and eight phases in table
-  // order (w fastest), phases 2i and 2i + 1 sharing d and h, one starting at w = 0 and the other at 1.
+  // walk is by groups and the phases along w come in sibling pairs (igemm_sibling_pairs).
   static bool sector_pairs(const DirectLaunch& p, const IgemmGeometry& geo) {
-    if (!C::SECTORS_OK || !p.out_ncdhw || !p.out_sectors || !geo.phase_runs || p.s_out != 2 || p.num_phases != 8 ||
-        p.in_sums != nullptr || sm90_fits(sector_smem_bytes()) != 0)
-      return false;
-    for (int i = 0; i < 8; ++i) {
-      const DirectPhase &a = p.phase[i], &b = p.phase[i ^ 1];
-      if ((unsigned)a.first[2] > 1u || a.first[2] + b.first[2] != 1 || a.first[0] != b.first[0] || a.first[1] != b.first[1] ||
-          a.count[0] != b.count[0] || a.count[1] != b.count[1])
-        return false;
-    }
-    return true;
+    return C::SECTORS_OK && p.out_ncdhw && p.out_sectors && geo.phase_runs && p.in_sums == nullptr &&
+           igemm_sibling_pairs(p) && sm90_fits(sector_smem_bytes()) == 0;
   }
 
   static int can_implement(const DirectLaunch& p) {

@@ -1,6 +1,6 @@
 """The Python policy sizes shared memory exactly as the C++ launchers do (direct.py mirrors
 DirectKernel::smem_bytes, WgmmaKernel::geometry/smem_bytes, WgmmaWgradKernel::geometry/smem_bytes and
-IgemmKernel::smem_bytes and its SECTORS ring, IgemmWgradKernel::smem_bytes): a host-only program built with nvcc
+IgemmKernel::smem_bytes, its SECTORS ring and sibling-pair rule, IgemmWgradKernel::smem_bytes): a host-only program built with nvcc
 from the kernel headers prints the C++ sizes for every tap-reuse row of the table on a set of phase
 tables, and they must equal Python's. Needs nvcc and the CUTLASS headers, not a GPU (no kernel is
 instantiated: only the static host members are called)."""
@@ -22,6 +22,11 @@ PROBLEMS = [Problem(2, 12, 40, (5, 11, 19), k, s, p)
 PROBLEMS += [Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 8, 8, (128, 128, 128), 3, 1, 1),
              Problem(1, 256, 128, (8, 8, 8), 3, 2, 1)]  # too many channels for a resident Hopper filter
 # grad_weight: C_out blocks (4 .. 200 channels), every stride up to k, both filter sizes compiled.
+# The SECTORS rule's phase-table part (igemm_sibling_pairs): stride 2 with every padding parity, output_padding,
+# k below the stride (bias-only phases), stride 3 and unit stride (never).
+PAIR_PROBLEMS = PROBLEMS + [Problem(2, 12, 40, (5, 11, 19), k, s, p, op)
+                            for k, s, p, op in [(3, 2, 1, 1), (1, 2, 0, 1), (4, 2, 1, 0), (5, 2, 1, 0), (2, 2, 1, 1),
+                                                (3, 2, 0, 0)]]
 WGRAD_PROBLEMS = [Problem(2, 52, co, (5, 11, 19), k, s, (k - 1) // 2)
                   for co in (4, 24, 40, 76, 200) for k in (3, 5) for s in range(1, k + 1)]
 
@@ -116,6 +121,11 @@ def _source(plans):
                          f"if (c) printf(\"igw{j} {k.name} none\\n\"); "
                          f"else printf(\"igw{j} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
         lines.append("  }")
+    for j, p in enumerate(PAIR_PROBLEMS):
+        table = direct.forward_plan(p)[0]
+        lines.append(f"  {{ static const int t[] = {{{', '.join(map(str, table))}}}; DirectLaunch p = make(t, "
+                     f"{len(table) // 13}, 1, {p.c_in}, false); p.s_out = {p.stride}; "
+                     f"printf(\"pairs {j} %d\\n\", (int)direct90::igemm_sibling_pairs(p)); }}")
     for k in WGMMA_KERNELS:
         if k.ws:
             lines.append(f"  printf(\"carry {k.name} %d\\n\", (int)direct90::Config<{k.block[0]}, {k.block[1]}, "
@@ -194,6 +204,9 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             assert got == want, (p, k.name)
             checked += 1
     assert checked > len(plans) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) + 30
+    pairs = [direct.igemm_sibling_pairs(direct.forward_plan(p)[0], p.stride) for p in PAIR_PROBLEMS]
+    assert [cpp[("pairs", str(j))] for j in range(len(PAIR_PROBLEMS))] == [(int(v),) for v in pairs]
+    assert sum(pairs) >= 6 and not all(pairs)
     for k in IGEMM_KERNELS:
         assert cpp[("ig", k.name)] == (direct.igemm_smem_bytes(k.bn, k.stages, k.split),
                                        direct.igemm_sector_ring(k.bn, k.stages, k.split)), k.name

@@ -288,23 +288,31 @@ def igemm_sector_ring(bn: int, stages: int, split: bool = False) -> int:
     return 0 if ring < 4 else ring
 
 
-def igemm_sector_pairs(k, p: Problem, num_sms: int) -> bool:
-    """Whether the implicit-GEMM forward on row k stores NCDHW by whole rows (IgemmKernel::sector_pairs, its
-    out_sectors mode): a row with a SECTORS form (igemm_sector_ring), stride 2 with all eight phases, the
-    walk by groups, and the phases along w in sibling pairs (phases 2i and 2i + 1 share d and h, one starts
-    at w = 0, the other at 1). The kernel then stages each (d, h) pair's two phases in shared memory and stores rows of
-    2 x TW consecutive outputs along w, instead of every other float of a sector per phase."""
-    if k.family != "igemm" or k.op == "wgrad" or igemm_sector_ring(k.bn, k.stages, k.split) == 0 or p.stride != 2:
-        return False
-    table = forward_plan(p)[0]
+def igemm_sibling_pairs(table: Tuple[int, ...], stride: int) -> bool:
+    """The phase table's part of the SECTORS rule (igemm_sibling_pairs in csrc/igemm_sm90.cuh): stride 2 with
+    eight phases, phases 2i and 2i + 1 sharing their first output and count along d and h, one starting at
+    w = 0 and the other at 1."""
     rows = [table[i:i + 13] for i in range(0, len(table), 13)]
-    if len(rows) != 8:
+    if stride != 2 or len(rows) != 8:
         return False
     for i, r in enumerate(rows):
         sib = rows[i ^ 1]
         if r[2] not in (0, 1) or r[2] + sib[2] != 1 or r[0:2] != sib[0:2] or r[3:5] != sib[3:5]:
             return False
-    return igemm_walks_groups(table, p.n, p.c_out, k.block, k.bn, num_sms)
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def igemm_sector_pairs(k, p: Problem, num_sms: int) -> bool:
+    """Whether the implicit-GEMM forward on row k stores NCDHW by whole rows (IgemmKernel::sector_pairs, its
+    out_sectors mode): a row with a SECTORS form (igemm_sector_ring), the walk by groups, and the phases
+    along w in sibling pairs (igemm_sibling_pairs). The kernel then stages each (d, h) pair's two phases in
+    shared memory and stores rows of 2 x TW consecutive outputs along w, instead of every other float of a
+    sector per phase."""
+    if k.family != "igemm" or k.op == "wgrad" or igemm_sector_ring(k.bn, k.stages, k.split) == 0:
+        return False
+    table = forward_plan(p)[0]
+    return igemm_sibling_pairs(table, p.stride) and igemm_walks_groups(table, p.n, p.c_out, k.block, k.bn, num_sms)
 
 
 def igemm_groups(table: Tuple[int, ...], n: int, c_o: int, block: Tuple[int, int, int], bn: int) -> int:
