@@ -79,6 +79,29 @@ def test_igemm_channel_blocks_and_chunks(cfg, k, s, p, op, spatial):
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
 
 
+def _grouped_forward(cfg, spatial, c_in, c_out, k, s, p, op):
+    """(problem, SMs): a strided forward with more groups (sample, tile, C_out block) than SMs on row cfg, so
+    that the implicit GEMM walks by groups, the last round partial."""
+    sms = _extension.num_sms(torch.cuda.current_device())
+    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, k, s, p, op))[0]
+    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
+    assert direct.igemm_walks_groups(table, n, c_out, cfg.block, cfg.bn, sms)
+    return Problem(n, c_in, c_out, spatial, k, s, p, op), sms
+
+
+def _forward_ncdhw_same_bits(cfg, prob):
+    """The forward on row cfg into a NaN-poisoned channels_last_3d output, against float64; then stored NCDHW
+    by the kernel (NaN-poisoned allocator): the same bits."""
+    x, w, b = _layer_tensors(prob)
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((prob.n, prob.c_out) + prob.out_spatial))
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), prob.stride, prob.padding, prob.output_padding)
+    assert rel_l2(y, ref) <= TOL[cfg.precision]
+    poison_allocator()
+    y2 = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert y2.is_contiguous() and not y2.is_contiguous(memory_format=CL)
+    assert torch.equal(y2, y)
+
+
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 1), (5, 2, 2, 1), (3, 3, 0, 0), (4, 2, 1, 0)])
 def test_igemm_forward_walks_groups_of_phases(cfg, k, s, p, op):
@@ -88,20 +111,9 @@ def test_igemm_forward_walks_groups_of_phases(cfg, k, s, p, op):
     against float64; stored NCDHW (rows 16 or 24 wide, the policy's choice), the same bits."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    spatial, c_in, c_out = (3, 7, 8), 24, 40
-    sms = _extension.num_sms(torch.cuda.current_device())
-    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, k, s, p, op))[0]
-    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
-    assert direct.igemm_walks_groups(table, n, c_out, cfg.block, cfg.bn, sms)
-    prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
-    assert direct.writes_ncdhw(cfg, prob, "dgrad")
-    x, w, b = _layer_tensors(prob)
-    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((n, c_out) + prob.out_spatial))
-    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
-    poison_allocator()
-    y2 = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
-    assert y2.is_contiguous() and not y2.is_contiguous(memory_format=CL)
-    assert torch.equal(y2, y)
+    prob, sms = _grouped_forward(cfg, (3, 7, 8), 24, 40, k, s, p, op)
+    assert direct.writes_ncdhw(cfg, prob, "dgrad", sms)
+    _forward_ncdhw_same_bits(cfg, prob)
 
 
 @pytest.mark.parametrize("cfg", [k for k in IGEMM_KERNELS if direct.igemm_sector_ring(k.bn, k.stages, k.split)],
@@ -117,19 +129,9 @@ def test_igemm_forward_stores_ncdhw_rows(cfg, k, s, p, op):
     float64."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    spatial, c_in, c_out = (3, 5, 17), 24, 40 if cfg.bn == 32 else 72
-    sms = _extension.num_sms(torch.cuda.current_device())
-    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, k, s, p, op))[0]
-    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
-    prob = Problem(n, c_in, c_out, spatial, k, s, p, op)
+    prob, sms = _grouped_forward(cfg, (3, 5, 17), 24, 40 if cfg.bn == 32 else 72, k, s, p, op)
     assert direct.igemm_sector_pairs(cfg, prob, sms) and direct.writes_ncdhw(cfg, prob, "dgrad", sms)
-    x, w, b = _layer_tensors(prob)
-    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=_poisoned((n, c_out) + prob.out_spatial))
-    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL[cfg.precision]
-    poison_allocator()
-    y2 = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
-    assert y2.is_contiguous() and not y2.is_contiguous(memory_format=CL)
-    assert torch.equal(y2, y)
+    _forward_ncdhw_same_bits(cfg, prob)
 
 
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
