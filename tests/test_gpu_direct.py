@@ -1,6 +1,8 @@
 """The tap-reuse (direct) kernels on the GPU: every compiled config, forward, grad_input and
 grad_weight, on problems with partial tiles in every dimension (spatial borders, channel chunks,
 N tiles)."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,6 +134,13 @@ def test_igemm_forward_stores_ncdhw_rows(cfg, k, s, p, op):
     prob, sms = _grouped_forward(cfg, (3, 5, 17), 24, 40 if cfg.bn == 32 else 72, k, s, p, op)
     assert direct.igemm_sector_pairs(cfg, prob, sms) and direct.writes_ncdhw(cfg, prob, "dgrad", sms)
     _forward_ncdhw_same_bits(cfg, prob)
+    # ... and the kernel took the SECTORS form (its plain stores would give the same bits)
+    x, w, b = _layer_tensors(prob)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, (true|false), false, true>", nm) for nm in names), names
 
 
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)
