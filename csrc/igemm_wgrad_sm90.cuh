@@ -174,6 +174,22 @@ __device__ __forceinline__ void igemm_wgrad_ring_init(uint64_t* full, int ready_
   __syncthreads();
 }
 
+// Both kernels' transposers: every k-block of this CTA's units in order, body(stage) once its TMA bytes have
+// landed (full[stage]); the stage and its phase follow from the k-block's count `it` as in every role.
+template <int S, int BN, typename Body>
+__device__ __forceinline__ void igemm_wgrad_each_loaded(const IgemmWgradGeometry& geo, uint64_t* full, Body&& body) {
+  int it = 0;
+  for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
+    IgemmWgradUnit t;
+    igemm_wgrad_unit<BN>(geo, u, t);
+    for (int i = 0; i < t.count; ++i, ++it) {
+      const int st_i = it % S;
+      cutlass::arch::ClusterTransactionBarrier::wait(&full[st_i], (it / S) & 1);
+      body(st_i);
+    }
+  }
+}
+
 template <int TD, int TH, int TW, int BN, int S, int KX>
 __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREADS, 1)
     igemm_wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
@@ -182,7 +198,6 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
   using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX>;
   using Op = typename GmmaRS<C::N>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
-  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = C::N / 2;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_1k(smem_raw);
@@ -238,42 +253,35 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 #pragma unroll
         for (int m = 0; m < 4; ++m)
           par[h][m] = m * 128 + ((((col >> 2) ^ (((w + h) & 1) << 2)) ^ m) << 4) + (col & 3) * 4;
-      int it = 0;
-      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
-        Unit t;
-        unit_at(u, t);
-        for (int i = 0; i < t.count; ++i, ++it) {
-          const int st_i = it % S;
-          TxBarrier::wait(&full[st_i], (it / S) & 1);
-          const uint8_t* g = smem + st_i * STAGE_BYTES + C::X_BYTES;
-          uint8_t* gt = smem + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
+      igemm_wgrad_each_loaded<S, BN>(geo, full, [&](int st_i) {
+        const uint8_t* g = smem + st_i * STAGE_BYTES + C::X_BYTES;
+        uint8_t* gt = smem + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES;
 #pragma unroll 1
-          for (int b0 = 0; b0 < PAIRS; b0 += TWARPS * BATCH) {
-            float4 v[BATCH];
+        for (int b0 = 0; b0 < PAIRS; b0 += TWARPS * BATCH) {
+          float4 v[BATCH];
 #pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + TWARPS * b;
-              if (P < PAIRS) {
-                const int kw = P / (BN / 32 * 8), sub = (P >> 3) % (BN / 32), r = qrow + kw;
-                v[b] = *reinterpret_cast<const float4*>(g + sub * G_SUB + r * 128 + (((P & 7) ^ (r & 7)) << 4));
-              }
-            }
-#pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + b0 + TWARPS * b;
-              if (P < PAIRS) {
-                // Rows kw * BN + 32 sub + 4 chunk + m: BN % 32 == 0 keeps the row's swizzle phase.
-                uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
-                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
-#pragma unroll
-                for (int m = 0; m < 4; ++m) *reinterpret_cast<uint32_t*>(row + par[b & 1][m]) = direct::to_tf32(e[m]);
-              }
+          for (int b = 0; b < BATCH; ++b) {
+            const int P = w + b0 + TWARPS * b;
+            if (P < PAIRS) {
+              const int kw = P / (BN / 32 * 8), sub = (P >> 3) % (BN / 32), r = qrow + kw;
+              v[b] = *reinterpret_cast<const float4*>(g + sub * G_SUB + r * 128 + (((P & 7) ^ (r & 7)) << 4));
             }
           }
-          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
-          Barrier::arrive(&ready[st_i]);
+#pragma unroll
+          for (int b = 0; b < BATCH; ++b) {
+            const int P = w + b0 + TWARPS * b;
+            if (P < PAIRS) {
+              // Rows kw * BN + 32 sub + 4 chunk + m: BN % 32 == 0 keeps the row's swizzle phase.
+              uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
+              const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+              for (int m = 0; m < 4; ++m) *reinterpret_cast<uint32_t*>(row + par[b & 1][m]) = direct::to_tf32(e[m]);
+            }
+          }
         }
-      }
+        cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+        Barrier::arrive(&ready[st_i]);
+      });
     }
     return;
   }
@@ -384,7 +392,6 @@ __global__ void __launch_bounds__(640, 1)
   static_assert(C::THREADS == 640, "launch bounds");
   using Op = typename GmmaRS<IW_MI>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
-  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr int NA = IW_MI / 2;
   constexpr int PAIRS = IW_MI / 32 * 8;         // (sub-box, 16-byte chunk) pairs of x per k-block
   constexpr int TWARPS = C::TRANSPOSERS / 32;
@@ -417,40 +424,33 @@ __global__ void __launch_bounds__(640, 1)
       // distinct chunks) and writes them, rounded, into rows 4P + m of the K-major tile at column q (32
       // distinct banks). Loads go in batches: one dependent chain per pair is too slow.
       const int w = (tid >> 5) - 1;
-      int it = 0;
-      for (int u = blockIdx.x; u < geo.units; u += gridDim.x) {
-        Unit t;
-        unit_at(u, t);
-        for (int i = 0; i < t.count; ++i, ++it) {
-          const int st_i = it % S;
-          TxBarrier::wait(&full[st_i], (it / S) & 1);
-          const uint32_t x = smem_addr + st_i * STAGE_BYTES + lane * 128;
-          const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES + (lane & 3) * 4;
+      igemm_wgrad_each_loaded<S, BN>(geo, full, [&](int st_i) {
+        const uint32_t x = smem_addr + st_i * STAGE_BYTES + lane * 128;
+        const uint32_t xt = smem_addr + st_i * STAGE_BYTES + C::X_BYTES + G_BYTES + (lane & 3) * 4;
 #pragma unroll 1
-          for (int b0 = 0; b0 < PER_WARP; b0 += BATCH) {
-            float4 v[BATCH];
+        for (int b0 = 0; b0 < PER_WARP; b0 += BATCH) {
+          float4 v[BATCH];
 #pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + TWARPS * (b0 + b);
-              if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (lane & 7)) << 4));
-            }
+          for (int b = 0; b < BATCH; ++b) {
+            const int P = w + TWARPS * (b0 + b);
+            if (P < PAIRS) v[b] = lds4(x + (P >> 3) * IW_SUB + (((P & 7) ^ (lane & 7)) << 4));
+          }
 #pragma unroll
-            for (int b = 0; b < BATCH; ++b) {
-              const int P = w + TWARPS * (b0 + b);
-              if (P < PAIRS) {
-                const uint32_t row = xt + P * 512;
-                const int sw = (lane >> 2) ^ ((P & 1) << 2);
-                const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+          for (int b = 0; b < BATCH; ++b) {
+            const int P = w + TWARPS * (b0 + b);
+            if (P < PAIRS) {
+              const uint32_t row = xt + P * 512;
+              const int sw = (lane >> 2) ^ ((P & 1) << 2);
+              const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
 #pragma unroll
-                for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
-              }
+              for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
             }
           }
-          cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
-          __syncwarp();
-          if (lane == 0) Barrier::arrive(&ready[st_i]);
         }
-      }
+        cutlass::arch::fence_view_async_shared();  // generic-proxy writes, read by wgmma
+        __syncwarp();
+        if (lane == 0) Barrier::arrive(&ready[st_i]);
+      });
     }
     return;
   }
