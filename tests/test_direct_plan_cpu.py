@@ -540,7 +540,10 @@ def test_writes_ncdhw_policy():
         assert direct.writes_ncdhw(row, k2_up, "dgrad") and direct.writes_ncdhw(row, outpad, "dgrad")
         staged = direct.igemm_sector_ring(row.bn, row.stages, row.split) > 0
         assert direct.writes_ncdhw(row, dec3, "dgrad", 132) == staged and direct.writes_ncdhw(row, dec3, "fprop")
-        assert direct.ncdhw_sectors(row, dec3, "dgrad", 132) == staged
+        # 3xtf32 rows with C_out 32 on 64-wide blocks: plain stores (igemm_sectors_pay)
+        assert direct.ncdhw_sectors(row, dec3, "dgrad", 132) == (staged and not row.split)
+        assert direct.igemm_sectors_pay(row, dec3) == (not row.split)
+        assert direct.igemm_sectors_pay(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1))
         assert not direct.writes_ncdhw(row, dec3, "dgrad", 10 ** 6)  # fewer groups than SMs: phase by phase
         assert direct.writes_ncdhw(row, deep, "fprop") and direct.writes_ncdhw(row, shallow, "dgrad")
         assert not direct.writes_ncdhw(row, Problem(2, 64, 32, (8, 8, 12), 3, 1, 1), "fprop")

@@ -135,12 +135,34 @@ def test_igemm_forward_stores_ncdhw_rows(cfg, k, s, p, op):
     assert direct.igemm_sector_pairs(cfg, prob, sms) and direct.writes_ncdhw(cfg, prob, "dgrad", sms)
     _forward_ncdhw_same_bits(cfg, prob)
     # ... and the kernel took the SECTORS form (its plain stores would give the same bits)
+    assert _igemm_forward_sectors(cfg, prob)
+
+
+def _igemm_forward_sectors(cfg, prob) -> bool:
+    """Whether the NCDHW forward of prob on igemm row cfg ran the kernel's SECTORS form (by the profiler's
+    kernel names: both forms write the same bits)."""
     x, w, b = _layer_tensors(prob)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
         torch.cuda.synchronize()
     names = [e.key for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-    assert any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, (true|false), false, true>", nm) for nm in names), names
+    igemm = [nm for nm in names if "igemm_kernel<" in nm]
+    assert igemm, names
+    return any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, (true|false), false, true>", nm) for nm in igemm)
+
+
+@pytest.mark.parametrize("cfg", [k for k in IGEMM_KERNELS if k.split], ids=lambda k: k.name)
+def test_igemm_3xtf32_forward_half_block_plain_ncdhw(cfg):
+    """The 3xtf32 rows where C_out fills at most half the N block (direct.igemm_sectors_pay): the strided
+    forward off the sectors (33 wide) still writes NCDHW itself, by plain stores: every element written, the
+    same bits as the channels_last_3d result (checked against float64), and not the SECTORS form."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob, sms = _grouped_forward(cfg, (3, 5, 17), 24, cfg.bn // 2, 3, 2, 1, 0)
+    assert direct.igemm_sector_pairs(cfg, prob, sms) and not direct.igemm_sectors_pay(cfg, prob)
+    assert direct.writes_ncdhw(cfg, prob, "dgrad", sms) and not direct.ncdhw_sectors(cfg, prob, "dgrad", sms)
+    _forward_ncdhw_same_bits(cfg, prob)
+    assert not _igemm_forward_sectors(cfg, prob)
 
 
 @pytest.mark.parametrize("cfg", IGEMM_KERNELS, ids=lambda k: k.name)

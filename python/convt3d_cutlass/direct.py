@@ -596,13 +596,24 @@ def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool
     (direct op's out_sectors): grad_input ("fprop") on warp-specialized rows of block depth at most
     SECTOR_MAX_BLOCK_DEPTH whose carried sector fits in registers, where the output's rows start on
     sectors (W % 8 == 0); the implicit GEMM's strided forward ("dgrad") where it stores rows of both
-    sibling phases along w (igemm_sector_pairs; num_sms: the device's, by default). The kernels check the
-    same and otherwise keep their plain stores."""
+    sibling phases along w (igemm_sector_pairs; num_sms: the device's, by default) and that pays
+    (igemm_sectors_pay). The kernels check the same and otherwise keep their plain stores."""
     if k.family == "igemm":
-        return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms))
+        return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)) and igemm_sectors_pay(k, p)
     if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
         return False
     return k.block[0] <= SECTOR_MAX_BLOCK_DEPTH and carry_fits(k)
+
+
+def igemm_sectors_pay(k, p: Problem) -> bool:
+    """Whether staging the sibling rows (igemm_sector_pairs) beats plain NCDHW stores on row k: not on the
+    3xtf32 rows where the output channels fill at most half the N block (C_out <= BN / 2). Their MMAs run on
+    the whole block, three per product, so the plain stores' partial sectors hide behind them, while the
+    staged pair takes a ring stage (6 -> 5). Same-process A/B (H100, v0.41, bench/tools/igemm_sectors_ab.py,
+    3xtf32, 4 rounds, GPU time), plain against staged: U-Net 64->32 forward 1.589 against 1.697 ms, SR x2
+    1.338 against 1.430 (C_out 32 on 64-wide blocks; the channels_last_3d kernel plus our transpose 1.854 and
+    1.567); U-Net 128->64 (C_out 64) the other way, 0.444 against 0.386."""
+    return not (k.split and 2 * p.c_out <= k.bn)
 
 
 def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
@@ -614,8 +625,9 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     whole sectors (ncdhw_sectors); and the exact-fp32 rows at any reduction (FFMA-bound, they have the
     DRAM time to spare for partly written sectors), the strided forward too up to
     SIMT_STRIDED_NCDHW_MAX_REDUCTION; and the implicit-GEMM rows where the output's rows start on 32-byte
-    sectors (W % 8 == 0), any pass and stride, or where the strided forward stores whole rows of sibling
-    phases (ncdhw_sectors: igemm_sector_pairs on the device's num_sms), at any width.
+    sectors (W % 8 == 0), any pass and stride, or where the strided forward can store whole rows of sibling
+    phases (igemm_sector_pairs on the device's num_sms), at any width: by those rows where they pay
+    (ncdhw_sectors, igemm_sectors_pay), else by plain stores.
 
     The implicit GEMM's tile rows (8 or 16 positions from a multiple of 8 or 16) then fill whole sectors
     at unit output stride. Same-process A/B, NCDHW, against channels_last_3d plus our transpose (H100, v0.32,
@@ -633,7 +645,8 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
         elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
         return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
     if k.family == "igemm":
-        return (p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0 or ncdhw_sectors(k, p, op, num_sms)
+        return ((p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
+                or op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)))
     if not (op == "fprop" or p.stride == 1):
         return False
     work = reduction_length(p, op) * (SPLIT_MMAS_PER_PRODUCT if k.split else 1)
