@@ -541,8 +541,9 @@ def test_writes_ncdhw_policy():
         staged = direct.igemm_sector_ring(row.bn, row.stages, row.split) > 0
         assert direct.writes_ncdhw(row, dec3, "dgrad", 132) == staged and direct.writes_ncdhw(row, dec3, "fprop")
         # 3xtf32 rows with C_out 32 on 64-wide blocks: plain stores (igemm_sectors_pay)
-        assert direct.ncdhw_sectors(row, dec3, "dgrad", 132) == (staged and not row.split)
-        assert direct.igemm_sectors_pay(row, dec3) == (not row.split)
+        half = row.split and 2 * dec3.c_out <= row.bn
+        assert direct.ncdhw_sectors(row, dec3, "dgrad", 132) == (staged and not half)
+        assert direct.igemm_sectors_pay(row, dec3) == (not half)
         assert direct.igemm_sectors_pay(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1))
         assert not direct.writes_ncdhw(row, dec3, "dgrad", 10 ** 6)  # fewer groups than SMs: phase by phase
         assert direct.writes_ncdhw(row, deep, "fprop") and direct.writes_ncdhw(row, shallow, "dgrad")
@@ -553,13 +554,14 @@ def test_writes_ncdhw_policy():
 def test_igemm_sector_pairs_policy():
     """The implicit GEMM's strided forward stores NCDHW by rows of sibling phases (out_sectors) on the rows
     whose ring keeps four stages or more beside the staged pair (N blocks of 32: 9 of 10 stages, 64: 6 of 8,
-    3xtf32's 64: 5 of 6; 128: none), at stride 2 with eight phases whose w-siblings start at 0 and 1 (whichever
-    comes first in the table: padding 1 puts the phase starting at 1 first), walked by groups."""
+    3xtf32's 64: 5 of 6, its 32: 8 of 9; 128: none), at stride 2 with eight phases whose w-siblings start at 0
+    and 1 (whichever comes first in the table: padding 1 puts the phase starting at 1 first), walked by
+    groups."""
     from convt3d_cutlass.kernel_table import IGEMM_KERNELS
     rings = {row.name: direct.igemm_sector_ring(row.bn, row.stages, row.split) for row in IGEMM_KERNELS}
     assert rings == {"igemm_tf32_1x8x16_n128_s6": 0, "igemm_tf32_1x8x16_n64_s8": 6, "igemm_tf32_2x8x8_n128_s6": 0,
                      "igemm_tf32_2x8x8_n64_s8": 6, "igemm_tf32_1x8x16_n32_s10": 9, "igemm_tf32_2x8x8_n32_s10": 9,
-                     "igemm_3xtf32_1x8x16_n64_s6": 5, "igemm_3xtf32_2x8x8_n64_s6": 5}
+                     "igemm_3xtf32_1x8x16_n64_s6": 5, "igemm_3xtf32_2x8x8_n64_s6": 5, "igemm_3xtf32_1x8x16_n32_s9": 8}
     n32 = next(row for row in IGEMM_KERNELS if row.name == "igemm_tf32_1x8x16_n32_s10")
     for prob in (Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0),
                  Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)):

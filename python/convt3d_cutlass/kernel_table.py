@@ -431,8 +431,9 @@ def _igemm(precision, block, bn, stages, why, op="direct", kx=0, swap=False):
 # phases 16 or more wide along w; 2x8x8 for 8-wide phases (3D-GAN at 8^3), which would idle half of a
 # 16-wide tile.
 # 3xtf32 (split: A into hi + lo in registers, the filter's lo part a second B box, three wgmmas per k8
-# step, accumulators promoted into fp32 registers per tap): 64-wide N blocks only, since a 128-wide
-# one's accumulators and their fp32 totals exceed the 168 registers of 384 threads (ptxas spilled).
+# step, accumulators promoted into fp32 registers per tap): N blocks of 64, and of 32 for 32 output
+# channels, where a 64-wide block's MMAs are half padding; a 128-wide one's accumulators and their fp32
+# totals exceed the 168 registers of 384 threads (ptxas spilled).
 IGEMM_KERNELS = tuple(
     _igemm(prec, block, bn, stages, why)
     for prec, block, bn, stages, why in (
@@ -443,6 +444,7 @@ IGEMM_KERNELS = tuple(
         ("tf32", (1, 8, 16), 32, 10, "strided, output channels <= 32"),
         ("tf32", (2, 8, 8), 32, 10, "strided, narrow volumes, output channels <= 32"),
         ("3xtf32", (1, 8, 16), 64, 6, "3xtf32, strided or wide, in blocks of 64 output channels"),
+        ("3xtf32", (1, 8, 16), 32, 9, "3xtf32, strided, output channels <= 32"),
         ("3xtf32", (2, 8, 8), 64, 6, "3xtf32, narrow volumes (8-wide phases)"),
     ))
 
