@@ -262,6 +262,11 @@ def test_igemm_choice_follows_its_cost_model():
     one = Problem(1, 32, 128, (8, 8, 16), 3, 1, 1)
     assert direct.igemm_cost(direct.grad_input_plan(one), 1, 128, 32, (1, 8, 16), 128, 132) == (27 * 4 + 1) * 192
     assert selector.select_config(g2, "dgrad", "3xtf32").name == "igemm_3xtf32_1x8x16_n64_s6"
+    # 32 output channels: the 32-wide 3xtf32 row (v0.41: forwards 1.18-1.25x over the half-padded 64-wide one);
+    # grad_input of the same layer (64 input channels) keeps the 64-wide row
+    dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)
+    assert selector.select_config(dec3, "dgrad", "3xtf32").name == "igemm_3xtf32_1x8x16_n32_s9"
+    assert selector.select_config(dec3, "fprop", "3xtf32").name == "igemm_3xtf32_1x8x16_n64_s6"
     assert selector.select_config(g2, "dgrad", "fp32").family != "igemm"
     # 3xtf32: 64 output channels and more at any stride and filter size, 32 when strided; narrower
     # layers (the headline's 24 and 48) keep the split tap-reuse rows.
