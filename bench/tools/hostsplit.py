@@ -14,6 +14,7 @@ import torch
 import convt3d_cutlass as ct
 from bench.runner import CaseTensors, cudnn_mode
 from bench.shapes import HEADLINE, SWEEP
+from bench.tools.hostgap import host_only
 import torch.nn.functional as F
 
 names = sys.argv[1].split(",")
@@ -24,16 +25,7 @@ cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
 
 def host_ms(fn):
     """Median host ms of fn() entered with an idle GPU (synchronised before each call)."""
-    for _ in range(5):
-        fn()
-    ts = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        ts.append(1e3 * (time.perf_counter() - t))
-    torch.cuda.synchronize()
-    return statistics.median(ts)
+    return host_only(fn, reps)
 
 
 print(f"{'layer':12s} {'layout':6s} {'side':6s} {'forward':>8s} {'backward':>8s} {'step':>8s}  (host ms, medians of {reps})")
