@@ -11,15 +11,13 @@ counting one MMA per product, SPLIT_MMAS_PER_PRODUCT=1):
     python bench/tools/igemm_ncdhw_ab.py medium,vnet-up,unet3d-k2,unet-outpad 5 tf32
     python bench/tools/igemm_ncdhw_ab.py headline,sr-head 5 3xtf32 SPLIT_MMAS_PER_PRODUCT=1
 """
-import statistics
 import sys
 
 import torch
 
-from bench.runner import CaseTensors, _our_fns
+from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
-from bench.timing import peak_extra_mb
-from bench.tools.hostgap import gpu_only
+from bench.tools.layout_ab import measure
 from convt3d_cutlass import direct, eager
 
 PASSES = ("forward", "grad_input", "step")
@@ -48,22 +46,11 @@ def main():
     print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds (ABBA): off / on / gain; step peak MiB off / on")
     for nm in names:
         t = CaseTensors(cases[nm], False)
-        res, mem, outs = {}, {}, {}
-        for r in range(rounds):
-            for v in (("off", "on") if r % 2 == 0 else ("on", "off")):
-                apply(v)
-                fns = _our_fns(t, prec)[1]
-                if r == 0:
-                    outs[v] = [fns[ps]() for ps in ("forward", "grad_input")]
-                    mem[v] = peak_extra_mb(fns["step"])
-                for ps in PASSES:
-                    res.setdefault((v, ps), []).append(gpu_only(fns[ps]))
-        m = {key: statistics.median(x) for key, x in res.items()}
-        same = all(torch.equal(a, b) for a, b in zip(outs["off"], outs["on"]))
+        m, mem, same = measure(t, prec, ["off", "on"], apply, rounds, PASSES, ("forward", "grad_input"))
         print(f"{nm:12s} " + "  ".join(f"{ps} {m[('off', ps)]:.3f} {m[('on', ps)]:.3f} "
                                         f"{m[('off', ps)] / m[('on', ps)]:.3f}" for ps in PASSES)
               + f"  MiB {mem['off']:.0f} {mem['on']:.0f}  same={same}", flush=True)
-        del t, outs
+        del t
         torch.cuda.empty_cache()
     apply("on")
 

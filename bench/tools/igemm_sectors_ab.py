@@ -5,15 +5,13 @@ phases staged in shared memory, out_sectors, where direct.igemm_sector_pairs).
 
     python bench/tools/igemm_sectors_ab.py unet3d-dec3,sr-up2,unet3d-dec2 4 [tf32|3xtf32]
 """
-import statistics
 import sys
 
 import torch
 
-from bench.runner import CaseTensors, _our_fns
+from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
-from bench.timing import peak_extra_mb
-from bench.tools.hostgap import gpu_only
+from bench.tools.layout_ab import measure
 from convt3d_cutlass import direct, eager
 
 PASSES = ("forward", "step")
@@ -44,22 +42,11 @@ def main():
     print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds: T / P / S, S gain over min(T, P); step MiB T / P / S")
     for nm in names:
         t = CaseTensors(cases[nm], False)
-        res, mem, outs = {}, {}, {}
-        for r in range(rounds):
-            for v in order[r % 3:] + order[:r % 3]:
-                apply(v)
-                fns = _our_fns(t, prec)[1]
-                if r == 0:
-                    outs[v] = fns["forward"]()
-                    mem[v] = peak_extra_mb(fns["step"])
-                for ps in PASSES:
-                    res.setdefault((v, ps), []).append(gpu_only(fns[ps]))
-        m = {key: statistics.median(x) for key, x in res.items()}
-        same = torch.equal(outs["T"], outs["P"]) and torch.equal(outs["T"], outs["S"])
+        m, mem, same = measure(t, prec, order, apply, rounds, PASSES, ("forward",))
         print(f"{nm:12s} " + "  ".join(f"{ps} {m[('T', ps)]:.3f} {m[('P', ps)]:.3f} {m[('S', ps)]:.3f} "
                                         f"{min(m[('T', ps)], m[('P', ps)]) / m[('S', ps)]:.3f}" for ps in PASSES)
               + f"  MiB {mem['T']:.0f} {mem['P']:.0f} {mem['S']:.0f}  same={same}", flush=True)
-        del t, outs
+        del t
         torch.cuda.empty_cache()
     apply("S")
 
