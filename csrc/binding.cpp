@@ -461,7 +461,8 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
 int64_t transpose_tiles(int64_t positions) { return convt3d::layout_transpose_tiles(positions); }
 
 // out [C] = sums of src over every axis but its last (src packed, [..., C]): the bias gradient of an
-// NDHWC grad_y, in a fixed order. The first stage's workspace comes from torch's caching allocator.
+// NDHWC grad_y, or of the partial rows a kernel summed it into, in a fixed order. The first stage's
+// workspace comes from torch's caching allocator.
 void channel_sums(const at::Tensor& src, at::Tensor& out) {
   const auto dev = out.device();
   TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat && src.is_contiguous() &&
@@ -470,15 +471,18 @@ void channel_sums(const at::Tensor& src, at::Tensor& out) {
               "convt3d_cutlass: channel_sums needs a packed float32 [..., C] CUDA source and a [C] result on "
               "its device");
   const int64_t c = src.size(-1), rows = c > 0 ? src.numel() / c : 0;
-  at::Tensor work = at::empty({convt3d::channel_sums_work(rows, c)}, src.options());
+  // Short sources (the kernels' partial rows) run in one launch without a workspace.
+  const int64_t work_floats = convt3d::channel_sums_work(rows, c);
+  at::Tensor work = work_floats > 0 ? at::empty({work_floats}, src.options()) : at::Tensor();
   c10::cuda::CUDAGuard guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   check_run("channel_sums", convt3d::channel_sums(src.data_ptr<float>(), out.data_ptr<float>(),
-                                                  work.data_ptr<float>(), rows, c, stream));
+                                                  work.defined() ? work.data_ptr<float>() : nullptr, rows, c,
+                                                  stream));
 }
 
 // out [C_in, C_out, k, k, k] = sum over slices of partials: [slices, k^3, C_in, C_out] (tap-reuse
-// kernels) or [slices, C_in, k, k, k, C_out] (stock wgrad), added in slice order.
+// kernels) or [slices, C_in, k, k, k, C_out] (stock wgrad), in a fixed order, any number of slices.
 void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
   const auto dev = out.device();
   TORCH_CHECK(partials.is_cuda() && partials.device() == dev && partials.scalar_type() == at::kFloat &&

@@ -50,7 +50,6 @@ struct Plan {
   std::string gw_kernel;
   int64_t gw_slices = 1, gw_taps_per_group = 1;
   bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place
-  bool gw_presum = false;   // torch sums the slices before wgrad_finish (launch._finish)
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
@@ -80,21 +79,21 @@ const Plan& plan_at(int64_t id) {
 
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw (fwd_ncdhw and
 // gi_ncdhw: 0 NDHWC, 1 NCDHW, 2 NCDHW by whole sectors),
-// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, gw_presum, fwd_x_ncdhw, gi_sum_rows, gi_parities,
+// gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, fwd_x_ncdhw, gi_sum_rows, gi_parities,
 // gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first. With fwd_stock, fwd_kernel names the phases' kernels
 // separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 22, "convt3d_cutlass: eager_plan takes 22 integers");
+  TORCH_CHECK(ints.size() == 21, "convt3d_cutlass: eager_plan takes 21 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
   p.fwd_sectors = ints[6] == 2; p.gi_direct = ints[7] != 0; p.gi_ncdhw = ints[8] != 0; p.gi_sectors = ints[8] == 2;
   p.gw_direct = ints[9] != 0;
-  p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0; p.gw_presum = ints[13] != 0;
-  p.fwd_x_ncdhw = ints[14] != 0; p.gi_sum_rows = ints[15]; p.gi_parities = ints[16] != 0;
-  p.gi_gy_ncdhw = ints[17] != 0; p.gw_gy_ncdhw = ints[18] != 0; p.fwd_stock = ints[19] != 0;
-  p.gi_slices = ints[20]; p.gw_first = ints[21] != 0;
+  p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0;
+  p.fwd_x_ncdhw = ints[13] != 0; p.gi_sum_rows = ints[14]; p.gi_parities = ints[15] != 0;
+  p.gi_gy_ncdhw = ints[16] != 0; p.gw_gy_ncdhw = ints[17] != 0; p.fwd_stock = ints[18] != 0;
+  p.gi_slices = ints[19]; p.gw_first = ints[20] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
@@ -165,6 +164,14 @@ at::Tensor channel_sums(const at::Tensor& t) {
     return out;
   }
   return t.sum(at::IntArrayRef{0, 2, 3, 4});
+}
+
+// [C] sums of the rows of a packed [..., C] buffer of partial sums (layouts._sum_rows): our one launch, in
+// place of a torch reduction's host set-up on the small layers' host-bound steps.
+at::Tensor row_sums(const at::Tensor& t) {
+  at::Tensor out = at::empty({t.size(-1)}, t.options());
+  ops::channel_sums(t, out);
+  return out;
 }
 
 // launch.forward's stock path: the phases' kernels on views of the flat filter, into y's strided views.
@@ -242,7 +249,6 @@ at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, co
     // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight).
     ops::wgrad(P.gw_kernel, ndhwc(x), G, partials, pad, st);
   }
-  if (P.gw_presum) partials = partials.sum(at::IntArrayRef{0}, /*keepdim=*/true);
   at::Tensor gw = at::empty({c_in, c_out, k, k, k}, x.options());
   ops::wgrad_finish(partials, gw);
   return gw;
@@ -301,7 +307,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
         const int64_t positions = src.size(2) * src.size(3) * src.size(4);
         at::Tensor sums = at::empty({src.size(0), ops::transpose_tiles(positions), src.size(1)}, src.options());
         ops::transpose_layout(src, G, true, sums);
-        gb = sums.sum(at::IntArrayRef{0, 1});
+        gb = row_sums(sums);
       } else if (need_x || need_w) {
         G = ndhwc(gy);
       }
@@ -314,7 +320,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
         if (need_b && !gb.defined() && P.gi_sum_rows > 0 && !G_ncdhw)
           sums = at::empty({P.gi_sum_rows, G.size(4)}, G.options());
         gx = grad_input_pass(P, G, G_ncdhw, gi_filter, x, sums);
-        if (sums.defined()) gb = sums.sum(0);
+        if (sums.defined()) gb = row_sums(sums);
       }
       if (need_w && !P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
       if (need_b && !gb.defined()) gb = channel_sums(gy);

@@ -70,33 +70,82 @@ __global__ void __launch_bounds__(kThreads)
   if (rr == 0 && c < C) out[c] = v;
 }
 
-constexpr int kCoTile = 32, kFinishThreads = 256;
+constexpr int kSumLanes = 32, kMaxSumGroups = 32;
+// channel_sums takes the one-stage slice_sums below up to this many rows: at most 32 rows per warp. The
+// bias rows of grad_input's kernels (one per CTA) and the layout transpose's tile sums stay under it.
+constexpr int64_t kOneStageRows = 1024;
 
-// One (ci, 32-co) tile: acc[t][co] summed over slices in order (each element owned by one thread),
-// then written with t fastest so that the [ci][co][t] rows are contiguous.
-__global__ void __launch_bounds__(kFinishThreads)
-    finish_kernel(const float* __restrict__ partials, float* __restrict__ out, int64_t slices, int taps, int64_t Ci,
-                  int64_t Co, int64_t s_s, int64_t s_t, int64_t s_ci) {
-  extern __shared__ float acc[];  // [taps][kCoTile + 1]
-  const int64_t ci = blockIdx.y, co0 = (int64_t)blockIdx.x * kCoTile;
-  const int cb = (int)(Co - co0 < kCoTile ? Co - co0 : kCoTile);
-  const int elems = taps * kCoTile;
-  for (int e = threadIdx.x; e < elems; e += kFinishThreads) {
-    const int t = e / kCoTile, co = e % kCoTile;
-    float v = 0.f;
-    if (co < cb) {
-      const float* p = partials + t * s_t + ci * s_ci + co0 + co;
-#pragma unroll 4
-      for (int64_t s = 0; s < slices; ++s) v += __ldg(p + s * s_s);
+// Slices summed by each of a block's groups: enough per group that the fold is a small part of the work.
+int sum_groups(int64_t slices) {
+  int g = 1;
+  while (2 * g <= kMaxSumGroups && 2 * g * 4 <= slices) g *= 2;
+  return g;
+}
+
+// out[dst(e)] = sum over s of src[s * s_s + e], e < E: the slices of a packed buffer summed element by
+// element, then written where (t, ci, co) of e go in a [Ci][Co][taps] result (t = e / s_t % taps,
+// ci = e / s_ci % Ci, co = e % Co; taps = Ci = 1 keeps e). A block holds `lanes` consecutive elements
+// (coalesced reads) in each of `groups` groups of threads; group g sums its own run of slices in order,
+// and the runs are folded in group order: a fixed order whatever the timing, so bitwise reproducible.
+// Splitting the slices over the groups is what lets many slices over few elements (the headline's
+// grad_weight: 1152 slices of 31104) use the whole GPU, which the serial walk of v0.9's kernel could not.
+template <bool RELAYOUT>
+__device__ __forceinline__ void slice_sums(const float* __restrict__ src, float* __restrict__ out, int64_t slices,
+                                           int64_t E, int64_t s_s, int groups, int64_t taps, int64_t Ci, int64_t Co,
+                                           int64_t s_t, int64_t s_ci) {
+  __shared__ float part[1024];
+  const int lanes = blockDim.x / groups;
+  const int lane = threadIdx.x % lanes, g = threadIdx.x / lanes;
+  const int64_t e = (int64_t)blockIdx.x * lanes + lane;
+  const int64_t per = (slices + groups - 1) / groups, s0 = g * per;
+  const int64_t s1 = s0 + per < slices ? s0 + per : slices;
+  float acc = 0.f;
+  if (e < E) {
+    const float* p = src + e;
+    int64_t s = s0;
+    // Four independent loads per iteration keep the memory pipe busy; the adds stay in slice order.
+    for (; s + 3 < s1; s += 4) {
+      const float a = __ldg(p + s * s_s), b = __ldg(p + (s + 1) * s_s);
+      const float c = __ldg(p + (s + 2) * s_s), d = __ldg(p + (s + 3) * s_s);
+      acc += a; acc += b; acc += c; acc += d;
     }
-    acc[t * (kCoTile + 1) + co] = v;
+    for (; s < s1; ++s) acc += __ldg(p + s * s_s);
   }
-  __syncthreads();
-  float* o = out + (ci * Co + co0) * taps;
-  for (int e = threadIdx.x; e < cb * taps; e += kFinishThreads) {
-    const int co = e / taps, t = e % taps;
-    o[e] = acc[t * (kCoTile + 1) + co];
+  if (groups > 1) {
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    if (g == 0)
+      for (int j = 1; j < groups; ++j) acc += part[j * lanes + lane];
   }
+  if (g == 0 && e < E) {
+    if constexpr (RELAYOUT) {
+      const int64_t co = e % Co, t = e / s_t % taps, ci = e / s_ci % Ci;
+      out[(ci * Co + co) * taps + t] = acc;
+    } else {
+      out[e] = acc;
+    }
+  }
+}
+
+// grad_weight's last step (wgrad_finish), named apart from row_sums_kernel so that a profile tells them apart.
+__global__ void __launch_bounds__(1024)
+    finish_kernel(const float* __restrict__ src, float* __restrict__ out, int64_t slices, int64_t E, int64_t s_s,
+                  int groups, int64_t taps, int64_t Ci, int64_t Co, int64_t s_t, int64_t s_ci) {
+  slice_sums<true>(src, out, slices, E, s_s, groups, taps, Ci, Co, s_t, s_ci);
+}
+
+// out[c] = sum of the rows of a short packed [rows][C] buffer (channel_sums' one-stage form).
+__global__ void __launch_bounds__(1024)
+    row_sums_kernel(const float* __restrict__ src, float* __restrict__ out, int64_t rows, int64_t C, int groups) {
+  slice_sums<false>(src, out, rows, C, C, groups, 1, 1, C, C, C);
+}
+
+// Threads of a block for `slices`: groups of `lanes` consecutive elements (at least a warp, 256 threads
+// up to 8 groups, then a warp per group up to 1024 threads).
+dim3 sum_block(int64_t slices, int& groups, int& lanes) {
+  groups = sum_groups(slices);
+  lanes = 256 / groups > kSumLanes ? 256 / groups : kSumLanes;
+  return dim3((unsigned)(groups * lanes));
 }
 
 int status() {
@@ -115,6 +164,7 @@ int64_t channel_sums_fold(int64_t rows, int64_t c) {
 }
 
 int64_t channel_sums_work(int64_t rows, int64_t c) {
+  if (rows <= kOneStageRows) return 0;
   const int64_t fold = channel_sums_fold(rows, c), r = rows / fold;
   const int64_t b = (r + kRowsPerBlock - 1) / kRowsPerBlock;
   return (b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b)) * fold * c;
@@ -122,6 +172,12 @@ int64_t channel_sums_work(int64_t rows, int64_t c) {
 
 int channel_sums(const float* src, float* out, float* work, int64_t rows, int64_t c, cudaStream_t stream) {
   if (c == 0) return 0;
+  if (rows <= kOneStageRows) {  // one launch, no workspace
+    int groups, lanes;
+    const dim3 block = sum_block(rows, groups, lanes);
+    row_sums_kernel<<<(unsigned)((c + lanes - 1) / lanes), block, 0, stream>>>(src, out, rows, c, groups);
+    return status();
+  }
   const int64_t fold = channel_sums_fold(rows, c), r = rows / fold, cf = fold * c;
   const int64_t blocks = channel_sums_work(rows, c) / cf;
   const int64_t per = r > 0 ? (r + blocks - 1) / blocks : 0;
@@ -136,10 +192,11 @@ int channel_sums(const float* src, float* out, float* work, int64_t rows, int64_
 int wgrad_finish(const float* partials, float* out, int64_t slices, int64_t taps, int64_t ci, int64_t co,
                  int64_t s_s, int64_t s_t, int64_t s_ci, cudaStream_t stream) {
   if (ci == 0 || co == 0 || taps == 0) return 0;
-  if (ci > 65535 || taps > 343) return 1000 + (int)cudaErrorInvalidConfiguration;
-  const size_t smem = (size_t)taps * (kCoTile + 1) * sizeof(float);  // <= 45 KiB at k = 7
-  const dim3 grid((unsigned)((co + kCoTile - 1) / kCoTile), (unsigned)ci);
-  finish_kernel<<<grid, kFinishThreads, smem, stream>>>(partials, out, slices, (int)taps, ci, co, s_s, s_t, s_ci);
+  int groups, lanes;
+  const dim3 block = sum_block(slices, groups, lanes);
+  const int64_t E = taps * ci * co, blocks = (E + lanes - 1) / lanes;
+  if (blocks > 0x7fffffffLL) return 1000 + (int)cudaErrorInvalidConfiguration;
+  finish_kernel<<<(unsigned)blocks, block, 0, stream>>>(partials, out, slices, E, s_s, groups, taps, ci, co, s_t, s_ci);
   return status();
 }
 

@@ -5,7 +5,7 @@ import types
 import pytest
 import torch
 
-from convt3d_cutlass import direct, eager, selector
+from convt3d_cutlass import direct, eager
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -30,9 +30,9 @@ def test_x_layout_classes():
 def test_plan_ints_order_and_rules():
     p = Problem(2, 48, 24, (10, 10, 12), 3, 1, 0)  # grad_input reduction 24 * 27 = 648
     ws = _plan("wgmma", ws=True)
-    gw = _plan("wgmma", slices=selector.FINISH_MAX_SLICES + 1, taps_per_group=3)
+    gw = _plan("wgmma", slices=33, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 22 and ints[21] == 0
+    assert len(ints) == 21 and ints[20] == 0
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
@@ -41,28 +41,27 @@ def test_plan_ints_order_and_rules():
     p16 = Problem(2, 48, 24, (10, 10, 16), 3)
     assert eager.plan_ints(p16, "tf32", False, ws, sectors, gw, True, True)[6:9] == [1, 1, 2]
     assert eager.plan_ints(p, "tf32", False, ws, sectors, gw, True, True)[8] == 0  # W = 12
-    assert ints[9:] == [1, selector.FINISH_MAX_SLICES + 1, 3, 1, 1, 1, 0, 0, 0, 0, 0, 1, 0]
+    assert ints[9:] == [1, 33, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
-    assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[15] == 396
+    assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[14] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
     cl = eager.plan_ints(p, "3xtf32", True, ws, ws, gw, True, False)
     assert cl[4:9] == [1, 0, 0, 1, 0]
-    # stock passes: no NCDHW modes, slice sums by torch only past the finish kernel's limits.
+    # stock passes: no NCDHW modes.
     stock = _plan("cutlass", tap_reuse=False, slices=2)
     big = Problem(2, 256, 128, (8, 8, 8), 3, 2, 1)
     ints = eager.plan_ints(big, "tf32", False, ws, stock, stock, True, False)
-    assert ints[7:10] == [0, 0, 0] and ints[12] == 0 and ints[14] == 0
-    assert ints[13] == int(256 * 4 < selector.FINISH_MIN_TILES) == 0
+    assert ints[7:10] == [0, 0, 0] and ints[12] == 0 and ints[13] == 0
     # exact-fp32 grad_input at stride > 1: summed over grad_y's parities (the direct op's sum_phases).
     simt = _plan("direct", simt=True)
-    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[16:21] == [1, 0, 0, 0, 1]
+    assert eager.plan_ints(big, "fp32", False, simt, simt, stock, True, True)[15:20] == [1, 0, 0, 0, 1]
     # ... and at unit stride its kernels read an NCDHW grad_y in place (grad_weight's FFMA rows too)
-    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[16:21] == [0, 1, 1, 0, 1]
+    assert eager.plan_ints(p, "fp32", False, simt, simt, simt, True, True)[15:20] == [0, 1, 1, 0, 1]
     # the forward on stock phases; the stock grad_input's split-K slices (the last integer)
     ints = eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False)
-    assert ints[19] == 1 and ints[20] == 2
+    assert ints[18] == 1 and ints[19] == 2
     # the backward's order (launch.grad_weight_first), the last integer
-    assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[21] == 1
+    assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[20] == 1
 
 
 def test_grad_weight_first_in_every_precision():

@@ -82,6 +82,42 @@ def test_node_matches_python_function_bitwise(case, prec, x_cl, gy_cl, monkeypat
     assert rel_l2(y1, ref) <= (5e-3 if prec == "tf32" else 1e-5)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[4] >= c[5]],
+                         ids=lambda c: "x".join(map(str, c[3])) + f"-{c[1]}-{c[2]}-k{c[4]}s{c[5]}")
+@pytest.mark.parametrize("prec", ["tf32", "3xtf32", "fp32"])
+@pytest.mark.parametrize("cl", [True, False])
+def test_node_backward_sums_with_our_kernels(case, prec, cl, monkeypatch):
+    """v0.42: grad_weight's slices (any number) and the bias gradient's partial rows are summed by our
+    kernels, one launch each, not by torch reductions (a TensorIterator set-up each on the host of a
+    small layer's step). The one torch sum left: the bias of an NCDHW grad_y that the exact-fp32 kernels
+    read in place (nothing converts it, so nothing sums it on the way)."""
+    from convt3d_cutlass import launch
+    from convt3d_cutlass.problem import Problem
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    n, ci, co, sp, k, s, p, op = case
+    fmt = CL if cl else torch.contiguous_format
+    x = torch.randn(n, ci, *sp, device="cuda").to(memory_format=fmt).requires_grad_()
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    b = torch.randn(co, device="cuda").requires_grad_()
+    out = [(o - 1) * s - 2 * p + k + op for o in sp]
+    gy = torch.randn(n, co, *out, device="cuda").to(memory_format=fmt)
+
+    def step():
+        x.grad = w.grad = b.grad = None
+        y = ct.conv_transpose3d(x, w, b, s, p, op, precision=prec, strict=True)
+        assert "ConvTranspose3dNode" in _node_name(y)
+        y.backward(gy)
+
+    step()
+    names = cuda_kernel_counts(step)
+    torch_sums = sorted(nm for nm in names if "reduce_kernel" in nm)
+    in_place = launch.grad_y_in_place(gy, x, w, Problem.of(x, w, s, p, op), prec, None, True, True)
+    assert len(torch_sums) == (1 if in_place else 0), torch_sums
+    assert sum(c for nm, c in names.items() if "finish_kernel" in nm) == 1
+    ref = gy.double().sum((0, 2, 3, 4))
+    assert rel_l2(b.grad, ref) <= 1e-6
+
+
 def test_node_is_taken_on_a_stock_phase_forward(monkeypatch):
     """fp32 at 8 wide (3D-GAN 256->128): the forward on stock CUTLASS phases, one dgrad_phases call from C++,
     no copy of the phase filters per call (one cached flat filter)."""

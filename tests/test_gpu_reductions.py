@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from convt3d_cutlass import launch
-from convt3d_cutlass.layouts import CL, channel_sums
+from convt3d_cutlass.layouts import CL, channel_sums, row_sums
 from convt3d_cutlass.problem import Problem
 
-from conftest import poison_allocator, requires_gpu
+from conftest import cuda_kernel_counts, poison_allocator, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -20,7 +20,7 @@ def _rel(got, ref):
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (16, 128, 16, 16, 16), (1, 8, 40, 40, 40), (3, 24, 9, 9, 9),
                                    (1, 1, 3, 3, 3), (2, 200, 3, 5, 11), (1, 32, 1, 1, 1), (2, 5, 33, 1, 3),
-                                   (4, 64, 32, 32, 32)])
+                                   (4, 64, 32, 32, 32), (1, 40, 4, 16, 16), (1, 40, 1, 1, 1025)])
 def test_channel_sums_match_float64(shape):
     x = (torch.randn(shape, device="cuda") + 0.5).to(memory_format=CL)  # nonzero mean: a lost row shows
     poison_allocator()
@@ -36,7 +36,9 @@ def test_channel_sums_of_ncdhw_fall_back_to_torch():
 
 
 @pytest.mark.parametrize("slices,k,ci,co", [(1, 3, 48, 24), (2, 3, 256, 128), (19, 3, 128, 64), (5, 5, 33, 70),
-                                            (40, 3, 16, 8), (3, 7, 4, 40), (1152, 3, 48, 24), (7, 1, 130, 31)])
+                                            (40, 3, 16, 8), (3, 7, 4, 40), (1152, 3, 48, 24), (7, 1, 130, 31),
+                                            (8, 3, 9, 40), (127, 3, 64, 8), (128, 2, 64, 32), (576, 3, 48, 24),
+                                            (129, 5, 4, 12)])
 @pytest.mark.parametrize("tap_major", [True, False])
 def test_wgrad_finish_matches_float64(slices, k, ci, co, tap_major):
     t = k ** 3
@@ -52,12 +54,32 @@ def test_wgrad_finish_matches_float64(slices, k, ci, co, tap_major):
 
 
 def test_wgrad_finish_kernel_alone_sums_many_slices():
-    # The fused kernel on its own (the policy sends this many slices to torch first).
+    # The op on its own, into a NaN-filled result: one launch of the finish kernel whatever the slices.
     partials = torch.randn(70, 27, 9, 40, device="cuda")
     out = torch.full((9, 40, 3, 3, 3), float("nan"), device="cuda")
-    torch.ops.convt3d_cutlass.wgrad_finish(partials, out)
+    names = cuda_kernel_counts(lambda: torch.ops.convt3d_cutlass.wgrad_finish(partials, out))
+    assert len(names) == 1 and "finish_kernel" in next(iter(names))
     ref = partials.double().sum(0).view(3, 3, 3, 9, 40).permute(3, 4, 0, 1, 2)
     assert _rel(out, ref) < 1e-6
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 8, 31, 132, 396, 1024, 1025, 4000])
+@pytest.mark.parametrize("c", [8, 24, 64, 130])
+def test_row_sums_match_float64(rows, c):
+    # The partial rows of grad_input's summing kernels and of the layout transpose: one launch up to
+    # 1024 rows, the two-stage form past it; every channel checked, fixed order.
+    t = torch.randn(rows, c, device="cuda") + 0.5
+    poison_allocator()
+    got = row_sums(t)
+    assert got.shape == (c,) and torch.isfinite(got).all()
+    ref = t.double().sum(0)
+    if rows == 0:
+        assert torch.equal(got, torch.zeros(c, device="cuda"))
+    else:
+        assert _rel(got, ref) < 1e-6
+    assert torch.equal(got, row_sums(t))
+    names = cuda_kernel_counts(lambda: row_sums(t))
+    assert len(names) == (1 if rows <= 1024 else 2), names
 
 
 def test_wgrad_finish_rejects_mismatched_shapes():

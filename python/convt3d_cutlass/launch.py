@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _extension, autotune, direct, selector
-from .layouts import aligned16, empty_cl, ndhwc
+from .layouts import aligned16, empty_cl, ndhwc, row_sums
 from .problem import Problem, phases
 from .weights import cached_filter, filter_ktrsc
 
@@ -104,11 +104,6 @@ def grad_input_filter(weight: torch.Tensor, plan: Plan, p: Problem) -> torch.Ten
         return cached_filter(weight, ("direct-dx", plan.k.precision),
                              lambda: direct.grad_input_filter(weight, plan.k.precision))
     return filter_ktrsc(weight)
-
-
-def presum_slices(slices: int, p: Problem) -> bool:
-    """Whether torch sums grad_weight's partial slices before wgrad_finish (see _finish)."""
-    return slices > selector.FINISH_MAX_SLICES or p.c_in * -(-p.c_out // 32) < selector.FINISH_MIN_TILES
 
 
 def _bias(bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -229,7 +224,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
         _ops().direct(plan.name, aligned16(grad_y) if from_ncdhw else ndhwc(grad_y), w, None,
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
                       sums, parities, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"))
-        return gx, (sums.sum(0) if sums is not None else None)
+        return gx, (row_sums(sums) if sums is not None else None)
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(plan.name, G, grad_input_filter(weight, plan, p), None, gx.permute(0, 2, 3, 4, 1),
@@ -304,11 +299,8 @@ def grad_weight_first(p: Problem, plan: Plan, x: torch.Tensor) -> bool:
 
 def _finish(partials: torch.Tensor, p: Problem) -> torch.Tensor:
     """grad_w [C_in, C_out, k, k, k] from partials [S, k^3, C_in, C_out] or [S, C_in, k, k, k, C_out]:
-    the slices summed in order and the layout changed in one pass (csrc/reductions.cu). Its blocks own
-    one (C_in, 32 C_out) tile each and walk the slices serially, so many slices over few tiles (the
-    headline: 1152 over 48) are summed by torch first, which spreads them over the whole GPU."""
-    if presum_slices(partials.shape[0], p):
-        partials = partials.sum(0, keepdim=True)
+    the slices summed in a fixed order and the layout changed in one launch (csrc/reductions.cu), however
+    many slices (up to v0.41 torch summed many slices first: a second launch and its host set-up)."""
     gw = torch.empty((p.c_in, p.c_out, p.k, p.k, p.k), device=partials.device, dtype=partials.dtype)
     _ops().wgrad_finish(partials, gw)
     return gw

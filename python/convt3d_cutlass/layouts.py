@@ -63,7 +63,7 @@ def channels_last_with_sums(t: torch.Tensor):
 
     The backward pass's grad_y serves grad_input, grad_weight and the bias gradient: converted once
     here instead of once per pass, and the bias gradient comes from the same read. The sums are per
-    128-position tile in a fixed order, then torch's sum over the tiles: reproducible."""
+    128-position tile in a fixed order, then summed over the tiles by row_sums: reproducible."""
     if t.is_contiguous(memory_format=CL) or not _fast_transpose(t):
         return None
     src = t.contiguous()
@@ -73,12 +73,13 @@ def channels_last_with_sums(t: torch.Tensor):
     sums = torch.empty((n, torch.ops.convt3d_cutlass.transpose_tiles(positions), c), dtype=src.dtype,
                        device=src.device)
     torch.ops.convt3d_cutlass.transpose_layout(src, out, True, sums)
-    # sums is small ([N, tiles, C]): torch's one launch beats our two (channel_sums is for grad_y itself).
-    return out.permute(0, 4, 1, 2, 3), sums.sum((0, 1))
+    return out.permute(0, 4, 1, 2, 3), row_sums(sums)
 
 
-def _sum_rows(t: torch.Tensor) -> torch.Tensor:
-    """[C] sums of a packed [..., C] tensor over every axis but the last, by the extension's kernel."""
+def row_sums(t: torch.Tensor) -> torch.Tensor:
+    """[C] sums of a packed [..., C] tensor over every axis but the last, by the extension's kernel, in a
+    fixed order. Short ones (the partial rows of the layout transpose and of grad_input's kernels) take
+    one launch, where torch's sum spent more host time than the kernel on the small layers' steps."""
     out = torch.empty((t.shape[-1],), dtype=t.dtype, device=t.device)
     torch.ops.convt3d_cutlass.channel_sums(t, out)
     return out
@@ -91,7 +92,7 @@ def channel_sums(t: torch.Tensor) -> torch.Tensor:
     of it ran at a fifth of the copy bandwidth, docs/performance.md v0.10); anything else goes to torch.
     Eager mode only: the kernel reads data pointers, which the tensors of a traced backward lack."""
     if t.is_contiguous(memory_format=CL) and t.numel() > 0 and _fast_transpose(t) and _has_op("channel_sums"):
-        return _sum_rows(aligned16(t).permute(0, 2, 3, 4, 1))
+        return row_sums(aligned16(t).permute(0, 2, 3, 4, 1))
     return t.sum((0, 2, 3, 4))
 
 

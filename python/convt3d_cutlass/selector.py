@@ -215,11 +215,6 @@ IGEMM_MIN_S1_GI_CIN = 128
 # against the 1e-5 that 3xtf32 promises. Past this length the selector takes the igemm rows (promoted
 # per tap: 1.8e-6 there) or the stock kernel instead.
 SPLIT_WS_MAX_REDUCTION = 2048
-# grad_weight's last step (launch._finish): the fused sum-and-relayout kernel walks the slices serially
-# in each (C_in, 32 C_out) tile, so it takes at most this many slices and wants this many tiles (about
-# one per SM); past either, torch sums the slices first (spread over the GPU) and the kernel relayouts.
-FINISH_MAX_SLICES = 32
-FINISH_MIN_TILES = 128
 IGEMM_3X_MIN_CHANNELS = 64
 # grad_weight (tf32, bench/tools/wgw.py, docs/performance.md v0.9): strided layers with C_in >= 128 and
 # C_out >= 64, against the best other kernel: 3D-GAN 256->128 at 8^3 0.165 vs 0.249 ms (stock), U-Net
