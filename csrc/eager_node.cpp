@@ -166,7 +166,7 @@ at::Tensor channel_sums(const at::Tensor& t) {
   return t.sum(at::IntArrayRef{0, 2, 3, 4});
 }
 
-// [C] sums of the rows of a packed [..., C] buffer of partial sums (layouts._sum_rows): our one launch, in
+// [C] sums of the rows of a packed [..., C] buffer of partial sums (layouts.row_sums): our one launch, in
 // place of a torch reduction's host set-up on the small layers' host-bound steps.
 at::Tensor row_sums(const at::Tensor& t) {
   at::Tensor out = at::empty({t.size(-1)}, t.options());

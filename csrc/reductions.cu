@@ -86,13 +86,6 @@ int sum_groups(int64_t slices) {
   return g;
 }
 
-// out[dst(e)] = sum over s of src[s * s_s + e], e < E: the slices of a packed buffer summed element by
-// element, then written where (t, ci, co) of e go in a [Ci][Co][taps] result (t = e / s_t % taps,
-// ci = e / s_ci % Ci, co = e % Co; taps = Ci = 1 keeps e). A block holds `lanes` consecutive elements
-// (coalesced reads) in each of `groups` groups of threads; group g sums its own run of slices in order,
-// and the runs are folded in group order: a fixed order whatever the timing, so bitwise reproducible.
-// Splitting the slices over the groups is what lets many slices over few elements (the headline's
-// grad_weight: 1152 slices of 31104) use the whole GPU, which the serial walk of v0.9's kernel could not.
 template <int V>
 __device__ __forceinline__ void add_slice(float (&acc)[V], const float* p) {
   if constexpr (V == 4) {
@@ -103,6 +96,14 @@ __device__ __forceinline__ void add_slice(float (&acc)[V], const float* p) {
   }
 }
 
+// out[dst(e)] = sum over s of src[s * s_s + e], e < E: the slices of a packed buffer summed element by
+// element, then written where (t, ci, co) of e go in a [Ci][Co][taps] result (t = e / s_t % taps,
+// ci = e / s_ci % Ci, co = e % Co; taps = Ci = 1 keeps e). A block holds `lanes` consecutive elements
+// (coalesced reads) in each of `groups` groups of threads; group g sums its own run of slices in order,
+// and the runs are folded in group order: a fixed order whatever the timing, so bitwise reproducible.
+// Splitting the slices over the groups is what lets many slices over few elements (the headline's
+// grad_weight: 132-576 slices of 31104) use the whole GPU; v0.9's kernel walked them serially per element,
+// so until v0.42 torch summed many slices first (a second launch and its host set-up).
 // V consecutive elements per thread (V = 4: 16-byte loads where the buffer allows them). An element's sum
 // runs in the same order for either V, so the result does not depend on it.
 template <bool RELAYOUT, int V>
