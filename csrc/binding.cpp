@@ -2,7 +2,7 @@
 // current stream, and turns CUTLASS / CUDA status codes into exceptions. Policy (which
 // kernel, which precision, layouts, stride phases, fallbacks) lives in Python.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -120,6 +120,22 @@ static void set_split_k(ConvLaunch& L, int64_t split_k) {
   L.split_k_slices = static_cast<int>(split_k);
 }
 
+// The fork/join events of dgrad_phases, created once per thread and device and recorded again on every
+// call (a wait takes the event's state when it is enqueued, so a later record does not disturb it). A
+// torch CUDAEvent per fork and join cost an event creation and destruction each, 18 driver calls per
+// stock-phase forward on the host path of the small fp32 layers.
+const std::vector<cudaEvent_t>& fork_join_events(int device, size_t count) {
+  thread_local std::vector<std::vector<cudaEvent_t>> per_device;
+  if (per_device.size() <= static_cast<size_t>(device)) per_device.resize(device + 1);
+  auto& ev = per_device[device];
+  while (ev.size() < count) {
+    cudaEvent_t e;
+    C10_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    ev.push_back(e);
+  }
+  return ev;
+}
+
 // The ConvLaunch of dgrad() below, checked, without running it. dx is packed, or (dgrad_phases) a strided
 // NDHWC view with packed channels, whose strides go to L.result_stride.
 static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
@@ -214,22 +230,27 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     ws_total += workspace_bytes(*entries[i], launches.back());
   }
   at::Tensor ws;
-  if (ws_total > 0) ws = at::empty({static_cast<int64_t>(ws_total)}, y.options().dtype(at::kByte));
   const auto main = c10::cuda::getCurrentCUDAStream(dev.index());
-  at::cuda::CUDAEvent forked;
-  forked.record(main);
+  if (ws_total > 0) {
+    // Every phase's serial split-K semaphores zeroed by one memset here, not one per phase in CUTLASS's
+    // initialize() (ConvLaunch::workspace_zeroed).
+    ws = at::empty({static_cast<int64_t>(ws_total)}, y.options().dtype(at::kByte));
+    C10_CUDA_CHECK(cudaMemsetAsync(ws.data_ptr(), 0, ws_total, main.stream()));
+  }
+  const size_t n_side = std::min<size_t>(n, 8);
+  const std::vector<cudaEvent_t>& ev = fork_join_events(dev.index(), n_side + 1);
+  C10_CUDA_CHECK(cudaEventRecord(ev[0], main.stream()));
   std::vector<c10::cuda::CUDAStream> side;
-  for (size_t j = 0; j < std::min<size_t>(n, 8); ++j) {
+  for (size_t j = 0; j < n_side; ++j) {
     side.push_back(c10::cuda::getStreamFromPool(false, dev.index()));
-    forked.block(side.back());
+    C10_CUDA_CHECK(cudaStreamWaitEvent(side.back().stream(), ev[0], 0));
   }
   // Joined on the way out of a failing phase too: its exception frees the temporaries, which the
   // phases already launched may still be writing.
   auto join = [&] {
-    for (auto& st : side) {
-      at::cuda::CUDAEvent done;
-      done.record(st);
-      done.block(main);
+    for (size_t j = 0; j < side.size(); ++j) {
+      C10_CUDA_CHECK(cudaEventRecord(ev[j + 1], side[j].stream()));
+      C10_CUDA_CHECK(cudaStreamWaitEvent(main.stream(), ev[j + 1], 0));
     }
   };
   try {
@@ -240,6 +261,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
       if (next > ws_offset[i]) {
         L.workspace = static_cast<uint8_t*>(ws.data_ptr()) + ws_offset[i];
         L.workspace_bytes = next - ws_offset[i];
+        L.workspace_zeroed = true;
       }
       launch(*entries[i], L, dev, /*checked=*/true);
       if (tmps[i].defined()) dsts[i].copy_(tmps[i]);

@@ -199,13 +199,14 @@ struct Launcher {
     return OpT::get_workspace_size(arguments<OpT>(a));
   }
 
-  // Parallel split-K launched without OpT::initialize(), which zeroes the whole partial-sum buffer first
-  // (a cudaMemsetAsync of 8.6 MB and its host call on U-Net k2 up's tf32 step): every slice's CTAs write
-  // their whole tiles, the epilogue reading no source (beta = 0), so nothing is left for it to clear.
+  // Launched without OpT::initialize(), whose cudaMemsetAsync zeroes the whole workspace first: parallel
+  // split-K (the partial-sum buffer: 8.6 MB and a host call on U-Net k2 up's tf32 step, although every
+  // slice's CTAs write their whole tiles, the epilogue reading no source at beta = 0), and serial split-K
+  // whose semaphores the caller zeroed already (`workspace_zeroed`; a kernel's last slice leaves them 0).
   template <typename OpT>
-  static int run_parallel(const typename OpT::Arguments& args, cudaStream_t stream) {
+  static int run_prepared(const typename OpT::Arguments& args, int* semaphores, cudaStream_t stream) {
     using K = typename OpT::UnderlyingKernel;
-    const typename K::Params params(args, nullptr);
+    const typename K::Params params(args, semaphores);
     const dim3 grid = typename OpT::ThreadblockSwizzle().get_grid_shape(params.grid_tiled_shape);
     const int smem = int(sizeof(typename K::SharedStorage));
     if (smem >= (48 << 10)) {
@@ -223,7 +224,12 @@ struct Launcher {
     auto args = arguments<OpT>(a);
     cutlass::Status st = OpT::can_implement(args);
     if (st != cutlass::Status::kSuccess) return int(st);
-    if (parallel(a)) return run_parallel<OpT>(args, a.stream);
+    if (parallel(a)) return run_prepared<OpT>(args, nullptr, a.stream);
+    if (a.workspace_zeroed && a.split_k_slices > 1) {
+      if (a.workspace == nullptr || a.workspace_bytes < OpT::get_workspace_size(args))
+        return int(cutlass::Status::kErrorWorkspaceNull);
+      return run_prepared<OpT>(args, static_cast<int*>(a.workspace), a.stream);
+    }
     void* ws = a.workspace;
     OpT op;
     st = op.initialize(args, ws, a.stream);

@@ -34,6 +34,9 @@ struct ConvLaunch {
   const float* bias = nullptr;  // per result channel, broadcast in the epilogue; may be null
   void* workspace = nullptr;
   std::size_t workspace_bytes = 0;
+  // Serial split-K: the caller zeroed the semaphores in `workspace` already (dgrad_phases zeroes all its
+  // phases' at once), so the launch skips CUTLASS's own memset per kernel.
+  bool workspace_zeroed = false;
   cudaStream_t stream = nullptr;
 };
 
