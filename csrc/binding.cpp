@@ -182,9 +182,12 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 // (conv_kernel.cuh, StridedKernel) places each output row by the view's strides. A phase whose view the
 // kernel refuses (its 32-bit offsets past 2^31 elements) goes through a packed temporary and a copy.
 //
-// Why here and on side streams: each phase is a small GEMM whose grid alone leaves SMs idle, and
-// launched one after another from Python the phases cost more host time than GPU time (gan3d-g1,
-// eight phases: 0.63 ms of host per call against 0.45 ms of kernels, H100 v0.18). The phases fork
+// grouped (the default): where every phase runs the same kernel in place and there are at most
+// kMaxGroupedPhases of them (stride 2), all in one launch (conv_kernel.cuh, grouped_phases_kernel): one
+// grid, no fork or join. Else, and with grouped false (kept for A/B), one launch per phase on side streams:
+// each phase is a small GEMM whose grid alone leaves SMs idle, and launched one after another from Python
+// the phases cost more host time than GPU time (gan3d-g1, eight phases: 0.63 ms of host per call against
+// 0.45 ms of kernels, H100 v0.18). The phases fork
 // from the current stream and join back into it; every temporary (the fallback outputs and the serial
 // split-K semaphores) is allocated on the current stream and outlives the join, so the caching allocator
 // cannot hand it out while a side stream uses it. (Allocated on the side streams, which the pool hands
@@ -192,7 +195,7 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 // empty_cache: 3D-GAN 256->128 timed 2.3 ms a step in the sweep against 1.6 in a warm loop.)
 void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
                   const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
-                  at::IntArrayRef split_k) {
+                  at::IntArrayRef split_k, bool grouped) {
   const size_t n = kernels.size();
   TORCH_CHECK(n >= 1 && filters.size() == n && phases.size() == 9 * n && stride > 1 &&
                   (split_k.empty() || split_k.size() == n),
@@ -229,6 +232,11 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     ws_offset.push_back(ws_total);
     ws_total += workspace_bytes(*entries[i], launches.back());
   }
+  // One launch for all phases (the kernel's run_phases) where they share a kernel and write the result in
+  // place; else one launch per phase on side streams (below). `grouped` false: always the latter.
+  bool one_launch = grouped && n <= static_cast<size_t>(convt3d::kMaxGroupedPhases) &&
+                    entries[0]->run_phases != nullptr;
+  for (size_t i = 0; i < n && one_launch; ++i) one_launch = entries[i] == entries[0] && !tmps[i].defined();
   at::Tensor ws;
   const auto main = c10::cuda::getCurrentCUDAStream(dev.index());
   if (ws_total > 0) {
@@ -236,6 +244,23 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
     // initialize() (ConvLaunch::workspace_zeroed).
     ws = at::empty({static_cast<int64_t>(ws_total)}, y.options().dtype(at::kByte));
     C10_CUDA_CHECK(cudaMemsetAsync(ws.data_ptr(), 0, ws_total, main.stream()));
+  }
+  auto set_workspace = [&](size_t i) {
+    ConvLaunch& L = launches[i];
+    const std::size_t next = i + 1 < n ? ws_offset[i + 1] : ws_total;
+    if (next > ws_offset[i]) {
+      L.workspace = static_cast<uint8_t*>(ws.data_ptr()) + ws_offset[i];
+      L.workspace_bytes = next - ws_offset[i];
+      L.workspace_zeroed = true;
+    }
+  };
+  if (one_launch) {
+    for (size_t i = 0; i < n; ++i) {
+      set_workspace(i);
+      launches[i].stream = main.stream();
+    }
+    check_run(entries[0]->name, entries[0]->run_phases(launches.data(), static_cast<int>(n)));
+    return;
   }
   const size_t n_side = std::min<size_t>(n, 8);
   const std::vector<cudaEvent_t>& ev = fork_join_events(dev.index(), n_side + 1);
@@ -256,14 +281,8 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
   try {
     for (size_t i = 0; i < n; ++i) {
       c10::cuda::CUDAStreamGuard on(side[i % side.size()]);
-      ConvLaunch& L = launches[i];
-      const std::size_t next = i + 1 < n ? ws_offset[i + 1] : ws_total;
-      if (next > ws_offset[i]) {
-        L.workspace = static_cast<uint8_t*>(ws.data_ptr()) + ws_offset[i];
-        L.workspace_bytes = next - ws_offset[i];
-        L.workspace_zeroed = true;
-      }
-      launch(*entries[i], L, dev, /*checked=*/true);
+      set_workspace(i);
+      launch(*entries[i], launches[i], dev, /*checked=*/true);
       if (tmps[i].defined()) dsts[i].copy_(tmps[i]);
     }
   } catch (...) {
@@ -551,7 +570,7 @@ std::vector<std::string> kernels() {
 TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("dgrad(str kernel, Tensor dy, Tensor filter, Tensor? bias, Tensor(a!) dx, int[] pad, int split_k=1) -> ()");
   m.def("dgrad_phases(str[] kernels, Tensor dy, Tensor[] filters, Tensor? bias, Tensor(a!) y, int[] phases, "
-        "int stride, int[] split_k=[]) -> ()");
+        "int stride, int[] split_k=[], bool grouped=True) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride, "
         "int split_k=1) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");

@@ -16,7 +16,7 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
            const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad, int64_t split_k = 1);
 void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
                   const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
-                  at::IntArrayRef split_k = {});
+                  at::IntArrayRef split_k = {}, bool grouped = true);
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride,
            int64_t split_k = 1);

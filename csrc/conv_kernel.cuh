@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "conv_launch.h"
 #include "cutlass/cutlass.h"
 #include "cutlass/conv/conv3d_problem_size.h"
@@ -65,6 +67,7 @@ struct DefaultKernel<cutlass::conv::Operator::kFprop, OpClass, MathOp, TB, Warp,
   using Kernel = typename cutlass::conv::kernel::DefaultConv3dFprop<
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
   using StridedKernel = Kernel;  // a strided result is Dgrad's alone (Launcher refuses it here)
+  using GroupedKernel = Kernel;  // grouped phases are Dgrad's alone (no run_phases in its entry)
 };
 
 // The epilogue of a Dgrad kernel that writes through PredicatedTileIteratorConv: each output row's
@@ -81,6 +84,20 @@ struct StridedDgradEpilogue<cutlass::arch::OpClassSimt, TB, WarpMma, OutputOp> {
   using Epilogue = typename cutlass::epilogue::threadblock::DefaultEpilogueSimt<
       TB, WarpMma, OutputOp, OutputOp::kCount, false, cutlass::layout::NoPermute,
       cutlass::conv::StrideSupport::kStrided, 5>::Epilogue;
+};
+
+// The tile of the phase a CTA of grouped_phases_kernel (below) computes, set by that kernel before the
+// CUTLASS kernel body runs: the body asks its swizzle for the tile, and a swizzle has no parameters of its
+// own to carry it in.
+struct PhaseSwizzle : cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<1> {
+  CUTLASS_DEVICE static int* tile() {
+    __shared__ int t[3];
+    return t;
+  }
+  CUTLASS_DEVICE static cutlass::gemm::GemmCoord get_tile_offset(int) {
+    const int* t = tile();
+    return cutlass::gemm::GemmCoord{t[0], t[1], t[2]};
+  }
 };
 
 template <typename OpClass, typename MathOp, typename TB, typename Warp, typename Inst, int Stages,
@@ -100,6 +117,10 @@ struct DefaultKernel<cutlass::conv::Operator::kDgrad, OpClass, MathOp, TB, Warp,
       typename StridedDgradEpilogue<OpClass, TB, typename Kernel::Mma::Operator,
                                     typename Kernel::EpilogueOutputOp>::Epilogue,
       typename Kernel::ThreadblockSwizzle, cutlass::conv::Operator::kDgrad, cutlass::conv::Conv3dProblemSize>;
+  // StridedKernel for grouped_phases_kernel: every stride phase of a forward in one launch.
+  using GroupedKernel = cutlass::conv::kernel::ImplicitGemmConvolution<
+      typename Kernel::Mma, typename StridedKernel::Epilogue, PhaseSwizzle, cutlass::conv::Operator::kDgrad,
+      cutlass::conv::Conv3dProblemSize>;
 };
 
 template <typename OpClass, typename MathOp, typename TB, typename Warp, typename Inst, int Stages,
@@ -109,11 +130,48 @@ struct DefaultKernel<cutlass::conv::Operator::kWgrad, OpClass, MathOp, TB, Warp,
   using Kernel = typename cutlass::conv::kernel::DefaultConv3dWgrad<
       CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
   using StridedKernel = Kernel;  // a strided result is Dgrad's alone (Launcher refuses it here)
+  using GroupedKernel = Kernel;  // grouped phases are Dgrad's alone (no run_phases in its entry)
 };
 
 #undef CONVT3D_KERNEL_COMMON
 
-// Kernels: a DefaultKernel (its Kernel, and for Dgrad its StridedKernel).
+// kMaxGroupedPhases (conv_launch.h): each phase's CUTLASS Params is 600 bytes on the stock tiles, so 8
+// phases (stride 2) take 4.8 KB of kernel parameters (above the classic 4 KB; sm_70+ with CUDA 12.1+ take up
+// to 32 KB). Stride 3's 27 phases stay on the side-stream form of dgrad_phases.
+
+template <typename K>
+struct GroupedPhases {
+  typename K::Params phase[kMaxGroupedPhases];
+  int first_block[kMaxGroupedPhases + 1];  // the phases' CTAs in order; phase i owns [first_block[i], [i+1])
+  int count;
+};
+
+// Every phase of a stride-s forward in one grid: CTA b runs tile (m, n, k) of the phase whose range holds b,
+// m fastest, then n, then the serial split-K slice k, so the slices of a tile that wait on each other's
+// semaphore come in slice order and after every CTA they wait for (CUTLASS's own serial split-K relies on
+// the same block order). Why: launched one by one (dgrad_phases' side streams) the phases cost a launch,
+// a fork and a join each on the host, 0.2-0.35 ms per forward of the small fp32 layers for about 0.4 ms
+// of kernels (H100, v0.42).
+template <typename K>
+__global__ void grouped_phases_kernel(const __grid_constant__ GroupedPhases<K> g) {
+  extern __shared__ int smem_[];
+  const int b = blockIdx.x;
+  int i = 0;
+  while (i + 1 < g.count && b >= g.first_block[i + 1]) ++i;
+  const typename K::Params& p = g.phase[i];
+  if (threadIdx.x == 0) {
+    const int local = b - g.first_block[i], tm = p.grid_tiled_shape.m(), tn = p.grid_tiled_shape.n();
+    int* t = PhaseSwizzle::tile();
+    t[0] = local % tm;
+    t[1] = (local / tm) % tn;
+    t[2] = local / (tm * tn);
+  }
+  __syncthreads();
+  K op;
+  op(p, *reinterpret_cast<typename K::SharedStorage*>(smem_));
+}
+
+// Kernels: a DefaultKernel (its Kernel, and for Dgrad its StridedKernel and GroupedKernel).
 template <typename Kernels>
 struct Launcher {
   using KernelT = typename Kernels::Kernel;
@@ -264,8 +322,64 @@ struct Launcher {
     return strided(a) ? run_with<StridedOp>(a) : run_with<Op>(a);
   }
 
+  using GroupedOp = cutlass::conv::device::ImplicitGemmConvolution<typename Kernels::GroupedKernel>;
+
+  // Phases 0..n-1 of one forward (Dgrad, each result a strided view of the same output, their serial
+  // split-K semaphores zeroed by the caller: workspace_zeroed) in one launch on phases[0].stream, the
+  // phases with the longest main loops first so that the short ones fill the last wave.
+  static int run_phases(const ConvLaunch* phases, int n) {
+    if constexpr (kOp != cutlass::conv::Operator::kDgrad) {
+      return int(cutlass::Status::kErrorNotSupported);
+    } else {
+      using K = typename Kernels::GroupedKernel;
+      if (n < 1 || n > kMaxGroupedPhases) return int(cutlass::Status::kErrorNotSupported);
+      typename K::Params params[kMaxGroupedPhases];
+      int order[kMaxGroupedPhases];
+      for (int i = 0; i < n; ++i) {
+        const ConvLaunch& a = phases[i];
+        if (a.stream != phases[0].stream) return int(cutlass::Status::kErrorInvalidProblem);
+        if (const int code = precheck(a)) return code;
+        const auto args = arguments<GroupedOp>(a);
+        const cutlass::Status st = GroupedOp::can_implement(args);
+        if (st != cutlass::Status::kSuccess) return int(st);
+        int* semaphores = nullptr;
+        if (a.split_k_slices > 1) {
+          if (!a.workspace_zeroed || a.workspace == nullptr || a.workspace_bytes < GroupedOp::get_workspace_size(args))
+            return int(cutlass::Status::kErrorWorkspaceNull);
+          semaphores = static_cast<int*>(a.workspace);
+        }
+        params[i] = typename K::Params(args, semaphores);
+        order[i] = i;
+      }
+      std::stable_sort(order, order + n,
+                       [&](int x, int y) { return params[x].gemm_k_iterations > params[y].gemm_k_iterations; });
+      GroupedPhases<K> g;
+      g.count = n;
+      long long blocks = 0;
+      for (int j = 0; j < n; ++j) {
+        const auto& t = params[order[j]].grid_tiled_shape;
+        g.phase[j] = params[order[j]];
+        g.first_block[j] = int(blocks);
+        blocks += (long long)t.m() * t.n() * t.k();
+        if (blocks > 0x7fffffffLL) return int(cutlass::Status::kErrorInvalidProblem);
+      }
+      g.first_block[n] = int(blocks);
+      if (blocks == 0) return 0;
+      const int smem = int(sizeof(typename K::SharedStorage));
+      if (smem >= (48 << 10)) {
+        const cudaError_t err =
+            cudaFuncSetAttribute(grouped_phases_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (err != cudaSuccess) return 1000 + int(err);
+      }
+      grouped_phases_kernel<K><<<dim3(unsigned(blocks)), dim3(K::kThreadCount), smem, phases[0].stream>>>(g);
+      const cudaError_t err = cudaGetLastError();
+      return err == cudaSuccess ? 0 : 1000 + int(err);
+    }
+  }
+
   static KernelEntry entry(const char* name) {
-    return KernelEntry{name, &can_implement, &workspace_size, &run};
+    return KernelEntry{name, &can_implement, &workspace_size, &run,
+                       kOp == cutlass::conv::Operator::kDgrad ? &run_phases : nullptr};
   }
 
   // Dgrad: the same main loop with the strided epilogue (DefaultKernel::StridedKernel); else Op itself.

@@ -44,13 +44,19 @@ struct ConvLaunch {
 // for CUDA launch errors, 1000 + cudaError_t.
 using LaunchFn = int (*)(const ConvLaunch&);
 using WorkspaceFn = std::size_t (*)(const ConvLaunch&);
+// n stride phases of one forward in one launch (Dgrad kernels; see conv_kernel.cuh, run_phases).
+using PhasesFn = int (*)(const ConvLaunch* phases, int n);
 
 struct KernelEntry {
   const char* name;
   LaunchFn can_implement;  // 0 when the kernel accepts the problem
   WorkspaceFn workspace_size;
   LaunchFn run;
+  PhasesFn run_phases = nullptr;  // null: the kernel runs one phase per launch only
 };
+
+// The most phases run_phases takes (conv_kernel.cuh says why).
+constexpr int kMaxGroupedPhases = 8;
 
 // Registry filled by static initialisers in each kernel TU.
 std::vector<KernelEntry>& registry();

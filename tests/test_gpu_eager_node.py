@@ -120,7 +120,7 @@ def test_node_backward_sums_with_our_kernels(case, prec, cl, monkeypatch):
 
 def test_node_is_taken_on_a_stock_phase_forward(monkeypatch):
     """fp32 at 8 wide (3D-GAN 256->128): the forward on stock CUTLASS phases, one dgrad_phases call from C++,
-    no copy of the phase filters per call (one cached flat filter)."""
+    its eight phases in one grouped launch, no copy of the phase filters per call (one cached flat filter)."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
     x = torch.randn(2, 256, 8, 8, 8, device="cuda").to(memory_format=CL).requires_grad_()
     w = (torch.randn(256, 128, 3, 3, 3, device="cuda") / 80).requires_grad_()
@@ -128,6 +128,7 @@ def test_node_is_taken_on_a_stock_phase_forward(monkeypatch):
     assert "ConvTranspose3dNode" in _node_name(y)
     names = cuda_kernel_counts(lambda: ct.conv_transpose3d(x, w, stride=2, padding=1, precision="fp32", strict=True))
     assert not any("CatArray" in n for n in names), names
+    assert sum(c for n, c in names.items() if "grouped_phases_kernel" in n) == 1, names
     assert rel_l2(y, F.conv_transpose3d(x.detach().double(), w.detach().double(), None, 2, 1)) <= 1e-5
 
 

@@ -123,12 +123,14 @@ def test_non_default_stream():
     assert rel_l2(y, ref) <= 5e-3
 
 
+@pytest.mark.parametrize("s", [2, 3])
 @pytest.mark.parametrize("cfg", ["dgrad_fp32_128x64x8_64x32x8_s4", "dgrad_tf32_128x64x32_64x32x32_s3"])
-def test_stride_phases_on_side_streams_keep_the_callers_order(cfg):
-    """The stock forward's stride phases run on side streams: they must start after the caller's stream
-    has produced x and finish before its next kernel reads y (x arrives late, behind a sleep)."""
-    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, 2, 1, True, True)
-    prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
+def test_stride_phases_keep_the_callers_order(cfg, s):
+    """The stock forward's stride phases (stride 2: one grouped launch; stride 3: one launch per phase on
+    side streams) must start after the caller's stream has produced x and finish before its next kernel
+    reads y (x arrives late, behind a sleep)."""
+    x, w, b, ref = _case(2, 24, 40, (6, 7, 8), 3, s, 1, True, True)
+    prob = Problem(2, 24, 40, (6, 7, 8), 3, s, 1)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -183,6 +185,37 @@ def test_stride_phases_split_k_adds_slices_in_order(bias):
     with pytest.raises(RuntimeError, match="split_k must be 1 to 64"):
         torch.ops.convt3d_cutlass.dgrad_phases(names, x.permute(0, 2, 3, 4, 1), filters, b,
                                                outs[2].permute(0, 2, 3, 4, 1), ints, 2, [0] * len(names))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("cfg", [k.name for k in KERNELS if k.family == "cutlass2x" and k.op == "dgrad"])
+def test_stride_phases_in_one_launch_match_the_per_phase_launches(cfg, bias):
+    """dgrad_phases runs a stride-2 forward's eight phases in one grouped launch (grouped_phases_kernel) and,
+    with grouped=False, one launch per phase on side streams: the same kernel body and the same serial
+    split-K order, so the two results are bitwise equal, every element written (NaN-poisoned y), within
+    tolerance of float64. Stride 3 (27 phases) takes the per-phase launches whatever grouped says."""
+    if cfg not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prec = cfg.split("_")[1]
+    for s, spatial in ((2, (6, 7, 9)), (3, (4, 5, 3))):
+        x, w, b, ref = _case(2, 24, 40, spatial, 3, s, 1, bias, True)
+        prob = Problem(2, 24, 40, spatial, 3, s, 1)
+        names, rs, ints, _, splits = launch._stock_phases(prob, prec, cfg, torch.cuda.current_device(), "")
+        filters = [launch.filter_ktrsc(w, r, s) for r in rs]
+        outs, counts = [], []
+        for grouped in (True, False):
+            poison_allocator()
+            y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+            counts.append(cuda_kernel_counts(lambda: torch.ops.convt3d_cutlass.dgrad_phases(
+                list(names), x.permute(0, 2, 3, 4, 1), filters, b, y.permute(0, 2, 3, 4, 1), list(ints), s,
+                list(splits), grouped)))
+            outs.append(y)
+        assert torch.equal(outs[0], outs[1]), (s, bias)
+        assert rel_l2(outs[0], ref) <= TOL[prec], (s, bias)
+        grouped_launches = [sum(c for k, c in cnt.items() if "grouped_phases_kernel" in k) for cnt in counts]
+        assert grouped_launches == ([1, 0] if s == 2 else [0, 0]), (s, counts)
+        per_phase = sum(c for k, c in counts[1].items() if "ImplicitGemmConvolution" in k)
+        assert per_phase == len(names), counts[1]
 
 
 def test_weight_cache_never_stale():
