@@ -274,9 +274,9 @@ def test_layer_on_second_gpu():
 @pytest.mark.parametrize("split", [False, True])
 def test_stride_phases_write_their_views_in_place(cfg, split):
     """Every stock forward row writes each stride phase straight into its strided view of y (the strided
-    epilogue): no copy kernel, every element written (y poisoned with NaN), within tolerance of float64,
-    with the bias, and with the policy's serial split-K slices (fp32: several on the multi-tap phases)
-    adding into the views."""
+    epilogue), grouped (one launch) and per phase (one launch each): no copy kernel, every element written
+    (y poisoned with NaN), within tolerance of float64, with the bias, and with the policy's serial split-K
+    slices (fp32: several on the multi-tap phases) adding into the views."""
     if cfg not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prec = cfg.split("_")[1]
@@ -284,15 +284,16 @@ def test_stride_phases_write_their_views_in_place(cfg, split):
     prob = Problem(2, 24, 40, (6, 7, 8), 3, 2, 1)
     names, rs, ints, _, splits = launch._stock_phases(prob, prec, cfg, torch.cuda.current_device(), "")
     filters = [launch.filter_ktrsc(w, r, 2) for r in rs]
-    poison_allocator()
-    y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
-    run = lambda: torch.ops.convt3d_cutlass.dgrad_phases(list(names), x.permute(0, 2, 3, 4, 1), filters, b,
-                                                         y.permute(0, 2, 3, 4, 1), list(ints), 2,
-                                                         list(splits) if split else [1] * len(names))
-    launched = cuda_kernel_counts(run)
-    assert not any("direct_copy" in k for k in launched), launched
-    assert sum(c for k, c in launched.items() if "cutlass" in k) == len(names), launched
-    assert rel_l2(y, ref) <= TOL[prec]
+    for grouped in (True, False):
+        poison_allocator()
+        y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+        run = lambda: torch.ops.convt3d_cutlass.dgrad_phases(list(names), x.permute(0, 2, 3, 4, 1), filters, b,
+                                                             y.permute(0, 2, 3, 4, 1), list(ints), 2,
+                                                             list(splits) if split else [1] * len(names), grouped)
+        launched = cuda_kernel_counts(run)
+        assert not any("direct_copy" in k for k in launched), launched
+        assert sum(c for k, c in launched.items() if "cutlass" in k) == (1 if grouped else len(names)), launched
+        assert rel_l2(y, ref) <= TOL[prec], grouped
 
 
 def test_stride_phases_past_32_bit_offsets_go_through_temporaries():
