@@ -136,8 +136,8 @@ const std::vector<cudaEvent_t>& fork_join_events(int device, size_t count) {
   return ev;
 }
 
-// The ConvLaunch of dgrad() below, checked, without running it. dx is packed, or (dgrad_phases) a strided
-// NDHWC view with packed channels, whose strides go to L.result_stride.
+// The ConvLaunch of dgrad() below, checked, without running it. dx is packed, or a strided NDHWC view with
+// packed channels, whose strides go to L.result_stride.
 static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, const std::optional<at::Tensor>& bias,
                                at::Tensor& dx, at::IntArrayRef pad, int64_t split_k) {
   const auto dev = dx.device();
@@ -193,26 +193,52 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 // cannot hand it out while a side stream uses it. (Allocated on the side streams, which the pool hands
 // out round-robin, they cost the first calls new segments per stream, and again after each
 // empty_cache: 3D-GAN 256->128 timed 2.3 ms a step in the sweep against 1.6 in a warm loop.)
-void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
-                  const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
-                  at::IntArrayRef split_k, bool grouped) {
+// The strided view y[:, first::s, ...] of one phase (q: its 9 ints) as a ConvLaunch over dy with the
+// phase filter at `flt` [K', taps[0], taps[1], taps[2], C]: arithmetic on y's strides, no view tensors (eight
+// phases' slicing cost the small fp32 layers' forwards tens of microseconds of host time).
+static ConvLaunch phase_launch(const at::Tensor& dy, const float* flt, const int64_t* taps, const float* bias,
+                               const at::Tensor& y, const int64_t* q, int64_t stride, int64_t split_k, size_t i) {
+  for (int a = 0; a < 3; ++a) {
+    const int64_t size = y.size(1 + a), first = q[3 + a];
+    TORCH_CHECK(first >= 0 && first < size && q[6 + a] == (size - first + stride - 1) / stride && q[a] >= 0 &&
+                    taps[a] >= 1,
+                "convt3d_cutlass: dgrad_phases phase ", num(static_cast<int64_t>(i)), " (pad ",
+                dims(at::IntArrayRef(q, 3)), ", first ", dims(at::IntArrayRef(q + 3, 3)), ", counts ",
+                dims(at::IntArrayRef(q + 6, 3)), ", taps ", dims(at::IntArrayRef(taps, 3)),
+                ") does not fit the result ", dims(y.sizes()), " at stride ", num(stride));
+  }
+  ConvLaunch L;
+  L.N = y.size(0); L.D = q[6]; L.H = q[7]; L.W = q[8]; L.C = y.size(4);
+  L.K = dy.size(4); L.T = taps[0]; L.R = taps[1]; L.S = taps[2];
+  L.Z = dy.size(1); L.P = dy.size(2); L.Q = dy.size(3);
+  L.pad_d = q[0]; L.pad_h = q[1]; L.pad_w = q[2];
+  set_split_k(L, split_k);
+  L.output = dy.data_ptr<float>();
+  L.filter = flt;
+  L.result = y.data_ptr<float>() + q[3] * y.stride(1) + q[4] * y.stride(2) + q[5] * y.stride(3);
+  L.result_stride[0] = y.stride(3) * stride;  // w, h, d, n
+  L.result_stride[1] = y.stride(2) * stride;
+  L.result_stride[2] = y.stride(1) * stride;
+  L.result_stride[3] = y.stride(0);
+  L.bias = bias;
+  return L;
+}
+
+// dgrad_phases below with the phase filters given as pointers and their taps (3 per phase), checked by the
+// caller: the op (one filter tensor per phase) and the eager node (one flat filter, phases end to end).
+static void run_dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
+                             const std::vector<const float*>& flts, at::IntArrayRef taps,
+                             const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases,
+                             int64_t stride, at::IntArrayRef split_k, bool grouped) {
   const size_t n = kernels.size();
-  TORCH_CHECK(n >= 1 && filters.size() == n && phases.size() == 9 * n && stride > 1 &&
-                  (split_k.empty() || split_k.size() == n),
-              "convt3d_cutlass: dgrad_phases takes one kernel, one filter, 9 ints and (optionally) one split_k "
-              "per phase, stride > 1");
-  TORCH_CHECK(y.dim() == 5, "convt3d_cutlass: dgrad_phases result must be a 5-d [N,D,H,W,C] view");
   const auto dev = y.device();
   c10::cuda::CUDAGuard guard(dev);
-  std::vector<at::Tensor> dsts;
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t* q = phases.data() + 9 * i;
-    at::Tensor dst = y.slice(1, q[3], std::nullopt, stride).slice(2, q[4], std::nullopt, stride)
-                         .slice(3, q[5], std::nullopt, stride);
-    TORCH_CHECK(dst.size(1) == q[6] && dst.size(2) == q[7] && dst.size(3) == q[8],
-                "convt3d_cutlass: dgrad_phases phase ", num(static_cast<int64_t>(i)), " has counts ",
-                dims(at::IntArrayRef(q + 6, 3)), " but its view of the result is ", dims(dst.sizes()));
-    dsts.push_back(std::move(dst));
+  const float* b = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->is_cuda() && bias->device() == dev && bias->scalar_type() == at::kFloat &&
+                    bias->is_contiguous() && bias->numel() == y.size(4),
+                "convt3d_cutlass: bias must be a contiguous float32 [C] tensor on the result's device");
+    b = bias->data_ptr<float>();
   }
   // Every phase looked up and checked before any is launched; its entry is kept for the launch.
   std::vector<const convt3d::KernelEntry*> entries;
@@ -221,13 +247,16 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
   std::size_t ws_total = 0;
   std::vector<at::Tensor> tmps(n);  // defined for the phases written through a temporary
   for (size_t i = 0; i < n; ++i) {
-    entries.push_back(&lookup(kernels[i]));
+    entries.push_back(i > 0 && kernels[i] == kernels[i - 1] ? entries[i - 1] : &lookup(kernels[i]));
     const int64_t slices = split_k.empty() ? 1 : split_k[i];
-    launches.push_back(dgrad_launch(dy, filters[i], bias, dsts[i], phases.slice(9 * i, 3), slices));
+    const int64_t* q = phases.data() + 9 * i;
+    launches.push_back(phase_launch(dy, flts[i], taps.data() + 3 * i, b, y, q, stride, slices, i));
     if (entries[i]->can_implement(launches.back()) != 0) {  // the view refused: a packed temporary
-      tmps[i] = at::empty({y.size(0), dsts[i].size(1), dsts[i].size(2), dsts[i].size(3), y.size(4)}, y.options());
-      launches.back() = dgrad_launch(dy, filters[i], bias, tmps[i], phases.slice(9 * i, 3), slices);
-      check_implement(*entries[i], launches.back());
+      tmps[i] = at::empty({y.size(0), q[6], q[7], q[8], y.size(4)}, y.options());
+      ConvLaunch& L = launches.back();
+      L.result = tmps[i].data_ptr<float>();
+      for (auto& st : L.result_stride) st = 0;
+      check_implement(*entries[i], L);
     }
     ws_offset.push_back(ws_total);
     ws_total += workspace_bytes(*entries[i], launches.back());
@@ -283,13 +312,69 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
       c10::cuda::CUDAStreamGuard on(side[i % side.size()]);
       set_workspace(i);
       launch(*entries[i], launches[i], dev, /*checked=*/true);
-      if (tmps[i].defined()) dsts[i].copy_(tmps[i]);
+      if (tmps[i].defined()) {
+        const int64_t* q = phases.data() + 9 * i;
+        y.slice(1, q[3], std::nullopt, stride).slice(2, q[4], std::nullopt, stride)
+            .slice(3, q[5], std::nullopt, stride).copy_(tmps[i]);
+      }
     }
   } catch (...) {
     join();
     throw;
   }
   join();
+}
+
+static void check_phases_args(size_t n, size_t n_filters, const at::Tensor& dy, const at::Tensor& y,
+                              at::IntArrayRef phases, int64_t stride, at::IntArrayRef split_k) {
+  TORCH_CHECK(n >= 1 && n_filters == n && phases.size() == 9 * n && stride > 1 &&
+                  (split_k.empty() || split_k.size() == n),
+              "convt3d_cutlass: dgrad_phases takes one kernel, one filter, 9 ints and (optionally) one split_k "
+              "per phase, stride > 1");
+  TORCH_CHECK(y.is_cuda() && y.scalar_type() == at::kFloat && y.dim() == 5 && y.stride(4) == 1,
+              "convt3d_cutlass: dgrad_phases result must be a float32 [N,D,H,W,C] CUDA view with packed channels");
+  check_operand(dy, "dgrad dy", y.device());
+  TORCH_CHECK(dy.size(0) == y.size(0), "convt3d_cutlass: dgrad_phases dy ", dims(dy.sizes()), " and result ",
+              dims(y.sizes()), " disagree on N");
+}
+
+void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
+                  const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
+                  at::IntArrayRef split_k, bool grouped) {
+  const size_t n = kernels.size();
+  check_phases_args(n, filters.size(), dy, y, phases, stride, split_k);
+  std::vector<const float*> flts;
+  std::vector<int64_t> taps;
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& f = filters[i];
+    check_operand(f, "dgrad filter", y.device());
+    TORCH_CHECK(f.size(0) == dy.size(4) && f.size(4) == y.size(4), "convt3d_cutlass: dgrad_phases filter ",
+                num(static_cast<int64_t>(i)), " ", dims(f.sizes()), " does not take dy ", dims(dy.sizes()),
+                " to the result ", dims(y.sizes()));
+    flts.push_back(f.data_ptr<float>());
+    taps.insert(taps.end(), {f.size(1), f.size(2), f.size(3)});
+  }
+  run_dgrad_phases(kernels, dy, flts, taps, bias, y, phases, stride, split_k, grouped);
+}
+
+void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor& dy, const at::Tensor& filter,
+                       at::IntArrayRef taps, const std::optional<at::Tensor>& bias, at::Tensor& y,
+                       at::IntArrayRef phases, int64_t stride, at::IntArrayRef split_k) {
+  const size_t n = kernels.size();
+  check_phases_args(n, taps.size() / 3, dy, y, phases, stride, split_k);
+  TORCH_CHECK(taps.size() == 3 * n && filter.is_cuda() && filter.device() == y.device() &&
+                  filter.scalar_type() == at::kFloat && filter.is_contiguous(),
+              "convt3d_cutlass: dgrad_phases_flat takes a contiguous float32 CUDA filter and 3 taps per phase");
+  std::vector<const float*> flts;
+  const float* base = filter.data_ptr<float>();
+  int64_t offset = 0;
+  for (size_t i = 0; i < n; ++i) {
+    flts.push_back(base + offset);
+    offset += dy.size(4) * taps[3 * i] * taps[3 * i + 1] * taps[3 * i + 2] * y.size(4);
+  }
+  TORCH_CHECK(offset == filter.numel(), "convt3d_cutlass: the stock phases' flat filter has ",
+              num(filter.numel()), " elements, its phases take ", num(offset));
+  run_dgrad_phases(kernels, dy, flts, taps, bias, y, phases, stride, split_k, true);
 }
 
 // result y [N,Z,P,Q,K] = fprop(x [N,D,H,W,C], filter [K,T,R,S,C]) (+ bias[K]).

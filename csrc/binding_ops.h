@@ -17,6 +17,10 @@ void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& fi
 void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
                   const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
                   at::IntArrayRef split_k = {}, bool grouped = true);
+// dgrad_phases with the phase filters end to end in one flat filter (taps: 3 per phase), grouped.
+void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor& dy, const at::Tensor& filter,
+                       at::IntArrayRef taps, const std::optional<at::Tensor>& bias, at::Tensor& y,
+                       at::IntArrayRef phases, int64_t stride, at::IntArrayRef split_k);
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride,
            int64_t split_k = 1);

@@ -167,6 +167,21 @@ def test_stride_phases_raise_a_failing_phase_and_stay_usable():
     assert rel_l2(_run_poisoned(x, w, b, 3, 2, 1, "fp32", config=STOCK_PHASE_CFG), ref) <= TOL["fp32"]
 
 
+def test_stride_phases_refuse_views_outside_the_result():
+    """Phase ints whose first output or count miss the result (the op places each phase by arithmetic on the
+    result's strides, no view tensor to catch it) raise, naming the phase, before anything is launched."""
+    x, w, b, ref, prob, names, filters, ints, splits = _stock_phase_case(True)
+    y = torch.full((2, 40) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL)
+    for at, delta in ((9 * 3 + 6, 1), (9 * 5 + 4, prob.out_spatial[1])):
+        bad = list(ints)
+        bad[at] += delta
+        with pytest.raises(RuntimeError, match="phase .* does not fit the result"):
+            torch.ops.convt3d_cutlass.dgrad_phases(names, x.permute(0, 2, 3, 4, 1), filters, b,
+                                                   y.permute(0, 2, 3, 4, 1), bad, 2, list(splits))
+    torch.cuda.synchronize()
+    assert torch.isnan(y).all()
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_stride_phases_split_k_adds_slices_in_order(bias):
     """Serial split-K of the stock phases (slices of two taps in fp32): the same result as one slice up to
