@@ -1,0 +1,60 @@
+"""Exact-fp32 grad_weight on the FFMA implicit GEMM (csrc/ffma_wgrad.cuh) at several slice counts, per layer:
+GPU ms of the kernel and the finish (launch._finish) together, and the partial sums' MB. The slices are the
+peak memory's largest temporary on the small strided layers' steps (v0.43), so the question is how few of
+them cost nothing.
+
+    python bench/tools/ffmaslices.py [LAYERS [REPS]]
+
+Each count is timed by gpu_only (launches queued behind a busy GPU, median of REPS) in two passes over the
+counts, the second in reverse order; printed: the mean of the two medians, and the result's relative L2 error
+against the selector's count (the slices are summed in a fixed order, so any count is reproducible).
+"""
+import math
+import sys
+
+import torch
+
+from bench.tools.common import layer_tensors
+from bench.tools.hostgap import gpu_only
+from convt3d_cutlass import _extension, launch, selector
+from convt3d_cutlass.layouts import ndhwc
+
+names = (sys.argv[1] if len(sys.argv) > 1 else
+         "unet3d-dec1,gan3d-g1,vnet-up,unet3d-dec2,medium,unet3d-dec3,gan3d-g3,unet3d-k2,vnet-refine").split(",")
+reps = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+ops = torch.ops.convt3d_cutlass
+COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 264)
+
+print(f"{'layer':12s} {'kernel':32s} {'slices':>6s} {'MB':>7s} {'gpu ms':>8s} {'vs plan':>7s} {'rel':>8s}")
+for name in names:
+    p, x, w, gy = layer_tensors(name)
+    plan = launch._plan(p, "wgrad", "fp32", None, x.device, None)
+    if plan.k.family != "ffma":
+        print(f"{name:12s} {plan.name:32s} (not an FFMA grad_weight row)")
+        continue
+    m, n, kk = p.gemm("wgrad")
+    cap = max(1, math.ceil(kk / plan.k.tile[2]) // 8)
+    counts = sorted({c for c in COUNTS if c <= cap} | {plan.slices})
+    X, G = ndhwc(x), ndhwc(gy)
+
+    def run(s):
+        parts = torch.empty((s, p.c_in, p.k, p.k, p.k, p.c_out), device="cuda")
+        return lambda: (ops.wgrad(plan.name, X, G, parts, [p.padding] * 3, [p.stride] * 3), launch._finish(parts, p))[1]
+
+    ref = run(plan.slices)().double()
+    t = {s: [] for s in counts}
+    for order in (counts, counts[::-1]):
+        for s in order:
+            t[s].append(gpu_only(run(s), reps))
+    base = sum(t[plan.slices]) / 2
+    for s in counts:
+        g = run(s)().double()
+        rel = ((g - ref).norm() / ref.norm()).item()
+        ms = sum(t[s]) / 2
+        mark = " <- selector" if s == plan.slices else ""
+        print(f"{name:12s} {plan.name:32s} {s:6d} {4 * s * m * n / 1e6:7.1f} {ms:8.4f} {ms / base:7.3f} {rel:8.1e}{mark}",
+              flush=True)
+    del x, w, gy, X, G
+    torch.cuda.empty_cache()
+print(f"num_sms {_extension.num_sms(0)}; selector.split_k_slices wants about 4 waves of one CTA per SM "
+      f"(max_partial_bytes {256 << 20}); {selector.__name__}")
