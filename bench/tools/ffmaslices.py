@@ -54,7 +54,7 @@ for name in names:
         mark = " <- selector" if s == plan.slices else ""
         print(f"{name:12s} {plan.name:32s} {s:6d} {4 * s * m * n / 1e6:7.1f} {ms:8.4f} {ms / base:7.3f} {rel:8.1e}{mark}",
               flush=True)
-    del x, w, gy, X, G
+    del x, w, gy
     torch.cuda.empty_cache()
 print(f"num_sms {_extension.num_sms(0)}; selector.split_k_slices wants about 4 waves of one CTA per SM "
       f"(max_partial_bytes {256 << 20}); {selector.__name__}")
