@@ -137,6 +137,33 @@ def test_split_k_fills_machine_and_is_bounded():
     assert selector.split_k_slices(tiny, selector.select_config(tiny, "wgrad", "fp32")) == 1
 
 
+def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share():
+    """The FFMA grad_weight's 128-row tile: the fewest slices whose busiest SM carries no more of the reduction
+    than the 4-wave count's (selector.FFMA_ONE_CTA_PER_SM_ROWS); the narrower tiles keep the 4-wave count."""
+    from fractions import Fraction
+
+    from bench.shapes import SWEEP
+    cases = {c.name: c for c in SWEEP}
+    expect = {"unet3d-dec1": 2, "gan3d-g1": 2, "vnet-up": 2, "unet3d-dec2": 8, "gan3d-g2": 8, "medium": 8}
+    ffma = {k.name: k for k in KERNELS if k.family == "ffma"}
+    for name, c in cases.items():
+        p = Problem(c.n, c.c_in, c.c_out, tuple(c.spatial), c.k, c.stride, c.padding, c.output_padding)
+        for k in ffma.values():
+            s = selector.split_k_slices(p, k, 132)
+            m, n, kk = p.gemm("wgrad")
+            tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+            four_waves = max(1, min(-(-4 * 132 // tiles), -(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n)))
+            share = lambda x: Fraction(-(-tiles * x // 132), x)
+            if k.tile[0] == 128:
+                assert s <= four_waves and share(s) <= share(four_waves), (name, k.name)
+                assert all(share(x) > share(four_waves) for x in range(1, s)), (name, k.name)
+            else:
+                assert s == four_waves, (name, k.name)
+        k = selector.select_config(p, "wgrad", "fp32", compiled={k.name for k in KERNELS})
+        if name in expect:
+            assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)
+
+
 def test_table_names_unique_and_generated_files_current():
     assert len(BY_NAME) == len(KERNELS)
     import subprocess, sys, pathlib

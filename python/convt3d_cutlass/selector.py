@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from fractions import Fraction
 from typing import Iterable, Optional, Sequence, Tuple
 
 from . import direct
@@ -712,9 +713,23 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
     return SIMT_FPROP_SLICES if _tiles_128(m, n) < SIMT_WIDE_WARP_MIN_WAVES * num_sms else 1
 
 
+# The FFMA grad_weight's 128-row tile (8 warps, csrc/ffma_wgrad.cuh) runs as fast with one CTA per SM as with
+# two (H100, v0.43, bench/tools/ffmaslices.py: U-Net 256->128 at 2 slices, 108 CTAs, 0.4505 ms; at 4, 216
+# CTAs, 0.4408), so its time goes by the busiest SM's CTAs: ceil(tiles x slices / SMs) of 1/slices of the
+# reduction each. The 4-wave count below took 9-38 slices where 2-8 cost the same or less by that count, and
+# measured so: U-Net and 3D-GAN 256->128 10 -> 2 slices 0.4536 -> 0.4505 ms, V-Net up 9 -> 2 0.797 -> 0.734,
+# the 128->64 layers 38 -> 8 0.884 -> 0.861, at a fifth of the partial sums' bytes: on the 256->128 layers'
+# NCDHW steps those were the largest block at the peak (33.75 of 88.8 MiB against cuDNN's 70.5 in all).
+# The 64- and 32-row tiles (4 warps) need several CTAs per SM (U-Net 64->32 at 16 slices, one CTA per SM:
+# 1.10x slower than 76): they keep the 4-wave count.
+FFMA_ONE_CTA_PER_SM_ROWS = 128
+
+
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
                    max_partial_bytes: int = 256 << 20) -> int:
-    """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run.
+    """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run; on the FFMA
+    128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's
+    (policy above).
 
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
@@ -725,4 +740,9 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     want = math.ceil(4 * num_sms / tiles)
     cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
-    return max(1, min(want, cap_iters, cap_mem))
+    slices = max(1, min(want, cap_iters, cap_mem))
+    if k.family == "ffma" and k.tile[0] == FFMA_ONE_CTA_PER_SM_ROWS:
+        def share(s):  # the busiest SM's share of the reduction, in whole passes over it
+            return Fraction(math.ceil(tiles * s / num_sms), s)
+        slices = next(s for s in range(1, slices + 1) if share(s) <= share(slices))
+    return slices
