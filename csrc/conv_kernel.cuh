@@ -117,7 +117,8 @@ struct DefaultKernel<cutlass::conv::Operator::kDgrad, OpClass, MathOp, TB, Warp,
       typename StridedDgradEpilogue<OpClass, TB, typename Kernel::Mma::Operator,
                                     typename Kernel::EpilogueOutputOp>::Epilogue,
       typename Kernel::ThreadblockSwizzle, cutlass::conv::Operator::kDgrad, cutlass::conv::Conv3dProblemSize>;
-  // StridedKernel for grouped_phases_kernel: every stride phase of a forward in one launch.
+  // StridedKernel's main loop and epilogue behind PhaseSwizzle, for grouped_phases_kernel (every stride phase
+  // of a forward in one launch).
   using GroupedKernel = cutlass::conv::kernel::ImplicitGemmConvolution<
       typename Kernel::Mma, typename StridedKernel::Epilogue, PhaseSwizzle, cutlass::conv::Operator::kDgrad,
       cutlass::conv::Conv3dProblemSize>;
@@ -142,7 +143,7 @@ struct DefaultKernel<cutlass::conv::Operator::kWgrad, OpClass, MathOp, TB, Warp,
 template <typename K>
 struct GroupedPhases {
   typename K::Params phase[kMaxGroupedPhases];
-  int first_block[kMaxGroupedPhases + 1];  // the phases' CTAs in order; phase i owns [first_block[i], [i+1])
+  int first_block[kMaxGroupedPhases + 1];  // phase i owns blocks first_block[i] to first_block[i + 1] - 1
   int count;
 };
 

@@ -16,7 +16,7 @@ import torch
 
 from bench.tools.common import layer_tensors
 from bench.tools.hostgap import gpu_only
-from convt3d_cutlass import _extension, launch, selector
+from convt3d_cutlass import _extension, launch
 from convt3d_cutlass.layouts import ndhwc
 
 names = (sys.argv[1] if len(sys.argv) > 1 else
@@ -56,5 +56,4 @@ for name in names:
               flush=True)
     del x, w, gy
     torch.cuda.empty_cache()
-print(f"num_sms {_extension.num_sms(0)}; selector.split_k_slices wants about 4 waves of one CTA per SM "
-      f"(max_partial_bytes {256 << 20}); {selector.__name__}")
+print(f"num_sms {_extension.num_sms(0)}; the selector's counts: selector.split_k_slices")
