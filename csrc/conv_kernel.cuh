@@ -138,7 +138,14 @@ struct DefaultKernel<cutlass::conv::Operator::kWgrad, OpClass, MathOp, TB, Warp,
 
 // kMaxGroupedPhases (conv_launch.h): each phase's CUTLASS Params is 600 bytes on the stock tiles, so 8
 // phases (stride 2) take 4.8 KB of kernel parameters (above the classic 4 KB; sm_70+ with CUDA 12.1+ take up
-// to 32 KB). Stride 3's 27 phases stay on the side-stream form of dgrad_phases.
+// to 32 KB). Stride 3's 27 phases stay on the side-stream form of dgrad_phases. Built with a CUDA before 12.1
+// (torch 2.0-2.3's cu118 builds), no kernel has run_phases and every phase takes the side streams
+// (CONVT3D_NO_GROUPED_PHASES builds that form with any CUDA, to check that it compiles).
+#if defined(CUDART_VERSION) && CUDART_VERSION >= 12010 && !defined(CONVT3D_NO_GROUPED_PHASES)
+#define CONVT3D_GROUPED_PHASES 1
+#else
+#define CONVT3D_GROUPED_PHASES 0
+#endif
 
 template <typename K>
 struct GroupedPhases {
@@ -378,9 +385,18 @@ struct Launcher {
     }
   }
 
+  // run_phases where grouped launches are built (Dgrad, CONVT3D_GROUPED_PHASES); the discarded branch keeps
+  // the grouped kernel out of the other builds.
+  static PhasesFn phases_fn() {
+    if constexpr (kOp == cutlass::conv::Operator::kDgrad && CONVT3D_GROUPED_PHASES) {
+      return &run_phases;
+    } else {
+      return nullptr;
+    }
+  }
+
   static KernelEntry entry(const char* name) {
-    return KernelEntry{name, &can_implement, &workspace_size, &run,
-                       kOp == cutlass::conv::Operator::kDgrad ? &run_phases : nullptr};
+    return KernelEntry{name, &can_implement, &workspace_size, &run, phases_fn()};
   }
 
   // Dgrad: the same main loop with the strided epilogue (DefaultKernel::StridedKernel); else Op itself.

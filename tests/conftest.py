@@ -28,6 +28,14 @@ def rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
 TOL = {"fp32": 1e-5, "3xtf32": 1e-5, "tf32": 5e-3}
 
 
+def grouped_phases_built() -> bool:
+    """Whether the extension launches a stride-2 forward's stock phases in one grid (csrc/conv_kernel.cuh:
+    CUDA 12.1+, whose kernel parameters may exceed 4 KB); judged by torch's CUDA, whose major version the
+    extension's build matches."""
+    v = torch.version.cuda
+    return v is not None and tuple(int(x) for x in v.split(".")[:2]) >= (12, 1)
+
+
 def cuda_kernel_counts(fn) -> dict:
     """{name: launches} of the CUDA kernels fn() launches (torch.profiler)."""
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
