@@ -61,8 +61,7 @@ struct Plan {
   bool fwd_stock = false;
   std::vector<std::string> phase_kernels;
   std::vector<int64_t> phase_ints, phase_splits;
-  std::vector<std::array<int64_t, 3>> phase_taps;
-  std::vector<int64_t> phase_taps_flat;  // the same, 3 per phase (dgrad_phases_flat)
+  std::vector<int64_t> phase_taps;  // 3 per phase: taps along d, h and w (dgrad_phases_flat)
   int64_t gi_slices = 1;  // serial split-K slices of the stock grad_input (selector.fprop_slices)
   bool gw_first = false;  // the backward runs grad_weight before grad_input (launch.grad_weight_first)
 };
@@ -113,8 +112,7 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
     for (size_t i = 0; i < n; ++i) {
       const int64_t* q = fwd_table.data() + 13 * i;
       p.phase_ints.insert(p.phase_ints.end(), q, q + 9);
-      p.phase_taps.push_back({q[9], q[10], q[11]});
-      p.phase_taps_flat.insert(p.phase_taps_flat.end(), {q[9], q[10], q[11]});
+      p.phase_taps.insert(p.phase_taps.end(), {q[9], q[10], q[11]});
       p.phase_splits.push_back(q[12]);
       TORCH_CHECK(q[9] >= 1 && q[10] >= 1 && q[11] >= 1, "convt3d_cutlass: eager_plan has a phase without taps");
     }
@@ -184,14 +182,14 @@ at::Tensor stock_forward(const Plan& P, const at::Tensor& x, const at::Tensor& f
   at::Tensor y = empty_cl(shape, x);
   at::Tensor Y = y.permute({0, 2, 3, 4, 1});
   if (P.stride == 1) {
-    const auto& t = P.phase_taps[0];
+    const int64_t* t = P.phase_taps.data();
     TORCH_CHECK(filter.numel() == c_in * t[0] * t[1] * t[2] * c_out,
                 "convt3d_cutlass: the eager node's stock filter has ", std::to_string(filter.numel()),
                 " elements, its kernel takes ", std::to_string(c_in * t[0] * t[1] * t[2] * c_out));
     ops::dgrad(P.phase_kernels[0], ndhwc(x), filter.view({c_in, t[0], t[1], t[2], c_out}), b, Y,
                at::IntArrayRef(P.phase_ints.data(), 3));
   } else {
-    ops::dgrad_phases_flat(P.phase_kernels, ndhwc(x), filter, P.phase_taps_flat, b, Y, P.phase_ints, P.stride,
+    ops::dgrad_phases_flat(P.phase_kernels, ndhwc(x), filter, P.phase_taps, b, Y, P.phase_ints, P.stride,
                            P.phase_splits);
   }
   return to_format(y, P.x_cl);
