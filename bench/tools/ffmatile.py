@@ -23,6 +23,7 @@ names = (sys.argv[1] if len(sys.argv) > 1 else
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 15
 COUNTS = tuple(int(c) for c in sys.argv[3].split(",")) if len(sys.argv) > 3 else (1, 2, 3, 4, 6, 8, 12, 16)
 FORMS = ("ffma_wgrad_fp32_128x128x32_s3", "ffma_wgrad_fp32_128x128x32_t8x16_s3")
+_extension.load()  # registers the ops
 ops = torch.ops.convt3d_cutlass
 sms = _extension.num_sms(0)
 
