@@ -13,10 +13,8 @@
 // issues one copy per operand against 512 FFMA.
 //
 // CTA: BM (C_in: 128, or 64 or 32 for narrower layers) x BN ((tap, C_out): 128, 256 for 32 rows) x BK
-// positions, BM * BN / (8 * TN) threads, each 8 x TN outputs as 2 x (TN / 4) blocks of 4 x 4 (16-byte
-// shared-memory reads: distinct ones along M within a quarter warp, broadcasts along N). TN = 16 (the
-// 128-row tile on 4 warps) reads 24 operand floats per 128 FFMA against 16 per 64 at TN = 8: the stock
-// SIMT tile's 16 x 8 per thread beat its 8 x 8 by 15-20% on these layers (v0.21, selector.py).
+// positions, BM * BN / 64 threads, each 8 x 8 outputs as 2 x 2 blocks of 4 x 4 (16-byte shared-memory
+// reads: distinct ones along M within a quarter warp, broadcasts along N).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -42,13 +40,11 @@ struct WgradArgs {
   cutlass::FastDivmod div_q, div_p, div_z;
 };
 
-template <int BM, int BK, int Stages, int TN = 8>
+template <int BM, int BK, int Stages>
 struct WgradShape {
-  // 8 x TN outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
-  static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / (8 * TN), kBM = BM;
-  // TN = 16: 128 accumulators, up to 255 registers at two CTAs per SM (what its stages' shared memory allows).
-  static constexpr int kMinBlocks = TN == 16 ? 2 : BM == 128 ? 2 : BM == 64 ? 4 : 3;
-  static constexpr int kBlocksN = TN / 4, kStrideN = BN / kBlocksN;  // 4-column blocks kStrideN apart
+  // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
+  static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / 64, kBM = BM;
+  static constexpr int kMinBlocks = BM == 128 ? 2 : BM == 64 ? 4 : 3;
   // Compute roles: kLanesM lanes of a warp along M (a quarter warp's A reads hit distinct 16 bytes).
   static constexpr int kLanesM = BM >= 64 ? 8 : 4, kWarpsM = BM / (8 * kLanesM);
   static constexpr int kStageFloats = BK * (BM + BN);
@@ -62,16 +58,15 @@ struct WgradShape {
   static constexpr size_t kTableBytes = kTable ? 2 * BK * sizeof(int2) : 0;
   static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(BM == 32 || BM == 64 || BM == 128, "32, 64 or 128 rows of C_in");
-  static_assert(TN == 8 || (TN == 16 && BM == 128), "8 columns per thread, or 16 on the 128-row tile");
   static_assert(BK % kRowStepA == 0 && BK % kRowStepB == 0, "whole rows per thread");
   static_assert(!kTable || BK <= kThreads, "one decoding thread per position of a stage");
 };
 
-template <int BM, int BK, int Stages, int TN>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages, TN>::kThreads, WgradShape<BM, BK, Stages, TN>::kMinBlocks)
+template <int BM, int BK, int Stages>
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
     ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
-  using Sh = WgradShape<BM, BK, Stages, TN>;
-  constexpr int BN = Sh::BN, kHalfM = BM / 2, kBlocksN = Sh::kBlocksN, kStrideN = Sh::kStrideN;
+  using Sh = WgradShape<BM, BK, Stages>;
+  constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
 
@@ -152,31 +147,30 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, TN>::kThreads, Wgra
     }
   };
 
-  // Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn + kStrideN*j of N; a quarter warp spans
+  // Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn (+BN/2) of N; a quarter warp spans
   // min(8, kLanesM) tm.
   const int tm = (warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM;
   const int tn = (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM;
-  float acc[8][TN];
+  float acc[8][8];
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats;
     const float* bs = as + BK * BM;
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
-      float av[8], bv[TN];
+      float av[8], bv[8];
       *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * BM + 4 * tm);
       *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * BM + kHalfM + 4 * tm);
-#pragma unroll
-      for (int j = 0; j < kBlocksN; ++j)
-        *reinterpret_cast<float4*>(bv + 4 * j) = *reinterpret_cast<const float4*>(bs + kk * BN + kStrideN * j + 4 * tn);
+      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
+      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
     }
   };
 
@@ -211,8 +205,8 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, TN>::kThreads, Wgra
     const int m = m0 + (i < 4 ? 4 * tm + i : kHalfM + 4 * tm + i - 4);
     if (m >= a.Ci) continue;
 #pragma unroll
-    for (int h = 0; h < kBlocksN; ++h) {
-      const int n = n0 + kStrideN * h + 4 * tn;
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + kHalfN * h + 4 * tn;
       if (n < a.ntot)  // ntot % 4 == 0: a chunk is all in or all out
         *reinterpret_cast<float4*>(dst + (long long)m * a.ntot + n) =
             make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
@@ -220,9 +214,9 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages, TN>::kThreads, Wgra
   }
 }
 
-template <int BM, int BK, int Stages, int TN = 8>
+template <int BM, int BK, int Stages>
 struct FfmaWgradKernel {
-  using Sh = WgradShape<BM, BK, Stages, TN>;
+  using Sh = WgradShape<BM, BK, Stages>;
 
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
@@ -257,7 +251,7 @@ struct FfmaWgradKernel {
     a.div_z = cutlass::FastDivmod(L.Z);
     const dim3 grid((unsigned)((a.ntot + Sh::BN - 1) / Sh::BN), (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM),
                     (unsigned)L.split_k_slices);
-    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, TN>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
+    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
   }
 
   static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }

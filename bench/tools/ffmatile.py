@@ -1,9 +1,10 @@
-"""Exact-fp32 grad_weight on the FFMA implicit GEMM's 128-row tile (csrc/ffma_wgrad.cuh): its 8-warp form (8 x 8
-outputs per thread) against the 4-warp one (8 x 16: 24 operand loads per 128 FFMA against 16 per 64), per layer
-and slice count: GPU ms of the kernel and the finish together, bitwise equality of the two forms at the same count
-(each output is one thread's sum over the slice's positions in order, in both), and the error against float64.
+"""Exact-fp32 grad_weight on forms of the FFMA implicit GEMM's 128-row tile (csrc/ffma_wgrad.cuh), per layer and
+slice count: GPU ms of the kernel and the finish together, bitwise equality with the first form at the same count
+(each output is one thread's sum over the slice's positions in order, in every form), and the error against
+float64. v0.44 compared the 8-warp form (8 x 8 outputs per thread) with a 4-warp one (8 x 16, branch
+wip/ffma-wgrad-t8x16); FORMS names any FFMA grad_weight rows of the build, the first being the base.
 
-    python bench/tools/ffmatile.py [LAYERS [REPS [COUNTS]]]
+    python bench/tools/ffmatile.py [LAYERS [REPS [COUNTS [FORMS]]]]
 
 Each (form, count) is timed by gpu_only (launches queued behind a busy GPU, median of REPS) in two passes, the
 second in reverse order; printed: the mean of the two medians and the ratio to the 8-warp form at the same count.
@@ -22,12 +23,12 @@ names = (sys.argv[1] if len(sys.argv) > 1 else
          "unet3d-dec1,gan3d-g1,vnet-up,unet3d-dec2,gan3d-g2,medium").split(",")
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 15
 COUNTS = tuple(int(c) for c in sys.argv[3].split(",")) if len(sys.argv) > 3 else (1, 2, 3, 4, 6, 8, 12, 16)
-FORMS = ("ffma_wgrad_fp32_128x128x32_s3", "ffma_wgrad_fp32_128x128x32_t8x16_s3")
+FORMS = tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else ("ffma_wgrad_fp32_128x128x32_s3",)
 _extension.load()  # registers the ops
 ops = torch.ops.convt3d_cutlass
 sms = _extension.num_sms(0)
 
-print(f"{'layer':12s} {'form':36s} {'slices':>6s} {'ctas':>5s} {'gpu ms':>8s} {'vs 8x8':>7s} {'same':>5s} {'rel64':>8s}")
+print(f"{'layer':12s} {'form':36s} {'slices':>6s} {'ctas':>5s} {'gpu ms':>8s} {'vs base':>7s} {'same':>5s} {'rel64':>8s}")
 for name in names:
     p, x, w, gy = layer_tensors(name)
     X, G = ndhwc(x), ndhwc(gy)
@@ -35,7 +36,7 @@ for name in names:
         gy.double(), x.double(), w.double(), None, [p.stride] * 3, [p.padding] * 3, [1] * 3, True,
         [p.output_padding] * 3, 1, [False, True, False])[1]
     m, n, _ = p.gemm("wgrad")
-    tiles = -(-m // 128) * -(-n // 128)
+    tiles = -(-m // BY_NAME[FORMS[0]].tile[0]) * -(-n // BY_NAME[FORMS[0]].tile[1])
     plans = {f: selector.split_k_slices(p, BY_NAME[f], sms) for f in FORMS}
     counts = sorted(set(COUNTS) | set(plans.values()))
 
@@ -50,9 +51,9 @@ for name in names:
             t[j].append(gpu_only(run(*j), reps))
     for s in counts:
         outs = {f: run(f, s)() for f in FORMS}
-        same = torch.equal(outs[FORMS[0]], outs[FORMS[1]])
         base = sum(t[(FORMS[0], s)]) / 2
         for f in FORMS:
+            same = torch.equal(outs[FORMS[0]], outs[f])
             ms = sum(t[(f, s)]) / 2
             g = outs[f].double()
             rel = ((g - ref).norm() / ref.norm()).item()
@@ -61,4 +62,4 @@ for name in names:
                   flush=True)
     del x, w, gy
     torch.cuda.empty_cache()
-print(f"num_sms {sms}; 'vs 8x8': the 8-warp form's ms over this form's at the same count")
+print(f"num_sms {sms}; 'vs base': the first form's ms over this form's at the same count")

@@ -120,11 +120,6 @@ class KernelConfig:
         return self.tile[2] if self.family == "direct" and self.op != "wgrad" else 8
 
     @property
-    def thread_n(self) -> int:
-        """FFMA grad_weight rows: GEMM columns per thread (TN; 8 rows each): 16 on a 64x64 warp, else 8."""
-        return 16 if self.family == "ffma" and self.warp[:2] == (64, 64) else 8
-
-    @property
     def math(self) -> str:
         return "simt" if self.precision == "fp32" else "tensorop"
 
@@ -159,8 +154,7 @@ class KernelConfig:
     @property
     def name(self) -> str:
         if self.family == "ffma":
-            thread = f"_t8x{self.thread_n}" if self.thread_n != 8 else ""
-            return f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}{thread}_s{self.stages}"
+            return f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
         if self.family == "igemm":
             form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
             fold = f"_kx{self.kx}" if self.kx > 1 else ""
@@ -503,10 +497,9 @@ DIRECT_WGRAD_SIMT_KERNELS = tuple(
     ))
 
 
-def _ffma_wgrad(bm, bk, stages, why, thread_n=8):
-    bn = 256 if bm == 32 else 128  # BM * BN / (8 * thread_n) threads: 128 at 32 rows
-    warp = (64, 64, bk) if thread_n == 16 else (32, 64, bk)
-    return KernelConfig("wgrad", "fp32", (bm, bn, bk), warp, stages, why, "ffma")
+def _ffma_wgrad(bm, bk, stages, why):
+    bn = 256 if bm == 32 else 128  # BM * BN / 64 threads: 128 at 32 rows
+    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk), stages, why, "ffma")
 
 
 # Exact-fp32 grad_weight as an implicit GEMM per tap of our own (csrc/ffma_wgrad.cuh): the stock SIMT
@@ -517,11 +510,9 @@ def _ffma_wgrad(bm, bk, stages, why, thread_n=8):
 # FFMA at 16: fewer copy and barrier instructions per FFMA), and tied or lost on the 64-row tile (V-Net
 # refine 2.30-2.37 vs 1.93 ms).
 FFMA_WGRAD_KERNELS = tuple(
-    _ffma_wgrad(*row)
-    for row in (
+    _ffma_wgrad(bm, bk, stages, why)
+    for bm, bk, stages, why in (
         (128, 32, 3, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
-        (128, 32, 3, "exact fp32, C_in >= 128: 4 warps of 8 x 16 outputs per thread (24 operand loads per 128 FFMA)",
-         16),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
         (32, 16, 4, "exact fp32, C_in <= 32: 32 rows x 256 columns, positions decoded once per stage"),
     ))
