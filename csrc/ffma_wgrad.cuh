@@ -62,9 +62,12 @@ struct WgradShape {
   static_assert(!kTable || BK <= kThreads, "one decoding thread per position of a stage");
 };
 
-template <int BM, int BK, int Stages>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
+template <int BM, int BK, int Stages, int Variant>
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads,
+                                  (Variant / 200) % 2 ? 1 : WgradShape<BM, BK, Stages>::kMinBlocks)
     ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
+  constexpr int kUnroll = Variant % 100 ? Variant % 100 : BK;
+  constexpr bool kSerp = (Variant / 100) % 2;
   using Sh = WgradShape<BM, BK, Stages>;
   constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
@@ -160,7 +163,7 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats;
     const float* bs = as + BK * BM;
-#pragma unroll
+#pragma unroll kUnroll
     for (int kk = 0; kk < BK; ++kk) {
       float av[8], bv[8];
       *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * BM + 4 * tm);
@@ -170,7 +173,10 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
 #pragma unroll
       for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+        for (int jj = 0; jj < 8; ++jj) {
+          const int j = kSerp && (i & 1) ? 7 - jj : jj;
+          Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+        }
     }
   };
 
@@ -214,7 +220,7 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
   }
 }
 
-template <int BM, int BK, int Stages>
+template <int BM, int BK, int Stages, int Variant = 0>
 struct FfmaWgradKernel {
   using Sh = WgradShape<BM, BK, Stages>;
 
@@ -251,7 +257,7 @@ struct FfmaWgradKernel {
     a.div_z = cutlass::FastDivmod(L.Z);
     const dim3 grid((unsigned)((a.ntot + Sh::BN - 1) / Sh::BN), (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM),
                     (unsigned)L.split_k_slices);
-    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
+    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, Variant>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
   }
 
   static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }
