@@ -40,7 +40,7 @@ struct WgradArgs {
   cutlass::FastDivmod div_q, div_p, div_z;
 };
 
-template <int BM, int BK, int Stages>
+template <int BM, int BK, int Stages, bool ForceTable = false>
 struct WgradShape {
   // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
   static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / 64, kBM = BM;
@@ -54,7 +54,7 @@ struct WgradShape {
   static constexpr int kRowStepA = kThreads / kChunksA, kRowStepB = kThreads / kChunksB;
   // More than 4 B rows per thread per stage (the 32-row tile: 8): their positions come decoded from a
   // table (below) instead of three divisions per row.
-  static constexpr bool kTable = BK / kRowStepB > 4;
+  static constexpr bool kTable = ForceTable || BK / kRowStepB > 4;
   static constexpr size_t kTableBytes = kTable ? 2 * BK * sizeof(int2) : 0;
   static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(BM == 32 || BM == 64 || BM == 128, "32, 64 or 128 rows of C_in");
@@ -63,12 +63,12 @@ struct WgradShape {
 };
 
 template <int BM, int BK, int Stages, int Variant>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads,
-                                  (Variant / 200) % 2 ? 1 : WgradShape<BM, BK, Stages>::kMinBlocks)
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages, (Variant / 400) % 2>::kThreads,
+                                  (Variant / 200) % 2 ? 1 : WgradShape<BM, BK, Stages, (Variant / 400) % 2>::kMinBlocks)
     ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
   constexpr int kUnroll = Variant % 100 ? Variant % 100 : BK;
   constexpr bool kSerp = (Variant / 100) % 2;
-  using Sh = WgradShape<BM, BK, Stages>;
+  using Sh = WgradShape<BM, BK, Stages, (Variant / 400) % 2>;
   constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
   extern __shared__ __align__(16) float smem[];
@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads,
 
 template <int BM, int BK, int Stages, int Variant = 0>
 struct FfmaWgradKernel {
-  using Sh = WgradShape<BM, BK, Stages>;
+  using Sh = WgradShape<BM, BK, Stages, (Variant / 400) % 2>;
 
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks

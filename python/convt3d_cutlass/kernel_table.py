@@ -521,7 +521,12 @@ FFMA_WGRAD_KERNELS = tuple(
         (128, 32, 3, "experiment: serpentine, kk unrolled by 8", 108),
         (128, 32, 3, "experiment: one CTA per SM in the launch bounds (255 registers)", 200),
         (128, 32, 3, "experiment: one CTA per SM, serpentine", 300),
+        (128, 32, 3, "experiment: positions decoded once per stage into a table", 400),
+        (128, 32, 3, "experiment: table, serpentine", 500),
+        (128, 32, 3, "experiment: table, serpentine, one CTA per SM", 700),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
+        (64, 16, 4, "experiment: serpentine", 100),
+        (64, 16, 4, "experiment: table, serpentine", 500),
         (32, 16, 4, "exact fp32, C_in <= 32: 32 rows x 256 columns, positions decoded once per stage"),
     ))
 
