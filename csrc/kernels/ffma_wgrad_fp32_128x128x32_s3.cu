@@ -3,5 +3,5 @@
 #include "ffma_wgrad.cuh"
 
 namespace {
-const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<128, 32, 3, 0>::entry("ffma_wgrad_fp32_128x128x32_s3"));
+const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<128, 32, 3>::entry("ffma_wgrad_fp32_128x128x32_s3"));
 }  // namespace

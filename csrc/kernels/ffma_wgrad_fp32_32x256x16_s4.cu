@@ -3,5 +3,5 @@
 #include "ffma_wgrad.cuh"
 
 namespace {
-const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<32, 16, 4, 0>::entry("ffma_wgrad_fp32_32x256x16_s4"));
+const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<32, 16, 4>::entry("ffma_wgrad_fp32_32x256x16_s4"));
 }  // namespace

@@ -154,8 +154,7 @@ class KernelConfig:
     @property
     def name(self) -> str:
         if self.family == "ffma":
-            v = f"_v{self.warp[2]}" if self.warp[2] != self.tile[2] else ""
-            return f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}{v}_s{self.stages}"
+            return f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
         if self.family == "igemm":
             form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
             fold = f"_kx{self.kx}" if self.kx > 1 else ""
@@ -498,10 +497,9 @@ DIRECT_WGRAD_SIMT_KERNELS = tuple(
     ))
 
 
-def _ffma_wgrad(bm, bk, stages, why, variant=None):
+def _ffma_wgrad(bm, bk, stages, why):
     bn = 256 if bm == 32 else 128  # BM * BN / 64 threads: 128 at 32 rows
-    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk if variant is None else variant), stages, why,
-                        "ffma")
+    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk), stages, why, "ffma")
 
 
 # Exact-fp32 grad_weight as an implicit GEMM per tap of our own (csrc/ffma_wgrad.cuh): the stock SIMT
@@ -512,21 +510,10 @@ def _ffma_wgrad(bm, bk, stages, why, variant=None):
 # FFMA at 16: fewer copy and barrier instructions per FFMA), and tied or lost on the 64-row tile (V-Net
 # refine 2.30-2.37 vs 1.93 ms).
 FFMA_WGRAD_KERNELS = tuple(
-    _ffma_wgrad(*row)
-    for row in (
+    _ffma_wgrad(bm, bk, stages, why)
+    for bm, bk, stages, why in (
         (128, 32, 3, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
-        (128, 32, 3, "experiment: kk unrolled by 8", 8),
-        (128, 32, 3, "experiment: kk unrolled by 4", 4),
-        (128, 32, 3, "experiment: serpentine FFMA order", 100),
-        (128, 32, 3, "experiment: serpentine, kk unrolled by 8", 108),
-        (128, 32, 3, "experiment: one CTA per SM in the launch bounds (255 registers)", 200),
-        (128, 32, 3, "experiment: one CTA per SM, serpentine", 300),
-        (128, 32, 3, "experiment: positions decoded once per stage into a table", 400),
-        (128, 32, 3, "experiment: table, serpentine", 500),
-        (128, 32, 3, "experiment: table, serpentine, one CTA per SM", 700),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
-        (64, 16, 4, "experiment: serpentine", 100),
-        (64, 16, 4, "experiment: table, serpentine", 500),
         (32, 16, 4, "exact fp32, C_in <= 32: 32 rows x 256 columns, positions decoded once per stage"),
     ))
 
