@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "reductions.h"
 
@@ -191,33 +192,55 @@ dim3 sum_block(int64_t slices, int64_t E, int64_t s_s, const float* src, int& gr
 // then writes them as the run of the result they are ([C_in][C_out][taps]: kFinishCo * taps consecutive
 // floats). finish_kernel writes each element 4 bytes apart from its neighbours' taps (27 floats for k3),
 // a partial sector per store: on the 256->128 layers' 1-3 slices it took 0.022-0.029 ms (H100, v0.42) for
-// what is 4-14 MB of traffic. The slices are added one after another from 0, as slice_sums does with one
-// group, so the bits are the same.
-constexpr int kFinishCo = 32, kFinishThreads = 256;
+// what is 4-14 MB of traffic. A thread reads V consecutive channels (16 bytes where the partials allow) of
+// up to kFinishItems (tap, channel group) items per round, all their loads for a slice issued together;
+// each element's slices are added one after another from 0, as slice_sums does with one group, so the
+// bits are the same.
+constexpr int kFinishCo = 32, kFinishThreads = 256, kFinishItems = 4;
 constexpr int64_t kFinishMaxTaps = 343;  // k7: 32 x 343 floats, 43 KB of shared memory
 
+template <int V>
 __global__ void __launch_bounds__(kFinishThreads)
     finish_kernel_tiled(const float* __restrict__ src, float* __restrict__ out, int64_t slices, int64_t s_s,
-                        int taps, int64_t Ci, int64_t Co, int64_t s_t, int64_t s_ci) {
+                        int taps, int64_t Co, int64_t s_t, int64_t s_ci) {
   extern __shared__ float tile[];  // [kFinishCo][taps | 1]: odd rows, so a warp's column writes hit distinct banks
-  const int tp = taps | 1;
+  constexpr int G = kFinishCo / V;  // channel groups per tap row
+  const int tp = taps | 1, items = taps * G;
   const int64_t ci = blockIdx.y, c0 = (int64_t)blockIdx.x * kFinishCo;
-  const int nc = Co - c0 < kFinishCo ? (int)(Co - c0) : kFinishCo;
+  const int nc = Co - c0 < kFinishCo ? (int)(Co - c0) : kFinishCo;  // Co % V == 0: whole groups
   const float* base = src + ci * s_ci + c0;
-  // Lanes along co: each tap's row of channels is one coalesced read per slice.
-  for (int i = threadIdx.x; i < taps * kFinishCo; i += kFinishThreads) {
-    const int t = i / kFinishCo, c = i % kFinishCo;
-    if (c >= nc) continue;
-    const float* p = base + t * s_t + c;
-    float acc = 0.f;
-    int64_t s = 0;
-    for (; s + 3 < slices; s += 4) {  // four loads in flight; the adds stay in slice order
-      const float a = __ldg(p + s * s_s), b = __ldg(p + (s + 1) * s_s), d = __ldg(p + (s + 2) * s_s),
-                  e = __ldg(p + (s + 3) * s_s);
-      acc += a; acc += b; acc += d; acc += e;
+  for (int i0 = threadIdx.x; i0 < items; i0 += kFinishThreads * kFinishItems) {
+    float acc[kFinishItems][V];
+    const float* p[kFinishItems];
+    bool ok[kFinishItems];
+#pragma unroll
+    for (int u = 0; u < kFinishItems; ++u) {
+      const int i = i0 + u * kFinishThreads, t = i / G, g = i % G;
+      ok[u] = i < items && g * V < nc;
+      p[u] = base + (ok[u] ? t * s_t + g * V : 0);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[u][e] = 0.f;
     }
-    for (; s < slices; ++s) acc += __ldg(p + s * s_s);
-    tile[c * tp + t] = acc;
+#pragma unroll 2
+    for (int64_t s = 0; s < slices; ++s) {
+#pragma unroll
+      for (int u = 0; u < kFinishItems; ++u) {
+        if (!ok[u]) continue;
+        if constexpr (V == 4) {
+          const float4 v = __ldg(reinterpret_cast<const float4*>(p[u] + s * s_s));
+          acc[u][0] += v.x; acc[u][1] += v.y; acc[u][2] += v.z; acc[u][3] += v.w;
+        } else {
+          acc[u][0] += __ldg(p[u] + s * s_s);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kFinishItems; ++u) {
+      if (!ok[u]) continue;
+      const int i = i0 + u * kFinishThreads, t = i / G, g = i % G;
+#pragma unroll
+      for (int e = 0; e < V; ++e) tile[(g * V + e) * tp + t] = acc[u][e];
+    }
   }
   __syncthreads();
   float* dst = out + (ci * Co + c0) * taps;
@@ -276,11 +299,16 @@ int channel_sums(const float* src, float* out, float* work, int64_t rows, int64_
 int wgrad_finish(const float* partials, float* out, int64_t slices, int64_t taps, int64_t ci, int64_t co,
                  int64_t s_s, int64_t s_t, int64_t s_ci, cudaStream_t stream) {
   if (ci == 0 || co == 0 || taps == 0) return 0;
-  if (sum_groups(slices) == 1 && taps > 1 && taps <= kFinishMaxTaps && ci <= 65535 && co < (1LL << 31)) {
+  static const bool no_tiled = std::getenv("CONVT3D_NO_TILED_FINISH") != nullptr;  // EXPERIMENT (A/B only)
+  if (!no_tiled && sum_groups(slices) == 1 && taps > 1 && taps <= kFinishMaxTaps && ci <= 65535 && co < (1LL << 31)) {
     const size_t smem = (size_t)kFinishCo * (taps | 1) * sizeof(float);
     const dim3 grid((unsigned)((co + kFinishCo - 1) / kFinishCo), (unsigned)ci);
-    finish_kernel_tiled<<<grid, kFinishThreads, smem, stream>>>(partials, out, slices, s_s, (int)taps, ci, co, s_t,
-                                                                s_ci);
+    if (co % 4 == 0 && s_s % 4 == 0 && reinterpret_cast<uintptr_t>(partials) % 16 == 0)
+      finish_kernel_tiled<4><<<grid, kFinishThreads, smem, stream>>>(partials, out, slices, s_s, (int)taps, co, s_t,
+                                                                     s_ci);
+    else
+      finish_kernel_tiled<1><<<grid, kFinishThreads, smem, stream>>>(partials, out, slices, s_s, (int)taps, co, s_t,
+                                                                     s_ci);
     return status();
   }
   int groups, lanes, vec;
