@@ -5,7 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "reductions.h"
 
@@ -187,17 +186,20 @@ dim3 sum_block(int64_t slices, int64_t E, int64_t s_s, const float* src, int& gr
   return dim3((unsigned)(groups * lanes));
 }
 
-// wgrad_finish for fewer slices than one group of sum_block takes (sum_groups(slices) == 1): a block sums
-// the slices of kFinishCo output channels of one input channel, all taps, into shared memory as [co][tap],
-// then writes them as the run of the result they are ([C_in][C_out][taps]: kFinishCo * taps consecutive
-// floats). finish_kernel writes each element 4 bytes apart from its neighbours' taps (27 floats for k3),
-// a partial sector per store: on the 256->128 layers' 1-3 slices it took 0.022-0.029 ms (H100, v0.42) for
-// what is 4-14 MB of traffic. A thread reads V consecutive channels (16 bytes where the partials allow) of
-// up to kFinishItems (tap, channel group) items per round, all their loads for a slice issued together;
-// each element's slices are added one after another from 0, as slice_sums does with one group, so the
-// bits are the same.
+// wgrad_finish of a few slices: a block sums the slices of kFinishCo output channels of one input channel,
+// all taps, into shared memory as [co][tap], then writes them as the run of the result they are
+// ([C_in][C_out][taps]: kFinishCo * taps consecutive floats). finish_kernel writes each element 4 bytes
+// apart from its neighbours' taps (27 floats for k3), a partial sector per store. A thread reads V
+// consecutive channels (16 bytes where the partials allow) of up to kFinishItems (tap, channel group) items
+// per round, all their loads for a slice issued together; each element's slices are added one after another
+// from 0, as slice_sums does with one group, so the bits are the same. H100 (v0.44, same call, finish_kernel
+// against this, bench/tools/finishab.py): 1-3 slices 1.28-2.63x (U-Net and 3D-GAN 256->128 tf32 0.025 ->
+// 0.012 ms, fp32 0.022 -> 0.010, V-Net up tf32 0.022 -> 0.008); 8 slices 0.96-1.29x, 14 slices 0.91-0.93x,
+// and 0.27-0.48x at 9-17 slices over 32-64 blocks (3D-GAN k5, V-Net refine: a thread's slices are serial,
+// so the form needs few of them).
 constexpr int kFinishCo = 32, kFinishThreads = 256, kFinishItems = 4;
 constexpr int64_t kFinishMaxTaps = 343;  // k7: 32 x 343 floats, 43 KB of shared memory
+constexpr int64_t kFinishTiledMaxSlices = 4;
 
 template <int V>
 __global__ void __launch_bounds__(kFinishThreads)
@@ -299,8 +301,7 @@ int channel_sums(const float* src, float* out, float* work, int64_t rows, int64_
 int wgrad_finish(const float* partials, float* out, int64_t slices, int64_t taps, int64_t ci, int64_t co,
                  int64_t s_s, int64_t s_t, int64_t s_ci, cudaStream_t stream) {
   if (ci == 0 || co == 0 || taps == 0) return 0;
-  static const bool no_tiled = std::getenv("CONVT3D_NO_TILED_FINISH") != nullptr;  // EXPERIMENT (A/B only)
-  if (!no_tiled && sum_groups(slices) == 1 && taps > 1 && taps <= kFinishMaxTaps && ci <= 65535 && co < (1LL << 31)) {
+  if (slices <= kFinishTiledMaxSlices && taps > 1 && taps <= kFinishMaxTaps && ci <= 65535 && co < (1LL << 31)) {
     const size_t smem = (size_t)kFinishCo * (taps | 1) * sizeof(float);
     const dim3 grid((unsigned)((co + kFinishCo - 1) / kFinishCo), (unsigned)ci);
     if (co % 4 == 0 && s_s % 4 == 0 && reinterpret_cast<uintptr_t>(partials) % 16 == 0)
