@@ -189,7 +189,9 @@ dim3 sum_block(int64_t slices, int64_t E, int64_t s_s, const float* src, int& gr
 // wgrad_finish of a few slices: a block sums the slices of kFinishCo output channels of one input channel,
 // all taps, into shared memory as [co][tap], then writes them as the run of the result they are
 // ([C_in][C_out][taps]: kFinishCo * taps consecutive floats). finish_kernel writes each element 4 bytes
-// apart from its neighbours' taps (27 floats for k3), a partial sector per store. A thread reads V
+// apart from its neighbours' taps (27 floats for k3), a partial sector per store. (Before v0.42 every
+// finish was this tile with 4-byte loads, one element at a time, which walked many slices too slowly and was
+// folded into slice_sums; that form, retried in v0.44 as f240aed, lost on k5 layers.) A thread reads V
 // consecutive channels (16 bytes where the partials allow) of up to kFinishItems (tap, channel group) items
 // per round, all their loads for a slice issued together; each element's slices are added one after another
 // from 0, as slice_sums does with one group, so the bits are the same. H100 (v0.44, same call, finish_kernel
@@ -227,13 +229,7 @@ __global__ void __launch_bounds__(kFinishThreads)
     for (int64_t s = 0; s < slices; ++s) {
 #pragma unroll
       for (int u = 0; u < kFinishItems; ++u) {
-        if (!ok[u]) continue;
-        if constexpr (V == 4) {
-          const float4 v = __ldg(reinterpret_cast<const float4*>(p[u] + s * s_s));
-          acc[u][0] += v.x; acc[u][1] += v.y; acc[u][2] += v.z; acc[u][3] += v.w;
-        } else {
-          acc[u][0] += __ldg(p[u] + s * s_s);
-        }
+        if (ok[u]) add_slice<V>(acc[u], p[u] + s * s_s);
       }
     }
 #pragma unroll
