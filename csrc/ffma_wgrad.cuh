@@ -15,12 +15,23 @@
 // CTA: BM (C_in: 128, or 64 or 32 for narrower layers) x BN ((tap, C_out): 128, 256 for 32 rows) x BK
 // positions, BM * BN / 64 threads, each 8 x 8 outputs as 2 x 2 blocks of 4 x 4 (16-byte shared-memory
 // reads: distinct ones along M within a quarter warp, broadcasts along N).
+//
+// SK (the `_sk` rows): stream-K. Split-K gives each tile the same number of CTAs, so a grid of tiles x
+// slices rarely matches the SMs (U-Net 256->128: 54 tiles, 2 slices, 108 CTAs on 132 SMs), and more slices
+// cost a partial-sum slot each. Here a grid of SMs x CTAs per SM splits all tiles x k blocks evenly: CTA c
+// takes the range [total c / G, total (c + 1) / G), whose pieces fall in one to a few tiles. The pieces of
+// a tile are added in a fixed order (by CTA, the lowest first) into one slot: a per-tile flag counts the
+// pieces already added, and each piece waits for its turn, loads the sum so far and adds its own. So the
+// result is bitwise reproducible for a given grid, with one slot of partial sums. Waits only go to lower
+// CTAs (dispatched earlier), and a CTA walks its range from the end, so its first piece is the first of
+// its tile and never waits: only a CTA's last piece can.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "conv_launch.h"
+#include "cutlass/barrier.h"
 #include "cute/arch/copy_sm80.hpp"
 #include "cute/arch/mma.hpp"
 #include "cutlass/fast_math.h"
@@ -38,6 +49,9 @@ struct WgradArgs {
   int stride, pad_d, pad_h, pad_w;
   long long positions;  // N*Z*P*Q
   cutlass::FastDivmod div_q, div_p, div_z;
+  int* flags;           // SK: one per tile, zero at launch: the tile's pieces added so far
+  int tiles_n;          // SK: tiles along N (tile t is M tile t / tiles_n, N tile t % tiles_n)
+  long long k_blocks;   // SK: BK blocks of positions per tile; tiles * k_blocks in all
 };
 
 template <int BM, int BK, int Stages>
@@ -45,6 +59,9 @@ struct WgradShape {
   // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
   static constexpr int BN = BM == 32 ? 256 : 128, kThreads = BM * BN / 64, kBM = BM;
   static constexpr int kMinBlocks = BM == 128 ? 2 : BM == 64 ? 4 : 3;
+  // SK: CTAs per SM in the stream-K grid. The 128-row tile runs as fast with one per SM as with two (H100,
+  // v0.43), and fewer CTAs mean fewer pieces per tile, whose sums are added one after another.
+  static constexpr int kStreamKPerSM = BM == 128 ? 1 : kMinBlocks;
   // Compute roles: kLanesM lanes of a warp along M (a quarter warp's A reads hit distinct 16 bytes).
   static constexpr int kLanesM = BM >= 64 ? 8 : 4, kWarpsM = BM / (8 * kLanesM);
   static constexpr int kStageFloats = BK * (BM + BN);
@@ -62,18 +79,23 @@ struct WgradShape {
   static_assert(!kTable || BK <= kThreads, "one decoding thread per position of a stage");
 };
 
+// Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn (+BN/2) of N; a quarter warp spans min(8, kLanesM) tm.
+template <class Sh>
+__device__ __forceinline__ int2 thread_tile() {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  return make_int2((warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM,
+                   (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM);
+}
+
+// acc = this thread's 8 x 8 outputs of the tile at (m0, n0), summed over positions [k_begin, k_end).
 template <int BM, int BK, int Stages>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
-    ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
+__device__ __forceinline__ void wgrad_piece(const WgradArgs& a, float* smem, int m0, int n0, long long k_begin,
+                                            long long k_end, float (&acc)[8][8]) {
   using Sh = WgradShape<BM, BK, Stages>;
   constexpr int BN = Sh::BN, kHalfM = BM / 2, kHalfN = BN / 2;
   using Fma = cute::UniversalFMA<float, float, float, float>;
-  extern __shared__ __align__(16) float smem[];
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-  const long long k_begin = a.positions * blockIdx.z / gridDim.z;
-  const long long k_end = a.positions * (blockIdx.z + 1) / gridDim.z;
+  const int tid = threadIdx.x;
   const int k_tiles = (int)((k_end - k_begin + BK - 1) / BK);
 
   const int ca = tid % Sh::kChunksA, ra = tid / Sh::kChunksA;
@@ -147,11 +169,8 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
     }
   };
 
-  // Compute roles: rows 4*tm (+BM/2) of M, columns 4*tn (+BN/2) of N; a quarter warp spans
-  // min(8, kLanesM) tm.
-  const int tm = (warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM;
-  const int tn = (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM;
-  float acc[8][8];
+  const int2 tmn = thread_tile<Sh>();
+  const int tm = tmn.x, tn = tmn.y;
 #pragma unroll
   for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -205,25 +224,94 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
     compute(t % Stages);
   }
   cute::cp_async_wait<0>();
+}
 
-  float* dst = a.partials + (long long)blockIdx.z * a.Ci * a.ntot;
+// Stores this thread's outputs of the tile at (m0, n0) into dst [Ci, ntot]; add: adds them to what is there
+// (the sum so far + this piece's, in that order), read from L2 since another CTA wrote it.
+template <class Sh>
+__device__ __forceinline__ void store_tile(const WgradArgs& a, float* dst, int m0, int n0, const float (&acc)[8][8],
+                                           bool add) {
+  const int2 tmn = thread_tile<Sh>();
+  constexpr int kHalfM = Sh::kBM / 2, kHalfN = Sh::BN / 2;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + (i < 4 ? 4 * tm + i : kHalfM + 4 * tm + i - 4);
+    const int m = m0 + (i < 4 ? 4 * tmn.x + i : kHalfM + 4 * tmn.x + i - 4);
     if (m >= a.Ci) continue;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int n = n0 + kHalfN * h + 4 * tn;
-      if (n < a.ntot)  // ntot % 4 == 0: a chunk is all in or all out
-        *reinterpret_cast<float4*>(dst + (long long)m * a.ntot + n) =
-            make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
+      const int n = n0 + kHalfN * h + 4 * tmn.y;
+      if (n >= a.ntot) continue;  // ntot % 4 == 0: a chunk is all in or all out
+      float4* out = reinterpret_cast<float4*>(dst + (long long)m * a.ntot + n);
+      float4 v = make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
+      if (add) {
+        const float4 s = __ldcg(out);
+        v = make_float4(s.x + v.x, s.y + v.y, s.z + v.z, s.w + v.w);
+      }
+      *out = v;
     }
   }
 }
 
-template <int BM, int BK, int Stages>
+template <int BM, int BK, int Stages, bool SK>
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
+    ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
+  using Sh = WgradShape<BM, BK, Stages>;
+  extern __shared__ __align__(16) float smem[];
+  float acc[8][8];
+  if constexpr (!SK) {
+    const long long k_begin = a.positions * blockIdx.z / gridDim.z;
+    const long long k_end = a.positions * (blockIdx.z + 1) / gridDim.z;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * Sh::BN;
+    wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
+    store_tile<Sh>(a, a.partials + (long long)blockIdx.z * a.Ci * a.ntot, m0, n0, acc, false);
+  } else {
+    using Flags = cutlass::GenericBarrier<cutlass::detail::SyncthreadsSync>;
+    // Everything but the piece's end e is derived from e, the grid and the arguments again after the main loop,
+    // which keeps the accumulators' registers free of it (spills otherwise).
+    const long long tiles_m = (a.Ci + BM - 1) / BM, total = tiles_m * a.tiles_n * a.k_blocks;
+    const long long G = gridDim.x, c = blockIdx.x, r_begin = total * c / G;
+    auto cta_of = [&](long long i) { return ((i + 1) * G - 1) / total; };  // the CTA whose range holds i
+    auto tile_of = [&](long long e) { return (e - 1) / a.k_blocks; };
+    auto start_of = [&](long long t) { return t * a.k_blocks > r_begin ? t * a.k_blocks : r_begin; };
+    for (long long e = total * (c + 1) / G; e > r_begin;) {
+      {
+        const long long t = tile_of(e), tb = t * a.k_blocks, k_end = (e - tb) * BK;
+        if (e != total * (c + 1) / G) __syncthreads();  // every warp is done with the last piece's stages
+        wgrad_piece<BM, BK, Stages>(a, smem, (int)(t / a.tiles_n) * BM, (int)(t % a.tiles_n) * Sh::BN,
+                                    (start_of(t) - tb) * BK, k_end < a.positions ? k_end : a.positions, acc);
+      }
+      const long long t = tile_of(e), tb = t * a.k_blocks;
+      const int j = (int)(c - cta_of(tb));  // this piece's turn in its tile
+      int* flag = a.flags + t;
+      if (j > 0) {
+        // Flags::wait_eq without its tight spin: tens of CTAs may poll one flag while the CTA whose turn it
+        // is reads and writes its sums through the same L2.
+        if (threadIdx.x == 0) {
+          for (int turn = -1;;) {
+            asm volatile("ld.global.acquire.gpu.b32 %0, [%1];" : "=r"(turn) : "l"(flag) : "memory");
+            if (turn == j) break;
+            __nanosleep(256);
+          }
+        }
+        __syncthreads();
+      }
+      store_tile<Sh>(a, a.partials, (int)(t / a.tiles_n) * BM, (int)(t % a.tiles_n) * Sh::BN, acc, j > 0);
+      if (c < cta_of(tb + a.k_blocks - 1)) {  // a later piece waits for this one
+        __threadfence();
+        Flags::arrive_inc(flag, threadIdx.x, 0);
+      }
+      e = start_of(t);
+    }
+  }
+}
+
+template <int BM, int BK, int Stages, bool SK = false>
 struct FfmaWgradKernel {
   using Sh = WgradShape<BM, BK, Stages>;
+
+  static long long tiles(const ConvLaunch& L) {
+    return (long long)((L.K + Sh::kBM - 1) / Sh::kBM) * ((L.T * L.R * L.S * L.C + Sh::BN - 1) / Sh::BN);
+  }
 
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
@@ -235,10 +323,12 @@ struct FfmaWgradKernel {
     // one byte of tap bits per axis.
     if (Sh::kTable && ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || L.T > 8 || L.R > 8 || L.S > 8)) return 5;
     if ((L.K + Sh::kBM - 1) / Sh::kBM > 65535 || L.split_k_slices > 65535) return 5;
+    if (SK && (L.split_k_slices != 1 || tiles(L) > 0x7fffffffLL)) return 4;  // one slot of sums; int flags
     return direct::smem_fits(Sh::kSmemBytes);
   }
 
-  static std::size_t workspace_size(const ConvLaunch&) { return 0; }
+  // SK: the tiles' flags.
+  static std::size_t workspace_size(const ConvLaunch& L) { return SK ? (std::size_t)tiles(L) * sizeof(int) : 0; }
 
   static int run(const ConvLaunch& L) {
     const int code = can_implement(L);
@@ -256,9 +346,29 @@ struct FfmaWgradKernel {
     a.div_q = cutlass::FastDivmod(L.Q);
     a.div_p = cutlass::FastDivmod(L.P);
     a.div_z = cutlass::FastDivmod(L.Z);
-    const dim3 grid((unsigned)((a.ntot + Sh::BN - 1) / Sh::BN), (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM),
-                    (unsigned)L.split_k_slices);
-    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
+    a.tiles_n = (a.ntot + Sh::BN - 1) / Sh::BN;
+    a.k_blocks = (a.positions + BK - 1) / BK;
+    a.flags = static_cast<int*>(L.workspace);
+    if constexpr (SK) {
+      // kStreamKPerSM CTAs per SM (at most what the shape's registers and shared memory let run at once), and
+      // at most one per k block, so that no CTA's range is empty.
+      int sms = 0;
+      if (!direct::device_attribute(cudaDevAttrMultiProcessorCount, sms)) return 1000 + (int)cudaGetLastError();
+      if (a.flags == nullptr || L.workspace_bytes < workspace_size(L)) return 6;  // kErrorWorkspaceNull
+      const long long total = tiles(L) * a.k_blocks, ctas = (long long)sms * Sh::kStreamKPerSM;
+      if (total == 0) {  // no positions: a zero gradient
+        const cudaError_t err = cudaMemsetAsync(a.partials, 0, sizeof(float) * a.Ci * a.ntot, L.stream);
+        return err == cudaSuccess ? 0 : 1000 + (int)err;
+      }
+      const cudaError_t err = cudaMemsetAsync(a.flags, 0, workspace_size(L), L.stream);
+      if (err != cudaSuccess) return 1000 + (int)err;
+      const dim3 grid((unsigned)(ctas < total ? ctas : total));
+      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, true>, grid, Sh::kThreads, Sh::kSmemBytes,
+                                      L.stream, a);
+    }
+    const dim3 grid((unsigned)a.tiles_n, (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM), (unsigned)L.split_k_slices);
+    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false>, grid, Sh::kThreads, Sh::kSmemBytes,
+                                    L.stream, a);
   }
 
   static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }

@@ -50,3 +50,26 @@ def test_ffma_wgrad_splits_the_reduction_and_stays_bitwise_reproducible():
     first = launch.grad_weight(gy, x, prob, "fp32")
     poison_allocator()
     assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32"))
+
+
+# Stream-K twins on layers with many k blocks per CTA: tiles cut into pieces at CTA boundaries, CTAs whose range
+# spans tiles, and (64 and 32 rows) tiles of tens of pieces added one after another.
+STREAMK_CASES = {128: (2, 256, 128, (16, 16, 16), 3, 2, 1), 64: (2, 64, 32, (16, 16, 16), 3, 2, 1),
+                 32: (1, 32, 16, (24, 24, 24), 5, 1, 2)}
+
+
+@pytest.mark.parametrize("cfg", [k for k in FFMA_WGRAD_KERNELS if k.streamk], ids=lambda k: k.name)
+def test_ffma_wgrad_stream_k_adds_its_pieces_in_order_and_stays_bitwise_reproducible(cfg):
+    n, ci, co, sp, k, s, p = STREAMK_CASES[cfg.tile[0]]
+    prob = Problem(n, ci, co, sp, k, s, p)
+    assert launch._plan(prob, "wgrad", "fp32", cfg.name, torch.device("cuda"), None).slices == 1
+    x = torch.randn(n, ci, *sp, device="cuda").to(memory_format=CL)
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda").contiguous(memory_format=CL)
+    poison_allocator()
+    first = launch.grad_weight(gy, x, prob, "fp32", cfg.name)
+    wd = torch.zeros(ci, co, k, k, k, dtype=torch.float64, device="cuda", requires_grad=True)
+    F.conv_transpose3d(x.double(), wd, None, s, p).backward(gy.double())
+    assert rel_l2(first, wd.grad) <= TOL["fp32"]
+    for _ in range(2):
+        poison_allocator()
+        assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32", cfg.name))

@@ -80,6 +80,7 @@ class KernelConfig:
     ws: bool = False     # wgmma forward/grad_input: warp-specialized, persistent form
     rs: bool = False     # ws rows: A from registers, each fragment shared by the kd taps (needs k = kx taps)
     swap: bool = False   # igemm kw-fold grad_weight: GEMM M = (kw, C_out), N = C_in (x transposed, not grad_y)
+    streamk: bool = False  # ffma grad_weight: stream-K (one CTA per slot of the SMs, tiles' pieces added in order)
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -154,7 +155,8 @@ class KernelConfig:
     @property
     def name(self) -> str:
         if self.family == "ffma":
-            return f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
+            return (f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
+                    f"{'_sk' if self.streamk else ''}")
         if self.family == "igemm":
             form = "igemm_wgrad" if self.op == "wgrad" else "igemm"
             fold = f"_kx{self.kx}" if self.kx > 1 else ""
@@ -497,9 +499,9 @@ DIRECT_WGRAD_SIMT_KERNELS = tuple(
     ))
 
 
-def _ffma_wgrad(bm, bk, stages, why):
+def _ffma_wgrad(bm, bk, stages, why, streamk=False):
     bn = 256 if bm == 32 else 128  # BM * BN / 64 threads: 128 at 32 rows
-    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk), stages, why, "ffma")
+    return KernelConfig("wgrad", "fp32", (bm, bn, bk), (32, 64, bk), stages, why, "ffma", streamk=streamk)
 
 
 # Exact-fp32 grad_weight as an implicit GEMM per tap of our own (csrc/ffma_wgrad.cuh): the stock SIMT
@@ -515,6 +517,14 @@ FFMA_WGRAD_KERNELS = tuple(
         (128, 32, 3, "exact fp32, C_in >= 128: 16-byte copies of whole channel rows"),
         (64, 16, 4, "exact fp32, C_in <= 64: half the rows, so a 64-wide C_in fills the tile"),
         (32, 16, 4, "exact fp32, C_in <= 32: 32 rows x 256 columns, positions decoded once per stage"),
+    )) + tuple(
+    # Stream-K twins (csrc/ffma_wgrad.cuh, SK): the same tiles, CTAs = the slots of the SMs, each an equal share
+    # of tiles x positions, one slot of partial sums.
+    _ffma_wgrad(bm, bk, stages, why, streamk=True)
+    for bm, bk, stages, why in (
+        (128, 32, 3, "exact fp32, C_in >= 128, stream-K: every SM busy, one slot of partial sums"),
+        (64, 16, 4, "exact fp32, C_in <= 64, stream-K: every SM busy, one slot of partial sums"),
+        (32, 16, 4, "exact fp32, C_in <= 32, stream-K: every SM busy, one slot of partial sums"),
     ))
 
 
