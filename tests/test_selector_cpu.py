@@ -145,9 +145,10 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
     from bench.shapes import SWEEP
     cases = {c.name: c for c in SWEEP}
     expect = {"unet3d-dec1": 2, "gan3d-g1": 2, "vnet-up": 2, "unet3d-dec2": 8, "gan3d-g2": 8, "medium": 8}
-    ffma = {k.name: k for k in KERNELS if k.family == "ffma"}
+    ffma = {k.name: k for k in KERNELS if k.family == "ffma" and not k.streamk}
     for name, c in cases.items():
         p = Problem(c.n, c.c_in, c.c_out, tuple(c.spatial), c.k, c.stride, c.padding, c.output_padding)
+        assert all(selector.split_k_slices(p, k, 132) == 1 for k in KERNELS if k.streamk)
         for k in ffma.values():
             s = selector.split_k_slices(p, k, 132)
             m, n, kk = p.gemm("wgrad")
@@ -159,9 +160,33 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
                 assert all(share(x) > share(four_waves) for x in range(1, s)), (name, k.name)
             else:
                 assert s == four_waves, (name, k.name)
-        k = selector.select_config(p, "wgrad", "fp32", compiled={k.name for k in KERNELS})
+        k = selector.select_config(p, "wgrad", "fp32", compiled={k.name for k in KERNELS if not k.streamk})
         if name in expect:
             assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)
+
+
+def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces():
+    """The stream-K twin of the FFMA grad_weight's tile where its grid cuts a tile into at most
+    FFMA_STREAMK_MAX_PIECES pieces (their sums add one after another); split-K elsewhere, unless only the
+    twin is built."""
+    from bench.shapes import SWEEP
+    streamk = {"unet3d-dec1", "gan3d-g1", "vnet-up", "unet3d-dec2", "gan3d-g2", "medium", "gan3d-g3"}
+    split = {"unet3d-dec3", "sr-up2", "unet3d-k2", "vnet-refine", "unet-outpad"}
+    everything = {k.name for k in KERNELS}
+    for c in SWEEP:
+        p = Problem(c.n, c.c_in, c.c_out, tuple(c.spatial), c.k, c.stride, c.padding, c.output_padding)
+        k = selector.select_config(p, "wgrad", "fp32", num_sms=132, compiled=everything)
+        if c.name in streamk:
+            assert k.streamk and selector.streamk_pieces(p, k, 132) <= selector.FFMA_STREAMK_MAX_PIECES, c.name
+            assert selector.split_k_slices(p, k, 132) == 1
+        elif c.name in split:
+            assert k.family == "ffma" and not k.streamk, c.name
+            twin = BY_NAME[k.name + "_sk"]
+            assert selector.streamk_pieces(p, twin, 132) > selector.FFMA_STREAMK_MAX_PIECES, c.name
+            only = everything - {k.name}
+            assert selector.select_config(p, "wgrad", "fp32", num_sms=132, compiled=only).name == twin.name
+        else:
+            assert k.family != "ffma", c.name
 
 
 def test_table_names_unique_and_generated_files_current():

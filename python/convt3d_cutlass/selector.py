@@ -583,11 +583,32 @@ FFMA_WGRAD_WIDE_CIN = 128
 FFMA_WGRAD_NARROW_CIN = 32
 
 
-def _ffma_wgrad_choice(problem: Problem, compiled):
+# The stream-K twins (`_sk`, csrc/ffma_wgrad.cuh SK): one grid of CTAs per slot of the SMs (FFMA_STREAMK_PER_SM,
+# the kernel's kStreamKPerSM) takes all tiles x k blocks in equal shares, and a tile's pieces add into one slot of
+# partial sums one after another. H100 (v0.45, bench/tools/ffmastreamk.py, kernel and finish against split-K at
+# the selector's slices): U-Net and 3D-GAN 256->128 0.433 -> 0.377 ms (2.4 pieces per tile, 7.1 -> 3.5 MB),
+# the 128->64 layers 0.853 -> 0.786 (9.4 pieces, 7.1 -> 0.9 MB), 3D-GAN 64->32 k5 8.86 -> 7.08 (16.5 pieces; its
+# 17 slices x 32 tiles were a wave and a sliver), V-Net up level (2.1); with 50-75 pieces level to 3% faster
+# (U-Net 64->32, SR x2, V-Net refine), and with 264 (U-Net k2 up: 2 tiles) 19.6x slower: the adds of a tile's
+# pieces wait for one another at the end, some microseconds each. So up to FFMA_STREAMK_MAX_PIECES.
+FFMA_STREAMK_PER_SM = {128: 1, 64: 4, 32: 3}
+FFMA_STREAMK_MAX_PIECES = 20
+
+
+def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) -> float:
+    """Pieces per tile of stream-K row k's grid on problem (its CTAs over its tiles)."""
+    m, n, kk = problem.gemm("wgrad")
+    tiles = math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1])
+    total = tiles * math.ceil(kk / k.tile[2])
+    return min(num_sms * FFMA_STREAMK_PER_SM[k.tile[0]], total) / tiles
+
+
+def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
     C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built, else the
     64-row one; none for unit-stride k = 3 below the wide tile; channel counts multiples of 4 (16-byte
-    copies) and compiled in this build."""
+    copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
+    at most FFMA_STREAMK_MAX_PIECES (or where it alone is built), else split-K."""
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
     if not wide and problem.stride == 1 and problem.k == 3:
         return None
@@ -599,9 +620,13 @@ def _ffma_wgrad_choice(problem: Problem, compiled):
     rows = [128] if wide else [32, 64] if problem.c_in <= FFMA_WGRAD_NARROW_CIN and table_ok else [64]
     built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
     for bm in rows:
-        for k in built:
-            if k.tile[0] == bm:
-                return k
+        twins = [k for k in built if k.tile[0] == bm]
+        sk = next((k for k in twins if k.streamk), None)
+        split = next((k for k in twins if not k.streamk), None)
+        if sk is not None and (split is None or streamk_pieces(problem, sk, num_sms) <= FFMA_STREAMK_MAX_PIECES):
+            return sk
+        if split is not None:
+            return split
     return None
 
 
@@ -659,7 +684,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         prec = "fp32"
     comp = None if compiled is None else set(compiled)
     if op == "wgrad" and prec == "fp32" and family in (None, "ffma"):
-        k = _ffma_wgrad_choice(problem, comp)
+        k = _ffma_wgrad_choice(problem, comp, num_sms)
         if k is not None:
             return k
     if family in (None, "direct") and prec == precision:
@@ -734,6 +759,8 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
     """
+    if k.streamk:  # its pieces add into one slot (csrc/ffma_wgrad.cuh, SK)
+        return 1
     m, n, kk = problem.gemm("wgrad")
     tiles = math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1])
     k_iters = math.ceil(kk / k.tile[2])
