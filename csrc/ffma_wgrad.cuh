@@ -266,41 +266,23 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
     store_tile<Sh>(a, a.partials + (long long)blockIdx.z * a.Ci * a.ntot, m0, n0, acc, false);
   } else {
     using Flags = cutlass::GenericBarrier<cutlass::detail::SyncthreadsSync>;
-    // Everything but the piece's end e is derived from e, the grid and the arguments again after the main loop,
-    // which keeps the accumulators' registers free of it (spills otherwise).
     const long long tiles_m = (a.Ci + BM - 1) / BM, total = tiles_m * a.tiles_n * a.k_blocks;
     const long long G = gridDim.x, c = blockIdx.x, r_begin = total * c / G;
     auto cta_of = [&](long long i) { return ((i + 1) * G - 1) / total; };  // the CTA whose range holds i
-    auto tile_of = [&](long long e) { return (e - 1) / a.k_blocks; };
-    auto start_of = [&](long long t) { return t * a.k_blocks > r_begin ? t * a.k_blocks : r_begin; };
     for (long long e = total * (c + 1) / G; e > r_begin;) {
-      {
-        const long long t = tile_of(e), tb = t * a.k_blocks, k_end = (e - tb) * BK;
-        if (e != total * (c + 1) / G) __syncthreads();  // every warp is done with the last piece's stages
-        wgrad_piece<BM, BK, Stages>(a, smem, (int)(t / a.tiles_n) * BM, (int)(t % a.tiles_n) * Sh::BN,
-                                    (start_of(t) - tb) * BK, k_end < a.positions ? k_end : a.positions, acc);
-      }
-      const long long t = tile_of(e), tb = t * a.k_blocks;
+      const long long t = (e - 1) / a.k_blocks, tb = t * a.k_blocks, s = tb > r_begin ? tb : r_begin;
+      const int m0 = (int)(t / a.tiles_n) * BM, n0 = (int)(t % a.tiles_n) * Sh::BN;
+      if (e != total * (c + 1) / G) __syncthreads();  // every warp is done with the last piece's stages
+      const long long k_end = (e - tb) * BK;
+      wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, (s - tb) * BK, k_end < a.positions ? k_end : a.positions, acc);
       const int j = (int)(c - cta_of(tb));  // this piece's turn in its tile
-      int* flag = a.flags + t;
-      if (j > 0) {
-        // Flags::wait_eq without its tight spin: tens of CTAs may poll one flag while the CTA whose turn it
-        // is reads and writes its sums through the same L2.
-        if (threadIdx.x == 0) {
-          for (int turn = -1;;) {
-            asm volatile("ld.global.acquire.gpu.b32 %0, [%1];" : "=r"(turn) : "l"(flag) : "memory");
-            if (turn == j) break;
-            __nanosleep(256);
-          }
-        }
-        __syncthreads();
-      }
-      store_tile<Sh>(a, a.partials, (int)(t / a.tiles_n) * BM, (int)(t % a.tiles_n) * Sh::BN, acc, j > 0);
+      if (j > 0) Flags::wait_eq(a.flags, threadIdx.x, (int)t, j);
+      store_tile<Sh>(a, a.partials, m0, n0, acc, j > 0);
       if (c < cta_of(tb + a.k_blocks - 1)) {  // a later piece waits for this one
         __threadfence();
-        Flags::arrive_inc(flag, threadIdx.x, 0);
+        Flags::arrive_inc(a.flags, threadIdx.x, (int)t);
       }
-      e = start_of(t);
+      e = s;
     }
   }
 }
