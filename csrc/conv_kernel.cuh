@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "conv_launch.h"
+#include "launch_smem.h"
 #include "cutlass/cutlass.h"
 #include "cutlass/conv/conv3d_problem_size.h"
 #include "cutlass/conv/device/implicit_gemm_convolution.h"
@@ -274,15 +275,8 @@ struct Launcher {
     using K = typename OpT::UnderlyingKernel;
     const typename K::Params params(args, semaphores);
     const dim3 grid = typename OpT::ThreadblockSwizzle().get_grid_shape(params.grid_tiled_shape);
-    const int smem = int(sizeof(typename K::SharedStorage));
-    if (smem >= (48 << 10)) {
-      const cudaError_t err =
-          cudaFuncSetAttribute(cutlass::Kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-      if (err != cudaSuccess) return 1000 + int(err);
-    }
-    cutlass::Kernel<K><<<grid, dim3(32 * OpT::kWarpCount, 1, 1), smem, stream>>>(params);
-    const cudaError_t err = cudaGetLastError();
-    return err == cudaSuccess ? 0 : 1000 + int(err);
+    return direct::launch_with_smem(cutlass::Kernel<K>, grid, dim3(32 * OpT::kWarpCount, 1, 1),
+                                    sizeof(typename K::SharedStorage), stream, params);
   }
 
   template <typename OpT>
@@ -373,15 +367,8 @@ struct Launcher {
       }
       g.first_block[n] = int(blocks);
       if (blocks == 0) return 0;
-      const int smem = int(sizeof(typename K::SharedStorage));
-      if (smem >= (48 << 10)) {
-        const cudaError_t err =
-            cudaFuncSetAttribute(grouped_phases_kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (err != cudaSuccess) return 1000 + int(err);
-      }
-      grouped_phases_kernel<K><<<dim3(unsigned(blocks)), dim3(K::kThreadCount), smem, phases[0].stream>>>(g);
-      const cudaError_t err = cudaGetLastError();
-      return err == cudaSuccess ? 0 : 1000 + int(err);
+      return direct::launch_with_smem(grouped_phases_kernel<K>, dim3(unsigned(blocks)), dim3(K::kThreadCount),
+                                      sizeof(typename K::SharedStorage), phases[0].stream, g);
     }
   }
 
