@@ -26,6 +26,20 @@ def layer_tensors(name):
     return prob, x, w, gy
 
 
+def ffma_wgrad_layers(names, width=32):
+    """(name, Problem, x, w, grad_y, fp32 grad_weight Plan) of each named layer whose selector takes an FFMA
+    grad_weight row (csrc/ffma_wgrad.cuh); the others are printed as skipped."""
+    from convt3d_cutlass import launch
+    for name in names:
+        p, x, w, gy = layer_tensors(name)
+        plan = launch._plan(p, "wgrad", "fp32", None, x.device, None)
+        if plan.k.family != "ffma":
+            print(f"{name:12s} {plan.name:{width}s} (not an FFMA grad_weight row)")
+            continue
+        yield name, p, x, w, gy, plan
+        del x, w, gy  # before the next layer's tensors are made
+
+
 def gpu_kernels(prof, top=8, indent="   "):
     """(total GPU kernel ms, lines of the top kernels) of a torch.profiler run."""
     ev = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from bench.tools.common import layer_tensors
+from bench.tools.common import ffma_wgrad_layers
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import _extension, launch
 from convt3d_cutlass.layouts import ndhwc
@@ -26,12 +26,7 @@ ops = torch.ops.convt3d_cutlass
 COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 264)
 
 print(f"{'layer':12s} {'kernel':32s} {'slices':>6s} {'MB':>7s} {'gpu ms':>8s} {'vs plan':>7s} {'rel':>8s}")
-for name in names:
-    p, x, w, gy = layer_tensors(name)
-    plan = launch._plan(p, "wgrad", "fp32", None, x.device, None)
-    if plan.k.family != "ffma":
-        print(f"{name:12s} {plan.name:32s} (not an FFMA grad_weight row)")
-        continue
+for name, p, x, w, gy, plan in ffma_wgrad_layers(names, 32):
     m, n, kk = p.gemm("wgrad")
     cap = max(1, math.ceil(kk / plan.k.tile[2]) // 8)
     counts = sorted({c for c in COUNTS if c <= cap} | {plan.slices})

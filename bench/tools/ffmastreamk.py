@@ -14,7 +14,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from bench.tools.common import layer_tensors
+from bench.tools.common import ffma_wgrad_layers
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import _extension, launch, selector
 from convt3d_cutlass.kernel_table import BY_NAME, FFMA_WGRAD_KERNELS
@@ -30,12 +30,7 @@ sms = _extension.num_sms(0)
 
 print(f"{'layer':12s} {'kernel':34s} {'slices':>6s} {'MB':>6s} {'pieces':>6s} {'gpu ms':>8s} {'vs split':>8s} "
       f"{'rel64':>8s} {'bitwise':>7s}")
-for name in names:
-    p, x, w, gy = layer_tensors(name)
-    plan = launch._plan(p, "wgrad", "fp32", None, x.device, None)
-    if plan.k.family != "ffma":
-        print(f"{name:12s} {plan.name:34s} (not an FFMA grad_weight row)")
-        continue
+for name, p, x, w, gy, plan in ffma_wgrad_layers(names, 34):
     X, G = ndhwc(x), ndhwc(gy)
     wd = torch.zeros(p.c_in, p.c_out, p.k, p.k, p.k, dtype=torch.float64, device="cuda", requires_grad=True)
     F.conv_transpose3d(x.double(), wd, None, p.stride, p.padding).backward(gy.double())
