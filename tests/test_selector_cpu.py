@@ -267,3 +267,15 @@ def test_stock_phases_split_their_reduction_in_fp32():
     g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
     taps = [ph.taps[0] * ph.taps[1] * ph.taps[2] for ph in phases(g1)]
     assert sorted(selector.phase_split_k(t, "fp32") for t in taps) == [1, 1, 1, 1, 2, 2, 2, 4]
+
+
+def test_ffma_stream_k_ctas_per_sm_mirror_the_kernel():
+    """selector.FFMA_STREAMK_PER_SM is csrc/ffma_wgrad.cuh's WgradShape::kStreamKPerSM for each tile."""
+    import pathlib
+    import re
+    src = (pathlib.Path(__file__).resolve().parent.parent / "csrc" / "ffma_wgrad.cuh").read_text()
+    blocks = re.search(r"kMinBlocks = BM == 128 \? (\d+) : BM == 64 \? (\d+) : (\d+);", src)
+    per_sm = re.search(r"kStreamKPerSM = BM == 128 \? (\d+) : kMinBlocks;", src)
+    assert blocks and per_sm, "the two constants changed form: update this test and the selector's mirror"
+    kernel = {128: int(per_sm.group(1)), 64: int(blocks.group(2)), 32: int(blocks.group(3))}
+    assert selector.FFMA_STREAMK_PER_SM == kernel
