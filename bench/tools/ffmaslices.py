@@ -7,7 +7,8 @@ them cost nothing.
 
 Each count is timed by gpu_only (launches queued behind a busy GPU, median of REPS) in two passes over the
 counts, the second in reverse order; printed: the mean of the two medians, and the result's relative L2 error
-against the selector's count (the slices are summed in a fixed order, so any count is reproducible).
+against the selector's count (the slices are summed in a fixed order, so any count is reproducible). Where the
+selector takes the tile's stream-K twin (v0.45), the split-K row at its split_k_slices count stands in.
 """
 import math
 import sys
@@ -27,6 +28,8 @@ COUNTS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 264
 
 print(f"{'layer':12s} {'kernel':32s} {'slices':>6s} {'MB':>7s} {'gpu ms':>8s} {'vs plan':>7s} {'rel':>8s}")
 for name, p, x, w, gy, plan in ffma_wgrad_layers(names, 32):
+    if plan.k.streamk:  # its split-K twin's counts (the stream-K row has one slot: ffmastreamk.py compares them)
+        plan = launch._plan(p, "wgrad", "fp32", plan.name[:-len("_sk")], x.device, None)
     m, n, kk = p.gemm("wgrad")
     cap = max(1, math.ceil(kk / plan.k.tile[2]) // 8)
     counts = sorted({c for c in COUNTS if c <= cap} | {plan.slices})
@@ -46,7 +49,7 @@ for name, p, x, w, gy, plan in ffma_wgrad_layers(names, 32):
         g = run(s)().double()
         rel = ((g - ref).norm() / ref.norm()).item()
         ms = sum(t[s]) / 2
-        mark = " <- selector" if s == plan.slices else ""
+        mark = " <- selector's split-K count" if s == plan.slices else ""
         print(f"{name:12s} {plan.name:32s} {s:6d} {4 * s * m * n / 1e6:7.1f} {ms:8.4f} {ms / base:7.3f} {rel:8.1e}{mark}",
               flush=True)
     del x, w, gy
