@@ -595,12 +595,16 @@ FFMA_STREAMK_PER_SM = {128: 1, 64: 4, 32: 3}
 FFMA_STREAMK_MAX_PIECES = 20
 
 
+def _wgrad_tiles(problem: Problem, k: KernelConfig) -> Tuple[int, int]:
+    """(output tiles, main-loop iterations over the whole reduction) of grad_weight kernel k on problem."""
+    m, n, kk = problem.gemm("wgrad")
+    return math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1]), math.ceil(kk / k.tile[2])
+
+
 def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) -> float:
     """Pieces per tile of stream-K row k's grid on problem (its CTAs over its tiles)."""
-    m, n, kk = problem.gemm("wgrad")
-    tiles = math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1])
-    total = tiles * math.ceil(kk / k.tile[2])
-    return min(num_sms * FFMA_STREAMK_PER_SM[k.tile[0]], total) / tiles
+    tiles, k_iters = _wgrad_tiles(problem, k)
+    return min(num_sms * FFMA_STREAMK_PER_SM[k.tile[0]], tiles * k_iters) / tiles
 
 
 def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
@@ -761,9 +765,8 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     """
     if k.streamk:  # its pieces add into one slot (csrc/ffma_wgrad.cuh, SK)
         return 1
-    m, n, kk = problem.gemm("wgrad")
-    tiles = math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1])
-    k_iters = math.ceil(kk / k.tile[2])
+    m, n, _ = problem.gemm("wgrad")
+    tiles, k_iters = _wgrad_tiles(problem, k)
     want = math.ceil(4 * num_sms / tiles)
     cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
