@@ -67,6 +67,17 @@ void check_implement(const convt3d::KernelEntry& e, const ConvLaunch& L) {
               "cutlass::Status::", convt3d::status_name(code));
 }
 
+// The bias of a launch: null, or a contiguous float32 [channels] tensor on the result's device (`what` names
+// its length in the message).
+const float* bias_data(const std::optional<at::Tensor>& bias, const at::Device& dev, int64_t channels,
+                       const char* what) {
+  if (!bias.has_value()) return nullptr;
+  TORCH_CHECK(bias->is_cuda() && bias->device() == dev && bias->scalar_type() == at::kFloat &&
+                  bias->is_contiguous() && bias->numel() == channels,
+              "convt3d_cutlass: bias must be a contiguous float32 [", what, "] tensor on ", dev);
+  return bias->data_ptr<float>();
+}
+
 // Runs kernel e on L on dev's current stream; `checked`: check_implement already passed for this L.
 void launch(const convt3d::KernelEntry& e, ConvLaunch& L, const at::Device& dev, bool checked = false) {
   const char* name = e.name;
@@ -160,11 +171,7 @@ static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, c
   L.result = dx.data_ptr<float>();
   if (view)
     for (int a = 0; a < 4; ++a) L.result_stride[a] = dx.stride(3 - a);  // w, h, d, n
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
-                    bias->numel() == L.C, "convt3d_cutlass: bias must be a contiguous float32 [C] tensor");
-    L.bias = bias->data_ptr<float>();
-  }
+  L.bias = bias_data(bias, dev, L.C, "C");
   return L;
 }
 
@@ -233,13 +240,7 @@ static void run_dgrad_phases(const std::vector<std::string>& kernels, const at::
   const size_t n = kernels.size();
   const auto dev = y.device();
   c10::cuda::CUDAGuard guard(dev);
-  const float* b = nullptr;
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->is_cuda() && bias->device() == dev && bias->scalar_type() == at::kFloat &&
-                    bias->is_contiguous() && bias->numel() == y.size(4),
-                "convt3d_cutlass: bias must be a contiguous float32 [C] tensor on the result's device");
-    b = bias->data_ptr<float>();
-  }
+  const float* b = bias_data(bias, dev, y.size(4), "C");
   // Every phase looked up and checked before any is launched; its entry is kept for the launch.
   std::vector<const convt3d::KernelEntry*> entries;
   std::vector<ConvLaunch> launches;
@@ -390,11 +391,7 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
   L.activation = x.data_ptr<float>();
   L.filter = filter.data_ptr<float>();
   L.result = y.data_ptr<float>();
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->is_cuda() && bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
-                    bias->numel() == L.K, "convt3d_cutlass: bias must be a contiguous float32 [K] tensor");
-    L.bias = bias->data_ptr<float>();
-  }
+  L.bias = bias_data(bias, dev, L.K, "K");
   set_split_k(L, split_k);
   launch(kernel, L, dev);
 }
@@ -482,12 +479,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   L.in = in.data_ptr<float>();
   L.weight = weight.data_ptr<float>();
   L.out = out.data_ptr<float>();
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->is_cuda() && bias->device() == dev && bias->scalar_type() == at::kFloat &&
-                    bias->is_contiguous() && bias->numel() == L.Co,
-                "convt3d_cutlass: bias must be a contiguous float32 [C_out] tensor on ", dev);
-    L.bias = bias->data_ptr<float>();
-  }
+  L.bias = bias_data(bias, dev, L.Co, "C_out");
   if (in_sums.has_value()) {
     const auto& t = *in_sums;
     TORCH_CHECK(t.is_cuda() && t.device() == dev && t.scalar_type() == at::kFloat && t.is_contiguous() &&
