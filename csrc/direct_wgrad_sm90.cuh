@@ -82,8 +82,13 @@ struct WgradConfig {
   // A register sets (granules in flight). PW with four tiles of 24 accumulators keeps one: two sets need
   // 168 registers (ptxas, else C7512), more than the MMA warpgroups can get beside any producer.
   static constexpr int ABUF = (K >= 5 && !SPLIT) || (PW && MT * BN / 2 > 64) ? 1 : 2;
-  static constexpr int XT = SPLIT ? 2 : 3;
-  static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && K >= 1, "tile");
+  // S = 3 (PW only): TMA runs two steps ahead, and two x^T buffers make room for its x box and ring plane
+  // (the producer stages step u + 1 only once step u - 1's MMAs have retired); four done barriers, so that
+  // a wait for step x's never meets step x + 2's phase.
+  static constexpr int XT = SPLIT || S >= 3 ? 2 : 3;
+  static constexpr int ND = S >= 3 ? 4 : 2;
+  static_assert(TW % 8 == 0 && (TY * TW / 8) % 2 == 0 && BN % 8 == 0 && BN <= 256 && S >= 2 && S <= 3 && K >= 1,
+                "tile");
 };
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
@@ -98,7 +103,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT, PW>;
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
-  static_assert(!PW || (!SPLIT && C::XT >= 2 && S == 2), "PW: tf32, two stages (the producer's waits assume them)");
+  static_assert(!PW || (!SPLIT && C::XT >= 2), "PW: tf32");
+  static_assert(PW || (S == 2 && C::XT == (SPLIT ? 2 : 3)), "three stages: the warp-specialized form only");
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
   constexpr int MT = C::MT, CW = C::CW;
   extern __shared__ uint8_t smem_raw[];
@@ -107,7 +113,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
   uint8_t* xraw = smem + C::XT * C::P * C::X_BYTES;  // S x TMA box [y][w][ci]
   uint8_t* ring = xraw + S * C::X_BYTES;      // geo.ring x [gh][gw][pitch]
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + geo.ring * geo.plane_bytes);
-  // PW only (smem_bytes counts them): ready[XT] (x^T and halo of a step staged), done[2] (a step's MMAs retired).
+  // PW only (smem_bytes counts them): ready[XT] (x^T and halo of a step staged), done[ND] (a step's MMAs retired).
   uint64_t* ready = full + S;
   uint64_t* done = ready + C::XT;
 
@@ -187,7 +193,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
     for (int i = 0; i < S; ++i) cutlass::arch::ClusterTransactionBarrier::init(&full[i], 1);
     if constexpr (PW) {
       for (int i = 0; i < C::XT; ++i) Barrier::init(&ready[i], 128);
-      for (int i = 0; i < 2; ++i) Barrier::init(&done[i], 4 * CW);
+      for (int i = 0; i < C::ND; ++i) Barrier::init(&done[i], 4 * CW);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -284,32 +290,46 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
   if constexpr (PW) {
     if (wg == CW) {
-      // Producer: stages step u while the MMA warpgroups run u - 1. Step u + 1's TMA loads go to the x box
-      // and ring slots that step u - 1 read, so thread 0 issues them once the MMA warpgroups report u - 1
-      // done (S == 2). done(u - 1) also covers the x^T buffer that staging u + 1 rewrites (last read by
-      // u + 1 - XT <= u - 1), and it implies that every producer thread has staged u - 1 (the consumers
-      // waited for all 128 arrivals on ready(u - 1) first).
+      // Producer: stages step u while the MMA warpgroups run u - 1. Step v's TMA loads go to the x box and
+      // ring slots that step v - S read last (v - 1 for a step that starts a run and loads all K planes,
+      // fresh < K), so thread 0 issues them once those MMAs have retired: with S = 2 step u + 1's after
+      // staging u, with S = 3 step u + 2's. Staging u + 1 rewrites the x^T buffer last read by u + 1 - XT:
+      // S = 2 (XT = 3) has waited for it before issuing u + 1; S = 3 (XT = 2) waits for u - 1 first. A
+      // done(x) wait implies that every producer thread has staged x (the consumers waited for all 128
+      // arrivals on ready(x) first).
       cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
       const int ptid = tid - 128 * CW;
-      // Every producer thread walks the cursor (warp-uniform work, so that the coordinates can stay in
-      // uniform registers); thread 0 issues the loads with it.
-      Plane at = locate(q0 / p.Di, q0 % p.Di);
-      if (ptid == 0 && steps > 0) issue(0, 0, at, true);
+      auto wait_done = [&](int x) { Barrier::wait(&done[x % C::ND], (x / C::ND) & 1); };
+      // Every producer thread walks both cursors (warp-uniform work, so that the coordinates can stay in
+      // uniform registers); thread 0 waits and issues the loads with the issue cursor (ia, ib: step iss).
+      Plane at = locate(q0 / p.Di, q0 % p.Di), ia = at;
+      int iss = 0, ib = 0;
+      // Once step u is staged: every step up to u + S - 1 whose slots are free.
+      auto issue_ahead = [&](int u) {
+        while (iss < steps && iss <= u + S - 1) {
+          const bool starts = iss == 0 || ia.z == 0, whole = starts && iss > 0 && fresh < K;
+          if (whole && iss - 1 > u) break;  // its slots' last reader is not staged yet: after staging u + 1
+          if (ptid == 0) {
+            if (whole)
+              wait_done(iss - 1);
+            else if (iss >= S)
+              wait_done(iss - S);
+            issue(iss, ib, ia, starts);
+          }
+          advance(ia);
+          ib = wrap(ib + s);
+          ++iss;
+        }
+      };
+      issue_ahead(-1);
       for (int u = 0, b = 0; u < steps; ++u) {
         cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
+        if (C::XT == 2 && u >= 2) wait_done(u - 2);
         stage(u, b, u == 0 || at.z == 0, ptid, 128);
         Barrier::arrive(&ready[u % C::XT]);
-        Plane next = at;
-        advance(next);
+        advance(at);
         b = wrap(b + s);  // step u + 1's
-        if (ptid == 0 && u + 1 < steps) {
-          if (u >= 1) Barrier::wait(&done[(u - 1) & 1], ((u - 1) >> 1) & 1);
-          // A step that starts a run loads K halo planes, into slots that step u still reads (fresh < K):
-          // it waits for u's MMAs too (once per column a CTA walks into).
-          if (fresh < K && next.z == 0) Barrier::wait(&done[u & 1], (u >> 1) & 1);
-          issue(u + 1, b, next, next.z == 0);
-        }
-        at = next;
+        issue_ahead(u);
       }
       return;
     }
@@ -342,7 +362,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
         // from its ring planes: the producer may refill them.
         cute::warpgroup_wait<0>();
         __syncwarp();
-        if (lane == 0) Barrier::arrive(&done[(t - 1) & 1]);
+        if (lane == 0) Barrier::arrive(&done[(t - 1) % C::ND]);
       }
       Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
     } else {
@@ -494,7 +514,8 @@ struct WgmmaWgradKernel {
   // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
   // 0.936x. So k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer
   // instead of RL lost 19-36%: the consumers then wait for the producer.) Python mirror: direct.wgmma_wgrad_pw.
-  static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && S == 2;
+  static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && (S == 2 || (S == 3 && K == 3));
+  static_assert(S == 2 || kPW, "three stages: k3 in the warp-specialized form");
   static bool pw(const DirectWgradLaunch& p) { return kPW && (K == 3 || p.stride == 1); }
 
   // 0 or a cutlass::Status value; fills geo. slices: PW, any count, each an even share of the (column of x
@@ -537,7 +558,7 @@ struct WgmmaWgradKernel {
 
   static size_t smem_bytes(const WgradGeometry& geo) {
     return 1024 + (size_t)(C::XT * C::P + S) * C::X_BYTES + (size_t)geo.ring * geo.plane_bytes +
-           (S + C::XT + 2) * sizeof(uint64_t);
+           (S + C::XT + C::ND) * sizeof(uint64_t);
   }
 
   static int can_implement(const DirectWgradLaunch& p) {
@@ -577,7 +598,7 @@ struct WgmmaWgradKernel {
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
     const bool use_pw = pw(p);
-    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false>);
+    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kPW && K == 3>);  // one launched
     auto pick = [&](auto xn, auto rlc) -> Fn {
       constexpr bool XN = decltype(xn)::value, RL = decltype(rlc)::value;
       if constexpr (kPW && K == 3)

@@ -522,15 +522,17 @@ def wgmma_wgrad_tiles(p: Problem, block: Tuple[int, int, int], warpgroups: int,
 def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int,
                            stages: int, split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see
-    wgmma_wgrad_layout): three transposed x tiles (3xtf32, ``split``: two, each hi and lo) and `stages`
+    wgmma_wgrad_layout): three transposed x tiles (3xtf32, ``split``, and three stages: two; 3xtf32's each
+    hi and lo) and `stages`
     TMA x boxes (1 KiB aligned each), the grad_y plane ring, the mbarriers (one per stage, one per x^T
     tile, two more), 1 KiB of alignment slack."""
     layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
     if layout is None:
         return None
     x_bytes = -(-block[1] * block[2] * bn * 4 // 1024) * 1024
-    xt = 4 if split else 3
-    return 1024 + (xt + stages) * x_bytes + layout[5] * layout[4] + (stages + (2 if split else 3) + 2) * 8
+    xt = 2 if split or stages >= 3 else 3  # WgradConfig::XT; 3xtf32 keeps hi and lo parts of each
+    done = 4 if stages >= 3 else 2         # WgradConfig::ND
+    return 1024 + (xt * (2 if split else 1) + stages) * x_bytes + layout[5] * layout[4] + (stages + xt + done) * 8
 
 
 # The NCDHW epilogue stores 4-byte elements into channel planes, in rows of 14 positions that start off
@@ -779,8 +781,10 @@ def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
 
 def wgmma_wgrad_pw(k: int, stride: int, warpgroups: int, stages: int, split: bool) -> bool:
     """Whether the Hopper grad_weight kernel runs its warp-specialized form (csrc/direct_wgrad_sm90.cuh,
-    WgmmaWgradKernel::pw): tf32, four warpgroups, two stages, k3 at any stride and k5 at unit stride."""
-    return not split and k in (3, 5) and warpgroups == 4 and stages == 2 and (k == 3 or stride == 1)
+    WgmmaWgradKernel::pw): tf32, four warpgroups, two stages, k3 at any stride and k5 at unit stride; k3
+    rows of three stages too."""
+    return (not split and k in (3, 5) and warpgroups == 4 and (stages == 2 or (stages == 3 and k == 3)) and
+            (k == 3 or stride == 1))
 
 
 # The warp-specialized grad_weight's cost of a range (wgmma_wgrad_slices), in steps of one x plane: a CTA's
