@@ -304,16 +304,22 @@ __global__ void __launch_bounds__(128 * WG, 1)
       // uniform registers); thread 0 waits and issues the loads with the issue cursor (ia, ib: step iss).
       Plane at = locate(q0 / p.Di, q0 % p.Di), ia = at;
       int iss = 0, ib = 0;
-      // Once step u is staged: every step up to u + S - 1 whose slots are free.
+      // Once step u is staged: every step up to u + AHEAD whose slots are free. AHEAD = S - 1; the A/B tool
+      // (bench/tools/wgrad_stages.py) also builds S = 3 with AHEAD = 1, the two-stage form's issue times.
+#ifdef CONVT3D_WGRAD_AHEAD
+      constexpr int AHEAD = CONVT3D_WGRAD_AHEAD < S - 1 ? CONVT3D_WGRAD_AHEAD : S - 1;
+#else
+      constexpr int AHEAD = S - 1;
+#endif
       auto issue_ahead = [&](int u) {
-        while (iss < steps && iss <= u + S - 1) {
+        while (iss < steps && iss <= u + AHEAD) {
           const bool starts = iss == 0 || ia.z == 0, whole = starts && iss > 0 && fresh < K;
           if (whole && iss - 1 > u) break;  // its slots' last reader is not staged yet: after staging u + 1
           if (ptid == 0) {
             if (whole)
               wait_done(iss - 1);
-            else if (iss >= S)
-              wait_done(iss - S);
+            else if (iss > AHEAD)
+              wait_done(iss - AHEAD - 1);
             issue(iss, ib, ia, starts);
           }
           advance(ia);

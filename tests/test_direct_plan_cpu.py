@@ -467,6 +467,31 @@ def test_wgmma_wgrad_layout_and_slices():
                 assert selector.wgmma_wgrad_fits(p, cfg) and cfg.ksize == k
 
 
+def test_wgmma_wgrad_three_stages_strided_only():
+    """The three-stage grad_weight row (TMA two steps ahead): two x^T buffers and four done barriers in
+    its shared memory, the warp-specialized form, taken at stride > 1 where its deeper ring fits (else its
+    two-stage twin) and never at unit stride, where it measured slower."""
+    from convt3d_cutlass.kernel_table import BY_NAME
+    s3, s2 = BY_NAME["wgmma_wgrad_tf32_4x16_k3_n32_wg4_s3"], BY_NAME["wgmma_wgrad_tf32_4x16_k3_n32_wg4_s2"]
+    dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)
+    x_bytes = 4 * 16 * 32 * 4
+    lay3 = direct.wgmma_wgrad_layout(dec3, s3.block, 4, 3)
+    assert lay3[5] == 3 + 2 * 2 and direct.wgmma_wgrad_layout(dec3, s2.block, 4, 2)[5] == 3 + 2
+    assert direct.wgmma_wgrad_smem_bytes(dec3, s3.block, 32, 4, 3) == 1024 + 5 * x_bytes + 7 * lay3[4] + 9 * 8
+    assert direct.wgmma_wgrad_pw(3, 2, 4, 3, False) and not direct.wgmma_wgrad_pw(5, 1, 4, 3, False)
+    assert selector.select_config(dec3, "wgrad", "tf32", capability=(9, 0)).name == s3.name
+    assert selector.select_config(dec3, "wgrad", "3xtf32", capability=(9, 0)).stages == 2
+    for c_out in (4, 8, 12, 24, 28, 32, 64, 128):
+        for s in (1, 2, 3):
+            p = Problem(2, 32, c_out, (9, 20, 33), 3, s, 1)
+            cfg = selector.select_config(p, "wgrad", "tf32", capability=(9, 0))
+            if cfg.family != "wgmma":
+                continue
+            assert cfg.stages == 2 or s > 1
+            if s > 1 and cfg.stages == 2 and cfg.block == s3.block and cfg.bn == s3.bn:
+                assert not selector.wgmma_wgrad_fits(p, s3)  # the twin only where three stages do not fit
+
+
 def test_ws_filter_modes_both_run_in_the_gpu_config_test():
     # test_gpu_direct.test_direct_config_forward_and_grad_input's problem: the 64-wide warp-specialized
     # row keeps the filter resident for the forward (12 channels) and stages it per chunk for

@@ -481,6 +481,26 @@ def test_wgmma_wgrad_depth_segments(segs):
         ops.direct_wgrad(cfg.name, ndhwc(x), ndhwc(gy), bad, 3, 1, 1, 1)
 
 
+@pytest.mark.parametrize("k,s,spatial", [(3, 2, (20, 9, 17)), (3, 1, (7, 9, 17)), (3, 3, (5, 11, 19))])
+def test_wgmma_wgrad_three_stages_same_bits(k, s, spatial):
+    """The three-stage row (TMA two steps ahead, two x^T buffers) adds the same products in the same order
+    as its two-stage twin: equal bits, at strides 1-3, on the selector's ranges, some of which walk into
+    a further column (short columns: 5-20 planes), where a run's first step waits for its predecessor's
+    MMAs before its loads are issued."""
+    s3, s2 = (next(c for c in WGMMA_WGRAD_KERNELS if c.name == f"wgmma_wgrad_tf32_4x16_k3_n32_wg4_s{n}")
+              for n in (3, 2))
+    prob = Problem(2, 32, 24, spatial, k, s, 1)
+    _wgmma_wgrad_or_skip(s3, prob)
+    _wgmma_wgrad_or_skip(s2, prob)
+    x = torch.randn(2, 32, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 24) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    a = launch.grad_weight(gy, x, prob, "tf32", s3.name)
+    b = launch.grad_weight(gy, x, prob, "tf32", s2.name)
+    assert torch.equal(a, b)
+    assert rel_l2(a, _grad_weight_ref(x, gy, a.shape, s, 1)) <= TOL["tf32"]
+
+
 @pytest.mark.parametrize("slices", [1, 5, 7, 13, 36, 37, 200, 1000])
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
 def test_wgmma_wgrad_ranges_cross_columns(slices, k, s):

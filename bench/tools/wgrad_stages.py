@@ -2,8 +2,8 @@
 (S = 3: TMA two steps ahead, two x^T buffers), on every sweep layer whose tf32 grad_weight the selector
 gives a k3 PW row, in one executable without torch.
 
-    python bench/tools/wgrad_stages.py OUTDIR [ROUNDS]   # builds OUTDIR/wgstages (no GPU needed)
-    OUTDIR/wgstages                                      # on the GPU machine
+    python bench/tools/wgrad_stages.py OUTDIR [ROUNDS]   # builds OUTDIR/wgstages, wgstages_a1 (no GPU)
+    OUTDIR/wgstages; OUTDIR/wgstages_a1                  # on the GPU machine
 
 Rounds alternate the two forms (ABBA); each run is the median of 30 CUDA-event times on device-initialised
 inputs (L2 not flushed), and prints a hash of the partial sums (NaN bits before the run): both forms add
@@ -94,12 +94,17 @@ def main(out, rounds):
     with open(src, "w") as f:
         f.write("\n".join(body))
     cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
-    cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
-           "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
-           "-I", os.path.join(cl, "include"), "-I", os.path.join(cl, "tools", "util", "include"),
-           src, "-o", os.path.join(out, "wgstages")]
-    subprocess.run(cmd, check=True)
-    print("built", os.path.join(out, "wgstages"))
+    procs = []
+    # wgstages_a1: S = 3 issuing one step ahead as S = 2 does (what the deeper ring alone changes).
+    for name, defs in (("wgstages", []), ("wgstages_a1", ["-DCONVT3D_WGRAD_AHEAD=1"])):
+        cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
+               "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
+               "-I", os.path.join(cl, "include"), "-I", os.path.join(cl, "tools", "util", "include"),
+               *defs, src, "-o", os.path.join(out, name)]
+        procs.append(subprocess.Popen(cmd))
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("wgrad_stages: nvcc failed")
+    print("built wgstages, wgstages_a1 in", out)
 
 
 if __name__ == "__main__":

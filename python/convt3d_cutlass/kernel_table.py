@@ -389,8 +389,8 @@ WGMMA_KERNELS = WGMMA_WS_KERNELS + WGMMA_RS_KERNELS + tuple(
 
 
 
-def _wgmma_wgrad(precision, height, width, k, bn, warpgroups, why):
-    return KernelConfig("wgrad", precision, (64 * warpgroups, bn, 8), (64, bn, 8), 2, why, "wgmma",
+def _wgmma_wgrad(precision, height, width, k, bn, warpgroups, why, stages=2):
+    return KernelConfig("wgrad", precision, (64 * warpgroups, bn, 8), (64, bn, 8), stages, why, "wgmma",
                         (1, height, width), 0, warpgroups, k)
 
 
@@ -410,10 +410,19 @@ _WGRAD_ROWS = (
     (4, 16, 5, 32, 4, "k5, strided (the 8x16 k5 ring exceeds shared memory): 3D-GAN 64->32 2.49 ms vs "
                       "4.47 mma.sync"),
 )
+# Three stages (TMA two steps ahead, two x^T buffers; tf32 k3 only), stride > 1 (selector): H100,
+# bench/tools/wgrad_stages.py, three rounds: U-Net 64->32 0.593 -> 0.554 ms, SR x2 0.510 -> 0.476, U-Net x2
+# with output_padding 0.092 -> 0.090; at unit stride the 8x16 rows lost 18-37% (headline 1.70 -> 2.02 ms).
+# Where its ring (stride 2: k + 4 planes) does not fit, the two-stage row takes the layer.
+_WGRAD_ROWS_S3 = (
+    (4, 16, 3, 32, 4, "k3, strided, three stages: U-Net 64->32 grad_weight 0.554 ms vs 0.593 at two"),
+)
 # 3xtf32 on the same kernel (the split: hi and lo x^T tiles, A split into hi and lo as it loads, three
 # wgmmas per kd, and the accumulators promoted into fp32 registers after every plane): two
 # warpgroups, for the registers of the second accumulator set; k3 rows only (k5's would not fit).
 WGMMA_WGRAD_KERNELS = tuple(
+    _wgmma_wgrad("tf32", th, tw, k, bn, wg, why, stages=3) for th, tw, k, bn, wg, why in _WGRAD_ROWS_S3
+) + tuple(
     _wgmma_wgrad("tf32", th, tw, k, bn, wg, why) for th, tw, k, bn, wg, why in _WGRAD_ROWS
 ) + tuple(
     _wgmma_wgrad("3xtf32", th, tw, k, bn, 2, why) for th, tw, k, bn, wg, why in _WGRAD_ROWS if k == 3

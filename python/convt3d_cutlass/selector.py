@@ -533,12 +533,15 @@ def _wgmma_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit: 
     at unit stride and 4x16 (half the stride-times wider halo ring) at stride > 1, then the table's
     earlier row. Rows: the 64-row M tiles of (kd, kh, kw, C_out block) per C_out block
     (``direct.wgmma_wgrad_tiles``); columns: C_in padded to whole blocks, each block counted
-    WGMMA_WGRAD_BLOCK_CHANNELS wider. tf32, and 3xtf32 on the split rows."""
+    WGMMA_WGRAD_BLOCK_CHANNELS wider. tf32, and 3xtf32 on the split rows. Rows of three stages at stride > 1
+    only, first in the table, so they take the ties with their two-stage twins."""
     if precision not in ("tf32", "3xtf32"):
         return None
     cands = []
     for i, k in _built("wgrad", precision, "wgmma", compiled):
         if not supports_arch(k, capability) or not wgmma_wgrad_fits(problem, k, smem_limit):
+            continue
+        if k.stages > 2 and problem.stride == 1:  # three stages lost at unit stride (kernel_table)
             continue
         cb = direct.wgmma_wgrad_layout(problem, k.block, k.warpgroups, k.stages)[0]
         rows = -(-problem.c_out // cb) * 64 * direct.wgmma_wgrad_tiles(problem, k.block, k.warpgroups, k.stages)[1]
