@@ -305,7 +305,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
       Plane at = locate(q0 / p.Di, q0 % p.Di), ia = at;
       int iss = 0, ib = 0;
       // Once step u is staged: every step up to u + AHEAD whose slots are free. AHEAD = S - 1; the A/B tool
-      // (bench/tools/wgrad_stages.py) also builds S = 3 with AHEAD = 1, the two-stage form's issue times.
+      // (bench/tools/wgrad_stages.py) also builds S = 3 with AHEAD = 1 (measured: level with S = 2 at unit
+      // stride, where two ahead lost 18-37%, and 4-12% slower than two ahead on the strided rows).
 #ifdef CONVT3D_WGRAD_AHEAD
       constexpr int AHEAD = CONVT3D_WGRAD_AHEAD < S - 1 ? CONVT3D_WGRAD_AHEAD : S - 1;
 #else
@@ -318,8 +319,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
           if (ptid == 0) {
             if (whole)
               wait_done(iss - 1);
-            else if (iss > AHEAD)
-              wait_done(iss - AHEAD - 1);
+            else if (iss >= S)
+              wait_done(iss - S);
             issue(iss, ib, ia, starts);
           }
           advance(ia);

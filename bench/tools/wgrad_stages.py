@@ -95,7 +95,8 @@ def main(out, rounds):
         f.write("\n".join(body))
     cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
     procs = []
-    # wgstages_a1: S = 3 issuing one step ahead as S = 2 does (what the deeper ring alone changes).
+    # wgstages_a1: S = 3 issuing one step ahead, as soon as a step's slots are free (step v - 3's MMAs retired),
+    # i.e. right after staging the step before: the deeper ring without loads in flight during staging.
     for name, defs in (("wgstages", []), ("wgstages_a1", ["-DCONVT3D_WGRAD_AHEAD=1"])):
         cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
                "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
