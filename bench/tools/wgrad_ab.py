@@ -26,43 +26,7 @@ from bench.shapes import SWEEP  # noqa: E402
 from convt3d_cutlass import direct, selector  # noqa: E402
 from convt3d_cutlass.problem import Problem  # noqa: E402
 
-MAIN = r'''
-#include <algorithm>
-#include <cstdint>
-#include <cstdio>
-#include <vector>
-#include "direct_wgrad_sm90.cuh"
-#include "event_times.cuh"
-using namespace convt3d;
-__global__ void fill(float* p, size_t n, uint32_t seed) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    p[i] = (float)(((uint32_t)i * 2654435761u + seed) % 2001u) / 1000.f - 1.f;
-}
-template <class K>
-void one(const char* label, int n, int ci, int co, int d, int h, int w, int k, int s, int pad, int op, int slices) {
-  DirectWgradLaunch p;
-  p.N = n; p.Di = d; p.Hi = h; p.Wi = w; p.Ci = ci; p.Co = co; p.k = k; p.stride = s; p.pad = pad;
-  p.Do = (d - 1) * s - 2 * pad + k + op; p.Ho = (h - 1) * s - 2 * pad + k + op; p.Wo = (w - 1) * s - 2 * pad + k + op;
-  p.slices = slices;
-  size_t nx = (size_t)n * d * h * w * ci, ng = (size_t)n * p.Do * p.Ho * p.Wo * co, np = (size_t)slices * k * k * k * ci * co;
-  float *x, *gy, *part;
-  cudaMalloc(&x, nx * 4); cudaMalloc(&gy, ng * 4); cudaMalloc(&part, np * 4);
-  fill<<<1024, 256>>>(x, nx, 1u); fill<<<1024, 256>>>(gy, ng, 7u);
-  cudaMemset(part, 0xff, np * 4);
-  p.x = x; p.gy = gy; p.partials = part;
-  int code = K::run(p);
-  cudaDeviceSynchronize();
-  if (code != 0 || cudaGetLastError() != cudaSuccess) { printf("%s run failed %d\n", label, code); exit(1); }
-  std::vector<uint32_t> hp(np);
-  cudaMemcpy(hp.data(), part, np * 4, cudaMemcpyDeviceToHost);
-  uint64_t hash = 1469598103934665603ull;
-  for (uint32_t v : hp) hash = (hash ^ v) * 1099511628211ull;
-  const std::vector<float> ms = event_times([&] { K::run(p); });
-  printf("%-40s %s median %.4f ms (min %.4f) hash %016llx\n", label, VARIANT, ms[15], ms[0], (unsigned long long)hash);
-  cudaFree(x); cudaFree(gy); cudaFree(part);
-}
-int main() {
-'''
+MAIN = '#include "wgrad_one.cuh"\nusing namespace convt3d;\nint main() {\n'
 
 
 def cases():
@@ -81,6 +45,21 @@ def cases():
     return seen
 
 
+def build(src, out, builds):
+    """nvcc src into OUTDIR/name for each (name, first include directory, extra flags), in parallel, for sm_90a
+    (the first include directory goes before csrc/, so that a revision's header can stand in for the tree's)."""
+    cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
+    procs = []
+    for name, inc, flags in builds:
+        cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
+               "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
+               "-I", os.path.join(cl, "include"), "-I", os.path.join(cl, "tools", "util", "include"), *flags,
+               src, "-o", os.path.join(out, name)]
+        procs.append(subprocess.Popen(cmd))
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit(f"{os.path.basename(src)}: nvcc failed")
+
+
 def main(out, rev, same=False):
     os.makedirs(os.path.join(out, "old"), exist_ok=True)
     with open(os.path.join(out, "old", "direct_wgrad_sm90.cuh"), "w") as f:
@@ -89,28 +68,20 @@ def main(out, rev, same=False):
     body = [MAIN]
     for label, args, c, slices in cases():
         d, h, w = c.spatial
-        body.append(f'  one<direct90::WgmmaWgradKernel<{args}>>("{label}", {c.n}, {c.c_in}, {c.c_out}, {d}, {h}, {w}, '
+        body.append(f'  wgrad_one<direct90::WgmmaWgradKernel<{args}>>("{label} " VARIANT, {c.n}, {c.c_in}, {c.c_out}, '
+                    f'{d}, {h}, {w}, '
                     f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, OLD ? {slices[0 if same else 1]} : {slices[0]});')
     body.append("  return 0;\n}\n")
     src = os.path.join(out, "wgrad_ab.cu")
     with open(src, "w") as f:
         f.write("\n".join(body))
-    cl = os.path.join(os.path.dirname(cutlass_library.__file__), "source")
-    procs = []
     # newleg: the working tree's kernel on the old slice rule (what the rule alone changes); with `same`
     # it would be wgab_new again.
     variants = [("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old"))]
     if not same:
         variants.append(("newleg", os.path.join(ROOT, "csrc")))
-    for name, inc in variants:
-        cmd = ["nvcc", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-gencode=arch=compute_90a,code=sm_90a",
-               "-I", inc, "-I", os.path.join(ROOT, "csrc"), "-I", os.path.dirname(os.path.abspath(__file__)),
-               "-I", os.path.join(cl, "include"),
-               "-I", os.path.join(cl, "tools", "util", "include"), f'-DVARIANT="{name}"', f"-DOLD={int(name != 'new')}", src, "-o",
-               os.path.join(out, f"wgab_{name}")]
-        procs.append(subprocess.Popen(cmd))
-    if any(p.wait() != 0 for p in procs):
-        raise SystemExit("wgrad_ab: nvcc failed")
+    build(src, out, [(f"wgab_{name}", inc, [f'-DVARIANT="{name}"', f"-DOLD={int(name != 'new')}"])
+                     for name, inc in variants])
     print("built", ", ".join(f"wgab_{name}" for name, _ in variants), "in", out)
 
 
