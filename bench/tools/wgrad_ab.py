@@ -45,6 +45,22 @@ def cases():
     return seen
 
 
+def run_line(args, label, c, slices):
+    """The generated main's statement that runs WgmmaWgradKernel<args> on sweep case c (label and slices: C++
+    expressions)."""
+    d, h, w = c.spatial
+    return (f"  wgrad_one<direct90::WgmmaWgradKernel<{args}>>({label}, {c.n}, {c.c_in}, {c.c_out}, {d}, {h}, {w}, "
+            f"{c.k}, {c.stride}, {c.padding}, {c.output_padding}, {slices});")
+
+
+def write_main(out, name, lines):
+    """OUTDIR/name: the generated source (MAIN, the statements, return); its path."""
+    src = os.path.join(out, name)
+    with open(src, "w") as f:
+        f.write("\n".join([MAIN] + lines + ["  return 0;\n}\n"]))
+    return src
+
+
 def build(src, out, builds):
     """nvcc src into OUTDIR/name for each (name, first include directory, extra flags), in parallel, for sm_90a
     (the first include directory goes before csrc/, so that a revision's header can stand in for the tree's)."""
@@ -65,16 +81,9 @@ def main(out, rev, same=False):
     with open(os.path.join(out, "old", "direct_wgrad_sm90.cuh"), "w") as f:
         f.write(subprocess.run(["git", "show", f"{rev}:csrc/direct_wgrad_sm90.cuh"], cwd=ROOT, check=True,
                                capture_output=True, text=True).stdout)
-    body = [MAIN]
-    for label, args, c, slices in cases():
-        d, h, w = c.spatial
-        body.append(f'  wgrad_one<direct90::WgmmaWgradKernel<{args}>>("{label} " VARIANT, {c.n}, {c.c_in}, {c.c_out}, '
-                    f'{d}, {h}, {w}, '
-                    f'{c.k}, {c.stride}, {c.padding}, {c.output_padding}, OLD ? {slices[0 if same else 1]} : {slices[0]});')
-    body.append("  return 0;\n}\n")
-    src = os.path.join(out, "wgrad_ab.cu")
-    with open(src, "w") as f:
-        f.write("\n".join(body))
+    src = write_main(out, "wgrad_ab.cu", [
+        run_line(args, f'"{label} " VARIANT', c, f"OLD ? {slices[0 if same else 1]} : {slices[0]}")
+        for label, args, c, slices in cases()])
     # newleg: the working tree's kernel on the old slice rule (what the rule alone changes); with `same`
     # it would be wgab_new again.
     variants = [("new", os.path.join(ROOT, "csrc")), ("old", os.path.join(out, "old"))]

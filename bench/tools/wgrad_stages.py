@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [os.path.join(ROOT, "python"), ROOT]
 
 from bench.shapes import SWEEP  # noqa: E402
-from bench.tools.wgrad_ab import MAIN, build  # noqa: E402
+from bench.tools.wgrad_ab import build, run_line, write_main  # noqa: E402
 from convt3d_cutlass import direct, selector  # noqa: E402
 from convt3d_cutlass.problem import Problem  # noqa: E402
 
@@ -39,19 +39,12 @@ def cases():
 
 def main(out, rounds):
     os.makedirs(out, exist_ok=True)
-    body = [MAIN]
+    lines = []
     for r in range(rounds):
         for label, args, c, slices in cases():
-            d, h, w = c.spatial
-            order = (2, 3) if r % 2 == 0 else (3, 2)
-            for st in order:
-                body.append(f'  wgrad_one<direct90::WgmmaWgradKernel<{args}, {st}>>("{label} S{st}", {c.n}, {c.c_in}, '
-                            f'{c.c_out}, {d}, {h}, {w}, {c.k}, {c.stride}, {c.padding}, {c.output_padding}, '
-                            f'{slices});')
-    body.append("  return 0;\n}\n")
-    src = os.path.join(out, "wgrad_stages.cu")
-    with open(src, "w") as f:
-        f.write("\n".join(body))
+            for st in (2, 3) if r % 2 == 0 else (3, 2):
+                lines.append(run_line(f"{args}, {st}", f'"{label} S{st}"', c, slices))
+    src = write_main(out, "wgrad_stages.cu", lines)
     csrc = os.path.join(ROOT, "csrc")
     # wgstages_a1: S = 3 issuing one step ahead, as soon as a step's slots are free (step v - 3's MMAs retired),
     # i.e. right after staging the step before: the deeper ring without loads in flight during staging.
