@@ -349,9 +349,10 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     k5 = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # no 3xtf32 split row for k5 (registers)
     assert selector.select_config(k5, "wgrad", "3xtf32").family == "cutlass2x"
     assert selector.select_config(k5, "wgrad", "tf32").family == "wgmma"
-    # k5 at stride 2 (3D-GAN 64->32): the 4x16 k5 row, whose halo ring fits where the 8x16 one's does not
+    # k5 at stride 2 (3D-GAN 64->32): the 4x16 k5 row, whose halo ring fits where the 8x16 one's does not, at
+    # three stages (v0.46)
     g3 = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)
-    assert selector.select_config(g3, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k5_n32_wg4_s2"
+    assert selector.select_config(g3, "wgrad", "tf32").name == "wgmma_wgrad_tf32_4x16_k5_n32_wg4_s3"
     assert not selector.wgmma_wgrad_fits(g3, BY_NAME["wgmma_wgrad_tf32_8x16_k5_n32_wg4_s2"])
     assert selector.select_config(HEADLINE, "dgrad", "tf32", family="cutlass2x").family == "cutlass2x"
 
@@ -478,18 +479,25 @@ def test_wgmma_wgrad_three_stages_strided_only():
     lay3 = direct.wgmma_wgrad_layout(dec3, s3.block, 4, 3)
     assert lay3[5] == 3 + 2 * 2 and direct.wgmma_wgrad_layout(dec3, s2.block, 4, 2)[5] == 3 + 2
     assert direct.wgmma_wgrad_smem_bytes(dec3, s3.block, 32, 4, 3) == 1024 + 5 * x_bytes + 7 * lay3[4] + 9 * 8
-    assert direct.wgmma_wgrad_pw(3, 2, 4, 3, False) and not direct.wgmma_wgrad_pw(5, 1, 4, 3, False)
+    # Three stages always run the warp-specialized form, k5 strided too (its two-stage row runs the plain one).
+    assert direct.wgmma_wgrad_pw(3, 2, 4, 3, False) and direct.wgmma_wgrad_pw(5, 2, 4, 3, False)
+    assert not direct.wgmma_wgrad_pw(5, 2, 4, 2, False) and not direct.wgmma_wgrad_pw(3, 2, 2, 3, True)
     assert selector.select_config(dec3, "wgrad", "tf32", capability=(9, 0)).name == s3.name
     assert selector.select_config(dec3, "wgrad", "3xtf32", capability=(9, 0)).stages == 2
-    for c_out in (4, 8, 12, 24, 28, 32, 64, 128):
+    gan3 = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)
+    assert selector.select_config(gan3, "wgrad", "tf32", capability=(9, 0)).name == "wgmma_wgrad_tf32_4x16_k5_n32_wg4_s3"
+    refine = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    assert selector.select_config(refine, "wgrad", "tf32", capability=(9, 0)).stages == 2
+    for c_out, k in ((4, 3), (8, 3), (12, 3), (24, 3), (28, 3), (32, 3), (64, 3), (128, 3), (8, 5), (32, 5)):
         for s in (1, 2, 3):
-            p = Problem(2, 32, c_out, (9, 20, 33), 3, s, 1)
+            p = Problem(2, 32, c_out, (9, 20, 33), k, s, k // 2)
             cfg = selector.select_config(p, "wgrad", "tf32", capability=(9, 0))
             if cfg.family != "wgmma":
                 continue
             assert cfg.stages == 2 or s > 1
-            if s > 1 and cfg.stages == 2 and cfg.block == s3.block and cfg.bn == s3.bn:
-                assert not selector.wgmma_wgrad_fits(p, s3)  # the twin only where three stages do not fit
+            twin = BY_NAME.get(cfg.name[:-3] + "_s3") if cfg.name.endswith("_s2") else None
+            if s > 1 and twin is not None:
+                assert not selector.wgmma_wgrad_fits(p, twin)  # the twin only where three stages do not fit
 
 
 def test_ws_filter_modes_both_run_in_the_gpu_config_test():

@@ -501,6 +501,26 @@ def test_wgmma_wgrad_three_stages_same_bits(k, s, spatial):
     assert rel_l2(a, _grad_weight_ref(x, gy, a.shape, s, 1)) <= TOL["tf32"]
 
 
+@pytest.mark.parametrize("s,spatial", [(2, (12, 9, 17)), (3, (5, 11, 19))])
+def test_wgmma_wgrad_k5_three_stages(s, spatial):
+    """The k5 three-stage row runs the warp-specialized form at stride > 1 (its two-stage twin the plain one, in
+    depth segments): against float64, bitwise repeatable, and within tf32 rounding of the twin's result."""
+    s3, s2 = (next(c for c in WGMMA_WGRAD_KERNELS if c.name == f"wgmma_wgrad_tf32_4x16_k5_n32_wg4_s{n}")
+              for n in (3, 2))
+    prob = Problem(2, 32, 12, spatial, 5, s, 2)
+    _wgmma_wgrad_or_skip(s3, prob)
+    _wgmma_wgrad_or_skip(s2, prob)
+    assert direct.wgmma_wgrad_pw(5, s, 4, 3, False) and not direct.wgmma_wgrad_pw(5, s, 4, 2, False)
+    x = torch.randn(2, 32, *prob.spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 12) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    a = launch.grad_weight(gy, x, prob, "tf32", s3.name)
+    assert torch.equal(a, launch.grad_weight(gy, x, prob, "tf32", s3.name))
+    ref = _grad_weight_ref(x, gy, a.shape, s, 2)
+    assert rel_l2(a, ref) <= TOL["tf32"]
+    assert rel_l2(a, launch.grad_weight(gy, x, prob, "tf32", s2.name)) <= 1e-5
+
+
 @pytest.mark.parametrize("slices", [1, 5, 7, 13, 36, 37, 200, 1000])
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
 def test_wgmma_wgrad_ranges_cross_columns(slices, k, s):

@@ -28,10 +28,9 @@ def cases():
     for c in SWEEP:
         p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
         k = selector.select_config(p, "wgrad", "tf32", capability=(9, 0))
-        if not (k.name.startswith("wgmma_wgrad") and k.ksize == 3 and
-                direct.wgmma_wgrad_pw(k.ksize, p.stride, k.warpgroups, k.stages, k.split)):
+        if not (k.name.startswith("wgmma_wgrad") and k.warpgroups == 4):
             continue
-        slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, 132, split=k.split)
+        slices = {st: direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, st, 132) for st in (2, 3)}
         seen.append((f"{c.name}/{k.name}", f"{k.ksize}, {k.block[1]}, {k.block[2]}, {k.bn}, {k.warpgroups}",
                      c, slices))
     return seen
@@ -43,7 +42,7 @@ def main(out, rounds):
     for r in range(rounds):
         for label, args, c, slices in cases():
             for st in (2, 3) if r % 2 == 0 else (3, 2):
-                lines.append(run_line(f"{args}, {st}", f'"{label} S{st}"', c, slices))
+                lines.append(run_line(f"{args}, {st}", f'"{label} S{st}"', c, slices[st]))
     src = write_main(out, "wgrad_stages.cu", lines)
     csrc = os.path.join(ROOT, "csrc")
     # wgstages_a1: S = 3 issuing one step ahead, as soon as a step's slots are free (step v - 3's MMAs retired),

@@ -783,8 +783,8 @@ def wgmma_wgrad_pw(k: int, stride: int, warpgroups: int, stages: int, split: boo
     """Whether the Hopper grad_weight kernel runs its warp-specialized form (csrc/direct_wgrad_sm90.cuh,
     WgmmaWgradKernel::pw): tf32, four warpgroups, two stages, k3 at any stride and k5 at unit stride; k3
     rows of three stages too."""
-    return (not split and k in (3, 5) and warpgroups == 4 and (stages == 2 or (stages == 3 and k == 3)) and
-            (k == 3 or stride == 1))
+    return (not split and k in (3, 5) and warpgroups == 4 and stages in (2, 3) and
+            (k == 3 or stages == 3 or stride == 1))
 
 
 # The warp-specialized grad_weight's cost of a range (wgmma_wgrad_slices), in steps of one x plane: a CTA's

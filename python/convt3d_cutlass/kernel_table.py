@@ -410,12 +410,15 @@ _WGRAD_ROWS = (
     (4, 16, 5, 32, 4, "k5, strided (the 8x16 k5 ring exceeds shared memory): 3D-GAN 64->32 2.49 ms vs "
                       "4.47 mma.sync"),
 )
-# Three stages (TMA two steps ahead, two x^T buffers; tf32 k3 only), stride > 1 (selector): H100,
-# bench/tools/wgrad_stages.py, three rounds: U-Net 64->32 0.593 -> 0.554 ms, SR x2 0.510 -> 0.476, U-Net x2
-# with output_padding 0.092 -> 0.090; at unit stride the 8x16 rows lost 18-37% (headline 1.70 -> 2.02 ms).
-# Where its ring (stride 2: k + 4 planes) does not fit, the two-stage row takes the layer.
+# Three stages (TMA two steps ahead, two x^T buffers; tf32, always the warp-specialized form), stride > 1
+# (selector): H100, bench/tools/wgrad_stages.py, ABBA rounds: U-Net 64->32 0.593 -> 0.554 ms, SR x2 0.510 ->
+# 0.476, U-Net x2 with output_padding 0.092 -> 0.090; 3D-GAN 64->32 (k5, whose two-stage row runs the plain form
+# in 256 depth segments) 1.998 -> 1.782-1.813 in 33 ranges. At unit stride the 8x16 rows lost 18-37% (headline
+# 1.70 -> 2.02 ms), V-Net refine's k5 2%. Where its ring (stride 2: k + 4 planes) does not fit, the two-stage row
+# takes the layer.
 _WGRAD_ROWS_S3 = (
     (4, 16, 3, 32, 4, "k3, strided, three stages: U-Net 64->32 grad_weight 0.554 ms vs 0.593 at two"),
+    (4, 16, 5, 32, 4, "k5, strided, three stages: 3D-GAN 64->32 grad_weight 1.78-1.81 ms vs 2.00 at two"),
 )
 # 3xtf32 on the same kernel (the split: hi and lo x^T tiles, A split into hi and lo as it loads, three
 # wgmmas per kd, and the accumulators promoted into fp32 registers after every plane): two
