@@ -519,8 +519,10 @@ struct WgmmaWgradKernel {
   // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
   // (v0.33, H100, median of 3 runs): headline 1.099x, V-Net refine (k5) 1.102x, video-gen 1.037x, the
   // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
-  // 0.936x. So k3 always, k5 at unit stride. (Rounding the strided halos in place in the producer
-  // instead of RL lost 19-36%: the consumers then wait for the producer.) Python mirror: direct.wgmma_wgrad_pw.
+  // 0.936x. So k3 always, k5 at unit stride; three stages (v0.46) always, the k5 strided row included
+  // (wgrad_stages.py: 3D-GAN 64->32 0.89-0.91x against its two-stage plain form). (Rounding the strided halos in
+  // place in the producer instead of RL lost 19-36%: the consumers then wait for the producer.) Python mirror:
+  // direct.wgmma_wgrad_pw.
   static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && (S == 2 || S == 3);
   static_assert(S == 2 || kPW, "three stages: the warp-specialized form");
   static bool pw(const DirectWgradLaunch& p) { return kPW && (K == 3 || S == 3 || p.stride == 1); }

@@ -522,10 +522,9 @@ def wgmma_wgrad_tiles(p: Problem, block: Tuple[int, int, int], warpgroups: int,
 def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, warpgroups: int,
                            stages: int, split: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper grad_weight kernel as it sizes it (or None, see
-    wgmma_wgrad_layout): three transposed x tiles (3xtf32, ``split``, and three stages: two; 3xtf32's each
-    hi and lo) and `stages`
-    TMA x boxes (1 KiB aligned each), the grad_y plane ring, the mbarriers (one per stage, one per x^T
-    tile, two more), 1 KiB of alignment slack."""
+    wgmma_wgrad_layout): three transposed x tiles (two for 3xtf32, ``split``, each hi and lo, and at three
+    stages), `stages` TMA x boxes (1 KiB aligned each), the grad_y plane ring, the mbarriers (one per stage,
+    one per x^T tile, two done barriers, four at three stages), 1 KiB of alignment slack."""
     layout = wgmma_wgrad_layout(p, block, warpgroups, stages)
     if layout is None:
         return None
@@ -781,8 +780,8 @@ def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
 
 def wgmma_wgrad_pw(k: int, stride: int, warpgroups: int, stages: int, split: bool) -> bool:
     """Whether the Hopper grad_weight kernel runs its warp-specialized form (csrc/direct_wgrad_sm90.cuh,
-    WgmmaWgradKernel::pw): tf32, four warpgroups, two stages, k3 at any stride and k5 at unit stride; k3
-    rows of three stages too."""
+    WgmmaWgradKernel::pw): tf32, four warpgroups; at two stages k3 at any stride and k5 at unit stride, at
+    three stages k3 and k5 at any stride."""
     return (not split and k in (3, 5) and warpgroups == 4 and stages in (2, 3) and
             (k == 3 or stages == 3 or stride == 1))
 
