@@ -103,8 +103,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using C = WgradConfig<K, TY, TW, BN, WG, S, SPLIT, PW>;
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
-  static_assert(!PW || (!SPLIT && C::XT >= 2), "PW: tf32");
-  static_assert(PW || (S == 2 && C::XT == (SPLIT ? 2 : 3)), "three stages: the warp-specialized form only");
+  static_assert(!PW || !SPLIT, "PW: tf32");
+  static_assert(PW || S == 2, "three stages: the warp-specialized form only");
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
   constexpr int MT = C::MT, CW = C::CW;
   extern __shared__ uint8_t smem_raw[];
