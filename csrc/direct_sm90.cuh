@@ -57,6 +57,7 @@ CONVT3D_GMMA_N(72)
 CONVT3D_GMMA_N(80)
 CONVT3D_GMMA_N(96)
 CONVT3D_GMMA_N(144)
+CONVT3D_GMMA_N(160)
 CONVT3D_GMMA_N(192)
 #undef CONVT3D_GMMA_N
 
@@ -79,6 +80,7 @@ struct Geometry {
   int raw_stride;      // its buffer, 1 KiB aligned
   int raw_offset;      // the raw ring's offset: after the stages and the filter, 1 KiB aligned
   int wgroup;          // ws form: w-neighbour tiles a CTA takes in turn (see walk_next; 1: one at a time)
+  int tw;              // ws form with a w fold (WF): halo positions per tile along w whose outputs it stores
 };
 
 // The ws form's walk over work units: CTA b takes units b, b + grid, ... (G = 1), or groups of G w-neighbour
@@ -329,7 +331,7 @@ struct WsRegs {
 // for up to KX MMAs. The halo then needs no rounding in place: the MMA warps wait for the TMA itself.
 // Needs every phase to have KX taps on each axis (unit stride), TH / 4 == WG, tf32.
 template <int TD, int TH, int KX, int BN, int WG, int S, bool SPLIT, bool ON, bool IN, bool SUMS = false,
-          bool RS = false>
+          bool RS = false, int WF = 0>
 __global__ void __launch_bounds__(128 * (WG + 1), 1)
     wgmma_ws_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                     const __grid_constant__ CUtensorMap tmap_w, const Geometry geo, const int units) {
@@ -341,6 +343,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int NA = C::N / 2;
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
+  static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
   // RS without a transposing (IN) or summing (SUMS) rounder pass: the MMA warps take the halo as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !IN && !SUMS;
   // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
@@ -398,7 +401,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     const int gi = u / G, wt = (gi % gpr) * G + u % G, rg = gi / gpr;
     if (wt >= geo.tiles_w) return false;  // a row's last group is short
     const int tile = (rg % rows) * geo.tiles_w + wt, rest = rg / rows;
-    t.o = direct::tile_origin_at(p, tile, rest / coblocks, geo.tiles_h, geo.tiles_w, TD, TH, C::TW);
+    t.o = direct::tile_origin_at(p, tile, rest / coblocks, geo.tiles_h, geo.tiles_w, TD, TH, WF ? geo.tw : C::TW);
     t.co0 = (rest % coblocks) * BN;
     const DirectPhase& ph = p.phase[t.o.phase];
     if (t.o.q0d >= ph.count[0] || t.o.q0h >= ph.count[1] || t.o.q0w >= ph.count[2]) return false;
@@ -793,6 +796,64 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     // wl, columns 8j + 2tq + {0, 1} of every kx block; out[w] = sum_kx P[w + kx][kx block], so the
     // kx > 0 terms come from lane ((g + kx) mod 8, tq), from its first or second position.
     const DirectPhase& ph = p.phase[t.o.phase];
+    if constexpr (WF > 0) {
+      // The w fold (a forward at stride WF, phases along d and h only, every kw tap in N): halo position u
+      // holds input m0 + u, whose kw column block goes to output WF (m0 + u) - pad + kw. So output
+      // WF (m0 + u) + tt - pad (tt < WF) sums P[u - r][tt + WF r] over r: complete where u >= R =
+      // (taps - 1) / WF, the positions this tile stores (geo.tw = HALO_W - R of them; the tiles overlap by
+      // R halo positions). Terms r > 0 come from lane ((g - r) mod 8, tq): its first position for this
+      // lane's second where g < r. Every output of a row is stored by the one CTA, whole 32-byte sectors.
+      const int R = (t.tx - 1) / WF, m0 = t.o.q0w + ph.dmin[2];
+#pragma unroll
+      for (int mb = 0; mb < C::MB; ++mb) {
+        const int m = C::block_m(cw, mb);
+        const int qd = t.o.q0d + C::block_plane(m), qh = t.o.q0h + C::block_row(m) + wl;
+        const bool row_ok = qd < ph.count[0] && qh < ph.count[1];
+        const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
+        float* row_out = p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+#pragma unroll
+        for (int tt = 0; tt < WF; ++tt) {
+          float lo[J][2], hi[J][2];
+#pragma unroll
+          for (int j = 0; j < J; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float b = e ? bias[j].y : bias[j].x;
+              lo[j][e] = acc[mb][4 * (j + tt * J) + e] + b;
+              hi[j][e] = acc[mb][4 * (j + tt * J) + 2 + e] + b;
+            }
+#pragma unroll
+          for (int r = 1; tt + WF * r < KX; ++r) {
+            const int kw = tt + WF * r;
+            if (kw >= t.tx) break;
+            const int src = (((g - r) & 7) << 2) | tq;
+            const bool same = g >= r;
+#pragma unroll
+            for (int j = 0; j < J; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float v0 = shfl_f32(acc[mb][4 * (j + kw * J) + e], src);
+                const float v1 = shfl_f32(acc[mb][4 * (j + kw * J) + 2 + e], src);
+                lo[j][e] += v0;  // valid where g >= r, which every stored first position (u >= R) is
+                hi[j][e] += same ? v1 : v0;
+              }
+          }
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            const int u = g + 8 * h2, o = WF * (m0 + u) + tt + ph.first[2];
+            if (!row_ok || u < R || t.o.q0w + u - R >= ph.count[2] || o < 0 || o >= p.Wo) continue;
+            float* pos = row_out + (int64_t)o * p.Co;
+#pragma unroll
+            for (int j = 0; j < J; ++j) {
+              const int co = t.co0 + 8 * j + 2 * tq;
+              if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+              *reinterpret_cast<float2*>(pos + co) =
+                  h2 ? make_float2(hi[j][0], hi[j][1]) : make_float2(lo[j][0], lo[j][1]);
+            }
+          }
+        }
+      }
+    } else {
 #pragma unroll
     for (int mb = 0; mb < C::MB; ++mb) {
 #pragma unroll
@@ -897,20 +958,26 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         }
       }
     }
+    }
   }
 #endif
 }
 
-template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false>
+// WF > 0: the w fold, a forward at stride WF whose phase table splits d and h only (direct.py,
+// forward_plan_wfold): along w, count[2] inputs m from first input m_lo, dmin[2] = m_lo - R, first[2] = -pad,
+// taps[2] = k, every kw tap in N in its natural order; see the kernel's epilogue.
+template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false,
+          int WF = 0>
 struct WgmmaKernel {
   static_assert(WS || !SPLIT, "3xtf32 is in the warp-specialized form only");
   static_assert(!RS || (WS && !SPLIT), "RS: the warp-specialized tf32 form");
+  static_assert(WF == 0 || (WS && !RS), "the w fold: the warp-specialized SS form");
   static constexpr int P = SPLIT ? 2 : 1;
   using C = Config<TD, TH, KX, BN, WG, S>;
 
   // 0 or a cutlass::Status value; fills geo's box and stage sizes.
   static int geometry(const DirectLaunch& p, Geometry& geo) {
-    int tz = 0, ty = 0, cd = 0, ch = 0, cw = 0;
+    int tz = 0, ty = 0, tx = 0, cd = 0, ch = 0, cw = 0;
     for (int i = 0; i < p.num_phases; ++i) {
       const DirectPhase& ph = p.phase[i];
       cd = ph.count[0] > cd ? ph.count[0] : cd;
@@ -918,12 +985,15 @@ struct WgmmaKernel {
       cw = ph.count[2] > cw ? ph.count[2] : cw;
       if (ph.count[0] <= 0 || ph.count[1] <= 0 || ph.count[2] <= 0) continue;
       if (ph.taps[2] > KX) return 5;
+      if (WF > 0 && ph.taps[2] < 1) return 5;  // every input position feeds outputs along w
       tz = ph.taps[0] > tz ? ph.taps[0] : tz;
       ty = ph.taps[1] > ty ? ph.taps[1] : ty;
+      tx = ph.taps[2] > tx ? ph.taps[2] : tx;
     }
+    geo.tw = WF > 0 ? HALO_W - (tx > 0 ? (tx - 1) / WF : 0) : C::TW;
     geo.tiles_d = (cd + TD - 1) / TD;
     geo.tiles_h = (ch + TH - 1) / TH;
-    geo.tiles_w = (cw + C::TW - 1) / C::TW;
+    geo.tiles_w = (cw + geo.tw - 1) / geo.tw;
     geo.HD = TD + (tz > 0 ? tz - 1 : 0);
     geo.HH = TH + (ty > 0 ? ty - 1 : 0);
     geo.halo_bytes = geo.HD * geo.HH * HALO_W * ROW_BYTES;
@@ -985,6 +1055,7 @@ struct WgmmaKernel {
     if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
     if (p.in_ncdhw && (!WS || p.Wi % 4 != 0)) return 5;  // NCDHW input: ws form, 16-byte TMA row strides
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
+    if (WF > 0 && (p.s_out != WF || p.out_ncdhw || p.in_ncdhw || p.in_sums != nullptr)) return 5;
     if (RS)  // A fragments shared across kd by compile-time tap counts: every phase has KX taps per axis
       for (int i = 0; i < p.num_phases; ++i) {
         const DirectPhase& ph = p.phase[i];
@@ -1061,6 +1132,10 @@ struct WgmmaKernel {
       if (units > 0x7fffffffLL || sms <= 0) return units > 0x7fffffffLL ? 5 : 1000 + (int)cudaGetLastError();
       const dim3 grid((unsigned)(groups < sms ? groups : sms));
       if (p.in_sums != nullptr && p.in_sums_rows < SUM_ROWS * (int)grid.x) return 5;
+      if constexpr (WF > 0) {
+        return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, false, WF>,
+                                        grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
+      } else {
       auto kernel =
           p.in_ncdhw  ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>
                                      : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true, false, RS>)
@@ -1069,6 +1144,7 @@ struct WgmmaKernel {
                       : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, false, RS>
                                      : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, RS>);
       return direct::launch_with_smem(kernel, grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
+      }
     } else {
       const dim3 grid((unsigned)tiles, coblocks, zs);
       return direct::launch_with_smem(wgmma_kernel<TD, TH, KX, BN, WG, S>, grid, C::THREADS, bytes, p.stream, p, tin,

@@ -66,7 +66,7 @@ def _tap_reuse(k):
     if k.family == "wgmma":
         return ("direct_sm90.cuh", f"convt3d::direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
                 f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}"
-                f"{', false, true' if k.rs else ''}>")
+                f"{', false, true' if k.rs else ''}{f', false, false, {k.wf}' if k.wf else ''}>")
     if k.op == "wgrad" and k.simt:
         return ("direct_wgrad_simt.cuh", f"convt3d::direct::DirectWgradSimtKernel<{k.block[1]}, {k.block[2]}, "
                 f"{k.warp[0]}, {k.warp[1]}, {k.warp[2]}>")

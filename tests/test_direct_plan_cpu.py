@@ -75,6 +75,95 @@ def test_forward_plan_reproduces_conv_transpose3d(k, s, p, op):
     torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
 
 
+def emulate_wfold(inp, wflat, bias, table, s, out_shape, halo_w=16):
+    """out [N, Do, Ho, Wo, Co] as the Hopper kernel's w-fold form computes it (csrc/direct_sm90.cuh, WF): per
+    phase (d, h) and tile of halo_w input positions along w, the kw partial sums P[u][kw] of every halo
+    position, each output of a stored position (u >= R) summed from P[u - r][t + s r]."""
+    n, co = out_shape[0], out_shape[4]
+    cr = inp.shape[4]
+    out = torch.full(out_shape, float("nan"), dtype=inp.dtype)
+    m = 16
+    padded = F.pad(inp, (0, 0, m, m, m, m, m, m))
+    for i in range(0, len(table), 13):
+        first, count, dmin, taps, off = table[i:i + 3], table[i + 3:i + 6], table[i + 6:i + 9], \
+            table[i + 9:i + 12], table[i + 12]
+        if min(count) == 0:
+            continue
+        k = taps[2]
+        r_max = (k - 1) // s
+        tw = halo_w - r_max
+        w = wflat[off:off + taps[0] * taps[1] * k * co * cr].view(*taps, co, cr).to(inp.dtype)
+        for q0w in range(0, count[2], tw):
+            ix0 = q0w + dmin[2]
+            # P[n, qd, qh, u, kw, co]
+            part = torch.zeros((n, count[0], count[1], halo_w, k, co), dtype=inp.dtype)
+            for jd in range(taps[0]):
+                for jh in range(taps[1]):
+                    sl = (slice(None), slice(m + dmin[0] + jd, m + dmin[0] + jd + count[0]),
+                          slice(m + dmin[1] + jh, m + dmin[1] + jh + count[1]),
+                          slice(m + ix0, m + ix0 + halo_w))
+                    part += torch.einsum("ndhuc,koc->ndhuko", padded[sl], w[jd, jh])
+            for u in range(r_max, halo_w):
+                if q0w + u - r_max >= count[2]:
+                    break
+                for t in range(s):
+                    o = s * (ix0 + u) + t + first[2]
+                    if not 0 <= o < out_shape[3]:
+                        continue
+                    acc = sum(part[:, :, :, u - r, t + s * r] for r in range((k - 1 - t) // s + 1)
+                              if t + s * r < k)
+                    if bias is not None:
+                        acc = acc + bias.to(inp.dtype)
+                    dst = out[:, first[0]::s, first[1]::s, o][:, :count[0], :count[1]]
+                    dst.copy_(acc)
+    return out
+
+
+WFOLD_CASES = [(k, 2, p, op) for k in (2, 3, 4, 5) for p in range(0, k) for op in range(2)] + [(3, 3, 1, 2), (4, 3, 0, 0)]
+
+
+@pytest.mark.parametrize("k,s,p,op", WFOLD_CASES)
+@pytest.mark.parametrize("spatial", [SPATIAL, (3, 2, 20)])
+def test_wfold_plan_reproduces_conv_transpose3d(k, s, p, op, spatial):
+    """The w-fold rows' plan (direct.forward_plan_wfold, forward_filter(wf=True)) with the kernel's tiles
+    along w (16 - R inputs stored per 16-wide halo row, the overlap R) writes every output once, right."""
+    torch.manual_seed(0)
+    prob = Problem(2, 4, 8, spatial, k, s, p, op)
+    if min(prob.out_spatial) <= 0:
+        pytest.skip("empty output")
+    w = torch.randn(4, 8, k, k, k, dtype=torch.float64)
+    x = torch.randn(2, 4, *spatial, dtype=torch.float64)
+    b = torch.randn(8, dtype=torch.float64)
+    ref = F.conv_transpose3d(x, w, b, s, p, op)
+    table, _ = direct.forward_plan_wfold(prob)
+    assert len(table) == 13 * s * s
+    wflat = direct.forward_filter(w, prob, "fp32", wf=True)
+    out = emulate_wfold(x.permute(0, 2, 3, 4, 1), wflat, b, table, s, (2,) + prob.out_spatial + (8,))
+    assert torch.isfinite(out).all(), "the tiles must write every output"
+    torch.testing.assert_close(out.permute(0, 4, 1, 2, 3), ref)
+
+
+def test_wfold_rows_take_the_stride2_forwards_they_fold_exactly():
+    """The selector's w-fold rule: stride-2 forwards with k = the row's fold (3 or 5), any C_out; never grad_input,
+    unit stride, k2 (a k3 fold would idle a third of N) or stride 3."""
+    def fwd(prob):
+        return selector.select_config(prob, "dgrad", "tf32", num_sms=132, capability=(9, 0)).name
+
+    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
+    assert fwd(Problem(2, 128, 64, (32, 32, 32), 3, 2, 1)) == "wgmma_wf2_tf32_2x8x15_kx3_n64_wg2_s8"
+    assert fwd(Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)) == "wgmma_wf2_tf32_2x8x14_kx5_n32_wg2_s8"
+    assert "wf" not in fwd(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0))
+    assert "wf" not in fwd(Problem(2, 64, 32, (16, 16, 16), 3, 3, 1))
+    assert "wf" not in fwd(Problem(2, 64, 32, (16, 16, 16), 3, 1, 1))
+    for op in ("fprop", "wgrad"):
+        assert "wf" not in selector.select_config(Problem(2, 64, 32, (16, 16, 16), 3, 2, 1), op, "tf32",
+                                                  num_sms=132, capability=(9, 0)).name
+    wf = BY_NAME["wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"]
+    assert wf.serves("dgrad") and not wf.serves("fprop") and wf.block[2] == 15
+    assert BY_NAME["wgmma_wf2_tf32_2x8x14_kx5_n32_wg2_s8"].block[2] == 14
+    assert not selector.direct_fits(Problem(2, 64, 32, (16, 16, 16), 5, 2, 2), "dgrad", wf)
+
+
 @pytest.mark.parametrize("k,s,p,op", CASES)
 def test_grad_input_plan_reproduces_strided_conv(k, s, p, op):
     prob, w = _layer(k, s, p, op)

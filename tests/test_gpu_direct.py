@@ -732,3 +732,39 @@ def test_rs_rows_match_their_ss_twins(cfg):
     gx = launch.grad_input(gy, w, prob, "tf32", cfg.name, out=_poisoned((2, 44) + prob.spatial))
     assert rel_l2(gx, launch.grad_input(gy, w, prob, "tf32", twin)) < 1e-5
     assert 1e-5 < rel_l2(gx, F.conv3d(gy.double(), w.double(), None, 1, prob.padding)) < 5e-4
+
+
+@pytest.mark.parametrize("layout", ["NDHWC", "NCDHW"])
+@pytest.mark.parametrize("c_in,c_out,k,p,op,spatial,bias", [
+    (64, 32, 3, 1, 0, (6, 9, 37), True),     # three tiles along w, partial h and d tiles
+    (16, 40, 3, 1, 1, (3, 5, 16), False),   # output_padding; two N blocks, the second partial
+    (24, 128, 3, 1, 0, (4, 4, 8), True),    # the n64 row, two blocks
+    (32, 32, 5, 2, 0, (5, 6, 29), True),    # k5: R = 2, 14 inputs stored per halo row
+    (8, 64, 5, 1, 1, (3, 3, 13), False),    # k5, padding 1, two n32 blocks
+])
+def test_wfold_forward_through_the_api(layout, c_in, c_out, k, p, op, spatial, bias):
+    """The w-fold rows (selected for stride-2 forwards of k3 and k5) through the public function and the
+    eager node, both layouts, against float64; the forward and, with the selector's backward, the step."""
+    import convt3d_cutlass as ct
+    prob = Problem(2, c_in, c_out, spatial, k, 2, p, op)
+    dev = torch.cuda.current_device()
+    name = selector.select_config(prob, "dgrad", "tf32", num_sms=_extension.num_sms(dev),
+                                  compiled=_extension.compiled_kernels(), smem_limit=_extension.smem_optin(dev),
+                                  capability=_extension.capability(dev)).name
+    if not name.startswith("wgmma_wf2_"):
+        pytest.skip(f"the selector picked {name} (w-fold rows not built or not taken)")
+    x, w, b = _layer_tensors(prob)
+    if layout == "NCDHW":
+        x = x.contiguous()
+    b = b if bias else None
+    poison_allocator()
+    xg, wg = x.detach().requires_grad_(), w.detach().requires_grad_()
+    y = ct.conv_transpose3d(xg, wg, b, 2, p, op, precision="tf32")
+    ref = F.conv_transpose3d(x.double(), w.double(), None if b is None else b.double(), 2, p, op)
+    assert rel_l2(y, ref) <= TOL["tf32"]
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
+    F.conv_transpose3d(xd, wd, None, 2, p, op).backward(gy.double())
+    assert rel_l2(xg.grad, xd.grad) <= TOL["tf32"]
+    assert rel_l2(wg.grad, wd.grad) <= TOL["tf32"]

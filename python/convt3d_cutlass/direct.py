@@ -20,7 +20,7 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .problem import Problem, phases
+from .problem import Problem, axis_phases, phases
 
 KC = 8  # reduction channels per shared-memory stage
 MAX_PHASES = 64
@@ -43,6 +43,34 @@ def forward_plan(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[int, ..
         table += list(ph.first) + list(ph.count) + list(dmin) + list(ph.taps) + [offset]
         offset += ph.taps[0] * ph.taps[1] * ph.taps[2] * p.c_out * p.c_in
         kidx.append(idx)
+    return tuple(table), tuple(kidx)
+
+
+@functools.lru_cache(maxsize=256)
+def forward_plan_wfold(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[int, ...], ...], ...]]:
+    """(phase table, per-phase kernel indices) of the forward on the w-fold rows (``k.wf``, the Hopper
+    kernel's WF form): phases along d and h as in ``forward_plan``, none along w. There the kernel reads
+    inputs m of [m_lo, m_hi], every one feeding outputs stride * m - padding + kw for all k taps kw (natural
+    order in the filter block), so the w entries of each phase are: first = -padding (the output of m = 0,
+    kw = 0), count = m_hi - m_lo + 1, dmin = m_lo - R with R = (k - 1) // stride (the halo positions a tile
+    reads before its first stored input), taps = k. m_lo is the first input with an output at or past 0
+    along w, m_hi the last with one before Wo."""
+    s, k, pad = p.stride, p.k, p.padding
+    r = (k - 1) // s
+    m_lo = -(-(pad - s + 1) // s)
+    m_hi = (p.out_spatial[2] - 1 + pad) // s
+    per_axis = [axis_phases(n, k, s, pad, p.output_padding) for n in p.spatial[:2]]
+    table: List[int] = []
+    kidx = []
+    offset = 0
+    for ad in per_axis[0]:
+        for ah in per_axis[1]:
+            axes = (ad, ah)
+            idx = tuple(tuple(a.r + s * (a.taps - 1 - j) for j in range(a.taps)) for a in axes) + (tuple(range(k)),)
+            table += [ad.first, ah.first, -pad, ad.count, ah.count, m_hi - m_lo + 1,
+                      ad.pad - (ad.taps - 1), ah.pad - (ah.taps - 1), m_lo - r, ad.taps, ah.taps, k, offset]
+            offset += ad.taps * ah.taps * k * p.c_out * p.c_in
+            kidx.append(idx)
     return tuple(table), tuple(kidx)
 
 
@@ -90,7 +118,7 @@ def pass_plan(k, p: Problem, op: str) -> Tuple[Tuple[int, ...], int, bool]:
     """(phase table, s_in, sum_phases) with which row k runs pass op ("dgrad": the forward, "fprop":
     grad_input) of problem p."""
     if op == "dgrad":
-        return forward_plan(p)[0], 1, False
+        return (forward_plan_wfold(p) if getattr(k, "wf", 0) else forward_plan(p))[0], 1, False
     if sums_parities(k, p):
         return grad_input_parity_plan(p), p.stride, True
     return grad_input_plan(p), p.stride, False
@@ -111,15 +139,16 @@ def round_tf32(w: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, rounded, w)
 
 
-def forward_filter(weight: torch.Tensor, p: Problem, precision: str) -> torch.Tensor:
-    """weight [C_in, C_out, k, k, k] -> flat per-phase blocks [taps][C_out][C_in] (K-major in C_in)."""
+def forward_filter(weight: torch.Tensor, p: Problem, precision: str, wf: bool = False) -> torch.Tensor:
+    """weight [C_in, C_out, k, k, k] -> flat per-phase blocks [taps][C_out][C_in] (K-major in C_in), in the
+    phases of ``forward_plan`` (``wf``: of ``forward_plan_wfold``, whose w taps are the kernel's own order)."""
     w = weight.detach()
     blocks = []
-    for idx in forward_plan(p)[1]:
+    for idx in (forward_plan_wfold(p) if wf else forward_plan(p))[1]:
         if min(len(i) for i in idx) == 0:
             continue
         sub = w
-        for axis, taps in enumerate(idx):
+        for axis, taps in enumerate(idx[:2] if wf else idx):
             sub = _taps(sub, 2 + axis, taps)
         blocks.append(sub.permute(2, 3, 4, 1, 0).reshape(-1))
     flat = torch.cat(blocks) if blocks else w.new_zeros(4)
@@ -681,7 +710,7 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False) -
     NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
     if k.simt and k.op != "wgrad":
         return _packed_ncdhw(t) and not sum_phases
-    if not (k.family == "wgmma" and k.ws and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
+    if not (k.family == "wgmma" and k.ws and not k.wf and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
 

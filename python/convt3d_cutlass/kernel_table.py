@@ -81,9 +81,12 @@ class KernelConfig:
     rs: bool = False     # ws rows: A from registers, each fragment shared by the kd taps (needs k = kx taps)
     swap: bool = False   # igemm kw-fold grad_weight: GEMM M = (kw, C_out), N = C_in (x transposed, not grad_y)
     streamk: bool = False  # ffma grad_weight: stream-K (one CTA per slot of the SMs, tiles' pieces added in order)
+    wf: int = 0          # ws rows: the w fold, forward at this stride only (phases along d and h, every kw tap in N)
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
+        if self.wf:
+            return op == "dgrad"
         if self.family in ("direct", "wgmma", "igemm") and self.op != "wgrad":
             return op in ("dgrad", "fprop")
         return op == self.op
@@ -166,7 +169,7 @@ class KernelConfig:
             return (f"wgmma_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}_k{self.ksize}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "wgmma":
-            form = "wgmma_rs" if self.rs else "wgmma_ws" if self.ws else "wgmma"
+            form = "wgmma_rs" if self.rs else f"wgmma_wf{self.wf}" if self.wf else "wgmma_ws" if self.ws else "wgmma"
             return (f"{form}_{self.precision}_{'x'.join(map(str, self.block))}_kx{self.kx}_n{self.tile[1]}"
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
@@ -319,10 +322,12 @@ DIRECT_WGRAD_KERNELS = tuple(
 
 
 
-def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, rs=False):
-    block = (depth, height, 16 - kx + 1)  # a 16-position halo row holds TW + kx - 1 inputs
+def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, rs=False, wf=0):
+    # A 16-position halo row holds TW + kx - 1 inputs; with the w fold at stride wf, TW inputs whose outputs
+    # are complete, (kx - 1) // wf of them overlapping the previous tile.
+    block = (depth, height, 16 - (kx - 1) // wf if wf else 16 - kx + 1)
     return KernelConfig("direct", precision, (depth * height * 16, bn, 8), (64, kx * bn, 8), stages, why,
-                        "wgmma", block, kx, warpgroups, ws=ws or rs, rs=rs)
+                        "wgmma", block, kx, warpgroups, ws=ws or rs or bool(wf), rs=rs, wf=wf)
 
 
 # Hopper tap reuse (csrc/direct_sm90.cuh): TMA-staged halo and filter, SS-wgmma with kw folded into
@@ -376,7 +381,20 @@ WGMMA_RS_KERNELS = (
            rs=True),
 )
 
-WGMMA_KERNELS = WGMMA_WS_KERNELS + WGMMA_RS_KERNELS + tuple(
+# The w fold (wgmma_ws_kernel's WF form): the stride-2 forward as phases along d and h only, every kw tap in
+# N = k * BN, each halo position's kw partial sums added into the outputs 2 m - pad + kw by the epilogue. The
+# per-w-phase rows above fold at most kx taps of one phase (1-2 of k3's, 2-3 of k5's: a third to a half of N
+# idle), and the implicit GEMM re-reads the input per tap from L2 (its busiest unit on these forwards,
+# v0.27/v0.32). The tiles store whole rows of outputs: channels_last_3d only.
+WGMMA_WF_KERNELS = tuple(
+    _wgmma("tf32", depth, height, kx, bn, 2, 8, why, wf=2)
+    for depth, height, kx, bn, why in (
+        (4, 8, 3, 32, "k3 stride 2, C_out 17-32 (N = 96)"),
+        (2, 8, 3, 64, "k3 stride 2, C_out past 32 in blocks of 64 (N = 192)"),
+        (2, 8, 5, 32, "k5 stride 2, C_out in blocks of 32 (N = 160)"),
+    ))
+
+WGMMA_KERNELS = WGMMA_WS_KERNELS + WGMMA_RS_KERNELS + WGMMA_WF_KERNELS + tuple(
     _wgmma(prec, depth, height, kx, bn, wg, stages, why)
     for prec in ("tf32",)
     for depth, height, kx, bn, wg, stages, why in (

@@ -68,9 +68,7 @@ def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tu
 def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
     k = _select_cached(p, op, precision, config, index, None, env_config)
     table, slices, taps_per_group = [], 1, 1
-    if k.tap_reuse and op == "dgrad":
-        table = list(direct.forward_plan(p)[0])
-    elif k.tap_reuse and op == "fprop":
+    if k.tap_reuse and op in ("dgrad", "fprop"):
         table = list(direct.pass_plan(k, p, op)[0])
     elif k.tap_reuse:
         sms = _extension.num_sms(index)
@@ -90,8 +88,8 @@ def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
 
 def forward_filter(weight: torch.Tensor, p: Problem, k) -> torch.Tensor:
     """The weight as tap-reuse row k reads it in the forward, cached per weight version."""
-    return cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision),
-                         lambda: direct.forward_filter(weight, p, k.precision))
+    return cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision, bool(k.wf)),
+                         lambda: direct.forward_filter(weight, p, k.precision, bool(k.wf)))
 
 
 def grad_input_filter(weight: torch.Tensor, plan: Plan, p: Problem) -> torch.Tensor:

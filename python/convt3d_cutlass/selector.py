@@ -136,6 +136,9 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         # Dense halo rows need unit input stride: the forward at any stride, grad_input at stride 1.
         if k.rs and not direct.all_taps(plan[0], k.kx):
             return False
+        # The w fold: forwards at its stride whose k taps along w fit its N, at least one per input.
+        if k.wf and not (op == "dgrad" and problem.stride == k.wf and problem.stride <= problem.k <= k.kx):
+            return False
         c_r = problem.c_in if op == "dgrad" else problem.c_out
         need = direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages, plan[0], c_r, k.ws, k.split)
         return plan[1] == 1 and need is not None and need <= smem_limit
@@ -303,8 +306,25 @@ def _wgmma_choice(problem: Problem, op: str, table, co: int, precision: str, com
     for i, k in _built(op, precision, "wgmma", compiled):
         if k.kx > 3 and direct._wgmma_taps(table, k.kx - 1) is not None:  # a narrower fold holds every phase
             continue
+        if k.wf:  # _wfold_choice's
+            continue
         if direct_fits(problem, op, k, smem_limit, capability):
             cands.append((_padded(co, k.bn), i, k))
+    return min(cands, key=lambda c: c[:2])[-1] if cands else None
+
+
+# The w-fold rows (kernel_table.WGMMA_WF_KERNELS) take the strided forwards they can run before the implicit GEMM
+# and the per-w-phase rows. False: those two as before (A/B runs).
+WGMMA_WFOLD = True
+
+
+def _wfold_choice(problem: Problem, precision: str, compiled, smem_limit: int, capability: Tuple[int, int]):
+    """The w-fold row for the forward of problem (its fold exactly k wide: no idle N), BN by ``_padded``
+    output channels, ties to the earlier row; or None."""
+    cands = []
+    for i, k in _built("dgrad", precision, "wgmma", compiled):
+        if k.wf and k.kx == problem.k and direct_fits(problem, "dgrad", k, smem_limit, capability):
+            cands.append((_padded(problem.c_out, k.bn), i, k))
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
 
 
@@ -343,6 +363,10 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
+    if op == "dgrad" and WGMMA_WFOLD:
+        k = _wfold_choice(problem, precision, compiled, smem_limit, capability)
+        if k is not None:
+            return k
     if igemm_wins(problem, op, precision):
         k = _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
         if k is not None:
