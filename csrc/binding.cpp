@@ -460,6 +460,9 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   L.s_in = static_cast<int>(s_in);
   L.s_out = static_cast<int>(s_out);
   L.num_phases = static_cast<int>(phases.size() / 13);
+  // The w-fold rows' phases count inputs along w, not outputs (direct.forward_plan_wfold); their kernel
+  // stores only the outputs inside [0, Wo).
+  const bool wfold = kernel.rfind("wgmma_wf", 0) == 0;
   for (int i = 0; i < L.num_phases; ++i) {
     const int64_t* v = phases.data() + 13 * i;
     auto& ph = L.phase[i];
@@ -469,7 +472,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
       taps *= v[9 + a];
       const int64_t last = v[a] + s_out * (v[3 + a] - 1);
       const int64_t extent = a == 0 ? L.Do : a == 1 ? L.Ho : L.Wo;
-      TORCH_CHECK(v[3 + a] == 0 || (v[a] >= 0 && last < extent),
+      TORCH_CHECK(v[3 + a] == 0 || (a == 2 && wfold ? v[3 + a] > 0 : v[a] >= 0 && last < extent),
                   "convt3d_cutlass: direct phase ", num(i), " writes outside the output");
     }
     ph.w_offset = v[12];
