@@ -51,7 +51,8 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
         for op, fn in runs.items():
             for prec in precisions:
                 mn = (case.n * biggest[0] * biggest[1] * biggest[2], case.c_out) if op == "dgrad" else None
-                chosen = launch._select(p, op, prec, None, t.x.device, gemm_mn=mn).name  # what a call runs
+                chosen = launch._select(p, op, prec, None, t.x.device, gemm_mn=mn,  # what a call runs
+                                        out_ncdhw=op == "dgrad" and not t.channels_last).name
                 timed = []
                 for cfg in ct.configs():
                     if op not in cfg["passes"] or cfg["precision"] != prec or not cfg["compiled"]:

@@ -144,14 +144,25 @@ def test_wfold_plan_reproduces_conv_transpose3d(k, s, p, op, spatial):
 
 
 def test_wfold_rows_take_the_stride2_forwards_they_fold_exactly():
-    """The selector's w-fold rule: stride-2 forwards with k = the row's fold (3 or 5), any C_out; never grad_input,
-    unit stride, k2 (a k3 fold would idle a third of N) or stride 3."""
-    def fwd(prob):
-        return selector.select_config(prob, "dgrad", "tf32", num_sms=132, capability=(9, 0)).name
+    """The selector's w-fold rule (selector._wfold_wins, as measured in v0.47): stride-2 forwards with k = the
+    row's fold, k5 at any C_out and k3 up to 32 output channels, channels_last_3d output or an other pick that
+    cannot write NCDHW; never grad_input, unit stride, k2 (a k3 fold would idle a third of N) or stride 3."""
+    def fwd(prob, out_ncdhw=False):
+        return selector.select_config(prob, "dgrad", "tf32", num_sms=132, capability=(9, 0), out_ncdhw=out_ncdhw).name
 
     assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
-    assert fwd(Problem(2, 128, 64, (32, 32, 32), 3, 2, 1)) == "wgmma_wf2_tf32_2x8x15_kx3_n64_wg2_s8"
-    assert fwd(Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)) == "wgmma_wf2_tf32_2x8x14_kx5_n32_wg2_s8"
+    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == "igemm_tf32_1x8x16_n32_s10"
+    assert fwd(Problem(2, 64, 24, (16, 16, 16), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
+    for c_out in (64, 128):  # the implicit GEMM's 64- and 128-wide N blocks
+        assert fwd(Problem(2, 128, c_out, (32, 32, 32), 3, 2, 1)).startswith("igemm")
+    for out_ncdhw in (False, True):  # the alternatives (kx3 ws rows) write channels_last_3d at stride 2 too
+        assert fwd(Problem(16, 64, 32, (32, 32, 32), 5, 2, 2), out_ncdhw) == "wgmma_wf2_tf32_2x8x14_kx5_n32_wg2_s8"
+        assert fwd(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), out_ncdhw) == "wgmma_wf2_tf32_2x8x14_kx5_n32_wg2_s8"
+    selector.WGMMA_WFOLD = False
+    try:
+        assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)) == "igemm_tf32_1x8x16_n32_s10"
+    finally:
+        selector.WGMMA_WFOLD = True
     assert "wf" not in fwd(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0))
     assert "wf" not in fwd(Problem(2, 64, 32, (16, 16, 16), 3, 3, 1))
     assert "wf" not in fwd(Problem(2, 64, 32, (16, 16, 16), 3, 1, 1))
@@ -220,7 +231,10 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "igemm"
     # ... and for strided layers: forwards with k < 2 * stride, grad_input always; Ampere keeps mma.sync
     # tap reuse for strided forwards and the stock fprop for strided grad_input.
-    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").family == "igemm"
+    # (32 output channels, k3: the w fold for channels_last_3d output, the implicit GEMM for NCDHW, which it writes)
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").wf == 2
+    assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32",
+                                  out_ncdhw=True).family == "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32", capability=(8, 0),
                                   smem_limit=166912).family == "direct"
     assert selector.select_config(Problem(16, 128, 64, (16, 16, 16), 3, 2, 1), "dgrad", "tf32").family == "igemm"
@@ -252,8 +266,10 @@ def test_even_kernel_and_output_padding_policy():
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
     outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
     for p in (k2, outpad):
-        assert selector.select_config(p, "dgrad", "tf32").family == "igemm"
+        assert selector.select_config(p, "dgrad", "tf32", out_ncdhw=True).family == "igemm"
         assert selector.select_config(p, "fprop", "tf32").family == "igemm"
+    assert selector.select_config(k2, "dgrad", "tf32").family == "igemm"
+    assert selector.select_config(outpad, "dgrad", "tf32").name == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
     assert selector.select_config(k2, "wgrad", "tf32").family == "cutlass2x"
     assert selector.select_config(k2, "wgrad", "tf32", capability=(8, 0), smem_limit=166912).family == "cutlass2x"
     assert selector.select_config(outpad, "wgrad", "tf32") == selector.select_config(
@@ -759,9 +775,9 @@ def test_grad_input_sums_its_input_policy(spatial, padding):
     if min(p.out_spatial) < 1:
         pytest.skip("no output")
     table = direct.grad_input_plan(p)
-    ws = [k for k in KERNELS if k.family == "wgmma" and k.ws]
+    ws = [k for k in KERNELS if k.family == "wgmma" and k.ws and not k.wf]
     assert ws and all(direct.sums_input(k, table, p.out_spatial) for k in ws)
-    others = [k for k in KERNELS if k.tap_reuse and k.op == "direct" and not (k.family == "wgmma" and k.ws)
+    others = [k for k in KERNELS if k.tap_reuse and k.op == "direct" and not (k.family == "wgmma" and k.ws and not k.wf)
               and not (k.family == "igemm" and not k.split)]
     assert others and not any(direct.sums_input(k, table, p.out_spatial, 1, p.c_out) for k in others)
     for k in ws:  # the kernel's ownership rule (csrc/direct_sm90.cuh), one axis at a time

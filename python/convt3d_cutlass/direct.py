@@ -768,7 +768,7 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     if k.family == "igemm" and k.op == "direct" and not k.split:
         smem = igemm_smem_bytes(k.bn, k.stages) + igemm_sum_warps(k.bn) * 4 * c_r
         return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
-    if not (k.family == "wgmma" and k.ws) or len(table) != 13:
+    if not (k.family == "wgmma" and k.ws and not k.wf) or len(table) != 13:
         return False
     count, dmin, taps = table[3:6], table[6:9], table[9:12]
     if taps[2] > k.kx:

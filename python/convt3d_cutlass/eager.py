@@ -83,7 +83,7 @@ def stock_forward_table(p: Problem, phase_ints, splits) -> list:
 
 def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl = key
-    fwd = launch._plan_cached(p, "dgrad", precision, config, index, env_config)
+    fwd = launch._plan_cached(p, "dgrad", precision, config, index, env_config, not x_cl)  # y takes x's layout
     try:
         gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config) for op in ("fprop", "wgrad"))
     except ValueError:

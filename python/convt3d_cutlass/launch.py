@@ -25,20 +25,21 @@ def _index(device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
-def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None):
+def _select(p: Problem, op: str, precision: str, config: Optional[str], device, gemm_mn=None,
+            out_ncdhw: bool = False):
     # The choice is a pure function of these and of CONVT3D_CONFIG: computed once per layer shape
     # instead of once per call (30-80 us of Python each, a visible share of a small layer's step).
     env_config = os.environ.get("CONVT3D_CONFIG", "")
-    return _select_cached(p, op, precision, config, _index(device), gemm_mn, env_config)
+    return _select_cached(p, op, precision, config, _index(device), gemm_mn, env_config, out_ncdhw)
 
 
 @functools.lru_cache(maxsize=4096)
-def _select_cached(p, op, precision, config, index, gemm_mn, env_config):
+def _select_cached(p, op, precision, config, index, gemm_mn, env_config, out_ncdhw=False):
     return selector.select_config(p, op, precision, config=config or env_config or None,
                                   num_sms=_extension.num_sms(index),
                                   compiled=_extension.compiled_kernels(), gemm_mn=gemm_mn,
                                   smem_limit=_extension.smem_optin(index),
-                                  capability=_extension.capability(index))
+                                  capability=_extension.capability(index), out_ncdhw=out_ncdhw)
 
 
 class Plan(NamedTuple):
@@ -54,19 +55,20 @@ class Plan(NamedTuple):
     config: Optional[str]  # the forced or autotuned config the plan was made for (None: the heuristic)
 
 
-def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tune) -> Plan:
+def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tune, out_ncdhw: bool = False) -> Plan:
     """The pass's Plan: the forced config (``config=``, ``CONVT3D_CONFIG``), else the autotuned one
-    when tuning is on (tune(name) runs the pass with that kernel), else the selector's."""
+    when tuning is on (tune(name) runs the pass with that kernel), else the selector's. ``out_ncdhw``
+    (the forward): its output is wanted in NCDHW storage, which the selector weighs."""
     env_config = os.environ.get("CONVT3D_CONFIG", "")
     index = _index(device)
     if not (config or env_config) and autotune.enabled():
         config = autotune.choose(p, op, precision, index, tune)
-    return _plan_cached(p, op, precision, config or None, index, env_config)
+    return _plan_cached(p, op, precision, config or None, index, env_config, out_ncdhw and op == "dgrad")
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan_cached(p, op, precision, config, index, env_config) -> Plan:
-    k = _select_cached(p, op, precision, config, index, None, env_config)
+def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -> Plan:
+    k = _select_cached(p, op, precision, config, index, None, env_config, out_ncdhw)
     table, slices, taps_per_group = [], 1, 1
     if k.tap_reuse and op in ("dgrad", "fprop"):
         table = list(direct.pass_plan(k, p, op)[0])
@@ -125,7 +127,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     """
     b = _bias(bias)
     plan = _plan(p, "dgrad", precision, config, x.device,
-                 lambda name: forward(x, weight, bias, p, precision, name))
+                 lambda name: forward(x, weight, bias, p, precision, name), out_ncdhw=ncdhw and out is None)
     k = plan.k
     if plan.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.

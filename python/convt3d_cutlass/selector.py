@@ -313,9 +313,30 @@ def _wgmma_choice(problem: Problem, op: str, table, co: int, precision: str, com
     return min(cands, key=lambda c: c[:2])[-1] if cands else None
 
 
-# The w-fold rows (kernel_table.WGMMA_WF_KERNELS) take the strided forwards they can run before the implicit GEMM
-# and the per-w-phase rows. False: those two as before (A/B runs).
+# The w-fold rows (kernel_table.WGMMA_WF_KERNELS) against the selector's other pick for stride-2 forwards (H100,
+# tf32, bench/tools/wfab.py, 3 rounds, docs/performance.md v0.47), forward ms (step ms), channels_last_3d:
+# - 32 output channels, k3, against the implicit GEMM's n32 row: U-Net 64->32 0.882 -> 0.587 (step 1.915 ->
+#   1.632), SR x2 0.743 -> 0.552 (1.631 -> 1.453), U-Net x2 with output_padding 0.119 -> 0.101 (step level);
+# - k5 against the per-w-phase kx3 rows: 3D-GAN 64->32 1.796 -> 1.568 (5.315 -> 5.092), NCDHW 2.283 -> 1.998;
+#   V-Net up (64 channels, two n32 blocks) 0.192 -> 0.170 (step level);
+# - 64-128 output channels, k3, against the implicit GEMM's n64 and n128 rows: lost, 0.50-0.83x on U-Net and
+#   3D-GAN 128->64 and 256->128 (a 64-wide N block of the implicit GEMM reads its A once per two kx3 blocks'
+#   worth of N; the n64 w-fold row was dropped);
+# - NCDHW output where the other pick writes it itself (the implicit GEMM's sibling-phase rows): lost, 0.80-0.96x
+#   (the w fold writes channels_last_3d, and our transpose of y costs more than it saves).
+# False: the other pick everywhere (A/B runs).
 WGMMA_WFOLD = True
+WFOLD_MAX_K3_COUT = 32
+
+
+def _wfold_wins(problem: Problem, other: KernelConfig, out_ncdhw: bool, num_sms: int) -> bool:
+    """The measured rule above: whether the w-fold row should take the forward of problem from ``other``
+    (the selector's pick without it): k >= 2 * stride (``other`` folds a third to a half of N idle), or
+    at most WFOLD_MAX_K3_COUT output channels; and not where the output is wanted NCDHW and ``other``
+    writes it so itself."""
+    if not (problem.k >= 2 * problem.stride or problem.c_out <= WFOLD_MAX_K3_COUT):
+        return False
+    return not (out_ncdhw and direct.writes_ncdhw(other, problem, "dgrad", num_sms))
 
 
 def _wfold_choice(problem: Problem, precision: str, compiled, smem_limit: int, capability: Tuple[int, int]):
@@ -363,10 +384,6 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
-    if op == "dgrad" and WGMMA_WFOLD:
-        k = _wfold_choice(problem, precision, compiled, smem_limit, capability)
-        if k is not None:
-            return k
     if igemm_wins(problem, op, precision):
         k = _igemm_choice(problem, op, plan, precision, compiled, smem_limit, capability, num_sms)
         if k is not None:
@@ -676,7 +693,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                   num_sms: int = DEFAULT_SMS, compiled: Optional[Iterable[str]] = None,
                   gemm_mn: Optional[Tuple[int, int]] = None, smem_limit: int = DEFAULT_SMEM,
                   family: Optional[str] = None,
-                  capability: Tuple[int, int] = DEFAULT_CAPABILITY) -> KernelConfig:
+                  capability: Tuple[int, int] = DEFAULT_CAPABILITY, out_ncdhw: bool = False) -> KernelConfig:
     """Choose the kernel for one pass.
 
     Args:
@@ -688,6 +705,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         compiled: names present in the built extension; None means all.
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
+        out_ncdhw: the forward's output is wanted in NCDHW storage (``_wfold_wins``).
         family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
@@ -734,6 +752,10 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         else:
             k = _rs_twin(problem, op, _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability),
                          comp, smem_limit, capability)
+            if op == "dgrad" and WGMMA_WFOLD and k is not None and prec == "tf32":
+                wf = _wfold_choice(problem, prec, comp, smem_limit, capability)
+                if wf is not None and _wfold_wins(problem, k, out_ncdhw, num_sms):
+                    k = wf
         if k is not None or family == "direct":
             if k is None:
                 raise LookupError(f"no direct kernel can run {op} of this problem")
