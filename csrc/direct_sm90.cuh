@@ -343,7 +343,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int NA = C::N / 2;
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
-  static_assert(WF == 0 || (!IN && !SUMS && !RS), "the w fold: NDHWC input, SS form");
+  static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
   // RS without a transposing (IN) or summing (SUMS) rounder pass: the MMA warps take the halo as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !IN && !SUMS;
   // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
@@ -802,9 +802,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // WF (m0 + u) + tt - pad (tt < WF) sums P[u - r][tt + WF r] over r: complete where u >= R =
       // (taps - 1) / WF, the positions this tile stores (geo.tw = HALO_W - R of them; the tiles overlap by
       // R halo positions). Terms r > 0 come from lane ((g - r) mod 8, tq): its first position for this
-      // lane's second where g < r. NDHWC: whole 32-byte sectors. NCDHW (ON): a tile's outputs are contiguous
-      // along w, its two residues stored by one thread back to back, so only the sectors where two tiles'
-      // outputs meet are written in parts.
+      // lane's second where g < r. Every output of a row is stored by the one CTA, whole 32-byte sectors.
       const int R = (t.tx - 1) / WF, m0 = t.o.q0w + ph.dmin[2];
 #pragma unroll
       for (int mb = 0; mb < C::MB; ++mb) {
@@ -812,9 +810,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         const int qd = t.o.q0d + C::block_plane(m), qh = t.o.q0h + C::block_row(m) + wl;
         const bool row_ok = qd < ph.count[0] && qh < ph.count[1];
         const int od = ph.first[0] + p.s_out * qd, oh = ph.first[1] + p.s_out * qh;
-        const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
-        float* row_out = ON ? p.out + (int64_t)t.o.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo
-                            : p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+        float* row_out = p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
 #pragma unroll
         for (int tt = 0; tt < WF; ++tt) {
           float lo[J][2], hi[J][2];
@@ -846,17 +842,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           for (int h2 = 0; h2 < 2; ++h2) {
             const int u = g + 8 * h2, o = WF * (m0 + u) + tt + ph.first[2];
             if (!row_ok || u < R || t.o.q0w + u - R >= ph.count[2] || o < 0 || o >= p.Wo) continue;
+            float* pos = row_out + (int64_t)o * p.Co;
 #pragma unroll
             for (int j = 0; j < J; ++j) {
               const int co = t.co0 + 8 * j + 2 * tq;
               if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
-              if constexpr (ON) {
-                row_out[co * plane + o] = h2 ? hi[j][0] : lo[j][0];
-                row_out[(co + 1) * plane + o] = h2 ? hi[j][1] : lo[j][1];
-              } else {
-                *reinterpret_cast<float2*>(row_out + (int64_t)o * p.Co + co) =
-                    h2 ? make_float2(hi[j][0], hi[j][1]) : make_float2(lo[j][0], lo[j][1]);
-              }
+              *reinterpret_cast<float2*>(pos + co) =
+                  h2 ? make_float2(hi[j][0], hi[j][1]) : make_float2(lo[j][0], lo[j][1]);
             }
           }
         }
@@ -1060,11 +1052,10 @@ struct WgmmaKernel {
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and epilogue stores
-    if (p.out_ncdhw && (!WS || (p.s_out != 1 && WF == 0))) return 5;  // NCDHW rows: unit output stride (or the w
-                                                                      // fold), ws form
+    if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
     if (p.in_ncdhw && (!WS || p.Wi % 4 != 0)) return 5;  // NCDHW input: ws form, 16-byte TMA row strides
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
-    if (WF > 0 && (p.s_out != WF || p.in_ncdhw || p.in_sums != nullptr)) return 5;
+    if (WF > 0 && (p.s_out != WF || p.out_ncdhw || p.in_ncdhw || p.in_sums != nullptr)) return 5;
     if (RS)  // A fragments shared across kd by compile-time tap counts: every phase has KX taps per axis
       for (int i = 0; i < p.num_phases; ++i) {
         const DirectPhase& ph = p.phase[i];
@@ -1142,10 +1133,8 @@ struct WgmmaKernel {
       const dim3 grid((unsigned)(groups < sms ? groups : sms));
       if (p.in_sums != nullptr && p.in_sums_rows < SUM_ROWS * (int)grid.x) return 5;
       if constexpr (WF > 0) {
-        return direct::launch_with_smem(
-            p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, false, false, WF>
-                        : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, false, WF>,
-            grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
+        return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, false, WF>,
+                                        grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
       } else {
       auto kernel =
           p.in_ncdhw  ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>

@@ -151,9 +151,7 @@ def test_wfold_rows_take_the_stride2_forwards_they_fold_exactly():
         return selector.select_config(prob, "dgrad", "tf32", num_sms=132, capability=(9, 0), out_ncdhw=out_ncdhw).name
 
     assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
-    # NCDHW output: the w fold where it writes NCDHW itself (direct.WFOLD_WRITES_NCDHW), else the implicit GEMM
-    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == (
-        "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8" if direct.WFOLD_WRITES_NCDHW else "igemm_tf32_1x8x16_n32_s10")
+    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == "igemm_tf32_1x8x16_n32_s10"
     assert fwd(Problem(2, 64, 24, (16, 16, 16), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
     for c_out in (64, 128):  # the implicit GEMM's 64- and 128-wide N blocks
         assert fwd(Problem(2, 128, c_out, (32, 32, 32), 3, 2, 1)).startswith("igemm")
@@ -233,10 +231,10 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "igemm"
     # ... and for strided layers: forwards with k < 2 * stride, grad_input always; Ampere keeps mma.sync
     # tap reuse for strided forwards and the stock fprop for strided grad_input.
-    # (32 output channels, k3: the w fold; for NCDHW output where it writes NCDHW, else the implicit GEMM)
+    # (32 output channels, k3: the w fold for channels_last_3d output, the implicit GEMM for NCDHW, which it writes)
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").wf == 2
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32",
-                                  out_ncdhw=True).wf == (2 if direct.WFOLD_WRITES_NCDHW else 0)
+                                  out_ncdhw=True).family == "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32", capability=(8, 0),
                                   smem_limit=166912).family == "direct"
     assert selector.select_config(Problem(16, 128, 64, (16, 16, 16), 3, 2, 1), "dgrad", "tf32").family == "igemm"
@@ -268,9 +266,8 @@ def test_even_kernel_and_output_padding_policy():
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
     outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
     for p in (k2, outpad):
+        assert selector.select_config(p, "dgrad", "tf32", out_ncdhw=True).family == "igemm"
         assert selector.select_config(p, "fprop", "tf32").family == "igemm"
-    assert selector.select_config(k2, "dgrad", "tf32", out_ncdhw=True).family == "igemm"
-    assert selector.select_config(outpad, "dgrad", "tf32", out_ncdhw=True).wf == (2 if direct.WFOLD_WRITES_NCDHW else 0)
     assert selector.select_config(k2, "dgrad", "tf32").family == "igemm"
     assert selector.select_config(outpad, "dgrad", "tf32").name == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
     assert selector.select_config(k2, "wgrad", "tf32").family == "cutlass2x"
@@ -649,11 +646,6 @@ def test_writes_ncdhw_policy():
     shallow = Problem(2, 24, 8, (4, 4, 16), 3, 1, 1)         # forward 648, grad_input 216
     thin = Problem(2, 8, 8, (4, 4, 16), 3, 1, 1)             # 216 both ways: below 768 even x 3
     for row in WGMMA_KERNELS:
-        if row.wf:  # the w fold: its strided forward, by plain stores of contiguous outputs
-            assert direct.writes_ncdhw(row, deep_strided, "dgrad") == direct.WFOLD_WRITES_NCDHW
-            assert not direct.writes_ncdhw(row, deep_strided, "fprop")
-            assert not direct.ncdhw_sectors(row, deep_strided, "dgrad")
-            continue
         assert direct.writes_ncdhw(row, deep, "dgrad") == row.ws
         assert direct.writes_ncdhw(row, deep, "fprop") == row.ws
         assert direct.writes_ncdhw(row, deep_strided, "fprop") == row.ws

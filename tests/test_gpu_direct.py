@@ -243,8 +243,8 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, spatial, monkeypatch):
     if selector.direct_fits(prob, "dgrad", cfg, limit, cc):
         poison_allocator()
         y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
-        ncdhw = s == 1 or bool(cfg.wf) or (cfg.simt and direct.reduction_length(prob, "dgrad")
-                                            <= direct.SIMT_STRIDED_NCDHW_MAX_REDUCTION)
+        ncdhw = s == 1 or (cfg.simt and direct.reduction_length(prob, "dgrad")
+                           <= direct.SIMT_STRIDED_NCDHW_MAX_REDUCTION)
         assert y.is_contiguous() == ncdhw and y.is_contiguous(memory_format=CL) == (not ncdhw)
         assert torch.equal(y, launch.forward(x, w, b, prob, cfg.precision, cfg.name))
         assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p)) <= TOL[cfg.precision]

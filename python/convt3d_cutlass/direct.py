@@ -621,11 +621,6 @@ def _sms_of(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-# The w-fold rows' NCDHW epilogue (plain stores: only the sectors where two tiles' outputs meet are written in
-# parts) against their channels_last_3d output plus our transpose.
-WFOLD_WRITES_NCDHW = True
-
-
 def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     """Whether row k, writing pass ``op``'s result NCDHW (writes_ncdhw), stores whole 32-byte sectors
     (direct op's out_sectors): grad_input ("fprop") on warp-specialized rows of block depth at most
@@ -682,8 +677,6 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     if k.family == "igemm":
         return ((p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
                 or op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)))
-    if getattr(k, "wf", 0):  # the w fold: a tile's outputs are contiguous along w (WFOLD_WRITES_NCDHW)
-        return op == "dgrad" and WFOLD_WRITES_NCDHW
     if not (op == "fprop" or p.stride == 1):
         return False
     work = reduction_length(p, op) * (SPLIT_MMAS_PER_PRODUCT if k.split else 1)

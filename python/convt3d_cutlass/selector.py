@@ -336,8 +336,7 @@ def _wfold_wins(problem: Problem, other: KernelConfig, out_ncdhw: bool, num_sms:
     writes it so itself."""
     if not (problem.k >= 2 * problem.stride or problem.c_out <= WFOLD_MAX_K3_COUT):
         return False
-    return not (out_ncdhw and direct.writes_ncdhw(other, problem, "dgrad", num_sms)
-                and not direct.WFOLD_WRITES_NCDHW)
+    return not (out_ncdhw and direct.writes_ncdhw(other, problem, "dgrad", num_sms))
 
 
 def _wfold_choice(problem: Problem, precision: str, compiled, smem_limit: int, capability: Tuple[int, int]):
