@@ -12,6 +12,19 @@ from convt3d_cutlass.kernel_table import BY_NAME, KERNELS
 from convt3d_cutlass.problem import Problem
 
 
+def _phases(inp, table, margin=16):
+    """in [N, Di, Hi, Wi, Cr] zero-padded by margin on each spatial side (every tap read lands inside), and per
+    phase of the table with outputs its (first, count, dmin, taps, weight offset)."""
+    padded = F.pad(inp, (0, 0, margin, margin, margin, margin, margin, margin))
+    rows = []
+    for i in range(0, len(table), 13):
+        first, count, dmin, taps, off = table[i:i + 3], table[i + 3:i + 6], table[i + 6:i + 9], \
+            table[i + 9:i + 12], table[i + 12]
+        if min(count) > 0:
+            rows.append((first, count, dmin, taps, off))
+    return padded, rows
+
+
 def emulate(inp, wflat, bias, table, s_in, s_out, out_shape, sum_phases=False):
     """out [N, Do, Ho, Wo, Co] per the kernel contract, from in [N, Di, Hi, Wi, Cr] (NDHWC); sum_phases:
     every phase adds into the same outputs, tap j reading s_in * (q + j) + dmin."""
@@ -20,13 +33,9 @@ def emulate(inp, wflat, bias, table, s_in, s_out, out_shape, sum_phases=False):
     out = torch.full(out_shape, float("nan"), dtype=inp.dtype)
     if sum_phases:
         out.zero_()
-    m = 16  # zero margin: every tap read lands inside the padded tensor
-    padded = F.pad(inp, (0, 0, m, m, m, m, m, m))
-    for i in range(0, len(table), 13):
-        first, count, dmin, taps, off = table[i:i + 3], table[i + 3:i + 6], table[i + 6:i + 9], \
-            table[i + 9:i + 12], table[i + 12]
-        if min(count) == 0:
-            continue
+    m = 16
+    padded, rows = _phases(inp, table, m)
+    for first, count, dmin, taps, off in rows:
         acc = torch.zeros((n,) + tuple(count) + (co,), dtype=inp.dtype)
         ntaps = taps[0] * taps[1] * taps[2]
         if ntaps:
@@ -83,12 +92,8 @@ def emulate_wfold(inp, wflat, bias, table, s, out_shape, halo_w=16):
     cr = inp.shape[4]
     out = torch.full(out_shape, float("nan"), dtype=inp.dtype)
     m = 16
-    padded = F.pad(inp, (0, 0, m, m, m, m, m, m))
-    for i in range(0, len(table), 13):
-        first, count, dmin, taps, off = table[i:i + 3], table[i + 3:i + 6], table[i + 6:i + 9], \
-            table[i + 9:i + 12], table[i + 12]
-        if min(count) == 0:
-            continue
+    padded, rows = _phases(inp, table, m)
+    for first, count, dmin, taps, off in rows:
         k = taps[2]
         r_max = (k - 1) // s
         tw = halo_w - r_max
