@@ -7,6 +7,9 @@
 //   ConvTranspose3d forward: s_in = 1, s_out = stride, one phase per output residue (the sub-pixel
 //     decomposition), taps of the phase's sub-kernel; grad_input: s_in = stride, s_out = 1, one
 //     phase with every tap. Tensors are packed NDHWC; the weight is tap-major, K-major in cr.
+// The w-fold rows of the Hopper kernel (direct_sm90.cuh, WF) read a phase's w entries as inputs instead:
+//   phases along d and h only, every input m feeding outputs s_out*m - pad + kw for all taps kw
+//   (direct.forward_plan_wfold: first = -pad, count and dmin over inputs, taps = k).
 #pragma once
 #include <cstdint>
 #include <string>

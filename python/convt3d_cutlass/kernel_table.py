@@ -385,8 +385,9 @@ WGMMA_RS_KERNELS = (
 # N = k * BN, each halo position's kw partial sums added into the outputs 2 m - pad + kw by the epilogue. The
 # per-w-phase rows above fold at most kx taps of one phase (1-2 of k3's, 2-3 of k5's: a third to a half of N
 # idle), and the implicit GEMM re-reads the input per tap from L2 (its busiest unit on these forwards,
-# v0.27/v0.32). The tiles store whole rows of outputs: channels_last_3d only. (A 2x8 n64 row, N = 192, lost to
-# the implicit GEMM's n64 and n128 rows on every 64-128-channel layer: 0.50-0.83x, v0.47; dropped.)
+# v0.27/v0.32). A tile stores 2 (16 - R) contiguous outputs along w, R = (k - 1) // 2: whole 32-byte sectors in
+# channels_last_3d; plain NCDHW stores lost to our transpose (v0.47), so channels_last_3d only. (A 2x8 n64 row,
+# N = 192, lost to the implicit GEMM's n64 and n128 rows on every 64-128-channel layer: 0.50-0.83x; dropped.)
 WGMMA_WF_KERNELS = tuple(
     _wgmma("tf32", depth, height, kx, bn, 2, 8, why, wf=2)
     for depth, height, kx, bn, why in (
