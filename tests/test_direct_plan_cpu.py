@@ -124,7 +124,8 @@ def emulate_wfold(inp, wflat, bias, table, s, out_shape, halo_w=16):
     return out
 
 
-WFOLD_CASES = [(k, 2, p, op) for k in (2, 3, 4, 5) for p in range(0, k) for op in range(2)] + [(3, 3, 1, 2), (4, 3, 0, 0)]
+WFOLD_CASES = ([(k, 2, p, op) for k in (2, 3, 4, 5) for p in range(0, k) for op in range(2)]
+               + [(3, 3, 1, 2), (4, 3, 0, 0)])
 
 
 @pytest.mark.parametrize("k,s,p,op", WFOLD_CASES)

@@ -64,8 +64,8 @@ for nm in names:
             cells = "  ".join(f"{ps} {med[(s, ps)]:7.3f}" for ps in passes)
             pick = picks[True] if s == "wf" else picks[False] if s == "old" else ""
             print(f"{nm:12s} {lay:6s} {s:5s} {cells}  {pick}", flush=True)
-        print(f"{nm:12s} {lay:6s} ratio forward {med[('old', 'forward')] / med[('wf', 'forward')]:.3f}x  "
-              f"step {med[('old', 'step')] / med[('wf', 'step')]:.3f}x  (old / wf); step vs cuDNN "
-              f"{med[('cuDNN', 'step')] / med[('wf', 'step')]:.2f}x (wf) {med[('cuDNN', 'step')] / med[('old', 'step')]:.2f}x (old)",
-              flush=True)
+        fwd, step = (med[("old", ps)] / med[("wf", ps)] for ps in passes)
+        vs = [med[("cuDNN", "step")] / med[(s, "step")] for s in ("wf", "old")]
+        print(f"{nm:12s} {lay:6s} ratio forward {fwd:.3f}x  step {step:.3f}x  (old / wf); step vs cuDNN "
+              f"{vs[0]:.2f}x (wf) {vs[1]:.2f}x (old)", flush=True)
         del t, fns, native
