@@ -1,71 +1,50 @@
-"""Same-process A/B of the w-fold rows (selector.WGMMA_WFOLD) on the strided forwards: forward and step, the
-selector with the w fold against the selector without it, and cuDNN (the faster of cudnn.benchmark on and off).
+"""Same-process A/B of the w-fold rows (selector.WGMMA_WFOLD) on the strided forwards: the forward and the
+training step as the benchmark times them, the selector without the w fold ("old") against with it ("wf"),
+with cuDNN's step in every round; rounds alternate the settings, in reverse order every other round (ABBA,
+bench.tools.common.abba, as rsab.py). The selector's caches and the eager node's plans are cleared at every
+switch, so each side plans as a fresh process would. Each setting's forward and grad_input are checked
+against the other's at tf32 class (different kernels round differently).
 
-    python bench/tools/wfab.py [LAYERS] [ROUNDS] [LAYOUTS]
-
-LAYERS: comma list of sweep case names (default: every strided one). The selector's caches and the eager
-node's plans are cleared at every switch, so each side plans as a fresh process would; bench() warms up
-after the switch. Each cell is the median over rounds of bench()'s median. The two sides' forward outputs
-are compared first (tf32 class)."""
-import statistics
+    python bench/tools/wfab.py [LAYERS] [ROUNDS] [LAYOUTS]     # default: every strided layer, 3, NDHWC,NCDHW
+"""
 import sys
 
 import torch
 
-from bench.runner import CaseTensors, _native_fns, _our_fns, cudnn_mode
 from bench.shapes import SWEEP
-from bench.timing import bench
+from bench.tools.common import abba, abba_header, abba_row
 from convt3d_cutlass import eager, launch, selector
 from convt3d_cutlass.problem import Problem
 
 strided = [c.name for c in SWEEP if c.stride > 1]
 names = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else strided
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-layouts = sys.argv[3].split(",") if len(sys.argv) > 3 else ["NDHWC", "NCDHW"]
+layouts = (sys.argv[3] if len(sys.argv) > 3 else "NDHWC,NCDHW").split(",")
 cases = {c.name: c for c in SWEEP}
-torch.backends.cudnn.allow_tf32 = True
 passes = ("forward", "step")
+torch.backends.cudnn.allow_tf32 = True
+torch.backends.cudnn.benchmark = True
 
 
-def use(wf: bool):
-    selector.WGMMA_WFOLD = wf
+def use(setting: str):
+    selector.WGMMA_WFOLD = setting == "wf"
     launch._select_cached.cache_clear()
     launch._plan_cached.cache_clear()
     eager._plans.clear()
 
 
+def pick(c, setting, layout):
+    use(setting)
+    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    return launch._plan(p, "dgrad", "tf32", None, torch.device("cuda"), None, out_ncdhw=layout == "NCDHW").name
+
+
+print(f"tf32, ms, median of {rounds} rounds (ABBA); old = the selector without the w fold, wf = with it")
+print(abba_header("old", "wf", passes) + "  picks")
 for nm in names:
+    c = cases[nm]
     for lay in layouts:
-        t = CaseTensors(cases[nm], lay == "NDHWC")
-        fns = _our_fns(t, "tf32")[1]
-        native = _native_fns(t)
-        picks, outs = {}, {}
-        for wf in (True, False):
-            use(wf)
-            p = Problem.of(t.x, t.w, t.case.stride, t.case.padding, t.case.output_padding)
-            picks[wf] = launch._plan(p, "dgrad", "tf32", None, t.x.device, None).name
-            outs[wf] = fns["forward"]().double()
-        e = ((outs[True] - outs[False]).norm() / outs[False].norm()).item()
-        assert e < 2e-3, f"{nm} {lay}: w fold against without: relative error {e:.2e}"
-        res = {(s, ps): [] for s in ("wf", "old", "cuDNN") for ps in passes}
-        for _ in range(rounds):
-            for wf in (True, False):
-                use(wf)
-                for ps in passes:
-                    res[("wf" if wf else "old", ps)].append(bench(fns[ps], reps=15))
-            for ps in passes:
-                best = float("inf")
-                for bm in (True, False):
-                    with cudnn_mode(True, bm):
-                        best = min(best, bench(native[ps], reps=15))
-                res[("cuDNN", ps)].append(best)
-        med = {k: statistics.median(v) for k, v in res.items()}
-        for s in ("wf", "old", "cuDNN"):
-            cells = "  ".join(f"{ps} {med[(s, ps)]:7.3f}" for ps in passes)
-            pick = picks[True] if s == "wf" else picks[False] if s == "old" else ""
-            print(f"{nm:12s} {lay:6s} {s:5s} {cells}  {pick}", flush=True)
-        fwd, step = (med[("old", ps)] / med[("wf", ps)] for ps in passes)
-        vs = [med[("cuDNN", "step")] / med[(s, "step")] for s in ("wf", "old")]
-        print(f"{nm:12s} {lay:6s} ratio forward {fwd:.3f}x  step {step:.3f}x  (old / wf); step vs cuDNN "
-              f"{vs[0]:.2f}x (wf) {vs[1]:.2f}x (old)", flush=True)
-        del t, fns, native
+        picks = f"{pick(c, 'old', lay)} -> {pick(c, 'wf', lay)}"
+        med, cud = abba(c, lay == "NDHWC", ("old", "wf"), use, "tf32", rounds, tol=2e-3, passes=passes)
+        print(abba_row(nm, lay, med, cud, "old", "wf", passes) + "  " + picks, flush=True)
+use("wf")
