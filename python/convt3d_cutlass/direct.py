@@ -20,11 +20,17 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .problem import Problem, axis_phases, phases
+from .problem import Problem, phases
 
 KC = 8  # reduction channels per shared-memory stage
 MAX_PHASES = 64
 SM90_SMEM_OPTIN = 232448  # shared memory per block on sm_90 (H100, H200), csrc/sm90_atoms.cuh
+
+
+def _axis_taps(a, stride: int) -> Tuple[Tuple[int, ...], int]:
+    """Axis phase a of the forward as the kernels read it: the filter index of each tap j (stepping down by the
+    stride) and dmin, the input offset of tap 0 (input = q + dmin + j)."""
+    return tuple(a.r + stride * (a.taps - 1 - j) for j in range(a.taps)), a.pad - (a.taps - 1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -38,8 +44,7 @@ def forward_plan(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[int, ..
     kidx = []
     offset = 0
     for ph in phases(p):
-        idx = tuple(tuple(a.r + p.stride * (a.taps - 1 - j) for j in range(a.taps)) for a in ph.axes)
-        dmin = tuple(a.pad - (a.taps - 1) for a in ph.axes)
+        idx, dmin = zip(*(_axis_taps(a, p.stride) for a in ph.axes))
         table += list(ph.first) + list(ph.count) + list(dmin) + list(ph.taps) + [offset]
         offset += ph.taps[0] * ph.taps[1] * ph.taps[2] * p.c_out * p.c_in
         kidx.append(idx)
@@ -59,18 +64,18 @@ def forward_plan_wfold(p: Problem) -> Tuple[Tuple[int, ...], Tuple[Tuple[Tuple[i
     r = (k - 1) // s
     m_lo = -(-(pad - s + 1) // s)
     m_hi = (p.out_spatial[2] - 1 + pad) // s
-    per_axis = [axis_phases(n, k, s, pad, p.output_padding) for n in p.spatial[:2]]
     table: List[int] = []
     kidx = []
     offset = 0
-    for ad in per_axis[0]:
-        for ah in per_axis[1]:
-            axes = (ad, ah)
-            idx = tuple(tuple(a.r + s * (a.taps - 1 - j) for j in range(a.taps)) for a in axes) + (tuple(range(k)),)
-            table += [ad.first, ah.first, -pad, ad.count, ah.count, m_hi - m_lo + 1,
-                      ad.pad - (ad.taps - 1), ah.pad - (ah.taps - 1), m_lo - r, ad.taps, ah.taps, k, offset]
-            offset += ad.taps * ah.taps * k * p.c_out * p.c_in
-            kidx.append(idx)
+    for ph in phases(p):
+        if ph.axes[2].r:  # one phase per (d, h) residue pair, in forward_plan's order
+            continue
+        ad, ah = ph.axes[:2]
+        (idd, dd), (idh, dh) = _axis_taps(ad, s), _axis_taps(ah, s)
+        table += [ad.first, ah.first, -pad, ad.count, ah.count, m_hi - m_lo + 1, dd, dh, m_lo - r, ad.taps, ah.taps,
+                  k, offset]
+        offset += ad.taps * ah.taps * k * p.c_out * p.c_in
+        kidx.append((idd, idh, tuple(range(k))))
     return tuple(table), tuple(kidx)
 
 
