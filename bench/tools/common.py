@@ -114,6 +114,15 @@ def host_ms(fn, n=30):
 AB_PASSES = ("forward", "grad_input", "step")
 
 
+def replan():
+    """Forget every cached selection, plan and eager-node plan, so that a policy switch (a selector constant)
+    takes effect at the next call, planned as a fresh process would."""
+    from convt3d_cutlass import eager, launch
+    launch._select_cached.cache_clear()
+    launch._plan_cached.cache_clear()
+    eager._plans.clear()
+
+
 def abba(case, channels_last, settings, apply, prec, rounds, tol=1e-5, passes=AB_PASSES):
     """Same-process A/B of two settings of ours on one sweep case, as the benchmark times the passes.
 

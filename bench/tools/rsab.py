@@ -11,8 +11,8 @@ import sys
 import torch
 
 from bench.shapes import HEADLINE, SWEEP
-from bench.tools.common import abba, abba_header, abba_row
-from convt3d_cutlass import eager, launch, selector
+from bench.tools.common import abba, abba_header, abba_row, replan
+from convt3d_cutlass import launch, selector
 from convt3d_cutlass.problem import Problem
 
 names = (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else "vnet-refine").split(",")
@@ -25,9 +25,7 @@ torch.backends.cudnn.benchmark = True
 
 def use(setting: str):
     selector.WGMMA_RS_TWINS = setting == "rs"
-    launch._select_cached.cache_clear()
-    launch._plan_cached.cache_clear()
-    eager._plans.clear()
+    replan()
 
 
 def pick(c, setting):

@@ -12,8 +12,8 @@ import sys
 import torch
 
 from bench.shapes import SWEEP
-from bench.tools.common import abba, abba_header, abba_row
-from convt3d_cutlass import eager, launch, selector
+from bench.tools.common import abba, abba_header, abba_row, replan
+from convt3d_cutlass import launch, selector
 from convt3d_cutlass.problem import Problem
 
 strided = [c.name for c in SWEEP if c.stride > 1]
@@ -28,9 +28,7 @@ torch.backends.cudnn.benchmark = True
 
 def use(setting: str):
     selector.WGMMA_WFOLD = setting == "wf"
-    launch._select_cached.cache_clear()
-    launch._plan_cached.cache_clear()
-    eager._plans.clear()
+    replan()
 
 
 def pick(c, setting, layout):
