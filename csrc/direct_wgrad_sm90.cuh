@@ -525,7 +525,8 @@ struct WgmmaWgradKernel {
   // direct.wgmma_wgrad_pw.
   static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && (S == 2 || S == 3);
   static_assert(S == 2 || kPW, "three stages: the warp-specialized form");
-  static bool pw(const DirectWgradLaunch& p) { return kPW && (K == 3 || S == 3 || p.stride == 1); }
+  static constexpr bool kAlwaysPW = kPW && (K == 3 || S == 3);  // at every stride: one instantiation
+  static bool pw(const DirectWgradLaunch& p) { return kAlwaysPW || (kPW && p.stride == 1); }
 
   // 0 or a cutlass::Status value; fills geo. slices: PW, any count, each an even share of the (column of x
   // tiles, x plane) pairs; else columns of x tiles x depth segments.
@@ -607,10 +608,10 @@ struct WgmmaWgradKernel {
     constexpr bool kRL = !SPLIT && K <= 3;
     const bool rl = kRL && p.stride > 1;
     const bool use_pw = pw(p);
-    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kPW && (K == 3 || S == 3)>);
+    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kAlwaysPW>);
     auto pick = [&](auto xn, auto rlc) -> Fn {
       constexpr bool XN = decltype(xn)::value, RL = decltype(rlc)::value;
-      if constexpr (kPW && (K == 3 || S == 3))
+      if constexpr (kAlwaysPW)
         return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>;
       else if constexpr (kPW)
         return use_pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>
