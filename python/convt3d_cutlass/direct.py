@@ -123,7 +123,7 @@ def pass_plan(k, p: Problem, op: str) -> Tuple[Tuple[int, ...], int, bool]:
     """(phase table, s_in, sum_phases) with which row k runs pass op ("dgrad": the forward, "fprop":
     grad_input) of problem p."""
     if op == "dgrad":
-        return (forward_plan_wfold(p) if getattr(k, "wf", 0) else forward_plan(p))[0], 1, False
+        return (forward_plan_wfold(p) if k.wf else forward_plan(p))[0], 1, False
     if sums_parities(k, p):
         return grad_input_parity_plan(p), p.stride, True
     return grad_input_plan(p), p.stride, False
