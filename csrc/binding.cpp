@@ -460,9 +460,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
   L.s_in = static_cast<int>(s_in);
   L.s_out = static_cast<int>(s_out);
   L.num_phases = static_cast<int>(phases.size() / 13);
-  // The w-fold rows' phases count inputs along w, not outputs (direct.forward_plan_wfold); their kernel
-  // stores only the outputs inside [0, Wo).
-  const bool wfold = kernel.rfind("wgmma_wf", 0) == 0;
+  const bool wfold = e->w_counts_inputs;
   for (int i = 0; i < L.num_phases; ++i) {
     const int64_t* v = phases.data() + 13 * i;
     auto& ph = L.phase[i];

@@ -65,6 +65,9 @@ struct DirectEntryOf {
   const char* name;
   int (*can_implement)(const Launch&);
   int (*run)(const Launch&);
+  // The phases' w entries count inputs, not outputs (the w-fold rows: direct.forward_plan_wfold); the
+  // kernel stores only the outputs inside [0, Wo), so the binding's range check skips that axis.
+  bool w_counts_inputs = false;
 };
 using DirectEntry = DirectEntryOf<DirectLaunch>;
 

@@ -1152,7 +1152,7 @@ struct WgmmaKernel {
     }
   }
 
-  static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }
+  static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run, WF > 0}; }
 };
 
 }  // namespace direct90
