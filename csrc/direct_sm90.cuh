@@ -76,11 +76,12 @@ struct Geometry {
   int resident;        // warp-specialized form: the whole filter of a (phase, C_out block) stays in shared memory
   int filter_bytes;    // its size: chunks x (kd, kh) blocks
   int lo_tap;          // 3xtf32: the filter's low parts start this many taps after its high parts
-  int raw_bytes;       // NCDHW input (ws form): one box of 4 channels as TMA lands it, [c][HD][HH][RAW_W]
+  int raw_bytes;       // NCDHW input (ws form): one box of 4 channels as TMA lands it, [c][raw_hd][raw_hh][RAW_W]
   int raw_stride;      // its buffer, 1 KiB aligned
   int raw_offset;      // the raw ring's offset: after the stages and the filter, 1 KiB aligned
   int wgroup;          // ws form: w-neighbour tiles a CTA takes in turn (see walk_next; 1: one at a time)
   int tw;              // ws form with a w fold (WF): halo positions per tile along w whose outputs it stores
+  int raw_hd, raw_hh;  // its planes and rows: HD and HH, padded in the RS form (see raw_box_dims)
 };
 
 // The ws form's walk over work units: CTA b takes units b, b + grid, ... (G = 1), or groups of G w-neighbour
@@ -320,6 +321,10 @@ struct WsRegs {
 // into the stage's K-major rows as they round them: the same halo bytes the NDHWC form's TMA writes,
 // read by the same MMAs, without a transposed copy of the input in global memory (0.94 ms and 1.36 GB
 // on the headline). Needs the resident filter (the raw ring takes a stage's place).
+// IN with RS: no transposing pass at all. The A fragments come from registers, so the consumers load them
+// straight from the [channel][positions] boxes as TMA lands them (rounding in registers); the stages are
+// those boxes, two per chunk, and the producer's warps 1-3 idle. The boxes' channel pitch is padded to 8
+// words mod 32, so the four channels a warp's lanes read at once sit in different banks (raw_box_dims).
 // SUMS: the rounders also sum the input per channel (p.in_sums), a separate instantiation: the rounders
 // are close to the forward's critical path (a runtime branch in their loop cost it 6%), so the kernels
 // that do not sum keep exactly the code they had.
@@ -345,7 +350,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
   // RS without a transposing (IN) or summing (SUMS) rounder pass: the MMA warps take the halo as TMA lands it.
-  constexpr bool RAW_TO_MMA = RS && !IN && !SUMS;
+  constexpr bool RAW_TO_MMA = RS && !SUMS;
+  // IN without RS: the raw boxes land in a ring of their own, and the rounders transpose them into stages.
+  constexpr bool RING = IN && !RS;
   // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
   // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
@@ -360,14 +367,14 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   uint8_t* smem = smem_1k(smem_raw);
   const int ns = geo.stages;
   uint8_t* filter = smem + ns * geo.stage_bytes;  // resident filter: [chunk][(kd, kh)] blocks
-  uint8_t* raw = smem + geo.raw_offset;           // IN: RAW_BUFFERS boxes, raw_stride apart
-  uint64_t* full = reinterpret_cast<uint64_t*>(IN ? raw + RAW_BUFFERS * geo.raw_stride : filter + geo.filter_bytes);
+  uint8_t* raw = smem + geo.raw_offset;           // RING: RAW_BUFFERS boxes, raw_stride apart
+  uint64_t* full = reinterpret_cast<uint64_t*>(RING ? raw + RAW_BUFFERS * geo.raw_stride : filter + geo.filter_bytes);
   uint64_t* ready = full + ns;
   uint64_t* empty = ready + ns;
   uint64_t* ffull = empty + ns;   // the resident filter has arrived
   uint64_t* fempty = ffull + 1;   // every consumer is done with the previous one
-  uint64_t* rfull = fempty + 1;   // IN: a raw box has landed
-  uint64_t* rempty = rfull + RAW_BUFFERS;  // IN: the rounders are done with it
+  uint64_t* rfull = fempty + 1;   // RING: a raw box has landed
+  uint64_t* rempty = rfull + RAW_BUFFERS;  // RING: the rounders are done with it
 
   const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7;
   if (tid == 0) {
@@ -378,7 +385,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     }
     TxBarrier::init(ffull, 1);
     Barrier::init(fempty, 128 * WG);
-    if constexpr (IN)
+    if constexpr (RING)
       for (int r = 0; r < RAW_BUFFERS; ++r) {
         TxBarrier::init(&rfull[r], 1);
         Barrier::init(&rempty[r], ROUNDERS);
@@ -441,7 +448,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         const uint32_t tx_bytes = geo.halo_bytes + (geo.resident ? 0 : ntzy * GB);
         const int iz0 = t.o.q0d + ph.dmin[0], iy0 = t.o.q0h + ph.dmin[1], ix0 = t.o.q0w + ph.dmin[2];
         for (int c = 0; c < t.nchunks; ++c, ++it) {
-          if constexpr (IN) {
+          if constexpr (RING) {
             // Only the raw ring: the rounders wait for the stage they write (the filter is resident).
             for (int h = 0; h < 2; ++h) {
               const int j = 2 * it + h, r = j % RAW_BUFFERS;
@@ -455,6 +462,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           const int s = it % ns;
           Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
           uint8_t* st = smem + s * geo.stage_bytes;
+          if constexpr (IN) {  // RS: the chunk's two raw boxes are the stage
+            TxBarrier::arrive_and_expect_tx(&full[s], 2 * geo.raw_bytes);
+            for (int h = 0; h < 2; ++h)
+              cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st + h * geo.raw_stride, ix0 & ~3, iy0, iz0,
+                                           c * KC + 4 * h, t.o.n);
+            continue;
+          }
           TxBarrier::arrive_and_expect_tx(&full[s], tx_bytes);
           cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * KC, ix0, iy0, iz0, t.o.n);
           if (!geo.resident)
@@ -492,7 +506,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         if (!unit_at(u, t)) continue;
         for (int c = 0; c < t.nchunks; ++c, ++it) {
           const int s = it % ns;
-          if constexpr (IN) {
+          if constexpr (RING) {
             Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
             uint8_t* st = smem + s * geo.stage_bytes;
             const int npos = geo.halo_bytes / ROW_BYTES, plane = npos / HALO_W * RAW_W;
@@ -690,6 +704,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // halves where bit 2 of the position is set, which also spreads the 8 rows over all 32 banks.
       const uint32_t a_pos = (16 * wl + g) * ROW_BYTES + 4 * tq;
       const uint32_t c_lo = 16 * ((g >> 2) & 1), c_hi = 16 - c_lo;
+      // IN: element (channel tq of box h, plane, row, w) of the raw boxes; rows g and g + 8 are 8 words apart.
+      const int pitch = geo.raw_hd * geo.raw_hh * RAW_W;
+      const uint32_t raw_pos =
+          4 * (tq * pitch + (4 * cw + wl) * RAW_W + g + ((t.o.q0w + p.phase[t.o.phase].dmin[2]) & 3));
       uint32_t a[NBUF][4];
       for (int c = 0; c < t.nchunks; ++c, ++it) {
         const int s = it % ns;
@@ -699,15 +717,26 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           Barrier::wait(&ready[s], (it / ns) & 1);
         const uint32_t st = smem_addr + s * geo.stage_bytes;
         const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + geo.halo_bytes;
-        const uint32_t hb = st + 4 * cw * HALO_W * ROW_BYTES + a_pos;
+        const uint32_t hb = IN ? st + raw_pos : st + 4 * cw * HALO_W * ROW_BYTES + a_pos;
 #pragma unroll 1
         for (int kh = 0; kh < KX; ++kh)
 #pragma unroll
           for (int dp = 0; dp < DP; ++dp) {
             uint32_t(&ab)[4] = a[dp % NBUF];
-            const uint32_t at = hb + (dp * geo.HH + kh) * HALO_W * ROW_BYTES;
-            const uint32_t x[4] = {lds(at + c_lo), lds(at + 8 * ROW_BYTES + c_lo), lds(at + c_hi),
-                                   lds(at + 8 * ROW_BYTES + c_hi)};
+            uint32_t x[4];
+            if constexpr (IN) {
+              const uint32_t at = hb + 4 * (dp * geo.raw_hh + kh) * RAW_W;
+              x[0] = lds(at);
+              x[1] = lds(at + 32);
+              x[2] = lds(at + geo.raw_stride);
+              x[3] = lds(at + geo.raw_stride + 32);
+            } else {
+              const uint32_t at = hb + (dp * geo.HH + kh) * HALO_W * ROW_BYTES;
+              x[0] = lds(at + c_lo);
+              x[1] = lds(at + 8 * ROW_BYTES + c_lo);
+              x[2] = lds(at + c_hi);
+              x[3] = lds(at + 8 * ROW_BYTES + c_hi);
+            }
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               ab[e] = direct::to_tf32(__uint_as_float(x[e]));
@@ -975,6 +1004,24 @@ struct WgmmaKernel {
   static constexpr int P = SPLIT ? 2 : 1;
   using C = Config<TD, TH, KX, BN, WG, S>;
 
+  // The NCDHW input's box planes and rows for a halo of hd x hh: as is for the ring, whose rounders read
+  // positions along w; for the RS form's fragment loads, whose lanes read four channels at once, padded
+  // until the channel pitch (hd * hh * RAW_W words) is 8 or 24 mod 32, i.e. hd * hh = 2 mod 4 (RAW_W = 20).
+  static void raw_box_dims(int hd, int hh, bool pad, int& raw_hd, int& raw_hh) {
+    static_assert(RAW_W % 32 == 20, "the pitch rule below");
+    raw_hd = hd;
+    raw_hh = hh;
+    if (!pad) return;
+    int best = 0;
+    for (int d = hd; d < hd + 2; ++d)
+      for (int h = hh; h < hh + 4; ++h)
+        if ((d * h) % 4 == 2 && (best == 0 || d * h < best)) {
+          best = d * h;
+          raw_hd = d;
+          raw_hh = h;
+        }
+  }
+
   // 0 or a cutlass::Status value; fills geo's box and stage sizes.
   static int geometry(const DirectLaunch& p, Geometry& geo) {
     int tz = 0, ty = 0, tx = 0, cd = 0, ch = 0, cw = 0;
@@ -1000,6 +1047,8 @@ struct WgmmaKernel {
     geo.stage_bytes = (P * (geo.halo_bytes + tz * ty * C::GROUP_BYTES) + 1023) / 1024 * 1024;
     geo.lo_tap = 0;
     geo.raw_bytes = geo.raw_stride = geo.raw_offset = 0;
+    geo.raw_hd = geo.HD;
+    geo.raw_hh = geo.HH;
     geo.wgroup = 1;
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
@@ -1014,14 +1063,16 @@ struct WgmmaKernel {
       const size_t fbytes = (size_t)chunks * tz * ty * P * C::GROUP_BYTES;
       const size_t two = geo.stages < 2 ? geo.stages : 2;
       // NCDHW input: its raw ring (1 KiB aligned, like every TMA destination here) and two barriers per
-      // buffer besides.
-      const int raw_box = geo.HD * geo.HH * RAW_W * 4 * 4;
+      // buffer besides; in the RS form the stages are a chunk's two raw boxes, and there is no ring.
+      raw_box_dims(geo.HD, geo.HH, RS, geo.raw_hd, geo.raw_hh);
+      const int raw_box = geo.raw_hd * geo.raw_hh * RAW_W * 4 * 4;
       const int raw_stride = (raw_box + 1023) / 1024 * 1024;
-      const size_t raw = p.in_ncdhw ? (size_t)RAW_BUFFERS * (raw_stride + 16) + 1024 : 0;
-      if (fbytes > 0 && 1024 + fbytes + raw + two * (halo_stage + 24) + 16 <= kSm90SmemOptin) {
+      const size_t raw = p.in_ncdhw && !RS ? (size_t)RAW_BUFFERS * (raw_stride + 16) + 1024 : 0;
+      const size_t stage = p.in_ncdhw && RS ? 2 * (size_t)raw_stride : halo_stage;
+      if (fbytes > 0 && 1024 + fbytes + raw + two * (stage + 24) + 16 <= kSm90SmemOptin) {
         geo.resident = 1;
         geo.filter_bytes = (int)fbytes;
-        geo.stage_bytes = (int)halo_stage;
+        geo.stage_bytes = (int)stage;
       }
       if (p.in_ncdhw) {
         if (!geo.resident) return 5;
@@ -1032,9 +1083,9 @@ struct WgmmaKernel {
       // stages and little MMA work per chunk, so their pipeline is bound by load latency, not space.
       const int fit = (int)((kSm90SmemOptin - 1024 - 16 - geo.filter_bytes - raw) / (geo.stage_bytes + 24));
       geo.stages = geo.stages < fit ? geo.stages : (fit > 0 ? fit : 1);
-      if (p.in_ncdhw) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
+      if (p.in_ncdhw && !RS) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
     }
-    if (geo.HD > 256 || geo.HH > 256) return 5;  // TMA box limit
+    if (geo.raw_hd > 256 || geo.raw_hh > 256) return 5;  // TMA box limit (raw_hd >= HD, raw_hh >= HH)
     return 0;
   }
 
@@ -1042,7 +1093,7 @@ struct WgmmaKernel {
   // and two for the resident filter.
   static size_t smem_bytes(const Geometry& geo) {
     const size_t stages = (size_t)geo.stages * geo.stage_bytes;
-    if (WS && geo.raw_bytes > 0)
+    if (WS && geo.raw_bytes > 0 && !RS)
       return 1024 + geo.raw_offset + (size_t)RAW_BUFFERS * geo.raw_stride +
              (3 * geo.stages + 2 + 2 * RAW_BUFFERS) * sizeof(uint64_t);
     if (WS) return 1024 + stages + geo.filter_bytes + (3 * geo.stages + 2) * sizeof(uint64_t);
@@ -1101,7 +1152,7 @@ struct WgmmaKernel {
       taps += (long long)p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     CUtensorMap tin, tw;
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
-    const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 4, 1};
+    const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.raw_hh, (cuuint32_t)geo.raw_hd, 4, 1};
     const bool in_ok = p.in_ncdhw ? encode_ncdhw(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box_ncdhw,
                                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
                                   : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_32B,

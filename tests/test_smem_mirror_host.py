@@ -79,13 +79,16 @@ def _source(plans):
             lines.append("  }")
             continue
         for k in WGMMA_KERNELS:
+            # WS, SPLIT, RS, WF as the generated TU instantiates them (csrc/generate_kernels.py)
+            b = lambda v: "true" if v else "false"
+            targs = f", {b(k.ws)}, {b(k.split)}, {b(k.rs)}, {k.wf}" if k.ws else ""
             lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
-                         f"{k.warpgroups}, {k.stages}{', true' if k.ws else ''}{', true' if k.split else ''}>; direct90::Geometry g; int c = K::geometry(p, g); "
+                         f"{k.warpgroups}, {k.stages}{targs}>; direct90::Geometry g; int c = K::geometry(p, g); "
                          f"if (c) printf(\"{label} {k.name} none\\n\"); "
                          f"else printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(g)); }}")
             if k.ws:  # the NCDHW-input mode: raw ring, resident filter only
                 lines.append(f"    {{ using K = direct90::WgmmaKernel<{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, "
-                             f"{k.warpgroups}, {k.stages}, true{', true' if k.split else ''}>; direct90::Geometry g; "
+                             f"{k.warpgroups}, {k.stages}{targs}>; direct90::Geometry g; "
                              f"DirectLaunch q = p; q.in_ncdhw = true; int c = K::geometry(q, g); "
                              f"if (c) printf(\"{label} {k.name}-in none\\n\"); "
                              f"else printf(\"{label} {k.name}-in %zu,%d\\n\", K::smem_bytes(g), g.stages); }}")
@@ -170,11 +173,11 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             if k.ws:
                 taps = direct._wgmma_taps(table, k.kx)
                 want = None if taps is None else direct._wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages,
-                                                                     *taps, cr, True, k.split, True)
+                                                                     *taps, cr, True, k.split, True, k.rs)
                 want = None if want is None else (want.bytes, want.stages)  # the C++ prints (bytes, stages)
                 assert cpp[(label, k.name + "-in")] == want, (label, k.name)
                 assert (want is not None) == (direct.wgmma_smem_bytes(k.block, k.kx, k.bn, k.warpgroups, k.stages,
-                                                                      table, cr, True, k.split, True) is not None)
+                                                                      table, cr, True, k.split, True, k.rs) is not None)
                 in_checked += 1
     dense = [pl for pl in plans if not pl[4]]
     assert checked == (len(dense) * (len(DIRECT_KERNELS) + len(WGMMA_KERNELS)) +

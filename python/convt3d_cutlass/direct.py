@@ -228,7 +228,7 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
                      table: Tuple[int, ...], c_r: int = 1 << 30, ws: bool = False,
-                     split: bool = False, in_ncdhw: bool = False) -> Optional[int]:
+                     split: bool = False, in_ncdhw: bool = False, rs: bool = False) -> Optional[int]:
     """Dynamic shared memory of the Hopper kernel (``csrc/direct_sm90.cuh``) as it sizes it, or None
     when a phase has more than kx taps along w (the kw fold holds kx of them). Stages of (halo box of
     16-position rows, one [kx * bn] x 8 filter block per (kd, kh)), 1 KiB aligned; the epilogue reuses
@@ -236,11 +236,12 @@ def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: 
     whose epilogue stays in registers and which keeps the whole filter resident where it fits; its
     3xtf32 form (``split``) holds hi and lo parts of both. Only min(stages, chunks of 8 of the c_r
     reduction channels) stages are allocated. ``in_ncdhw`` (ws only): the input read in NCDHW storage,
-    which adds a ring of raw boxes and needs the resident filter (None where it is not)."""
+    which adds a ring of raw boxes and needs the resident filter (None where it is not); with ``rs`` (the
+    RS form) the raw boxes are the stages and there is no ring."""
     taps = _wgmma_taps(table, kx)
     if taps is None:
         return None
-    r = _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split, in_ncdhw)
+    r = _wgmma_smem(block, kx, bn, warpgroups, stages, *taps, c_r, ws, split, in_ncdhw, rs)
     return None if r is None else r.bytes
 
 
@@ -273,7 +274,25 @@ class WgmmaSmem(NamedTuple):
     stages: int     # halo stages allocated
 
 
-def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False):
+RAW_W = 20  # the NCDHW input's box width along w (RAW_W in csrc/direct_sm90.cuh)
+
+
+def raw_box_dims(hd: int, hh: int, rs: bool) -> Tuple[int, int]:
+    """Planes and rows of the NCDHW input's TMA box for a halo of hd x hh (WgmmaKernel::raw_box_dims): as
+    is for the ring the rounders read; for the RS form, whose lanes read four channels of the box at
+    once, the least padding that makes the channel pitch (planes x rows x RAW_W words) 8 or 24 mod 32,
+    so that those channels sit in different shared-memory banks."""
+    if not rs:
+        return hd, hh
+    best = None
+    for d in (hd, hd + 1):
+        for h in range(hh, hh + 4):
+            if d * h % 4 == 2 and (best is None or d * h < best[0] * best[1]):
+                best = (d, h)
+    return best
+
+
+def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False, rs=False):
     """The WgmmaSmem behind ``wgmma_smem_bytes`` for the largest phase's taps tz x ty; None with
     in_ncdhw where the filter would not be resident."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
@@ -288,17 +307,20 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False,
         filt = chunks * tz * ty * group
         halo_stage = -(-halo // 1024) * 1024
         # NCDHW input: RAW_BUFFERS (2) boxes of 4 channels x RAW_W (20) positions along w as TMA lands
-        # them, 1 KiB aligned, after the stages and the filter; two barriers each.
-        raw_stride = -(-hd * hh * 20 * 4 * 4 // 1024) * 1024
-        raw = 2 * (raw_stride + 16) + 1024 if in_ncdhw else 0
-        if filt > 0 and 1024 + filt + raw + min(stages, 2) * (halo_stage + 24) + 16 <= SM90_SMEM_OPTIN:
-            stage = halo_stage
+        # them, 1 KiB aligned, after the stages and the filter; two barriers each. The RS form has no
+        # ring: its stages are a chunk's two boxes.
+        rd, rh = raw_box_dims(hd, hh, rs)
+        raw_stride = -(-rd * rh * RAW_W * 4 * 4 // 1024) * 1024
+        raw = 2 * (raw_stride + 16) + 1024 if in_ncdhw and not rs else 0
+        fstage = 2 * raw_stride if in_ncdhw and rs else halo_stage
+        if filt > 0 and 1024 + filt + raw + min(stages, 2) * (fstage + 24) + 16 <= SM90_SMEM_OPTIN:
+            stage = fstage
         elif in_ncdhw:
             return None
         else:
             filt = 0
         stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt - raw) // (stage + 24)))
-        if in_ncdhw:
+        if in_ncdhw and not rs:
             return WgmmaSmem(1024 + -(-(stages * stage + filt) // 1024) * 1024 + 2 * raw_stride + (3 * stages + 6) * 8,
                              True, stages)
         return WgmmaSmem(1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0, stages)
@@ -725,7 +747,7 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
     taps = _wgmma_taps(table, k.kx)
     if taps is None:
         return False
-    r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True)
+    r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True, k.rs)
     return r is not None and r.stages >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
 
 

@@ -82,6 +82,7 @@ class KernelConfig:
     swap: bool = False   # igemm kw-fold grad_weight: GEMM M = (kw, C_out), N = C_in (x transposed, not grad_y)
     streamk: bool = False  # ffma grad_weight: stream-K (one CTA per slot of the SMs, tiles' pieces added in order)
     wf: int = 0          # ws rows: the w fold, forward at this stride only (phases along d and h, every kw tap in N)
+    rs_ncdhw: bool = False  # RS rows: the twin only where its input is read in NCDHW storage (selector._rs_twin)
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -322,12 +323,12 @@ DIRECT_WGRAD_KERNELS = tuple(
 
 
 
-def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, rs=False, wf=0):
+def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, rs=False, wf=0, rs_ncdhw=False):
     # A 16-position halo row holds TW + kx - 1 inputs; with the w fold at stride wf, TW inputs whose outputs
     # are complete, (kx - 1) // wf of them overlapping the previous tile.
     block = (depth, height, 16 - (kx - 1) // wf if wf else 16 - kx + 1)
     return KernelConfig("direct", precision, (depth * height * 16, bn, 8), (64, kx * bn, 8), stages, why,
-                        "wgmma", block, kx, warpgroups, ws=ws or rs or bool(wf), rs=rs, wf=wf)
+                        "wgmma", block, kx, warpgroups, ws=ws or rs or bool(wf), rs=rs, wf=wf, rs_ncdhw=rs_ncdhw)
 
 
 # Hopper tap reuse (csrc/direct_sm90.cuh): TMA-staged halo and filter, SS-wgmma with kw folded into
@@ -379,6 +380,11 @@ WGMMA_WS_KERNELS = tuple(
 WGMMA_RS_KERNELS = (
     _wgmma("tf32", 4, 8, 5, 16, 2, 8, "RS twin of the k5 ws row: V-Net refine forward 0.168 vs 0.214 ms",
            rs=True),
+    # On an NCDHW input the RS form has no transposing pass: its consumers load the A fragments straight
+    # from the [channel][positions] boxes TMA lands (csrc/direct_sm90.cuh, IN with RS), where the ws form
+    # lands them in a ring of their own and its rounders write K-major stages from it.
+    _wgmma("tf32", 4, 8, 3, 16, 2, 8, "RS twin of the k3 n16 ws row, NCDHW input only", rs=True, rs_ncdhw=True),
+    _wgmma("tf32", 4, 8, 3, 24, 2, 8, "RS twin of the k3 n24 ws row, NCDHW input only", rs=True, rs_ncdhw=True),
 )
 
 # The w fold (wgmma_ws_kernel's WF form): the stride-2 forward as phases along d and h only, every kw tap in

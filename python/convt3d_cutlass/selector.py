@@ -355,12 +355,14 @@ def _wfold_choice(problem: Problem, precision: str, compiled, smem_limit: int, c
 WGMMA_RS_TWINS = True
 
 
-def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability: Tuple[int, int]):
-    """k's RS twin where WGMMA_RS_TWINS, it is compiled and it can run the pass; else k."""
+def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability: Tuple[int, int],
+             in_ncdhw: bool = False):
+    """k's RS twin where WGMMA_RS_TWINS, it is compiled and it can run the pass; else k. The twins marked
+    ``rs_ncdhw`` only where the input is read in NCDHW storage (``in_ncdhw``: the forward of an NCDHW x)."""
     if not (WGMMA_RS_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs):
         return k
     twin = BY_NAME.get(k.name.replace("wgmma_ws_", "wgmma_rs_", 1))
-    if twin is None or (compiled is not None and twin.name not in compiled):
+    if twin is None or (compiled is not None and twin.name not in compiled) or (twin.rs_ncdhw and not in_ncdhw):
         return k
     return twin if direct_fits(problem, op, twin, smem_limit, capability) else k
 
@@ -750,8 +752,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
+            # The forward's output layout is its input's (functional: y in x's memory format).
             k = _rs_twin(problem, op, _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability),
-                         comp, smem_limit, capability)
+                         comp, smem_limit, capability, in_ncdhw=op == "dgrad" and out_ncdhw)
             if op == "dgrad" and WGMMA_WFOLD and k is not None and prec == "tf32":
                 wf = _wfold_choice(problem, prec, comp, smem_limit, capability)
                 if wf is not None and _wfold_wins(problem, k, out_ncdhw, num_sms):
