@@ -432,6 +432,14 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     # The warp-specialized rows come first; the others remain for layers whose stages do not fit them.
     assert selector.select_config(HEADLINE, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"
     assert selector.select_config(HEADLINE, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
+    # The k3 RS twins (rs_ncdhw) take the forward only where x is NCDHW (the output wanted NCDHW with it).
+    assert selector.select_config(HEADLINE, "dgrad", "tf32", out_ncdhw=True).name == \
+        "wgmma_rs_tf32_4x8x14_kx3_n24_wg2_s8"
+    assert selector.select_config(HEADLINE, "fprop", "tf32", out_ncdhw=True).name == \
+        "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
+    head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
+    assert selector.select_config(head, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n16_wg2_s8"
+    assert selector.select_config(head, "dgrad", "tf32", out_ncdhw=True).name == "wgmma_rs_tf32_4x8x14_kx3_n16_wg2_s8"
     # k5 at unit stride: the RS twin of the k5 row (selector.WGMMA_RS_TWINS); strided k5 phases (1-3 taps
     # per axis) and k3 on the k5 row keep the ws row.
     refine = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
