@@ -437,6 +437,12 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
         "wgmma_rs_tf32_4x8x14_kx3_n24_wg2_s8"
     assert selector.select_config(HEADLINE, "fprop", "tf32", out_ncdhw=True).name == \
         "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
+    wide = Problem(2, 128, 24, (16, 16, 16), 3, 1, 1)  # the filter is not resident: no NCDHW read, no twin
+    assert not direct._reads_ncdhw_fits(BY_NAME["wgmma_rs_tf32_4x8x14_kx3_n24_wg2_s8"],
+                                        tuple(direct.forward_plan(wide)[0]), 128)
+    assert selector.select_config(wide, "dgrad", "tf32", out_ncdhw=True).name == "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"
+    assert selector.select_config(Problem(2, 48, 24, (16, 16, 18), 3), "dgrad", "tf32", out_ncdhw=True).name == \
+        "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"  # W = 18: TMA's 16-byte row strides rule out the NCDHW read
     head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
     assert selector.select_config(head, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n16_wg2_s8"
     assert selector.select_config(head, "dgrad", "tf32", out_ncdhw=True).name == "wgmma_rs_tf32_4x8x14_kx3_n16_wg2_s8"

@@ -358,12 +358,19 @@ WGMMA_RS_TWINS = True
 def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability: Tuple[int, int],
              in_ncdhw: bool = False):
     """k's RS twin where WGMMA_RS_TWINS, it is compiled and it can run the pass; else k. The twins marked
-    ``rs_ncdhw`` only where the input is read in NCDHW storage (``in_ncdhw``: the forward of an NCDHW x)."""
+    ``rs_ncdhw`` only where they read the input in place in NCDHW storage (``in_ncdhw``: the forward of an
+    NCDHW x; W a multiple of 4 and the filter resident beside the raw stages, as direct.reads_ncdhw asks):
+    on a channels_last_3d input, the input's copy included, the k3 twins lost (0.94x, v0.28)."""
     if not (WGMMA_RS_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs):
         return k
     twin = BY_NAME.get(k.name.replace("wgmma_ws_", "wgmma_rs_", 1))
     if twin is None or (compiled is not None and twin.name not in compiled) or (twin.rs_ncdhw and not in_ncdhw):
         return k
+    if twin.rs_ncdhw:
+        plan = direct_plan(problem, op)
+        c_r = problem.c_in if op == "dgrad" else problem.c_out
+        if plan is None or problem.spatial[2] % 4 or not direct._reads_ncdhw_fits(twin, tuple(plan[0]), c_r):
+            return k
     return twin if direct_fits(problem, op, twin, smem_limit, capability) else k
 
 
