@@ -373,10 +373,13 @@ WGMMA_WS_KERNELS = tuple(
 # up to kx output planes, and the halo needs no rounding pass. Unit stride only (every phase with kx taps
 # per axis), tf32; selector._rs_twin puts it in its ws twin's place. Same process against the twins (H100,
 # bench/tools/rsab.py, 5 rounds, v0.28): V-Net refine (k5) forward 0.214 -> 0.168 ms channels_last_3d,
-# 0.238 -> 0.193 NCDHW, step 1.04x / 1.23x. The k3 twins were built and measured too and dropped: headline
-# forward 2.269 -> 2.283 ms (grad_input 2.075 -> 2.003, step 6.594 -> 6.640), SR head forward 0.430 ->
-# 0.457 (0.94x): sharing a fragment among three taps instead of five did not pay for the serialised
+# 0.238 -> 0.193 NCDHW, step 1.04x / 1.23x. The k3 twins were built and measured too and dropped in v0.28:
+# headline forward 2.269 -> 2.283 ms (grad_input 2.075 -> 2.003, step 6.594 -> 6.640), SR head forward
+# 0.430 -> 0.457 (0.94x): sharing a fragment among three taps instead of five did not pay for the serialised
 # groups. (192 accumulators, N = 96 on 4 planes or 192 on 2, would not fit beside the fragments: C7512.)
+# Since v0.48 they are back for NCDHW x only (rs_ncdhw, below): there the RS form reads TMA's raw boxes and
+# the ws form's transposing pass goes (cfgab.py, NCDHW: headline forward 2.317 against 2.785 ms, SR head
+# 0.469 against 0.548).
 WGMMA_RS_KERNELS = (
     _wgmma("tf32", 4, 8, 5, 16, 2, 8, "RS twin of the k5 ws row: V-Net refine forward 0.168 vs 0.214 ms",
            rs=True),
