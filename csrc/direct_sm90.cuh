@@ -324,7 +324,7 @@ struct WsRegs {
 // IN with RS: no transposing pass at all. The A fragments come from registers, so the consumers load them
 // straight from the [channel][positions] boxes as TMA lands them (rounding in registers); the stages are
 // those boxes, two per chunk, and the producer's warps 1-3 idle. The boxes' channel pitch is padded to 8
-// words mod 32, so the four channels a warp's lanes read at once sit in different banks (raw_box_dims).
+// or 24 words mod 32, so the four channels a warp's lanes read at once sit in different banks (raw_box_dims).
 // SUMS: the rounders also sum the input per channel (p.in_sums), a separate instantiation: the rounders
 // are close to the forward's critical path (a runtime branch in their loop cost it 6%), so the kernels
 // that do not sum keep exactly the code they had.
@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
-  // RS without a transposing (IN) or summing (SUMS) rounder pass: the MMA warps take the halo as TMA lands it.
+  // RS without a summing (SUMS) rounder pass: the MMA warps take the halo (IN: the raw boxes) as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !SUMS;
   // IN without RS: the raw boxes land in a ring of their own, and the rounders transpose them into stages.
   constexpr bool RING = IN && !RS;
