@@ -366,10 +366,10 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
     twin = BY_NAME.get(k.name.replace("wgmma_ws_", "wgmma_rs_", 1))
     if twin is None or (compiled is not None and twin.name not in compiled) or (twin.rs_ncdhw and not in_ncdhw):
         return k
-    if twin.rs_ncdhw:
+    if twin.rs_ncdhw:  # in_ncdhw: the forward, whose reduction runs over C_in
         plan = direct_plan(problem, op)
-        c_r = problem.c_in if op == "dgrad" else problem.c_out
-        if plan is None or problem.spatial[2] % 4 or not direct._reads_ncdhw_fits(twin, tuple(plan[0]), c_r):
+        if plan is None or problem.spatial[2] % 4 or not direct._reads_ncdhw_fits(twin, tuple(plan[0]),
+                                                                                  problem.c_in):
             return k
     return twin if direct_fits(problem, op, twin, smem_limit, capability) else k
 
