@@ -280,14 +280,14 @@ RAW_W = 20  # the NCDHW input's box width along w (RAW_W in csrc/direct_sm90.cuh
 def raw_box_dims(hd: int, hh: int, rs: bool) -> Tuple[int, int]:
     """Planes and rows of the NCDHW input's TMA box for a halo of hd x hh (WgmmaKernel::raw_box_dims): as
     is for the ring the rounders read; for the RS form, whose lanes read four channels of the box at
-    once, the least padding that makes the channel pitch (planes x rows x RAW_W words) 8 or 24 mod 32,
-    so that those channels sit in different shared-memory banks."""
+    once, the least padding that keeps the channel pitch (planes x rows x RAW_W words) off 0 mod 32, where
+    those four channels would share a bank (two-way conflicts cost less than padding them away, v0.49)."""
     if not rs:
         return hd, hh
     best = None
     for d in (hd, hd + 1):
         for h in range(hh, hh + 4):
-            if d * h % 4 == 2 and (best is None or d * h < best[0] * best[1]):
+            if d * h % 8 != 0 and (best is None or d * h < best[0] * best[1]):
                 best = (d, h)
     return best
 
