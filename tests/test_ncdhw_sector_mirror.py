@@ -2,7 +2,7 @@
 walk_next, unit_at and the ON epilogue's lane logic), so that the index arithmetic is checked without a GPU:
 every position of a row stored once, by the lane that should, with the value of that position, in whole
 32-byte sectors where rows start on one; and the walk visits every tile once, w-neighbours of a group in
-turn, in the old order where G = 1."""
+turn, in the old order where G = 1, and every CTA gets about the same number of tiles."""
 import itertools
 
 import pytest
@@ -12,7 +12,14 @@ def _walk(units, G, grid, b):
     u = b * G
     while u < units:
         yield u
-        u = u + (grid - 1) * G + 1 if u % G == G - 1 else u + 1
+        if u % G != G - 1:
+            u += 1
+        elif G == 1:
+            u += grid
+        else:  # groups: rotated by one CTA per wave (walk_next<ROT>)
+            gi = u // G
+            r = gi % grid
+            u = (gi - r + grid + (r + 1) % grid) * G
 
 
 def _unit_at(u, G, tiles_w, rows):
@@ -77,3 +84,17 @@ def test_walk_visits_every_tile_once_and_keeps_the_old_order_without_groups():
                 tiles = rows * tiles_w
                 assert seq == [(u % tiles, u // tiles) for u in range(b, tiles * rest, grid)]
         assert sorted(seen) == sorted((t, r) for r in range(rest) for t in range(rows * tiles_w))
+
+
+@pytest.mark.parametrize("tiles_w,G,rows,sms", [(7, 4, 48 * 12 * 8, 132), (7, 4, 100, 132), (3, 4, 1000, 132),
+                                               (7, 2, 777, 114), (13, 4, 500, 78)])
+def test_walk_balances_short_groups(tiles_w, G, rows, sms):
+    """A row's last group is short (7 tiles in groups of 4: 4 + 3). The plain stride gave every short group to
+    the same CTAs when the grid and the groups per row were both even (headline grad_input NCDHW: 3 of every 4
+    CTAs' tiles on half the SMs, 14% of the kernel idle); the rotated walk keeps each CTA within one group of
+    the mean."""
+    groups = rows * -(-tiles_w // G)
+    grid = min(groups, sms)
+    counts = [sum(1 for u in _walk(groups * G, G, grid, b) if _unit_at(u, G, tiles_w, rows)) for b in range(grid)]
+    assert sum(counts) == rows * tiles_w
+    assert max(counts) - min(counts) <= 2 * G
