@@ -678,11 +678,12 @@ def test_writes_ncdhw_policy():
     assert any(direct.writes_ncdhw(row, shallow, "fprop") for row in WGMMA_KERNELS)
     assert any(row.ws and row.split for row in WGMMA_KERNELS)
     # the headline's grad_input (648 per output) on the row the selector gives it: written NCDHW by the
-    # kernel in 3xtf32, by whole sectors in tf32
+    # kernel by whole sectors, on a 2-plane tile in tf32 and a 4-plane one in 3xtf32 (v0.49)
     for prec in ("3xtf32", "tf32"):
         gi = selector.select_config(HEADLINE, "fprop", prec, capability=(9, 0))
         assert gi.ws and direct.writes_ncdhw(gi, HEADLINE, "fprop")
-        assert direct.ncdhw_sectors(gi, HEADLINE, "fprop") == (prec == "tf32")
+        assert direct.ncdhw_sectors(gi, HEADLINE, "fprop")
+        assert gi.block[0] == (4 if prec == "3xtf32" else 2)
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
     # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
     # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)
@@ -740,13 +741,13 @@ def test_igemm_sector_pairs_policy():
 
 def test_ncdhw_sectors_policy():
     """Whole-sector NCDHW stores: grad_input only, on warp-specialized (not RS) rows with tiles at most
-    SECTOR_MAX_BLOCK_DEPTH deep whose carried sector fits, where W % 8 == 0."""
+    2 planes deep (tf32) or 4 (3xtf32) whose carried sector fits, where W % 8 == 0."""
     from convt3d_cutlass.kernel_table import WGMMA_KERNELS
     p = Problem(2, 48, 24, (16, 16, 96), 3, 1, 1)
     odd = Problem(2, 48, 24, (16, 16, 98), 3, 1, 1)
     strided = Problem(2, 48, 24, (16, 16, 32), 3, 2, 1)
     got = {row.name for row in WGMMA_KERNELS if direct.ncdhw_sectors(row, p, "fprop")}
-    want = {row.name for row in WGMMA_KERNELS if row.ws and not row.rs and row.block[0] <= 2 and direct.carry_fits(row)}
+    want = {row.name for row in WGMMA_KERNELS if row.ws and not row.rs and row.block[0] <= (4 if row.split else 2) and direct.carry_fits(row)}
     assert got == want and got, got
     assert "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8" in got and "wgmma_ws_tf32_2x8x14_kx3_n64_wg2_s8" not in got
     for row in WGMMA_KERNELS:

@@ -618,11 +618,15 @@ SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
 # grad_input's ws rows with tiles two planes deep store NCDHW by whole 32-byte sectors (ncdhw_sectors).
 # Measured on the H100 (tf32, v0.31, logs/v31.log; outputs of 162-1296 MiB, reductions 216-648): 1.14-2.04x
 # faster than their plain NCDHW stores and 1.13-1.27x faster than channels_last_3d plus our transpose, so
-# they write NCDHW at any reduction. The block-depth-4 rows lost with sectors (0.78-0.98x, but 1.21-1.43x
-# at C_in 16), likely because a CTA's walk over groups of four w-neighbour tiles spreads the CTAs in flight
-# over four times the rows and their input halos out of L2 (not profiled); the forward keeps the plain
-# stores.
+# they write NCDHW at any reduction. The block-depth-4 rows lost with sectors then (tf32 0.78-0.98x, but
+# 1.21-1.43x at C_in 16; 3xtf32 headline 0.927x in v0.36), when the walk's fixed stride handed a row's short
+# last group of w-neighbour tiles to the same CTAs every wave (ncu v0.49: 14% of the kernel with idle SMs).
+# With the walk rotated (v0.49) the 3xtf32 depth-4 row wins: headline grad_input NCDHW 6.014 -> 5.655 ms,
+# step 1.017x (same process, GPU time, 5 ABBA rounds, logs/v49.log). The tf32 depth-4 rows keep the plain
+# stores until measured again (no sweep layer's tf32 grad_input runs on one with W % 8 == 0); the forward
+# keeps the plain stores.
 SECTOR_MAX_BLOCK_DEPTH = 2
+SPLIT_SECTOR_MAX_BLOCK_DEPTH = 4
 
 
 def carry_fits(k) -> bool:
@@ -648,10 +652,17 @@ def _sms_of(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+
+def sector_max_depth(k) -> int:
+    """The deepest tile (planes) on which row k's grad_input stores NCDHW by whole sectors: 4 on the 3xtf32
+    rows, 2 on the tf32 ones (SPLIT_SECTOR_MAX_BLOCK_DEPTH, SECTOR_MAX_BLOCK_DEPTH)."""
+    return SPLIT_SECTOR_MAX_BLOCK_DEPTH if k.split else SECTOR_MAX_BLOCK_DEPTH
+
+
 def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     """Whether row k, writing pass ``op``'s result NCDHW (writes_ncdhw), stores whole 32-byte sectors
     (direct op's out_sectors): grad_input ("fprop") on warp-specialized rows of block depth at most
-    SECTOR_MAX_BLOCK_DEPTH whose carried sector fits in registers, where the output's rows start on
+    sector_max_depth whose carried sector fits in registers, where the output's rows start on
     sectors (W % 8 == 0); the implicit GEMM's strided forward ("dgrad") where it stores rows of both
     sibling phases along w (igemm_sector_pairs; num_sms: the device's, by default) and that pays
     (igemm_sectors_pay). The kernels check the same and otherwise keep their plain stores."""
@@ -659,7 +670,7 @@ def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool
         return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)) and igemm_sectors_pay(k, p)
     if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
         return False
-    return k.block[0] <= SECTOR_MAX_BLOCK_DEPTH and carry_fits(k)
+    return k.block[0] <= sector_max_depth(k) and carry_fits(k)
 
 
 def igemm_sectors_pay(k, p: Problem) -> bool:
