@@ -652,7 +652,6 @@ def _sms_of(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-
 def sector_max_depth(k) -> int:
     """The deepest tile (planes) on which row k's grad_input stores NCDHW by whole sectors: 4 on the 3xtf32
     rows, 2 on the tf32 ones (SPLIT_SECTOR_MAX_BLOCK_DEPTH, SECTOR_MAX_BLOCK_DEPTH)."""
