@@ -137,7 +137,10 @@ struct Config {
   static_assert(BN % 8 == 0 && N <= 256 && KX >= 1 && KX <= HALO_W, "N tile");
   // Room beside the accumulators for the NCDHW epilogue's carried sector (MB x BN / 4 floats per thread):
   // 2x8 n64's 192 accumulators and 32 more spilled 460 bytes; 168 in all compile without spills.
-  static constexpr bool CARRY_FITS = MB * N / 2 + MB * BN / 4 <= 176;
+  // And one carried value per lane: the sector a tile shares with the next starts at its position 8 or
+  // later wherever a group's tile starts (q0w mod 8 steps by gcd(TW, 8), so TW + gcd(TW, 8) >= 16).
+  static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;
+  static constexpr bool CARRY_FITS = MB * N / 2 + MB * BN / 4 <= 176 && TW + TW_STEP >= 16;
   static_assert(S >= 2, "stages");
 };
 
@@ -919,12 +922,11 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       float* row_out = ON ? p.out + (int64_t)t.o.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo
                           : p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
       if constexpr (ON) {
-        // Channel planes, stored by whole 32-byte sectors: a 14-wide tile's rows start off sector
-        // boundaries, and the two parts of a sector written by neighbouring tiles cost DRAM fills and second
-        // write-backs (v0.15: grad_input 3.45 against 1.88 ms). Lane g stores position k0 + g of the sector at
-        // k0, taken from the lane that holds it. Where rows start on sectors (G > 1), a sector the next tile
-        // of the group ends waits in carry, and the next tile stores it with its own part; else (G = 1) each
-        // tile stores its part of a shared sector, as before.
+        // Channel planes. A 14-wide tile's rows start off sector boundaries, and the two parts of a 32-byte
+        // sector written by neighbouring tiles at different times cost DRAM fills and second write-backs
+        // (v0.15: grad_input 3.45 against 1.88 ms). Where rows start on sectors (G > 1), a sector the next
+        // tile of the group ends waits in carry, and the next tile stores it with its own part; else (G = 1)
+        // each tile stores its part of a shared sector.
         const int cnt = ph.count[2], q0w = t.o.q0w, tj = (q0w / C::TW) % G;
         const bool group_end = tj == G - 1 || q0w + C::TW >= cnt;
         float* row = row_out + ph.first[2];
@@ -944,41 +946,37 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           continue;
         }
         if constexpr (C::CARRY_FITS) {
-          // Straight-line over the (at most) three sectors a tile touches: a branch around the accumulators'
-          // shuffles made ptxas serialise the kernel's wgmmas (C7520). Sectors start on multiples of 8, so the
-          // lane holding this lane's position, (g - q0w) mod 8, is the same in every sector: one shuffle of each
-          // of its two positions serves all three (ncu, v0.31: a shuffle pair per sector cost 36% more
-          // instructions than the NDHWC epilogue, the kernel 2.80 against 1.82 ms).
-          const int src = (((g - q0w) & 7) << 2) | tq;
-          float lo[J][2], hi[J][2];
+          // Each lane stores the positions it holds (g and g + 8 of the tile), with no shuffle: the four or
+          // eight lanes writing one sector do so in the same few instructions, so L2 has the whole sector
+          // before it could write it back, wherever the tile starts. What has to wait is the sector the next
+          // tile of the group shares (its positions from tail on): this tile keeps its part in carry, and
+          // the next tile stores it in its own epilogue, from the same lane, beside its first sector.
+          // v0.31-v0.49 rotated each sector into place instead (a shuffle per value, then per sector two
+          // selects and a predicated store per value: +32% instructions over the channels_last_3d kernel).
+          // The shared sector starts at tile position tail >= 8 (CARRY_FITS): second positions only.
+          const int tail = ((q0w + C::TW) & ~7) - q0w;
+          const bool keep = !group_end && ((q0w + C::TW) & 7) != 0 && g + 8 >= tail;
+          // Where this tile starts off a sector (tj > 0), the previous one of the group kept lane g's second
+          // position, q0w - TW + g + 8, if that lay in the sector they share.
+          const bool carried =
+              row_ok && tj > 0 && (q0w & 7) != 0 && g + 8 < C::TW && q0w - C::TW + g + 8 >= (q0w & ~7);
+          const bool lo_ok = row_ok && g < C::TW && q0w + g < cnt;
+          const bool hi_ok = row_ok && g + 8 < C::TW && q0w + g + 8 < cnt && !keep;
+          float* pos = row + q0w + g;
 #pragma unroll
           for (int j = 0; j < J; ++j)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
+              const int co = t.co0 + 8 * j + 2 * tq + e;
+              if (co >= p.Co) continue;
+              float* at = pos + co * plane;
               const float b = e ? bias[j].y : bias[j].x;
-              lo[j][e] = shfl_f32(acc[mb][4 * j + e], src) + b;
-              hi[j][e] = shfl_f32(acc[mb][4 * j + 2 + e], src) + b;
+              const float hi = acc[mb][4 * j + 2 + e] + b;
+              if (carried) at[8 - C::TW] = carry[mb][j][e];
+              if (lo_ok) at[0] = acc[mb][4 * j + e] + b;
+              if (hi_ok) at[8] = hi;
+              carry[mb][j][e] = hi;  // read by the next tile only where it was kept (carried)
             }
-#pragma unroll
-          for (int sk = 0; sk < (C::TW + 14) / 8; ++sk) {
-            const int k0 = (q0w & ~7) + 8 * sk;
-            const bool live = k0 < q0w + C::TW && k0 < cnt;
-            const int rel = k0 - q0w + g;  // this lane's position in the tile; < 0: the previous tile's
-            const bool upper = rel >= 8, keep = live && k0 + 8 > q0w + C::TW && !group_end;
-            const bool store = row_ok && live && k0 + g < cnt && rel < C::TW && (rel >= 0 || tj > 0);
-            float* pos = row + k0 + g;
-#pragma unroll
-            for (int j = 0; j < J; ++j)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const float v = rel < 0 ? carry[mb][j][e] : upper ? hi[j][e] : lo[j][e];
-                const int co = t.co0 + 8 * j + 2 * tq + e;
-                if (keep)
-                  carry[mb][j][e] = v;
-                else if (store && co < p.Co)
-                  pos[co * plane] = v;
-              }
-          }
         }
       } else {
 #pragma unroll

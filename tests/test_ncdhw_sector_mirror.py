@@ -1,11 +1,13 @@
 """CPU mirror of the ws kernel's NCDHW sector epilogue and its walk over w-groups (csrc/direct_sm90.cuh:
 walk_next, unit_at and the ON epilogue's lane logic), so that the index arithmetic is checked without a GPU:
-every position of a row stored once, by the lane that should, with the value of that position, in whole
-32-byte sectors where rows start on one; and the walk visits every tile once, w-neighbours of a group in
+every position of a row stored once, by the lane that should, with the value of that position, each 32-byte
+sector by one tile's epilogue where rows start on one; and the walk visits every tile once, w-neighbours of a group in
 turn, in the old order where G = 1, and every CTA gets about the same number of tiles."""
 import itertools
 
 import pytest
+
+from convt3d_cutlass import direct
 
 
 def _walk(units, G, grid, b):
@@ -32,41 +34,58 @@ def _unit_at(u, G, tiles_w, rows):
 
 
 def _row(W, TW, G):
-    """Stores of one output row as the epilogue makes them: {position: value}, and the partial-sector count."""
+    """Stores of one output row as the epilogue makes them: {position: value}, and the number of 32-byte
+    sectors whose stores are split across two tiles' epilogues (the writes that cost DRAM fills)."""
     tiles_w = -(-W // TW)
-    out, partial, carry = {}, 0, [None] * 8
+    out, writer, carry = {}, {}, [None] * 8
     for wt in range(tiles_w):  # a CTA takes a group's tiles in turn
         q0w = wt * TW
         tj = (q0w // TW) % G
         group_end = tj == G - 1 or q0w + TW >= W
-        r0 = [q0w + g if g < TW and q0w + g < W else None for g in range(8)]
-        r1 = [q0w + g + 8 if g + 8 < TW and q0w + g + 8 < W else None for g in range(8)]
-        for sk in range((TW + 14) // 8):
-            k0 = (q0w & ~7) + 8 * sk
-            live = k0 < q0w + TW and k0 < W
-            lanes, nxt = [], list(carry)
-            for g in range(8):
-                rel = k0 - q0w + g
-                # the kernel shuffles once per tile from lane (g - q0w) mod 8: the same lane in every sector
-                assert rel & 7 == (g - q0w) & 7
-                v = carry[g] if rel < 0 else (r1 if rel >= 8 else r0)[(g - q0w) & 7]
-                if live and k0 + 8 > q0w + TW and not group_end:
-                    nxt[g] = v
-                elif live and k0 + g < W and rel < TW and (rel >= 0 or tj > 0):
-                    assert k0 + g not in out
-                    out[k0 + g] = v
-                    lanes.append(g)
-            carry = nxt
-            partial += bool(lanes) and len(lanes) != min(8, W - k0)
-    return out, partial
+        tail = ((q0w + TW) & ~7) - q0w
+        nxt = list(carry)
+        for g in range(8):
+            keep = not group_end and (q0w + TW) & 7 != 0 and g + 8 >= tail
+            carried = tj > 0 and q0w & 7 != 0 and g + 8 < TW and q0w - TW + g + 8 >= q0w & ~7
+            stores = []
+            if carried:
+                assert carry[g] == q0w - TW + g + 8  # the value the previous tile kept in this lane
+                stores.append((q0w - TW + g + 8, carry[g]))
+            if g < TW and q0w + g < W:
+                stores.append((q0w + g, q0w + g))
+            if g + 8 < TW and q0w + g + 8 < W and not keep:
+                stores.append((q0w + g + 8, q0w + g + 8))
+            nxt[g] = q0w + g + 8  # carry = hi, read only where kept
+            for pos, v in stores:
+                assert pos not in out
+                out[pos] = v
+                writer.setdefault(pos // 8, set()).add(wt)
+        carry = nxt
+    return out, sum(len(w) > 1 for w in writer.values())
 
 
 @pytest.mark.parametrize("TW,G", [(14, 4), (12, 2), (16, 1)])
 @pytest.mark.parametrize("W", [8, 16, 40, 48, 56, 64, 96, 104, 128, 200])
 def test_sector_epilogue_stores_every_position_once_in_whole_sectors(W, TW, G):
-    out, partial = _row(W, TW, G)
+    out, split = _row(W, TW, G)
     assert out == {i: i for i in range(W)}
-    assert partial == 0
+    assert split == 0
+
+
+@pytest.mark.parametrize("TW", [10, 13])
+def test_sector_epilogue_carry_needs_one_value_per_lane(TW):
+    """Config::CARRY_FITS (and direct.carry_fits) leave out tile widths where a lane would have to keep both
+    of its positions: there the shared sector can start before the tile's position 8."""
+    tails = {((q0w + TW) & ~7) - q0w for q0w in range(0, 8 * TW, TW) if (q0w + TW) & 7}
+    assert min(tails) < 8
+    assert not direct.carry_fits(_Row(kx=17 - TW))
+
+
+class _Row:
+    """The fields of a kernel-table row that direct.carry_fits reads, for a 2x8 tile of 16 channels."""
+
+    def __init__(self, kx):
+        self.kx, self.block, self.warpgroups, self.bn = kx, (2, 8, 16), 2, 16
 
 
 def test_walk_visits_every_tile_once_and_keeps_the_old_order_without_groups():

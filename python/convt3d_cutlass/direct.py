@@ -275,6 +275,7 @@ class WgmmaSmem(NamedTuple):
 
 
 RAW_W = 20  # the NCDHW input's box width along w (RAW_W in csrc/direct_sm90.cuh)
+HALO_W = 16  # the wgmma rows' halo positions along w (HALO_W there): tiles of HALO_W - kx + 1 outputs
 
 
 def raw_box_dims(hd: int, hh: int, rs: bool) -> Tuple[int, int]:
@@ -632,9 +633,11 @@ SPLIT_SECTOR_MAX_BLOCK_DEPTH = 4
 def carry_fits(k) -> bool:
     """Whether a wgmma row has registers beside its accumulators for the sector the NCDHW epilogue carries
     from tile to tile (csrc/direct_sm90.cuh, Config::CARRY_FITS: 2x8 n64's 192 accumulators and 32 more
-    spilled)."""
+    spilled), and whether one value per lane is enough: the shared sector starts at the tile's position 8
+    or later wherever a group's tile starts (tile width plus gcd(tile width, 8) at least 16)."""
     mb = k.block[0] * k.block[1] // 4 // k.warpgroups
-    return mb * k.kx * k.bn // 2 + mb * k.bn // 4 <= 176
+    tw = HALO_W - k.kx + 1
+    return mb * k.kx * k.bn // 2 + mb * k.bn // 4 <= 176 and tw + min(tw & -tw, 8) >= 16
 
 
 def device_sms(num_sms: Optional[int] = None) -> int:
