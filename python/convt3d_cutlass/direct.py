@@ -628,6 +628,14 @@ SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
 # keeps the plain stores.
 SECTOR_MAX_BLOCK_DEPTH = 2
 SPLIT_SECTOR_MAX_BLOCK_DEPTH = 4
+# Unit-stride forwards on the ws and RS rows keep the plain stores. Same process (H100, v0.50, bench/tools/
+# igemm_ncdhw_ab.py FORWARD_SECTORS=1, GPU time, 4 ABBA rounds), sectors against plain stores on rows that
+# start on sectors: SR head 0.400 against 0.378 ms, V-Net refine 0.184 against 0.186; the plain stores cost SR
+# head's forward only 0.018 ms over a channels_last_3d output from the same kernel (bench/tools/fwdout.py).
+# The headline's NCDHW output costs 0.25 ms (2.214 against 1.965), but not through its split sectors: groups
+# of whole rows (98 wide, only the sector between rows split; branch wip/fwd-row-sectors) ran 2.189 from a
+# channels_last_3d x and 3.030 from the NCDHW x, against 2.206 and 2.209 with plain stores.
+FORWARD_SECTORS = False
 
 
 def carry_fits(k) -> bool:
@@ -670,6 +678,8 @@ def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool
     (igemm_sectors_pay). The kernels check the same and otherwise keep their plain stores."""
     if k.family == "igemm":
         return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)) and igemm_sectors_pay(k, p)
+    if op == "dgrad" and FORWARD_SECTORS and k.family == "wgmma" and k.ws and not k.wf and p.stride == 1:
+        return p.out_spatial[2] % 8 == 0 and carry_fits(k)
     if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
         return False
     return k.block[0] <= sector_max_depth(k) and carry_fits(k)
