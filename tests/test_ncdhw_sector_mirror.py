@@ -66,7 +66,7 @@ def _row(W, TW, G):
 
 @pytest.mark.parametrize("TW,G", [(14, 4), (12, 2), (16, 1)])
 @pytest.mark.parametrize("W", [8, 16, 40, 48, 56, 64, 96, 104, 128, 200])
-def test_sector_epilogue_stores_every_position_once_in_whole_sectors(W, TW, G):
+def test_sector_epilogue_stores_every_position_once_each_sector_in_one_tile(W, TW, G):
     out, split = _row(W, TW, G)
     assert out == {i: i for i in range(W)}
     assert split == 0
