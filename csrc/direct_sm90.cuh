@@ -139,7 +139,7 @@ struct Config {
   // 2x8 n64's 192 accumulators and 32 more spilled 460 bytes; 168 in all compile without spills.
   // And one carried value per lane: the sector a tile shares with the next starts at its position 8 or
   // later wherever a group's tile starts (q0w mod 8 steps by gcd(TW, 8), so TW + gcd(TW, 8) >= 16).
-  static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;
+  static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;  // gcd(TW, 8)
   static constexpr bool CARRY_FITS = MB * N / 2 + MB * BN / 4 <= 176 && TW + TW_STEP >= 16;
   static_assert(S >= 2, "stages");
 };
@@ -1182,7 +1182,7 @@ struct WgmmaKernel {
     if constexpr (WS) {
       // Whole-sector NCDHW stores (asked by out_sectors, where rows start on 32-byte sectors and the carried
       // sector has registers): groups of w-neighbour tiles (see walk_next), each starting on a sector.
-      constexpr int GW = C::TW % 8 == 0 ? 1 : C::TW % 4 == 0 ? 2 : C::TW % 2 == 0 ? 4 : 8;
+      constexpr int GW = 8 / C::TW_STEP;  // the fewest tiles that end on a sector
       const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
                            p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
       geo.wgroup = sectors ? GW : 1;
