@@ -755,6 +755,28 @@ def test_ncdhw_sectors_policy():
         assert direct.ncdhw_sectors(row, strided, "fprop") == (row.name in got)
 
 
+def test_sector_twin_for_ncdhw_grad_input():
+    """grad_input wanted NCDHW: SR head's 4x8 n32 row (no registers for the carried sector: channels_last_3d
+    plus our transpose) gives way to its 2x8 twin, which stores whole sectors; not where the output is
+    channels_last_3d, nor where W % 8 != 0 (no sectors), nor where the pick writes NCDHW itself."""
+    head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
+    four, two = BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n32_wg2_s8"], BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n32_wg2_s8"]
+    assert not direct.writes_ncdhw(four, head, "fprop") and direct.ncdhw_sectors(two, head, "fprop")
+    assert selector.select_config(head, "fprop", "tf32").name == four.name
+    assert selector.select_config(head, "fprop", "tf32", out_ncdhw=True).name == two.name
+    assert selector.select_config(Problem(1, 32, 8, (64, 64, 60), 3, 1, 1), "fprop", "tf32",
+                                  out_ncdhw=True).name == four.name
+    assert selector.select_config(head, "fprop", "tf32", out_ncdhw=True, compiled=[four.name]).name == four.name
+    assert selector.select_config(HEADLINE, "fprop", "tf32", out_ncdhw=True).name == \
+        "wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"
+    saved = selector.SECTOR_TWINS
+    try:
+        selector.SECTOR_TWINS = False
+        assert selector.select_config(head, "fprop", "tf32", out_ncdhw=True).name == four.name
+    finally:
+        selector.SECTOR_TWINS = saved
+
+
 def test_ws_reads_ncdhw_input_policy():
     """The warp-specialized rows read a packed NCDHW input in place only with W % 4 == 0 (16-byte TMA
     rows) and the filter resident beside the raw boxes with two halo stages: the headline's tf32 forward

@@ -10,6 +10,10 @@ counting one MMA per product, SPLIT_MMAS_PER_PRODUCT=1):
 
     python bench/tools/igemm_ncdhw_ab.py medium,vnet-up,unet3d-k2,unet-outpad 5 tf32
     python bench/tools/igemm_ncdhw_ab.py headline,sr-head 5 3xtf32 SPLIT_MMAS_PER_PRODUCT=1
+
+ATTR may name the selector's module too (v0.51: "off" without the sector twins; an empty VALUE is False):
+
+    python bench/tools/igemm_ncdhw_ab.py sr-head 5 tf32 selector.SECTOR_TWINS=
 """
 import sys
 
@@ -18,7 +22,7 @@ import torch
 from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
 from bench.tools.layout_ab import measure
-from convt3d_cutlass import direct, eager
+from convt3d_cutlass import direct, eager, launch, selector
 
 PASSES = ("forward", "grad_input", "step")
 
@@ -34,14 +38,19 @@ def main():
     def off(k, p, op):
         return False if k.family == "igemm" else landed(k, p, op)
 
+    module, attr = (selector, knob[0][len("selector."):]) if knob and knob[0].startswith("selector.") else \
+        (direct, knob[0] if knob else None)
+
     def apply(v):
         if knob:
             if not hasattr(apply, "landed"):
-                apply.landed = getattr(direct, knob[0])
-            setattr(direct, knob[0], type(apply.landed)(knob[1]) if v == "off" else apply.landed)
+                apply.landed = getattr(module, attr)
+            setattr(module, attr, type(apply.landed)(knob[1]) if v == "off" else apply.landed)
         else:
             direct.writes_ncdhw = off if v == "off" else landed
         eager._plans.clear()  # the node's plan holds the layout decisions
+        launch._plan_cached.cache_clear()  # ... and the passes' plans, the kernel choices
+        launch._select_cached.cache_clear()
 
     print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds (ABBA): off / on / gain; step peak MiB off / on")
     for nm in names:

@@ -85,7 +85,9 @@ def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl = key
     fwd = launch._plan_cached(p, "dgrad", precision, config, index, env_config, not x_cl)  # y takes x's layout
     try:
-        gi, gw = (launch._plan_cached(p, op, precision, config, index, env_config) for op in ("fprop", "wgrad"))
+        # grad_x takes x's layout too
+        gi = launch._plan_cached(p, "fprop", precision, config, index, env_config, not x_cl)
+        gw = launch._plan_cached(p, "wgrad", precision, config, index, env_config)
     except ValueError:
         # A forced config that runs the forward but not a backward pass: the node plans all three at the
         # first forward, so it would refuse even a forward without grad. The Python Function plans each

@@ -352,6 +352,10 @@ WGMMA_WS_KERNELS = tuple(
         ("tf32", 4, 8, 3, 32, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
         ("tf32", 2, 8, 3, 48, "C_out 48 (N = 144): headline grad_input 1.83-1.87 ms vs 3.30 on the first form"),
         ("tf32", 2, 8, 3, 64, "wide channels in tiles of 64 (N = 192): medium forward 0.133 ms vs 0.155"),
+        # Behind the 4x8 n32 row, so only selector._sector_twin picks it: grad_input written NCDHW, where the
+        # 4x8 row's 192 accumulators leave no registers for the sector it would carry and it goes through
+        # channels_last_3d plus our transpose.
+        ("tf32", 2, 8, 3, 32, "C_out 25-32, grad_input NCDHW by whole sectors (the 4x8 n32 row's twin)"),
         # k5 at unit stride (v0.26): the five kw taps folded into N = 80, 12 outputs per 16-wide halo row;
         # a 16-channel block keeps V-Net refine's grad_input filter (16 -> 32 channels) resident. Against
         # mma.sync tap reuse on V-Net refine (H100, cfgab.py): forward 0.192 vs 0.526 ms, grad_input 0.177

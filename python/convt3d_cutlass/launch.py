@@ -58,12 +58,12 @@ class Plan(NamedTuple):
 def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tune, out_ncdhw: bool = False) -> Plan:
     """The pass's Plan: the forced config (``config=``, ``CONVT3D_CONFIG``), else the autotuned one
     when tuning is on (tune(name) runs the pass with that kernel), else the selector's. ``out_ncdhw``
-    (the forward): its output is wanted in NCDHW storage, which the selector weighs."""
+    (the forward, grad_input): its output is wanted in NCDHW storage, which the selector weighs."""
     env_config = os.environ.get("CONVT3D_CONFIG", "")
     index = _index(device)
     if not (config or env_config) and autotune.enabled():
         config = autotune.choose(p, op, precision, index, tune)
-    return _plan_cached(p, op, precision, config or None, index, env_config, out_ncdhw and op == "dgrad")
+    return _plan_cached(p, op, precision, config or None, index, env_config, out_ncdhw and op != "wgrad")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -211,7 +211,7 @@ def sum_rows(plan: Plan, p: Problem, device) -> int:
 
 def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     plan = _plan(p, "fprop", precision, config, grad_y.device,
-                 lambda name: grad_input(grad_y, weight, p, precision, name))
+                 lambda name: grad_input(grad_y, weight, p, precision, name), out_ncdhw=ncdhw and out is None)
     k = plan.k
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan, p)

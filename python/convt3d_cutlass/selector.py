@@ -374,6 +374,30 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
     return twin if direct_fits(problem, op, twin, smem_limit, capability) else k
 
 
+# grad_input written NCDHW: a warp-specialized row that would go through channels_last_3d plus our transpose
+# (no registers beside its accumulators for the carried sector, or a tile too deep for sectors) gives way to
+# its twin of the same fold, channels and precision whose shallower tile stores NCDHW by whole sectors
+# (direct.ncdhw_sectors). Measured on the 3xtf32 2x8 n32 row, SR head grad_input NCDHW 0.624 -> 0.474 ms
+# against plain stores (v0.50); the tf32 twin of the 4x8 n32 row in v0.51 (docs/performance.md).
+# False: the selector's pick as before (A/B runs).
+SECTOR_TWINS = True
+
+
+def _sector_twin(problem: Problem, k, compiled, smem_limit: int, capability: Tuple[int, int], num_sms: int):
+    """k, or where grad_input's output is wanted NCDHW and k would not write it so (direct.writes_ncdhw), the
+    built row of the same kx, BN, warpgroups and precision that stores it by whole sectors (SECTOR_TWINS)."""
+    if not (SECTOR_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs and not k.wf):
+        return k
+    if direct.writes_ncdhw(k, problem, "fprop", num_sms):
+        return k
+    for _, t in _built("fprop", k.precision, "wgmma", compiled):
+        if (t is not k and t.ws and not t.rs and not t.wf and (t.kx, t.bn, t.warpgroups) == (k.kx, k.bn, k.warpgroups)
+                and direct.ncdhw_sectors(t, problem, "fprop", num_sms)
+                and direct_fits(problem, "fprop", t, smem_limit, capability)):
+            return t
+    return k
+
+
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
                    capability: Tuple[int, int] = DEFAULT_CAPABILITY):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
@@ -714,7 +738,8 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         compiled: names present in the built extension; None means all.
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
-        out_ncdhw: the forward's output is wanted in NCDHW storage (``_wfold_wins``).
+        out_ncdhw: the pass's output is wanted in NCDHW storage (the forward: ``_wfold_wins``; grad_input:
+            ``_sector_twin``).
         family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
@@ -760,8 +785,10 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
             # The forward's output layout is its input's (functional: y in x's memory format).
-            k = _rs_twin(problem, op, _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability),
-                         comp, smem_limit, capability, in_ncdhw=op == "dgrad" and out_ncdhw)
+            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)
+            if op == "fprop" and out_ncdhw:
+                k = _sector_twin(problem, k, comp, smem_limit, capability, num_sms)
+            k = _rs_twin(problem, op, k, comp, smem_limit, capability, in_ncdhw=op == "dgrad" and out_ncdhw)
             if op == "dgrad" and WGMMA_WFOLD and k is not None and prec == "tf32":
                 wf = _wfold_choice(problem, prec, comp, smem_limit, capability)
                 if wf is not None and _wfold_wins(problem, k, out_ncdhw, num_sms):
