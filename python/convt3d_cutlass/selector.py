@@ -377,8 +377,9 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
 # grad_input written NCDHW: a warp-specialized row that would go through channels_last_3d plus our transpose
 # (no registers beside its accumulators for the carried sector, or a tile too deep for sectors) gives way to
 # its twin of the same fold, channels and precision whose shallower tile stores NCDHW by whole sectors
-# (direct.ncdhw_sectors). Measured on the 3xtf32 2x8 n32 row, SR head grad_input NCDHW 0.624 -> 0.474 ms
-# against plain stores (v0.50); the tf32 twin of the 4x8 n32 row in v0.51 (docs/performance.md).
+# (direct.ncdhw_sectors). Same process (H100, v0.51, bench/tools/igemm_ncdhw_ab.py selector.SECTOR_TWINS=, GPU
+# time, 5 ABBA rounds): SR head tf32 grad_input NCDHW 0.423 -> 0.324 ms on the 2x8 n32 twin against the 4x8 n32
+# row plus our transpose (1.306x), step 1.102x, the step's peak 640 -> 384 MiB; the only sweep layer it moves.
 # False: the selector's pick as before (A/B runs).
 SECTOR_TWINS = True
 
