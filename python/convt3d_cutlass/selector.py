@@ -382,21 +382,27 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
 # row plus our transpose (1.306x), step 1.102x, the step's peak 640 -> 384 MiB; the only sweep layer it moves.
 # False: the selector's pick as before (A/B runs).
 SECTOR_TWINS = True
+# Also a twin of narrower N blocks (more of them, each staging the halo again) where none of the same width
+# stores sectors: video-gen's 2x8 n64 (no registers for the carry) by the 2x8 n32 row. False: same width only.
+SECTOR_TWINS_NARROWER = True
 
 
 def _sector_twin(problem: Problem, k, compiled, smem_limit: int, capability: Tuple[int, int], num_sms: int):
-    """k, or where grad_input's output is wanted NCDHW and k would not write it so (direct.writes_ncdhw), the
-    built row of the same kx, BN, warpgroups and precision that stores it by whole sectors (SECTOR_TWINS)."""
+    """k, or where grad_input's output is wanted NCDHW and k does not store it by whole sectors
+    (direct.ncdhw_sectors), the built row of the same kx, warpgroups and precision that does: of the same BN
+    (SECTOR_TWINS), else of a narrower BN (SECTOR_TWINS_NARROWER), the fewest padded channels (_padded) first."""
     if not (SECTOR_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs and not k.wf):
         return k
-    if direct.writes_ncdhw(k, problem, "fprop", num_sms):
+    if direct.ncdhw_sectors(k, problem, "fprop", num_sms):
         return k
-    for _, t in _built("fprop", k.precision, "wgmma", compiled):
-        if (t is not k and t.ws and not t.rs and not t.wf and (t.kx, t.bn, t.warpgroups) == (k.kx, k.bn, k.warpgroups)
+    cands = []
+    for i, t in _built("fprop", k.precision, "wgmma", compiled):
+        if (t is not k and t.ws and not t.rs and not t.wf and (t.kx, t.warpgroups) == (k.kx, k.warpgroups)
+                and (t.bn == k.bn or SECTOR_TWINS_NARROWER and t.bn < k.bn)
                 and direct.ncdhw_sectors(t, problem, "fprop", num_sms)
                 and direct_fits(problem, "fprop", t, smem_limit, capability)):
-            return t
-    return k
+            cands.append((_padded(problem.c_in, t.bn), i, t))
+    return min(cands, key=lambda c: c[:2])[-1] if cands else k
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
