@@ -383,8 +383,10 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
 # False: the selector's pick as before (A/B runs).
 SECTOR_TWINS = True
 # Also a twin of narrower N blocks (more of them, each staging the halo again) where none of the same width
-# stores sectors: video-gen's 2x8 n64 (no registers for the carry) by the 2x8 n32 row. False: same width only.
-SECTOR_TWINS_NARROWER = True
+# stores sectors. Lost where it applies: video-gen's grad_input NCDHW on the 2x8 n32 row's two blocks with
+# sectors against the 2x8 n64 row's one with plain stores, 0.217 against 0.206 ms (0.950x), step 0.975x (same
+# process, GPU time, 7 ABBA rounds, v0.51): the halo staged twice costs more than the partial sectors. Off.
+SECTOR_TWINS_NARROWER = False
 
 
 def _sector_twin(problem: Problem, k, compiled, smem_limit: int, capability: Tuple[int, int], num_sms: int):
