@@ -597,6 +597,9 @@ def wgmma_wgrad_smem_bytes(p: Problem, block: Tuple[int, int, int], bn: int, war
 # H100 (tf32, NCDHW out vs channels_last_3d out + transpose, docs/performance.md v0.8): reductions of
 # 864-3456 (C x taps) gained 1.02-1.19x, 648 and 216 lost (0.87x, 0.76x). Re-measured for grad_input
 # in v0.14 (bench/tools/gion.py): 864 1.15x, 648 0.82x (the headline: 3.55 vs 2.90 ms), 216 0.75x.
+# Re-measured in v0.51 against the transpose everywhere (bench/tools/igemm_ncdhw_ab.py NCDHW_MIN_REDUCTION=
+# 1000000, GPU time, 5 ABBA rounds), plain stores ahead on every layer they run: video-gen forward 1.061x and
+# grad_input (864) 1.089x, SR head forward (864) 1.093x, V-Net refine 1.036x / 1.083x, medium 1.006x.
 NCDHW_MIN_REDUCTION = 768
 
 # What the epilogue's stores hide behind is the MMA work per output element, not its length: a 3xtf32
