@@ -757,9 +757,9 @@ def test_ncdhw_sectors_policy():
 
 def test_sector_twin_for_ncdhw_grad_input():
     """grad_input wanted NCDHW: SR head's 4x8 n32 row (no registers for the carried sector: channels_last_3d
-    plus our transpose) gives way to its 2x8 twin, which stores whole sectors; video-gen's 2x8 n64 (plain
-    NCDHW stores) to the narrower 2x8 n32 only with SECTOR_TWINS_NARROWER (measured, off); not where the output is
-    channels_last_3d, nor where W % 8 != 0 (no sectors), nor where the pick stores sectors itself."""
+    plus our transpose) gives way to its 2x8 twin, which stores whole sectors; not where the output is
+    channels_last_3d, nor where W % 8 != 0 (no sectors), nor where the pick writes NCDHW itself (video-gen's
+    2x8 n64, plain stores: a narrower twin lost, v0.51)."""
     head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
     four, two = BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n32_wg2_s8"], BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n32_wg2_s8"]
     assert not direct.writes_ncdhw(four, head, "fprop") and direct.ncdhw_sectors(two, head, "fprop")
@@ -775,16 +775,12 @@ def test_sector_twin_for_ncdhw_grad_input():
     assert direct.writes_ncdhw(BY_NAME[n64], video, "fprop") and not direct.ncdhw_sectors(BY_NAME[n64], video, "fprop")
     assert selector.select_config(video, "fprop", "tf32").name == n64
     assert selector.select_config(video, "fprop", "tf32", out_ncdhw=True).name == n64
-    saved = selector.SECTOR_TWINS, selector.SECTOR_TWINS_NARROWER
+    saved = selector.SECTOR_TWINS
     try:
-        selector.SECTOR_TWINS_NARROWER = True
-        assert selector.select_config(video, "fprop", "tf32", out_ncdhw=True).name == two.name
-        selector.SECTOR_TWINS_NARROWER = False
-        assert selector.select_config(head, "fprop", "tf32", out_ncdhw=True).name == two.name
         selector.SECTOR_TWINS = False
         assert selector.select_config(head, "fprop", "tf32", out_ncdhw=True).name == four.name
     finally:
-        selector.SECTOR_TWINS, selector.SECTOR_TWINS_NARROWER = saved
+        selector.SECTOR_TWINS = saved
 
 
 def test_ws_reads_ncdhw_input_policy():

@@ -380,31 +380,26 @@ def _rs_twin(problem: Problem, op: str, k, compiled, smem_limit: int, capability
 # (direct.ncdhw_sectors). Same process (H100, v0.51, bench/tools/igemm_ncdhw_ab.py selector.SECTOR_TWINS=, GPU
 # time, 5 ABBA rounds): SR head tf32 grad_input NCDHW 0.423 -> 0.324 ms on the 2x8 n32 twin against the 4x8 n32
 # row plus our transpose (1.306x), step 1.102x, the step's peak 640 -> 384 MiB; the only sweep layer it moves.
-# False: the selector's pick as before (A/B runs).
+# False: the selector's pick as before (A/B runs). Only where the pick would transpose: a twin of narrower N
+# blocks (more of them, each staging the halo again) in place of plain NCDHW stores lost (v0.51, commit
+# 40d714d: video-gen's grad_input on two n32 blocks with sectors against one n64 block with plain stores,
+# 0.217 against 0.206 ms, step 0.975x, 7 ABBA rounds).
 SECTOR_TWINS = True
-# Also a twin of narrower N blocks (more of them, each staging the halo again) where none of the same width
-# stores sectors. Lost where it applies: video-gen's grad_input NCDHW on the 2x8 n32 row's two blocks with
-# sectors against the 2x8 n64 row's one with plain stores, 0.217 against 0.206 ms (0.950x), step 0.975x (same
-# process, GPU time, 7 ABBA rounds, v0.51): the halo staged twice costs more than the partial sectors. Off.
-SECTOR_TWINS_NARROWER = False
 
 
 def _sector_twin(problem: Problem, k, compiled, smem_limit: int, capability: Tuple[int, int], num_sms: int):
-    """k, or where grad_input's output is wanted NCDHW and k does not store it by whole sectors
-    (direct.ncdhw_sectors), the built row of the same kx, warpgroups and precision that does: of the same BN
-    (SECTOR_TWINS), else of a narrower BN (SECTOR_TWINS_NARROWER), the fewest padded channels (_padded) first."""
+    """k, or where grad_input's output is wanted NCDHW and k would not write it so (direct.writes_ncdhw), the
+    built row of the same kx, BN, warpgroups and precision that stores it by whole sectors (SECTOR_TWINS)."""
     if not (SECTOR_TWINS and k is not None and k.family == "wgmma" and k.ws and not k.rs and not k.wf):
         return k
-    if direct.ncdhw_sectors(k, problem, "fprop", num_sms):
+    if direct.writes_ncdhw(k, problem, "fprop", num_sms):
         return k
-    cands = []
-    for i, t in _built("fprop", k.precision, "wgmma", compiled):
-        if (t is not k and t.ws and not t.rs and not t.wf and (t.kx, t.warpgroups) == (k.kx, k.warpgroups)
-                and (t.bn == k.bn or SECTOR_TWINS_NARROWER and t.bn < k.bn)
+    for _, t in _built("fprop", k.precision, "wgmma", compiled):
+        if (t is not k and t.ws and not t.rs and not t.wf and (t.kx, t.bn, t.warpgroups) == (k.kx, k.bn, k.warpgroups)
                 and direct.ncdhw_sectors(t, problem, "fprop", num_sms)
                 and direct_fits(problem, "fprop", t, smem_limit, capability)):
-            cands.append((_padded(problem.c_in, t.bn), i, t))
-    return min(cands, key=lambda c: c[:2])[-1] if cands else k
+            return t
+    return k
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
