@@ -5,7 +5,12 @@ grad_y (the kernel's in_ncdhw mode), grad_weight from each where its row takes i
 pass chose, the medians, and whether both forms of each pass give the same bits.
 
     python bench/tools/gyparts.py headline,sr-head 10
+
+A case name may carry another x size, NAME@DxHxW: e.g. headline@96x96x94, whose grad_y rows are 96 wide (a
+multiple of 4, so grad_input's ws row can read grad_y in place through its raw ring, which the headline's 98
+rules out): what the ring form costs grad_input against the converted grad_y (docs/performance.md, Next 5(b)).
 """
+import dataclasses
 import sys
 
 import torch
@@ -17,12 +22,19 @@ from convt3d_cutlass import direct, launch, layouts
 from convt3d_cutlass.problem import Problem
 
 
+def case_of(name: str, cases: dict):
+    """The sweep or headline case NAME, or NAME@DxHxW: that case with x of spatial size D x H x W."""
+    base, _, size = name.partition("@")
+    c = cases[base]
+    return dataclasses.replace(c, spatial=tuple(int(v) for v in size.split("x"))) if size else c
+
+
 def main():
     names = sys.argv[1].split(",")
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
     for nm in names:
-        c = cases[nm]
+        c = case_of(nm, cases)
         t = CaseTensors(c, False)
         p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
         gy_nc = t.gy
