@@ -107,6 +107,13 @@ def test_choose_times_once_then_reads_the_cache(monkeypatch):
     autotune.clear_memory()
     timed.clear()
     assert autotune.choose(HEADLINE, "fprop", "tf32", 0, run, timer) == want and timed
+    # an NCDHW output is tuned apart (its own key, timed again), and so is another output_padding
+    timed.clear()
+    assert autotune.choose(HEADLINE, "fprop", "tf32", 0, run, timer, out_ncdhw=True) == want and timed
+    assert autotune.cache_key(HEADLINE, "fprop", "tf32", "Fake GPU", (9, 0), True) in autotune.read_cache()
+    padded = Problem(8, 48, 24, (96, 96, 96), 3, 2, 1, 1)
+    assert autotune.cache_key(padded, "dgrad", "tf32", "G", (9, 0)) != autotune.cache_key(
+        Problem(8, 48, 24, (96, 96, 96), 3, 2, 1, 0), "dgrad", "tf32", "G", (9, 0))
     # one candidate: nothing to tune
     one = frozenset({"direct_tf32_2x8x16_n24"})
     monkeypatch.setattr(autotune, "device_facts", lambda index: ("Fake GPU", (9, 0), one, 232448))

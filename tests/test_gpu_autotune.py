@@ -14,13 +14,15 @@ from conftest import TOL, rel_l2, requires_gpu
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
 
-def test_autotuned_step_is_correct_and_cached(monkeypatch, tmp_path):
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format], ids=["channels_last_3d", "ncdhw"])
+def test_autotuned_step_is_correct_and_cached(monkeypatch, tmp_path, fmt):
+    # NCDHW: the forward and grad_input are tuned writing NCDHW, under keys of their own (v0.51)
     monkeypatch.setenv("CONVT3D_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("CONVT3D_CONFIG", raising=False)
     autotune.set_autotune(True)
     autotune.clear_memory()
     try:
-        x = torch.randn(2, 24, 6, 9, 17, device="cuda").to(memory_format=CL).requires_grad_()
+        x = torch.randn(2, 24, 6, 9, 17, device="cuda").to(memory_format=fmt).requires_grad_()
         w = (torch.randn(24, 16, 3, 3, 3, device="cuda") / 24 ** 0.5).requires_grad_()
         y = ct.conv_transpose3d(x, w, None, 1, 1, precision="tf32", strict=True)
         gy = torch.randn_like(y)
@@ -33,6 +35,8 @@ def test_autotuned_step_is_correct_and_cached(monkeypatch, tmp_path):
         cache = autotune.read_cache()
         ops = sorted(k.split("|")[5] for k in cache)
         assert ops == ["dgrad", "fprop", "wgrad"]
+        ncdhw_keys = sorted(k.split("|")[5] for k in cache if k.endswith("|out NCDHW"))
+        assert ncdhw_keys == ([] if fmt is CL else ["dgrad", "fprop"])
         assert all(BY_NAME[name].serves(op) for key, name in cache.items()
                    for op in [key.split("|")[5]])
         # a new process's memory is empty: the disk answers, nothing is timed again

@@ -4,7 +4,8 @@ Off by default (the selector's measured heuristic runs). On with ``CONVT3D_AUTOT
 :func:`set_autotune`. The first call of a layer shape then times each candidate kernel of that pass on the
 call's own inputs (two warm-up runs, median of five, CUDA events on the current stream) and remembers
 the winner in memory and in an on-disk cache keyed by GPU name and compute capability, CUDA, torch and
-package versions, pass, precision and problem; later calls, in this or any other process, read it.
+package versions, pass, precision, problem and output layout (a forward or grad_input written NCDHW is timed
+and kept apart from one written channels_last_3d); later calls, in this or any other process, read it.
 
 The cache file (``$CONVT3D_CACHE_DIR/autotune.json``, default ``~/.cache/convt3d_cutlass``) is updated
 under an exclusive ``fcntl`` lock and replaced atomically, so several processes (one per GPU in DDP) can
@@ -66,13 +67,16 @@ def candidates(p: Problem, op: str, precision: str, compiled: Iterable[str], cap
     return names
 
 
-def cache_key(p: Problem, op: str, precision: str, gpu: str, capability: Tuple[int, int]) -> str:
+def cache_key(p: Problem, op: str, precision: str, gpu: str, capability: Tuple[int, int],
+              out_ncdhw: bool = False) -> str:
+    """The cache's key for pass ``op`` of ``p``: the whole problem, output_padding included, and whether the
+    pass writes its output NCDHW (a kernel's time and the selector's rules depend on the output layout)."""
     from . import __version__
 
     d, h, w = p.spatial
     return (f"{gpu}|sm{capability[0]}{capability[1]}|cuda {torch.version.cuda}|torch {torch.__version__}|"
             f"convt3d_cutlass {__version__}|{op}|{precision}|N{p.n} {p.c_in}->{p.c_out} {d}x{h}x{w} "
-            f"k{p.k} s{p.stride} p{p.padding}")
+            f"k{p.k} s{p.stride} p{p.padding} op{p.output_padding}" + ("|out NCDHW" if out_ncdhw else ""))
 
 
 def cache_path() -> str:
@@ -155,13 +159,15 @@ def device_facts(index: int) -> Tuple[str, Tuple[int, int], frozenset, int]:
 
 
 def choose(p: Problem, op: str, precision: str, index: int, run: Callable[[str], object],
-           timer: Callable[[Callable[[], object]], float] = cuda_timer) -> Optional[str]:
+           timer: Callable[[Callable[[], object]], float] = cuda_timer, out_ncdhw: bool = False) -> Optional[str]:
     """The tuned kernel name for pass ``op`` of ``p`` on CUDA device ``index``, timing the candidates
-    with run(name) on first use; None to let the heuristic choose (nothing to tune, or graph capture)."""
+    with run(name) on first use; None to let the heuristic choose (nothing to tune, or graph capture).
+    ``out_ncdhw``: the pass writes its output NCDHW, and run(name) times it so; tuned apart from the
+    channels_last_3d output."""
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
         return None
     gpu, cap, compiled, smem = device_facts(index)
-    key = cache_key(p, op, precision, gpu, cap)
+    key = cache_key(p, op, precision, gpu, cap, out_ncdhw)
     with _lock:
         if key in _memo:
             return _memo[key]

@@ -61,9 +61,10 @@ def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tu
     (the forward, grad_input): its output is wanted in NCDHW storage, which the selector weighs."""
     env_config = os.environ.get("CONVT3D_CONFIG", "")
     index = _index(device)
+    out_ncdhw = out_ncdhw and op != "wgrad"
     if not (config or env_config) and autotune.enabled():
-        config = autotune.choose(p, op, precision, index, tune)
-    return _plan_cached(p, op, precision, config or None, index, env_config, out_ncdhw and op != "wgrad")
+        config = autotune.choose(p, op, precision, index, tune, out_ncdhw=out_ncdhw)
+    return _plan_cached(p, op, precision, config or None, index, env_config, out_ncdhw)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -127,7 +128,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
     """
     b = _bias(bias)
     plan = _plan(p, "dgrad", precision, config, x.device,
-                 lambda name: forward(x, weight, bias, p, precision, name), out_ncdhw=ncdhw and out is None)
+                 lambda name: forward(x, weight, bias, p, precision, name, ncdhw=ncdhw and out is None),
+                 out_ncdhw=ncdhw and out is None)
     k = plan.k
     if plan.tap_reuse:
         # All stride phases in one launch; the filter blocks follow the phase table.
@@ -211,7 +213,8 @@ def sum_rows(plan: Plan, p: Problem, device) -> int:
 
 def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     plan = _plan(p, "fprop", precision, config, grad_y.device,
-                 lambda name: grad_input(grad_y, weight, p, precision, name), out_ncdhw=ncdhw and out is None)
+                 lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw and out is None),
+                 out_ncdhw=ncdhw and out is None)
     k = plan.k
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan, p)
