@@ -271,8 +271,10 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x:
+        # the plan grad_input will run: grad_x takes x's layout
+        ncdhw = direct._packed_ncdhw(x)
         gi = _plan(p, "fprop", precision, config, grad_y.device,
-                   lambda name: grad_input(grad_y, weight, p, precision, name))
+                   lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
         if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
             return False
     if need_w:
