@@ -422,11 +422,12 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 // out is [N, Do, Ho, Wo, Co], or [N, Co, Do, Ho, Wo] with out_ncdhw; in is [N, Di, Hi, Wi, Cr], or
 // [N, Cr, Di, Hi, Wi] with in_ncdhw (kernels that take them so; the others raise). in_sums, a packed
 // [rows, Cr] buffer, receives sums of the input over positions whose rows add up to the total (the
-// kernels that can; the others raise).
+// kernels that can; the others raise). in_copy (with in_ncdhw and in_sums), a packed [N, Di, Hi, Wi, Cr]
+// buffer, receives the input in channels_last order (the warp-specialized Hopper rows that can; the others raise).
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
             int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
-            bool sum_phases, bool out_sectors) {
+            bool sum_phases, bool out_sectors, const std::optional<at::Tensor>& in_copy) {
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -490,6 +491,16 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
                 "CUDA tensor on ", dev, " with C = ", num(L.Cr));
     L.in_sums = t.data_ptr<float>();
     L.in_sums_rows = static_cast<int>(t.size(0));
+  }
+  if (in_copy.has_value()) {
+    const auto& t = *in_copy;
+    TORCH_CHECK(in_ncdhw && in_sums.has_value(), "convt3d_cutlass: direct in_copy needs in_ncdhw and in_sums");
+    TORCH_CHECK(t.is_cuda() && t.device() == dev && t.scalar_type() == at::kFloat && t.is_contiguous() &&
+                    t.dim() == 5 && t.size(0) == L.N && t.size(1) == L.Di && t.size(2) == L.Hi && t.size(3) == L.Wi &&
+                    t.size(4) == L.Cr && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0,
+                "convt3d_cutlass: direct in_copy must be a contiguous, 16-byte aligned float32 [N, D, H, W, C] "
+                "CUDA tensor on ", dev, " of the input's sizes");
+    L.in_copy = t.data_ptr<float>();
   }
   c10::cuda::CUDAGuard guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
@@ -654,7 +665,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
-        "bool sum_phases=False, bool out_sectors=False) -> ()");
+        "bool sum_phases=False, bool out_sectors=False, Tensor(c!)? in_copy=None) -> ()");
   m.def("direct_wgrad(str kernel, Tensor x, Tensor grad_y, Tensor(a!) partials, int k, int stride, int padding, "
         "int taps_per_group, bool x_ncdhw=False, bool gy_ncdhw=False) -> ()");
   m.def("transpose_layout(Tensor src, Tensor(a!) dst, bool to_channels_last, Tensor(b!)? sums=None) -> ()");

@@ -29,7 +29,8 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases, int64_t s_in,
             int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
-            bool sum_phases = false, bool out_sectors = false);
+            bool sum_phases = false, bool out_sectors = false,
+            const std::optional<at::Tensor>& in_copy = std::nullopt);
 void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
                   int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw,
                   bool gy_ncdhw = false);

@@ -51,6 +51,11 @@ struct DirectLaunch {
   // Hopper kernel, NDHWC input, one phase; the others refuse it).
   float* in_sums = nullptr;
   int in_sums_rows = 0;
+  // [N][Di][Hi][Wi][Cr] or null, with in_ncdhw: a channels_last copy of the input, each position written once
+  // by the tile that sums it (the warp-specialized Hopper kernel's ring form, under in_sums' ownership rule).
+  // grad_input reads an NCDHW grad_y in place and leaves grad_weight the copy it reads, instead of a
+  // conversion pass before both (one read of grad_y fewer).
+  float* in_copy = nullptr;
   // Every phase adds into the same output positions (first, count and s_out = 1 of phase 0), reading
   // the input at s_in * (q + j) + dmin: grad_input's input parities, one unit-stride problem per residue
   // of grad_y (the FFMA kernel; the others refuse it). Else each phase writes its own outputs.

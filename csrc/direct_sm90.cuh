@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "cute/arch/copy_sm90_desc.hpp"
@@ -82,6 +83,12 @@ struct Geometry {
   int wgroup;          // ws form: w-neighbour tiles a CTA takes in turn (see walk_next; 1: one at a time)
   int tw;              // ws form with a w fold (WF): halo positions per tile along w whose outputs it stores
   int raw_hd, raw_hh;  // its planes and rows: HD and HH, padded in the RS form (see raw_box_dims)
+  // NCDHW input whose rows are not 16-byte multiples (W % 4 != 0; the ring form only): TMA cannot step
+  // along h, so each halo row (hh) is its own box of a map whose innermost axis is a plane's H x W positions
+  // (16-byte strides where H * W % 4 == 0), landed [hh][c][raw_hd][RAW_W], raw_row_pitch bytes apart (128-byte
+  // aligned TMA destinations). The rounders mask the positions outside [0, W) of each row (a box runs into the
+  // neighbouring rows there). 0: one box of [c][raw_hd][raw_hh][RAW_W].
+  int raw_rows, raw_row_pitch;
 };
 
 // The ws form's walk over work units: CTA b takes units b, b + grid, ... (G = 1), or groups of G w-neighbour
@@ -121,6 +128,9 @@ struct Config {
   static constexpr int THREADS = 128 * WG;
   static constexpr int GROUP_BYTES = N * ROW_BYTES;  // one (kd, kh) filter block
   static constexpr int SCRATCH_STRIDE = N + 4;       // floats per epilogue row
+  // An NCDHW input summed and copied by the ring form's rounders (IN with SUMS), whose producer then keeps
+  // 104 registers: the consumers' 200 hold up to 160 accumulators in two warpgroups.
+  static constexpr bool RING_SUMS = WG == 2 && MB * N / 2 <= 160;
   static_assert(TH % 4 == 0 && MBLOCKS % WG == 0 && MB >= 1, "tile shape");
   // M block m (planes of TH / 4 blocks, m = dd * TH / 4 + h block) of warpgroup w's block mb in the
   // warp-specialized SS form: the same blocks as m = w * MB + mb, ordered h block first, so that in a tile
@@ -369,8 +379,11 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
   // that stall costs less than spilled accumulators (sr-head's step, 64 everywhere: 2.29 ms, not 1.05).
-  constexpr bool SUMS_AHEAD = SUMS && C::MB * NA <= 160;
-  using Regs = WsRegs<WG, SUMS_AHEAD ? 64 : 56>;
+  constexpr bool SUMS_AHEAD = SUMS && !IN && C::MB * NA <= 160;
+  // IN with SUMS (rows with C::RING_SUMS only): the ring rounders' sums and copy stores spill below 104
+  // registers (ptxas, the headline's grad_input row), which leaves the consumers 200.
+  static_assert(!(IN && SUMS) || C::RING_SUMS, "sums of an NCDHW input: two warpgroups, up to 160 accumulators");
+  using Regs = WsRegs<WG, IN && SUMS ? 104 : SUMS_AHEAD ? 64 : 56>;
   // 3xtf32 (SPLIT): every operand as hi + lo tf32 parts, a * b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi. The
   // halo's lo part sits halo_bytes after its hi part; each (kd, kh) filter block is [hi][lo].
   constexpr int P = SPLIT ? 2 : 1;
@@ -466,8 +479,17 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               const int j = 2 * it + h, r = j % RAW_BUFFERS;
               Barrier::wait(&rempty[r], ((j / RAW_BUFFERS) & 1) ^ 1);
               TxBarrier::arrive_and_expect_tx(&rfull[r], geo.raw_bytes);
-              cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &rfull[r], hint, raw + r * geo.raw_stride, ix0 & ~3, iy0, iz0,
-                                           c * KC + 4 * h, t.o.n);
+              if (SUMS && geo.raw_rows) {
+                // A row outside [0, H) starts a whole row before or after the plane: TMA fills it with zeros
+                // at every position the rounders keep (inside [0, W)).
+                for (int hh = 0; hh < geo.HH; ++hh)
+                  cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &rfull[r], hint,
+                                               raw + r * geo.raw_stride + hh * geo.raw_row_pitch,
+                                               ((iy0 + hh) * p.Wi + ix0) & ~3, 0, iz0, c * KC + 4 * h, t.o.n);
+              } else {
+                cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &rfull[r], hint, raw + r * geo.raw_stride, ix0 & ~3, iy0,
+                                             iz0, c * KC + 4 * h, t.o.n);
+              }
             }
             continue;
           }
@@ -500,7 +522,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       // gradient costs no pass of its own over grad_y (0.27 ms on the headline). Each rounder warp owns
       // one row of the buffer; lanes 0 and 1 are its only writers, so its sums are added in one fixed
       // order, and the caller adds the rows in a fixed order: bitwise reproducible.
-      static_assert(!(SUMS && IN), "input sums on the NDHWC input only");
+      static_assert(!(SUMS && IN && !RING), "input sums on an NCDHW input in the ring form only");
       static_assert(ROUNDERS == 32 * SUM_ROWS, "a row of input sums per rounder warp");
       float* srow = nullptr;
       if constexpr (SUMS) {
@@ -521,26 +543,103 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           if constexpr (RING) {
             Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
             uint8_t* st = smem + s * geo.stage_bytes;
+            if constexpr (!SUMS) {  // one box per half (the rows form comes with sums only): the code as it was
+              const int npos = geo.halo_bytes / ROW_BYTES, plane = npos / HALO_W * RAW_W;
+              const int shift = (t.o.q0w + p.phase[t.o.phase].dmin[2]) & 3;  // the row's start in the box
+              for (int h = 0; h < 2; ++h) {
+                const int j = 2 * it + h, rb = j % RAW_BUFFERS;
+                TxBarrier::wait(&rfull[rb], (j / RAW_BUFFERS) & 1);
+                const float* src = reinterpret_cast<const float*>(raw + rb * geo.raw_stride) + shift;
+                // Lanes take consecutive positions: the channel loads are unit-stride, and the 16-byte
+                // stores of 8 lanes cover all banks (SW32: a row's halves swap when bit 2 of the row is set).
+                // Four positions per thread are loaded before any is stored: the compiler cannot move a load
+                // above a store to the same shared array, and one position at a time left the rounders
+                // waiting on load latency (the forward measured 3.01 ms against 2.11 on channels_last x).
+                constexpr int B = 4;
+                for (int i0 = r; i0 < npos; i0 += B * ROUNDERS) {
+                  float x[B][4];
+#pragma unroll
+                  for (int u = 0; u < B; ++u) {
+                    const int i = i0 + u * ROUNDERS;
+                    const float* q0 = src + (i / HALO_W) * RAW_W + i % HALO_W;
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) x[u][q] = i < npos ? q0[q * plane] : 0.f;
+                  }
+#pragma unroll
+                  for (int u = 0; u < B; ++u) {
+                    const int i = i0 + u * ROUNDERS;
+                    if (i >= npos) break;
+                    float4 v;
+                    v.x = __uint_as_float(direct::to_tf32(x[u][0]));
+                    v.y = __uint_as_float(direct::to_tf32(x[u][1]));
+                    v.z = __uint_as_float(direct::to_tf32(x[u][2]));
+                    v.w = __uint_as_float(direct::to_tf32(x[u][3]));
+                    const int off = i * ROW_BYTES + 16 * (h ^ ((i >> 2) & 1));
+                    *reinterpret_cast<float4*>(st + off) = v;
+                    if (SPLIT)
+                      *reinterpret_cast<float4*>(st + geo.halo_bytes + off) = make_float4(
+                          __uint_as_float(direct::to_tf32(x[u][0] - v.x)), __uint_as_float(direct::to_tf32(x[u][1] - v.y)),
+                          __uint_as_float(direct::to_tf32(x[u][2] - v.z)), __uint_as_float(direct::to_tf32(x[u][3] - v.w)));
+                  }
+                }
+                Barrier::arrive(&rempty[rb]);
+              }
+              cutlass::arch::fence_view_async_shared();
+              Barrier::arrive(&ready[s]);
+              continue;
+            }
             const int npos = geo.halo_bytes / ROW_BYTES, plane = npos / HALO_W * RAW_W;
-            const int shift = (t.o.q0w + p.phase[t.o.phase].dmin[2]) & 3;  // the row's start in the box
+            const DirectPhase& ph = p.phase[t.o.phase];
+            const int ix0 = t.o.q0w + ph.dmin[2], iy0 = t.o.q0h + ph.dmin[1], iz0 = t.o.q0d + ph.dmin[0];
+            const int shift = ix0 & 3;  // the row's start in the box
+            // Thread r's position along w is always r % HALO_W (ROUNDERS and the step are multiples of it).
+            const int wpos = r % HALO_W, wg_in = ix0 + wpos;
+            const bool w_in = wg_in >= 0 && wg_in < p.Wi;
+            // SUMS (with IN: the input sums and the channels_last copy): the positions this tile owns (the
+            // NDHWC form's rule below), inside the input, for the first C_out block only.
+            [[maybe_unused]] bool own_w = false;
+            [[maybe_unused]] int hl = 0, dl = 0;
+            [[maybe_unused]] float sm0[4] = {}, sm1[4] = {};  // the two halves' sums (registers, not an array by h)
+            if constexpr (SUMS) {
+              own_w = t.co0 == 0 && w_in && wpos < (t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW);
+              hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
+              dl = t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
+            }
+            // Rows form (geo.raw_rows): box hh holds [c][raw_hd][RAW_W] from its own start.
+            const int rpitch = geo.raw_row_pitch / 4, cpitch = geo.raw_rows ? geo.raw_hd * RAW_W : plane;
+            const float inv_hh = 1.f / (float)geo.HH;
             for (int h = 0; h < 2; ++h) {
               const int j = 2 * it + h, rb = j % RAW_BUFFERS;
               TxBarrier::wait(&rfull[rb], (j / RAW_BUFFERS) & 1);
-              const float* src = reinterpret_cast<const float*>(raw + rb * geo.raw_stride) + shift;
+              const float* box = reinterpret_cast<const float*>(raw + rb * geo.raw_stride);
+              const float* src = box + shift;
               // Lanes take consecutive positions: the channel loads are unit-stride, and the 16-byte
               // stores of 8 lanes cover all banks (SW32: a row's halves swap when bit 2 of the row is set).
               // Four positions per thread are loaded before any is stored: the compiler cannot move a load
               // above a store to the same shared array, and one position at a time left the rounders
               // waiting on load latency (the forward measured 3.01 ms against 2.11 on channels_last x).
-              constexpr int B = 4;
+              [[maybe_unused]] float sq[4] = {};
+              constexpr int B = 2;  // fewer positions in flight than above (producer registers: ptxas spilled at 4)
+              // ROWS: geo.raw_rows, a compile-time copy of the loop each, so that the one-box form keeps its code.
+              auto convert = [&](auto rows_c) {
+              constexpr bool ROWS = decltype(rows_c)::value;
               for (int i0 = r; i0 < npos; i0 += B * ROUNDERS) {
                 float x[B][4];
+                [[maybe_unused]] bool own[B];
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
-                  const int i = i0 + u * ROUNDERS;
-                  const float* q0 = src + (i / HALO_W) * RAW_W + i % HALO_W;
+                  const int i = i0 + u * ROUNDERS, row = i / HALO_W;
+                  // (row + 0.5) / HH in float: exact for the few hundred rows a halo has.
+                  const int hd = __float2int_rz(((float)row + 0.5f) * inv_hh), hh = row - hd * geo.HH;
+                  const float* q0 = ROWS ? box + hh * rpitch + hd * RAW_W + wpos + (((iy0 + hh) * p.Wi + ix0) & 3)
+                                                 : src + row * RAW_W + wpos;
+                  const bool ok = i < npos && (w_in || !ROWS);
 #pragma unroll
-                  for (int q = 0; q < 4; ++q) x[u][q] = i < npos ? q0[q * plane] : 0.f;
+                  for (int q = 0; q < 4; ++q) x[u][q] = ok ? q0[q * cpitch] : 0.f;
+                  if constexpr (SUMS) {
+                    const int gd = iz0 + hd, gh = iy0 + hh;
+                    own[u] = own_w && i < npos && hd < dl && hh < hl && gd >= 0 && gd < p.Di && gh >= 0 && gh < p.Hi;
+                  }
                 }
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
@@ -557,12 +656,63 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                     *reinterpret_cast<float4*>(st + geo.halo_bytes + off) = make_float4(
                         __uint_as_float(direct::to_tf32(x[u][0] - v.x)), __uint_as_float(direct::to_tf32(x[u][1] - v.y)),
                         __uint_as_float(direct::to_tf32(x[u][2] - v.z)), __uint_as_float(direct::to_tf32(x[u][3] - v.w)));
+                  if constexpr (SUMS) {
+                    if (own[u]) {
+#pragma unroll
+                      for (int q = 0; q < 4; ++q) sq[q] += x[u][q];
+                      if (p.in_copy != nullptr && c * KC + 4 * h < p.Cr) {
+                        const int row = i / HALO_W, hd = __float2int_rz(((float)row + 0.5f) * inv_hh);
+                        const int hh = row - hd * geo.HH;
+                        const size_t pos =
+                            (((size_t)t.o.n * p.Di + (iz0 + hd)) * p.Hi + (iy0 + hh)) * p.Wi + wg_in;
+                        *reinterpret_cast<float4*>(p.in_copy + pos * p.Cr + c * KC + 4 * h) =
+                            make_float4(x[u][0], x[u][1], x[u][2], x[u][3]);
+                      }
+                    }
+                  }
                 }
               }
+              };
+              if (geo.raw_rows)
+                convert(std::true_type{});
+              else
+                convert(std::false_type{});
               Barrier::arrive(&rempty[rb]);
+              if constexpr (SUMS)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {
+                  sm0[q] = h == 0 ? sq[q] : sm0[q];
+                  sm1[q] = h == 0 ? sm1[q] : sq[q];
+                }
             }
             cutlass::arch::fence_view_async_shared();
             Barrier::arrive(&ready[s]);
+            if constexpr (SUMS) {
+              // After the release, the MMAs do not wait for it. Each warp's 32 lanes hold partial sums of
+              // the same 8 channels; lane 0 adds the warp's total to its row (one writer, a fixed order).
+              if (srow != nullptr && t.co0 == 0) {
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+#pragma unroll
+                  for (int o = 16; o > 0; o >>= 1) {
+                    sm0[q] += __shfl_xor_sync(0xffffffffu, sm0[q], o);
+                    sm1[q] += __shfl_xor_sync(0xffffffffu, sm1[q], o);
+                  }
+                if (lane == 0)
+#pragma unroll
+                  for (int h = 0; h < 2; ++h)
+                    if (c * KC + 4 * h < p.Cr) {
+                      const float* sh = h == 0 ? sm0 : sm1;
+                      float4* dst = reinterpret_cast<float4*>(srow + c * KC + 4 * h);
+                      float4 run = *dst;
+                      run.x += sh[0];
+                      run.y += sh[1];
+                      run.z += sh[2];
+                      run.w += sh[3];
+                      *dst = run;
+                    }
+              }
+            }
             continue;
           }
           // SUMS: lanes 0 and 1 load their running sums of this chunk's channels before the halo arrives,
@@ -1059,6 +1209,7 @@ struct WgmmaKernel {
     geo.raw_bytes = geo.raw_stride = geo.raw_offset = 0;
     geo.raw_hd = geo.HD;
     geo.raw_hh = geo.HH;
+    geo.raw_rows = geo.raw_row_pitch = 0;
     geo.wgroup = 1;
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
@@ -1076,7 +1227,9 @@ struct WgmmaKernel {
       // buffer besides; in the RS form the stages are a chunk's two raw boxes, and there is no ring.
       raw_box_dims(geo.HD, geo.HH, RS, geo.raw_hd, geo.raw_hh);
       const int raw_box = geo.raw_hd * geo.raw_hh * RAW_W * 4 * 4;
-      const int raw_stride = (raw_box + 1023) / 1024 * 1024;
+      const bool rows = p.in_ncdhw && !RS && p.in_sums != nullptr && p.Wi % 4 != 0;
+      const int row_pitch = (geo.raw_hd * RAW_W * 4 * 4 + 127) / 128 * 128;
+      const int raw_stride = ((rows ? geo.raw_hh * row_pitch : raw_box) + 1023) / 1024 * 1024;
       const size_t raw = p.in_ncdhw && !RS ? (size_t)RAW_BUFFERS * (raw_stride + 16) + 1024 : 0;
       const size_t stage = p.in_ncdhw && RS ? 2 * (size_t)raw_stride : halo_stage;
       if (fbytes > 0 && 1024 + fbytes + raw + two * (stage + 24) + 16 <= kSm90SmemOptin) {
@@ -1088,6 +1241,8 @@ struct WgmmaKernel {
         if (!geo.resident) return 5;
         geo.raw_bytes = raw_box;
         geo.raw_stride = raw_stride;
+        geo.raw_rows = rows ? 1 : 0;
+        geo.raw_row_pitch = rows ? row_pitch : 0;
       }
       // As many stages as Hopper's 227 KiB hold, up to S: strided phases (1-2 taps per axis) have small
       // stages and little MMA work per chunk, so their pipeline is bound by load latency, not space.
@@ -1114,7 +1269,13 @@ struct WgmmaKernel {
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and epilogue stores
     if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
-    if (p.in_ncdhw && (!WS || p.Wi % 4 != 0)) return 5;  // NCDHW input: ws form, 16-byte TMA row strides
+    // NCDHW input: ws form, 16-byte TMA row strides, or (the ring form with sums, whose rounders mask each
+    // row) 16-byte plane strides and a box per row
+    if (p.in_ncdhw && (!WS || (p.Wi % 4 != 0 && (RS || p.in_sums == nullptr || (long long)p.Hi * p.Wi % 4 != 0))))
+      return 5;
+    // Sums and the channels_last copy of an NCDHW input: the ring form's rounders (RS has none)
+    if (p.in_ncdhw && p.in_sums != nullptr && (RS || !C::RING_SUMS)) return 5;
+    if (p.in_copy != nullptr && (!WS || RS || !p.in_ncdhw || p.in_sums == nullptr)) return 5;
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
     if (WF > 0 && (p.s_out != WF || p.out_ncdhw || p.in_ncdhw || p.in_sums != nullptr)) return 5;
     if (RS)  // A fragments shared across kd by compile-time tap counts: every phase has KX taps per axis
@@ -1133,10 +1294,10 @@ struct WgmmaKernel {
     return sm90_fits(smem_bytes(geo));
   }
 
-  // Input sums (p.in_sums): the ws form on an NDHWC input and one phase whose tiles' halos, each cut at
+  // Input sums (p.in_sums, and p.in_copy): the ws form (an NCDHW input: the ring form) and one phase whose tiles' halos, each cut at
   // the next tile's first halo position, cover the whole input (the kernel's ownership rule).
   static bool sums_cover(const DirectLaunch& p, const Geometry& geo) {
-    if (!WS || p.in_ncdhw || p.num_phases != 1) return false;
+    if (!WS || (p.in_ncdhw && RS) || p.num_phases != 1) return false;
     const DirectPhase& ph = p.phase[0];
     const int tile[3] = {TD, TH, C::TW}, halo[3] = {geo.HD, geo.HH, HALO_W}, extent[3] = {p.Di, p.Hi, p.Wi};
     for (int a = 0; a < 3; ++a) {
@@ -1163,7 +1324,12 @@ struct WgmmaKernel {
     CUtensorMap tin, tw;
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
     const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.raw_hh, (cuuint32_t)geo.raw_hd, 4, 1};
-    const bool in_ok = p.in_ncdhw ? encode_ncdhw(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box_ncdhw,
+    // Rows form: the plane's H x W positions as one axis, a unit axis in h's place (see Geometry::raw_rows).
+    const cuuint64_t rows_dim[5] = {(cuuint64_t)p.Hi * p.Wi, 1, (cuuint64_t)p.Di, (cuuint64_t)p.Cr, (cuuint64_t)p.N};
+    const cuuint32_t rows_box[5] = {RAW_W, 1, (cuuint32_t)geo.raw_hd, 4, 1};
+    const bool in_ok = geo.raw_rows ? encode_packed5(&tin, p.in, rows_dim, rows_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
+                       : p.in_ncdhw ? encode_ncdhw(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box_ncdhw,
                                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
                                   : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_32B,
                                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
@@ -1197,9 +1363,19 @@ struct WgmmaKernel {
         return direct::launch_with_smem(wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, false, WF>,
                                         grid, 128 * (WG + 1), bytes, p.stream, p, tin, tw, geo, (int)units);
       } else {
-      auto kernel =
-          p.in_ncdhw  ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>
-                                     : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true, false, RS>)
+      using Fn = decltype(&wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, false, RS>);
+      // An NCDHW input summed (and copied) as the ring form's rounders read it; RS never gets here (can_implement).
+      auto ring_sums_kernel = [&]() -> Fn {
+        if constexpr (RS || !C::RING_SUMS)
+          return nullptr;
+        else
+          return p.out_ncdhw ? &wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, true, RS>
+                             : &wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true, true, RS>;
+      };
+      Fn kernel =
+          p.in_ncdhw  ? (p.in_sums != nullptr ? ring_sums_kernel()
+                         : p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, true, false, RS>
+                                       : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, true, false, RS>)
           : p.in_sums ? (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, true, RS>
                                      : wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, false, false, true, RS>)
                       : (p.out_ncdhw ? wgmma_ws_kernel<TD, TH, KX, BN, WG, S, SPLIT, true, false, false, RS>

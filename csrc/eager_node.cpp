@@ -64,6 +64,9 @@ struct Plan {
   std::vector<int64_t> phase_taps;  // 3 per phase: taps along d, h and w (dgrad_phases_flat)
   int64_t gi_slices = 1;  // serial split-K slices of the stock grad_input (selector.fprop_slices)
   bool gw_first = false;  // the backward runs grad_weight before grad_input (launch.grad_weight_first)
+  // grad_input's kernel reads a packed NCDHW grad_y in place and writes its channels_last copy (for
+  // grad_weight) and its sums (gi_sum_rows rows): launch.grad_input_copying
+  bool gi_copies = false;
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -80,11 +83,11 @@ const Plan& plan_at(int64_t id) {
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw (fwd_ncdhw and
 // gi_ncdhw: 0 NDHWC, 1 NCDHW, 2 NCDHW by whole sectors),
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, fwd_x_ncdhw, gi_sum_rows, gi_parities,
-// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first. With fwd_stock, fwd_kernel names the phases' kernels
+// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first, gi_copies. With fwd_stock, fwd_kernel names the phases' kernels
 // separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 21, "convt3d_cutlass: eager_plan takes 21 integers");
+  TORCH_CHECK(ints.size() == 22, "convt3d_cutlass: eager_plan takes 22 integers");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
@@ -93,12 +96,13 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   p.gw_slices = ints[10]; p.gw_taps_per_group = ints[11]; p.gw_x_ncdhw = ints[12] != 0;
   p.fwd_x_ncdhw = ints[13] != 0; p.gi_sum_rows = ints[14]; p.gi_parities = ints[15] != 0;
   p.gi_gy_ncdhw = ints[16] != 0; p.gw_gy_ncdhw = ints[17] != 0; p.fwd_stock = ints[18] != 0;
-  p.gi_slices = ints[19]; p.gw_first = ints[20] != 0;
+  p.gi_slices = ints[19]; p.gw_first = ints[20] != 0; p.gi_copies = ints[21] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
                   (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
-                  p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct),
+                  p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct) &&
+                  (!p.gi_copies || (p.gi_direct && p.gi_sum_rows > 0)),
               "convt3d_cutlass: eager_plan has an invalid problem");
   if (p.fwd_stock) {
     for (size_t at = 0; at <= fwd_kernel.size();) {
@@ -213,8 +217,9 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
 
 // G: grad_y as packed [N, Do, Ho, Wo, C_out], or (G_ncdhw) packed [N, C_out, Do, Ho, Wo]. sums: undefined,
 // or [P.gi_sum_rows, C_out] that the kernel fills with partial sums of G (launch.grad_input_with_bias).
+// copy (with G_ncdhw and sums): undefined, or packed [N, Do, Ho, Wo, C_out] that the kernel fills with G.
 at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& filter,
-                           const at::Tensor& x, const at::Tensor& sums) {
+                           const at::Tensor& x, const at::Tensor& sums, const at::Tensor& copy = at::Tensor()) {
   TORCH_CHECK(filter.defined(), "convt3d_cutlass: the eager node has no grad_input filter (x did not require "
               "grad when the forward ran)");
   const auto shape = x.sizes();
@@ -223,7 +228,8 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
     gx = P.gi_ncdhw ? at::empty(shape, G.options()) : empty_cl(shape, G);
     at::Tensor out = P.gi_ncdhw ? gx : gx.permute({0, 2, 3, 4, 1});
     ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, G_ncdhw,
-                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities, P.gi_sectors);
+                sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities, P.gi_sectors,
+                copy.defined() ? std::optional<at::Tensor>(copy) : std::nullopt);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});
@@ -295,6 +301,17 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       // where every gradient asked for has one; the bias gradient then sums grad_y on its own.
       const bool G_ncdhw = !is_cl(gy) && gy.is_contiguous() && (need_x || need_w) &&
                            (!need_x || P.gi_gy_ncdhw) && (!need_w || P.gw_gy_ncdhw);
+      // grad_input reads the NCDHW grad_y in place and writes the channels_last copy grad_weight reads, and
+      // the bias gradient's sums (launch.grad_input_copying): no conversion pass at all.
+      if (!G_ncdhw && P.gi_copies && need_x && need_w && !is_cl(gy) && gy.is_contiguous()) {
+        at::Tensor src = aligned16(gy);
+        G = at::empty({src.size(0), src.size(2), src.size(3), src.size(4), src.size(1)}, src.options());
+        at::Tensor sums = at::empty({P.gi_sum_rows, src.size(1)}, src.options());
+        gx = grad_input_pass(P, src, true, gi_filter, x, sums, G);
+        if (need_b) gb = row_sums(sums);
+        gw = grad_weight_pass(P, G, false, x, weight.size(1));
+        return {gx, gw, need_b ? gb : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+      }
       if (G_ncdhw) {
         G = aligned16(gy);
       } else if (!is_cl(gy) && need_x + need_w + need_b >= 2) {

@@ -813,6 +813,25 @@ def test_ws_reads_ncdhw_input_policy():
         direct.SM90_SMEM_OPTIN
 
 
+def test_grad_input_copies_ncdhw_grad_y_policy():
+    """grad_input's ws SS rows with two warpgroups and up to 160 accumulators (Config::RING_SUMS) read an
+    NCDHW grad_y in place while summing and copying it: the headline's (grad_y rows 98 wide: a box per halo
+    row, 98 x 98 % 4 == 0) and 96-wide rows; not where H x W % 4 != 0 with W % 4 != 0 (no 16-byte plane
+    stride), nor the RS, three-warpgroup or 192-accumulator rows, nor C_out % 4 != 0."""
+    n48 = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"]
+    assert direct.ring_sums(n48) and direct.ring_sums(BY_NAME["wgmma_ws_3xtf32_2x8x14_kx3_n32_wg2_s8"])
+    assert not direct.ring_sums(BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n32_wg2_s8"])  # 192 accumulators
+    assert not any(direct.ring_sums(k) for k in KERNELS if k.family == "wgmma" and (k.rs or k.warpgroups != 2))
+    for spatial, ok in (((96, 96, 96), True), ((96, 96, 94), True), ((33, 33, 35), False), ((33, 34, 35), True)):
+        p = Problem(2, 48, 24, spatial, 3)
+        assert direct.copies_input(n48, direct.grad_input_plan(p), 24, p.out_spatial) == ok, spatial
+    odd = Problem(2, 48, 22, (96, 96, 96), 3)
+    assert not direct.copies_input(n48, direct.grad_input_plan(odd), 22, odd.out_spatial)
+    # the rows form's boxes are 128-byte aligned: odd halo depths take more of the ring
+    r = direct._wgmma_smem((1, 8, 14), 3, 48, 2, 8, 3, 3, 24, True, False, True, False, True)
+    assert r is None or r.bytes <= direct.SM90_SMEM_OPTIN
+
+
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("spatial", [(96, 96, 96), (5, 9, 15), (16, 64, 64), (1, 1, 1)])
 def test_grad_input_sums_its_input_policy(spatial, padding):

@@ -13,7 +13,7 @@ from convt3d_cutlass.problem import Problem
 def _plan(family="igemm", ws=False, tap_reuse=True, slices=1, taps_per_group=1, simt=False, precision="tf32",
           block=(4, 8, 14), bn=24):
     k = types.SimpleNamespace(family=family, ws=ws, simt=simt, op="direct", name=f"{family}_row", precision=precision,
-                              rs=False, block=block, kx=3, bn=bn, warpgroups=2,
+                              rs=False, wf=0, stages=8, block=block, kx=3, bn=bn, warpgroups=2,
                               split=family in ("wgmma", "igemm") and precision == "3xtf32")
     return types.SimpleNamespace(k=k, name=k.name, tap_reuse=tap_reuse, table=[], slices=slices,
                                  taps_per_group=taps_per_group)
@@ -32,7 +32,7 @@ def test_plan_ints_order_and_rules():
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=33, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 21 and ints[20] == 0
+    assert len(ints) == 22 and ints[20] == 0 and ints[21] == 0
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
@@ -41,7 +41,7 @@ def test_plan_ints_order_and_rules():
     p16 = Problem(2, 48, 24, (10, 10, 16), 3)
     assert eager.plan_ints(p16, "tf32", False, ws, sectors, gw, True, True)[6:9] == [1, 1, 2]
     assert eager.plan_ints(p, "tf32", False, ws, sectors, gw, True, True)[8] == 0  # W = 12
-    assert ints[9:] == [1, 33, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0]
+    assert ints[9:] == [1, 33, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
     assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[14] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
@@ -60,8 +60,17 @@ def test_plan_ints_order_and_rules():
     # the forward on stock phases; the stock grad_input's split-K slices (the last integer)
     ints = eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False)
     assert ints[18] == 1 and ints[19] == 2
-    # the backward's order (launch.grad_weight_first), the last integer
+    # the backward's order (launch.grad_weight_first)
     assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[20] == 1
+    # the last: grad_input copies an NCDHW grad_y for grad_weight (direct.copies_input), given its sum rows
+    from convt3d_cutlass.kernel_table import BY_NAME
+    head = Problem(8, 48, 24, (96, 96, 96), 3)
+    gi = types.SimpleNamespace(k=BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"], tap_reuse=True, slices=1,
+                               table=direct.grad_input_plan(head))
+    gi.name = gi.k.name
+    assert eager.plan_ints(head, "tf32", False, ws, gi, gw, True, True, 396)[21] == 1
+    assert eager.plan_ints(head, "tf32", False, ws, gi, gw, True, True, 0)[21] == 0
+    assert eager.plan_ints(head, "fp32", False, ws, gi, simt, True, True, 396)[21] == 0  # FFMA reads it in place
 
 
 def test_grad_weight_first_in_every_precision():

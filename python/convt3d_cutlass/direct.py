@@ -293,9 +293,11 @@ def raw_box_dims(hd: int, hh: int, rs: bool) -> Tuple[int, int]:
     return best
 
 
-def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False, rs=False):
+def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False, in_ncdhw=False, rs=False,
+                rows=False):
     """The WgmmaSmem behind ``wgmma_smem_bytes`` for the largest phase's taps tz x ty; None with
-    in_ncdhw where the filter would not be resident."""
+    in_ncdhw where the filter would not be resident. rows: the ring's boxes one per halo row (an NCDHW input
+    with W % 4 != 0, Geometry::raw_rows), each 128-byte aligned."""
     hd, hh = block[0] + max(tz - 1, 0), block[1] + max(ty - 1, 0)
     parts = 2 if split else 1
     halo, group = parts * hd * hh * 16 * KC * 4, parts * kx * bn * KC * 4
@@ -311,7 +313,8 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False,
         # them, 1 KiB aligned, after the stages and the filter; two barriers each. The RS form has no
         # ring: its stages are a chunk's two boxes.
         rd, rh = raw_box_dims(hd, hh, rs)
-        raw_stride = -(-rd * rh * RAW_W * 4 * 4 // 1024) * 1024
+        box = rh * -(-rd * RAW_W * 4 * 4 // 128) * 128 if rows else rd * rh * RAW_W * 4 * 4
+        raw_stride = -(-box // 1024) * 1024
         raw = 2 * (raw_stride + 16) + 1024 if in_ncdhw and not rs else 0
         fstage = 2 * raw_stride if in_ncdhw and rs else halo_stage
         if filt > 0 and 1024 + filt + raw + min(stages, 2) * (fstage + 24) + 16 <= SM90_SMEM_OPTIN:
@@ -769,12 +772,42 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False) -
 
 
 @functools.lru_cache(maxsize=1024)
-def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int) -> bool:
+def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int, rows: bool = False) -> bool:
     taps = _wgmma_taps(table, k.kx)
     if taps is None:
         return False
-    r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True, k.rs)
+    r = _wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *taps, c_r, True, k.split, True, k.rs, rows)
     return r is not None and r.stages >= min(NCDHW_INPUT_MIN_STAGES, -(-c_r // KC))
+
+
+def ring_sums(k) -> bool:
+    """Whether ws row k has the instantiation whose ring rounders sum an NCDHW input and write its
+    channels_last copy (Config::RING_SUMS in csrc/direct_sm90.cuh): the SS form, two consumer warpgroups, up to
+    160 accumulators per thread (its producer keeps 104 registers, leaving the consumers 200)."""
+    if not (k.family == "wgmma" and k.ws and not k.wf and not k.rs and k.warpgroups == 2):
+        return False
+    mb = k.block[0] * k.block[1] // 4 // k.warpgroups
+    return mb * k.kx * k.bn // 2 <= 160
+
+
+# grad_input copies an NCDHW grad_y for grad_weight where its row can (copies_input); False: the conversion
+# pass before both, as before v0.52 (a knob for same-process A/B).
+COPY_GRAD_Y = True
+
+
+def copies_input(k, table, c_r: int, in_spatial) -> bool:
+    """Whether grad_input row k can read grad_y [N, c_r, *in_spatial] in its packed NCDHW storage and, as it
+    reads it, sum it per channel (the bias gradient) and write its channels_last_3d copy (the direct op's
+    in_sums and in_copy), so that grad_weight reads that copy and nothing converts grad_y before the
+    backward. ``table``: grad_input's one phase. The ring form's rounders do it (``ring_sums``), under the
+    input sums' ownership rule (``sums_input``); rows of W % 4 != 0 come as one TMA box per halo row of a map
+    over each plane's H x W positions, which needs H * W % 4 == 0 (16-byte plane strides)."""
+    d, h, w = in_spatial
+    if not COPY_GRAD_Y or not ring_sums(k) or c_r % 4 != 0 or (w % 4 != 0 and h * w % 4 != 0):
+        return False
+    if not sums_input(k, table, in_spatial, 1, c_r):
+        return False
+    return _reads_ncdhw_fits(k, tuple(table), c_r, w % 4 != 0)
 
 
 # Rows of input sums per CTA of the warp-specialized Hopper kernel: one per rounder warp (SUM_ROWS in

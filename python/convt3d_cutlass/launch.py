@@ -235,6 +235,41 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     return gx, None
 
 
+def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p: Problem,
+                             precision: str, config: Optional[str]) -> bool:
+    """Whether grad_input (grad_x in x's layout) reads grad_y [N, C_out, Do, Ho, Wo], packed NCDHW, in place
+    and leaves grad_weight a channels_last_3d copy and the bias gradient (``grad_input_copying``), in place of
+    the conversion pass before both (direct.copies_input)."""
+    if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
+        return False
+    ncdhw = direct._packed_ncdhw(x)
+    gi = _plan(p, "fprop", precision, config, grad_y.device,
+               lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+    return gi.tap_reuse and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial)
+
+
+def grad_input_copying(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
+                       config: Optional[str] = None, ncdhw: bool = False):
+    """(grad_x [N, C_in, D, H, W] as grad_input() returns it, grad_y's channels_last_3d copy [N, C_out, Do, Ho,
+    Wo], the bias gradient [C_out]) from one launch that reads grad_y, packed NCDHW, in place (where
+    ``grad_input_copies_grad_y``; else ValueError)."""
+    plan = _plan(p, "fprop", precision, config, grad_y.device,
+                 lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+    k = plan.k
+    if not (plan.tap_reuse and direct._packed_ncdhw(grad_y) and
+            direct.copies_input(k, plan.table, p.c_out, p.out_spatial)):
+        raise ValueError(f"convt3d_cutlass: grad_input kernel {plan.name} cannot copy grad_y {tuple(grad_y.shape)}")
+    to_ncdhw = ncdhw and direct.writes_ncdhw(k, p, "fprop")
+    rows = direct.SUM_ROWS_PER_CTA * _extension.num_sms(_index(grad_y.device))
+    sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype)
+    copy = empty_cl(tuple(grad_y.shape), grad_y)
+    gx = _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
+    _ops().direct(plan.name, aligned16(grad_y), grad_input_filter(weight, plan, p), None,
+                  gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, True, sums,
+                  False, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"), copy.permute(0, 2, 3, 4, 1))
+    return gx, copy, row_sums(sums)
+
+
 def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,
                 config: Optional[str] = None) -> torch.Tensor:
     """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo].

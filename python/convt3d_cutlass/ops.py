@@ -98,6 +98,16 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
         # (the eager node's rule, csrc/eager_node.cpp: no conversion where the kernels read it in place)
         in_place = share_layout and launch.grad_y_in_place(grad_y, x, weight, ctx.problem, ctx.precision,
                                                            ctx.config or None, need_x, need_w)
+        # grad_input reads an NCDHW grad_y in place and leaves grad_weight its channels_last_3d copy and the
+        # bias gradient (the eager node's gi_copies rule): no conversion pass over grad_y.
+        if (share_layout and need_x and need_w and not in_place and
+                launch.grad_input_copies_grad_y(grad_y, x, weight, ctx.problem, ctx.precision, ctx.config or None)):
+            gx, copy, gb = launch.grad_input_copying(grad_y, weight, ctx.problem, ctx.precision, ctx.config or None,
+                                                     ncdhw=not wants_channels_last(x))
+            gx = to_format(gx, wants_channels_last(x))
+            gw = grad_w(copy, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding, ctx.precision,
+                        ctx.config)
+            return gx, gw, gb if need_b else None, None, None, None, None, None
         if share_layout and need_x + need_w + need_b >= 2 and not in_place:
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
