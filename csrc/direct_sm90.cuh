@@ -111,6 +111,18 @@ __device__ __forceinline__ int walk_next(int u, int G) {
 // lands while the producer warps transpose this one.
 constexpr int RAW_BUFFERS = 2;
 
+// The ring form's rounders with sums and copy (IN with SUMS): positions in flight per thread (4, as the
+// one-box form's), and the producer registers that hold them without spills (ptxas, every RING_SUMS row: 88;
+// 72 spilled).
+#ifndef CONVT3D_RING_B
+#define CONVT3D_RING_B 4
+#endif
+#ifndef CONVT3D_RING_SUMS_REGS
+#define CONVT3D_RING_SUMS_REGS 88
+#endif
+constexpr int RING_B = CONVT3D_RING_B;
+constexpr int RING_SUMS_REGS = CONVT3D_RING_SUMS_REGS;
+
 // Input sums (DirectLaunch::in_sums): rows per CTA, one per rounder warp of the producer warpgroup
 // (direct.SUM_ROWS_PER_CTA mirrors it).
 constexpr int SUM_ROWS = 3;
@@ -129,7 +141,7 @@ struct Config {
   static constexpr int GROUP_BYTES = N * ROW_BYTES;  // one (kd, kh) filter block
   static constexpr int SCRATCH_STRIDE = N + 4;       // floats per epilogue row
   // An NCDHW input summed and copied by the ring form's rounders (IN with SUMS), whose producer then keeps
-  // 104 registers: the consumers' 200 hold up to 160 accumulators in two warpgroups.
+  // RING_SUMS_REGS (88) registers: the consumers' 208 hold up to 160 accumulators in two warpgroups.
   static constexpr bool RING_SUMS = WG == 2 && MB * N / 2 <= 160;
   static_assert(TH % 4 == 0 && MBLOCKS % WG == 0 && MB >= 1, "tile shape");
   // M block m (planes of TH / 4 blocks, m = dd * TH / 4 + h block) of warpgroup w's block mb in the
@@ -380,10 +392,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
   // that stall costs less than spilled accumulators (sr-head's step, 64 everywhere: 2.29 ms, not 1.05).
   constexpr bool SUMS_AHEAD = SUMS && !IN && C::MB * NA <= 160;
-  // IN with SUMS (rows with C::RING_SUMS only): the ring rounders' sums and copy stores spill below 104
-  // registers (ptxas, the headline's grad_input row), which leaves the consumers 200.
+  // IN with SUMS (rows with C::RING_SUMS only): RING_SUMS_REGS for the ring rounders' sums and copy stores.
   static_assert(!(IN && SUMS) || C::RING_SUMS, "sums of an NCDHW input: two warpgroups, up to 160 accumulators");
-  using Regs = WsRegs<WG, IN && SUMS ? 104 : SUMS_AHEAD ? 64 : 56>;
+  using Regs = WsRegs<WG, IN && SUMS ? RING_SUMS_REGS : SUMS_AHEAD ? 64 : 56>;
   // 3xtf32 (SPLIT): every operand as hi + lo tf32 parts, a * b ~ a_lo b_hi + a_hi b_lo + a_hi b_hi. The
   // halo's lo part sits halo_bytes after its hi part; each (kd, kh) filter block is [hi][lo].
   constexpr int P = SPLIT ? 2 : 1;
@@ -607,7 +618,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             }
             // Rows form (geo.raw_rows): box hh holds [c][raw_hd][RAW_W] from its own start.
             const int rpitch = geo.raw_row_pitch / 4, cpitch = geo.raw_rows ? geo.raw_hd * RAW_W : plane;
-            const float inv_hh = 1.f / (float)geo.HH;
+            const float inv_hh = 1.f / (float)geo.HH, inv_hd = 1.f / (float)geo.HD;
             for (int h = 0; h < 2; ++h) {
               const int j = 2 * it + h, rb = j % RAW_BUFFERS;
               TxBarrier::wait(&rfull[rb], (j / RAW_BUFFERS) & 1);
@@ -619,32 +630,47 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               // above a store to the same shared array, and one position at a time left the rounders
               // waiting on load latency (the forward measured 3.01 ms against 2.11 on channels_last x).
               [[maybe_unused]] float sq[4] = {};
-              constexpr int B = 2;  // fewer positions in flight than above (producer registers: ptxas spilled at 4)
+              // SUMS: the copy's channels of this half in the sample's first position
+              [[maybe_unused]] const bool copy_on = SUMS && p.in_copy != nullptr && c * KC + 4 * h < p.Cr;
+              [[maybe_unused]] float* copy_base =
+                  SUMS && p.in_copy != nullptr ? p.in_copy + (size_t)t.o.n * p.Di * p.Hi * p.Wi * p.Cr + c * KC + 4 * h
+                                               : nullptr;
+              constexpr int B = RING_B;
               // ROWS: geo.raw_rows, a compile-time copy of the loop each, so that the one-box form keeps its code.
               auto convert = [&](auto rows_c) {
               constexpr bool ROWS = decltype(rows_c)::value;
-              for (int i0 = r; i0 < npos; i0 += B * ROUNDERS) {
+              // ROWS: the halo rows taken hd fastest, so that a warp's two halves (two rows) read box rows
+              // RAW_W words apart; hh fastest, they would be a row pitch apart (0 mod 32 words) and shifted by
+              // W % 4 from each other: two-way bank conflicts on most lanes.
+              const int per = ROWS ? geo.HD : geo.HH;
+              const float inv = ROWS ? inv_hd : inv_hh;
+              for (int j0 = r; j0 < npos; j0 += B * ROUNDERS) {
                 float x[B][4];
-                [[maybe_unused]] bool own[B];
+                int at[B];
+                [[maybe_unused]] int gpos[B];  // SUMS: the position in the sample this thread owns, or -1
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
-                  const int i = i0 + u * ROUNDERS, row = i / HALO_W;
-                  // (row + 0.5) / HH in float: exact for the few hundred rows a halo has.
-                  const int hd = __float2int_rz(((float)row + 0.5f) * inv_hh), hh = row - hd * geo.HH;
+                  const int j = j0 + u * ROUNDERS, row = j / HALO_W;
+                  // (row + 0.5) / per in float: exact for the few hundred rows a halo has.
+                  const int a = __float2int_rz(((float)row + 0.5f) * inv), b = row - a * per;
+                  const int hd = ROWS ? b : a, hh = ROWS ? a : b;
+                  at[u] = ROWS ? (hd * geo.HH + hh) * HALO_W + wpos : j;
                   const float* q0 = ROWS ? box + hh * rpitch + hd * RAW_W + wpos + (((iy0 + hh) * p.Wi + ix0) & 3)
-                                                 : src + row * RAW_W + wpos;
-                  const bool ok = i < npos && (w_in || !ROWS);
+                                         : src + row * RAW_W + wpos;
+                  const bool ok = j < npos && (w_in || !ROWS);
 #pragma unroll
                   for (int q = 0; q < 4; ++q) x[u][q] = ok ? q0[q * cpitch] : 0.f;
                   if constexpr (SUMS) {
                     const int gd = iz0 + hd, gh = iy0 + hh;
-                    own[u] = own_w && i < npos && hd < dl && hh < hl && gd >= 0 && gd < p.Di && gh >= 0 && gh < p.Hi;
+                    gpos[u] = own_w && j < npos && hd < dl && hh < hl && gd >= 0 && gd < p.Di && gh >= 0 && gh < p.Hi
+                                  ? (gd * p.Hi + gh) * p.Wi + wg_in
+                                  : -1;
                   }
                 }
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
-                  const int i = i0 + u * ROUNDERS;
-                  if (i >= npos) break;
+                  if (j0 + u * ROUNDERS >= npos) break;
+                  const int i = at[u];
                   float4 v;
                   v.x = __uint_as_float(direct::to_tf32(x[u][0]));
                   v.y = __uint_as_float(direct::to_tf32(x[u][1]));
@@ -657,17 +683,12 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                         __uint_as_float(direct::to_tf32(x[u][0] - v.x)), __uint_as_float(direct::to_tf32(x[u][1] - v.y)),
                         __uint_as_float(direct::to_tf32(x[u][2] - v.z)), __uint_as_float(direct::to_tf32(x[u][3] - v.w)));
                   if constexpr (SUMS) {
-                    if (own[u]) {
+                    if (gpos[u] >= 0) {
 #pragma unroll
                       for (int q = 0; q < 4; ++q) sq[q] += x[u][q];
-                      if (p.in_copy != nullptr && c * KC + 4 * h < p.Cr) {
-                        const int row = i / HALO_W, hd = __float2int_rz(((float)row + 0.5f) * inv_hh);
-                        const int hh = row - hd * geo.HH;
-                        const size_t pos =
-                            (((size_t)t.o.n * p.Di + (iz0 + hd)) * p.Hi + (iy0 + hh)) * p.Wi + wg_in;
-                        *reinterpret_cast<float4*>(p.in_copy + pos * p.Cr + c * KC + 4 * h) =
+                      if (copy_on)
+                        *reinterpret_cast<float4*>(copy_base + (size_t)gpos[u] * p.Cr) =
                             make_float4(x[u][0], x[u][1], x[u][2], x[u][3]);
-                      }
                     }
                   }
                 }

@@ -46,6 +46,8 @@ def test_ncdhw_backward_converts_grad_y_once(monkeypatch):
     # grad_input, grad_weight and the bias gradient of an NCDHW step share one conversion of grad_y
     # (the Python Function's backward; the C++ node's: test_gpu_eager_node.py).
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "0")
+    from convt3d_cutlass import direct
+    monkeypatch.setattr(direct, "COPY_GRAD_Y", False)  # not grad_input's copy (test_gpu_grad_y_copy.py)
     calls = []
     ns = torch.ops.convt3d_cutlass
 

@@ -1,7 +1,9 @@
 """What reading an NCDHW grad_y in place would cost the tf32 backward, part by part (GPU time,
 hostgap.gpu_only, the same process): grad_y's conversion with the bias sums (what the step runs now), the
 bias sums alone over NCDHW grad_y, grad_input from the converted grad_y (with its sums) and from NCDHW
-grad_y (the kernel's in_ncdhw mode), grad_weight from each where its row takes it. Prints the kernel each
+grad_y (the kernel's in_ncdhw mode), alone and (v0.52, where direct.copies_input) with the bias sums and with
+the sums and grad_weight's channels_last_3d copy (launch.grad_input_copying), grad_weight from each where its
+row takes it. Prints the kernel each
 pass chose, the medians, and whether both forms of each pass give the same bits.
 
     python bench/tools/gyparts.py headline,sr-head 10
@@ -39,7 +41,7 @@ def main():
         p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
         gy_nc = t.gy
         gy_cl, _ = layouts.channels_last_with_sums(gy_nc)
-        gi_plan = launch._plan(p, "fprop", "tf32", None, gy_nc.device, None)
+        gi_plan = launch._plan(p, "fprop", "tf32", None, gy_nc.device, None, out_ncdhw=True)
         gw_plan = launch._plan(p, "wgrad", "tf32", None, gy_nc.device, None)
         print(f"{nm}: grad_input {gi_plan.name} (reads NCDHW: "
               f"{direct.reads_ncdhw(gi_plan.k, gi_plan.table, p.c_out, gy_nc)}), grad_weight {gw_plan.name} "
@@ -49,10 +51,17 @@ def main():
             "sums NCDHW": lambda: layouts.channel_sums(gy_nc),
             "gi from CL (+sums)": lambda: launch.grad_input_with_bias(gy_cl, t.w, p, "tf32", ncdhw=True),
             "gi from NCDHW": lambda: launch.grad_input(gy_nc, t.w, p, "tf32", ncdhw=True),
+            "gi NCDHW +sums": lambda: launch.grad_input_copying(gy_nc, t.w, p, "tf32", ncdhw=True, with_copy=False),
+            "gi NCDHW +sums+copy": lambda: launch.grad_input_copying(gy_nc, t.w, p, "tf32", ncdhw=True),
             "gw from CL": lambda: launch.grad_weight(gy_cl, t.x, p, "tf32"),
             "gw from NCDHW": lambda: launch.grad_weight(gy_nc, t.x, p, "tf32"),
         }
+        copies = direct.copies_input(gi_plan.k, gi_plan.table, p.c_out, p.out_spatial)
         for name, fn in parts.items():
+            if "+sums" in name and not copies:
+                continue
+            if name == "gi from NCDHW" and not direct.reads_ncdhw(gi_plan.k, gi_plan.table, p.c_out, gy_nc):
+                continue
             print(f"  {name:20s} {gpu_only(fn, reps):.3f} ms", flush=True)
         a, b = launch.grad_input_with_bias(gy_cl, t.w, p, "tf32", ncdhw=True)[0], launch.grad_input(
             gy_nc, t.w, p, "tf32", ncdhw=True)

@@ -249,10 +249,11 @@ def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torc
 
 
 def grad_input_copying(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
-                       config: Optional[str] = None, ncdhw: bool = False):
+                       config: Optional[str] = None, ncdhw: bool = False, with_copy: bool = True):
     """(grad_x [N, C_in, D, H, W] as grad_input() returns it, grad_y's channels_last_3d copy [N, C_out, Do, Ho,
     Wo], the bias gradient [C_out]) from one launch that reads grad_y, packed NCDHW, in place (where
-    ``grad_input_copies_grad_y``; else ValueError)."""
+    ``grad_input_copies_grad_y``; else ValueError). with_copy False: no copy (None in its place), the sums
+    alone (bench/tools/gyparts.py prices the parts)."""
     plan = _plan(p, "fprop", precision, config, grad_y.device,
                  lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
     k = plan.k
@@ -262,11 +263,12 @@ def grad_input_copying(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, p
     to_ncdhw = ncdhw and direct.writes_ncdhw(k, p, "fprop")
     rows = direct.SUM_ROWS_PER_CTA * _extension.num_sms(_index(grad_y.device))
     sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype)
-    copy = empty_cl(tuple(grad_y.shape), grad_y)
+    copy = empty_cl(tuple(grad_y.shape), grad_y) if with_copy else None
     gx = _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
     _ops().direct(plan.name, aligned16(grad_y), grad_input_filter(weight, plan, p), None,
                   gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, True, sums,
-                  False, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"), copy.permute(0, 2, 3, 4, 1))
+                  False, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"),
+                  copy.permute(0, 2, 3, 4, 1) if with_copy else None)
     return gx, copy, row_sums(sums)
 
 
