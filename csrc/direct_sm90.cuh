@@ -112,13 +112,13 @@ __device__ __forceinline__ int walk_next(int u, int G) {
 constexpr int RAW_BUFFERS = 2;
 
 // The ring form's rounders with sums and copy (IN with SUMS): positions in flight per thread (4, as the
-// one-box form's), and the producer registers that hold them without spills (ptxas, every RING_SUMS row: 88;
-// 72 spilled).
+// one-box form's), and the producer registers that hold them and the prefetched running sums without spills
+// (ptxas, every RING_SUMS row; 104 leaves two consumer warpgroups the same 200 as 96 does).
 #ifndef CONVT3D_RING_B
 #define CONVT3D_RING_B 4
 #endif
 #ifndef CONVT3D_RING_SUMS_REGS
-#define CONVT3D_RING_SUMS_REGS 88
+#define CONVT3D_RING_SUMS_REGS 104
 #endif
 constexpr int RING_B = CONVT3D_RING_B;
 constexpr int RING_SUMS_REGS = CONVT3D_RING_SUMS_REGS;
@@ -141,7 +141,7 @@ struct Config {
   static constexpr int GROUP_BYTES = N * ROW_BYTES;  // one (kd, kh) filter block
   static constexpr int SCRATCH_STRIDE = N + 4;       // floats per epilogue row
   // An NCDHW input summed and copied by the ring form's rounders (IN with SUMS), whose producer then keeps
-  // RING_SUMS_REGS (88) registers: the consumers' 208 hold up to 160 accumulators in two warpgroups.
+  // RING_SUMS_REGS (104) registers: the consumers' 200 hold up to 160 accumulators in two warpgroups.
   static constexpr bool RING_SUMS = WG == 2 && MB * N / 2 <= 160;
   static_assert(TH % 4 == 0 && MBLOCKS % WG == 0 && MB >= 1, "tile shape");
   // M block m (planes of TH / 4 blocks, m = dd * TH / 4 + h block) of warpgroup w's block mb in the
@@ -552,6 +552,15 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         for (int c = 0; c < t.nchunks; ++c, ++it) {
           const int s = it % ns;
           if constexpr (RING) {
+            // SUMS: lane 0 loads its warp's running sums of this chunk's channels before anything else, so
+            // that the load's latency hides behind the chunk's rounding instead of stalling the warp at its
+            // end (0.6 ms of the headline's grad_input, gyparts.py; the same thread stored them last).
+            [[maybe_unused]] float4 run[2];
+            if constexpr (SUMS)
+              if (lane == 0 && t.co0 == 0)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                  if (c * KC + 4 * h < p.Cr) run[h] = *reinterpret_cast<const float4*>(srow + c * KC + 4 * h);
             Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
             uint8_t* st = smem + s * geo.stage_bytes;
             if constexpr (!SUMS) {  // one box per half (the rows form comes with sums only): the code as it was
@@ -724,13 +733,12 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                   for (int h = 0; h < 2; ++h)
                     if (c * KC + 4 * h < p.Cr) {
                       const float* sh = h == 0 ? sm0 : sm1;
-                      float4* dst = reinterpret_cast<float4*>(srow + c * KC + 4 * h);
-                      float4 run = *dst;
-                      run.x += sh[0];
-                      run.y += sh[1];
-                      run.z += sh[2];
-                      run.w += sh[3];
-                      *dst = run;
+                      float4 r4 = run[h];
+                      r4.x += sh[0];
+                      r4.y += sh[1];
+                      r4.z += sh[2];
+                      r4.w += sh[3];
+                      *reinterpret_cast<float4*>(srow + c * KC + 4 * h) = r4;
                     }
               }
             }

@@ -783,7 +783,7 @@ def _reads_ncdhw_fits(k, table: Tuple[int, ...], c_r: int, rows: bool = False) -
 def ring_sums(k) -> bool:
     """Whether ws row k has the instantiation whose ring rounders sum an NCDHW input and write its
     channels_last copy (Config::RING_SUMS in csrc/direct_sm90.cuh): the SS form, two consumer warpgroups, up to
-    160 accumulators per thread (its producer keeps 88 registers, leaving the consumers 208)."""
+    160 accumulators per thread (its producer keeps 104 registers, leaving the consumers 200)."""
     if not (k.family == "wgmma" and k.ws and not k.wf and not k.rs and k.warpgroups == 2):
         return False
     mb = k.block[0] * k.block[1] // 4 // k.warpgroups
