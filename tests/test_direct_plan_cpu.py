@@ -813,12 +813,17 @@ def test_ws_reads_ncdhw_input_policy():
         direct.SM90_SMEM_OPTIN
 
 
-def test_grad_input_copies_ncdhw_grad_y_policy():
+def test_grad_input_copies_ncdhw_grad_y_policy(monkeypatch):
     """grad_input's ws SS rows with two warpgroups and up to 160 accumulators (Config::RING_SUMS) read an
     NCDHW grad_y in place while summing and copying it: the headline's (grad_y rows 98 wide: a box per halo
     row, 98 x 98 % 4 == 0) and 96-wide rows; not where H x W % 4 != 0 with W % 4 != 0 (no 16-byte plane
     stride), nor the RS, three-warpgroup or 192-accumulator rows, nor C_out % 4 != 0."""
     n48 = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"]
+    assert not direct.COPY_GRAD_Y or __import__("os").environ.get("CONVT3D_COPY_GRAD_Y") == "1"  # opt-in
+    p0 = Problem(2, 48, 24, (96, 96, 96), 3)
+    monkeypatch.setattr(direct, "COPY_GRAD_Y", False)
+    assert not direct.copies_input(n48, direct.grad_input_plan(p0), 24, p0.out_spatial)
+    monkeypatch.setattr(direct, "COPY_GRAD_Y", True)
     assert direct.ring_sums(n48) and direct.ring_sums(BY_NAME["wgmma_ws_3xtf32_2x8x14_kx3_n32_wg2_s8"])
     assert not direct.ring_sums(BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n32_wg2_s8"])  # 192 accumulators
     assert not any(direct.ring_sums(k) for k in KERNELS if k.family == "wgmma" and (k.rs or k.warpgroups != 2))

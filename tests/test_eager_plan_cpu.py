@@ -27,7 +27,7 @@ def test_x_layout_classes():
     assert eager._x_layout(torch.randn(2, 1, 3, 5, 6)) is None  # both layouts at once: ambiguous
 
 
-def test_plan_ints_order_and_rules():
+def test_plan_ints_order_and_rules(monkeypatch):
     p = Problem(2, 48, 24, (10, 10, 12), 3, 1, 0)  # grad_input reduction 24 * 27 = 648
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=33, taps_per_group=3)
@@ -64,6 +64,7 @@ def test_plan_ints_order_and_rules():
     assert eager.plan_ints(big, "fp32", False, stock, stock, stock, False, False, gw_first=True)[20] == 1
     # the last: grad_input copies an NCDHW grad_y for grad_weight (direct.copies_input), given its sum rows
     from convt3d_cutlass.kernel_table import BY_NAME
+    monkeypatch.setattr(direct, "COPY_GRAD_Y", True)  # opt-in (CONVT3D_COPY_GRAD_Y=1)
     head = Problem(8, 48, 24, (96, 96, 96), 3)
     gi = types.SimpleNamespace(k=BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"], tap_reuse=True, slices=1,
                                table=direct.grad_input_plan(head))

@@ -20,6 +20,16 @@ pytestmark = [requires_gpu, pytest.mark.gpu]
 
 RING = [k for k in WGMMA_KERNELS if direct.ring_sums(k)]
 
+
+@pytest.fixture(autouse=True)
+def _copy_on(monkeypatch):
+    # off by default (direct.COPY_GRAD_Y: CONVT3D_COPY_GRAD_Y=1), on for these tests
+    from convt3d_cutlass import eager
+    monkeypatch.setattr(direct, "COPY_GRAD_Y", True)
+    eager._plans.clear()
+    yield
+    eager._plans.clear()
+
 # (N, C_in, C_out, k, padding, x spatial); grad_y's spatial in the comment.
 CASES = [
     (2, 48, 24, 3, 0, (6, 10, 16)),   # gy (8, 12, 18): a box per halo row (18 % 4 = 2), the headline's channels

@@ -32,6 +32,7 @@ def case_of(name: str, cases: dict):
 
 
 def main():
+    direct.COPY_GRAD_Y = True  # the copy is opt-in (CONVT3D_COPY_GRAD_Y=1); this tool prices it regardless
     names = sys.argv[1].split(",")
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}

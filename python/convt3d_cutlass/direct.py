@@ -16,6 +16,7 @@ Pure Python apart from the filter re-layout, so plans are testable on the CPU.
 from __future__ import annotations
 
 import functools
+import os
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
@@ -790,9 +791,12 @@ def ring_sums(k) -> bool:
     return mb * k.kx * k.bn // 2 <= 160
 
 
-# grad_input copies an NCDHW grad_y for grad_weight where its row can (copies_input); False: the conversion
-# pass before both, as before v0.52 (a knob for same-process A/B).
-COPY_GRAD_Y = True
+# grad_input copies an NCDHW grad_y for grad_weight where its row can (copies_input). Off by default: measured
+# in v0.52 (same process, GPU time, 5 ABBA rounds) the headline's tf32 step loses 0.975x (grad_input with the
+# sums and the copy 2.73 ms against 2.04 from the converted grad_y plus the 0.55 ms conversion) while SR head's
+# gains 1.026x; the rounders' summing pass costs 0.5 ms on the headline's 96-wide variant (gyparts.py), which
+# is what the conversion saved. CONVT3D_COPY_GRAD_Y=1 turns it on (docs/performance.md, v0.52).
+COPY_GRAD_Y = os.environ.get("CONVT3D_COPY_GRAD_Y", "0") == "1"
 
 
 def copies_input(k, table, c_r: int, in_spatial) -> bool:
