@@ -328,6 +328,23 @@ __device__ __forceinline__ float shfl_f32(float v, int src) {
   return r;
 }
 
+// The ring form's rounders: position i's 4 channels of half h, rounded to tf32, into the stage's K-major row
+// (SW32: the row's 16-byte halves swap where bit 2 of i is set); SPLIT adds the rounded remainder halo_bytes on.
+template <bool SPLIT>
+__device__ __forceinline__ void store_rounded(uint8_t* st, int halo_bytes, int i, int h, const float (&x)[4]) {
+  float4 v;
+  v.x = __uint_as_float(direct::to_tf32(x[0]));
+  v.y = __uint_as_float(direct::to_tf32(x[1]));
+  v.z = __uint_as_float(direct::to_tf32(x[2]));
+  v.w = __uint_as_float(direct::to_tf32(x[3]));
+  const int off = i * ROW_BYTES + 16 * (h ^ ((i >> 2) & 1));
+  *reinterpret_cast<float4*>(st + off) = v;
+  if (SPLIT)
+    *reinterpret_cast<float4*>(st + halo_bytes + off) =
+        make_float4(__uint_as_float(direct::to_tf32(x[0] - v.x)), __uint_as_float(direct::to_tf32(x[1] - v.y)),
+                    __uint_as_float(direct::to_tf32(x[2] - v.z)), __uint_as_float(direct::to_tf32(x[3] - v.w)));
+}
+
 // Register split of the warp-specialized kernel: the producer warpgroup gives back what the
 // consumers' accumulators need (setmaxnreg; the CTA's budget is 64K / threads).
 template <int WG, int PRODUCER = 56>
@@ -589,17 +606,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                   for (int u = 0; u < B; ++u) {
                     const int i = i0 + u * ROUNDERS;
                     if (i >= npos) break;
-                    float4 v;
-                    v.x = __uint_as_float(direct::to_tf32(x[u][0]));
-                    v.y = __uint_as_float(direct::to_tf32(x[u][1]));
-                    v.z = __uint_as_float(direct::to_tf32(x[u][2]));
-                    v.w = __uint_as_float(direct::to_tf32(x[u][3]));
-                    const int off = i * ROW_BYTES + 16 * (h ^ ((i >> 2) & 1));
-                    *reinterpret_cast<float4*>(st + off) = v;
-                    if (SPLIT)
-                      *reinterpret_cast<float4*>(st + geo.halo_bytes + off) = make_float4(
-                          __uint_as_float(direct::to_tf32(x[u][0] - v.x)), __uint_as_float(direct::to_tf32(x[u][1] - v.y)),
-                          __uint_as_float(direct::to_tf32(x[u][2] - v.z)), __uint_as_float(direct::to_tf32(x[u][3] - v.w)));
+                    store_rounded<SPLIT>(st, geo.halo_bytes, i, h, x[u]);
                   }
                 }
                 Barrier::arrive(&rempty[rb]);
@@ -680,17 +687,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                 for (int u = 0; u < B; ++u) {
                   if (j0 + u * ROUNDERS >= npos) break;
                   const int i = at[u];
-                  float4 v;
-                  v.x = __uint_as_float(direct::to_tf32(x[u][0]));
-                  v.y = __uint_as_float(direct::to_tf32(x[u][1]));
-                  v.z = __uint_as_float(direct::to_tf32(x[u][2]));
-                  v.w = __uint_as_float(direct::to_tf32(x[u][3]));
-                  const int off = i * ROW_BYTES + 16 * (h ^ ((i >> 2) & 1));
-                  *reinterpret_cast<float4*>(st + off) = v;
-                  if (SPLIT)
-                    *reinterpret_cast<float4*>(st + geo.halo_bytes + off) = make_float4(
-                        __uint_as_float(direct::to_tf32(x[u][0] - v.x)), __uint_as_float(direct::to_tf32(x[u][1] - v.y)),
-                        __uint_as_float(direct::to_tf32(x[u][2] - v.z)), __uint_as_float(direct::to_tf32(x[u][3] - v.w)));
+                  store_rounded<SPLIT>(st, geo.halo_bytes, i, h, x[u]);
                   if constexpr (SUMS) {
                     if (gpos[u] >= 0) {
 #pragma unroll
