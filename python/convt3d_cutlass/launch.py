@@ -211,10 +211,14 @@ def sum_rows(plan: Plan, p: Problem, device) -> int:
     return per_cta * _extension.num_sms(_index(device))
 
 
+def _grad_input_plan(grad_y, weight, p, precision, config, ncdhw: bool) -> Plan:
+    """grad_input's Plan with grad_x wanted NCDHW or not (autotuned, where on, writing it so)."""
+    return _plan(p, "fprop", precision, config, grad_y.device,
+                 lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+
+
 def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
-    plan = _plan(p, "fprop", precision, config, grad_y.device,
-                 lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw and out is None),
-                 out_ncdhw=ncdhw and out is None)
+    plan = _grad_input_plan(grad_y, weight, p, precision, config, ncdhw and out is None)
     k = plan.k
     if plan.tap_reuse:
         w = grad_input_filter(weight, plan, p)
@@ -242,9 +246,7 @@ def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torc
     the conversion pass before both (direct.copies_input)."""
     if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
-    ncdhw = direct._packed_ncdhw(x)
-    gi = _plan(p, "fprop", precision, config, grad_y.device,
-               lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+    gi = _grad_input_plan(grad_y, weight, p, precision, config, direct._packed_ncdhw(x))
     return gi.tap_reuse and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial)
 
 
@@ -254,15 +256,13 @@ def grad_input_copying(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, p
     Wo], the bias gradient [C_out]) from one launch that reads grad_y, packed NCDHW, in place (where
     ``grad_input_copies_grad_y``; else ValueError). with_copy False: no copy (None in its place), the sums
     alone (bench/tools/gyparts.py prices the parts)."""
-    plan = _plan(p, "fprop", precision, config, grad_y.device,
-                 lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+    plan = _grad_input_plan(grad_y, weight, p, precision, config, ncdhw)
     k = plan.k
     if not (plan.tap_reuse and direct._packed_ncdhw(grad_y) and
             direct.copies_input(k, plan.table, p.c_out, p.out_spatial)):
         raise ValueError(f"convt3d_cutlass: grad_input kernel {plan.name} cannot copy grad_y {tuple(grad_y.shape)}")
     to_ncdhw = ncdhw and direct.writes_ncdhw(k, p, "fprop")
-    rows = direct.SUM_ROWS_PER_CTA * _extension.num_sms(_index(grad_y.device))
-    sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype)
+    sums = torch.empty((sum_rows(plan, p, grad_y.device), p.c_out), device=grad_y.device, dtype=grad_y.dtype)
     copy = empty_cl(tuple(grad_y.shape), grad_y) if with_copy else None
     gx = _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
     _ops().direct(plan.name, aligned16(grad_y), grad_input_filter(weight, plan, p), None,
@@ -309,9 +309,7 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         return False
     if need_x:
         # the plan grad_input will run: grad_x takes x's layout
-        ncdhw = direct._packed_ncdhw(x)
-        gi = _plan(p, "fprop", precision, config, grad_y.device,
-                   lambda name: grad_input(grad_y, weight, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+        gi = _grad_input_plan(grad_y, weight, p, precision, config, direct._packed_ncdhw(x))
         if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
             return False
     if need_w:
