@@ -572,12 +572,11 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             // SUMS: lane 0 loads its warp's running sums of this chunk's channels before anything else, so
             // that the load's latency hides behind the chunk's rounding instead of stalling the warp at its
             // end (0.6 ms of the headline's grad_input, gyparts.py; the same thread stored them last).
-            [[maybe_unused]] float4 run[2];
+            // After the reduce-scatter at the chunk's end, lane 4v holds channel v's total (v < 8).
+            [[maybe_unused]] float run = 0.f;
+            [[maybe_unused]] const bool swriter = SUMS && t.co0 == 0 && (lane & 3) == 0 && c * KC + (lane >> 2) < p.Cr;
             if constexpr (SUMS)
-              if (lane == 0 && t.co0 == 0)
-#pragma unroll
-                for (int h = 0; h < 2; ++h)
-                  if (c * KC + 4 * h < p.Cr) run[h] = *reinterpret_cast<const float4*>(srow + c * KC + 4 * h);
+              if (swriter) run = srow[c * KC + (lane >> 2)];
             Barrier::wait(&empty[s], ((it / ns) & 1) ^ 1);
             uint8_t* st = smem + s * geo.stage_bytes;
             if constexpr (!SUMS) {  // one box per half (the rows form comes with sums only): the code as it was
@@ -624,14 +623,16 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             const bool w_in = wg_in >= 0 && wg_in < p.Wi;
             // SUMS (with IN: the input sums and the channels_last copy): the positions this tile owns (the
             // NDHWC form's rule below), inside the input, for the first C_out block only.
-            [[maybe_unused]] bool own_w = false;
-            [[maybe_unused]] int hl = 0, dl = 0;
-            [[maybe_unused]] float sm0[4] = {}, sm1[4] = {};  // the two halves' sums (registers, not an array by h)
-            if constexpr (SUMS) {
-              own_w = t.co0 == 0 && w_in && wpos < (t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW);
-              hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
-              dl = t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
-            }
+            // Owned: halo planes [dlo, dlo + dn), rows [hlo, hlo + hn), inside the input (two unsigned compares
+            // a position: v0.53 measured the rounders bound by their instructions, ncu).
+            const bool own_w = t.co0 == 0 && w_in && wpos < (t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW);
+            const int hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
+            const int dl = t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
+            const int dlo = max(0, -iz0), dn = max(0, min(dl, p.Di - iz0) - dlo);
+            const int hlo = max(0, -iy0), hn = max(0, min(hl, p.Hi - iy0) - hlo);
+            // the copy's offset of halo row (hd, hh) at w: g0 + hd * gd + hh * gh (32-bit: host checks the size)
+            const int gh = p.Wi * p.Cr, gd = p.Hi * gh, g0 = iz0 * gd + iy0 * gh;
+            float sm0[4] = {}, sm1[4] = {};  // the two halves' sums (registers, not an array by h)
             // Rows form (geo.raw_rows): box hh holds [c][raw_hd][RAW_W] from its own start.
             const int rpitch = geo.raw_row_pitch / 4, cpitch = geo.raw_rows ? geo.raw_hd * RAW_W : plane;
             const float inv_hh = 1.f / (float)geo.HH, inv_hd = 1.f / (float)geo.HD;
@@ -647,10 +648,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               // waiting on load latency (the forward measured 3.01 ms against 2.11 on channels_last x).
               [[maybe_unused]] float sq[4] = {};
               // SUMS: the copy's channels of this half in the sample's first position
-              [[maybe_unused]] const bool copy_on = SUMS && p.in_copy != nullptr && c * KC + 4 * h < p.Cr;
-              [[maybe_unused]] float* copy_base =
-                  SUMS && p.in_copy != nullptr ? p.in_copy + (size_t)t.o.n * p.Di * p.Hi * p.Wi * p.Cr + c * KC + 4 * h
-                                               : nullptr;
+              // the copy's channels of this half at the thread's w in the sample (null: no copy)
+              float* const copy_w = p.in_copy != nullptr && c * KC + 4 * h < p.Cr
+                                        ? p.in_copy + ((size_t)t.o.n * p.Di * p.Hi * p.Wi + wg_in) * p.Cr + c * KC + 4 * h
+                                        : nullptr;
               constexpr int B = RING_B;
               // ROWS: geo.raw_rows, a compile-time copy of the loop each, so that the one-box form keeps its code.
               auto convert = [&](auto rows_c) {
@@ -663,7 +664,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               for (int j0 = r; j0 < npos; j0 += B * ROUNDERS) {
                 float x[B][4];
                 int at[B];
-                [[maybe_unused]] int gpos[B];  // SUMS: the position in the sample this thread owns, or -1
+                int gpos[B];  // the copy's offset of the position this thread owns (past the halo: never read), or -1
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
                   const int j = j0 + u * ROUNDERS, row = j / HALO_W;
@@ -676,26 +677,20 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                   const bool ok = j < npos && (w_in || !ROWS);
 #pragma unroll
                   for (int q = 0; q < 4; ++q) x[u][q] = ok ? q0[q * cpitch] : 0.f;
-                  if constexpr (SUMS) {
-                    const int gd = iz0 + hd, gh = iy0 + hh;
-                    gpos[u] = own_w && j < npos && hd < dl && hh < hl && gd >= 0 && gd < p.Di && gh >= 0 && gh < p.Hi
-                                  ? (gd * p.Hi + gh) * p.Wi + wg_in
-                                  : -1;
-                  }
+                  gpos[u] = own_w && (unsigned)(hd - dlo) < (unsigned)dn && (unsigned)(hh - hlo) < (unsigned)hn
+                                ? g0 + hd * gd + hh * gh
+                                : -1;
                 }
 #pragma unroll
                 for (int u = 0; u < B; ++u) {
                   if (j0 + u * ROUNDERS >= npos) break;
                   const int i = at[u];
                   store_rounded<SPLIT>(st, geo.halo_bytes, i, h, x[u]);
-                  if constexpr (SUMS) {
-                    if (gpos[u] >= 0) {
+                  if (gpos[u] >= 0) {
 #pragma unroll
-                      for (int q = 0; q < 4; ++q) sq[q] += x[u][q];
-                      if (copy_on)
-                        *reinterpret_cast<float4*>(copy_base + (size_t)gpos[u] * p.Cr) =
-                            make_float4(x[u][0], x[u][1], x[u][2], x[u][3]);
-                    }
+                    for (int q = 0; q < 4; ++q) sq[q] += x[u][q];
+                    if (copy_w != nullptr)
+                      *reinterpret_cast<float4*>(copy_w + gpos[u]) = make_float4(x[u][0], x[u][1], x[u][2], x[u][3]);
                   }
                 }
               }
@@ -714,30 +709,23 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             }
             cutlass::arch::fence_view_async_shared();
             Barrier::arrive(&ready[s]);
-            if constexpr (SUMS) {
-              // After the release, the MMAs do not wait for it. Each warp's 32 lanes hold partial sums of
-              // the same 8 channels; lane 0 adds the warp's total to its row (one writer, a fixed order).
-              if (srow != nullptr && t.co0 == 0) {
+            if (t.co0 == 0) {
+              // After the release, the MMAs do not wait for it. Each warp's 32 lanes hold partial sums of the
+              // same 8 channels, reduced by halving exchanges (lane bit 4 keeps half 1, bit 3 the upper
+              // channel pair, bit 2 the odd channel: 9 shuffles, not 40), so that lane 4v holds channel v's
+              // total and adds it to its row (one writer per channel, a fixed order: bitwise reproducible).
+              const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
+              float k4[4], k2[2];
 #pragma unroll
-                for (int q = 0; q < 4; ++q)
+              for (int q = 0; q < 4; ++q)
+                k4[q] = (b4 ? sm1[q] : sm0[q]) + __shfl_xor_sync(0xffffffffu, b4 ? sm0[q] : sm1[q], 16);
 #pragma unroll
-                  for (int o = 16; o > 0; o >>= 1) {
-                    sm0[q] += __shfl_xor_sync(0xffffffffu, sm0[q], o);
-                    sm1[q] += __shfl_xor_sync(0xffffffffu, sm1[q], o);
-                  }
-                if (lane == 0)
-#pragma unroll
-                  for (int h = 0; h < 2; ++h)
-                    if (c * KC + 4 * h < p.Cr) {
-                      const float* sh = h == 0 ? sm0 : sm1;
-                      float4 r4 = run[h];
-                      r4.x += sh[0];
-                      r4.y += sh[1];
-                      r4.z += sh[2];
-                      r4.w += sh[3];
-                      *reinterpret_cast<float4*>(srow + c * KC + 4 * h) = r4;
-                    }
-              }
+              for (int q = 0; q < 2; ++q)
+                k2[q] = (b3 ? k4[q + 2] : k4[q]) + __shfl_xor_sync(0xffffffffu, b3 ? k4[q] : k4[q + 2], 8);
+              float k1 = (b2 ? k2[1] : k2[0]) + __shfl_xor_sync(0xffffffffu, b2 ? k2[0] : k2[1], 4);
+              k1 += __shfl_xor_sync(0xffffffffu, k1, 2);
+              k1 += __shfl_xor_sync(0xffffffffu, k1, 1);
+              if (swriter) srow[c * KC + (lane >> 2)] = run + k1;
             }
             continue;
           }
@@ -1302,6 +1290,8 @@ struct WgmmaKernel {
     // Sums and the channels_last copy of an NCDHW input: the ring form's rounders (RS has none)
     if (p.in_ncdhw && p.in_sums != nullptr && (RS || !C::RING_SUMS)) return 5;
     if (p.in_copy != nullptr && (!WS || RS || !p.in_ncdhw || p.in_sums == nullptr)) return 5;
+    // the rounders' copy offsets within a sample are 32-bit
+    if (p.in_copy != nullptr && (long long)p.Di * p.Hi * p.Wi * p.Cr >= (1LL << 31)) return 5;
     if (p.s_in != 1) return 5;                      // the halo rows must be dense along w
     if (WF > 0 && (p.s_out != WF || p.out_ncdhw || p.in_ncdhw || p.in_sums != nullptr)) return 5;
     if (RS)  // A fragments shared across kd by compile-time tap counts: every phase has KX taps per axis

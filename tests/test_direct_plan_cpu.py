@@ -817,7 +817,8 @@ def test_grad_input_copies_ncdhw_grad_y_policy(monkeypatch):
     """grad_input's ws SS rows with two warpgroups and up to 160 accumulators (Config::RING_SUMS) read an
     NCDHW grad_y in place while summing and copying it: the headline's (grad_y rows 98 wide: a box per halo
     row, 98 x 98 % 4 == 0) and 96-wide rows; not where H x W % 4 != 0 with W % 4 != 0 (no 16-byte plane
-    stride), nor the RS, three-warpgroup or 192-accumulator rows, nor C_out % 4 != 0."""
+    stride), nor the RS, three-warpgroup or 192-accumulator rows, nor C_out % 4 != 0, nor a sample of 2^31
+    elements or more."""
     n48 = BY_NAME["wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8"]
     assert not direct.COPY_GRAD_Y or __import__("os").environ.get("CONVT3D_COPY_GRAD_Y") == "1"  # opt-in
     p0 = Problem(2, 48, 24, (96, 96, 96), 3)
@@ -832,6 +833,10 @@ def test_grad_input_copies_ncdhw_grad_y_policy(monkeypatch):
         assert direct.copies_input(n48, direct.grad_input_plan(p), 24, p.out_spatial) == ok, spatial
     odd = Problem(2, 48, 22, (96, 96, 96), 3)
     assert not direct.copies_input(n48, direct.grad_input_plan(odd), 22, odd.out_spatial)
+    # warp 0's offsets into a sample of the copy are 32-bit: grad_y 24 x 440^3 is within them, 24 x 448^3 not
+    for size, ok in ((438, True), (446, False)):
+        big = Problem(1, 48, 24, (size,) * 3, 3)
+        assert direct.copies_input(n48, direct.grad_input_plan(big), 24, big.out_spatial) == ok, size
     # the rows form's boxes are 128-byte aligned: odd halo depths take more of the ring
     r = direct._wgmma_smem((1, 8, 14), 3, 48, 2, 8, 3, 3, 24, True, False, True, False, True)
     assert r is None or r.bytes <= direct.SM90_SMEM_OPTIN

@@ -804,10 +804,13 @@ def copies_input(k, table, c_r: int, in_spatial) -> bool:
     reads it, sum it per channel (the bias gradient) and write its channels_last_3d copy (the direct op's
     in_sums and in_copy), so that grad_weight reads that copy and nothing converts grad_y before the
     backward. ``table``: grad_input's one phase. The ring form's rounders do it (``ring_sums``), under the
-    input sums' ownership rule (``sums_input``); rows of W % 4 != 0 come as one TMA box per halo row of a map
-    over each plane's H x W positions, which needs H * W % 4 == 0 (16-byte plane strides)."""
+    input sums' ownership rule (``sums_input``), with 32-bit offsets into each sample of the copy (d * h * w *
+    c_r < 2^31); rows of W % 4 != 0 come as one TMA box per halo row of a map over each plane's H x W
+    positions, which needs H * W % 4 == 0 (16-byte plane strides)."""
     d, h, w = in_spatial
     if not COPY_GRAD_Y or not ring_sums(k) or c_r % 4 != 0 or (w % 4 != 0 and h * w % 4 != 0):
+        return False
+    if d * h * w * c_r >= 2 ** 31:
         return False
     if not sums_input(k, table, in_spatial, 1, c_r):
         return False
