@@ -569,10 +569,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         for (int c = 0; c < t.nchunks; ++c, ++it) {
           const int s = it % ns;
           if constexpr (RING) {
-            // SUMS: lane 0 loads its warp's running sums of this chunk's channels before anything else, so
-            // that the load's latency hides behind the chunk's rounding instead of stalling the warp at its
-            // end (0.6 ms of the headline's grad_input, gyparts.py; the same thread stored them last).
-            // After the reduce-scatter at the chunk's end, lane 4v holds channel v's total (v < 8).
+            // SUMS: lane 4v, which holds channel v's total after the reduce-scatter at the chunk's end, loads
+            // that channel's running sum before anything else, so that the load's latency hides behind the
+            // chunk's rounding instead of stalling the warp at its end (v0.52: 0.6 ms of the headline's
+            // grad_input, gyparts.py; the same lane stored it last).
             [[maybe_unused]] float run = 0.f;
             [[maybe_unused]] const bool swriter = SUMS && t.co0 == 0 && (lane & 3) == 0 && c * KC + (lane >> 2) < p.Cr;
             if constexpr (SUMS)
@@ -647,8 +647,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
               // above a store to the same shared array, and one position at a time left the rounders
               // waiting on load latency (the forward measured 3.01 ms against 2.11 on channels_last x).
               [[maybe_unused]] float sq[4] = {};
-              // SUMS: the copy's channels of this half in the sample's first position
-              // the copy's channels of this half at the thread's w in the sample (null: no copy)
+              // SUMS: the copy's channels of this half at the thread's w in the sample (null: no copy)
               float* const copy_w = p.in_copy != nullptr && c * KC + 4 * h < p.Cr
                                         ? p.in_copy + ((size_t)t.o.n * p.Di * p.Hi * p.Wi + wg_in) * p.Cr + c * KC + 4 * h
                                         : nullptr;
