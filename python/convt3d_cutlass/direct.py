@@ -792,10 +792,11 @@ def ring_sums(k) -> bool:
 
 
 # grad_input copies an NCDHW grad_y for grad_weight where its row can (copies_input). Off by default: measured
-# in v0.52 (same process, GPU time, 5 ABBA rounds) the headline's tf32 step loses 0.975x (grad_input with the
-# sums and the copy 2.73 ms against 2.04 from the converted grad_y plus the 0.55 ms conversion) while SR head's
-# gains 1.026x; the rounders' summing pass costs 0.5 ms on the headline's 96-wide variant (gyparts.py), which
-# is what the conversion saved. CONVT3D_COPY_GRAD_Y=1 turns it on (docs/performance.md, v0.52).
+# in v0.53 (same process, GPU time, 5 ABBA rounds) the headline's tf32 step loses 0.972x (grad_input with the
+# sums and the copy 2.69 ms against 2.05 from the converted grad_y plus the 0.55 ms conversion) while SR head's
+# gains 1.035x; the rounders' summing pass, which bounds the kernel (ncu), costs 0.45 ms on the headline's
+# 96-wide variant, about what the conversion saved. CONVT3D_COPY_GRAD_Y=1 turns it on (docs/performance.md,
+# v0.52-v0.53).
 COPY_GRAD_Y = os.environ.get("CONVT3D_COPY_GRAD_Y", "0") == "1"
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _extension, autotune, direct, selector
-from .layouts import aligned16, empty_cl, ndhwc, row_sums
+from .layouts import aligned16, empty_cl, ndhwc, row_sums, wants_channels_last
 from .problem import Problem, phases
 from .weights import cached_filter, filter_ktrsc
 
@@ -246,7 +246,7 @@ def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torc
     the conversion pass before both (direct.copies_input)."""
     if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
-    gi = _grad_input_plan(grad_y, weight, p, precision, config, direct._packed_ncdhw(x))
+    gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
     return gi.tap_reuse and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial)
 
 
@@ -308,8 +308,9 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x:
-        # the plan grad_input will run: grad_x takes x's layout
-        gi = _grad_input_plan(grad_y, weight, p, precision, config, direct._packed_ncdhw(x))
+        # the plan grad_input will run: grad_x takes x's layout (NCDHW unless x is channels_last_3d, as the
+        # backward's grad_input is asked for it)
+        gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
         if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
             return False
     if need_w:
