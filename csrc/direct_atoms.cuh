@@ -14,13 +14,21 @@
 namespace convt3d {
 namespace direct {
 
-// Round to nearest tf32 (the mask keeps the 13 low bits zero whatever the conversion leaves there).
-// The tensor cores would otherwise truncate the stored fp32 bits (7.7e-4 error instead of
-// cuDNN's 2.9e-4 on the headline case).
+// Round to nearest tf32. The tensor cores would otherwise truncate the stored fp32 bits (7.7e-4
+// error instead of cuDNN's 2.9e-4 on the headline case). On sm_90 ties go to even (cvt.rn): one
+// F2FP instruction, where cvt.rna is emulated by three (a finite test, an add, a mask), and the
+// rounding warps issue it for every staged element. The two differ only on exact ties, so the
+// error is the same. cvt.rn leaves the 13 low bits zero and matches round-to-nearest-even on every
+// fp32 bit pattern (bench/tools/tf32rn.cu, run on the H200), which 3xtf32's low part x - hi relies on.
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm("cvt.rn.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+#else
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r & 0xffffe000u;
+#endif
 }
 
 // Rounds 4 floats of shared memory in place.
