@@ -24,7 +24,7 @@ namespace direct {
 constexpr int KC = 8;  // reduction channels per stage: one k8 step of the MMA
 
 // The weight comes pre-rounded to tf32 by the host (round to nearest) and the input is rounded here
-// with cvt.rna (once per staged chunk, in shared memory), so the error matches cuDNN's TF32 rather than truncation's. (A 3xTF32 variant, in
+// with direct::to_tf32 (once per staged chunk, in shared memory), so the error matches cuDNN's TF32 rather than truncation's. (A 3xTF32 variant, in
 // commit 579cd9f, measured 5e-6..2e-5 error and was dropped: docs/performance.md.)
 template <int TD, int TH, int TW, int BN>
 __global__ void __launch_bounds__(TD * TH * TW)

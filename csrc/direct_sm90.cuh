@@ -14,7 +14,7 @@
 // Staging: per chunk of 8 channels (one k8 step, a 32-byte row), one TMA box of the halo
 // (OOB zero fill gives the padding and channel tails) and one box per (kd, kh) of the filter, 32-byte
 // swizzled as wgmma's SW32 K-major layout expects, on an mbarrier per stage. The halo is rounded to
-// tf32 (cvt.rna) in place before the MMAs read it; the host pre-rounds the weight.
+// tf32 (direct::to_tf32: cvt.rn on sm_90) in place before the MMAs read it; the host pre-rounds the weight.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 SS atoms,
 // GmmaDescriptor and ClusterTransactionBarrier. sm_90a only (the TU is compiled for nothing else).

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(32 * kWgradMaxWarps)
     }
   };
 
-  // tf32 rounding (cvt.rna) of this thread's own staged segments, once per tile: its cp.async
+  // tf32 rounding (direct::to_tf32) of this thread's own staged segments, once per tile: its cp.async
   // writes are visible to it after the wait, and no other thread touches them before the barrier.
   auto round_own = [&](int stage) {
     float* as = smem + stage * stage_floats;

@@ -6,7 +6,7 @@
 // both NDHWC tensors, and tf32 wgmma reads shared-memory operands K-major only; every tap would
 // also shift K by a non-multiple of 8. So:
 //   * B = x^T. Per x plane tile (TY x TW positions, BN channels) TMA brings [pos][ci]; the CTA
-//     rounds it to tf32 (cvt.rna) and writes it transposed, in the 32-byte swizzled K-major layout
+//     rounds it to tf32 (direct::to_tf32) and writes it transposed, in the 32-byte swizzled K-major layout
 //     wgmma's SW32 descriptor reads: one [ci][8 positions] tile per k8 step.
 //   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kd, kh, kw, co), every tap of a co
 //     block, cut into m64 tiles that the warpgroups share out (up to K tiles each). Each thread loads

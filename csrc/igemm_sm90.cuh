@@ -12,7 +12,7 @@
 // position: TMA's traversal stride; out-of-range positions and channels zero-filled) and one box of
 // the filter's [BN][32] block, both 128-byte swizzled. Warp-specialized and persistent: one producer
 // thread issues the loads into a ring of stages; two consumer warpgroups (64 rows each) load their A
-// fragments from shared memory, round them to tf32 (cvt.rna) in registers, and run RS-wgmma with B by
+// fragments from shared memory, round them to tf32 (direct::to_tf32) in registers, and run RS-wgmma with B by
 // descriptor (the host pre-rounds the filter). 3xtf32 (SPLIT): each A element splits into rounded hi and
 // lo parts in registers, the filter's lo part is a second B box (the host stacks [hi; lo]), and each k8
 // step runs a_lo b_hi + a_hi b_lo + a_hi b_hi; the tensor cores' accumulators are added into fp32

@@ -137,7 +137,8 @@ def sums_parities(k, p: Problem) -> bool:
 
 
 def round_tf32(w: torch.Tensor) -> torch.Tensor:
-    """Round fp32 to the nearest tf32 (ties away from zero, as cvt.rna): the kernel feeds the
+    """Round fp32 to the nearest tf32 (ties away from zero, as cvt.rna; the Hopper kernels round their
+    activations with ties to even, which differs only on exact ties): the kernel feeds the
     stored bits to the tensor cores, which would otherwise truncate."""
     bits = w.contiguous().view(torch.int32)
     finite = torch.isfinite(w)
