@@ -207,8 +207,8 @@ def test_igemm_3xtf32_keeps_fp32_accuracy_over_long_reductions():
 
 
 def test_igemm_rounds_to_nearest():
-    """cvt.rna on the A fragments and host rounding of the filter: cuDNN-class tf32 error, not
-    truncation's."""
+    """Rounding to nearest (direct::to_tf32) of the A fragments and host rounding of the filter: cuDNN-class
+    tf32 error, not truncation's."""
     name = IGEMM_KERNELS[0].name
     if name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
@@ -296,8 +296,8 @@ def test_selected_direct_kernel_on_bigger_layers(prec, c_in, c_out, k, s, p):
 
 
 def test_tf32_error_is_round_to_nearest_class():
-    """cvt.rna on the input and host rounding of the filter: cuDNN-class TF32 error (about 3e-4 on
-    unit-variance data), not truncation's (about 8e-4)."""
+    """Rounding to nearest (direct::to_tf32) of the input and host rounding of the filter: cuDNN-class TF32
+    error (about 3e-4 on unit-variance data), not truncation's (about 8e-4)."""
     prob = Problem(2, 64, 32, (16, 16, 16), 3, 1, 1)
     x = torch.randn(2, 64, 16, 16, 16, device="cuda").to(memory_format=CL)
     w = torch.randn(64, 32, 3, 3, 3, device="cuda")

@@ -1,4 +1,6 @@
-// Exhaustive check of cvt.rn.tf32.f32 on this GPU against round-to-nearest-even done in integers.
+// Exhaustive check of cvt.rn.tf32.f32 on this GPU against round-to-nearest-even done in integers: whether
+// direct::to_tf32 (csrc/direct_atoms.cuh) may use it on sm_90 (v0.54).
+//   nvcc -gencode=arch=compute_90a,code=sm_90a bench/tools/tf32rn.cu -o tf32rn && ./tf32rn
 #include <cstdio>
 #include <cstdint>
 __device__ unsigned long long cnt[6];
