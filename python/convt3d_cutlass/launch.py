@@ -244,7 +244,8 @@ def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torc
     """Whether grad_input (grad_x in x's layout) reads grad_y [N, C_out, Do, Ho, Wo], packed NCDHW, in place
     and leaves grad_weight a channels_last_3d copy and the bias gradient (``grad_input_copying``), in place of
     the conversion pass before both (direct.copies_input)."""
-    if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
+    # direct.COPY_GRAD_Y first: with the copy off (the default) every backward asks, and needs no plan.
+    if not direct.COPY_GRAD_Y or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
     return gi.tap_reuse and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial)
