@@ -14,7 +14,8 @@
 // Staging: per chunk of 8 channels (one k8 step, a 32-byte row), one TMA box of the halo
 // (OOB zero fill gives the padding and channel tails) and one box per (kd, kh) of the filter, 32-byte
 // swizzled as wgmma's SW32 K-major layout expects, on an mbarrier per stage. The halo is rounded to
-// tf32 (direct::to_tf32: cvt.rn on sm_90) in place before the MMAs read it; the host pre-rounds the weight.
+// tf32 (direct::to_tf32: cvt.rn on sm_90) in place before the MMAs read it (in tf32 TMA has rounded it already,
+// a TFLOAT32 map: the same bits); the host pre-rounds the weight.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 SS atoms,
 // GmmaDescriptor and ClusterTransactionBarrier. sm_90a only (the TU is compiled for nothing else).
@@ -330,13 +331,16 @@ __device__ __forceinline__ float shfl_f32(float v, int src) {
 
 // The ring form's rounders: position i's 4 channels of half h, rounded to tf32, into the stage's K-major row
 // (SW32: the row's 16-byte halves swap where bit 2 of i is set); SPLIT adds the rounded remainder halo_bytes on.
-template <bool SPLIT>
+// ROUND false: x came rounded (a TFLOAT32 map, f32_map_type), stored as it is.
+template <bool SPLIT, bool ROUND = true>
 __device__ __forceinline__ void store_rounded(uint8_t* st, int halo_bytes, int i, int h, const float (&x)[4]) {
-  float4 v;
-  v.x = __uint_as_float(direct::to_tf32(x[0]));
-  v.y = __uint_as_float(direct::to_tf32(x[1]));
-  v.z = __uint_as_float(direct::to_tf32(x[2]));
-  v.w = __uint_as_float(direct::to_tf32(x[3]));
+  float4 v = make_float4(x[0], x[1], x[2], x[3]);
+  if (ROUND) {
+    v.x = __uint_as_float(direct::to_tf32(x[0]));
+    v.y = __uint_as_float(direct::to_tf32(x[1]));
+    v.z = __uint_as_float(direct::to_tf32(x[2]));
+    v.w = __uint_as_float(direct::to_tf32(x[3]));
+  }
   const int off = i * ROW_BYTES + 16 * (h ^ ((i >> 2) & 1));
   *reinterpret_cast<float4*>(st + off) = v;
   if (SPLIT)
@@ -361,7 +365,8 @@ struct WsRegs {
 // ncu: latency-bound). Here:
 //  - warp 0 of the producer warpgroup issues the TMA loads, running up to `stages` chunks ahead,
 //    across tile boundaries (full / empty mbarriers);
-//  - its warps 1-3 round each arrived halo to tf32 in place and release it to the MMAs (ready);
+//  - its warps 1-3 round each arrived halo to tf32 in place and release it to the MMAs (ready), where TMA
+//    has not rounded it already (MAP_ROUNDS: tf32 without input sums; then the MMAs wait for TMA itself);
 //  - the consumer warpgroups only issue wgmmas, release each stage when its MMAs retire, and run the
 //    epilogue in registers (the kx shift-add by warp shuffles) while the next tile's stages load;
 //  - each CTA walks work units (tile, C_out block, sample x phase) with a grid-wide stride, one CTA
@@ -400,10 +405,18 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
+  // tf32 without input sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands the
+  // halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs the
+  // unrounded input for its low part, SUMS for the bias gradient.
+  constexpr bool MAP_ROUNDS = !SPLIT && !SUMS;
   // RS without a summing (SUMS) rounder pass: the MMA warps take the halo (IN: the raw boxes) as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !SUMS;
   // IN without RS: the raw boxes land in a ring of their own, and the rounders transpose them into stages.
   constexpr bool RING = IN && !RS;
+  // The MMA warps wait for TMA itself, not for a rounder pass: RS without sums, or an NDHWC halo that TMA
+  // rounds (the SS form's rounder warps then have nothing to do). v0.55: the rounders' in-place read and write
+  // of every halo element was 16% of the SS forward's shared-memory wavefronts.
+  constexpr bool HALO_TO_MMA = RAW_TO_MMA || (MAP_ROUNDS && !IN);
   // SUMS: the rounders load each chunk's running sums ahead of its halo (below), which takes 64 producer
   // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
@@ -541,7 +554,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                                              t.tap0 + gi * t.tx + h * geo.lo_tap);
         }
       }
-    } else if (tid >= 32 && !RAW_TO_MMA) {
+    } else if (tid >= 32 && !HALO_TO_MMA) {
       // Round each arrived halo to tf32 in place (the host pre-rounds the weight), then hand it to the
       // MMAs: the writes are made visible to the async proxy (wgmma) before the release.
       const int r = tid - 32;
@@ -605,7 +618,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                   for (int u = 0; u < B; ++u) {
                     const int i = i0 + u * ROUNDERS;
                     if (i >= npos) break;
-                    store_rounded<SPLIT>(st, geo.halo_bytes, i, h, x[u]);
+                    store_rounded<SPLIT, !MAP_ROUNDS>(st, geo.halo_bytes, i, h, x[u]);
                   }
                 }
                 Barrier::arrive(&rempty[rb]);
@@ -886,7 +899,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       uint32_t a[NBUF][4];
       for (int c = 0; c < t.nchunks; ++c, ++it) {
         const int s = it % ns;
-        if constexpr (RAW_TO_MMA)
+        if constexpr (HALO_TO_MMA)
           TxBarrier::wait(&full[s], (it / ns) & 1);
         else
           Barrier::wait(&ready[s], (it / ns) & 1);
@@ -914,7 +927,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             }
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              ab[e] = direct::to_tf32(__uint_as_float(x[e]));
+              ab[e] = MAP_ROUNDS ? x[e] : direct::to_tf32(__uint_as_float(x[e]));
               cute::warpgroup_fence_operand(ab[e]);
             }
             // The resident filter holds B: the stage's last A values are in registers, so it goes back now.
@@ -955,7 +968,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     constexpr int NV = decltype(nv_const)::value;
     for (int c = 0; c < t.nchunks; ++c, ++it) {
       const int s = it % ns;
-      Barrier::wait(&ready[s], (it / ns) & 1);
+      if constexpr (HALO_TO_MMA)
+        TxBarrier::wait(&full[s], (it / ns) & 1);
+      else
+        Barrier::wait(&ready[s], (it / ns) & 1);
       const uint32_t st = smem_addr + s * geo.stage_bytes;
       const uint32_t fb = geo.resident ? filter_addr + c * ntzy * GB : st + P * geo.halo_bytes;
       fence_acc(acc);
@@ -1337,17 +1353,20 @@ struct WgmmaKernel {
     for (int i = 0; i < p.num_phases; ++i)
       taps += (long long)p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     CUtensorMap tin, tw;
+    // The ws kernel's MAP_ROUNDS: TMA rounds the input to tf32 as it lands it. The one-warpgroup form rounds
+    // it again in place (the same bits: rounding a tf32 value is exact).
+    const bool map_rounds = !SPLIT && p.in_sums == nullptr;
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
     const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.raw_hh, (cuuint32_t)geo.raw_hd, 4, 1};
     // Rows form: the plane's H x W positions as one axis, a unit axis in h's place (see Geometry::raw_rows).
     const cuuint64_t rows_dim[5] = {(cuuint64_t)p.Hi * p.Wi, 1, (cuuint64_t)p.Di, (cuuint64_t)p.Cr, (cuuint64_t)p.N};
     const cuuint32_t rows_box[5] = {RAW_W, 1, (cuuint32_t)geo.raw_hd, 4, 1};
     const bool in_ok = geo.raw_rows ? encode_packed5(&tin, p.in, rows_dim, rows_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
+                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_128B, nullptr, map_rounds)
                        : p.in_ncdhw ? encode_ncdhw(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box_ncdhw,
-                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
+                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B, map_rounds)
                                   : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_32B,
-                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
+                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, map_rounds);
     if (!in_ok) return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? P * taps : 1)};

@@ -6,19 +6,21 @@
 // both NDHWC tensors, and tf32 wgmma reads shared-memory operands K-major only; every tap would
 // also shift K by a non-multiple of 8. So:
 //   * B = x^T. Per x plane tile (TY x TW positions, BN channels) TMA brings [pos][ci]; the CTA
-//     rounds it to tf32 (direct::to_tf32) and writes it transposed, in the 32-byte swizzled K-major layout
-//     wgmma's SW32 descriptor reads: one [ci][8 positions] tile per k8 step.
+//     writes it transposed, in the 32-byte swizzled K-major layout wgmma's SW32 descriptor reads: one
+//     [ci][8 positions] tile per k8 step.
 //   * A = grad_y from registers (RS-wgmma), gathered: GEMM M is (kd, kh, kw, co), every tap of a co
 //     block, cut into m64 tiles that the warpgroups share out (up to K tiles each). Each thread loads
-//     its four A elements from the grad_y halo in shared memory at (position + tap); the halo planes
-//     are rounded to tf32 in place once, when they arrive. The rows of one kd are padded to a multiple
-//     of 16 only, not to a tile per kd: with C_out 32 (16-channel blocks) a tile per kd ran 9 m64 MMAs
-//     per granule for 7 tiles' worth of rows, with C_out 8 six for four.
+//     its four A elements from the grad_y halo in shared memory at (position + tap). The rows of one
+//     kd are padded to a multiple of 16 only, not to a tile per kd: with C_out 32 (16-channel blocks) a
+//     tile per kd ran 9 m64 MMAs per granule for 7 tiles' worth of rows, with C_out 8 six for four.
 //   * The CTA walks one column of x tiles along depth (the warp-specialized form: a range of (column,
 //     plane) pairs, across columns). grad_y halo planes (gh x gw positions) live in a ring: plane tz + kd
 //     is shared by the k x planes that need it and loaded once, by TMA.
 // Accumulators persist over the whole column segment or range (up to K tiles x BN/2 floats per thread);
 // slices of the reduction are summed by the caller in a fixed order, so the result is bitwise reproducible.
+// Rounding to tf32: in tf32 both tensor maps are TFLOAT32, so TMA lands x and grad_y rounded (f32_map_type)
+// and nothing here converts them (v0.55; before, the halo planes were rounded in place as they arrived and
+// x^T as it was transposed). 3xtf32 lands them unrounded and splits each element into hi + lo as it uses it.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_5D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor and
 // ClusterTransactionBarrier. sm_90a only.
@@ -92,10 +94,9 @@ struct WgradConfig {
 };
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
-// RL: grad_y rounded to tf32 as each A element loads instead of in place when its plane arrives.
 // PW: warp-specialized (WgradConfig::CW): the last warpgroup waits for the TMA loads and stages each step
 // (halo rounding, x^T) while the MMA warpgroups run the previous one; mbarriers replace the CTA barrier.
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool RL, bool PW = false>
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool PW = false>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
@@ -223,17 +224,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
   };
 
   // Step t's staging by threads [0, nthr) of a group (stid: index in it), once its TMA loads have landed:
-  // the halo planes that arrived with it, rounded to tf32 once in place (each element is then read by
-  // k^3 taps' A loads without a conversion each; 3xtf32 splits them at the loads instead: a lo plane
-  // would not fit beside the ring. RL rounds at the loads too; see run()), and x^T, rounded.
-  auto stage = [&](int t, int b, bool starts, int stid, int nthr) {
+  // x^T (3xtf32: its hi and lo parts). The halo planes need none: tf32 lands them rounded, and 3xtf32 splits
+  // them at the A loads (a lo plane would not fit beside the ring).
+  auto stage = [&](int t, int stid, int nthr) {
     const int st = t % S;
-#pragma unroll 1
-    for (int kd = SPLIT || RL ? K : (starts ? 0 : K - fresh); kd < K; ++kd) {
-      float* hp = reinterpret_cast<float*>(ring + wrap(b + kd) * geo.plane_bytes);
-#pragma unroll 1
-      for (int i = 4 * stid; i < plane_floats; i += 4 * nthr) direct::round4_tf32(hp + i);
-    }
     // x^T: one 32-byte row [ci][8 positions] per item, halves swapped by the SW32 pattern (address bit
     // 4 ^= bit 7; buffers are 1 KiB aligned).
     const float* raw = reinterpret_cast<const float*>(xraw + st * C::X_BYTES);
@@ -247,7 +241,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
         uint32_t v[4], lo[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          v[k] = direct::to_tf32(x[k]);
+          v[k] = SPLIT ? direct::to_tf32(x[k]) : __float_as_uint(x[k]);  // tf32: landed rounded
           if (SPLIT) lo[k] = direct::to_tf32(x[k] - __uint_as_float(v[k]));
         }
         const int sw = (row >> 2) & 1;
@@ -271,7 +265,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
           const float x = src[k * BN];
-          v[k] = direct::to_tf32(x);
+          v[k] = SPLIT ? direct::to_tf32(x) : __float_as_uint(x);  // tf32: landed rounded
           if (SPLIT) lo[k] = direct::to_tf32(x - __uint_as_float(v[k]));
         }
         const int row = gr * BN + ci, sw = (row >> 2) & 1;
@@ -300,9 +294,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
       cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
       const int ptid = tid - 128 * CW;
       auto wait_done = [&](int x) { Barrier::wait(&done[x % C::ND], (x / C::ND) & 1); };
-      // Every producer thread walks both cursors (warp-uniform work, so that the coordinates can stay in
-      // uniform registers); thread 0 waits and issues the loads with the issue cursor (ia, ib: step iss).
-      Plane at = locate(q0 / p.Di, q0 % p.Di), ia = at;
+      // Every producer thread walks the issue cursor (warp-uniform work, so that the coordinates can stay in
+      // uniform registers); thread 0 waits and issues the loads with it (ia, ib: step iss).
+      Plane ia = locate(q0 / p.Di, q0 % p.Di);
       int iss = 0, ib = 0;
       // Once step u is staged: every step up to u + AHEAD whose slots are free. AHEAD = S - 1; the A/B tool
       // (bench/tools/wgrad_stages.py) also builds S = 3 with AHEAD = 1 (measured: level with S = 2 at unit
@@ -329,13 +323,11 @@ __global__ void __launch_bounds__(128 * WG, 1)
         }
       };
       issue_ahead(-1);
-      for (int u = 0, b = 0; u < steps; ++u) {
+      for (int u = 0; u < steps; ++u) {
         cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
         if (C::XT == 2 && u >= 2) wait_done(u - 2);
-        stage(u, b, u == 0 || at.z == 0, ptid, 128);
+        stage(u, ptid, 128);
         Barrier::arrive(&ready[u % C::XT]);
-        advance(at);
-        b = wrap(b + s);  // step u + 1's
         issue_ahead(u);
       }
       return;
@@ -374,7 +366,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
       Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
     } else {
       cutlass::arch::ClusterTransactionBarrier::wait(&full[t % S], (t / S) & 1);
-      stage(t, tb, t == 0, tid, C::THREADS);
+      stage(t, tid, C::THREADS);
       __syncthreads();
       // Every thread is past step t - 1: its x box and its oldest halo plane can be refilled.
       if (tid == 0 && t + S - 1 < steps) {
@@ -439,9 +431,6 @@ __global__ void __launch_bounds__(128 * WG, 1)
                 a[h][j][e] = direct::to_tf32(x);
                 al[h][j][e] = direct::to_tf32(x - __uint_as_float(a[h][j][e]));
               }
-            } else if constexpr (RL) {
-#pragma unroll
-              for (int e = 0; e < 4; ++e) a[h][j][e] = direct::to_tf32(__uint_as_float(a[h][j][e]));
             }
           }
           cute::warpgroup_arrive();
@@ -518,10 +507,9 @@ struct WgmmaWgradKernel {
 
   // The warp-specialized form (a producer warpgroup stages, three warpgroups run the MMAs; PW). wgrad_ab
   // (v0.33, H100, median of 3 runs): headline 1.099x, V-Net refine (k5) 1.102x, video-gen 1.037x, the
-  // strided k3 rows level (their staging is the x^T transposes only: RL), 3D-GAN 64->32 (k5, stride 2)
+  // strided k3 rows level (their staging was the x^T transposes only: they rounded grad_y at the A loads), 3D-GAN 64->32 (k5, stride 2)
   // 0.936x. So k3 always, k5 at unit stride; three stages (v0.46) always, the k5 strided row included
-  // (wgrad_stages.py: 3D-GAN 64->32 0.89-0.91x against its two-stage plain form). (Rounding the strided halos in
-  // place in the producer instead of RL lost 19-36%: the consumers then wait for the producer.) Python mirror:
+  // (wgrad_stages.py: 3D-GAN 64->32 0.89-0.91x against its two-stage plain form). Python mirror:
   // direct.wgmma_wgrad_pw.
   static constexpr bool kPW = !SPLIT && (K == 3 || K == 5) && WG == 4 && (S == 2 || S == 3);
   static_assert(S == 2 || kPW, "three stages: the warp-specialized form");
@@ -592,37 +580,30 @@ struct WgmmaWgradKernel {
     const cuuint32_t x_box[5] = {BN, TW, TY, 1, 1};
     const cuuint32_t g_box[5] = {(cuuint32_t)geo.pitch, (cuuint32_t)geo.gw, (cuuint32_t)geo.gh, 1, 1};
     const cuuint32_t x_box_ncdhw[5] = {TW, TY, 1, BN, 1};
+    // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
+    // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
     const bool x_ok = p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B)
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, !SPLIT)
                                 : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B);
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, !SPLIT);
     if (!x_ok ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, !SPLIT))
       return 5;
     const size_t bytes = smem_bytes(geo);
-    // Rounding at the A loads where a step's fresh halo planes outweigh its MMAs: strided k3 layers (a
-    // step adds `stride` planes, each read by fewer taps). wgrad_ab (v0.26, H100): U-Net 64->32 and SR x2
-    // 1.03x, U-Net x2 with output_padding 1.26x; k5 at stride 2 0.93x (five tiles' conversions per
-    // load), unit stride 0.72-0.83x. 3xtf32 splits at the loads already.
-    constexpr bool kRL = !SPLIT && K <= 3;
-    const bool rl = kRL && p.stride > 1;
     const bool use_pw = pw(p);
-    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, false, kAlwaysPW>);
-    auto pick = [&](auto xn, auto rlc) -> Fn {
-      constexpr bool XN = decltype(xn)::value, RL = decltype(rlc)::value;
+    using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kAlwaysPW>);
+    auto pick = [&](auto xn) -> Fn {
+      constexpr bool XN = decltype(xn)::value;
       if constexpr (kAlwaysPW)
-        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>;
+        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, true>;
       else if constexpr (kPW)
-        return use_pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, true>
-                  : &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;
+        return use_pw ? &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, true>
+                  : &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, false>;
       else
-        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, RL, false>;
+        return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, false>;
     };
-    using T = std::true_type;
-    using F = std::false_type;
-    Fn kernel = p.x_ncdhw ? (rl ? pick(T{}, std::integral_constant<bool, kRL>{}) : pick(T{}, F{}))
-                          : (rl ? pick(F{}, std::integral_constant<bool, kRL>{}) : pick(F{}, F{}));
+    Fn kernel = p.x_ncdhw ? pick(std::true_type{}) : pick(std::false_type{});
     const dim3 grid((unsigned)(p.slices * geo.co_blocks * geo.ci_blocks));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

@@ -127,6 +127,9 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using C = IgemmConfig<TH, TW, BN, SN, SPLIT>;
   constexpr int S = SECTORS ? C::SECTOR_RING : SN;  // the ring's stages
+  // tf32 without input sums: the input's map is TFLOAT32 (run()), so the stages hold x rounded to tf32 already.
+  // SPLIT needs the unrounded x for its low part, SUMS sums it in fp32.
+  constexpr bool MAP_ROUNDS = !SPLIT && !SUMS;
   static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: a ring of four stages or more");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
@@ -327,7 +330,9 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
                                lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          a[kk][e] = direct::to_tf32(__uint_as_float(x[e]));
+          // MAP_ROUNDS: TMA landed x rounded (the host's TFLOAT32 map); rounding it again would cost the
+          // MMA warps an instruction per element for the same bits.
+          a[kk][e] = MAP_ROUNDS ? x[e] : direct::to_tf32(__uint_as_float(x[e]));
           if constexpr (SPLIT) {
             al[kk][e] = direct::to_tf32(__uint_as_float(x[e]) - __uint_as_float(a[kk][e]));
             cute::warpgroup_fence_operand(al[kk][e]);
@@ -589,8 +594,9 @@ struct IgemmKernel {
     CUtensorMap tin, tw;
     const cuuint32_t s = (cuuint32_t)p.s_in;
     const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
+    // The kernel's MAP_ROUNDS (tf32 without sums): TMA rounds x to tf32 as it lands it (f32_map_type).
     if (!encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, !SPLIT && p.in_sums == nullptr))
       return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};

@@ -11,10 +11,12 @@
 //     32 per k-block (a TD x TH x TW box of x; the same box of grad_y at s*i - pad + tap, every s-th
 //     position by TMA's traversal stride). Out-of-range positions and channels are zero-filled.
 //   * A = x^T from registers: each thread loads its x[position][ci] elements from the TMA boxes (32-channel,
-//     128-byte swizzled sub-boxes) and rounds them to tf32.
+//     128-byte swizzled sub-boxes).
 //   * B = grad_y^T, which tf32 wgmma reads K-major only (positions are the outer axis of NDHWC): producer
 //     warps (seven per tap, three with the kw fold) transpose each grad_y box [positions][co] into
-//     [co][32 positions], 128-byte swizzled and rounded, while the consumers run the previous stages.
+//     [co][32 positions], 128-byte swizzled, while the consumers run the previous stages.
+//   * Both tensor maps are TFLOAT32 (f32_map_type): TMA lands x and grad_y rounded to tf32, so neither the
+//     transposers nor the consumers convert anything (v0.55; before, each element was rounded there).
 //   * Warp-specialized, persistent; units (slice, ci block, co block, tap) tap fastest, so concurrent CTAs
 //     read the same x and grad_y tiles through L2. Every unit writes its partial block (zeros for an empty
 //     slice); the caller sums the slices in a fixed order: bitwise reproducible.
@@ -225,7 +227,7 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
     } else if (tid >= 32) {
       // grad_y^T. Warp w takes the (sub-box c, 16-byte chunk j) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads 4 channels of position q (the 8 lanes of each 128-bit phase hit 8 distinct
-      // chunks) and writes them, rounded, into 4 rows of the K-major tile at column col(q) (below; 32 lanes,
+      // chunks) and writes them into 4 rows of the K-major tile at column col(q) (below; 32 lanes,
       // 32 distinct banks). Loads go in batches of 4 pairs: the transposing warps are the kernel's critical
       // path (ncu: one dependent chain each made a k-block 5x its MMA time).
       const int w = (tid >> 5) - 1, lane = tid & 31;
@@ -275,7 +277,7 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
               uint8_t* row = gt + (32 * (P >> 3) + 4 * (P & 7)) * 128;
               const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
 #pragma unroll
-              for (int m = 0; m < 4; ++m) *reinterpret_cast<uint32_t*>(row + par[b & 1][m]) = direct::to_tf32(e[m]);
+              for (int m = 0; m < 4; ++m) *reinterpret_cast<uint32_t*>(row + par[b & 1][m]) = __float_as_uint(e[m]);
             }
           }
         }
@@ -321,10 +323,10 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
       const uint32_t st = smem_addr + s * STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = direct::to_tf32(__uint_as_float(lds(st + off[0][0] + kk * 1024)));
-        a[kk][1] = direct::to_tf32(__uint_as_float(lds(st + off[1][0] + kk * 1024)));
-        a[kk][2] = direct::to_tf32(__uint_as_float(lds(st + off[0][1] + kk * 1024)));
-        a[kk][3] = direct::to_tf32(__uint_as_float(lds(st + off[1][1] + kk * 1024)));
+        a[kk][0] = lds(st + off[0][0] + kk * 1024);
+        a[kk][1] = lds(st + off[1][0] + kk * 1024);
+        a[kk][2] = lds(st + off[0][1] + kk * 1024);
+        a[kk][3] = lds(st + off[1][1] + kk * 1024);
 #pragma unroll
         for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
       }
@@ -421,7 +423,7 @@ __global__ void __launch_bounds__(640, 1)
     } else if (tid >= 32) {
       // x^T. Transposing warp w takes the (sub-box, 16-byte chunk) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads channels 4j..4j+3 (j = P % 8) of position q (8 lanes of a 128-bit phase hit 8
-      // distinct chunks) and writes them, rounded, into rows 4P + m of the K-major tile at column q (32
+      // distinct chunks) and writes them into rows 4P + m of the K-major tile at column q (32
       // distinct banks). Loads go in batches: one dependent chain per pair is too slow.
       const int w = (tid >> 5) - 1;
       igemm_wgrad_each_loaded<S, BN>(geo, full, [&](int st_i) {
@@ -443,7 +445,7 @@ __global__ void __launch_bounds__(640, 1)
               const int sw = (lane >> 2) ^ ((P & 1) << 2);
               const float e[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
 #pragma unroll
-              for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), direct::to_tf32(e[m]));
+              for (int m = 0; m < 4; ++m) sts(row + m * 128 + ((sw ^ m) << 4), __float_as_uint(e[m]));
             }
           }
         }
@@ -492,10 +494,10 @@ __global__ void __launch_bounds__(640, 1)
       const uint32_t gy = smem_addr + s * STAGE_BYTES + C::X_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        a[kk][0] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][0])));
-        a[kk][1] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][0]) ^ 32)));
-        a[kk][2] = direct::to_tf32(__uint_as_float(lds(gy + off[kk][1])));
-        a[kk][3] = direct::to_tf32(__uint_as_float(lds((gy + off[kk][1]) ^ 32)));
+        a[kk][0] = lds(gy + off[kk][0]);
+        a[kk][1] = lds((gy + off[kk][0]) ^ 32);
+        a[kk][2] = lds(gy + off[kk][1]);
+        a[kk][3] = lds((gy + off[kk][1]) ^ 32);
 #pragma unroll
         for (int e = 0; e < 4; ++e) cute::warpgroup_fence_operand(a[kk][e]);
       }
@@ -587,10 +589,11 @@ struct IgemmWgradKernel {
     const cuuint32_t x_box[5] = {32, TW, TH, TD, 1};
     // KX > 1: every position along w of the KX taps' span (traversal stride 1 there).
     const cuuint32_t g_box[5] = {32, KX > 1 ? (cuuint32_t)geo.wb : s * TW, s * TH, s * TD, 1};
+    // TFLOAT32 maps (tf32 = true): the kernels take the landed elements as their tf32 operands.
     if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B) ||
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, true) ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, KX > 1 ? 1 : 0))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, KX > 1 ? 1 : 0, true))
       return 5;
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();

@@ -168,19 +168,31 @@ inline int sm_count() {
   return direct::device_attribute(cudaDevAttrMultiProcessorCount, sms) ? sms : 0;
 }
 
+// The element type of an fp32 tensor's map. tf32 true: TFLOAT32, whose loads land every element rounded to
+// tf32, to nearest with ties to even, the 13 low bits zero (what direct::to_tf32 does on sm_90, cvt.rn): so a
+// kernel whose MMAs take the landed tile as it is needs no rounding pass of its own. Checked on the H200 over all
+// 2^32 bit patterns (bench/tools/tmatf32.cu): the same bits as round-to-nearest-even everywhere except NaN,
+// which comes back as the canonical 0x7fffe000 (still a NaN); infinities and denormals kept. Not for maps
+// whose landed values something else reads unrounded: 3xtf32's split (lo = x - hi needs all of x) and the
+// input sums (the bias gradient is summed in fp32).
+inline CUtensorMapDataType f32_map_type(bool tf32) {
+  return tf32 ? CU_TENSOR_MAP_DATA_TYPE_TFLOAT32 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
+}
+
 // A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
 // steps: the traversal stride per dim (null: 1); a box then spans box[i] elements and loads every
-// steps[i]-th. False when the driver refuses it (alignment, box sizes).
+// steps[i]-th. tf32: land the elements rounded (f32_map_type). False when the driver refuses it
+// (alignment, box sizes).
 inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5], const cuuint32_t (&box)[5],
                            CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
-                           const cuuint32_t* steps = nullptr) {
+                           const cuuint32_t* steps = nullptr, bool tf32 = false) {
   auto encode = encode_fn();
   if (encode == nullptr) return false;
   cuuint64_t stride[4];
   stride[0] = dim[0] * 4;
   for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
   const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
-  return encode(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 5, const_cast<float*>(ptr), dim, stride, box,
+  return encode(map, f32_map_type(tf32), 5, const_cast<float*>(ptr), dim, stride, box,
                 steps != nullptr ? steps : ones,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
@@ -189,17 +201,17 @@ inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t 
 // (a box of step * m positions per axis loads m of them), `step_w` (when not 0) along w instead.
 inline bool encode_ndhwc(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
                          const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
-                         cuuint32_t step = 1, cuuint32_t step_w = 0) {
+                         cuuint32_t step = 1, cuuint32_t step_w = 0, bool tf32 = false) {
   const cuuint64_t dim[5] = {(cuuint64_t)c, (cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
   const cuuint32_t steps[5] = {1, step_w ? step_w : step, step, step, 1};
-  return encode_packed5(map, ptr, dim, box, swizzle, promo, steps);
+  return encode_packed5(map, ptr, dim, box, swizzle, promo, steps, tf32);
 }
 
 // NCDHW [n][c][d][h][w]: box dims in (w, h, d, c, n) order.
 inline bool encode_ncdhw(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
-                         const cuuint32_t (&box)[5], CUtensorMapL2promotion promo) {
+                         const cuuint32_t (&box)[5], CUtensorMapL2promotion promo, bool tf32 = false) {
   const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)c, (cuuint64_t)n};
-  return encode_packed5(map, ptr, dim, box, CU_TENSOR_MAP_SWIZZLE_NONE, promo);
+  return encode_packed5(map, ptr, dim, box, CU_TENSOR_MAP_SWIZZLE_NONE, promo, nullptr, tf32);
 }
 
 }  // namespace direct90
