@@ -366,8 +366,7 @@ struct WsRegs {
 //  - warp 0 of the producer warpgroup issues the TMA loads, running up to `stages` chunks ahead,
 //    across tile boundaries (full / empty mbarriers);
 //  - its warps 1-3 round each arrived halo to tf32 in place and release it to the MMAs (ready), where TMA
-//    has not rounded it already (MAP_ROUNDS: tf32 but for the ring form's sums; then the MMAs wait for TMA
-//    itself, and with input sums these warps sum the input from global memory instead, GLOBAL_SUMS);
+//    has not rounded it already (MAP_ROUNDS: tf32 without input sums; then the MMAs wait for TMA itself);
 //  - the consumer warpgroups only issue wgmmas, release each stage when its MMAs retire, and run the
 //    epilogue in registers (the kx shift-add by warp shuffles) while the next tile's stages load;
 //  - each CTA walks work units (tile, C_out block, sample x phase) with a grid-wide stride, one CTA
@@ -406,15 +405,10 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
-  // tf32 but for the ring form's sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands
-  // the halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs
-  // the unrounded input for its low part; the ring form's sums and copy take theirs from the raw boxes.
-  constexpr bool MAP_ROUNDS = !SPLIT && !(SUMS && IN);
-  // Input sums of a TMA-rounded halo (tf32, NDHWC input): the rounder warps sum the input from global memory
-  // (L2: the tiles TMA is loading), each tile's owned positions, with no barrier with the MMAs or TMA. v0.55:
-  // summing the landed halo kept grad_input on the rounder pass (read, round, write back) that TMA's
-  // rounding removed everywhere else.
-  constexpr bool GLOBAL_SUMS = SUMS && MAP_ROUNDS;
+  // tf32 without input sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands the
+  // halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs the
+  // unrounded input for its low part, SUMS for the bias gradient.
+  constexpr bool MAP_ROUNDS = !SPLIT && !SUMS;
   // RS without a summing (SUMS) rounder pass: the MMA warps take the halo (IN: the raw boxes) as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !SUMS;
   // IN without RS: the raw boxes land in a ring of their own, and the rounders transpose them into stages.
@@ -427,7 +421,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // registers (56 spill); the consumers then get 216 instead of 224, enough for up to 160 accumulators
   // without spills (ptxas, every ws row). Rows with more accumulators load the sums after the release:
   // that stall costs less than spilled accumulators (sr-head's step, 64 everywhere: 2.29 ms, not 1.05).
-  constexpr bool SUMS_AHEAD = SUMS && !IN && !GLOBAL_SUMS && C::MB * NA <= 160;
+  constexpr bool SUMS_AHEAD = SUMS && !IN && C::MB * NA <= 160;
   // IN with SUMS (rows with C::RING_SUMS only): RING_SUMS_REGS for the ring rounders' sums and copy stores.
   static_assert(!(IN && SUMS) || C::RING_SUMS, "sums of an NCDHW input: two warpgroups, up to 160 accumulators");
   using Regs = WsRegs<WG, IN && SUMS ? RING_SUMS_REGS : SUMS_AHEAD ? 64 : 56>;
@@ -560,7 +554,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
                                              t.tap0 + gi * t.tx + h * geo.lo_tap);
         }
       }
-    } else if (tid >= 32 && (!HALO_TO_MMA || GLOBAL_SUMS)) {
+    } else if (tid >= 32 && !HALO_TO_MMA) {
       // Round each arrived halo to tf32 in place (the host pre-rounds the weight), then hand it to the
       // MMAs: the writes are made visible to the async proxy (wgmma) before the release.
       const int r = tid - 32;
@@ -747,8 +741,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             }
             continue;
           }
-          if constexpr (GLOBAL_SUMS)
-            if (t.co0 != 0) continue;  // nothing to round, and the first C_out block sums
           // SUMS: lanes 0 and 1 load their running sums of this chunk's channels before the halo arrives,
           // so that the load's latency hides behind the wait and the rounding instead of stalling the
           // warp after the release (the same thread stored them last, so the load sees its own store).
@@ -756,7 +748,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
           [[maybe_unused]] float4 srun;
           if constexpr (SUMS_AHEAD)
             if (swriter) srun = *reinterpret_cast<const float4*>(srow + c * KC + 4 * lane);
-          if constexpr (!GLOBAL_SUMS) TxBarrier::wait(&full[s], (it / ns) & 1);
+          TxBarrier::wait(&full[s], (it / ns) & 1);
           float4* halo = reinterpret_cast<float4*>(smem + s * geo.stage_bytes);
           auto round_at = [&](int i) -> float4 {
             const float4 x = halo[i];
@@ -785,44 +777,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             // (SW32) where bit 2 of the position is set. Its halo row (d, h) advances by 3 per step.
             const bool sum = t.co0 == 0;
             float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-            if (GLOBAL_SUMS) {
-              // The same positions and channels per thread, from the input itself: owned rows only (the halo
-              // rows advance by 3 a step through the owned hl x dl rows, hl >= TH >= 4), positions inside it.
-              const DirectPhase& ph = p.phase[t.o.phase];
-              const int wpos = (r >> 1) & 15, ch = c * KC + 4 * ((r & 1) ^ ((wpos >> 2) & 1));
-              const int wl = t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW;
-              const int hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
-              const int dl = t.o.q0d + TD >= ph.count[0] ? geo.HD : TD;
-              const int gx = t.o.q0w + ph.dmin[2] + wpos, gy0 = t.o.q0h + ph.dmin[1], gz0 = t.o.q0d + ph.dmin[0];
-              if (wpos < wl && gx >= 0 && gx < p.Wi && ch < p.Cr) {
-                const float* col = p.in + ((int64_t)t.o.n * p.Di * p.Hi * p.Wi + gx) * p.Cr + ch;
-                const int64_t yrow = (int64_t)p.Wi * p.Cr;
-                constexpr int B = 4;  // loads in flight: the sums keep pace with the MMAs (8: spills at 56 registers)
-                int hh = r >> 5, hd = 0;
-                while (hd < dl) {
-                  float4 x[B];
-#pragma unroll
-                  for (int u = 0; u < B; ++u) {
-                    const int z = gz0 + hd, y = gy0 + hh;
-                    x[u] = hd < dl && (unsigned)z < (unsigned)p.Di && (unsigned)y < (unsigned)p.Hi
-                               ? __ldg(reinterpret_cast<const float4*>(col + ((int64_t)z * p.Hi + y) * yrow))
-                               : make_float4(0.f, 0.f, 0.f, 0.f);
-                    hh += 3;
-                    if (hh >= hl) {
-                      hh -= hl;
-                      ++hd;
-                    }
-                  }
-#pragma unroll
-                  for (int u = 0; u < B; ++u) {
-                    s0 += x[u].x;
-                    s1 += x[u].y;
-                    s2 += x[u].z;
-                    s3 += x[u].w;
-                  }
-                }
-              }
-            } else if (sum) {
+            if (sum) {
               const DirectPhase& ph = p.phase[t.o.phase];
               const int wl = t.o.q0w + C::TW >= ph.count[2] ? HALO_W : C::TW;
               const int hl = t.o.q0h + TH >= ph.count[1] ? geo.HH : TH;
@@ -847,10 +802,8 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #pragma unroll 4
               for (int i = r; i < geo.halo_bytes / 16; i += ROUNDERS) round_at(i);
             }
-            if constexpr (!GLOBAL_SUMS) {
-              cutlass::arch::fence_view_async_shared();
-              Barrier::arrive(&ready[s]);
-            }
+            cutlass::arch::fence_view_async_shared();
+            Barrier::arrive(&ready[s]);
             if (sum) {  // after the release: the MMAs do not wait for it
               // Over the 16 lanes holding the same channels, (lane & 1) ^ ((lane >> 3) & 1): lane masks 2,
               // 4, 9 and 16 keep that bit. Lanes 0 and 1 end with the two halves' sums.
@@ -1402,7 +1355,7 @@ struct WgmmaKernel {
     CUtensorMap tin, tw;
     // The ws kernel's MAP_ROUNDS: TMA rounds the input to tf32 as it lands it. The one-warpgroup form rounds
     // it again in place (the same bits: rounding a tf32 value is exact).
-    const bool map_rounds = !SPLIT && !(p.in_sums != nullptr && p.in_ncdhw);
+    const bool map_rounds = !SPLIT && p.in_sums == nullptr;
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
     const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.raw_hh, (cuuint32_t)geo.raw_hd, 4, 1};
     // Rows form: the plane's H x W positions as one axis, a unit axis in h's place (see Geometry::raw_rows).
