@@ -20,6 +20,8 @@ namespace direct {
 // rounding warps issue it for every staged element. The two differ only on exact ties, so the
 // error is the same. cvt.rn leaves the 13 low bits zero and matches round-to-nearest-even on every
 // fp32 bit pattern (bench/tools/tf32rn.cu, run on the H200), which 3xtf32's low part x - hi relies on.
+// The sm_90 kernels' tf32 paths mostly leave it to TMA (TFLOAT32 maps, sm90_atoms.cuh f32_map_type, the same
+// bits); this stays for sm_80, 3xtf32's split and the inputs whose raw values are summed.
 __device__ __forceinline__ uint32_t to_tf32(float x) {
   uint32_t r;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
