@@ -408,7 +408,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // tf32 without input sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands the
   // halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs the
   // unrounded input for its low part, SUMS for the bias gradient.
-  constexpr bool MAP_ROUNDS = !SPLIT && !SUMS;
+  constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, SUMS);
   // RS without a summing (SUMS) rounder pass: the MMA warps take the halo (IN: the raw boxes) as TMA lands it.
   constexpr bool RAW_TO_MMA = RS && !SUMS;
   // IN without RS: the raw boxes land in a ring of their own, and the rounders transpose them into stages.
@@ -1355,7 +1355,7 @@ struct WgmmaKernel {
     CUtensorMap tin, tw;
     // The ws kernel's MAP_ROUNDS: TMA rounds the input to tf32 as it lands it. The one-warpgroup form rounds
     // it again in place (the same bits: rounding a tf32 value is exact).
-    const bool map_rounds = !SPLIT && p.in_sums == nullptr;
+    const bool map_rounds = input_map_rounds(SPLIT, p.in_sums != nullptr);
     const cuuint32_t in_box[5] = {KC, HALO_W, (cuuint32_t)geo.HH, (cuuint32_t)geo.HD, 1};
     const cuuint32_t in_box_ncdhw[5] = {RAW_W, (cuuint32_t)geo.raw_hh, (cuuint32_t)geo.raw_hd, 4, 1};
     // Rows form: the plane's H x W positions as one axis, a unit axis in h's place (see Geometry::raw_rows).

@@ -106,6 +106,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using Barrier = cutlass::arch::ClusterBarrier;
   static_assert(!PW || !SPLIT, "PW: tf32");
   static_assert(PW || S == 2, "three stages: the warp-specialized form only");
+  // tf32: both maps are TFLOAT32 (run()), so x and grad_y land rounded; 3xtf32 splits the raw values.
+  constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, false);
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
   constexpr int MT = C::MT, CW = C::CW;
   extern __shared__ uint8_t smem_raw[];
@@ -241,7 +243,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
         uint32_t v[4], lo[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          v[k] = SPLIT ? direct::to_tf32(x[k]) : __float_as_uint(x[k]);  // tf32: landed rounded
+          v[k] = MAP_ROUNDS ? __float_as_uint(x[k]) : direct::to_tf32(x[k]);
           if (SPLIT) lo[k] = direct::to_tf32(x[k] - __uint_as_float(v[k]));
         }
         const int sw = (row >> 2) & 1;
@@ -265,7 +267,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
         for (int k = 0; k < 8; ++k) {
           const float x = src[k * BN];
-          v[k] = SPLIT ? direct::to_tf32(x) : __float_as_uint(x);  // tf32: landed rounded
+          v[k] = MAP_ROUNDS ? __float_as_uint(x) : direct::to_tf32(x);
           if (SPLIT) lo[k] = direct::to_tf32(x - __uint_as_float(v[k]));
         }
         const int row = gr * BN + ci, sw = (row >> 2) & 1;
@@ -583,12 +585,12 @@ struct WgmmaWgradKernel {
     // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
     // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
     const bool x_ok = p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, !SPLIT)
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, input_map_rounds(SPLIT, false))
                                 : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, !SPLIT);
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, input_map_rounds(SPLIT, false));
     if (!x_ok ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, !SPLIT))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, input_map_rounds(SPLIT, false)))
       return 5;
     const size_t bytes = smem_bytes(geo);
     const bool use_pw = pw(p);

@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
   constexpr int S = SECTORS ? C::SECTOR_RING : SN;  // the ring's stages
   // tf32 without input sums: the input's map is TFLOAT32 (run()), so the stages hold x rounded to tf32 already.
   // SPLIT needs the unrounded x for its low part, SUMS sums it in fp32.
-  constexpr bool MAP_ROUNDS = !SPLIT && !SUMS;
+  constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, SUMS);
   static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: a ring of four stages or more");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
@@ -596,7 +596,7 @@ struct IgemmKernel {
     const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
     // The kernel's MAP_ROUNDS (tf32 without sums): TMA rounds x to tf32 as it lands it (f32_map_type).
     if (!encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, !SPLIT && p.in_sums == nullptr))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, input_map_rounds(SPLIT, p.in_sums != nullptr)))
       return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};

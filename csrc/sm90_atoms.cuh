@@ -179,6 +179,10 @@ inline CUtensorMapDataType f32_map_type(bool tf32) {
   return tf32 ? CU_TENSOR_MAP_DATA_TYPE_TFLOAT32 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
 }
 
+// Whether a kernel's input map is TFLOAT32 (its elements land rounded): tf32, not 3xtf32's split, and no input
+// sums. One rule for both sides: each kernel's MAP_ROUNDS skips its own rounding, and its host encodes the map.
+constexpr __host__ __device__ bool input_map_rounds(bool split, bool sums) { return !split && !sums; }
+
 // A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
 // steps: the traversal stride per dim (null: 1); a box then spans box[i] elements and loads every
 // steps[i]-th. tf32: land the elements rounded (f32_map_type). False when the driver refuses it
