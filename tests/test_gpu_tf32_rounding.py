@@ -4,7 +4,9 @@ TMA, whose TFLOAT32 tensor maps land each element rounded; bench/tools/tmatf32.c
 the two apart: every element of x and grad_y has low 13 bits 0x0800 or 0x1800 (never an exact tie, so sm_80's
 cvt.rna agrees with TMA's ties-to-even), and the weight is exact in tf32. The float64 references on the rounded
 and on the truncated inputs differ by 4.4-8e-4 here (checked too); ours must sit within 1e-4 of the first (the
-tensor cores' fp32 accumulation is all that is left) and at most a quarter as far from it as from the second."""
+tensor cores' fp32 accumulation is all that is left) and at most a quarter as far from it as from the second.
+With a bias its gradient is asked for too: grad_input's summing rows then keep a FLOAT32 map and round in the
+kernel, and the bias gradient must be grad_y's fp32 sum (a sum of rounded values would be 1.3-2.4e-4 off)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,6 +82,8 @@ def test_tf32_rounds_to_nearest_in_every_pass(case, cl, bias):
         x = x.to(memory_format=CL)
     x.requires_grad_(True)
     w.requires_grad_(True)
+    if bias:  # its gradient asked for: grad_input's summing rows, which must sum grad_y unrounded
+        b.requires_grad_(True)
     y = ct.conv_transpose3d(x, w, b, s, p, precision="tf32", strict=True)
     gy = tf32_probe(tuple(y.shape), g, "cuda")
     if cl:
@@ -98,3 +102,5 @@ def test_tf32_rounds_to_nearest_in_every_pass(case, cl, bias):
         assert rel_l2(trunc, near) > 2e-4, (name, "the probe does not separate rounding from truncation")
         d_near, d_trunc = rel_l2(ours, near), rel_l2(ours, trunc)
         assert d_near <= 1e-4 and d_near <= 0.25 * d_trunc, (name, d_near, d_trunc)
+    if bias:  # summed in fp32 from the raw grad_y (a sum of rounded values would be off by about 1e-4)
+        assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-5
