@@ -591,7 +591,6 @@ struct IgemmWgradKernel {
     const cuuint32_t g_box[5] = {32, KX > 1 ? (cuuint32_t)geo.wb : s * TW, s * TH, s * TD, 1};
     // TFLOAT32 maps (tf32 only, no sums): the kernels take the landed elements as their tf32 operands.
     constexpr bool kMapRounds = input_map_rounds(false, false);
-    static_assert(kMapRounds, "the kernels convert nothing");
     if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds) ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_128B,

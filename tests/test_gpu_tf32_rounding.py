@@ -1,8 +1,10 @@
 """tf32 means rounded to nearest, not truncated, in every pass (v0.55: on sm_90 the kernels leave the rounding to
 TMA, whose TFLOAT32 tensor maps land each element rounded; bench/tools/tmatf32.cu). The general tolerance
-(TOL["tf32"], 5e-3) would pass a kernel that truncated (about twice the error), so these inputs are built to tell
-the two apart: every element of x and grad_y has low 13 bits 0x0800 or 0x1800 (never an exact tie, so sm_80's
-cvt.rna agrees with TMA's ties-to-even), and the weight is exact in tf32. The float64 references on the rounded
+(TOL["tf32"], 5e-3) would pass a kernel that truncated (about twice the error); test_gpu_direct's
+test_tf32_error_is_round_to_nearest_class and test_igemm_rounds_to_nearest bound the forward's error band on two
+channels_last_3d layers, and this covers grad_input and grad_weight, NCDHW and the summing rows too, with inputs
+built to tell the two apart: every element of x and grad_y has low 13 bits 0x0800 or 0x1800 (never an exact
+tie, so sm_80's cvt.rna agrees with TMA's ties-to-even), and the weight is exact in tf32. The float64 references on the rounded
 and on the truncated inputs differ by 4.4-8e-4 here (checked too); ours must sit within 1e-4 of the first (the
 tensor cores' fp32 accumulation is all that is left) and at most a quarter as far from it as from the second.
 With a bias its gradient is asked for too: grad_input's summing rows then keep a FLOAT32 map and round in the
