@@ -95,7 +95,7 @@ def test_tf32_rounds_to_nearest_in_every_pass(case, cl, bias):
     def refs(rnd):
         x64 = rnd(x.detach()).double().requires_grad_(True)
         w64 = w.detach().double().requires_grad_(True)
-        y64 = F.conv_transpose3d(x64, w64, b.double() if bias else None, s, p)
+        y64 = F.conv_transpose3d(x64, w64, b.detach().double() if bias else None, s, p)
         y64.backward(rnd(gy).double())
         return y64.detach(), x64.grad, w64.grad
 
