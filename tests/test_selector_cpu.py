@@ -71,6 +71,23 @@ def test_simt_stock_tiles_follow_channels():
         [(128, 32, 8), (128, 32, 8)]
 
 
+def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
+    """Exact-fp32 grad_input where every stride phase has one tap (k == stride) has nothing to reuse across
+    taps: the stock implicit GEMM takes it (U-Net k2 s2, pointwise, k3 s3); a phase of two taps or more keeps
+    the FFMA tap-reuse rows, and the forward of the same layers keeps them too."""
+    k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)  # unet3d-k2
+    one_tap = [k2, Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), Problem(2, 64, 32, (16, 16, 16), 3, 3, 0)]
+    for p in one_tap:
+        assert selector.select_config(p, "fprop", "fp32").family == "cutlass2x", p
+    assert selector.select_config(k2, "fprop", "fp32").name == "fprop_fp32_128x64x8_64x32x8_s4"
+    assert selector.select_config(k2, "dgrad", "fp32").family == "direct"
+    for p in [Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 4, 2, 1),
+              Problem(2, 64, 32, (32, 32, 32), 3, 1, 1)]:
+        assert selector.select_config(p, "fprop", "fp32").family == "direct", p
+    monkeypatch.setattr(selector, "SIMT_ONE_TAP_STOCK", False)
+    assert selector.select_config(k2, "fprop", "fp32").family == "direct"
+
+
 def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
     """k = 5 at unit stride: no 8-channel FFMA tap-reuse row fits two stages, so the forward and grad_input
     take the 4-channel (_c4) rows; wherever an 8-channel row fits, the _c4 rows are never chosen."""

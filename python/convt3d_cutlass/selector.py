@@ -504,6 +504,11 @@ SIMT_DEEP_GAIN = 1.1
 # 256->128, 128 CTAs on 132 SMs: 0.553 vs 0.519 (128x128); U-Net output_padding, C_in 64, 128 CTAs:
 # 0.294 vs 0.362 (128x64).
 SIMT_MIN_FILL = 0.75
+# grad_input where every phase has one tap (k == stride: U-Net's k2 s2, pointwise k1) goes to the stock SIMT
+# implicit GEMM: with one tap a phase's staged grad_y is read once, so tap reuse saves nothing and the rows'
+# per-phase staging and sums are pure cost. H200 (v0.56, `--configs`): U-Net k2 s2 grad_input 0.152 ms on the
+# 4x8x16 row against 0.095 on the stock 128x64 tile (cuDNN 0.116). False: the tap-reuse rows there too (A/B).
+SIMT_ONE_TAP_STOCK = True
 
 
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
@@ -524,12 +529,14 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         return None
     co = plan[2]
     cands = []
+    one_tap = True
     for i, k in _built(op, "fp32", "direct", compiled):
         table, s_in, sums = direct.pass_plan(k, problem, op)
         fits = direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc) <= smem_limit
         if not (supports_arch(k, capability) and fits):
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
+        one_tap = one_tap and taps == 1
         ctas = direct.ctas(k.block, k.bn, problem.n, co, table, sums)
         if taps < SIMT_DEEP_MIN_TAPS:
             rank = k.rows_per_thread
@@ -539,7 +546,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         else:
             rank = -k.rows_per_thread
         cands.append((k.kc != direct.KC, _padded(co, k.bn), rank, i, ctas, k))
-    if not cands:
+    if not cands or (op == "fprop" and one_tap and SIMT_ONE_TAP_STOCK):
         return None
     best = min(cands, key=lambda c: c[:4])
     if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
