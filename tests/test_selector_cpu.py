@@ -72,20 +72,19 @@ def test_simt_stock_tiles_follow_channels():
 
 
 def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
-    """Exact-fp32 grad_input where every stride phase has one tap (k == stride) has nothing to reuse across
-    taps: the stock implicit GEMM takes it (U-Net k2 s2, pointwise, k3 s3); a phase of two taps or more keeps
-    the FFMA tap-reuse rows, and the forward of the same layers keeps them too."""
+    """Exact-fp32 strided grad_input whose stride phases have one tap each (k == stride) has nothing to reuse
+    across taps: the stock implicit GEMM takes it (U-Net k2 s2, k3 s3). Pointwise (one phase) and phases of
+    two taps or more keep the FFMA rows, as does the forward of the same layers."""
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)  # unet3d-k2
-    one_tap = [k2, Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), Problem(2, 64, 32, (16, 16, 16), 3, 3, 0)]
-    for p in one_tap:
-        assert selector.select_config(p, "fprop", "fp32").family == "cutlass2x", p
     assert selector.select_config(k2, "fprop", "fp32").name == "fprop_fp32_128x64x8_64x32x8_s4"
+    assert selector.select_config(Problem(8, 64, 32, (32, 32, 32), 3, 3, 0), "fprop", "fp32").family == "cutlass2x"
     assert selector.select_config(k2, "dgrad", "fp32").family == "direct"
-    for p in [Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 4, 2, 1),
-              Problem(2, 64, 32, (32, 32, 32), 3, 1, 1)]:
+    for p in [Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), Problem(2, 64, 32, (32, 32, 32), 3, 2, 1),
+              Problem(2, 64, 32, (32, 32, 32), 4, 2, 1), Problem(2, 64, 32, (32, 32, 32), 3, 1, 1)]:
         assert selector.select_config(p, "fprop", "fp32").family == "direct", p
     monkeypatch.setattr(selector, "SIMT_ONE_TAP_STOCK", False)
     assert selector.select_config(k2, "fprop", "fp32").family == "direct"
+    assert selector.select_config(Problem(8, 64, 32, (32, 32, 32), 3, 3, 0), "fprop", "fp32").family == "direct"
 
 
 def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():

@@ -504,10 +504,14 @@ SIMT_DEEP_GAIN = 1.1
 # 256->128, 128 CTAs on 132 SMs: 0.553 vs 0.519 (128x128); U-Net output_padding, C_in 64, 128 CTAs:
 # 0.294 vs 0.362 (128x64).
 SIMT_MIN_FILL = 0.75
-# grad_input where every phase has one tap (k == stride: U-Net's k2 s2, pointwise k1) goes to the stock SIMT
-# implicit GEMM: with one tap a phase's staged grad_y is read once, so tap reuse saves nothing and the rows'
-# per-phase staging and sums are pure cost. H200 (v0.56, `--configs`): U-Net k2 s2 grad_input 0.152 ms on the
-# 4x8x16 row against 0.095 on the stock 128x64 tile (cuDNN 0.116). False: the tap-reuse rows there too (A/B).
+# Strided grad_input whose stride phases have one tap each (k == stride > 1) runs on the stock SIMT implicit
+# GEMM: the tap-reuse rows stage each phase's grad_y for a single tap and sum the s^3 phases, with nothing
+# reused across taps. H200 (v0.56, fp32): U-Net k2 s2 grad_input 0.152 against 0.095 ms (`--configs`); in
+# bench/tools/selab.py's 5 ABBA rounds, stock against the rows, grad_input 1.627x channels_last_3d / 1.266x
+# NCDHW, step 1.186x / 1.117x. Not at unit stride (one phase, no sums): pointwise k1 (2 x 64 -> 32 x 32^3)
+# measured grad_input 0.957x / 0.435x, step 0.587x / 0.841x there. (k3 s3 on 2 x 16^3 already went to the
+# stock kernel by SIMT_MIN_FILL: its A/B compared one kernel with itself, 0.88-0.99x, the noise of these
+# sub-0.3 ms rows.) False: the tap-reuse rows there too (A/B runs).
 SIMT_ONE_TAP_STOCK = True
 
 
@@ -546,7 +550,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         else:
             rank = -k.rows_per_thread
         cands.append((k.kc != direct.KC, _padded(co, k.bn), rank, i, ctas, k))
-    if not cands or (op == "fprop" and one_tap and SIMT_ONE_TAP_STOCK):
+    if not cands or (op == "fprop" and one_tap and problem.stride > 1 and SIMT_ONE_TAP_STOCK):
         return None
     best = min(cands, key=lambda c: c[:4])
     if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
