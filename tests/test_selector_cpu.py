@@ -73,14 +73,16 @@ def test_simt_stock_tiles_follow_channels():
 
 def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
     """Exact-fp32 strided grad_input whose stride phases have one tap each (k == stride) has nothing to reuse
-    across taps: the stock implicit GEMM takes it (U-Net k2 s2, k3 s3). Pointwise (one phase) and phases of
-    two taps or more keep the FFMA rows, as does the forward of the same layers."""
+    across taps: the stock implicit GEMM takes it (U-Net k2 s2, k3 s3). Pointwise (one phase), k < stride and
+    phases of two taps or more keep the FFMA rows, as does the forward of the same layers."""
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)  # unet3d-k2
     assert selector.select_config(k2, "fprop", "fp32").name == "fprop_fp32_128x64x8_64x32x8_s4"
     assert selector.select_config(Problem(8, 64, 32, (32, 32, 32), 3, 3, 0), "fprop", "fp32").family == "cutlass2x"
     assert selector.select_config(k2, "dgrad", "fp32").family == "direct"
+    # k < stride (phases of one tap or none, like pointwise) is not measured: it keeps the rows
     for p in [Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), Problem(2, 64, 32, (32, 32, 32), 3, 2, 1),
-              Problem(2, 64, 32, (32, 32, 32), 4, 2, 1), Problem(2, 64, 32, (32, 32, 32), 3, 1, 1)]:
+              Problem(2, 64, 32, (32, 32, 32), 4, 2, 1), Problem(2, 64, 32, (32, 32, 32), 3, 1, 1),
+              Problem(2, 64, 32, (32, 32, 32), 1, 2, 0), Problem(2, 64, 32, (32, 32, 32), 3, 4, 0)]:
         assert selector.select_config(p, "fprop", "fp32").family == "direct", p
     monkeypatch.setattr(selector, "SIMT_ONE_TAP_STOCK", False)
     assert selector.select_config(k2, "fprop", "fp32").family == "direct"

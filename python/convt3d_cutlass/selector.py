@@ -531,16 +531,16 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     """
     if not simt_wins(problem, op) or _stock_wide_simt(problem, op, num_sms):
         return None
+    if op == "fprop" and SIMT_ONE_TAP_STOCK and problem.k == problem.stride > 1:
+        return None
     co = plan[2]
     cands = []
-    one_tap = True
     for i, k in _built(op, "fp32", "direct", compiled):
         table, s_in, sums = direct.pass_plan(k, problem, op)
         fits = direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc) <= smem_limit
         if not (supports_arch(k, capability) and fits):
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
-        one_tap = one_tap and taps == 1
         ctas = direct.ctas(k.block, k.bn, problem.n, co, table, sums)
         if taps < SIMT_DEEP_MIN_TAPS:
             rank = k.rows_per_thread
@@ -550,7 +550,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         else:
             rank = -k.rows_per_thread
         cands.append((k.kc != direct.KC, _padded(co, k.bn), rank, i, ctas, k))
-    if not cands or (op == "fprop" and one_tap and problem.stride > 1 and SIMT_ONE_TAP_STOCK):
+    if not cands:
         return None
     best = min(cands, key=lambda c: c[:4])
     if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
