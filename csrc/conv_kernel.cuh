@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "conv_launch.h"
 #include "launch_smem.h"
@@ -13,6 +14,7 @@
 #include "cutlass/conv/kernel/default_conv3d_dgrad.h"
 #include "cutlass/conv/kernel/default_conv3d_fprop.h"
 #include "cutlass/conv/kernel/default_conv3d_wgrad.h"
+#include "cutlass/conv/threadblock/implicit_gemm_multistage.h"
 #include "cutlass/epilogue/thread/linear_combination.h"
 #include "cutlass/epilogue/threadblock/default_epilogue_simt.h"
 #include "cutlass/epilogue/threadblock/default_epilogue_tensor_op.h"
@@ -56,6 +58,38 @@ template <cutlass::conv::Operator Op, typename OpClass, typename MathOp, typenam
           typename Inst, int Stages, int EpilogueCount>
 struct DefaultKernel;
 
+// The stock SIMT main loop with its shared-memory tiles padded by 4 floats per k row. CUTLASS's Sm80 SIMT cores
+// transpose both operands on their way in (4-byte cp.async, lanes 0-7 along k) into M- and N-contiguous tiles
+// whose rows are 128 floats apart (their padding is kK / 32, 0 at kK = 8), so the 8 lanes of one position
+// write one bank: ncu on the H200 (v0.57) counted 110M bank conflicts on those cp.async against cuDNN's 11M
+// on U-Net 128->64's grad_input, the shared pipe at 86% of its peak and mio_throttle among the top stalls. A
+// row of M + 4 (N + 4) floats moves each k row by 4 banks: the 32 stores of a warp land on 32 banks, and the
+// warp's 16-byte fragment loads stay aligned (4 floats). Tensor-op rows are left as they are (their cores swizzle).
+template <typename Mma, bool kSimt>
+struct PaddedSimtMma {
+  using type = Mma;
+};
+
+template <typename Shape, typename IterA, typename SmemIterA, cutlass::arch::CacheOperation::Kind CacheA,
+          typename IterB, typename SmemIterB, cutlass::arch::CacheOperation::Kind CacheB, typename Policy,
+          int Stages, typename Enable>
+struct PaddedSimtMma<cutlass::conv::threadblock::ImplicitGemmMultistage<Shape, IterA, SmemIterA, CacheA, IterB,
+                                                                         SmemIterB, CacheB, Policy, Stages, Enable>,
+                     true> {
+  static constexpr int kPad = 4;
+  using type = cutlass::conv::threadblock::ImplicitGemmMultistage<
+      Shape, IterA, SmemIterA, CacheA, IterB, SmemIterB, CacheB,
+      cutlass::gemm::threadblock::MmaPolicy<typename Policy::Operator, cutlass::MatrixShape<kPad, 0>,
+                                            cutlass::MatrixShape<0, kPad>, Policy::kPartitionsK>,
+      Stages, Enable>;
+};
+
+// Kernel with its main loop padded where it is SIMT (PaddedSimtMma), the epilogue and swizzle unchanged.
+template <typename Kernel, typename OpClass, cutlass::conv::Operator Op>
+using PaddedKernel = cutlass::conv::kernel::ImplicitGemmConvolution<
+    typename PaddedSimtMma<typename Kernel::Mma, std::is_same<OpClass, cutlass::arch::OpClassSimt>::value>::type,
+    typename Kernel::Epilogue, typename Kernel::ThreadblockSwizzle, Op, cutlass::conv::Conv3dProblemSize>;
+
 #define CONVT3D_KERNEL_COMMON                                                                  \
   float, Layout, float, Layout, float, Layout, float, OpClass, cutlass::arch::Sm80, TB, Warp, \
       Inst, cutlass::epilogue::thread::LinearCombination<float, EpilogueCount, float, float>,  \
@@ -65,8 +99,9 @@ template <typename OpClass, typename MathOp, typename TB, typename Warp, typenam
           int EpilogueCount>
 struct DefaultKernel<cutlass::conv::Operator::kFprop, OpClass, MathOp, TB, Warp, Inst, Stages,
                      EpilogueCount> {
-  using Kernel = typename cutlass::conv::kernel::DefaultConv3dFprop<
-      CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+  using Kernel = PaddedKernel<typename cutlass::conv::kernel::DefaultConv3dFprop<
+                                  CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel,
+                              OpClass, cutlass::conv::Operator::kFprop>;
   using StridedKernel = Kernel;  // a strided result is Dgrad's alone (Launcher refuses it here)
   using GroupedKernel = Kernel;  // grouped phases are Dgrad's alone (no run_phases in its entry)
 };
@@ -107,9 +142,10 @@ struct DefaultKernel<cutlass::conv::Operator::kDgrad, OpClass, MathOp, TB, Warp,
                      EpilogueCount> {
   // Unit stride only: stride > 1 is decomposed into unit-stride phases in Python,
   // so no MMA is spent on taps that the strided iterator would predicate off.
-  using Kernel = typename cutlass::conv::kernel::DefaultConv3dDgrad<
-      CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized,
-      cutlass::conv::StrideSupport::kUnity>::Kernel;
+  using Kernel = PaddedKernel<typename cutlass::conv::kernel::DefaultConv3dDgrad<
+                                  CONVT3D_KERNEL_COMMON, cutlass::conv::IteratorAlgorithm::kOptimized,
+                                  cutlass::conv::StrideSupport::kUnity>::Kernel,
+                              OpClass, cutlass::conv::Operator::kDgrad>;
   // The same main loop writing a stride phase straight into its strided view of the output (the
   // forward's phases, dgrad_phases), instead of a packed temporary and a copy per phase. Its epilogue
   // indexes in 32 bits, so the packed kernel stays for results past 2^31 elements.
