@@ -67,6 +67,9 @@ struct DefaultKernel;
 // warp's 16-byte fragment loads stay aligned (4 floats). Tensor-op rows are left as they are (their cores swizzle).
 template <typename Mma, bool kSimt>
 struct PaddedSimtMma {
+  // A SIMT main loop that is not ImplicitGemmMultistage (another CUTLASS, or two stages) would keep its conflicts
+  // without a word: refuse to compile instead.
+  static_assert(!kSimt, "PaddedSimtMma: the SIMT main loop is not the ImplicitGemmMultistage it pads");
   using type = Mma;
 };
 
