@@ -79,6 +79,9 @@ template <typename Shape, typename IterA, typename SmemIterA, cutlass::arch::Cac
 struct PaddedSimtMma<cutlass::conv::threadblock::ImplicitGemmMultistage<Shape, IterA, SmemIterA, CacheA, IterB,
                                                                          SmemIterB, CacheB, Policy, Stages, Enable>,
                      true> {
+  // 4 = 32 lanes / kK (CUTLASS's simt_transpose_padding) at the kK = 8 of every SIMT row in the table; another kK
+  // needs its own padding, and 16-byte alignment of the fragment loads caps it below at 4.
+  static_assert(Shape::kK == 8, "PaddedSimtMma: padding chosen for kK = 8");
   static constexpr int kPad = 4;
   using type = cutlass::conv::threadblock::ImplicitGemmMultistage<
       Shape, IterA, SmemIterA, CacheA, IterB, SmemIterB, CacheB,
