@@ -584,13 +584,14 @@ struct WgmmaWgradKernel {
     const cuuint32_t x_box_ncdhw[5] = {TW, TY, 1, BN, 1};
     // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
     // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
+    constexpr bool kMapRounds = input_map_rounds(SPLIT, false);  // the kernel's MAP_ROUNDS
     const bool x_ok = p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, input_map_rounds(SPLIT, false))
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
                                 : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, input_map_rounds(SPLIT, false));
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds);
     if (!x_ok ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, input_map_rounds(SPLIT, false)))
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds))
       return 5;
     const size_t bytes = smem_bytes(geo);
     const bool use_pw = pw(p);
