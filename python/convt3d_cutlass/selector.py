@@ -91,11 +91,34 @@ def _tiles_128(m: int, n: int) -> int:
     return math.ceil(m / 128) * math.ceil(n / 128)
 
 
+# Strided grad_input with 33-64 input channels and k < 2 * stride (fewer than 8 taps per grad_y parity on
+# average: little for the FFMA rows to reuse across taps) runs on the stock SIMT 128x64 tile from this many
+# waves of its tiles (one tile per SM a wave); 0: never. Since v0.57's padding (csrc/conv_kernel.cuh,
+# PaddedSimtMma) the stock tile reaches 33-34 TFLOP/s on these layers where the FFMA rows hold 28-30.
+# H200, fp32, bench/tools/selab.py (3 ABBA rounds, grad_input ms FFMA row / stock, channels_last_3d and
+# NCDHW; step gain), 64->32 k3 s2 p1:
+#   2 x 32^3 op1 (512 tiles)  0.255 / 0.275, 0.288 / 0.322   step 0.978x / 0.974x
+#   4 x 32^3     (1024)       0.493 / 0.431, 0.568 / 0.524   step 1.040x / 1.029x
+#   2 x 48^3     (1728)       0.941 / 0.738, 1.067 / 0.894   step 1.081x / 1.061x
+#   8 x 32^3     (2048)       0.972 / 0.849, 1.116 / 1.027   step 1.046x / 1.028x
+#   4 x 48^3     (3456)       1.693 / 1.410, 1.947 / 1.720   step 1.058x / 1.044x
+#   2 x 64^3     (4096)       1.942 / 1.668, 2.239 / 2.034   step 1.048x / 1.031x
+# and k5 s2 p2 on 16 x 32^3 (4096 tiles, 27 taps on the widest parity) the FFMA rows win, 6.809 / 7.469,
+# 7.131 / 7.822 (step 0.968x both).
+SIMT_NARROW_STOCK_MIN_WAVES = 6
+
+
 def _stock_wide_simt(problem: Problem, op: str, num_sms: int) -> bool:
-    """Whether the stock 128x128 SIMT tile takes pass op (forward or grad_input) from the FFMA
-    tap-reuse rows: strided, more than 64 output channels, SIMT_WIDE_WARP_MIN_WAVES waves of tiles."""
+    """Whether the stock SIMT kernel takes pass op (forward or grad_input) from the FFMA tap-reuse rows:
+    strided, and either more than 64 output channels with SIMT_WIDE_WARP_MIN_WAVES waves of 128x128 tiles,
+    or grad_input of 33-64 channels, k < 2 * stride, with SIMT_NARROW_STOCK_MIN_WAVES waves of 128x64 tiles."""
     m, n = problem.gemm(op)[:2]
-    return problem.stride > 1 and n > 64 and _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
+    if problem.stride == 1:
+        return False
+    if n > 64:
+        return _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
+    return (bool(SIMT_NARROW_STOCK_MIN_WAVES) and op == "fprop" and n > 32 and problem.k < 2 * problem.stride
+            and math.ceil(m / 128) >= SIMT_NARROW_STOCK_MIN_WAVES * num_sms)
 
 
 def direct_plan(problem: Problem, op: str):
