@@ -973,7 +973,7 @@ def test_simt_grad_input_over_parities_and_waves():
     converted); the 8x8x16 block unless it would leave SMs idle that 4x8x16 fills; the stock 128x128
     tile where no row fills a wave (U-Net 256->128: 64 CTAs of 8x8x16, 128 of 4x8x16 on 132 SMs), and its
     4-warp form where that has two waves of tiles."""
-    s2 = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1)  # below SIMT_NARROW_STOCK_MIN_WAVES: the FFMA rows
+    s2 = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1)  # one wave of the FFMA rows (SIMT_NARROW_FFMA_MAX_WAVES)
     k = selector.select_config(s2, "fprop", "fp32", num_sms=132)
     assert k.name == "direct_fp32_8x8x16_n32_m8" and direct.sums_parities(k, s2)
     assert not direct.reads_ncdhw(k, direct.pass_plan(k, s2, "fprop")[0], 32, torch.empty(2, 32, 3, 4, 5), True)

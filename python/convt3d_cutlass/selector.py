@@ -91,34 +91,11 @@ def _tiles_128(m: int, n: int) -> int:
     return math.ceil(m / 128) * math.ceil(n / 128)
 
 
-# Strided grad_input with 33-64 input channels and k < 2 * stride (fewer than 8 taps per grad_y parity on
-# average: little for the FFMA rows to reuse across taps) runs on the stock SIMT 128x64 tile from this many
-# waves of its tiles (one tile per SM a wave); 0: never. Since v0.57's padding (csrc/conv_kernel.cuh,
-# PaddedSimtMma) the stock tile reaches 33-34 TFLOP/s on these layers where the FFMA rows hold 28-30.
-# H200, fp32, bench/tools/selab.py (3 ABBA rounds, grad_input ms FFMA row / stock, channels_last_3d and
-# NCDHW; step gain), 64->32 k3 s2 p1:
-#   2 x 32^3 op1 (512 tiles)  0.255 / 0.275, 0.288 / 0.322   step 0.978x / 0.974x
-#   4 x 32^3     (1024)       0.493 / 0.431, 0.568 / 0.524   step 1.040x / 1.029x
-#   2 x 48^3     (1728)       0.941 / 0.738, 1.067 / 0.894   step 1.081x / 1.061x
-#   8 x 32^3     (2048)       0.972 / 0.849, 1.116 / 1.027   step 1.046x / 1.028x
-#   4 x 48^3     (3456)       1.693 / 1.410, 1.947 / 1.720   step 1.058x / 1.044x
-#   2 x 64^3     (4096)       1.942 / 1.668, 2.239 / 2.034   step 1.048x / 1.031x
-# and k5 s2 p2 on 16 x 32^3 (4096 tiles, 27 taps on the widest parity) the FFMA rows win, 6.809 / 7.469,
-# 7.131 / 7.822 (step 0.968x both).
-SIMT_NARROW_STOCK_MIN_WAVES = 6
-
-
 def _stock_wide_simt(problem: Problem, op: str, num_sms: int) -> bool:
-    """Whether the stock SIMT kernel takes pass op (forward or grad_input) from the FFMA tap-reuse rows:
-    strided, and either more than 64 output channels with SIMT_WIDE_WARP_MIN_WAVES waves of 128x128 tiles,
-    or grad_input of 33-64 channels, k < 2 * stride, with SIMT_NARROW_STOCK_MIN_WAVES waves of 128x64 tiles."""
+    """Whether the stock 128x128 SIMT tile takes pass op (forward or grad_input) from the FFMA
+    tap-reuse rows: strided, more than 64 output channels, SIMT_WIDE_WARP_MIN_WAVES waves of tiles."""
     m, n = problem.gemm(op)[:2]
-    if problem.stride == 1:
-        return False
-    if n > 64:
-        return _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
-    return (bool(SIMT_NARROW_STOCK_MIN_WAVES) and op == "fprop" and n > 32 and problem.k < 2 * problem.stride
-            and math.ceil(m / 128) >= SIMT_NARROW_STOCK_MIN_WAVES * num_sms)
+    return problem.stride > 1 and n > 64 and _tiles_128(m, n) >= SIMT_WIDE_WARP_MIN_WAVES * num_sms
 
 
 def direct_plan(problem: Problem, op: str):
@@ -426,7 +403,7 @@ def _sector_twin(problem: Problem, k, compiled, smem_limit: int, capability: Tup
 
 
 def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, compiled, smem_limit: int,
-                   capability: Tuple[int, int] = DEFAULT_CAPABILITY):
+                   capability: Tuple[int, int] = DEFAULT_CAPABILITY, out_ncdhw: bool = False):
     """The tap-reuse kernel for the forward or grad_input, or None to use the stock path.
 
     On Hopper the implicit-GEMM rows where ``igemm_wins`` (``_igemm_choice``), then at unit stride the
@@ -440,7 +417,7 @@ def _direct_choice(problem: Problem, op: str, precision: str, num_sms: int, comp
     """
     plan = direct_plan(problem, op)
     if plan is not None and precision == "fp32":
-        return _simt_choice(problem, op, plan, compiled, smem_limit, capability, num_sms)
+        return _simt_choice(problem, op, plan, compiled, smem_limit, capability, num_sms, out_ncdhw)
     if plan is None or precision not in ("tf32", "3xtf32"):
         return None
     table, s_in, co = plan
@@ -538,8 +515,31 @@ SIMT_MIN_FILL = 0.75
 SIMT_ONE_TAP_STOCK = True
 
 
+# Strided grad_input with 64 input channels and stride < k < 2 * stride (fewer than 8 taps per grad_y parity on
+# average: little for the FFMA rows to reuse across taps; k <= stride is the one-tap rule's or unmeasured), written channels_last_3d, keeps the FFMA rows only while their
+# CTAs (one per SM) fit this many waves; past that the stock SIMT 128x64 tile, which since v0.57's padding
+# (csrc/conv_kernel.cuh, PaddedSimtMma) reaches 33-34 TFLOP/s there against the rows' 28-30 and loses no tail.
+# inf: the rule off. H200, fp32, bench/tools/selab.py (3 ABBA rounds), 64->32 k3 s2 p1, grad_input ms FFMA row /
+# stock (waves of the row's CTAs on 132 SMs), channels_last_3d; then NCDHW; step gain channels_last_3d / NCDHW:
+#   2 x 32^3 op1 (0.97)   0.255 / 0.275   0.288 / 0.322   step 0.978x / 0.974x
+#   4 x 32^3     (1.94)   0.493 / 0.431   0.568 / 0.524   step 1.040x / 1.029x
+#   1 x 40^3     (2.27)   0.521 / 0.320   0.554 / 0.360   step 1.191x / 1.148x
+#   3 x 32^3     (2.91)   0.505 / 0.407   0.560 / 0.455   step 1.063x / 1.047x
+#   8 x 32^3     (3.88)   0.972 / 0.849   1.116 / 1.027   step 1.046x / 1.028x
+#   2 x 48^3     (6.55)   0.941 / 0.738   1.067 / 0.894   step 1.081x / 1.061x
+#   4 x 48^3     (6.55)   1.693 / 1.410   1.947 / 1.720   step 1.058x / 1.044x
+#   2 x 64^3     (7.76)   1.942 / 1.668   2.239 / 2.034   step 1.048x / 1.031x
+# The FFMA rows win k5 s2 p2 on 16 x 32^3 (7.76 waves; 27 taps on the widest parity), 6.809 / 7.469 ms and
+# 7.131 / 7.822 (step 0.968x), and 48 channels (4 x 48^3, the n48 row against a 128x64 tile a quarter empty),
+# 1.401 / 1.533 and 1.563 / 1.727 (step 0.974x / 0.969x). Not NCDHW: the stock tile writes channels_last_3d,
+# so an NCDHW grad_input is converted after it, and that copy raised the step's peak memory 11% (sweep-fp32-v58nc:
+# U-Net 64->32 1016 -> 1128 MiB, SR x2 853 -> 945) on rows already over cuDNN's, for a 3-6% faster step.
+SIMT_NARROW_FFMA_MAX_WAVES = 1.0
+
+
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
-                 capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = DEFAULT_SMS):
+                 capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = DEFAULT_SMS,
+                 out_ncdhw: bool = False):
     """The exact-fp32 tap-reuse row for the forward or grad_input, or None for the stock SIMT kernel.
 
     Fewest padded output channels (``_padded``); then, where a phase has SIMT_DEEP_MIN_TAPS taps or
@@ -577,6 +577,9 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
         return None
     best = min(cands, key=lambda c: c[:4])
     if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
+        return None
+    if (op == "fprop" and not out_ncdhw and problem.stride < problem.k < 2 * problem.stride and co == 64
+            and best[4] > SIMT_NARROW_FFMA_MAX_WAVES * num_sms):
         return None
     return best[-1]
 
@@ -777,7 +780,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
         out_ncdhw: the pass's output is wanted in NCDHW storage (the forward: ``_wfold_wins``; grad_input:
-            ``_sector_twin``).
+            ``_sector_twin``, and exact fp32 keeps the FFMA rows past SIMT_NARROW_FFMA_MAX_WAVES).
         family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
@@ -823,7 +826,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
             # The forward's output layout is its input's (functional: y in x's memory format).
-            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability)
+            k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability, out_ncdhw)
             if op == "fprop" and out_ncdhw:
                 k = _sector_twin(problem, k, comp, smem_limit, capability, num_sms)
             k = _rs_twin(problem, op, k, comp, smem_limit, capability, in_ncdhw=op == "dgrad" and out_ncdhw)
