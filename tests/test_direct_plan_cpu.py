@@ -928,7 +928,7 @@ def test_forward_filter_takes_phase_taps_by_views(k, s, p, op):
     assert torch.equal(direct.forward_filter(w, prob, "fp32"), torch.cat(blocks))
 
 
-def test_simt_rows_skip_half_empty_tiles():
+def test_simt_rows_skip_half_empty_tiles(monkeypatch):
     """The FFMA rows where their 16-wide tiles fill; the stock SIMT forward on 8-wide layers (gan3d-g1)."""
     g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
     assert selector.select_config(g1, "dgrad", "fp32").family == "cutlass2x"
@@ -962,10 +962,16 @@ def test_simt_rows_skip_half_empty_tiles():
     assert selector.select_config(odd, "wgrad", "fp32").family == "cutlass2x"
     stock = [k.name for k in KERNELS if k.family == "cutlass2x"]
     assert selector.select_config(g1, "wgrad", "fp32", compiled=stock).family == "cutlass2x"
-    # 8 rows per thread where a phase has 8 taps or more; 4 on one-tap phases (k2 s2)
+    # 8 rows per thread where a phase has 8 taps or more; on one-tap phases by whole waves x work per CTA
+    # (SIMT_FEW_TAP_FORWARD_BY_WAVES): k2 s2's 512 CTAs of 8 rows (4 waves) over 1024 of 4, but pointwise's 128
+    # CTAs of 4 rows over 64 of 8 (one wave either way); the fewest rows with the rule off
     assert selector.select_config(g2, "dgrad", "fp32").name == "direct_fp32_8x8x16_n32_m8"
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
-    assert selector.select_config(k2, "dgrad", "fp32").name == "direct_fp32_4x8x16_n32_m4"
+    pw = Problem(2, 64, 32, (32, 32, 32), 1, 1, 0)
+    assert selector.select_config(k2, "dgrad", "fp32", num_sms=132).name == "direct_fp32_8x8x16_n32_m8"
+    assert selector.select_config(pw, "dgrad", "fp32", num_sms=132).name == "direct_fp32_4x8x16_n32_m4"
+    monkeypatch.setattr(selector, "SIMT_FEW_TAP_FORWARD_BY_WAVES", False)
+    assert selector.select_config(k2, "dgrad", "fp32", num_sms=132).name == "direct_fp32_4x8x16_n32_m4"
 
 
 def test_simt_grad_input_over_parities_and_waves():

@@ -537,6 +537,16 @@ SIMT_ONE_TAP_STOCK = True
 SIMT_NARROW_FFMA_MAX_WAVES = 1.0
 
 
+# The exact-fp32 forward whose phases have fewer than SIMT_DEEP_MIN_TAPS taps ranks the rows as grad_input does
+# (whole waves of CTAs x work per CTA, 8 rows per thread SIMT_DEEP_GAIN times faster) instead of taking the fewest
+# rows per thread (v0.16, H100: U-Net k2 s2 0.308 ms on 8 rows against 0.204 on 4). H200 (v0.58), forward ms with
+# 4 rows / 8 rows, channels_last_3d and NCDHW, bench/tools/selab.py SIMT_DEEP_MIN_TAPS 8,1 (3 ABBA rounds): U-Net
+# k2 s2 (2 x 64 -> 32 x 32^3; 1024 / 512 CTAs) 0.164 / 0.152, 0.183 / 0.167; k3 s3 (8 x 64 -> 32 x 32^3) 2.053 /
+# 1.918, 2.483 / 2.262; pointwise (2 x 64 -> 32 x 32^3, one wave of either: 128 / 64 CTAs) 0.030 / 0.042, 0.028 /
+# 0.045. False: the fewest rows.
+SIMT_FEW_TAP_FORWARD_BY_WAVES = True
+
+
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
                  capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = DEFAULT_SMS,
                  out_ncdhw: bool = False):
@@ -565,9 +575,9 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
             continue
         taps = max(table[j + 9] * table[j + 10] * table[j + 11] for j in range(0, len(table), 13))
         ctas = direct.ctas(k.block, k.bn, problem.n, co, table, sums)
-        if taps < SIMT_DEEP_MIN_TAPS:
+        if taps < SIMT_DEEP_MIN_TAPS and (op == "fprop" or not SIMT_FEW_TAP_FORWARD_BY_WAVES):
             rank = k.rows_per_thread
-        elif op == "fprop":
+        elif op == "fprop" or taps < SIMT_DEEP_MIN_TAPS:
             gain = SIMT_DEEP_GAIN if k.rows_per_thread == 8 else 1.0
             rank = -(-ctas // num_sms) * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
         else:
