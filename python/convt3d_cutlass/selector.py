@@ -539,11 +539,15 @@ SIMT_NARROW_FFMA_MAX_WAVES = 1.0
 
 # The exact-fp32 forward whose phases have fewer than SIMT_DEEP_MIN_TAPS taps ranks the rows as grad_input does
 # (whole waves of CTAs x work per CTA, 8 rows per thread SIMT_DEEP_GAIN times faster) instead of taking the fewest
-# rows per thread (v0.16, H100: U-Net k2 s2 0.308 ms on 8 rows against 0.204 on 4). H200 (v0.58), forward ms with
-# 4 rows / 8 rows, channels_last_3d and NCDHW, bench/tools/selab.py SIMT_DEEP_MIN_TAPS 8,1 (3 ABBA rounds): U-Net
-# k2 s2 (2 x 64 -> 32 x 32^3; 1024 / 512 CTAs) 0.164 / 0.152, 0.183 / 0.167; k3 s3 (8 x 64 -> 32 x 32^3) 2.053 /
-# 1.918, 2.483 / 2.262; pointwise (2 x 64 -> 32 x 32^3, one wave of either: 128 / 64 CTAs) 0.030 / 0.042, 0.028 /
-# 0.045. False: the fewest rows.
+# rows per thread (v0.16, H100: U-Net k2 s2 0.308 ms on 8 rows against 0.204 on 4). H200 (v0.58), forward ms off /
+# on, channels_last_3d and NCDHW, bench/tools/selab.py SIMT_FEW_TAP_FORWARD_BY_WAVES (3 ABBA rounds), 64 -> 32:
+#   k2 s2, 2 x 32^3 (4 rows 1024 CTAs -> 8 rows 512)   0.165 / 0.153   0.184 / 0.168
+#   k2 s2, 1 x 32^3 (512 -> 256)                         0.088 / 0.081   0.096 / 0.088
+#   k1 s1, 8 x 32^3 (512 -> 256)                         0.091 / 0.089   0.094 / 0.085
+#   k3 s3, 8 x 32^3                                      2.117 / 1.938   2.417 / 2.197
+# and k1 s1 on 2 x 32^3 keeps 4 rows (128 CTAs, one wave either way; 8 rows lost there, 0.030 against 0.042).
+# The steps of the sub-0.5 ms layers moved 0.79-1.18x with the same kernels (noise of host-bound steps);
+# k3 s3's step 1.037x / 1.032x. False: the fewest rows.
 SIMT_FEW_TAP_FORWARD_BY_WAVES = True
 
 
