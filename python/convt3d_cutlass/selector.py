@@ -561,7 +561,10 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     grad_input, whose CTAs all do the same work, the least whole waves of CTAs (one per SM) x work per
     CTA with 8 rows per thread SIMT_DEEP_GAIN times faster, and (strided, where measured) the stock
     kernel where even that row fills less than SIMT_MIN_FILL of a wave (a whole wave past 64 channels).
-    With fewer taps, fewer rows per thread (the larger halo is staged for few taps); then table order. Measured (H100): 8 rows per thread won on 9 of 13 unit-
+    With fewer taps, grad_input takes fewer rows per thread (the larger halo is staged for few taps) and the
+    forward ranks by waves as grad_input does (SIMT_FEW_TAP_FORWARD_BY_WAVES); then table order. Past one wave
+    of CTAs, k3 s2-like grad_input of 64 channels goes to the stock kernel (SIMT_NARROW_FFMA_MAX_WAVES).
+    Measured (H100): 8 rows per thread won on 9 of 13 unit-
     and stride-2 k3/k5 forwards (v0.16: headline 14.6 vs 15.7 ms, medium 0.727 vs 0.801) and lost on
     U-Net k2 s2 (one tap: 0.308 vs 0.204); on the parity grad_input of U-Net 256->128 (64 CTAs of
     8x8x16 on 132 SMs, 128 of 4x8x16) 0.95 vs 0.55 ms (v0.17).
