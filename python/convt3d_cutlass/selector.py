@@ -516,11 +516,12 @@ SIMT_ONE_TAP_STOCK = True
 
 
 # Strided grad_input with 64 input channels and stride < k < 2 * stride (fewer than 8 taps per grad_y parity on
-# average: little for the FFMA rows to reuse across taps; k <= stride is the one-tap rule's or unmeasured), written channels_last_3d, keeps the FFMA rows only while their
-# CTAs (one per SM) fit this many waves; past that the stock SIMT 128x64 tile, which since v0.57's padding
-# (csrc/conv_kernel.cuh, PaddedSimtMma) reaches 33-34 TFLOP/s there against the rows' 28-30 and loses no tail.
-# inf: the rule off. H200, fp32, bench/tools/selab.py (3 ABBA rounds), 64->32 k3 s2 p1, grad_input ms FFMA row /
-# stock (waves of the row's CTAs on 132 SMs), channels_last_3d; then NCDHW; step gain channels_last_3d / NCDHW:
+# average: little for the FFMA rows to reuse across taps; k <= stride is the one-tap rule's or unmeasured), written
+# channels_last_3d, keeps the FFMA rows only while their CTAs (one per SM) fit this many waves; past that the stock
+# SIMT 128x64 tile, which since v0.57's padding (csrc/conv_kernel.cuh, PaddedSimtMma) reaches 33-34 TFLOP/s there
+# against the rows' 28-30 and has no tail of its own. inf: the rule off. H200, fp32, bench/tools/selab.py (3 ABBA
+# rounds), 64->32 k3 s2 p1, grad_input ms FFMA row / stock (waves of the row's CTAs on 132 SMs), channels_last_3d;
+# then NCDHW; step gain channels_last_3d / NCDHW:
 #   2 x 32^3 op1 (0.97)   0.255 / 0.275   0.288 / 0.322   step 0.978x / 0.974x
 #   4 x 32^3     (1.94)   0.493 / 0.431   0.568 / 0.524   step 1.040x / 1.029x
 #   1 x 40^3     (2.27)   0.521 / 0.320   0.554 / 0.360   step 1.191x / 1.148x
@@ -532,8 +533,9 @@ SIMT_ONE_TAP_STOCK = True
 # The FFMA rows win k5 s2 p2 on 16 x 32^3 (7.76 waves; 27 taps on the widest parity), 6.809 / 7.469 ms and
 # 7.131 / 7.822 (step 0.968x), and 48 channels (4 x 48^3, the n48 row against a 128x64 tile a quarter empty),
 # 1.401 / 1.533 and 1.563 / 1.727 (step 0.974x / 0.969x). Not NCDHW: the stock tile writes channels_last_3d,
-# so an NCDHW grad_input is converted after it, and that copy raised the step's peak memory 11% (sweep-fp32-v58nc:
-# U-Net 64->32 1016 -> 1128 MiB, SR x2 853 -> 945) on rows already over cuDNN's, for a 3-6% faster step.
+# so an NCDHW grad_input is converted after it, and that copy raised the step's peak memory 11%
+# (sweep-fp32-v58nc-stockgi: U-Net 64->32 1016 -> 1128 MiB, SR x2 853 -> 945) on rows already over cuDNN's,
+# for a 3-6% faster step.
 SIMT_NARROW_FFMA_MAX_WAVES = 1.0
 
 
