@@ -95,7 +95,8 @@ struct WgradConfig {
 
 // XN: x is NCDHW (p.x_ncdhw), a separate instantiation so that the NDHWC kernel's registers are untouched.
 // PW: warp-specialized (WgradConfig::CW): the last warpgroup waits for the TMA loads and stages each step
-// (halo rounding, x^T) while the MMA warpgroups run the previous one; mbarriers replace the CTA barrier.
+// (x^T; tf32 only, so nothing to round) while the MMA warpgroups run the previous one; mbarriers replace the
+// CTA barrier.
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool PW = false>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
