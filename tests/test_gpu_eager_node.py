@@ -286,6 +286,42 @@ def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
     assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
 
 
+@pytest.mark.parametrize("node", [False, True], ids=["function", "node"])
+def test_stock_grad_input_converts_grad_x_after_releasing_grad_ys_copy(node, monkeypatch):
+    """Exact-fp32 strided grad_input on the stock SIMT tile (selector.SIMT_NARROW_FFMA_NCDHW) writes channels_last_3d;
+    with x NCDHW, grad_x is converted after grad_y's channels_last_3d copy is released, so the step's peak holds
+    y, the copy and one grad_x (plus grad_weight's x copy), never the copy and both grad_x at once."""
+    from convt3d_cutlass import launch
+    from convt3d_cutlass.problem import Problem
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+    n, ci, co, sp, k, s, p = 4, 64, 32, (32, 32, 32), 3, 2, 1
+    prob = Problem(n, ci, co, sp, k, s, p)
+    gy = torch.randn(n, co, *[(o - 1) * s - 2 * p + k for o in sp], device="cuda")  # NCDHW
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    if launch._grad_input_plan(gy, w, prob, "fp32", None, True).tap_reuse:
+        pytest.skip("grad_input runs an FFMA row on this GPU (its SM count): no conversion after it")
+    x = torch.randn(n, ci, *sp, device="cuda").requires_grad_()
+    b = torch.randn(co, device="cuda", requires_grad=True)
+    ybytes, xbytes = gy.numel() * 4, x.numel() * 4
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    y = ct.conv_transpose3d(x, w, b, s, p, precision="fp32", strict=True)
+    assert ("ConvTranspose3dNode" if node else "ConvTranspose3dFunction") in _node_name(y)
+    y.backward(gy)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    # y and grad_y's copy, grad_x (or grad_weight's copy of x: the same size) and a few MiB of partial sums; holding
+    # both grad_x beside the copy would be one more x
+    assert peak <= 2 * ybytes + xbytes + (4 << 20), (peak, ybytes, xbytes)
+    assert x.grad.is_contiguous() and not x.grad.is_contiguous(memory_format=CL)
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    F.conv_transpose3d(xd, wd, None, s, p).backward(gy.double())
+    assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6
+    assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
+
+
 def test_forced_forward_config_that_backward_cannot_use(monkeypatch):
     """A config forced for a strided layer's forward that cannot run its grad_input: the forward runs
     (with or without grad), and only the backward refuses it, naming the config."""

@@ -92,8 +92,8 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
 def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatch):
     """Exact-fp32 strided grad_input of 64 input channels with stride < k < 2 * stride, written channels_last_3d, runs on
     the stock 128x64 SIMT tile once the FFMA row's CTAs need more than SIMT_NARROW_FFMA_MAX_WAVES waves; within
-    one wave, with k >= 2 * stride (k5 s2: more taps per parity to reuse), with 48 channels, NCDHW output, at unit
-    stride and in the forward, the FFMA rows stay."""
+    one wave, with k >= 2 * stride (k5 s2: more taps per parity to reuse), with 48 channels, at unit stride and in
+    the forward, the FFMA rows stay. NCDHW output follows the rule unless SIMT_NARROW_FFMA_NCDHW is off."""
     stock = "fprop_fp32_128x64x8_64x32x8_s4"
     dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)  # 1024 CTAs of the 8x8x16 row
     for p in (dec3, Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(1, 64, 32, (40, 40, 40), 3, 2, 1),
@@ -104,11 +104,14 @@ def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatc
               Problem(4, 48, 32, (48, 48, 48), 3, 2, 1),  # 48 channels
               Problem(8, 64, 32, (32, 32, 32), 3, 1, 1)):  # unit stride
         assert selector.select_config(p, "fprop", "fp32", num_sms=132).family == "direct", p
-    assert selector.select_config(dec3, "fprop", "fp32", num_sms=132, out_ncdhw=True).family == "direct"
+    assert selector.select_config(dec3, "fprop", "fp32", num_sms=132, out_ncdhw=True).name == stock
     assert selector.select_config(dec3, "dgrad", "fp32", num_sms=132).family == "direct"
     # the edge: 1024 CTAs are one wave of 1024 SMs, not of 1023
     assert selector.select_config(dec3, "fprop", "fp32", num_sms=1024).family == "direct"
     assert selector.select_config(dec3, "fprop", "fp32", num_sms=1023).name == stock
+    monkeypatch.setattr(selector, "SIMT_NARROW_FFMA_NCDHW", False)
+    assert selector.select_config(dec3, "fprop", "fp32", num_sms=132, out_ncdhw=True).family == "direct"
+    assert selector.select_config(dec3, "fprop", "fp32", num_sms=132).name == stock
     monkeypatch.setattr(selector, "SIMT_NARROW_FFMA_MAX_WAVES", float("inf"))
     assert selector.select_config(dec3, "fprop", "fp32", num_sms=132).family == "direct"
 

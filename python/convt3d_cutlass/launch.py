@@ -239,6 +239,15 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
     return gx, None
 
 
+def grad_input_writes_channels_last(grad_y: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
+                                    config: Optional[str]) -> bool:
+    """Whether grad_input's kernel for an NCDHW grad_x [N, C_in, D, H, W] writes it channels_last_3d anyway (the
+    stock kernels, converted after them) and is the kernel a channels_last_3d grad_x would run, so that the
+    caller may ask for channels_last_3d and convert grad_x itself, at a time of its choosing."""
+    nc = _grad_input_plan(grad_y, weight, p, precision, config, True)
+    return not nc.tap_reuse and _grad_input_plan(grad_y, weight, p, precision, config, False).k == nc.k
+
+
 def grad_input_copies_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p: Problem,
                              precision: str, config: Optional[str]) -> bool:
     """Whether grad_input (grad_x in x's layout) reads grad_y [N, C_out, Do, Ho, Wo], packed NCDHW, in place

@@ -108,6 +108,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             gw = grad_w(copy, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding, ctx.precision,
                         ctx.config)
             return gx, gw, gb if need_b else None, None, None, None, None, None
+        converted = None
         if share_layout and need_x + need_w + need_b >= 2 and not in_place:
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
@@ -125,12 +126,24 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
         if need_x:
-            args = (grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x),
+            # A stock grad_input writes channels_last_3d whatever x's layout: where grad_y is our copy and nothing
+            # reads it after grad_input, grad_x is converted to NCDHW after the copy is released, as the eager
+            # node does (its peak memory then holds the copy or the conversion's two grad_x, not all three).
+            late = (converted is not None and not wants_channels_last(x) and (w_first or not need_w) and
+                    launch.grad_input_writes_channels_last(
+                        grad_y, weight, getattr(ctx, "problem", None) or
+                        Problem.of(x, weight, ctx.stride, ctx.padding, ctx.output_padding),
+                        ctx.precision, ctx.config or None))
+            args = (grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x) or late,
                     ctx.precision, ctx.config)
             if need_b and gb is None and grad_in_bias is not None:
                 gx, gb = grad_in_bias(*args)
             else:
                 gx = grad_in(*args)
+            if late:
+                del args
+                grad_y = converted = None
+                gx = to_format(gx, False)
         if need_w and not w_first:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)

@@ -516,8 +516,8 @@ SIMT_ONE_TAP_STOCK = True
 
 
 # Strided grad_input with 64 input channels and stride < k < 2 * stride (fewer than 8 taps per grad_y parity on
-# average: little for the FFMA rows to reuse across taps; k <= stride is the one-tap rule's or unmeasured), written
-# channels_last_3d, keeps the FFMA rows only while their CTAs (one per SM) fit this many waves; past that the stock
+# average: little for the FFMA rows to reuse across taps; k <= stride is the one-tap rule's or unmeasured) keeps
+# the FFMA rows only while their CTAs (one per SM) fit this many waves; past that the stock
 # SIMT 128x64 tile, which since v0.57's padding (csrc/conv_kernel.cuh, PaddedSimtMma) reaches 33-34 TFLOP/s there
 # against the rows' 28-30 and has no tail of its own. inf: the rule off. H200, fp32, bench/tools/selab.py (3 ABBA
 # rounds), 64->32 k3 s2 p1, grad_input ms FFMA row / stock (waves of the row's CTAs on 132 SMs), channels_last_3d;
@@ -532,11 +532,14 @@ SIMT_ONE_TAP_STOCK = True
 #   2 x 64^3     (7.76)   1.942 / 1.668   2.239 / 2.034   step 1.048x / 1.031x
 # The FFMA rows win k5 s2 p2 on 16 x 32^3 (7.76 waves; 27 taps on the widest parity), 6.809 / 7.469 ms and
 # 7.131 / 7.822 (step 0.968x), and 48 channels (4 x 48^3, the n48 row against a 128x64 tile a quarter empty),
-# 1.401 / 1.533 and 1.563 / 1.727 (step 0.974x / 0.969x). Not NCDHW: the stock tile writes channels_last_3d,
-# so an NCDHW grad_input is converted after it, and that copy raised the step's peak memory 11%
-# (sweep-fp32-v58nc-stockgi: U-Net 64->32 1016 -> 1128 MiB, SR x2 853 -> 945) on rows already over cuDNN's,
-# for a 3-6% faster step.
+# 1.401 / 1.533 and 1.563 / 1.727 (step 0.974x / 0.969x).
 SIMT_NARROW_FFMA_MAX_WAVES = 1.0
+# The rule for NCDHW output too (False: channels_last_3d only). The stock tile writes channels_last_3d, so an NCDHW
+# grad_x is converted after it; in v0.58 that conversion ran while grad_y's channels_last_3d copy was still held and
+# raised the step's peak memory 11% (sweep-fp32-v58nc-stockgi: U-Net 64->32 1016 -> 1128 MiB, SR x2 853 -> 945).
+# Since v0.59 the backward releases that copy before it converts grad_x (csrc/eager_node.cpp, ops._backward), so
+# the peak is grad_weight's, as on the FFMA rows.
+SIMT_NARROW_FFMA_NCDHW = True
 
 
 # The exact-fp32 forward whose phases have fewer than SIMT_DEEP_MIN_TAPS taps ranks the rows as grad_input does
@@ -597,8 +600,8 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
     best = min(cands, key=lambda c: c[:4])
     if op == "fprop" and problem.stride > 1 and best[4] < (1.0 if co > 64 else SIMT_MIN_FILL) * num_sms:
         return None
-    if (op == "fprop" and not out_ncdhw and problem.stride < problem.k < 2 * problem.stride and co == 64
-            and best[4] > SIMT_NARROW_FFMA_MAX_WAVES * num_sms):
+    if (op == "fprop" and (SIMT_NARROW_FFMA_NCDHW or not out_ncdhw) and problem.stride < problem.k < 2 * problem.stride
+            and co == 64 and best[4] > SIMT_NARROW_FFMA_MAX_WAVES * num_sms):
         return None
     return best[-1]
 
@@ -799,7 +802,8 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         gemm_mn: the GEMM's (M, N) when it is not the problem's own (a stride phase).
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
         out_ncdhw: the pass's output is wanted in NCDHW storage (the forward: ``_wfold_wins``; grad_input:
-            ``_sector_twin``, and exact fp32 keeps the FFMA rows past SIMT_NARROW_FFMA_MAX_WAVES).
+            ``_sector_twin``, and exact fp32 keeps the FFMA rows past SIMT_NARROW_FFMA_MAX_WAVES unless
+            SIMT_NARROW_FFMA_NCDHW).
         family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
