@@ -769,3 +769,40 @@ def test_wfold_forward_through_the_api(layout, c_in, c_out, k, p, op, spatial, b
     F.conv_transpose3d(xd, wd, None, 2, p, op).backward(gy.double())
     assert rel_l2(xg.grad, xd.grad) <= TOL["tf32"]
     assert rel_l2(wg.grad, wd.grad) <= TOL["tf32"]
+
+
+@pytest.mark.parametrize("cfg", [k for k in DIRECT_SIMT_KERNELS if k.rows_per_thread == 8], ids=lambda k: k.name)
+@pytest.mark.parametrize("k,s,p,op", [(3, 2, 1, 0), (3, 2, 1, 1), (2, 2, 0, 0), (3, 1, 1, 0)])
+@pytest.mark.parametrize("ncdhw", [False, True], ids=["cl", "ncdhw"])
+def test_simt_three_stages_match_two_bitwise(cfg, k, s, p, op, ncdhw, monkeypatch):
+    """The FFMA rows of 8 rows per thread run three stages of halo and filter where they fit (direct.simt_stages,
+    DirectKernel::simt_stages): the same products summed in the same order as with two (CONVT3D_SIMT_STAGES=2), so
+    the forward and grad_input (over grad_y's parities where strided) are bitwise equal, in both layouts, and exact."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 12, 40, (9, 11, 35), k, s, p, op)  # three tiles along w, two along h
+    dev = torch.cuda.current_device()
+    limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
+    x, w, b = _layer_tensors(prob)
+    gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    if ncdhw:
+        x, gy = x.contiguous(), gy.contiguous()
+    ran3 = 0
+    for op_name in ("dgrad", "fprop"):
+        if not selector.direct_fits(prob, op_name, cfg, limit, cc):
+            continue
+        table, s_in, sums = direct.pass_plan(cfg, prob, op_name)
+        ran3 += direct.simt_stages(cfg, table, s_in, sums, limit) == 3
+        outs = []
+        for stages in ("2", "3"):
+            monkeypatch.setenv("CONVT3D_SIMT_STAGES", stages)
+            if op_name == "dgrad":
+                outs.append(launch.forward(x, w, b, prob, "fp32", cfg.name, ncdhw=ncdhw))
+            else:
+                outs.append(launch.grad_input(gy, w, prob, "fp32", cfg.name, ncdhw=ncdhw))
+        assert torch.equal(outs[0], outs[1]), op_name
+        ref = (F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op) if op_name == "dgrad"
+               else F.conv3d(gy.double(), w.double(), None, s, p))
+        assert rel_l2(outs[1], ref) <= TOL["fp32"], op_name
+    if k == 3 and s == 2 and not ran3:
+        pytest.fail(f"{cfg.name}: no pass of k3 s2 took three stages (shared memory {limit})")
