@@ -12,8 +12,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-
 #include <cstdint>
 
 #include "direct_atoms.cuh"
@@ -179,18 +177,9 @@ struct DirectKernel {
   }
 
   // Two stages of (halo, filter), then the halo's position table (one int per halo position; with
-  // sum_phases one table per phase). The FFMA kernel takes a third stage where it fits (run).
-  static size_t smem_bytes(const DirectLaunch& p, int halo, int filt, int stages = 2) {
-    return ((size_t)stages * (halo + filt) + (p.sum_phases ? p.num_phases : 1) * (halo / KCS)) * sizeof(float);
-  }
-
-  // The FFMA kernel's stages: 3 for the 8-row tiles (255 registers: one CTA per SM whatever its shared memory)
-  // where they fit the device, else 2. CONVT3D_SIMT_STAGES=2 keeps two (A/B runs, bench/tools/envab.py; read at each
-  // launch so that one process can time both).
-  static int simt_stages(size_t bytes3) {
-    const char* env = std::getenv("CONVT3D_SIMT_STAGES");
-    if (env != nullptr && env[0] == '2' && env[1] == '\0') return 2;
-    return smem_fits(bytes3) == 0 ? 3 : 2;
+  // sum_phases one table per phase).
+  static size_t smem_bytes(const DirectLaunch& p, int halo, int filt) {
+    return (2ull * (halo + filt) + (p.sum_phases ? p.num_phases : 1) * (halo / KCS)) * sizeof(float);
   }
 
   static int can_implement(const DirectLaunch& p) {
@@ -231,16 +220,6 @@ struct DirectKernel {
     const unsigned gz = (unsigned)(p.N * (p.sum_phases ? 1 : p.num_phases));
     const dim3 grid((unsigned)tiles, (unsigned)((p.Co + BN - 1) / BN), gz);
     if constexpr (TM > 0) {
-      if constexpr (TM == 8) {
-        const size_t bytes3 = smem_bytes(p, halo, filt, 3);
-        if (simt_stages(bytes3) == 3) {
-          if (p.sum_phases)
-            return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, true, KCS, 3>, grid, kThreads, bytes3,
-                                    p.stream, p, tiles_h, tiles_w, halo, stage);
-          return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, false, KCS, 3>, grid, kThreads, bytes3,
-                                  p.stream, p, tiles_h, tiles_w, halo, stage);
-        }
-      }
       if (p.sum_phases)
         return launch_with_smem(direct_simt_kernel<TD, TH, TM, BN / 2, true, KCS>, grid, kThreads, bytes, p.stream,
                                 p, tiles_h, tiles_w, halo, stage);

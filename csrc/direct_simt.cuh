@@ -30,10 +30,7 @@ namespace direct {
 // is dense, output positions s_in apart.
 // KC: reduction channels per stage, 8, or 4 where a k = 5 filter's 125 taps of 8 channels and the
 // halo would not fit two stages (the _c4 rows).
-// S: stages of (halo, filter) in shared memory, S - 1 of them loading while one is computed. Why more than two
-// (DirectKernel::run, where they fit): a stage whose phase has few taps (k3 s2: 1, 2 or 4 of 8) computes for less
-// time than one stage's loads take to land, and with one CTA per SM (255 registers) nothing else covers the wait.
-template <int TD, int TH, int TM, int TN, bool kSum, int KC = 8, int S = 2>
+template <int TD, int TH, int TM, int TN, bool kSum, int KC = 8>
 __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     direct_simt_kernel(const __grid_constant__ DirectLaunch p, int tiles_h, int tiles_w, int halo_floats,
                        int stage_floats) {
@@ -89,8 +86,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[m][j] = 0.f;
 
-  static_assert(S >= 2, "at least two stages");
-  int* tables = reinterpret_cast<int*>(smem + S * stage_floats);
+  int* tables = reinterpret_cast<int*>(smem + 2 * stage_floats);
   if constexpr (kSum) {
     for (int i = 0; i < p.num_phases; ++i) {
       const HaloBox g = halo_box<TD, TH, TW>(p.phase[i], s, so, q0d, q0h, q0w);
@@ -152,7 +148,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
   };
 
   const int nchunks = kSum ? p.num_phases * cpc : (g0.ntaps > 0 ? cpc : 0);
-  auto step = [&](int stage, int t) {
+  run_two_stages(0, nchunks, load, [](int) {}, [&](int stage, int t) {
     if constexpr (kSum) {
       const HaloBox g = halo_box<TD, TH, TW>(p.phase[t / cpc], s, so, q0d, q0h, q0w);
       int base[TM];
@@ -161,25 +157,7 @@ __global__ void __launch_bounds__(TD * TH / TM * 32, 1)
     } else {
       compute(stage, g0, base0);
     }
-  };
-  if constexpr (S == 2) {
-    run_two_stages(0, nchunks, load, [](int) {}, step);
-  } else {
-    // One (possibly empty) cp.async group per step, so that waiting for all but the newest S - 2 groups waits for
-    // step t's; the barrier after it also tells every thread that step t - 1's stage, refilled next, is free.
-    for (int t = 0; t < S - 1; ++t) {
-      if (t < nchunks) load(t, t);
-      cute::cp_async_fence();
-    }
-    for (int t = 0; t < nchunks; ++t) {
-      cute::cp_async_wait<S - 2>();
-      __syncthreads();
-      if (t + S - 1 < nchunks) load((t + S - 1) % S, t + S - 1);
-      cute::cp_async_fence();
-      step(t % S, t);
-    }
-    cute::cp_async_wait<0>();
-  }
+  });
 
   // NDHWC: each thread writes TN contiguous channels (16-byte stores) of each of its TM positions; the
   // two halves of a warp fill one position's BN channels. NCDHW (out_ncdhw): per channel, a half-warp

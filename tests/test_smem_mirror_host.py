@@ -74,8 +74,7 @@ def _source(plans):
                 continue
             td, th, tw = k.block
             lines.append(f"    {{ using K = direct::DirectKernel<{td}, {th}, {tw}, {k.bn}, {k.rows_per_thread}, {k.kc}>; "
-                         f"int h, f; K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(p, h, f)); "
-                         f"printf(\"{label} {k.name}-s3 %zu\\n\", K::smem_bytes(p, h, f, 3)); }}")
+                         f"int h, f; K::stage_floats(p, h, f); printf(\"{label} {k.name} %zu\\n\", K::smem_bytes(p, h, f)); }}")
         if sums:
             lines.append("  }")
             continue
@@ -164,9 +163,6 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
             if sums and not k.simt:
                 continue
             assert cpp[(label, k.name)] == (direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc),), (label, k.name)
-            # the FFMA rows' third stage where it fits (direct.simt_stages, DirectKernel::simt_stages)
-            assert cpp[(label, k.name + "-s3")] == (direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc, 3),), \
-                (label, k.name)
             checked += 1
         if sums:
             continue

@@ -207,10 +207,10 @@ def grad_input_parity_filter(weight: torch.Tensor, p: Problem, precision: str) -
 
 
 def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int, ...],
-               sum_phases: bool = False, kc: int = KC, stages: int = 2) -> int:
+               sum_phases: bool = False, kc: int = KC) -> int:
     """Dynamic shared memory of one CTA as the kernel sizes it: two stages of halo + filter (kc
-    channels each; ``stages`` of them), then one int per halo position (the staging table; with
-    sum_phases one per phase, and output positions one halo position apart instead of s_in)."""
+    channels each), then one int per halo position (the staging table; with sum_phases one per phase,
+    and output positions one halo position apart instead of s_in)."""
     tables = len(table) // 13 if sum_phases else 1
     if sum_phases:
         s_in = 1
@@ -225,15 +225,7 @@ def smem_bytes(block: Tuple[int, int, int], bn: int, s_in: int, table: Tuple[int
             h *= s_in * (block[a] - 1) + taps[a]
         halo = max(halo, h * kc)
         filt = max(filt, ntaps * bn * kc)
-    return (stages * (halo + filt) + tables * (halo // kc)) * 4
-
-
-def simt_stages(k, block_table: Tuple[int, ...], s_in: int, sum_phases: bool, smem_limit: int) -> int:
-    """Stages of halo + filter that the exact-fp32 tap-reuse row k runs with (DirectKernel::simt_stages in
-    csrc/direct_conv.cuh): three on the 8-row tiles where they fit ``smem_limit``, else two."""
-    if k.rows_per_thread != 8:
-        return 2
-    return 3 if smem_bytes(k.block, k.bn, s_in, block_table, sum_phases, k.kc, 3) <= smem_limit else 2
+    return (2 * (halo + filt) + tables * (halo // kc)) * 4
 
 
 def wgmma_smem_bytes(block: Tuple[int, int, int], kx: int, bn: int, warpgroups: int, stages: int,
