@@ -10,7 +10,7 @@ import convt3d_cutlass as ct
 from convt3d_cutlass import eager
 from convt3d_cutlass.layouts import CL
 
-from conftest import cuda_kernel_counts, grouped_phases_built, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, cuda_kernel_counts, grouped_phases_built, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -290,11 +290,12 @@ def test_node_reads_an_ncdhw_grad_y_in_place_fp32(monkeypatch):
 def test_stock_grad_input_converts_grad_x_after_releasing_grad_ys_copy(node, monkeypatch):
     """Exact-fp32 strided grad_input on the stock SIMT tile (selector.SIMT_NARROW_FFMA_NCDHW) writes channels_last_3d;
     with x NCDHW, grad_x is converted after grad_y's channels_last_3d copy is released, so the step's peak holds
-    y, the copy and one grad_x (plus grad_weight's x copy), never the copy and both grad_x at once."""
+    y, the copy and one x-sized block (grad_x, or grad_weight's copy of x beside its partial sums), never the copy and
+    both grad_x at once."""
     from convt3d_cutlass import launch
     from convt3d_cutlass.problem import Problem
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p = 4, 64, 32, (32, 32, 32), 3, 2, 1
+    n, ci, co, sp, k, s, p = 8, 64, 32, (32, 32, 32), 3, 2, 1
     prob = Problem(n, ci, co, sp, k, s, p)
     gy = torch.randn(n, co, *[(o - 1) * s - 2 * p + k for o in sp], device="cuda")  # NCDHW
     w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
@@ -312,14 +313,15 @@ def test_stock_grad_input_converts_grad_x_after_releasing_grad_ys_copy(node, mon
     y.backward(gy)
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() - base
-    # y and grad_y's copy, grad_x (or grad_weight's copy of x: the same size) and a few MiB of partial sums; holding
-    # both grad_x beside the copy would be one more x
-    assert peak <= 2 * ybytes + xbytes + (4 << 20), (peak, ybytes, xbytes)
+    # y and grad_y's copy with grad_weight's copy of x and its partial sums (H200: 16 MiB of split-K slices, a quarter
+    # of x here), or with grad_x; both grad_x beside the copy (v0.58) would be 2 y + 2 x
+    assert peak <= 2 * ybytes + 2 * xbytes - xbytes // 4, (peak, ybytes, xbytes)
     assert x.grad.is_contiguous() and not x.grad.is_contiguous(memory_format=CL)
     xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     F.conv_transpose3d(xd, wd, None, s, p).backward(gy.double())
-    assert rel_l2(x.grad, xd.grad) <= 1e-6 and rel_l2(w.grad, wd.grad) <= 1e-6
-    assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= 1e-6
+    # (grad_weight sums 262144 positions per element: about 1e-6 in fp32)
+    assert rel_l2(x.grad, xd.grad) <= TOL["fp32"] and rel_l2(w.grad, wd.grad) <= TOL["fp32"]
+    assert rel_l2(b.grad, gy.double().sum((0, 2, 3, 4))) <= TOL["fp32"]
 
 
 def test_forced_forward_config_that_backward_cannot_use(monkeypatch):
