@@ -8,9 +8,6 @@
 // the NDHWC side is one contiguous run of kPos * C floats, and a thread has up to 32 loads in flight.
 #include <cuda_runtime.h>
 
-#include <cstdint>
-#include <cstdlib>
-
 #include "layout_transpose.h"
 
 namespace convt3d {
@@ -21,11 +18,7 @@ constexpr int kPos = 128, kChan = 64, kThreads = 256;
 // to_ndhwc: src [n][C][P] -> dst [n][P][C]; else src [n][P][C] -> dst [n][C][P]. grid (position
 // tiles, channel blocks, n). sums (to_ndhwc only, may be null): sums[n][tile][c] = the tile's sum of
 // channel c over its positions, added in a fixed order (a bias gradient from the same read).
-// kVec (C % 4 == 0, both tensors 16-byte aligned): the NDHWC side moves 4 channels of a position per 16-byte
-// access instead of one per 4-byte access. Why: on the H200 (v0.59, ncu) the 4-byte form converted the
-// headline's grad_y at 3.31 TB/s with L2 at 84% of its throughput against DRAM's 69%: every warp's store touched
-// 128 bytes in 32 requests; the NCDHW side (lanes along positions) was already coalesced. The bits are the same.
-template <bool kToNdhwc, bool kVec>
+template <bool kToNdhwc>
 __global__ void __launch_bounds__(kThreads)
     transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, float* __restrict__ sums, int64_t C,
                      int64_t P) {
@@ -57,31 +50,6 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < kBatch; ++j)
         if (c + kPassC * j < cb) tile[c + kPassC * j][pp] = pp < pb ? v[j] : 0.f;
     }
-  } else if (kVec) {
-    // 16-byte loads of 4 channels: cb / 4 threads per position (cb % 4 == 0 since C % 4 == 0 and kChan is), half
-    // the batch of the 4-byte loads (twice their bytes in flight, and the registers of six CTAs per SM).
-    const int cq = cb / 4, per4 = kThreads / cq, qc4 = tid % cq, qp4 = tid / cq;
-    constexpr int kBatch4 = kBatch / 2;
-    if (qp4 < per4) {
-      for (int p = qp4; p < pb; p += per4 * kBatch4) {
-        float4 v[kBatch4];
-#pragma unroll
-        for (int j = 0; j < kBatch4; ++j) {
-          const int pj = p + per4 * j;
-          v[j] = __ldg(reinterpret_cast<const float4*>(s + (p0 + (pj < pb ? pj : pb - 1)) * C + c0) + qc4);
-        }
-#pragma unroll
-        for (int j = 0; j < kBatch4; ++j) {
-          const int pj = p + per4 * j;
-          if (pj < pb) {
-            tile[4 * qc4][pj] = v[j].x;
-            tile[4 * qc4 + 1][pj] = v[j].y;
-            tile[4 * qc4 + 2][pj] = v[j].z;
-            tile[4 * qc4 + 3][pj] = v[j].w;
-          }
-        }
-      }
-    }
   } else if (qp < per) {
     for (int p = qp; p < pb; p += per * kBatch) {
       float v[kBatch];
@@ -97,15 +65,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   if (kToNdhwc) {
-    if (kVec) {
-      const int cq = cb / 4, per4 = kThreads / cq, qc4 = tid % cq, qp4 = tid / cq;
-      if (qp4 < per4)
-        for (int p = qp4; p < pb; p += per4)
-          reinterpret_cast<float4*>(d + (p0 + p) * C + c0)[qc4] =
-              make_float4(tile[4 * qc4][p], tile[4 * qc4 + 1][p], tile[4 * qc4 + 2][p], tile[4 * qc4 + 3][p]);
-    } else if (qp < per) {
+    if (qp < per)
       for (int p = qp; p < pb; p += per) d[(p0 + p) * C + c0 + qc] = tile[qc][p];
-    }
     if (sums != nullptr) {
       const int warp = tid / 32, lane = tid % 32;
       for (int c = warp; c < cb; c += kThreads / 32) {
@@ -131,19 +92,10 @@ int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64
   const int64_t tiles = (positions + kPos - 1) / kPos, blocks = (c + kChan - 1) / kChan;
   if (tiles > 0x7fffffff || blocks > 65535 || n > 65535) return 1000 + (int)cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)tiles, (unsigned)blocks, (unsigned)n);
-  // CONVT3D_TRANSPOSE_V1=1: the 4-byte NDHWC side everywhere (A/B runs, bench/tools/transposeab.py; read at each
-  // launch so that one process can time both).
-  const char* v1 = std::getenv("CONVT3D_TRANSPOSE_V1");
-  const bool vec = c % 4 == 0 && ((uintptr_t)src | (uintptr_t)dst) % 16 == 0 &&
-                   !(v1 != nullptr && v1[0] != '\0' && v1[0] != '0');
-  if (to_ndhwc && vec)
-    transpose_kernel<true, true><<<grid, kThreads, 0, stream>>>(src, dst, sums, c, positions);
-  else if (to_ndhwc)
-    transpose_kernel<true, false><<<grid, kThreads, 0, stream>>>(src, dst, sums, c, positions);
-  else if (vec)
-    transpose_kernel<false, true><<<grid, kThreads, 0, stream>>>(src, dst, nullptr, c, positions);
+  if (to_ndhwc)
+    transpose_kernel<true><<<grid, kThreads, 0, stream>>>(src, dst, sums, c, positions);
   else
-    transpose_kernel<false, false><<<grid, kThreads, 0, stream>>>(src, dst, nullptr, c, positions);
+    transpose_kernel<false><<<grid, kThreads, 0, stream>>>(src, dst, nullptr, c, positions);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? 0 : 1000 + (int)err;
 }

@@ -42,30 +42,6 @@ def test_channels_last_with_sums(shape):
     assert channels_last_with_sums(got) is None  # channels_last already: nothing to convert
 
 
-@pytest.mark.parametrize("shape", [(1, 24, 20, 20, 20), (2, 132, 3, 5, 11), (1, 64, 2, 8, 8), (2, 4, 5, 7, 9),
-                                   (2, 3, 4, 4, 9), (1, 48, 1, 1, 129)])
-@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "unaligned"])
-def test_vector_transpose_gives_the_scalar_bits(shape, offset, monkeypatch):
-    """With C % 4 == 0 and both tensors 16-byte aligned the channels_last_3d side moves 16 bytes at a time (v0.59):
-    both directions and the sums must be the 4-byte form's bits (CONVT3D_TRANSPOSE_V1 runs it), on channel counts
-    past one 64-channel block (132 = 64 + 64 + 4), off 4 (that form), tiles that end inside the CTA, and a source
-    4 bytes off alignment (that form too)."""
-    n = torch.Size(shape).numel()
-    x = torch.randn(n + offset, device="cuda")[offset:].view(shape) + 0.5  # a nonzero mean for the sums
-    y = torch.randn(n + offset, device="cuda")[offset:].view(
-        (shape[0],) + shape[2:] + (shape[1],)).permute(0, 4, 1, 2, 3)  # channels_last_3d storage
-    outs = []
-    for v1 in ("1", "0"):
-        monkeypatch.setenv("CONVT3D_TRANSPOSE_V1", v1)
-        poison_allocator()
-        got, sums = channels_last_with_sums(x)
-        poison_allocator()
-        outs.append((got, sums, to_format(y, False)))
-    (a, sa, ba), (b, sb, bb) = outs
-    assert torch.equal(a, x) and torch.equal(b, x) and torch.equal(sa, sb)
-    assert ba.is_contiguous() and torch.equal(ba, y) and torch.equal(bb, y)
-
-
 def test_ncdhw_backward_converts_grad_y_once(monkeypatch):
     # grad_input, grad_weight and the bias gradient of an NCDHW step share one conversion of grad_y
     # (the Python Function's backward; the C++ node's: test_gpu_eager_node.py).
