@@ -1,5 +1,6 @@
 """What the forward's output layout costs, kernel by kernel (GPU time, hostgap.gpu_only, the same process):
-the forward of an NCDHW x and of a channels_last_3d x on the row chosen for NCDHW output, each writing NCDHW y (the kernel's out_ncdhw mode,
+the forward of an NCDHW x and of a channels_last_3d x on the row chosen for NCDHW output (and, since v0.59, of a
+channels_last_3d x on the row chosen for channels_last_3d output), each writing NCDHW y (the kernel's out_ncdhw mode,
 plain or sector stores as direct.ncdhw_sectors says) and channels_last_3d y. Where the NCDHW-x rows are
 bound (L2, v0.48) and what a better NCDHW epilogue could give at most.
 
@@ -26,9 +27,10 @@ def main():
         t = CaseTensors(c, False)
         p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
         x_cl = t.x.contiguous(memory_format=torch.channels_last_3d)
-        for xname, x in (("NCDHW x", t.x), ("CL x", x_cl)):
-            plan = launch._plan(p, "dgrad", prec, None, x.device, None, out_ncdhw=True)
-            k = plan.k  # the NCDHW-output choice, forced for both outputs: the same kernel
+        # the NCDHW-output choice with either x, and (v0.59) the channels_last_3d choice with channels_last_3d x
+        for xname, x, out_nc in (("NCDHW x", t.x, True), ("CL x", x_cl, True), ("CL x", x_cl, False)):
+            plan = launch._plan(p, "dgrad", prec, None, x.device, None, out_ncdhw=out_nc)
+            k = plan.k  # forced for both outputs: the same kernel
             for yname, nc in (("NCDHW y", True), ("CL y", False)):
                 ms = gpu_only(lambda: launch.forward(x, t.w, t.b, p, prec, k.name, ncdhw=nc), reps)
                 print(f"{nm:10s} {xname:8s} -> {yname:8s} {ms:.3f} ms  {k.name} reads NCDHW "
