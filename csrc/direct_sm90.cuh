@@ -25,7 +25,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -91,9 +90,6 @@ struct Geometry {
   // aligned TMA destinations). The rounders mask the positions outside [0, W) of each row (a box runs into the
   // neighbouring rows there). 0: one box of [c][raw_hd][raw_hh][RAW_W].
   int raw_rows, raw_row_pitch;
-  // NCDHW output (ON) of tiles without a carried sector: 1 where every pair of w neighbours a lane pair holds starts
-  // 8-byte aligned (Wo and the phase's first w even), so that the epilogue stores float2 pairs (see there).
-  int out_pairs;
 };
 
 // The ws form's walk over work units: CTA b takes units b, b + grid, ... (G = 1), or groups of G w-neighbour
@@ -330,13 +326,6 @@ __global__ void __launch_bounds__(128 * WG, 1)
 __device__ __forceinline__ float shfl_f32(float v, int src) {
   float r;
   asm volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(src));
-  return r;
-}
-
-// The same, from lane (this lane ^ mask).
-__device__ __forceinline__ float shfl_xor_f32(float v, int mask) {
-  float r;
-  asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
   return r;
 }
 
@@ -1121,32 +1110,6 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         const bool group_end = tj == G - 1 || q0w + C::TW >= cnt;
         float* row = row_out + ph.first[2];
         if (!C::CARRY_FITS || G == 1) {
-          if (geo.out_pairs) {
-            // Lanes g and g ^ 1 (lane ^ 4) hold w neighbours, each two channels: they trade one value, and the even
-            // lane stores the pair of channel co, the odd one of co + 1, as one float2 each: half the store
-            // instructions of one value per lane, the same sectors. Why: the 4-byte stores made the headline's
-            // NCDHW forward 0.25-0.30 ms slower than its channels_last_3d stores (v0.59, fwdout.py), with twice
-            // their L1 store requests (6.45 M against 3.23 M) for the same DRAM bytes.
-            const bool odd = g & 1;
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              const int w0 = (g & ~1) + 8 * r;
-#pragma unroll
-              for (int j = 0; j < J; ++j) {
-                const float v0 = acc[mb][4 * j + 2 * r] + bias[j].x, v1 = acc[mb][4 * j + 2 * r + 1] + bias[j].y;
-                const float got = shfl_xor_f32(odd ? v0 : v1, 4);  // every lane, before any lane skips
-                const int co = t.co0 + 8 * j + 2 * tq;
-                if (!row_ok || co >= p.Co || w0 >= C::TW || q0w + w0 >= cnt) continue;
-                float* at = row + (int64_t)(co + (odd ? 1 : 0)) * plane + q0w + w0;
-                const float a = odd ? got : v0, b = odd ? v1 : got;
-                if (w0 + 1 < C::TW && q0w + w0 + 1 < cnt)
-                  *reinterpret_cast<float2*>(at) = make_float2(a, b);
-                else
-                  *at = a;
-              }
-            }
-            continue;
-          }
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
             const int w = g + 8 * r;
@@ -1277,7 +1240,6 @@ struct WgmmaKernel {
     geo.raw_hh = geo.HH;
     geo.raw_rows = geo.raw_row_pitch = 0;
     geo.wgroup = 1;
-    geo.out_pairs = 0;
     for (int i = 0; i < p.num_phases; ++i) geo.lo_tap += p.phase[i].taps[0] * p.phase[i].taps[1] * p.phase[i].taps[2];
     const int chunks = (p.Cr + KC - 1) / KC;
     geo.stages = chunks < S ? (chunks > 0 ? chunks : 1) : S;
@@ -1424,12 +1386,6 @@ struct WgmmaKernel {
       const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
                            p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
       geo.wgroup = sectors ? GW : 1;
-      // CONVT3D_NCDHW_PAIRS=0: one value per lane (A/B runs, bench/tools/envab.py; read at each launch).
-      const char* pairs_env = std::getenv("CONVT3D_NCDHW_PAIRS");
-      bool pairs = p.out_ncdhw && p.s_out == 1 && p.Wo % 2 == 0 && C::TW % 2 == 0 &&
-                   !(pairs_env != nullptr && pairs_env[0] == '0');
-      for (int i = 0; i < p.num_phases; ++i) pairs = pairs && p.phase[i].first[2] % 2 == 0;
-      geo.out_pairs = pairs ? 1 : 0;
       const long long groups =
           (long long)geo.tiles_d * geo.tiles_h * ((geo.tiles_w + geo.wgroup - 1) / geo.wgroup) * coblocks * zs;
       const long long units = groups * geo.wgroup;

@@ -265,37 +265,6 @@ def test_ws_writes_ncdhw_output(cfg, k, s, p, spatial, monkeypatch):
             assert torch.equal(launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True), gx)
 
 
-@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws and not k.wf], ids=lambda k: k.name)
-@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 1, 0), (5, 1, 2)])
-def test_ws_ncdhw_pairs_match_single_stores(cfg, k, s, p, monkeypatch):
-    """Where rows of w neighbours start 8-byte aligned (Wo even) the ws rows' plain NCDHW epilogue stores float2 pairs
-    traded between lanes g and g ^ 1 (v0.59, Geometry::out_pairs); CONVT3D_NCDHW_PAIRS=0 stores one value per lane.
-    The same bits, every element written, forward and grad_input; an odd Wo keeps single stores."""
-    if cfg.name not in _extension.compiled_kernels():
-        pytest.skip("not in this build")
-    monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
-    monkeypatch.setattr(direct, "ncdhw_sectors", lambda *a: False)
-    dev = torch.cuda.current_device()
-    limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
-    for spatial in ((5, 11, 30), (4, 9, 19)):
-        prob = Problem(2, 12, 40, spatial, k, s, p)
-        x, w, b = _layer_tensors(prob)
-        gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
-        for op in ("dgrad", "fprop"):
-            if not selector.direct_fits(prob, op, cfg, limit, cc):
-                continue
-            outs = []
-            for pairs in ("1", "0"):
-                monkeypatch.setenv("CONVT3D_NCDHW_PAIRS", pairs)
-                poison_allocator()
-                outs.append(launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True) if op == "dgrad"
-                            else launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True))
-            assert outs[0].is_contiguous() and torch.equal(outs[0], outs[1]), (spatial, op)
-            ref = (F.conv_transpose3d(x.double(), w.double(), b.double(), s, p) if op == "dgrad"
-                   else F.conv3d(gy.double(), w.double(), None, s, p))
-            assert rel_l2(outs[0], ref) <= TOL[cfg.precision], (spatial, op)
-
-
 def test_only_ws_rows_write_ncdhw():
     """Rows without the NCDHW epilogue refuse the mode with an exception, never a wrong layout."""
     others = [k for k in DIRECT_KERNELS + WGMMA_KERNELS
