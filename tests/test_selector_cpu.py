@@ -90,7 +90,7 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
 
 
 def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatch):
-    """Exact-fp32 strided grad_input of 64 input channels with stride < k < 2 * stride, written channels_last_3d, runs on
+    """Exact-fp32 strided grad_input of 64 input channels with stride < k < 2 * stride runs on
     the stock 128x64 SIMT tile once the FFMA row's CTAs need more than SIMT_NARROW_FFMA_MAX_WAVES waves; within
     one wave, with k >= 2 * stride (k5 s2: more taps per parity to reuse), with 48 channels, at unit stride and in
     the forward, the FFMA rows stay. NCDHW output follows the rule unless SIMT_NARROW_FFMA_NCDHW is off."""
