@@ -117,8 +117,10 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
         # as the eager node).
         # Eager only (share_layout): a traced backward is a graph whose order the compiler picks.
         w_first = False
+        # the layer's Problem, for the eager decisions below (the Function keeps it on ctx)
+        p = (getattr(ctx, "problem", None) or Problem.of(x, weight, ctx.stride, ctx.padding, ctx.output_padding)
+             if share_layout else None)
         if share_layout and need_w and need_x and x.is_cuda:
-            p = getattr(ctx, "problem", None) or Problem.of(x, weight, ctx.stride, ctx.padding, ctx.output_padding)
             plan = launch._plan(p, "wgrad", ctx.precision, ctx.config or None, x.device,
                                 lambda name: launch.grad_weight(grad_y, x, p, ctx.precision, name))
             w_first = launch.grad_weight_first(p, plan, x)
@@ -130,10 +132,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
             # reads it after grad_input, grad_x is converted to NCDHW after the copy is released, as the eager
             # node does (its peak memory then holds the copy or the conversion's two grad_x, not all three).
             late = (converted is not None and not wants_channels_last(x) and (w_first or not need_w) and
-                    launch.grad_input_writes_channels_last(
-                        grad_y, weight, getattr(ctx, "problem", None) or
-                        Problem.of(x, weight, ctx.stride, ctx.padding, ctx.output_padding),
-                        ctx.precision, ctx.config or None))
+                    launch.grad_input_writes_channels_last(grad_y, weight, p, ctx.precision, ctx.config or None))
             args = (grad_y, weight, ctx.stride, ctx.padding, ctx.output_padding, wants_channels_last(x) or late,
                     ctx.precision, ctx.config)
             if need_b and gb is None and grad_in_bias is not None:
