@@ -6,7 +6,16 @@
 // A CTA moves kPos positions x up to kChan channels of one sample. v0.7's 32 x 32 tiles left a quarter
 // of the lanes idle at C = 24 and 48 and moved 4 KiB per CTA; with the whole channel block in one tile
 // the NDHWC side is one contiguous run of kPos * C floats, and a thread has up to 32 loads in flight.
+//
+// The tile is sized to the CTA's channels (dynamic shared memory), and to NDHWC the NCDHW side loads 4
+// positions of a channel per 16-byte load where rows allow it. Why (v0.60, bench/tools/transpose_variants.cu
+// on the H200): a CTA's loads stop while it stores, so what bounds the transpose is the bytes each SM has in
+// flight; the static 64-channel tile (33 KiB) held every C to six CTAs per SM. The headline's grad_y
+// (8 x 24 x 98^3) went 0.455 -> 0.397 ms with the sized tile and -> 0.372 with the 16-byte loads, against
+// 0.369 for a 16-byte copy of the same bytes.
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "layout_transpose.h"
 
@@ -18,11 +27,13 @@ constexpr int kPos = 128, kChan = 64, kThreads = 256;
 // to_ndhwc: src [n][C][P] -> dst [n][P][C]; else src [n][P][C] -> dst [n][C][P]. grid (position
 // tiles, channel blocks, n). sums (to_ndhwc only, may be null): sums[n][tile][c] = the tile's sum of
 // channel c over its positions, added in a fixed order (a bias gradient from the same read).
-template <bool kToNdhwc>
+// kVec (to_ndhwc, P % 4 == 0 and src 16-byte aligned): the NCDHW side by 16-byte loads of 4 positions.
+template <bool kToNdhwc, bool kVec = false>
 __global__ void __launch_bounds__(kThreads)
     transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, float* __restrict__ sums, int64_t C,
                      int64_t P) {
-  __shared__ float tile[kChan][kPos + 1];  // +1: reads down a column hit distinct banks
+  extern __shared__ float tile_raw[];  // [cb][kPos + 1]: +1, reads down a column hit distinct banks
+  auto tile = reinterpret_cast<float(*)[kPos + 1]>(tile_raw);
   const int64_t n = blockIdx.z, p0 = (int64_t)blockIdx.x * kPos, c0 = (int64_t)blockIdx.y * kChan;
   const int cb = (int)(C - c0 < kChan ? C - c0 : kChan), pb = (int)(P - p0 < kPos ? P - p0 : kPos);
   const int tid = threadIdx.x;
@@ -37,7 +48,31 @@ __global__ void __launch_bounds__(kThreads)
   // flight at once (a predicated load per element compiled to one branch and one load at a time:
   // 2.1 TB/s against the copy's 3.0).
   constexpr int kBatch = 8;
-  if (kToNdhwc) {
+  if (kVec) {
+    // Quads of positions (kPos / 4 per channel row), kThreads * 4 / kPos channels per pass, 4 passes in flight:
+    // the same bytes in flight per thread as 16 scalar loads (the headline: every channel in one batch).
+    constexpr int kQuads = kPos / 4, kPassQ = kThreads / kQuads, kBatchQ = 4;
+    const int q = tid % kQuads, qc0 = tid / kQuads;
+    const int qq = 4 * q < pb ? q : (pb - 1) / 4;  // P % 4 == 0: pb too, so a quad is in range or wholly out
+    for (int c = qc0; c < cb; c += kPassQ * kBatchQ) {
+      float4 v[kBatchQ];
+#pragma unroll
+      for (int j = 0; j < kBatchQ; ++j) {
+        const int cj = c + kPassQ * j;
+        v[j] = __ldg(reinterpret_cast<const float4*>(s + (c0 + (cj < cb ? cj : cb - 1)) * P + p0) + qq);
+      }
+#pragma unroll
+      for (int j = 0; j < kBatchQ; ++j)
+        if (c + kPassQ * j < cb) {
+          float* row = &tile[c + kPassQ * j][4 * q];
+          const bool ok = 4 * q < pb;
+          row[0] = ok ? v[j].x : 0.f;
+          row[1] = ok ? v[j].y : 0.f;
+          row[2] = ok ? v[j].z : 0.f;
+          row[3] = ok ? v[j].w : 0.f;
+        }
+    }
+  } else if (kToNdhwc) {
     const int p = pp < pb ? pp : pb - 1;
     for (int c = pc; c < cb; c += kPassC * kBatch) {
       float v[kBatch];
@@ -92,10 +127,14 @@ int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64
   const int64_t tiles = (positions + kPos - 1) / kPos, blocks = (c + kChan - 1) / kChan;
   if (tiles > 0x7fffffff || blocks > 65535 || n > 65535) return 1000 + (int)cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)tiles, (unsigned)blocks, (unsigned)n);
-  if (to_ndhwc)
-    transpose_kernel<true><<<grid, kThreads, 0, stream>>>(src, dst, sums, c, positions);
+  const size_t bytes = (size_t)(c < kChan ? c : kChan) * (kPos + 1) * sizeof(float);  // at most 33 KiB
+  const bool vec = positions % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  if (to_ndhwc && vec)
+    transpose_kernel<true, true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
+  else if (to_ndhwc)
+    transpose_kernel<true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
   else
-    transpose_kernel<false><<<grid, kThreads, 0, stream>>>(src, dst, nullptr, c, positions);
+    transpose_kernel<false><<<grid, kThreads, bytes, stream>>>(src, dst, nullptr, c, positions);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? 0 : 1000 + (int)err;
 }

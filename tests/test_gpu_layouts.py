@@ -12,7 +12,8 @@ pytestmark = [requires_gpu, pytest.mark.gpu]
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (1, 24, 17, 33, 31), (3, 48, 4, 4, 4), (2, 33, 1, 65, 2),
-                                   (1, 8, 40, 40, 40), (1, 1, 3, 3, 3), (2, 130, 3, 5, 11), (1, 64, 2, 8, 8)])
+                                   (1, 8, 40, 40, 40), (1, 1, 3, 3, 3), (2, 130, 3, 5, 11), (1, 64, 2, 8, 8),
+                                   (2, 24, 4, 6, 10), (1, 72, 4, 4, 6)])
 def test_transpose_matches_torch_both_ways(shape):
     x = torch.randn(shape, device="cuda")
     poison_allocator()
@@ -25,13 +26,31 @@ def test_transpose_matches_torch_both_ways(shape):
     assert back.is_contiguous() and torch.equal(back, y)
 
 
+@pytest.mark.parametrize("offset", [1, 2, 4])
+def test_transpose_of_a_view_off_16_bytes(offset):
+    # Rows of 4k positions load 4 at a time where the tensor is 16-byte aligned; a view that starts 4 or 8
+    # bytes into its storage takes the 4-byte loads, 16 bytes in the 16-byte ones again.
+    shape = (2, 24, 4, 6, 10)
+    base = torch.randn(offset + 2 * 24 * 240, device="cuda")
+    x = base[offset:].view(shape)
+    assert x.is_contiguous()
+    poison_allocator()
+    got = ndhwc(x)
+    assert torch.equal(got, x.permute(0, 2, 3, 4, 1))
+    got, sums = channels_last_with_sums(x)
+    assert torch.equal(got, x)
+    ref = x.double().sum((0, 2, 3, 4))
+    assert ((sums.double() - ref).norm() / ref.norm()).item() < 1e-6
+
+
 def test_channels_last_input_is_not_copied():
     y = torch.randn(2, 8, 4, 4, 4, device="cuda").to(memory_format=CL)
     assert ndhwc(y).data_ptr() == y.data_ptr()
     assert to_format(y, True) is y
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (3, 48, 4, 4, 4), (2, 130, 3, 5, 11), (1, 24, 20, 20, 20)])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (3, 48, 4, 4, 4), (2, 130, 3, 5, 11), (1, 24, 20, 20, 20),
+                                   (2, 72, 2, 6, 10)])
 def test_channels_last_with_sums(shape):
     x = torch.randn(shape, device="cuda") + 0.5  # a nonzero mean: a dropped tile shows in the sums
     poison_allocator()
