@@ -128,12 +128,12 @@ int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64
   const int64_t tiles = (positions + kPos - 1) / kPos, blocks = (c + kChan - 1) / kChan;
   if (tiles > 0x7fffffff || blocks > 65535 || n > 65535) return 1000 + (int)cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)tiles, (unsigned)blocks, (unsigned)n);
-  // CONVT3D_TRANSPOSE_V1=1: v0.59's form, a 64-channel tile whatever C and 4-byte loads (same-process A/B runs,
-  // bench/tools/transposeab.py; read at each launch).
+  // CONVT3D_TRANSPOSE_V1 (same-process A/B runs, bench/tools/transposeab.py; read at each launch): 1, v0.59's
+  // form (a 64-channel tile whatever C); 2, the 16-byte loads where rows allow.
   const char* v1 = std::getenv("CONVT3D_TRANSPOSE_V1");
   const bool old = v1 != nullptr && v1[0] == '1';
   const size_t bytes = (size_t)(c < kChan && !old ? c : kChan) * (kPos + 1) * sizeof(float);  // at most 33 KiB
-  const bool vec = !old && positions % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
+  const bool vec = v1 != nullptr && v1[0] == '2' && positions % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
   if (to_ndhwc && vec)
     transpose_kernel<true, true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
   else if (to_ndhwc)
