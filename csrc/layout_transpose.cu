@@ -7,15 +7,14 @@
 // of the lanes idle at C = 24 and 48 and moved 4 KiB per CTA; with the whole channel block in one tile
 // the NDHWC side is one contiguous run of kPos * C floats, and a thread has up to 32 loads in flight.
 //
-// The tile is sized to the CTA's channels (dynamic shared memory), and to NDHWC the NCDHW side loads 4
-// positions of a channel per 16-byte load where rows allow it. Why (v0.60, bench/tools/transpose_variants.cu
-// on the H200): a CTA's loads stop while it stores, so what bounds the transpose is the bytes each SM has in
-// flight; the static 64-channel tile (33 KiB) held every C to six CTAs per SM. The headline's grad_y
-// (8 x 24 x 98^3) went 0.455 -> 0.397 ms with the sized tile and -> 0.372 with the 16-byte loads, against
-// 0.369 for a 16-byte copy of the same bytes.
+// The tile is sized to the CTA's channels (dynamic shared memory). Why (v0.60, transposeab.py on the H200): a
+// CTA's loads stop while it stores, so the bytes each SM has in flight bound the transpose, and the static
+// 64-channel tile (33 KiB) held every C to six CTAs per SM. The headline's grad_y (8 x 24 x 98^3, with its sums)
+// went 0.449 -> 0.411 ms, rows of 32 channels 1.13x, to NCDHW 1.07-1.09x. 16-byte loads of 4 positions on the
+// NCDHW side, the best form standalone (bench/tools/transpose_variants.cu: 0.372 ms), were level on that
+// grad_y in the package and lost 11% on the headline's x, so the loads stay 4-byte.
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <cstdlib>
 
 #include "layout_transpose.h"
@@ -28,8 +27,7 @@ constexpr int kPos = 128, kChan = 64, kThreads = 256;
 // to_ndhwc: src [n][C][P] -> dst [n][P][C]; else src [n][P][C] -> dst [n][C][P]. grid (position
 // tiles, channel blocks, n). sums (to_ndhwc only, may be null): sums[n][tile][c] = the tile's sum of
 // channel c over its positions, added in a fixed order (a bias gradient from the same read).
-// kVec (to_ndhwc, P % 4 == 0 and src 16-byte aligned): the NCDHW side by 16-byte loads of 4 positions.
-template <bool kToNdhwc, bool kVec = false>
+template <bool kToNdhwc>
 __global__ void __launch_bounds__(kThreads)
     transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, float* __restrict__ sums, int64_t C,
                      int64_t P) {
@@ -49,31 +47,7 @@ __global__ void __launch_bounds__(kThreads)
   // flight at once (a predicated load per element compiled to one branch and one load at a time:
   // 2.1 TB/s against the copy's 3.0).
   constexpr int kBatch = 8;
-  if (kVec) {
-    // Quads of positions (kPos / 4 per channel row), kThreads * 4 / kPos channels per pass, 4 passes in flight:
-    // the same bytes in flight per thread as 16 scalar loads (the headline: every channel in one batch).
-    constexpr int kQuads = kPos / 4, kPassQ = kThreads / kQuads, kBatchQ = 4;
-    const int q = tid % kQuads, qc0 = tid / kQuads;
-    const int qq = 4 * q < pb ? q : (pb - 1) / 4;  // P % 4 == 0: pb too, so a quad is in range or wholly out
-    for (int c = qc0; c < cb; c += kPassQ * kBatchQ) {
-      float4 v[kBatchQ];
-#pragma unroll
-      for (int j = 0; j < kBatchQ; ++j) {
-        const int cj = c + kPassQ * j;
-        v[j] = __ldg(reinterpret_cast<const float4*>(s + (c0 + (cj < cb ? cj : cb - 1)) * P + p0) + qq);
-      }
-#pragma unroll
-      for (int j = 0; j < kBatchQ; ++j)
-        if (c + kPassQ * j < cb) {
-          float* row = &tile[c + kPassQ * j][4 * q];
-          const bool ok = 4 * q < pb;
-          row[0] = ok ? v[j].x : 0.f;
-          row[1] = ok ? v[j].y : 0.f;
-          row[2] = ok ? v[j].z : 0.f;
-          row[3] = ok ? v[j].w : 0.f;
-        }
-    }
-  } else if (kToNdhwc) {
+  if (kToNdhwc) {
     const int p = pp < pb ? pp : pb - 1;
     for (int c = pc; c < cb; c += kPassC * kBatch) {
       float v[kBatch];
@@ -128,15 +102,12 @@ int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64
   const int64_t tiles = (positions + kPos - 1) / kPos, blocks = (c + kChan - 1) / kChan;
   if (tiles > 0x7fffffff || blocks > 65535 || n > 65535) return 1000 + (int)cudaErrorInvalidConfiguration;
   const dim3 grid((unsigned)tiles, (unsigned)blocks, (unsigned)n);
-  // CONVT3D_TRANSPOSE_V1 (same-process A/B runs, bench/tools/transposeab.py; read at each launch): 1, v0.59's
-  // form (a 64-channel tile whatever C); 2, the 16-byte loads where rows allow.
+  // CONVT3D_TRANSPOSE_V1=1: v0.59's form, a 64-channel tile whatever C (same-process A/B runs,
+  // bench/tools/transposeab.py; read at each launch).
   const char* v1 = std::getenv("CONVT3D_TRANSPOSE_V1");
   const bool old = v1 != nullptr && v1[0] == '1';
   const size_t bytes = (size_t)(c < kChan && !old ? c : kChan) * (kPos + 1) * sizeof(float);  // at most 33 KiB
-  const bool vec = v1 != nullptr && v1[0] == '2' && positions % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
-  if (to_ndhwc && vec)
-    transpose_kernel<true, true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
-  else if (to_ndhwc)
+  if (to_ndhwc)
     transpose_kernel<true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
   else
     transpose_kernel<false><<<grid, kThreads, bytes, stream>>>(src, dst, nullptr, c, positions);

@@ -27,9 +27,8 @@ def test_transpose_matches_torch_both_ways(shape):
 
 
 @pytest.mark.parametrize("offset", [1, 2, 4])
-def test_transpose_of_a_view_off_16_bytes(offset):
-    # Rows of 4k positions load 4 at a time where the tensor is 16-byte aligned; a view that starts 4 or 8
-    # bytes into its storage takes the 4-byte loads, 16 bytes in the 16-byte ones again.
+def test_transpose_of_a_view_with_a_storage_offset(offset):
+    # A tensor that starts 4, 8 or 16 bytes into its storage, rows of 4k positions and a partial last tile.
     shape = (2, 24, 4, 6, 10)
     base = torch.randn(offset + 2 * 24 * 240, device="cuda")
     x = base[offset:].view(shape)

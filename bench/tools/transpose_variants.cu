@@ -8,7 +8,10 @@
 // Why (v0.60): the H200 converts the headline's grad_y at 3.35 TB/s, 79% of its copy rate, with L2 at 84% and
 // DRAM at 69% (ncu, v0.59); 16-byte accesses on the channels_last side did not move it. What else limits a
 // CTA-per-tile transpose is the bytes each SM has in flight: a CTA's loads stop while it stores, and the static
-// 64-channel tile (33 KiB) keeps six CTAs per SM whatever C is.
+// 64-channel tile (33 KiB) keeps six CTAs per SM whatever C is. Outcome: standalone the 16-byte loads ranked first
+// (0.372 ms on the headline's grad_y against 0.455), but in the package (transposeab.py, same process, L2 flushed)
+// they were level there and lost 11% on the headline's x; the sized tile with 4-byte loads landed (0.449 -> 0.411).
+// Standalone rankings of memory-bound forms did not carry over to the package; A/B them there.
 #include <cuda_runtime.h>
 
 #include <cstdint>

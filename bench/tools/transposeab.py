@@ -1,7 +1,7 @@
 """Same-process A/B of the layout transpose: NCDHW -> channels_last_3d with the bias sums (layouts.channels_last_with_sums,
 what the NCDHW backward runs on grad_y) and channels_last_3d -> NCDHW (layouts.to_format, e.g. a stock grad_input's
-grad_x), v0.60's form (the tile sized to C) against v0.59's (CONVT3D_TRANSPOSE_V1=1) and the 16-byte loads of the
-NCDHW side (=2; each read at each launch), CUDA events, median of many runs per round, ABBA rounds; TB/s counts one read and one write of the tensor.
+grad_x), v0.60's form (the tile sized to C) against v0.59's (CONVT3D_TRANSPOSE_V1=1, read at each launch; call454
+also timed 16-byte loads of the NCDHW side as =2, since removed), CUDA events, median of many runs per round, ABBA rounds; TB/s counts one read and one write of the tensor.
 Both forms must give the same bits (the copy and the sums).
 
     python bench/tools/transposeab.py [ROUNDS] [FORMS]   # FORMS: CONVT3D_TRANSPOSE_V1 values, default 1,0
