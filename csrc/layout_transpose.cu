@@ -10,7 +10,7 @@
 // The tile is sized to the CTA's channels (dynamic shared memory). Why (v0.60, transposeab.py on the H200): a
 // CTA's loads stop while it stores, so the bytes each SM has in flight bound the transpose, and the static
 // 64-channel tile (33 KiB) held every C to six CTAs per SM. The headline's grad_y (8 x 24 x 98^3, with its sums)
-// went 0.449 -> 0.411 ms, rows of 32 channels 1.13x, to NCDHW 1.07-1.09x. 16-byte loads of 4 positions on the
+// went 0.449 -> 0.411 ms, rows of 32 channels 1.13x, to NCDHW up to 1.09x. 16-byte loads of 4 positions on the
 // NCDHW side, the best form standalone (bench/tools/transpose_variants.cu: 0.372 ms), were level on that
 // grad_y in the package and lost 11% on the headline's x, so the loads stay 4-byte.
 #include <cuda_runtime.h>
