@@ -800,10 +800,11 @@ def test_ws_reads_ncdhw_input_policy():
     others = [k for k in KERNELS if k.tap_reuse and k.op != "wgrad" and not (k.family == "wgmma" and k.ws)
               and not k.simt]
     assert others and not any(direct.reads_ncdhw(k, fwd, 48, x) for k in others)
-    # The exact-fp32 rows gather any packed NCDHW input, whatever W.
+    # The exact-fp32 rows gather any packed NCDHW input, whatever W, but in a strided forward (v0.61).
     from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS
     for k in DIRECT_SIMT_KERNELS:
         assert direct.reads_ncdhw(k, fwd, 48, x)
+        assert not direct.reads_ncdhw(k, fwd, 48, x, strided_forward=True)
         assert direct.reads_ncdhw(k, fwd, 48, torch.empty(8, 48, 96, 96, 94, device="meta"))
         assert not direct.reads_ncdhw(k, fwd, 48, x.to(memory_format=torch.channels_last_3d))
     # With the raw boxes, the headline keeps two of its three halo stages.

@@ -165,7 +165,8 @@ def test_training_step_on_ncdhw_x_converts_nothing_in_the_forward(node, monkeypa
 def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
     """The FFMA forward from an NCDHW x and grad_input from an NCDHW grad_y: the same bits as from their
     channels_last_3d copies, into NaN-poisoned outputs of either layout, within fp32 tolerance of
-    float64, and no transpose kernel runs (but for strided grad_input, which converts grad_y)."""
+    float64, and no transpose kernel runs (but for strided passes: grad_input converts grad_y, the forward x,
+    direct.reads_ncdhw)."""
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
     prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
@@ -174,11 +175,11 @@ def test_simt_reads_ncdhw_input(cfg, c_in, c_out, k, s, p, op, spatial):
     ran = 0
     if _fits(prob, "dgrad", cfg):
         x = torch.randn(2, c_in, *spatial, device="cuda")
-        assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x)
+        assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x, strided_forward=s > 1) == (s == 1)
         want = launch.forward(x.to(memory_format=CL), w, b, prob, "fp32", cfg.name)
         out = _poisoned_cl((2, c_out) + prob.out_spatial)
         names = cuda_kernel_counts(lambda: launch.forward(x, w, b, prob, "fp32", cfg.name, out=out))
-        assert not any("transpose_kernel" in n for n in names), names
+        assert any("transpose_kernel" in n for n in names) == (s > 1), names
         assert torch.equal(out, want)
         assert rel_l2(out, F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)) <= TOL["fp32"]
         if s == 1:  # both sides NCDHW

@@ -34,7 +34,7 @@ def main():
             for yname, nc in (("NCDHW y", True), ("CL y", False)):
                 ms = gpu_only(lambda: launch.forward(x, t.w, t.b, p, prec, k.name, ncdhw=nc), reps)
                 print(f"{nm:10s} {xname:8s} -> {yname:8s} {ms:.3f} ms  {k.name} reads NCDHW "
-                      f"{direct.reads_ncdhw(k, plan.table, p.c_in, x, forward=True)} sectors "
+                      f"{direct.reads_ncdhw(k, plan.table, p.c_in, x, strided_forward=p.stride > 1)} sectors "
                       f"{nc and direct.ncdhw_sectors(k, p, 'dgrad')}", flush=True)
         t = x_cl = None
         torch.cuda.empty_cache()

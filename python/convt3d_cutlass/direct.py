@@ -726,8 +726,6 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     beat both: forwards 1.18-1.30x over the better of the two on the 31- to 127-wide layers, 1.23x / 1.06x
     on the 64-wide ones (U-Net k2 up, x2 with output_padding), steps 1.02-1.12x (tf32)."""
     if k.simt and k.op != "wgrad":
-        if op == "dgrad" and not _simt_forward_in_place("w"):
-            return False
         if op == "fprop" or p.stride == 1:
             return True
         # The kernel's phase-fastest launch order indexes the grid in 32 bits: bounded here by the output's
@@ -741,12 +739,6 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
         return False
     work = reduction_length(p, op) * (SPLIT_MMAS_PER_PRODUCT if k.split else 1)
     return k.family == "wgmma" and k.ws and (work >= NCDHW_MIN_REDUCTION or ncdhw_sectors(k, p, op))
-
-
-def _simt_forward_in_place(what: str) -> bool:
-    """A/B knob: CONVT3D_SIMT_FWD_NCDHW holds 'r' where the exact-fp32 forward reads an NCDHW x in place, 'w'
-    where it writes an NCDHW y in place (default 'rw'; else a channels_last_3d copy and our transpose)."""
-    return what in os.environ.get("CONVT3D_SIMT_FWD_NCDHW", "rw")
 
 
 def reduction_length(p: Problem, op: str) -> int:
@@ -766,16 +758,21 @@ def _packed_ncdhw(t: torch.Tensor) -> bool:
 NCDHW_INPUT_MIN_STAGES = 2
 
 
-def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False, forward: bool = False) -> bool:
+def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
+                strided_forward: bool = False) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
     NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
     exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), except over grad_y's
     parities (``sum_phases``: positions stride apart leave half of each sector unused; 5-15% slower
-    than the kernel on a converted copy, v0.17); the warp-specialized Hopper rows need W a multiple of 4
-    (TMA's 16-byte row strides) and the filter resident beside the raw boxes with at least
-    NCDHW_INPUT_MIN_STAGES halo stages (``table``: the pass's phase table)."""
+    than the kernel on a converted copy, v0.17) and in a strided forward (``strided_forward``: each output
+    phase gathers its own x halo for its few taps, 1 to 8 of 27 at k3 s2, so the gathers per FFMA grow
+    about stride^3-fold; same-process A/B on the H200, v0.61: the eight strided fp32 sweep layers'
+    forwards 1.04-1.11x and steps 1.01-1.04x faster on our channels_last_3d copy, the unit-stride ones
+    0.98-1.06x); the warp-specialized Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and
+    the filter resident beside the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``:
+    the pass's phase table)."""
     if k.simt and k.op != "wgrad":
-        return _packed_ncdhw(t) and not sum_phases and (not forward or _simt_forward_in_place("r"))
+        return _packed_ncdhw(t) and not sum_phases and not strided_forward
     if not (k.family == "wgmma" and k.ws and not k.wf and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)

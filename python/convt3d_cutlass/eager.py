@@ -99,7 +99,8 @@ def _build(key, x: torch.Tensor):
         if not (config or env_config):
             raise
         return None
-    common = (direct.wgrad_reads_ncdhw(gw.k, x), direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x, forward=True),
+    common = (direct.wgrad_reads_ncdhw(gw.k, x),
+              direct.reads_ncdhw(fwd.k, fwd.table, p.c_in, x, strided_forward=p.stride > 1),
               launch.sum_rows(gi, p, x.device))
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common,
                      gw_first=launch.grad_weight_first(p, gw, x))

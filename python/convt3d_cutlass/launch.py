@@ -135,7 +135,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
         # All stride phases in one launch; the filter blocks follow the phase table.
         w = forward_filter(weight, p, k)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "dgrad")
-        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_in, x, forward=True)
+        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_in, x, strided_forward=p.stride > 1)
         y = out if out is not None else _empty_out((p.n, p.c_out) + p.out_spatial, x, to_ncdhw)
         _ops().direct(plan.name, aligned16(x) if from_ncdhw else ndhwc(x), w, b,
                       y if to_ncdhw else y.permute(0, 2, 3, 4, 1), plan.table, 1, p.stride, to_ncdhw, from_ncdhw,
