@@ -81,7 +81,7 @@ const float* bias_data(const std::optional<at::Tensor>& bias, const at::Device& 
 // Runs kernel e on L on dev's current stream; `checked`: check_implement already passed for this L.
 void launch(const convt3d::KernelEntry& e, ConvLaunch& L, const at::Device& dev, bool checked = false) {
   const char* name = e.name;
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   if (!checked) check_implement(e, L);
   at::Tensor ws;
@@ -95,6 +95,7 @@ void launch(const convt3d::KernelEntry& e, ConvLaunch& L, const at::Device& dev,
     L.workspace = ws.data_ptr();
     L.workspace_bytes = bytes;
   }
+  CONVT3D_SCOPE("convt3d::run");
   check_run(name, e.run(L));
 }
 
@@ -178,6 +179,7 @@ static ConvLaunch dgrad_launch(const at::Tensor& dy, const at::Tensor& filter, c
 // result dx [N,D,H,W,C] = dgrad(dy [N,Z,P,Q,K], filter [K,T,R,S,C]) (+ bias[C]), unit stride.
 void dgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& dx, at::IntArrayRef pad, int64_t split_k) {
+  CONVT3D_SCOPE("convt3d::stock");
   ConvLaunch L = dgrad_launch(dy, filter, bias, dx, pad, split_k);
   launch(kernel, L, dx.device());
 }
@@ -239,7 +241,7 @@ static void run_dgrad_phases(const std::vector<std::string>& kernels, const at::
                              int64_t stride, at::IntArrayRef split_k, bool grouped) {
   const size_t n = kernels.size();
   const auto dev = y.device();
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   const float* b = bias_data(bias, dev, y.size(4), "C");
   // Every phase looked up and checked before any is launched; its entry is kept for the launch.
   std::vector<const convt3d::KernelEntry*> entries;
@@ -342,6 +344,7 @@ static void check_phases_args(size_t n, size_t n_filters, const at::Tensor& dy, 
 void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy, at::TensorList filters,
                   const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef phases, int64_t stride,
                   at::IntArrayRef split_k, bool grouped) {
+  CONVT3D_SCOPE("convt3d::stock");
   const size_t n = kernels.size();
   check_phases_args(n, filters.size(), dy, y, phases, stride, split_k);
   std::vector<const float*> flts;
@@ -361,6 +364,7 @@ void dgrad_phases(const std::vector<std::string>& kernels, const at::Tensor& dy,
 void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor& dy, const at::Tensor& filter,
                        at::IntArrayRef taps, const std::optional<at::Tensor>& bias, at::Tensor& y,
                        at::IntArrayRef phases, int64_t stride, at::IntArrayRef split_k) {
+  CONVT3D_SCOPE("convt3d::stock");
   const size_t n = kernels.size();
   check_phases_args(n, taps.size() / 3, dy, y, phases, stride, split_k);
   TORCH_CHECK(taps.size() == 3 * n && filter.is_cuda() && filter.device() == y.device() &&
@@ -382,6 +386,7 @@ void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad,
            at::IntArrayRef stride, int64_t split_k) {
+  CONVT3D_SCOPE("convt3d::stock");
   const auto dev = y.device();
   check_operand(y, "fprop result", dev);
   check_operand(x, "fprop input", dev);
@@ -400,6 +405,7 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
 // The caller sums the slices in a fixed order, so the result is bitwise deterministic.
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
            at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride) {
+  CONVT3D_SCOPE("convt3d::stock");
   const auto dev = partials.device();
   TORCH_CHECK(partials.dim() == 6 && partials.is_contiguous() &&
                   partials.scalar_type() == at::kFloat && partials.device() == dev,
@@ -428,6 +434,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases,
             int64_t s_in, int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,
             bool sum_phases, bool out_sectors, const std::optional<at::Tensor>& in_copy) {
+  CONVT3D_SCOPE("convt3d::direct");
   const auto dev = out.device();
   check_operand(out, "direct result", dev);
   check_operand(in, "direct input", dev);
@@ -502,9 +509,12 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
                 "CUDA tensor on ", dev, " of the input's sizes");
     L.in_copy = t.data_ptr<float>();
   }
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  check_run(kernel.c_str(), e->run(L));
+  {
+    CONVT3D_SCOPE("convt3d::run");  // the kernel's tensor maps and launch, apart from the checks above
+    check_run(kernel.c_str(), e->run(L));
+  }
 }
 
 // partials [slices, k^3, Ci, Co] = per-slice weight gradient sums (see direct_launch.h) from
@@ -514,6 +524,7 @@ void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& w
 void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tensor& grad_y, at::Tensor& partials,
                   int64_t k, int64_t stride, int64_t padding, int64_t taps_per_group, bool x_ncdhw,
                   bool gy_ncdhw) {
+  CONVT3D_SCOPE("convt3d::direct_wgrad");
   const auto dev = partials.device();
   check_operand(x, "direct_wgrad x", dev);
   check_operand(grad_y, "direct_wgrad grad_y", dev);
@@ -552,9 +563,12 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
   L.x = x.data_ptr<float>();
   L.gy = grad_y.data_ptr<float>();
   L.partials = partials.data_ptr<float>();
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   L.stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
-  check_run(kernel.c_str(), e->run(L));
+  {
+    CONVT3D_SCOPE("convt3d::run");  // the kernel's tensor maps and launch, apart from the checks above
+    check_run(kernel.c_str(), e->run(L));
+  }
 }
 
 // dst = src with the channel axis moved: NCDHW -> NDHWC (to_channels_last) or back. Both are
@@ -562,6 +576,7 @@ void direct_wgrad(const std::string& kernel, const at::Tensor& x, const at::Tens
 // NDHWC only): per-tile channel sums of src, [N, transpose_tiles(D*H*W), C], for the bias gradient.
 void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_last,
                       const std::optional<at::Tensor>& sums) {
+  CONVT3D_SCOPE("convt3d::transpose");
   const auto dev = dst.device();
   TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat &&
                   dst.scalar_type() == at::kFloat && src.is_contiguous() && dst.is_contiguous() &&
@@ -582,7 +597,7 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
                 "tensor on the result's device");
     sums_ptr = t.data_ptr<float>();
   }
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   check_run("transpose_layout", convt3d::layout_transpose(src.data_ptr<float>(), dst.data_ptr<float>(), sums_ptr,
                                                           n, c, s, to_channels_last, stream));
@@ -594,6 +609,7 @@ int64_t transpose_tiles(int64_t positions) { return convt3d::layout_transpose_ti
 // NDHWC grad_y, or of the partial rows a kernel summed it into, in a fixed order. The first stage's
 // workspace comes from torch's caching allocator.
 void channel_sums(const at::Tensor& src, at::Tensor& out) {
+  CONVT3D_SCOPE("convt3d::channel_sums");
   const auto dev = out.device();
   TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat && src.is_contiguous() &&
                   src.dim() >= 1 && out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 1 &&
@@ -604,7 +620,7 @@ void channel_sums(const at::Tensor& src, at::Tensor& out) {
   // Short sources (the kernels' partial rows) run in one launch without a workspace.
   const int64_t work_floats = convt3d::channel_sums_work(rows, c);
   at::Tensor work = work_floats > 0 ? at::empty({work_floats}, src.options()) : at::Tensor();
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   check_run("channel_sums", convt3d::channel_sums(src.data_ptr<float>(), out.data_ptr<float>(),
                                                   work.defined() ? work.data_ptr<float>() : nullptr, rows, c,
@@ -614,6 +630,7 @@ void channel_sums(const at::Tensor& src, at::Tensor& out) {
 // out [C_in, C_out, k, k, k] = sum over slices of partials: [slices, k^3, C_in, C_out] (tap-reuse
 // kernels) or [slices, C_in, k, k, k, C_out] (stock wgrad), in a fixed order, any number of slices.
 void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
+  CONVT3D_SCOPE("convt3d::wgrad_finish");
   const auto dev = out.device();
   TORCH_CHECK(partials.is_cuda() && partials.device() == dev && partials.scalar_type() == at::kFloat &&
                   partials.is_contiguous() && (partials.dim() == 4 || partials.dim() == 6) &&
@@ -635,7 +652,7 @@ void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
                 dims(out.sizes()));
     s_t = co; s_ci = taps * co;
   }
-  c10::cuda::CUDAGuard guard(dev);
+  c10::cuda::CUDAGuard device_guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   check_run("wgrad_finish", convt3d::wgrad_finish(partials.data_ptr<float>(), out.data_ptr<float>(), slices, taps,
                                                   ci, co, taps * ci * co, s_t, s_ci, stream));

@@ -201,6 +201,7 @@ at::Tensor stock_forward(const Plan& P, const at::Tensor& x, const at::Tensor& f
 
 at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& filter,
                         const std::optional<at::Tensor>& bias) {
+  CONVT3D_SCOPE("convt3d::node.forward");
   std::optional<at::Tensor> b;
   if (bias.has_value() && bias->defined()) b = aligned16(bias->contiguous());
   std::array<int64_t, 5> shape{x.size(0), weight.size(1), 0, 0, 0};
@@ -222,6 +223,7 @@ at::Tensor forward_pass(const Plan& P, const at::Tensor& x, const at::Tensor& we
 // converts it (to_format) once it has released what it no longer needs.
 at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& filter,
                            const at::Tensor& x, const at::Tensor& sums, const at::Tensor& copy = at::Tensor()) {
+  CONVT3D_SCOPE("convt3d::node.grad_input");
   TORCH_CHECK(filter.defined(), "convt3d_cutlass: the eager node has no grad_input filter (x did not require "
               "grad when the forward ran)");
   const auto shape = x.sizes();
@@ -243,6 +245,7 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
 
 at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& x,
                             int64_t c_out) {
+  CONVT3D_SCOPE("convt3d::node.grad_weight");
   const int64_t k = P.k, c_in = x.size(1);
   at::Tensor partials;
   if (P.gw_direct) {
@@ -281,6 +284,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    CONVT3D_SCOPE("convt3d::node.backward");
     const Plan& P = plan_at(ctx->saved_data["plan"].toInt());
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1], &gi_filter = saved[2];
@@ -320,6 +324,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       } else if (!is_cl(gy) && need_x + need_w + need_b >= 2) {
         // One read of an NCDHW grad_y gives the channels_last copy and the bias gradient
         // (layouts.channels_last_with_sums).
+        CONVT3D_SCOPE("convt3d::node.grad_y");
         at::Tensor src = gy.contiguous();
         G = at::empty({src.size(0), src.size(2), src.size(3), src.size(4), src.size(1)}, src.options());
         const int64_t positions = src.size(2) * src.size(3) * src.size(4);
