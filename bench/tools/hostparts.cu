@@ -1,0 +1,78 @@
+// Host cost of the pieces of a launch that v0.61's profiler scopes found large (docs/performance.md v0.61 (5): a
+// tap-reuse kernel's run 16-23 us of host on channels_last_3d rows, a layout transpose 12-16 us beside its launch):
+// one cuTensorMapEncodeTiled of a 5-D float map (FLOAT32 and TFLOAT32, the kernels' two types), one getenv, and an
+// empty kernel's launch with 0 and with 33 KiB of dynamic shared memory (the transpose's tile). Standalone, no
+// torch:  nvcc -O2 -std=c++17 -o hostparts bench/tools/hostparts.cu && ./hostparts
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+__global__ void empty_kernel(int* out) {
+  extern __shared__ float tile[];
+  if (threadIdx.x == 0 && out[0] == 12345) out[1] = (int)tile[0];
+}
+
+template <class F>
+double best_us(F&& f, int reps = 2000) {
+  double best = 1e9;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = std::chrono::high_resolution_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    const auto t1 = std::chrono::high_resolution_clock::now();
+    const double us = std::chrono::duration<double, std::micro>(t1 - t0).count() / reps;
+    best = us < best ? us : best;
+  }
+  return best;
+}
+
+int main() {
+  using Encode = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                              const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  void* f = nullptr;
+  cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+      q != cudaDriverEntryPointSuccess) {
+    std::printf("no cuTensorMapEncodeTiled\n");
+    return 1;
+  }
+  const Encode encode = reinterpret_cast<Encode>(f);
+  float* buf = nullptr;
+  int* out = nullptr;
+  cudaMalloc(&buf, 64 << 20);
+  cudaMalloc(&out, 8);
+  cudaStream_t s;
+  cudaStreamCreate(&s);
+  // The headline's x as NDHWC [8][96][96][96][48], a halo box of 8 channels x 16 x 8 x 6 x 1 (as the ws forward's).
+  const cuuint64_t dim[5] = {48, 96, 96, 96, 8};
+  cuuint64_t stride[4];
+  stride[0] = dim[0] * 4;
+  for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
+  const cuuint32_t box[5] = {8, 16, 8, 6, 1}, ones[5] = {1, 1, 1, 1, 1};
+  CUtensorMap map;
+  int fails = 0;
+  for (CUtensorMapDataType type : {CU_TENSOR_MAP_DATA_TYPE_FLOAT32, CU_TENSOR_MAP_DATA_TYPE_TFLOAT32}) {
+    const double us = best_us([&] {
+      fails += encode(&map, type, 5, buf, dim, stride, box, ones, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                      CU_TENSOR_MAP_SWIZZLE_32B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
+    });
+    std::printf("cuTensorMapEncodeTiled %-9s %6.2f us\n", type == CU_TENSOR_MAP_DATA_TYPE_FLOAT32 ? "FLOAT32" : "TFLOAT32",
+                us);
+  }
+  volatile bool seen = false;
+  std::printf("getenv                           %6.2f us\n",
+              best_us([&] { seen = seen ^ (std::getenv("CONVT3D_TRANSPOSE_V1") != nullptr); }));
+  for (size_t bytes : {size_t(0), size_t(33) << 10}) {
+    for (int i = 0; i < 200; ++i) empty_kernel<<<132, 128, bytes, s>>>(out);
+    cudaStreamSynchronize(s);
+    const double us = best_us([&] { empty_kernel<<<132, 128, bytes, s>>>(out); }, 500);
+    cudaStreamSynchronize(s);
+    std::printf("launch, %5zu B dynamic smem      %6.2f us\n", bytes, us);
+  }
+  std::printf("encode failures %d, %s\n", fails, cudaGetErrorString(cudaGetLastError()));
+  return 0;
+}
