@@ -1,10 +1,14 @@
 // Host cost of the pieces of a launch that v0.61's profiler scopes found large (docs/performance.md v0.61 (5): a
 // tap-reuse kernel's run 16-23 us of host on channels_last_3d rows, a layout transpose 12-16 us beside its launch):
 // one cuTensorMapEncodeTiled of a 5-D float map (FLOAT32 and TFLOAT32, the kernels' two types), one getenv, and an
-// empty kernel's launch with 0 and with 33 KiB of dynamic shared memory (the transpose's tile). Standalone, no
-// torch:  nvcc -O2 -std=c++17 -o hostparts bench/tools/hostparts.cu && ./hostparts
+// empty kernel's launch with 0 and with 33 KiB of dynamic shared memory (the transpose's tile), and launches whose
+// parameters are as large as the tap-reuse kernels' (a DirectLaunch with its 64-phase table, two tensor maps and a
+// geometry: about 4 KiB; the kernel copies them into its constant bank at every launch). Standalone, no torch:
+//   nvcc -O2 -std=c++17 -Icsrc -o hostparts bench/tools/hostparts.cu && ./hostparts
 #include <cuda.h>
 #include <cuda_runtime.h>
+
+#include "direct_launch.h"
 
 #include <chrono>
 #include <cstdio>
@@ -13,6 +17,27 @@
 __global__ void empty_kernel(int* out) {
   extern __shared__ float tile[];
   if (threadIdx.x == 0 && out[0] == 12345) out[1] = (int)tile[0];
+}
+
+struct Geo64 {  // the size of the kernels' geometry arguments (IgemmGeometry: a 64-entry phase order)
+  int v[80];
+};
+
+template <int BYTES>
+struct Blob {
+  char b[BYTES];
+};
+
+// As the tap-reuse launches pass them: the launch, two tensor maps, the geometry.
+__global__ void direct_params_kernel(const __grid_constant__ convt3d::DirectLaunch p, const __grid_constant__ CUtensorMap a,
+                                     const __grid_constant__ CUtensorMap b, const Geo64 g, int* out) {
+  if (threadIdx.x == 0 && out[0] == 12345) out[1] = p.N + g.v[3] + (int)reinterpret_cast<const char*>(&a)[5] +
+                                                    (int)reinterpret_cast<const char*>(&b)[7];
+}
+
+template <int BYTES>
+__global__ void blob_kernel(const __grid_constant__ Blob<BYTES> p, int* out) {
+  if (threadIdx.x == 0 && out[0] == 12345) out[1] = p.b[BYTES - 1];
 }
 
 template <class F>
@@ -73,6 +98,39 @@ int main() {
     cudaStreamSynchronize(s);
     std::printf("launch, %5zu B dynamic smem      %6.2f us\n", bytes, us);
   }
+  // Launches alone: at most 200 in flight per timed round (the queue never fills), synchronized between rounds.
+  auto launches_us = [&](auto&& launch) {
+    for (int i = 0; i < 200; ++i) launch();
+    cudaStreamSynchronize(s);
+    double best = 1e9;
+    for (int r = 0; r < 20; ++r) {
+      const auto t0 = std::chrono::high_resolution_clock::now();
+      for (int i = 0; i < 200; ++i) launch();
+      const auto t1 = std::chrono::high_resolution_clock::now();
+      cudaStreamSynchronize(s);
+      const double us = std::chrono::duration<double, std::micro>(t1 - t0).count() / 200;
+      best = us < best ? us : best;
+    }
+    return best;
+  };
+  std::printf("sizeof DirectLaunch %zu, + 2 maps + geometry %zu B\n", sizeof(convt3d::DirectLaunch),
+              sizeof(convt3d::DirectLaunch) + 2 * sizeof(CUtensorMap) + sizeof(Geo64));
+  convt3d::DirectLaunch L;
+  Geo64 g{};
+  std::printf("launch, 8 B params (200 queued)       %6.2f us\n",
+              launches_us([&] { empty_kernel<<<132, 128, 0, s>>>(out); }));
+  std::printf("launch, 1 KiB params                  %6.2f us\n",
+              launches_us([&] { blob_kernel<1024><<<132, 128, 0, s>>>(Blob<1024>{}, out); }));
+  std::printf("launch, 2 KiB params                  %6.2f us\n",
+              launches_us([&] { blob_kernel<2048><<<132, 128, 0, s>>>(Blob<2048>{}, out); }));
+  std::printf("launch, DirectLaunch + maps + geometry %6.2f us\n",
+              launches_us([&] { direct_params_kernel<<<132, 128, 0, s>>>(L, map, map, g, out); }));
+  std::printf("launch, 8 KiB params                  %6.2f us\n",
+              launches_us([&] { blob_kernel<8192><<<132, 128, 0, s>>>(Blob<8192>{}, out); }));
+  std::printf("cudaGetDevice                         %6.2f us\n", best_us([&] {
+                int d = 0;
+                fails += cudaGetDevice(&d) != cudaSuccess;
+              }));
   std::printf("encode failures %d, %s\n", fails, cudaGetErrorString(cudaGetLastError()));
   return 0;
 }
