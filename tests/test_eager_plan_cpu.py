@@ -98,9 +98,9 @@ def test_node_off_without_the_extension_op(monkeypatch):
 
 
 @pytest.mark.parametrize("autotuning", [True, False])
-def test_bias_only_phases_or_autotune_keep_the_python_function(autotuning, monkeypatch):
-    """k < stride: stock forward phases whose outputs only get the bias (filled from Python); and
-    autotuning, whose candidates are timed from Python."""
+def test_bias_only_phases_keep_the_python_function(autotuning, monkeypatch):
+    """k < stride: stock forward phases whose outputs only get the bias (filled from Python), tuned or not
+    (since v0.62 autotuned layers take the node too: test_tuned_plans_take_each_pass_its_own_config)."""
     monkeypatch.setattr(eager, "_has_op", lambda name: True)
     monkeypatch.delenv("CONVT3D_EAGER_NODE", raising=False)
     monkeypatch.setattr(eager.autotune, "enabled", lambda: autotuning)
@@ -112,9 +112,41 @@ def test_bias_only_phases_or_autotune_keep_the_python_function(autotuning, monke
     monkeypatch.setattr(eager, "_plans", {})
     x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
     assert eager.apply(x, w, None, 2, 0, 0, "tf32", None) is None  # CPU tensors: never the node
-    if not autotuning:
-        p = Problem.of(x, w, 2, 0, 0)
-        assert eager._build((p, "tf32", None, 0, "", False), x) is None
+    p = Problem.of(x, w, 2, 0, 0)
+    tuned = ("k", None, None) if autotuning else None
+    assert eager._build((p, "tf32", None, 0, "", False, tuned), x) is None
+
+
+def test_tuned_plans_take_each_pass_its_own_config(monkeypatch):
+    """Autotuned: each pass is planned with its own tuned kernel (None: the heuristic's), where a forced
+    config would be one list for all three; the stock forward's phases take the tuned forward kernel."""
+    asked = []
+
+    def plan_cached(p, op, precision, config, *a):
+        asked.append((op, config))
+        return _plan("cutlass", tap_reuse=False) if op == "dgrad" else _plan()
+
+    def stock_phases(p, precision, config, *a):
+        asked.append(("phases", config))
+        return ("k",), ((0, 0, 0),), (0,) * 9, ((1, 1, 1),), (1,)
+
+    monkeypatch.setattr(eager.launch, "_plan_cached", plan_cached)
+    monkeypatch.setattr(eager.launch, "_stock_phases", stock_phases)
+    monkeypatch.setattr(eager.launch, "sum_rows", lambda *a: 0)
+    x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
+    p = Problem.of(x, w, 2, 0, 0)
+    assert eager._build((p, "tf32", None, 0, "", False, ("fwd_k", None, "gw_k")), x) is None  # bias-only phases
+    assert asked == [("dgrad", "fwd_k"), ("fprop", None), ("wgrad", "gw_k"), ("phases", "fwd_k")]
+    asked.clear()
+    eager._build((p, "tf32", "forced", 0, "", False, None), x)
+    assert asked == [("dgrad", "forced"), ("fprop", "forced"), ("wgrad", "forced"), ("phases", "forced")]
+
+
+def test_autotune_generation_moves_on_clear_memory():
+    from convt3d_cutlass import autotune
+    g = autotune.generation
+    autotune.clear_memory()
+    assert autotune.generation == g + 1
 
 
 def test_stock_forward_table_has_each_phases_ints_taps_and_slices(monkeypatch):

@@ -70,3 +70,83 @@ def test_tuned_stock_forward_serves_every_phase(monkeypatch, tmp_path, stride):
     finally:
         autotune.set_autotune(None)
         autotune.clear_memory()
+
+
+def _last_runnable(names, run, *args, **kwargs):
+    """A stand-in for autotune.fastest that picks the last candidate that runs (so that a pass with a choice
+    differs from the heuristic's pick where it can), as fastest skips candidates that raise."""
+    for name in reversed(names):
+        try:
+            run(name)
+        except (RuntimeError, ValueError):
+            continue
+        return name
+    return None
+
+
+@pytest.mark.parametrize("fmt", [CL, torch.contiguous_format], ids=["channels_last_3d", "ncdhw"])
+@pytest.mark.parametrize("prec", ["tf32", "3xtf32", "fp32"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_autotuned_step_runs_on_the_eager_node(monkeypatch, tmp_path, fmt, prec, stride):
+    # v0.62: an autotuned layer runs on the C++ node with the tuner's kernel for each pass, and gives the bits
+    # of the Python Function under the same choices (which it reads from the same cache keys).
+    from convt3d_cutlass import eager
+    monkeypatch.setenv("CONVT3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CONVT3D_CONFIG", raising=False)
+    monkeypatch.setattr(autotune, "fastest", _last_runnable)
+    autotune.set_autotune(True)
+    autotune.clear_memory()
+    try:
+        x = torch.randn(2, 24, 6, 9, 16, device="cuda").to(memory_format=fmt)
+        w = torch.randn(24, 16, 3, 3, 3, device="cuda") / (24 * 27) ** 0.5
+        b = torch.randn(16, device="cuda")
+        gy = None
+        got = {}
+        for node in (True, False):
+            monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+            xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
+            y = ct.conv_transpose3d(xs, ws, bs, stride, 1, precision=prec, strict=True)
+            if gy is None:
+                gy = torch.randn_like(y)
+            name = y.grad_fn.name()
+            y.backward(gy)
+            got[node] = (name, [y.detach(), xs.grad, ws.grad, bs.grad])
+        assert "ConvTranspose3dNode" in got[True][0] and "ConvTranspose3dFunction" in got[False][0]
+        for a, c in zip(got[True][1], got[False][1]):
+            assert a.stride() == c.stride() and torch.equal(a, c)
+        ref = F.conv_transpose3d(x.double(), w.double(), b.double(), stride, 1)
+        assert rel_l2(got[True][1][0], ref) <= TOL[prec]
+        # the node's plan took the cache's choices, one per pass (None where a pass had one candidate)
+        by_op = {}
+        for key, name in autotune.read_cache().items():
+            op = key.split("|")[5]
+            if op == "wgrad" or key.endswith("|out NCDHW") == (fmt is not CL):
+                by_op[op] = name
+        tuned = [v[1] for k, v in eager._tuned_configs.items() if v[0] == autotune.generation and k[3] == (fmt is CL)]
+        assert tuned == [(by_op.get("dgrad"), by_op.get("fprop"), by_op.get("wgrad"))]
+        # later steps time nothing and stay on the node
+        monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+        monkeypatch.setattr(autotune, "fastest", lambda *a, **k: pytest.fail("timed again"))
+        y = ct.conv_transpose3d(x.clone().requires_grad_(), w, b, stride, 1, precision=prec, strict=True)
+        assert "ConvTranspose3dNode" in y.grad_fn.name()
+    finally:
+        autotune.set_autotune(None)
+        autotune.clear_memory()
+
+
+def test_autotuned_inference_tunes_the_forward_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVT3D_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CONVT3D_CONFIG", raising=False)
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1")
+    autotune.set_autotune(True)
+    autotune.clear_memory()
+    try:
+        x = torch.randn(2, 24, 6, 9, 16, device="cuda").to(memory_format=CL)
+        w = torch.randn(24, 16, 3, 3, 3, device="cuda") / (24 * 27) ** 0.5
+        with torch.no_grad():
+            y = ct.conv_transpose3d(x, w, None, 1, 1, precision="tf32", strict=True)
+        assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), None, 1, 1)) <= TOL["tf32"]
+        assert sorted(k.split("|")[5] for k in autotune.read_cache()) == ["dgrad"]
+    finally:
+        autotune.set_autotune(None)
+        autotune.clear_memory()

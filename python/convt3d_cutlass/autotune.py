@@ -29,6 +29,9 @@ from .problem import Problem
 _flag: Optional[bool] = None
 _memo: Dict[str, Optional[str]] = {}
 _lock = threading.Lock()
+# Bumped by clear_memory(): the eager node keeps the three passes' choices per layer shape (eager._tuned) so
+# that a step does not format three cache keys, and drops them when this changes.
+generation = 0
 
 
 def set_autotune(enabled: Optional[bool]) -> None:
@@ -187,5 +190,7 @@ def choose(p: Problem, op: str, precision: str, index: int, run: Callable[[str],
 
 def clear_memory() -> None:
     """Forget this process's in-memory choices (the disk cache stays)."""
+    global generation
     with _lock:
         _memo.clear()
+        generation += 1

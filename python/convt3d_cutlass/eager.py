@@ -6,12 +6,13 @@ Here the policy of all three passes (the kernels, phase tables, slices and layou
 would choose) is computed once per layer shape and handed to C++ as a plan; a step is then one op call
 for the forward, and a backward that never leaves C++.
 
-Taken where x is packed channels_last_3d or NCDHW and nothing is autotuned (the tuner times candidates
-from Python); the forward on a tap-reuse kernel, or on stock CUTLASS phases (``dgrad_phases``, their
-filters end to end in one cached tensor) where every phase has taps. Everything else (strided views,
-k < stride) returns None and the caller keeps the Python Function (``ops.ConvTranspose3dFunction``),
-which computes the same thing with the same kernels. ``CONVT3D_EAGER_NODE=0`` turns the node off (for
-A/B runs).
+Taken where x is packed channels_last_3d or NCDHW; the forward on a tap-reuse kernel, or on stock CUTLASS
+phases (``dgrad_phases``, their filters end to end in one cached tensor) where every phase has taps. With
+autotuning on, the three passes' kernels are the tuner's (``_tuned``: timed from Python at a layer shape's
+first call, grad_y a random stand-in, then planned like forced configs). Everything else (strided views,
+k < stride, CUDA graph capture while tuning) returns None and the caller keeps the Python Function
+(``ops.ConvTranspose3dFunction``), which computes the same thing with the same kernels.
+``CONVT3D_EAGER_NODE=0`` turns the node off (for A/B runs).
 """
 from __future__ import annotations
 
@@ -25,9 +26,12 @@ from .layouts import CL, _has_op
 from .problem import Problem, phases
 
 _MISSING = object()
-# (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last) -> (plan id, the forward's
-# filter from the weight, gi plan) or None where the node does not apply.
+# (Problem, precision, config, device index, CONVT3D_CONFIG, x channels_last, tuned) -> (plan id, the
+# forward's filter from the weight, gi plan) or None where the node does not apply; tuned: _tuned's triple or
+# None.
 _plans: dict = {}
+# (Problem, precision, device index, x channels_last, backward tuned) -> (autotune.generation, the tuned triple).
+_tuned_configs: dict = {}
 
 
 def enabled() -> bool:
@@ -85,13 +89,60 @@ def stock_forward_table(p: Problem, phase_ints, splits) -> list:
     return table
 
 
+def _tuned(p: Problem, precision: str, x: torch.Tensor, weight: torch.Tensor, x_cl: bool, index: int,
+           backward: bool):
+    """The autotuner's kernels for the forward, grad_input and grad_weight of layer p (x [N, C_in, D, H, W],
+    weight [C_in, C_out, k, k, k]), each a name or None (the heuristic's pass), or None for all three where the
+    shape is not tuned yet and a CUDA graph is being captured (nothing can be timed then; the Python Function
+    plans each pass itself).
+
+    As the Python Function asks for them (launch._plan: the same cache keys, outputs in x's layout), so both
+    paths run the same choices; on a shape's first call the tuner times the candidates on x, weight and a
+    random grad_y in x's layout (timing does not depend on the values). backward False (a call that builds no
+    graph): the forward alone is tuned, the backward passes left to the heuristic (the node's plan names them;
+    they never run). Remembered per shape until autotune.clear_memory()."""
+    key = (p, precision, index, x_cl, backward)
+    hit = _tuned_configs.get(key)
+    if hit is not None and hit[0] == autotune.generation:
+        return hit[1]
+    if torch.cuda.is_current_stream_capturing():
+        return None
+    stand_in = []
+
+    def grad_y():
+        if not stand_in:
+            shape = (p.n, p.c_out) + p.out_spatial
+            stand_in.append(torch.randn(shape, device=x.device, dtype=x.dtype).contiguous(
+                memory_format=CL if x_cl else torch.contiguous_format))
+        return stand_in[0]
+
+    ncdhw = not x_cl
+    with torch.no_grad():
+        xd, wd = x.detach(), weight.detach()
+        fwd = launch._plan(p, "dgrad", precision, None, x.device,
+                           lambda name: launch.forward(xd, wd, None, p, precision, name, ncdhw=ncdhw), out_ncdhw=ncdhw)
+        if backward:
+            gi = launch._plan(p, "fprop", precision, None, x.device,
+                              lambda name: launch.grad_input(grad_y(), wd, p, precision, name, ncdhw=ncdhw),
+                              out_ncdhw=ncdhw).config
+            gw = launch._plan(p, "wgrad", precision, None, x.device,
+                              lambda name: launch.grad_weight(grad_y(), xd, p, precision, name)).config
+        else:
+            gi = gw = None
+    configs = (fwd.config, gi, gw)
+    _tuned_configs[key] = (autotune.generation, configs)
+    return configs
+
+
 def _build(key, x: torch.Tensor):
-    p, precision, config, index, env_config, x_cl = key
-    fwd = launch._plan_cached(p, "dgrad", precision, config, index, env_config, not x_cl)  # y takes x's layout
+    p, precision, config, index, env_config, x_cl, tuned = key
+    # per pass: the forced config, else the tuned kernel of that pass (None: the heuristic's)
+    fwd_cfg, gi_cfg, gw_cfg = (config,) * 3 if tuned is None else tuned
+    fwd = launch._plan_cached(p, "dgrad", precision, fwd_cfg, index, env_config, not x_cl)  # y takes x's layout
     try:
         # grad_x takes x's layout too
-        gi = launch._plan_cached(p, "fprop", precision, config, index, env_config, not x_cl)
-        gw = launch._plan_cached(p, "wgrad", precision, config, index, env_config)
+        gi = launch._plan_cached(p, "fprop", precision, gi_cfg, index, env_config, not x_cl)
+        gw = launch._plan_cached(p, "wgrad", precision, gw_cfg, index, env_config)
     except ValueError:
         # A forced config that runs the forward but not a backward pass: the node plans all three at the
         # first forward, so it would refuse even a forward without grad. The Python Function plans each
@@ -108,7 +159,7 @@ def _build(key, x: torch.Tensor):
         pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
         return pid, lambda w: launch.forward_filter(w, p, fwd.k), gi
     # Stock phases: one launch each, with its own block of the filter.
-    names, rs, phase_ints, bias_only, splits = launch._stock_phases(p, precision, config, index, env_config)
+    names, rs, phase_ints, bias_only, splits = launch._stock_phases(p, precision, fwd_cfg, index, env_config)
     if bias_only or not names:  # k < stride: outputs that only get the bias, filled from Python
         return None
     pid = torch.ops.convt3d_cutlass.eager_plan(",".join(names), stock_forward_table(p, phase_ints, splits),
@@ -121,13 +172,21 @@ def apply(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], s
           problem: Optional[Problem] = None) -> Optional[torch.Tensor]:
     """y [N, C_out, Do, Ho, Wo] from the C++ node (x [N, C_in, D, H, W] on the fast path, CUDA), or None
     where the node does not apply. ``problem``: Problem.of(x, weight, ...) where the caller has it."""
-    if not enabled() or autotune.enabled() or not x.is_cuda:
+    if not enabled() or not x.is_cuda:
         return None
     x_cl = _x_layout(x)
     if x_cl is None:
         return None
     p = problem if problem is not None else Problem.of(x, weight, stride, padding, output_padding)
-    key = (p, precision, config or None, launch._index(x.device), os.environ.get("CONVT3D_CONFIG", ""), x_cl)
+    index, env_config = launch._index(x.device), os.environ.get("CONVT3D_CONFIG", "")
+    tuned = None
+    if not (config or env_config) and autotune.enabled():
+        backward = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
+                                                (bias is not None and bias.requires_grad))
+        tuned = _tuned(p, precision, x, weight, x_cl, index, backward)
+        if tuned is None:
+            return None
+    key = (p, precision, config or None, index, env_config, x_cl, tuned)
     hit = _plans.get(key, _MISSING)
     if hit is _MISSING:
         hit = _plans[key] = _build(key, x)
