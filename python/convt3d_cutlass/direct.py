@@ -802,8 +802,8 @@ def ring_sums(k) -> bool:
 # sums and the copy 2.69 ms against 2.05 from the converted grad_y plus the 0.55 ms conversion) while SR head's
 # gains 1.035x; the rounders' summing pass, which bounds the kernel (ncu), costs 0.45 ms on the headline's
 # 96-wide variant, about what the conversion saved. Since v0.54's one-instruction rounding (H200): headline
-# 1.001x, SR head 1.042x; on by default only after the full GPU suite has run with it on. CONVT3D_COPY_GRAD_Y=1
-# turns it on (docs/performance.md, v0.52-v0.54).
+# 1.001x, SR head 1.042x; v0.62 (5 ABBA rounds): headline 0.981x, SR head 1.022x (3xtf32 1.015x), the only sweep
+# rows it takes, so it stays off. CONVT3D_COPY_GRAD_Y=1 turns it on (docs/performance.md, v0.52-v0.54, v0.62).
 COPY_GRAD_Y = os.environ.get("CONVT3D_COPY_GRAD_Y", "0") == "1"
 
 
