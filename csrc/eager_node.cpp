@@ -10,7 +10,7 @@
 // Policy stays in Python (python/convt3d_cutlass/eager.py): which kernels, which phase tables, how many
 // slices, which layouts the kernels read and write. This file only replays those decisions, mirroring
 // launch.py and ops.py step for step. A forward on stock CUTLASS phases (several launches, each with
-// its own block of the filter) runs here too, except where some outputs only get the bias (k < stride).
+// its own block of the filter) runs here too, with the outputs that only get the bias (k < stride) filled.
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -62,6 +62,8 @@ struct Plan {
   std::vector<std::string> phase_kernels;
   std::vector<int64_t> phase_ints, phase_splits;
   std::vector<int64_t> phase_taps;  // 3 per phase: taps along d, h and w (dgrad_phases_flat)
+  // k < stride: the first output (d, h, w) of each phase that sees no input; its outputs get the bias or 0
+  std::vector<int64_t> bias_only_firsts;
   int64_t gi_slices = 1;  // serial split-K slices of the stock grad_input (selector.fprop_slices)
   bool gw_first = false;  // the backward runs grad_weight before grad_input (launch.grad_weight_first)
   // grad_input's kernel reads a packed NCDHW grad_y in place and writes its channels_last copy (for
@@ -84,7 +86,8 @@ const Plan& plan_at(int64_t id) {
 // gi_ncdhw: 0 NDHWC, 1 NCDHW, 2 NCDHW by whole sectors),
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, fwd_x_ncdhw, gi_sum_rows, gi_parities,
 // gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first, gi_copies. With fwd_stock, fwd_kernel names the phases' kernels
-// separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table).
+// separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table): the kernels' phases,
+// then those without taps (taps 0, the first output in ints 3-5; no kernel).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
   TORCH_CHECK(ints.size() == 22, "convt3d_cutlass: eager_plan takes 22 integers");
@@ -110,11 +113,20 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
       p.phase_kernels.push_back(fwd_kernel.substr(at, end - at));
       at = end + 1;
     }
-    const size_t n = p.phase_kernels.size();
-    TORCH_CHECK(fwd_table.size() == 13 * n && (p.stride > 1 || n == 1),
-                "convt3d_cutlass: eager_plan's stock forward takes 13 integers per phase kernel");
-    for (size_t i = 0; i < n; ++i) {
+    const size_t n = p.phase_kernels.size(), all = fwd_table.size() / 13;
+    TORCH_CHECK(fwd_table.size() % 13 == 0 && all >= n && (p.stride > 1 || all == 1) &&
+                    (all == n || p.k < p.stride),
+                "convt3d_cutlass: eager_plan's stock forward takes 13 integers per phase kernel, then per phase "
+                "without taps (k < stride only)");
+    for (size_t i = 0; i < all; ++i) {
       const int64_t* q = fwd_table.data() + 13 * i;
+      if (i >= n) {  // no taps: only its first output counts
+        TORCH_CHECK(q[9] == 0 && q[10] == 0 && q[11] == 0 && q[3] >= 0 && q[4] >= 0 && q[5] >= 0 &&
+                        q[3] < p.stride && q[4] < p.stride && q[5] < p.stride,
+                    "convt3d_cutlass: eager_plan has an invalid phase without taps");
+        p.bias_only_firsts.insert(p.bias_only_firsts.end(), {q[3], q[4], q[5]});
+        continue;
+      }
       p.phase_ints.insert(p.phase_ints.end(), q, q + 9);
       p.phase_taps.insert(p.phase_taps.end(), {q[9], q[10], q[11]});
       p.phase_splits.push_back(q[12]);
@@ -185,6 +197,15 @@ at::Tensor stock_forward(const Plan& P, const at::Tensor& x, const at::Tensor& f
   const int64_t c_in = x.size(1), c_out = shape[1];
   at::Tensor y = empty_cl(shape, x);
   at::Tensor Y = y.permute({0, 2, 3, 4, 1});
+  const int64_t s = P.stride;
+  for (size_t i = 0; i < P.bias_only_firsts.size(); i += 3) {  // k < s: outputs no tap reaches (launch.forward)
+    const int64_t* f = P.bias_only_firsts.data() + i;
+    at::Tensor dst = Y.slice(1, f[0], Y.size(1), s).slice(2, f[1], Y.size(2), s).slice(3, f[2], Y.size(3), s);
+    if (b.has_value())
+      dst.copy_(b->expand_as(dst));
+    else
+      dst.zero_();
+  }
   if (P.stride == 1) {
     const int64_t* t = P.phase_taps.data();
     TORCH_CHECK(filter.numel() == c_in * t[0] * t[1] * t[2] * c_out,

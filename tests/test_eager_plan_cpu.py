@@ -98,9 +98,9 @@ def test_node_off_without_the_extension_op(monkeypatch):
 
 
 @pytest.mark.parametrize("autotuning", [True, False])
-def test_bias_only_phases_keep_the_python_function(autotuning, monkeypatch):
-    """k < stride: stock forward phases whose outputs only get the bias (filled from Python), tuned or not
-    (since v0.62 autotuned layers take the node too: test_tuned_plans_take_each_pass_its_own_config)."""
+def test_bias_only_phases_go_to_the_node(autotuning, monkeypatch):
+    """k < stride: stock forward phases whose outputs only get the bias come after the kernels' phases in the
+    node's forward table, zeros but their first output (v0.62; the Python Function before), tuned or not."""
     monkeypatch.setattr(eager, "_has_op", lambda name: True)
     monkeypatch.delenv("CONVT3D_EAGER_NODE", raising=False)
     monkeypatch.setattr(eager.autotune, "enabled", lambda: autotuning)
@@ -108,13 +108,20 @@ def test_bias_only_phases_keep_the_python_function(autotuning, monkeypatch):
     monkeypatch.setattr(eager.launch, "sum_rows", lambda *a: 0)
     monkeypatch.setattr(eager.launch, "_plan_cached",
                         lambda p, op, *a: _plan("cutlass", tap_reuse=False) if op == "dgrad" else _plan())
-    monkeypatch.setattr(eager.launch, "_stock_phases", lambda *a: (("k",), ((0, 0, 0),), (0,) * 9, ((1, 1, 1),), (1,)))
+    monkeypatch.setattr(eager.launch, "_stock_phases",
+                        lambda *a: (("k",), ((0, 0, 0),), tuple(range(9)), ((1, 0, 1), (1, 1, 1)), (2,)))
     monkeypatch.setattr(eager, "_plans", {})
+    registered = []
+    monkeypatch.setattr(eager, "_register", lambda *a: registered.append(a) or 7)
     x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
     assert eager.apply(x, w, None, 2, 0, 0, "tf32", None) is None  # CPU tensors: never the node
     p = Problem.of(x, w, 2, 0, 0)
     tuned = ("k", None, None) if autotuning else None
-    assert eager._build((p, "tf32", None, 0, "", False, tuned), x) is None
+    pid, _, _ = eager._build((p, "tf32", None, 0, "", False, tuned), x)
+    assert pid == 7 and registered[0][0] == "k"
+    table = registered[0][1]
+    assert table == list(range(9)) + [1, 1, 1, 2] + [0, 0, 0, 1, 0, 1] + [0] * 7 + [0, 0, 0, 1, 1, 1] + [0] * 7
+    assert registered[0][5][18] == 1  # the forward on stock phases
 
 
 def test_tuned_plans_take_each_pass_its_own_config(monkeypatch):
@@ -135,7 +142,8 @@ def test_tuned_plans_take_each_pass_its_own_config(monkeypatch):
     monkeypatch.setattr(eager.launch, "sum_rows", lambda *a: 0)
     x, w = torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 1, 1, 1)
     p = Problem.of(x, w, 2, 0, 0)
-    assert eager._build((p, "tf32", None, 0, "", False, ("fwd_k", None, "gw_k")), x) is None  # bias-only phases
+    monkeypatch.setattr(eager, "_register", lambda *a: 0)
+    eager._build((p, "tf32", None, 0, "", False, ("fwd_k", None, "gw_k")), x)
     assert asked == [("dgrad", "fwd_k"), ("fprop", None), ("wgrad", "gw_k"), ("phases", "fwd_k")]
     asked.clear()
     eager._build((p, "tf32", "forced", 0, "", False, None), x)

@@ -36,7 +36,7 @@ def _run(node: bool, monkeypatch, x, w, b, gy, s, p, op, prec, config=None):
 # (N, C_in, C_out, spatial, k, stride, padding, output_padding): stride 1 and 2, odd and even k,
 # output_padding, channel counts that take the Hopper tap-reuse rows, the igemm rows and the mma.sync
 # rows, layers whose grad_input or grad_weight is stock CUTLASS, forwards on stock phases (fp32 256->128
-# at 8 wide; unaligned channels at unit stride), and k < stride (bias-only outputs: the Python Function).
+# at 8 wide; unaligned channels at unit stride), and k < stride (outputs that get the bias alone).
 CASES = [
     (2, 16, 8, (6, 7, 8), 3, 1, 1, 0),
     (2, 24, 16, (5, 6, 8), 3, 2, 1, 1),
@@ -69,10 +69,7 @@ def test_node_matches_python_function_bitwise(case, prec, x_cl, gy_cl, monkeypat
     y0, g0, name0 = _run(False, monkeypatch, x, w, b, gy, s, p, op, prec)
     y1, g1, name1 = _run(True, monkeypatch, x, w, b, gy, s, p, op, prec)
     assert "ConvTranspose3dFunction" in name0
-    node = "ConvTranspose3dNode" in name1
-    if not node:  # only k < stride (outputs that get the bias alone) keeps the Python Function
-        assert "ConvTranspose3dFunction" in name1 and k < s
-        pytest.skip("k < stride: the Python Function by design")
+    assert "ConvTranspose3dNode" in name1  # every packed layer, k < stride too (v0.62)
     assert y1.is_contiguous(memory_format=CL) == x_cl and y1.is_contiguous() == (not x_cl)
     assert torch.equal(y0, y1)
     for a, c in zip(g0, g1):
@@ -130,6 +127,31 @@ def test_node_is_taken_on_a_stock_phase_forward(monkeypatch):
     assert not any("CatArray" in n for n in names), names
     assert sum(c for n, c in names.items() if "grouped_phases_kernel" in n) == int(grouped_phases_built()), names
     assert rel_l2(y, F.conv_transpose3d(x.detach().double(), w.detach().double(), None, 2, 1)) <= 1e-5
+
+
+@pytest.mark.parametrize("prec", ["tf32", "fp32"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_cl", [True, False])
+def test_node_fills_the_outputs_no_tap_reaches(prec, bias, x_cl, monkeypatch):
+    """k < stride (here k 1, stride 2; k 2, stride 3): the stock forward's phases without taps get the bias, or
+    zeros, from the node as launch.forward fills them; the same bits as the Python Function."""
+    for ci, co, k, s in ((8, 4, 1, 2), (16, 8, 2, 3)):
+        x = torch.randn(2, ci, 4, 5, 6, device="cuda")
+        if x_cl:
+            x = x.to(memory_format=CL)
+        x.requires_grad_()
+        w = (torch.randn(ci, co, k, k, k, device="cuda") / ci ** 0.5).requires_grad_()
+        b = torch.randn(co, device="cuda").requires_grad_() if bias else None
+        gy = torch.randn(2, co, *[(o - 1) * s + k for o in (4, 5, 6)], device="cuda")
+        y0, g0, _ = _run(False, monkeypatch, x, w, b, gy, s, 0, 0, prec)
+        y1, g1, name = _run(True, monkeypatch, x, w, b, gy, s, 0, 0, prec)
+        assert "ConvTranspose3dNode" in name
+        assert torch.equal(y0, y1)
+        for a, c in zip(g0, g1):
+            assert (a is None) == (c is None) and (a is None or torch.equal(a, c))
+        ref = F.conv_transpose3d(x.detach().double(), w.detach().double(),
+                                 b.detach().double() if bias else None, s, 0)
+        assert rel_l2(y1, ref) <= TOL[prec]
 
 
 def test_node_is_taken_on_a_tap_reuse_layer(monkeypatch):

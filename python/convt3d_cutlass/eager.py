@@ -7,10 +7,11 @@ would choose) is computed once per layer shape and handed to C++ as a plan; a st
 for the forward, and a backward that never leaves C++.
 
 Taken where x is packed channels_last_3d or NCDHW; the forward on a tap-reuse kernel, or on stock CUTLASS
-phases (``dgrad_phases``, their filters end to end in one cached tensor) where every phase has taps. With
+phases (``dgrad_phases``, their filters end to end in one cached tensor). With
 autotuning on, the three passes' kernels are the tuner's (``_tuned``: timed from Python at a layer shape's
-first call, grad_y a random stand-in, then planned like forced configs). Everything else (strided views,
-k < stride, CUDA graph capture while tuning) returns None and the caller keeps the Python Function
+first call, grad_y a random stand-in, then planned like forced configs). k < stride: the outputs no tap
+reaches get the bias in C++ as launch.forward fills them. Everything else (strided views, a shape not tuned
+yet during CUDA graph capture) returns None and the caller keeps the Python Function
 (``ops.ConvTranspose3dFunction``), which computes the same thing with the same kernels.
 ``CONVT3D_EAGER_NODE=0`` turns the node off (for A/B runs).
 """
@@ -76,16 +77,19 @@ def _ncdhw_mode(plan, p: Problem, op: str) -> int:
     return 2 if direct.ncdhw_sectors(plan.k, p, op) else 1
 
 
-def stock_forward_table(p: Problem, phase_ints, splits) -> list:
-    """The stock forward's phases (launch._stock_phases, every phase with taps) as the node's forward
-    table: 13 integers per phase, its pad, first output and count (3 each), its filter's taps along d,
-    h and w (the shape of its block of the flat filter, weights.stock_phase_filter), and its serial
-    split-K slices (one at unit stride, where launch.forward runs the single phase unsplit)."""
+def stock_forward_table(p: Problem, phase_ints, splits, bias_only=()) -> list:
+    """The stock forward's phases (launch._stock_phases) as the node's forward table: 13 integers per phase
+    with taps, its pad, first output and count (3 each), its filter's taps along d, h and w (the shape of its
+    block of the flat filter, weights.stock_phase_filter), and its serial split-K slices (one at unit stride,
+    where launch.forward runs the single phase unsplit); then, for k < stride, 13 per phase without taps:
+    zeros but its first output (ints 3-5), whose outputs get the bias alone (``bias_only``)."""
     taps = [ph.taps for ph in phases(p) if not ph.empty and not ph.no_taps]
     assert len(phase_ints) == 9 * len(taps) == 9 * len(splits)
     table = []
     for i, t in enumerate(taps):
         table += list(phase_ints[9 * i:9 * i + 9]) + list(t) + [splits[i] if p.stride > 1 else 1]
+    for first in bias_only:
+        table += [0, 0, 0] + list(first) + [0] * 7
     return table
 
 
@@ -134,6 +138,11 @@ def _tuned(p: Problem, precision: str, x: torch.Tensor, weight: torch.Tensor, x_
     return configs
 
 
+def _register(fwd_kernel: str, fwd_table, gi_kernel: str, gi_table, gw_kernel: str, ints) -> int:
+    """The plan's id in C++ (csrc/eager_node.cpp, register_plan)."""
+    return torch.ops.convt3d_cutlass.eager_plan(fwd_kernel, fwd_table, gi_kernel, gi_table, gw_kernel, ints)
+
+
 def _build(key, x: torch.Tensor):
     p, precision, config, index, env_config, x_cl, tuned = key
     # per pass: the forced config, else the tuned kernel of that pass (None: the heuristic's)
@@ -156,14 +165,14 @@ def _build(key, x: torch.Tensor):
     ints = plan_ints(p, precision, x_cl, fwd, gi, gw, *common,
                      gw_first=launch.grad_weight_first(p, gw, x))
     if fwd.tap_reuse:
-        pid = torch.ops.convt3d_cutlass.eager_plan(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
+        pid = _register(fwd.name, fwd.table, gi.name, gi.table, gw.name, ints)
         return pid, lambda w: launch.forward_filter(w, p, fwd.k), gi
     # Stock phases: one launch each, with its own block of the filter.
     names, rs, phase_ints, bias_only, splits = launch._stock_phases(p, precision, fwd_cfg, index, env_config)
-    if bias_only or not names:  # k < stride: outputs that only get the bias, filled from Python
+    if not names:  # no phase with taps (k >= 1 always has one)
         return None
-    pid = torch.ops.convt3d_cutlass.eager_plan(",".join(names), stock_forward_table(p, phase_ints, splits),
-                                               gi.name, gi.table, gw.name, ints)
+    pid = _register(",".join(names), stock_forward_table(p, phase_ints, splits, bias_only), gi.name, gi.table,
+                    gw.name, ints)
     return pid, lambda w: weights.stock_phase_filter(w, rs, p.stride), gi
 
 
