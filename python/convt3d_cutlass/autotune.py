@@ -6,6 +6,8 @@ call's own inputs (two warm-up runs, median of five, CUDA events on the current 
 the winner in memory and in an on-disk cache keyed by GPU name and compute capability, CUDA, torch and
 package versions, pass, precision, problem and output layout (a forward or grad_input written NCDHW is timed
 and kept apart from one written channels_last_3d); later calls, in this or any other process, read it.
+An eager training step on the C++ node (``eager._tuned``) asks for all three passes at the layer shape's first
+forward, timing grad_input and grad_weight on a random grad_y of the output's shape and layout.
 
 The cache file (``$CONVT3D_CACHE_DIR/autotune.json``, default ``~/.cache/convt3d_cutlass``) is updated
 under an exclusive ``fcntl`` lock and replaced atomically, so several processes (one per GPU in DDP) can

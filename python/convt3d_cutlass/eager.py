@@ -7,12 +7,11 @@ would choose) is computed once per layer shape and handed to C++ as a plan; a st
 for the forward, and a backward that never leaves C++.
 
 Taken where x is packed channels_last_3d or NCDHW; the forward on a tap-reuse kernel, or on stock CUTLASS
-phases (``dgrad_phases``, their filters end to end in one cached tensor). With
-autotuning on, the three passes' kernels are the tuner's (``_tuned``: timed from Python at a layer shape's
-first call, grad_y a random stand-in, then planned like forced configs). k < stride: the outputs no tap
-reaches get the bias in C++ as launch.forward fills them. Everything else (strided views, a shape not tuned
-yet during CUDA graph capture, a forced config that runs no backward pass) returns None and the caller keeps
-the Python Function
+phases (``dgrad_phases``, their filters end to end in one cached tensor). With autotuning on, the three passes'
+kernels are the tuner's (``_tuned``: timed from Python at a layer shape's first call, grad_y a random stand-in,
+then planned like forced configs). k < stride: the outputs no tap reaches get the bias in C++ as
+launch.forward fills them. Everything else (strided views, a shape not tuned yet during CUDA graph capture, a
+forced config that runs no backward pass) returns None and the caller keeps the Python Function
 (``ops.ConvTranspose3dFunction``), which computes the same thing with the same kernels.
 ``CONVT3D_EAGER_NODE=0`` turns the node off (for A/B runs).
 """
