@@ -126,7 +126,10 @@ __device__ __forceinline__ void igemm_wgrad_unit(const IgemmWgradGeometry& geo, 
 // The producer's TMA thread (both kernels): for each k-block of this CTA's units, once stage it % S is
 // released, the 32-position box of x (four 32-channel sub-boxes) and the box of grad_y at s * i - pad + tap
 // (BN / 32 sub-boxes g_sub apart; with the kw fold the box spans the KX taps along w and starts at kw = 0).
-template <int TD, int TH, int TW, int BN, int S, int KX>
+// XN (the swapped rows, x_ncdhw): x's box is already K-major ([d][h][128 C_in][TW positions], see
+// igemm_wgrad_swap_kernel), so TMA lands it where the transposers would have written x^T, GT_OFFSET bytes into
+// the stage, and nothing transposes it.
+template <int TD, int TH, int TW, int BN, int S, int KX, bool XN = false>
 __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, const CUtensorMap* tmap_x,
                                                 const CUtensorMap* tmap_gy, const IgemmWgradGeometry& geo,
                                                 int k, int per_sample, uint8_t* smem, int stage_bytes,
@@ -150,9 +153,13 @@ __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, cons
       Barrier::wait(&empty[st_i], ((it / S) & 1) ^ 1);
       uint8_t* st = smem + st_i * stage_bytes;
       TxBarrier::arrive_and_expect_tx(&full[st_i], geo.g_tx);
+      if constexpr (XN) {
+        cute::SM90_TMA_LOAD_5D::copy(tmap_x, &full[st_i], hint, st + X_BYTES + BN / 32 * g_sub, w0, t.ci0, h0, d0, n);
+      } else {
 #pragma unroll
-      for (int c = 0; c < IW_MI / 32; ++c)
-        cute::SM90_TMA_LOAD_5D::copy(tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
+        for (int c = 0; c < IW_MI / 32; ++c)
+          cute::SM90_TMA_LOAD_5D::copy(tmap_x, &full[st_i], hint, st + c * IW_SUB, t.ci0 + 32 * c, w0, h0, d0, n);
+      }
 #pragma unroll
       for (int c = 0; c < BN / 32; ++c)
         cute::SM90_TMA_LOAD_5D::copy(tmap_gy, &full[st_i], hint, st + X_BYTES + c * g_sub, t.co0 + 32 * c,
@@ -383,7 +390,11 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 // tap's positions s * i + kw straight from the TMA box (no gather step); B = x^T, K-major, by descriptor.
 // A stage is 16 KiB smaller than the unswapped row's, so four fit where that row has three.
 // Two producer warpgroups: seven transposing warps (three, in one, measured 1-4% slower).
-template <int TD, int TH, int TW, int S>
+// XN: x is NCDHW (p.x_ncdhw), where positions are x's inner axis, so its box is K-major as it lands: TMA
+// brings [d][h][128 C_in][TW positions] (map axes w, C, h, d, n), 32-byte (TW = 8) or 64-byte (TW = 16)
+// swizzled, into the x^T slot, the consumers wait for TMA alone, and the transposing warps have nothing to do.
+// That also spares the backward x's channels_last_3d copy.
+template <int TD, int TH, int TW, int S, bool XN = false>
 __global__ void __launch_bounds__(640, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
@@ -392,6 +403,7 @@ __global__ void __launch_bounds__(640, 1)
   using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true>;
   constexpr int PW = C::PW;
   static_assert(C::THREADS == 640, "launch bounds");
+  static_assert(!XN || TW == 8 || TW == 16, "NCDHW x: rows of 32 or 64 bytes, one swizzle span each");
   using Op = typename GmmaRS<IW_MI>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   constexpr int NA = IW_MI / 2;
@@ -418,9 +430,9 @@ __global__ void __launch_bounds__(640, 1)
   if (wg < PW) {
     cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
-      igemm_wgrad_tma<TD, TH, TW, BN, S, KX>(p, &tmap_x, &tmap_gy, geo, k, per_sample, smem, STAGE_BYTES, G_SUB,
-                                             full, empty);
-    } else if (tid >= 32) {
+      igemm_wgrad_tma<TD, TH, TW, BN, S, KX, XN>(p, &tmap_x, &tmap_gy, geo, k, per_sample, smem, STAGE_BYTES,
+                                                 G_SUB, full, empty);
+    } else if (tid >= 32 && !XN) {
       // x^T. Transposing warp w takes the (sub-box, 16-byte chunk) pairs P = w, w + TWARPS, ..., lane q the
       // position: it reads channels 4j..4j+3 (j = P % 8) of position q (8 lanes of a 128-bit phase hit 8
       // distinct chunks) and writes them into rows 4P + m of the K-major tile at column q (32
@@ -490,7 +502,10 @@ __global__ void __launch_bounds__(640, 1)
 #pragma unroll 1
     for (int i = 0; i < t.count; ++i, ++it) {
       const int s = it % S;
-      Barrier::wait(&ready[s], (it / S) & 1);
+      if constexpr (XN)
+        cutlass::arch::ClusterTransactionBarrier::wait(&full[s], (it / S) & 1);
+      else
+        Barrier::wait(&ready[s], (it / S) & 1);
       const uint32_t gy = smem_addr + s * STAGE_BYTES + C::X_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
@@ -504,8 +519,17 @@ __global__ void __launch_bounds__(640, 1)
       fence_acc(acc);
       cute::warpgroup_arrive();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        gmma_rs<Op>(a[kk], sw128_desc(gy + G_BYTES + 32 * kk), acc, std::make_index_sequence<NA>{});
+      for (int kk = 0; kk < 4; ++kk) {
+        uint64_t desc;
+        if constexpr (XN) {
+          // positions 8 kk .. 8 kk + 7: row (8 kk) / TW of the box's (d, h) rows, at 32 * (8 kk % TW / 8) bytes
+          const uint32_t b = gy + G_BYTES + (8 * kk / TW) * (IW_MI * TW * 4) + (8 * kk % TW) * 4;
+          desc = TW == 8 ? sw32_desc(b) : sw64_desc(b);
+        } else {
+          desc = sw128_desc(gy + G_BYTES + 32 * kk);
+        }
+        gmma_rs<Op>(a[kk], desc, acc, std::make_index_sequence<NA>{});
+      }
       cute::warpgroup_commit_batch();
       cute::warpgroup_wait<0>();
       fence_acc(acc);
@@ -571,7 +595,9 @@ struct IgemmWgradKernel {
 
   static int can_implement(const DirectWgradLaunch& p) {
     if (p.Ci % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.x_ncdhw || p.gy_ncdhw) return 5;            // NDHWC x and grad_y only
+    if (p.gy_ncdhw) return 5;  // NDHWC grad_y only
+    // NCDHW x: the swapped rows (XN), W a multiple of 4 (TMA's 16-byte strides)
+    if (p.x_ncdhw && !(SWAP && (TW == 8 || TW == 16) && p.Wi % 4 == 0)) return 5;
     IgemmWgradGeometry geo;
     const int code = geometry(p, geo);
     if (code != 0) return code;
@@ -591,17 +617,29 @@ struct IgemmWgradKernel {
     const cuuint32_t g_box[5] = {32, KX > 1 ? (cuuint32_t)geo.wb : s * TW, s * TH, s * TD, 1};
     // TFLOAT32 maps (tf32 only, no sums): the kernels take the landed elements as their tf32 operands.
     constexpr bool kMapRounds = input_map_rounds(false, false);
-    if (!encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds) ||
+    // NCDHW x (XN): axes (w, C, h, d, n), a box of TW positions x 128 C_in x TH x TD, one swizzle span per row.
+    const cuuint32_t xn_box[5] = {TW, IW_MI, TH, TD, 1};
+    const bool x_ok = p.x_ncdhw ? encode_ncdhw_wchd(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, xn_box,
+                                                    TW == 8 ? CU_TENSOR_MAP_SWIZZLE_32B : CU_TENSOR_MAP_SWIZZLE_64B,
+                                                    CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
+                                : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_128B,
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds);
+    if (!x_ok ||
         !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_128B,
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, KX > 1 ? 1 : 0, kMapRounds))
       return 5;
     const int sms = sm_count();
     if (sms <= 0) return 1000 + (int)cudaGetLastError();
     const dim3 grid((unsigned)(geo.units < sms ? geo.units : sms));
-    if constexpr (SWAP)
+    if constexpr (SWAP) {
+      if constexpr (TW == 8 || TW == 16) {
+        if (p.x_ncdhw)
+          return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, true>, grid, C::THREADS,
+                                          smem_bytes(geo), p.stream, p, tx, tg, geo);
+      }
       return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
+    }
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);

@@ -51,8 +51,8 @@ __device__ __forceinline__ void dispatch_upto(int n, F& f) {
   }
 }
 
-// K-major swizzled operand descriptor: 8-row groups sbo bytes apart, layout_type 3 (32-byte swizzle)
-// or 1 (128-byte swizzle); the leading byte offset is unused for swizzled K-major layouts.
+// K-major swizzled operand descriptor: 8-row groups sbo bytes apart, layout_type 3 (32-byte swizzle),
+// 2 (64-byte) or 1 (128-byte); the leading byte offset is unused for swizzled K-major layouts.
 __device__ __forceinline__ uint64_t kmajor_desc(uint32_t smem_addr, uint32_t sbo, int layout_type) {
   cute::GmmaDescriptor d;
   d.bitfield.start_address_ = smem_addr >> 4;
@@ -65,6 +65,10 @@ __device__ __forceinline__ uint64_t kmajor_desc(uint32_t smem_addr, uint32_t sbo
 
 // K-major, 32-byte swizzle, 8-row groups 256 bytes apart (the layout TMA's SWIZZLE_32B writes).
 __device__ __forceinline__ uint64_t sw32_desc(uint32_t smem_addr) { return kmajor_desc(smem_addr, 256, 3); }
+
+// K-major, 64-byte swizzle, 8-row groups 512 bytes apart (the layout TMA's SWIZZLE_64B writes for 64-byte
+// rows); a k8 step inside the row is a 32-byte offset of the start address, as with sw128_desc.
+__device__ __forceinline__ uint64_t sw64_desc(uint32_t smem_addr) { return kmajor_desc(smem_addr, 512, 2); }
 
 // K-major, 128-byte swizzle, 8-row groups 1024 bytes apart (the layout TMA's SWIZZLE_128B writes for
 // 128-byte rows). A k8 step inside the row is a 32-byte offset of the start address: the swizzle is
@@ -216,6 +220,21 @@ inline bool encode_ncdhw(CUtensorMap* map, const float* ptr, int n, int d, int h
                          const cuuint32_t (&box)[5], CUtensorMapL2promotion promo, bool tf32 = false) {
   const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)c, (cuuint64_t)n};
   return encode_packed5(map, ptr, dim, box, CU_TENSOR_MAP_SWIZZLE_NONE, promo, nullptr, tf32);
+}
+
+// NCDHW [n][c][d][h][w] with the channels second: box dims in (w, c, h, d, n) order, so that a box lands as
+// [d][h][c][w], rows of positions per channel (K-major where positions are a GEMM's K). W % 4 == 0.
+inline bool encode_ncdhw_wchd(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
+                              const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
+                              bool tf32 = false) {
+  auto encode = encode_fn();
+  if (encode == nullptr) return false;
+  const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)c, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
+  const cuuint64_t hw = (cuuint64_t)h * w * 4, dhw = hw * d;
+  const cuuint64_t stride[4] = {dhw, (cuuint64_t)w * 4, hw, dhw * c};
+  const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
+  return encode(map, f32_map_type(tf32), 5, const_cast<float*>(ptr), dim, stride, box, ones,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 }  // namespace direct90

@@ -654,6 +654,29 @@ def test_wgmma_wgrad_reads_ncdhw_policy():
     assert not direct.wgrad_reads_ncdhw(DIRECT_WGRAD_KERNELS[0], torch.empty(2, 8, 3, 5, 12))
 
 
+def test_igemm_wgrad_swap_reads_ncdhw_policy(monkeypatch):
+    """The swapped implicit-GEMM grad_weight rows take a packed NCDHW x with W % 4 == 0 by TMA (x^T needs no
+    transpose then); a channels_last_3d or strided x, W % 4 != 0, the unswapped rows and the knob off keep
+    the channels_last_3d copy."""
+    import torch
+    from convt3d_cutlass.kernel_table import KERNELS
+    swapped = [r for r in KERNELS if r.family == "igemm" and r.op == "wgrad" and r.swap]
+    plain = [r for r in KERNELS if r.family == "igemm" and r.op == "wgrad" and not r.swap]
+    assert swapped and plain
+    for row in swapped:
+        assert row.block[2] in (8, 16)
+        assert direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 10))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12).to(
+            memory_format=torch.channels_last_3d))
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 24)[..., :12])
+        monkeypatch.setattr(direct, "IGEMM_WGRAD_NCDHW_X", False)
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
+        monkeypatch.setattr(direct, "IGEMM_WGRAD_NCDHW_X", True)
+    for row in plain:
+        assert not direct.wgrad_reads_ncdhw(row, torch.empty(2, 8, 3, 5, 12))
+
+
 def test_writes_ncdhw_policy():
     """The warp-specialized Hopper rows store NCDHW only where a launch's output positions are dense
     along w (the forward at stride 1, grad_input at any stride) and for reductions of at least

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import (DIRECT_KERNELS, DIRECT_SIMT_KERNELS, DIRECT_WGRAD_KERNELS,
+from convt3d_cutlass.kernel_table import (BY_NAME, DIRECT_KERNELS, DIRECT_SIMT_KERNELS, DIRECT_WGRAD_KERNELS,
                                           DIRECT_WGRAD_SIMT_KERNELS, IGEMM_KERNELS, IGEMM_WGRAD_KERNELS,
                                           WGMMA_KERNELS, WGMMA_WGRAD_KERNELS)
 from convt3d_cutlass.layouts import CL, ndhwc
@@ -701,15 +701,50 @@ def test_igemm_wgrad_swap_matches_kw_fold(block, s, op):
     assert not got[1][-1].any()  # the empty slice
 
 
-def test_igemm_wgrad_refuses_ncdhw_x():
-    name = IGEMM_WGRAD_KERNELS[0].name
+@pytest.mark.parametrize("name,w", [("igemm_wgrad_tf32_1x4x8_n128_s4", 8), ("igemm_wgrad_tf32_1x4x8_n64_kx3_s3", 8),
+                                    ("igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4", 10),
+                                    ("igemm_wgrad_tf32_1x2x16_n64_kx3_sw_s4", 18)])
+def test_igemm_wgrad_refuses_ncdhw_x(name, w):
+    """The unswapped rows read a channels_last_3d x only, and the swapped ones an NCDHW x only where W % 4
+    == 0 (16-byte TMA strides): an exception, not a wrong result."""
     if name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    x = torch.randn(1, 8, 4, 4, 8, device="cuda")
-    gy = torch.randn(1, 4, 4, 8, 8, device="cuda")
+    x = torch.randn(1, 8, 4, 4, w, device="cuda")
+    gy = torch.randn(1, 4, 4, w, 8, device="cuda")
     partials = torch.empty(1, 27, 8, 8, device="cuda")
     with pytest.raises(RuntimeError, match="cannot run this problem"):
         torch.ops.convt3d_cutlass.direct_wgrad(name, x, gy, partials, 3, 1, 1, 1, True)
+
+
+@pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
+@pytest.mark.parametrize("s,op,spatial", [(1, 0, (3, 7, 12)), (2, 0, (3, 7, 12)), (2, 1, (2, 5, 20)),
+                                          (3, 0, (3, 6, 8))])
+def test_igemm_wgrad_swap_reads_ncdhw_x(block, s, op, spatial):
+    """The swapped rows with x in its NCDHW storage (TMA lands it K-major, 32- or 64-byte swizzled, where the
+    transposing warps write x^T from a channels_last_3d x): the same tf32 operands reach the same MMAs in
+    the same order, so the same bits. C_in and C_out tails (136, 72), partial position boxes along h and w,
+    several slices and an empty one, NaN-poisoned partial sums; then through launch.grad_weight, which
+    takes the NCDHW x as it is, against float64."""
+    name = f"igemm_wgrad_tf32_{'x'.join(map(str, block))}_n64_kx3_sw_s4"
+    if name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 136, 72, spatial, 3, s, 1, op)
+    x = torch.randn(2, 136, *spatial, device="cuda")
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    d, h, w = spatial
+    tiles = 2 * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
+    got = []
+    for xin, xn in ((x, True), (ndhwc(x), False)):
+        partials = torch.full((tiles + 1, 27, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, xin, ndhwc(gy), partials, 3, s, 1, 1, xn)
+        got.append(partials)
+    assert torch.isfinite(got[0]).all()
+    assert torch.equal(got[0], got[1])
+    assert not got[0][-1].any()  # the empty slice
+    assert direct.wgrad_reads_ncdhw(BY_NAME[name], x)
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "tf32", name)
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, 1, op)) <= TOL["tf32"]
 
 
 @pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.rs], ids=lambda k: k.name)

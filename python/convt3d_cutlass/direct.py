@@ -882,14 +882,23 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     return True
 
 
+# The swapped implicit-GEMM grad_weight rows (igemm_wgrad ..._sw) take an NCDHW x by TMA as the K-major x^T
+# their transposing warps otherwise build (csrc/igemm_wgrad_sm90.cuh, XN). False: they read a channels_last_3d
+# copy as before (A/B knob).
+IGEMM_WGRAD_NCDHW_X = True
+
+
 def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     """Whether grad_weight row k takes x [N, C_in, D, H, W] in its NCDHW storage (its x_ncdhw mode)
     instead of a channels_last_3d copy, x being packed NCDHW (not channels_last_3d already). The
     exact-fp32 rows gather any such x 4 bytes at a time; the Hopper rows need W a multiple of 4 (TMA's
     16-byte row strides) and an x tile of a multiple of 4 granules of 8 positions and of 4 channels
-    (the bank-spread lane walk of the staging); the others read NDHWC only."""
+    (the bank-spread lane walk of the staging); the swapped implicit-GEMM rows W a multiple of 4 and
+    rows of 8 or 16 positions (IGEMM_WGRAD_NCDHW_X); the others read NDHWC only."""
     if k.simt and k.op == "wgrad":
         return _packed_ncdhw(x)
+    if k.family == "igemm" and k.op == "wgrad" and k.swap:
+        return (IGEMM_WGRAD_NCDHW_X and _packed_ncdhw(x) and x.shape[4] % 4 == 0 and k.block[2] in (8, 16))
     return (k.family == "wgmma" and k.op == "wgrad" and _packed_ncdhw(x) and x.shape[4] % 4 == 0
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
