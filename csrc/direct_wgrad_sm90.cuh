@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -97,7 +98,12 @@ struct WgradConfig {
 // PW: warp-specialized (WgradConfig::CW): the last warpgroup waits for the TMA loads and stages each step
 // (x^T; tf32 only, so nothing to round) while the MMA warpgroups run the previous one; mbarriers replace the
 // CTA barrier.
-template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool PW = false>
+// XD (XN, PW, two stages): positions are an NCDHW x's inner axis, so x^T needs no staging at all: TMA lands
+// the tile as [y][ci][TW positions], rows of 32 or 64 bytes swizzled over their own span (map axes w, C, h, d,
+// n), in the x^T buffer itself, and the MMA warpgroups wait for TMA alone. (One box per 8-position column,
+// 32-byte rows, measured 0.93x on SR head's grad_weight: twice the TMA requests of the 64-byte rows.) With two stages a step's x^T buffer (of
+// three) was last read two steps before the one whose retirement its load already waits for.
+template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT, bool XN, bool PW = false, bool XD = false>
 __global__ void __launch_bounds__(128 * WG, 1)
     wgrad_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                  const __grid_constant__ CUtensorMap tmap_gy, const WgradGeometry geo) {
@@ -107,6 +113,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
   using Barrier = cutlass::arch::ClusterBarrier;
   static_assert(!PW || !SPLIT, "PW: tf32");
   static_assert(PW || S == 2, "three stages: the warp-specialized form only");
+  static_assert(!XD || (XN && PW && S == 2 && C::XT == 3 && (TW == 8 || TW == 16)),
+                "x^T by TMA: NCDHW x, warp-specialized, two stages, rows of one swizzle span");
   // tf32: both maps are TFLOAT32 (run()), so x and grad_y land rounded; 3xtf32 splits the raw values.
   constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, false);
   constexpr int NA = BN / 2;  // accumulator floats per thread per kd
@@ -217,7 +225,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
     const int first = starts ? 0 : K - fresh;
     cutlass::arch::ClusterTransactionBarrier::arrive_and_expect_tx(&full[st], C::BOX_BYTES + (K - first) * plane_tx);
     constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
-    if constexpr (XN)
+    if constexpr (XD)
+      cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xt + (t % C::XT) * C::X_BYTES, at.w0, ci0, at.y0, at.z,
+                                   at.n);
+    else if constexpr (XN)
       cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, at.w0, at.y0, at.z, ci0, at.n);
     else
       cute::SM90_TMA_LOAD_5D::copy(&tmap_x, &full[st], hint, xraw + st * C::X_BYTES, ci0, at.w0, at.y0, at.z, at.n);
@@ -326,12 +337,18 @@ __global__ void __launch_bounds__(128 * WG, 1)
         }
       };
       issue_ahead(-1);
-      for (int u = 0; u < steps; ++u) {
-        cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
-        if (C::XT == 2 && u >= 2) wait_done(u - 2);
-        stage(u, ptid, 128);
-        Barrier::arrive(&ready[u % C::XT]);
-        issue_ahead(u);
+      if constexpr (XD) {
+        // Nothing to stage: thread 0 issues each step once the one that last read its slots has retired.
+        if (ptid == 0)
+          for (int u = 0; u < steps; ++u) issue_ahead(u);
+      } else {
+        for (int u = 0; u < steps; ++u) {
+          cutlass::arch::ClusterTransactionBarrier::wait(&full[u % S], (u / S) & 1);
+          if (C::XT == 2 && u >= 2) wait_done(u - 2);
+          stage(u, ptid, 128);
+          Barrier::arrive(&ready[u % C::XT]);
+          issue_ahead(u);
+        }
       }
       return;
     }
@@ -366,7 +383,10 @@ __global__ void __launch_bounds__(128 * WG, 1)
         __syncwarp();
         if (lane == 0) Barrier::arrive(&done[(t - 1) % C::ND]);
       }
-      Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
+      if constexpr (XD)
+        cutlass::arch::ClusterTransactionBarrier::wait(&full[t % S], (t / S) & 1);
+      else
+        Barrier::wait(&ready[t % C::XT], (t / C::XT) & 1);
     } else {
       cutlass::arch::ClusterTransactionBarrier::wait(&full[t % S], (t / S) & 1);
       stage(t, tid, C::THREADS);
@@ -437,7 +457,12 @@ __global__ void __launch_bounds__(128 * WG, 1)
             }
           }
           cute::warpgroup_arrive();
-          const uint64_t db = sw32_desc(xb_addr + gr * BN * 32);
+          // XD: granule gr is tile row gr / (TW / 8), its 32-byte part gr % (TW / 8) of each channel's row
+          uint64_t db;
+          if constexpr (XD && TW == 16)
+            db = sw64_desc(xb_addr + (gr / 2) * BN * 64 + (gr % 2) * 32);
+          else
+            db = sw32_desc(xb_addr + gr * BN * 32);
 #pragma unroll
           for (int j = 0; j < NT; ++j) {
             if constexpr (SPLIT) {
@@ -502,6 +527,14 @@ __global__ void __launch_bounds__(128 * WG, 1)
     }
   }
 #endif
+}
+
+// CONVT3D_WGRAD_STAGE_X=1: the two-stage warp-specialized rows stage an NCDHW x's x^T in their producer
+// warpgroup (before v0.63) instead of loading it K-major by TMA (XD). Read at every launch (a getenv is
+// 0.1 us, v0.62), so that bench/tools/envab.py can switch it within one process.
+inline bool stage_x_env() {
+  const char* v = std::getenv("CONVT3D_WGRAD_STAGE_X");
+  return v != nullptr && v[0] == '1';
 }
 
 template <int K, int TY, int TW, int BN, int WG, int S, bool SPLIT = false>
@@ -583,10 +616,21 @@ struct WgmmaWgradKernel {
     const cuuint32_t x_box[5] = {BN, TW, TY, 1, 1};
     const cuuint32_t g_box[5] = {(cuuint32_t)geo.pitch, (cuuint32_t)geo.gw, (cuuint32_t)geo.gh, 1, 1};
     const cuuint32_t x_box_ncdhw[5] = {TW, TY, 1, BN, 1};
+    const bool use_pw = pw(p);
+    // XD (the warp-specialized two-stage k3 rows, tf32): x^T by TMA from an NCDHW x, its rows of TW positions
+    // one swizzle span. CONVT3D_WGRAD_STAGE_X=1 stages it as before (A/B). v0.63 (envab, 7 rounds, NCDHW
+    // grad_weight staged / XD): headline 1.032x, video-gen 1.021x, SR head 1.050x; V-Net refine (k5, whose
+    // instantiations spill) 0.905x there and 1.033x with 32-byte rows in another run: k5 stays staged.
+    constexpr bool kXD = kPW && S == 2 && K == 3 && (TW == 8 || TW == 16);
+    const bool xd = kXD && p.x_ncdhw && use_pw && !stage_x_env();
+    const cuuint32_t x_box_xd[5] = {TW, BN, TY, 1, 1};
     // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
     // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
     constexpr bool kMapRounds = input_map_rounds(SPLIT, false);  // the kernel's MAP_ROUNDS
-    const bool x_ok = p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
+    const bool x_ok = xd ? encode_ncdhw_wchd(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_xd,
+                                             TW == 8 ? CU_TENSOR_MAP_SWIZZLE_32B : CU_TENSOR_MAP_SWIZZLE_64B,
+                                             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
+                      : p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
                                                CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
                                 : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
                                                CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds);
@@ -595,7 +639,6 @@ struct WgmmaWgradKernel {
                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds))
       return 5;
     const size_t bytes = smem_bytes(geo);
-    const bool use_pw = pw(p);
     using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kAlwaysPW>);
     auto pick = [&](auto xn) -> Fn {
       constexpr bool XN = decltype(xn)::value;
@@ -608,6 +651,8 @@ struct WgmmaWgradKernel {
         return &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, XN, false>;
     };
     Fn kernel = p.x_ncdhw ? pick(std::true_type{}) : pick(std::false_type{});
+    if constexpr (kXD)
+      if (xd) kernel = &wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, true, true, true>;
     const dim3 grid((unsigned)(p.slices * geo.co_blocks * geo.ci_blocks));
     return direct::launch_with_smem(kernel, grid, C::THREADS, bytes, p.stream, p, tx, tg, geo);
   }

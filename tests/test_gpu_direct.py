@@ -418,7 +418,8 @@ def test_wgmma_wgrad_config(cfg, c_in, c_out, k, s, p, op):
 @pytest.mark.parametrize("c_in,c_out,k,s,p,spatial", [(52, 40, 3, 1, 1, (5, 11, 20)), (8, 4, 3, 2, 1, (4, 9, 12)),
                                                       (36, 12, 5, 1, 2, (3, 17, 36)), (48, 24, 3, 1, 0, (6, 8, 16))])
 def test_wgmma_wgrad_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, spatial):
-    """x in its NCDHW storage (TMA box [ci][positions], staged on bank-spread diagonals) gives the same
+    """x in its NCDHW storage (TMA box [ci][positions], staged on bank-spread diagonals; on the two-stage
+    warp-specialized k3 rows landed K-major by TMA itself, XD, unless CONVT3D_WGRAD_STAGE_X=1) gives the same
     bits as its channels_last_3d copy: the same x^T tile reaches the same MMAs. Partial tiles in H and
     W, a C_in tail (52), poisoned partial sums."""
     prob = Problem(2, c_in, c_out, spatial, k, s, p)
