@@ -14,6 +14,11 @@ counting one MMA per product, SPLIT_MMAS_PER_PRODUCT=1):
 ATTR may name the selector's module too (v0.51: "off" without the sector twins; an empty VALUE is False):
 
     python bench/tools/igemm_ncdhw_ab.py sr-head 5 tf32 selector.SECTOR_TWINS=
+
+A fifth argument lists the passes (v0.63: the swapped grad_weight rows reading an NCDHW x, "off" their
+channels_last_3d copy):
+
+    python bench/tools/igemm_ncdhw_ab.py unet3d-dec1,medium 7 tf32 IGEMM_WGRAD_NCDHW_X= forward,grad_input,grad_weight,step
 """
 import sys
 
@@ -31,7 +36,8 @@ def main():
     names = sys.argv[1].split(",")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     prec = sys.argv[3] if len(sys.argv) > 3 else "tf32"
-    knob = sys.argv[4].split("=") if len(sys.argv) > 4 else None
+    knob = sys.argv[4].split("=") if len(sys.argv) > 4 and sys.argv[4] else None
+    passes = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else PASSES
     cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
     landed = direct.writes_ncdhw
 
@@ -55,9 +61,9 @@ def main():
     print(f"{prec} NCDHW, GPU ms, median of {rounds} rounds (ABBA): off / on / gain; step peak MiB off / on")
     for nm in names:
         t = CaseTensors(cases[nm], False)
-        m, mem, same = measure(t, prec, ["off", "on"], apply, rounds, PASSES, ("forward", "grad_input"))
+        m, mem, same = measure(t, prec, ["off", "on"], apply, rounds, passes, ("forward", "grad_input"))
         print(f"{nm:12s} " + "  ".join(f"{ps} {m[('off', ps)]:.3f} {m[('on', ps)]:.3f} "
-                                        f"{m[('off', ps)] / m[('on', ps)]:.3f}" for ps in PASSES)
+                                        f"{m[('off', ps)] / m[('on', ps)]:.3f}" for ps in passes)
               + f"  MiB {mem['off']:.0f} {mem['on']:.0f}  same={same}", flush=True)
         del t
         torch.cuda.empty_cache()
