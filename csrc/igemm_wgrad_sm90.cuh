@@ -127,8 +127,8 @@ __device__ __forceinline__ void igemm_wgrad_unit(const IgemmWgradGeometry& geo, 
 // released, the 32-position box of x (four 32-channel sub-boxes) and the box of grad_y at s * i - pad + tap
 // (BN / 32 sub-boxes g_sub apart; with the kw fold the box spans the KX taps along w and starts at kw = 0).
 // XN (the swapped rows, x_ncdhw): x's box is already K-major ([d][h][128 C_in][TW positions], see
-// igemm_wgrad_swap_kernel), so TMA lands it where the transposers would have written x^T, GT_OFFSET bytes into
-// the stage, and nothing transposes it.
+// igemm_wgrad_swap_kernel), so TMA lands it where the transposers would have written x^T (X_BYTES + BN / 32 *
+// g_sub bytes into the stage), and nothing transposes it.
 template <int TD, int TH, int TW, int BN, int S, int KX, bool XN = false>
 __device__ __forceinline__ void igemm_wgrad_tma(const DirectWgradLaunch& p, const CUtensorMap* tmap_x,
                                                 const CUtensorMap* tmap_gy, const IgemmWgradGeometry& geo,
