@@ -3,6 +3,9 @@
 
     ncu --nvtx --nvtx-include "prof/" -k regex:igemm_wgrad --section SourceCounters -o rep \\
         python bench/tools/ncuwgrad.py unet3d-dec1 igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4
+
+A fourth argument NCDHW gives x in its NCDHW storage (v0.63: the rows that read it in place), grad_y staying
+channels_last_3d as the backward hands it over.
 """
 import sys
 
@@ -12,6 +15,8 @@ from bench.tools.common import layer_tensors
 from convt3d_cutlass import launch
 
 prob, x, w, gy = layer_tensors(sys.argv[1])
+if len(sys.argv) > 4 and sys.argv[4] == "NCDHW":
+    x = x.contiguous()
 for i in range(3):
     if i == 2:
         torch.cuda.nvtx.range_push("prof")
