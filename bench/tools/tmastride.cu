@@ -3,8 +3,12 @@
 // A [N=1][C=8][D=2][H=4][W=64] float tensor holding its own linear index, mapped (w, c, h, d, n); each case
 // encodes a map, loads one box at (w0, c0, h0, 0, 0) and prints what landed. v0.63 (logs/v63.log section 6): the
 // encoder accepts elementStrides[0] = 2 and 3 (FLOAT32, no swizzle), but this load kernel trapped with an illegal
-// instruction even at unit stride (its SASS holds the UTMALDG.5D and mbarrier ops the package's kernels use; cause
-// not found), so what such a box lands is still unverified: fix the load here before building on it. No torch:
+// instruction even at unit stride. v0.64: the cause was w0 = 3, 5, 1: a box's start along the inner axis must lie
+// on 16 bytes (4 floats), else the load traps; the cases start on 0, 4 and 8 now, and the last case shows the
+// trap. What they landed on the H200 (logs/v64.log section 2): a traversal stride along the inner axis does not
+// subsample it. Box 16 x 8 at stride 2 landed w 4..19 contiguous in each row (its barrier completed on the 256
+// bytes of 8 x 8 elements expected), box 24 x 8 at stride 3 w 0..23, and box 32 x 8 at stride 2 never completed
+// its barrier on 512 bytes expected. So TMA cannot pick every s-th position of a row. No torch:
 //   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Icsrc -I$CUTLASS/include bench/tools/tmastride.cu -o tmastride
 #include <cstdio>
 #include <vector>
@@ -89,10 +93,12 @@ int main() {
   cudaMemcpy(dev, host.data(), host.size() * 4, cudaMemcpyHostToDevice);
   // Encodes first (a failed launch leaves the context's error sticky for every later driver call), then loads.
   for (int launch = 0; launch < 2; ++launch) {
-    run("unit stride, box 16 x 8", dev, 1, 16, 8, 3, launch);
-    run("w stride 2, box 16 x 8 (8 loaded per row)", dev, 2, 16, 8, 3, launch);
-    run("w stride 2, box 32 x 8 (16 loaded per row)", dev, 2, 32, 8, 5, launch);
-    run("w stride 3, box 24 x 8", dev, 3, 24, 8, 1, launch);
+    run("unit stride, box 16 x 8", dev, 1, 16, 8, 4, launch);
+    run("w stride 2, box 16 x 8 (8 loaded per row)", dev, 2, 16, 8, 4, launch);
+    run("w stride 2, box 32 x 8 (16 loaded per row)", dev, 2, 32, 8, 8, launch);
+    run("w stride 3, box 24 x 8", dev, 3, 24, 8, 0, launch);
+    run("w stride 3, box 24 x 8 from w 12", dev, 3, 24, 8, 12, launch);
+    run("unit stride from w 3 (off 16 bytes: expected to trap)", dev, 1, 16, 8, 3, launch);
   }
   return 0;
 }
