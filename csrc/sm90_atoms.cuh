@@ -187,22 +187,30 @@ inline CUtensorMapDataType f32_map_type(bool tf32) {
 // sums. One rule for both sides: each kernel's MAP_ROUNDS skips its own rounding, and its host encodes the map.
 constexpr __host__ __device__ bool input_map_rounds(bool split, bool sums) { return !split && !sums; }
 
-// A packed 5-D float tensor as a tensor map, dims innermost first, out-of-range boxes zero-filled.
-// steps: the traversal stride per dim (null: 1); a box then spans box[i] elements and loads every
-// steps[i]-th. tf32: land the elements rounded (f32_map_type). False when the driver refuses it
-// (alignment, box sizes).
-inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5], const cuuint32_t (&box)[5],
-                           CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
-                           const cuuint32_t* steps = nullptr, bool tf32 = false) {
+// A 5-D float tensor as a tensor map, dims innermost first, with the byte strides of dims 1-4 (each a multiple
+// of 16), out-of-range boxes zero-filled. steps: the traversal stride per dim (null: 1); a box then spans box[i]
+// elements and loads every steps[i]-th (dims 1-4 only: along dim 0 the elements land contiguous, v0.64). A box's
+// start along dim 0 must lie on 16 bytes, else the load traps (v0.64). tf32: land the elements rounded
+// (f32_map_type). False when the driver refuses it (alignment, box sizes).
+inline bool encode_strided5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5],
+                            const cuuint64_t (&stride)[4], const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle,
+                            CUtensorMapL2promotion promo, const cuuint32_t* steps = nullptr, bool tf32 = false) {
   auto encode = encode_fn();
   if (encode == nullptr) return false;
-  cuuint64_t stride[4];
-  stride[0] = dim[0] * 4;
-  for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
   const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
   return encode(map, f32_map_type(tf32), 5, const_cast<float*>(ptr), dim, stride, box,
                 steps != nullptr ? steps : ones,
                 CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// A packed 5-D float tensor (encode_strided5 with the strides of its dims in order).
+inline bool encode_packed5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5], const cuuint32_t (&box)[5],
+                           CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
+                           const cuuint32_t* steps = nullptr, bool tf32 = false) {
+  cuuint64_t stride[4];
+  stride[0] = dim[0] * 4;
+  for (int i = 1; i < 4; ++i) stride[i] = stride[i - 1] * dim[i];
+  return encode_strided5(map, ptr, dim, stride, box, swizzle, promo, steps, tf32);
 }
 
 // NDHWC [n][d][h][w][c]: box dims in (c, w, h, d, n) order; `step` the traversal stride along d, h, w
@@ -227,14 +235,10 @@ inline bool encode_ncdhw(CUtensorMap* map, const float* ptr, int n, int d, int h
 inline bool encode_ncdhw_wchd(CUtensorMap* map, const float* ptr, int n, int d, int h, int w, int c,
                               const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle, CUtensorMapL2promotion promo,
                               bool tf32 = false) {
-  auto encode = encode_fn();
-  if (encode == nullptr) return false;
   const cuuint64_t dim[5] = {(cuuint64_t)w, (cuuint64_t)c, (cuuint64_t)h, (cuuint64_t)d, (cuuint64_t)n};
   const cuuint64_t hw = (cuuint64_t)h * w * 4, dhw = hw * d;
   const cuuint64_t stride[4] = {dhw, (cuuint64_t)w * 4, hw, dhw * c};
-  const cuuint32_t ones[5] = {1, 1, 1, 1, 1};
-  return encode(map, f32_map_type(tf32), 5, const_cast<float*>(ptr), dim, stride, box, ones,
-                CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_strided5(map, ptr, dim, stride, box, swizzle, promo, nullptr, tf32);
 }
 
 }  // namespace direct90
