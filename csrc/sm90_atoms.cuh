@@ -190,8 +190,8 @@ constexpr __host__ __device__ bool input_map_rounds(bool split, bool sums) { ret
 // A 5-D float tensor as a tensor map, dims innermost first, with the byte strides of dims 1-4 (each a multiple
 // of 16), out-of-range boxes zero-filled. steps: the traversal stride per dim (null: 1); a box then spans box[i]
 // elements and loads every steps[i]-th (dims 1-4 only: along dim 0 the elements land contiguous, v0.64). A box's
-// start along dim 0 must lie on 16 bytes, else the load traps (v0.64). tf32: land the elements rounded
-// (f32_map_type). False when the driver refuses it (alignment, box sizes).
+// start along dim 0 must lie on 16 bytes, else the load traps (direct_sm90.cuh's RAW_W). tf32: land the elements
+// rounded (f32_map_type). False when the driver refuses it (alignment, box sizes).
 inline bool encode_strided5(CUtensorMap* map, const float* ptr, const cuuint64_t (&dim)[5],
                             const cuuint64_t (&stride)[4], const cuuint32_t (&box)[5], CUtensorMapSwizzle swizzle,
                             CUtensorMapL2promotion promo, const cuuint32_t* steps = nullptr, bool tf32 = false) {

@@ -4,7 +4,7 @@
 // encodes a map, loads one box at (w0, c0, h0, 0, 0) and prints what landed. v0.63 (logs/v63.log section 6): the
 // encoder accepts elementStrides[0] = 2 and 3 (FLOAT32, no swizzle), but this load kernel trapped with an illegal
 // instruction even at unit stride. v0.64: the cause was w0 = 3, 5, 1: a box's start along the inner axis must lie
-// on 16 bytes (4 floats), else the load traps; the cases start on 0, 4, 8 and 12 now, and the last one shows the
+// on 16 bytes (4 floats), else the load traps (the rule csrc/direct_sm90.cuh's RAW_W already follows); the cases start on 0, 4, 8 and 12 now, and the last one shows the
 // trap. What they landed on the H200 (logs/v64.log section 2): a traversal stride along the inner axis does not
 // subsample it. Box 16 x 8 at stride 2 landed w 4..19 contiguous in each row (its barrier completed on the 256
 // bytes of 8 x 8 elements expected), box 24 x 8 at stride 3 w 0..23, and box 32 x 8 at stride 2 never completed
