@@ -1,6 +1,7 @@
 """Same-process A/B of a selector constant (selector.ATTR at two values, caches and eager plans cleared at
 each switch), as the benchmark times the passes: ABBA rounds with cuDNN's step in each (common.abba, as
-rsab.py and wfab.py for their one constant), forward and grad_input cross-checked between the settings.
+rsab.py and wfab.py for their one constant), forward and grad_input cross-checked between the settings;
+then each setting's step peak extra memory beside cuDNN's (autotuned), as the benchmark measures it.
 A layer is a sweep name or NAME=N,C_IN,C_OUT,SIDE,K,STRIDE,PADDING (a cubic x of that side); an empty value
 is False.
 
@@ -11,7 +12,9 @@ import sys
 
 import torch
 
+from bench.runner import CaseTensors, _native_fns, _our_fns
 from bench.shapes import HEADLINE, SWEEP, Case
+from bench.timing import peak_extra_mb
 from bench.tools.common import AB_PASSES, abba, abba_header, abba_row, replan
 from convt3d_cutlass import selector
 
@@ -53,5 +56,14 @@ for nm in names:
     for lay in layouts:
         med, cud = abba(case, lay == "NDHWC", values, apply, prec, rounds, passes=passes)
         print(abba_row(case.name, lay, med, cud, *values, passes), flush=True)
+        t = CaseTensors(case, lay == "NDHWC")
+        mem = []
+        for v in values:
+            apply(v)
+            mem.append(peak_extra_mb(_our_fns(t, prec)[1]["step"]))
+        mem.append(peak_extra_mb(_native_fns(t)["step"]))
+        print(f"{'':12s} {lay:6s} step peak extra MiB: {values[0]!r} {mem[0]:.0f}, {values[1]!r} {mem[1]:.0f}, "
+              f"cuDNN (autotuned) {mem[2]:.0f}", flush=True)
+        del t
 setattr(selector, attr, landed)
 replan()
