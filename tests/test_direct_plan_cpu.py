@@ -150,14 +150,24 @@ def test_wfold_plan_reproduces_conv_transpose3d(k, s, p, op, spatial):
 
 
 def test_wfold_rows_take_the_stride2_forwards_they_fold_exactly():
-    """The selector's w-fold rule (selector._wfold_wins, as measured in v0.47): stride-2 forwards with k = the
-    row's fold, k5 at any C_out and k3 up to 32 output channels, channels_last_3d output or an other pick that
-    cannot write NCDHW; never grad_input, unit stride, k2 (a k3 fold would idle a third of N) or stride 3."""
+    """The selector's w-fold rule (selector._wfold_wins, as measured in v0.47 and v0.65): stride-2 forwards with
+    k = the row's fold, k5 at any C_out and k3 up to 32 output channels, channels_last_3d output, an other pick
+    that cannot write NCDHW, or NCDHW rows off 32-byte sectors; never grad_input, unit stride, k2 (a k3 fold
+    would idle a third of N) or stride 3."""
     def fwd(prob, out_ncdhw=False):
         return selector.select_config(prob, "dgrad", "tf32", num_sms=132, capability=(9, 0), out_ncdhw=out_ncdhw).name
 
     assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
-    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == "igemm_tf32_1x8x16_n32_s10"
+    # NCDHW output: the w fold plus our transpose where rows are off sectors (127 wide), the implicit GEMM's
+    # own stores where they start on them (64 wide, output_padding 1); v0.47's rule (H100) under the flag
+    assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
+    assert fwd(Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), True) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
+    assert fwd(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1), True) == "igemm_tf32_1x8x16_n32_s10"
+    selector.WFOLD_NCDHW_OFF_SECTORS = False
+    try:
+        assert fwd(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), True) == "igemm_tf32_1x8x16_n32_s10"
+    finally:
+        selector.WFOLD_NCDHW_OFF_SECTORS = True
     assert fwd(Problem(2, 64, 24, (16, 16, 16), 3, 2, 1)) == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
     for c_out in (64, 128):  # the implicit GEMM's 64- and 128-wide N blocks
         assert fwd(Problem(2, 128, c_out, (32, 32, 32), 3, 2, 1)).startswith("igemm")
@@ -237,9 +247,12 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(Problem(2, 256, 64, (16, 16, 16), 3, 1, 1), "fprop", "tf32").family == "igemm"
     # ... and for strided layers: forwards with k < 2 * stride, grad_input always; Ampere keeps mma.sync
     # tap reuse for strided forwards and the stock fprop for strided grad_input.
-    # (32 output channels, k3: the w fold for channels_last_3d output, the implicit GEMM for NCDHW, which it writes)
+    # (32 output channels, k3: the w fold for channels_last_3d output, and for NCDHW where the output's rows are
+    # off 32-byte sectors; the implicit GEMM for NCDHW rows on sectors, which it writes by plain stores)
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32").wf == 2
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32",
+                                  out_ncdhw=True).wf == 2
+    assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1), "dgrad", "tf32",
                                   out_ncdhw=True).family == "igemm"
     assert selector.select_config(Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad", "tf32", capability=(8, 0),
                                   smem_limit=166912).family == "direct"
@@ -366,6 +379,21 @@ def test_igemm_choice_follows_its_cost_model():
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(g2, "dgrad", "tf32").name == "igemm_tf32_1x8x16_n64_s8"
     assert selector.select_config(g2, "fprop", "tf32").name == "igemm_tf32_1x8x16_n128_s6"
+    # Where the cost ties the two tile shapes, tf32 grad_input takes 2x8x8 from a reduction of
+    # IGEMM_DEEP_TILE_MIN_REDUCTION (k^3 C_out) on (v0.65): U-Net 256->128 (3456) and 3D-GAN 64->32 (k5, 4000),
+    # not U-Net 128->64 (1728); 3xtf32 keeps the table's order.
+    dec1, dec2, g3 = (Problem(2, 256, 128, (16, 16, 16), 3, 2, 1), Problem(2, 128, 64, (32, 32, 32), 3, 2, 1),
+                      Problem(16, 64, 32, (32, 32, 32), 5, 2, 2))
+    assert selector.select_config(dec1, "fprop", "tf32").name == "igemm_tf32_2x8x8_n128_s6"
+    assert selector.select_config(g3, "fprop", "tf32").name == "igemm_tf32_2x8x8_n64_s8"
+    assert selector.select_config(dec2, "fprop", "tf32").name == "igemm_tf32_1x8x16_n128_s6"
+    assert selector.select_config(dec1, "fprop", "3xtf32").name == "igemm_3xtf32_1x8x16_n64_s6"
+    deep = selector.IGEMM_DEEP_TILE_MIN_REDUCTION
+    selector.IGEMM_DEEP_TILE_MIN_REDUCTION = 0
+    try:
+        assert selector.select_config(dec1, "fprop", "tf32").name == "igemm_tf32_1x8x16_n128_s6"
+    finally:
+        selector.IGEMM_DEEP_TILE_MIN_REDUCTION = deep
     table = direct.forward_plan(g2)[0]
     cost = {bn: direct.igemm_cost(table, g2.n, 128, 64, (1, 8, 16), bn, 132) for bn in (64, 128)}
     assert cost[64] < cost[128]

@@ -780,8 +780,10 @@ def test_rs_rows_match_their_ss_twins(cfg):
 ])
 def test_wfold_forward_through_the_api(layout, c_in, c_out, k, p, op, spatial, bias):
     """The w-fold rows (selected for stride-2 forwards of k5, and of k3 up to 32 output channels) through the
-    public function and the eager node, both layouts (NCDHW k3 layers keep the implicit GEMM, which writes
-    NCDHW itself), against float64; the forward and, with the selector's backward, the step."""
+    public function and the eager node, both layouts (NCDHW k3 layers whose output rows start on 32-byte sectors
+    keep the implicit GEMM, which writes NCDHW itself: the 32-wide case here; at 73 and 15 wide the w fold writes
+    channels_last_3d and our transpose follows), against float64; the forward and, with the selector's backward,
+    the step."""
     import convt3d_cutlass as ct
     prob = Problem(2, c_in, c_out, spatial, k, 2, p, op)
     dev = torch.cuda.current_device()

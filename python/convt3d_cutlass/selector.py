@@ -265,11 +265,24 @@ def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, sme
     the earlier row, or None."""
     table, _, co = plan
     c_r = problem.c_in if op == "dgrad" else problem.c_out
+    deep = (op == "fprop" and precision == "tf32" and IGEMM_DEEP_TILE_MIN_REDUCTION > 0
+            and problem.k ** 3 * problem.c_out >= IGEMM_DEEP_TILE_MIN_REDUCTION)
     cands = []
     for i, k in _built(op, precision, "igemm", compiled):
         if direct_fits(problem, op, k, smem_limit, capability):
-            cands.append((direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms), i, k))
-    return min(cands, key=lambda c: c[:2])[-1] if cands else None
+            cost = direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms)
+            cands.append((cost, -k.block[0] if deep else 0, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
+
+
+# tf32 grad_input on the implicit GEMM: where igemm_cost ties a 1x8x16 and a 2x8x8 tile, the deeper tile goes
+# first from a reduction per output element (k^3 x C_out) of this size on (0: never, the table's order). The
+# tf32 --configs of v0.63 split that way: 2x8x8 faster at 3456 and 4000 (U-Net 256->128 1.19x, 3D-GAN 64->32
+# 1.06x), 1x8x16 at 864 (U-Net 64->32 1.27x, outpad 2x), level at 1728. Same process on the H200 (v0.65,
+# bench/tools/selab.py, 5 ABBA rounds, grad_input channels_last_3d / NCDHW): 2x8x8 at 3456 (U-Net 256->128)
+# 1.056x / 1.013x, at 4000 (3D-GAN 64->32) 1.052x / 1.032x; at 1728 (U-Net 128->64) 0.937x / 0.764x, so the
+# threshold lies above 1728. Not explained: both tiles hold 128 positions and the same taps per unit.
+IGEMM_DEEP_TILE_MIN_REDUCTION = 3456
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
@@ -327,16 +340,25 @@ def _wgmma_choice(problem: Problem, op: str, table, co: int, precision: str, com
 # False: the other pick everywhere (A/B runs).
 WGMMA_WFOLD = True
 WFOLD_MAX_K3_COUT = 32
+# The last item again on the H200 (v0.65, bench/tools/selab.py WFOLD_OVER_NCDHW_WRITERS, 7 ABBA rounds, NCDHW tf32;
+# v0.65 named the constant that way): the w fold plus our transpose of y won where the output's rows do not
+# start on 32-byte sectors, so that the implicit GEMM stages sibling rows to store whole sectors (a ring stage
+# fewer): forward / step 1.099x / 1.038x on U-Net 64->32 (127 wide), 1.050x / 1.015x on SR x2 (95 wide); and lost
+# where they do, its plain stores filling whole sectors: U-Net x2 with output_padding (64 wide) 0.940x / 0.977x.
+# Peak memory the same (the backward's). False: the H100's rule everywhere.
+WFOLD_NCDHW_OFF_SECTORS = True
 
 
 def _wfold_wins(problem: Problem, other: KernelConfig, out_ncdhw: bool, num_sms: int) -> bool:
-    """The measured rule above: whether the w-fold row should take the forward of problem from ``other``
+    """The measured rules above: whether the w-fold row should take the forward of problem from ``other``
     (the selector's pick without it): k >= 2 * stride (``other`` folds a third to a half of N idle), or
-    at most WFOLD_MAX_K3_COUT output channels; and not where the output is wanted NCDHW and ``other``
-    writes it so itself."""
+    at most WFOLD_MAX_K3_COUT output channels; and where the output is wanted NCDHW and ``other`` writes
+    it so itself, only if the output's rows are off 32-byte sectors (WFOLD_NCDHW_OFF_SECTORS)."""
     if not (problem.k >= 2 * problem.stride or problem.c_out <= WFOLD_MAX_K3_COUT):
         return False
-    return not (out_ncdhw and direct.writes_ncdhw(other, problem, "dgrad", num_sms))
+    if not out_ncdhw or (WFOLD_NCDHW_OFF_SECTORS and problem.out_spatial[2] % 8):
+        return True
+    return not direct.writes_ncdhw(other, problem, "dgrad", num_sms)
 
 
 def _wfold_choice(problem: Problem, precision: str, compiled, smem_limit: int, capability: Tuple[int, int]):
