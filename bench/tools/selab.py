@@ -60,7 +60,9 @@ for nm in names:
         mem = []
         for v in values:
             apply(v)
-            mem.append(peak_extra_mb(_our_fns(t, prec)[1]["step"]))
+            step = _our_fns(t, prec)[1]["step"]
+            step()  # the plan's cached filters, allocated on a setting's first call, are not the step's
+            mem.append(peak_extra_mb(step))
         mem.append(peak_extra_mb(_native_fns(t)["step"]))
         print(f"{'':12s} {lay:6s} step peak extra MiB: {values[0]!r} {mem[0]:.0f}, {values[1]!r} {mem[1]:.0f}, "
               f"cuDNN (autotuned) {mem[2]:.0f}", flush=True)

@@ -259,22 +259,6 @@ def _built(op: str, precision: str, family: str, compiled):
             if compiled is None or k.name in compiled]
 
 
-def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, smem_limit: int,
-                  capability: Tuple[int, int], num_sms: int):
-    """The implicit-GEMM row with the least ``direct.igemm_cost`` (tile shape, N block, waves), ties to
-    the earlier row, or None."""
-    table, _, co = plan
-    c_r = problem.c_in if op == "dgrad" else problem.c_out
-    deep = (op == "fprop" and precision == "tf32" and IGEMM_DEEP_TILE_MIN_REDUCTION > 0
-            and problem.k ** 3 * problem.c_out >= IGEMM_DEEP_TILE_MIN_REDUCTION)
-    cands = []
-    for i, k in _built(op, precision, "igemm", compiled):
-        if direct_fits(problem, op, k, smem_limit, capability):
-            cost = direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms)
-            cands.append((cost, -k.block[0] if deep else 0, i, k))
-    return min(cands, key=lambda c: c[:3])[-1] if cands else None
-
-
 # tf32 grad_input on the implicit GEMM: where igemm_cost ties a 1x8x16 and a 2x8x8 tile, the deeper tile goes
 # first from a reduction per output element (k^3 x C_out) of this size on (0: never, the table's order). The
 # tf32 --configs of v0.63 split that way: 2x8x8 faster at 3456 and 4000 (U-Net 256->128 1.19x, 3D-GAN 64->32
@@ -283,6 +267,22 @@ def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, sme
 # 1.056x / 1.013x, at 4000 (3D-GAN 64->32) 1.052x / 1.032x; at 1728 (U-Net 128->64) 0.937x / 0.764x, so the
 # threshold lies above 1728. Not explained: both tiles hold 128 positions and the same taps per unit.
 IGEMM_DEEP_TILE_MIN_REDUCTION = 3456
+
+
+def _igemm_choice(problem: Problem, op: str, plan, precision: str, compiled, smem_limit: int,
+                  capability: Tuple[int, int], num_sms: int):
+    """The implicit-GEMM row with the least ``direct.igemm_cost`` (tile shape, N block, waves), ties to the
+    deeper tile where IGEMM_DEEP_TILE_MIN_REDUCTION says, else to the earlier row; or None."""
+    table, _, co = plan
+    c_r = problem.c_in if op == "dgrad" else problem.c_out
+    deep = (op == "fprop" and precision == "tf32" and IGEMM_DEEP_TILE_MIN_REDUCTION > 0
+            and direct.reduction_length(problem, op) >= IGEMM_DEEP_TILE_MIN_REDUCTION)
+    cands = []
+    for i, k in _built(op, precision, "igemm", compiled):
+        if direct_fits(problem, op, k, smem_limit, capability):
+            cost = direct.igemm_cost(table, problem.n, c_r, co, k.block, k.bn, num_sms)
+            cands.append((cost, -k.block[0] if deep else 0, i, k))
+    return min(cands, key=lambda c: c[:3])[-1] if cands else None
 
 
 def direct_wins(problem: Problem, op: str) -> bool:
