@@ -7,7 +7,7 @@ Read the small passes with care: a pass under about 0.1 ms carries our custom op
 slower than the GPU (v0.63: U-Net k2 up's grad_input 0.090 ms here, 0.033 as `--configs` times the same kernel
 under no_grad); `--configs` and bench/tools/hostgap.py separate the two."""
 import sys, statistics, torch
-from bench.runner import CaseTensors, cudnn_mode, _native_fns, _our_fns
+from bench.runner import PAIRINGS, CaseTensors, cudnn_mode, _native_fns, _our_fns
 from bench.shapes import SWEEP
 from bench.timing import bench
 prec, lay = sys.argv[1], sys.argv[2]
@@ -17,7 +17,7 @@ print(f"{'case':12s} {lay:6s} {'pass':12s} {'ours':>8s} {'cuDNN':>8s} {'ratio':>
 for nm in names:
     c = cases[nm]
     t = CaseTensors(c, lay == "NDHWC")
-    with cudnn_mode(prec != "fp32" and prec != "3xtf32", True):
+    with cudnn_mode(PAIRINGS[prec], True):
         nat = _native_fns(t)
         fast, ours = _our_fns(t, prec)
         for ps in ("forward", "grad_input", "grad_weight", "step"):
