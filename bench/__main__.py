@@ -22,9 +22,13 @@ def _progress(i, n, label):
     print(f"\r[{bar:<30}] {i}/{n} {label[:60]:<60}", end="", file=sys.stderr, flush=True)
 
 
-def run_configs(cases, precisions, reps, save=lambda rows: None):
-    """Time every compiled config of every pass on each case (channels_last_3d): what the selector
-    leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
+# --configs names the kernel table's conv kinds; --passes names the training passes they serve.
+_CONV_PASS = {"dgrad": "forward", "fprop": "grad_input", "wgrad": "grad_weight"}
+
+
+def run_configs(cases, precisions, reps, save=lambda rows: None, passes=PASSES):
+    """Time every compiled config of the given passes on each case (channels_last_3d): what the
+    selector leaves on the table. Returns rows; prints the selector's pick against the best per case/pass."""
     import convt3d_cutlass as ct
     from convt3d_cutlass import _extension, fast_path, launch, ops, selector
     from convt3d_cutlass.kernel_table import BY_NAME
@@ -49,6 +53,8 @@ def run_configs(cases, precisions, reps, save=lambda rows: None):
                                                            prec, name),
         }
         for op, fn in runs.items():
+            if _CONV_PASS[op] not in passes:
+                continue
             for prec in precisions:
                 mn = (case.n * biggest[0] * biggest[1] * biggest[2], case.c_out) if op == "dgrad" else None
                 chosen = launch._select(p, op, prec, None, t.x.device, gemm_mn=mn,  # what a call runs
@@ -117,7 +123,8 @@ def main(argv=None):
     if args.configs:
         stem = args.out or "configs"
         rows = run_configs(cases, args.precisions.split(","), args.reps or 5,
-                           save=lambda rows: report.save(rows, env, stem + "-partial"))
+                           save=lambda rows: report.save(rows, env, stem + "-partial"),
+                           passes=tuple(args.passes.split(",")) if args.passes else PASSES)
         report.save(rows, env, stem)
         return 0
     passes = tuple(args.passes.split(",")) if args.passes else (("step",) if args.sweep else PASSES)
