@@ -78,12 +78,13 @@ struct IgemmWgradConfig {
     return KX == 1 ? IW_SUB : (TD * TH * wb * 128 + 1023) / 1024 * 1024;
   }
   static constexpr __host__ __device__ int stage_bytes(int wb) { return X_BYTES + BN / 32 * g_sub(wb) + GT_BYTES; }
-  // SWAP: one consumer warpgroup per kw tap (GEMM M = KX x 64 rows of (kw, C_out)), two producer
+  // SWAP: GEMM M = KX x BN rows of (kw, C_out) on 64-row consumer warpgroups (k3: one per kw tap, 64 C_out;
+  // k5: two taps of 32 C_out each, the third warpgroup's second half idle), two producer
   // warpgroups (warp 0 issues TMA, the other seven transpose; one warpgroup's three measured 1-4% slower on
   // every layer, v0.38). The per-tap rows (KX = 1) transpose with seven warps too: with three, ncu put their
   // consumers asleep in the wait for the transposed grad_y half of the time (V-Net up, v0.39).
   static constexpr int PW = SWAP || KX == 1 ? 2 : 1;
-  static constexpr int CONSUMERS = SWAP ? KX : 2;
+  static constexpr int CONSUMERS = SWAP ? (KX * BN + 63) / 64 : 2;
   static constexpr int THREADS = 128 * (CONSUMERS + PW);
   static constexpr int TRANSPOSERS = 32 * (4 * PW - 1);  // producer warps 1..4 PW - 1
   // The transposers batch their loads: more than a TMA thread's 40 registers (ptxas spilled at 40 and 56).
@@ -96,10 +97,11 @@ struct IgemmWgradConfig {
   static_assert(PRODUCER_REGS * 128 * PW + CONSUMER_REGS * 128 * CONSUMERS <=
                     (65536 / THREADS / 8 * 8) * THREADS,
                 "register budget");
-  static_assert(!SWAP || (KX == 3 && BN == 64), "the swapped form: k = 3, 64 output channels per warpgroup");
+  static_assert(!SWAP || (KX == 3 && BN == 64) || (KX == 5 && BN == 32),
+                "the swapped form: k = 3 with 64 output channels per tap, or k = 5 with 32");
   static_assert(TD * TH * TW == IW_KB, "a k-block is 32 positions");
   static_assert(BN % 32 == 0 && KX * BN <= 256, "N tile in 32-channel sub-boxes, at most 256 wide");
-  static_assert(KX == 1 || KX == 2 || KX == 3, "kw fold");
+  static_assert(KX == 1 || KX == 2 || KX == 3 || KX == 5, "kw fold");
   static_assert(S >= 2, "stages");
 };
 
@@ -383,7 +385,10 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 }
 
 // The kw-fold grad_weight with the GEMM's roles swapped (SWAP rows): M = (kw, C_out) = 3 x 64, one consumer
-// warpgroup per kw tap, N = 128 C_in, K = positions. Why: ncu on the 256->128 layers (v0.38) put the
+// warpgroup per kw tap, N = 128 C_in, K = positions. k5 (KX = 5, BN = 32): M = 5 x 32 on three warpgroups of
+// two taps each, 64 of the 192 MMA rows idle; it replaces 125 per-tap units, each transposing its own
+// 64 x 32 grad_y block per k-block (the bound of V-Net up's per-tap row, v0.39), with 25 (kd, kh) units per
+// 32 C_out transposing x once for five taps, and none at all on an NCDHW x. Why: ncu on the 256->128 layers (v0.38) put the
 // consumers 70% of their time in the wait for the transposed operand; the three transposing warps were the
 // bound (0.14 ms against the MMAs' 0.04). Here x is transposed (128 x 32 per k-block) instead of the three
 // kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
@@ -394,12 +399,11 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 // brings [d][h][128 C_in][TW positions] (map axes w, C, h, d, n), 32-byte (TW = 8) or 64-byte (TW = 16)
 // swizzled, into the x^T slot, the consumers wait for TMA alone, and the transposing warps have nothing to do.
 // That also spares the backward x's channels_last_3d copy.
-template <int TD, int TH, int TW, int S, bool XN = false>
+template <int TD, int TH, int TW, int S, bool XN = false, int KX = 3, int BN = 64>
 __global__ void __launch_bounds__(640, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
                             const __grid_constant__ CUtensorMap tmap_gy, const IgemmWgradGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BN = 64, KX = 3;
   using C = IgemmWgradConfig<TD, TH, TW, BN, S, KX, true>;
   constexpr int PW = C::PW;
   static_assert(C::THREADS == 640, "launch bounds");
@@ -470,9 +474,14 @@ __global__ void __launch_bounds__(640, 1)
   }
 
   cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
-  const int kw = wg - PW, wl = (tid >> 5) & 3;
+  const int wl = (tid >> 5) & 3;
   const int g = lane >> 2, tq = lane & 3;
-  // This thread's A elements: rows co = 16 wl + g (+ 8) of the 64, all in sub-box wl / 2; columns (positions
+  // Warp wl's 16 rows of its warpgroup's 64 are tap kw's channels co_w .. co_w + 15 of the unit's BN. With
+  // k5 the rows of a tap past the filter (kw = 5, the third warpgroup's second half) are computed from tap
+  // 4's operands, a warpgroup-wide MMA needing every warp, and never stored.
+  const int kw = (wg - PW) * (64 / BN) + 16 * wl / BN, co_w = 16 * wl % BN;
+  const int kw_a = kw < KX ? kw : KX - 1;
+  // This thread's A elements: rows co = co_w + g (+ 8), in sub-box co_w / 32; columns (positions
   // of the k-block) q = 8 kk + tq (+ 4), which sit at box row qrow(q) + kw (qrow: the position's row of the
   // box spanning the kw taps along w). Element (row r, channel c) of a sub-box: r * 128 + ((c / 4 ^ r % 8)
   // << 4) + (c % 4) * 4. Row co + 8 is chunk c / 4 + 2 (bit 1 of c / 4 is clear), which flips bit 5 of the
@@ -483,9 +492,9 @@ __global__ void __launch_bounds__(640, 1)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int q = 8 * kk + tq + 4 * h;
-      const int r = (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) + kw;
-      const int cl = 16 * (wl & 1) + g;
-      off[kk][h] = (wl >> 1) * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
+      const int r = (q / (TW * TH) * TH + (q / TW) % TH) * geo.wb + p.stride * (q % TW) + kw_a;
+      const int cl = co_w % 32 + g;
+      off[kk][h] = co_w / 32 * G_SUB + r * 128 + (((cl >> 2) ^ (r & 7)) << 4) + (cl & 3) * 4;
     }
 
   int it = 0;
@@ -540,13 +549,14 @@ __global__ void __launch_bounds__(640, 1)
       Barrier::arrive(&empty[s]);
     }
 
-    // Accumulator 4j + 2r + e: row co = 16 wl + g + 8r, column ci = 8j + 2tq + e. partials is [ci][co] per
+    // Accumulator 4j + 2r + e: row co = co_w + g + 8r, column ci = 8j + 2tq + e. partials is [ci][co] per
     // tap, so 8 lanes of one (tq, e) write 32 contiguous bytes.
+    if (kw >= KX) continue;
     const int k3 = k * k * k;
     const int64_t tap_base = ((int64_t)t.slice * k3 + t.tap * k + kw) * p.Ci;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int co = t.co0 + 16 * wl + g + 8 * r;
+      const int co = t.co0 + co_w + g + 8 * r;
       if (co >= p.Co) continue;
 #pragma unroll
       for (int j = 0; j < IW_MI / 8; ++j)
@@ -634,10 +644,10 @@ struct IgemmWgradKernel {
     if constexpr (SWAP) {
       if constexpr (TW == 8 || TW == 16) {
         if (p.x_ncdhw)
-          return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, true>, grid, C::THREADS,
+          return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, true, KX, BN>, grid, C::THREADS,
                                           smem_bytes(geo), p.stream, p, tx, tg, geo);
       }
-      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S>, grid, C::THREADS, smem_bytes(geo),
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, false, KX, BN>, grid, C::THREADS, smem_bytes(geo),
                                       p.stream, p, tx, tg, geo);
     }
     else

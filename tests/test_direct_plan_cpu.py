@@ -319,14 +319,15 @@ def test_wgmma_wgrad_block_width():
 
 def test_igemm_wgrad_policy():
     """Strided grad_weight with C_in >= 128 and C_out >= 64 on the implicit-GEMM rows (tf32, Hopper): k = 3
-    on the swapped kw-fold rows (the plain kw fold where they are not built), other filter sizes per tap
+    and k = 5 on the swapped kw-fold rows (the plain kw fold, or per tap at k = 5, where they are not
+    built), other filter sizes per tap
     with the N block by C_out; the 32-position box by the volume's width; 64->32 layers, 3xtf32 and Ampere
     keep the other kernels. Unit stride: the swapped kw fold, then the warp-specialized tap reuse, then the
     plain kw fold."""
     cases = {Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
              Problem(16, 128, 64, (16, 16, 16), 3, 2, 1): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
              Problem(2, 256, 128, (16, 16, 16), 3, 3, 1, 2): "igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4",
-             Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n64_s6",
+             Problem(1, 128, 64, (24, 24, 24), 5, 2, 2): "igemm_wgrad_tf32_1x4x8_n32_kx5_sw_s4",
              Problem(2, 256, 128, (16, 16, 16), 2, 2, 0): "igemm_wgrad_tf32_1x4x8_n128_s4"}
     for prob, name in cases.items():
         assert selector.select_config(prob, "wgrad", "tf32").name == name
@@ -338,6 +339,9 @@ def test_igemm_wgrad_policy():
         if prob.k == 3:
             assert selector.select_config(prob, "wgrad", "tf32", compiled=unswapped).name == \
                 "igemm_wgrad_tf32_1x4x8_n64_kx3_s3"
+        if prob.k == 5:  # no unswapped k5 fold: per tap
+            assert selector.select_config(prob, "wgrad", "tf32", compiled=unswapped).name == \
+                "igemm_wgrad_tf32_1x4x8_n64_s6"
     # unit stride: the swapped kw fold (v0.38: medium 0.160 ms against 0.175 on the n48 tap-reuse row), then
     # the warp-specialized tap-reuse rows (v0.37: 0.174 against 0.227 on the plain kw fold), then the plain
     # kw fold where those do not fit

@@ -702,6 +702,36 @@ def test_igemm_wgrad_swap_matches_kw_fold(block, s, op):
     assert not got[1][-1].any()  # the empty slice
 
 
+@pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
+@pytest.mark.parametrize("s,op,spatial", [(2, 0, (3, 7, 13)), (2, 1, (2, 5, 9)), (3, 0, (2, 4, 8)), (1, 0, (2, 6, 11))])
+def test_igemm_wgrad_k5_swap_matches_per_tap_rows(block, s, op, spatial):
+    """The k5 swapped kw fold (M = 5 x 32 rows of (kw, C_out) on three warpgroups, the last one's second half
+    idle) against the per-tap row with the same position box: the same tf32 operands summed over the same
+    k-blocks in the same order, so only the order of fp32 sums inside an MMA differs. C_in and C_out tails
+    (136, 72: three 32-channel C_out blocks, the last 8 wide), grad_y boxes past every border, several slices
+    with an empty one, NaN-poisoned partial sums; then through launch.grad_weight against float64."""
+    b = "x".join(map(str, block))
+    names = (f"igemm_wgrad_tf32_{b}_n64_s6", f"igemm_wgrad_tf32_{b}_n32_kx5_sw_s4")
+    if not set(names) <= _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 136, 72, spatial, 5, s, 2, op)
+    x = torch.randn(2, 136, *spatial, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    d, h, w = spatial
+    tiles = 2 * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
+    got = []
+    for name in names:
+        partials = torch.full((tiles + 1, 125, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, 5, s, 2, 1, False)
+        got.append(partials)
+    assert torch.isfinite(got[1]).all()
+    assert rel_l2(got[1], got[0]) < 1e-6
+    assert not got[1][-1].any()  # the empty slice
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "tf32", names[1])
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, 2, op)) <= TOL["tf32"]
+
+
 @pytest.mark.parametrize("name,w", [("igemm_wgrad_tf32_1x4x8_n128_s4", 8), ("igemm_wgrad_tf32_1x4x8_n64_kx3_s3", 8),
                                     ("igemm_wgrad_tf32_1x4x8_n64_kx3_sw_s4", 10),
                                     ("igemm_wgrad_tf32_1x2x16_n64_kx3_sw_s4", 18)])
@@ -717,27 +747,29 @@ def test_igemm_wgrad_refuses_ncdhw_x(name, w):
         torch.ops.convt3d_cutlass.direct_wgrad(name, x, gy, partials, 3, 1, 1, 1, True)
 
 
+@pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
 @pytest.mark.parametrize("s,op,spatial", [(1, 0, (3, 7, 12)), (2, 0, (3, 7, 12)), (2, 1, (2, 5, 20)),
                                           (3, 0, (3, 6, 8))])
-def test_igemm_wgrad_swap_reads_ncdhw_x(block, s, op, spatial):
+def test_igemm_wgrad_swap_reads_ncdhw_x(block, s, op, spatial, k):
     """The swapped rows with x in its NCDHW storage (TMA lands it K-major, 32- or 64-byte swizzled, where the
     transposing warps write x^T from a channels_last_3d x): the same tf32 operands reach the same MMAs in
     the same order, so the same bits. C_in and C_out tails (136, 72), partial position boxes along h and w,
     several slices and an empty one, NaN-poisoned partial sums; then through launch.grad_weight, which
     takes the NCDHW x as it is, against float64."""
-    name = f"igemm_wgrad_tf32_{'x'.join(map(str, block))}_n64_kx3_sw_s4"
+    name = f"igemm_wgrad_tf32_{'x'.join(map(str, block))}_" + ("n64_kx3_sw_s4" if k == 3 else "n32_kx5_sw_s4")
     if name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, 136, 72, spatial, 3, s, 1, op)
+    pad = k // 2
+    prob = Problem(2, 136, 72, spatial, k, s, pad, op)
     x = torch.randn(2, 136, *spatial, device="cuda")
     gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
     d, h, w = spatial
     tiles = 2 * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
     got = []
     for xin, xn in ((x, True), (ndhwc(x), False)):
-        partials = torch.full((tiles + 1, 27, 136, 72), float("nan"), device="cuda")
-        torch.ops.convt3d_cutlass.direct_wgrad(name, xin, ndhwc(gy), partials, 3, s, 1, 1, xn)
+        partials = torch.full((tiles + 1, k ** 3, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, xin, ndhwc(gy), partials, k, s, pad, 1, xn)
         got.append(partials)
     assert torch.isfinite(got[0]).all()
     assert torch.equal(got[0], got[1])
@@ -745,7 +777,7 @@ def test_igemm_wgrad_swap_reads_ncdhw_x(block, s, op, spatial):
     assert direct.wgrad_reads_ncdhw(BY_NAME[name], x)
     poison_allocator()
     gw = launch.grad_weight(gy, x, prob, "tf32", name)
-    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, 1, op)) <= TOL["tf32"]
+    assert rel_l2(gw, _grad_weight_ref(x, gy, gw.shape, s, pad, op)) <= TOL["tf32"]
 
 
 @pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.rs], ids=lambda k: k.name)

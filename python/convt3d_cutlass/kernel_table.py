@@ -468,9 +468,9 @@ WGMMA_WGRAD_KERNELS = tuple(
 
 
 def _igemm(precision, block, bn, stages, why, op="direct", kx=0, swap=False):
-    if swap:  # M = (kw, C_out) on one consumer warpgroup per kw tap, N = 128 C_in
+    if swap:  # M = (kw, C_out) on 64-row consumer warpgroups (k3: one per kw tap), N = 128 C_in
         return KernelConfig(op, precision, (kx * bn, 128, 32), (64, bn, 8), stages, why, "igemm",
-                            tuple(block), kx, kx, swap=True)
+                            tuple(block), kx, -(-kx * bn // 64), swap=True)
     return KernelConfig(op, precision, (128, kx * bn if kx else bn, 32), (64, bn, 8), stages, why, "igemm",
                         tuple(block), kx, 2)
 
@@ -508,7 +508,9 @@ IGEMM_KERNELS = tuple(
 # swap rows: the same units with the GEMM's roles swapped (M = 3 x 64 rows of (kw, C_out), one consumer
 # warpgroup per kw tap; N = 128 C_in): seven producer warps transpose x (128 x 32 per k-block) where three
 # transposed the three taps' grad_y (192 x 32), which bound the kx = 3 rows; four stages fit (v0.38:
-# 256->128 layers 0.143 -> 0.096 ms, 128->64 0.225 -> 0.157, H100, tf32).
+# 256->128 layers 0.143 -> 0.096 ms, 128->64 0.225 -> 0.157, H100, tf32). The k5 swap rows (M = 5 x 32 on
+# three warpgroups) replace the per-tap rows on strided k5 layers: 25 units per 32 C_out where the per-tap rows
+# ran 125, each transposing its own grad_y block.
 IGEMM_WGRAD_KERNELS = tuple(
     _igemm("tf32", block, bn, stages, why, op="wgrad", kx=kx, swap=swap)
     for block, bn, stages, kx, swap, why in (
@@ -520,6 +522,8 @@ IGEMM_WGRAD_KERNELS = tuple(
         ((1, 2, 16), 64, 3, 3, False, "grad_weight k3, kw folded into N = 3 x 64, volumes 16 and wider"),
         ((1, 4, 8), 64, 4, 3, True, "grad_weight k3, kw fold with x transposed: M = 3 x 64, 8-wide volumes"),
         ((1, 2, 16), 64, 4, 3, True, "grad_weight k3, kw fold with x transposed: M = 3 x 64, volumes 16 and wider"),
+        ((1, 4, 8), 32, 4, 5, True, "grad_weight k5, kw fold with x transposed: M = 5 x 32, 8-wide volumes"),
+        ((1, 2, 16), 32, 4, 5, True, "grad_weight k5, kw fold with x transposed: M = 5 x 32, volumes 16 and wider"),
     ))
 
 
