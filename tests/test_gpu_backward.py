@@ -75,7 +75,8 @@ def test_every_backward_config(cfg):
     # stride 2 for the stock kernels; stride 1 for ours (the direct block 2x8x16's strided halo does
     # not fit, and the wgmma kernel reads grad_y at unit stride only)
     s = 1 if cfg.tap_reuse else 2
-    k = cfg.ksize or (cfg.kx if cfg.rs else 3)  # Hopper grad_weight and RS rows: one filter size
+    # Hopper grad_weight, RS and kw-fold implicit-GEMM grad_weight rows: one filter size
+    k = cfg.ksize or (cfg.kx if cfg.rs or (cfg.op == "wgrad" and cfg.kx > 1) else 3)
     pairs, _ = _grads(2, 24, 40, (6, 7, 8), k, s, (k - 1) // 2, True, True, cfg.precision, config=cfg.name)
     for got, ref in pairs:
         assert rel_l2(got, ref) <= TOL[cfg.precision]
