@@ -1050,14 +1050,31 @@ def test_simt_grad_input_over_parities_and_waves():
     assert not direct.sums_parities(selector.select_config(HEADLINE, "fprop", "fp32"), HEADLINE)
 
 
-def test_igemm_wgrad_slices_take_the_fewest_within_the_slack():
+def test_igemm_wgrad_slices_take_the_fewest_within_the_slack(monkeypatch):
     """The partial sums are the backward's largest temporary on small layers: the slice count is the
     fewest within IGEMM_WGRAD_SLICE_SLACK of the cost model's best (U-Net 256->128: 3 slices, 10 MiB, not
-    7 and 24 MiB), never more than the best's, and never more partial bytes."""
+    7 and 24 MiB), never more than the best's, and never more partial bytes. The cap of a third of x and
+    grad_y (IGEMM_WGRAD_PARTIAL_FRACTION) takes V-Net up's k5 swapped row from the model's 5 slices to 2
+    (8 MB of partial sums, not 20) and leaves the k3 layers' counts as the slack made them."""
     row = BY_NAME["igemm_wgrad_tf32_1x4x8_n64_kx3_s3"]
     dec1 = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
+    assert direct.igemm_wgrad_slices(dec1, row.block, row.bn, 132, kx=row.kx) == 3
+    vnet = Problem(1, 128, 64, (24, 24, 24), 5, 2, 2)
+    k5 = BY_NAME["igemm_wgrad_tf32_1x4x8_n32_kx5_sw_s4"]
+    assert direct.igemm_wgrad_slices(vnet, k5.block, k5.bn, 132, kx=k5.kx) == 2
+    expected = {Problem(2, 128, 64, (32, 32, 32), 3, 2, 1): 14, Problem(16, 256, 128, (8, 8, 8), 3, 2, 1): 3,
+                Problem(2, 128, 64, (32, 32, 32), 3, 1, 1): 14}
+    for p, n in expected.items():
+        assert direct.igemm_wgrad_slices(p, row.block, row.bn, 132, kx=row.kx) == n
+    monkeypatch.setattr(direct, "IGEMM_WGRAD_PARTIAL_FRACTION", 1e9)  # the cost model alone
+    direct.igemm_wgrad_slices.cache_clear()
     assert direct.igemm_wgrad_slices(dec1, row.block, row.bn, 132, kx=row.kx, slack=0.0) == 7
     assert direct.igemm_wgrad_slices(dec1, row.block, row.bn, 132, kx=row.kx) == 3
+    assert direct.igemm_wgrad_slices(vnet, k5.block, k5.bn, 132, kx=k5.kx) == 5
+    for p, n in expected.items():
+        assert direct.igemm_wgrad_slices(p, row.block, row.bn, 132, kx=row.kx) == n
+    monkeypatch.undo()
+    direct.igemm_wgrad_slices.cache_clear()
     for p in (dec1, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), Problem(16, 256, 128, (8, 8, 8), 3, 2, 1),
               Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), Problem(1, 128, 64, (24, 24, 24), 5, 2, 2)):
         for k in (BY_NAME["igemm_wgrad_tf32_1x4x8_n64_kx3_s3"], BY_NAME["igemm_wgrad_tf32_1x4x8_n64_s6"]):

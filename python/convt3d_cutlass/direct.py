@@ -16,6 +16,7 @@ Pure Python apart from the filter re-layout, so plans are testable on the CPU.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -445,6 +446,13 @@ def igemm_wgrad_smem_bytes(bn: int, stages: int, kx: int = 0, block: Tuple[int, 
 # (v0.28). So the fewest slices whose modelled cost is within this fraction of the best: 3 slices there,
 # 10.1 MiB, for a cost 5% above 7's.
 IGEMM_WGRAD_SLICE_SLACK = 0.06
+# And a cap that follows the layer's size: partial sums of at most a third of x and grad_y together. The model
+# counts whole waves of equal tiles, but a wave of fewer CTAs runs each tile faster: V-Net up's k5 swapped row
+# (50 units per slice) measured 0.182 ms at 2 slices (100 CTAs), 0.168 at the model's 5 (8.2 against 20.5 MB of
+# partial sums; NCDHW x 0.140 against 0.138, bench/tools/igwslices.py, v0.67), where the model put 2 slices 24%
+# behind. At 5 its NCDHW step's peak went 2 MiB over cuDNN's. The k3 rows' counts sit at 0.08-0.29 of x and
+# grad_y on the sweep's layers, below the cap.
+IGEMM_WGRAD_PARTIAL_FRACTION = 1 / 3
 
 
 @functools.lru_cache(maxsize=256)
@@ -455,8 +463,11 @@ def igemm_wgrad_slices(p: Problem, block: Tuple[int, int, int], bn: int, num_sms
     blocks x taps, one CTA per SM walking them). Cost of a count: waves x (32-position tiles per slice +
     3, a unit's fill and store) + the partial sums' write and read (slices x k^3 x C_in x C_out floats,
     counted in tile-times at 3 TB/s against 0.5 us per tile). Returns the fewest slices within ``slack``
-    of the cheapest count (IGEMM_WGRAD_SLICE_SLACK), and within max_partial_bytes."""
+    of the cheapest count (IGEMM_WGRAD_SLICE_SLACK), within max_partial_bytes, and with partial sums of
+    at most IGEMM_WGRAD_PARTIAL_FRACTION of x and grad_y together (one slice at least)."""
     d, h, w = p.spatial
+    operands = 4 * p.n * (p.c_in * d * h * w + p.c_out * math.prod(p.out_spatial))
+    max_partial_bytes = min(max_partial_bytes, int(IGEMM_WGRAD_PARTIAL_FRACTION * operands))
     tiles = p.n * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
     # kx > 1: a unit covers kx taps (its k-blocks kx times the MMAs, counted as kx tile-times).
     fold = kx if kx > 1 else 1
