@@ -37,7 +37,8 @@ Three families, all NDHWC fp32:
   M = 128 C_in, N = BN C_out, K = positions (``block`` = the 32-position box), grad_y transposed into
   K-major by producer warps; the ``kx`` = 3 rows (k = 3) fold the kw taps into N = 3 x BN, a unit being
   one (kd, kh); their ``swap`` twins swap the GEMM's roles (M = 3 x 64 rows of (kw, C_out) on three consumer
-  warpgroups, N = 128 C_in, x transposed instead of grad_y, two producer warpgroups).
+  warpgroups, N = 128 C_in, x transposed instead of grad_y, two producer warpgroups), and the k = 5 swap rows
+  (``kx5_sw``) put M = 5 x 32 rows on the same three warpgroups (two taps each, the last half idle).
 
 The stock GEMM views (``docs/design.md``):
 
