@@ -72,6 +72,23 @@ def cudnn_best_ms(fn, reps=5):
     return best
 
 
+def slice_counts(run, counts, chosen, reps):
+    """{count: (GPU-only ms, relative L2 error against the chosen count's result)}: run(s) gives a callable that
+    launches the pass at s slices and returns its result. Each count is timed by hostgap.gpu_only (median of
+    reps) in two passes over the counts, the second in reverse order, and its two medians averaged."""
+    from bench.tools.hostgap import gpu_only
+    ref = run(chosen)().double()
+    t = {s: [] for s in counts}
+    for order in (counts, counts[::-1]):
+        for s in order:
+            t[s].append(gpu_only(run(s), reps))
+    out = {}
+    for s in counts:
+        g = run(s)().double()
+        out[s] = (sum(t[s]) / 2, ((g - ref).norm() / ref.norm()).item())
+    return out
+
+
 def event_ms(fn, before=None):
     """One call of fn() timed with CUDA events (ms), waited for; before() is enqueued first, untimed."""
     if before is not None:

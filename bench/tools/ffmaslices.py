@@ -15,8 +15,7 @@ import sys
 
 import torch
 
-from bench.tools.common import ffma_wgrad_layers
-from bench.tools.hostgap import gpu_only
+from bench.tools.common import ffma_wgrad_layers, slice_counts
 from convt3d_cutlass import _extension, launch
 from convt3d_cutlass.layouts import ndhwc
 
@@ -39,16 +38,10 @@ for name, p, x, w, gy, plan in ffma_wgrad_layers(names, 32):
         parts = torch.empty((s, p.c_in, p.k, p.k, p.k, p.c_out), device="cuda")
         return lambda: (ops.wgrad(plan.name, X, G, parts, [p.padding] * 3, [p.stride] * 3), launch._finish(parts, p))[1]
 
-    ref = run(plan.slices)().double()
-    t = {s: [] for s in counts}
-    for order in (counts, counts[::-1]):
-        for s in order:
-            t[s].append(gpu_only(run(s), reps))
-    base = sum(t[plan.slices]) / 2
+    timed = slice_counts(run, counts, plan.slices, reps)
+    base = timed[plan.slices][0]
     for s in counts:
-        g = run(s)().double()
-        rel = ((g - ref).norm() / ref.norm()).item()
-        ms = sum(t[s]) / 2
+        ms, rel = timed[s]
         mark = " <- selector's split-K count" if s == plan.slices else ""
         print(f"{name:12s} {plan.name:32s} {s:6d} {4 * s * m * n / 1e6:7.1f} {ms:8.4f} {ms / base:7.3f} {rel:8.1e}{mark}",
               flush=True)

@@ -14,8 +14,7 @@ import sys
 
 import torch
 
-from bench.tools.common import layer_tensors
-from bench.tools.hostgap import gpu_only
+from bench.tools.common import layer_tensors, slice_counts
 from convt3d_cutlass import _extension, direct, launch
 from convt3d_cutlass.layouts import ndhwc
 
@@ -44,16 +43,10 @@ for name in names:
             return lambda: (ops.direct_wgrad(plan.name, X, G, parts, p.k, p.stride, p.padding, 1, x_ncdhw, False),
                             launch._finish(parts, p))[1]
 
-        ref = run(plan.slices)().double()
-        t = {s: [] for s in counts}
-        for order in (counts, counts[::-1]):
-            for s in order:
-                t[s].append(gpu_only(run(s), reps))
-        base = sum(t[plan.slices]) / 2
+        timed = slice_counts(run, counts, plan.slices, reps)
+        base = timed[plan.slices][0]
         for s in counts:
-            g = run(s)().double()
-            rel = ((g - ref).norm() / ref.norm()).item()
-            ms = sum(t[s]) / 2
+            ms, rel = timed[s]
             mark = " <- selector's count" if s == plan.slices else ""
             mb = 4 * s * p.k ** 3 * p.c_in * p.c_out / 1e6
             print(f"{name:12s} {plan.name:36s} {lname:5s} {s:6d} {mb:7.1f} {ms:8.4f} {ms / base:7.3f} {rel:8.1e}{mark}",
