@@ -385,10 +385,7 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 }
 
 // The kw-fold grad_weight with the GEMM's roles swapped (SWAP rows): M = (kw, C_out) = 3 x 64, one consumer
-// warpgroup per kw tap, N = 128 C_in, K = positions. k5 (KX = 5, BN = 32): M = 5 x 32 on three warpgroups of
-// two taps each, 64 of the 192 MMA rows idle; it replaces 125 per-tap units, each transposing its own
-// 64 x 32 grad_y block per k-block (the bound of V-Net up's per-tap row, v0.39), with 25 (kd, kh) units per
-// 32 C_out transposing x once for five taps, and none at all on an NCDHW x. Why: ncu on the 256->128 layers (v0.38) put the
+// warpgroup per kw tap, N = 128 C_in, K = positions. Why: ncu on the 256->128 layers (v0.38) put the
 // consumers 70% of their time in the wait for the transposed operand; the three transposing warps were the
 // bound (0.14 ms against the MMAs' 0.04). Here x is transposed (128 x 32 per k-block) instead of the three
 // kw taps' gathered grad_y (192 x 32): a third less. A = grad_y from registers, each warpgroup loading its
@@ -399,6 +396,10 @@ __global__ void __launch_bounds__(IgemmWgradConfig<TD, TH, TW, BN, S, KX>::THREA
 // brings [d][h][128 C_in][TW positions] (map axes w, C, h, d, n), 32-byte (TW = 8) or 64-byte (TW = 16)
 // swizzled, into the x^T slot, the consumers wait for TMA alone, and the transposing warps have nothing to do.
 // That also spares the backward x's channels_last_3d copy.
+// k5 (KX = 5, BN = 32, v0.67): M = 5 x 32 on the same three warpgroups, two taps each, 32 of the 192 MMA rows
+// idle. It replaces 125 per-tap units per slice, each transposing its own 64 x 32 grad_y block per k-block
+// (the bound of V-Net up's per-tap row, v0.39), with 25 (kd, kh) units per 32 C_out that transpose x once for
+// five taps, or nothing on an NCDHW x.
 template <int TD, int TH, int TW, int S, bool XN = false, int KX = 3, int BN = 64>
 __global__ void __launch_bounds__(640, 1)
     igemm_wgrad_swap_kernel(const __grid_constant__ DirectWgradLaunch p, const __grid_constant__ CUtensorMap tmap_x,
@@ -647,8 +648,8 @@ struct IgemmWgradKernel {
           return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, true, KX, BN>, grid, C::THREADS,
                                           smem_bytes(geo), p.stream, p, tx, tg, geo);
       }
-      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, false, KX, BN>, grid, C::THREADS, smem_bytes(geo),
-                                      p.stream, p, tx, tg, geo);
+      return direct::launch_with_smem(igemm_wgrad_swap_kernel<TD, TH, TW, S, false, KX, BN>, grid, C::THREADS,
+                                      smem_bytes(geo), p.stream, p, tx, tg, geo);
     }
     else
       return direct::launch_with_smem(igemm_wgrad_kernel<TD, TH, TW, BN, S, KX>, grid, C::THREADS, smem_bytes(geo),
