@@ -654,23 +654,24 @@ def test_igemm_wgrad_config(cfg, k, s, p, op, spatial):
     assert rel_l2(gw2, ref) <= TOL[cfg.precision]
 
 
-def _igemm_wgrad_pair(names, block, s, op):
-    """(partial sums of both named rows, x, grad_y): the same random channels_last x and grad_y of a k3
-    layer 136 -> 72 at stride s over a 3 x 7 x 13 volume (C_in and C_out tails, grad_y boxes past every
-    border), one slice per position tile of ``block`` plus an empty one, NaN-poisoned. Skips where either
-    row is not built."""
+def _igemm_wgrad_pair(names, block, s, op, k=3, spatial=(3, 7, 13)):
+    """(partial sums of both named rows, x, grad_y, Problem): the same random channels_last x and grad_y of a
+    layer 136 -> 72 with filter k (padding k // 2) at stride s over ``spatial`` (C_in and C_out tails, grad_y
+    boxes past every border), one slice per position tile of ``block`` plus an empty one, NaN-poisoned. Skips
+    where either row is not built."""
     if not set(names) <= _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, 136, 72, (3, 7, 13), 3, s, 1, op)
+    prob = Problem(2, 136, 72, spatial, k, s, k // 2, op)
     x = torch.randn(2, 136, *prob.spatial, device="cuda").to(memory_format=CL)
     gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    tiles = 2 * -(-3 // block[0]) * -(-7 // block[1]) * -(-13 // block[2])
+    d, h, w = spatial
+    tiles = 2 * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
     got = []
     for name in names:
-        partials = torch.full((tiles + 1, 27, 136, 72), float("nan"), device="cuda")
-        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, 3, s, 1, 1, False)
+        partials = torch.full((tiles + 1, k ** 3, 136, 72), float("nan"), device="cuda")
+        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, k, s, k // 2, 1, False)
         got.append(partials)
-    return got, x, gy
+    return got, x, gy, prob
 
 
 @pytest.mark.parametrize("block", [(1, 4, 8), (1, 2, 16)])
@@ -680,7 +681,8 @@ def test_igemm_wgrad_kw_fold_matches_per_tap_rows(block, s, op):
     with the same position box: the same partial sums (C_in and C_out tails, several slices with an
     empty one, grad_y boxes past every border)."""
     b = "x".join(map(str, block))
-    got, x, gy = _igemm_wgrad_pair((f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_s6"), block, s, op)
+    got, x, gy, _ = _igemm_wgrad_pair((f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_s6"),
+                                      block, s, op)
     assert torch.isfinite(got[0]).all()
     assert torch.equal(got[0], got[1])
     ref = _grad_weight_ref(x, gy, (136, 72, 3, 3, 3), s, 1, op)
@@ -695,8 +697,8 @@ def test_igemm_wgrad_swap_matches_kw_fold(block, s, op):
     the order of fp32 sums inside an MMA (C_in and C_out tails, several slices with an empty one, grad_y
     boxes past every border; the partial sums NaN-poisoned)."""
     b = "x".join(map(str, block))
-    got, _, _ = _igemm_wgrad_pair((f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_kx3_sw_s4"),
-                                  block, s, op)
+    got, _, _, _ = _igemm_wgrad_pair((f"igemm_wgrad_tf32_{b}_n64_kx3_s3", f"igemm_wgrad_tf32_{b}_n64_kx3_sw_s4"),
+                                     block, s, op)
     assert torch.isfinite(got[1]).all()
     assert rel_l2(got[1], got[0]) < 1e-6
     assert not got[1][-1].any()  # the empty slice
@@ -712,18 +714,7 @@ def test_igemm_wgrad_k5_swap_matches_per_tap_rows(block, s, op, spatial):
     with an empty one, NaN-poisoned partial sums; then through launch.grad_weight against float64."""
     b = "x".join(map(str, block))
     names = (f"igemm_wgrad_tf32_{b}_n64_s6", f"igemm_wgrad_tf32_{b}_n32_kx5_sw_s4")
-    if not set(names) <= _extension.compiled_kernels():
-        pytest.skip("not in this build")
-    prob = Problem(2, 136, 72, spatial, 5, s, 2, op)
-    x = torch.randn(2, 136, *spatial, device="cuda").to(memory_format=CL)
-    gy = torch.randn((2, 72) + prob.out_spatial, device="cuda").to(memory_format=CL)
-    d, h, w = spatial
-    tiles = 2 * -(-d // block[0]) * -(-h // block[1]) * -(-w // block[2])
-    got = []
-    for name in names:
-        partials = torch.full((tiles + 1, 125, 136, 72), float("nan"), device="cuda")
-        torch.ops.convt3d_cutlass.direct_wgrad(name, ndhwc(x), ndhwc(gy), partials, 5, s, 2, 1, False)
-        got.append(partials)
+    got, x, gy, prob = _igemm_wgrad_pair(names, block, s, op, 5, spatial)
     assert torch.isfinite(got[1]).all()
     assert rel_l2(got[1], got[0]) < 1e-6
     assert not got[1][-1].any()  # the empty slice
