@@ -34,13 +34,15 @@
 // to k^3 taps read it: per axis a window of s consecutive taps [a, a + s) does that, since tile position q
 // at tap t reads s*q + dmin + t, and over q these windows tile [dmin + a, s*count + dmin + a) without
 // overlap; the host picks a (IgemmGeometry::sum_a) so that the span covers the input (positions past it
-// are TMA's zero fill). Only the units of the first channel block sum. The producer warps beside the TMA
-// warp do it, three or seven by the N block (IgemmConfig::SUM_WARPS; summing in the MMA warps slowed them:
-// U-Net 128->64's grad_input 0.112 -> 0.142 ms), as more consumers of every stage: warp w adds rows w,
-// w + SUM_WARPS, ... of a summing stage (16-byte loads, four rows per load), reduces its lanes by shuffles
-// and adds into its own shared row, in k-block order; the CTA adds the rows in order into its global row:
-// the same bits run after run. Against
-// grad_input plus the separate sums: 0.99-1.55x on the sweep's eleven layers on these rows (gisums.py).
+// are TMA's zero fill). Only the units of the first channel block sum. The consumer warps do it from the
+// A values they load for their MMAs anyway: each thread adds its two rows of each of its eight channels of
+// a summed stage into registers (IgemmConfig::SUM_CHUNKS chunks of 32 channels, so C_r <= 128), and only
+// after its last unit reduces them over lanes and warps (shuffles, then eight shared rows added in order)
+// into the CTA's global row: the same bits run after run. Why there: the kernel is bound by shared memory
+// on its n64 and n32 rows, and v0.27-v0.39's summing producer warps read each summed stage from it once
+// more (U-Net 64->32's grad_input 0.417 ms with them against 0.289 without sums on the H200); v0.27's first
+// form in the MMA warps reduced over lanes at every stage and lost (0.112 -> 0.142 ms on U-Net 128->64).
+// Registers cost no shared-memory bandwidth; the adds are 16 FADDs per summed stage per thread.
 //
 // Built from CuTe/CUTLASS parts: SM90_TMA_LOAD_{3,5}D, the SM90 GMMA TF32 RS atoms, GmmaDescriptor,
 // ClusterTransactionBarrier / ClusterBarrier and setmaxnreg. sm_90a only.
@@ -92,19 +94,9 @@ struct IgemmConfig {
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");
-  // SUMS: the producer warps after the TMA warp sum the input, each into its own shared row of Cr floats
-  // after the barriers: three (one producer warpgroup) for N blocks of 128, seven (two producer warpgroups,
-  // 512 threads) for narrower ones, whose stages' MMAs take half the time or less. With three, the summing
-  // bound the 32-channel layers' grad_input (U-Net 64->32: 0.478 ms fused against 0.341 without sums,
-  // 0.451 with seven); with seven, the n128 rows ran slower (U-Net 128->64 0.143 -> 0.157 ms; v0.39).
-  static constexpr int SUM_PW = BN <= 64 ? 2 : 1;
-  static constexpr int SUM_WARPS = 4 * SUM_PW - 1;
-  static constexpr int SUM_THREADS = 128 * (SUM_PW + 2);
-  // ... with more registers than a TMA thread's 40 (at 40 ptxas spilled, and the fused grad_input ran 1-14%
-  // slower than at 56 on six strided layers, bench/tools/gisums.py, H100); the consumers get the rest.
-  static constexpr int SUM_PRODUCER_REGS = 56, SUM_CONSUMER_REGS = SUM_PW == 2 ? 200 : 224;
-  static_assert(SUM_PRODUCER_REGS * 128 * SUM_PW + SUM_CONSUMER_REGS * 256 <= 65536 / SUM_THREADS * SUM_THREADS,
-                "register budget");
+  // SUMS: chunks of 32 input channels a consumer thread keeps sums of in registers (8 floats each): C_r <= 128.
+  static constexpr int SUM_CHUNKS = 4;
+  static constexpr int SUM_ROWS = 8;  // SUMS: a shared row of C_r floats per consumer warp, added in order
   static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
   // SECTORS (a strided forward's NCDHW output by whole rows, DirectLaunch::out_sectors): the two sibling
   // phases along w of a (d, h) phase pair, [BN channels][2 * 128 outputs] with rows 4 floats longer (the
@@ -121,7 +113,7 @@ struct IgemmConfig {
 };
 
 template <int TH, int TW, int BN, int SN, bool SPLIT, bool SUMS = false, bool SECTORS = false>
-__global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM_THREADS : 384, 1)
+__global__ void __launch_bounds__(384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -144,7 +136,7 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       TxBarrier::init(&full[s], 1);
-      Barrier::init(&empty[s], SUMS ? 256 + C::SUM_WARPS : 256);  // SUMS: an arrival per summing warp
+      Barrier::init(&empty[s], 256);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -185,11 +177,9 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
     return true;
   };
 
-  constexpr int PWG = SUMS ? C::SUM_PW : 1;  // producer warpgroups
-  // wg == 0 with one producer warpgroup: those kernels keep the code they were measured with (wg < 1
-  // compiles to a different test and changes their PTX).
-  if (PWG == 1 ? wg == 0 : wg < PWG) {
-    cutlass::arch::warpgroup_reg_dealloc<SUMS ? C::SUM_PRODUCER_REGS : C::PRODUCER_REGS>();
+  constexpr int PWG = 1;  // producer warpgroups
+  if (wg == 0) {
+    cutlass::arch::warpgroup_reg_dealloc<C::PRODUCER_REGS>();
     if (tid == 0) {
       constexpr uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       int it = 0;
@@ -213,81 +203,11 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
                                                t.tap0 + j + geo.lo_tap);
               }
       }
-    } else if (SUMS && tid >= 32) {
-      const int sw = (tid >> 5) - 1, lane = tid & 31;
-      float* srow = reinterpret_cast<float*>(smem + C::sums_offset()) + sw * p.Cr;
-      for (int c = lane; c < p.Cr; c += 32) srow[c] = 0.f;
-      const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
-      int it = 0;
-      for (int u = first_unit; u < geo.units; u = next_unit(u)) {
-        Unit t;
-        if (!unit_at(u, t) || t.taps == 0) continue;
-        const DirectPhase& ph = p.phase[t.phase];
-        for (int jd = 0, j = 0; jd < ph.taps[0]; ++jd)
-          for (int jh = 0; jh < ph.taps[1]; ++jh)
-            for (int jw = 0; jw < ph.taps[2]; ++jw, ++j) {
-              const bool sums = t.co0 == 0 && (unsigned)(jd - geo.sum_a[0]) < (unsigned)p.s_in &&
-                                (unsigned)(jh - geo.sum_a[1]) < (unsigned)p.s_in &&
-                                (unsigned)(jw - geo.sum_a[2]) < (unsigned)p.s_in;
-              for (int c = 0; c < chunks; ++c, ++it) {
-                const int s = it % S;
-                if (sums) {
-                  TxBarrier::wait(&full[s], (it / S) & 1);
-                  // Lane (rg, L) reads logical 16-byte column L (channels 4L..4L+3) of rows sw + 3 (4 i + rg):
-                  // SW128 puts it at r * 128 + (L ^ (r % 8)) * 16, so a warp reads four whole rows per load.
-                  const int rg = lane >> 3, L = lane & 7;
-                  const uint32_t st = smem_addr + s * C::STAGE_BYTES;
-                  float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-                  for (int i = 0; i < (IG_ROWS + 4 * C::SUM_WARPS - 1) / (4 * C::SUM_WARPS); ++i) {
-                    const int r = sw + C::SUM_WARPS * (4 * i + rg);
-                    if (r < IG_ROWS) {
-                      const float4 v = lds4(st + r * 128 + ((L ^ (r & 7)) << 4));
-                      a.x += v.x; a.y += v.y; a.z += v.z; a.w += v.w;
-                    }
-                  }
-#pragma unroll
-                  for (int m = 8; m <= 16; m *= 2) {
-                    a.x += __shfl_xor_sync(0xffffffffu, a.x, m);
-                    a.y += __shfl_xor_sync(0xffffffffu, a.y, m);
-                    a.z += __shfl_xor_sync(0xffffffffu, a.z, m);
-                    a.w += __shfl_xor_sync(0xffffffffu, a.w, m);
-                  }
-                  const int ch = c * IG_KC + 4 * L;
-                  if (rg == 0 && ch < p.Cr) {  // Cr % 4 == 0: the four channels are in the row or past it
-                    float4* d = reinterpret_cast<float4*>(srow + ch);
-                    float4 o = *d;
-                    o.x += a.x; o.y += a.y; o.z += a.z; o.w += a.w;
-                    *d = o;
-                  }
-                } else if (lane == 0) {
-                  TxBarrier::wait(&full[s], (it / S) & 1);
-                }
-                // No lane runs ahead of lane 0's wait: it could meet a stage's phase two rounds old, of the
-                // same parity, and read a stale box.
-                __syncwarp();
-                if (lane == 0) Barrier::arrive(&empty[s]);
-              }
-            }
-      }
-      // This CTA's global row: the summing warps' rows added in order; the rows of CTAs the grid lacks
-      // are zeroed by the CTAs it has.
-      constexpr int SUMMERS = 32 * C::SUM_WARPS;
-      asm volatile("bar.sync 1, %0;" ::"n"(SUMMERS) : "memory");
-      const float* rows = reinterpret_cast<const float*>(smem + C::sums_offset());
-      for (int c = tid - 32; c < p.Cr; c += SUMMERS) {
-        float v = rows[c];
-#pragma unroll
-        for (int w = 1; w < C::SUM_WARPS; ++w) v += rows[w * p.Cr + c];
-        p.in_sums[(size_t)blockIdx.x * p.Cr + c] = v;
-      }
-      for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
-        for (int c = tid - 32; c < p.Cr; c += SUMMERS) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
     }
     return;
   }
 
-  cutlass::arch::warpgroup_reg_alloc<SUMS ? C::SUM_CONSUMER_REGS : C::CONSUMER_REGS>();
+  cutlass::arch::warpgroup_reg_alloc<C::CONSUMER_REGS>();
   const int cw = wg - PWG, wl = (tid >> 5) & 3, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
   const uint32_t smem_addr = cute::cast_smem_ptr_to_uint(smem);
@@ -300,6 +220,13 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
 
   float keep[SECTORS ? NA : 1];  // SECTORS: the first sibling's results, bias added, until the second's
+  // SUMS: this thread's sums over the CTA's summed stages, chunk c's slot 2 kk + h holding channel
+  // 32 c + 8 kk + tq + 4 h of rows r0 and r0 + 8 (its A elements); reduced after the last unit.
+  float isum[SUMS ? C::SUM_CHUNKS : 1][8];
+#pragma unroll
+  for (int c = 0; c < (SUMS ? C::SUM_CHUNKS : 1); ++c)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) isum[c][i] = 0.f;
   int it = 0;
   for (int u = first_unit; u < geo.units; u = next_unit(u)) {
     Unit t;
@@ -318,9 +245,31 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
     constexpr int LO = SPLIT ? 4 : 1;
     uint32_t l0[LO][4], l1[LO][4];  // 3xtf32: the lo parts
     int held = -1;  // the stage whose MMAs may still be in flight
+    // SUMS: the next k-block's chunk and tap (kd, kh, kw), in the producer's order; the unit sums where it
+    // has the first channel block (one phase: p.phase[0]).
+    [[maybe_unused]] const bool sum_unit = SUMS && valid && t.co0 == 0;
+    [[maybe_unused]] int cur_c = 0, cur_w = 0, cur_h = 0, cur_d = 0;
     // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
     // are rewritten only after it retired (the wait<1> of the next block).
     auto kblock = [&](uint32_t(&a)[4][4], uint32_t(&al)[LO][4]) {
+      [[maybe_unused]] bool summing = false;
+      [[maybe_unused]] int sc = 0;
+      if constexpr (SUMS) {
+        const int* taps = p.phase[0].taps;
+        summing = sum_unit && (unsigned)(cur_d - geo.sum_a[0]) < (unsigned)p.s_in &&
+                  (unsigned)(cur_h - geo.sum_a[1]) < (unsigned)p.s_in && (unsigned)(cur_w - geo.sum_a[2]) < (unsigned)p.s_in;
+        sc = cur_c;
+        if (++cur_c == chunks) {
+          cur_c = 0;
+          if (++cur_w == taps[2]) {
+            cur_w = 0;
+            if (++cur_h == taps[1]) {
+              cur_h = 0;
+              ++cur_d;
+            }
+          }
+        }
+      }
       const int s = it % S;
       TxBarrier::wait(&full[s], (it / S) & 1);
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
@@ -328,6 +277,18 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
       for (int kk = 0; kk < 4; ++kk) {
         const uint32_t x[4] = {lds(st + row0 + col[2 * kk]), lds(st + row0 + 8 * 128 + col[2 * kk]),
                                lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
+        if constexpr (SUMS) {
+          if (summing) {
+            const float lo = __uint_as_float(x[0]) + __uint_as_float(x[1]);
+            const float hi = __uint_as_float(x[2]) + __uint_as_float(x[3]);
+#pragma unroll
+            for (int c = 0; c < C::SUM_CHUNKS; ++c)
+              if (c == sc) {
+                isum[c][2 * kk] += lo;
+                isum[c][2 * kk + 1] += hi;
+              }
+          }
+        }
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           // MAP_ROUNDS: TMA landed x rounded (the host's TFLOAT32 map); rounding it again would cost the
@@ -482,6 +443,36 @@ __global__ void __launch_bounds__(SUMS ? IgemmConfig<TH, TW, BN, SN, SPLIT>::SUM
       }
     }
   }
+  if constexpr (SUMS) {
+    // The lanes of a tq hold the same channels: reduce over g, then the eight warps' rows in order.
+#pragma unroll
+    for (int c = 0; c < C::SUM_CHUNKS; ++c)
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int m = 4; m <= 16; m *= 2) isum[c][i] += __shfl_xor_sync(0xffffffffu, isum[c][i], m);
+    float* rows = reinterpret_cast<float*>(smem + C::sums_offset());
+    if (g == 0) {
+#pragma unroll
+      for (int c = 0; c < C::SUM_CHUNKS; ++c)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int ch = IG_KC * c + 8 * (i >> 1) + 4 * (i & 1) + tq;
+          if (ch < p.Cr) rows[(4 * cw + wl) * p.Cr + ch] = isum[c][i];
+        }
+    }
+    asm volatile("bar.sync 3, 256;" ::: "memory");  // the consumer warpgroups
+    const int ct = tid - 128 * PWG;
+    for (int c = ct; c < p.Cr; c += 256) {
+      float v = rows[c];
+#pragma unroll
+      for (int w = 1; w < C::SUM_ROWS; ++w) v += rows[w * p.Cr + c];
+      p.in_sums[(size_t)blockIdx.x * p.Cr + c] = v;
+    }
+    // The rows of CTAs the grid lacks are zeroed by the CTAs it has.
+    for (int row = blockIdx.x + gridDim.x; row < p.in_sums_rows; row += gridDim.x)
+      for (int c = ct; c < p.Cr; c += 256) p.in_sums[(size_t)row * p.Cr + c] = 0.f;
+  }
 #endif
 }
 
@@ -546,7 +537,7 @@ struct IgemmKernel {
   }
 
   static size_t smem_bytes(int sums_cr = 0) {
-    return 1024 + C::sums_offset() + (size_t)C::SUM_WARPS * sums_cr * sizeof(float);
+    return 1024 + C::sums_offset() + (size_t)C::SUM_ROWS * sums_cr * sizeof(float);
   }
 
   static size_t sector_smem_bytes() { return 1024 + C::out_offset() + C::OUT_BYTES; }
@@ -561,8 +552,10 @@ struct IgemmKernel {
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
     if (p.in_ncdhw) return 5;  // NDHWC input (TMA boxes of channel rows)
-    // Input sums: tf32, one phase, a tap window on every axis, a row per CTA.
-    if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1)) return 5;
+    // Input sums: tf32, one phase, C_r within the consumers' sum registers, a tap window on every axis, a row
+    // per CTA.
+    if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1 || p.Cr > IG_KC * C::SUM_CHUNKS))
+      return 5;
     // TMA: traversal strides up to 8, boxes up to 256 elements per dimension.
     if (p.s_in < 1 || p.s_in > 8 || p.s_in * TW > 256 || p.s_in * TH > 256 || p.s_in * C::TD > 256) return 5;
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
@@ -614,7 +607,7 @@ struct IgemmKernel {
                      (long long)geo.units + (long long)sms * p.num_phases <= 0x7fffffffLL;
     if constexpr (!SPLIT) {
       if (p.in_sums != nullptr)
-        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::SUM_THREADS,
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, false, true>, grid, C::THREADS,
                                         smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
     }
     if constexpr (C::SECTORS_OK) {

@@ -2,6 +2,7 @@
 of the kernel's contract (csrc/direct_launch.h) must reproduce PyTorch's conv_transpose3d and its
 grad_input for every kernel size, stride and padding of the fast path."""
 import itertools
+import pathlib
 
 import pytest
 import torch
@@ -1085,17 +1086,16 @@ def test_igemm_wgrad_slices_take_the_fewest_within_the_slack(monkeypatch):
             assert direct.igemm_wgrad_slices(p, k.block, k.bn, 132, kx=kx, slack=1e3) == 1
 
 
-def test_igemm_sum_rows_follow_the_n_block():
-    """The implicit-GEMM grad_input keeps one shared row of C_r sums per summing warp: seven for N blocks up
-    to 64, three for 128 (csrc/igemm_sm90.cuh, IgemmConfig::SUM_WARPS), so a wide reduction fits beside the
-    n128 row's stages and not beside the n32 row's, whose seven rows need 28 KB at C_r = 1000."""
-    prob = Problem(2, 64, 1000, (8, 8, 16), 3, 2, 1, 1)
-    table = direct.grad_input_plan(prob)
-    assert direct.igemm_sum_window(table, prob.out_spatial, 2) is not None
-    n32, n128 = BY_NAME["igemm_tf32_1x8x16_n32_s10"], BY_NAME["igemm_tf32_1x8x16_n128_s6"]
-    assert [direct.igemm_sum_warps(k.bn) for k in (n32, n128)] == [7, 3]
-    for k, fits in ((n32, False), (n128, True)):
-        rows = direct.igemm_sum_warps(k.bn) * 4 * 1000
-        assert (direct.igemm_smem_bytes(k.bn, k.stages) + rows <= direct.SM90_SMEM_OPTIN) == fits
-        assert direct.sums_input(k, table, prob.out_spatial, 2, 1000) == fits
-    assert direct.sums_input(n32, table, prob.out_spatial, 2, 900)
+def test_igemm_sums_take_up_to_128_reduction_channels():
+    """The implicit-GEMM grad_input sums its input in its consumer threads' registers, four chunks of 32 channels
+    (csrc/igemm_sm90.cuh, IgemmConfig::SUM_CHUNKS; its can_implement refuses more), then adds eight warps' shared
+    rows of C_r floats: C_r up to 128 on every row, the caller's own pass beyond."""
+    src = (pathlib.Path(__file__).resolve().parent.parent / "csrc" / "igemm_sm90.cuh").read_text()
+    assert "static constexpr int SUM_CHUNKS = 4;" in src and "static constexpr int SUM_ROWS = 8;" in src
+    assert direct.IGEMM_SUM_MAX_CR == 32 * 4 and direct.IGEMM_SUM_ROWS == 8
+    for c_r, fits in ((128, True), (132, False), (256, False)):
+        prob = Problem(2, 64, c_r, (8, 8, 16), 3, 2, 1, 1)
+        table = direct.grad_input_plan(prob)
+        assert direct.igemm_sum_window(table, prob.out_spatial, 2) is not None
+        for name in ("igemm_tf32_1x8x16_n32_s10", "igemm_tf32_1x8x16_n128_s6"):
+            assert direct.sums_input(BY_NAME[name], table, prob.out_spatial, 2, c_r) == fits

@@ -69,6 +69,7 @@ def test_ws_grad_input_sums_grad_y(cfg, n, c_in, c_out, k, p, spatial):
     (1, 48, 36, 5, 2, 2, 0, (7, 8, 10)),     # V-Net k5: the window starts at tap 1
     (3, 128, 68, 3, 1, 1, 0, (4, 7, 12)),    # unit stride: the centre tap alone
     (1, 40, 16, 3, 3, 0, 0, (3, 4, 6)),      # stride 3
+    (1, 64, 128, 3, 2, 1, 0, (4, 5, 9)),     # C_out 128: all four chunks of the consumers' sum registers
 ])
 def test_igemm_grad_input_sums_grad_y(cfg, n, c_in, c_out, k, s, p, op, spatial):
     if cfg.name not in _extension.compiled_kernels():
@@ -78,6 +79,22 @@ def test_igemm_grad_input_sums_grad_y(cfg, n, c_in, c_out, k, s, p, op, spatial)
         pytest.skip("the row cannot take this problem")
     assert direct.sums_input(cfg, direct.grad_input_plan(prob), prob.out_spatial, s, c_out)
     _check_sums(cfg, prob)
+
+
+@pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
+def test_igemm_wider_reductions_sum_elsewhere(cfg):
+    """Past 128 reduction channels the consumers' sum registers do not reach: the row declines the sums (its
+    can_implement, and direct.sums_input for the host), and the bias gradient comes from the caller's pass."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(1, 64, 132, (4, 5, 9), 3, 2, 1)
+    if not _fits(prob, cfg):
+        pytest.skip("the row cannot take this problem")
+    assert not direct.sums_input(cfg, direct.grad_input_plan(prob), prob.out_spatial, 2, 132)
+    gy = torch.randn(1, 132, *prob.out_spatial, device="cuda").to(memory_format=CL) + 0.5
+    w = torch.randn(64, 132, 3, 3, 3, device="cuda") / (132 * 27) ** 0.5
+    gx, gb = launch.grad_input_with_bias(gy, w, prob, "tf32", cfg.name)
+    assert gb is None and torch.equal(gx, launch.grad_input(gy, w, prob, "tf32", cfg.name))
 
 
 def test_igemm_public_op_bias_gradient_from_grad_input(monkeypatch):

@@ -841,11 +841,11 @@ def copies_input(k, table, c_r: int, in_spatial) -> bool:
 SUM_ROWS_PER_CTA = 3
 
 
-def igemm_sum_warps(bn: int) -> int:
-    """Warps of the Hopper implicit-GEMM kernel with an N block of bn channels that sum its input, each
-    into a shared row of C_r floats (IgemmConfig::SUM_WARPS in csrc/igemm_sm90.cuh): seven, in two producer
-    warpgroups, for blocks up to 64; three, in one, for wider blocks (v0.39)."""
-    return 7 if bn <= 64 else 3
+# The implicit-GEMM grad_input's input sums (csrc/igemm_sm90.cuh, IgemmConfig::SUM_CHUNKS and SUM_ROWS): each
+# consumer thread keeps its channels' sums in registers, four chunks of 32 channels (so C_r up to 128), and the
+# CTA adds its eight consumer warps' shared rows of C_r floats at the end.
+IGEMM_SUM_MAX_CR = 128
+IGEMM_SUM_ROWS = 8
 
 
 def igemm_sum_window(table, in_spatial, s_in: int):
@@ -876,10 +876,12 @@ def sums_input(k, table, in_spatial, s_in: int = 1, c_r: int = 0) -> bool:
     counts its halo up to where the next tile's starts (the last tile along an axis, all of it), so the
     halos must start at or before the input and the last ones reach its end (csrc/direct_sm90.cuh,
     sums_cover). The tf32 implicit-GEMM rows (any stride) sum the input boxes they load at the taps of
-    ``igemm_sum_window``, in ``igemm_sum_warps`` producer warps, each into a shared row of c_r floats."""
+    ``igemm_sum_window``, in their consumer warps' registers (c_r up to IGEMM_SUM_MAX_CR), and add the eight
+    warps' shared rows of c_r floats at the end."""
     if k.family == "igemm" and k.op == "direct" and not k.split:
-        smem = igemm_smem_bytes(k.bn, k.stages) + igemm_sum_warps(k.bn) * 4 * c_r
-        return c_r > 0 and smem <= SM90_SMEM_OPTIN and igemm_sum_window(table, in_spatial, s_in) is not None
+        smem = igemm_smem_bytes(k.bn, k.stages) + IGEMM_SUM_ROWS * 4 * c_r
+        return (0 < c_r <= IGEMM_SUM_MAX_CR and smem <= SM90_SMEM_OPTIN
+                and igemm_sum_window(table, in_spatial, s_in) is not None)
     if not (k.family == "wgmma" and k.ws and not k.wf) or len(table) != 13:
         return False
     count, dmin, taps = table[3:6], table[6:9], table[9:12]

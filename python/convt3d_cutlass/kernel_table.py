@@ -149,7 +149,7 @@ class KernelConfig:
             # grad_weight: two producer warpgroups (seven transposing warps) on the swapped and per-tap rows.
             if self.op == "wgrad":
                 return 640 if self.swap else 384 if self.kx > 1 else 512
-            return 384  # 512 while summing its input with an N block up to 64 (direct.igemm_sum_warps)
+            return 384
         if self.family == "wgmma":
             return 128 * (self.warpgroups + self.ws)
         if self.simt and self.op == "wgrad":  # warp[2] warps per (kd, kh) of k = 3
