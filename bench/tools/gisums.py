@@ -3,7 +3,10 @@
 channel_sums pass, in alternating rounds (CUDA events, L2 flushed; the medians of the rounds' medians).
 
     python bench/tools/gisums.py [LAYERS] [ROUNDS]     # sweep case names, channels_last_3d, tf32
+    GISUMS_GPU_ONLY=1: GPU time only (hostgap.gpu_only: the launches queued behind a busy GPU), for layers
+    whose calls are host-bound (the sub-0.15 ms ones moved 20% between processes in v0.68)
 """
+import os
 import statistics
 import sys
 
@@ -12,6 +15,7 @@ import torch
 from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
 from bench.timing import bench
+from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import channel_sums
 from convt3d_cutlass.problem import Problem
@@ -37,7 +41,7 @@ for nm in names:
     res = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            res[k].append(bench(f, warmup=3, reps=20))
+            res[k].append(gpu_only(f, reps=20) if os.environ.get("GISUMS_GPU_ONLY") else bench(f, warmup=3, reps=20))
     m = {k: statistics.median(v) for k, v in res.items()}
     print(f"{nm:14s} {plan.k.name[:28]:28s} {rows:5d} {m['fused']:7.3f} {m['gi']:7.3f} {m['sums']:7.3f} "
           f"{m['gi'] + m['sums']:7.3f} {(m['gi'] + m['sums']) / m['fused']:6.3f}  bias err {err:.1e}", flush=True)
