@@ -257,7 +257,8 @@ __global__ void __launch_bounds__(384, 1)
       if constexpr (SUMS) {
         const int* taps = p.phase[0].taps;
         summing = sum_unit && (unsigned)(cur_d - geo.sum_a[0]) < (unsigned)p.s_in &&
-                  (unsigned)(cur_h - geo.sum_a[1]) < (unsigned)p.s_in && (unsigned)(cur_w - geo.sum_a[2]) < (unsigned)p.s_in;
+                  (unsigned)(cur_h - geo.sum_a[1]) < (unsigned)p.s_in &&
+                  (unsigned)(cur_w - geo.sum_a[2]) < (unsigned)p.s_in;
         sc = cur_c;
         if (++cur_c == chunks) {
           cur_c = 0;
