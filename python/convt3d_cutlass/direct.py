@@ -657,6 +657,12 @@ SPLIT_SECTOR_MAX_BLOCK_DEPTH = 4
 FORWARD_SECTORS = False
 
 
+def rows_on_sectors(spatial) -> bool:
+    """Whether rows of a packed NCDHW tensor of this spatial size (D, H, W) all start on 32-byte sectors
+    (W % 8 == 0 floats): there, tiles of 8 or 16 positions from a multiple of 8 store whole sectors."""
+    return spatial[2] % 8 == 0
+
+
 def carry_fits(k) -> bool:
     """Whether a wgmma row has registers beside its accumulators for the sector the NCDHW epilogue carries
     from tile to tile (csrc/direct_sm90.cuh, Config::CARRY_FITS: 2x8 n64's 192 accumulators and 32 more
@@ -698,8 +704,8 @@ def ncdhw_sectors(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool
     if k.family == "igemm":
         return op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)) and igemm_sectors_pay(k, p)
     if op == "dgrad" and FORWARD_SECTORS and k.family == "wgmma" and k.ws and not k.wf and p.stride == 1:
-        return p.out_spatial[2] % 8 == 0 and carry_fits(k)
-    if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or p.spatial[2] % 8:
+        return rows_on_sectors(p.out_spatial) and carry_fits(k)
+    if op != "fprop" or not (k.family == "wgmma" and k.ws and not k.rs) or not rows_on_sectors(p.spatial):
         return False
     return k.block[0] <= sector_max_depth(k) and carry_fits(k)
 
@@ -744,7 +750,7 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
         elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
         return reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION and elements < 2 ** 32
     if k.family == "igemm":
-        return ((p.out_spatial if op == "dgrad" else p.spatial)[2] % 8 == 0
+        return (rows_on_sectors(p.out_spatial if op == "dgrad" else p.spatial)
                 or op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)))
     if not (op == "fprop" or p.stride == 1):
         return False

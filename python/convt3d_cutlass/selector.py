@@ -356,7 +356,7 @@ def _wfold_wins(problem: Problem, other: KernelConfig, out_ncdhw: bool, num_sms:
     it so itself, only if the output's rows are off 32-byte sectors (WFOLD_NCDHW_OFF_SECTORS)."""
     if not (problem.k >= 2 * problem.stride or problem.c_out <= WFOLD_MAX_K3_COUT):
         return False
-    if not out_ncdhw or (WFOLD_NCDHW_OFF_SECTORS and problem.out_spatial[2] % 8):
+    if not out_ncdhw or (WFOLD_NCDHW_OFF_SECTORS and not direct.rows_on_sectors(problem.out_spatial)):
         return True
     return not direct.writes_ncdhw(other, problem, "dgrad", num_sms)
 
