@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -1181,6 +1182,14 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 // WF > 0: the w fold, a forward at stride WF whose phase table splits d and h only (direct.py,
 // forward_plan_wfold): along w, count[2] inputs m from first input m_lo, dmin[2] = m_lo - R, first[2] = -pad,
 // taps[2] = k, every kw tap in N in its natural order; see the kernel's epilogue.
+// CONVT3D_WS_STAGES_BEYOND=n: the ws rows hold at most n halo stages beyond a unit's chunks (0: v0.68's
+// rows, capped by the chunks); unset: as many as fit, up to S. Read at every launch (a getenv is 0.1 us,
+// v0.62), so that bench/tools/envab.py can switch it within one process.
+inline int ws_stages_beyond_env() {
+  const char* v = std::getenv("CONVT3D_WS_STAGES_BEYOND");
+  return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : -1;
+}
+
 template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false,
           int WF = 0>
 struct WgmmaKernel {
@@ -1275,8 +1284,13 @@ struct WgmmaKernel {
       }
       // As many stages as Hopper's 227 KiB hold, up to S: strided phases (1-2 taps per axis) have small
       // stages and little MMA work per chunk, so their pipeline is bound by load latency, not space.
+      // Not capped by the chunks of a unit: the ring runs across units (stage it % stages over the CTA's whole
+      // walk), so where a unit has few chunks (SR head's grad_input: one of 8 grad_y channels) more stages
+      // let TMA fetch the next units' halos ahead of their MMAs (v0.69).
       const int fit = (int)((kSm90SmemOptin - 1024 - 16 - geo.filter_bytes - raw) / (geo.stage_bytes + 24));
-      geo.stages = geo.stages < fit ? geo.stages : (fit > 0 ? fit : 1);
+      const int beyond = ws_stages_beyond_env();
+      const int want = beyond < 0 || chunks + beyond > S ? S : (chunks > 0 ? chunks : 1) + beyond;
+      geo.stages = want < fit ? want : (fit > 0 ? fit : 1);
       if (p.in_ncdhw && !RS) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
     }
     if (geo.raw_hd > 256 || geo.raw_hh > 256) return 5;  // TMA box limit (raw_hd >= HD, raw_hh >= HH)

@@ -306,7 +306,7 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False,
     halo, group = parts * hd * hh * 16 * KC * 4, parts * kx * bn * KC * 4
     stage = -(-(halo + tz * ty * group) // 1024) * 1024
     chunks = -(-c_r // KC)
-    stages = max(1, min(stages, chunks))
+    capped = max(1, min(stages, chunks))
     if ws:
         # The whole filter resident beside at least two 1 KiB-aligned halo stages when it fits, then as
         # many stages as fit Hopper's 227 KiB, up to `stages`; three barriers per stage and two more.
@@ -320,19 +320,20 @@ def _wgmma_smem(block, kx, bn, warpgroups, stages, tz, ty, c_r, ws, split=False,
         raw_stride = -(-box // 1024) * 1024
         raw = 2 * (raw_stride + 16) + 1024 if in_ncdhw and not rs else 0
         fstage = 2 * raw_stride if in_ncdhw and rs else halo_stage
-        if filt > 0 and 1024 + filt + raw + min(stages, 2) * (fstage + 24) + 16 <= SM90_SMEM_OPTIN:
+        if filt > 0 and 1024 + filt + raw + min(capped, 2) * (fstage + 24) + 16 <= SM90_SMEM_OPTIN:
             stage = fstage
         elif in_ncdhw:
             return None
         else:
             filt = 0
+        # Up to `stages` whatever the unit's chunks: the ring runs across units (WgmmaKernel::geometry).
         stages = min(stages, max(1, (SM90_SMEM_OPTIN - 1024 - 16 - filt - raw) // (stage + 24)))
         if in_ncdhw and not rs:
             return WgmmaSmem(1024 + -(-(stages * stage + filt) // 1024) * 1024 + 2 * raw_stride + (3 * stages + 6) * 8,
                              True, stages)
         return WgmmaSmem(1024 + stages * stage + filt + (3 * stages + 2) * 8, filt > 0, stages)
     scratch = warpgroups * 4 * 16 * (kx * bn + 4) * 4
-    return WgmmaSmem(1024 + max(stages * stage, scratch) + stages * 8, False, stages)
+    return WgmmaSmem(1024 + max(capped * stage, scratch) + capped * 8, False, capped)
 
 
 def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
