@@ -1099,3 +1099,25 @@ def test_igemm_sums_take_up_to_128_reduction_channels():
         assert direct.igemm_sum_window(table, prob.out_spatial, 2) is not None
         for name in ("igemm_tf32_1x8x16_n32_s10", "igemm_tf32_1x8x16_n128_s6"):
             assert direct.sums_input(BY_NAME[name], table, prob.out_spatial, 2, c_r) == fits
+
+
+def test_ws_stages_run_past_a_units_chunks():
+    """The ws rows' halo ring runs across units (the stage is the CTA's chunk count mod stages), so their
+    stages are as many as fit up to the row's S, not capped by a unit's chunks as the one-warpgroup rows'
+    are (v0.69: the headline's grad_input, 3 chunks of 8 grad_y channels, 3 -> 5 stages beside its resident
+    filter; SR head's, one chunk, 1 -> 6). test_smem_mirror_host checks the C++ geometry agrees."""
+    def smem(name, p, op):
+        k = BY_NAME[name]
+        plan, c_r = (direct.grad_input_plan(p), p.c_out) if op == "fprop" else (direct.forward_plan(p)[0], p.c_in)
+        return direct._wgmma_smem(k.block, k.kx, k.bn, k.warpgroups, k.stages, *direct._wgmma_taps(plan, k.kx),
+                                  c_r, k.ws, k.split)
+
+    headline, sr_head = Problem(8, 48, 24, (96, 96, 96), 3), Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
+    for name, p, op, stages in (("wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8", headline, "fprop", 5),
+                                ("wgmma_ws_tf32_4x8x14_kx3_n32_wg2_s8", sr_head, "fprop", 6),
+                                ("wgmma_ws_tf32_4x8x14_kx3_n16_wg2_s8", sr_head, "dgrad", 5),
+                                ("wgmma_tf32_2x8x14_kx3_n48_wg2_s2", headline, "fprop", 2)):
+        r = smem(name, p, op)
+        assert r.stages == stages and r.bytes <= direct.SM90_SMEM_OPTIN, (name, r)
+    assert smem("wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8", headline, "fprop").resident
+    assert smem("wgmma_tf32_2x8x14_kx3_n48_wg2_s2", Problem(1, 48, 8, (32, 32, 32), 3), "fprop").stages == 1
