@@ -1179,17 +1179,18 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 #endif
 }
 
-// WF > 0: the w fold, a forward at stride WF whose phase table splits d and h only (direct.py,
-// forward_plan_wfold): along w, count[2] inputs m from first input m_lo, dmin[2] = m_lo - R, first[2] = -pad,
-// taps[2] = k, every kw tap in N in its natural order; see the kernel's epilogue.
 // CONVT3D_WS_STAGES_BEYOND=n: the ws rows hold at most n halo stages beyond a unit's chunks (0: v0.68's
 // rows, capped by the chunks); unset: as many as fit, up to S. Read at every launch (a getenv is 0.1 us,
-// v0.62), so that bench/tools/envab.py can switch it within one process.
+// v0.62), so that bench/tools/wsstages.py and envab.py can switch it within one process. direct.py's
+// mirror assumes it unset: it only lowers the stages, never below v0.68's count.
 inline int ws_stages_beyond_env() {
   const char* v = std::getenv("CONVT3D_WS_STAGES_BEYOND");
   return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : -1;
 }
 
+// WF > 0: the w fold, a forward at stride WF whose phase table splits d and h only (direct.py,
+// forward_plan_wfold): along w, count[2] inputs m from first input m_lo, dmin[2] = m_lo - R, first[2] = -pad,
+// taps[2] = k, every kw tap in N in its natural order; see the kernel's epilogue.
 template <int TD, int TH, int KX, int BN, int WG, int S, bool WS = false, bool SPLIT = false, bool RS = false,
           int WF = 0>
 struct WgmmaKernel {
