@@ -84,6 +84,10 @@ struct Geometry {
   int raw_offset;      // the raw ring's offset: after the stages and the filter, 1 KiB aligned
   int wgroup;          // ws form: w-neighbour tiles a CTA takes in turn (see walk_next; 1: one at a time)
   int tw;              // ws form with a w fold (WF): halo positions per tile along w whose outputs it stores
+  // ws form, one unit-stride phase (see wcarry_tiles): 1 = tiles of HALO_W input positions along w, each CTA
+  // walking a whole row of them (wgroup = tiles_w) and handing the partial sums of the outputs whose taps span
+  // two tiles to the next one in registers; 0 = tiles of TW outputs, overlapping by KX - 1 halo positions.
+  int wcarry;
   int raw_hd, raw_hh;  // its planes and rows: HD and HH, padded in the RS form (see raw_box_dims)
   // NCDHW input whose rows are not 16-byte multiples (W % 4 != 0; the ring form only): TMA cannot step
   // along h, so each halo row (hh) is its own box of a map whose innermost axis is a plane's H x W positions
@@ -164,7 +168,8 @@ struct Config {
   // And one carried value per lane: the sector a tile shares with the next starts at its position 8 or
   // later wherever a group's tile starts (q0w mod 8 steps by gcd(TW, 8), so TW + gcd(TW, 8) >= 16).
   static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;  // gcd(TW, 8)
-  static constexpr bool CARRY_FITS = MB * N / 2 + MB * BN / 4 <= 176 && TW + TW_STEP >= 16;
+  static constexpr bool CARRY_REGS = MB * N / 2 + MB * BN / 4 <= 176;
+  static constexpr bool CARRY_FITS = CARRY_REGS && TW + TW_STEP >= 16;
   static_assert(S >= 2, "stages");
 };
 
@@ -406,6 +411,9 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   constexpr int ROUNDERS = 96;  // producer warps 1-3
   static_assert(!RS || (!SPLIT && TH / 4 == WG && C::MB == TD), "RS: tf32, one 4-row h block per warpgroup");
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
+  // Tiles of HALO_W input positions along w carrying partial sums to the next (Geometry::wcarry): where the
+  // carried values have registers (C::CARRY_REGS) and no input sums (whose ownership rule assumes TW tiles).
+  constexpr bool WC = C::CARRY_REGS && !SUMS && WF == 0 && KX <= 9;
   // tf32 without input sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands the
   // halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs the
   // unrounded input for its low part, SUMS for the bias gradient.
@@ -466,7 +474,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   // (counted over the CTA's whole walk) agree between them.
   struct Unit {
     direct::TileOrigin o;
-    int co0, nchunks, tap0, tz, ty, tx;
+    int co0, nchunks, tap0, tz, ty, tx, wt;  // wt: the tile's index along w
   };
   // Unit u: tile u % G of group u / G; a group is G w-neighbour tiles of one (d, h) tile row (G = 1: the
   // tiles w fastest, as before), then C_out blocks, then sample x phase.
@@ -477,11 +485,18 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
     const int tile = (rg % rows) * geo.tiles_w + wt, rest = rg / rows;
     t.o = direct::tile_origin_at(p, tile, rest / coblocks, geo.tiles_h, geo.tiles_w, TD, TH, WF ? geo.tw : C::TW);
     t.co0 = (rest % coblocks) * BN;
+    t.wt = wt;
     const DirectPhase& ph = p.phase[t.o.phase];
-    if (t.o.q0d >= ph.count[0] || t.o.q0h >= ph.count[1] || t.o.q0w >= ph.count[2]) return false;
     t.tz = ph.taps[0];
     t.ty = ph.taps[1];
     t.tx = ph.taps[2];
+    // wcarry: halo positions from input qoff + dmin + HALO_W * wt (qoff: the first tile's halo starts on input
+    // 0, or on dmin where that is positive); a tile also stores the outputs the previous one carried, up to
+    // tx - 1 positions left of q0w, so a last tile may start past the row's outputs.
+    if (geo.wcarry) t.o.q0w = HALO_W * wt + (ph.dmin[2] < 0 ? -ph.dmin[2] : 0);
+    if (t.o.q0d >= ph.count[0] || t.o.q0h >= ph.count[1] ||
+        (geo.wcarry ? t.o.q0w - (t.tx > 0 ? t.tx - 1 : 0) : t.o.q0w) >= ph.count[2])
+      return false;
     const bool any = t.tz * t.ty * t.tx > 0;
     t.nchunks = any ? (p.Cr + KC - 1) / KC : 0;
     t.tap0 = any ? (int)(ph.w_offset / ((long long)p.Co * p.Cr)) : 0;
@@ -851,7 +866,8 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   int it = 0, fkey = -1, loads = 0;
   // ON with w-groups: the sector a tile shares with the next one, as this thread would store it (see the
   // epilogue), kept until the next tile adds its part.
-  [[maybe_unused]] float carry[ON && C::CARRY_FITS ? C::MB : 1][BN / 8][2] = {};
+  // wcarry: the partial sums of this thread's second positions whose taps reach into the next tile's halo.
+  [[maybe_unused]] float carry[(ON && C::CARRY_FITS) || WC ? C::MB : 1][BN / 8][2] = {};
   for (int u = blockIdx.x * G; u < units; u = walk_next<ON>(u, G)) {
     Unit t;
     if (!unit_at(u, t)) continue;
@@ -1075,8 +1091,19 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
         }
       }
     } else {
+    // wcarry: a second position g + 8 whose taps reach past the halo (g + 8 + kx >= 16) is open: its sum so far
+    // waits in carry, and the next tile adds its terms P[g + kx - 8][kx], the first positions of the same
+    // source lanes (v0 where wrap), in the same kx order, so the sums are the TW tiles' bits.
+    const bool wcr = WC && geo.wcarry;
+    const bool open = wcr && g + 8 + t.tx - 1 >= HALO_W;
 #pragma unroll
     for (int mb = 0; mb < C::MB; ++mb) {
+      float cin[WC ? J : 1][2];  // the previous tile's open position, q0w + g - 8
+      if constexpr (WC)
+#pragma unroll
+        for (int j = 0; j < J; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) cin[j][e] = wcr && t.wt > 0 ? carry[mb][j][e] : 0.f;
 #pragma unroll
       for (int kx = 1; kx < KX; ++kx) {
         if (kx >= t.tx) break;
@@ -1089,7 +1116,13 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
             const float v0 = shfl_f32(acc[mb][4 * (j + kx * J) + e], src);
             const float v1 = shfl_f32(acc[mb][4 * (j + kx * J) + 2 + e], src);
             acc[mb][4 * j + e] += wrap ? v1 : v0;
-            acc[mb][4 * j + 2 + e] += v1;  // only valid where g + 8 + kx < 16, i.e. w < TW
+            if constexpr (WC) {
+              if (wcr && wrap) {
+                cin[j][e] += v0;
+                continue;  // the second position's term is in the next tile
+              }
+            }
+            acc[mb][4 * j + 2 + e] += v1;  // only valid where g + 8 + kx < 16, i.e. w < TW (or wcarry)
           }
       }
       const int m = RS ? mb * WG + cw : C::block_m(cw, mb);  // RS: warpgroup cw holds h block cw of every plane
@@ -1101,6 +1134,45 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
       const int64_t plane = (int64_t)p.Do * p.Ho * p.Wo;
       float* row_out = ON ? p.out + (int64_t)t.o.n * p.Co * plane + ((int64_t)od * p.Ho + oh) * p.Wo
                           : p.out + (((int64_t)t.o.n * p.Do + od) * p.Ho + oh) * p.Wo * p.Co;
+      if constexpr (WC) {
+        if (wcr) {
+          // This tile's first positions are whole (g + tx - 1 < 16); its second ones where not open, or where
+          // no tile follows (the host's wcarry_tiles: the next halo would start past the input); and the
+          // previous tile's open position (none left of the row's first tile's q0w: no outputs, or inputs < 0).
+          const int cnt = ph.count[2], q0w = t.o.q0w;
+          const bool keep = open && t.wt + 1 < geo.tiles_w;
+          const bool ok[3] = {row_ok && q0w + g < cnt, row_ok && !keep && q0w + g + 8 < cnt,
+                              row_ok && open && q0w + g >= 8 && q0w + g - 8 < cnt};
+          const int at[3] = {q0w + g, q0w + g + 8, q0w + g - 8};
+#pragma unroll
+          for (int j = 0; j < J; ++j) {
+            const int co = t.co0 + 8 * j + 2 * tq;
+            float v[3][2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float b = e ? bias[j].y : bias[j].x;
+              v[0][e] = acc[mb][4 * j + e] + b;
+              v[1][e] = acc[mb][4 * j + 2 + e] + b;
+              v[2][e] = cin[j][e] + b;
+              carry[mb][j][e] = acc[mb][4 * j + 2 + e];
+            }
+            if (co >= p.Co) continue;  // Co % 4 == 0: co + 1 < Co as well
+#pragma unroll
+            for (int r = 0; r < 3; ++r) {
+              if (!ok[r]) continue;
+              if constexpr (ON) {
+                float* q = row_out + ph.first[2] + at[r];
+                q[co * plane] = v[r][0];
+                q[(co + 1) * plane] = v[r][1];
+              } else {
+                *reinterpret_cast<float2*>(row_out + (int64_t)(ph.first[2] + p.s_out * at[r]) * p.Co + co) =
+                    make_float2(v[r][0], v[r][1]);
+              }
+            }
+          }
+          continue;
+        }
+      }
       if constexpr (ON) {
         // Channel planes. A 14-wide tile's rows start off sector boundaries, and the two parts of a 32-byte
         // sector written by neighbouring tiles at different times cost DRAM fills and second write-backs
@@ -1186,6 +1258,23 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
 inline int ws_stages_beyond_env() {
   const char* v = std::getenv("CONVT3D_WS_STAGES_BEYOND");
   return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : -1;
+}
+
+// The carried tiles where they are at most 4/5 of the TW tiles. A CTA then walks whole rows along w, and the halos
+// its row shares with the rows other CTAs walk at other times fall out of L2: the TW tiles walked by rows
+// (CONVT3D_WS_WCARRY=3) cost the headline forward 3.4% channels_last_3d and 28% NCDHW (DRAM reads 1.43 -> 5.8 GB
+// there, ncu), SR head's 2.5% / 8%. So the carry's 14% fewer tiles on the headline forward (6 for 7) measured
+// 0.985x channels_last_3d and 1.38x NCDHW, and SR head's 20% (8 for 10) 0.870x / 0.896x, V-Net refine's 33%
+// (4 for 6, k5) 0.732x / 0.785x, its NCDHW grad_input 0.773x (GPU time, bench/tools/wsstages.py, v0.70).
+constexpr int WCARRY_MAX_TILES_PER_5 = 4;
+
+// CONVT3D_WS_WCARRY: 0 keeps the ws rows' tiles of TW outputs everywhere; 2 takes wcarry's tiles wherever the row
+// can (tests: the same bits either way); 3 walks the TW tiles by whole rows as the carry does, without it (the
+// walk's own cost); unset or 1: where they are at most WCARRY_MAX_TILES_PER_5 / 5 of the TW tiles
+// (WgmmaKernel::geometry). Read at every launch, as ws_stages_beyond_env, for A/B runs in one process.
+inline int ws_wcarry_env() {
+  const char* v = std::getenv("CONVT3D_WS_WCARRY");
+  return v != nullptr && (v[0] == '0' || v[0] == '2' || v[0] == '3') ? v[0] - '0' : 1;
 }
 
 // WF > 0: the w fold, a forward at stride WF whose phase table splits d and h only (direct.py,
@@ -1294,8 +1383,37 @@ struct WgmmaKernel {
       geo.stages = want < fit ? want : (fit > 0 ? fit : 1);
       if (p.in_ncdhw && !RS) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
     }
+    geo.wcarry = 0;
+    if (WS && !(p.out_ncdhw && p.out_sectors)) {  // the NCDHW sector walk has the groups and the carry registers
+      const int mode = ws_wcarry_env(), wt = wcarry_tiles(p);
+      if (wt > 0 && (mode == 2 || (mode == 1 && WCARRY_MAX_TILES_PER_5 * geo.tiles_w >= 5 * wt))) {
+        geo.wcarry = 1;
+        geo.tiles_w = wt;
+      }
+    }
     if (geo.raw_hd > 256 || geo.raw_hh > 256) return 5;  // TMA box limit (raw_hd >= HD, raw_hh >= HH)
     return 0;
+  }
+
+  // Tiles along w with wcarry (0: the row cannot). The TW tiles overlap by tx - 1 halo positions: 16 for 14
+  // outputs at k3, and a row of Wo outputs takes ceil(Wo / 14) of them, 112 halo positions for the headline
+  // forward's 96 inputs (98 outputs), 80 for video-gen's 64 (k3 p1), 48 for medium's 32; tiles of 16 inputs
+  // need 96, 64 and 32. Tile t holds inputs i0 + 16 t (i0 = max(dmin, 0)), so output q0w + w (q0w = i0 - dmin
+  // + 16 t) sums halo positions w .. w + tx - 1: whole for w <= 16 - tx, else open until the next tile. The
+  // fewest tiles T such that the last one stores every output to count (by its open positions too, where no
+  // input lies past its halo) or else one more whose carried positions reach count.
+  static int wcarry_tiles(const DirectLaunch& p) {
+    if (!(WS && WF == 0 && C::CARRY_REGS && KX <= 9) || p.num_phases != 1 || p.in_sums != nullptr ||
+        p.s_in != 1 || p.s_out != 1)
+      return 0;
+    const DirectPhase& ph = p.phase[0];
+    const int tx = ph.taps[2], cnt = ph.count[2], dmin = ph.dmin[2], qoff = dmin < 0 ? -dmin : 0;
+    if (tx < 1 || cnt <= 0) return 0;
+    int t = (cnt + tx - 1 - qoff + HALO_W - 1) / HALO_W;
+    if (t < 1) t = 1;
+    const int end = qoff + HALO_W * (t - 1);  // where tile t - 1 ends (and a tile t would start)
+    if (t > 1 && end >= cnt && end + dmin >= p.Wi) --t;
+    return t;
   }
 
   // The warp-specialized form keeps its epilogue in registers (no scratch), three barriers per stage
@@ -1400,7 +1518,7 @@ struct WgmmaKernel {
       constexpr int GW = 8 / C::TW_STEP;  // the fewest tiles that end on a sector
       const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
                            p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
-      geo.wgroup = sectors ? GW : 1;
+      geo.wgroup = geo.wcarry || ws_wcarry_env() == 3 ? geo.tiles_w : sectors ? GW : 1;  // 3: walk rows, TW tiles
       const long long groups =
           (long long)geo.tiles_d * geo.tiles_h * ((geo.tiles_w + geo.wgroup - 1) / geo.wgroup) * coblocks * zs;
       const long long units = groups * geo.wgroup;

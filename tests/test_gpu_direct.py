@@ -830,3 +830,49 @@ def test_wfold_forward_through_the_api(layout, c_in, c_out, k, p, op, spatial, b
     F.conv_transpose3d(xd, wd, None, 2, p, op).backward(gy.double())
     assert rel_l2(xg.grad, xd.grad) <= TOL["tf32"]
     assert rel_l2(wg.grad, wd.grad) <= TOL["tf32"]
+
+
+@pytest.mark.parametrize("cfg", [k for k in WGMMA_KERNELS if k.ws and not k.wf], ids=lambda k: k.name)
+@pytest.mark.parametrize("k,p", [(3, 0), (3, 1), (3, 2), (5, 2), (5, 0)])
+@pytest.mark.parametrize("width", [16, 17, 46, 96])
+def test_ws_wcarry_tiles_same_bits(cfg, k, p, width, monkeypatch):
+    """The ws rows' tiles of 16 input positions along w that hand the partial sums of their last kx - 1 outputs
+    to the next tile (Geometry::wcarry; CONVT3D_WS_WCARRY=2 takes them wherever the row can, 0 never): the same
+    bits as the tiles of 16 - kx + 1 outputs, because each output adds the same kx terms in the same order. Widths
+    with a tail tile, one tile, and rows whose last tile stores the outputs past the input itself; first tiles
+    starting on input 0 with one or two carried positions left of them (p < k - 1), or on none (grad_input at
+    p = 0); two channel chunks with a tail, C_out blocks with a tail, bias; channels_last_3d and NCDHW out, and
+    the forward from an NCDHW x (the RS rows' raw boxes); every element written (NaN-poisoned), and float64."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 12, 40, (3, 5, width), k, 1, p)
+    dev = torch.cuda.current_device()
+    limit, cc = _extension.smem_optin(dev), _extension.capability(dev)
+    fits = {op: selector.direct_fits(prob, op, cfg, limit, cc) for op in ("dgrad", "fprop")}
+    if not any(fits.values()):
+        pytest.skip("the row does not run this problem")
+    monkeypatch.setattr(direct, "NCDHW_MIN_REDUCTION", 0)
+    x, w, b = _layer_tensors(prob)
+    gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+
+    def runs():
+        out = []
+        if fits["dgrad"]:
+            for xx, ncdhw in ((x, False), (x, True), (x.contiguous(), True)):
+                poison_allocator()
+                out.append(launch.forward(xx, w, b, prob, cfg.precision, cfg.name, ncdhw=ncdhw))
+        if fits["fprop"]:
+            for ncdhw in (False, True):
+                poison_allocator()
+                out.append(launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=ncdhw))
+        return out
+
+    monkeypatch.setenv("CONVT3D_WS_WCARRY", "0")
+    tiles = runs()
+    monkeypatch.setenv("CONVT3D_WS_WCARRY", "2")
+    carried = runs()
+    refs = ([F.conv_transpose3d(x.double(), w.double(), b.double(), 1, p)] * 3 if fits["dgrad"] else []) + \
+           ([F.conv3d(gy.double(), w.double(), None, 1, p)] * 2 if fits["fprop"] else [])
+    for a, c, ref in zip(tiles, carried, refs):
+        assert torch.equal(a, c)
+        assert rel_l2(c, ref) <= TOL[cfg.precision]

@@ -1,11 +1,13 @@
-"""GPU-only A/B of CONVT3D_WS_STAGES_BEYOND (read by the ws rows at every launch) on the ws forward and
+"""GPU-only A/B of an environment knob the ws rows read at every launch (CONVT3D_WS_STAGES_BEYOND, unless VAR names
+another: CONVT3D_WS_WCARRY) on the ws forward and
 grad_input as the steps run them: channels_last_3d (grad_input with its bias sums) and NCDHW (forward read
 and written NCDHW, grad_input on grad_y's converted copy, written NCDHW). Settings alternate ABBA in one
 process; each kernel's time is hostgap.gpu_only's (launches queued behind a busy GPU, L2 flushed), so that
 the sub-0.4 ms layers' host swing stays out (v0.69: envab's pass columns moved 0.21-0.34 ms on one
-setting). The stage count changes no arithmetic: every setting's outputs must equal the first's bit for bit.
+setting). Neither knob changes the arithmetic: every setting's outputs must equal the first's bit for bit.
 
-    python bench/tools/wsstages.py A,B [LAYERS] [ROUNDS]      # v0.69: 99,0 headline,sr-head 5
+    python bench/tools/wsstages.py A,B [LAYERS] [ROUNDS] [VAR] [PRECISION]   # v0.69: 99,0 headline,sr-head 5
+    python bench/tools/wsstages.py 0,1 headline,sr-head,vnet-refine 5 CONVT3D_WS_WCARRY          # v0.70
 """
 import os
 import statistics
@@ -20,10 +22,11 @@ from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import channels_last_with_sums
 from convt3d_cutlass.problem import Problem
 
-VAR = "CONVT3D_WS_STAGES_BEYOND"
 settings = sys.argv[1].split(",")
 names = (sys.argv[2] if len(sys.argv) > 2 else "headline").split(",")
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+VAR = sys.argv[4] if len(sys.argv) > 4 else "CONVT3D_WS_STAGES_BEYOND"
+prec = sys.argv[5] if len(sys.argv) > 5 else "tf32"
 cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
 torch.backends.cudnn.allow_tf32 = True
 
@@ -32,19 +35,19 @@ def first(r):
     return r[0] if isinstance(r, tuple) else r
 
 
-print(f"GPU ms, median of {rounds} rounds (ABBA); {VAR} = {settings[0]} against {settings[1]}; gain = B / A")
+print(f"GPU ms, {prec}, median of {rounds} rounds (ABBA); {VAR} = {settings[0]} against {settings[1]}; ratio = B / A")
 for nm in names:
     c = cases[nm]
     p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
     for cl in (True, False):
         t = CaseTensors(c, cl)
         if cl:
-            fns = {"forward": lambda: launch.forward(t.x, t.w, t.b, p, "tf32"),
-                   "grad_input": lambda: launch.grad_input_with_bias(t.gy, t.w, p, "tf32", None)}
+            fns = {"forward": lambda: launch.forward(t.x, t.w, t.b, p, prec),
+                   "grad_input": lambda: launch.grad_input_with_bias(t.gy, t.w, p, prec, None)}
         else:
             g, _ = channels_last_with_sums(t.gy)
-            fns = {"forward": lambda: launch.forward(t.x, t.w, t.b, p, "tf32", ncdhw=True),
-                   "grad_input": lambda: launch.grad_input(g, t.w, p, "tf32", None, ncdhw=True)}
+            fns = {"forward": lambda: launch.forward(t.x, t.w, t.b, p, prec, ncdhw=True),
+                   "grad_input": lambda: launch.grad_input(g, t.w, p, prec, None, ncdhw=True)}
         ref = {}
         for v in settings:
             os.environ[VAR] = v
