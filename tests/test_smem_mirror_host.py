@@ -137,15 +137,16 @@ def _source(plans):
     return "\n".join(lines) + "\n"
 
 
-def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
+def host_program_output(tmp_path, name: str, source: str) -> str:
+    """Build `source` (host code over the kernel headers) with nvcc and return what it prints; skips the test
+    without nvcc or the CUTLASS headers."""
     nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
     inc = _cutlass_include()
     if not nvcc or not inc:
         pytest.skip("needs nvcc and the CUTLASS headers (nvidia-cutlass)")
-    plans = _plans()
-    src = tmp_path / "mirror.cu"
-    src.write_text(_source(plans))
-    exe = tmp_path / "mirror"
+    src = tmp_path / f"{name}.cu"
+    src.write_text(source)
+    exe = tmp_path / name
     # The arch only matters for device code, and none is instantiated; 9.0a keeps the SM90 headers happy.
     build = subprocess.run([nvcc, "-std=c++17", "-O0", "--expt-relaxed-constexpr",
                             "-gencode=arch=compute_90a,code=sm_90a", "-I", os.path.join(ROOT, "csrc"), "-I", inc,
@@ -153,8 +154,14 @@ def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_python_shared_memory_sizes_equal_the_cpp_launchers(tmp_path):
+    plans = _plans()
+    out = host_program_output(tmp_path, "mirror", _source(plans))
     cpp = {}
-    for line in run.stdout.splitlines():
+    for line in out.splitlines():
         label, name, value = line.split()
         cpp[(label, name)] = None if value == "none" else tuple(map(int, value.split(",")))
     checked = in_checked = 0

@@ -4,15 +4,9 @@ row exactly once, with every input that feeds it summed in. Tile t holds halo po
 qoff + dmin + 16 t + u (qoff = max(-dmin, 0)); lane g stores output q0w + g (first position), q0w + g + 8 (second,
 unless open: its taps reach the next tile, which is there) and, where its second position is open, q0w + g - 8 (the
 previous tile's, that tile's terms plus this one's). Needs nvcc and the CUTLASS headers, not a GPU."""
-import os
-import subprocess
-import shutil
-
-import pytest
-
 from convt3d_cutlass.kernel_table import WGMMA_KERNELS
 
-from test_smem_mirror_host import ROOT, _cutlass_include
+from test_smem_mirror_host import host_program_output
 
 HALO_W = 16
 ROWS = [k for k in WGMMA_KERNELS if k.ws and not k.wf]
@@ -58,10 +52,6 @@ def _stores(t_count, cnt, dmin, tx, wi):
 
 
 def test_wcarry_tiles_store_every_output_once_and_whole(tmp_path):
-    nvcc = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
-    inc = _cutlass_include()
-    if not nvcc or not inc:
-        pytest.skip("needs nvcc and the CUTLASS headers (nvidia-cutlass)")
     cases = _cases()
     lines = ['#include <cstdio>', '#include "direct_sm90.cuh"', "using namespace convt3d;",
              f"static const int cases[][4] = {{{', '.join('{%d, %d, %d, %d}' % c for c in cases)}}};",
@@ -75,17 +65,8 @@ def test_wcarry_tiles_store_every_output_once_and_whole(tmp_path):
                      f"{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, {k.warpgroups}, {k.stages}, true, {b(k.split)}, "
                      f"{b(k.rs)}, 0>::wcarry_tiles(p));")
     lines += ["  }", "  return 0; }"]
-    src = tmp_path / "wcarry.cu"
-    src.write_text("\n".join(lines) + "\n")
-    exe = tmp_path / "wcarry"
-    build = subprocess.run([nvcc, "-std=c++17", "-O0", "--expt-relaxed-constexpr",
-                            "-gencode=arch=compute_90a,code=sm_90a", "-I", os.path.join(ROOT, "csrc"), "-I", inc,
-                            str(src), "-o", str(exe)], capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
     tiles = {}
-    for line in run.stdout.splitlines():
+    for line in host_program_output(tmp_path, "wcarry", "\n".join(lines) + "\n").splitlines():
         name, i, t = line.split()
         tiles[(name, int(i))] = int(t)
     assert len(tiles) == len(cases) * len(ROWS)
