@@ -163,9 +163,10 @@ struct Config {
     return (w * (MB / HB) + mb % (MB / HB)) * HB + mb / (MB / HB);
   }
   static_assert(BN % 8 == 0 && N <= 256 && KX >= 1 && KX <= HALO_W, "N tile");
-  // Room beside the accumulators for the NCDHW epilogue's carried sector (MB x BN / 4 floats per thread):
-  // 2x8 n64's 192 accumulators and 32 more spilled 460 bytes; 168 in all compile without spills.
-  // And one carried value per lane: the sector a tile shares with the next starts at its position 8 or
+  // CARRY_REGS: room beside the accumulators for MB x BN / 4 carried floats per thread, the NCDHW epilogue's
+  // sector or wcarry's open sums (2x8 n64's 192 accumulators and 32 more spilled 460 bytes; 168 in all compile
+  // without spills; v0.70's wcarry forms through the output for the 192-accumulator rows spilled too).
+  // CARRY_FITS adds, for the sector, one carried value per lane: the sector a tile shares with the next starts at its position 8 or
   // later wherever a group's tile starts (q0w mod 8 steps by gcd(TW, 8), so TW + gcd(TW, 8) >= 16).
   static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;  // gcd(TW, 8)
   static constexpr bool CARRY_REGS = MB * N / 2 + MB * BN / 4 <= 176;
