@@ -1385,12 +1385,21 @@ struct WgmmaKernel {
       if (p.in_ncdhw && !RS) geo.raw_offset = (geo.stages * geo.stage_bytes + geo.filter_bytes + 1023) / 1024 * 1024;
     }
     geo.wcarry = 0;
-    if (WS && !(p.out_ncdhw && p.out_sectors)) {  // the NCDHW sector walk has the groups and the carry registers
-      const int mode = ws_wcarry_env(), wt = wcarry_tiles(p);
+    if (WS) {
+      // The walk is decided here, once per launch: the knob is one getenv, and run() launches what this says.
+      const int mode = ws_wcarry_env();
+      // Whole-sector NCDHW stores (asked by out_sectors, where rows start on 32-byte sectors and the carried
+      // sector has registers): groups of w-neighbour tiles (see walk_next), each starting on a sector. That walk
+      // has the groups and the carry registers, so it takes no wcarry.
+      const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
+                           p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
+      const int wt = p.out_ncdhw && p.out_sectors ? 0 : wcarry_tiles(p);
       if (wt > 0 && (mode == 2 || (mode == 1 && WCARRY_MAX_TILES_PER_5 * geo.tiles_w >= 5 * wt))) {
         geo.wcarry = 1;
         geo.tiles_w = wt;
       }
+      constexpr int GW = 8 / C::TW_STEP;  // the fewest tiles that end on a sector
+      geo.wgroup = geo.wcarry || mode == 3 ? geo.tiles_w : sectors ? GW : 1;  // 3: walk rows, TW tiles
     }
     if (geo.raw_hd > 256 || geo.raw_hh > 256) return 5;  // TMA box limit (raw_hd >= HD, raw_hh >= HH)
     return 0;
@@ -1430,6 +1439,13 @@ struct WgmmaKernel {
   }
 
   static int can_implement(const DirectLaunch& p) {
+    Geometry geo;
+    return checked_geometry(p, geo);
+  }
+
+  // can_implement's checks, leaving the launch's geometry in geo where they pass (0): run() launches that one,
+  // so the environment knobs that geometry() reads are read once per launch.
+  static int checked_geometry(const DirectLaunch& p, Geometry& geo) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and epilogue stores
     if (p.out_ncdhw && (!WS || p.s_out != 1)) return 5;  // NCDHW rows: unit output stride, ws form
     // NCDHW input: ws form, 16-byte TMA row strides, or (the ring form with sums, whose rounders mask each
@@ -1452,7 +1468,6 @@ struct WgmmaKernel {
       }
     if (p.num_phases < 1 || p.num_phases > kDirectMaxPhases || p.s_out < 1) return 4;
     if ((long long)p.N * p.num_phases > 65535 || (p.Co + BN - 1) / BN > 65535) return 5;
-    Geometry geo;
     int code = geometry(p, geo);
     if (code != 0) return code;
     if (p.in_sums != nullptr && !sums_cover(p, geo)) return 5;
@@ -1473,10 +1488,9 @@ struct WgmmaKernel {
   }
 
   static int run(const DirectLaunch& p) {
-    int code = can_implement(p);
-    if (code != 0) return code;
     Geometry geo;
-    geometry(p, geo);
+    int code = checked_geometry(p, geo);
+    if (code != 0) return code;
     if (geo.tiles_d == 0 || geo.tiles_h == 0 || geo.tiles_w == 0 || p.N == 0 || p.Co == 0) return 0;
     const long long tiles = (long long)geo.tiles_d * geo.tiles_h * geo.tiles_w;
     if (tiles > 0x7fffffffLL) return 5;
@@ -1514,12 +1528,6 @@ struct WgmmaKernel {
     const size_t bytes = smem_bytes(geo);
     const unsigned coblocks = (unsigned)((p.Co + BN - 1) / BN), zs = (unsigned)(p.N * p.num_phases);
     if constexpr (WS) {
-      // Whole-sector NCDHW stores (asked by out_sectors, where rows start on 32-byte sectors and the carried
-      // sector has registers): groups of w-neighbour tiles (see walk_next), each starting on a sector.
-      constexpr int GW = 8 / C::TW_STEP;  // the fewest tiles that end on a sector
-      const bool sectors = p.out_sectors && p.out_ncdhw && C::CARRY_FITS && p.num_phases == 1 && p.s_out == 1 &&
-                           p.Wo % 8 == 0 && p.phase[0].first[2] % 8 == 0;
-      geo.wgroup = geo.wcarry || ws_wcarry_env() == 3 ? geo.tiles_w : sectors ? GW : 1;  // 3: walk rows, TW tiles
       const long long groups =
           (long long)geo.tiles_d * geo.tiles_h * ((geo.tiles_w + geo.wgroup - 1) / geo.wgroup) * coblocks * zs;
       const long long units = groups * geo.wgroup;

@@ -838,7 +838,8 @@ def test_wfold_forward_through_the_api(layout, c_in, c_out, k, p, op, spatial, b
 def test_ws_wcarry_tiles_same_bits(cfg, k, p, width, monkeypatch):
     """The ws rows' tiles of 16 input positions along w that hand the partial sums of their last kx - 1 outputs
     to the next tile (Geometry::wcarry; CONVT3D_WS_WCARRY=2 takes them wherever the row can, 0 never): the same
-    bits as the tiles of 16 - kx + 1 outputs, because each output adds the same kx terms in the same order. Widths
+    bits as the tiles of 16 - kx + 1 outputs, because each output adds the same kx terms in the same order; and
+    those tiles walked by whole rows (CONVT3D_WS_WCARRY=3, the walk the carry takes, priced alone) too. Widths
     with a tail tile, one tile, and rows whose last tile stores the outputs past the input itself; first tiles
     starting on input 0 with one or two carried positions left of them (p < k - 1), or on none (grad_input at
     p = 0); two channel chunks with a tail, C_out blocks with a tail, bias; channels_last_3d and NCDHW out, and
@@ -871,8 +872,11 @@ def test_ws_wcarry_tiles_same_bits(cfg, k, p, width, monkeypatch):
     tiles = runs()
     monkeypatch.setenv("CONVT3D_WS_WCARRY", "2")
     carried = runs()
+    monkeypatch.setenv("CONVT3D_WS_WCARRY", "3")
+    walked = runs()
     refs = ([F.conv_transpose3d(x.double(), w.double(), b.double(), 1, p)] * 3 if fits["dgrad"] else []) + \
            ([F.conv3d(gy.double(), w.double(), None, 1, p)] * 2 if fits["fprop"] else [])
-    for a, c, ref in zip(tiles, carried, refs):
+    for a, c, r, ref in zip(tiles, carried, walked, refs):
         assert torch.equal(a, c)
+        assert torch.equal(a, r)
         assert rel_l2(c, ref) <= TOL[cfg.precision]
