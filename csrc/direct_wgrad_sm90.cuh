@@ -627,7 +627,7 @@ struct WgmmaWgradKernel {
     // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
     // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
     constexpr bool kMapRounds = input_map_rounds(SPLIT, false);  // the kernel's MAP_ROUNDS
-    const CUtensorMapL2promotion promo = l2_promo_env();
+    const CUtensorMapL2promotion promo = l2_promo_env("CONVT3D_WGRAD_L2_PROMO");
     const bool x_ok = xd ? encode_ncdhw_wchd(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_xd,
                                              TW == 8 ? CU_TENSOR_MAP_SWIZZLE_32B : CU_TENSOR_MAP_SWIZZLE_64B,
                                              promo, kMapRounds)

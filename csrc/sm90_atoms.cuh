@@ -184,12 +184,12 @@ inline CUtensorMapDataType f32_map_type(bool tf32) {
   return tf32 ? CU_TENSOR_MAP_DATA_TYPE_TFLOAT32 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
 }
 
-// CONVT3D_L2_PROMO=0|64|128|256: the L2 promotion of the tap-reuse kernels' activation maps (the ws forward's and
-// grad_input's input, grad_weight's x and grad_y; unset: 128 bytes). A box row of 64 or 80 bytes promoted to 128
-// fetches up to two lines, so the line's other half may come from DRAM before any CTA needs it. Read at every
-// launch (a getenv is 0.1 us, v0.62) for same-process A/B runs (bench/tools/envab.py).
-inline CUtensorMapL2promotion l2_promo_env() {
-  const char* v = std::getenv("CONVT3D_L2_PROMO");
+// CONVT3D_L2_PROMO=0|64|128|256 (the ws forward's and grad_input's input map) and CONVT3D_WGRAD_L2_PROMO (the
+// tap-reuse grad_weight's x and grad_y maps): their L2 promotion, unset 128 bytes. A box row of 64 or 80 bytes
+// promoted to 128 fetches up to two lines, so a line's other half may come from DRAM long before a CTA needs it.
+// Read at every launch (a getenv is 0.1 us, v0.62) for same-process A/B runs (bench/tools/envab.py).
+inline CUtensorMapL2promotion l2_promo_env(const char* var) {
+  const char* v = std::getenv(var);
   if (v == nullptr) return CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
   const int b = std::atoi(v);
   return b == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
