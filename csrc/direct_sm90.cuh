@@ -1509,13 +1509,12 @@ struct WgmmaKernel {
     // Rows form: the plane's H x W positions as one axis, a unit axis in h's place (see Geometry::raw_rows).
     const cuuint64_t rows_dim[5] = {(cuuint64_t)p.Hi * p.Wi, 1, (cuuint64_t)p.Di, (cuuint64_t)p.Cr, (cuuint64_t)p.N};
     const cuuint32_t rows_box[5] = {RAW_W, 1, (cuuint32_t)geo.raw_hd, 4, 1};
-    const CUtensorMapL2promotion promo = l2_promo_env("CONVT3D_L2_PROMO");
     const bool in_ok = geo.raw_rows ? encode_packed5(&tin, p.in, rows_dim, rows_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                                     promo, nullptr, map_rounds)
+                                                     CU_TENSOR_MAP_L2_PROMOTION_L2_128B, nullptr, map_rounds)
                        : p.in_ncdhw ? encode_ncdhw(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box_ncdhw,
-                                                 promo, map_rounds)
+                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B, map_rounds)
                                   : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_32B,
-                                                 promo, 1, 0, map_rounds);
+                                                 CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, map_rounds);
     if (!in_ok) return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? P * taps : 1)};

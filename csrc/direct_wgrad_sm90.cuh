@@ -627,17 +627,16 @@ struct WgmmaWgradKernel {
     // tf32: both maps land their elements rounded (f32_map_type), so the kernel converts nothing. (Before
     // v0.55 the halo planes were rounded in place as they arrived, or at the A loads on the strided k3 rows.)
     constexpr bool kMapRounds = input_map_rounds(SPLIT, false);  // the kernel's MAP_ROUNDS
-    const CUtensorMapL2promotion promo = l2_promo_env("CONVT3D_WGRAD_L2_PROMO");
     const bool x_ok = xd ? encode_ncdhw_wchd(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_xd,
                                              TW == 8 ? CU_TENSOR_MAP_SWIZZLE_32B : CU_TENSOR_MAP_SWIZZLE_64B,
-                                             promo, kMapRounds)
+                                             CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
                       : p.x_ncdhw ? encode_ncdhw(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box_ncdhw,
-                                               promo, kMapRounds)
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, kMapRounds)
                                 : encode_ndhwc(&tx, p.x, p.N, p.Di, p.Hi, p.Wi, p.Ci, x_box, CU_TENSOR_MAP_SWIZZLE_NONE,
-                                               promo, 1, 0, kMapRounds);
+                                               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds);
     if (!x_ok ||
-        !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE, promo, 1, 0,
-                      kMapRounds))
+        !encode_ndhwc(&tg, p.gy, p.N, p.Do, p.Ho, p.Wo, p.Co, g_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 1, 0, kMapRounds))
       return 5;
     const size_t bytes = smem_bytes(geo);
     using Fn = decltype(&wgrad_kernel<K, TY, TW, BN, WG, S, SPLIT, false, kAlwaysPW>);

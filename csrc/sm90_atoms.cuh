@@ -8,7 +8,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include <utility>
 
@@ -182,20 +181,6 @@ inline int sm_count() {
 // input sums (the bias gradient is summed in fp32).
 inline CUtensorMapDataType f32_map_type(bool tf32) {
   return tf32 ? CU_TENSOR_MAP_DATA_TYPE_TFLOAT32 : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
-}
-
-// CONVT3D_L2_PROMO=0|64|128|256 (the ws forward's and grad_input's input map) and CONVT3D_WGRAD_L2_PROMO (the
-// tap-reuse grad_weight's x and grad_y maps): their L2 promotion, unset 128 bytes. A box row of 64 or 80 bytes
-// promoted to 128 fetches up to two lines, so a line's other half may come from DRAM long before a CTA needs it.
-// Read at every launch (a getenv is 0.1 us, v0.62) for same-process A/B runs (bench/tools/envab.py).
-inline CUtensorMapL2promotion l2_promo_env(const char* var) {
-  const char* v = std::getenv(var);
-  if (v == nullptr) return CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
-  const int b = std::atoi(v);
-  return b == 0     ? CU_TENSOR_MAP_L2_PROMOTION_NONE
-         : b == 64  ? CU_TENSOR_MAP_L2_PROMOTION_L2_64B
-         : b == 256 ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
-                    : CU_TENSOR_MAP_L2_PROMOTION_L2_128B;
 }
 
 // Whether a kernel's input map is TFLOAT32 (its elements land rounded): tf32, not 3xtf32's split, and no input
