@@ -15,6 +15,27 @@ LAYERS = {c.name: (c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding) fo
 LAYERS.update({"wide-s1": (2, 256, 128, (16, 16, 16), 3, 1, 1), "narrow-s2": (2, 32, 64, (32, 32, 32), 3, 2, 1)})
 
 
+def knob_value(current, text: str):
+    """VALUE of an ATTR=VALUE argument, as the type of the attribute's current value. Booleans take '1', 'true'
+    or 'on' for True and '', '0', 'false' or 'off' for False (bool('0') would be True); anything else raises."""
+    if isinstance(current, bool):
+        t = text.strip().lower()
+        if t in ("1", "true", "on"):
+            return True
+        if t in ("", "0", "false", "off"):
+            return False
+        raise ValueError(f"a boolean knob takes 1/true/on or 0/false/off or nothing, got {text!r}")
+    return type(current)(text)
+
+
+def split_knob(arg: str):
+    """ATTR=VALUE -> (ATTR, VALUE text); raises ValueError naming the argument when there is no '='."""
+    attr, sep, value = arg.partition("=")
+    if not sep or not attr:
+        raise ValueError(f"expected ATTR=VALUE, got {arg!r}")
+    return attr, value
+
+
 def layer_tensors(name):
     """(Problem, x, w, grad_y) of a named layer: random channels_last_3d x and grad_y, w scaled so y
     has unit variance."""

@@ -11,7 +11,8 @@ counting one MMA per product, SPLIT_MMAS_PER_PRODUCT=1):
     python bench/tools/igemm_ncdhw_ab.py medium,vnet-up,unet3d-k2,unet-outpad 5 tf32
     python bench/tools/igemm_ncdhw_ab.py headline,sr-head 5 3xtf32 SPLIT_MMAS_PER_PRODUCT=1
 
-ATTR may name the selector's module too (v0.51: "off" without the sector twins; an empty VALUE is False):
+ATTR may name the selector's module too (v0.51: "off" without the sector twins; a boolean takes 1/0, true/false, on/off, or
+nothing for False):
 
     python bench/tools/igemm_ncdhw_ab.py sr-head 5 tf32 selector.SECTOR_TWINS=
 
@@ -26,6 +27,7 @@ import torch
 
 from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
+from bench.tools.common import knob_value, split_knob
 from bench.tools.layout_ab import measure
 from convt3d_cutlass import direct, eager, launch, selector
 
@@ -36,7 +38,7 @@ def main():
     names = sys.argv[1].split(",")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     prec = sys.argv[3] if len(sys.argv) > 3 else "tf32"
-    knob = sys.argv[4].split("=") if len(sys.argv) > 4 and sys.argv[4] else None
+    knob = split_knob(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
     passes = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 else PASSES
     cases = {c.name: c for c in list(SWEEP) + [HEADLINE]}
     landed = direct.writes_ncdhw
@@ -51,7 +53,7 @@ def main():
         if knob:
             if not hasattr(apply, "landed"):
                 apply.landed = getattr(module, attr)
-            setattr(module, attr, type(apply.landed)(knob[1]) if v == "off" else apply.landed)
+            setattr(module, attr, knob_value(apply.landed, knob[1]) if v == "off" else apply.landed)
         else:
             direct.writes_ncdhw = off if v == "off" else landed
         eager._plans.clear()  # the node's plan holds the layout decisions
