@@ -171,6 +171,10 @@ struct Config {
   static constexpr int TW_STEP = TW % 8 == 0 ? 8 : TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1;  // gcd(TW, 8)
   static constexpr bool CARRY_REGS = MB * N / 2 + MB * BN / 4 <= 176;
   static constexpr bool CARRY_FITS = CARRY_REGS && TW + TW_STEP >= 16;
+  // Tiles of HALO_W input positions carrying open sums along w (Geometry::wcarry) compile where the open sums have
+  // registers and only second positions are open (g + KX - 1 < 16 for every first position g <= 7). The kernel
+  // and the host's wcarry_tiles both ask this, so the host never picks a carry the kernel compiled out.
+  static constexpr bool WCARRY = CARRY_REGS && KX <= 9;
   static_assert(S >= 2, "stages");
 };
 
@@ -414,7 +418,7 @@ __global__ void __launch_bounds__(128 * (WG + 1), 1)
   static_assert(WF == 0 || (!ON && !IN && !SUMS && !RS), "the w fold: NDHWC in and out, SS form");
   // Tiles of HALO_W input positions along w carrying partial sums to the next (Geometry::wcarry): where the
   // carried values have registers (C::CARRY_REGS) and no input sums (whose ownership rule assumes TW tiles).
-  constexpr bool WC = C::CARRY_REGS && !SUMS && WF == 0 && KX <= 9;
+  constexpr bool WC = C::WCARRY && !SUMS && WF == 0;
   // tf32 without input sums: the host's map of the input is TFLOAT32 (run(): map_rounds), so TMA lands the
   // halo (IN: the raw boxes) rounded to tf32 (f32_map_type) and nothing here rounds it again. SPLIT needs the
   // unrounded input for its low part, SUMS for the bias gradient.
@@ -1413,7 +1417,7 @@ struct WgmmaKernel {
   // fewest tiles T such that the last one stores every output to count (by its open positions too, where no
   // input lies past its halo) or else one more whose carried positions reach count.
   static int wcarry_tiles(const DirectLaunch& p) {
-    if (!(WS && WF == 0 && C::CARRY_REGS && KX <= 9) || p.num_phases != 1 || p.in_sums != nullptr ||
+    if (!(WS && WF == 0 && C::WCARRY) || p.num_phases != 1 || p.in_sums != nullptr ||
         p.s_in != 1 || p.s_out != 1)
       return 0;
     const DirectPhase& ph = p.phase[0];
