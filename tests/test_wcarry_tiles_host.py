@@ -28,6 +28,11 @@ def _cases():
     return sorted(out)
 
 
+def _needed(q, dmin, tx, wi):
+    """The inputs that output q sums: q + dmin + kx for each tap kx, inside the row."""
+    return {q + dmin + kx for kx in range(tx) if 0 <= q + dmin + kx < wi}
+
+
 def _stores(t_count, cnt, dmin, tx, wi):
     """{output: [inputs summed into it, once per store]} by the kernel's rule for t_count tiles."""
     qoff = max(-dmin, 0)
@@ -59,8 +64,10 @@ def test_wcarry_tiles_store_every_output_once_and_whole(tmp_path):
              "    DirectLaunch p; p.num_phases = 1; p.s_in = p.s_out = 1; p.Wi = cases[i][3];",
              "    DirectPhase& ph = p.phase[0]; ph.count[2] = cases[i][0]; ph.dmin[2] = cases[i][1]; "
              "ph.taps[2] = cases[i][2];"]
+    def b(v):
+        return "true" if v else "false"
+
     for k in ROWS:
-        b = lambda v: "true" if v else "false"
         lines.append(f"    printf(\"{k.name} %d %d\\n\", i, cases[i][2] > {k.kx} ? -1 : direct90::WgmmaKernel<"
                      f"{k.block[0]}, {k.block[1]}, {k.kx}, {k.bn}, {k.warpgroups}, {k.stages}, true, {b(k.split)}, "
                      f"{b(k.rs)}, 0>::wcarry_tiles(p));")
@@ -80,14 +87,12 @@ def test_wcarry_tiles_store_every_output_once_and_whole(tmp_path):
             continue
         got = _stores(t, cnt, dmin, tx, wi)
         for q in range(cnt):
-            need = {q + dmin + kx for kx in range(tx) if 0 <= q + dmin + kx < wi}
             assert len(got.get(q, [])) == 1, (name, cases[i], t, q, got.get(q))
-            assert got[q][0] == need, (name, cases[i], t, q)
+            assert got[q][0] == _needed(q, dmin, tx, wi), (name, cases[i], t, q)
         # the fewest such tiles: one fewer leaves an output unstored or short of an input
         if t > 1:
             fewer = _stores(t - 1, cnt, dmin, tx, wi)
-            assert any(len(fewer.get(q, [])) != 1 or fewer[q][0] != {q + dmin + kx for kx in range(tx)
-                                                                      if 0 <= q + dmin + kx < wi}
+            assert any(len(fewer.get(q, [])) != 1 or fewer[q][0] != _needed(q, dmin, tx, wi)
                        for q in range(cnt)), (name, cases[i], t)
         checked += 1
     assert checked > 1000
