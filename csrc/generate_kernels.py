@@ -54,6 +54,8 @@ const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<{bm}, {bk}, {stages}
 
 def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
+    if k.family == "patch":
+        return "patch_simt.cuh", f"convt3d::patch::PatchKernel<{k.tile[0]}, {k.tile[1]}>"
     if k.family == "igemm" and k.op == "wgrad":
         return ("igemm_wgrad_sm90.cuh", f"convt3d::direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
                 f"{k.stages}{f', {k.kx}' if k.kx > 1 else ''}{', true' if k.swap else ''}>")

@@ -48,9 +48,12 @@ def test_candidates_follow_arch_precision_and_fit():
     wgrad = autotune.candidates(HEADLINE, "wgrad", "tf32", ALL, (9, 0), 232448)
     assert "wgmma_wgrad_tf32_8x16_k3_n48_wg4_s2" in wgrad
     assert "wgmma_wgrad_tf32_8x16_k5_n32_wg4_s2" not in wgrad  # compiled for k5 only
-    # exact fp32: the stock SIMT kernels and the FFMA tap-reuse rows (direct, fp32), no tensor-op row
+    # exact fp32: the stock SIMT kernels and the FFMA tap-reuse rows (direct, fp32), no tensor-op row; the patch
+    # rows only where k == stride
     fp32 = autotune.candidates(HEADLINE, "dgrad", "fp32", ALL, (9, 0), 232448)
-    assert fp32 == [k.name for k in KERNELS if k.serves("dgrad") and k.precision == "fp32"]
+    assert fp32 == [k.name for k in KERNELS if k.serves("dgrad") and k.precision == "fp32" and k.family != "patch"]
+    k2 = autotune.candidates(Problem(2, 64, 32, (8, 8, 8), 2, 2), "fprop", "fp32", ALL, (8, 0), 166912)
+    assert {"patch_fp32_128x128", "patch_fp32_128x64"} <= set(k2)
     assert "dgrad_fp32_128x32x8_32x32x8_s4" in fp32 and "direct_fp32_4x8x16_n24_m4" in fp32
     assert autotune.candidates(HEADLINE, "dgrad", "tf32", {"direct_tf32_2x8x16_n24"}, (9, 0), 232448) == [
         "direct_tf32_2x8x16_n24"]

@@ -854,8 +854,12 @@ def test_ws_reads_ncdhw_input_policy():
     assert not direct.reads_ncdhw(tf32, direct.forward_plan(odd)[0], 48, torch.empty(8, 48, 96, 96, 94,
                                                                                             device="meta"))
     others = [k for k in KERNELS if k.tap_reuse and k.op != "wgrad" and not (k.family == "wgmma" and k.ws)
-              and not k.simt]
+              and not k.simt and k.family != "patch"]
     assert others and not any(direct.reads_ncdhw(k, fwd, 48, x) for k in others)
+    # The patch rows read any packed NCDHW input in place, and no channels_last_3d one as NCDHW.
+    for k in [k for k in KERNELS if k.family == "patch"]:
+        assert direct.reads_ncdhw(k, fwd, 48, x) and not direct.reads_ncdhw(
+            k, fwd, 48, x.to(memory_format=torch.channels_last_3d))
     # The exact-fp32 rows gather any packed NCDHW input, whatever W, but in a strided forward (v0.61).
     from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS
     for k in DIRECT_SIMT_KERNELS:
@@ -986,7 +990,9 @@ def test_forward_filter_takes_phase_taps_by_views(k, s, p, op):
 
 
 def test_simt_rows_skip_half_empty_tiles(monkeypatch):
-    """The FFMA rows where their 16-wide tiles fill; the stock SIMT forward on 8-wide layers (gan3d-g1)."""
+    """The FFMA rows where their 16-wide tiles fill; the stock SIMT forward on 8-wide layers (gan3d-g1). (The k2
+    layers below are the patch rows' with those on: CONVT3D_PATCH=0 keeps the rule they exercise.)"""
+    monkeypatch.setenv("CONVT3D_PATCH", "0")
     g1 = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)
     assert selector.select_config(g1, "dgrad", "fp32").family == "cutlass2x"
     g2 = Problem(16, 128, 64, (16, 16, 16), 3, 2, 1)

@@ -89,9 +89,12 @@ def test_forward_all_channel_pairs(prec, c_in, c_out):
 def test_every_forward_config(cfg):
     # the RS rows take unit stride with k = kx only (their tap loops are compiled for it), the w-fold rows their
     # stride with k = kx
-    for k, s in ((cfg.kx, 1),) if cfg.rs else ((cfg.kx, cfg.wf),) if cfg.wf else ((3, 1), (3, 2)):
-        x, w, b, ref = _case(2, 24, 40, (6, 7, 8), k, s, 1, True, True)
-        y = _run_poisoned(x, w, b, k, s, 1, cfg.precision, config=cfg.name)
+    # stride, the patch rows k == stride without padding
+    ksp = ((cfg.kx, 1, 1),) if cfg.rs else ((cfg.kx, cfg.wf, 1),) if cfg.wf else \
+        ((2, 2, 0), (3, 3, 0)) if cfg.family == "patch" else ((3, 1, 1), (3, 2, 1))
+    for k, s, p in ksp:
+        x, w, b, ref = _case(2, 24, 40, (6, 7, 8), k, s, p, True, True)
+        y = _run_poisoned(x, w, b, k, s, p, cfg.precision, config=cfg.name)
         assert rel_l2(y, ref) <= TOL[cfg.precision], s
 
 

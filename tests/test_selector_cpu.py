@@ -73,11 +73,28 @@ def test_simt_stock_tiles_follow_channels():
 
 def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
     """Exact-fp32 strided grad_input whose stride phases have one tap each (k == stride) has nothing to reuse
-    across taps: the stock implicit GEMM takes it (U-Net k2 s2, k3 s3). Pointwise (one phase), k < stride and
-    phases of two taps or more keep the FFMA rows, as does the forward of the same layers."""
+    across taps: the patch rows take it (one GEMM, either layout in place), and with those off (CONVT3D_PATCH=0)
+    the stock implicit GEMM (U-Net k2 s2, k3 s3). Pointwise (one phase), k < stride and phases of two taps or
+    more keep the FFMA rows; the forward of the same layers goes to the patch rows too, else the FFMA rows."""
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)  # unet3d-k2
+    k3 = Problem(8, 64, 32, (32, 32, 32), 3, 3, 0)
+    assert selector.select_config(k2, "fprop", "fp32").name == "patch_fp32_128x64"
+    assert selector.select_config(Problem(2, 128, 64, (32, 32, 32), 2, 2, 0), "fprop", "fp32").name == \
+        "patch_fp32_128x128"
+    assert selector.select_config(k3, "fprop", "fp32").family == "patch"
+    assert selector.select_config(k2, "dgrad", "fp32").name == "patch_fp32_128x128"
+    # not in tf32 or 3xtf32, nor with padding, output padding or k != stride
+    assert selector.select_config(k2, "fprop", "tf32").family != "patch"
+    assert selector.select_config(k2, "dgrad", "3xtf32").family != "patch"
+    for p in [Problem(2, 64, 32, (32, 32, 32), 2, 2, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0, 1),
+              Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 1, 1, 0)]:
+        assert selector.select_config(p, "fprop", "fp32").family != "patch", p
+    # a build without the patch rows
+    assert selector.select_config(k2, "fprop", "fp32", compiled={"fprop_fp32_128x64x8_64x32x8_s4"}).name == \
+        "fprop_fp32_128x64x8_64x32x8_s4"
+    monkeypatch.setenv("CONVT3D_PATCH", "0")
     assert selector.select_config(k2, "fprop", "fp32").name == "fprop_fp32_128x64x8_64x32x8_s4"
-    assert selector.select_config(Problem(8, 64, 32, (32, 32, 32), 3, 3, 0), "fprop", "fp32").family == "cutlass2x"
+    assert selector.select_config(k3, "fprop", "fp32").family == "cutlass2x"
     assert selector.select_config(k2, "dgrad", "fp32").family == "direct"
     # k < stride (phases of one tap or none, like pointwise) is not measured: it keeps the rows
     for p in [Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), Problem(2, 64, 32, (32, 32, 32), 3, 2, 1),
@@ -86,7 +103,20 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
         assert selector.select_config(p, "fprop", "fp32").family == "direct", p
     monkeypatch.setattr(selector, "SIMT_ONE_TAP_STOCK", False)
     assert selector.select_config(k2, "fprop", "fp32").family == "direct"
-    assert selector.select_config(Problem(8, 64, 32, (32, 32, 32), 3, 3, 0), "fprop", "fp32").family == "direct"
+    assert selector.select_config(k3, "fprop", "fp32").family == "direct"
+
+
+def test_patch_rows_fit_k_equal_stride_only():
+    """patch_fits mirrors PatchKernel::geometry: k == stride in 2..4, no padding or output padding, forward and
+    grad_input only, every tensor under 2^31 elements."""
+    assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "dgrad")
+    assert selector.patch_fits(Problem(1, 3, 5, (7, 6, 5), 4, 4, 0), "fprop")
+    assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "wgrad")
+    assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 5, 5, 0), "dgrad")
+    assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), "dgrad")
+    # 2 x 256 x 8 x 128^3 elements in grad_y: past 2^31
+    assert not selector.patch_fits(Problem(2, 128, 256, (128, 128, 128), 2, 2, 0), "fprop")
+    assert selector.patch_fits(Problem(1, 64, 64, (128, 128, 128), 2, 2, 0), "fprop")
 
 
 def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatch):

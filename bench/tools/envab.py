@@ -32,6 +32,7 @@ def apply(v):
     os.environ[var] = v
     eager._plans.clear()  # knobs the policy reads when the eager node's plan is built
     launch._plan_cached.cache_clear()  # ... or a pass's plan (e.g. CONVT3D_WGRAD_RANGES, v0.34)
+    launch._select_cached.cache_clear()  # ... or the selector's choice (e.g. CONVT3D_PATCH, v0.74)
 
 
 a, b = values

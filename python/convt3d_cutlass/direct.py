@@ -742,7 +742,10 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     float of a sector per phase: off the sectors (127, 93, 63 and 31 wide) they lost 0.85-0.95x (ncu: 0.35 GB
     of fills and 0.3 GB more writes on U-Net 64->32). Its SECTORS form (v0.40, bench/tools/igemm_sectors_ab.py)
     beat both: forwards 1.18-1.30x over the better of the two on the 31- to 127-wide layers, 1.23x / 1.06x
-    on the 64-wide ones (U-Net k2 up, x2 with output_padding), steps 1.02-1.12x (tf32)."""
+    on the 64-wide ones (U-Net k2 up, x2 with output_padding), steps 1.02-1.12x (tf32). The patch rows (k ==
+    stride) write either layout with the same stores, in pairs of a row's neighbours along w."""
+    if k.family == "patch":
+        return True
     if k.simt and k.op != "wgrad":
         if op == "fprop" or p.stride == 1:
             return True
@@ -788,7 +791,10 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
     forwards 1.04-1.11x and steps 1.01-1.04x faster on our channels_last_3d copy, the unit-stride ones
     0.98-1.06x); the warp-specialized Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and
     the filter resident beside the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``:
-    the pass's phase table)."""
+    the pass's phase table). The patch rows read either layout in place (a gather of 4 bytes per element
+    either way, lanes along positions in NCDHW)."""
+    if k.family == "patch":
+        return _packed_ncdhw(t)
     if k.simt and k.op != "wgrad":
         return _packed_ncdhw(t) and not sum_phases and not strided_forward
     if not (k.family == "wgmma" and k.ws and not k.wf and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
@@ -925,9 +931,9 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
 
 def backward_reads_grad_y(k, p: Problem) -> bool:
     """Whether the backward's row k (grad_input or grad_weight) reads a packed NCDHW grad_y in place, so
-    that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities.
-    Asked by launch.grad_y_in_place (the Python Function) and eager.plan_ints (the C++ node) alike."""
-    return k.simt and not sums_parities(k, p)
+    that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities, and the
+    patch rows. Asked by launch.grad_y_in_place (the Python Function) and eager.plan_ints (the C++ node) alike."""
+    return k.simt and not sums_parities(k, p) or k.family == "patch"
 
 
 def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:

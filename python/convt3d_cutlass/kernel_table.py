@@ -40,6 +40,11 @@ Three families, all NDHWC fp32:
   warpgroups, N = 128 C_in, x transposed instead of grad_y, two producer warpgroups), and the k = 5 swap rows
   (``kx5_sw``) put M = 5 x 32 rows on the same three warpgroups (two taps each, the last half idle).
 
+* ``patch``: exact fp32 at k == stride, padding 0 (``csrc/patch_simt.cuh``): with one tap per output position
+  each pass is one FFMA GEMM over positions whose activation operand is pixel-shuffled, read and written in
+  either layout in place; ``tile`` = (positions, columns, 8). Forward and grad_input, on the tap-reuse
+  contract (the same phase tables; the filter is the weight as it is).
+
 The stock GEMM views (``docs/design.md``):
 
 =====  ===========================  ==================  ==================
@@ -89,15 +94,15 @@ class KernelConfig:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
         if self.wf:
             return op == "dgrad"
-        if self.family in ("direct", "wgmma", "igemm") and self.op != "wgrad":
+        if self.family in ("direct", "wgmma", "igemm", "patch") and self.op != "wgrad":
             return op in ("dgrad", "fprop")
         return op == self.op
 
     @property
     def tap_reuse(self) -> bool:
-        """Our kernels on the tap-reuse contract (``direct`` mma.sync, ``wgmma`` and ``igemm`` Hopper):
-        one launch per pass over a phase table, run through the ``direct`` op; not the stock CUTLASS ones."""
-        return self.family in ("direct", "wgmma", "igemm")
+        """Our kernels on the tap-reuse contract (``direct`` mma.sync, ``wgmma`` and ``igemm`` Hopper, ``patch``
+        FFMA): one launch per pass over a phase table, run through the ``direct`` op; not the stock CUTLASS ones."""
+        return self.family in ("direct", "wgmma", "igemm", "patch")
 
     @property
     def split(self) -> bool:
@@ -135,8 +140,8 @@ class KernelConfig:
 
     @property
     def align(self) -> int:
-        # Our kernels copy 16 bytes of channels at a time, the FFMA one too.
-        return 1 if self.math == "simt" and self.family == "cutlass2x" else 4
+        # Our kernels copy 16 bytes of channels at a time, the FFMA one too; the patch rows load 4 bytes at a time.
+        return 1 if self.math == "simt" and self.family in ("cutlass2x", "patch") else 4
 
     @property
     def arch(self) -> str:
@@ -159,6 +164,8 @@ class KernelConfig:
 
     @property
     def name(self) -> str:
+        if self.family == "patch":
+            return f"patch_{self.precision}_{self.tile[0]}x{self.tile[1]}"
         if self.family == "ffma":
             return (f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
                     f"{'_sk' if self.streamk else ''}")
@@ -580,8 +587,26 @@ FFMA_WGRAD_KERNELS = tuple(
     ))
 
 
+def _patch(bn, why):
+    return KernelConfig("direct", "fp32", (128, bn, 8), (64, 32, 8), 2, why, "patch")
+
+
+# Exact fp32 at k == stride, padding 0 (csrc/patch_simt.cuh): one FFMA GEMM per pass, 8 x 8 outputs per thread,
+# two register-prefetched stages of 8. Standalone on the H200 (bench/tools/patchsimt.cu, v0.74), U-Net k2 up
+# (2 x 64->32, 32^3): forward 95 us on 128 x 128 (NCDHW; the tap-reuse FFMA row's pass 161-178, cuDNN 223),
+# grad_input 102 us NCDHW / 82 channels_last_3d on 128 x 64 (the stock tile's pass 143-200 with grad_y's
+# conversion, cuDNN 63).
+PATCH_KERNELS = tuple(
+    _patch(bn, why)
+    for bn, why in (
+        (128, "exact fp32, k == stride, padding 0: forwards (columns = s^3 C_out) and grad_input with C_in >= 128"),
+        (64, "exact fp32, k == stride, padding 0: grad_input with C_in <= 64"),
+    ))
+
+
 KERNELS = (KERNELS + DIRECT_KERNELS + DIRECT_SIMT_KERNELS + DIRECT_WGRAD_KERNELS + DIRECT_WGRAD_SIMT_KERNELS
-           + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS + IGEMM_WGRAD_KERNELS + FFMA_WGRAD_KERNELS)
+           + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS + IGEMM_WGRAD_KERNELS + FFMA_WGRAD_KERNELS
+           + PATCH_KERNELS)
 BY_NAME = {k.name: k for k in KERNELS}
 
 

@@ -90,14 +90,19 @@ def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -
 
 
 def forward_filter(weight: torch.Tensor, p: Problem, k) -> torch.Tensor:
-    """The weight as tap-reuse row k reads it in the forward, cached per weight version."""
+    """The weight as tap-reuse row k reads it in the forward, cached per weight version (the patch rows: the
+    weight itself)."""
+    if k.family == "patch":
+        return weight.detach().contiguous()
     return cached_filter(weight, ("direct-fwd", p.stride, p.padding, k.precision, bool(k.wf)),
                          lambda: direct.forward_filter(weight, p, k.precision, bool(k.wf)))
 
 
 def grad_input_filter(weight: torch.Tensor, plan: Plan, p: Problem) -> torch.Tensor:
     """The weight as grad_input's kernel reads it (tap reuse: every tap, or per parity of grad_y where
-    the row sums parities; stock CUTLASS's KTRSC), cached per weight version."""
+    the row sums parities; stock CUTLASS's KTRSC), cached per weight version (the patch rows: the weight itself)."""
+    if plan.k.family == "patch":
+        return weight.detach().contiguous()
     if plan.tap_reuse and direct.sums_parities(plan.k, p):
         return cached_filter(weight, ("direct-dx-parity", p.stride, p.padding, plan.k.precision),
                              lambda: direct.grad_input_parity_filter(weight, p, plan.k.precision))

@@ -120,6 +120,8 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
     with smem_limit bytes of shared memory per block."""
     if not supports_arch(k, capability):
         return False
+    if k.family == "patch":
+        return patch_fits(problem, op)
     if op == "wgrad":
         if k.family == "igemm":
             return igemm_wgrad_fits(problem, k, smem_limit)
@@ -146,6 +148,37 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
         table, s_in, sums = direct.pass_plan(k, problem, op)
         return direct.smem_bytes(k.block, k.bn, s_in, table, sums, k.kc) <= smem_limit
     return direct.smem_bytes(k.block, k.bn, plan[1], plan[0]) <= smem_limit
+
+
+def patch_fits(problem: Problem, op: str) -> bool:
+    """Whether the patch rows (csrc/patch_simt.cuh) can run pass op of problem: the forward or grad_input at
+    k == stride (2 to 4), padding 0 and output_padding 0, every tensor under 2^31 elements (the kernel's 32-bit
+    offsets; PatchKernel::geometry refuses the rest)."""
+    s = problem.stride
+    if op not in ("dgrad", "fprop") or problem.k != s or problem.padding or problem.output_padding:
+        return False
+    if not 2 <= s <= 4:
+        return False
+    small = problem.n * problem.spatial[0] * problem.spatial[1] * problem.spatial[2]
+    return small * s ** 3 * max(problem.c_in, problem.c_out) < 2 ** 31
+
+
+def _patch_choice(problem: Problem, op: str, compiled) -> Optional[KernelConfig]:
+    """The patch row for an exact-fp32 forward or grad_input at k == stride (patch_fits), or None: 128
+    columns where the GEMM has them (the forward's s^3 C_out; grad_input's C_in >= 128), else 64. Where it
+    applies it runs the pass as one GEMM with no conversion of either layout, against the tap-reuse FFMA rows
+    (one tap per phase: nothing to reuse) and the stock tiles (grad_y's channels_last_3d copy): U-Net k2 up
+    (kernel_table.PATCH_KERNELS; the step in docs/performance.md v0.74)."""
+    if not patch_fits(problem, op) or os.environ.get("CONVT3D_PATCH", "1") == "0":  # the A/B switch
+        return None
+    cols = problem.stride ** 3 * problem.c_out if op == "dgrad" else problem.c_in
+    names = ["patch_fp32_128x128", "patch_fp32_128x64"]
+    if cols < 128:
+        names.reverse()
+    for name in names:
+        if compiled is None or name in compiled:
+            return BY_NAME[name]
+    return None
 
 
 # Where the tap-reuse kernel beats the stock path (H100, tf32, bench --configs; docs/performance.md):
@@ -871,6 +904,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
+            k = _patch_choice(problem, op, comp) if prec == "fp32" else None
+            if k is not None:
+                return k
             # The forward's output layout is its input's (functional: y in x's memory format).
             k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability, out_ncdhw)
             if op == "fprop" and out_ncdhw:

@@ -1,0 +1,411 @@
+// Exact-fp32 forward and grad_input of a k == stride, padding 0 ConvTranspose3d ("patch" layers: the
+// U-Net k2 s2 up) as one FFMA GEMM per pass, no tap reuse and no layout conversion.
+//
+// With k == s every output position takes exactly one tap, so each pass is a plain GEMM whose one
+// activation operand is pixel-shuffled:
+//   forward     C[q, (a, co)]  = sum_ci x[q, ci] * B[ci, (a, co)],   q over x's positions, a over the s^3 parities,
+//               written to y[n, co, s*d + ad, s*h + ah, s*w + aw] (+ bias[co]);
+//   grad_input  C[q, ci] = sum_(a, co) grad_y[n, co, s*d + ad, ...] * B[(a, co), ci], q over grad_x's positions.
+// B is the weight itself, [C_in][C_out][s^3] as nn.ConvTranspose3d keeps it (no filter to prepare). Every
+// activation address is base(q) + offset(k) (or offset(col) for the output), whichever layout each tensor
+// has (NCDHW or channels_last_3d), so one loader serves every form.
+//
+// Why not the tap-reuse or stock kernels: on the U-Net k2 up (2 x 64->32, 32^3) they ran the forward at
+// 27% of the FP32 rate (one tap per phase leaves tap reuse nothing to reuse) and grad_input on a stock
+// tile behind grad_y's channels_last_3d copy (0.200 ms against cuDNN's 0.063, NCDHW); cuBLAS runs the same
+// GEMMs at 32-34 TFLOP/s (bench/tools/patchprobe.py).
+//
+// CTA: BM positions x BN columns, BM * BN / 64 threads, 8 x 8 outputs each as 2 x 2 blocks of 4 x 4 (the
+// FFMA grad_weight's compute roles, ffma_wgrad.cuh), BK = 8 per stage, two stages in shared memory with the
+// next stage's global loads held in registers across the current stage's FFMAs.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cute/arch/mma.hpp"
+#include "cutlass/fast_math.h"
+#include "direct_launch.h"
+
+namespace convt3d {
+namespace patch {
+
+struct PatchArgs {
+  const float* act;   // forward: x; grad_input: grad_y
+  const float* b;     // the weight [C_in][C_out][s^3]
+  const float* bias;  // forward only, [C_out] or null
+  float* out;         // forward: y; grad_input: grad_x
+  int n, d, h, w;     // the q grid: x's positions (forward) or grad_x's (grad_input)
+  int s;              // k == stride, 1..4
+  int c_act;          // channels of act (forward C_in, grad_input C_out)
+  int c_out;          // channels of out (forward C_out, grad_input C_in)
+  int K, Ncol;        // forward: C_in, s^3 C_out; grad_input: s^3 C_out, C_in
+  int M;              // n * d * h * w (every tensor under 2^31 elements: can_implement)
+  cutlass::FastDivmod taps_div;  // by s^3: an NCDHW grad_y's k = (c, a)
+  cutlass::FastDivmod cact_div;  // by c_act: a channels_last_3d grad_y's k = (a, c)
+  bool vec;                      // out is 16-byte aligned: the 16-byte store forms
+};
+
+// The parity dimension a = (ad, ah, aw) rides with a channel c in K (grad_input) or in the columns
+// (forward). NCDHW orders the pair (c, a), a fastest, so that a thread's neighbouring columns or k are
+// neighbours along w in memory; channels_last_3d orders it (a, c), c fastest, for the same reason.
+template <bool kNcdhw>
+__device__ __forceinline__ void split_pair(int idx, int c_count, int taps, int& a, int& c) {
+  if (kNcdhw) { c = idx / taps; a = idx - c * taps; }
+  else { a = idx / c_count; c = idx - a * c_count; }
+}
+template <bool kNcdhw>
+__device__ __forceinline__ void split_k(const PatchArgs& p, int k, int& a, int& c) {
+  if (kNcdhw) p.taps_div(c, a, k);
+  else p.cact_div(a, c, k);
+}
+
+template <int BM_, int BN_>
+struct PatchShape {
+  static constexpr int BM = BM_, BN = BN_, BK = 8, kThreads = BM * BN / 64;
+  static constexpr int kLanesM = 8, kWarpsM = BM / (8 * kLanesM);
+  // 128 registers a thread: 16 warps an SM, whose loads for the next stage hide each other's latency.
+#ifdef CONVT3D_PATCH_MIN_BLOCKS  // bench/tools/patchsimt.cu's A/B
+  static constexpr int kMinBlocks = CONVT3D_PATCH_MIN_BLOCKS;
+#else
+  static constexpr int kMinBlocks = 2048 / kThreads / 4;
+#endif
+  // Loads per thread per stage.
+  static constexpr int kLoadsA = BM * BK / kThreads, kLoadsB = BN * BK / kThreads;
+  // A rows padded by 4 floats: a channels_last_3d operand is stored with lanes along k (8 rows apart),
+  // which would put 4 positions' 8 channels in one bank.
+  static constexpr int LDA = BM + 4;
+  static constexpr int kStageFloats = BK * (LDA + BN);
+  static constexpr int kMaxTaps = 64;  // s <= 4
+  static constexpr size_t kSmemBytes = 2 * size_t(kStageFloats) * sizeof(float) + kMaxTaps * sizeof(int);
+  static_assert(BM == 64 || BM == 128, "64 or 128 positions");
+  static_assert(BN == 64 || BN == 128, "64 or 128 columns");
+  static_assert(kLoadsA >= 1 && kLoadsB >= 1, "every thread loads");
+};
+
+// Position q of the q grid: its sample and coordinates.
+struct Pos { int nb, dd, hh, ww, local; };
+
+__device__ __forceinline__ Pos decode(const PatchArgs& p, int q) {
+  Pos r;
+  const int vol = p.d * p.h * p.w, plane = p.h * p.w;
+  r.nb = q / vol;
+  r.local = q - r.nb * vol;
+  r.dd = r.local / plane;
+  const int rem = r.local - r.dd * plane;
+  r.hh = rem / p.w;
+  r.ww = rem - r.hh * p.w;
+  return r;
+}
+
+template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
+__global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(PatchArgs p) {
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, kHalfM = BM / 2, kHalfN = BN / 2;
+  extern __shared__ __align__(16) float smem[];
+  int* parity_pos = reinterpret_cast<int*>(smem + 2 * Sh::kStageFloats);
+
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.x * BM;
+  const int n0 = blockIdx.y * BN;
+  const int s = p.s, taps = s * s * s;
+  // The big tensor (forward: y; grad_input: grad_y) is s times the q grid along each axis.
+  const int bh = s * p.h, bw = s * p.w, big_vol = s * p.d * bh * bw, vol = p.d * p.h * p.w;
+  // Offset of parity a's position in the big tensor, in positions: (ad * bh + ah) * bw + aw.
+  if (tid < taps) parity_pos[tid] = ((tid / (s * s)) * bh + (tid / s) % s) * bw + tid % s;
+  __syncthreads();
+
+  // A (act) at (q, k) is act[a_base(q) + a_off(k)]. Forward: x at q, channel k. grad_input: grad_y at
+  // parity 0 of q's patch, plus k's parity and channel.
+  auto a_base = [&](const Pos& q) -> long long {
+    const int pos = kGradInput ? (s * q.dd * bh + s * q.hh) * bw + s * q.ww : q.local;
+    const int v = kGradInput ? big_vol : vol;
+    return kInNc ? (long long)q.nb * p.c_act * v + pos : ((long long)q.nb * v + pos) * p.c_act;
+  };
+  auto a_off = [&](int k) -> long long {
+    if (!kGradInput) return kInNc ? (long long)k * vol : k;
+    int a, c;
+    split_k<kInNc>(p, k, a, c);
+    return kInNc ? (long long)c * big_vol + parity_pos[a] : (long long)parity_pos[a] * p.c_act + c;
+  };
+
+  // A loads: an NCDHW operand runs along positions (lanes along m); a channels_last_3d one along its
+  // channels (lanes along k, 32-byte rows). Each thread keeps its rows' bases for the whole K loop.
+  const int a_k = kInNc ? tid / BM : tid % BK;
+  const int a_m = kInNc ? tid % BM : tid / BK;
+  constexpr int kStepK = kInNc ? Sh::kThreads / BM : 0;  // k between one thread's loads (NCDHW)
+  constexpr int kStepM = kInNc ? 0 : Sh::kThreads / BK;  // m between one thread's loads (channels_last_3d)
+  static_assert(kInNc ? (Sh::kThreads % BM == 0) : (Sh::kThreads % BK == 0), "whole load rows");
+  long long a_base_of[Sh::kLoadsA];
+#pragma unroll
+  for (int i = 0; i < Sh::kLoadsA; ++i) {
+    const int q = m0 + a_m + i * kStepM;
+    a_base_of[i] = q < p.M ? a_base(decode(p, q)) : -1;
+  }
+  // B loads: lanes along the columns. B (k, col) is the weight at (ci, co, a): forward k = ci and col = the
+  // output's pair (co, a); grad_input k = grad_y's pair and col = ci.
+  const int b_n = tid % BN, b_k = tid / BN;
+  constexpr int kStepKB = Sh::kThreads / BN;
+  const bool b_ok = n0 + b_n < p.Ncol;
+  const int co_taps = (kGradInput ? p.c_act : p.c_out) * taps;
+  long long b_col = 0;  // the column's part of a B offset
+  if (b_ok) {
+    if (kGradInput) {
+      b_col = (long long)(n0 + b_n) * co_taps;
+    } else {
+      int a, c;
+      split_pair<kOutNc>(n0 + b_n, p.c_out, taps, a, c);
+      b_col = c * taps + a;
+    }
+  }
+  auto b_off = [&](int k) -> long long {
+    if (!kGradInput) return (long long)k * co_taps + b_col;
+    if (kInNc) return b_col + k;  // k = c * s^3 + a, the weight's own order
+    int a, c;
+    split_k<false>(p, k, a, c);
+    return b_col + c * taps + a;
+  };
+
+  float ra[Sh::kLoadsA], rb[Sh::kLoadsB];
+  auto load = [&](int k0) {
+    if (kInNc) {  // one k per load slot: its offset once
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsA; ++i) {
+        const int k = k0 + a_k + i * kStepK;
+        ra[i] = (a_base_of[i] >= 0 && k < p.K) ? __ldg(p.act + a_base_of[i] + a_off(k)) : 0.f;
+      }
+    } else {  // one k for every slot
+      const int k = k0 + a_k;
+      const long long off = k < p.K ? a_off(k) : 0;
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsA; ++i)
+        ra[i] = (a_base_of[i] >= 0 && k < p.K) ? __ldg(p.act + a_base_of[i] + off) : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < Sh::kLoadsB; ++i) {
+      const int k = k0 + b_k + i * kStepKB;
+      rb[i] = (b_ok && k < p.K) ? __ldg(p.b + b_off(k)) : 0.f;
+    }
+  };
+  auto store = [&](int stage) {
+    float* as = smem + stage * Sh::kStageFloats;
+    float* bs = as + BK * Sh::LDA;
+#pragma unroll
+    for (int i = 0; i < Sh::kLoadsA; ++i) as[(a_k + i * kStepK) * Sh::LDA + a_m + i * kStepM] = ra[i];
+#pragma unroll
+    for (int i = 0; i < Sh::kLoadsB; ++i) bs[(b_k + i * kStepKB) * BN + b_n] = rb[i];
+  };
+
+  const int lane = tid & 31, warp = tid >> 5;
+  const int tm = (warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM;
+  const int tn = (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM;
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  const int k_tiles = (p.K + BK - 1) / BK;
+  load(0);
+  store(0);
+  __syncthreads();
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int stage = kt & 1;
+    if (kt + 1 < k_tiles) load((kt + 1) * BK);
+    const float* as = smem + stage * Sh::kStageFloats;
+    const float* bs = as + BK * Sh::LDA;
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[8], bv[8];
+      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + 4 * tm);
+      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + kHalfM + 4 * tm);
+      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
+      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+    }
+    if (kt + 1 < k_tiles) {
+      // The other stage was last read in iteration kt - 1, before this iteration's barrier below.
+      store(stage ^ 1);
+      __syncthreads();
+    }
+  }
+
+  // Output (q, col) at out[o_base(q) + o_off(col)]: rows 4*tm + i (+BM/2), columns 4*tn + j (+BN/2).
+  // A thread's four rows are neighbouring positions and its four columns neighbouring channels (or, on an
+  // NCDHW forward, neighbouring parities: aw fastest), so most forms store 16 bytes at a time.
+  long long col_off[8];
+  float col_bias[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = n0 + (j / 4) * kHalfN + 4 * tn + j % 4;
+    col_off[j] = -1;
+    col_bias[j] = 0.f;
+    if (col < p.Ncol) {
+      if (kGradInput) {
+        col_off[j] = kOutNc ? (long long)col * vol : col;
+      } else {
+        int a, c;
+        split_pair<kOutNc>(col, p.c_out, taps, a, c);
+        col_off[j] = kOutNc ? (long long)c * big_vol + parity_pos[a] : (long long)parity_pos[a] * p.c_out + c;
+        if (p.bias) col_bias[j] = __ldg(p.bias + c);
+      }
+    }
+  }
+  auto o_base = [&](const Pos& q) -> long long {
+    const int pos = kGradInput ? q.local : (s * q.dd * bh + s * q.hh) * bw + s * q.ww;
+    const int v = kGradInput ? vol : big_vol;
+    return kOutNc ? (long long)q.nb * p.c_out * v + pos : ((long long)q.nb * v + pos) * p.c_out;
+  };
+#pragma unroll
+  for (int hm = 0; hm < 2; ++hm) {
+    const int q0 = m0 + hm * kHalfM + 4 * tm;
+    if (q0 >= p.M) continue;
+    // Four rows in one sample and one w row, 16-byte aligned: every tensor's rows are whole 4-position
+    // groups when w % 4 == 0 (can_implement keeps the vector forms to that).
+    const bool quad = p.vec && (p.w & 3) == 0 && q0 + 3 < p.M;
+    const Pos q = decode(p, q0);
+    const long long ob0 = o_base(q);
+    if (kGradInput && kOutNc && quad) {  // four neighbouring positions per column
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (col_off[j] >= 0)
+          *reinterpret_cast<float4*>(p.out + ob0 + col_off[j]) =
+              make_float4(acc[hm * 4][j], acc[hm * 4 + 1][j], acc[hm * 4 + 2][j], acc[hm * 4 + 3][j]);
+      continue;
+    }
+    if (!kGradInput && kOutNc && quad && s == 2) {  // columns (aw 0, aw 1) pairs: 8 floats along w per pair
+#pragma unroll
+      for (int j = 0; j < 8; j += 2)
+        if (col_off[j] >= 0) {
+          float* o = p.out + ob0 + col_off[j];
+          const int r = hm * 4;
+          *reinterpret_cast<float4*>(o) = make_float4(acc[r][j] + col_bias[j], acc[r][j + 1] + col_bias[j + 1],
+                                                      acc[r + 1][j] + col_bias[j], acc[r + 1][j + 1] + col_bias[j + 1]);
+          *reinterpret_cast<float4*>(o + 4) = make_float4(acc[r + 2][j] + col_bias[j], acc[r + 2][j + 1] + col_bias[j + 1],
+                                                          acc[r + 3][j] + col_bias[j], acc[r + 3][j + 1] + col_bias[j + 1]);
+        }
+      continue;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int qi = q0 + i;
+      if (qi >= p.M) continue;
+      // Row qi's base: the next position along w unless the row wraps.
+      const long long ob = (q.ww + i < p.w) ? ob0 + (long long)i * (kGradInput ? 1 : s) * (kOutNc ? 1 : p.c_out)
+                                             : o_base(decode(p, qi));
+      if (!kOutNc && p.vec && (p.c_out & 3) == 0) {  // four neighbouring channels (forward: of one parity)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (col_off[4 * h] >= 0)
+            *reinterpret_cast<float4*>(p.out + ob + col_off[4 * h]) =
+                make_float4(acc[hm * 4 + i][4 * h] + col_bias[4 * h], acc[hm * 4 + i][4 * h + 1] + col_bias[4 * h + 1],
+                            acc[hm * 4 + i][4 * h + 2] + col_bias[4 * h + 2],
+                            acc[hm * 4 + i][4 * h + 3] + col_bias[4 * h + 3]);
+        continue;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (col_off[j] >= 0) p.out[ob + col_off[j]] = acc[hm * 4 + i][j] + col_bias[j];
+    }
+  }
+}
+
+template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
+int launch_patch(const PatchArgs& p, cudaStream_t stream) {
+  const dim3 grid((unsigned)((p.M + Sh::BM - 1) / Sh::BM), (unsigned)((p.Ncol + Sh::BN - 1) / Sh::BN));
+  patch_kernel<Sh, kGradInput, kInNc, kOutNc><<<grid, Sh::kThreads, Sh::kSmemBytes, stream>>>(p);
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? 0 : 1000 + (int)e;
+}
+
+// The direct op's contract (direct_launch.h) read as a patch GEMM: the forward is s_in = 1, s_out = s with the
+// s^3 one-tap phases (direct.forward_plan at k == s, padding 0), grad_input s_in = s, s_out = 1 with one phase
+// of s^3 taps (direct.grad_input_plan). Anything else is refused, as are the extras of other rows (sums,
+// copies, phase sums, sector stores).
+template <int BM, int BN>
+struct PatchKernel {
+  using Sh = PatchShape<BM, BN>;
+  static constexpr int kNotSupported = 5;  // cutlass::Status::kErrorNotSupported
+
+  static int geometry(const DirectLaunch& L, PatchArgs& p, bool& grad_input) {
+    if (L.sum_phases || L.in_sums || L.in_copy || L.out_sectors || L.N < 1 || L.Cr < 1 || L.Co < 1)
+      return kNotSupported;
+    grad_input = L.s_out == 1 && L.num_phases == 1 && L.s_in > 1;
+    const int s = grad_input ? L.s_in : L.s_out;
+    if (s < 1 || s > 4 || (grad_input ? L.s_out : L.s_in) != 1) return kNotSupported;
+    const int taps = s * s * s;
+    // The small grid (x, or grad_x) and the big one (y, or grad_y), s times as large per axis.
+    const int sd = grad_input ? L.Do : L.Di, sh = grad_input ? L.Ho : L.Hi, sw = grad_input ? L.Wo : L.Wi;
+    const int bd = grad_input ? L.Di : L.Do, bh = grad_input ? L.Hi : L.Ho, bw = grad_input ? L.Wi : L.Wo;
+    if (bd != s * sd || bh != s * sh || bw != s * sw || sd < 1 || sh < 1 || sw < 1) return kNotSupported;
+    if (grad_input) {
+      const DirectPhase& ph = L.phase[0];
+      for (int a = 0; a < 3; ++a)
+        if (ph.taps[a] != s || ph.dmin[a] != 0 || ph.first[a] != 0 || ph.count[a] != (a == 0 ? sd : a == 1 ? sh : sw))
+          return kNotSupported;
+      if (L.bias) return kNotSupported;
+    } else {
+      if (L.num_phases != taps) return kNotSupported;
+      unsigned long long seen = 0;
+      for (int i = 0; i < L.num_phases; ++i) {
+        const DirectPhase& ph = L.phase[i];
+        for (int a = 0; a < 3; ++a)
+          if (ph.taps[a] != 1 || ph.dmin[a] != 0 || ph.first[a] < 0 || ph.first[a] >= s ||
+              ph.count[a] != (a == 0 ? sd : a == 1 ? sh : sw))
+            return kNotSupported;
+        seen |= 1ull << ((ph.first[0] * s + ph.first[1]) * s + ph.first[2]);
+      }
+      if (seen != (taps == 64 ? ~0ull : (1ull << taps) - 1)) return kNotSupported;  // every residue once
+    }
+    // 32-bit positions and element offsets within a sample's channel planes (the big tensor's too).
+    const long long small = (long long)L.N * sd * sh * sw, big = small * taps;
+    const long long c_max = L.Cr > L.Co ? L.Cr : L.Co;
+    if (big * c_max >= (1ll << 31) || (long long)taps * c_max >= (1ll << 31)) return kNotSupported;
+    p = PatchArgs{};
+    p.act = L.in;
+    p.b = L.weight;
+    p.bias = grad_input ? nullptr : L.bias;
+    p.out = L.out;
+    p.n = L.N; p.d = sd; p.h = sh; p.w = sw; p.s = s;
+    p.c_act = L.Cr;
+    p.c_out = L.Co;
+    p.K = grad_input ? taps * L.Cr : L.Cr;
+    p.Ncol = grad_input ? L.Co : taps * L.Co;
+    p.M = (int)small;
+    p.taps_div = cutlass::FastDivmod(taps);
+    p.cact_div = cutlass::FastDivmod(L.Cr);
+    p.vec = (reinterpret_cast<uintptr_t>(L.out) & 15) == 0;
+    return 0;
+  }
+
+  static int can_implement(const DirectLaunch& L) {
+    PatchArgs p;
+    bool gi;
+    return geometry(L, p, gi);
+  }
+
+  template <bool kGradInput>
+  static int dispatch(const DirectLaunch& L, const PatchArgs& p) {
+    if (L.in_ncdhw)
+      return L.out_ncdhw ? launch_patch<Sh, kGradInput, true, true>(p, L.stream)
+                         : launch_patch<Sh, kGradInput, true, false>(p, L.stream);
+    return L.out_ncdhw ? launch_patch<Sh, kGradInput, false, true>(p, L.stream)
+                       : launch_patch<Sh, kGradInput, false, false>(p, L.stream);
+  }
+
+  static int run(const DirectLaunch& L) {
+    PatchArgs p;
+    bool gi;
+    if (const int rc = geometry(L, p, gi)) return rc;
+    return gi ? dispatch<true>(L, p) : dispatch<false>(L, p);
+  }
+
+  static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }
+};
+
+}  // namespace patch
+}  // namespace convt3d

@@ -1,0 +1,80 @@
+"""The patch rows (csrc/patch_simt.cuh): exact-fp32 forward and grad_input at k == stride, padding 0, in every
+layout the kernel reads and writes, against float64 PyTorch (needs a GPU and the extension)."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import launch
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+# (n, c_in, c_out, spatial, s): W a multiple of 4 (the 16-byte store forms) and not, odd channel counts (the
+# 4-byte forms), stride 2 to 4, tiles past the edge of M and of the columns.
+SHAPES = [(2, 64, 32, (8, 8, 8), 2), (1, 3, 5, (5, 6, 7), 2), (3, 24, 40, (4, 6, 12), 2), (2, 17, 9, (3, 4, 5), 3),
+          (1, 8, 12, (2, 3, 4), 4), (2, 130, 6, (4, 4, 4), 2)]
+
+
+@pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),
+                                                                           (False, True), (True, False)])))
+def test_patch_forward_and_grad_input_every_layout(shape, layouts):
+    """Both passes through launch with the output poisoned: x (or grad_y) NCDHW or channels_last_3d, the
+    output in the other layout or the same."""
+    n, c_in, c_out, spatial, s = shape
+    in_cl, out_cl = layouts
+    prob = Problem(n, c_in, c_out, spatial, s, s, 0)
+    dev = torch.device("cuda")
+    assert launch._select(prob, "dgrad", "fp32", None, dev).family == "patch"
+    assert launch._select(prob, "fprop", "fp32", None, dev).family == "patch"
+    x = torch.randn(n, c_in, *spatial, device="cuda")
+    w = torch.randn(c_in, c_out, s, s, s, device="cuda")
+    b = torch.randn(c_out, device="cuda")
+    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
+    if in_cl:
+        x, gy = x.to(memory_format=CL), gy.to(memory_format=CL)
+    # a channels_last_3d output given (written in place), or an NCDHW one made by the pass (from a poisoned pool)
+    out = torch.full((n, c_out) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL) if out_cl \
+        else None
+    gout = torch.full((n, c_in) + spatial, float("nan"), device="cuda").to(memory_format=CL) if out_cl else None
+    poison_allocator()
+    y = launch.forward(x, w, b, prob, "fp32", out=out, ncdhw=not out_cl)
+    gx = launch.grad_input(gy, w, prob, "fp32", out=gout, ncdhw=not out_cl)
+    for t in (y, gx):  # the kernel wrote the layout asked for, no conversion after it
+        assert t.is_contiguous(memory_format=CL) if out_cl else t.is_contiguous()
+    assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s)) <= TOL["fp32"]
+    assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s)) <= TOL["fp32"]
+
+@pytest.mark.parametrize("cl", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_patch_training_step_reads_grad_y_in_place(cl, bias):
+    """The module's step (the eager node) on a k2 s2 layer: outputs and all three gradients against float64; in
+    NCDHW nothing converts grad_y (both backward kernels read it in place)."""
+    torch.manual_seed(0)
+    m = ct.ConvTranspose3d(24, 12, 2, stride=2, bias=bias, precision="fp32", strict=True).cuda()
+    ref = torch.nn.ConvTranspose3d(24, 12, 2, stride=2, bias=bias).cuda().double()
+    ref.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
+    x = torch.randn(2, 24, 6, 8, 10, device="cuda")
+    if cl:
+        x = x.to(memory_format=CL)
+    xr = x.detach().double().requires_grad_()
+    x.requires_grad_()
+    y = m(x)
+    gy = torch.randn_like(y)
+    assert y.is_contiguous(memory_format=CL) if cl else y.is_contiguous()
+    poison_allocator()
+    y.backward(gy)
+    yr = ref(xr)
+    yr.backward(gy.double())
+    assert rel_l2(y, yr) <= TOL["fp32"]
+    assert rel_l2(x.grad, xr.grad) <= TOL["fp32"]
+    assert rel_l2(m.weight.grad, ref.weight.grad) <= TOL["fp32"]
+    if bias:
+        assert rel_l2(m.bias.grad, ref.bias.grad) <= TOL["fp32"]
+    p = Problem(2, 24, 12, (6, 8, 10), 2, 2, 0)
+    assert launch.grad_y_in_place(gy.contiguous(), x.detach().contiguous(), m.weight, p, "fp32", None, True, True)
