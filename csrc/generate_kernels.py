@@ -54,6 +54,8 @@ const convt3d::Registrar reg(convt3d::ffma::FfmaWgradKernel<{bm}, {bk}, {stages}
 
 def _tap_reuse(k):
     """(header, kernel type) of a tap-reuse row."""
+    if k.family == "patch" and k.op == "wgrad":
+        return "patch_simt.cuh", f"convt3d::patch::PatchWgradKernel<{', '.join(map(str, k.tile))}>"
     if k.family == "patch":
         return "patch_simt.cuh", f"convt3d::patch::PatchKernel<{k.tile[0]}, {k.tile[1]}>"
     if k.family == "igemm" and k.op == "wgrad":

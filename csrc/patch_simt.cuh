@@ -407,5 +407,269 @@ struct PatchKernel {
   static DirectEntry entry(const char* name) { return DirectEntry{name, &can_implement, &run}; }
 };
 
+// grad_weight at k == stride: partials[z][a][ci][co] = sum over slice z's positions q of x[q, ci] *
+// grad_y[n, co, s*d + ad, s*h + ah, s*w + aw]; the caller sums the slices in a fixed order (launch._finish).
+// GEMM M = C_in, N = (a, C_out) (C_out fastest: the partials' order), K = x's positions. A thread's rows are
+// C_in and its columns (a, co); operands are staged [k][m] and [k][n] as in the passes above, with lanes along
+// positions where a tensor is NCDHW and along channels where it is channels_last_3d.
+struct PatchWgradArgs {
+  const float* x;     // [N, C_in, D, H, W] or channels_last_3d
+  const float* gy;    // [N, C_out, sD, sH, sW] or channels_last_3d
+  float* partials;    // [slices, s^3, C_in, C_out]
+  int n, d, h, w, s, ci, co;
+  int positions, per_slice;  // n * d * h * w; positions per slice (a multiple of the stage's)
+  cutlass::FastDivmod vol_div;  // by d * h * w
+  cutlass::FastDivmod plane_div, w_div;  // by h * w and w
+  bool vec;                      // C_out % 4 == 0: 16-byte partial stores
+};
+
+// A position of x's grid, walked one position at a time without divisions.
+struct Walk {
+  int nb, dd, hh, ww;
+  __device__ __forceinline__ void set(const PatchWgradArgs& p, int q) {
+    int local, rem;
+    p.vol_div(nb, local, q);
+    p.plane_div(dd, rem, local);
+    p.w_div(hh, ww, rem);
+  }
+  __device__ __forceinline__ void step(const PatchWgradArgs& p) {
+    if (++ww == p.w) {
+      ww = 0;
+      if (++hh == p.h) {
+        hh = 0;
+        if (++dd == p.d) { dd = 0; ++nb; }
+      }
+    }
+  }
+};
+
+template <int BM_, int BN_, int BK_>
+struct PatchWgradShape {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, kThreads = BM * BN / 64;
+  static constexpr int kLanesM = 8, kWarpsM = BM / (8 * kLanesM);
+  static constexpr int kMinBlocks = 2048 / kThreads / 4;
+  static constexpr int kLoadsA = BM * BK / kThreads, kLoadsB = BN * BK / kThreads;
+  static constexpr int LDA = BM + 4;
+  static constexpr int kStageFloats = BK * (LDA + BN);
+  static constexpr int kMaxTaps = 64;
+  // The parity table, then each column's offset in grad_y (-1 past the columns).
+  static constexpr size_t kSmemBytes = 2 * size_t(kStageFloats) * sizeof(float) + (kMaxTaps + BN) * sizeof(int);
+  static_assert(BM == 64 || BM == 128, "64 or 128 rows of C_in");
+  static_assert(BN == 64 || BN == 128, "64 or 128 columns");
+  static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0, "whole load rows");
+};
+
+template <class Sh, bool kXNc, bool kGyNc>
+__global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_wgrad_kernel(PatchWgradArgs p) {
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, kHalfM = BM / 2, kHalfN = BN / 2, T = Sh::kThreads;
+  extern __shared__ __align__(16) float smem[];
+  int* parity_pos = reinterpret_cast<int*>(smem + 2 * Sh::kStageFloats);
+
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int s = p.s, taps = s * s * s, ncol = taps * p.co;
+  const int bh = s * p.h, bw = s * p.w, big_vol = s * p.d * bh * bw, vol = p.d * p.h * p.w;
+  int* col_tab = parity_pos + Sh::kMaxTaps;
+  if (tid < taps) parity_pos[tid] = ((tid / (s * s)) * bh + (tid / s) % s) * bw + tid % s;
+  __syncthreads();
+  // Column (a, co)'s offset in grad_y (its parity's position and its channel; under 2^31 by geometry()).
+  for (int n = tid; n < BN; n += T) {
+    const int col = n0 + n, a = col / p.co, c = col - a * p.co;
+    col_tab[n] = col < ncol ? (kGyNc ? c * big_vol + parity_pos[a] : parity_pos[a] * p.co + c) : -1;
+  }
+  __syncthreads();
+  const int q_begin = blockIdx.z * p.per_slice;
+  const int q_end = min(q_begin + p.per_slice, p.positions);
+
+  // A = x^T: lanes along positions (NCDHW) or along C_in (channels_last_3d).
+  constexpr int kAStepK = kXNc ? 0 : T / BM, kAStepM = kXNc ? T / BK : 0;
+  const int a_k = kXNc ? tid % BK : tid / BM, a_m = kXNc ? tid / BK : tid % BM;
+  // B = grad_y at (position, (a, co)): lanes along positions (NCDHW) or along the columns (channels_last_3d).
+  constexpr int kBStepK = kGyNc ? 0 : T / BN, kBStepN = kGyNc ? T / BK : 0;
+  const int b_k = kGyNc ? tid % BK : tid / BN, b_n = kGyNc ? tid / BK : tid % BN;
+  float ra[Sh::kLoadsA], rb[Sh::kLoadsB];
+  auto load = [&](int k0) {
+    // A: x at (q, ci).
+    if (kXNc) {  // one position per thread: k0 + a_k
+      const int q = k0 + a_k;
+      int nb = 0, local = 0;
+      if (q < q_end) p.vol_div(nb, local, q);
+      const long long base = (long long)nb * p.ci * vol + local;
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsA; ++i) {
+        const int ci = m0 + a_m + i * kAStepM;
+        ra[i] = (q < q_end && ci < p.ci) ? __ldg(p.x + base + (long long)ci * vol) : 0.f;
+      }
+    } else {  // channels_last_3d: x[q][ci], no decode
+      const int ci = m0 + a_m;
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsA; ++i) {
+        const int q = k0 + a_k + i * kAStepK;
+        ra[i] = (q < q_end && ci < p.ci) ? __ldg(p.x + (long long)q * p.ci + ci) : 0.f;
+      }
+    }
+    // B: grad_y at the position's patch plus the column's parity and channel.
+    if (kGyNc) {  // one position per thread
+      const int q = k0 + b_k;
+      Walk at{0, 0, 0, 0};
+      if (q < q_end) at.set(p, q);
+      const long long base = (long long)at.nb * p.co * big_vol + ((long long)s * at.dd * bh + s * at.hh) * bw + s * at.ww;
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsB; ++i) {
+        const int off = col_tab[b_n + i * kBStepN];
+        rb[i] = (q < q_end && off >= 0) ? __ldg(p.gy + base + off) : 0.f;
+      }
+    } else {  // the thread's positions are kBStepK apart: one decode, then steps
+      Walk at{0, 0, 0, 0};
+      const int q0 = k0 + b_k, off = col_tab[b_n];
+      if (q0 < q_end) at.set(p, q0);
+#pragma unroll
+      for (int i = 0; i < Sh::kLoadsB; ++i) {
+        const int q = q0 + i * kBStepK;
+        const long long base =
+            ((long long)at.nb * big_vol + ((long long)s * at.dd * bh + s * at.hh) * bw + s * at.ww) * p.co;
+        rb[i] = (q < q_end && off >= 0) ? __ldg(p.gy + base + off) : 0.f;
+        if (i + 1 < Sh::kLoadsB)
+#pragma unroll
+          for (int j = 0; j < kBStepK; ++j) at.step(p);
+      }
+    }
+  };
+  auto store = [&](int stage) {
+    float* as = smem + stage * Sh::kStageFloats;
+    float* bs = as + BK * Sh::LDA;
+#pragma unroll
+    for (int i = 0; i < Sh::kLoadsA; ++i) as[(a_k + i * kAStepK) * Sh::LDA + a_m + i * kAStepM] = ra[i];
+#pragma unroll
+    for (int i = 0; i < Sh::kLoadsB; ++i) bs[(b_k + i * kBStepK) * BN + b_n + i * kBStepN] = rb[i];
+  };
+
+  const int lane = tid & 31, warp = tid >> 5;
+  const int tm = (warp % Sh::kWarpsM) * Sh::kLanesM + lane % Sh::kLanesM;
+  const int tn = (warp / Sh::kWarpsM) * (32 / Sh::kLanesM) + lane / Sh::kLanesM;
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  const int k_tiles = q_end > q_begin ? (q_end - q_begin + BK - 1) / BK : 0;
+  if (k_tiles > 0) {
+    load(q_begin);
+    store(0);
+    __syncthreads();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int stage = kt & 1;
+    if (kt + 1 < k_tiles) load(q_begin + (kt + 1) * BK);
+    const float* as = smem + stage * Sh::kStageFloats;
+    const float* bs = as + BK * Sh::LDA;
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[8], bv[8];
+      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + 4 * tm);
+      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + kHalfM + 4 * tm);
+      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
+      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+    }
+    if (kt + 1 < k_tiles) {
+      store(stage ^ 1);
+      __syncthreads();
+    }
+  }
+
+  // partials[z][a][ci][co]: a thread's four columns are four channels of one parity where C_out % 4 == 0.
+  float* out = p.partials + (long long)blockIdx.z * ncol * p.ci;
+#pragma unroll
+  for (int hm = 0; hm < 2; ++hm)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int ci = m0 + hm * kHalfM + 4 * tm + i;
+      if (ci >= p.ci) continue;
+#pragma unroll
+      for (int hn = 0; hn < 2; ++hn) {
+        const int col = n0 + hn * kHalfN + 4 * tn;
+        if (col >= ncol) continue;
+        const int a = col / p.co, c = col - a * p.co;
+        float* o = out + ((long long)a * p.ci + ci) * p.co + c;
+        const float* v = &acc[hm * 4 + i][hn * 4];
+        if (p.vec) {
+          *reinterpret_cast<float4*>(o) = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int cj = col + j;
+            if (cj >= ncol) break;
+            const int aj = cj / p.co, c2 = cj - aj * p.co;
+            out[((long long)aj * p.ci + ci) * p.co + c2] = v[j];
+          }
+        }
+      }
+    }
+}
+
+// The direct_wgrad op's contract (direct_launch.h) at k == stride, padding 0: x's grid s times smaller than
+// grad_y's, partials [slices, s^3, C_in, C_out]; taps_per_group and tap_groups are not used.
+template <int BM, int BN, int BK>
+struct PatchWgradKernel {
+  using Sh = PatchWgradShape<BM, BN, BK>;
+  static constexpr int kNotSupported = 5;
+
+  static int geometry(const DirectWgradLaunch& L, PatchWgradArgs& p) {
+    const int s = L.k;
+    if (L.stride != s || L.pad != 0 || s < 2 || s > 4 || L.slices < 1 || L.N < 1 || L.Ci < 1 || L.Co < 1)
+      return kNotSupported;
+    if (L.Do != s * L.Di || L.Ho != s * L.Hi || L.Wo != s * L.Wi || L.Di < 1 || L.Hi < 1 || L.Wi < 1)
+      return kNotSupported;
+    const long long small = (long long)L.N * L.Di * L.Hi * L.Wi, big = small * s * s * s;
+    const long long c_max = L.Ci > L.Co ? L.Ci : L.Co;
+    if (big * c_max >= (1ll << 31) || (long long)L.slices * s * s * s * L.Ci * L.Co >= (1ll << 31))
+      return kNotSupported;
+    p = PatchWgradArgs{};
+    p.x = L.x;
+    p.gy = L.gy;
+    p.partials = L.partials;
+    p.n = L.N; p.d = L.Di; p.h = L.Hi; p.w = L.Wi; p.s = s; p.ci = L.Ci; p.co = L.Co;
+    p.positions = (int)small;
+    const int per = (int)((small + L.slices - 1) / L.slices);
+    p.per_slice = (per + BK - 1) / BK * BK;
+    p.vol_div = cutlass::FastDivmod(L.Di * L.Hi * L.Wi);
+    p.plane_div = cutlass::FastDivmod(L.Hi * L.Wi);
+    p.w_div = cutlass::FastDivmod(L.Wi);
+    p.vec = (L.Co & 3) == 0 && (reinterpret_cast<uintptr_t>(L.partials) & 15) == 0;
+    return 0;
+  }
+
+  static int can_implement(const DirectWgradLaunch& L) {
+    PatchWgradArgs p;
+    return geometry(L, p);
+  }
+
+  template <bool kXNc, bool kGyNc>
+  static int launch(const PatchWgradArgs& p, int slices, cudaStream_t stream) {
+    const dim3 grid((unsigned)((p.ci + BM - 1) / BM), (unsigned)((p.s * p.s * p.s * p.co + BN - 1) / BN),
+                    (unsigned)slices);
+    patch_wgrad_kernel<Sh, kXNc, kGyNc><<<grid, Sh::kThreads, Sh::kSmemBytes, stream>>>(p);
+    const cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? 0 : 1000 + (int)e;
+  }
+
+  static int run(const DirectWgradLaunch& L) {
+    PatchWgradArgs p;
+    if (const int rc = geometry(L, p)) return rc;
+    if (L.slices > 65535) return kNotSupported;
+    if (L.x_ncdhw)
+      return L.gy_ncdhw ? launch<true, true>(p, L.slices, L.stream) : launch<true, false>(p, L.slices, L.stream);
+    return L.gy_ncdhw ? launch<false, true>(p, L.slices, L.stream) : launch<false, false>(p, L.slices, L.stream);
+  }
+
+  static DirectWgradEntry entry(const char* name) { return DirectWgradEntry{name, &can_implement, &run}; }
+};
+
 }  // namespace patch
 }  // namespace convt3d

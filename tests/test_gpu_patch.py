@@ -54,7 +54,7 @@ def test_patch_forward_and_grad_input_every_layout(shape, layouts):
 @pytest.mark.parametrize("bias", [False, True])
 def test_patch_training_step_reads_grad_y_in_place(cl, bias):
     """The module's step (the eager node) on a k2 s2 layer: outputs and all three gradients against float64; in
-    NCDHW grad_input reads grad_y in place (grad_weight's FFMA GEMM still takes its channels_last_3d copy)."""
+    NCDHW both backward kernels read grad_y in place, so nothing converts it."""
     torch.manual_seed(0)
     m = ct.ConvTranspose3d(24, 12, 2, stride=2, bias=bias, precision="fp32", strict=True).cuda()
     ref = torch.nn.ConvTranspose3d(24, 12, 2, stride=2, bias=bias).cuda().double()
@@ -77,4 +77,26 @@ def test_patch_training_step_reads_grad_y_in_place(cl, bias):
     if bias:
         assert rel_l2(m.bias.grad, ref.bias.grad) <= TOL["fp32"]
     p = Problem(2, 24, 12, (6, 8, 10), 2, 2, 0)
-    assert launch.grad_y_in_place(gy.contiguous(), x.detach().contiguous(), m.weight, p, "fp32", None, True, False)
+    assert launch.grad_y_in_place(gy.contiguous(), x.detach().contiguous(), m.weight, p, "fp32", None, True, True)
+
+
+@pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),
+                                                                           (False, True), (True, False)])))
+def test_patch_grad_weight_every_layout(shape, layouts):
+    """grad_weight on the patch row with x and grad_y each NCDHW or channels_last_3d, against float64, and the
+    same bits twice (the slices are summed in a fixed order)."""
+    n, c_in, c_out, spatial, s = shape
+    x_cl, gy_cl = layouts
+    prob = Problem(n, c_in, c_out, spatial, s, s, 0)
+    assert launch._select(prob, "wgrad", "fp32", None, torch.device("cuda")).family == "patch"
+    x = torch.randn(n, c_in, *spatial, device="cuda")
+    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
+    x = x.to(memory_format=CL) if x_cl else x
+    gy = gy.to(memory_format=CL) if gy_cl else gy
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "fp32")
+    xd = x.double().requires_grad_()
+    wd = torch.zeros(c_in, c_out, s, s, s, dtype=torch.float64, device="cuda", requires_grad=True)
+    F.conv_transpose3d(xd, wd, None, s).backward(gy.double())
+    assert rel_l2(gw, wd.grad) <= TOL["fp32"]
+    assert torch.equal(gw, launch.grad_weight(gy, x, prob, "fp32"))

@@ -107,11 +107,15 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
 
 
 def test_patch_rows_fit_k_equal_stride_only():
-    """patch_fits mirrors PatchKernel::geometry: k == stride in 2..4, no padding or output padding, forward and
-    grad_input only, every tensor under 2^31 elements."""
+    """patch_fits mirrors PatchKernel::geometry and PatchWgradKernel::geometry: k == stride in 2..4, no padding or
+    output padding, every tensor under 2^31 elements; grad_weight in exact fp32 takes its row."""
+    k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
+    assert selector.select_config(k2, "wgrad", "fp32").name == "patch_wgrad_fp32_64x128"
+    assert selector.select_config(k2, "wgrad", "tf32").family != "patch"
+    assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "wgrad", "fp32").family != "patch"
     assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "dgrad")
     assert selector.patch_fits(Problem(1, 3, 5, (7, 6, 5), 4, 4, 0), "fprop")
-    assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "wgrad")
+    assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "wgrad")
     assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 5, 5, 0), "dgrad")
     assert not selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 1, 1, 0), "dgrad")
     # 2 x 256 x 8 x 128^3 elements in grad_y: past 2^31
@@ -240,10 +244,11 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
             assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)
 
 
-def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces():
+def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces(monkeypatch):
     """The stream-K twin of the FFMA grad_weight's tile where its grid cuts a tile into at most
     FFMA_STREAMK_MAX_PIECES pieces (their sums add one after another); split-K elsewhere, unless only the
-    twin is built."""
+    twin is built. (The U-Net k2 up is the patch row's with that on: CONVT3D_PATCH=0 keeps it here.)"""
+    monkeypatch.setenv("CONVT3D_PATCH", "0")
     from bench.shapes import SWEEP
     streamk = {"unet3d-dec1", "gan3d-g1", "vnet-up", "unet3d-dec2", "gan3d-g2", "medium", "gan3d-g3"}
     split = {"unet3d-dec3", "sr-up2", "unet3d-k2", "vnet-refine", "unet-outpad"}

@@ -548,6 +548,22 @@ def wgrad_slices(p: Problem, block: Tuple[int, int, int], bm: int, bn: int, num_
     return max(1, min(want, wgrad_tiles(p, block), cap_mem))
 
 
+# The patch grad_weight's partial sums (k == stride): a cap that keeps them well under grad_y's copy, which
+# the row exists to drop (the U-Net k2 up: 128 slices of 64 KiB).
+PATCH_WGRAD_MAX_PARTIAL_BYTES = 8 << 20
+
+
+def patch_wgrad_slices(p: Problem, num_sms: int, bm: int = 64, bn: int = 128, bk: int = 16) -> int:
+    """Slices of the patch grad_weight's reduction over x's positions (csrc/patch_simt.cuh, PatchWgradKernel):
+    about four CTAs per SM, at least four stages of bk positions each, at most PATCH_WGRAD_MAX_PARTIAL_BYTES of
+    [slices, s^3, C_in, C_out] partial sums, at most 65535 (the grid's z)."""
+    taps = p.stride ** 3
+    tiles = -(-p.c_in // bm) * -(-taps * p.c_out // bn)
+    positions = p.n * p.spatial[0] * p.spatial[1] * p.spatial[2]
+    cap_mem = max(1, PATCH_WGRAD_MAX_PARTIAL_BYTES // (4 * taps * p.c_in * p.c_out))
+    return max(1, min(-(-4 * num_sms // tiles), positions // (4 * bk), cap_mem, 65535))
+
+
 # --- grad_weight on Hopper (csrc/direct_wgrad_sm90.cuh) -------------------------------------------
 @functools.lru_cache(maxsize=256)
 def wgmma_wgrad_layout(p: Problem, block: Tuple[int, int, int], warpgroups: int,
@@ -920,8 +936,8 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
     exact-fp32 rows gather any such x 4 bytes at a time; the Hopper rows need W a multiple of 4 (TMA's
     16-byte row strides) and an x tile of a multiple of 4 granules of 8 positions and of 4 channels
     (the bank-spread lane walk of the staging); the swapped implicit-GEMM rows W a multiple of 4 and
-    rows of 8 or 16 positions (IGEMM_WGRAD_NCDHW_X); the others read NDHWC only."""
-    if k.simt and k.op == "wgrad":
+    rows of 8 or 16 positions (IGEMM_WGRAD_NCDHW_X); the patch row any; the others read NDHWC only."""
+    if k.simt and k.op == "wgrad" or k.family == "patch":
         return _packed_ncdhw(x)
     if k.family == "igemm" and k.op == "wgrad" and k.swap:
         return (IGEMM_WGRAD_NCDHW_X and _packed_ncdhw(x) and x.shape[4] % 4 == 0 and k.block[2] in (8, 16))
@@ -940,7 +956,7 @@ def wgrad_reads_gy_ncdhw(k, grad_y: torch.Tensor) -> bool:
     """Whether grad_weight row k takes grad_y [N, C_out, Do, Ho, Wo] in its NCDHW storage (its gy_ncdhw
     mode) instead of a channels_last_3d copy: the exact-fp32 rows, grad_y packed NCDHW (gathered 4 bytes
     at a time into halo rows padded to BN + 4 floats, as x)."""
-    return k.simt and k.op == "wgrad" and _packed_ncdhw(grad_y)
+    return (k.simt or k.family == "patch") and k.op == "wgrad" and _packed_ncdhw(grad_y)
 
 
 def wgmma_wgrad_pw(k: int, stride: int, warpgroups: int, stages: int, split: bool) -> bool:

@@ -165,7 +165,8 @@ class KernelConfig:
     @property
     def name(self) -> str:
         if self.family == "patch":
-            return f"patch_{self.precision}_{self.tile[0]}x{self.tile[1]}"
+            form = "patch_wgrad" if self.op == "wgrad" else "patch"
+            return f"{form}_{self.precision}_{self.tile[0]}x{self.tile[1]}"
         if self.family == "ffma":
             return (f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
                     f"{'_sk' if self.streamk else ''}")
@@ -601,7 +602,12 @@ PATCH_KERNELS = tuple(
     for bn, why in (
         (128, "exact fp32, k == stride, padding 0: forwards (columns = s^3 C_out) and grad_input with C_in >= 128"),
         (64, "exact fp32, k == stride, padding 0: grad_input with C_in <= 64"),
-    ))
+    )) + (
+    # grad_weight: M = C_in (64 rows), N = (a, C_out), K = x's positions in slices of 16 per stage, partial
+    # sums per slice summed in a fixed order; both operands read in place in either layout.
+    KernelConfig("wgrad", "fp32", (64, 128, 16), (64, 32, 16), 2,
+                 "exact fp32, k == stride, padding 0: grad_weight reading an NCDHW grad_y in place", "patch"),
+)
 
 
 KERNELS = (KERNELS + DIRECT_KERNELS + DIRECT_SIMT_KERNELS + DIRECT_WGRAD_KERNELS + DIRECT_WGRAD_SIMT_KERNELS

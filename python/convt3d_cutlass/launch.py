@@ -77,6 +77,8 @@ def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -
         sms = _extension.num_sms(index)
         if k.family == "igemm":
             slices = direct.igemm_wgrad_slices(p, k.block, k.bn, sms, kx=k.kx)
+        elif k.family == "patch":
+            slices = direct.patch_wgrad_slices(p, sms)
         elif k.family == "wgmma":
             slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms, split=k.split,
                                                ranges=os.environ.get("CONVT3D_WGRAD_RANGES", "1") != "0")

@@ -151,11 +151,11 @@ def direct_fits(problem: Problem, op: str, k: KernelConfig, smem_limit: int = DE
 
 
 def patch_fits(problem: Problem, op: str) -> bool:
-    """Whether the patch rows (csrc/patch_simt.cuh) can run pass op of problem: the forward or grad_input at
-    k == stride (2 to 4), padding 0 and output_padding 0, every tensor under 2^31 elements (the kernel's 32-bit
-    offsets; PatchKernel::geometry refuses the rest)."""
+    """Whether the patch rows (csrc/patch_simt.cuh) can run pass op of problem (any of the three) at k == stride
+    (2 to 4), padding 0 and output_padding 0, every tensor under 2^31 elements (the kernels' 32-bit offsets;
+    PatchKernel::geometry and PatchWgradKernel::geometry refuse the rest)."""
     s = problem.stride
-    if op not in ("dgrad", "fprop") or problem.k != s or problem.padding or problem.output_padding:
+    if problem.k != s or problem.padding or problem.output_padding:
         return False
     if not 2 <= s <= 4:
         return False
@@ -164,8 +164,8 @@ def patch_fits(problem: Problem, op: str) -> bool:
 
 
 def _patch_choice(problem: Problem, op: str, compiled) -> Optional[KernelConfig]:
-    """The patch row for an exact-fp32 forward or grad_input at k == stride (patch_fits), or None: 128
-    columns where the GEMM has them (the forward's s^3 C_out; grad_input's C_in >= 128), else 64. Where it
+    """The patch row for an exact-fp32 pass at k == stride (patch_fits), or None: 128 columns where the
+    GEMM has them (the forward's s^3 C_out; grad_input's C_in >= 128), else 64; grad_weight's one row. Where it
     applies it runs the pass as one GEMM with no conversion of either layout, against the tap-reuse FFMA rows
     (one tap per phase: nothing to reuse) and the stock tiles (grad_y's channels_last_3d copy): U-Net k2 up
     (kernel_table.PATCH_KERNELS; the step in docs/performance.md v0.74)."""
@@ -175,6 +175,8 @@ def _patch_choice(problem: Problem, op: str, compiled) -> Optional[KernelConfig]
     names = ["patch_fp32_128x128", "patch_fp32_128x64"]
     if cols < 128:
         names.reverse()
+    if op == "wgrad":
+        names = ["patch_wgrad_fp32_64x128"]
     for name in names:
         if compiled is None or name in compiled:
             return BY_NAME[name]
@@ -886,6 +888,10 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if not all(_aligned(problem, op, k) for k in kernels_for(op, prec)):
         prec = "fp32"
     comp = None if compiled is None else set(compiled)
+    if op == "wgrad" and prec == precision == "fp32" and family in (None, "direct"):
+        k = _patch_choice(problem, op, comp)
+        if k is not None:
+            return k
     if op == "wgrad" and prec == "fp32" and family in (None, "ffma"):
         k = _ffma_wgrad_choice(problem, comp, num_sms)
         if k is not None:
