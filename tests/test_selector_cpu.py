@@ -110,9 +110,12 @@ def test_patch_rows_fit_k_equal_stride_only():
     """patch_fits mirrors PatchKernel::geometry and PatchWgradKernel::geometry: k == stride in 2..4, no padding or
     output padding, every tensor under 2^31 elements; grad_weight in exact fp32 takes its row."""
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
-    assert selector.select_config(k2, "wgrad", "fp32").name == "patch_wgrad_fp32_64x128"
-    assert selector.select_config(k2, "wgrad", "tf32").family != "patch"
-    assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "wgrad", "fp32").family != "patch"
+    assert selector.select_config(k2, "wgrad", "fp32", out_ncdhw=True).name == "patch_wgrad_fp32_64x128"
+    # a channels_last_3d grad_y: the FFMA GEMM
+    assert selector.select_config(k2, "wgrad", "fp32").family == "ffma"
+    assert selector.select_config(k2, "wgrad", "tf32", out_ncdhw=True).family != "patch"
+    assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "wgrad", "fp32",
+                                  out_ncdhw=True).family != "patch"
     assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "dgrad")
     assert selector.patch_fits(Problem(1, 3, 5, (7, 6, 5), 4, 4, 0), "fprop")
     assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "wgrad")

@@ -130,7 +130,8 @@ def _tuned(p: Problem, precision: str, x: torch.Tensor, weight: torch.Tensor, x_
                               lambda name: launch.grad_input(grad_y(), wd, p, precision, name, ncdhw=ncdhw),
                               out_ncdhw=ncdhw).config
             gw = launch._plan(p, "wgrad", precision, None, x.device,
-                              lambda name: launch.grad_weight(grad_y(), xd, p, precision, name)).config
+                              lambda name: launch.grad_weight(grad_y(), xd, p, precision, name),
+                              out_ncdhw=ncdhw).config
         else:
             gi = gw = None
     configs = (fwd.config, gi, gw)
@@ -151,7 +152,7 @@ def _build(key, x: torch.Tensor):
     try:
         # grad_x takes x's layout too
         gi = launch._plan_cached(p, "fprop", precision, gi_cfg, index, env_config, not x_cl)
-        gw = launch._plan_cached(p, "wgrad", precision, gw_cfg, index, env_config)
+        gw = launch._plan_cached(p, "wgrad", precision, gw_cfg, index, env_config, not x_cl)  # grad_y in x's layout
     except ValueError:
         # A forced config that runs the forward but not a backward pass: the node plans all three at the
         # first forward, so it would refuse even a forward without grad. The Python Function plans each
