@@ -83,15 +83,15 @@ def test_patch_training_step_reads_grad_y_in_place(cl, bias):
 @pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),
                                                                            (False, True), (True, False)])))
 def test_patch_grad_weight_every_layout(shape, layouts):
-    """grad_weight with x and grad_y each NCDHW or channels_last_3d (the patch row where grad_y is NCDHW), against
+    """grad_weight with x and grad_y each NCDHW or channels_last_3d (the patch row where x is NCDHW), against
     float64, and the same bits twice (the slices are summed in a fixed order); the patch row forced on every
     layout pair too."""
     n, c_in, c_out, spatial, s = shape
     x_cl, gy_cl = layouts
     prob = Problem(n, c_in, c_out, spatial, s, s, 0)
-    # the patch row where grad_y is NCDHW, the FFMA GEMM on a channels_last_3d one
-    kind = launch._select(prob, "wgrad", "fp32", None, torch.device("cuda"), out_ncdhw=not gy_cl).family
-    assert kind == ("ffma" if gy_cl else "patch")
+    # the patch row where the layer is NCDHW (x's layout), another where it is channels_last_3d
+    kind = launch._select(prob, "wgrad", "fp32", None, torch.device("cuda"), out_ncdhw=not x_cl).family
+    assert (kind == "patch") == (not x_cl)
     x = torch.randn(n, c_in, *spatial, device="cuda")
     gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
     x = x.to(memory_format=CL) if x_cl else x

@@ -59,7 +59,8 @@ def _plan(p: Problem, op: str, precision: str, config: Optional[str], device, tu
     """The pass's Plan: the forced config (``config=``, ``CONVT3D_CONFIG``), else the autotuned one
     when tuning is on (tune(name) runs the pass with that kernel), else the selector's. ``out_ncdhw``
     (the forward, grad_input): its output is wanted in NCDHW storage, which the selector weighs; grad_weight:
-    grad_y comes packed NCDHW."""
+    the layer's tensors are NCDHW (x's layout, which the step's y and grad_y share; the eager node plans by x
+    alone, before grad_y exists, and the Python Function asks the same so that both run one kernel)."""
     env_config = os.environ.get("CONVT3D_CONFIG", "")
     index = _index(device)
     if not (config or env_config) and autotune.enabled():
@@ -298,7 +299,7 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
     whose partial sums land in a buffer summed in a fixed order: bitwise deterministic.
     """
     plan = _plan(p, "wgrad", precision, config, x.device,
-                 lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=direct._packed_ncdhw(grad_y))
+                 lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=not wants_channels_last(x))
     k = plan.k
     if plan.tap_reuse:
         # Tap reuse: per slice, [k^3, C_in, C_out] partial sums, summed in a fixed order. Slices are
@@ -332,7 +333,7 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
             return False
     if need_w:
         gw = _plan(p, "wgrad", precision, config, grad_y.device,
-                   lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=True)
+                   lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=not wants_channels_last(x))
         if not (gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)):
             return False
     return True

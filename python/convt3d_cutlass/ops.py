@@ -18,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from . import direct, eager, launch
+from . import eager, launch
 from .layouts import CL, channel_sums, channels_last_with_sums, to_format, wants_channels_last
 from .problem import Problem, out_size
 
@@ -123,7 +123,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
         if share_layout and need_w and need_x and x.is_cuda:
             plan = launch._plan(p, "wgrad", ctx.precision, ctx.config or None, x.device,
                                 lambda name: launch.grad_weight(grad_y, x, p, ctx.precision, name),
-                                out_ncdhw=direct._packed_ncdhw(grad_y))
+                                out_ncdhw=not wants_channels_last(x))
             w_first = launch.grad_weight_first(p, plan, x)
         if w_first:
             gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,

@@ -166,7 +166,7 @@ def patch_fits(problem: Problem, op: str) -> bool:
 def _patch_choice(problem: Problem, op: str, compiled) -> Optional[KernelConfig]:
     """The patch row for an exact-fp32 pass at k == stride (patch_fits), or None: 128 columns where the
     GEMM has them (the forward's s^3 C_out; grad_input's C_in >= 128), else 64; grad_weight's one row, where
-    grad_y is NCDHW (select_config's out_ncdhw): same process on the H200 (v0.74, U-Net k2 up, exact fp32),
+    the layer is NCDHW (select_config's out_ncdhw): same process on the H200 (v0.74, U-Net k2 up, exact fp32),
     grad_weight 0.123 ms against the FFMA GEMM's 0.149 with grad_y's conversion, 0.118 against 0.096 on a
     channels_last_3d grad_y. Where it
     applies it runs the pass as one GEMM with no conversion of either layout, against the tap-reuse FFMA rows
@@ -864,8 +864,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         smem_limit: opt-in shared memory per block of the target GPU (bytes).
         out_ncdhw: the pass's output is wanted in NCDHW storage (the forward: ``_wfold_wins``; grad_input:
             ``_sector_twin``, and exact fp32 keeps the FFMA rows past SIMT_NARROW_FFMA_MAX_WAVES unless
-            SIMT_NARROW_FFMA_NCDHW); for grad_weight, that grad_y comes packed NCDHW (the patch row reads it in
-            place; on a channels_last_3d grad_y the FFMA GEMM's 16-byte copies win, v0.74).
+            SIMT_NARROW_FFMA_NCDHW); for grad_weight, that the layer's tensors are NCDHW (x's layout, which grad_y
+            shares in a step: the patch row reads grad_y in place; on channels_last_3d the FFMA GEMM's 16-byte
+            copies win, v0.74).
         family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
