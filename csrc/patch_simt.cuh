@@ -1,5 +1,5 @@
-// Exact-fp32 forward and grad_input of a k == stride, padding 0 ConvTranspose3d ("patch" layers: the
-// U-Net k2 s2 up) as one FFMA GEMM per pass, no tap reuse and no layout conversion.
+// Exact-fp32 forward, grad_input and grad_weight of a k == stride, padding 0 ConvTranspose3d ("patch" layers:
+// the U-Net k2 s2 up) as one FFMA GEMM per pass, no tap reuse and no layout conversion (grad_weight below).
 //
 // With k == s every output position takes exactly one tap, so each pass is a plain GEMM whose one
 // activation operand is pixel-shuffled:
