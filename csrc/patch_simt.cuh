@@ -98,9 +98,27 @@ __device__ __forceinline__ Pos decode(const PatchArgs& p, int q) {
   return r;
 }
 
+// One stage's FFMAs, shared by the three kernels: acc[8][8] += A[k][4 tm .. (+half)] x B[k][4 tn .. (+half)] over
+// the stage's BK k, each read as two 16-byte pairs (a quarter warp's A reads distinct, its B reads broadcast).
+template <int BK, int LDA, int BM, int BN>
+__device__ __forceinline__ void ffma_stage(const float* as, const float* bs, int tm, int tn, float (&acc)[8][8]) {
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+#pragma unroll
+  for (int kk = 0; kk < BK; ++kk) {
+    float av[8], bv[8];
+    *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * LDA + 4 * tm);
+    *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * LDA + BM / 2 + 4 * tm);
+    *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
+    *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + BN / 2 + 4 * tn);
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
+  }
+}
+
 template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(PatchArgs p) {
-  using Fma = cute::UniversalFMA<float, float, float, float>;
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, kHalfM = BM / 2, kHalfN = BN / 2;
   extern __shared__ __align__(16) float smem[];
   int* parity_pos = reinterpret_cast<int*>(smem + 2 * Sh::kStageFloats);
@@ -215,18 +233,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(Pat
     if (kt + 1 < k_tiles) load((kt + 1) * BK);
     const float* as = smem + stage * Sh::kStageFloats;
     const float* bs = as + BK * Sh::LDA;
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float av[8], bv[8];
-      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + 4 * tm);
-      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + kHalfM + 4 * tm);
-      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
-      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
-    }
+    ffma_stage<BK, Sh::LDA, BM, BN>(as, bs, tm, tn, acc);
     if (kt + 1 < k_tiles) {
       // The other stage was last read in iteration kt - 1, before this iteration's barrier below.
       store(stage ^ 1);
@@ -461,7 +468,6 @@ struct PatchWgradShape {
 
 template <class Sh, bool kXNc, bool kGyNc>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_wgrad_kernel(PatchWgradArgs p) {
-  using Fma = cute::UniversalFMA<float, float, float, float>;
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, kHalfM = BM / 2, kHalfN = BN / 2, T = Sh::kThreads;
   extern __shared__ __align__(16) float smem[];
   int* parity_pos = reinterpret_cast<int*>(smem + 2 * Sh::kStageFloats);
@@ -565,18 +571,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_wgrad_kern
     if (kt + 1 < k_tiles) load(q_begin + (kt + 1) * BK);
     const float* as = smem + stage * Sh::kStageFloats;
     const float* bs = as + BK * Sh::LDA;
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float av[8], bv[8];
-      *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + 4 * tm);
-      *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * Sh::LDA + kHalfM + 4 * tm);
-      *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
-      *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + kHalfN + 4 * tn);
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) Fma::fma(acc[i][j], av[i], bv[j], acc[i][j]);
-    }
+    ffma_stage<BK, Sh::LDA, BM, BN>(as, bs, tm, tn, acc);
     if (kt + 1 < k_tiles) {
       store(stage ^ 1);
       __syncthreads();
