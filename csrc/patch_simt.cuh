@@ -329,6 +329,16 @@ int launch_patch(const PatchArgs& p, cudaStream_t stream) {
   return e == cudaSuccess ? 0 : 1000 + (int)e;
 }
 
+// Host side of both launch checks: whether the big grid (y or grad_y) is the small one (x or grad_x) times s along
+// each axis, and every tensor of the layer has under 2^31 elements (the kernels' 32-bit offsets within a sample's
+// channel planes; the larger channel count on the larger grid bounds them all).
+inline bool patch_grids_fit(int s, int n, const int (&small)[3], const int (&big)[3], int c_a, int c_b) {
+  for (int a = 0; a < 3; ++a)
+    if (small[a] < 1 || big[a] != s * small[a]) return false;
+  const long long big_elems = (long long)n * big[0] * big[1] * big[2], c_max = c_a > c_b ? c_a : c_b;
+  return big_elems * c_max < (1ll << 31);
+}
+
 // The direct op's contract (direct_launch.h) read as a patch GEMM: the forward is s_in = 1, s_out = s with the
 // s^3 one-tap phases (direct.forward_plan at k == s, padding 0), grad_input s_in = s, s_out = 1 with one phase
 // of s^3 taps (direct.grad_input_plan). Anything else is refused, as are the extras of other rows (sums,
@@ -348,7 +358,7 @@ struct PatchKernel {
     // The small grid (x, or grad_x) and the big one (y, or grad_y), s times as large per axis.
     const int sd = grad_input ? L.Do : L.Di, sh = grad_input ? L.Ho : L.Hi, sw = grad_input ? L.Wo : L.Wi;
     const int bd = grad_input ? L.Di : L.Do, bh = grad_input ? L.Hi : L.Ho, bw = grad_input ? L.Wi : L.Wo;
-    if (bd != s * sd || bh != s * sh || bw != s * sw || sd < 1 || sh < 1 || sw < 1) return kNotSupported;
+    if (!patch_grids_fit(s, L.N, {sd, sh, sw}, {bd, bh, bw}, L.Cr, L.Co)) return kNotSupported;
     if (grad_input) {
       const DirectPhase& ph = L.phase[0];
       for (int a = 0; a < 3; ++a)
@@ -368,10 +378,7 @@ struct PatchKernel {
       }
       if (seen != (taps == 64 ? ~0ull : (1ull << taps) - 1)) return kNotSupported;  // every residue once
     }
-    // 32-bit positions and element offsets within a sample's channel planes (the big tensor's too).
-    const long long small = (long long)L.N * sd * sh * sw, big = small * taps;
-    const long long c_max = L.Cr > L.Co ? L.Cr : L.Co;
-    if (big * c_max >= (1ll << 31) || (long long)taps * c_max >= (1ll << 31)) return kNotSupported;
+    const long long small = (long long)L.N * sd * sh * sw;
     p = PatchArgs{};
     p.act = L.in;
     p.b = L.weight;
@@ -619,12 +626,10 @@ struct PatchWgradKernel {
     const int s = L.k;
     if (L.stride != s || L.pad != 0 || s < 2 || s > 4 || L.slices < 1 || L.N < 1 || L.Ci < 1 || L.Co < 1)
       return kNotSupported;
-    if (L.Do != s * L.Di || L.Ho != s * L.Hi || L.Wo != s * L.Wi || L.Di < 1 || L.Hi < 1 || L.Wi < 1)
+    if (!patch_grids_fit(s, L.N, {L.Di, L.Hi, L.Wi}, {L.Do, L.Ho, L.Wo}, L.Ci, L.Co) ||
+        (long long)L.slices * s * s * s * L.Ci * L.Co >= (1ll << 31))
       return kNotSupported;
-    const long long small = (long long)L.N * L.Di * L.Hi * L.Wi, big = small * s * s * s;
-    const long long c_max = L.Ci > L.Co ? L.Ci : L.Co;
-    if (big * c_max >= (1ll << 31) || (long long)L.slices * s * s * s * L.Ci * L.Co >= (1ll << 31))
-      return kNotSupported;
+    const long long small = (long long)L.N * L.Di * L.Hi * L.Wi;
     p = PatchWgradArgs{};
     p.x = L.x;
     p.gy = L.gy;
