@@ -42,8 +42,9 @@ Three families, all NDHWC fp32:
 
 * ``patch``: exact fp32 at k == stride, padding 0 (``csrc/patch_simt.cuh``): with one tap per output position
   each pass is one FFMA GEMM over positions whose activation operand is pixel-shuffled, read and written in
-  either layout in place; ``tile`` = (positions, columns, 8). Forward and grad_input, on the tap-reuse
-  contract (the same phase tables; the filter is the weight as it is).
+  either layout in place; ``tile`` = (positions, columns, 8). Forward and grad_input on the tap-reuse contract
+  (the same phase tables; the filter is the weight as it is); the ``wgrad`` row (``tile`` = (C_in, columns, 16))
+  on the direct_wgrad op's, its partial sums per slice summed in a fixed order.
 
 The stock GEMM views (``docs/design.md``):
 
