@@ -57,7 +57,8 @@ def _tap_reuse(k):
     if k.family == "patch" and k.op == "wgrad":
         return "patch_simt.cuh", f"convt3d::patch::PatchWgradKernel<{', '.join(map(str, k.tile))}>"
     if k.family == "patch":
-        return "patch_simt.cuh", f"convt3d::patch::PatchKernel<{k.tile[0]}, {k.tile[1]}>"
+        math = {"fp32": "", "tf32": ", 1", "3xtf32": ", 2"}[k.precision]  # PatchShape's Math
+        return "patch_simt.cuh", f"convt3d::patch::PatchKernel<{k.tile[0]}, {k.tile[1]}{math}>"
     if k.family == "igemm" and k.op == "wgrad":
         return ("igemm_wgrad_sm90.cuh", f"convt3d::direct90::IgemmWgradKernel<{', '.join(map(str, k.block))}, {k.bn}, "
                 f"{k.stages}{f', {k.kx}' if k.kx > 1 else ''}{', true' if k.swap else ''}>")

@@ -25,6 +25,7 @@
 
 #include "cute/arch/mma.hpp"
 #include "cutlass/fast_math.h"
+#include "direct_atoms.cuh"
 #include "direct_launch.h"
 
 namespace convt3d {
@@ -60,9 +61,10 @@ __device__ __forceinline__ void split_k(const PatchArgs& p, int k, int& a, int& 
   else p.cact_div(a, c, k);
 }
 
-template <int BM_, int BN_>
+// Math: 0 FFMA (exact fp32), 1 tf32 mma.sync, 2 3xtf32 mma.sync (hi/lo parts, three MMAs).
+template <int BM_, int BN_, int Math_ = 0>
 struct PatchShape {
-  static constexpr int BM = BM_, BN = BN_, BK = 8, kThreads = BM * BN / 64;
+  static constexpr int BM = BM_, BN = BN_, BK = 8, kThreads = BM * BN / 64, Math = Math_;
   static constexpr int kLanesM = 8, kWarpsM = BM / (8 * kLanesM);
   // 128 registers a thread: 16 warps an SM, whose loads for the next stage hide each other's latency.
 #ifdef CONVT3D_PATCH_MIN_BLOCKS  // bench/tools/patchsimt.cu's A/B
@@ -75,11 +77,18 @@ struct PatchShape {
   // A rows padded by 4 floats: a channels_last_3d operand is stored with lanes along k (8 rows apart),
   // which would put 4 positions' 8 channels in one bank.
   static constexpr int LDA = BM + 4;
-  static constexpr int kStageFloats = BK * (LDA + BN);
+  // The MMA forms read B fragments with lanes along k (rows 4 apart) too: padded the same way.
+  static constexpr int LDB = BN + (Math ? 4 : 0);
+  static constexpr int kStageFloats = BK * (LDA + LDB);
+  // The MMA forms hand their accumulators to the FFMA layout's epilogue through shared memory.
+  static constexpr int LDC = BN + 4;
+  static constexpr int kCtileFloats = Math ? BM * LDC : 0;
+  static constexpr int kMainFloats = 2 * kStageFloats > kCtileFloats ? 2 * kStageFloats : kCtileFloats;
   static constexpr int kMaxTaps = 64;  // s <= 4
-  static constexpr size_t kSmemBytes = 2 * size_t(kStageFloats) * sizeof(float) + kMaxTaps * sizeof(int);
+  static constexpr size_t kSmemBytes = size_t(kMainFloats) * sizeof(float) + kMaxTaps * sizeof(int);
   static_assert(BM == 64 || BM == 128, "64 or 128 positions");
   static_assert(BN == 64 || BN == 128, "64 or 128 columns");
+  static_assert(!Math || (BM == 128 && (BN / 32) * 2 * 32 == kThreads), "MMA forms: warps of 64 x 32");
   static_assert(kLoadsA >= 1 && kLoadsB >= 1, "every thread loads");
 };
 
@@ -100,7 +109,7 @@ __device__ __forceinline__ Pos decode(const PatchArgs& p, int q) {
 
 // One stage's FFMAs, shared by the three kernels: acc[8][8] += A[k][4 tm .. (+half)] x B[k][4 tn .. (+half)] over
 // the stage's BK k, each read as two 16-byte pairs (a quarter warp's A reads distinct, its B reads broadcast).
-template <int BK, int LDA, int BM, int BN>
+template <int BK, int LDA, int BM, int BN, int LDB = BN>
 __device__ __forceinline__ void ffma_stage(const float* as, const float* bs, int tm, int tn, float (&acc)[8][8]) {
   using Fma = cute::UniversalFMA<float, float, float, float>;
 #pragma unroll
@@ -108,8 +117,8 @@ __device__ __forceinline__ void ffma_stage(const float* as, const float* bs, int
     float av[8], bv[8];
     *reinterpret_cast<float4*>(av) = *reinterpret_cast<const float4*>(as + kk * LDA + 4 * tm);
     *reinterpret_cast<float4*>(av + 4) = *reinterpret_cast<const float4*>(as + kk * LDA + BM / 2 + 4 * tm);
-    *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * BN + 4 * tn);
-    *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * BN + BN / 2 + 4 * tn);
+    *reinterpret_cast<float4*>(bv) = *reinterpret_cast<const float4*>(bs + kk * LDB + 4 * tn);
+    *reinterpret_cast<float4*>(bv + 4) = *reinterpret_cast<const float4*>(bs + kk * LDB + BN / 2 + 4 * tn);
 #pragma unroll
     for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -117,11 +126,50 @@ __device__ __forceinline__ void ffma_stage(const float* as, const float* bs, int
   }
 }
 
+// One stage of 8 k on the tensor cores (CuTe's SM80 m16n8k8 TF32 atom): a warp's 64 x 32 tile as 4 x 4 MMAs.
+// A[m][k] is as[k * LDA + m] and B[k][n] is bs[k * LDB + n]: fragments with lanes along m (or n) and k, the rows
+// padded so that the 32 lanes hit 32 banks. Math 1 rounds each operand to tf32; Math 2 adds the products of the
+// low parts (x - hi) with the high parts first, as CUTLASS's 3xTF32.
+template <int LDA, int LDB, int Math>
+__device__ __forceinline__ void mma_stage(const float* as, const float* bs, int m0, int n0, int lane,
+                                          float (&c)[4][4][4]) {
+  const int g = lane >> 2, t = lane & 3;
+  uint32_t a[4][4], b[4][2], al[4][4], bl[4][2];
+  auto split = [&](float x, uint32_t& hi, uint32_t& lo) {
+    hi = direct::to_tf32(x);
+    if (Math == 2) lo = direct::to_tf32(x - __uint_as_float(hi));
+  };
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt) {
+    const int m = m0 + 16 * mt + g;
+    split(as[t * LDA + m], a[mt][0], al[mt][0]);
+    split(as[t * LDA + m + 8], a[mt][1], al[mt][1]);
+    split(as[(t + 4) * LDA + m], a[mt][2], al[mt][2]);
+    split(as[(t + 4) * LDA + m + 8], a[mt][3], al[mt][3]);
+  }
+#pragma unroll
+  for (int nt = 0; nt < 4; ++nt) {
+    const int n = n0 + 8 * nt + g;
+    split(bs[t * LDB + n], b[nt][0], bl[nt][0]);
+    split(bs[(t + 4) * LDB + n], b[nt][1], bl[nt][1]);
+  }
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      if (Math == 2) {
+        direct::mma(c[mt][nt], al[mt], b[nt][0], b[nt][1]);
+        direct::mma(c[mt][nt], a[mt], bl[nt][0], bl[nt][1]);
+      }
+      direct::mma(c[mt][nt], a[mt], b[nt][0], b[nt][1]);
+    }
+}
+
 template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(PatchArgs p) {
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, kHalfM = BM / 2, kHalfN = BN / 2;
   extern __shared__ __align__(16) float smem[];
-  int* parity_pos = reinterpret_cast<int*>(smem + 2 * Sh::kStageFloats);
+  int* parity_pos = reinterpret_cast<int*>(smem + Sh::kMainFloats);
 
   const int tid = threadIdx.x;
   const int m0 = blockIdx.x * BM;
@@ -211,7 +259,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(Pat
 #pragma unroll
     for (int i = 0; i < Sh::kLoadsA; ++i) as[(a_k + i * kStepK) * Sh::LDA + a_m + i * kStepM] = ra[i];
 #pragma unroll
-    for (int i = 0; i < Sh::kLoadsB; ++i) bs[(b_k + i * kStepKB) * BN + b_n] = rb[i];
+    for (int i = 0; i < Sh::kLoadsB; ++i) bs[(b_k + i * kStepKB) * Sh::LDB + b_n] = rb[i];
   };
 
   const int lane = tid & 31, warp = tid >> 5;
@@ -223,6 +271,11 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(Pat
   for (int i = 0; i < 8; ++i)
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  // The MMA forms' accumulators: warp (warp % 2, warp / 2) holds rows 64 (warp % 2) and columns 32 (warp / 2).
+  float c[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) (&c[0][0][0])[i] = 0.f;
+  const int wm0 = (warp % 2) * 64, wn0 = (warp / 2) * 32;
 
   const int k_tiles = (p.K + BK - 1) / BK;
   load(0);
@@ -233,11 +286,37 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(Pat
     if (kt + 1 < k_tiles) load((kt + 1) * BK);
     const float* as = smem + stage * Sh::kStageFloats;
     const float* bs = as + BK * Sh::LDA;
-    ffma_stage<BK, Sh::LDA, BM, BN>(as, bs, tm, tn, acc);
+    if constexpr (Sh::Math == 0) ffma_stage<BK, Sh::LDA, BM, BN, Sh::LDB>(as, bs, tm, tn, acc);
+    else mma_stage<Sh::LDA, Sh::LDB, Sh::Math>(as, bs, wm0, wn0, lane, c);
     if (kt + 1 < k_tiles) {
       // The other stage was last read in iteration kt - 1, before this iteration's barrier below.
       store(stage ^ 1);
       __syncthreads();
+    }
+  }
+
+  if constexpr (Sh::Math != 0) {
+    // Accumulator (mt, nt) holds C[row g (+8)][column 2t (+1)] of its 16 x 8 block: through shared memory (the
+    // stages are done) into the FFMA layout the stores below are written for.
+    __syncthreads();
+    float* ct = smem;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int r = wm0 + 16 * mt + g, col = wn0 + 8 * nt + 2 * t;
+        *reinterpret_cast<float2*>(ct + r * Sh::LDC + col) = make_float2(c[mt][nt][0], c[mt][nt][1]);
+        *reinterpret_cast<float2*>(ct + (r + 8) * Sh::LDC + col) = make_float2(c[mt][nt][2], c[mt][nt][3]);
+      }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int r = (i / 4) * kHalfM + 4 * tm + i % 4;
+      const float4 lo = *reinterpret_cast<const float4*>(ct + r * Sh::LDC + 4 * tn);
+      const float4 hi = *reinterpret_cast<const float4*>(ct + r * Sh::LDC + kHalfN + 4 * tn);
+      acc[i][0] = lo.x; acc[i][1] = lo.y; acc[i][2] = lo.z; acc[i][3] = lo.w;
+      acc[i][4] = hi.x; acc[i][5] = hi.y; acc[i][6] = hi.z; acc[i][7] = hi.w;
     }
   }
 
@@ -324,9 +403,8 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) patch_kernel(Pat
 template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
 int launch_patch(const PatchArgs& p, cudaStream_t stream) {
   const dim3 grid((unsigned)((p.M + Sh::BM - 1) / Sh::BM), (unsigned)((p.Ncol + Sh::BN - 1) / Sh::BN));
-  patch_kernel<Sh, kGradInput, kInNc, kOutNc><<<grid, Sh::kThreads, Sh::kSmemBytes, stream>>>(p);
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? 0 : 1000 + (int)e;
+  return direct::launch_with_smem(patch_kernel<Sh, kGradInput, kInNc, kOutNc>, grid, dim3(Sh::kThreads),
+                                  Sh::kSmemBytes, stream, p);
 }
 
 // Host side of both launch checks: whether the big grid (y or grad_y) is the small one (x or grad_x) times s along
@@ -343,9 +421,9 @@ inline bool patch_grids_fit(int s, int n, const int (&small)[3], const int (&big
 // s^3 one-tap phases (direct.forward_plan at k == s, padding 0), grad_input s_in = s, s_out = 1 with one phase
 // of s^3 taps (direct.grad_input_plan). Anything else is refused, as are the extras of other rows (sums,
 // copies, phase sums, sector stores).
-template <int BM, int BN>
+template <int BM, int BN, int Math = 0>
 struct PatchKernel {
-  using Sh = PatchShape<BM, BN>;
+  using Sh = PatchShape<BM, BN, Math>;
   static constexpr int kNotSupported = 5;  // cutlass::Status::kErrorNotSupported
 
   static int geometry(const DirectLaunch& L, PatchArgs& p, bool& grad_input) {

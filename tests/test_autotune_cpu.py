@@ -54,6 +54,9 @@ def test_candidates_follow_arch_precision_and_fit():
     assert fp32 == [k.name for k in KERNELS if k.serves("dgrad") and k.precision == "fp32" and k.family != "patch"]
     k2 = autotune.candidates(Problem(2, 64, 32, (8, 8, 8), 2, 2), "fprop", "fp32", ALL, (8, 0), 166912)
     assert {"patch_fp32_128x128", "patch_fp32_128x64"} <= set(k2)
+    k2_tf32 = autotune.candidates(Problem(2, 64, 32, (8, 8, 8), 2, 2), "fprop", "tf32", ALL, (8, 0), 166912)
+    assert {"patch_tf32_128x128", "patch_tf32_128x64"} <= set(k2_tf32)
+    assert not any(n.startswith("patch") for n in hopper + wgrad)
     assert "dgrad_fp32_128x32x8_32x32x8_s4" in fp32 and "direct_fp32_4x8x16_n24_m4" in fp32
     assert autotune.candidates(HEADLINE, "dgrad", "tf32", {"direct_tf32_2x8x16_n24"}, (9, 0), 232448) == [
         "direct_tf32_2x8x16_n24"]

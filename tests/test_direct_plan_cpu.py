@@ -279,15 +279,18 @@ def test_direct_policy_follows_the_measurements():
     assert selector.select_config(Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad", "tf32").family == "wgmma"
 
 
-def test_even_kernel_and_output_padding_policy():
+def test_even_kernel_and_output_padding_policy(monkeypatch):
     """The sweep's k2 s2 up and output_padding layers (H100 defaults): forward and grad_input on the
-    implicit GEMM per tap; grad_weight where k <= stride (nothing to reuse) on the stock wgrad, with
-    output_padding on the Hopper tap-reuse rows as without it."""
+    implicit GEMM per tap (the k2 up's NCDHW passes on the patch rows since v0.75); grad_weight where k <=
+    stride (nothing to reuse) on the stock wgrad, with output_padding on the Hopper tap-reuse rows as without it."""
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)
     outpad = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1)
+    assert selector.select_config(k2, "dgrad", "tf32", out_ncdhw=True).family == "patch"
+    monkeypatch.setenv("CONVT3D_PATCH", "0")
     for p in (k2, outpad):
         assert selector.select_config(p, "dgrad", "tf32", out_ncdhw=True).family == "igemm"
         assert selector.select_config(p, "fprop", "tf32").family == "igemm"
+    monkeypatch.delenv("CONVT3D_PATCH")
     assert selector.select_config(k2, "dgrad", "tf32").family == "igemm"
     assert selector.select_config(outpad, "dgrad", "tf32").name == "wgmma_wf2_tf32_4x8x15_kx3_n32_wg2_s8"
     assert selector.select_config(k2, "wgrad", "tf32").family == "cutlass2x"

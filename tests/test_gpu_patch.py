@@ -1,5 +1,6 @@
-"""The patch rows (csrc/patch_simt.cuh): exact-fp32 forward and grad_input at k == stride, padding 0, in every
-layout the kernel reads and writes, against float64 PyTorch (needs a GPU and the extension)."""
+"""The patch rows (csrc/patch_simt.cuh): forward, grad_input and grad_weight at k == stride, padding 0, in every
+layout the kernels read and write, exact fp32 and the tensor-core forms (tf32, 3xtf32), against float64 PyTorch
+(needs a GPU and the extension)."""
 import itertools
 
 import pytest
@@ -50,13 +51,51 @@ def test_patch_forward_and_grad_input_every_layout(shape, layouts):
     assert rel_l2(y, F.conv_transpose3d(x.double(), w.double(), b.double(), s)) <= TOL["fp32"]
     assert rel_l2(gx, F.conv3d(gy.double(), w.double(), None, s)) <= TOL["fp32"]
 
+@pytest.mark.parametrize("prec", ["tf32", "3xtf32"])
+@pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),
+                                                                           (False, True), (True, False)])))
+def test_patch_tensor_core_rows_every_layout(prec, shape, layouts):
+    """The mma.sync forms, both rows on both passes (forced), in every layout pair, outputs poisoned; the selector
+    takes them for the forward of an NCDHW layer whose channel counts the tensor-core rows can take."""
+    n, c_in, c_out, spatial, s = shape
+    in_cl, out_cl = layouts
+    prob = Problem(n, c_in, c_out, spatial, s, s, 0)
+    dev = torch.device("cuda")
+    fwd = launch._select(prob, "dgrad", prec, None, dev, out_ncdhw=True)
+    assert fwd.name.startswith(f"patch_{prec}_") == (c_in % 4 == 0 and c_out % 4 == 0), fwd.name
+    assert launch._select(prob, "dgrad", prec, None, dev).family != "patch"
+    assert launch._select(prob, "fprop", prec, None, dev, out_ncdhw=True).family != "patch"
+    x = torch.randn(n, c_in, *spatial, device="cuda")
+    w = torch.randn(c_in, c_out, s, s, s, device="cuda")
+    b = torch.randn(c_out, device="cuda")
+    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
+    if in_cl:
+        x, gy = x.to(memory_format=CL), gy.to(memory_format=CL)
+    y_ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s)
+    gx_ref = F.conv3d(gy.double(), w.double(), None, s)
+    for row in (f"patch_{prec}_128x128", f"patch_{prec}_128x64"):
+        out = torch.full(y_ref.shape, float("nan"), device="cuda").to(memory_format=CL) if out_cl else None
+        gout = torch.full(gx_ref.shape, float("nan"), device="cuda").to(memory_format=CL) if out_cl else None
+        poison_allocator()
+        y = launch.forward(x, w, b, prob, prec, row, out=out, ncdhw=not out_cl)
+        gx = launch.grad_input(gy, w, prob, prec, row, out=gout, ncdhw=not out_cl)
+        for t in (y, gx):
+            assert t.is_contiguous(memory_format=CL) if out_cl else t.is_contiguous()
+        assert rel_l2(y, y_ref) <= TOL[prec], row
+        assert rel_l2(gx, gx_ref) <= TOL[prec], row
+    if prec == "tf32":  # rounded operands: the error of tf32, not of fp32 (a test that can fail)
+        assert rel_l2(y, y_ref) > 1e-5
+
+
+@pytest.mark.parametrize("prec", ["fp32", "tf32", "3xtf32"])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_patch_training_step_reads_grad_y_in_place(cl, bias):
+def test_patch_training_step_reads_grad_y_in_place(prec, cl, bias):
     """The module's step (the eager node) on a k2 s2 layer: outputs and all three gradients against float64; in
-    NCDHW both backward kernels read grad_y in place, so nothing converts it."""
+    exact fp32 on NCDHW both backward kernels read grad_y in place, so nothing converts it (tf32 and 3xtf32: the
+    forward on the tensor-core rows, the backward on the implicit GEMM)."""
     torch.manual_seed(0)
-    m = ct.ConvTranspose3d(24, 12, 2, stride=2, bias=bias, precision="fp32", strict=True).cuda()
+    m = ct.ConvTranspose3d(24, 12, 2, stride=2, bias=bias, precision=prec, strict=True).cuda()
     ref = torch.nn.ConvTranspose3d(24, 12, 2, stride=2, bias=bias).cuda().double()
     ref.load_state_dict({k: v.double() for k, v in m.state_dict().items()})
     x = torch.randn(2, 24, 6, 8, 10, device="cuda")
@@ -71,13 +110,14 @@ def test_patch_training_step_reads_grad_y_in_place(cl, bias):
     y.backward(gy)
     yr = ref(xr)
     yr.backward(gy.double())
-    assert rel_l2(y, yr) <= TOL["fp32"]
-    assert rel_l2(x.grad, xr.grad) <= TOL["fp32"]
-    assert rel_l2(m.weight.grad, ref.weight.grad) <= TOL["fp32"]
+    assert rel_l2(y, yr) <= TOL[prec]
+    assert rel_l2(x.grad, xr.grad) <= TOL[prec]
+    assert rel_l2(m.weight.grad, ref.weight.grad) <= TOL[prec]
     if bias:
-        assert rel_l2(m.bias.grad, ref.bias.grad) <= TOL["fp32"]
+        assert rel_l2(m.bias.grad, ref.bias.grad) <= TOL[prec]
     p = Problem(2, 24, 12, (6, 8, 10), 2, 2, 0)
-    assert launch.grad_y_in_place(gy.contiguous(), x.detach().contiguous(), m.weight, p, "fp32", None, True, True)
+    assert launch.grad_y_in_place(gy.contiguous(), x.detach().contiguous(), m.weight, p, prec, None, True,
+                                  True) == (prec == "fp32")
 
 
 @pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),

@@ -83,9 +83,17 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
         "patch_fp32_128x128"
     assert selector.select_config(k3, "fprop", "fp32").family == "patch"
     assert selector.select_config(k2, "dgrad", "fp32").name == "patch_fp32_128x128"
-    # not in tf32 or 3xtf32, nor with padding, output padding or k != stride
+    # tf32 and 3xtf32: the forward on their tensor-core rows where the layer is NCDHW (the 64-column row where
+    # s^3 C_out < 128), not on channels_last_3d, not grad_input; none with padding, output padding or k != stride
     assert selector.select_config(k2, "fprop", "tf32").family != "patch"
     assert selector.select_config(k2, "dgrad", "3xtf32").family != "patch"
+    for prec in ("tf32", "3xtf32"):
+        assert selector.select_config(k2, "dgrad", prec, out_ncdhw=True).name == f"patch_{prec}_128x128"
+        assert selector.select_config(Problem(2, 64, 8, (32, 32, 32), 2, 2, 0), "dgrad", prec,
+                                      out_ncdhw=True).name == f"patch_{prec}_128x64"
+        assert selector.select_config(k2, "fprop", prec, out_ncdhw=True).family != "patch"
+        assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "dgrad", prec,
+                                      out_ncdhw=True).family != "patch"
     for p in [Problem(2, 64, 32, (32, 32, 32), 2, 2, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0, 1),
               Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), Problem(2, 64, 32, (32, 32, 32), 1, 1, 0)]:
         assert selector.select_config(p, "fprop", "fp32").family != "patch", p
@@ -113,7 +121,9 @@ def test_patch_rows_fit_k_equal_stride_only():
     assert selector.select_config(k2, "wgrad", "fp32", out_ncdhw=True).name == "patch_wgrad_fp32_64x128"
     # a channels_last_3d grad_y: the FFMA GEMM
     assert selector.select_config(k2, "wgrad", "fp32").family == "ffma"
+    # not in tf32 or 3xtf32 (v0.75: their step lost with it, selector.PATCH_TENSOR_CORE_PASSES)
     assert selector.select_config(k2, "wgrad", "tf32", out_ncdhw=True).family != "patch"
+    assert selector.select_config(k2, "wgrad", "3xtf32", out_ncdhw=True).family != "patch"
     assert selector.select_config(Problem(2, 64, 32, (32, 32, 32), 3, 2, 1), "wgrad", "fp32",
                                   out_ncdhw=True).family != "patch"
     assert selector.patch_fits(Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), "dgrad")

@@ -75,10 +75,10 @@ static float* dev(const std::vector<float>& h) {
   return d;
 }
 
-template <int BM, int BN, bool GI, bool NC>
+template <int BM, int BN, bool GI, bool NC, int MATH = 0>
 static void case_(int N, int Ci, int Co, int D, int s, const std::vector<float>& w, float* dx, float* dgy, float* dbias,
                   char* flush, size_t flush_bytes) {
-  using Kernel = convt3d::patch::PatchKernel<BM, BN>;
+  using Kernel = convt3d::patch::PatchKernel<BM, BN, MATH>;
   const int B = D * s, taps = s * s * s;
   float* dw = dev(w);  // the kernel reads the weight as nn.ConvTranspose3d keeps it
   const long long out_elems = GI ? (long long)N * Ci * D * D * D : (long long)N * Co * B * B * B;
@@ -149,9 +149,11 @@ static void case_(int N, int Ci, int Co, int D, int s, const std::vector<float>&
   std::sort(ts.begin(), ts.end());
   const double ms = ts[ts.size() / 2];
   const double flops = 2.0 * N * Ci * Co * taps * (double)D * D * D;
-  std::printf("%-11s %-6s %3dx%-3d  %8.1f us  %6.1f TFLOP/s  rel %.2e  unwritten/NaN %lld  %s\n",
-              GI ? "grad_input" : "forward", NC ? "NCDHW" : "NDHWC", BM, BN, ms * 1e3, flops / ms / 1e9, rel, bad,
-              (bad == 0 && rel < 1e-5) ? "OK" : "FAIL");
+  const char* math = MATH == 0 ? "fp32" : MATH == 1 ? "tf32" : "3xtf32";
+  const double tol = MATH == 1 ? 2e-3 : 1e-5;
+  std::printf("%-11s %-6s %-6s %3dx%-3d  %8.1f us  %6.1f TFLOP/s  rel %.2e  unwritten/NaN %lld  %s\n",
+              GI ? "grad_input" : "forward", NC ? "NCDHW" : "NDHWC", math, BM, BN, ms * 1e3, flops / ms / 1e9, rel, bad,
+              (bad == 0 && rel < tol) ? "OK" : "FAIL");
   CK(cudaFree(dw)); CK(cudaFree(out)); CK(cudaFree(ref));
 }
 
@@ -181,5 +183,12 @@ int main(int argc, char** argv) {
   case_<128, 128, true, true>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
   case_<128, 64, true, false>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
   case_<128, 128, true, false>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  // the tensor-core forms (wip/patch-mma): tf32 and 3xtf32 mma.sync on the same stages
+  case_<128, 128, false, true, 1>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  case_<128, 128, false, false, 1>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  case_<128, 64, true, true, 1>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  case_<128, 64, true, false, 1>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  case_<128, 128, false, true, 2>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
+  case_<128, 64, true, true, 2>(N, Ci, Co, D, s, hw, dx, dgy, dbias, flush, flush_bytes);
   return 0;
 }

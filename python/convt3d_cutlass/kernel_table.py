@@ -141,8 +141,9 @@ class KernelConfig:
 
     @property
     def align(self) -> int:
-        # Our kernels copy 16 bytes of channels at a time, the FFMA one too; the patch rows load 4 bytes at a time.
-        return 1 if self.math == "simt" and self.family in ("cutlass2x", "patch") else 4
+        # Our kernels copy 16 bytes of channels at a time, the FFMA one too; the patch rows load 4 bytes at a time,
+        # their tensor-core forms too (the same loader).
+        return 1 if self.family == "patch" or self.math == "simt" and self.family == "cutlass2x" else 4
 
     @property
     def arch(self) -> str:
@@ -589,8 +590,8 @@ FFMA_WGRAD_KERNELS = tuple(
     ))
 
 
-def _patch(bn, why):
-    return KernelConfig("direct", "fp32", (128, bn, 8), (64, 32, 8), 2, why, "patch")
+def _patch(bn, why, precision="fp32"):
+    return KernelConfig("direct", precision, (128, bn, 8), (64, 32, 8), 2, why, "patch")
 
 
 # Exact fp32 at k == stride, padding 0 (csrc/patch_simt.cuh): one FFMA GEMM per pass, 8 x 8 outputs per thread,
@@ -608,6 +609,14 @@ PATCH_KERNELS = tuple(
     # sums per slice summed in a fixed order; both operands read in place in either layout.
     KernelConfig("wgrad", "fp32", (64, 128, 16), (64, 32, 16), 2,
                  "exact fp32, k == stride, padding 0: grad_weight reading an NCDHW grad_y in place", "patch"),
+) + tuple(
+    # The same loader and epilogue on the tensor cores (PatchKernel's Math: mma.sync m16n8k8, a warp's 64 x 32 as
+    # 4 x 4 MMAs, 3xtf32 as three on hi/lo parts). Standalone on the H200 (v0.75, call540), U-Net k2 up NCDHW:
+    # tf32 forward 78 us (FFMA 96), grad_input 86 (FFMA 103); 3xtf32 86 and 95. The selector takes them for the
+    # forward of NCDHW layers only (selector.PATCH_TENSOR_CORE_PASSES: the implicit GEMM's grad_input is faster).
+    _patch(bn, f"{precision}, k == stride, padding 0: NCDHW forwards, {what}", precision)
+    for precision in ("tf32", "3xtf32")
+    for bn, what in ((128, "columns = s^3 C_out >= 128"), (64, "s^3 C_out < 128"))
 )
 
 

@@ -163,19 +163,28 @@ def patch_fits(problem: Problem, op: str) -> bool:
     return small * s ** 3 * max(problem.c_in, problem.c_out) < 2 ** 31
 
 
-def _patch_choice(problem: Problem, op: str, compiled) -> Optional[KernelConfig]:
-    """The patch row for an exact-fp32 pass at k == stride (patch_fits), or None: 128 columns where the
-    GEMM has them (the forward's s^3 C_out; grad_input's C_in >= 128), else 64; grad_weight's one row, where
-    the layer is NCDHW (select_config's out_ncdhw): same process on the H200 (v0.74, U-Net k2 up, exact fp32),
-    grad_weight 0.123 ms against the FFMA GEMM's 0.149 with grad_y's conversion, 0.118 against 0.096 on a
-    channels_last_3d grad_y. Where it
-    applies it runs the pass as one GEMM with no conversion of either layout, against the tap-reuse FFMA rows
-    (one tap per phase: nothing to reuse) and the stock tiles (grad_y's channels_last_3d copy): U-Net k2 up
-    (kernel_table.PATCH_KERNELS; the step in docs/performance.md v0.74)."""
+# The patch rows' tensor-core forms (tf32, 3xtf32) against the implicit GEMM they replace, same process on the
+# H200 (v0.75, call541, bench/tools/envab.py CONVT3D_PATCH, U-Net k2 up NCDHW, ms, patch / before): tf32 forward
+# 0.078 / 0.085, grad_input 0.086 / 0.066, grad_weight (the exact patch row) 0.109 / 0.100, step 0.312 / 0.220;
+# 3xtf32 0.086 / 0.094, 0.095 / 0.074, 0.108 / 0.119, step 0.328 / 0.266. So the forward only, and only where
+# the layer is NCDHW (on channels_last_3d the tf32 step is 0.17 ms in all, v0.73).
+PATCH_TENSOR_CORE_PASSES = ("dgrad",)
+
+
+def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") -> Optional[KernelConfig]:
+    """The patch row for a pass at k == stride (patch_fits), or None: 128 columns where the GEMM has them (the
+    forward's s^3 C_out; grad_input's C_in >= 128), else 64, in the precision asked (the FFMA form for exact
+    fp32, mma.sync for tf32 and 3xtf32, PATCH_TENSOR_CORE_PASSES); grad_weight's one row (exact fp32) where the
+    layer is NCDHW (select_config's out_ncdhw): same process on the H200 (v0.74,
+    U-Net k2 up, exact fp32), grad_weight 0.123 ms against the FFMA GEMM's 0.149 with grad_y's conversion, 0.118
+    against 0.096 on a channels_last_3d grad_y. Where it applies it runs the pass as one GEMM with no conversion
+    of either layout, against the tap-reuse FFMA rows (one tap per phase: nothing to reuse) and the stock tiles
+    (grad_y's channels_last_3d copy): U-Net k2 up (kernel_table.PATCH_KERNELS; the step in
+    docs/performance.md v0.74, tf32 and 3xtf32 in v0.75)."""
     if not patch_fits(problem, op) or os.environ.get("CONVT3D_PATCH", "1") == "0":  # the A/B switch
         return None
     cols = problem.stride ** 3 * problem.c_out if op == "dgrad" else problem.c_in
-    names = ["patch_fp32_128x128", "patch_fp32_128x64"]
+    names = [f"patch_{precision}_128x128", f"patch_{precision}_128x64"]
     if cols < 128:
         names.reverse()
     if op == "wgrad":
@@ -915,7 +924,9 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             if k is None and (direct_wins(problem, op) if prec == "tf32" else simt_wins(problem, op)):
                 k = _direct_wgrad_choice(problem, prec, comp, smem_limit)
         else:
-            k = _patch_choice(problem, op, comp) if prec == "fp32" else None
+            # tf32 and 3xtf32: the forward of an NCDHW layer only (PATCH_TENSOR_CORE_PASSES).
+            k = _patch_choice(problem, op, comp, prec) if prec == "fp32" or (
+                out_ncdhw and op in PATCH_TENSOR_CORE_PASSES) else None
             if k is not None:
                 return k
             # The forward's output layout is its input's (functional: y in x's memory format).
