@@ -18,6 +18,11 @@
 // CTA: BM positions x BN columns, BM * BN / 64 threads, 8 x 8 outputs each as 2 x 2 blocks of 4 x 4 (the
 // FFMA grad_weight's compute roles, ffma_wgrad.cuh), BK = 8 per stage, two stages in shared memory with the
 // next stage's global loads held in registers across the current stage's FFMAs.
+//
+// PatchShape's Math 1 (tf32) and 2 (3xtf32) run the same stages on the tensor cores (mma_stage) and hand the
+// accumulators through shared memory to the same epilogue, so the loader and every layout pair are shared; the
+// selector takes them for NCDHW forwards only (selector.PATCH_TENSOR_CORE_PASSES: their grad_input lost to the
+// implicit GEMM, v0.75). grad_weight is exact fp32 only.
 #pragma once
 #include <cuda_runtime.h>
 

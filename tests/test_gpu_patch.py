@@ -22,6 +22,18 @@ SHAPES = [(2, 64, 32, (8, 8, 8), 2), (1, 3, 5, (5, 6, 7), 2), (3, 24, 40, (4, 6,
           (1, 8, 12, (2, 3, 4), 4), (2, 130, 6, (4, 4, 4), 2)]
 
 
+def _operands(prob, cl):
+    """Fresh x, weight, bias and grad_y of prob; x and grad_y channels_last_3d where cl."""
+    n, c_in, c_out, s = prob.n, prob.c_in, prob.c_out, prob.stride
+    x = torch.randn(n, c_in, *prob.spatial, device="cuda")
+    w = torch.randn(c_in, c_out, s, s, s, device="cuda")
+    b = torch.randn(c_out, device="cuda")
+    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
+    if cl:
+        x, gy = x.to(memory_format=CL), gy.to(memory_format=CL)
+    return x, w, b, gy
+
+
 @pytest.mark.parametrize("shape, layouts", list(itertools.product(SHAPES, [(False, False), (True, True),
                                                                            (False, True), (True, False)])))
 def test_patch_forward_and_grad_input_every_layout(shape, layouts):
@@ -33,12 +45,7 @@ def test_patch_forward_and_grad_input_every_layout(shape, layouts):
     dev = torch.device("cuda")
     assert launch._select(prob, "dgrad", "fp32", None, dev).family == "patch"
     assert launch._select(prob, "fprop", "fp32", None, dev).family == "patch"
-    x = torch.randn(n, c_in, *spatial, device="cuda")
-    w = torch.randn(c_in, c_out, s, s, s, device="cuda")
-    b = torch.randn(c_out, device="cuda")
-    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
-    if in_cl:
-        x, gy = x.to(memory_format=CL), gy.to(memory_format=CL)
+    x, w, b, gy = _operands(prob, in_cl)
     # a channels_last_3d output given (written in place), or an NCDHW one made by the pass (from a poisoned pool)
     out = torch.full((n, c_out) + prob.out_spatial, float("nan"), device="cuda").to(memory_format=CL) if out_cl \
         else None
@@ -65,12 +72,7 @@ def test_patch_tensor_core_rows_every_layout(prec, shape, layouts):
     assert fwd.name.startswith(f"patch_{prec}_") == (c_in % 4 == 0 and c_out % 4 == 0), fwd.name
     assert launch._select(prob, "dgrad", prec, None, dev).family != "patch"
     assert launch._select(prob, "fprop", prec, None, dev, out_ncdhw=True).family != "patch"
-    x = torch.randn(n, c_in, *spatial, device="cuda")
-    w = torch.randn(c_in, c_out, s, s, s, device="cuda")
-    b = torch.randn(c_out, device="cuda")
-    gy = torch.randn((n, c_out) + prob.out_spatial, device="cuda")
-    if in_cl:
-        x, gy = x.to(memory_format=CL), gy.to(memory_format=CL)
+    x, w, b, gy = _operands(prob, in_cl)
     y_ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s)
     gx_ref = F.conv3d(gy.double(), w.double(), None, s)
     for row in (f"patch_{prec}_128x128", f"patch_{prec}_128x64"):
