@@ -139,19 +139,14 @@ template <int LDA, int LDB, int Math>
 __device__ __forceinline__ void mma_stage(const float* as, const float* bs, int m0, int n0, int lane,
                                           float (&c)[4][4][4]) {
   const int g = lane >> 2, t = lane & 3;
-  uint32_t a[4][4], b[4][2], al[4][4], bl[4][2];
+  // B's fragments (and their low parts) for the whole stage, A's one m16 block at a time: 3xtf32 holds 24
+  // registers of A fewer than with every block's hi/lo parts live (the sm_80 build spilled 216-292 bytes).
+  // Each accumulator sees the same products in the same order, so the bits are unchanged.
+  uint32_t b[4][2], bl[4][2];
   auto split = [&](float x, uint32_t& hi, uint32_t& lo) {
     hi = direct::to_tf32(x);
     if (Math == 2) lo = direct::to_tf32(x - __uint_as_float(hi));
   };
-#pragma unroll
-  for (int mt = 0; mt < 4; ++mt) {
-    const int m = m0 + 16 * mt + g;
-    split(as[t * LDA + m], a[mt][0], al[mt][0]);
-    split(as[t * LDA + m + 8], a[mt][1], al[mt][1]);
-    split(as[(t + 4) * LDA + m], a[mt][2], al[mt][2]);
-    split(as[(t + 4) * LDA + m + 8], a[mt][3], al[mt][3]);
-  }
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
     const int n = n0 + 8 * nt + g;
@@ -159,15 +154,22 @@ __device__ __forceinline__ void mma_stage(const float* as, const float* bs, int 
     split(bs[(t + 4) * LDB + n], b[nt][1], bl[nt][1]);
   }
 #pragma unroll
-  for (int mt = 0; mt < 4; ++mt)
+  for (int mt = 0; mt < 4; ++mt) {
+    const int m = m0 + 16 * mt + g;
+    uint32_t a[4], al[4];
+    split(as[t * LDA + m], a[0], al[0]);
+    split(as[t * LDA + m + 8], a[1], al[1]);
+    split(as[(t + 4) * LDA + m], a[2], al[2]);
+    split(as[(t + 4) * LDA + m + 8], a[3], al[3]);
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
       if (Math == 2) {
-        direct::mma(c[mt][nt], al[mt], b[nt][0], b[nt][1]);
-        direct::mma(c[mt][nt], a[mt], bl[nt][0], bl[nt][1]);
+        direct::mma(c[mt][nt], al, b[nt][0], b[nt][1]);
+        direct::mma(c[mt][nt], a, bl[nt][0], bl[nt][1]);
       }
-      direct::mma(c[mt][nt], a[mt], b[nt][0], b[nt][1]);
+      direct::mma(c[mt][nt], a, b[nt][0], b[nt][1]);
     }
+  }
 }
 
 template <class Sh, bool kGradInput, bool kInNc, bool kOutNc>
