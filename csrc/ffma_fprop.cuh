@@ -1,0 +1,242 @@
+// Exact-fp32 Fprop (grad_input of a strided ConvTranspose3d, a stride-s Conv3d over grad_y) as an implicit GEMM
+// on FFMA, behind the stock kernels' ConvLaunch contract (conv_launch.h, Fprop):
+//     result[n, z, p, q, k] = sum over (t, r, s', c) of activation[n, z*st - pad + t, p*st - pad + r, q*st - pad + s', c]
+//                                                      * filter[k, t, r, s', c]  (+ bias[k])
+// GEMM: M = result positions, N = K, K = (t, r, s', c), c fastest; both operands NDHWC / KTRSC.
+//
+// Why: the stock SIMT Fprop (conv_kernel.cuh) copies A one 4-byte element per cp.async and transposes it into
+// shared memory (CUTLASS's SIMT cores read A as [k][m]), and ran the strided layers' grad_input at 54-73% of the
+// FP32 matmul rate against cuDNN's 80% (H200, v0.73). Both operands here are K-major in memory (channels
+// contiguous), so every stage row is 16-byte cp.async straight from global memory, and the FFMAs read both
+// operands K-major from shared memory: per 4 k a thread reads its 8 rows of A and 8 columns of B as 16 bytes
+// each (16 reads for 256 FFMA, the count a [k][m] layout needs too).
+//
+// Bank conflicts: a quarter warp's 8 lanes hold 8 consecutive rows of A (rows tm + BM/8 i), whose 16-byte reads
+// at a row pitch of BK + 4 floats land on 8 distinct groups of 4 banks; they share their B columns (broadcast).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "conv_launch.h"
+#include "cute/arch/copy_sm80.hpp"
+#include "cute/arch/mma.hpp"
+#include "cutlass/fast_math.h"
+#include "direct_atoms.cuh"
+
+namespace convt3d {
+namespace ffma {
+
+struct FpropArgs {
+  const float* act;   // [N, D, H, W, C]
+  const float* flt;   // [K, T, R, S, C]
+  const float* bias;  // [K] or null
+  float* out;         // [N, Z, P, Q, K]
+  int C, K, ktot;     // ktot = T*R*S*C
+  int D, H, W;
+  int stride, pad_d, pad_h, pad_w;
+  int M;              // N*Z*P*Q
+  cutlass::FastDivmod div_q, div_p, div_z;  // result position -> (n, z, p, q)
+  cutlass::FastDivmod div_c, div_s, div_r;  // k -> (tap, c); tap -> (t, r, s')
+};
+
+template <int BM_, int BN_, int BK_, int Stages_>
+struct FpropShape {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, Stages = Stages_;
+  static constexpr int kThreads = BM * BN / 64;
+  // Compute roles: 8 lanes of a warp along M, 4 along N; thread (tm, tn) holds rows tm + kRowStep i and
+  // columns 4 tn + j (+ BN / 2).
+  static constexpr int kRowStep = BM / 8, kColThreads = BN / 8;
+  static constexpr int kWarpsM = kRowStep / 8;
+  static constexpr int LDK = BK + 4;  // row pitch in floats: 8 consecutive rows on 8 distinct bank groups
+  static constexpr int kStageFloats = (BM + BN) * LDK;
+  static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float);
+  // Copy roles: a thread keeps one 16-byte chunk column (k) and takes every kRowsPerPass-th row.
+  static constexpr int kChunks = BK / 4, kRowsPerPass = kThreads / kChunks;
+  static constexpr int kCopiesA = BM / kRowsPerPass, kCopiesB = BN / kRowsPerPass;
+#ifdef CONVT3D_FPROP_MIN_BLOCKS  // bench/tools/ffmafprop.cu's A/B
+  static constexpr int kMinBlocks = CONVT3D_FPROP_MIN_BLOCKS * 256 / kThreads;
+#else
+  static constexpr int kMinBlocks = kThreads >= 256 ? 1 : 2;
+#endif
+  static_assert(BM % 64 == 0 && BN % 32 == 0 && kWarpsM >= 1, "tile");
+  static_assert(kThreads % kChunks == 0 && BM % kRowsPerPass == 0 && BN % kRowsPerPass == 0, "whole copy rows");
+  static_assert(BK % 4 == 0, "16-byte chunks");
+};
+
+template <class Sh>
+__global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kernel(const __grid_constant__ FpropArgs a) {
+  constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, Stages = Sh::Stages, LDK = Sh::LDK;
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  extern __shared__ __align__(16) float smem[];
+
+  const int tid = threadIdx.x;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int k_tiles = (a.ktot + BK - 1) / BK;
+
+  // A rows: each copy row's result position, decoded once: grad_y's corner index (tap 0) and its coordinates.
+  const int chunk = tid % Sh::kChunks, row0 = tid / Sh::kChunks;
+  int a_base[Sh::kCopiesA], a_z[Sh::kCopiesA], a_y[Sh::kCopiesA], a_x[Sh::kCopiesA];
+#pragma unroll
+  for (int i = 0; i < Sh::kCopiesA; ++i) {
+    const int m = m0 + row0 + i * Sh::kRowsPerPass;
+    if (m < a.M) {
+      int q, p, z, n, rest;
+      a.div_q(rest, q, m);
+      a.div_p(rest, p, rest);
+      a.div_z(n, z, rest);
+      a_z[i] = z * a.stride - a.pad_d;
+      a_y[i] = p * a.stride - a.pad_h;
+      a_x[i] = q * a.stride - a.pad_w;
+      a_base[i] = ((n * a.D + a_z[i]) * a.H + a_y[i]) * a.W + a_x[i];
+    } else {
+      a_z[i] = -(1 << 28);  // never inside
+      a_y[i] = a_x[i] = a_base[i] = 0;
+    }
+  }
+
+  auto load = [&](int stage, int kt) {
+    float* as = smem + stage * Sh::kStageFloats;
+    float* bs = as + BM * LDK;
+    const int k = kt * BK + 4 * chunk;
+    const bool k_ok = k < a.ktot;
+    int tap = 0, c = 0, t = 0, r = 0, s = 0;
+    if (k_ok) {
+      a.div_c(tap, c, k);
+      int rest;
+      a.div_s(rest, s, tap);
+      a.div_r(t, r, rest);
+    }
+    const int tap_pos = (t * a.H + r) * a.W + s;
+#pragma unroll
+    for (int i = 0; i < Sh::kCopiesA; ++i) {
+      const bool ok = k_ok && (unsigned)(a_z[i] + t) < (unsigned)a.D && (unsigned)(a_y[i] + r) < (unsigned)a.H &&
+                      (unsigned)(a_x[i] + s) < (unsigned)a.W;
+      const float* src = a.act + (long long)(a_base[i] + tap_pos) * a.C + c;
+      direct::copy16(ok ? src : a.act, as + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk, ok);
+    }
+#pragma unroll
+    for (int i = 0; i < Sh::kCopiesB; ++i) {
+      const int n = n0 + row0 + i * Sh::kRowsPerPass;
+      const bool ok = k_ok && n < a.K;
+      direct::copy16(ok ? a.flt + (long long)n * a.ktot + k : a.flt, bs + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk,
+                     ok);
+    }
+  };
+
+  const int lane = tid & 31, warp = tid >> 5;
+  const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);
+  const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  auto compute = [&](int stage) {
+    const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
+    const float* bs = smem + stage * Sh::kStageFloats + BM * LDK + 4 * tn * LDK;
+#pragma unroll
+    for (int kq = 0; kq < BK; kq += 4) {
+      float4 bv[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        bv[j] = *reinterpret_cast<const float4*>(bs + ((j / 4) * (BN / 2) + j % 4) * LDK + kq);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // four rows at a time: 16 registers of A beside B's 32
+        float4 av[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) av[i] = *reinterpret_cast<const float4*>(as + (4 * h + i) * Sh::kRowStep * LDK + kq);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            float& o = acc[4 * h + i][j];
+            Fma::fma(o, av[i].x, bv[j].x, o);
+            Fma::fma(o, av[i].y, bv[j].y, o);
+            Fma::fma(o, av[i].z, bv[j].z, o);
+            Fma::fma(o, av[i].w, bv[j].w, o);
+          }
+      }
+    }
+  };
+
+#pragma unroll
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < k_tiles) load(st, st);
+    cute::cp_async_fence();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cute::cp_async_wait<Stages - 2>();
+    __syncthreads();  // tile kt landed for every thread, and tile kt - 1's stage is free to refill
+    const int next = kt + Stages - 1;
+    if (next < k_tiles) load(next % Stages, next);
+    cute::cp_async_fence();
+    compute(kt % Stages);
+  }
+  cute::cp_async_wait<0>();
+
+  // Rows tm + kRowStep i, columns 4 tn (+ BN / 2): 16-byte stores of four channels (K % 4 == 0).
+#pragma unroll
+  for (int hc = 0; hc < 2; ++hc) {
+    const int n = n0 + hc * (BN / 2) + 4 * tn;
+    if (n >= a.K) continue;
+    float4 b = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (a.bias) b = *reinterpret_cast<const float4*>(a.bias + n);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int m = m0 + tm + i * Sh::kRowStep;
+      if (m >= a.M) continue;
+      *reinterpret_cast<float4*>(a.out + (long long)m * a.K + n) =
+          make_float4(acc[i][4 * hc] + b.x, acc[i][4 * hc + 1] + b.y, acc[i][4 * hc + 2] + b.z, acc[i][4 * hc + 3] + b.w);
+    }
+  }
+}
+
+template <int BM, int BN, int BK, int Stages>
+struct FfmaFpropKernel {
+  using Sh = FpropShape<BM, BN, BK, Stages>;
+
+  static int can_implement(const ConvLaunch& L) {
+    if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
+    if (((uintptr_t)L.activation | (uintptr_t)L.filter | (uintptr_t)L.result | (uintptr_t)L.bias) % 16 != 0) return 1;
+    if (L.stride_d != L.stride_h || L.stride_h != L.stride_w || L.split_k_slices != 1) return 4;
+    // 32-bit position indices (with room for the padding's negative corners) and result positions.
+    if ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || (long long)L.N * L.Z * L.P * L.Q >= (1LL << 31)) return 5;
+    if ((L.K + BN - 1) / BN > 65535) return 5;
+    return direct::smem_fits(Sh::kSmemBytes);
+  }
+
+  static std::size_t workspace_size(const ConvLaunch&) { return 0; }
+
+  static int run(const ConvLaunch& L) {
+    const int code = can_implement(L);
+    if (code != 0) return code;
+    FpropArgs a;
+    a.act = L.activation;
+    a.flt = L.filter;
+    a.bias = L.bias;
+    a.out = L.result;
+    a.C = L.C;
+    a.K = L.K;
+    a.ktot = L.T * L.R * L.S * L.C;
+    a.D = L.D, a.H = L.H, a.W = L.W;
+    a.stride = L.stride_d, a.pad_d = L.pad_d, a.pad_h = L.pad_h, a.pad_w = L.pad_w;
+    a.M = L.N * L.Z * L.P * L.Q;
+    a.div_q = cutlass::FastDivmod(L.Q);
+    a.div_p = cutlass::FastDivmod(L.P);
+    a.div_z = cutlass::FastDivmod(L.Z);
+    a.div_c = cutlass::FastDivmod(L.C);
+    a.div_s = cutlass::FastDivmod(L.S);
+    a.div_r = cutlass::FastDivmod(L.R);
+    if (a.M == 0) return 0;
+    const dim3 grid((unsigned)((a.M + BM - 1) / BM), (unsigned)((a.K + BN - 1) / BN));
+    return direct::launch_with_smem(ffma_fprop_kernel<Sh>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
+  }
+
+  static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }
+};
+
+}  // namespace ffma
+}  // namespace convt3d
