@@ -1040,11 +1040,13 @@ def test_simt_rows_skip_half_empty_tiles(monkeypatch):
     assert selector.select_config(k2, "dgrad", "fp32", num_sms=132).name == "direct_fp32_4x8x16_n32_m4"
 
 
-def test_simt_grad_input_over_parities_and_waves():
+def test_simt_grad_input_over_parities_and_waves(monkeypatch):
     """Strided exact-fp32 grad_input on the FFMA rows (summed over grad_y's parities, NCDHW grad_y
     converted); the 8x8x16 block unless it would leave SMs idle that 4x8x16 fills; the stock 128x128
     tile where no row fills a wave (U-Net 256->128: 64 CTAs of 8x8x16, 128 of 4x8x16 on 132 SMs), and its
-    4-warp form where that has two waves of tiles."""
+    4-warp form where that has two waves of tiles. (The FFMA Fprop row takes the stock tiles' place where it is
+    on: test_selector_cpu.py's test_ffma_fprop_row_takes_the_stock_simt_grad_input; off here.)"""
+    monkeypatch.setenv("CONVT3D_FFMA_FPROP", "0")
     s2 = Problem(2, 64, 32, (32, 32, 32), 3, 2, 1)  # one wave of the FFMA rows (SIMT_NARROW_FFMA_MAX_WAVES)
     k = selector.select_config(s2, "fprop", "fp32", num_sms=132)
     assert k.name == "direct_fp32_8x8x16_n32_m8" and direct.sums_parities(k, s2)

@@ -34,10 +34,11 @@ def test_wide_channels_use_wide_tile():
     assert selector.select_config(p, "wgrad", "tf32", **STOCK).tile == (128, 128, 16)
 
 
-def test_simt_stock_tiles_follow_channels():
+def test_simt_stock_tiles_follow_channels(monkeypatch):
     """Exact fp32 on the stock SIMT kernels: 128x128 grad_input tiles past 64 channels; grad_weight tiles
     as tall as C_in fills (64, 128, 256 rows); the forward's 128x128 only where its stride phases,
-    run together, fill two waves."""
+    run together, fill two waves. (grad_input with the FFMA Fprop row off: it takes these tiles' place.)"""
+    monkeypatch.setenv("CONVT3D_FFMA_FPROP", "0")
     wide = Problem(16, 256, 128, (8, 8, 8), 3, 2, 1)  # gan3d-g1
     assert selector.select_config(wide, "fprop", "fp32", **STOCK).name == "fprop_fp32_128x128x8_64x64x8_s3"
     assert selector.select_config(wide, "wgrad", "fp32", **STOCK).name == "wgrad_fp32_256x64x8_64x32x8_s4"
@@ -75,7 +76,9 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
     """Exact-fp32 strided grad_input whose stride phases have one tap each (k == stride) has nothing to reuse
     across taps: the patch rows take it (one GEMM, either layout in place), and with those off (CONVT3D_PATCH=0)
     the stock implicit GEMM (U-Net k2 s2, k3 s3). Pointwise (one phase), k < stride and phases of two taps or
-    more keep the FFMA rows; the forward of the same layers goes to the patch rows too, else the FFMA rows."""
+    more keep the FFMA rows; the forward of the same layers goes to the patch rows too, else the FFMA rows.
+    (The stock kernel with the FFMA Fprop row off, which takes its place where on.)"""
+    monkeypatch.setenv("CONVT3D_FFMA_FPROP", "0")
     k2 = Problem(2, 64, 32, (32, 32, 32), 2, 2, 0)  # unet3d-k2
     k3 = Problem(8, 64, 32, (32, 32, 32), 3, 3, 0)
     assert selector.select_config(k2, "fprop", "fp32").name == "patch_fp32_128x64"
@@ -114,6 +117,39 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
     assert selector.select_config(k3, "fprop", "fp32").family == "direct"
 
 
+def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
+    """Exact-fp32 grad_input of at most 64 input channels goes to the FFMA Fprop row (csrc/ffma_fprop.cuh) where the
+    stock SIMT Fprop would run it, and on the narrow strided layers (stride < k < 2 * stride, C_in 64) over the FFMA
+    tap-reuse rows at any wave count, in either output layout. Wider layers keep the stock 128x128 tile; k5 s2,
+    48 channels, unit stride and k == stride keep the tap-reuse and patch rows. Channel counts that are not
+    multiples of 4, a build without it and CONVT3D_FFMA_FPROP=0 keep the stock kernel (the tap-reuse row where
+    the rule took it from one); family="ffma" forces it; tf32 and 3xtf32 never take it."""
+    row = "ffma_fprop_fp32_128x64x32_s3"
+    taken = [Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), Problem(4, 64, 32, (48, 48, 48), 3, 2, 1),
+             Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1), Problem(1, 64, 32, (8, 8, 8), 3, 2, 1)]
+    for p in taken:
+        for ncdhw in (False, True):
+            assert selector.select_config(p, "fprop", "fp32", out_ncdhw=ncdhw).name == row, p
+        assert selector.fprop_slices(p, BY_NAME[row], 132) == 1
+        for prec in ("tf32", "3xtf32"):
+            assert selector.select_config(p, "fprop", prec).family != "ffma", (p, prec)
+    kept = [Problem(2, 256, 128, (16, 16, 16), 3, 2, 1), Problem(2, 128, 64, (32, 32, 32), 3, 2, 1),
+            Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), Problem(16, 64, 32, (32, 32, 32), 5, 2, 2),
+            Problem(4, 48, 32, (48, 48, 48), 3, 2, 1), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1),
+            Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), HEADLINE]
+    for p in kept:
+        assert selector.select_config(p, "fprop", "fp32").family != "ffma", p
+    assert selector.select_config(kept[0], "fprop", "fp32", family="ffma").name == row
+    odd = Problem(2, 62, 32, (16, 16, 16), 3, 2, 1)  # C_in 62: not in 16-byte chunks
+    assert selector.select_config(odd, "fprop", "fp32").family != "ffma"
+    dec3 = taken[0]
+    assert selector.select_config(dec3, "fprop", "fp32", compiled={"fprop_fp32_128x64x8_64x32x8_s4"}).name == \
+        "fprop_fp32_128x64x8_64x32x8_s4"
+    monkeypatch.setenv("CONVT3D_FFMA_FPROP", "0")
+    assert selector.select_config(dec3, "fprop", "fp32").name == "fprop_fp32_128x64x8_64x32x8_s4"
+    assert selector.select_config(taken[2], "fprop", "fp32").family == "direct"
+
+
 def test_patch_rows_fit_k_equal_stride_only():
     """patch_fits mirrors PatchKernel::geometry and PatchWgradKernel::geometry: k == stride in 2..4, no padding or
     output padding, every tensor under 2^31 elements; grad_weight in exact fp32 takes its row."""
@@ -140,7 +176,9 @@ def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatc
     """Exact-fp32 strided grad_input of 64 input channels with stride < k < 2 * stride runs on
     the stock 128x64 SIMT tile once the FFMA row's CTAs need more than SIMT_NARROW_FFMA_MAX_WAVES waves; within
     one wave, with k >= 2 * stride (k5 s2: more taps per parity to reuse), with 48 channels, at unit stride and in
-    the forward, the FFMA rows stay. NCDHW output follows the rule unless SIMT_NARROW_FFMA_NCDHW is off."""
+    the forward, the FFMA rows stay. NCDHW output follows the rule unless SIMT_NARROW_FFMA_NCDHW is off. (The
+    stock tile with the FFMA Fprop row off, which takes its place where on.)"""
+    monkeypatch.setenv("CONVT3D_FFMA_FPROP", "0")
     stock = "fprop_fp32_128x64x8_64x32x8_s4"
     dec3 = Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)  # 1024 CTAs of the 8x8x16 row
     for p in (dec3, Problem(4, 64, 32, (48, 48, 48), 3, 2, 1), Problem(1, 64, 32, (40, 40, 40), 3, 2, 1),

@@ -40,6 +40,9 @@ Three families, all NDHWC fp32:
   warpgroups, N = 128 C_in, x transposed instead of grad_y, two producer warpgroups), and the k = 5 swap rows
   (``kx5_sw``) put M = 5 x 32 rows on the same three warpgroups (two taps each, the last half idle).
 
+* ``ffma``: exact-fp32 implicit GEMMs of our own on the stock kernels' ConvLaunch contract (16-byte cp.async of
+  whole channel rows, 8 x 8 outputs per thread): grad_weight per tap (``csrc/ffma_wgrad.cuh``; ``_sk`` rows
+  stream-K) and grad_input (``csrc/ffma_fprop.cuh``, op ``fprop``), run through the stock ops.
 * ``patch``: exact fp32 at k == stride, padding 0 (``csrc/patch_simt.cuh``): with one tap per output position
   each pass is one FFMA GEMM over positions whose activation operand is pixel-shuffled, read and written in
   either layout in place; ``tile`` = (positions, columns, 8). Forward and grad_input on the tap-reuse contract
@@ -590,6 +593,20 @@ FFMA_WGRAD_KERNELS = tuple(
     ))
 
 
+# Exact-fp32 grad_input (a stride-s Fprop over grad_y) as an implicit GEMM of our own (csrc/ffma_fprop.cuh) on the
+# stock kernels' ConvLaunch contract: both operands K-major (channels contiguous), so 16-byte cp.async straight
+# into stages the FFMAs read K-major, where CUTLASS's SIMT Fprop copies A 4 bytes at a time and transposes it.
+# Standalone on the H200 (v0.76, call545, bench/tools/ffmafprop.cu, channels_last_3d, us, this row / the stock
+# SIMT tile the selector took): U-Net 64->32 s2 1406 / 1668 (41.2 TFLOP/s, 82% of the FP32 matmul rate), SR x2
+# 1198 / 1410, U-Net 256->128 360 / 418 (128 x 128, unsplit), outpad-like 32^3 188 / 273, 3D-GAN 128->64 706 /
+# 704. 128 x 64 x 32 in three stages was the fastest of seven tiles on every layer (128-wide N idles half at 64
+# channels; 16 positions per stage lost 5-10%; capping registers at 128 for two CTAs per SM lost 10-40%).
+FFMA_FPROP_KERNELS = (
+    KernelConfig("fprop", "fp32", (128, 64, 32), (64, 32, 32), 3,
+                 "exact fp32 grad_input: 16-byte copies of whole channel rows, both operands K-major", "ffma"),
+)
+
+
 def _patch(bn, why, precision="fp32"):
     return KernelConfig("direct", precision, (128, bn, 8), (64, 32, 8), 2, why, "patch")
 
@@ -622,7 +639,7 @@ PATCH_KERNELS = tuple(
 
 KERNELS = (KERNELS + DIRECT_KERNELS + DIRECT_SIMT_KERNELS + DIRECT_WGRAD_KERNELS + DIRECT_WGRAD_SIMT_KERNELS
            + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS + IGEMM_WGRAD_KERNELS + FFMA_WGRAD_KERNELS
-           + PATCH_KERNELS)
+           + FFMA_FPROP_KERNELS + PATCH_KERNELS)
 BY_NAME = {k.name: k for k in KERNELS}
 
 

@@ -195,6 +195,38 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
     return None
 
 
+# Exact-fp32 grad_input on our FFMA implicit GEMM (csrc/ffma_fprop.cuh, kernel_table.FFMA_FPROP_KERNELS, a 64-wide
+# N tile) for layers of at most FFMA_FPROP_MAX_CIN input channels: where the stock SIMT Fprop would run it (its
+# 128x64 tile), and over the FFMA tap-reuse rows on the narrow strided layers SIMT_NARROW_FFMA_MAX_WAVES is about
+# (stride < k < 2 * stride, C_in == 64: few taps per grad_y parity to reuse), at any wave count. H200 (v0.76,
+# fp32, ms, this row / before): `bench --configs` (call546, channels_last_3d) outpad 0.238 / 0.336 on the
+# 8x8x16 row (1.41x), video-gen 0.710 / 0.725 and medium 0.700 / 0.701 (unit stride: level, the rows stay);
+# envab.py CONVT3D_FFMA_FPROP (3 ABBA rounds), grad_input and step channels_last_3d / NCDHW:
+#   U-Net 64->32 s2 64^3   1.414 / 1.680   1.829 / 2.018   step 0.955x / 0.961x
+#   SR x2 64->32 s2 48^3   1.214 / 1.423   1.595 / 1.818   step 0.949x / 0.956x
+# Past 64 channels the stock 128x128 tile keeps them (two split-K slices below two waves): U-Net 256->128 0.379 /
+# 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, steps
+# 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
+FFMA_FPROP_MAX_CIN = 64
+
+
+def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfig],
+                       forced: bool = False) -> Optional[KernelConfig]:
+    """The FFMA grad_input row in place of ``current`` (the tap-reuse row, or None for the stock kernel) by the rule
+    above (``forced``: wherever it can run), or None: not compiled, channel counts not multiples of 4, or the
+    switch off."""
+    if os.environ.get("CONVT3D_FFMA_FPROP", "1") == "0":
+        return None
+    if not forced:
+        narrow = problem.stride < problem.k < 2 * problem.stride and problem.c_in == 64
+        if problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow):
+            return None
+    for k in kernels_for("fprop", "fp32", "ffma"):
+        if (compiled is None or k.name in compiled) and _aligned(problem, "fprop", k):
+            return k
+    return None
+
+
 # Where the tap-reuse kernel beats the stock path (H100, tf32, bench --configs; docs/performance.md):
 # - forward, stride > 1: one launch for all phases instead of stride^3 GEMMs (U-Net 256->128 s2:
 #   0.26 ms vs 0.94 ms for the stock phases);
@@ -931,6 +963,10 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
                 return k
             # The forward's output layout is its input's (functional: y in x's memory format).
             k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability, out_ncdhw)
+            if op == "fprop" and prec == "fp32" and family is None:
+                ff = _ffma_fprop_choice(problem, comp, k)
+                if ff is not None:
+                    return ff
             if op == "fprop" and out_ncdhw:
                 k = _sector_twin(problem, k, comp, smem_limit, capability, num_sms)
             k = _rs_twin(problem, op, k, comp, smem_limit, capability, in_ncdhw=op == "dgrad" and out_ncdhw)
@@ -941,6 +977,10 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         if k is not None or family == "direct":
             if k is None:
                 raise LookupError(f"no direct kernel can run {op} of this problem")
+            return k
+    if op == "fprop" and prec == "fp32" and family == "ffma":
+        k = _ffma_fprop_choice(problem, comp, None, forced=True)
+        if k is not None:
             return k
     m, n = gemm_mn if gemm_mn is not None else problem.gemm(op)[:2]
     choice = _heuristic(m, n, op, prec, num_sms, problem.stride)

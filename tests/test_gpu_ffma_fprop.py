@@ -1,0 +1,71 @@
+"""The FFMA implicit-GEMM grad_input row (csrc/ffma_fprop.cuh, exact fp32) against float64 (GPU)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convt3d_cutlass as ct
+from convt3d_cutlass import launch
+from convt3d_cutlass.kernel_table import FFMA_FPROP_KERNELS
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
+
+from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+
+pytestmark = [requires_gpu, pytest.mark.gpu]
+
+# (N, C_in, C_out, spatial, k, stride, padding, output_padding): C_in past one and two 64-wide N tiles (and
+# ending inside one), C_out whose 4-channel chunks cross taps inside a 32-wide stage (20, 44), M tiles ending
+# inside a sample, even, large and pointwise filters, strides past the filter, output padding, one position.
+CASES = [
+    (2, 136, 20, (5, 6, 7), 3, 2, 1, 0),
+    (2, 40, 12, (4, 5, 9), 5, 1, 2, 0),
+    (1, 64, 8, (3, 4, 5), 2, 2, 0, 0),
+    (3, 132, 44, (6, 5, 7), 1, 3, 0, 0),
+    (2, 12, 36, (1, 1, 1), 3, 1, 0, 0),
+    (1, 256, 128, (4, 4, 4), 3, 2, 1, 1),
+    (1, 20, 16, (5, 6, 9), 7, 1, 3, 0),
+    (2, 64, 32, (9, 8, 7), 3, 2, 1, 1),
+]
+
+
+def _case_id(c):
+    return "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}o{c[7]}"
+
+
+@pytest.mark.parametrize("cfg", FFMA_FPROP_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_ffma_fprop_grad_input_matches_float64(cfg, case):
+    n, ci, co, sp, k, s, p, op = case
+    prob = Problem(n, ci, co, sp, k, s, p, op)
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda").contiguous(memory_format=CL)
+    w = torch.randn(ci, co, k, k, k, device="cuda")
+    assert launch._plan(prob, "fprop", "fp32", cfg.name, gy.device, None).name == cfg.name
+    poison_allocator()
+    gx = launch.grad_input(gy, w, prob, "fp32", cfg.name)
+    ref = F.conv3d(gy.double(), w.double(), None, s, p)
+    assert gx.shape == ref.shape
+    assert rel_l2(gx, ref) <= TOL["fp32"]  # inf where an element was left unwritten (NaN)
+
+
+@pytest.mark.parametrize("cl", (False, True), ids=("ncdhw", "channels_last_3d"))
+def test_ffma_fprop_is_the_exact_fp32_strided_grad_input_in_a_step(cl):
+    # The selector's own choice (no config): a U-Net-like 64 -> 32 s2 layer with output padding, whose grad_input
+    # took the FFMA tap-reuse or the stock SIMT tile before; gradients of x, w and bias against float64 in either
+    # layout.
+    prob = Problem(2, 64, 32, (6, 7, 8), 3, 2, 1, 1)
+    assert launch._plan(prob, "fprop", "fp32", None, torch.device("cuda"), None).k.family == "ffma"
+    x = torch.randn(2, 64, 6, 7, 8, device="cuda")
+    if cl:
+        x = x.to(memory_format=CL)
+    x.requires_grad_()
+    w = (torch.randn(64, 32, 3, 3, 3, device="cuda") / (64 * 27) ** 0.5).requires_grad_()
+    b = torch.randn(32, device="cuda").requires_grad_()
+    y = ct.conv_transpose3d(x, w, b, 2, 1, 1, precision="fp32", strict=True)
+    gy = torch.randn_like(y)
+    poison_allocator()
+    y.backward(gy)
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.conv_transpose3d(xd, wd, bd, 2, 1, 1).backward(gy.double())
+    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
+        assert rel_l2(got, ref) <= TOL["fp32"]
+    assert x.grad.is_contiguous(memory_format=CL) if cl else x.grad.is_contiguous()
