@@ -16,16 +16,10 @@
 #include <vector>
 
 #include "conv_launch.h"
+#include "cuda_check.cuh"
+#include "event_times.cuh"
 #include "ffma_fprop.cuh"
 
-#define CK(x)                                                                                \
-  do {                                                                                       \
-    cudaError_t e_ = (x);                                                                    \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 __global__ void ref_fprop(const float* act, const float* flt, double* out, int N, int C, int K, int D, int Z, int k,
                           int s, int pad) {
@@ -50,13 +44,6 @@ __global__ void ref_fprop(const float* act, const float* flt, double* out, int N
   }
 }
 
-static float* dev(const std::vector<float>& h) {
-  float* d;
-  CK(cudaMalloc(&d, h.size() * sizeof(float)));
-  CK(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
-  return d;
-}
-
 struct Ctx {
   convt3d::ConvLaunch L;
   long long out_elems;
@@ -75,30 +62,9 @@ static void run_one(Ctx& c, const char* name, convt3d::LaunchFn can, convt3d::La
   if (rc) { std::printf("%-34s launch rc %d\n", name, rc); return; }
   std::vector<float> ho(c.out_elems);
   CK(cudaMemcpy(ho.data(), c.L.result, c.out_elems * sizeof(float), cudaMemcpyDeviceToHost));
-  double num = 0, den = 0;
   long long bad = 0;
-  for (long long i = 0; i < c.out_elems; ++i) {
-    if (!std::isfinite(ho[i])) { ++bad; continue; }
-    num += (ho[i] - c.ref[i]) * (ho[i] - c.ref[i]);
-    den += c.ref[i] * c.ref[i];
-  }
-  const double rel = std::sqrt(num / den);
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  std::vector<float> ts;
-  for (int r = 0; r < 53; ++r) {
-    CK(cudaMemsetAsync(c.flush, r & 0xff, c.flush_bytes));
-    CK(cudaEventRecord(a));
-    run(c.L);
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    if (r >= 3) ts.push_back(ms);
-  }
-  std::sort(ts.begin(), ts.end());
-  const double ms = ts[ts.size() / 2];
+  const double rel = rel_l2(ho, c.ref, bad);
+  const double ms = flushed_median_ms([&] { run(c.L); }, c.flush, c.flush_bytes);
   std::printf("%-34s %9.1f us  %6.1f TFLOP/s  rel %.2e  unwritten/NaN %lld  %s\n", name, ms * 1e3, c.flops / ms / 1e9,
               rel, bad, (bad == 0 && rel < 1e-5) ? "OK" : "FAIL");
 }

@@ -12,16 +12,10 @@
 #include <random>
 #include <vector>
 
+#include "cuda_check.cuh"
+#include "event_times.cuh"
 #include "patch_simt.cuh"
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                                 \
-    }                                                                               \
-  } while (0)
 
 
 // NCDHW or channels_last_3d offset of (n, c, z, y, x) in a tensor [N, C, Z, Y, X].
@@ -66,13 +60,6 @@ __global__ void ref_grad_input(const float* gy, const float* w, double* gx, int 
       }
     gx[off(nc, n, ci, z, y, x, Ci, D, D, D)] = acc;
   }
-}
-
-static float* dev(const std::vector<float>& h) {
-  float* d;
-  CK(cudaMalloc(&d, h.size() * sizeof(float)));
-  CK(cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
-  return d;
 }
 
 template <int BM, int BN, bool GI, bool NC, int MATH = 0>
@@ -124,30 +111,9 @@ static void case_(int N, int Ci, int Co, int D, int s, const std::vector<float>&
   std::vector<double> hr(out_elems);
   CK(cudaMemcpy(ho.data(), out, out_elems * sizeof(float), cudaMemcpyDeviceToHost));
   CK(cudaMemcpy(hr.data(), ref, out_elems * sizeof(double), cudaMemcpyDeviceToHost));
-  double num = 0, den = 0;
   long long bad = 0;
-  for (long long i = 0; i < out_elems; ++i) {
-    if (!std::isfinite(ho[i])) { ++bad; continue; }
-    num += (ho[i] - hr[i]) * (ho[i] - hr[i]);
-    den += hr[i] * hr[i];
-  }
-  const double rel = std::sqrt(num / den);
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  std::vector<float> ts;
-  for (int r = 0; r < 53; ++r) {
-    CK(cudaMemsetAsync(flush, r & 0xff, flush_bytes));
-    CK(cudaEventRecord(a));
-    Kernel::run(L);
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    if (r >= 3) ts.push_back(ms);
-  }
-  std::sort(ts.begin(), ts.end());
-  const double ms = ts[ts.size() / 2];
+  const double rel = rel_l2(ho, hr, bad);
+  const double ms = flushed_median_ms([&] { Kernel::run(L); }, flush, flush_bytes);
   const double flops = 2.0 * N * Ci * Co * taps * (double)D * D * D;
   const char* math = MATH == 0 ? "fp32" : MATH == 1 ? "tf32" : "3xtf32";
   const double tol = MATH == 1 ? 2e-3 : 1e-5;
