@@ -201,12 +201,12 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # (stride < k < 2 * stride, C_in == 64: few taps per grad_y parity to reuse), at any wave count. H200 (v0.76,
 # fp32, ms, this row / before): `bench --configs` (call546, channels_last_3d) outpad 0.238 / 0.336 on the
 # 8x8x16 row (1.41x), video-gen 0.710 / 0.725 and medium 0.700 / 0.701 (unit stride: level, the rows stay);
-# envab.py CONVT3D_FFMA_FPROP (3 ABBA rounds), grad_input and step channels_last_3d / NCDHW:
-#   U-Net 64->32 s2 64^3   1.414 / 1.680   1.829 / 2.018   step 0.955x / 0.961x
-#   SR x2 64->32 s2 48^3   1.214 / 1.423   1.595 / 1.818   step 0.949x / 0.956x
+# envab.py CONVT3D_FFMA_FPROP (3 ABBA rounds), grad_input ms and the step's time ratio, channels_last_3d / NCDHW:
+#   U-Net 64->32 s2 64^3   1.414 / 1.680   1.829 / 2.018   step time 0.955x / 0.961x
+#   SR x2 64->32 s2 48^3   1.214 / 1.423   1.595 / 1.818   step time 0.949x / 0.956x
 # Past 64 channels the stock 128x128 tile keeps them (two split-K slices below two waves): U-Net 256->128 0.379 /
-# 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, steps
-# 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
+# 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, step
+# times 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
 FFMA_FPROP_MAX_CIN = 64
 
 
