@@ -95,6 +95,7 @@ struct GmmaRS;
   struct GmmaRS<N> {                                                 \
     using Op = cute::SM90::GMMA::MMA_64x##N##x8_F32TF32TF32_RS_TN<>; \
   };
+CONVT3D_GMMA_RS_N(24)
 CONVT3D_GMMA_RS_N(32)
 CONVT3D_GMMA_RS_N(48)
 CONVT3D_GMMA_RS_N(64)

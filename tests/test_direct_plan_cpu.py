@@ -480,8 +480,13 @@ def test_selector_takes_direct_for_tf32_and_hopper_3xtf32():
     assert selector.select_config(Problem(2, 48, 24, (16, 16, 18), 3), "dgrad", "tf32", out_ncdhw=True).name == \
         "wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"  # W = 18: TMA's 16-byte row strides rule out the NCDHW read
     head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
-    assert selector.select_config(head, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n16_wg2_s8"
-    assert selector.select_config(head, "dgrad", "tf32", out_ncdhw=True).name == "wgmma_rs_tf32_4x8x14_kx3_n16_wg2_s8"
+    assert selector.select_config(head, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n8_wg2_s8"
+    assert selector.select_config(head, "dgrad", "tf32", out_ncdhw=True).name == "wgmma_rs_tf32_4x8x14_kx3_n8_wg2_s8"
+    # 9-16 output channels keep the n16 rows (an n8 row would take two N tiles, each re-staging the halo)
+    wider = Problem(1, 32, 12, (128, 128, 128), 3, 1, 1)
+    assert selector.select_config(wider, "dgrad", "tf32").name == "wgmma_ws_tf32_4x8x14_kx3_n16_wg2_s8"
+    assert selector.select_config(wider, "dgrad", "fp32").name == "direct_fp32_8x8x16_n16_m8"
+    assert selector.select_config(head, "dgrad", "fp32").name == "direct_fp32_8x8x16_n8_m8"
     # k5 at unit stride: the RS twin of the k5 row (selector.WGMMA_RS_TWINS); strided k5 phases (1-3 taps
     # per axis) and k3 on the k5 row keep the ws row.
     refine = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)

@@ -305,6 +305,9 @@ DIRECT_SIMT_KERNELS = tuple(
         ((4, 8, 16), 16, 4, "exact fp32, output channels <= 16"),
         ((8, 8, 16), 32, 8, "exact fp32, output channels 32 and wider, large layers"),
         ((8, 8, 16), 16, 8, "exact fp32, output channels <= 16, large layers"),
+        # Each half-warp holds BN / 2 channels, so C_out <= 8 on the n16 rows spent half the FFMAs on padding:
+        # SR head's forward (32 -> 8) 1.008 ms against 1.623 on 8x8x16 n16 (H200, --configs, v0.77).
+        ((8, 8, 16), 8, 8, "exact fp32, output channels <= 8, large layers"),
     )) + tuple(
     # k = 5 at unit stride: 125 taps of 8 channels and the halo exceed two stages of shared memory on
     # every row above, so these stage 4 channels at a time (the stock SIMT kernel ran V-Net's k5 refine
@@ -361,6 +364,7 @@ def _wgmma(precision, depth, height, kx, bn, warpgroups, stages, why, ws=False, 
 WGMMA_WS_KERNELS = tuple(
     _wgmma(prec, depth, height, kx, bn, 2, 8, why, ws=True)
     for prec, depth, height, kx, bn, why in (
+        ("tf32", 4, 8, 3, 8, "C_out <= 8 (N = 24): sr-head forward 0.228 ms vs 0.272 on n16 (H200, v0.77)"),
         ("tf32", 4, 8, 3, 16, "C_out <= 16 (N = 48): sr-head forward 0.34 ms vs 0.58 on the first form"),
         ("tf32", 4, 8, 3, 24, "C_out 17-24 (N = 72): headline forward 2.03-2.14 ms vs 2.84 on the first form"),
         ("tf32", 4, 8, 3, 32, "C_out 25-32 (N = 96): video-gen forward 0.138 ms vs 0.218 on the first form"),
@@ -405,6 +409,8 @@ WGMMA_RS_KERNELS = (
     # On an NCDHW input the RS form has no transposing pass: its consumers load the A fragments straight
     # from the [channel][positions] boxes TMA lands (csrc/direct_sm90.cuh, IN with RS), where the ws form
     # lands them in a ring of their own and its rounders write K-major stages from it.
+    _wgmma("tf32", 4, 8, 3, 8, 2, 8, "RS twin of the k3 n8 ws row, NCDHW input only: sr-head forward 0.272 ms vs "
+                                     "0.295 on the n16 twin (H200, v0.77)", rs=True, rs_ncdhw=True),
     _wgmma("tf32", 4, 8, 3, 16, 2, 8, "RS twin of the k3 n16 ws row, NCDHW input only", rs=True, rs_ncdhw=True),
     _wgmma("tf32", 4, 8, 3, 24, 2, 8, "RS twin of the k3 n24 ws row, NCDHW input only", rs=True, rs_ncdhw=True),
 )
