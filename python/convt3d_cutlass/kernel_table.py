@@ -385,6 +385,7 @@ WGMMA_WS_KERNELS = tuple(
         # producer warpgroup, both rounded) and of the filter (split on the host), a_lo b_hi + a_hi b_lo
         # + a_hi b_hi per tap. Twice the stage bytes, so rows up to N = 96 only (a wider one would hold
         # one stage).
+        ("3xtf32", 4, 8, 3, 8, "3xtf32, C_out <= 8 (N = 24): sr-head forward 0.680 ms vs 0.840 on n16 (H200, v0.77)"),
         ("3xtf32", 4, 8, 3, 16, "3xtf32, C_out <= 16"),
         ("3xtf32", 4, 8, 3, 24, "3xtf32, C_out 17-24: headline forward 6.0 ms, grad_input (two blocks) 5.1, "
                                 "vs 23.2 / 13.1 stock"),
