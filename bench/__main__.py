@@ -4,6 +4,7 @@
   python -m bench --sweep         realistic shapes (training step unless --passes says otherwise)
   python -m bench --check 1.0     exit 1 if any fast-path row is slower than that ratio
   python -m bench --configs       time every compiled config of every pass (selector vs best)
+  python -m bench --shape 2,64,32,64,64,64,3,2,1   your own layer (N,C_in,C_out,D,H,W,k[,stride[,padding[,output_padding]]])
 """
 import argparse
 import sys
@@ -12,9 +13,16 @@ import warnings
 import torch
 
 from . import report
-from .runner import PASSES, run_case
-from .shapes import HEADLINE, SWEEP
+from .runner import PAIRINGS, PASSES, run_case
+from .shapes import SHAPE_FORMAT, select_cases
 from .timing import bench, ceilings
+
+
+def _check_values(flag, text, allowed):
+    """Raise ValueError unless ``text`` is a comma list of ``allowed`` values (naming the flag and them)."""
+    bad = [v for v in text.split(",") if v not in allowed]
+    if bad or not text:
+        raise ValueError(f"{flag}: {', '.join(bad) or 'nothing'} not among {', '.join(allowed)}")
 
 
 def _progress(i, n, label):
@@ -94,6 +102,8 @@ def main(argv=None):
     ap.add_argument("--precisions", default="tf32,fp32,3xtf32")
     ap.add_argument("--layouts", default="NCDHW,NDHWC")
     ap.add_argument("--cases", default=None, help="comma list of case names (sweep)")
+    ap.add_argument("--shape", action="append", default=[], metavar="SPEC",
+                    help=f"a layer of your own, {SHAPE_FORMAT}; repeat for several (with --cases too)")
     ap.add_argument("--reps", type=int, default=None, help="timed reps per series, at least (10; sweep 3); fast series run more "
                     "(bench.timing.MIN_SERIES_MS)")
     ap.add_argument("--no-errors", action="store_true", help="skip the float64 references")
@@ -104,6 +114,14 @@ def main(argv=None):
     ap.add_argument("--configs", action="store_true",
                     help="time every compiled tile config of every pass (headline, or --sweep / --cases)")
     args = ap.parse_args(argv)
+    try:  # bad arguments fail here, naming the allowed values, before any GPU work
+        cases = select_cases(args.sweep, args.cases, args.shape)
+        _check_values("--precisions", args.precisions, PAIRINGS)
+        _check_values("--layouts", args.layouts, ("NCDHW", "NDHWC"))
+        if args.passes:
+            _check_values("--passes", args.passes, PASSES)
+    except ValueError as e:
+        ap.error(str(e))
     if not torch.cuda.is_available():
         print("bench: needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -116,10 +134,6 @@ def main(argv=None):
     env = report.environment(ceil)
     print(f"{env['gpu']}: TF32 matmul {ceil['tf32_tflops']:.0f} TFLOP/s, FP32 matmul {ceil['fp32_tflops']:.1f} "
           f"TFLOP/s, copy {ceil['copy_tbs']:.2f} TB/s; torch {env['torch']}, cuDNN {env['cudnn']}", flush=True)
-    cases = SWEEP if args.sweep else (HEADLINE,)
-    if args.cases:
-        names = set(args.cases.split(","))
-        cases = [c for c in SWEEP if c.name in names]
     if args.configs:
         stem = args.out or "configs"
         rows = run_configs(cases, args.precisions.split(","), args.reps or 5,

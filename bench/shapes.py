@@ -49,3 +49,47 @@ SWEEP = (
     Case("medium", 2, 128, 64, (32, 32, 32), 3, 1, 1, source="128->64 decoder block"),
     Case("unet-outpad", 2, 64, 32, (32, 32, 32), 3, 2, 1, 1, source="U-Net exact x2 (output_padding=1)"),
 )
+
+SHAPE_FORMAT = "N,C_in,C_out,D,H,W,k[,stride[,padding[,output_padding]]]"
+
+
+def parse_shape(spec: str) -> Case:
+    """A layer of the user's own for ``--shape``: x [N, C_in, D, H, W] -> ConvTranspose3d(C_in, C_out, k, stride,
+    padding, output_padding), written as SHAPE_FORMAT (stride 1, padding 0, output_padding 0 when left out).
+    Raises ValueError naming the argument, the format and what is wrong."""
+    parts = [s.strip() for s in spec.split(",")]
+    if not 7 <= len(parts) <= 10:
+        raise ValueError(f"--shape {spec!r}: expected {SHAPE_FORMAT} (7 to 10 integers), got {len(parts)} fields")
+    try:
+        v = [int(s) for s in parts]
+    except ValueError:
+        raise ValueError(f"--shape {spec!r}: expected integers in {SHAPE_FORMAT}") from None
+    n, ci, co, d, h, w, k = v[:7]
+    s, p, op = (v[7:] + [1, 0, 0][len(v) - 7:])[:3]
+    if min(n, ci, co, d, h, w, k, s) < 1 or p < 0 or op < 0:
+        raise ValueError(f"--shape {spec!r}: N, channels, sizes, k and stride must be >= 1, padding and "
+                         f"output_padding >= 0")
+    if op >= s:
+        raise ValueError(f"--shape {spec!r}: output_padding must be smaller than stride (ConvTranspose3d's rule)")
+    if min((x - 1) * s - 2 * p + k + op for x in (d, h, w)) < 1:
+        raise ValueError(f"--shape {spec!r}: the output would be empty (padding too large for this input and k)")
+    name = f"N{n}-{ci}to{co}-{d}x{h}x{w}-k{k}s{s}p{p}" + (f"op{op}" if op else "")
+    return Case(name, n, ci, co, (d, h, w), k, s, p, op, source="--shape")
+
+
+def select_cases(sweep: bool = False, names: str = None, shapes=()) -> tuple:
+    """The cases a run measures: ``names`` (comma list of sweep case names, sweep order) and ``shapes``
+    (SHAPE_FORMAT strings) where given, else the sweep or the headline. Raises ValueError on an unknown name,
+    listing the known ones, or a malformed shape."""
+    chosen = []
+    if names:
+        wanted = [s.strip() for s in names.split(",") if s.strip()]
+        known = {c.name for c in SWEEP}
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            raise ValueError(f"--cases: unknown case(s) {', '.join(unknown)}; known: {', '.join(c.name for c in SWEEP)}")
+        chosen = [c for c in SWEEP if c.name in set(wanted)]
+    chosen += [parse_shape(s) for s in shapes]
+    if chosen:
+        return tuple(chosen)
+    return SWEEP if sweep else (HEADLINE,)
