@@ -1,5 +1,6 @@
 """The benchmark's case selection and argument checks (CPU): --shape, --cases, and the value lists."""
 import pytest
+import torch
 
 from bench.__main__ import main
 from bench.shapes import HEADLINE, SWEEP, parse_shape, select_cases
@@ -54,3 +55,12 @@ def test_bad_arguments_fail_before_any_gpu_work(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU these arguments would run the benchmark")
+def test_good_arguments_pass_the_checks(capsys):
+    # the defaults and a full set of valid values get as far as the GPU check (exit 2, its own message)
+    for argv in ([], ["--sweep", "--cases", "headline,sr-head", "--shape", "2,64,32,8,8,8,3,2,1,1",
+                      "--precisions", "3xtf32,fp32", "--layouts", "NDHWC", "--passes", "forward,step"]):
+        assert main(argv) == 2
+        assert "needs a CUDA GPU" in capsys.readouterr().err
