@@ -112,7 +112,7 @@ def main(argv=None):
                     help="file stem under bench/results/<gpu>/ (default: headline, sweep or configs); "
                          "runs split over several GPUs save under their own stems, then bench.merge joins them")
     ap.add_argument("--configs", action="store_true",
-                    help="time every compiled tile config of every pass (headline, or --sweep / --cases)")
+                    help="time every compiled tile config of every pass (headline, or --sweep / --cases / --shape)")
     args = ap.parse_args(argv)
     try:  # bad arguments fail here, naming the allowed values, before any GPU work
         cases = select_cases(args.sweep, args.cases, args.shape)
