@@ -20,8 +20,8 @@ from .timing import bench, ceilings
 
 def _check_values(flag, text, allowed):
     """Raise ValueError unless ``text`` is a comma list of ``allowed`` values (naming the flag and them)."""
-    bad = [v for v in text.split(",") if v not in allowed]
-    if bad or not text:
+    bad = [v for v in text.split(",") if v not in allowed]  # an empty text gives [""]
+    if bad:
         raise ValueError(f"{flag}: {', '.join(bad) or 'nothing'} not among {', '.join(allowed)}")
 
 

@@ -3,7 +3,7 @@ ConvTranspose3d layers from 3D networks, chosen from the architectures, not from
 from dataclasses import dataclass
 from typing import Tuple
 
-from convt3d_cutlass.problem import Problem
+from convt3d_cutlass.problem import Problem, out_size
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,13 @@ def parse_shape(spec: str) -> Case:
     except ValueError:
         raise ValueError(f"--shape {spec!r}: expected integers in {SHAPE_FORMAT}") from None
     n, ci, co, d, h, w, k = v[:7]
-    s, p, op = (v[7:] + [1, 0, 0][len(v) - 7:])[:3]
+    s, p, op = v[7:] + [1, 0, 0][len(v) - 7:]  # the defaults of the fields left out
     if min(n, ci, co, d, h, w, k, s) < 1 or p < 0 or op < 0:
         raise ValueError(f"--shape {spec!r}: N, channels, sizes, k and stride must be >= 1, padding and "
                          f"output_padding >= 0")
     if op >= s:
         raise ValueError(f"--shape {spec!r}: output_padding must be smaller than stride (ConvTranspose3d's rule)")
-    if min((x - 1) * s - 2 * p + k + op for x in (d, h, w)) < 1:
+    if min(out_size(x, k, s, p, op) for x in (d, h, w)) < 1:
         raise ValueError(f"--shape {spec!r}: the output would be empty (padding too large for this input and k)")
     name = f"N{n}-{ci}to{co}-{d}x{h}x{w}-k{k}s{s}p{p}" + (f"op{op}" if op else "")
     return Case(name, n, ci, co, (d, h, w), k, s, p, op, source="--shape")
