@@ -7,13 +7,13 @@ import sys
 import warnings
 
 from .runner import PAIRINGS, CaseTensors, _native_fns, _our_fns, cudnn_mode, interleaved, time_native
-from .shapes import SWEEP
+from .shapes import Case
 
 
 def main():
     warnings.simplefilter("ignore")
     a = json.loads(sys.argv[1])
-    case = next(c for c in SWEEP if c.name == a["case"])
+    case = Case.from_json(a["case"])
     res = time_native(case, a["layouts"], a["allow"], a["passes"], a["reps"], benchmark=False)
     ours = {}
     for cl in a["layouts"]:

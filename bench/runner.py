@@ -164,7 +164,7 @@ def native_defaults_subprocess(case, layouts, allow_list, passes, reps, precisio
     import json
     import subprocess
     import sys
-    arg = json.dumps(dict(case=case.name, layouts=layouts, allow=allow_list, passes=list(passes), reps=reps,
+    arg = json.dumps(dict(case=case.to_json(), layouts=layouts, allow=allow_list, passes=list(passes), reps=reps,
                           precisions=list(precisions), rounds=rounds))
     res = subprocess.run([sys.executable, "-m", "bench.cudnn_defaults", arg], capture_output=True, text=True)
     if res.returncode != 0:

@@ -23,6 +23,16 @@ class Case:
     def flops(self) -> float:
         return Problem(self.n, self.c_in, self.c_out, self.spatial, self.k, self.stride, self.padding).flops()
 
+    def to_json(self) -> dict:
+        """The fields as JSON values, for a worker process (bench.cudnn_defaults) to rebuild the case with
+        ``Case.from_json``: a ``--shape`` case is in no table the worker could look it up in."""
+        return dict(name=self.name, n=self.n, c_in=self.c_in, c_out=self.c_out, spatial=list(self.spatial), k=self.k,
+                    stride=self.stride, padding=self.padding, output_padding=self.output_padding, source=self.source)
+
+    @staticmethod
+    def from_json(d: dict) -> "Case":
+        return Case(**dict(d, spatial=tuple(d["spatial"])))
+
     def label(self) -> str:
         s = "x".join(map(str, self.spatial))
         op = f" op{self.output_padding}" if self.output_padding else ""
