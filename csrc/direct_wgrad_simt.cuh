@@ -72,8 +72,8 @@ __device__ __forceinline__ void load_row(float (&v)[N], const float* src) {
   }
 }
 
-template <int TH, int TW, int A, int B, int SP>
-__global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32, 1)
+template <int TH, int TW, int A, int B, int SP, int MB>
+__global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32, MB)
     direct_wgrad_simt_kernel(const __grid_constant__ DirectWgradLaunch p, int tiles_h, int tiles_w, long long tiles,
                              int ci_blocks) {
   using S = SimtWgradShape<TH, TW, A, B, SP>;
@@ -246,7 +246,9 @@ __global__ void __launch_bounds__(SimtWgradShape<TH, TW, A, B, SP>::kWarps * 32,
     }
 }
 
-template <int TH, int TW, int A, int B, int SP = 1>
+// MB: CTAs per SM that __launch_bounds__ caps the registers for. A narrow block (A x B = 4 x 2: 24 sums per lane)
+// otherwise gets 138 registers and one CTA of nine warps per SM, too few to hide its shared loads' latency.
+template <int TH, int TW, int A, int B, int SP = 1, int MB = 1>
 struct DirectWgradSimtKernel {
   using S = SimtWgradShape<TH, TW, A, B, SP>;
 
@@ -263,7 +265,7 @@ struct DirectWgradSimtKernel {
     const long long tiles = (long long)p.N * p.Di * tiles_h * tiles_w;
     const int ci_blocks = (p.Ci + S::BM - 1) / S::BM, co_blocks = (p.Co + S::BN - 1) / S::BN;
     const dim3 grid((unsigned)p.slices, (unsigned)(ci_blocks * co_blocks), 1u);
-    return launch_with_smem(direct_wgrad_simt_kernel<TH, TW, A, B, SP>, grid, S::kWarps * 32, S::smem_bytes(p.stride),
+    return launch_with_smem(direct_wgrad_simt_kernel<TH, TW, A, B, SP, MB>, grid, S::kWarps * 32, S::smem_bytes(p.stride),
                             p.stream, p, tiles_h, tiles_w, tiles, ci_blocks);
   }
 

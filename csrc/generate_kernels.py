@@ -82,7 +82,7 @@ def _tap_reuse(k):
                 f"{', false, true' if k.rs else ''}{f', false, false, {k.wf}' if k.wf else ''}>")
     if k.op == "wgrad" and k.simt:
         return ("direct_wgrad_simt.cuh", f"convt3d::direct::DirectWgradSimtKernel<{k.block[1]}, {k.block[2]}, "
-                f"{k.warp[0]}, {k.warp[1]}, {k.warp[2]}>")
+                f"{k.warp[0]}, {k.warp[1]}, {k.warp[2]}{f', {k.ctas_per_sm}' if k.ctas_per_sm > 1 else ''}>")
     if k.op == "wgrad":
         return ("direct_wgrad.cuh", f"convt3d::direct::DirectWgradKernel<{k.block[1]}, {k.block[2]}, {k.tile[0]}, "
                 f"{k.tile[1]}>")

@@ -93,6 +93,7 @@ class KernelConfig:
     streamk: bool = False  # ffma grad_weight: stream-K (one CTA per slot of the SMs, tiles' pieces added in order)
     wf: int = 0          # ws rows: the w fold, forward at this stride only (phases along d and h, every kw tap in N)
     rs_ncdhw: bool = False  # RS rows: the twin only where its input is read in NCDHW storage (selector._rs_twin)
+    ctas_per_sm: int = 1  # exact-fp32 tap-reuse grad_weight: CTAs per SM its registers are capped for
 
     def serves(self, op: str) -> bool:
         """Whether this kernel can run pass ``op`` ("dgrad", "fprop" or "wgrad")."""
@@ -189,6 +190,7 @@ class KernelConfig:
                     f"_wg{self.warpgroups}_s{self.stages}")
         if self.family == "direct" and self.op == "wgrad":
             split = f"_w{9 * self.warp[2]}" if self.simt and self.warp[2] > 1 else ""
+            split += f"_o{self.ctas_per_sm}" if self.ctas_per_sm > 1 else ""
             return (f"direct_wgrad_{self.precision}_{self.block[1]}x{self.block[2]}"
                     f"_m{self.tile[0]}n{self.tile[1]}{split}")
         if self.family == "direct":
@@ -550,9 +552,9 @@ IGEMM_WGRAD_KERNELS = tuple(
 
 
 
-def _direct_wgrad_simt(block, bm, bn, split, why):
+def _direct_wgrad_simt(block, bm, bn, split, why, ctas=1):
     return KernelConfig("wgrad", "fp32", (bm, bn, 8), (bm // (8 * split), bn // 4, split), 2, why, "direct",
-                        (1,) + tuple(block))
+                        (1,) + tuple(block), ctas_per_sm=ctas)
 
 
 # Exact-fp32 weight gradient on tap reuse (csrc/direct_wgrad_simt.cuh, FFMA, k = 3): ``warp`` = (A, B, S):
@@ -560,14 +562,18 @@ def _direct_wgrad_simt(block, bm, bn, split, why):
 # channels, each lane holding all three kw taps; a CTA walks 1 x TH x TW tiles of x with the grad_y halo of
 # all three kd planes. S = 2 (18 warps: five or four per scheduler instead of three or two) won 2-10% for
 # the 32 x 32 and 32 x 16 blocks on every k3 sweep layer and lost 5-14% for 48 x 24 on the strided ones
-# (docs/performance.md v0.17).
+# (docs/performance.md v0.17). The 32 x 8 block holds 24 sums per lane: ptxas gave it 138 registers, one CTA of
+# nine warps per SM (two or three per scheduler, its shared loads' latency exposed). Capped for three CTAs per SM
+# (``ctas_per_sm``, 72 registers) SR head's grad_weight ran 1.24 -> 0.99 ms channels_last_3d and 1.41 -> 1.06
+# NCDHW (H200, v0.78; two CTAs: 1.01 / 1.09-1.16). Two CTAs of the 32 x 16 block (A = 4, 48 sums) lost to the
+# 18-warp rows on video-gen (0.99 against 0.96 ms).
 DIRECT_WGRAD_SIMT_KERNELS = tuple(
-    _direct_wgrad_simt(block, bm, bn, split, why)
-    for block, bm, bn, split, why in (
+    _direct_wgrad_simt(block, bm, bn, split, why, *ctas)
+    for block, bm, bn, split, why, *ctas in (
         ((4, 16), 48, 24, 1, "exact fp32, k3, C_in 48 / C_out 24 and multiples (18 warps lost when strided)"),
         ((4, 16), 32, 32, 2, "exact fp32, k3, wide channels in 32 x 32 blocks, 18 warps"),
         ((4, 16), 32, 16, 2, "exact fp32, k3, narrow channels, 18 warps"),
-        ((4, 16), 32, 8, 1, "exact fp32, k3, C_out <= 8"),
+        ((4, 16), 32, 8, 1, "exact fp32, k3, C_out <= 8, three CTAs per SM (at most 72 registers)", 3),
     ))
 
 

@@ -84,7 +84,8 @@ def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -
             slices = direct.wgmma_wgrad_slices(p, k.block, k.bn, k.warpgroups, k.stages, sms, split=k.split,
                                                ranges=os.environ.get("CONVT3D_WGRAD_RANGES", "1") != "0")
         else:
-            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt)
+            slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt,
+                                         ctas_per_sm=k.ctas_per_sm)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
     else:
         split = selector.split_k_slices if op == "wgrad" else selector.fprop_slices if op == "fprop" else None
