@@ -236,6 +236,7 @@ def _fake_fast_path(monkeypatch):
         return torch.zeros(1)
 
     monkeypatch.setattr(functional, "_fast_calls", {})
+    monkeypatch.setenv("CONVT3D_PAD_CHANNELS", "0")  # the layers below have 2 output channels, run as given
     monkeypatch.setattr(functional, "_validate", counted_validate)
     monkeypatch.setattr(functional.fast_path, "check", passing_check)
     monkeypatch.setattr(ops, "apply", fake_apply)
@@ -288,3 +289,29 @@ def test_call_cache_still_rejects_bad_tensors(monkeypatch):
         ct.conv_transpose3d(x, w, _x(3))
     with pytest.raises(RuntimeError, match="channels"):
         ct.conv_transpose3d(_x(1, 5, 3, 3, 3), w)
+
+
+def test_unaligned_channels_reach_the_kernels_padded(monkeypatch):
+    # C_in 3 and C_out 2 run as 4 and 4 (channel_pad): the op gets the padded tensors and Problem, the caller
+    # the first 2 channels of its output, in the input's format
+    calls = _fake_fast_path(monkeypatch)
+    monkeypatch.setenv("CONVT3D_PAD_CHANNELS", "1")
+    from convt3d_cutlass import ops
+    from convt3d_cutlass.layouts import CL
+
+    def fake_apply(x, w, b, s, p, op, prec, cfg, problem=None):
+        calls["apply"].append((x, w, b, problem))
+        return torch.arange(2 * 4 * 5 * 7 * 9, dtype=x.dtype).view(2, 4, 5, 7, 9).contiguous(memory_format=CL)
+
+    monkeypatch.setattr(ops, "apply", fake_apply)
+    x = _x(2, 3, 3, 4, 5).contiguous(memory_format=CL)
+    w, b = _x(3, 2, 3, 3, 3), _x(2)
+    y = ct.conv_transpose3d(x, w, b, stride=2, padding=1)
+    (xp, wp, bp, problem), = calls["apply"]
+    assert problem == ct.problem.Problem(2, 4, 4, (3, 4, 5), 3, 2, 1, 0)
+    assert xp.shape == (2, 4, 3, 4, 5) and xp.is_contiguous(memory_format=CL) and torch.equal(xp[:, :3], x)
+    assert torch.count_nonzero(xp[:, 3:]) == 0
+    assert wp.shape == (4, 4, 3, 3, 3) and torch.equal(wp[:3, :2], w) and torch.count_nonzero(wp[3:]) == 0
+    assert torch.count_nonzero(wp[:, 2:]) == 0 and torch.equal(bp, torch.cat([b, b.new_zeros(2)]))
+    full = fake_apply(xp, wp, bp, 2, 1, 0, None, None)
+    assert y.shape == (2, 2, 5, 7, 9) and torch.equal(y, full[:, :2]) and y.is_contiguous(memory_format=CL)

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import _extension, fast_path, ops
+from . import _extension, channel_pad, fast_path, ops
 from . import precision as _precision
 from .fast_path import _triple
 from .problem import Problem
@@ -87,12 +87,27 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
             return F.conv_transpose3d(input, weight, bias, stride, padding, output_padding, groups, dilation)
         s, p, op = (_triple(stride, "stride")[0], _triple(padding, "padding")[0],
                     _triple(output_padding, "output_padding")[0])
-        hit = (s, p, op, Problem.of(x, weight, s, p, op))
+        problem = Problem.of(x, weight, s, p, op)
+        hit = (s, p, op, problem, channel_pad.padded_problem(problem))
         if key is not None and len(_fast_calls) < _FAST_CALLS_MAX:
             _fast_calls[key] = hit
-    s, p, op, problem = hit
-    y = ops.apply(x, weight, bias, s, p, op, _resolve_precision(precision), config, problem)
+    s, p, op, problem, padded = hit
+    if padded is None or not channel_pad.enabled():
+        y = ops.apply(x, weight, bias, s, p, op, _resolve_precision(precision), config, problem)
+    else:
+        y = _apply_padded(x, weight, bias, s, p, op, _resolve_precision(precision), config, padded)
     return y.squeeze(0) if unbatched else y
+
+
+def _apply_padded(x, weight, bias, s, p, op, precision, config, padded: Problem) -> torch.Tensor:
+    """The layer with its channels padded with zeros to multiples of 4 (``channel_pad``): x [N, C_in, ...] and
+    weight [C_in, C_out, k, k, k] run as [N, padded.c_in, ...] and [padded.c_in, padded.c_out, k, k, k], and
+    the output [N, padded.c_out, ...] is cropped back to [N, C_out, ...]."""
+    xp = channel_pad.pad_channels(x, padded.c_in)
+    wp = channel_pad.pad_weight(weight, padded.c_in, padded.c_out)
+    bp = None if bias is None else F.pad(bias, (0, padded.c_out - bias.shape[0]))
+    yp = ops.apply(xp, wp, bp, s, p, op, precision, config, padded)
+    return channel_pad.crop_channels(yp, weight.shape[1])
 
 
 # Eager calls already validated and found on the fast path, keyed by everything _validate and
