@@ -203,7 +203,8 @@ def test_narrow_strided_grad_input_leaves_the_ffma_rows_past_one_wave(monkeypatc
 
 def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
     """k = 5 at unit stride: no 8-channel FFMA tap-reuse row fits two stages, so the forward and grad_input
-    take the 4-channel (_c4) rows; wherever an 8-channel row fits, the _c4 rows are never chosen."""
+    take the 4-channel (_c4) rows; wherever an 8-channel row fits, the _c4 rows are never chosen (but where the
+    pass reduces over at most 4 channels: test_output_heads_padded_to_4_channels)."""
     narrow = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net k5 refinement
     assert [selector.select_config(narrow, op, "fp32").name for op in ("dgrad", "fprop", "wgrad")] == \
         ["direct_fp32_8x8x16_n16_m8_c4", "direct_fp32_8x8x16_n32_m8_c4", "ffma_wgrad_fp32_32x256x16_s4"]
@@ -217,6 +218,22 @@ def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
             assert k == 5 and s == 1, (prob, op, cfg.name)
             others = [o for o in selector.kernels_for(op, "fp32", "direct") if o.kc == 8]
             assert not any(selector.direct_fits(prob, op, o) for o in others), (prob, op, cfg.name)
+
+
+def test_output_heads_padded_to_4_channels():
+    """Layers padded to 4 channels (channel_pad): the exact-fp32 rows stage 4 reduction channels (_c4), the tf32
+    grad_input leaves the implicit GEMM's k8 chunks, the exact-fp32 grad_weight takes the FFMA GEMM's 64 x 128 tile
+    (v0.78 `--configs`); SR head's 8 output channels keep their rows."""
+    strided, unit = Problem(2, 32, 4, (64, 64, 64), 3, 2, 1, 1), Problem(4, 64, 4, (16, 64, 64), 3, 1, 1)
+    for prob in (strided, unit):
+        assert selector.select_config(prob, "fprop", "fp32").name == "direct_fp32_8x8x16_n32_m8_c4"
+        assert selector.select_config(prob, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"
+    assert selector.select_config(strided, "fprop", "tf32").name == "fprop_tf32_256x32x32_64x32x32_s3"
+    assert selector.select_config(Problem(2, 4, 32, (32, 32, 32), 3, 2, 1, 1), "dgrad", "fp32").kc == 4
+    sr_head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
+    assert [selector.select_config(sr_head, op, "fp32").name for op in ("dgrad", "fprop", "wgrad")] == \
+        ["direct_fp32_8x8x16_n8_m8", "direct_fp32_8x8x16_n32_m8", "direct_wgrad_fp32_4x16_m32n8_o3"]
+    assert selector.select_config(sr_head, "fprop", "tf32").family != "cutlass2x"
 
 
 @pytest.mark.parametrize("op", ["dgrad", "fprop", "wgrad"])

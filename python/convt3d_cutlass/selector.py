@@ -292,6 +292,7 @@ def _wgmma_strided_forward(problem: Problem, table) -> bool:
 # promoted per tap: 2.6e-7 to 1.8e-6 error where the split wgmma rows reach 1.5e-5 over a 6912-long
 # reduction.
 IGEMM_MIN_CHANNELS = 32
+IGEMM_MAX_THIN_REDUCTION = 4
 IGEMM_MIN_S1_GI_CIN = 128
 # The split (3xtf32) tap-reuse rows accumulate a whole reduction inside the tensor cores: 1.5-2.0e-6 error
 # at 648-1296 products per output (the headline), 1.5e-5 at 6912 (256->128 s1 forward, H100, v0.9),
@@ -322,7 +323,11 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
             return problem.c_out > WGMMA_MAX_FWD_COUT
         return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
-        return problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
+        # Not on a reduction of at most IGEMM_MAX_THIN_REDUCTION channels (an output head's grad_y, padded to
+        # 4 by channel_pad): its k8 chunks run half zeros, once per tap (32->4 s2 at 64^3: 0.576 ms against
+        # 0.293 on the tap-reuse direct_tf32_2x8x16_n16, v0.78).
+        return (problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
+                and problem.c_out > IGEMM_MAX_THIN_REDUCTION)
     # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice): their swapped form first (select_config),
     # then the warp-specialized tap-reuse rows, then the plain kw fold where those do not fit. The swapped
     # rows beat the tap-reuse ones on medium (128->64 at 32^3: 0.160 against 0.175 ms on the n48 row) and
@@ -658,6 +663,17 @@ SIMT_NARROW_FFMA_NCDHW = True
 SIMT_FEW_TAP_FORWARD_BY_WAVES = True
 
 
+# The exact-fp32 rows' reduction channels per stage: 4 (the `_c4` rows) where the pass reduces over at most 4
+# channels (an output head padded to 4 by channel_pad, or an input of 1-4 channels), else 8 (direct.KC), whose
+# chunks would be half zeros. grad_input of 32->4 s2 at 64^3 0.281 -> 0.191 ms, 64->4 s1 at 16x64x64 0.220 ->
+# 0.137 (`_c4` twins of the 8x8x16 n32 row, H200, v0.78); the forward by the same count.
+SIMT_THIN_REDUCTION = 4
+
+
+def _simt_kc(problem: Problem, op: str) -> int:
+    return 4 if (problem.c_in if op == "dgrad" else problem.c_out) <= SIMT_THIN_REDUCTION else direct.KC
+
+
 def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
                  capability: Tuple[int, int] = DEFAULT_CAPABILITY, num_sms: int = DEFAULT_SMS,
                  out_ncdhw: bool = False):
@@ -696,7 +712,7 @@ def _simt_choice(problem: Problem, op: str, plan, compiled, smem_limit: int,
             rank = -(-ctas // num_sms) * k.block[0] * k.block[1] * k.block[2] * k.bn / gain
         else:
             rank = -k.rows_per_thread
-        cands.append((k.kc != direct.KC, _padded(co, k.bn), rank, i, ctas, k))
+        cands.append((k.kc != _simt_kc(problem, op), _padded(co, k.bn), rank, i, ctas, k))
     if not cands:
         return None
     best = min(cands, key=lambda c: c[:4])
@@ -823,6 +839,11 @@ def _direct_wgrad_choice(problem: Problem, precision: str, compiled, smem_limit:
 # 32->8 1.27 vs 1.95).
 FFMA_WGRAD_WIDE_CIN = 128
 FFMA_WGRAD_NARROW_CIN = 32
+# Output heads (C_out <= 4 after channel_pad): the FFMA GEMM at unit stride k3 too, and its 64 x 128 tile
+# wherever N = k^3 C_out fits in 128 columns (the 32 x 256 tile's would be more than half padding). H200 (v0.78):
+# 64->4 s1 at 16x64x64 0.135 ms against 0.260 on direct_wgrad_fp32_4x16_m32n8_o3; 32->4 s2 at 64^3 0.248 against
+# 0.313 on the 32 x 256 tile.
+FFMA_WGRAD_THIN_COUT = 4
 
 
 # The stream-K twins (`_sk`, csrc/ffma_wgrad.cuh SK): one grid of CTAs per slot of the SMs (FFMA_STREAMK_PER_SM,
@@ -851,19 +872,21 @@ def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
 
 def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
-    C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built, else the
-    64-row one; none for unit-stride k = 3 below the wide tile; channel counts multiples of 4 (16-byte
+    C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out
+    exceeds 128, else the 64-row one; none for unit-stride k = 3 below the wide tile unless C_out <=
+    FFMA_WGRAD_THIN_COUT; channel counts multiples of 4 (16-byte
     copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
     at most FFMA_STREAMK_MAX_PIECES (or where it alone is built), else split-K."""
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
-    if not wide and problem.stride == 1 and problem.k == 3:
+    if not wide and problem.stride == 1 and problem.k == 3 and problem.c_out > FFMA_WGRAD_THIN_COUT:
         return None
     if problem.n * math.prod(problem.spatial) > 2 ** 31 - 1:  # 32-bit positions of x (its can_implement)
         return None
     # The 32-row tile's position table: 32-bit grad_y indices with room for the padding's negative
     # corners, and one byte of tap bits per axis.
     table_ok = problem.n * math.prod(problem.out_spatial) < 2 ** 30 and problem.k <= 8
-    rows = [128] if wide else [32, 64] if problem.c_in <= FFMA_WGRAD_NARROW_CIN and table_ok else [64]
+    narrow = problem.c_in <= FFMA_WGRAD_NARROW_CIN and problem.k ** 3 * problem.c_out > 128
+    rows = [128] if wide else [32, 64] if narrow and table_ok else [64]
     built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
     for bm in rows:
         twins = [k for k in built if k.tile[0] == bm]
