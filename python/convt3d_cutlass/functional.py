@@ -71,6 +71,9 @@ def conv_transpose3d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     Returns:
         [N, C_out, Do, Ho, Wo] with Do = (D - 1) * stride - 2 * padding + kD + output_padding, in
         channels_last_3d when the input is, else contiguous NCDHW.
+
+    C_in or C_out not a multiple of 4 runs as the layer padded with zero channels (``channel_pad``; the same
+    values, in the same precision), unless ``CONVT3D_PAD_CHANNELS=0``.
     """
     _precision.check(precision)
     key = None if _compiling() else _call_key(input, weight, bias, stride, padding, output_padding, groups,

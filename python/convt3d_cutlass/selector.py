@@ -324,8 +324,9 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
         return problem.k < 2 * problem.stride and problem.c_out >= IGEMM_MIN_CHANNELS
     if op == "fprop":
         # Not on a reduction of at most IGEMM_MAX_THIN_REDUCTION channels (an output head's grad_y, padded to
-        # 4 by channel_pad): its k8 chunks run half zeros, once per tap (32->4 s2 at 64^3: 0.576 ms against
-        # 0.293 on the tap-reuse direct_tf32_2x8x16_n16, v0.78).
+        # 4 by channel_pad): its k8 chunks run half zeros, once per tap. 32->4 s2 at 64^3 (v0.78): 0.576 ms here,
+        # 0.322 on the stock 256x32 tile this leaves it to, 0.293 on direct_tf32_2x8x16_n16 (direct_wins does
+        # not take strided grad_input).
         return (problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
                 and problem.c_out > IGEMM_MAX_THIN_REDUCTION)
     # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice): their swapped form first (select_config),
@@ -885,7 +886,7 @@ def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
     # The 32-row tile's position table: 32-bit grad_y indices with room for the padding's negative
     # corners, and one byte of tap bits per axis.
     table_ok = problem.n * math.prod(problem.out_spatial) < 2 ** 30 and problem.k <= 8
-    narrow = problem.c_in <= FFMA_WGRAD_NARROW_CIN and problem.k ** 3 * problem.c_out > 128
+    narrow = problem.c_in <= FFMA_WGRAD_NARROW_CIN and problem.k ** 3 * problem.c_out > 128  # the 64-row tile's N
     rows = [128] if wide else [32, 64] if narrow and table_ok else [64]
     built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
     for bm in rows:
