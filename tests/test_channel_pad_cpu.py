@@ -110,3 +110,28 @@ def test_padded_inputs_gradient_is_packed_in_the_inputs_format(cl):
     g = seen["g"]
     assert torch.equal(g, gp[:, :3])
     assert (g.is_contiguous(memory_format=CL) and not g.is_contiguous()) if cl else g.is_contiguous()
+
+
+def test_padding_traces_under_torch_compile():
+    # Under torch.compile the padding is plain F.pad and slicing (no autograd.Function, no filter cache): the
+    # traced layer has the eager one's outputs and gradients.
+    compile_ = getattr(torch, "compile", None)
+    if compile_ is None:
+        pytest.skip("torch.compile needs torch >= 2.0")
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 3, 4, 5, dtype=torch.float64).to(memory_format=CL)
+    w = torch.randn(3, 5, 3, 3, 3, dtype=torch.float64)
+
+    def layer(x, w):
+        return _padded_layer(x, w, None, 2, 1, 1)[0]
+
+    got_x, got_w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    ref_x, ref_w = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y = compile_(layer, backend="eager", fullgraph=True)(got_x, got_w)
+    ref = F.conv_transpose3d(ref_x, ref_w, None, 2, 1, 1)
+    assert y.shape == ref.shape and torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+    gy = torch.randn_like(ref)
+    y.backward(gy)
+    ref.backward(gy)
+    assert torch.allclose(got_x.grad, ref_x.grad, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(got_w.grad, ref_w.grad, rtol=1e-12, atol=1e-12)
