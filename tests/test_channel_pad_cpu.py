@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convt3d_cutlass import channel_pad
+from convt3d_cutlass import channel_pad, functional, ops
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -26,21 +26,25 @@ def test_enabled_follows_the_environment(monkeypatch):
     assert not channel_pad.enabled()
 
 
-def _padded_layer(x, w, b, s, p, op):
-    """What functional._apply_padded does, with PyTorch's op inside instead of ours."""
+def _padded_layer(monkeypatch, x, w, b, s, p, op):
+    """(functional._apply_padded's output, the padded layer's output) with PyTorch's op in place of ours (its
+    output in x's format, as ours)."""
+    seen = {}
+
+    def torch_op(xp, wp, bp, s, p, op, precision, config, problem):
+        assert problem == Problem.of(xp, wp, s, p, op)
+        seen["yp"] = F.conv_transpose3d(xp, wp, bp, s, p, op).contiguous(memory_format=channel_pad._format(xp))
+        return seen["yp"]
+
+    monkeypatch.setattr(ops, "apply", torch_op)
     prob = channel_pad.padded_problem(Problem.of(x, w, s, p, op))
-    xp = channel_pad.pad_channels(x, prob.c_in)
-    wp = channel_pad.pad_weight(w, prob.c_in, prob.c_out)
-    bp = None if b is None else F.pad(b, (0, prob.c_out - b.shape[0]))
-    yp = F.conv_transpose3d(xp, wp, bp, s, p, op)
-    return channel_pad.crop_channels(yp.contiguous(memory_format=CL) if x.is_contiguous(memory_format=CL) and
-                                     not x.is_contiguous() else yp, w.shape[1]), yp
+    return functional._apply_padded(x, w, b, s, p, op, "fp32", None, prob), seen["yp"]
 
 
 @pytest.mark.parametrize("c_in, c_out", [(32, 1), (8, 3), (3, 16), (6, 5)])
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("s, p, op", [(1, 1, 0), (2, 1, 1)])
-def test_padded_layer_has_the_layers_outputs_and_gradients(c_in, c_out, cl, s, p, op):
+def test_padded_layer_has_the_layers_outputs_and_gradients(c_in, c_out, cl, s, p, op, monkeypatch):
     torch.manual_seed(c_in * 100 + c_out)
     x = torch.randn(2, c_in, 3, 4, 5, dtype=torch.float64)
     if cl:
@@ -48,7 +52,7 @@ def test_padded_layer_has_the_layers_outputs_and_gradients(c_in, c_out, cl, s, p
     x.requires_grad_()
     w = torch.randn(c_in, c_out, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(c_out, dtype=torch.float64, requires_grad=True)
-    y, yp = _padded_layer(x, w, b, s, p, op)
+    y, yp = _padded_layer(monkeypatch, x, w, b, s, p, op)
     ref_x, ref_w, ref_b = (t.detach().clone().requires_grad_() for t in (x, w, b))
     ref = F.conv_transpose3d(ref_x, ref_w, ref_b, s, p, op)
     assert y.shape == ref.shape and torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
@@ -112,7 +116,7 @@ def test_padded_inputs_gradient_is_packed_in_the_inputs_format(cl):
     assert (g.is_contiguous(memory_format=CL) and not g.is_contiguous()) if cl else g.is_contiguous()
 
 
-def test_padding_traces_under_torch_compile():
+def test_padding_traces_under_torch_compile(monkeypatch):
     # Under torch.compile the padding is plain F.pad and slicing (no autograd.Function, no filter cache): the
     # traced layer has the eager one's outputs and gradients.
     compile_ = getattr(torch, "compile", None)
@@ -123,7 +127,7 @@ def test_padding_traces_under_torch_compile():
     w = torch.randn(3, 5, 3, 3, 3, dtype=torch.float64)
 
     def layer(x, w):
-        return _padded_layer(x, w, None, 2, 1, 1)[0]
+        return _padded_layer(monkeypatch, x, w, None, 2, 1, 1)[0]
 
     got_x, got_w = x.clone().requires_grad_(), w.clone().requires_grad_()
     ref_x, ref_w = x.clone().requires_grad_(), w.clone().requires_grad_()
