@@ -222,13 +222,27 @@ def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
 
 def test_output_heads_padded_to_4_channels():
     """Layers padded to 4 channels (channel_pad): the exact-fp32 rows stage 4 reduction channels (_c4), the tf32
-    grad_input leaves the implicit GEMM's k8 chunks, the exact-fp32 grad_weight takes the FFMA GEMM's 64 x 128 tile
+    grad_input takes the thin rows (v0.79), the exact-fp32 grad_weight takes the FFMA GEMM's 64 x 128 tile
     (v0.78 `--configs`); SR head's 8 output channels keep their rows."""
     strided, unit = Problem(2, 32, 4, (64, 64, 64), 3, 2, 1, 1), Problem(4, 64, 4, (16, 64, 64), 3, 1, 1)
     for prob in (strided, unit):
         assert selector.select_config(prob, "fprop", "fp32").name == "direct_fp32_8x8x16_n32_m8_c4"
         assert selector.select_config(prob, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"
-    assert selector.select_config(strided, "fprop", "tf32").name == "fprop_tf32_256x32x32_64x32x32_s3"
+    # tf32 grad_input: the thin rows, BN by C_in; not where the filter is not compiled, nor past 4 channels, nor in
+    # the other precisions; a filtered build without them falls back as before (the stock 256x32 tile).
+    assert selector.select_config(strided, "fprop", "tf32").name == "thin_fprop_tf32_k3_n32"
+    assert selector.select_config(unit, "fprop", "tf32").name == "thin_fprop_tf32_k3_n64"
+    assert selector.select_config(Problem(2, 128, 4, (8, 8, 8), 3, 1, 1), "fprop", "tf32").name == \
+        "thin_fprop_tf32_k3_n64"
+    for other in (Problem(2, 32, 4, (16, 16, 16), 5, 2, 2), Problem(2, 32, 8, (16, 16, 16), 3, 2, 1)):
+        assert selector.select_config(other, "fprop", "tf32").family != "thin", other
+    for prec in ("fp32", "3xtf32"):
+        assert selector.select_config(strided, "fprop", prec).family != "thin"
+    assert selector.select_config(strided, "fprop", "tf32", compiled=["fprop_tf32_256x32x32_64x32x32_s3"]).name == \
+        "fprop_tf32_256x32x32_64x32x32_s3"
+    assert selector.select_config(strided, "fprop", "tf32", family="thin").name == "thin_fprop_tf32_k3_n32"
+    with pytest.raises(LookupError):
+        selector.select_config(Problem(2, 32, 8, (16, 16, 16), 3, 2, 1), "fprop", "tf32", family="thin")
     assert selector.select_config(Problem(2, 4, 32, (32, 32, 32), 3, 2, 1, 1), "dgrad", "fp32").kc == 4
     sr_head = Problem(1, 32, 8, (128, 128, 128), 3, 1, 1)
     assert [selector.select_config(sr_head, op, "fp32").name for op in ("dgrad", "fprop", "wgrad")] == \

@@ -43,6 +43,10 @@ Three families, all NDHWC fp32:
 * ``ffma``: exact-fp32 implicit GEMMs of our own on the stock kernels' ConvLaunch contract (16-byte cp.async of
   whole channel rows, 8 x 8 outputs per thread): grad_weight per tap (``csrc/ffma_wgrad.cuh``; ``_sk`` rows
   stream-K) and grad_input (``csrc/ffma_fprop.cuh``, op ``fprop``), run through the stock ops.
+* ``thin``: tf32 grad_input of a layer with 4 output channels (``csrc/thin_fprop.cuh``, op ``fprop``, the stock
+  ops' ConvLaunch contract): an implicit GEMM whose k8 step is two taps x 4 channels, A loaded straight from
+  global memory, the filter resident in shared memory; ``tile`` = (128 positions, BN = C_in block, 8), ``ksize``
+  the filter size it is compiled for.
 * ``patch``: exact fp32 at k == stride, padding 0 (``csrc/patch_simt.cuh``): with one tap per output position
   each pass is one FFMA GEMM over positions whose activation operand is pixel-shuffled, read and written in
   either layout in place; ``tile`` = (positions, columns, 8). Forward and grad_input on the tap-reuse contract
@@ -86,7 +90,7 @@ class KernelConfig:
     block: Tuple[int, int, int] = (0, 0, 0)
     kx: int = 0          # wgmma family: kw taps folded into GEMM N (N = kx * bn)
     warpgroups: int = 0  # wgmma family: consumer warpgroups per CTA
-    ksize: int = 0       # wgmma grad_weight: the filter size k it is compiled for
+    ksize: int = 0       # wgmma grad_weight and thin rows: the filter size k it is compiled for
     ws: bool = False     # wgmma forward/grad_input: warp-specialized, persistent form
     rs: bool = False     # ws rows: A from registers, each fragment shared by the kd taps (needs k = kx taps)
     swap: bool = False   # igemm kw-fold grad_weight: GEMM M = (kw, C_out), N = C_in (x transposed, not grad_y)
@@ -173,6 +177,8 @@ class KernelConfig:
         if self.family == "patch":
             form = "patch_wgrad" if self.op == "wgrad" else "patch"
             return f"{form}_{self.precision}_{self.tile[0]}x{self.tile[1]}"
+        if self.family == "thin":
+            return f"thin_{self.op}_{self.precision}_k{self.ksize}_n{self.tile[1]}"
         if self.family == "ffma":
             return (f"ffma_{self.op}_{self.precision}_{'x'.join(map(str, self.tile))}_s{self.stages}"
                     f"{'_sk' if self.streamk else ''}")
@@ -650,9 +656,21 @@ PATCH_KERNELS = tuple(
 )
 
 
+# tf32 grad_input of a layer whose reduction is 4 channels (output heads padded to 4 by channel_pad.py): memory-bound,
+# so its kernel loads A (two taps x 4 channels per k8 step) straight from global memory and keeps the filter resident
+# (csrc/thin_fprop.cuh). Before it (H200, v0.78) such grad_inputs ran 0.29-0.32 ms on the best compiled row against
+# cuDNN's 0.08-0.11 (32 -> 1 s2 at 64^3, 64 -> 3 s1 at 16 x 64^2). BN 32 for C_in <= 32, 64 past it.
+THIN_KERNELS = tuple(
+    KernelConfig("fprop", "tf32", (128, bn, 8), (16, bn, 8), 1, why, "thin", ksize=3)
+    for bn, why in (
+        (32, "tf32 grad_input reducing over 4 channels (padded heads), k3, C_in <= 32"),
+        (64, "tf32 grad_input reducing over 4 channels (padded heads), k3, C_in > 32"),
+    ))
+
+
 KERNELS = (KERNELS + DIRECT_KERNELS + DIRECT_SIMT_KERNELS + DIRECT_WGRAD_KERNELS + DIRECT_WGRAD_SIMT_KERNELS
            + WGMMA_KERNELS + WGMMA_WGRAD_KERNELS + IGEMM_KERNELS + IGEMM_WGRAD_KERNELS + FFMA_WGRAD_KERNELS
-           + FFMA_FPROP_KERNELS + PATCH_KERNELS)
+           + FFMA_FPROP_KERNELS + PATCH_KERNELS + THIN_KERNELS)
 BY_NAME = {k.name: k for k in KERNELS}
 
 

@@ -337,6 +337,22 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
             and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
 
+# tf32 grad_input reducing over THIN_REDUCTION channels (an output head's grad_y padded to 4 by channel_pad, or a
+# 4-channel layer) with a filter a thin row is compiled for: the thin rows (csrc/thin_fprop.cuh), BN 32 up to 32
+# input channels, else 64. Before them the best compiled rows ran such passes 0.29-0.32 ms against cuDNN's
+# 0.08-0.11 (H200, v0.78); the measurement that took them is in docs/performance.md (v0.79).
+THIN_REDUCTION = 4
+
+
+def _thin_choice(problem: Problem, compiled) -> Optional[KernelConfig]:
+    """The thin grad_input row (tf32) for problem, or None (policy above)."""
+    if problem.c_out != THIN_REDUCTION or problem.c_in % 4:
+        return None
+    rows = [k for _, k in _built("fprop", "tf32", "thin", compiled) if k.ksize == problem.k]
+    want = 32 if problem.c_in <= 32 else 64
+    return min(rows, key=lambda k: (k.tile[1] != want, k.tile[1])) if rows else None
+
+
 def _built(op: str, precision: str, family: str, compiled):
     """(position in the family's table order, row) for the rows of one family serving ``op`` in
     ``precision`` that this build compiled (``compiled`` None: all of them)."""
@@ -932,7 +948,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             SIMT_NARROW_FFMA_NCDHW); for grad_weight, that the layer's tensors are NCDHW (x's layout, which grad_y
             shares in a step: the patch row reads grad_y in place; on channels_last_3d the FFMA GEMM's 16-byte
             copies win, v0.74).
-        family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma" or "cutlass2x" to restrict the
+        family: "direct" (the tap-reuse kernels, mma.sync or wgmma), "ffma", "thin" or "cutlass2x" to restrict the
             choice; None picks a tap-reuse kernel where it measured faster (``direct_wins``).
         capability: compute capability of the target GPU; sm_90a rows need exactly (9, 0).
     Returns:
@@ -965,6 +981,12 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
     if op == "wgrad" and prec == "fp32" and family in (None, "ffma"):
         k = _ffma_wgrad_choice(problem, comp, num_sms)
         if k is not None:
+            return k
+    if op == "fprop" and prec == precision == "tf32" and family in (None, "thin"):
+        k = _thin_choice(problem, comp)
+        if k is not None or family == "thin":
+            if k is None:
+                raise LookupError("no thin kernel can run grad_input of this problem")
             return k
     if family in (None, "direct") and prec == precision:
         if op == "wgrad":
