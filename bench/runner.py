@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
-from convt3d_cutlass import fast_path, ops
+from convt3d_cutlass import channel_pad, fast_path, ops
+from convt3d_cutlass.layouts import CL
+from convt3d_cutlass.problem import Problem
 
 from .timing import bench, peak_extra_mb
 
@@ -105,7 +107,26 @@ def _our_fns(t, prec, config=None):
             return ct.conv_transpose3d(t.x, t.w, t.b, c.stride, c.padding, c.output_padding,
                                        precision=prec, config=config)
 
-    if fast:
+    padded = None
+    if fast and channel_pad.enabled():
+        padded = channel_pad.padded_problem(Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding,
+                                                    c.output_padding))
+    if padded is not None:
+        # Channels not multiples of 4: each pass as the step runs it (functional._apply_padded, the crop's backward):
+        # grad_y padded in the output's format, x and the weight padded, the result cropped.
+        fmt = CL if t.channels_last else torch.contiguous_format
+
+        def grad_input():
+            gy = channel_pad._pad_plain(t.gy, padded.c_out, fmt)
+            wp = channel_pad.pad_weight(t.w, padded.c_in, padded.c_out)
+            gx = ops.grad_input_op(gy, wp, c.stride, c.padding, c.output_padding, t.channels_last, prec, cfg)
+            return gx[:, :c.c_in].contiguous(memory_format=fmt) if padded.c_in != c.c_in else gx
+
+        def grad_weight():
+            gy = channel_pad._pad_plain(t.gy, padded.c_out, fmt)
+            x = channel_pad._pad_plain(t.x, padded.c_in, fmt) if padded.c_in != c.c_in else t.x
+            return ops.grad_weight_op(gy, x, c.k, c.stride, c.padding, c.output_padding, prec, cfg)[:c.c_in, :c.c_out]
+    elif fast:
         def grad_input():
             return ops.grad_input_op(t.gy, t.w, c.stride, c.padding, c.output_padding, t.channels_last, prec, cfg)
 

@@ -80,7 +80,8 @@ def test_every_backward_config(cfg):
     p = (k - 1) // 2
     if cfg.family == "patch":  # k == stride, no padding
         k, s, p = 2, 2, 0
-    pairs, _ = _grads(2, 24, 40, (6, 7, 8), k, s, p, True, True, cfg.precision, config=cfg.name)
+    c_out = 4 if cfg.family == "thin" else 40  # the thin rows reduce over 4 channels only
+    pairs, _ = _grads(2, 24, c_out, (6, 7, 8), k, s, p, True, True, cfg.precision, config=cfg.name)
     for got, ref in pairs:
         assert rel_l2(got, ref) <= TOL[cfg.precision]
 
