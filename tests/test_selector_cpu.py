@@ -220,22 +220,26 @@ def test_simt_k5_rows_stage_four_channels_only_where_eight_do_not_fit():
             assert not any(selector.direct_fits(prob, op, o) for o in others), (prob, op, cfg.name)
 
 
-def test_output_heads_padded_to_4_channels():
+def test_output_heads_padded_to_4_channels(monkeypatch):
     """Layers padded to 4 channels (channel_pad): the exact-fp32 rows stage 4 reduction channels (_c4), the tf32
-    grad_input takes the thin rows (v0.79), the exact-fp32 grad_weight takes the FFMA GEMM's 64 x 128 tile
+    grad_input takes the thin rows where strided (v0.79), the exact-fp32 grad_weight takes the FFMA GEMM's 64 x 128 tile
     (v0.78 `--configs`); SR head's 8 output channels keep their rows."""
     strided, unit = Problem(2, 32, 4, (64, 64, 64), 3, 2, 1, 1), Problem(4, 64, 4, (16, 64, 64), 3, 1, 1)
     for prob in (strided, unit):
         assert selector.select_config(prob, "fprop", "fp32").name == "direct_fp32_8x8x16_n32_m8_c4"
         assert selector.select_config(prob, "wgrad", "fp32").name == "ffma_wgrad_fp32_64x128x16_s4"
-    # tf32 grad_input: the thin rows, BN by C_in; not where the filter is not compiled, nor past 4 channels, nor in
-    # the other precisions; a filtered build without them falls back as before (the stock 256x32 tile).
+    # tf32 strided grad_input: the thin rows, BN by C_in; not at unit stride (the tap-reuse rows), where the filter is
+    # not compiled, past 4 channels or in the other precisions; a filtered build without them falls back as before
+    # (the stock 256x32 tile); CONVT3D_THIN=0 turns the rule off.
     assert selector.select_config(strided, "fprop", "tf32").name == "thin_fprop_tf32_k3_n32"
-    assert selector.select_config(unit, "fprop", "tf32").name == "thin_fprop_tf32_k3_n64"
-    assert selector.select_config(Problem(2, 128, 4, (8, 8, 8), 3, 1, 1), "fprop", "tf32").name == \
+    assert selector.select_config(unit, "fprop", "tf32").name == "wgmma_ws_tf32_2x8x14_kx3_n64_wg2_s8"
+    assert selector.select_config(Problem(2, 128, 4, (8, 8, 8), 3, 3, 1), "fprop", "tf32").name == \
         "thin_fprop_tf32_k3_n64"
     for other in (Problem(2, 32, 4, (16, 16, 16), 5, 2, 2), Problem(2, 32, 8, (16, 16, 16), 3, 2, 1)):
         assert selector.select_config(other, "fprop", "tf32").family != "thin", other
+    monkeypatch.setenv("CONVT3D_THIN", "0")
+    assert selector.select_config(strided, "fprop", "tf32").name == "fprop_tf32_256x32x32_64x32x32_s3"
+    monkeypatch.delenv("CONVT3D_THIN")
     for prec in ("fp32", "3xtf32"):
         assert selector.select_config(strided, "fprop", prec).family != "thin"
     assert selector.select_config(strided, "fprop", "tf32", compiled=["fprop_tf32_256x32x32_64x32x32_s3"]).name == \

@@ -337,16 +337,20 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
             and problem.c_out >= IGEMM_WGRAD_MIN_COUT)
 
 
-# tf32 grad_input reducing over THIN_REDUCTION channels (an output head's grad_y padded to 4 by channel_pad, or a
-# 4-channel layer) with a filter a thin row is compiled for: the thin rows (csrc/thin_fprop.cuh), BN 32 up to 32
-# input channels, else 64. Before them the best compiled rows ran such passes 0.29-0.32 ms against cuDNN's
-# 0.08-0.11 (H200, v0.78); the measurement that took them is in docs/performance.md (v0.79).
+# tf32 grad_input of a strided layer reducing over THIN_REDUCTION channels (an output head's grad_y padded to 4 by
+# channel_pad, or a 4-channel layer) with a filter a thin row is compiled for: the thin rows (csrc/thin_fprop.cuh),
+# BN 32 up to 32 input channels, else 64. H200 (v0.79, `--configs`, call561, grad_input ms): 32->4 s2 at 64^3 0.109
+# on thin n32 against 0.359 on the best other row (direct_tf32_2x8x16_n16; the stock 256x32 tile the rule of v0.78
+# took, 0.383). At unit stride the tap-reuse rows keep it: 64->4 s1 at 16x64^2 0.107 on wgmma_ws n64 (their grad_y
+# halo serves every tap) against 0.110 / 0.132 on thin n32 / n64. CONVT3D_THIN=0 is the A/B switch (envab.py).
 THIN_REDUCTION = 4
 
 
 def _thin_choice(problem: Problem, compiled) -> Optional[KernelConfig]:
     """The thin grad_input row (tf32) for problem, or None (policy above)."""
-    if problem.c_out != THIN_REDUCTION or problem.c_in % 4:
+    if os.environ.get("CONVT3D_THIN", "1") == "0":
+        return None
+    if problem.c_out != THIN_REDUCTION or problem.c_in % 4 or problem.stride == 1:
         return None
     rows = [k for _, k in _built("fprop", "tf32", "thin", compiled) if k.ksize == problem.k]
     want = 32 if problem.c_in <= 32 else 64
