@@ -23,6 +23,7 @@
 #include "cute/arch/mma.hpp"
 #include "cutlass/fast_math.h"
 #include "direct_atoms.cuh"
+#include "fprop_args.h"
 
 namespace convt3d {
 namespace ffma {
@@ -201,11 +202,8 @@ struct FfmaFpropKernel {
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
     if (((uintptr_t)L.activation | (uintptr_t)L.filter | (uintptr_t)L.result | (uintptr_t)L.bias) % 16 != 0) return 1;
-    if (L.stride_d != L.stride_h || L.stride_h != L.stride_w || L.split_k_slices != 1) return 4;
-    // 32-bit position indices (with room for the padding's negative corners) and result positions.
-    if ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || (long long)L.N * L.Z * L.P * L.Q >= (1LL << 31)) return 5;
-    if ((L.K + BN - 1) / BN > 65535) return 5;
-    return direct::smem_fits(Sh::kSmemBytes);
+    const int code = fprop_extent_checks(L, BN);
+    return code != 0 ? code : direct::smem_fits(Sh::kSmemBytes);
   }
 
   static std::size_t workspace_size(const ConvLaunch&) { return 0; }
@@ -214,19 +212,9 @@ struct FfmaFpropKernel {
     const int code = can_implement(L);
     if (code != 0) return code;
     FpropArgs a;
-    a.act = L.activation;
-    a.flt = L.filter;
-    a.bias = L.bias;
-    a.out = L.result;
+    fprop_geometry(L, a);
     a.C = L.C;
-    a.K = L.K;
     a.ktot = L.T * L.R * L.S * L.C;
-    a.D = L.D, a.H = L.H, a.W = L.W;
-    a.stride = L.stride_d, a.pad_d = L.pad_d, a.pad_h = L.pad_h, a.pad_w = L.pad_w;
-    a.M = L.N * L.Z * L.P * L.Q;
-    a.div_q = cutlass::FastDivmod(L.Q);
-    a.div_p = cutlass::FastDivmod(L.P);
-    a.div_z = cutlass::FastDivmod(L.Z);
     a.div_c = cutlass::FastDivmod(L.C);
     a.div_s = cutlass::FastDivmod(L.S);
     a.div_r = cutlass::FastDivmod(L.R);

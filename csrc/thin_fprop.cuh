@@ -24,6 +24,7 @@
 #include "conv_launch.h"
 #include "cutlass/fast_math.h"
 #include "direct_atoms.cuh"
+#include "fprop_args.h"
 
 namespace convt3d {
 namespace thin {
@@ -158,11 +159,8 @@ struct ThinFpropKernel {
     if (L.C != Sh::C || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 4 reduction channels, float2 stores
     if (((uintptr_t)L.result | (uintptr_t)L.bias) % 8 != 0) return 1;
     if (L.T != KS || L.R != KS || L.S != KS) return 4;  // kErrorInvalidProblem: the filter it is compiled for
-    if (L.stride_d != L.stride_h || L.stride_h != L.stride_w || L.split_k_slices != 1) return 4;
-    // 32-bit position indices (with room for the padding's negative corners) and result positions.
-    if ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || (long long)L.N * L.Z * L.P * L.Q >= (1LL << 31)) return 5;
-    if ((L.K + BN - 1) / BN > 65535) return 5;
-    return direct::smem_fits(Sh::kSmemBytes);
+    const int code = fprop_extent_checks(L, BN);
+    return code != 0 ? code : direct::smem_fits(Sh::kSmemBytes);
   }
 
   static std::size_t workspace_size(const ConvLaunch&) { return 0; }
@@ -171,17 +169,7 @@ struct ThinFpropKernel {
     const int code = can_implement(L);
     if (code != 0) return code;
     ThinArgs a;
-    a.act = L.activation;
-    a.flt = L.filter;
-    a.bias = L.bias;
-    a.out = L.result;
-    a.K = L.K;
-    a.D = L.D, a.H = L.H, a.W = L.W;
-    a.stride = L.stride_d, a.pad_d = L.pad_d, a.pad_h = L.pad_h, a.pad_w = L.pad_w;
-    a.M = (long long)L.N * L.Z * L.P * L.Q;
-    a.div_q = cutlass::FastDivmod(L.Q);
-    a.div_p = cutlass::FastDivmod(L.P);
-    a.div_z = cutlass::FastDivmod(L.Z);
+    fprop_geometry(L, a);
     if (a.M == 0) return 0;
     // Persistent: kMinBlocks CTAs per SM at most, each staging the filter once.
     int sms = 0;
