@@ -658,8 +658,9 @@ PATCH_KERNELS = tuple(
 
 # tf32 grad_input of a layer whose reduction is 4 channels (output heads padded to 4 by channel_pad.py): memory-bound,
 # so its kernel loads A (two taps x 4 channels per k8 step) straight from global memory and keeps the filter resident
-# (csrc/thin_fprop.cuh). Before it (H200, v0.78) such grad_inputs ran 0.29-0.32 ms on the best compiled row against
-# cuDNN's 0.08-0.11 (32 -> 1 s2 at 64^3, 64 -> 3 s1 at 16 x 64^2). BN 32 for C_in <= 32, 64 past it.
+# (csrc/thin_fprop.cuh). Before it (H200, v0.78 `--configs`) 32 -> 4 s2 at 64^3 ran 0.293 ms on the best compiled row
+# (0.322 on the stock tile the selector took); cuDNN's grad_input of the unpadded 32 -> 1 head takes 0.08-0.11. BN 32
+# for C_in <= 32, 64 past it.
 THIN_KERNELS = tuple(
     KernelConfig("fprop", "tf32", (128, bn, 8), (16, bn, 8), 1, why, "thin", ksize=3)
     for bn, why in (
