@@ -6,10 +6,11 @@
 // GEMM: M = result positions, N = K (grad_input's C_in), K = (t, r, s', c) with C = 4, c fastest.
 //
 // Why: with a reduction of k^3 x 4 the pass is memory-bound (32 -> 1 s2 at 64^3: 67 MB of grad_x written, 67 MB
-// of padded grad_y read, 3.6 GFLOP), and every other kernel spends its time elsewhere: the tap-reuse rows stage a
-// halo per 4 reduction channels for a few MMAs each, the stock implicit GEMM runs its 32-deep k blocks one tap
-// (4 channels) at a time. H200 (v0.78): 32 -> 4 s2 at 64^3 took 0.29-0.32 ms on the best of them; cuDNN's grad_input of
-// the unpadded 32 -> 1 head takes 0.08-0.11.
+// of padded grad_y read, 3.6 GFLOP), and on a strided layer the other kernels spend their time elsewhere: the
+// tap-reuse rows stage a halo per 4 reduction channels for a few MMAs each, the stock implicit GEMM runs its 32-deep
+// k blocks one tap (4 channels) at a time. H200 (v0.78): 32 -> 4 s2 at 64^3 took 0.29-0.32 ms on the best of them;
+// cuDNN's grad_input of the unpadded 32 -> 1 head takes 0.08-0.11. (At unit stride the tap-reuse rows are level or
+// faster: selector._thin_choice.)
 //
 // Form: the filter, rounded to tf32, sits in shared memory as [k][n] for the CTA's whole life (persistent CTAs
 // walk M blocks of 16 positions, one per warp at a time). A k8 step of the MMA is two taps x 4 channels, so a lane's
