@@ -40,7 +40,7 @@ def run_configs(cases, precisions, reps, save=lambda rows: None, passes=PASSES):
     import convt3d_cutlass as ct
     from convt3d_cutlass import _extension, fast_path, launch, ops, selector
     from convt3d_cutlass.kernel_table import BY_NAME
-    from convt3d_cutlass.problem import Problem, phases
+    from convt3d_cutlass.problem import phases
     from .runner import CaseTensors
     rows = []
     # The device's own limits, as the selector uses them (the filter's defaults are an H100's).
@@ -49,8 +49,7 @@ def run_configs(cases, precisions, reps, save=lambda rows: None, passes=PASSES):
         t = CaseTensors(case, True)
         if fast_path.check(t.x, t.w, t.b, case.stride, case.padding, case.output_padding, 1, 1):
             continue  # fallback shape: no kernel of ours runs
-        p = Problem(case.n, case.c_in, case.c_out, case.spatial, case.k, case.stride, case.padding,
-                    case.output_padding)
+        p = case.problem()
         biggest = max(phases(p), key=lambda ph: ph.count[0] * ph.count[1] * ph.count[2]).count
         runs = {
             "dgrad": lambda prec, name: ct.conv_transpose3d(t.x, t.w, t.b, case.stride, case.padding,

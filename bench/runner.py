@@ -9,7 +9,6 @@ import torch.nn.functional as F
 import convt3d_cutlass as ct
 from convt3d_cutlass import channel_pad, fast_path, ops
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 
 from .timing import bench, peak_extra_mb
 
@@ -109,8 +108,7 @@ def _our_fns(t, prec, config=None):
 
     padded = None
     if fast and channel_pad.enabled():
-        padded = channel_pad.padded_problem(Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding,
-                                                    c.output_padding))
+        padded = channel_pad.padded_problem(c.problem())
     if padded is not None:
         # Channels not multiples of 4: each pass as the step runs it (functional._apply_padded, the crop's backward):
         # grad_y padded in the output's format, x and the weight padded, the result cropped.

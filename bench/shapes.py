@@ -21,7 +21,12 @@ class Case:
 
     @property
     def flops(self) -> float:
-        return Problem(self.n, self.c_in, self.c_out, self.spatial, self.k, self.stride, self.padding).flops()
+        return self.problem().flops()
+
+    def problem(self) -> Problem:
+        """The layer as the package plans it (x [N, C_in, D, H, W] and the cubic kernel)."""
+        return Problem(self.n, self.c_in, self.c_out, self.spatial, self.k, self.stride, self.padding,
+                       self.output_padding)
 
     def to_json(self) -> dict:
         """The fields as JSON values, for a worker process (bench.cudnn_defaults) to rebuild the case with

@@ -73,3 +73,10 @@ def test_cases_reach_the_defaults_worker_whole():
     for case in (parse_shape("1,32,8,96,96,96,5,1,2"), parse_shape("2,64,32,8,8,8,3,2,1,1"), SWEEP[-1]):
         back = Case.from_json(json.loads(json.dumps(case.to_json())))
         assert back == case and back.spatial == case.spatial and isinstance(back.spatial, tuple)
+
+
+def test_case_problem_carries_every_field():
+    from convt3d_cutlass.problem import Problem
+    for c in list(SWEEP) + [HEADLINE, parse_shape("2,32,1,8,9,10,3,2,1,1")]:
+        assert c.problem() == Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+        assert c.flops == c.problem().flops()

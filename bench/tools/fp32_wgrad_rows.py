@@ -3,7 +3,6 @@ import sys, torch
 from convt3d_cutlass import launch, selector
 from convt3d_cutlass.kernel_table import DIRECT_WGRAD_SIMT_KERNELS
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 sys.path.insert(0, ".")
 from bench.shapes import SWEEP  # noqa: E402
 from bench.tools.common import median_ms as med  # noqa: E402
@@ -11,7 +10,7 @@ dev = torch.device("cuda", 0)
 for c in SWEEP:
     if c.k != 3:
         continue
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     x = torch.randn(c.n, c.c_in, *c.spatial, device="cuda")
     xc = x.to(memory_format=CL)
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)

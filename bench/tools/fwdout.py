@@ -14,7 +14,6 @@ from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import direct, launch
-from convt3d_cutlass.problem import Problem
 
 
 def main():
@@ -25,7 +24,7 @@ def main():
     for nm in names:
         c = cases[nm]
         t = CaseTensors(c, False)
-        p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+        p = c.problem()
         x_cl = t.x.contiguous(memory_format=torch.channels_last_3d)
         # the NCDHW-output choice with either x, and (v0.59) the channels_last_3d choice with channels_last_3d x
         for xname, x, out_nc in (("NCDHW x", t.x, True), ("CL x", x_cl, True), ("CL x", x_cl, False)):

@@ -18,7 +18,6 @@ from bench.timing import bench
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import channel_sums
-from convt3d_cutlass.problem import Problem
 
 names = (sys.argv[1] if len(sys.argv) > 1 else "unet3d-dec2,medium").split(",")
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -28,7 +27,7 @@ print(f"{'layer':14s} {'kernel':28s} {'rows':>5s} {'fused':>7s} {'gi':>7s} {'sum
 for nm in names:
     c = cases[nm]
     t = CaseTensors(c, True)
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     plan = launch._plan(p, "fprop", "tf32", None, t.gy.device, None)
     rows = launch.sum_rows(plan, p, t.gy.device)
     fns = {"fused": lambda: launch.grad_input_with_bias(t.gy, t.w, p, "tf32", None),

@@ -21,7 +21,6 @@ from bench.runner import CaseTensors
 from bench.shapes import HEADLINE, SWEEP
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import direct, launch, layouts
-from convt3d_cutlass.problem import Problem
 
 
 def case_of(name: str, cases: dict):
@@ -39,7 +38,7 @@ def main():
     for nm in names:
         c = case_of(nm, cases)
         t = CaseTensors(c, False)
-        p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+        p = c.problem()
         gy_nc = t.gy
         gy_cl, _ = layouts.channels_last_with_sums(gy_nc)
         gi_plan = launch._plan(p, "fprop", "tf32", None, gy_nc.device, None, out_ncdhw=True)

@@ -7,13 +7,12 @@ from bench.runner import CaseTensors, _native_fns
 from bench.timing import bench
 from convt3d_cutlass import ops, selector
 from convt3d_cutlass.kernel_table import IGEMM_WGRAD_KERNELS
-from convt3d_cutlass.problem import Problem
 torch.backends.cudnn.allow_tf32 = True
 torch.backends.cudnn.benchmark = True
 names = sys.argv[1].split(",")
 for c in [c for c in SWEEP if c.name in names]:
     t = CaseTensors(c, True)
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     sel = selector.select_config(p, "wgrad", "tf32").name
     flops = 2.0 * c.n * c.spatial[0] * c.spatial[1] * c.spatial[2] * c.c_in * c.c_out * c.k ** 3
     nat = _native_fns(t)["grad_weight"]

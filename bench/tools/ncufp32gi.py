@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from bench.shapes import SWEEP
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 
 torch.backends.cudnn.benchmark = True
 torch.backends.cudnn.allow_tf32 = False
@@ -21,7 +20,7 @@ names = sys.argv[1].split(",")
 cfg = sys.argv[2] if len(sys.argv) > 2 else None
 work = []
 for c in (c for c in SWEEP if c.name in names):
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda") * 0.1
     ours = lambda gy=gy, w=w, p=p: launch.grad_input(gy, w, p, "fp32", cfg)

@@ -9,14 +9,13 @@ from bench.shapes import HEADLINE, SWEEP
 from bench.tools.common import knob_value, split_knob
 from convt3d_cutlass import direct, launch
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 mode = sys.argv[1]
 row = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 c = {s.name: s for s in list(SWEEP) + [HEADLINE]}[sys.argv[3] if len(sys.argv) > 3 else "headline"]
 if len(sys.argv) > 4:
     attr, value = split_knob(sys.argv[4])
     setattr(direct, attr, knob_value(getattr(direct, attr), value))
-p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+p = c.problem()
 x = torch.randn(c.n, c.c_in, *c.spatial, device="cuda")
 if mode[:2] == "cl":
     x = x.to(memory_format=CL)

@@ -17,13 +17,12 @@ from bench.runner import CaseTensors
 from bench.shapes import HEADLINE
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import direct, launch
-from convt3d_cutlass.problem import Problem
 
 direct.COPY_GRAD_Y = True
 size = sys.argv[3] if len(sys.argv) > 3 else "96x96x94"
 c = dataclasses.replace(HEADLINE, spatial=tuple(int(v) for v in size.split("x")))
 t = CaseTensors(c, False)
-p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+p = c.problem()
 modes = {
     "in": lambda: launch.grad_input(t.gy, t.w, p, "tf32", ncdhw=True),
     "sums": lambda: launch.grad_input_copying(t.gy, t.w, p, "tf32", ncdhw=True, with_copy=False),

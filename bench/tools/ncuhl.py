@@ -13,11 +13,10 @@ from bench.runner import CaseTensors
 from bench.shapes import HEADLINE as c
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import channels_last_with_sums
-from convt3d_cutlass.problem import Problem
 
 nc = len(sys.argv) > 1 and sys.argv[1] == "nc"
 t = CaseTensors(c, not nc)
-p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+p = c.problem()
 if nc:
     def backward():
         g, _ = channels_last_with_sums(t.gy)

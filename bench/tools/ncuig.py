@@ -12,13 +12,12 @@ import torch
 from bench.runner import CaseTensors
 from bench.shapes import SWEEP
 from convt3d_cutlass import launch
-from convt3d_cutlass.problem import Problem
 
 what = sys.argv[1]
 name = "unet3d-dec2" if what == "fwd" else "unet3d-dec3"
 c = [c for c in SWEEP if c.name == name][0]
 t = CaseTensors(c, True)
-p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+p = c.problem()
 for _ in range(3):
     if what == "fwd":
         launch.forward(t.x, t.w, t.b, p, "tf32")

@@ -9,10 +9,9 @@ import torch
 from bench.shapes import SWEEP
 from convt3d_cutlass import direct, launch
 from convt3d_cutlass.layouts import CL
-from convt3d_cutlass.problem import Problem
 mode, name = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "unet3d-dec3"
 c = {s.name: s for s in SWEEP}[name]
-p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+p = c.problem()
 if mode == "plain":
     direct.writes_ncdhw = lambda k, p, op, n=None: True
     direct.ncdhw_sectors = lambda k, p, op, n=None: False

@@ -4,12 +4,11 @@ from bench.shapes import SWEEP
 from bench.timing import bench
 from convt3d_cutlass import launch, direct
 from convt3d_cutlass.layouts import CL, to_format
-from convt3d_cutlass.problem import Problem
 dev = torch.device("cuda", 0)
 for c in SWEEP:
     if c.output_padding:
         continue
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     x = torch.randn(c.n, c.c_in, *c.spatial, device="cuda").to(memory_format=CL)
     w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda") * 0.05
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda").to(memory_format=CL)

@@ -13,7 +13,6 @@ import torch
 from bench.shapes import HEADLINE, SWEEP
 from bench.tools.common import abba, abba_header, abba_row, replan
 from convt3d_cutlass import launch, selector
-from convt3d_cutlass.problem import Problem
 
 names = (sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else "vnet-refine").split(",")
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -30,7 +29,7 @@ def use(setting: str):
 
 def pick(c, setting):
     use(setting)
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     return launch._plan(p, "dgrad", "tf32", None, torch.device("cuda"), None).name
 
 

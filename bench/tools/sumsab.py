@@ -12,7 +12,6 @@ from bench.runner import CaseTensors, _our_fns
 from bench.shapes import HEADLINE, SWEEP
 from bench.timing import bench
 from convt3d_cutlass import eager, launch
-from convt3d_cutlass.problem import Problem
 
 prec = sys.argv[1] if len(sys.argv) > 1 else "tf32"
 names = (sys.argv[2] if len(sys.argv) > 2 else "headline,video-gen,sr-head,vnet-refine").split(",")
@@ -38,7 +37,7 @@ for nm in names:
             mode(on)
             res[on].append(bench(ours["step"], warmup=3, reps=30))
     mode(True)
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     rows = real_sum_rows(launch._plan(p, "fprop", prec, None, t.x.device, None), p, t.x.device)
     on, off = statistics.median(res[True]), statistics.median(res[False])
     print(f"{nm:14s} {rows:8d} {on:8.3f} {off:8.3f} {off / on:6.3f}", flush=True)

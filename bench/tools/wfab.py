@@ -14,7 +14,6 @@ import torch
 from bench.shapes import SWEEP
 from bench.tools.common import abba, abba_header, abba_row, replan
 from convt3d_cutlass import launch, selector
-from convt3d_cutlass.problem import Problem
 
 strided = [c.name for c in SWEEP if c.stride > 1]
 names = sys.argv[1].split(",") if len(sys.argv) > 1 and sys.argv[1] else strided
@@ -33,7 +32,7 @@ def use(setting: str):
 
 def pick(c, setting, layout):
     use(setting)
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     return launch._plan(p, "dgrad", "tf32", None, torch.device("cuda"), None, out_ncdhw=layout == "NCDHW").name
 
 

@@ -24,7 +24,6 @@ sys.path[:0] = [os.path.join(ROOT, "python"), ROOT]
 
 from bench.shapes import SWEEP  # noqa: E402
 from convt3d_cutlass import direct, selector  # noqa: E402
-from convt3d_cutlass.problem import Problem  # noqa: E402
 
 MAIN = '#include "wgrad_one.cuh"\nusing namespace convt3d;\nint main() {\n'
 
@@ -32,7 +31,7 @@ MAIN = '#include "wgrad_one.cuh"\nusing namespace convt3d;\nint main() {\n'
 def cases():
     seen = []
     for c in SWEEP:
-        p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+        p = c.problem()
         for prec in ("tf32", "3xtf32"):
             k = selector.select_config(p, "wgrad", prec, capability=(9, 0))
             if not k.name.startswith("wgmma_wgrad"):

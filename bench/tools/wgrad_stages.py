@@ -19,14 +19,13 @@ sys.path[:0] = [os.path.join(ROOT, "python"), ROOT]
 from bench.shapes import SWEEP  # noqa: E402
 from bench.tools.wgrad_ab import build, run_line, write_main  # noqa: E402
 from convt3d_cutlass import direct, selector  # noqa: E402
-from convt3d_cutlass.problem import Problem  # noqa: E402
 
 
 def cases():
     """(label, template arguments without S, case, slices) of each sweep layer on a k3 PW row (tf32)."""
     seen = []
     for c in SWEEP:
-        p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+        p = c.problem()
         k = selector.select_config(p, "wgrad", "tf32", capability=(9, 0))
         if not (k.name.startswith("wgmma_wgrad") and k.warpgroups == 4):
             continue

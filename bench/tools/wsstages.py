@@ -20,7 +20,6 @@ from bench.shapes import HEADLINE, SWEEP
 from bench.tools.hostgap import gpu_only
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import channels_last_with_sums
-from convt3d_cutlass.problem import Problem
 
 settings = sys.argv[1].split(",")
 names = (sys.argv[2] if len(sys.argv) > 2 else "headline").split(",")
@@ -38,7 +37,7 @@ def first(r):
 print(f"GPU ms, {prec}, median of {rounds} rounds (ABBA); {VAR} = {settings[0]} against {settings[1]}; ratio = B / A")
 for nm in names:
     c = cases[nm]
-    p = Problem(c.n, c.c_in, c.c_out, c.spatial, c.k, c.stride, c.padding, c.output_padding)
+    p = c.problem()
     for cl in (True, False):
         t = CaseTensors(c, cl)
         if cl:
