@@ -327,7 +327,7 @@ def igemm_wins(problem: Problem, op: str, precision: str = "tf32") -> bool:
         # 4 by channel_pad): its k8 chunks run half zeros, once per tap. 32->4 s2 at 64^3 (v0.78): 0.576 ms here,
         # 0.322 on the stock 256x32 tile this leaves it to, 0.293 on direct_tf32_2x8x16_n16 (direct_wins does
         # not take strided grad_input). Since v0.79 the thin rows take such strided k3 layers first (_thin_choice);
-        # this rule still holds where they do not (k5, CONVT3D_THIN=0, a build without them).
+        # this rule still holds where they do not (unit stride, k5, CONVT3D_THIN=0, a build without them).
         return (problem.c_in >= (IGEMM_MIN_CHANNELS if problem.stride > 1 else IGEMM_MIN_S1_GI_CIN)
                 and problem.c_out > IGEMM_MAX_THIN_REDUCTION)
     # At unit stride the kw-fold rows (k = 3; _igemm_wgrad_choice): their swapped form first (select_config),
