@@ -876,7 +876,7 @@ FFMA_WGRAD_THIN_COUT = 4
 # 17 slices x 32 tiles were a wave and a sliver), V-Net up level (2.1); with 50-75 pieces level to 3% faster
 # (U-Net 64->32, SR x2, V-Net refine), and with 264 (U-Net k2 up: 2 tiles) 19.6x slower: the adds of a tile's
 # pieces wait for one another at the end, some microseconds each. So up to FFMA_STREAMK_MAX_PIECES.
-FFMA_STREAMK_PER_SM = {128: 1, 64: 4, 32: 3}
+FFMA_STREAMK_PER_SM = {128: 1, 64: 3, 32: 3}
 FFMA_STREAMK_MAX_PIECES = 20
 
 
@@ -1072,15 +1072,21 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # the 128->64 layers 38 -> 8 0.884 -> 0.861, at a fifth of the partial sums' bytes: on the 256->128 layers'
 # NCDHW steps those were the largest block at the peak (33.75 of 88.8 MiB against cuDNN's 70.5 in all).
 # The 64- and 32-row tiles (4 warps) need several CTAs per SM (U-Net 64->32 at 16 slices, one CTA per SM:
-# 1.10x slower than 76): they keep the 4-wave count.
+# 1.10x slower than 76), three of each resident (csrc/ffma_wgrad.cuh, kMinBlocks; FFMA_STREAMK_PER_SM mirrors
+# it), and their grid in whole waves of those slots: the 4-wave count of CTAs (4 x SMs) spilled past a wave by
+# a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / at whole waves):
+# U-Net 64->32 on the 64-row tile 1.845 (532 CTAs on 396 slots) / 1.498 (113 slices, two waves), SR x2 1.557 /
+# 1.272, V-Net refine on the 32-row tile 1.202 (66 slices, 528 CTAs) / 0.933 (99, two waves); one wave ran 1.5%
+# slower than two, three and four as fast as two. FFMA_WGRAD_WAVES = 0 keeps the old count (A/B).
 FFMA_ONE_CTA_PER_SM_ROWS = 128
+FFMA_WGRAD_WAVES = 2
 
 
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
                    max_partial_bytes: int = 256 << 20) -> int:
     """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run; on the FFMA
-    128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's
-    (policy above).
+    128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's, on
+    the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above).
 
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
@@ -1092,6 +1098,8 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     want = math.ceil(4 * num_sms / tiles)
     cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
+    if k.family == "ffma" and k.tile[0] != FFMA_ONE_CTA_PER_SM_ROWS and FFMA_WGRAD_WAVES:
+        want = FFMA_WGRAD_WAVES * num_sms * FFMA_STREAMK_PER_SM[k.tile[0]] // tiles
     slices = max(1, min(want, cap_iters, cap_mem))
     if k.family == "ffma" and k.tile[0] == FFMA_ONE_CTA_PER_SM_ROWS:
         def share(s):  # the busiest SM's share of the reduction, in whole passes over it
