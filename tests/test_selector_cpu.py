@@ -304,8 +304,8 @@ def test_split_k_fills_machine_and_is_bounded():
 
 def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share():
     """The FFMA grad_weight's 128-row tile: the fewest slices whose busiest SM carries no more of the reduction
-    than the 4-wave count's (selector.FFMA_ONE_CTA_PER_SM_ROWS); the narrower tiles two whole waves of their
-    resident CTAs (selector.FFMA_WGRAD_WAVES)."""
+    than the 4-wave count's (selector.FFMA_ONE_CTA_PER_SM_ROWS); the narrower tiles one whole wave of their
+    resident CTAs (selector.FFMA_WGRAD_WAVES), no more slices than that count."""
     from fractions import Fraction
 
     from bench.shapes import SWEEP
@@ -326,8 +326,9 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
                 assert all(share(x) > share(four_waves) for x in range(1, s)), (name, k.name)
             else:  # FFMA_WGRAD_WAVES whole waves of the tile's resident CTAs, within the same caps
                 slots = 132 * selector.FFMA_STREAMK_PER_SM[k.tile[0]]
-                waves = max(1, min(2 * slots // tiles, -(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n)))
-                assert s == waves and (tiles * s <= 2 * slots or s == 1), (name, k.name)
+                waves = max(1, min(slots // tiles, -(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n)))
+                assert s == waves and (tiles * s <= slots or s == 1), (name, k.name)
+                assert s <= four_waves, (name, k.name)  # no more partial sums than the old count's
         k = selector.select_config(p, "wgrad", "fp32", compiled={k.name for k in KERNELS if not k.streamk})
         if name in expect:
             assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)

@@ -1074,12 +1074,13 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # The 64- and 32-row tiles (4 warps) need several CTAs per SM (U-Net 64->32 at 16 slices, one CTA per SM:
 # 1.10x slower than 76), three of each resident (csrc/ffma_wgrad.cuh, kMinBlocks; FFMA_STREAMK_PER_SM mirrors
 # it), and their grid in whole waves of those slots: the 4-wave count of CTAs (4 x SMs) spilled past a wave by
-# a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / at whole waves):
-# U-Net 64->32 on the 64-row tile 1.845 (532 CTAs on 396 slots) / 1.498 (113 slices, two waves), SR x2 1.557 /
-# 1.272, V-Net refine on the 32-row tile 1.202 (66 slices, 528 CTAs) / 0.933 (99, two waves); one wave ran 1.5%
-# slower than two, three and four as fast as two. FFMA_WGRAD_WAVES = 0 keeps the old count (A/B).
+# a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / one wave / two):
+# U-Net 64->32 on the 64-row tile 1.845 (532 CTAs on 396 slots) / 1.521 (56 slices) / 1.498 (113), SR x2 1.557
+# / 1.284 / 1.272, V-Net refine on the 32-row tile 1.202 (66 slices, 528 CTAs) / 0.936 (49) / 0.933 (99); three
+# and four waves as fast as two. One wave: 0.3-1.5% slower than two at half their partial sums, and fewer than
+# the old count's. FFMA_WGRAD_WAVES = 0 keeps the old count (A/B).
 FFMA_ONE_CTA_PER_SM_ROWS = 128
-FFMA_WGRAD_WAVES = 2
+FFMA_WGRAD_WAVES = 1
 
 
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
