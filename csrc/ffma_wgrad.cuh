@@ -349,10 +349,11 @@ struct FfmaWgradKernel {
       const dim3 grid((unsigned)(ctas < total ? ctas : total));
       return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, true>, grid, Sh::kThreads, Sh::kSmemBytes,
                                       L.stream, a);
+    } else {  // an else, so that a stream-K TU does not compile the split-K kernel too
+      const dim3 grid((unsigned)a.tiles_n, (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM), (unsigned)L.split_k_slices);
+      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false>, grid, Sh::kThreads, Sh::kSmemBytes,
+                                      L.stream, a);
     }
-    const dim3 grid((unsigned)a.tiles_n, (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM), (unsigned)L.split_k_slices);
-    return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false>, grid, Sh::kThreads, Sh::kSmemBytes,
-                                    L.stream, a);
   }
 
   static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }
