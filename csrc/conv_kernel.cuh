@@ -360,6 +360,22 @@ struct Launcher {
     return strided(a) ? workspace_with<StridedOp>(a) : workspace_with<Op>(a);
   }
 
+  // The unstrided kernel's CTAs per SM as its launch configures it (CUTLASS's run sets the dynamic shared-memory
+  // attribute from 48 KiB on; the query needs it set too). A failed call's error is taken off CUDA's last-error
+  // slot, which the launches read.
+  static int resident() {
+    using K = typename Op::UnderlyingKernel;
+    const int smem = int(sizeof(typename K::SharedStorage));
+    int n = 0;
+    if ((smem >= (48 << 10) && cudaFuncSetAttribute(cutlass::Kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    smem) != cudaSuccess) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, cutlass::Kernel<K>, 32 * Op::kWarpCount, smem) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return n;
+  }
+
   // run_with checks CUTLASS's conditions itself, so only precheck's are added here.
   static int run(const ConvLaunch& a) {
     if (const int code = precheck(a)) return code;
@@ -425,7 +441,7 @@ struct Launcher {
   }
 
   static KernelEntry entry(const char* name) {
-    return KernelEntry{name, &can_implement, &workspace_size, &run, phases_fn()};
+    return KernelEntry{name, &can_implement, &workspace_size, &run, phases_fn(), &resident};
   }
 
   // Dgrad: the same main loop with the strided epilogue (DefaultKernel::StridedKernel); else Op itself.

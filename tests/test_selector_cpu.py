@@ -334,6 +334,29 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
             assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)
 
 
+def test_stock_wgrad_grid_in_whole_waves_of_its_resident_ctas(monkeypatch):
+    """The stock grad_weight kernels' split-K count: STOCK_WGRAD_WAVES whole waves of SMs x resident CTAs where
+    the runtime says how many are resident, within the 4-wave count's caps; that count where it does not, or with
+    the knob at 0."""
+    from bench.shapes import SWEEP
+    stock = [k for k in KERNELS if k.family == "cutlass2x" and k.op == "wgrad"]
+    for c in SWEEP:
+        p = c.problem()
+        m, n, kk = p.gemm("wgrad")
+        for k in stock:
+            tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+            caps = min(-(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n))
+            old = max(1, min(-(-4 * 132 // tiles), caps))
+            assert selector.split_k_slices(p, k, 132) == old
+            for r in (1, 2, 3, 4):
+                s = selector.split_k_slices(p, k, 132, resident=r)
+                assert s == max(1, min(132 * r // tiles, caps)), (c.name, k.name, r)
+                assert tiles * s <= 132 * r or s == 1, (c.name, k.name, r)
+            monkeypatch.setattr(selector, "STOCK_WGRAD_WAVES", 0)
+            assert selector.split_k_slices(p, k, 132, resident=3) == old
+            monkeypatch.setattr(selector, "STOCK_WGRAD_WAVES", 1)
+
+
 def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces(monkeypatch):
     """The stream-K twin of the FFMA grad_weight's tile where its grid cuts a tile into at most
     FFMA_STREAMK_MAX_PIECES pieces (their sums add one after another); split-K elsewhere, unless only the

@@ -1081,13 +1081,22 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # the old count's. FFMA_WGRAD_WAVES = 0 keeps the old count (A/B).
 FFMA_ONE_CTA_PER_SM_ROWS = 128
 FFMA_WGRAD_WAVES = 1
+# The stock grad_weight kernels' split-K grid by the same rule, their CTAs per SM asked of the CUDA runtime
+# (KernelEntry::resident): the 4-wave count above counts one CTA per SM, and the stock tiles keep several (sm_90a,
+# ptxas: wgrad_3xtf32_64x64x32 168 registers, three per SM; wgrad_tf32_64x64x32 at four stages three by shared
+# memory), so the sweep's 3xtf32 grad_weight grids (V-Net refine 544 CTAs, 3D-GAN 64->32 567, 3D-GAN 256->128 648,
+# the U-Net k2 up 528, tf32 too) end a third to two thirds into a wave of 396. Not measured yet (branch
+# wip/stock-wgrad-waves); 0 keeps the 4-wave count.
+STOCK_WGRAD_WAVES = 1
 
 
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
-                   max_partial_bytes: int = 256 << 20) -> int:
+                   max_partial_bytes: int = 256 << 20, resident: int = 0) -> int:
     """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run; on the FFMA
     128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's, on
-    the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above).
+    the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above); on the stock
+    kernels, where ``resident`` (their CTAs per SM, asked of the CUDA runtime) is known, STOCK_WGRAD_WAVES whole
+    waves of those.
 
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
@@ -1101,6 +1110,8 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
     if k.family == "ffma" and k.tile[0] != FFMA_ONE_CTA_PER_SM_ROWS and FFMA_WGRAD_WAVES:
         want = FFMA_WGRAD_WAVES * num_sms * FFMA_STREAMK_PER_SM[k.tile[0]] // tiles
+    elif k.family == "cutlass2x" and resident > 0 and STOCK_WGRAD_WAVES:
+        want = STOCK_WGRAD_WAVES * num_sms * resident // tiles
     slices = max(1, min(want, cap_iters, cap_mem))
     if k.family == "ffma" and k.tile[0] == FFMA_ONE_CTA_PER_SM_ROWS:
         def share(s):  # the busiest SM's share of the reduction, in whole passes over it
