@@ -1,8 +1,10 @@
-"""Exact-fp32 grad_weight on forms of the FFMA implicit GEMM's 128-row tile (csrc/ffma_wgrad.cuh), per layer and
+"""Exact-fp32 grad_weight on forms of the FFMA implicit GEMM's tiles (csrc/ffma_wgrad.cuh), per layer and
 slice count: GPU ms of the kernel and the finish together, bitwise equality with the first form at the same count
 (each output is one thread's sum over the slice's positions in order, in every form), and the error against
 float64. v0.44 compared the 8-warp form (8 x 8 outputs per thread) with a 4-warp one (8 x 16, branch
-wip/ffma-wgrad-t8x16); FORMS names any FFMA grad_weight rows of the build, the first being the base.
+wip/ffma-wgrad-t8x16); FORMS names any FFMA grad_weight rows of the build, the first being the base, all of one
+tile size (v0.80: the 64- and 32-row tiles at other register caps, branch wip/ffma-wgrad-occupancy, and at slice
+counts that fill whole waves).
 
     python bench/tools/ffmatile.py [LAYERS [REPS [COUNTS [FORMS]]]]
 

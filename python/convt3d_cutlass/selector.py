@@ -1072,8 +1072,8 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # the 128->64 layers 38 -> 8 0.884 -> 0.861, at a fifth of the partial sums' bytes: on the 256->128 layers'
 # NCDHW steps those were the largest block at the peak (33.75 of 88.8 MiB against cuDNN's 70.5 in all).
 # The 64- and 32-row tiles (4 warps) need several CTAs per SM (U-Net 64->32 at 16 slices, one CTA per SM:
-# 1.10x slower than 76), three of each resident (csrc/ffma_wgrad.cuh, kMinBlocks; FFMA_STREAMK_PER_SM mirrors
-# it), and their grid in whole waves of those slots: the 4-wave count of CTAs (4 x SMs) spilled past a wave by
+# 1.10x slower than 76); they keep three CTAs per SM resident (csrc/ffma_wgrad.cuh, kMinBlocks, on the H200;
+# FFMA_STREAMK_PER_SM mirrors it), and their grid goes in whole waves of those slots: the 4-wave count of CTAs (4 x SMs) spilled past a wave by
 # a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / one wave / two):
 # U-Net 64->32 on the 64-row tile 1.845 (532 CTAs on 396 slots) / 1.521 (56 slices) / 1.498 (113), SR x2 1.557
 # / 1.284 / 1.272, V-Net refine on the 32-row tile 1.202 (66 slices, 528 CTAs) / 0.936 (49) / 0.933 (99); three
