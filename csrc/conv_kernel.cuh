@@ -360,20 +360,10 @@ struct Launcher {
     return strided(a) ? workspace_with<StridedOp>(a) : workspace_with<Op>(a);
   }
 
-  // The unstrided kernel's CTAs per SM as its launch configures it (CUTLASS's run sets the dynamic shared-memory
-  // attribute from 48 KiB on; the query needs it set too). A failed call's error is taken off CUDA's last-error
-  // slot, which the launches read.
+  // The unstrided kernel's CTAs per SM with the threads and shared memory CUTLASS's run launches it with.
   static int resident() {
     using K = typename Op::UnderlyingKernel;
-    const int smem = int(sizeof(typename K::SharedStorage));
-    int n = 0;
-    if ((smem >= (48 << 10) && cudaFuncSetAttribute(cutlass::Kernel<K>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    smem) != cudaSuccess) ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, cutlass::Kernel<K>, 32 * Op::kWarpCount, smem) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return 0;
-    }
-    return n;
+    return direct::resident_ctas(cutlass::Kernel<K>, 32 * Op::kWarpCount, sizeof(typename K::SharedStorage));
   }
 
   // run_with checks CUTLASS's conditions itself, so only precheck's are added here.

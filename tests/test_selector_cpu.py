@@ -355,6 +355,14 @@ def test_stock_wgrad_grid_in_whole_waves_of_its_resident_ctas(monkeypatch):
             monkeypatch.setattr(selector, "STOCK_WGRAD_WAVES", 0)
             assert selector.split_k_slices(p, k, 132, resident=3) == old
             monkeypatch.setattr(selector, "STOCK_WGRAD_WAVES", 1)
+        # The FFMA narrow tiles: the runtime's count where given (two on an A100 for the 32-row tile), else the mirror.
+        for k in KERNELS:
+            if k.family == "ffma" and not k.streamk and k.tile[0] != 128:
+                tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+                caps = min(-(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n))
+                assert selector.split_k_slices(p, k, 108, resident=2) == max(1, min(108 * 2 // tiles, caps))
+                assert selector.split_k_slices(p, k, 132) == selector.split_k_slices(
+                    p, k, 132, resident=selector.FFMA_STREAMK_PER_SM[k.tile[0]])
 
 
 def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces(monkeypatch):

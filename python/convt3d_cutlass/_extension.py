@@ -84,8 +84,8 @@ def num_sms(index: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def resident_ctas(name: str, index: int) -> int:
-    """CTAs of the compiled stock-contract kernel ``name`` resident per SM of CUDA device ``index`` (its
-    registers and shared memory, asked of the CUDA runtime); 0 where the kernel does not say."""
+    """CTAs of the compiled stock-contract kernel ``name`` (CUTLASS's own, the FFMA grad_weight) resident per SM of
+    CUDA device ``index`` (its registers and shared memory, asked of the CUDA runtime); 0 where it does not say."""
     with torch.cuda.device(index):
         return int(torch.ops.convt3d_cutlass.resident_ctas(name))
 

@@ -1096,7 +1096,7 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's, on
     the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above); on the stock
     kernels, where ``resident`` (their CTAs per SM, asked of the CUDA runtime) is known, STOCK_WGRAD_WAVES whole
-    waves of those.
+    waves of those. The FFMA tiles take ``resident`` too where given, else the H200's count.
 
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
@@ -1109,7 +1109,9 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
     if k.family == "ffma" and k.tile[0] != FFMA_ONE_CTA_PER_SM_ROWS and FFMA_WGRAD_WAVES:
-        want = FFMA_WGRAD_WAVES * num_sms * FFMA_STREAMK_PER_SM[k.tile[0]] // tiles
+        # The runtime's count where known: the 32-row tile's 74 KiB of stages fit twice, not three times, in an
+        # A100's 164 KiB.
+        want = FFMA_WGRAD_WAVES * num_sms * (resident or FFMA_STREAMK_PER_SM[k.tile[0]]) // tiles
     elif k.family == "cutlass2x" and resident > 0 and STOCK_WGRAD_WAVES:
         want = STOCK_WGRAD_WAVES * num_sms * resident // tiles
     slices = max(1, min(want, cap_iters, cap_mem))
