@@ -115,14 +115,14 @@ def _our_fns(t, prec, config=None):
         fmt = CL if t.channels_last else torch.contiguous_format
 
         def grad_input():
-            gy = channel_pad._pad_plain(t.gy, padded.c_out, fmt)
+            gy = channel_pad.pad_plain(t.gy, padded.c_out, fmt)
             wp = channel_pad.pad_weight(t.w, padded.c_in, padded.c_out)
             gx = ops.grad_input_op(gy, wp, c.stride, c.padding, c.output_padding, t.channels_last, prec, cfg)
             return gx[:, :c.c_in].contiguous(memory_format=fmt) if padded.c_in != c.c_in else gx
 
         def grad_weight():
-            gy = channel_pad._pad_plain(t.gy, padded.c_out, fmt)
-            x = channel_pad._pad_plain(t.x, padded.c_in, fmt) if padded.c_in != c.c_in else t.x
+            gy = channel_pad.pad_plain(t.gy, padded.c_out, fmt)
+            x = channel_pad.pad_plain(t.x, padded.c_in, fmt) if padded.c_in != c.c_in else t.x
             return ops.grad_weight_op(gy, x, c.k, c.stride, c.padding, c.output_padding, prec, cfg)[:c.c_in, :c.c_out]
     elif fast:
         def grad_input():

@@ -54,7 +54,7 @@ class _PadChannels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, t, c):
         ctx.c, ctx.fmt = t.shape[1], _format(t)
-        return _pad_plain(t, c)
+        return pad_plain(t, c)
 
     @staticmethod
     def backward(ctx, g):
@@ -75,10 +75,12 @@ class _CropChannels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         # In the padded output's format, not g's: a gradient of 1 channel is contiguous in both formats.
-        return _pad_plain(g, ctx.c_full, ctx.fmt), None
+        return pad_plain(g, ctx.c_full, ctx.fmt), None
 
 
-def _pad_plain(t: torch.Tensor, c: int, fmt=None) -> torch.Tensor:
+def pad_plain(t: torch.Tensor, c: int, fmt=None) -> torch.Tensor:
+    """t [N, C, *spatial] -> [N, c, *spatial] (c >= C), zeros past C, in memory format ``fmt`` (t's by default);
+    outside autograd (the padded layers' Functions call it, and bench.runner times the passes with it)."""
     out = torch.empty((t.shape[0], c) + tuple(t.shape[2:]), dtype=t.dtype, device=t.device,
                       memory_format=fmt or _format(t))
     out[:, t.shape[1]:].zero_()

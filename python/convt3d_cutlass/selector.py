@@ -221,10 +221,7 @@ def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfi
         narrow = problem.stride < problem.k < 2 * problem.stride and problem.c_in == 64
         if problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow):
             return None
-    for k in kernels_for("fprop", "fp32", "ffma"):
-        if (compiled is None or k.name in compiled) and _aligned(problem, "fprop", k):
-            return k
-    return None
+    return next((k for _, k in _built("fprop", "fp32", "ffma", compiled) if _aligned(problem, "fprop", k)), None)
 
 
 # Where the tap-reuse kernel beats the stock path (H100, tf32, bench --configs; docs/performance.md):
