@@ -87,7 +87,7 @@ def test_every_backward_config(cfg):
 
 
 def test_stock_kernels_say_how_many_ctas_an_sm_holds():
-    # KernelEntry::resident, which the stock grad_weight's split-K rule sizes its grid by (STOCK_WGRAD_WAVES):
+    # KernelEntry::resident, which the stock grad_weight's split-K rule sizes its grid by (STOCK_WGRAD_BY_SHARE):
     # the CUDA runtime's occupancy of each stock kernel as launched; 0 for the kernels that do not say; an
     # unknown name raises. And the stock grad_weight at the count it gives stays correct and bitwise stable.
     from convt3d_cutlass import _extension, selector
