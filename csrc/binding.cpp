@@ -663,6 +663,13 @@ void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
 
 namespace {
 
+// CTAs of a stock-contract kernel resident per SM of the current device (KernelEntry::resident); 0: unknown.
+int64_t resident_ctas(const std::string& name) {
+  const convt3d::KernelEntry* e = convt3d::find_kernel(name);
+  TORCH_CHECK(e != nullptr, "convt3d_cutlass: no kernel named '", name, "' in this build");
+  return e->resident != nullptr ? e->resident() : 0;
+}
+
 std::vector<std::string> kernels() {
   std::vector<std::string> names;
   for (const auto& e : convt3d::registry()) names.emplace_back(e.name);
@@ -690,6 +697,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("channel_sums(Tensor src, Tensor(a!) out) -> ()");
   m.def("wgrad_finish(Tensor partials, Tensor(a!) out) -> ()");
   m.def("kernels() -> str[]", &kernels);
+  m.def("resident_ctas(str kernel) -> int", &resident_ctas);
 }
 
 TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {

@@ -360,6 +360,12 @@ struct Launcher {
     return strided(a) ? workspace_with<StridedOp>(a) : workspace_with<Op>(a);
   }
 
+  // The unstrided kernel's CTAs per SM with the threads and shared memory CUTLASS's run launches it with.
+  static int resident() {
+    using K = typename Op::UnderlyingKernel;
+    return direct::resident_ctas(cutlass::Kernel<K>, 32 * Op::kWarpCount, sizeof(typename K::SharedStorage));
+  }
+
   // run_with checks CUTLASS's conditions itself, so only precheck's are added here.
   static int run(const ConvLaunch& a) {
     if (const int code = precheck(a)) return code;
@@ -425,7 +431,7 @@ struct Launcher {
   }
 
   static KernelEntry entry(const char* name) {
-    return KernelEntry{name, &can_implement, &workspace_size, &run, phases_fn()};
+    return KernelEntry{name, &can_implement, &workspace_size, &run, phases_fn(), &resident};
   }
 
   // Dgrad: the same main loop with the strided epilogue (DefaultKernel::StridedKernel); else Op itself.

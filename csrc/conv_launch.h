@@ -53,6 +53,9 @@ struct KernelEntry {
   WorkspaceFn workspace_size;
   LaunchFn run;
   PhasesFn run_phases = nullptr;  // null: the kernel runs one phase per launch only
+  // CTAs of the kernel resident per SM of the current device (its registers and shared memory, asked of the
+  // CUDA runtime), for a grid sized in whole waves of them; null or 0: unknown.
+  int (*resident)() = nullptr;
 };
 
 // The most phases run_phases takes (conv_kernel.cuh says why).

@@ -356,7 +356,13 @@ struct FfmaWgradKernel {
     }
   }
 
-  static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }
+  static int resident() {
+    return direct::resident_ctas(ffma_wgrad_kernel<BM, BK, Stages, SK>, Sh::kThreads, Sh::kSmemBytes);
+  }
+
+  static KernelEntry entry(const char* name) {
+    return KernelEntry{name, &can_implement, &workspace_size, &run, nullptr, &resident};
+  }
 };
 
 }  // namespace ffma

@@ -69,6 +69,19 @@ inline cudaError_t allow_smem(const void* kernel, size_t bytes) {
   return err;
 }
 
+// CTAs of kernel resident per SM of the current device at `threads` threads and `bytes` of dynamic shared memory
+// (its registers as compiled); 0 when CUDA cannot say, the error taken off the last-error slot the launches read.
+template <class Kernel>
+inline int resident_ctas(Kernel kernel, int threads, size_t bytes) {
+  int n = 0;
+  if (allow_smem(reinterpret_cast<const void*>(kernel), bytes) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 // Launches kernel with `bytes` of dynamic shared memory (opting in past the 48 KiB default) on stream:
 // 0, or 1000 + cudaError_t as the launchers report CUDA errors.
 template <class Kernel, class... Args>

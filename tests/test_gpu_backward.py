@@ -86,6 +86,43 @@ def test_every_backward_config(cfg):
         assert rel_l2(got, ref) <= TOL[cfg.precision]
 
 
+def test_stock_kernels_say_how_many_ctas_an_sm_holds():
+    # KernelEntry::resident, which the stock grad_weight's split-K rule sizes its grid by (STOCK_WGRAD_BY_SHARE):
+    # the CUDA runtime's occupancy of each stock kernel as launched; 0 for the kernels that do not say; an
+    # unknown name raises. And the stock grad_weight at the count it gives stays correct and bitwise stable.
+    from convt3d_cutlass import _extension, selector
+    names = _extension.compiled_kernels()
+    stock = [k for k in KERNELS if k.family == "cutlass2x" and k.name in names]
+    assert stock
+    for k in stock:
+        r = _extension.resident_ctas(k.name, torch.cuda.current_device())
+        assert 1 <= r <= 32, (k.name, r)
+    # The FFMA grad_weight tiles: at least one CTA, and no more than their launch bounds ask for on the narrow
+    # tiles (three per SM: 159 and 153 registers), which the selector's mirror assumes where the runtime is not asked.
+    for k in KERNELS:
+        if k.family == "ffma" and k.op == "wgrad" and k.name in names:
+            r = _extension.resident_ctas(k.name, torch.cuda.current_device())
+            assert 1 <= r <= (2 if k.tile[0] == 128 else selector.FFMA_STREAMK_PER_SM[k.tile[0]]), (k.name, r)
+    ffma = [k.name for k in KERNELS if k.family in ("thin",) or k.family == "ffma" and k.op == "fprop"]
+    assert all(_extension.resident_ctas(n, torch.cuda.current_device()) == 0 for n in ffma if n in names)
+    with pytest.raises(RuntimeError, match="no kernel named"):
+        torch.ops.convt3d_cutlass.resident_ctas("no_such_kernel")
+    prob = Problem(2, 24, 40, (6, 7, 8), 5, 1, 2)
+    k = next(k for k in stock if k.op == "wgrad" and k.precision == "3xtf32")
+    plan = launch._plan(prob, "wgrad", "3xtf32", k.name, torch.device("cuda"), None)
+    r = _extension.resident_ctas(k.name, torch.cuda.current_device())
+    assert plan.slices == selector.split_k_slices(prob, k, _extension.num_sms(0), resident=r)
+    x = torch.randn(2, 24, 6, 7, 8, device="cuda").to(memory_format=CL)
+    gy = torch.randn((2, 40) + prob.out_spatial, device="cuda").to(memory_format=CL)
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "3xtf32", k.name)
+    ref = torch.ops.aten.convolution_backward(gy.double(), x.double(), torch.empty(24, 40, 5, 5, 5, device="cuda",
+                                              dtype=torch.float64), None, [1] * 3, [2] * 3, [1] * 3, True, [0] * 3,
+                                              1, [False, True, False])[1]
+    assert rel_l2(gw, ref) <= TOL["3xtf32"]
+    assert torch.equal(gw, launch.grad_weight(gy, x, prob, "3xtf32", k.name))
+
+
 def test_grad_input_writes_every_element():
     prob = Problem(2, 12, 20, (5, 6, 7), 3, 2, 1)
     gy = torch.randn((2, 20) + prob.out_spatial, device="cuda").to(memory_format=CL)

@@ -334,6 +334,47 @@ def test_ffma_wgrad_128_rows_take_the_fewest_slices_at_the_same_busiest_sm_share
             assert k.family == "ffma" and selector.split_k_slices(p, k, 132) == expect[name], (name, k.name)
 
 
+def test_stock_wgrad_grid_by_the_busiest_sm_share_of_its_resident_ctas(monkeypatch):
+    """The stock grad_weight kernels' split-K count where the runtime says how many CTAs an SM holds: at most the
+    4-wave count, with a busiest-SM share of the reduction no larger than that count's and than any smaller
+    count's; the 4-wave count where it does not say, or with STOCK_WGRAD_BY_SHARE off. The sweep's stock 3xtf32
+    rows at three per SM take the slices measured in v0.81."""
+    from fractions import Fraction
+    from bench.shapes import SWEEP
+    stock = [k for k in KERNELS if k.family == "cutlass2x" and k.op == "wgrad"]
+    for c in SWEEP:
+        p = c.problem()
+        m, n, kk = p.gemm("wgrad")
+        for k in stock:
+            tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+            caps = min(-(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n))
+            old = max(1, min(-(-4 * 132 // tiles), caps))
+            assert selector.split_k_slices(p, k, 132) == old
+            for r in (1, 2, 3, 4):
+                s = selector.split_k_slices(p, k, 132, resident=r)
+                share = [None] + [Fraction(-(-tiles * i // (132 * r)), i) for i in range(1, old + 1)]
+                assert 1 <= s <= old and share[s] == min(share[1:]), (c.name, k.name, r)
+                assert all(share[i] > share[s] for i in range(1, s)), (c.name, k.name, r)
+            monkeypatch.setattr(selector, "STOCK_WGRAD_BY_SHARE", False)
+            assert selector.split_k_slices(p, k, 132, resident=3) == old
+            monkeypatch.setattr(selector, "STOCK_WGRAD_BY_SHARE", True)
+        # The FFMA narrow tiles: the runtime's count where given (two on an A100 for the 32-row tile), else the mirror.
+        for k in KERNELS:
+            if k.family == "ffma" and not k.streamk and k.tile[0] != 128:
+                tiles = -(-m // k.tile[0]) * -(-n // k.tile[1])
+                caps = min(-(-kk // k.tile[2]) // 8, (256 << 20) // (4 * m * n))
+                assert selector.split_k_slices(p, k, 108, resident=2) == max(1, min(108 * 2 // tiles, caps))
+                assert selector.split_k_slices(p, k, 132) == selector.split_k_slices(
+                    p, k, 132, resident=selector.FFMA_STREAMK_PER_SM[k.tile[0]])
+    k3 = next(k for k in stock if k.name == "wgrad_3xtf32_64x64x32_32x32x32_s3")
+    measured = {"vnet-refine": (17, 12), "gan3d-g3": (9, 6), "gan3d-g1": (3, 3), "vnet-up": (3, 3),
+                "unet3d-k2": (132, 99)}
+    for c in SWEEP:
+        if c.name in measured:
+            assert (selector.split_k_slices(c.problem(), k3, 132),
+                    selector.split_k_slices(c.problem(), k3, 132, resident=3)) == measured[c.name], c.name
+
+
 def test_ffma_wgrad_stream_k_where_a_tile_has_few_pieces(monkeypatch):
     """The stream-K twin of the FFMA grad_weight's tile where its grid cuts a tile into at most
     FFMA_STREAMK_MAX_PIECES pieces (their sums add one after another); split-K elsewhere, unless only the

@@ -41,7 +41,7 @@ def use(setting: str):
     direct.IGEMM_WGRAD_SLICE_SLACK = SLACK if "slack" in setting else 0.0
     launch.grad_weight_first = GW_FIRST if "gw" in setting else v27_order
     # one wave: the policy's four waves of CTAs asked for with a quarter of the SMs
-    selector.split_k_slices = ((lambda p, k, sms: SPLIT_K(p, k, max(1, sms // 4))) if "sk1" in setting
+    selector.split_k_slices = ((lambda p, k, sms, **kw: SPLIT_K(p, k, max(1, sms // 4), **kw)) if "sk1" in setting
                                else SPLIT_K)
     direct.igemm_wgrad_slices.cache_clear()
     launch._plan_cached.cache_clear()

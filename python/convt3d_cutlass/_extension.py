@@ -83,6 +83,14 @@ def num_sms(index: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def resident_ctas(name: str, index: int) -> int:
+    """CTAs of the compiled stock-contract kernel ``name`` (CUTLASS's own, the FFMA grad_weight) resident per SM of
+    CUDA device ``index`` (its registers and shared memory, asked of the CUDA runtime); 0 where it does not say."""
+    with torch.cuda.device(index):
+        return int(torch.ops.convt3d_cutlass.resident_ctas(name))
+
+
+@functools.lru_cache(maxsize=None)
 def capability(index: int) -> Tuple[int, int]:
     """Compute capability (major, minor) of CUDA device ``index``."""
     return tuple(torch.cuda.get_device_capability(index))

@@ -87,9 +87,11 @@ def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -
             slices = direct.wgrad_slices(p, k.block, k.tile[0], k.tile[1], sms, all_taps=k.simt,
                                          ctas_per_sm=k.ctas_per_sm)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
-    else:
-        split = selector.split_k_slices if op == "wgrad" else selector.fprop_slices if op == "fprop" else None
-        slices = split(p, k, _extension.num_sms(index)) if split else 1
+    elif op == "wgrad":
+        resident = _extension.resident_ctas(k.name, index) if k.family in ("cutlass2x", "ffma") else 0
+        slices = selector.split_k_slices(p, k, _extension.num_sms(index), resident=resident)
+    elif op == "fprop":
+        slices = selector.fprop_slices(p, k, _extension.num_sms(index))
     return Plan(k, k.name, k.tap_reuse, table, slices, taps_per_group, config)
 
 

@@ -1078,13 +1078,27 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # the old count's. FFMA_WGRAD_WAVES = 0 keeps the old count (A/B).
 FFMA_ONE_CTA_PER_SM_ROWS = 128
 FFMA_WGRAD_WAVES = 1
+# The stock grad_weight kernels keep several CTAs per SM (sm_90a, ptxas: wgrad_3xtf32_64x64x32 168 registers, three
+# per SM; wgrad_tf32_64x64x32 at four stages three by shared memory), which the 4-wave count (one CTA per SM) does
+# not know: the sweep's 3xtf32 grids (V-Net refine 544 CTAs, 3D-GAN 64->32 567) ended a third into a wave of 396.
+# So where the CUDA runtime says how many are resident (KernelEntry::resident) they take, of 1 .. the old count,
+# the slices with the smallest busiest-SM share of the reduction, ceil(tiles x s / slots) / s (the fewest on a
+# tie). H200, v0.81 (selab.py, 3xtf32 grad_weight, channels_last_3d / NCDHW): V-Net refine 17 -> 12 slices
+# 1.155x / 1.148x, 3D-GAN 64->32 9 -> 6 1.075x / 1.089x, U-Net k2 up 132 -> 99 0.86x / 1.04x (tf32 1.10x /
+# 1.04x; 0.05-0.12 ms kernels). Plain whole waves (slots // tiles) lost where tiles fill more than half a wave:
+# 3D-GAN 256->128 3 -> 1 slice 0.84x / 1.03x, V-Net up 0.99x / 0.98x; there the share keeps the old 3.
+# False keeps the 4-wave count (A/B).
+STOCK_WGRAD_BY_SHARE = True
 
 
 def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS,
-                   max_partial_bytes: int = 256 << 20) -> int:
+                   max_partial_bytes: int = 256 << 20, resident: int = 0) -> int:
     """Slices of the wgrad reduction (GEMM K = all positions) so about 4 waves of CTAs run; on the FFMA
     128-row tile the fewest slices that keep the busiest SM's share of the reduction at most that count's, on
-    the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above).
+    the 64- and 32-row tiles FFMA_WGRAD_WAVES whole waves of their resident CTAs (policy above); on the stock
+    kernels, where ``resident`` (their CTAs per SM, asked of the CUDA runtime) is known, the count up to the
+    old one with the smallest busiest-SM share over SMs x resident slots (STOCK_WGRAD_BY_SHARE). The FFMA
+    tiles take ``resident`` too where given, else the H200's count.
 
     Partial sums go to a [slices, C_in*k^3*C_out] fp32 buffer that is summed in a fixed order,
     so the weight gradient is bitwise reproducible.
@@ -1097,10 +1111,15 @@ def split_k_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
     cap_iters = max(1, k_iters // 8)  # keep >= 8 main-loop iterations per slice
     cap_mem = max(1, max_partial_bytes // (4 * m * n))
     if k.family == "ffma" and k.tile[0] != FFMA_ONE_CTA_PER_SM_ROWS and FFMA_WGRAD_WAVES:
-        want = FFMA_WGRAD_WAVES * num_sms * FFMA_STREAMK_PER_SM[k.tile[0]] // tiles
+        # The runtime's count where known: the 32-row tile's 74 KiB of stages fit twice, not three times, in an
+        # A100's 164 KiB.
+        want = FFMA_WGRAD_WAVES * num_sms * (resident or FFMA_STREAMK_PER_SM[k.tile[0]]) // tiles
     slices = max(1, min(want, cap_iters, cap_mem))
+
+    def share(s, slots):  # the busiest SM's share of the reduction, in whole passes over it
+        return Fraction(math.ceil(tiles * s / slots), s)
     if k.family == "ffma" and k.tile[0] == FFMA_ONE_CTA_PER_SM_ROWS:
-        def share(s):  # the busiest SM's share of the reduction, in whole passes over it
-            return Fraction(math.ceil(tiles * s / num_sms), s)
-        slices = next(s for s in range(1, slices + 1) if share(s) <= share(slices))
+        slices = next(s for s in range(1, slices + 1) if share(s, num_sms) <= share(slices, num_sms))
+    elif k.family == "cutlass2x" and resident > 0 and STOCK_WGRAD_BY_SHARE:
+        slices = min(range(1, slices + 1), key=lambda s: (share(s, num_sms * resident), s))
     return slices
