@@ -1085,8 +1085,9 @@ FFMA_WGRAD_WAVES = 1
 # the slices with the smallest busiest-SM share of the reduction, ceil(tiles x s / slots) / s (the fewest on a
 # tie). H200, v0.81 (selab.py, 3xtf32 grad_weight, channels_last_3d / NCDHW): V-Net refine 17 -> 12 slices
 # 1.155x / 1.148x, 3D-GAN 64->32 9 -> 6 1.075x / 1.089x, U-Net k2 up 132 -> 99 0.86x / 1.04x in one call and
-# 1.06x / 1.06x in the next (tf32 1.10x / 1.04x; 0.05-0.12 ms kernels). Plain whole waves (slots // tiles) lost where tiles fill more than half a wave:
-# 3D-GAN 256->128 3 -> 1 slice 0.84x / 1.03x, V-Net up 0.99x / 0.98x; there the share keeps the old 3.
+# 1.06x / 1.06x in the next (tf32 1.10x / 1.04x; 0.05-0.12 ms kernels). Plain whole waves (slots // tiles) lost
+# where tiles fill more than half a wave: 3D-GAN 256->128 3 -> 1 slice 0.84x / 1.03x, V-Net up 0.99x / 0.98x;
+# there the share keeps the old 3.
 # False keeps the 4-wave count (A/B).
 STOCK_WGRAD_BY_SHARE = True
 
