@@ -1070,8 +1070,8 @@ def fprop_slices(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) 
 # NCDHW steps those were the largest block at the peak (33.75 of 88.8 MiB against cuDNN's 70.5 in all).
 # The 64- and 32-row tiles (4 warps) need several CTAs per SM (U-Net 64->32 at 16 slices, one CTA per SM:
 # 1.10x slower than 76); they keep three CTAs per SM resident (csrc/ffma_wgrad.cuh, kMinBlocks, on the H200;
-# FFMA_STREAMK_PER_SM mirrors it), and their grid goes in whole waves of those slots: the 4-wave count of CTAs (4 x SMs) spilled past a wave by
-# a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / one wave / two):
+# FFMA_STREAMK_PER_SM mirrors it), and their grid goes in whole waves of those slots: the 4-wave count of CTAs
+# (4 x SMs) spilled past a wave by a few CTAs, which then ran alone. H200 (v0.80, bench/tools/ffmatile.py, GPU ms at 76 slices / one wave / two):
 # U-Net 64->32 on the 64-row tile 1.845 (532 CTAs on 396 slots) / 1.521 (56 slices) / 1.498 (113), SR x2 1.557
 # / 1.284 / 1.272, V-Net refine on the 32-row tile 1.202 (66 slices, 528 CTAs) / 0.936 (49) / 0.933 (99); three
 # and four waves as fast as two. One wave: 0.3-1.5% slower than two at half their partial sums, and fewer than
