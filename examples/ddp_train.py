@@ -8,6 +8,7 @@ Each rank prints nothing; rank 0 prints the largest relative difference of the f
 from the single-process run and exits 1 if it exceeds --tol.
 """
 import argparse
+import datetime
 import os
 import sys
 import warnings
@@ -55,11 +56,13 @@ def make_model(device, precision):
     return ct.convert_model(Decoder(), precision=precision).to(device)
 
 
-def run(rank, world, backend, use_cpu, steps, global_batch, tol, port):
+def run(rank, world, backend, use_cpu, steps, global_batch, tol, port, timeout_s=None):
     warnings.simplefilter("ignore")  # CPU ranks run the PyTorch fallback and say so once
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(port))
-    dist.init_process_group(backend, rank=rank, world_size=world)
+    # A stuck rendezvous or collective fails after timeout_s with the backend's message (torch's default: minutes).
+    timeout = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
+    dist.init_process_group(backend, rank=rank, world_size=world, **timeout)
     if use_cpu:
         device = torch.device("cpu")
     else:
@@ -97,15 +100,16 @@ def main(argv=None):
     ap.add_argument("--global-batch", type=int, default=4)
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--port", type=int, default=29511)
+    ap.add_argument("--timeout", type=float, default=0, help="seconds before a stuck collective fails (0: torch's)")
     a = ap.parse_args(argv)
     use_cpu = a.cpu or not torch.cuda.is_available()
     backend = a.backend or ("gloo" if use_cpu else "nccl")
     if a.spawn:
         torch.multiprocessing.spawn(_spawned, args=(a.spawn, backend, use_cpu, a.steps, a.global_batch,
-                                                    a.tol, a.port), nprocs=a.spawn, join=True)
+                                                    a.tol, a.port, a.timeout), nprocs=a.spawn, join=True)
     else:  # under torchrun
         run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), backend, use_cpu, a.steps,
-            a.global_batch, a.tol, a.port)
+            a.global_batch, a.tol, a.port, a.timeout)
 
 
 if __name__ == "__main__":
