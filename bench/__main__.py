@@ -131,8 +131,7 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     ceil = ceilings()
     env = report.environment(ceil)
-    print(f"{env['gpu']}: TF32 matmul {ceil['tf32_tflops']:.0f} TFLOP/s, FP32 matmul {ceil['fp32_tflops']:.1f} "
-          f"TFLOP/s, copy {ceil['copy_tbs']:.2f} TB/s; torch {env['torch']}, cuDNN {env['cudnn']}", flush=True)
+    print(report.ceilings_line(env), flush=True)
     if args.configs:
         stem = args.out or "configs"
         rows = run_configs(cases, args.precisions.split(","), args.reps or 5,

@@ -51,6 +51,15 @@ def summary(rows):
     return {ps: {f"{p}/{l}": v for (p, l), v in sorted(geomeans(rows, ps).items())} for ps in passes}
 
 
+def ceilings_line(env) -> str:
+    """The run's first line: the GPU, its measured ceilings, the host's pace (absent from runs before v0.82)
+    and the software."""
+    c = env["ceilings"]
+    host = f", host {c['host_us']:.1f} us per aten launch" if "host_us" in c else ""
+    return (f"{env['gpu']}: TF32 matmul {c['tf32_tflops']:.0f} TFLOP/s, FP32 matmul {c['fp32_tflops']:.1f} "
+            f"TFLOP/s, copy {c['copy_tbs']:.2f} TB/s{host}; torch {env['torch']}, cuDNN {env['cudnn']}")
+
+
 def summary_text(summ) -> str:
     return "\n".join(f"geomean speedup ({ps}) {k.replace('/', ' '):14s}: {v:.2f}x"
                      for ps, d in summ.items() for k, v in d.items())

@@ -1,5 +1,6 @@
 """Timing and ceilings: CUDA events, warm-up, L2 flushed before every rep, median."""
 import statistics
+import time
 
 import torch
 
@@ -56,7 +57,7 @@ def peak_extra_mb(fn) -> float:
 
 
 def ceilings() -> dict:
-    """Measured TF32 and FP32 matmul TFLOP/s and device copy TB/s (read + write)."""
+    """Measured TF32 and FP32 matmul TFLOP/s, device copy TB/s (read + write) and the host's pace (host_pace_us)."""
     out = {}
     n = 8192
     a = torch.randn(n, n, device="cuda")
@@ -72,4 +73,26 @@ def ceilings() -> dict:
     dst = torch.empty_like(src)
     ms = bench(lambda: dst.copy_(src), warmup=2, reps=5)
     out["copy_tbs"] = 2 * src.numel() / ms / 1e9
+    src = dst = None
+    out["host_us"] = host_pace_us()
     return out
+
+
+def host_pace_us(calls: int = 100, batches: int = 21) -> float:
+    """The host's pace: median microseconds of host time per launch of a one-element aten ``add_`` (the GPU
+    keeps up, so this is enqueue time). Sub-millisecond steps are host-bound, and a process's pace is its own:
+    two processes of one call read 4.7-5.4 and 8.5-9.3 us per ``torch.empty`` (v0.62), and two sweeps run at
+    once on a two-GPU host read every small row slower for cuDNN and ours alike (v0.82). Printed with the
+    ceilings, so that such a run can be told from a slower kernel."""
+    t = torch.zeros(1, device="cuda")
+    for _ in range(calls):
+        t.add_(1.0)
+    torch.cuda.synchronize()
+    per = []
+    for _ in range(batches):
+        a = time.perf_counter()
+        for _ in range(calls):
+            t.add_(1.0)
+        per.append((time.perf_counter() - a) / calls * 1e6)
+        torch.cuda.synchronize()
+    return statistics.median(per)

@@ -94,3 +94,14 @@ def test_speedup_is_the_lower_same_process_ratio():
     assert math.isclose(speedup_of(1.0, 2.0, 0.8, 1.2), 1.5)  # defaults process: 1.2 / 0.8
     assert math.isclose(speedup_of(1.0, 1.1, 0.8, 1.2), 1.1)  # autotuned: 1.1 / 1.0
     assert math.isclose(speedup_of(0.5, 0.4, 0.5, 9.0), 0.8)
+
+
+def test_ceilings_line_names_the_host_pace_when_measured():
+    """The first line of a run: the host's pace where the run measured it (v0.82 on), nothing in its
+    place for older environments (bench.merge reads those too)."""
+    env = dict(gpu="GPU", torch="2.11", cudnn=91900,
+               ceilings=dict(tf32_tflops=388.2, fp32_tflops=50.4, copy_tbs=4.26))
+    old = report.ceilings_line(env)
+    assert old == "GPU: TF32 matmul 388 TFLOP/s, FP32 matmul 50.4 TFLOP/s, copy 4.26 TB/s; torch 2.11, cuDNN 91900"
+    env["ceilings"]["host_us"] = 5.14
+    assert report.ceilings_line(env) == old.replace("TB/s;", "TB/s, host 5.1 us per aten launch;")
