@@ -3,7 +3,9 @@
   python -m bench.merge sweep-a sweep-b --out sweep [--gpu NVIDIA_H100_80GB_HBM3]
 
 Rows keep the sweep's case order; the environment of the first file is kept, with every file's
-listed under "parts". Needs no GPU.
+listed under "parts". Needs no GPU. Parts run at the same time on one host share its pace: the host-bound
+sub-millisecond rows read slower than in a run alone (v0.82: two tf32 sweeps at once on a two-GPU host,
+1.95x / 1.91x; the NCDHW one alone 2.06x), so compare the parts' host_us before reading those rows.
 """
 import argparse
 import json
