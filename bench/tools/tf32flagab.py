@@ -3,6 +3,8 @@ step in each, outputs cross-checked). The benchmark times ours with the flag as 
 3xtf32 and fp32), selab.py and envab.py with it on for 3xtf32; v0.81 read the U-Net k2 up's 3xtf32
 channels_last_3d step at 0.45-0.50 ms in the benchmark's processes and 0.22-0.34 in selab's on the same code.
 Nothing in the package reads the flag for an explicit precision, so a difference here would be torch's.
+v0.82 (logs/v82.log, call574): forward, grad_input and grad_weight 0.987-1.001x on the k2 up, its step 1.111x
+and U-Net 256->128's grad_input 0.782x the other way: the rows' own swings; the sweep's k2 row read 0.266 ms.
 
     python bench/tools/tf32flagab.py [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION] [PASSES]
     # v0.81 next: tf32flagab.py unet3d-k2,unet3d-dec1 7 NDHWC 3xtf32 forward,grad_input,grad_weight,step
