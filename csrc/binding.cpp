@@ -403,8 +403,10 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
 
 // partials [split_k, K,T,R,S,C] = wgrad(dy [N,Z,P,Q,K], x [N,D,H,W,C]); one slice per K split.
 // The caller sums the slices in a fixed order, so the result is bitwise deterministic.
+// ncdhw: dy is packed [N,K,Z,P,Q] and x packed [N,C,D,H,W], read in that storage by a kernel that can
+// (KernelEntry::reads_ncdhw); any other kernel is refused.
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
-           at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride) {
+           at::Tensor& partials, at::IntArrayRef pad, at::IntArrayRef stride, bool ncdhw) {
   CONVT3D_SCOPE("convt3d::stock");
   const auto dev = partials.device();
   TORCH_CHECK(partials.dim() == 6 && partials.is_contiguous() &&
@@ -412,14 +414,22 @@ void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x,
               "convt3d_cutlass: wgrad partials must be a contiguous float32 [split_k,K,T,R,S,C] tensor");
   check_operand(dy, "wgrad dy", dev);
   check_operand(x, "wgrad input", dev);
+  const auto& e = lookup(kernel);
+  TORCH_CHECK(!ncdhw || e.reads_ncdhw, "convt3d_cutlass: wgrad kernel ", kernel,
+              " reads NDHWC operands only (ncdhw=True needs a kernel that takes NCDHW ones)");
   at::Tensor slice0 = partials.select(0, 0);
   ConvLaunch L;
-  set_geometry(L, x, slice0, dy, pad, stride);
+  if (ncdhw) {
+    set_geometry(L, x.permute({0, 2, 3, 4, 1}), slice0, dy.permute({0, 2, 3, 4, 1}), pad, stride);
+  } else {
+    set_geometry(L, x, slice0, dy, pad, stride);
+  }
+  L.ncdhw = ncdhw;
   L.split_k_slices = static_cast<int>(partials.size(0));
   L.output = dy.data_ptr<float>();
   L.activation = x.data_ptr<float>();
   L.result = partials.data_ptr<float>();
-  launch(kernel, L, dev);
+  launch(e, L, dev);
 }
 
 // out [N,Do,Ho,Wo,Co] = tap-reuse conv of in [N,Di,Hi,Wi,Cr] (see direct_launch.h). `phases` holds
@@ -686,7 +696,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
         "int stride, int[] split_k=[], bool grouped=True) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride, "
         "int split_k=1) -> ()");
-  m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride) -> ()");
+  m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride, bool ncdhw=False) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "
         "bool sum_phases=False, bool out_sectors=False, Tensor(c!)? in_copy=None) -> ()");

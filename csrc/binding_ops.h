@@ -32,7 +32,7 @@ void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& fil
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride,
            int64_t split_k = 1);
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x, at::Tensor& partials,
-           at::IntArrayRef pad, at::IntArrayRef stride);
+           at::IntArrayRef pad, at::IntArrayRef stride, bool ncdhw = false);
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,
             const std::optional<at::Tensor>& bias, at::Tensor& out, at::IntArrayRef phases, int64_t s_in,
             int64_t s_out, bool out_ncdhw, bool in_ncdhw, const std::optional<at::Tensor>& in_sums,

@@ -37,6 +37,9 @@ struct ConvLaunch {
   // Serial split-K: the caller zeroed the semaphores in `workspace` already (dgrad_phases zeroes all its
   // phases' at once), so the launch skips CUTLASS's own memset per kernel.
   bool workspace_zeroed = false;
+  // Wgrad, kernels whose entry says reads_ncdhw only: output (dy := x) is packed [N, K, Z, P, Q] and activation
+  // (grad_y) packed [N, C, D, H, W], read in that storage; the sizes above keep their names.
+  bool ncdhw = false;
   cudaStream_t stream = nullptr;
 };
 
@@ -56,6 +59,8 @@ struct KernelEntry {
   // CTAs of the kernel resident per SM of the current device (its registers and shared memory, asked of the
   // CUDA runtime), for a grid sized in whole waves of them; null or 0: unknown.
   int (*resident)() = nullptr;
+  // The kernel takes ConvLaunch::ncdhw (the binding refuses it to any other, which would read NDHWC).
+  bool reads_ncdhw = false;
 };
 
 // The most phases run_phases takes (conv_kernel.cuh says why).

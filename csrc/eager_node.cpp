@@ -49,7 +49,7 @@ struct Plan {
   bool gw_direct = false;  // grad_weight: tap reuse (direct_wgrad op) or stock wgrad
   std::string gw_kernel;
   int64_t gw_slices = 1, gw_taps_per_group = 1;
-  bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place
+  bool gw_x_ncdhw = false;  // the kernel reads an NCDHW x in place (a stock-contract row: with gw_gy_ncdhw, its NC mode)
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
@@ -103,7 +103,8 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
-                  (!p.gw_gy_ncdhw || p.gw_direct) && (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
+                  (!p.gw_gy_ncdhw || p.gw_direct || p.gw_x_ncdhw) && (p.gw_direct || p.gw_x_ncdhw == p.gw_gy_ncdhw) &&
+                  (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
                   p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct) &&
                   (!p.gi_copies || (p.gi_direct && p.gi_sum_rows > 0)),
               "convt3d_cutlass: eager_plan has an invalid problem");
@@ -264,8 +265,10 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
   return gx;
 }
 
+// gy: the backward's grad_y as autograd gave it, which the FFMA rows' NC mode reads where it is packed NCDHW (G may
+// be the channels_last_3d copy grad_input needs).
 at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& x,
-                            int64_t c_out) {
+                            int64_t c_out, const at::Tensor& gy) {
   CONVT3D_SCOPE("convt3d::node.grad_weight");
   const int64_t k = P.k, c_in = x.size(1);
   at::Tensor partials;
@@ -277,7 +280,13 @@ at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, co
     partials = at::empty({P.gw_slices, c_in, k, k, k, c_out}, x.options());
     const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
     // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight).
-    ops::wgrad(P.gw_kernel, ndhwc(x), G, partials, pad, st);
+    const at::Tensor& gy_nc = G_ncdhw ? G : gy;
+    if (P.gw_x_ncdhw && P.gw_gy_ncdhw && !is_cl(x) && x.is_contiguous() && gy_nc.defined() && !is_cl(gy_nc) &&
+        gy_nc.is_contiguous()) {
+      ops::wgrad(P.gw_kernel, aligned16(x), aligned16(gy_nc), partials, pad, st, true);
+    } else {
+      ops::wgrad(P.gw_kernel, ndhwc(x), G_ncdhw ? ndhwc(G) : G, partials, pad, st);
+    }
   }
   at::Tensor gw = at::empty({c_in, c_out, k, k, k}, x.options());
   ops::wgrad_finish(partials, gw);
@@ -336,7 +345,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
         at::Tensor sums = at::empty({P.gi_sum_rows, src.size(1)}, src.options());
         gx = grad_input_pass(P, src, true, gi_filter, x, sums, G);
         if (need_b) gb = row_sums(sums);
-        gw = grad_weight_pass(P, G, false, x, weight.size(1));
+        gw = grad_weight_pass(P, G, false, x, weight.size(1), gy);
         G = at::Tensor();
         return {to_format(gx, P.x_cl), gw, need_b ? gb : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
       }
@@ -357,7 +366,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       }
       // grad_weight first (launch.grad_weight_first): its temporaries are freed before grad_x is allocated,
       // so that the peak holds the larger of the two instead of both.
-      if (need_w && P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
+      if (need_w && P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1), gy);
       if (need_x) {
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.
         at::Tensor sums;
@@ -366,7 +375,7 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
         gx = grad_input_pass(P, G, G_ncdhw, gi_filter, x, sums);
         if (sums.defined()) gb = row_sums(sums);
       }
-      if (need_w && !P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1));
+      if (need_w && !P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1), gy);
       // grad_y's channels_last_3d copy is released before grad_x is converted to NCDHW (a stock grad_input
       // writes channels_last_3d): the peak then holds the copy or the conversion's two grad_x, not all three
       // (v0.58 measured the step 11% over grad_weight's peak on U-Net 64->32 with them together).

@@ -25,6 +25,15 @@
 // result is bitwise reproducible for a given grid, with one slot of partial sums. Waits only go to lower
 // CTAs (dispatched earlier), and a CTA walks its range from the end, so its first piece is the first of
 // its tile and never waits: only a CTA's last piece can.
+//
+// NC (ConvLaunch::ncdhw, the 64- and 128-row tiles): x [N, Ci, Z, P, Q] and grad_y [N, Co, D, H, W] read in their
+// NCDHW storage, so that an NCDHW layer's backward converts neither (no channels_last_3d copy of x, and none of
+// grad_y where grad_input reads it in place too). Positions, the GEMM's K, are then the inner axis of both, so
+// the stages are K-major, with ffma_fprop.cuh's layout and compute roles (rows at a pitch of BK + 4 floats; per
+// 4 k, 16 shared reads of 16 bytes for 256 FFMA, as many as here). x's rows arrive by 16-byte cp.async along
+// positions, untransposed; grad_y's by 4-byte cp.async with a warp's lanes on consecutive positions of one
+// column (tap, channel): one or two 128-byte lines per instruction. (v0.22's in-place gathers put the lanes
+// along channels, 4-8 lines an instruction, and lost 18-34% on L1.)
 #pragma once
 #include <cuda_runtime.h>
 
@@ -52,6 +61,9 @@ struct WgradArgs {
   int* flags;           // SK: one per tile, zero at launch: the tile's pieces added so far
   int tiles_n;          // SK: tiles along N (tile t is M tile t / tiles_n, N tile t % tiles_n)
   long long k_blocks;   // SK: BK blocks of positions per tile; tiles * k_blocks in all
+  // NC: x [N, Ci, Z, P, Q] and grad_y [N, Co, D, H, W]; zpq = Z*P*Q (a multiple of 4), dhw = D*H*W.
+  int zpq, dhw;
+  cutlass::FastDivmod div_zpq;
 };
 
 template <int BM, int BK, int Stages>
@@ -254,18 +266,213 @@ __device__ __forceinline__ void store_tile(const WgradArgs& a, float* dst, int m
   }
 }
 
-template <int BM, int BK, int Stages, bool SK>
-__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradShape<BM, BK, Stages>::kMinBlocks)
+// NC tile: the FFMA roles of ffma_fprop.cuh's FpropShape on the same (BM, BN) as the row's WgradShape.
+template <int BM, int BN, int BK, int Stages>
+struct WgradNcShape {
+  static constexpr int kBM = BM, kBN = BN, kThreads = BM * BN / 64;
+  // Compute roles: 8 lanes of a warp along M, 4 along N; thread (tm, tn) holds rows tm + kRowStep i and
+  // columns 4 tn + j (+ BN / 2).
+  static constexpr int kRowStep = BM / 8, kWarpsM = kRowStep / 8;
+  static constexpr int LDK = BK + 4;  // row pitch in floats: 8 consecutive rows on 8 distinct bank groups
+  static constexpr int kStageFloats = (BM + BN) * LDK;
+  static constexpr size_t kSmemBytes = size_t(Stages) * kStageFloats * sizeof(float);
+  // x copies: a thread keeps one 16-byte chunk column (4 positions) and takes every kRowsPerPass-th channel row.
+  static constexpr int kChunks = BK / 4, kRowsPerPass = kThreads / kChunks, kCopiesA = BM / kRowsPerPass;
+  // grad_y copies: a thread keeps one position (lane % BK) and takes groups of 4 columns (one tap, 4 channels:
+  // C_out % 4 == 0), kSubs groups per warp instruction, every kGroupsPerPass-th group.
+  static constexpr int kSubs = 32 / BK, kGroupsPerPass = kThreads / 32 * kSubs, kPassesB = BN / 4 / kGroupsPerPass;
+  // 112 registers of operands and sums (ffma_fprop's count): two CTAs of 4 warps per SM, one of 8.
+  static constexpr int kMinBlocks = kThreads >= 256 ? 1 : 2;
+  static constexpr int kStreamKPerSM = kMinBlocks;
+  static_assert(BM % 64 == 0 && BN % 32 == 0, "compute roles");
+  static_assert(BK == 16 || BK == 32, "a warp instruction's lanes on the positions of one or two columns");
+  static_assert(BM % kRowsPerPass == 0 && (BN / 4) % kGroupsPerPass == 0, "whole copy rows");
+};
+
+// The taps t in [0, T) with 0 <= g + t < extent, as bits.
+__device__ __forceinline__ int tap_range_bits(int g, int taps, int extent) {
+  const int lo = g < 0 ? -g : 0, hi = extent - g < taps ? extent - g : taps;
+  return hi > lo ? (1 << hi) - (1 << lo) : 0;
+}
+
+// acc = this thread's 8 x 8 outputs of the tile at (m0, n0), summed over positions [k_begin, k_end) (multiples of 4
+// but the last), from x and grad_y in NCDHW storage.
+template <class Sh, int BK, int Stages>
+__device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, int m0, int n0, long long k_begin,
+                                               long long k_end, float (&acc)[8][8]) {
+  constexpr int BM = Sh::kBM, BN = Sh::kBN, LDK = Sh::LDK;
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int k_tiles = (int)((k_end - k_begin + BK - 1) / BK);
+  const int chunk = tid % Sh::kChunks, row0 = tid / Sh::kChunks;
+  const int kk = lane % BK, sub = lane / BK;
+
+  // This thread's grad_y column groups: the offset of (channel, tap) from a position's tap-0 corner, and the
+  // tap's bit per axis (a position's bits say which taps land inside grad_y).
+  int boff[Sh::kPassesB], bbits[Sh::kPassesB];
+#pragma unroll
+  for (int i = 0; i < Sh::kPassesB; ++i) {
+    const int n = n0 + 4 * (warp * Sh::kSubs + sub + i * Sh::kGroupsPerPass);
+    boff[i] = 0;
+    bbits[i] = 1 << 30;  // past N: a bit no position has
+    if (n < a.ntot) {
+      const int tap = n / a.Co, co = n - tap * a.Co;
+      const int ks = tap % a.S, kr = (tap / a.S) % a.R, kt = tap / (a.S * a.R);
+      boff[i] = co * a.dhw + (kt * a.H + kr) * a.W + ks;
+      bbits[i] = (1 << kt) | (1 << (8 + kr)) | (1 << (16 + ks));
+    }
+  }
+
+  auto load = [&](int stage, int kt_idx) {
+    float* as = smem + stage * Sh::kStageFloats;
+    float* bs = as + BM * LDK;
+    const long long kb = k_begin + (long long)kt_idx * BK;
+    {
+      const long long pos = kb + 4 * chunk;
+      const bool pos_ok = pos < k_end;
+      int n = 0, sp = 0;
+      if (pos_ok) a.div_zpq(n, sp, (int)pos);
+      const float* xn = a.x + (long long)n * a.Ci * a.zpq + sp;
+#pragma unroll
+      for (int i = 0; i < Sh::kCopiesA; ++i) {
+        const int r = row0 + i * Sh::kRowsPerPass, ci = m0 + r;
+        const bool ok = pos_ok && ci < a.Ci;
+        direct::copy16(ok ? xn + (long long)ci * a.zpq : a.x, as + r * LDK + 4 * chunk, ok);
+      }
+    }
+    const long long pos = kb + kk;
+    int base = 0, pbits = 0;
+    if (pos < k_end) {
+      int q, p, z, n, rest;
+      a.div_q(rest, q, (int)pos);
+      a.div_p(rest, p, rest);
+      a.div_z(n, z, rest);
+      const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
+      base = n * a.Co * a.dhw + (gz * a.H + gh) * a.W + gw;
+      pbits = tap_range_bits(gz, a.T, a.D) | (tap_range_bits(gh, a.R, a.H) << 8) | (tap_range_bits(gw, a.S, a.W) << 16);
+    }
+#pragma unroll
+    for (int i = 0; i < Sh::kPassesB; ++i) {
+      const int g = warp * Sh::kSubs + sub + i * Sh::kGroupsPerPass;
+      const bool ok = (pbits & bbits[i]) == bbits[i];
+      const float* src = ok ? a.gy + (base + boff[i]) : a.gy;
+      const int step = ok ? a.dhw : 0;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) direct::copy4(src + r * step, bs + (4 * g + r) * LDK + kk, ok);
+    }
+  };
+
+  const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);
+  const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  auto compute = [&](int stage) {
+    const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
+    const float* bs = smem + stage * Sh::kStageFloats + BM * LDK + 4 * tn * LDK;
+#pragma unroll
+    for (int kq = 0; kq < BK; kq += 4) {
+      float4 bv[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        bv[j] = *reinterpret_cast<const float4*>(bs + ((j / 4) * (BN / 2) + j % 4) * LDK + kq);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // four rows at a time: 16 registers of A beside B's 32
+        float4 av[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) av[i] = *reinterpret_cast<const float4*>(as + (4 * h + i) * Sh::kRowStep * LDK + kq);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            float& o = acc[4 * h + i][j];
+            Fma::fma(o, av[i].x, bv[j].x, o);
+            Fma::fma(o, av[i].y, bv[j].y, o);
+            Fma::fma(o, av[i].z, bv[j].z, o);
+            Fma::fma(o, av[i].w, bv[j].w, o);
+          }
+      }
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < k_tiles) load(s, s);
+    cute::cp_async_fence();
+  }
+  for (int t = 0; t < k_tiles; ++t) {
+    cute::cp_async_wait<Stages - 2>();
+    __syncthreads();  // tile t landed for every thread, and tile t - 1's stage is free to refill
+    const int next = t + Stages - 1;
+    if (next < k_tiles) load(next % Stages, next);
+    cute::cp_async_fence();
+    compute(t % Stages);
+  }
+  cute::cp_async_wait<0>();
+}
+
+// store_tile for the NC roles: rows tm + kRowStep i, columns 4 tn (+ BN / 2).
+template <class Sh>
+__device__ __forceinline__ void store_tile_nc(const WgradArgs& a, float* dst, int m0, int n0, const float (&acc)[8][8],
+                                              bool add) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);
+  const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + tm + i * Sh::kRowStep;
+    if (m >= a.Ci) continue;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int n = n0 + h * (Sh::kBN / 2) + 4 * tn;
+      if (n >= a.ntot) continue;  // ntot % 4 == 0: a chunk is all in or all out
+      float4* out = reinterpret_cast<float4*>(dst + (long long)m * a.ntot + n);
+      float4 v = make_float4(acc[i][4 * h], acc[i][4 * h + 1], acc[i][4 * h + 2], acc[i][4 * h + 3]);
+      if (add) {
+        const float4 s = __ldcg(out);
+        v = make_float4(s.x + v.x, s.y + v.y, s.z + v.z, s.w + v.w);
+      }
+      *out = v;
+    }
+  }
+}
+
+template <int BM, int BK, int Stages>
+using NcShapeOf = WgradNcShape<BM, WgradShape<BM, BK, Stages>::BN, BK, Stages>;
+
+template <int BM, int BK, int Stages, bool NC>
+constexpr int wgrad_min_blocks() {
+  if constexpr (NC) return NcShapeOf<BM, BK, Stages>::kMinBlocks;
+  else return WgradShape<BM, BK, Stages>::kMinBlocks;
+}
+
+template <int BM, int BK, int Stages, bool SK, bool NC = false>
+__global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, (wgrad_min_blocks<BM, BK, Stages, NC>()))
     ffma_wgrad_kernel(const __grid_constant__ WgradArgs a) {
   using Sh = WgradShape<BM, BK, Stages>;
   extern __shared__ __align__(16) float smem[];
   float acc[8][8];
+  auto piece = [&](int m0, int n0, long long k_begin, long long k_end) {
+    if constexpr (NC) wgrad_piece_nc<NcShapeOf<BM, BK, Stages>, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
+    else wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
+  };
+  auto store = [&](float* dst, int m0, int n0, bool add) {
+    if constexpr (NC) store_tile_nc<NcShapeOf<BM, BK, Stages>>(a, dst, m0, n0, acc, add);
+    else store_tile<Sh>(a, dst, m0, n0, acc, add);
+  };
   if constexpr (!SK) {
-    const long long k_begin = a.positions * blockIdx.z / gridDim.z;
-    const long long k_end = a.positions * (blockIdx.z + 1) / gridDim.z;
+    long long k_begin = a.positions * blockIdx.z / gridDim.z;
+    long long k_end = a.positions * (blockIdx.z + 1) / gridDim.z;
+    if constexpr (NC) {  // slices of whole BK blocks: x's 16-byte copies start on 4 positions
+      k_begin = a.k_blocks * blockIdx.z / gridDim.z * BK;
+      k_end = a.k_blocks * (blockIdx.z + 1) / gridDim.z * BK;
+      if (k_end > a.positions) k_end = a.positions;
+    }
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * Sh::BN;
-    wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
-    store_tile<Sh>(a, a.partials + (long long)blockIdx.z * a.Ci * a.ntot, m0, n0, acc, false);
+    piece(m0, n0, k_begin, k_end);
+    store(a.partials + (long long)blockIdx.z * a.Ci * a.ntot, m0, n0, false);
   } else {
     using Flags = cutlass::GenericBarrier<cutlass::detail::SyncthreadsSync>;
     const long long tiles_m = (a.Ci + BM - 1) / BM, total = tiles_m * a.tiles_n * a.k_blocks;
@@ -276,10 +483,10 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
       const int m0 = (int)(t / a.tiles_n) * BM, n0 = (int)(t % a.tiles_n) * Sh::BN;
       if (e != total * (c + 1) / G) __syncthreads();  // every warp is done with the last piece's stages
       const long long k_end = (e - tb) * BK;
-      wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, (s - tb) * BK, k_end < a.positions ? k_end : a.positions, acc);
+      piece(m0, n0, (s - tb) * BK, k_end < a.positions ? k_end : a.positions);
       const int j = (int)(c - cta_of(tb));  // this piece's turn in its tile
       if (j > 0) Flags::wait_eq(a.flags, threadIdx.x, (int)t, j);
-      store_tile<Sh>(a, a.partials, m0, n0, acc, j > 0);
+      store(a.partials, m0, n0, j > 0);
       if (c < cta_of(tb + a.k_blocks - 1)) {  // a later piece waits for this one
         __threadfence();
         Flags::arrive_inc(a.flags, threadIdx.x, (int)t);
@@ -292,9 +499,18 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, WgradSha
 template <int BM, int BK, int Stages, bool SK = false>
 struct FfmaWgradKernel {
   using Sh = WgradShape<BM, BK, Stages>;
+  // NC: the 64- and 128-row tiles (the K-major roles need 64 rows or more).
+  static constexpr bool kNc = BM >= 64;
 
   static long long tiles(const ConvLaunch& L) {
     return (long long)((L.K + Sh::kBM - 1) / Sh::kBM) * ((L.T * L.R * L.S * L.C + Sh::BN - 1) / Sh::BN);
+  }
+
+  static size_t smem_bytes(const ConvLaunch& L) {
+    if constexpr (kNc) {
+      if (L.ncdhw) return NcShapeOf<BM, BK, Stages>::kSmemBytes;
+    }
+    return Sh::kSmemBytes;
   }
 
   static int can_implement(const ConvLaunch& L) {
@@ -303,16 +519,51 @@ struct FfmaWgradKernel {
     if (((uintptr_t)L.output | (uintptr_t)L.activation | (uintptr_t)L.result) % 16 != 0) return 1;
     const long long positions = (long long)L.N * L.Z * L.P * L.Q;
     if (positions > 0x7fffffffLL || (long long)L.N * L.D * L.H * L.W * L.C > (1LL << 40)) return 5;
+    if (L.ncdhw) {
+      if (!kNc) return 5;  // kErrorNotSupported
+      // 16-byte copies of x along positions never straddle two samples; grad_y's element indices in 32 bits;
+      // one byte of tap bits per axis.
+      if ((long long)L.Z * L.P * L.Q % 4 != 0) return 1;
+      if ((long long)L.N * L.C * L.D * L.H * L.W >= (1LL << 31) || L.T > 8 || L.R > 8 || L.S > 8) return 5;
+    }
     // The table's 32-bit grad_y position indices (with room for the padding's negative corners) and
     // one byte of tap bits per axis.
     if (Sh::kTable && ((long long)L.N * L.D * L.H * L.W >= (1LL << 30) || L.T > 8 || L.R > 8 || L.S > 8)) return 5;
     if ((L.K + Sh::kBM - 1) / Sh::kBM > 65535 || L.split_k_slices > 65535) return 5;
     if (SK && (L.split_k_slices != 1 || tiles(L) > 0x7fffffffLL)) return 4;  // one slot of sums; int flags
-    return direct::smem_fits(Sh::kSmemBytes);
+    return direct::smem_fits(smem_bytes(L));
   }
 
   // SK: the tiles' flags.
   static std::size_t workspace_size(const ConvLaunch& L) { return SK ? (std::size_t)tiles(L) * sizeof(int) : 0; }
+
+  template <bool NC>
+  static int launch(const ConvLaunch& L, const WgradArgs& a) {
+    const size_t smem = smem_bytes(L);
+    if constexpr (SK) {
+      // kStreamKPerSM CTAs per SM (at most what the shape's registers and shared memory let run at once), and
+      // at most one per k block, so that no CTA's range is empty.
+      int sms = 0;
+      if (!direct::device_attribute(cudaDevAttrMultiProcessorCount, sms)) return 1000 + (int)cudaGetLastError();
+      if (a.flags == nullptr || L.workspace_bytes < workspace_size(L)) return 6;  // kErrorWorkspaceNull
+      int per_sm = Sh::kStreamKPerSM;
+      if constexpr (NC) per_sm = NcShapeOf<BM, BK, Stages>::kStreamKPerSM;
+      const long long total = tiles(L) * a.k_blocks, ctas = (long long)sms * per_sm;
+      if (total == 0) {  // no positions: a zero gradient
+        const cudaError_t err = cudaMemsetAsync(a.partials, 0, sizeof(float) * a.Ci * a.ntot, L.stream);
+        return err == cudaSuccess ? 0 : 1000 + (int)err;
+      }
+      const cudaError_t err = cudaMemsetAsync(a.flags, 0, workspace_size(L), L.stream);
+      if (err != cudaSuccess) return 1000 + (int)err;
+      const dim3 grid((unsigned)(ctas < total ? ctas : total));
+      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, true, NC>, grid, Sh::kThreads, smem,
+                                      L.stream, a);
+    } else {  // an else, so that a stream-K TU does not compile the split-K kernel too
+      const dim3 grid((unsigned)a.tiles_n, (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM), (unsigned)L.split_k_slices);
+      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false, NC>, grid, Sh::kThreads, smem,
+                                      L.stream, a);
+    }
+  }
 
   static int run(const ConvLaunch& L) {
     const int code = can_implement(L);
@@ -333,27 +584,13 @@ struct FfmaWgradKernel {
     a.tiles_n = (a.ntot + Sh::BN - 1) / Sh::BN;
     a.k_blocks = (a.positions + BK - 1) / BK;
     a.flags = static_cast<int*>(L.workspace);
-    if constexpr (SK) {
-      // kStreamKPerSM CTAs per SM (at most what the shape's registers and shared memory let run at once), and
-      // at most one per k block, so that no CTA's range is empty.
-      int sms = 0;
-      if (!direct::device_attribute(cudaDevAttrMultiProcessorCount, sms)) return 1000 + (int)cudaGetLastError();
-      if (a.flags == nullptr || L.workspace_bytes < workspace_size(L)) return 6;  // kErrorWorkspaceNull
-      const long long total = tiles(L) * a.k_blocks, ctas = (long long)sms * Sh::kStreamKPerSM;
-      if (total == 0) {  // no positions: a zero gradient
-        const cudaError_t err = cudaMemsetAsync(a.partials, 0, sizeof(float) * a.Ci * a.ntot, L.stream);
-        return err == cudaSuccess ? 0 : 1000 + (int)err;
-      }
-      const cudaError_t err = cudaMemsetAsync(a.flags, 0, workspace_size(L), L.stream);
-      if (err != cudaSuccess) return 1000 + (int)err;
-      const dim3 grid((unsigned)(ctas < total ? ctas : total));
-      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, true>, grid, Sh::kThreads, Sh::kSmemBytes,
-                                      L.stream, a);
-    } else {  // an else, so that a stream-K TU does not compile the split-K kernel too
-      const dim3 grid((unsigned)a.tiles_n, (unsigned)((a.Ci + Sh::kBM - 1) / Sh::kBM), (unsigned)L.split_k_slices);
-      return direct::launch_with_smem(ffma_wgrad_kernel<BM, BK, Stages, false>, grid, Sh::kThreads, Sh::kSmemBytes,
-                                      L.stream, a);
+    a.zpq = L.Z * L.P * L.Q;
+    a.dhw = L.D * L.H * L.W;
+    a.div_zpq = cutlass::FastDivmod(a.zpq > 0 ? a.zpq : 1);
+    if constexpr (kNc) {
+      if (L.ncdhw) return launch<true>(L, a);
     }
+    return launch<false>(L, a);
   }
 
   static int resident() {
@@ -361,7 +598,9 @@ struct FfmaWgradKernel {
   }
 
   static KernelEntry entry(const char* name) {
-    return KernelEntry{name, &can_implement, &workspace_size, &run, nullptr, &resident};
+    KernelEntry e{name, &can_implement, &workspace_size, &run, nullptr, &resident};
+    e.reads_ncdhw = kNc;
+    return e;
   }
 };
 

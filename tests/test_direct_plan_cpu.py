@@ -1137,3 +1137,20 @@ def test_ws_stages_run_past_a_units_chunks():
         assert r.stages == stages and r.bytes <= direct.SM90_SMEM_OPTIN, (name, r)
     assert smem("wgmma_ws_tf32_2x8x14_kx3_n48_wg2_s8", headline, "fprop").resident
     assert smem("wgmma_tf32_2x8x14_kx3_n48_wg2_s2", Problem(1, 48, 8, (32, 32, 32), 3), "fprop").stages == 1
+
+
+def test_ffma_wgrad_reads_ncdhw_on_its_64_and_128_row_tiles_only(monkeypatch):
+    """The FFMA grad_weight's NC mode (csrc/ffma_wgrad.cuh): 64- and 128-row tiles, x's positions per sample a
+    multiple of 4, grad_y's element indices in 32 bits; the knob off turns it off."""
+    from convt3d_cutlass.kernel_table import BY_NAME
+    p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)
+    for name in ("ffma_wgrad_fp32_64x128x16_s4", "ffma_wgrad_fp32_64x128x16_s4_sk", "ffma_wgrad_fp32_128x128x32_s3"):
+        assert direct.ffma_wgrad_reads_ncdhw(BY_NAME[name], p)
+    assert not direct.ffma_wgrad_reads_ncdhw(BY_NAME["ffma_wgrad_fp32_32x256x16_s4"], p)
+    assert not direct.ffma_wgrad_reads_ncdhw(BY_NAME["wgrad_fp32_128x64x8_64x32x8_s4"], p)
+    row = BY_NAME["ffma_wgrad_fp32_64x128x16_s4"]
+    assert not direct.ffma_wgrad_reads_ncdhw(row, Problem(2, 64, 32, (5, 6, 7), 3, 2, 1))  # 210 positions a sample
+    assert direct.ffma_wgrad_reads_ncdhw(row, Problem(2, 64, 32, (5, 6, 8), 3, 2, 1))
+    assert not direct.ffma_wgrad_reads_ncdhw(row, Problem(64, 64, 64, (128, 128, 128), 3, 2, 1))  # 2^31 elements
+    monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW", False)
+    assert not direct.ffma_wgrad_reads_ncdhw(row, p)

@@ -3,12 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convt3d_cutlass import launch
+from convt3d_cutlass import direct, launch
 from convt3d_cutlass.kernel_table import FFMA_WGRAD_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -72,3 +72,95 @@ def test_ffma_wgrad_stream_k_adds_its_pieces_in_order_and_stays_bitwise_reproduc
     for _ in range(2):
         poison_allocator()
         assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32", cfg.name))
+
+
+# NC mode (csrc/ffma_wgrad.cuh): x and grad_y read in their NCDHW storage by the 64- and 128-row tiles. Positions per
+# sample a multiple of 4 (x's 16-byte copies) and not of 16 or 32 (a BK block that spans two samples, a last block
+# cut short), partial M and N tiles, k 1, 2, 3, 5, 7, strides 1-3, grad_y's borders on every side.
+NC_CASES = [
+    (2, 136, 20, (4, 6, 7), 3, 2, 1),
+    (2, 64, 12, (4, 5, 8), 5, 1, 2),
+    (1, 64, 8, (4, 4, 5), 2, 2, 0),
+    (3, 132, 44, (6, 5, 4), 1, 3, 0),
+    (1, 256, 128, (4, 4, 4), 3, 2, 1),
+    (1, 68, 16, (4, 6, 9), 7, 1, 3),
+    (2, 96, 40, (3, 5, 12), 3, 1, 0),
+]
+NC_KERNELS = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] >= 64]
+
+
+def _nc_inputs(case):
+    n, ci, co, sp, k, s, p = case
+    prob = Problem(n, ci, co, sp, k, s, p)
+    x = torch.randn(n, ci, *sp, device="cuda")
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    return prob, x, gy
+
+
+@pytest.mark.parametrize("cfg", NC_KERNELS, ids=lambda k: k.name)
+@pytest.mark.parametrize("case", NC_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}")
+def test_ffma_wgrad_reads_ncdhw_in_place_and_matches_float64(cfg, case):
+    prob, x, gy = _nc_inputs(case)
+    n, ci, co, sp, k, s, p = case
+    assert direct.ffma_wgrad_reads_ncdhw(cfg, prob)
+    poison_allocator()
+    names = cuda_kernel_counts(lambda: launch.grad_weight(gy, x, prob, "fp32", cfg.name))
+    assert not [nm for nm in names if "transpose" in nm or "elementwise" in nm], names  # nothing converted
+    poison_allocator()
+    gw = launch.grad_weight(gy, x, prob, "fp32", cfg.name)
+    wd = torch.zeros(ci, co, k, k, k, dtype=torch.float64, device="cuda", requires_grad=True)
+    F.conv_transpose3d(x.double(), wd, None, s, p).backward(gy.double())
+    assert rel_l2(gw, wd.grad) <= TOL["fp32"]
+
+
+@pytest.mark.parametrize("cfg", NC_KERNELS, ids=lambda k: k.name)
+def test_ffma_wgrad_ncdhw_splits_the_reduction_and_stays_bitwise_reproducible(cfg):
+    """Split-K slices (whole BK blocks in NC mode) and stream-K pieces, summed in a fixed order."""
+    case = STREAMK_CASES[cfg.tile[0]]
+    prob, x, gy = _nc_inputs(case)
+    n, ci, co, sp, k, s, p = case
+    plan = launch._plan(prob, "wgrad", "fp32", cfg.name, torch.device("cuda"), None)
+    assert (plan.slices == 1) == cfg.streamk
+    poison_allocator()
+    first = launch.grad_weight(gy, x, prob, "fp32", cfg.name)
+    wd = torch.zeros(ci, co, k, k, k, dtype=torch.float64, device="cuda", requires_grad=True)
+    F.conv_transpose3d(x.double(), wd, None, s, p).backward(gy.double())
+    assert rel_l2(first, wd.grad) <= TOL["fp32"]
+    for _ in range(2):
+        poison_allocator()
+        assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32", cfg.name))
+
+
+def test_ffma_wgrad_ncdhw_is_refused_to_kernels_that_read_ndhwc():
+    from convt3d_cutlass import _extension
+    prob, x, gy = _nc_inputs((1, 64, 32, (4, 4, 4), 3, 2, 1))
+    partials = torch.empty((1, 64, 3, 3, 3, 32), device="cuda")
+    for name in ("ffma_wgrad_fp32_32x256x16_s4", "wgrad_fp32_128x64x8_64x32x8_s4"):
+        if name in _extension.compiled_kernels():
+            with pytest.raises(RuntimeError, match="reads NDHWC operands only"):
+                torch.ops.convt3d_cutlass.wgrad(name, x, gy, partials, [1] * 3, [2] * 3, True)
+
+
+@pytest.mark.parametrize("node", [True, False])
+def test_ncdhw_step_converts_neither_x_nor_grad_y_for_the_ffma_grad_weight(node, monkeypatch):
+    """An exact-fp32 NCDHW layer whose grad_input reads grad_y in place (the tap-reuse rows) and whose grad_weight is
+    an FFMA row: the backward copies neither x nor grad_y (the eager node and the Python Function alike), and its
+    gradients match float64."""
+    import convt3d_cutlass as ct
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+    n, ci, co, sp, k, s, p = 2, 128, 64, (16, 16, 16), 3, 1, 1
+    prob = Problem(n, ci, co, sp, k, s, p)
+    x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    b = torch.randn(co, device="cuda", requires_grad=True)
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    assert launch._plan(prob, "wgrad", "fp32", None, x.device, None, out_ncdhw=True).k.family == "ffma"
+    assert launch.grad_y_in_place(gy, x, w, prob, "fp32", None, True, True)
+    y = ct.conv_transpose3d(x, w, b, s, p, precision="fp32", strict=True)
+    poison_allocator()
+    names = cuda_kernel_counts(lambda: y.backward(gy))
+    assert not [nm for nm in names if "transpose" in nm], names
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
+    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
+        assert rel_l2(got, ref) <= TOL["fp32"]

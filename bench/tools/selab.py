@@ -3,10 +3,11 @@ each switch), as the benchmark times the passes: ABBA rounds with cuDNN's step i
 rsab.py and wfab.py for their one constant), forward and grad_input cross-checked between the settings;
 then each setting's step peak extra memory beside cuDNN's (autotuned), as the benchmark measures it.
 A layer is a sweep name or NAME=N,C_IN,C_OUT,SIDE,K,STRIDE,PADDING (a cubic x of that side); an empty value
-is False.
+is False. ATTR may name a constant of direct.py as direct.ATTR (its kernel modes, e.g. direct.FFMA_WGRAD_NCDHW).
 
     python bench/tools/selab.py ATTR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION] [PASSES]
     # v0.56: selab.py SIMT_ONE_TAP_STOCK ,1 unet3d-k2,pw=2,64,32,32,1,1,0 5 NDHWC,NCDHW fp32 grad_input,step
+    # v0.83: selab.py direct.FFMA_WGRAD_NCDHW ,1 medium,unet3d-dec3 3 NCDHW fp32 grad_weight,step
 """
 import sys
 
@@ -16,7 +17,7 @@ from bench.runner import CaseTensors, _native_fns, _our_fns
 from bench.shapes import HEADLINE, SWEEP, Case
 from bench.timing import peak_extra_mb
 from bench.tools.common import AB_PASSES, abba, abba_header, abba_row, replan
-from convt3d_cutlass import selector
+from convt3d_cutlass import direct, selector
 
 
 def layer(spec: str) -> Case:
@@ -28,6 +29,9 @@ def layer(spec: str) -> Case:
 
 
 attr, values = sys.argv[1], sys.argv[2].split(",")
+module = selector
+if attr.startswith("direct."):
+    module, attr = direct, attr[len("direct."):]
 specs = sys.argv[3].split(",") if len(sys.argv) > 3 else ["headline"]
 names = []
 for s in specs:  # a layer of one's own carries six commas: rejoin its numbers
@@ -41,15 +45,15 @@ prec = sys.argv[6] if len(sys.argv) > 6 else "tf32"
 passes = tuple(sys.argv[7].split(",")) if len(sys.argv) > 7 else AB_PASSES
 torch.backends.cudnn.allow_tf32 = prec != "fp32"
 torch.backends.cudnn.benchmark = True
-landed = getattr(selector, attr)
+landed = getattr(module, attr)
 
 
 def apply(v):
-    setattr(selector, attr, type(landed)(v))
+    setattr(module, attr, type(landed)(v))
     replan()
 
 
-print(f"{prec}, ms, median of {rounds} rounds (ABBA); selector.{attr} = {values[0]!r} against {values[1]!r}")
+print(f"{prec}, ms, median of {rounds} rounds (ABBA); {module.__name__}.{attr} = {values[0]!r} against {values[1]!r}")
 print(abba_header(*values, passes))
 for nm in names:
     case = layer(nm)
@@ -67,5 +71,5 @@ for nm in names:
         print(f"{'':12s} {lay:6s} step peak extra MiB: {values[0]!r} {mem[0]:.0f}, {values[1]!r} {mem[1]:.0f}, "
               f"cuDNN (autotuned) {mem[2]:.0f}", flush=True)
         del t
-setattr(selector, attr, landed)
+setattr(module, attr, landed)
 replan()

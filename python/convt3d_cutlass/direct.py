@@ -949,6 +949,22 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
 
+# The FFMA grad_weight rows of 64 and 128 C_in rows read an NCDHW x and grad_y in place (csrc/ffma_wgrad.cuh, NC:
+# K-major stages, x by 16-byte copies along positions, grad_y by 4-byte copies with a warp's lanes on consecutive
+# positions), so that an NCDHW layer's backward copies neither. False: they read channels_last_3d copies (A/B runs).
+FFMA_WGRAD_NCDHW = True
+
+
+def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
+    """Whether FFMA grad_weight row k takes x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo] of layer p in
+    their packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where both are so stored: the 64- and
+    128-row tiles, x's positions per sample a multiple of 4 (its 16-byte copies stay in one sample), grad_y's
+    element indices in 32 bits (the kernel's can_implement)."""
+    return (FFMA_WGRAD_NCDHW and k.family == "ffma" and k.op == "wgrad" and k.tile[0] >= 64
+            and math.prod(p.spatial) % 4 == 0 and p.k <= 8
+            and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
+
+
 def backward_reads_grad_y(k, p: Problem) -> bool:
     """Whether the backward's row k (grad_input or grad_weight) reads a packed NCDHW grad_y in place, so
     that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities, and the

@@ -52,21 +52,25 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     """The node's 22 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
 
     Items 16 and 17: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
-    (the exact-fp32 rows; grad_input not over grad_y's parities). Where every gradient asked for can, the
+    (the exact-fp32 rows; grad_input not over grad_y's parities; grad_weight's FFMA rows in their NC mode, item 12
+    set as well). Where every gradient asked for can, the
     node converts no grad_y at all. Item 18: the forward runs stock CUTLASS phases (stock_forward_table).
     Item 19: serial split-K slices of the stock grad_input (1 on tap reuse). Item 20: the backward runs
     grad_weight before grad_input (launch.grad_weight_first). The last: grad_input's kernel reads a packed
     NCDHW grad_y in place and leaves grad_weight its channels_last_3d copy and the bias gradient
     (launch.grad_input_copying, direct.copies_input), where grad_weight does not read it in place."""
+    # The FFMA grad_weight rows' NC mode (direct.ffma_wgrad_reads_ncdhw) reads an NCDHW x and grad_y both, with
+    # items 12 and 17 set and no tap reuse; the node checks at each backward that grad_y is packed NCDHW.
+    gw_nc = not gw.tap_reuse and not x_cl and direct.ffma_wgrad_reads_ncdhw(gw.k, p)
+    gw_gy = gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p) or gw_nc
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             _ncdhw_mode(fwd, p, "dgrad") if not x_cl else 0,
             int(gi.tap_reuse), _ncdhw_mode(gi, p, "fprop") if gi.tap_reuse and not x_cl else 0,
-            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw),
+            int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw or gw_nc),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
-            int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)),
-            int(gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)),
+            int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)), int(gw_gy),
             int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices, int(gw_first),
-            int(gi.tap_reuse and gi_sum_rows > 0 and not (gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p))
+            int(gi.tap_reuse and gi_sum_rows > 0 and not gw_gy
                 and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial))]
 
 

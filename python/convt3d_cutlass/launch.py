@@ -317,7 +317,11 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
                             plan.taps_per_group, x_ncdhw, gy_ncdhw)
         return _finish(partials, p)
     partials = torch.empty((plan.slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
-    _ops().wgrad(plan.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
+    if direct._packed_ncdhw(x) and direct._packed_ncdhw(grad_y) and direct.ffma_wgrad_reads_ncdhw(k, p):
+        # The FFMA rows' NC mode: x and grad_y as they are, no channels_last_3d copy of either.
+        _ops().wgrad(plan.name, aligned16(x), aligned16(grad_y), partials, [p.padding] * 3, [p.stride] * 3, True)
+    else:
+        _ops().wgrad(plan.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
     return _finish(partials, p)
 
 
@@ -334,12 +338,23 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
         if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
             return False
-    if need_w:
-        gw = _plan(p, "wgrad", precision, config, grad_y.device,
-                   lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=not wants_channels_last(x))
-        if not (gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p)):
-            return False
+    if need_w and not grad_weight_reads_grad_y(grad_y, x, p, precision, config):
+        return False
     return True
+
+
+def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,
+                             config: Optional[str]) -> bool:
+    """Whether grad_weight's plan reads grad_y [N, C_out, Do, Ho, Wo] in its packed NCDHW storage: the exact-fp32
+    tap-reuse rows (direct.backward_reads_grad_y), and the FFMA rows' NC mode where x [N, C_in, D, H, W] is packed
+    NCDHW too (direct.ffma_wgrad_reads_ncdhw)."""
+    if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
+        return False
+    gw = _plan(p, "wgrad", precision, config, grad_y.device,
+               lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=not wants_channels_last(x))
+    if gw.tap_reuse:
+        return direct.backward_reads_grad_y(gw.k, p)
+    return direct._packed_ncdhw(x) and direct.ffma_wgrad_reads_ncdhw(gw.k, p)
 
 
 # The backward runs grad_weight before grad_input: grad_weight's temporaries (its partial sums, and its

@@ -109,10 +109,14 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                         ctx.config)
             return gx, gw, gb if need_b else None, None, None, None, None, None
         converted = None
+        gy_w = grad_y  # what grad_weight reads: the FFMA rows' NC mode takes an NCDHW grad_y as it is
         if share_layout and need_x + need_w + need_b >= 2 and not in_place:
+            w_in_place = need_w and launch.grad_weight_reads_grad_y(grad_y, x, ctx.problem, ctx.precision,
+                                                                     ctx.config or None)
             converted = channels_last_with_sums(grad_y)
             if converted is not None:
                 grad_y, gb = converted
+                gy_w = gy_w if w_in_place else grad_y
         # grad_weight first, so that its temporaries are gone before grad_x exists (launch.grad_weight_first,
         # as the eager node).
         # Eager only (share_layout): a traced backward is a graph whose order the compiler picks.
@@ -126,7 +130,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                                 out_ncdhw=not wants_channels_last(x))
             w_first = launch.grad_weight_first(p, plan, x)
         if w_first:
-            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
+            gw = grad_w(gy_w, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
         if need_x:
             # A stock grad_input writes channels_last_3d whatever x's layout: where grad_y is our copy and nothing
@@ -142,10 +146,10 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                 gx = grad_in(*args)
             if late:
                 del args
-                grad_y = converted = None
+                grad_y = converted = gy_w = None
                 gx = to_format(gx, False)
         if need_w and not w_first:
-            gw = grad_w(grad_y, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
+            gw = grad_w(gy_w, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
         if need_b and gb is None:
             # Eager only (share_layout): the kernel reads data pointers, which a traced backward lacks.
