@@ -282,7 +282,11 @@ struct WgradNcShape {
   // C_out % 4 == 0), kSubs groups per warp instruction, every kGroupsPerPass-th group.
   static constexpr int kSubs = 32 / BK, kGroupsPerPass = kThreads / 32 * kSubs, kPassesB = BN / 4 / kGroupsPerPass;
   // 112 registers of operands and sums (ffma_fprop's count): two CTAs of 4 warps per SM, one of 8.
+#ifdef CONVT3D_WGRAD_NC_MIN_BLOCKS
+  static constexpr int kMinBlocks = CONVT3D_WGRAD_NC_MIN_BLOCKS;
+#else
   static constexpr int kMinBlocks = kThreads >= 256 ? 1 : 2;
+#endif
   static constexpr int kStreamKPerSM = kMinBlocks;
   static_assert(BM % 64 == 0 && BN % 32 == 0, "compute roles");
   static_assert(BK == 16 || BK == 32, "a warp instruction's lanes on the positions of one or two columns");
@@ -439,8 +443,12 @@ __device__ __forceinline__ void store_tile_nc(const WgradArgs& a, float* dst, in
   }
 }
 
+// NC runs 32 positions per stage in 3 stages whatever the row's BK (ffma_fprop's depth: twice the FFMA per barrier of
+// the 64-row tile's 16, and a warp's copy lanes on 32 positions of one column); a stream-K piece still starts on the
+// row's BK blocks, multiples of 4 positions.
+constexpr int kNcBK = 32, kNcStages = 3;
 template <int BM, int BK, int Stages>
-using NcShapeOf = WgradNcShape<BM, WgradShape<BM, BK, Stages>::BN, BK, Stages>;
+using NcShapeOf = WgradNcShape<BM, WgradShape<BM, BK, Stages>::BN, kNcBK, kNcStages>;
 
 template <int BM, int BK, int Stages, bool NC>
 constexpr int wgrad_min_blocks() {
@@ -455,7 +463,7 @@ __global__ void __launch_bounds__(WgradShape<BM, BK, Stages>::kThreads, (wgrad_m
   extern __shared__ __align__(16) float smem[];
   float acc[8][8];
   auto piece = [&](int m0, int n0, long long k_begin, long long k_end) {
-    if constexpr (NC) wgrad_piece_nc<NcShapeOf<BM, BK, Stages>, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
+    if constexpr (NC) wgrad_piece_nc<NcShapeOf<BM, BK, Stages>, kNcBK, kNcStages>(a, smem, m0, n0, k_begin, k_end, acc);
     else wgrad_piece<BM, BK, Stages>(a, smem, m0, n0, k_begin, k_end, acc);
   };
   auto store = [&](float* dst, int m0, int n0, bool add) {
