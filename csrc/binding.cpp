@@ -674,10 +674,12 @@ void wgrad_finish(const at::Tensor& partials, at::Tensor& out) {
 namespace {
 
 // CTAs of a stock-contract kernel resident per SM of the current device (KernelEntry::resident); 0: unknown.
-int64_t resident_ctas(const std::string& name) {
+// ncdhw: of the kernel the entry runs with ConvLaunch::ncdhw (0 where it has none).
+int64_t resident_ctas(const std::string& name, bool ncdhw) {
   const convt3d::KernelEntry* e = convt3d::find_kernel(name);
   TORCH_CHECK(e != nullptr, "convt3d_cutlass: no kernel named '", name, "' in this build");
-  return e->resident != nullptr ? e->resident() : 0;
+  const auto fn = ncdhw ? e->resident_ncdhw : e->resident;
+  return fn != nullptr ? fn() : 0;
 }
 
 std::vector<std::string> kernels() {
@@ -707,7 +709,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("channel_sums(Tensor src, Tensor(a!) out) -> ()");
   m.def("wgrad_finish(Tensor partials, Tensor(a!) out) -> ()");
   m.def("kernels() -> str[]", &kernels);
-  m.def("resident_ctas(str kernel) -> int", &resident_ctas);
+  m.def("resident_ctas(str kernel, bool ncdhw=False) -> int", &resident_ctas);
 }
 
 TORCH_LIBRARY_IMPL(convt3d_cutlass, CUDA, m) {

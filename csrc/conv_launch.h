@@ -61,6 +61,8 @@ struct KernelEntry {
   int (*resident)() = nullptr;
   // The kernel takes ConvLaunch::ncdhw (the binding refuses it to any other, which would read NDHWC).
   bool reads_ncdhw = false;
+  // resident for the kernel it runs with ConvLaunch::ncdhw (its own registers and shared memory); null: unknown.
+  int (*resident_ncdhw)() = nullptr;
 };
 
 // The most phases run_phases takes (conv_kernel.cuh says why).

@@ -605,9 +605,18 @@ struct FfmaWgradKernel {
     return direct::resident_ctas(ffma_wgrad_kernel<BM, BK, Stages, SK>, Sh::kThreads, Sh::kSmemBytes);
   }
 
+  static int resident_nc() {
+    if constexpr (kNc) {
+      return direct::resident_ctas(ffma_wgrad_kernel<BM, BK, Stages, SK, true>, Sh::kThreads,
+                                   NcShapeOf<BM, BK, Stages>::kSmemBytes);
+    }
+    return 0;
+  }
+
   static KernelEntry entry(const char* name) {
     KernelEntry e{name, &can_implement, &workspace_size, &run, nullptr, &resident};
     e.reads_ncdhw = kNc;
+    if (kNc) e.resident_ncdhw = &resident_nc;
     return e;
   }
 };

@@ -164,3 +164,15 @@ def test_ncdhw_step_converts_neither_x_nor_grad_y_for_the_ffma_grad_weight(node,
     F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
     for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
         assert rel_l2(got, ref) <= TOL["fp32"]
+
+
+def test_ffma_wgrad_nc_residency_is_the_selectors_mirror():
+    """The NC kernels' CTAs per SM, asked of the runtime (the split-K grid's whole waves), are those
+    selector.FFMA_NC_STREAMK_PER_SM assumes for the stream-K grid; the 32-row tile has no NC kernel."""
+    from convt3d_cutlass import _extension, selector
+    names = _extension.compiled_kernels()
+    for k in FFMA_WGRAD_KERNELS:
+        if k.name not in names:
+            continue
+        r = _extension.resident_ctas(k.name, torch.cuda.current_device(), True)
+        assert r == (selector.FFMA_NC_STREAMK_PER_SM[k.tile[0]] if k.tile[0] >= 64 else 0), (k.name, r)

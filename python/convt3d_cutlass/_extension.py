@@ -83,11 +83,12 @@ def num_sms(index: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def resident_ctas(name: str, index: int) -> int:
+def resident_ctas(name: str, index: int, ncdhw: bool = False) -> int:
     """CTAs of the compiled stock-contract kernel ``name`` (CUTLASS's own, the FFMA grad_weight) resident per SM of
-    CUDA device ``index`` (its registers and shared memory, asked of the CUDA runtime); 0 where it does not say."""
+    CUDA device ``index`` (its registers and shared memory, asked of the CUDA runtime); 0 where it does not say.
+    ncdhw: of the kernel it runs on NCDHW operands (the FFMA grad_weight's NC mode)."""
     with torch.cuda.device(index):
-        return int(torch.ops.convt3d_cutlass.resident_ctas(name))
+        return int(torch.ops.convt3d_cutlass.resident_ctas(name, ncdhw))
 
 
 @functools.lru_cache(maxsize=None)

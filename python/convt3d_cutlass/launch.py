@@ -88,7 +88,9 @@ def _plan_cached(p, op, precision, config, index, env_config, out_ncdhw=False) -
                                          ctas_per_sm=k.ctas_per_sm)
             taps_per_group = direct.wgrad_tap_groups(p.k)[0]
     elif op == "wgrad":
-        resident = _extension.resident_ctas(k.name, index) if k.family in ("cutlass2x", "ffma") else 0
+        # The FFMA rows' NC mode (an NCDHW layer) runs a kernel of its own residency (csrc/ffma_wgrad.cuh).
+        nc = out_ncdhw and direct.ffma_wgrad_reads_ncdhw(k, p)
+        resident = _extension.resident_ctas(k.name, index, nc) if k.family in ("cutlass2x", "ffma") else 0
         slices = selector.split_k_slices(p, k, _extension.num_sms(index), resident=resident)
     elif op == "fprop":
         slices = selector.fprop_slices(p, k, _extension.num_sms(index))

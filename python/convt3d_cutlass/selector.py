@@ -874,6 +874,9 @@ FFMA_WGRAD_THIN_COUT = 4
 # (U-Net 64->32, SR x2, V-Net refine), and with 264 (U-Net k2 up: 2 tiles) 19.6x slower: the adds of a tile's
 # pieces wait for one another at the end, some microseconds each. So up to FFMA_STREAMK_MAX_PIECES.
 FFMA_STREAMK_PER_SM = {128: 1, 64: 3, 32: 3}
+# The same in the rows' NC mode (NCDHW x and grad_y, direct.ffma_wgrad_reads_ncdhw): its K-major roles hold 254
+# registers, two CTAs of 4 warps per SM or one of 8 (csrc/ffma_wgrad.cuh, WgradNcShape::kStreamKPerSM).
+FFMA_NC_STREAMK_PER_SM = {128: 1, 64: 2}
 FFMA_STREAMK_MAX_PIECES = 20
 
 
@@ -883,19 +886,21 @@ def _wgrad_tiles(problem: Problem, k: KernelConfig) -> Tuple[int, int]:
     return math.ceil(m / k.tile[0]) * math.ceil(n / k.tile[1]), math.ceil(kk / k.tile[2])
 
 
-def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS) -> float:
-    """Pieces per tile of stream-K row k's grid on problem (its CTAs over its tiles)."""
+def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS, ncdhw: bool = False) -> float:
+    """Pieces per tile of stream-K row k's grid on problem (its CTAs over its tiles); ncdhw: in the NC mode."""
     tiles, k_iters = _wgrad_tiles(problem, k)
-    return min(num_sms * FFMA_STREAMK_PER_SM[k.tile[0]], tiles * k_iters) / tiles
+    per_sm = (FFMA_NC_STREAMK_PER_SM if ncdhw and direct.ffma_wgrad_reads_ncdhw(k, problem) else FFMA_STREAMK_PER_SM)
+    return min(num_sms * per_sm[k.tile[0]], tiles * k_iters) / tiles
 
 
-def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
+def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS, ncdhw: bool = False):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
     C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out
     exceeds 128, else the 64-row one; none for unit-stride k = 3 below the wide tile unless C_out <=
     FFMA_WGRAD_THIN_COUT; channel counts multiples of 4 (16-byte
     copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
-    at most FFMA_STREAMK_MAX_PIECES (or where it alone is built), else split-K."""
+    at most FFMA_STREAMK_MAX_PIECES (or where it alone is built), else split-K; ncdhw: counted for the NC mode
+    where it runs (an NCDHW layer's x and grad_y)."""
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
     if not wide and problem.stride == 1 and problem.k == 3 and problem.c_out > FFMA_WGRAD_THIN_COUT:
         return None
@@ -911,7 +916,7 @@ def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS):
         twins = [k for k in built if k.tile[0] == bm]
         sk = next((k for k in twins if k.streamk), None)
         split = next((k for k in twins if not k.streamk), None)
-        if sk is not None and (split is None or streamk_pieces(problem, sk, num_sms) <= FFMA_STREAMK_MAX_PIECES):
+        if sk is not None and (split is None or streamk_pieces(problem, sk, num_sms, ncdhw) <= FFMA_STREAMK_MAX_PIECES):
             return sk
         if split is not None:
             return split
@@ -981,7 +986,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
         if k is not None:
             return k
     if op == "wgrad" and prec == "fp32" and family in (None, "ffma"):
-        k = _ffma_wgrad_choice(problem, comp, num_sms)
+        k = _ffma_wgrad_choice(problem, comp, num_sms, out_ncdhw)
         if k is not None:
             return k
     if op == "fprop" and prec == precision == "tf32" and family in (None, "thin"):
