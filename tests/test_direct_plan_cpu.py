@@ -1144,8 +1144,12 @@ def test_ffma_wgrad_reads_ncdhw_on_its_64_and_128_row_tiles_only(monkeypatch):
     multiple of 4, grad_y's element indices in 32 bits; the knob off turns it off."""
     from convt3d_cutlass.kernel_table import BY_NAME
     p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1)
-    for name in ("ffma_wgrad_fp32_64x128x16_s4", "ffma_wgrad_fp32_64x128x16_s4_sk", "ffma_wgrad_fp32_128x128x32_s3"):
+    for name in ("ffma_wgrad_fp32_64x128x16_s4", "ffma_wgrad_fp32_64x128x16_s4_sk"):
         assert direct.ffma_wgrad_reads_ncdhw(BY_NAME[name], p)
+    assert not direct.ffma_wgrad_reads_ncdhw(BY_NAME["ffma_wgrad_fp32_128x128x32_s3"], p)  # lost (v0.83)
+    monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW_ROWS", (64, 128))
+    assert direct.ffma_wgrad_reads_ncdhw(BY_NAME["ffma_wgrad_fp32_128x128x32_s3"], p)
+    monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW_ROWS", (64,))
     assert not direct.ffma_wgrad_reads_ncdhw(BY_NAME["ffma_wgrad_fp32_32x256x16_s4"], p)
     assert not direct.ffma_wgrad_reads_ncdhw(BY_NAME["wgrad_fp32_128x64x8_64x32x8_s4"], p)
     row = BY_NAME["ffma_wgrad_fp32_64x128x16_s4"]

@@ -89,6 +89,18 @@ NC_CASES = [
 NC_KERNELS = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] >= 64]
 
 
+@pytest.fixture
+def nc_on_every_tile(monkeypatch):
+    """The NC mode on both tiles that have it (the policy takes the 64-row one only), plans made afresh."""
+    from convt3d_cutlass import eager
+    monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW_ROWS", (64, 128))
+    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
+        clear()
+    yield
+    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
+        clear()
+
+
 def _nc_inputs(case):
     n, ci, co, sp, k, s, p = case
     prob = Problem(n, ci, co, sp, k, s, p)
@@ -99,7 +111,7 @@ def _nc_inputs(case):
 
 @pytest.mark.parametrize("cfg", NC_KERNELS, ids=lambda k: k.name)
 @pytest.mark.parametrize("case", NC_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}")
-def test_ffma_wgrad_reads_ncdhw_in_place_and_matches_float64(cfg, case):
+def test_ffma_wgrad_reads_ncdhw_in_place_and_matches_float64(cfg, case, nc_on_every_tile):
     prob, x, gy = _nc_inputs(case)
     n, ci, co, sp, k, s, p = case
     assert direct.ffma_wgrad_reads_ncdhw(cfg, prob)
@@ -114,7 +126,7 @@ def test_ffma_wgrad_reads_ncdhw_in_place_and_matches_float64(cfg, case):
 
 
 @pytest.mark.parametrize("cfg", NC_KERNELS, ids=lambda k: k.name)
-def test_ffma_wgrad_ncdhw_splits_the_reduction_and_stays_bitwise_reproducible(cfg):
+def test_ffma_wgrad_ncdhw_splits_the_reduction_and_stays_bitwise_reproducible(cfg, nc_on_every_tile):
     """Split-K slices (whole BK blocks in NC mode) and stream-K pieces, summed in a fixed order."""
     case = STREAMK_CASES[cfg.tile[0]]
     prob, x, gy = _nc_inputs(case)
@@ -144,11 +156,11 @@ def test_ffma_wgrad_ncdhw_is_refused_to_kernels_that_read_ndhwc():
 @pytest.mark.parametrize("node", [True, False])
 def test_ncdhw_step_converts_neither_x_nor_grad_y_for_the_ffma_grad_weight(node, monkeypatch):
     """An exact-fp32 NCDHW layer whose grad_input reads grad_y in place (the tap-reuse rows) and whose grad_weight is
-    an FFMA row: the backward copies neither x nor grad_y (the eager node and the Python Function alike), and its
-    gradients match float64."""
+    the 64-row FFMA tile: the backward copies neither x nor grad_y (the eager node and the Python Function alike),
+    and its gradients match float64."""
     import convt3d_cutlass as ct
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p = 2, 128, 64, (16, 16, 16), 3, 1, 1
+    n, ci, co, sp, k, s, p = 2, 64, 32, (16, 16, 16), 5, 1, 2
     prob = Problem(n, ci, co, sp, k, s, p)
     x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
     w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()

@@ -949,18 +949,24 @@ def wgrad_reads_ncdhw(k, x: torch.Tensor) -> bool:
             and (k.block[1] * k.block[2] // 8) % 4 == 0 and k.bn % 4 == 0)
 
 
-# The FFMA grad_weight rows of 64 and 128 C_in rows read an NCDHW x and grad_y in place (csrc/ffma_wgrad.cuh, NC:
-# K-major stages, x by 16-byte copies along positions, grad_y by 4-byte copies with a warp's lanes on consecutive
-# positions), so that an NCDHW layer's backward copies neither. False: they read channels_last_3d copies (A/B runs).
+# The FFMA grad_weight row of 64 C_in rows reads an NCDHW x and grad_y in place (csrc/ffma_wgrad.cuh, NC: K-major
+# stages, x by 16-byte copies along positions, grad_y by 4-byte copies with a warp's lanes on consecutive positions),
+# so that an NCDHW layer's backward copies neither. H200 (v0.83, bench/tools/selab.py direct.FFMA_WGRAD_NCDHW, 3
+# ABBA rounds, fp32 NCDHW, off / on): grad_weight alone (which converts both operands for the other form) 1.12-1.13x on
+# U-Net 64->32, SR x2 and U-Net outpad (64-row tile), step 0.991-0.999x there (grad_input still takes grad_y's copy),
+# peak 12 MiB lower; the 128-row tile's NC kernel (one CTA of 8 warps at 254 registers, against two of the
+# channels_last_3d form) lost: medium's step 0.950x (no conversion left at all, peak 32 -> 16 MiB), V-Net up 0.979x,
+# U-Net 128->64 0.990x. So the 64-row tile only (NCDHW_ROWS). False: channels_last_3d copies everywhere (A/B runs).
 FFMA_WGRAD_NCDHW = True
+FFMA_WGRAD_NCDHW_ROWS = (64,)
 
 
 def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
     """Whether FFMA grad_weight row k takes x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo] of layer p in
-    their packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where both are so stored: the 64- and
-    128-row tiles, x's positions per sample a multiple of 4 (its 16-byte copies stay in one sample), grad_y's
-    element indices in 32 bits (the kernel's can_implement)."""
-    return (FFMA_WGRAD_NCDHW and k.family == "ffma" and k.op == "wgrad" and k.tile[0] >= 64
+    their packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where both are so stored: the tiles of
+    FFMA_WGRAD_NCDHW_ROWS (the kernel has the mode on its 64- and 128-row tiles), x's positions per sample a
+    multiple of 4 (its 16-byte copies stay in one sample), grad_y's element indices in 32 bits (its can_implement)."""
+    return (FFMA_WGRAD_NCDHW and k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_NCDHW_ROWS
             and math.prod(p.spatial) % 4 == 0 and p.k <= 8
             and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
 
