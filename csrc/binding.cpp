@@ -383,22 +383,32 @@ void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor
 }
 
 // result y [N,Z,P,Q,K] = fprop(x [N,D,H,W,C], filter [K,T,R,S,C]) (+ bias[K]).
+// ncdhw: x is packed [N,C,D,H,W] and y packed [N,K,Z,P,Q], read and written in that storage by a kernel that can
+// (KernelEntry::reads_ncdhw); any other kernel is refused.
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad,
-           at::IntArrayRef stride, int64_t split_k) {
+           at::IntArrayRef stride, int64_t split_k, bool ncdhw) {
   CONVT3D_SCOPE("convt3d::stock");
   const auto dev = y.device();
   check_operand(y, "fprop result", dev);
   check_operand(x, "fprop input", dev);
   check_operand(filter, "fprop filter", dev);
+  const auto& e = lookup(kernel);
+  TORCH_CHECK(!ncdhw || e.reads_ncdhw, "convt3d_cutlass: fprop kernel ", kernel,
+              " reads NDHWC operands only (ncdhw=True needs a kernel that takes NCDHW ones)");
   ConvLaunch L;
-  set_geometry(L, x, filter, y, pad, stride);
+  if (ncdhw) {
+    set_geometry(L, x.permute({0, 2, 3, 4, 1}), filter, y.permute({0, 2, 3, 4, 1}), pad, stride);
+  } else {
+    set_geometry(L, x, filter, y, pad, stride);
+  }
+  L.ncdhw = ncdhw;
   L.activation = x.data_ptr<float>();
   L.filter = filter.data_ptr<float>();
   L.result = y.data_ptr<float>();
   L.bias = bias_data(bias, dev, L.K, "K");
   set_split_k(L, split_k);
-  launch(kernel, L, dev);
+  launch(e, L, dev);
 }
 
 // partials [split_k, K,T,R,S,C] = wgrad(dy [N,Z,P,Q,K], x [N,D,H,W,C]); one slice per K split.
@@ -697,7 +707,7 @@ TORCH_LIBRARY(convt3d_cutlass, m) {
   m.def("dgrad_phases(str[] kernels, Tensor dy, Tensor[] filters, Tensor? bias, Tensor(a!) y, int[] phases, "
         "int stride, int[] split_k=[], bool grouped=True) -> ()");
   m.def("fprop(str kernel, Tensor x, Tensor filter, Tensor? bias, Tensor(a!) y, int[] pad, int[] stride, "
-        "int split_k=1) -> ()");
+        "int split_k=1, bool ncdhw=False) -> ()");
   m.def("wgrad(str kernel, Tensor dy, Tensor x, Tensor(a!) partials, int[] pad, int[] stride, bool ncdhw=False) -> ()");
   m.def("direct(str kernel, Tensor input, Tensor weight, Tensor? bias, Tensor(a!) out, int[] phases, "
         "int s_in, int s_out, bool out_ncdhw=False, bool in_ncdhw=False, Tensor(b!)? in_sums=None, "

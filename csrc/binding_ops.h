@@ -30,7 +30,7 @@ void dgrad_phases_flat(const std::vector<std::string>& kernels, const at::Tensor
                        at::IntArrayRef phases, int64_t stride, at::IntArrayRef split_k);
 void fprop(const std::string& kernel, const at::Tensor& x, const at::Tensor& filter,
            const std::optional<at::Tensor>& bias, at::Tensor& y, at::IntArrayRef pad, at::IntArrayRef stride,
-           int64_t split_k = 1);
+           int64_t split_k = 1, bool ncdhw = false);
 void wgrad(const std::string& kernel, const at::Tensor& dy, const at::Tensor& x, at::Tensor& partials,
            at::IntArrayRef pad, at::IntArrayRef stride, bool ncdhw = false);
 void direct(const std::string& kernel, const at::Tensor& in, const at::Tensor& weight,

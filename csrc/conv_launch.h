@@ -37,8 +37,9 @@ struct ConvLaunch {
   // Serial split-K: the caller zeroed the semaphores in `workspace` already (dgrad_phases zeroes all its
   // phases' at once), so the launch skips CUTLASS's own memset per kernel.
   bool workspace_zeroed = false;
-  // Wgrad, kernels whose entry says reads_ncdhw only: output (dy := x) is packed [N, K, Z, P, Q] and activation
-  // (grad_y) packed [N, C, D, H, W], read in that storage; the sizes above keep their names.
+  // Kernels whose entry says reads_ncdhw only: activation is packed [N, C, D, H, W] and output [N, K, Z, P, Q]
+  // (Wgrad: dy := x and grad_y, read; Fprop: grad_y read and grad_x written), in that storage; the sizes above keep
+  // their names.
   bool ncdhw = false;
   cudaStream_t stream = nullptr;
 };

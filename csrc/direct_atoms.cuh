@@ -57,6 +57,13 @@ __device__ __forceinline__ void copy16(const float* src, float* dst, bool pred) 
                pred);
 }
 
+// The taps t in [0, taps) with 0 <= g + t < extent, as bits (the FFMA GEMMs' NC modes: a position's taps inside
+// an NCDHW tensor along one axis, g its tap-0 coordinate).
+__device__ __forceinline__ int tap_range_bits(int g, int taps, int extent) {
+  const int lo = g < 0 ? -g : 0, hi = extent - g < taps ? extent - g : taps;
+  return hi > lo ? (1 << hi) - (1 << lo) : 0;
+}
+
 // 4-byte cp.async (a transposing gather), zero-filling the destination when pred is false.
 __device__ __forceinline__ void copy4(const float* src, float* dst, bool pred) {
   Copy4::copy(*reinterpret_cast<const uint32_t*>(src), *reinterpret_cast<uint32_t*>(dst), pred);

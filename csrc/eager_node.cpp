@@ -53,7 +53,7 @@ struct Plan {
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
-  bool gi_gy_ncdhw = false;  // grad_input's kernel reads a packed NCDHW grad_y in place
+  bool gi_gy_ncdhw = false;  // grad_input's kernel reads a packed NCDHW grad_y in place (stock contract: FFMA NC mode)
   bool gw_gy_ncdhw = false;  // grad_weight's kernel reads a packed NCDHW grad_y in place
   // The forward on stock CUTLASS phases (launch.forward's dgrad / dgrad_phases): a kernel, 9 ints (pad,
   // first output, count), filter taps along d, h, w and split-K slices per phase; the phase filters lie
@@ -102,7 +102,7 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   p.gi_slices = ints[19]; p.gw_first = ints[20] != 0; p.gi_copies = ints[21] != 0;
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
-                  (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct) &&
+                  (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct || !p.x_cl) &&
                   (!p.gw_gy_ncdhw || p.gw_direct || p.gw_x_ncdhw) && (p.gw_direct || p.gw_x_ncdhw == p.gw_gy_ncdhw) &&
                   (!p.fwd_stock || !(p.fwd_ncdhw || p.fwd_x_ncdhw)) &&
                   p.gi_slices >= 1 && (p.gi_slices == 1 || !p.gi_direct) &&
@@ -256,6 +256,10 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
     ops::direct(P.gi_kernel, G, filter, std::nullopt, out, P.gi_table, P.stride, 1, P.gi_ncdhw, G_ncdhw,
                 sums.defined() ? std::optional<at::Tensor>(sums) : std::nullopt, P.gi_parities, P.gi_sectors,
                 copy.defined() ? std::optional<at::Tensor>(copy) : std::nullopt);
+  } else if (G_ncdhw) {  // the FFMA row's NC mode (gi_gy_ncdhw without tap reuse): grad_x written NCDHW
+    gx = at::empty(shape, G.options());
+    const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
+    ops::fprop(P.gi_kernel, G, filter, std::nullopt, gx, pad, st, P.gi_slices, true);
   } else {
     gx = empty_cl(shape, G);
     at::Tensor out = gx.permute({0, 2, 3, 4, 1});

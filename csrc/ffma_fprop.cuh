@@ -13,6 +13,13 @@
 //
 // Bank conflicts: a quarter warp's 8 lanes hold 8 consecutive rows of A (rows tm + BM/8 i), whose 16-byte reads
 // at a row pitch of BK + 4 floats land on 8 distinct groups of 4 banks; they share their B columns (broadcast).
+//
+// NC (ConvLaunch::ncdhw): activation (grad_y) packed [N, C, D, H, W] and result (grad_x) packed [N, K, Z, P, Q], so
+// that an NCDHW layer's backward converts neither. Positions, GEMM M, are then the inner axis of both: A's stage is
+// [k][m], filled by 4-byte cp.async with a warp's lanes on 32 consecutive positions (stride apart in grad_y) and no
+// transpose, each thread's four positions decoded once per CTA; the FFMAs read A as 16 bytes of 4 positions per k
+// (rows 4 tm + i, + BM / 2: a quarter warp's 8 lanes on 128 consecutive bytes) and B as before; grad_x leaves as
+// 16 bytes of 4 positions per channel (Z P Q % 4 == 0, so 4 positions never straddle two samples).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -39,6 +46,9 @@ struct FpropArgs {
   int M;              // N*Z*P*Q
   cutlass::FastDivmod div_q, div_p, div_z;  // result position -> (n, z, p, q)
   cutlass::FastDivmod div_c, div_s, div_r;  // k -> (tap, c); tap -> (t, r, s')
+  int T, R, S;                               // NC: taps along d, h, w
+  int dhw, zpq;                              // NC: grad_y's and grad_x's positions per channel
+  cutlass::FastDivmod div_zpq;               // NC: result position -> (n, position in the sample)
 };
 
 template <int BM_, int BN_, int BK_, int Stages_>
@@ -195,15 +205,175 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
   }
 }
 
+
+// The NC kernel (see the header): FpropShape's tile and B roles, A and the result in NCDHW storage.
+template <class Sh>
+__global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_kernel(const __grid_constant__ FpropArgs a) {
+  constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, Stages = Sh::Stages, LDK = Sh::LDK;
+  constexpr int kWarps = Sh::kThreads / 32, kPos = BM / 32, kRows = BK / kWarps;
+  constexpr int kStage = BK * BM + BN * LDK;  // A [BK][BM], then B [BN][LDK]
+  static_assert(BM % 32 == 0 && BK % kWarps == 0, "copy roles");
+  using Fma = cute::UniversalFMA<float, float, float, float>;
+  extern __shared__ __align__(16) float smem[];
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int k_tiles = (a.ktot + BK - 1) / BK;
+
+  // A copy roles: positions m0 + lane + 32 i, rows (k) warp + kWarps j. Each position's grad_y index of its tap-0
+  // corner and the taps along d, h, w that land inside grad_y (one byte of bits per axis).
+  int a_base[kPos], a_bits[kPos];
+#pragma unroll
+  for (int i = 0; i < kPos; ++i) {
+    const int m = m0 + lane + 32 * i;
+    a_base[i] = 0;
+    a_bits[i] = 0;  // past M: no tap inside
+    if (m < a.M) {
+      int q, p, z, n, rest;
+      a.div_q(rest, q, m);
+      a.div_p(rest, p, rest);
+      a.div_z(n, z, rest);
+      const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
+      a_base[i] = n * a.C * a.dhw + (gz * a.H + gh) * a.W + gw;
+      a_bits[i] = direct::tap_range_bits(gz, a.T, a.D) | (direct::tap_range_bits(gh, a.R, a.H) << 8) |
+                  (direct::tap_range_bits(gw, a.S, a.W) << 16);
+    }
+  }
+  // B copy roles (FpropShape's): one 16-byte chunk column, every kRowsPerPass-th row.
+  const int chunk = tid % Sh::kChunks, row0 = tid / Sh::kChunks;
+
+  auto load = [&](int stage, int kt) {
+    float* as = smem + stage * kStage;
+    float* bs = as + BK * BM;
+    const int kb = kt * BK;
+    // k = kb + warp + kWarps j: (tap, c) decoded for j = 0, then stepped by kWarps along c, into the next taps.
+    int tap = 0, c = 0, t = 0, r = 0, s = 0;
+    {
+      const int k = kb + warp;
+      if (k < a.ktot) {
+        a.div_c(tap, c, k);
+        int rest;
+        a.div_s(rest, s, tap);
+        a.div_r(t, r, rest);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) {
+      const int kk = warp + kWarps * j;
+      const bool k_ok = kb + kk < a.ktot;
+      const int koff = c * a.dhw + (t * a.H + r) * a.W + s;
+      const int kbits = (1 << t) | (1 << (8 + r)) | (1 << (16 + s));
+#pragma unroll
+      for (int i = 0; i < kPos; ++i) {
+        const bool ok = k_ok && (a_bits[i] & kbits) == kbits;
+        direct::copy4(ok ? a.act + (a_base[i] + koff) : a.act, as + kk * BM + lane + 32 * i, ok);
+      }
+      c += kWarps;
+      while (c >= a.C) {
+        c -= a.C;
+        if (++s == a.S) {
+          s = 0;
+          if (++r == a.R) {
+            r = 0;
+            ++t;
+          }
+        }
+      }
+    }
+    const int k = kb + 4 * chunk;
+    const bool k_ok = k < a.ktot;
+#pragma unroll
+    for (int i = 0; i < Sh::kCopiesB; ++i) {
+      const int n = n0 + row0 + i * Sh::kRowsPerPass;
+      const bool ok = k_ok && n < a.K;
+      direct::copy16(ok ? a.flt + (long long)n * a.ktot + k : a.flt, bs + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk,
+                     ok);
+    }
+  };
+
+  const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);
+  const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  auto compute = [&](int stage) {
+    const float* as = smem + stage * kStage + 4 * tm;
+    const float* bs = smem + stage * kStage + BK * BM + 4 * tn * LDK;
+#pragma unroll
+    for (int kq = 0; kq < BK; kq += 4) {
+      float4 bv[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        bv[j] = *reinterpret_cast<const float4*>(bs + ((j / 4) * (BN / 2) + j % 4) * LDK + kq);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float4 a0 = *reinterpret_cast<const float4*>(as + (kq + u) * BM);
+        const float4 a1 = *reinterpret_cast<const float4*>(as + (kq + u) * BM + BM / 2);
+        const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const float b = u == 0 ? bv[j].x : u == 1 ? bv[j].y : u == 2 ? bv[j].z : bv[j].w;
+            Fma::fma(acc[i][j], av[i], b, acc[i][j]);
+          }
+      }
+    }
+  };
+
+#pragma unroll
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < k_tiles) load(st, st);
+    cute::cp_async_fence();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cute::cp_async_wait<Stages - 2>();
+    __syncthreads();  // tile kt landed for every thread, and tile kt - 1's stage is free to refill
+    const int next = kt + Stages - 1;
+    if (next < k_tiles) load(next % Stages, next);
+    cute::cp_async_fence();
+    compute(kt % Stages);
+  }
+  cute::cp_async_wait<0>();
+
+  // Rows 4 tm + i (+ BM / 2), columns 4 tn + j (+ BN / 2): per column, 16 bytes of 4 positions (M % 4 == 0).
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int m = m0 + h * (BM / 2) + 4 * tm;
+    if (m >= a.M) continue;
+    int n_img, sp;
+    a.div_zpq(n_img, sp, m);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + (j / 4) * (BN / 2) + 4 * tn + j % 4;
+      if (n >= a.K) continue;
+      const float bias = a.bias ? a.bias[n] : 0.f;
+      *reinterpret_cast<float4*>(a.out + ((long long)n_img * a.K + n) * a.zpq + sp) =
+          make_float4(acc[4 * h][j] + bias, acc[4 * h + 1][j] + bias, acc[4 * h + 2][j] + bias, acc[4 * h + 3][j] + bias);
+    }
+  }
+}
+
 template <int BM, int BN, int BK, int Stages>
 struct FfmaFpropKernel {
   using Sh = FpropShape<BM, BN, BK, Stages>;
+  static constexpr size_t kNcSmemBytes = size_t(Stages) * (BK * BM + BN * Sh::LDK) * sizeof(float);
 
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
     if (((uintptr_t)L.activation | (uintptr_t)L.filter | (uintptr_t)L.result | (uintptr_t)L.bias) % 16 != 0) return 1;
+    if (L.ncdhw) {
+      // grad_x's 16-byte stores of 4 positions stay in one sample; grad_y's element indices in 32 bits; one byte of
+      // tap bits per axis.
+      if ((long long)L.Z * L.P * L.Q % 4 != 0) return 1;
+      if ((long long)L.N * L.C * L.D * L.H * L.W >= (1LL << 31) || L.T > 8 || L.R > 8 || L.S > 8) return 5;
+    }
     const int code = fprop_extent_checks(L, BN);
-    return code != 0 ? code : direct::smem_fits(Sh::kSmemBytes);
+    return code != 0 ? code : direct::smem_fits(L.ncdhw ? kNcSmemBytes : Sh::kSmemBytes);
   }
 
   static std::size_t workspace_size(const ConvLaunch&) { return 0; }
@@ -218,12 +388,22 @@ struct FfmaFpropKernel {
     a.div_c = cutlass::FastDivmod(L.C);
     a.div_s = cutlass::FastDivmod(L.S);
     a.div_r = cutlass::FastDivmod(L.R);
+    a.T = L.T, a.R = L.R, a.S = L.S;
+    a.dhw = L.D * L.H * L.W;
+    a.zpq = L.Z * L.P * L.Q;
+    a.div_zpq = cutlass::FastDivmod(a.zpq > 0 ? a.zpq : 1);
     if (a.M == 0) return 0;
     const dim3 grid((unsigned)((a.M + BM - 1) / BM), (unsigned)((a.K + BN - 1) / BN));
+    if (L.ncdhw)
+      return direct::launch_with_smem(ffma_fprop_nc_kernel<Sh>, grid, Sh::kThreads, kNcSmemBytes, L.stream, a);
     return direct::launch_with_smem(ffma_fprop_kernel<Sh>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
   }
 
-  static KernelEntry entry(const char* name) { return KernelEntry{name, &can_implement, &workspace_size, &run}; }
+  static KernelEntry entry(const char* name) {
+    KernelEntry e{name, &can_implement, &workspace_size, &run};
+    e.reads_ncdhw = true;
+    return e;
+  }
 };
 
 }  // namespace ffma

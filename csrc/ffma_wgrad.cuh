@@ -293,12 +293,6 @@ struct WgradNcShape {
   static_assert(BM % kRowsPerPass == 0 && (BN / 4) % kGroupsPerPass == 0, "whole copy rows");
 };
 
-// The taps t in [0, T) with 0 <= g + t < extent, as bits.
-__device__ __forceinline__ int tap_range_bits(int g, int taps, int extent) {
-  const int lo = g < 0 ? -g : 0, hi = extent - g < taps ? extent - g : taps;
-  return hi > lo ? (1 << hi) - (1 << lo) : 0;
-}
-
 // acc = this thread's 8 x 8 outputs of the tile at (m0, n0), summed over positions [k_begin, k_end) (multiples of 4
 // but the last), from x and grad_y in NCDHW storage.
 template <class Sh, int BK, int Stages>
@@ -353,7 +347,8 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
       a.div_z(n, z, rest);
       const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
       base = n * a.Co * a.dhw + (gz * a.H + gh) * a.W + gw;
-      pbits = tap_range_bits(gz, a.T, a.D) | (tap_range_bits(gh, a.R, a.H) << 8) | (tap_range_bits(gw, a.S, a.W) << 16);
+      pbits = direct::tap_range_bits(gz, a.T, a.D) | (direct::tap_range_bits(gh, a.R, a.H) << 8) |
+              (direct::tap_range_bits(gw, a.S, a.W) << 16);
     }
 #pragma unroll
     for (int i = 0; i < Sh::kPassesB; ++i) {

@@ -971,6 +971,21 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
             and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
 
 
+# The FFMA grad_input row reads an NCDHW grad_y and writes an NCDHW grad_x in place (csrc/ffma_fprop.cuh, NC: positions
+# along GEMM M, A's stage [k][m] by 4-byte copies with a warp's lanes on consecutive positions, grad_x by 16-byte stores
+# of 4 positions). False: channels_last_3d grad_y in, grad_x out (A/B runs).
+FFMA_FPROP_NCDHW = True
+
+
+def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
+    """Whether FFMA grad_input row k reads grad_y [N, C_out, Do, Ho, Wo] and writes grad_x [N, C_in, D, H, W] of layer
+    p in packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where grad_y is so stored and grad_x so wanted:
+    grad_x's positions per sample a multiple of 4 (its 16-byte stores stay in one sample), grad_y's element indices in
+    32 bits (its can_implement)."""
+    return (FFMA_FPROP_NCDHW and k.family == "ffma" and k.op == "fprop" and math.prod(p.spatial) % 4 == 0
+            and p.k <= 8 and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
+
+
 def backward_reads_grad_y(k, p: Problem) -> bool:
     """Whether the backward's row k (grad_input or grad_weight) reads a packed NCDHW grad_y in place, so
     that the backward need not convert it: the exact-fp32 rows, grad_input not over grad_y's parities, and the

@@ -63,12 +63,16 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     # items 12 and 17 set and no tap reuse; the node checks at each backward that grad_y is packed NCDHW.
     gw_nc = not gw.tap_reuse and not x_cl and direct.ffma_wgrad_reads_ncdhw(gw.k, p)
     gw_gy = gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p) or gw_nc
+    # grad_input's FFMA row in its NC mode (direct.ffma_fprop_reads_ncdhw): item 16 without tap reuse; it writes
+    # grad_x NCDHW itself.
+    gi_gy = gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p) or (
+        not gi.tap_reuse and not x_cl and direct.ffma_fprop_reads_ncdhw(gi.k, p))
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             _ncdhw_mode(fwd, p, "dgrad") if not x_cl else 0,
             int(gi.tap_reuse), _ncdhw_mode(gi, p, "fprop") if gi.tap_reuse and not x_cl else 0,
             int(gw.tap_reuse), gw.slices, gw.taps_per_group, int(gw.tap_reuse and gw_x_ncdhw or gw_nc),
             int(fwd_x_ncdhw), gi_sum_rows, int(gi.tap_reuse and direct.sums_parities(gi.k, p)),
-            int(gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)), int(gw_gy),
+            int(gi_gy), int(gw_gy),
             int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices, int(gw_first),
             int(gi.tap_reuse and gi_sum_rows > 0 and not gw_gy
                 and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial))]

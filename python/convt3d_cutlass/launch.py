@@ -245,6 +245,12 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
                       gx if to_ncdhw else gx.permute(0, 2, 3, 4, 1), plan.table, p.stride, 1, to_ncdhw, from_ncdhw,
                       sums, parities, to_ncdhw and direct.ncdhw_sectors(k, p, "fprop"))
         return gx, (row_sums(sums) if sums is not None else None)
+    if ncdhw and out is None and direct._packed_ncdhw(grad_y) and direct.ffma_fprop_reads_ncdhw(k, p):
+        # The FFMA row's NC mode: grad_y as it is, grad_x written NCDHW, neither converted.
+        gx = torch.empty((p.n, p.c_in) + p.spatial, device=grad_y.device, dtype=grad_y.dtype)
+        _ops().fprop(plan.name, aligned16(grad_y), grad_input_filter(weight, plan, p), None, gx, [p.padding] * 3,
+                     [p.stride] * 3, plan.slices, True)
+        return gx, None
     G = ndhwc(grad_y)
     gx = out if out is not None else empty_cl((p.n, p.c_in) + p.spatial, grad_y)
     _ops().fprop(plan.name, G, grad_input_filter(weight, plan, p), None, gx.permute(0, 2, 3, 4, 1),
@@ -258,6 +264,8 @@ def grad_input_writes_channels_last(grad_y: torch.Tensor, weight: torch.Tensor, 
     stock kernels, converted after them) and is the kernel a channels_last_3d grad_x would run, so that the
     caller may ask for channels_last_3d and convert grad_x itself, at a time of its choosing."""
     nc = _grad_input_plan(grad_y, weight, p, precision, config, True)
+    if direct._packed_ncdhw(grad_y) and direct.ffma_fprop_reads_ncdhw(nc.k, p):  # writes NCDHW itself (NC mode)
+        return False
     return not nc.tap_reuse and _grad_input_plan(grad_y, weight, p, precision, config, False).k == nc.k
 
 
@@ -331,14 +339,16 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                     config: Optional[str], need_x: bool, need_w: bool) -> bool:
     """Whether every backward pass asked for (grad_input: need_x, grad_weight: need_w) reads grad_y
     [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows,
-    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too)."""
+    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too), and the
+    FFMA rows' NC modes where x is NCDHW (grad_x written so)."""
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x:
         # the plan grad_input will run: grad_x takes x's layout (NCDHW unless x is channels_last_3d, as the
         # backward's grad_input is asked for it)
         gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
-        if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p)):
+        if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p) or
+                not gi.tap_reuse and not wants_channels_last(x) and direct.ffma_fprop_reads_ncdhw(gi.k, p)):
             return False
     if need_w and not grad_weight_reads_grad_y(grad_y, x, p, precision, config):
         return False
