@@ -222,11 +222,14 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
 
   // A copy roles: positions m0 + lane + 32 i, rows (k) warp + kWarps j. Each position's grad_y index of its tap-0
   // corner and the taps along d, h, w that land inside grad_y (one byte of bits per axis).
-  int a_base[kPos], a_bits[kPos];
+  // The corner as a pointer, so that an element's address is one wide multiply-add of its row's offset; a copy
+  // predicated off reads nothing (cp.async's source size 0), so its address may fall outside grad_y.
+  const float* a_ptr[kPos];
+  int a_bits[kPos];
 #pragma unroll
   for (int i = 0; i < kPos; ++i) {
     const int m = m0 + lane + 32 * i;
-    a_base[i] = 0;
+    a_ptr[i] = a.act;
     a_bits[i] = 0;  // past M: no tap inside
     if (m < a.M) {
       int q, p, z, n, rest;
@@ -234,7 +237,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
       a.div_p(rest, p, rest);
       a.div_z(n, z, rest);
       const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
-      a_base[i] = n * a.C * a.dhw + (gz * a.H + gh) * a.W + gw;
+      a_ptr[i] = a.act + (n * a.C * a.dhw + (gz * a.H + gh) * a.W + gw);
       a_bits[i] = direct::tap_range_bits(gz, a.T, a.D) | (direct::tap_range_bits(gh, a.R, a.H) << 8) |
                   (direct::tap_range_bits(gw, a.S, a.W) << 16);
     }
@@ -266,7 +269,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
 #pragma unroll
       for (int i = 0; i < kPos; ++i) {
         const bool ok = k_ok && (a_bits[i] & kbits) == kbits;
-        direct::copy4(ok ? a.act + (a_base[i] + koff) : a.act, as + kk * BM + lane + 32 * i, ok);
+        direct::copy4(a_ptr[i] + koff, as + kk * BM + lane + 32 * i, ok);
       }
       c += kWarps;
       while (c >= a.C) {

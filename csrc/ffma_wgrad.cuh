@@ -353,11 +353,11 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
 #pragma unroll
     for (int i = 0; i < Sh::kPassesB; ++i) {
       const int g = warp * Sh::kSubs + sub + i * Sh::kGroupsPerPass;
+      // A copy predicated off reads nothing (cp.async's source size 0), so its address may fall outside grad_y.
       const bool ok = (pbits & bbits[i]) == bbits[i];
-      const float* src = ok ? a.gy + (base + boff[i]) : a.gy;
-      const int step = ok ? a.dhw : 0;
+      const float* src = a.gy + (base + boff[i]);
 #pragma unroll
-      for (int r = 0; r < 4; ++r) direct::copy4(src + r * step, bs + (4 * g + r) * LDK + kk, ok);
+      for (int r = 0; r < 4; ++r) direct::copy4(src + r * a.dhw, bs + (4 * g + r) * LDK + kk, ok);
     }
   };
 
