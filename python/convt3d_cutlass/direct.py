@@ -976,11 +976,12 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
 # of 4 positions). With the grad_weight row's NC mode beside it the backward converts nothing, so its peak holds no
 # copy of grad_y. H200 (v0.83, selab.py direct.FFMA_FPROP_NCDHW, 3 ABBA rounds, fp32 NCDHW, off / on): step peak extra
 # MiB U-Net 64->32 1000 -> 500, SR x2 837 -> 419, U-Net outpad 128 -> 64 (cuDNN autotuned, same process: 628, 527,
-# 80), for steps 0.967x, 0.965x, 0.936x: the NC kernel gathers grad_y 4 bytes an element, stride apart, and runs about
-# 1.37x the channels_last_3d kernel's time (grad_input 1.85 -> 1.93 ms on U-Net 64->32 with the conversions it saves),
-# and the bias gradient takes a read of grad_y of its own. Taken for the memory: a drop-in layer whose backward needs
-# twice cuDNN's transient memory fails models that fit with cuDNN, for 3-7% of a step still 1.9-2.1x cuDNN's. False:
-# channels_last_3d grad_y in, grad_x out (A/B runs).
+# 80), for steps 0.975x, 0.971x, 0.915x (call584; 0.967x, 0.965x, 0.936x before the loaders' addresses went
+# unselected): the NC kernel gathers grad_y 4 bytes an element, stride apart, so grad_input alone, against the copy
+# form with the conversions the NC one saves, reads 1.04x, 1.02x, 0.79x, and the bias gradient takes a read of grad_y
+# of its own. Taken for the memory: a drop-in layer whose backward needs twice cuDNN's transient memory fails models
+# that fit with cuDNN, for 2.5-8.5% of a step still 1.9-2.1x cuDNN's. False: channels_last_3d grad_y in, grad_x out
+# (A/B runs).
 FFMA_FPROP_NCDHW = True
 
 
