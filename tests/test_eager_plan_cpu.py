@@ -189,3 +189,27 @@ def test_stock_phase_filter_is_the_phase_filters_end_to_end_and_follows_the_weig
     with torch.no_grad():
         w.mul_(-0.5)  # an optimizer step in place: the next call must see it
     assert torch.equal(stock_phase_filter(w, rs, 2), -0.5 * before)
+
+
+def test_plan_ints_take_the_ffma_rows_nc_modes(monkeypatch):
+    """v0.83: on an NCDHW layer the FFMA grad_weight's 64-row tile reads x and grad_y in place (items 12 and 17) and
+    the FFMA grad_input reads grad_y in place and writes grad_x NCDHW (item 16); on a channels_last_3d x neither;
+    the knobs off, neither."""
+    from convt3d_cutlass.kernel_table import BY_NAME
+
+    def row(name):
+        return types.SimpleNamespace(k=BY_NAME[name], name=name, tap_reuse=False, table=[], slices=1, taps_per_group=1)
+    p = Problem(2, 64, 32, (16, 16, 16), 3, 2, 1, 1)  # U-Net 64->32 with output_padding: both FFMA rows
+    fwd = _plan("direct", simt=True, precision="fp32")
+    gi, gw = row("ffma_fprop_fp32_128x64x32_s3"), row("ffma_wgrad_fp32_64x128x16_s4")
+    ints = eager.plan_ints(p, "fp32", False, fwd, gi, gw, False, True)
+    assert (ints[9], ints[12], ints[16], ints[17]) == (0, 1, 1, 1)
+    assert ints[21] == 0  # nothing for grad_input to copy
+    cl = eager.plan_ints(p, "fp32", True, fwd, gi, gw, False, True)
+    assert (cl[12], cl[16], cl[17]) == (0, 0, 0)
+    wide = row("ffma_wgrad_fp32_128x128x32_s3")  # its NC kernel lost (v0.83): not taken
+    assert eager.plan_ints(p, "fp32", False, fwd, gi, wide, False, True)[12] == 0
+    monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW", False)
+    monkeypatch.setattr(direct, "FFMA_FPROP_NCDHW", False)
+    off = eager.plan_ints(p, "fp32", False, fwd, gi, gw, False, True)
+    assert (off[12], off[16], off[17]) == (0, 0, 0)
