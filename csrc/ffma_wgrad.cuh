@@ -282,11 +282,8 @@ struct WgradNcShape {
   // C_out % 4 == 0), kSubs groups per warp instruction, every kGroupsPerPass-th group.
   static constexpr int kSubs = 32 / BK, kGroupsPerPass = kThreads / 32 * kSubs, kPassesB = BN / 4 / kGroupsPerPass;
   // 112 registers of operands and sums (ffma_fprop's count): two CTAs of 4 warps per SM, one of 8.
-#ifdef CONVT3D_WGRAD_NC_MIN_BLOCKS
-  static constexpr int kMinBlocks = CONVT3D_WGRAD_NC_MIN_BLOCKS;
-#else
+  // (Three CTAs of the 64-row tile would cap it at 168 registers: 36 bytes spilled, ptxas, v0.83.)
   static constexpr int kMinBlocks = kThreads >= 256 ? 1 : 2;
-#endif
   static constexpr int kStreamKPerSM = kMinBlocks;
   static_assert(BM % 64 == 0 && BN % 32 == 0, "compute roles");
   static_assert(BK == 16 || BK == 32, "a warp instruction's lanes on the positions of one or two columns");
