@@ -961,14 +961,19 @@ FFMA_WGRAD_NCDHW = True
 FFMA_WGRAD_NCDHW_ROWS = (64,)
 
 
+def _ffma_nc_fits(p: Problem) -> bool:
+    """The FFMA NC modes' extents (their can_implement): x's positions per sample a multiple of 4 (16-byte copies or
+    stores of 4 positions stay in one sample), a byte of tap bits per axis, grad_y's element indices in 32 bits."""
+    return math.prod(p.spatial) % 4 == 0 and p.k <= 8 and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31
+
+
 def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
     """Whether FFMA grad_weight row k takes x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo] of layer p in
     their packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where both are so stored: the tiles of
     FFMA_WGRAD_NCDHW_ROWS (the kernel has the mode on its 64- and 128-row tiles), x's positions per sample a
     multiple of 4 (its 16-byte copies stay in one sample), grad_y's element indices in 32 bits (its can_implement)."""
     return (FFMA_WGRAD_NCDHW and k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_NCDHW_ROWS
-            and math.prod(p.spatial) % 4 == 0 and p.k <= 8
-            and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
+            and _ffma_nc_fits(p))
 
 
 # The FFMA grad_input row reads an NCDHW grad_y and writes an NCDHW grad_x in place (csrc/ffma_fprop.cuh, NC: positions
@@ -990,8 +995,7 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
     p in packed NCDHW storage (the kernel's NC mode, ConvLaunch::ncdhw) where grad_y is so stored and grad_x so wanted:
     grad_x's positions per sample a multiple of 4 (its 16-byte stores stay in one sample), grad_y's element indices in
     32 bits (its can_implement)."""
-    return (FFMA_FPROP_NCDHW and k.family == "ffma" and k.op == "fprop" and math.prod(p.spatial) % 4 == 0
-            and p.k <= 8 and p.n * p.c_out * math.prod(p.out_spatial) < 2 ** 31)
+    return FFMA_FPROP_NCDHW and k.family == "ffma" and k.op == "fprop" and _ffma_nc_fits(p)
 
 
 def backward_reads_grad_y(k, p: Problem) -> bool:
