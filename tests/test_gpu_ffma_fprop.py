@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
-from convt3d_cutlass import direct, launch, selector
+from convt3d_cutlass import direct, launch
 from convt3d_cutlass.kernel_table import FFMA_FPROP_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
@@ -103,17 +103,13 @@ def test_ffma_fprop_reads_and_writes_ncdhw_in_place_and_matches_float64(cfg, cas
     assert rel_l2(gx, ref) <= TOL["fp32"]  # inf where an element was left unwritten (NaN)
 
 
-@pytest.mark.parametrize("wide", [False, True], ids=["64to32", "128to64_pair"])
 @pytest.mark.parametrize("node", [True, False])
-def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, wide, monkeypatch):
+def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, monkeypatch):
     """A U-Net-like 64 -> 32 s2 layer in NCDHW (exact fp32): grad_input and grad_weight are the FFMA rows in their NC
     modes, so the backward converts neither x, grad_y nor grad_x (the eager node and the Python Function alike), and
-    the gradients match float64. wide: a 128 -> 64 one under the pair rule (selector.FFMA_NC_PAIR_MAX_CIN 128), two
-    N tiles of grad_input and two M tiles of grad_weight's 64-row tile."""
+    the gradients match float64."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p, op = (1, 128, 64, (12, 12, 12), 3, 2, 1, 1) if wide else (2, 64, 32, (16, 16, 16), 3, 2, 1, 1)
-    if wide:
-        monkeypatch.setattr(selector, "FFMA_NC_PAIR_MAX_CIN", 128)
+    n, ci, co, sp, k, s, p, op = 2, 64, 32, (16, 16, 16), 3, 2, 1, 1
     prob = Problem(n, ci, co, sp, k, s, p, op)
     dev = torch.device("cuda")
     assert launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"
