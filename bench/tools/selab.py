@@ -5,7 +5,7 @@ then each setting's step peak extra memory beside cuDNN's (autotuned), as the be
 A layer is a sweep name or NAME=N,C_IN,C_OUT,SIDE,K,STRIDE,PADDING (a cubic x of that side); an empty value
 is False. ATTR may name a constant of direct.py as direct.ATTR (its kernel modes, e.g. direct.FFMA_WGRAD_NCDHW).
 
-    python bench/tools/selab.py ATTR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION] [PASSES]
+    python bench/tools/selab.py [--set ATTR=V ...] ATTR A,B [LAYERS] [ROUNDS] [LAYOUTS] [PRECISION] [PASSES]
     # v0.56: selab.py SIMT_ONE_TAP_STOCK ,1 unet3d-k2,pw=2,64,32,32,1,1,0 5 NDHWC,NCDHW fp32 grad_input,step
     # v0.83: selab.py direct.FFMA_WGRAD_NCDHW ,1 medium,unet3d-dec3 3 NCDHW fp32 grad_weight,step
 """
@@ -28,10 +28,20 @@ def layer(spec: str) -> Case:
     return Case(name, n, c_in, c_out, (side,) * 3, k, s, p)
 
 
+def knob(name):
+    """(module, attribute) of a selector constant, or of direct.py's as direct.ATTR."""
+    return (direct, name[len("direct."):]) if name.startswith("direct.") else (selector, name)
+
+
+# --set ATTR=V (repeatable, before the arguments): another constant held at V for both settings.
+while len(sys.argv) > 2 and sys.argv[1] == "--set":
+    held, value = sys.argv[2].split("=")
+    mod, name = knob(held)
+    setattr(mod, name, type(getattr(mod, name))(value))
+    print(f"held: {mod.__name__}.{name} = {value!r}")
+    del sys.argv[1:3]
 attr, values = sys.argv[1], sys.argv[2].split(",")
-module = selector
-if attr.startswith("direct."):
-    module, attr = direct, attr[len("direct."):]
+module, attr = knob(attr)
 specs = sys.argv[3].split(",") if len(sys.argv) > 3 else ["headline"]
 names = []
 for s in specs:  # a layer of one's own carries six commas: rejoin its numbers

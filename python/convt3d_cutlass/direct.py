@@ -799,6 +799,10 @@ def _packed_ncdhw(t: torch.Tensor) -> bool:
 NCDHW_INPUT_MIN_STAGES = 2
 
 
+# The exact-fp32 strided forward's NCDHW x: read from a channels_last_3d copy (True, reads_ncdhw) or gathered in place.
+SIMT_STRIDED_FORWARD_X_COPY = True
+
+
 def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
                 strided_forward: bool = False) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
@@ -816,7 +820,7 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
     if k.family == "patch":
         return _packed_ncdhw(t)
     if k.simt and k.op != "wgrad":
-        return _packed_ncdhw(t) and not sum_phases and not strided_forward
+        return _packed_ncdhw(t) and not sum_phases and not (strided_forward and SIMT_STRIDED_FORWARD_X_COPY)
     if not (k.family == "wgmma" and k.ws and not k.wf and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
