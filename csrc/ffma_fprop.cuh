@@ -271,17 +271,19 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
         const bool ok = k_ok && (a_bits[i] & kbits) == kbits;
         direct::copy4(a_ptr[i] + koff, as + kk * BM + lane + 32 * i, ok);
       }
+      // C % 4 == 0 and kWarps == 4: one step crosses at most one channel block, so it is selects, not a loop (the
+      // loop's branches in the unrolled loader cost fetch and dispatch stalls, ncu v0.84).
+      static_assert(kWarps == 4, "one wrap per step needs kWarps <= C (C % 4 == 0)");
       c += kWarps;
-      while (c >= a.C) {
-        c -= a.C;
-        if (++s == a.S) {
-          s = 0;
-          if (++r == a.R) {
-            r = 0;
-            ++t;
-          }
-        }
-      }
+      const bool wc = c >= a.C;
+      c = wc ? c - a.C : c;
+      s += wc;
+      const bool ws = s == a.S;
+      s = ws ? 0 : s;
+      r += ws;
+      const bool wr = r == a.R;
+      r = wr ? 0 : r;
+      t += wr;
     }
     const int k = kb + 4 * chunk;
     const bool k_ok = k < a.ktot;
