@@ -207,6 +207,14 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
 
 
 // The NC kernel (see the header): FpropShape's tile and B roles, A and the result in NCDHW storage.
+#ifndef CONVT3D_FPROP_NC_STAGES  // v0.84 A/B macros (bench/tools/ffmanc.py): the NC kernel's stages and its k unroll
+#define CONVT3D_FPROP_NC_STAGES 0  // 0: the tile's
+#endif
+#ifndef CONVT3D_FPROP_NC_KQ_UNROLL
+#define CONVT3D_FPROP_NC_KQ_UNROLL 8
+#endif
+constexpr int kNcKqUnroll = CONVT3D_FPROP_NC_KQ_UNROLL;
+
 template <class Sh>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_kernel(const __grid_constant__ FpropArgs a) {
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, Stages = Sh::Stages, LDK = Sh::LDK;
@@ -308,7 +316,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
   auto compute = [&](int stage) {
     const float* as = smem + stage * kStage + 4 * tm;
     const float* bs = smem + stage * kStage + BK * BM + 4 * tn * LDK;
-#pragma unroll
+#pragma unroll kNcKqUnroll
     for (int kq = 0; kq < BK; kq += 4) {
       float4 bv[8];
 #pragma unroll
@@ -366,7 +374,8 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
 template <int BM, int BN, int BK, int Stages>
 struct FfmaFpropKernel {
   using Sh = FpropShape<BM, BN, BK, Stages>;
-  static constexpr size_t kNcSmemBytes = size_t(Stages) * (BK * BM + BN * Sh::LDK) * sizeof(float);
+  using ShNc = FpropShape<BM, BN, BK, (CONVT3D_FPROP_NC_STAGES > 0 ? CONVT3D_FPROP_NC_STAGES : Stages)>;
+  static constexpr size_t kNcSmemBytes = size_t(ShNc::Stages) * (BK * BM + BN * Sh::LDK) * sizeof(float);
 
   static int can_implement(const ConvLaunch& L) {
     if (L.C % 4 != 0 || L.K % 4 != 0) return 1;  // kErrorMisalignedOperand: 16-byte channel chunks
@@ -400,7 +409,7 @@ struct FfmaFpropKernel {
     if (a.M == 0) return 0;
     const dim3 grid((unsigned)((a.M + BM - 1) / BM), (unsigned)((a.K + BN - 1) / BN));
     if (L.ncdhw)
-      return direct::launch_with_smem(ffma_fprop_nc_kernel<Sh>, grid, Sh::kThreads, kNcSmemBytes, L.stream, a);
+      return direct::launch_with_smem(ffma_fprop_nc_kernel<ShNc>, grid, Sh::kThreads, kNcSmemBytes, L.stream, a);
     return direct::launch_with_smem(ffma_fprop_kernel<Sh>, grid, Sh::kThreads, Sh::kSmemBytes, L.stream, a);
   }
 
