@@ -207,18 +207,18 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
 
 
 // The NC kernel (see the header): FpropShape's tile and B roles, A and the result in NCDHW storage.
-// The NC kernel's k loop unrolled by 2 (of BK / 4 = 8 steps), not fully: ncu put its excess over the channels_last_3d
-// kernel in fetch (no_instruction 0.55 against 0.13 per issue) and dispatch stalls (0.69 against 0.27), with only 5% more
-// instructions, three CTAs of its 4 warps per SM running the fully unrolled loop (about 40 KB of code a stage). Unrolled
-// by 2 its kernel time against the channels_last_3d kernel's went 1.20-1.40x -> 1.14-1.18x (H200, v0.84,
-// bench/tools/ffmanc.py: U-Net outpad 0.255-0.276 -> 0.212 ms, U-Net 64->32 1.69-1.81 -> 1.65). Four stages (two CTAs
-// per SM) were level but on outpad. CONVT3D_FPROP_NC_STAGES (0: the tile's) and CONVT3D_FPROP_NC_KQ_UNROLL are the A/B
-// macros (CUDAFLAGS at build time).
+// The NC kernel's k loop not unrolled (BK / 4 = 8 steps of 4 k, each 256 FFMA): ncu put its excess over the
+// channels_last_3d kernel in fetch (no_instruction 0.55 against 0.13 per issue) and dispatch stalls (0.69 against 0.27),
+// with only 5% more instructions, three CTAs of its 4 warps per SM running the fully unrolled loop (about 40 KB of code a
+// stage). Its kernel time against the channels_last_3d kernel's (H200, v0.84, bench/tools/ffmanc.py, same process):
+// fully unrolled 1.20-1.40x, by 4 1.15-1.19x, by 2 1.12-1.28x, not at all 1.04-1.14x (U-Net outpad 0.255-0.276 -> 0.210
+// ms, U-Net 64->32 1.69-1.81 -> 1.55, SR x2 1.45 -> 1.33). Four stages (two CTAs per SM) were level but on outpad.
+// CONVT3D_FPROP_NC_STAGES (0: the tile's) and CONVT3D_FPROP_NC_KQ_UNROLL are the A/B macros (CUDAFLAGS at build time).
 #ifndef CONVT3D_FPROP_NC_STAGES
 #define CONVT3D_FPROP_NC_STAGES 0
 #endif
 #ifndef CONVT3D_FPROP_NC_KQ_UNROLL
-#define CONVT3D_FPROP_NC_KQ_UNROLL 2
+#define CONVT3D_FPROP_NC_KQ_UNROLL 1
 #endif
 constexpr int kNcKqUnroll = CONVT3D_FPROP_NC_KQ_UNROLL;
 
