@@ -211,8 +211,9 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
 // channels_last_3d kernel in fetch (no_instruction 0.55 against 0.13 per issue) and dispatch stalls (0.69 against 0.27),
 // with only 5% more instructions, three CTAs of its 4 warps per SM running the fully unrolled loop (about 40 KB of code a
 // stage). Its kernel time against the channels_last_3d kernel's (H200, v0.84, bench/tools/ffmanc.py, same process):
-// fully unrolled 1.20-1.40x, by 4 1.15-1.19x, by 2 1.12-1.28x, not at all 1.04-1.14x (U-Net outpad 0.255-0.276 -> 0.210
-// ms, U-Net 64->32 1.69-1.81 -> 1.55, SR x2 1.45 -> 1.33). Four stages (two CTAs per SM) were level but on outpad.
+// fully unrolled 1.20-1.40x, by 4 1.15-1.19x, by 2 1.12-1.28x, not at all 1.04-1.19x (U-Net outpad 0.251-0.276 -> 0.210
+// ms, U-Net 64->32 1.69-1.81 -> 1.55-1.68, SR x2 1.45-1.52 -> 1.33-1.44). Four stages (two CTAs per SM) were level
+// except on outpad.
 // CONVT3D_FPROP_NC_STAGES (0: the tile's) and CONVT3D_FPROP_NC_KQ_UNROLL are the A/B macros (CUDAFLAGS at build time).
 #ifndef CONVT3D_FPROP_NC_STAGES
 #define CONVT3D_FPROP_NC_STAGES 0

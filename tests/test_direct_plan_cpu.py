@@ -847,7 +847,7 @@ def test_sector_twin_for_ncdhw_grad_input():
         selector.SECTOR_TWINS = saved
 
 
-def test_ws_reads_ncdhw_input_policy():
+def test_ws_reads_ncdhw_input_policy(monkeypatch):
     """The warp-specialized rows read a packed NCDHW input in place only with W % 4 == 0 (16-byte TMA
     rows) and the filter resident beside the raw boxes with two halo stages: the headline's tf32 forward
     does; its 3xtf32 forward (filter not resident), a channels_last_3d input, W % 4 != 0 and the mma.sync
@@ -875,6 +875,9 @@ def test_ws_reads_ncdhw_input_policy():
         assert not direct.reads_ncdhw(k, fwd, 48, x, strided_forward=True)
         assert direct.reads_ncdhw(k, fwd, 48, torch.empty(8, 48, 96, 96, 94, device="meta"))
         assert not direct.reads_ncdhw(k, fwd, 48, x.to(memory_format=torch.channels_last_3d))
+    # ... and in a strided forward too with its x copy switched off (the A/B knob, v0.84)
+    monkeypatch.setattr(direct, "SIMT_STRIDED_FORWARD_X_COPY", False)
+    assert all(direct.reads_ncdhw(k, fwd, 48, x, strided_forward=True) for k in DIRECT_SIMT_KERNELS)
     # With the raw boxes, the headline keeps two of its three halo stages.
     taps = direct._wgmma_taps(fwd, tf32.kx)
     assert direct._wgmma_smem(tf32.block, tf32.kx, tf32.bn, 2, tf32.stages, *taps, 48, True, False, True).stages == 2

@@ -652,7 +652,10 @@ SPLIT_MMAS_PER_PRODUCT = 3
 # element is at most this: there the transpose it saves is a large share of the pass. Same-process A/B
 # of the NCDHW step against channels_last_3d plus our transpose (H100, v0.20): reduction 512 won
 # (U-Net 64->32 1.053x, SR x2 1.043x, U-Net output_padding 1.008x), 64 won (U-Net k2 1.102x), 1024 tied
-# (U-Net and 3D-GAN 128->64: 0.989x, 1.002x), 3456 lost (V-Net up k5: 0.905x, its forward 0.80x).
+# (U-Net and 3D-GAN 128->64: 0.989x, 1.002x), 3456 lost (V-Net up k5: 0.905x, its forward 0.80x). H200 (v0.84,
+# bench/tools/selab.py, 3 ABBA rounds, 768 against 1728): forwards U-Net 128->64 0.948x, 3D-GAN 128->64 1.021x, 3D-GAN
+# k5 64->32 (1728) 1.030x, steps 0.976x / 0.993x / 1.004x, and the step's peak memory the same on all three (the
+# backward's copy of grad_y, as large as y, holds it as high as the forward's y copy): no rule in it, the limit stays.
 SIMT_STRIDED_NCDHW_MAX_REDUCTION = 768
 
 
@@ -799,7 +802,10 @@ def _packed_ncdhw(t: torch.Tensor) -> bool:
 NCDHW_INPUT_MIN_STAGES = 2
 
 
-# The exact-fp32 strided forward's NCDHW x: read from a channels_last_3d copy (True, reads_ncdhw) or gathered in place.
+# The exact-fp32 strided forward's NCDHW x: read from a channels_last_3d copy (True, reads_ncdhw's v0.61 figures) or
+# gathered in place (False). H200 (v0.84, selab.py, 3 ABBA rounds, with its NCDHW output): gathered, the forwards of
+# U-Net and 3D-GAN 128->64 and 3D-GAN 64->32 ran 0.917x, 0.905x, 0.962x and their steps 0.958x, 0.958x, 0.989x, for no
+# lower peak (x is a quarter of y there, and the peak is y's copies).
 SIMT_STRIDED_FORWARD_X_COPY = True
 
 
@@ -986,11 +992,11 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
 # copy of grad_y. H200 (v0.83, selab.py direct.FFMA_FPROP_NCDHW, 3 ABBA rounds, fp32 NCDHW, off / on): step peak extra
 # MiB U-Net 64->32 1000 -> 500, SR x2 837 -> 419, U-Net outpad 128 -> 64 (cuDNN autotuned, same process: 628, 527,
 # 80), for steps 0.975x, 0.971x, 0.915x (call584; 0.967x, 0.965x, 0.936x before the loaders' addresses went
-# unselected): the NC kernel gathers grad_y 4 bytes an element, stride apart, so grad_input alone, against the copy
-# form with the conversions the NC one saves, reads 1.04x, 1.02x, 0.79x, and the bias gradient takes a read of grad_y
-# of its own. Taken for the memory: a drop-in layer whose backward needs twice cuDNN's transient memory fails models
-# that fit with cuDNN, for 2.5-8.5% of a step still 1.9-2.1x cuDNN's. False: channels_last_3d grad_y in, grad_x out
-# (A/B runs).
+# unselected). Since v0.84's k loop not unrolled (csrc/ffma_fprop.cuh, the NC kernel 1.04-1.19x the channels_last_3d
+# kernel's time, from 1.20-1.40x): grad_input alone, against the copy form with the conversions the NC one saves,
+# 1.06x, 1.10x, 1.23x, and the steps 0.995x, 0.991x, 0.988x (call592; the bias gradient takes a read of grad_y of its
+# own). Taken for the memory: a drop-in layer whose backward needs twice cuDNN's transient memory fails models that fit
+# with cuDNN. False: channels_last_3d grad_y in, grad_x out (A/B runs).
 FFMA_FPROP_NCDHW = True
 
 
