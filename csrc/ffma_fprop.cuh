@@ -206,7 +206,6 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
 }
 
 
-// The NC kernel (see the header): FpropShape's tile and B roles, A and the result in NCDHW storage.
 // The NC kernel's k loop not unrolled (BK / 4 = 8 steps of 4 k, each 256 FFMA): ncu put its excess over the
 // channels_last_3d kernel in fetch (no_instruction 0.55 against 0.13 per issue) and dispatch stalls (0.69 against 0.27),
 // with only 5% more instructions, three CTAs of its 4 warps per SM running the fully unrolled loop (about 40 KB of code a
@@ -223,6 +222,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
 #endif
 constexpr int kNcKqUnroll = CONVT3D_FPROP_NC_KQ_UNROLL;
 
+// The NC kernel (see the header): FpropShape's tile and B roles, A and the result in NCDHW storage.
 template <class Sh>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_kernel(const __grid_constant__ FpropArgs a) {
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, Stages = Sh::Stages, LDK = Sh::LDK;
@@ -287,8 +287,8 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
         const bool ok = k_ok && (a_bits[i] & kbits) == kbits;
         direct::copy4(a_ptr[i] + koff, as + kk * BM + lane + 32 * i, ok);
       }
-      // C % 4 == 0 and kWarps == 4: one step crosses at most one channel block, so it is selects, not a loop (the
-      // loop's branches in the unrolled loader cost fetch and dispatch stalls, ncu v0.84).
+      // C % 4 == 0 and kWarps == 4: one step crosses at most one channel block, so selects do it without the loop's
+      // branches (v0.84: level on three layers, the NC kernel 1.05x on U-Net outpad, bench/tools/ffmanc.py).
       static_assert(kWarps == 4, "one wrap per step needs kWarps <= C (C % 4 == 0)");
       c += kWarps;
       const bool wc = c >= a.C;
