@@ -290,6 +290,15 @@ struct WgradNcShape {
   static_assert(BM % kRowsPerPass == 0 && (BN / 4) % kGroupsPerPass == 0, "whole copy rows");
 };
 
+// An A/B macro (CUDAFLAGS at build time; 0: fully unrolled, as landed) for the NC piece's k loop: unrolled fully, the
+// 64-row tile's NC kernel is about 71-77 KB of SASS (readelf on the cubin, v0.84) against 48-51 KB for its
+// channels_last_3d kernel, and ffma_fprop's NC kernel at 75 KB ran 1.20-1.40x its channels_last_3d kernel's time on
+// fetch and dispatch stalls until its loop was not unrolled (41.7 KB, 1.04-1.19x; v0.84). Not measured here yet
+// (docs/performance.md, Next 8).
+#ifndef CONVT3D_WGRAD_NC_KQ_UNROLL
+#define CONVT3D_WGRAD_NC_KQ_UNROLL 0
+#endif
+
 // acc = this thread's 8 x 8 outputs of the tile at (m0, n0), summed over positions [k_begin, k_end) (multiples of 4
 // but the last), from x and grad_y in NCDHW storage.
 template <class Sh, int BK, int Stages>
@@ -368,7 +377,11 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
     const float* bs = smem + stage * Sh::kStageFloats + BM * LDK + 4 * tn * LDK;
+#if CONVT3D_WGRAD_NC_KQ_UNROLL > 0
+#pragma unroll CONVT3D_WGRAD_NC_KQ_UNROLL
+#else
 #pragma unroll
+#endif
     for (int kq = 0; kq < BK; kq += 4) {
       float4 bv[8];
 #pragma unroll

@@ -1,10 +1,11 @@
-"""The FFMA grad_input row (csrc/ffma_fprop.cuh) in its NC mode against its channels_last_3d kernel on sweep layers,
-kernel times in one process (CUDA events, L2 flushed, median; each layout's grad_y as it would arrive, nothing
-converted), alternated over ROUNDS, with the NC result checked against the channels_last_3d one. The ratio NC / CL
-compares a build of the NC kernel with another through the unchanged CL kernel (v0.84: ncu put the NC kernel's
-excess in dispatch and fetch stalls, not instructions).
+"""An FFMA row's NC kernel (csrc/ffma_fprop.cuh, csrc/ffma_wgrad.cuh: NCDHW operands in place) against its
+channels_last_3d kernel on sweep layers, kernel times in one process (CUDA events, L2 flushed, median; each layout's
+tensors as they would arrive, nothing converted), alternated over ROUNDS, the NC result checked against the
+channels_last_3d one. The ratio NC / CL compares a build of the NC kernel with another through the unchanged CL
+kernel (v0.84: ncu put the grad_input NC kernel's excess in fetch and dispatch stalls; its k loop's unroll,
+CUDAFLAGS=-DCONVT3D_FPROP_NC_KQ_UNROLL=N, and grad_weight's, -DCONVT3D_WGRAD_NC_KQ_UNROLL=N).
 
-    python bench/tools/ffmanc.py LAYER[,LAYER...] [ROUNDS]
+    python bench/tools/ffmanc.py LAYER[,LAYER...] [ROUNDS] [grad_input|grad_weight]
 """
 import statistics
 import sys
@@ -16,20 +17,28 @@ from bench.timing import bench
 from convt3d_cutlass import launch
 from convt3d_cutlass.layouts import CL
 
-ROW = "ffma_fprop_fp32_128x64x32_s3"
 names = sys.argv[1].split(",")
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-print(f"{ROW}: ms, median of {rounds} rounds; NC / CL above 1: the NC kernel slower")
+pass_ = sys.argv[3] if len(sys.argv) > 3 else "grad_input"
+# grad_input: the FFMA row forced; grad_weight: the selector's row (the FFMA 64-row tile on the 64-channel layers).
+ROW = "ffma_fprop_fp32_128x64x32_s3" if pass_ == "grad_input" else None
+print(f"{pass_} ({ROW or 'selector'}): ms, median of {rounds} rounds; NC / CL above 1: the NC kernel slower")
 for c in (c for c in SWEEP if c.name in names):
     p = c.problem()
     gy = torch.randn((c.n, c.c_out) + p.out_spatial, device="cuda")
     gy_cl = gy.contiguous(memory_format=CL)
-    w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda") / (c.c_out * c.k ** 3) ** 0.5
-    nc = lambda: launch.grad_input(gy, w, p, "fp32", ROW, ncdhw=True)
-    cl = lambda: launch.grad_input(gy_cl, w, p, "fp32", ROW)
+    if pass_ == "grad_input":
+        w = torch.randn(c.c_in, c.c_out, c.k, c.k, c.k, device="cuda") / (c.c_out * c.k ** 3) ** 0.5
+        nc = lambda: launch.grad_input(gy, w, p, "fp32", ROW, ncdhw=True)
+        cl = lambda: launch.grad_input(gy_cl, w, p, "fp32", ROW)
+    else:
+        x = torch.randn((c.n, c.c_in) + tuple(c.spatial), device="cuda")
+        x_cl = x.contiguous(memory_format=CL)
+        nc = lambda: launch.grad_weight(gy, x, p, "fp32")
+        cl = lambda: launch.grad_weight(gy_cl, x_cl, p, "fp32")
     a, b = nc(), cl()
     err = ((a - b).norm() / b.norm()).item()
-    assert a.is_contiguous() and err < 1e-6, (c.name, err)
+    assert err < 1e-5, (c.name, err)
     t = {"nc": [], "cl": []}
     for r in range(rounds):
         for side in (("nc", "cl") if r % 2 == 0 else ("cl", "nc")):
