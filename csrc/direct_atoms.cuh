@@ -154,6 +154,27 @@ __device__ __forceinline__ void run_two_stages(Index begin, Index end, Load load
   }
 }
 
+// Stages-deep cp.async pipeline over k_tiles steps (the FFMA implicit GEMMs, ffma_fprop.cuh and ffma_wgrad.cuh):
+// load(stage, step) issues a step's copies Stages - 1 steps ahead, compute(stage) runs once the step has landed for
+// every thread; one barrier a step, which also frees the stage the next load refills.
+template <int Stages, class Load, class Compute>
+__device__ __forceinline__ void run_stages(int k_tiles, Load load, Compute compute) {
+#pragma unroll
+  for (int st = 0; st < Stages - 1; ++st) {
+    if (st < k_tiles) load(st, st);
+    cute::cp_async_fence();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    cute::cp_async_wait<Stages - 2>();
+    __syncthreads();  // tile kt landed for every thread, and tile kt - 1's stage is free to refill
+    const int next = kt + Stages - 1;
+    if (next < k_tiles) load(next % Stages, next);
+    cute::cp_async_fence();
+    compute(kt % Stages);
+  }
+  cute::cp_async_wait<0>();
+}
+
 // x tile t (w fastest, then h, depth, sample) of the weight-gradient kernels' walk over 1 x th x tw tiles.
 __device__ __forceinline__ void wgrad_tile_of(const DirectWgradLaunch& p, long long t, int tiles_h, int tiles_w, int th,
                                               int tw, int& n, int& id, int& h0, int& w0) {

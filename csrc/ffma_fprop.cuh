@@ -173,20 +173,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
     }
   };
 
-#pragma unroll
-  for (int st = 0; st < Stages - 1; ++st) {
-    if (st < k_tiles) load(st, st);
-    cute::cp_async_fence();
-  }
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    cute::cp_async_wait<Stages - 2>();
-    __syncthreads();  // tile kt landed for every thread, and tile kt - 1's stage is free to refill
-    const int next = kt + Stages - 1;
-    if (next < k_tiles) load(next % Stages, next);
-    cute::cp_async_fence();
-    compute(kt % Stages);
-  }
-  cute::cp_async_wait<0>();
+  direct::run_stages<Stages>(k_tiles, load, compute);
 
   // Rows tm + kRowStep i, columns 4 tn (+ BN / 2): 16-byte stores of four channels (K % 4 == 0).
 #pragma unroll
@@ -346,20 +333,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
     }
   };
 
-#pragma unroll
-  for (int st = 0; st < Stages - 1; ++st) {
-    if (st < k_tiles) load(st, st);
-    cute::cp_async_fence();
-  }
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    cute::cp_async_wait<Stages - 2>();
-    __syncthreads();  // tile kt landed for every thread, and tile kt - 1's stage is free to refill
-    const int next = kt + Stages - 1;
-    if (next < k_tiles) load(next % Stages, next);
-    cute::cp_async_fence();
-    compute(kt % Stages);
-  }
-  cute::cp_async_wait<0>();
+  direct::run_stages<Stages>(k_tiles, load, compute);
 
   // Rows 4 tm + i (+ BM / 2), columns 4 tn + j (+ BN / 2): per column, 16 bytes of 4 positions (M % 4 == 0).
 #pragma unroll
