@@ -165,21 +165,21 @@ __device__ __forceinline__ void wgrad_piece(const WgradArgs& a, float* smem, int
         const bool ok = n_ok && (e.y & tap_bits) == tap_bits;
         direct::copy16(ok ? a.gy + (long long)(e.x + tap_pos) * a.Co + co : a.gy, bs + row * BN + 4 * cb, ok);
       }
-      return;
-    }
+    } else {  // an else, not a return: nvcc warned the loop below unreachable in the table form (#128-D)
 #pragma unroll
-    for (int j = 0; j < BK / Sh::kRowStepB; ++j) {
-      const int row = rb + j * Sh::kRowStepB;
-      const long long pos = pos0 + row;
-      int q, p, z, n, rest;
-      a.div_q(rest, q, (int)pos);
-      a.div_p(rest, p, rest);
-      a.div_z(n, z, rest);
-      const int gz = z * a.stride - a.pad_d + kt, gh = p * a.stride - a.pad_h + kr, gw = q * a.stride - a.pad_w + ks;
-      const bool ok = pos < k_end && n_ok && (unsigned)gz < (unsigned)a.D && (unsigned)gh < (unsigned)a.H &&
-                      (unsigned)gw < (unsigned)a.W;
-      const float* src = a.gy + ((((long long)n * a.D + gz) * a.H + gh) * a.W + gw) * a.Co + co;
-      direct::copy16(ok ? src : a.gy, bs + row * BN + 4 * cb, ok);
+      for (int j = 0; j < BK / Sh::kRowStepB; ++j) {
+        const int row = rb + j * Sh::kRowStepB;
+        const long long pos = pos0 + row;
+        int q, p, z, n, rest;
+        a.div_q(rest, q, (int)pos);
+        a.div_p(rest, p, rest);
+        a.div_z(n, z, rest);
+        const int gz = z * a.stride - a.pad_d + kt, gh = p * a.stride - a.pad_h + kr, gw = q * a.stride - a.pad_w + ks;
+        const bool ok = pos < k_end && n_ok && (unsigned)gz < (unsigned)a.D && (unsigned)gh < (unsigned)a.H &&
+                        (unsigned)gw < (unsigned)a.W;
+        const float* src = a.gy + ((((long long)n * a.D + gz) * a.H + gh) * a.W + gw) * a.Co + co;
+        direct::copy16(ok ? src : a.gy, bs + row * BN + 4 * cb, ok);
+      }
     }
   };
 
