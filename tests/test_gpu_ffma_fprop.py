@@ -103,13 +103,19 @@ def test_ffma_fprop_reads_and_writes_ncdhw_in_place_and_matches_float64(cfg, cas
     assert rel_l2(gx, ref) <= TOL["fp32"]  # inf where an element was left unwritten (NaN)
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["64to32", "128to64_pair"])
 @pytest.mark.parametrize("node", [True, False])
-def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, monkeypatch):
+def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, wide, monkeypatch):
     """A U-Net-like 64 -> 32 s2 layer in NCDHW (exact fp32): grad_input and grad_weight are the FFMA rows in their NC
     modes, so the backward converts neither x, grad_y nor grad_x (the eager node and the Python Function alike), and
-    the gradients match float64."""
+    the gradients match float64. wide: a 128 -> 64 one under the pair rule (direct.FFMA_NC_PAIR_MAX_CIN 128), two
+    N tiles of grad_input and two M tiles of grad_weight's 64-row tile, and its forward (reduction 1024) writes y
+    NCDHW itself. The forward's output is checked against float64 too."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p, op = 2, 64, 32, (16, 16, 16), 3, 2, 1, 1
+    n, ci, co, sp, k, s, p, op = ((1, 128, 64, (12, 12, 12), 3, 2, 1, 1) if wide
+                                  else (2, 64, 32, (16, 16, 16), 3, 2, 1, 1))
+    if wide:
+        monkeypatch.setattr(direct, "FFMA_NC_PAIR_MAX_CIN", 128)
     prob = Problem(n, ci, co, sp, k, s, p, op)
     dev = torch.device("cuda")
     assert launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"
@@ -119,12 +125,18 @@ def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, monkeypatch)
     b = torch.randn(co, device="cuda", requires_grad=True)
     gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
     assert launch.grad_y_in_place(gy, x, w, prob, "fp32", None, True, True)
+    fwd = launch._plan(prob, "dgrad", "fp32", None, dev, None, out_ncdhw=True).k
+    assert direct.writes_ncdhw(fwd, prob, "dgrad")  # 64 -> 32: reduction 512; wide: the pair's bound
+    poison_allocator()
     y = ct.conv_transpose3d(x, w, b, s, p, op, precision="fp32", strict=True)
+    assert y.is_contiguous()
     poison_allocator()
     names = cuda_kernel_counts(lambda: y.backward(gy))
     assert not [nm for nm in names if "transpose" in nm], names
     xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
-    F.conv_transpose3d(xd, wd, bd, s, p, op).backward(gy.double())
+    yd = F.conv_transpose3d(xd, wd, bd, s, p, op)
+    assert rel_l2(y, yd) <= TOL["fp32"]
+    yd.backward(gy.double())
     for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
         assert rel_l2(got, ref) <= TOL["fp32"]
     assert x.grad.is_contiguous()

@@ -208,18 +208,17 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, step
 # times 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
 FFMA_FPROP_MAX_CIN = 64
-
-
 def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfig],
-                       forced: bool = False) -> Optional[KernelConfig]:
-    """The FFMA grad_input row in place of ``current`` (the tap-reuse row, or None for the stock kernel) by the rule
-    above (``forced``: wherever it can run), or None: not compiled, channel counts not multiples of 4, or the
-    switch off."""
+                       forced: bool = False, ncdhw: bool = False) -> Optional[KernelConfig]:
+    """The FFMA grad_input row in place of ``current`` (the tap-reuse row, or None for the stock kernel) by the rules
+    above (``forced``: wherever it can run; ``ncdhw``: grad_x wanted NCDHW, the pair rule direct.nc_pair), or None:
+    not compiled, channel counts not multiples of 4, or the switch off."""
     if os.environ.get("CONVT3D_FFMA_FPROP", "1") == "0":
         return None
     if not forced:
         narrow = problem.stride < problem.k < 2 * problem.stride and problem.c_in == 64
-        if problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow):
+        pair = ncdhw and current is None and direct.nc_pair(problem)
+        if not pair and (problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow)):
             return None
     return next((k for _, k in _built("fprop", "fp32", "ffma", compiled) if _aligned(problem, "fprop", k)), None)
 
@@ -895,7 +894,8 @@ def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
 
 def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS, ncdhw: bool = False):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
-    C_in >= FFMA_WGRAD_WIDE_CIN, the 32-row one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out
+    C_in >= FFMA_WGRAD_WIDE_CIN (the 64-row one on the NCDHW layers of the pair rule, direct.nc_pair), the 32-row
+    one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out
     exceeds 128, else the 64-row one; none for unit-stride k = 3 below the wide tile unless C_out <=
     FFMA_WGRAD_THIN_COUT; channel counts multiples of 4 (16-byte
     copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
@@ -910,7 +910,8 @@ def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS, n
     # corners, and one byte of tap bits per axis.
     table_ok = problem.n * math.prod(problem.out_spatial) < 2 ** 30 and problem.k <= 8
     narrow = problem.c_in <= FFMA_WGRAD_NARROW_CIN and problem.k ** 3 * problem.c_out > 128  # the 64-row tile's N
-    rows = [128] if wide else [32, 64] if narrow and table_ok else [64]
+    pair = wide and ncdhw and direct.nc_pair(problem)
+    rows = [64] if pair else [128] if wide else [32, 64] if narrow and table_ok else [64]
     built = [k for _, k in _built("wgrad", "fp32", "ffma", compiled) if _aligned(problem, "wgrad", k)]
     for bm in rows:
         twins = [k for k in built if k.tile[0] == bm]
@@ -1017,7 +1018,7 @@ def select_config(problem: Problem, op: str, precision: str, *, config: Optional
             # The forward's output layout is its input's (functional: y in x's memory format).
             k = _direct_choice(problem, op, prec, num_sms, comp, smem_limit, capability, out_ncdhw)
             if op == "fprop" and prec == "fp32" and family is None:
-                ff = _ffma_fprop_choice(problem, comp, k)
+                ff = _ffma_fprop_choice(problem, comp, k, ncdhw=out_ncdhw)
                 if ff is not None:
                     return ff
             if op == "fprop" and out_ncdhw:
