@@ -298,6 +298,8 @@ struct WgradNcShape {
 #ifndef CONVT3D_WGRAD_NC_KQ_UNROLL
 #define CONVT3D_WGRAD_NC_KQ_UNROLL 0
 #endif
+// nvcc does not expand a macro in #pragma unroll's count (v0.85: the A/B builds failed); a constant it takes.
+constexpr int kWgradNcKqUnroll = CONVT3D_WGRAD_NC_KQ_UNROLL > 0 ? CONVT3D_WGRAD_NC_KQ_UNROLL : 1;
 
 // acc = this thread's 8 x 8 outputs of the tile at (m0, n0), summed over positions [k_begin, k_end) (multiples of 4
 // but the last), from x and grad_y in NCDHW storage.
@@ -378,7 +380,7 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
     const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
     const float* bs = smem + stage * Sh::kStageFloats + BM * LDK + 4 * tn * LDK;
 #if CONVT3D_WGRAD_NC_KQ_UNROLL > 0
-#pragma unroll CONVT3D_WGRAD_NC_KQ_UNROLL
+#pragma unroll kWgradNcKqUnroll
 #else
 #pragma unroll
 #endif
