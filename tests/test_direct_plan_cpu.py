@@ -750,12 +750,13 @@ def test_writes_ncdhw_policy():
         assert gi.block[0] == (4 if prec == "3xtf32" else 2)
     assert not any(direct.writes_ncdhw(row, deep, "dgrad") for row in DIRECT_KERNELS)
     # the exact-fp32 rows: at any reduction depth; the strided forward up to SIMT_STRIDED_NCDHW_MAX_REDUCTION
-    # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024)
+    # (U-Net 64->32: 64 x 2^3 = 512 per output; 128->64: 1024, written NCDHW under the pair rule, direct.nc_pair)
     for row in DIRECT_SIMT_KERNELS:
         assert direct.writes_ncdhw(row, shallow, "dgrad") and direct.writes_ncdhw(row, deep_strided, "fprop")
         assert direct.writes_ncdhw(row, deep_strided, "dgrad")  # 64 x 2^3
         assert direct.writes_ncdhw(row, Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), "dgrad")
-        assert not direct.writes_ncdhw(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), "dgrad")
+        assert direct.writes_ncdhw(row, Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), "dgrad")  # the pair rule
+        assert not direct.writes_ncdhw(row, Problem(2, 128, 62, (32, 32, 32), 3, 2, 1), "dgrad")  # C_out % 4: no pair
         assert not direct.writes_ncdhw(row, Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), "dgrad")
         # past 2^32 output elements (the kernel's 32-bit launch-order index): the transpose path
         assert not direct.writes_ncdhw(row, Problem(1, 64, 32, (512, 512, 256), 3, 2, 1), "dgrad")

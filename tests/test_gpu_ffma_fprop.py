@@ -108,15 +108,14 @@ def test_ffma_fprop_reads_and_writes_ncdhw_in_place_and_matches_float64(cfg, cas
 def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, wide, monkeypatch):
     """A U-Net-like 64 -> 32 s2 layer in NCDHW (exact fp32): grad_input and grad_weight are the FFMA rows in their NC
     modes, so the backward converts neither x, grad_y nor grad_x (the eager node and the Python Function alike), and
-    the gradients match float64. wide: a 128 -> 64 one under the pair rule (direct.FFMA_NC_PAIR_MAX_CIN 128), two
+    the gradients match float64. wide: a 128 -> 64 one under the pair rule (direct.nc_pair), two
     N tiles of grad_input and two M tiles of grad_weight's 64-row tile, and its forward (reduction 1024) writes y
     NCDHW itself. The forward's output is checked against float64 too."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
     n, ci, co, sp, k, s, p, op = ((1, 128, 64, (12, 12, 12), 3, 2, 1, 1) if wide
                                   else (2, 64, 32, (16, 16, 16), 3, 2, 1, 1))
-    if wide:
-        monkeypatch.setattr(direct, "FFMA_NC_PAIR_MAX_CIN", 128)
     prob = Problem(n, ci, co, sp, k, s, p, op)
+    assert direct.nc_pair(prob) == wide
     dev = torch.device("cuda")
     assert launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"
     assert launch._plan(prob, "wgrad", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"

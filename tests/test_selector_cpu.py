@@ -151,37 +151,39 @@ def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
 
 
 def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
-    """The pair rule (direct.nc_pair, FFMA_NC_PAIR_MAX_CIN): on an NCDHW exact-fp32 layer of 64 < C_in <= the
-    limit, grad_input takes the FFMA row where the stock SIMT GEMM would run it and grad_weight the FFMA 64-row tile
-    instead of the 128-row one, both in their NC modes, and the strided forward writes NCDHW up to the pair's
-    reduction bound (dec2's 1024, not V-Net up's 3456); channels_last_3d layers, wider ones, a tap-reuse grad_input
-    and either NC knob off keep the rows as they were."""
+    """The pair rule (direct.nc_pair, on by default): on an NCDHW exact-fp32 layer of 64 < C_in <= 128 whose forward
+    reduction is at most FFMA_NC_PAIR_MAX_REDUCTION (U-Net 128->64: 1024), grad_input takes the FFMA row where the
+    stock SIMT GEMM would run it, grad_weight the FFMA 64-row tile instead of the 128-row one, both in their NC modes,
+    and the strided forward writes NCDHW; channels_last_3d layers, wider ones, longer reductions (V-Net up k5, medium
+    at unit stride: 3456) and any of the knobs off keep the rows as they were."""
     assert direct.FFMA_NC_PAIR_MIN_CIN == selector.FFMA_FPROP_MAX_CIN  # the pair starts where the FFMA rule stops
-    monkeypatch.setattr(direct, "FFMA_NC_PAIR_MAX_CIN", 128)
     dec2, vnet_up, medium = (Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), Problem(1, 128, 64, (24, 24, 24), 5, 2, 2),
                              Problem(2, 128, 64, (32, 32, 32), 3, 1, 1))
-    for p in (dec2, vnet_up):
-        gi = selector.select_config(p, "fprop", "fp32", out_ncdhw=True)
-        gw = selector.select_config(p, "wgrad", "fp32", out_ncdhw=True)
-        assert gi.name == "ffma_fprop_fp32_128x64x32_s3" and direct.ffma_fprop_reads_ncdhw(gi, p), p
-        assert gw.family == "ffma" and gw.tile[0] == 64 and direct.ffma_wgrad_reads_ncdhw(gw, p), p
-        assert selector.select_config(p, "fprop", "fp32").family == "cutlass2x", p  # channels_last_3d
-        assert selector.select_config(p, "wgrad", "fp32").tile[0] == 128, p
-    fwd = {p: selector.select_config(p, "dgrad", "fp32", out_ncdhw=True) for p in (dec2, vnet_up)}
-    assert fwd[dec2].simt and direct.writes_ncdhw(fwd[dec2], dec2, "dgrad")
-    assert fwd[vnet_up].simt and not direct.writes_ncdhw(fwd[vnet_up], vnet_up, "dgrad")
-    assert selector.select_config(medium, "fprop", "fp32", out_ncdhw=True).family == "direct"  # reads in place
-    assert selector.select_config(medium, "wgrad", "fp32", out_ncdhw=True).tile[0] == 64
+    assert direct.nc_pair(dec2) and not direct.nc_pair(vnet_up) and not direct.nc_pair(medium)
+    gi = selector.select_config(dec2, "fprop", "fp32", out_ncdhw=True)
+    gw = selector.select_config(dec2, "wgrad", "fp32", out_ncdhw=True)
+    fwd = selector.select_config(dec2, "dgrad", "fp32", out_ncdhw=True)
+    assert gi.name == "ffma_fprop_fp32_128x64x32_s3" and direct.ffma_fprop_reads_ncdhw(gi, dec2)
+    assert gw.family == "ffma" and gw.tile[0] == 64 and direct.ffma_wgrad_reads_ncdhw(gw, dec2)
+    assert fwd.simt and direct.reduction_length(dec2, "dgrad") > direct.SIMT_STRIDED_NCDHW_MAX_REDUCTION
+    assert direct.writes_ncdhw(fwd, dec2, "dgrad")
+    assert selector.select_config(dec2, "fprop", "fp32").family == "cutlass2x"  # channels_last_3d
+    assert selector.select_config(dec2, "wgrad", "fp32").tile[0] == 128
+    for p in (vnet_up, medium):
+        assert selector.select_config(p, "fprop", "fp32", out_ncdhw=True).family != "ffma", p
+        assert selector.select_config(p, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, p
+    v_fwd = selector.select_config(vnet_up, "dgrad", "fp32", out_ncdhw=True)
+    assert v_fwd.simt and not direct.writes_ncdhw(v_fwd, vnet_up, "dgrad")
     wide = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
     assert selector.select_config(wide, "fprop", "fp32", out_ncdhw=True).family == "cutlass2x"
     assert selector.select_config(wide, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128
-    for module, knob, off in ((direct, "FFMA_FPROP_NCDHW", False), (direct, "FFMA_WGRAD_NCDHW", False),
-                              (direct, "FFMA_WGRAD_NCDHW_ROWS", (128,)), (direct, "FFMA_NC_PAIR_MAX_CIN", 64)):
+    for knob, off in (("FFMA_FPROP_NCDHW", False), ("FFMA_WGRAD_NCDHW", False), ("FFMA_WGRAD_NCDHW_ROWS", (128,)),
+                      ("FFMA_NC_PAIR_MAX_CIN", 64), ("FFMA_NC_PAIR_MAX_REDUCTION", 768)):
         with monkeypatch.context() as m:
-            m.setattr(module, knob, off)
+            m.setattr(direct, knob, off)
             assert selector.select_config(dec2, "fprop", "fp32", out_ncdhw=True).family == "cutlass2x", knob
             assert selector.select_config(dec2, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, knob
-            assert not direct.writes_ncdhw(fwd[dec2], dec2, "dgrad"), knob
+            assert not direct.writes_ncdhw(fwd, dec2, "dgrad"), knob
 
 
 def test_patch_rows_fit_k_equal_stride_only():

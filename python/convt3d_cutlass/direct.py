@@ -753,8 +753,8 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
     taps; times SPLIT_MMAS_PER_PRODUCT on 3xtf32 rows) is at least NCDHW_MIN_REDUCTION or the row stores
     whole sectors (ncdhw_sectors); and the exact-fp32 rows at any reduction (FFMA-bound, they have the
     DRAM time to spare for partly written sectors), the strided forward too up to
-    SIMT_STRIDED_NCDHW_MAX_REDUCTION (FFMA_NC_PAIR_FORWARD_MAX_REDUCTION under nc_pair); and the implicit-GEMM rows where the output's rows start on 32-byte
-    sectors (W % 8 == 0), any pass and stride, or where the strided forward can store whole rows of sibling
+    SIMT_STRIDED_NCDHW_MAX_REDUCTION or under nc_pair; and the implicit-GEMM rows where the output's rows start on
+    32-byte sectors (W % 8 == 0), any pass and stride, or where the strided forward can store whole rows of sibling
     phases (igemm_sector_pairs on the device's num_sms), at any width: by those rows where they pay
     (ncdhw_sectors, igemm_sectors_pay), else by plain stores.
 
@@ -775,8 +775,7 @@ def writes_ncdhw(k, p: Problem, op: str, num_sms: Optional[int] = None) -> bool:
         # The kernel's phase-fastest launch order indexes the grid in 32 bits: bounded here by the output's
         # element count (a CTA writes at least one), past which the transpose path stays.
         elements = p.n * p.c_out * p.out_spatial[0] * p.out_spatial[1] * p.out_spatial[2]
-        bound = max(SIMT_STRIDED_NCDHW_MAX_REDUCTION, FFMA_NC_PAIR_FORWARD_MAX_REDUCTION if nc_pair(p) else 0)
-        return reduction_length(p, op) <= bound and elements < 2 ** 32
+        return (reduction_length(p, op) <= SIMT_STRIDED_NCDHW_MAX_REDUCTION or nc_pair(p)) and elements < 2 ** 32
     if k.family == "igemm":
         return (rows_on_sectors(p.out_spatial if op == "dgrad" else p.spatial)
                 or op == "dgrad" and igemm_sector_pairs(k, p, device_sms(num_sms)))
@@ -1009,24 +1008,30 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
     return FFMA_FPROP_NCDHW and k.family == "ffma" and k.op == "fprop" and _ffma_nc_fits(p)
 
 
-# The pair rule, memory first: NCDHW exact-fp32 layers of FFMA_NC_PAIR_MIN_CIN < C_in <= FFMA_NC_PAIR_MAX_CIN take
-# grad_input on the FFMA row where the stock SIMT GEMM would run it (selector.FFMA_FPROP_MAX_CIN, which MIN mirrors)
-# and grad_weight on the FFMA 64-row tile instead of the 128-row one, both in their NC modes, and the strided forward
-# writes its NCDHW output itself up to FFMA_NC_PAIR_FORWARD_MAX_REDUCTION (past SIMT_STRIDED_NCDHW_MAX_REDUCTION).
-# Why all three: U-Net and 3D-GAN 128->64 hold twice cuDNN's step memory in two copies as large as y, the forward's
-# channels_last_3d y before our transpose and the backward's grad_y copy; removing either alone left the peak where
-# it was (v0.84: the backward pair 244 -> 243 MiB for 0.906-0.924x a step on the NC kernel before its fix, the
-# forward's output alone 244 -> 244). MAX 64: off.
+# The pair rule, memory first: NCDHW exact-fp32 layers of FFMA_NC_PAIR_MIN_CIN < C_in <= FFMA_NC_PAIR_MAX_CIN whose
+# forward sums at most FFMA_NC_PAIR_MAX_REDUCTION products per output element take grad_input on the FFMA row where
+# the stock SIMT GEMM would run it (selector.FFMA_FPROP_MAX_CIN, which MIN mirrors) and grad_weight on the FFMA 64-row
+# tile instead of the 128-row one, both in their NC modes, and the strided forward writes its NCDHW output itself
+# (past SIMT_STRIDED_NCDHW_MAX_REDUCTION). Why all three: U-Net and 3D-GAN 128->64 held twice cuDNN's step memory in
+# two copies as large as y, the forward's channels_last_3d y before our transpose and the backward's grad_y copy, and
+# removing either alone left the peak where it was (v0.84). H200 (v0.85, bench/tools/selab.py
+# direct.FFMA_NC_PAIR_MAX_CIN 64,128, 3 ABBA rounds, fp32 NCDHW): step peak extra MiB U-Net 128->64 244 -> 122,
+# 3D-GAN 128->64 233 -> 116 (cuDNN autotuned, same process: 155, 149), for steps 0.933x / 0.926x (forwards 0.940x /
+# 0.972x; the FFMA grad_input at 128 channels is why FFMA_FPROP_MAX_CIN stops at 64). Where the forward cannot write
+# NCDHW (V-Net up k5, reduction 3456) the backward's part alone cost 0.937x for 51 -> 47 MiB (cuDNN 72), and medium
+# (unit stride, 3456) 0.973x for 32 -> 16 (cuDNN 49): hence the reduction bound. MAX_CIN 64: off.
 FFMA_NC_PAIR_MIN_CIN = 64
-FFMA_NC_PAIR_MAX_CIN = 64
-FFMA_NC_PAIR_FORWARD_MAX_REDUCTION = 1024
+FFMA_NC_PAIR_MAX_CIN = 128
+FFMA_NC_PAIR_MAX_REDUCTION = 1024
 
 
 def nc_pair(p: Problem) -> bool:
     """Whether NCDHW exact-fp32 layer p takes the pair rule above: both FFMA rows in their NC modes (where their
-    knobs allow it and the extents fit) and the strided forward's NCDHW output up to its reduction bound."""
-    return (FFMA_NC_PAIR_MIN_CIN < p.c_in <= FFMA_NC_PAIR_MAX_CIN and FFMA_FPROP_NCDHW and FFMA_WGRAD_NCDHW
-            and 64 in FFMA_WGRAD_NCDHW_ROWS and _ffma_nc_fits(p))
+    knobs allow it, the extents fit and the channels are multiples of 4, as the FFMA rows' 16-byte copies need) and
+    the forward's NCDHW output."""
+    return (FFMA_NC_PAIR_MIN_CIN < p.c_in <= FFMA_NC_PAIR_MAX_CIN and p.c_in % 4 == 0 and p.c_out % 4 == 0
+            and FFMA_FPROP_NCDHW and FFMA_WGRAD_NCDHW and 64 in FFMA_WGRAD_NCDHW_ROWS and _ffma_nc_fits(p)
+            and reduction_length(p, "dgrad") <= FFMA_NC_PAIR_MAX_REDUCTION)
 
 
 def backward_reads_grad_y(k, p: Problem) -> bool:
