@@ -294,9 +294,9 @@ struct WgradNcShape {
 // 64-row tile's NC kernel is about 71-77 KB of SASS (readelf on the cubin, v0.84) against 48-51 KB for its
 // channels_last_3d kernel, and ffma_fprop's NC kernel at 75 KB ran 1.20-1.40x its channels_last_3d kernel's time on
 // fetch and dispatch stalls until its loop was not unrolled (41.7 KB, 1.04-1.19x; v0.84). Here it does not pay
-// (H200, v0.85, bench/tools/ffmanc.py grad_weight, two runs per build): not unrolled (40 KB) 2.3-4.0% slower on all
-// five 64-row layers, by 2 (45 KB) 1.2-1.3% faster on U-Net 64->32 and SR x2 but 1.4-2.4% slower on the other three; this
-// kernel's stage is half ffma_fprop's (BK 16), so the full unroll stays.
+// (H200, v0.85, bench/tools/ffmanc.py grad_weight, two runs per build): not unrolled (40 KB) 2.3-4.0% slower on
+// all five 64-row layers, by 2 (45 KB) 1.2-1.3% faster on U-Net 64->32 and SR x2 but 1.4-2.4% slower on the other
+// three. So the full unroll stays (a guess at why it differs, not measured: this stage is half ffma_fprop's, BK 16).
 #ifndef CONVT3D_WGRAD_NC_KQ_UNROLL
 #define CONVT3D_WGRAD_NC_KQ_UNROLL 0
 #endif
