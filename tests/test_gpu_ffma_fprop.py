@@ -103,21 +103,26 @@ def test_ffma_fprop_reads_and_writes_ncdhw_in_place_and_matches_float64(cfg, cas
     assert rel_l2(gx, ref) <= TOL["fp32"]  # inf where an element was left unwritten (NaN)
 
 
-@pytest.mark.parametrize("wide", [False, True], ids=["64to32", "128to64_pair"])
+LAYERS = {"64to32": (2, 64, 32, (16, 16, 16), 3, 2, 1, 1), "128to64_pair": (1, 128, 64, (12, 12, 12), 3, 2, 1, 1),
+          "128to64_s1_pair": (1, 128, 64, (12, 12, 12), 3, 1, 1, 0)}
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("node", [True, False])
-def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, wide, monkeypatch):
+def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, layer, monkeypatch):
     """A U-Net-like 64 -> 32 s2 layer in NCDHW (exact fp32): grad_input and grad_weight are the FFMA rows in their NC
     modes, so the backward converts neither x, grad_y nor grad_x (the eager node and the Python Function alike), and
-    the gradients match float64. wide: a 128 -> 64 one under the pair rule (direct.nc_pair), two
-    N tiles of grad_input and two M tiles of grad_weight's 64-row tile, and its forward (reduction 1024) writes y
-    NCDHW itself. The forward's output is checked against float64 too."""
+    the gradients match float64. The pair rule (direct.nc_pair): a 128 -> 64 s2 layer, two N tiles of grad_input and
+    two M tiles of grad_weight's 64-row tile, whose forward (reduction 1024) writes y NCDHW itself; and a 128 -> 64
+    unit-stride one (medium's shape), grad_input on the tap-reuse row reading grad_y in place and grad_weight on the
+    FFMA 64-row tile. The forward's output is checked against float64 too."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p, op = ((1, 128, 64, (12, 12, 12), 3, 2, 1, 1) if wide
-                                  else (2, 64, 32, (16, 16, 16), 3, 2, 1, 1))
+    n, ci, co, sp, k, s, p, op = LAYERS[layer]
     prob = Problem(n, ci, co, sp, k, s, p, op)
-    assert direct.nc_pair(prob) == wide
+    assert direct.nc_pair(prob) == (layer != "64to32")
     dev = torch.device("cuda")
-    assert launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"
+    gi = launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k
+    assert gi.family == ("direct" if s == 1 else "ffma")
     assert launch._plan(prob, "wgrad", "fp32", None, dev, None, out_ncdhw=True).k.family == "ffma"
     x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
     w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
@@ -125,7 +130,7 @@ def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, wide, monkey
     gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
     assert launch.grad_y_in_place(gy, x, w, prob, "fp32", None, True, True)
     fwd = launch._plan(prob, "dgrad", "fp32", None, dev, None, out_ncdhw=True).k
-    assert direct.writes_ncdhw(fwd, prob, "dgrad")  # 64 -> 32: reduction 512; wide: the pair's bound
+    assert direct.writes_ncdhw(fwd, prob, "dgrad")  # 64 -> 32: reduction 512; 128 -> 64: unit stride or the pair
     poison_allocator()
     y = ct.conv_transpose3d(x, w, b, s, p, op, precision="fp32", strict=True)
     assert y.is_contiguous()

@@ -152,14 +152,15 @@ def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
 
 def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
     """The pair rule (direct.nc_pair, on by default): on an NCDHW exact-fp32 layer of 64 < C_in <= 128 whose forward
-    reduction is at most FFMA_NC_PAIR_MAX_REDUCTION (U-Net 128->64: 1024), grad_input takes the FFMA row where the
-    stock SIMT GEMM would run it, grad_weight the FFMA 64-row tile instead of the 128-row one, both in their NC modes,
-    and the strided forward writes NCDHW; channels_last_3d layers, wider ones, longer reductions (V-Net up k5, medium
-    at unit stride: 3456) and any of the knobs off keep the rows as they were."""
+    writes NCDHW itself (unit stride, or a reduction of at most FFMA_NC_PAIR_MAX_REDUCTION: U-Net 128->64's 1024),
+    grad_input takes the FFMA row where the stock SIMT GEMM would run it (a tap-reuse row that reads grad_y in place
+    stays: medium), grad_weight the FFMA 64-row tile instead of the 128-row one, both in their NC modes, and the
+    strided forward writes NCDHW; channels_last_3d layers, wider ones, longer strided reductions (V-Net up k5: 3456)
+    and any of the knobs off keep the rows as they were."""
     assert direct.FFMA_NC_PAIR_MIN_CIN == selector.FFMA_FPROP_MAX_CIN  # the pair starts where the FFMA rule stops
     dec2, vnet_up, medium = (Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), Problem(1, 128, 64, (24, 24, 24), 5, 2, 2),
                              Problem(2, 128, 64, (32, 32, 32), 3, 1, 1))
-    assert direct.nc_pair(dec2) and not direct.nc_pair(vnet_up) and not direct.nc_pair(medium)
+    assert direct.nc_pair(dec2) and not direct.nc_pair(vnet_up) and direct.nc_pair(medium)
     gi = selector.select_config(dec2, "fprop", "fp32", out_ncdhw=True)
     gw = selector.select_config(dec2, "wgrad", "fp32", out_ncdhw=True)
     fwd = selector.select_config(dec2, "dgrad", "fp32", out_ncdhw=True)
@@ -169,9 +170,12 @@ def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
     assert direct.writes_ncdhw(fwd, dec2, "dgrad")
     assert selector.select_config(dec2, "fprop", "fp32").family == "cutlass2x"  # channels_last_3d
     assert selector.select_config(dec2, "wgrad", "fp32").tile[0] == 128
-    for p in (vnet_up, medium):
-        assert selector.select_config(p, "fprop", "fp32", out_ncdhw=True).family != "ffma", p
-        assert selector.select_config(p, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, p
+    assert selector.select_config(medium, "fprop", "fp32", out_ncdhw=True).family == "direct"  # reads in place
+    m_gw = selector.select_config(medium, "wgrad", "fp32", out_ncdhw=True)
+    assert m_gw.tile[0] == 64 and direct.ffma_wgrad_reads_ncdhw(m_gw, medium)
+    assert selector.select_config(medium, "wgrad", "fp32").tile[0] == 128
+    assert selector.select_config(vnet_up, "fprop", "fp32", out_ncdhw=True).family != "ffma"
+    assert selector.select_config(vnet_up, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128
     v_fwd = selector.select_config(vnet_up, "dgrad", "fp32", out_ncdhw=True)
     assert v_fwd.simt and not direct.writes_ncdhw(v_fwd, vnet_up, "dgrad")
     wide = Problem(2, 256, 128, (16, 16, 16), 3, 2, 1)
@@ -184,6 +188,8 @@ def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
             assert selector.select_config(dec2, "fprop", "fp32", out_ncdhw=True).family == "cutlass2x", knob
             assert selector.select_config(dec2, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, knob
             assert not direct.writes_ncdhw(fwd, dec2, "dgrad"), knob
+            if knob != "FFMA_NC_PAIR_MAX_REDUCTION":  # unit stride: no reduction bound
+                assert selector.select_config(medium, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, knob
 
 
 def test_patch_rows_fit_k_equal_stride_only():

@@ -1009,17 +1009,18 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
 
 
 # The pair rule, memory first: NCDHW exact-fp32 layers of FFMA_NC_PAIR_MIN_CIN < C_in <= FFMA_NC_PAIR_MAX_CIN whose
-# forward sums at most FFMA_NC_PAIR_MAX_REDUCTION products per output element take grad_input on the FFMA row where
-# the stock SIMT GEMM would run it (selector.FFMA_FPROP_MAX_CIN, which MIN mirrors) and grad_weight on the FFMA 64-row
-# tile instead of the 128-row one, both in their NC modes, and the strided forward writes its NCDHW output itself
-# (past SIMT_STRIDED_NCDHW_MAX_REDUCTION). Why all three: U-Net and 3D-GAN 128->64 held twice cuDNN's step memory in
+# forward writes NCDHW itself (unit stride, or a strided forward summing at most FFMA_NC_PAIR_MAX_REDUCTION products
+# per output element, past SIMT_STRIDED_NCDHW_MAX_REDUCTION) take grad_input on the FFMA row where the stock SIMT GEMM
+# would run it (selector.FFMA_FPROP_MAX_CIN, which MIN mirrors) and grad_weight on the FFMA 64-row tile instead of
+# the 128-row one, both in their NC modes. Why all of it: U-Net and 3D-GAN 128->64 held twice cuDNN's step memory in
 # two copies as large as y, the forward's channels_last_3d y before our transpose and the backward's grad_y copy, and
 # removing either alone left the peak where it was (v0.84). H200 (v0.85, bench/tools/selab.py
-# direct.FFMA_NC_PAIR_MAX_CIN 64,128, 3 ABBA rounds, fp32 NCDHW): step peak extra MiB U-Net 128->64 244 -> 122,
-# 3D-GAN 128->64 233 -> 116 (cuDNN autotuned, same process: 155, 149), for steps 0.933x / 0.926x (forwards 0.940x /
-# 0.972x; the FFMA grad_input at 128 channels is why FFMA_FPROP_MAX_CIN stops at 64). Where the forward cannot write
-# NCDHW (V-Net up k5, reduction 3456) the backward's part alone cost 0.937x for 51 -> 47 MiB (cuDNN 72), and medium
-# (unit stride, 3456) 0.973x for 32 -> 16 (cuDNN 49): hence the reduction bound. MAX_CIN 64: off.
+# direct.FFMA_NC_PAIR_MAX_CIN 64,128, 3 ABBA rounds, fp32 NCDHW, call594): step peak extra MiB U-Net 128->64 244 ->
+# 122, 3D-GAN 128->64 233 -> 116 (cuDNN autotuned, same process: 155, 149; 122 and 116 in call596's sweep), for
+# steps 0.933x / 0.926x (forwards 0.940x / 0.972x; the FFMA grad_input at 128 channels is why FFMA_FPROP_MAX_CIN stops
+# at 64); medium (unit stride: grad_weight's copy is its only one) 32 -> 16 for 0.973x (cuDNN 49 there, 16 in
+# call596's). Where the forward keeps its copy (V-Net up k5, reduction 3456) the backward's part alone cost 0.937x
+# for 51 -> 47 MiB (cuDNN 72): hence the bound. MAX_CIN 64: off.
 FFMA_NC_PAIR_MIN_CIN = 64
 FFMA_NC_PAIR_MAX_CIN = 128
 FFMA_NC_PAIR_MAX_REDUCTION = 1024
@@ -1031,7 +1032,7 @@ def nc_pair(p: Problem) -> bool:
     the forward's NCDHW output."""
     return (FFMA_NC_PAIR_MIN_CIN < p.c_in <= FFMA_NC_PAIR_MAX_CIN and p.c_in % 4 == 0 and p.c_out % 4 == 0
             and FFMA_FPROP_NCDHW and FFMA_WGRAD_NCDHW and 64 in FFMA_WGRAD_NCDHW_ROWS and _ffma_nc_fits(p)
-            and reduction_length(p, "dgrad") <= FFMA_NC_PAIR_MAX_REDUCTION)
+            and (p.stride == 1 or reduction_length(p, "dgrad") <= FFMA_NC_PAIR_MAX_REDUCTION))
 
 
 def backward_reads_grad_y(k, p: Problem) -> bool:
