@@ -1019,8 +1019,8 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
 # 122, 3D-GAN 128->64 233 -> 116 (cuDNN autotuned, same process: 155, 149; 122 and 116 in call596's sweep), for
 # steps 0.933x / 0.926x (forwards 0.940x / 0.972x; the FFMA grad_input at 128 channels is why FFMA_FPROP_MAX_CIN stops
 # at 64); medium (unit stride: grad_weight's copy is its only one) 32 -> 16 for 0.973x (call594) and 0.958x
-# (call597; cuDNN 49 in both processes, 16 in call596's sweep). Where the forward keeps its copy (V-Net up k5, reduction 3456) the backward's part alone cost 0.937x
-# for 51 -> 47 MiB (cuDNN 72): hence the bound. MAX_CIN 64: off.
+# (call597; cuDNN 49 in both processes, 16 in call596's sweep). Where the forward keeps its copy (V-Net up k5,
+# reduction 3456) the backward's part alone cost 0.937x for 51 -> 47 MiB (cuDNN 72): hence the bound. MAX_CIN 64: off.
 FFMA_NC_PAIR_MIN_CIN = 64
 FFMA_NC_PAIR_MAX_CIN = 128
 FFMA_NC_PAIR_MAX_REDUCTION = 1024

@@ -207,7 +207,9 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # Past 64 channels the stock 128x128 tile keeps them (two split-K slices below two waves): U-Net 256->128 0.379 /
 # 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, step
 # times 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
-FFMA_FPROP_MAX_CIN = 64
+FFMA_FPROP_MAX_CIN = 64  # NCDHW layers past it where both FFMA rows read in place: direct.nc_pair (memory first)
+
+
 def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfig],
                        forced: bool = False, ncdhw: bool = False) -> Optional[KernelConfig]:
     """The FFMA grad_input row in place of ``current`` (the tap-reuse row, or None for the stock kernel) by the rules
@@ -895,10 +897,9 @@ def streamk_pieces(problem: Problem, k: KernelConfig, num_sms: int = DEFAULT_SMS
 def _ffma_wgrad_choice(problem: Problem, compiled, num_sms: int = DEFAULT_SMS, ncdhw: bool = False):
     """The FFMA implicit-GEMM grad_weight row (exact fp32), or None (policy above): the 128-row tile for
     C_in >= FFMA_WGRAD_WIDE_CIN (the 64-row one on the NCDHW layers of the pair rule, direct.nc_pair), the 32-row
-    one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out
-    exceeds 128, else the 64-row one; none for unit-stride k = 3 below the wide tile unless C_out <=
-    FFMA_WGRAD_THIN_COUT; channel counts multiples of 4 (16-byte
-    copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
+    one for C_in <= FFMA_WGRAD_NARROW_CIN where built and N = k^3 C_out exceeds 128, else the 64-row one; none for
+    unit-stride k = 3 below the wide tile unless C_out <= FFMA_WGRAD_THIN_COUT; channel counts multiples of 4
+    (16-byte copies) and compiled in this build. Of a tile's two rows, the stream-K one where its pieces per tile are
     at most FFMA_STREAMK_MAX_PIECES (or where it alone is built), else split-K; ncdhw: counted for the NC mode
     where it runs (an NCDHW layer's x and grad_y)."""
     wide = problem.c_in >= FFMA_WGRAD_WIDE_CIN
