@@ -192,6 +192,28 @@ def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
                 assert selector.select_config(medium, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, knob
 
 
+def test_ncdhw_pair_parity_knob_takes_the_ffma_row_over_a_parity_summing_row(monkeypatch):
+    """direct.FFMA_NC_PAIR_PARITY (off by default, for an A/B): 3D-GAN k5 64->32 in NCDHW, whose tap-reuse grad_input
+    sums grad_y's parities from a copy, keeps that row by default and with the knob alone (64 input channels are not
+    in the pair); with the pair's bounds widened (MIN_CIN 32, MAX_REDUCTION 1728) and the knob on, grad_input takes
+    the FFMA row and the forward writes NCDHW; a unit-stride layer's tap-reuse row, which reads grad_y in place, stays."""
+    g3, video = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1)
+    rows = {p: selector.select_config(p, "fprop", "fp32", out_ncdhw=True) for p in (g3, video)}
+    assert direct.sums_parities(rows[g3], g3) and not direct.sums_parities(rows[video], video)
+    fwd = selector.select_config(g3, "dgrad", "fp32", out_ncdhw=True)
+    monkeypatch.setattr(direct, "FFMA_NC_PAIR_PARITY", True)
+    assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == rows[g3]
+    monkeypatch.setattr(direct, "FFMA_NC_PAIR_MIN_CIN", 32)
+    monkeypatch.setattr(direct, "FFMA_NC_PAIR_MAX_REDUCTION", 1728)
+    gi = selector.select_config(g3, "fprop", "fp32", out_ncdhw=True)
+    assert gi.family == "ffma" and direct.ffma_fprop_reads_ncdhw(gi, g3)
+    assert selector.select_config(g3, "fprop", "fp32").family == "direct"  # channels_last_3d: no pair
+    assert direct.writes_ncdhw(fwd, g3, "dgrad")
+    assert selector.select_config(video, "fprop", "fp32", out_ncdhw=True) == rows[video]
+    monkeypatch.setattr(direct, "FFMA_NC_PAIR_PARITY", False)
+    assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == rows[g3]
+
+
 def test_patch_rows_fit_k_equal_stride_only():
     """patch_fits mirrors PatchKernel::geometry and PatchWgradKernel::geometry: k == stride in 2..4, no padding or
     output padding, every tensor under 2^31 elements; grad_weight in exact fp32 takes its row."""

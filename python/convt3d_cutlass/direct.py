@@ -1024,6 +1024,11 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
 FFMA_NC_PAIR_MIN_CIN = 64
 FFMA_NC_PAIR_MAX_CIN = 128
 FFMA_NC_PAIR_MAX_REDUCTION = 1024
+# For an A/B, not measured (v0.85): the pair's grad_input also replaces an exact-fp32 tap-reuse row that sums grad_y's
+# parities from its channels_last_3d copy (sums_parities), not only the stock SIMT GEMM. The layer it is for is
+# 3D-GAN k5 64->32 (977 MiB against cuDNN's 488: its forward's y copy and that grad_input's grad_y copy, as on the
+# 128->64 rows), which also needs FFMA_NC_PAIR_MIN_CIN below 64 and FFMA_NC_PAIR_MAX_REDUCTION at 1728 (selab --set).
+FFMA_NC_PAIR_PARITY = False
 
 
 def nc_pair(p: Problem) -> bool:

@@ -219,7 +219,8 @@ def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfi
         return None
     if not forced:
         narrow = problem.stride < problem.k < 2 * problem.stride and problem.c_in == 64
-        pair = ncdhw and current is None and direct.nc_pair(problem)
+        replaces = current is None or direct.FFMA_NC_PAIR_PARITY and direct.sums_parities(current, problem)
+        pair = ncdhw and replaces and direct.nc_pair(problem)
         if not pair and (problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow)):
             return None
     return next((k for _, k in _built("fprop", "fp32", "ffma", compiled) if _aligned(problem, "fprop", k)), None)
