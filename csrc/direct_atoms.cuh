@@ -175,6 +175,32 @@ __device__ __forceinline__ void run_stages(int k_tiles, Load load, Compute compu
   cute::cp_async_wait<0>();
 }
 
+// One 4-deep k step of the FFMA implicit GEMMs' 8 x 8 thread tile with both operands K-major in shared memory
+// (ffma_fprop.cuh's channels_last_3d kernel, ffma_wgrad.cuh's NC piece): rows as + RowStep i, columns bs + (j / 4)
+// (BN / 2) + j % 4, row pitch LDK floats. Fma is passed in so both keep cute's UniversalFMA.
+template <class Fma, int RowStep, int BN, int LDK>
+__device__ __forceinline__ void ffma_kmajor_step(float (&acc)[8][8], const float* as, const float* bs, int kq) {
+  float4 bv[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) bv[j] = *reinterpret_cast<const float4*>(bs + ((j / 4) * (BN / 2) + j % 4) * LDK + kq);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {  // four rows at a time: 16 registers of A beside B's 32
+    float4 av[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) av[i] = *reinterpret_cast<const float4*>(as + (4 * h + i) * RowStep * LDK + kq);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        float& o = acc[4 * h + i][j];
+        Fma::fma(o, av[i].x, bv[j].x, o);
+        Fma::fma(o, av[i].y, bv[j].y, o);
+        Fma::fma(o, av[i].z, bv[j].z, o);
+        Fma::fma(o, av[i].w, bv[j].w, o);
+      }
+  }
+}
+
 // x tile t (w fastest, then h, depth, sample) of the weight-gradient kernels' walk over 1 x th x tw tiles.
 __device__ __forceinline__ void wgrad_tile_of(const DirectWgradLaunch& p, long long t, int tiles_h, int tiles_w, int th,
                                               int tw, int& n, int& id, int& h0, int& w0) {

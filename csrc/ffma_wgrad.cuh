@@ -387,26 +387,7 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
 #pragma unroll
 #endif
     for (int kq = 0; kq < BK; kq += 4) {
-      float4 bv[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        bv[j] = *reinterpret_cast<const float4*>(bs + ((j / 4) * (BN / 2) + j % 4) * LDK + kq);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {  // four rows at a time: 16 registers of A beside B's 32
-        float4 av[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) av[i] = *reinterpret_cast<const float4*>(as + (4 * h + i) * Sh::kRowStep * LDK + kq);
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            float& o = acc[4 * h + i][j];
-            Fma::fma(o, av[i].x, bv[j].x, o);
-            Fma::fma(o, av[i].y, bv[j].y, o);
-            Fma::fma(o, av[i].z, bv[j].z, o);
-            Fma::fma(o, av[i].w, bv[j].w, o);
-          }
-      }
+      direct::ffma_kmajor_step<Fma, Sh::kRowStep, BN, LDK>(acc, as, bs, kq);
     }
   };
 
