@@ -105,7 +105,7 @@ def test_ffma_fprop_reads_and_writes_ncdhw_in_place_and_matches_float64(cfg, cas
 
 LAYERS = {"64to32": (2, 64, 32, (16, 16, 16), 3, 2, 1, 1), "128to64_pair": (1, 128, 64, (12, 12, 12), 3, 2, 1, 1),
           "128to64_s1_pair": (1, 128, 64, (12, 12, 12), 3, 1, 1, 0),
-          "64to32_k5_parity_knob": (1, 64, 32, (12, 12, 12), 5, 2, 2, 1)}
+          "64to32_k5_pair": (1, 64, 32, (12, 12, 12), 5, 2, 2, 1)}
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))
@@ -116,17 +116,13 @@ def test_ncdhw_strided_step_converts_nothing_on_the_ffma_rows(node, layer, monke
     the gradients match float64. The pair rule (direct.nc_pair): a 128 -> 64 s2 layer, two N tiles of grad_input and
     two M tiles of grad_weight's 64-row tile, whose forward (reduction 1024) writes y NCDHW itself; and a 128 -> 64
     unit-stride one (medium's shape), grad_input on the tap-reuse row reading grad_y in place and grad_weight on the
-    FFMA 64-row tile. The forward's output is checked against float64 too. And, with direct.FFMA_NC_PAIR_PARITY on and
-    the pair's bounds widened (off by default, for an A/B), a 64 -> 32 k5 s2 layer (3D-GAN's late one): the FFMA row
-    in place of the tap-reuse row that sums grad_y's parities, the forward NCDHW at reduction 1728."""
+    FFMA 64-row tile. The forward's output is checked against float64 too. And, the pair's 64-channel reach (v0.86),
+    a 64 -> 32 k5 s2 layer (3D-GAN's late one): the FFMA row in place of the tap-reuse row that sums grad_y's
+    parities, the forward NCDHW at reduction 1728."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    if layer == "64to32_k5_parity_knob":
-        for knob, value in (("FFMA_NC_PAIR_PARITY", True), ("FFMA_NC_PAIR_MIN_CIN", 32),
-                            ("FFMA_NC_PAIR_MAX_REDUCTION", 1728)):
-            monkeypatch.setattr(direct, knob, value)
     n, ci, co, sp, k, s, p, op = LAYERS[layer]
     prob = Problem(n, ci, co, sp, k, s, p, op)
-    assert direct.nc_pair(prob) == (layer != "64to32")
+    assert direct.nc_pair(prob)  # 64 -> 32 s2 too since v0.86 (its rows the same with or without the pair)
     dev = torch.device("cuda")
     gi = launch._plan(prob, "fprop", "fp32", None, dev, None, out_ncdhw=True).k
     assert gi.family == ("direct" if s == 1 else "ffma")

@@ -151,13 +151,12 @@ def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
 
 
 def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
-    """The pair rule (direct.nc_pair, on by default): on an NCDHW exact-fp32 layer of 64 < C_in <= 128 whose forward
+    """The pair rule (direct.nc_pair, on by default): on an NCDHW exact-fp32 layer of 32 < C_in <= 128 whose forward
     writes NCDHW itself (unit stride, or a reduction of at most FFMA_NC_PAIR_MAX_REDUCTION: U-Net 128->64's 1024),
     grad_input takes the FFMA row where the stock SIMT GEMM would run it (a tap-reuse row that reads grad_y in place
     stays: medium), grad_weight the FFMA 64-row tile instead of the 128-row one, both in their NC modes, and the
     strided forward writes NCDHW; channels_last_3d layers, wider ones, longer strided reductions (V-Net up k5: 3456)
     and any of the knobs off keep the rows as they were."""
-    assert direct.FFMA_NC_PAIR_MIN_CIN == selector.FFMA_FPROP_MAX_CIN  # the pair starts where the FFMA rule stops
     dec2, vnet_up, medium = (Problem(2, 128, 64, (32, 32, 32), 3, 2, 1), Problem(1, 128, 64, (24, 24, 24), 5, 2, 2),
                              Problem(2, 128, 64, (32, 32, 32), 3, 1, 1))
     assert direct.nc_pair(dec2) and not direct.nc_pair(vnet_up) and direct.nc_pair(medium)
@@ -192,26 +191,28 @@ def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
                 assert selector.select_config(medium, "wgrad", "fp32", out_ncdhw=True).tile[0] == 128, knob
 
 
-def test_ncdhw_pair_parity_knob_takes_the_ffma_row_over_a_parity_summing_row(monkeypatch):
-    """direct.FFMA_NC_PAIR_PARITY (off by default, for an A/B): 3D-GAN k5 64->32 in NCDHW, whose tap-reuse grad_input
-    sums grad_y's parities from a copy, keeps that row by default and with the knob alone (64 input channels are not
-    in the pair); with the pair's bounds widened (MIN_CIN 32, MAX_REDUCTION 1728) and the knob on, grad_input takes
-    the FFMA row and the forward writes NCDHW; a unit-stride layer's tap-reuse row, which reads grad_y in place, stays."""
+def test_ncdhw_pair_takes_the_ffma_row_over_a_parity_summing_row(monkeypatch):
+    """The pair rule's 64-channel reach (v0.86): 3D-GAN k5 64->32 in NCDHW, whose tap-reuse grad_input sums grad_y's
+    parities from a copy, takes the FFMA row in its NC mode and its forward (reduction 1728) writes NCDHW; in
+    channels_last_3d it keeps the tap-reuse row; a unit-stride layer's tap-reuse row, which reads grad_y in place,
+    stays. Each of the three knobs back at its v0.85 value (FFMA_NC_PAIR_PARITY off, MIN_CIN 64, MAX_REDUCTION 1024)
+    returns the layer to the parity row."""
     g3, video = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1)
-    rows = {p: selector.select_config(p, "fprop", "fp32", out_ncdhw=True) for p in (g3, video)}
-    assert direct.sums_parities(rows[g3], g3) and not direct.sums_parities(rows[video], video)
-    fwd = selector.select_config(g3, "dgrad", "fp32", out_ncdhw=True)
-    monkeypatch.setattr(direct, "FFMA_NC_PAIR_PARITY", True)
-    assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == rows[g3]
-    monkeypatch.setattr(direct, "FFMA_NC_PAIR_MIN_CIN", 32)
-    monkeypatch.setattr(direct, "FFMA_NC_PAIR_MAX_REDUCTION", 1728)
+    assert direct.nc_pair(g3) and direct.reduction_length(g3, "dgrad") == 1728
     gi = selector.select_config(g3, "fprop", "fp32", out_ncdhw=True)
     assert gi.family == "ffma" and direct.ffma_fprop_reads_ncdhw(gi, g3)
-    assert selector.select_config(g3, "fprop", "fp32").family == "direct"  # channels_last_3d: no pair
-    assert direct.writes_ncdhw(fwd, g3, "dgrad")
-    assert selector.select_config(video, "fprop", "fp32", out_ncdhw=True) == rows[video]
-    monkeypatch.setattr(direct, "FFMA_NC_PAIR_PARITY", False)
-    assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == rows[g3]
+    fwd = selector.select_config(g3, "dgrad", "fp32", out_ncdhw=True)
+    assert fwd.simt and direct.writes_ncdhw(fwd, g3, "dgrad")
+    cl = selector.select_config(g3, "fprop", "fp32")
+    assert cl.family == "direct" and direct.sums_parities(cl, g3)  # channels_last_3d: no pair
+    v_gi = selector.select_config(video, "fprop", "fp32", out_ncdhw=True)
+    assert v_gi.family == "direct" and not direct.sums_parities(v_gi, video)
+    for knob, old in (("FFMA_NC_PAIR_PARITY", False), ("FFMA_NC_PAIR_MIN_CIN", 64), ("FFMA_NC_PAIR_MAX_REDUCTION", 1024)):
+        with monkeypatch.context() as m:
+            m.setattr(direct, knob, old)
+            assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == cl, knob
+            assert direct.writes_ncdhw(fwd, g3, "dgrad") == (knob == "FFMA_NC_PAIR_PARITY"), knob
+            assert selector.select_config(video, "fprop", "fp32", out_ncdhw=True) == v_gi, knob
 
 
 def test_patch_rows_fit_k_equal_stride_only():

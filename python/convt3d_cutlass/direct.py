@@ -1011,7 +1011,7 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
 # The pair rule, memory first: NCDHW exact-fp32 layers of FFMA_NC_PAIR_MIN_CIN < C_in <= FFMA_NC_PAIR_MAX_CIN whose
 # forward writes NCDHW itself (unit stride, or a strided forward summing at most FFMA_NC_PAIR_MAX_REDUCTION products
 # per output element, past SIMT_STRIDED_NCDHW_MAX_REDUCTION) take grad_input on the FFMA row where the stock SIMT GEMM
-# would run it (selector.FFMA_FPROP_MAX_CIN, which MIN mirrors) and grad_weight on the FFMA 64-row tile instead of
+# would run it (past selector.FFMA_FPROP_MAX_CIN) and grad_weight on the FFMA 64-row tile instead of
 # the 128-row one, both in their NC modes. Why all of it: U-Net and 3D-GAN 128->64 held twice cuDNN's step memory in
 # two copies as large as y, the forward's channels_last_3d y before our transpose and the backward's grad_y copy, and
 # removing either alone left the peak where it was (v0.84). H200 (v0.85, bench/tools/selab.py
@@ -1020,15 +1020,20 @@ def ffma_fprop_reads_ncdhw(k, p: Problem) -> bool:
 # steps 0.933x / 0.926x (forwards 0.940x / 0.972x; the FFMA grad_input at 128 channels is why FFMA_FPROP_MAX_CIN stops
 # at 64); medium (unit stride: grad_weight's copy is its only one) 32 -> 16 for 0.973x (call594) and 0.958x
 # (call597; cuDNN 49 in both processes, 16 in call596's sweep). Where the forward keeps its copy (V-Net up k5,
-# reduction 3456) the backward's part alone cost 0.937x for 51 -> 47 MiB (cuDNN 72): hence the bound. MAX_CIN 64: off.
-FFMA_NC_PAIR_MIN_CIN = 64
+# reduction 3456) the backward's part alone cost 0.937x for 51 -> 47 MiB (cuDNN 72): hence the bound. MAX_CIN 32: off.
+# Since v0.86 the pair also takes 33-64 channels, forward reductions up to 1728, and the tap-reuse grad_input rows
+# that sum grad_y's parities from a channels_last_3d copy (sums_parities; FFMA_NC_PAIR_PARITY), not only the stock
+# SIMT GEMM: for 3D-GAN k5 64->32, whose forward's y copy and that grad_input's grad_y copy each held its step at
+# twice cuDNN's memory, as on the 128->64 rows. H200 (v0.86, call598, bench/tools/selab.py --set
+# MAX_REDUCTION=1728 --set PARITY=1 direct.FFMA_NC_PAIR_MIN_CIN 64,32, 3 ABBA rounds, fp32 NCDHW): 3D-GAN k5 64->32
+# step peak extra 977 -> 488 MiB (cuDNN autotuned 1235 in that process, 488 in v0.85's sweep), grad_input 1.015x
+# (the FFMA row in its NC mode 7.155 ms against the parity row's 7.259), step 1.001x. The other 64-channel sweep
+# layers select the same kernels either way (U-Net 64->32, SR x2, U-Net outpad, video-gen: steps 0.993-1.001x).
+# The FFMA row against the parity row channels_last_3d (bench --configs, call598): 6.310 / 7.115 ms.
+FFMA_NC_PAIR_MIN_CIN = 32
 FFMA_NC_PAIR_MAX_CIN = 128
-FFMA_NC_PAIR_MAX_REDUCTION = 1024
-# For an A/B, not measured (v0.85): the pair's grad_input also replaces an exact-fp32 tap-reuse row that sums grad_y's
-# parities from its channels_last_3d copy (sums_parities), not only the stock SIMT GEMM. The layer it is for is
-# 3D-GAN k5 64->32 (977 MiB against cuDNN's 488: its forward's y copy and that grad_input's grad_y copy, as on the
-# 128->64 rows), which also needs FFMA_NC_PAIR_MIN_CIN below 64 and FFMA_NC_PAIR_MAX_REDUCTION at 1728 (selab --set).
-FFMA_NC_PAIR_PARITY = False
+FFMA_NC_PAIR_MAX_REDUCTION = 1728
+FFMA_NC_PAIR_PARITY = True
 
 
 def nc_pair(p: Problem) -> bool:
