@@ -208,6 +208,8 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, step
 # times 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
 FFMA_FPROP_MAX_CIN = 64  # NCDHW layers past it where both FFMA rows read in place: direct.nc_pair (memory first)
+# The narrow strided layers above: stride < k < FFMA_FPROP_NARROW_K_STRIDES * stride.
+FFMA_FPROP_NARROW_K_STRIDES = 2
 
 
 def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfig],
@@ -218,7 +220,7 @@ def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfi
     if os.environ.get("CONVT3D_FFMA_FPROP", "1") == "0":
         return None
     if not forced:
-        narrow = problem.stride < problem.k < 2 * problem.stride and problem.c_in == 64
+        narrow = problem.stride < problem.k < FFMA_FPROP_NARROW_K_STRIDES * problem.stride and problem.c_in == 64
         replaces = current is None or direct.FFMA_NC_PAIR_PARITY and direct.sums_parities(current, problem)
         pair = ncdhw and replaces and direct.nc_pair(problem)
         if not pair and (problem.c_in > FFMA_FPROP_MAX_CIN or not (current is None or current.simt and narrow)):
