@@ -119,14 +119,15 @@ def test_one_tap_grad_input_goes_to_the_stock_simt_kernel(monkeypatch):
 
 def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
     """Exact-fp32 grad_input of at most 64 input channels goes to the FFMA Fprop row (csrc/ffma_fprop.cuh) where the
-    stock SIMT Fprop would run it, and on the narrow strided layers (stride < k < 2 * stride, C_in 64) over the FFMA
-    tap-reuse rows at any wave count, in either output layout. Wider layers keep the stock 128x128 tile; k5 s2,
+    stock SIMT Fprop would run it, and on the narrow strided layers (stride < k < 3 * stride since v0.86, C_in 64) over
+    the FFMA tap-reuse rows at any wave count, in either output layout. Wider layers keep the stock 128x128 tile; k7 s2,
     48 channels, unit stride and k == stride keep the tap-reuse and patch rows. Channel counts that are not
     multiples of 4, a build without it and CONVT3D_FFMA_FPROP=0 keep the stock kernel (the tap-reuse row where
     the rule took it from one); family="ffma" forces it; tf32 and 3xtf32 never take it."""
     row = "ffma_fprop_fp32_128x64x32_s3"
     taken = [Problem(2, 64, 32, (64, 64, 64), 3, 2, 1), Problem(4, 64, 32, (48, 48, 48), 3, 2, 1),
-             Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1), Problem(1, 64, 32, (8, 8, 8), 3, 2, 1)]
+             Problem(2, 64, 32, (32, 32, 32), 3, 2, 1, 1), Problem(1, 64, 32, (8, 8, 8), 3, 2, 1),
+             Problem(16, 64, 32, (32, 32, 32), 5, 2, 2)]
     for p in taken:
         for ncdhw in (False, True):
             assert selector.select_config(p, "fprop", "fp32", out_ncdhw=ncdhw).name == row, p
@@ -134,7 +135,7 @@ def test_ffma_fprop_row_takes_narrow_strided_grad_input(monkeypatch):
         for prec in ("tf32", "3xtf32"):
             assert selector.select_config(p, "fprop", prec).family != "ffma", (p, prec)
     kept = [Problem(2, 256, 128, (16, 16, 16), 3, 2, 1), Problem(2, 128, 64, (32, 32, 32), 3, 2, 1),
-            Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), Problem(16, 64, 32, (32, 32, 32), 5, 2, 2),
+            Problem(1, 128, 64, (24, 24, 24), 5, 2, 2), Problem(2, 64, 32, (24, 24, 24), 7, 2, 3),
             Problem(4, 48, 32, (48, 48, 48), 3, 2, 1), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1),
             Problem(2, 128, 64, (32, 32, 32), 3, 1, 1), Problem(2, 64, 32, (32, 32, 32), 2, 2, 0), HEADLINE]
     for p in kept:
@@ -193,26 +194,49 @@ def test_ncdhw_pair_rule_puts_both_ffma_rows_in_their_nc_modes(monkeypatch):
 
 def test_ncdhw_pair_takes_the_ffma_row_over_a_parity_summing_row(monkeypatch):
     """The pair rule's 64-channel reach (v0.86): 3D-GAN k5 64->32 in NCDHW, whose tap-reuse grad_input sums grad_y's
-    parities from a copy, takes the FFMA row in its NC mode and its forward (reduction 1728) writes NCDHW; in
-    channels_last_3d it keeps the tap-reuse row; a unit-stride layer's tap-reuse row, which reads grad_y in place,
-    stays. Each of the three knobs back at its v0.85 value (FFMA_NC_PAIR_PARITY off, MIN_CIN 64, MAX_REDUCTION 1024)
-    returns the layer to the parity row."""
+    parities from a copy, takes the FFMA row in its NC mode and its forward (reduction 1728) writes NCDHW; a
+    unit-stride layer's tap-reuse row, which reads grad_y in place, stays. With v0.85's narrow FFMA rule
+    (FFMA_FPROP_NARROW_K_STRIDES 2) channels_last_3d keeps the parity row, and so does NCDHW with any of the pair's
+    three knobs back at its v0.85 value (FFMA_NC_PAIR_PARITY off, MIN_CIN 64, MAX_REDUCTION 1024)."""
     g3, video = Problem(16, 64, 32, (32, 32, 32), 5, 2, 2), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1)
     assert direct.nc_pair(g3) and direct.reduction_length(g3, "dgrad") == 1728
     gi = selector.select_config(g3, "fprop", "fp32", out_ncdhw=True)
     assert gi.family == "ffma" and direct.ffma_fprop_reads_ncdhw(gi, g3)
     fwd = selector.select_config(g3, "dgrad", "fp32", out_ncdhw=True)
     assert fwd.simt and direct.writes_ncdhw(fwd, g3, "dgrad")
-    cl = selector.select_config(g3, "fprop", "fp32")
-    assert cl.family == "direct" and direct.sums_parities(cl, g3)  # channels_last_3d: no pair
+    with monkeypatch.context() as m:  # v0.85's narrow rule: channels_last_3d keeps the parity row
+        m.setattr(selector, "FFMA_FPROP_NARROW_K_STRIDES", 2)
+        cl = selector.select_config(g3, "fprop", "fp32")
+        assert cl.family == "direct" and direct.sums_parities(cl, g3)
+        m.setattr(direct, "FFMA_NC_PAIR_PARITY", False)
+        assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == cl
     v_gi = selector.select_config(video, "fprop", "fp32", out_ncdhw=True)
     assert v_gi.family == "direct" and not direct.sums_parities(v_gi, video)
     for knob, old in (("FFMA_NC_PAIR_PARITY", False), ("FFMA_NC_PAIR_MIN_CIN", 64), ("FFMA_NC_PAIR_MAX_REDUCTION", 1024)):
         with monkeypatch.context() as m:
+            m.setattr(selector, "FFMA_FPROP_NARROW_K_STRIDES", 2)
             m.setattr(direct, knob, old)
             assert selector.select_config(g3, "fprop", "fp32", out_ncdhw=True) == cl, knob
             assert direct.writes_ncdhw(fwd, g3, "dgrad") == (knob == "FFMA_NC_PAIR_PARITY"), knob
             assert selector.select_config(video, "fprop", "fp32", out_ncdhw=True) == v_gi, knob
+
+
+def test_ffma_grad_input_takes_k_below_three_strides():
+    """The FFMA grad_input's narrow rule (FFMA_FPROP_NARROW_K_STRIDES, 3 since v0.86): 64-channel strided layers with
+    stride < k < 3 * stride (k3 s2, k5 s2, k5 s3, k7 s3) take the FFMA row over the tap-reuse row in channels_last_3d;
+    k7 s2 (four taps per parity along an axis), unit stride and 48 channels keep the tap-reuse rows; at 2 the k5 s2
+    and k7 s3 layers go back to them."""
+    taken = [Problem(16, 64, 32, (32, 32, 32), 5, 2, 2), Problem(2, 64, 32, (24, 24, 24), 7, 3, 3),
+             Problem(4, 64, 32, (24, 24, 24), 5, 3, 2), Problem(2, 64, 32, (64, 64, 64), 3, 2, 1)]
+    kept = [Problem(2, 64, 32, (24, 24, 24), 7, 2, 3), Problem(4, 64, 32, (16, 64, 64), 3, 1, 1),
+            Problem(4, 48, 32, (24, 24, 24), 5, 2, 2)]
+    for p in taken:
+        assert selector.select_config(p, "fprop", "fp32").family == "ffma", p
+    for p in kept:
+        assert selector.select_config(p, "fprop", "fp32").family == "direct", p
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(selector, "FFMA_FPROP_NARROW_K_STRIDES", 2)
+        assert [selector.select_config(p, "fprop", "fp32").family for p in taken] == ["direct", "direct", "ffma", "ffma"]
 
 
 def test_patch_rows_fit_k_equal_stride_only():

@@ -198,9 +198,9 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # Exact-fp32 grad_input on our FFMA implicit GEMM (csrc/ffma_fprop.cuh, kernel_table.FFMA_FPROP_KERNELS, a 64-wide
 # N tile) for layers of at most FFMA_FPROP_MAX_CIN input channels: where the stock SIMT Fprop would run it (its
 # 128x64 tile), and over the FFMA tap-reuse rows on the narrow strided layers SIMT_NARROW_FFMA_MAX_WAVES is about
-# (stride < k < 2 * stride, C_in == 64: few taps per grad_y parity to reuse), at any wave count. H200 (v0.76,
-# fp32, ms, this row / before): `bench --configs` (call546, channels_last_3d) outpad 0.238 / 0.336 on the
-# 8x8x16 row (1.41x), video-gen 0.710 / 0.725 and medium 0.700 / 0.701 (unit stride: level, the rows stay);
+# (stride < k < FFMA_FPROP_NARROW_K_STRIDES * stride, C_in == 64: few taps per grad_y parity to reuse), at any wave
+# count. H200 (v0.76, fp32, ms, this row / before): `bench --configs` (call546, channels_last_3d) outpad 0.238 /
+# 0.336 on the 8x8x16 row (1.41x), video-gen 0.710 / 0.725 and medium 0.700 / 0.701 (unit stride: level, the rows stay);
 # envab.py CONVT3D_FFMA_FPROP (3 ABBA rounds), grad_input ms and the step's time ratio, channels_last_3d / NCDHW:
 #   U-Net 64->32 s2 64^3   1.414 / 1.680   1.829 / 2.018   step time 0.955x / 0.961x
 #   SR x2 64->32 s2 48^3   1.214 / 1.423   1.595 / 1.818   step time 0.949x / 0.956x
@@ -208,8 +208,12 @@ def _patch_choice(problem: Problem, op: str, compiled, precision: str = "fp32") 
 # 0.368, V-Net up k5 0.838 / 0.858 and 0.863 / 0.842, 3D-GAN 128->64 0.838 / 0.764 and 0.793 / 0.849, step
 # times 0.976-1.014x: level. CONVT3D_FFMA_FPROP=0 is the A/B switch (bench/tools/envab.py).
 FFMA_FPROP_MAX_CIN = 64  # NCDHW layers past it where both FFMA rows read in place: direct.nc_pair (memory first)
-# The narrow strided layers above: stride < k < FFMA_FPROP_NARROW_K_STRIDES * stride.
-FFMA_FPROP_NARROW_K_STRIDES = 2
+# The narrow strided layers above: stride < k < FFMA_FPROP_NARROW_K_STRIDES * stride; since v0.86 with k < 3 strides
+# (at most three taps per grad_y parity along an axis: k5 s2, k7 s3) too. H200 (v0.86, call599, bench/tools/selab.py
+# FFMA_FPROP_NARROW_K_STRIDES 2,3, 3 ABBA rounds, channels_last_3d; the NCDHW layers take the row by direct.nc_pair),
+# grad_input ms 2 / 3 and the step's gain: 3D-GAN k5 64->32 16 x 32^3 7.125 / 6.497 (step 1.027x), the same at
+# 4 x 32^3 1.875 / 1.768 (1.026x), k7 s3 64->32 2 x 24^3 2.264 / 1.243 (1.272x). 2: v0.85's rule.
+FFMA_FPROP_NARROW_K_STRIDES = 3
 
 
 def _ffma_fprop_choice(problem: Problem, compiled, current: Optional[KernelConfig],
