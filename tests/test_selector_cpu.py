@@ -221,7 +221,7 @@ def test_ncdhw_pair_takes_the_ffma_row_over_a_parity_summing_row(monkeypatch):
             assert selector.select_config(video, "fprop", "fp32", out_ncdhw=True) == v_gi, knob
 
 
-def test_ffma_grad_input_takes_k_below_three_strides():
+def test_ffma_grad_input_takes_k_below_three_strides(monkeypatch):
     """The FFMA grad_input's narrow rule (FFMA_FPROP_NARROW_K_STRIDES, 3 since v0.86): 64-channel strided layers with
     stride < k < 3 * stride (k3 s2, k5 s2, k5 s3, k7 s3) take the FFMA row over the tap-reuse row in channels_last_3d;
     k7 s2 (four taps per parity along an axis), unit stride and 48 channels keep the tap-reuse rows; at 2 the k5 s2
@@ -234,9 +234,8 @@ def test_ffma_grad_input_takes_k_below_three_strides():
         assert selector.select_config(p, "fprop", "fp32").family == "ffma", p
     for p in kept:
         assert selector.select_config(p, "fprop", "fp32").family == "direct", p
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(selector, "FFMA_FPROP_NARROW_K_STRIDES", 2)
-        assert [selector.select_config(p, "fprop", "fp32").family for p in taken] == ["direct", "direct", "ffma", "ffma"]
+    monkeypatch.setattr(selector, "FFMA_FPROP_NARROW_K_STRIDES", 2)
+    assert [selector.select_config(p, "fprop", "fp32").family for p in taken] == ["direct", "direct", "ffma", "ffma"]
 
 
 def test_patch_rows_fit_k_equal_stride_only():
