@@ -64,6 +64,18 @@ __device__ __forceinline__ int tap_range_bits(int g, int taps, int extent) {
   return hi > lo ? (1 << hi) - (1 << lo) : 0;
 }
 
+// The FFMA implicit GEMMs' position decode (ffma_fprop.cuh's result positions, ffma_wgrad.cuh's positions of x):
+// pos -> (n, and the tap-0 corner's coordinates along d, h, w in the tensor the taps read) by the args' three
+// FastDivmods, stride and padding.
+template <class Args, class Index>
+__device__ __forceinline__ int4 tap_corner(const Args& a, Index pos) {
+  int q, p, z, n, rest;
+  a.div_q(rest, q, (int)pos);
+  a.div_p(rest, p, rest);
+  a.div_z(n, z, rest);
+  return make_int4(n, z * a.stride - a.pad_d, p * a.stride - a.pad_h, q * a.stride - a.pad_w);
+}
+
 // 4-byte cp.async (a transposing gather), zero-filling the destination when pred is false.
 __device__ __forceinline__ void copy4(const float* src, float* dst, bool pred) {
   Copy4::copy(*reinterpret_cast<const uint32_t*>(src), *reinterpret_cast<uint32_t*>(dst), pred);

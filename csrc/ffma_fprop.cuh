@@ -75,6 +75,20 @@ struct FpropShape {
   static_assert(BK % 4 == 0, "16-byte chunks");
 };
 
+// B, both kernels' filter rows of a stage (K-major, FpropShape's copy roles): rows n0 + row0 + kRowsPerPass i,
+// 16-byte chunk k of each.
+template <class Sh>
+__device__ __forceinline__ void copy_filter_rows(const FpropArgs& a, float* bs, int n0, int row0, int chunk, int k,
+                                                 bool k_ok) {
+#pragma unroll
+  for (int i = 0; i < Sh::kCopiesB; ++i) {
+    const int n = n0 + row0 + i * Sh::kRowsPerPass;
+    const bool ok = k_ok && n < a.K;
+    const float* src = ok ? a.flt + (long long)n * a.ktot + k : a.flt;
+    direct::copy16(src, bs + (row0 + i * Sh::kRowsPerPass) * Sh::LDK + 4 * chunk, ok);
+  }
+}
+
 template <class Sh>
 __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kernel(const __grid_constant__ FpropArgs a) {
   constexpr int BM = Sh::BM, BN = Sh::BN, BK = Sh::BK, Stages = Sh::Stages, LDK = Sh::LDK;
@@ -92,14 +106,11 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
   for (int i = 0; i < Sh::kCopiesA; ++i) {
     const int m = m0 + row0 + i * Sh::kRowsPerPass;
     if (m < a.M) {
-      int q, p, z, n, rest;
-      a.div_q(rest, q, m);
-      a.div_p(rest, p, rest);
-      a.div_z(n, z, rest);
-      a_z[i] = z * a.stride - a.pad_d;
-      a_y[i] = p * a.stride - a.pad_h;
-      a_x[i] = q * a.stride - a.pad_w;
-      a_base[i] = ((n * a.D + a_z[i]) * a.H + a_y[i]) * a.W + a_x[i];
+      const int4 c = direct::tap_corner(a, m);
+      a_z[i] = c.y;
+      a_y[i] = c.z;
+      a_x[i] = c.w;
+      a_base[i] = ((c.x * a.D + a_z[i]) * a.H + a_y[i]) * a.W + a_x[i];
     } else {
       a_z[i] = -(1 << 28);  // never inside
       a_y[i] = a_x[i] = a_base[i] = 0;
@@ -126,13 +137,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
       const float* src = a.act + (long long)(a_base[i] + tap_pos) * a.C + c;
       direct::copy16(ok ? src : a.act, as + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk, ok);
     }
-#pragma unroll
-    for (int i = 0; i < Sh::kCopiesB; ++i) {
-      const int n = n0 + row0 + i * Sh::kRowsPerPass;
-      const bool ok = k_ok && n < a.K;
-      direct::copy16(ok ? a.flt + (long long)n * a.ktot + k : a.flt, bs + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk,
-                     ok);
-    }
+    copy_filter_rows<Sh>(a, bs, n0, row0, chunk, k, k_ok);
   };
 
   const int lane = tid & 31, warp = tid >> 5;
@@ -216,12 +221,9 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
     a_ptr[i] = a.act;
     a_bits[i] = 0;  // past M: no tap inside
     if (m < a.M) {
-      int q, p, z, n, rest;
-      a.div_q(rest, q, m);
-      a.div_p(rest, p, rest);
-      a.div_z(n, z, rest);
-      const int gz = z * a.stride - a.pad_d, gh = p * a.stride - a.pad_h, gw = q * a.stride - a.pad_w;
-      a_ptr[i] = a.act + (n * a.C * a.dhw + (gz * a.H + gh) * a.W + gw);
+      const int4 c = direct::tap_corner(a, m);
+      const int gz = c.y, gh = c.z, gw = c.w;
+      a_ptr[i] = a.act + (c.x * a.C * a.dhw + (gz * a.H + gh) * a.W + gw);
       a_bits[i] = direct::tap_range_bits(gz, a.T, a.D) | (direct::tap_range_bits(gh, a.R, a.H) << 8) |
                   (direct::tap_range_bits(gw, a.S, a.W) << 16);
     }
@@ -271,13 +273,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
     }
     const int k = kb + 4 * chunk;
     const bool k_ok = k < a.ktot;
-#pragma unroll
-    for (int i = 0; i < Sh::kCopiesB; ++i) {
-      const int n = n0 + row0 + i * Sh::kRowsPerPass;
-      const bool ok = k_ok && n < a.K;
-      direct::copy16(ok ? a.flt + (long long)n * a.ktot + k : a.flt, bs + (row0 + i * Sh::kRowsPerPass) * LDK + 4 * chunk,
-                     ok);
-    }
+    copy_filter_rows<Sh>(a, bs, n0, row0, chunk, k, k_ok);
   };
 
   const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);

@@ -66,16 +66,6 @@ struct WgradArgs {
   cutlass::FastDivmod div_zpq;
 };
 
-// Position pos of x (the GEMM's k) -> (n, and grad_y's coordinates of its tap-0 corner along d, h, w): the three
-// divisions every B loader of grad_weight starts from.
-__device__ __forceinline__ int4 tap_corner(const WgradArgs& a, long long pos) {
-  int q, p, z, n, rest;
-  a.div_q(rest, q, (int)pos);
-  a.div_p(rest, p, rest);
-  a.div_z(n, z, rest);
-  return make_int4(n, z * a.stride - a.pad_d, p * a.stride - a.pad_h, q * a.stride - a.pad_w);
-}
-
 template <int BM, int BK, int Stages>
 struct WgradShape {
   // 8 x 8 outputs per thread; the 32-row tile (C_in <= 32) is 256 columns wide to keep 128 threads.
@@ -142,7 +132,7 @@ __device__ __forceinline__ void wgrad_piece(const WgradArgs& a, float* smem, int
     const long long pos = k_begin + (long long)kt_idx * BK + tid;
     int2 e = make_int2(0, 0);  // past k_end: no tap inside
     if (pos < k_end) {
-      const int4 c = tap_corner(a, pos);
+      const int4 c = direct::tap_corner(a, pos);
       const int n = c.x, gz = c.y, gh = c.z, gw = c.w;
       e.x = ((n * a.D + gz) * a.H + gh) * a.W + gw;
       for (int t = 0; t < a.T; ++t) e.y |= ((unsigned)(gz + t) < (unsigned)a.D) << t;
@@ -177,7 +167,7 @@ __device__ __forceinline__ void wgrad_piece(const WgradArgs& a, float* smem, int
       for (int j = 0; j < BK / Sh::kRowStepB; ++j) {
         const int row = rb + j * Sh::kRowStepB;
         const long long pos = pos0 + row;
-        const int4 c = tap_corner(a, pos);
+        const int4 c = direct::tap_corner(a, pos);
         const int n = c.x, gz = c.y + kt, gh = c.z + kr, gw = c.w + ks;
         const bool ok = pos < k_end && n_ok && (unsigned)gz < (unsigned)a.D && (unsigned)gh < (unsigned)a.H &&
                         (unsigned)gw < (unsigned)a.W;
@@ -355,7 +345,7 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
     const long long pos = kb + kk;
     int base = 0, pbits = 0;
     if (pos < k_end) {
-      const int4 c = tap_corner(a, pos);
+      const int4 c = direct::tap_corner(a, pos);
       const int gz = c.y, gh = c.z, gw = c.w;
       base = c.x * a.Co * a.dhw + (gz * a.H + gh) * a.W + gw;
       pbits = direct::tap_range_bits(gz, a.T, a.D) | (direct::tap_range_bits(gh, a.R, a.H) << 8) |
