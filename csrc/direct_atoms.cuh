@@ -187,6 +187,14 @@ __device__ __forceinline__ void run_stages(int k_tiles, Load load, Compute compu
   cute::cp_async_wait<0>();
 }
 
+// Zeroes the FFMA implicit GEMMs' 8 x 8 thread tile.
+__device__ __forceinline__ void zero_acc(float (&acc)[8][8]) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+}
+
 // One 4-deep k step of the FFMA implicit GEMMs' 8 x 8 thread tile with both operands K-major in shared memory
 // (ffma_fprop.cuh's channels_last_3d kernel, ffma_wgrad.cuh's NC piece): rows as + RowStep i, columns bs + (j / 4)
 // (BN / 2) + j % 4, row pitch LDK floats. Fma is passed in so both keep cute's UniversalFMA.

@@ -145,10 +145,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_kerne
   const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  direct::zero_acc(acc);
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
@@ -280,10 +277,7 @@ __global__ void __launch_bounds__(Sh::kThreads, Sh::kMinBlocks) ffma_fprop_nc_ke
   const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  direct::zero_acc(acc);
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * kStage + 4 * tm;

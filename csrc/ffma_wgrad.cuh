@@ -179,10 +179,7 @@ __device__ __forceinline__ void wgrad_piece(const WgradArgs& a, float* smem, int
 
   const int2 tmn = thread_tile<Sh>();
   const int tm = tmn.x, tn = tmn.y;
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  direct::zero_acc(acc);
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats;
@@ -364,10 +361,7 @@ __device__ __forceinline__ void wgrad_piece_nc(const WgradArgs& a, float* smem, 
 
   const int tm = (warp % Sh::kWarpsM) * 8 + (lane & 7);
   const int tn = (warp / Sh::kWarpsM) * 4 + (lane >> 3);
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  direct::zero_acc(acc);
 
   auto compute = [&](int stage) {
     const float* as = smem + stage * Sh::kStageFloats + tm * LDK;
