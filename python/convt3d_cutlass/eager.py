@@ -61,12 +61,11 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     (launch.grad_input_copying, direct.copies_input), where grad_weight does not read it in place."""
     # The FFMA grad_weight rows' NC mode (direct.ffma_wgrad_reads_ncdhw) reads an NCDHW x and grad_y both, with
     # items 12 and 17 set and no tap reuse; the node checks at each backward that grad_y is packed NCDHW.
-    gw_nc = not gw.tap_reuse and not x_cl and direct.ffma_wgrad_reads_ncdhw(gw.k, p)
-    gw_gy = gw.tap_reuse and direct.backward_reads_grad_y(gw.k, p) or gw_nc
+    gw_gy = launch.plan_reads_grad_y(gw, p, "wgrad", not x_cl)
+    gw_nc = gw_gy and not gw.tap_reuse
     # grad_input's FFMA row in its NC mode (direct.ffma_fprop_reads_ncdhw): item 16 without tap reuse; it writes
     # grad_x NCDHW itself.
-    gi_gy = gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p) or (
-        not gi.tap_reuse and not x_cl and direct.ffma_fprop_reads_ncdhw(gi.k, p))
+    gi_gy = launch.plan_reads_grad_y(gi, p, "fprop", not x_cl)
     return [p.k, p.stride, p.padding, p.output_padding, int(x_cl), int(precision == "tf32"),
             _ncdhw_mode(fwd, p, "dgrad") if not x_cl else 0,
             int(gi.tap_reuse), _ncdhw_mode(gi, p, "fprop") if gi.tap_reuse and not x_cl else 0,

@@ -347,8 +347,7 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
         # the plan grad_input will run: grad_x takes x's layout (NCDHW unless x is channels_last_3d, as the
         # backward's grad_input is asked for it)
         gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
-        if not (gi.tap_reuse and direct.backward_reads_grad_y(gi.k, p) or
-                not gi.tap_reuse and not wants_channels_last(x) and direct.ffma_fprop_reads_ncdhw(gi.k, p)):
+        if not plan_reads_grad_y(gi, p, "fprop", not wants_channels_last(x)):
             return False
     if need_w and not grad_weight_reads_grad_y(grad_y, x, p, precision, config):
         return False
@@ -364,9 +363,18 @@ def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, 
         return False
     gw = _plan(p, "wgrad", precision, config, grad_y.device,
                lambda name: grad_weight(grad_y, x, p, precision, name), out_ncdhw=not wants_channels_last(x))
-    if gw.tap_reuse:
-        return direct.backward_reads_grad_y(gw.k, p)
-    return direct._packed_ncdhw(x) and direct.ffma_wgrad_reads_ncdhw(gw.k, p)
+    return plan_reads_grad_y(gw, p, "wgrad", direct._packed_ncdhw(x))
+
+
+def plan_reads_grad_y(plan: Plan, p: Problem, op: str, x_ncdhw: bool) -> bool:
+    """Whether the backward's plan for pass ``op`` ("fprop": grad_input, "wgrad": grad_weight) of layer p reads a
+    packed NCDHW grad_y in place, x (and grad_x) being NCDHW where x_ncdhw: the exact-fp32 tap-reuse rows
+    (direct.backward_reads_grad_y: grad_input not over grad_y's parities) and the FFMA rows' NC modes. The one
+    answer for the Python Function (grad_y_in_place) and the eager node (eager.plan_ints)."""
+    if plan.tap_reuse:
+        return direct.backward_reads_grad_y(plan.k, p)
+    nc = direct.ffma_fprop_reads_ncdhw if op == "fprop" else direct.ffma_wgrad_reads_ncdhw
+    return x_ncdhw and nc(plan.k, p)
 
 
 # The backward runs grad_weight before grad_input: grad_weight's temporaries (its partial sums, and its
