@@ -598,10 +598,17 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
                       const std::optional<at::Tensor>& sums) {
   CONVT3D_SCOPE("convt3d::transpose");
   const auto dev = dst.device();
+  // To channels_last_3d, src may also be a depth slab of a packed NCDHW tensor (src.narrow(2, ...)): each
+  // channel's positions contiguous, channels and samples further apart (launch.grad_weight's slabs).
+  const bool slab = to_channels_last && src.dim() == 5 && !src.is_contiguous() && src.stride(4) == 1 &&
+                    src.stride(3) == src.size(4) && src.stride(2) == src.size(3) * src.size(4) &&
+                    src.stride(1) >= src.size(2) * src.stride(2) &&
+                    (src.size(0) == 1 || src.stride(0) == src.size(1) * src.stride(1));
   TORCH_CHECK(src.is_cuda() && src.device() == dev && src.scalar_type() == at::kFloat &&
-                  dst.scalar_type() == at::kFloat && src.is_contiguous() && dst.is_contiguous() &&
+                  dst.scalar_type() == at::kFloat && (src.is_contiguous() || slab) && dst.is_contiguous() &&
                   src.dim() == 5 && dst.dim() == 5,
-              "convt3d_cutlass: transpose_layout needs packed 5-d float32 CUDA tensors on one device");
+              "convt3d_cutlass: transpose_layout needs packed 5-d float32 CUDA tensors on one device (to "
+              "channels_last_3d, src may be a depth slab of a packed NCDHW one)");
   const int64_t n = src.size(0);
   const int64_t c = to_channels_last ? src.size(1) : src.size(4);
   const int64_t s = src.numel() / std::max<int64_t>(1, n * c);
@@ -620,7 +627,8 @@ void transpose_layout(const at::Tensor& src, at::Tensor& dst, bool to_channels_l
   c10::cuda::CUDAGuard device_guard(dev);
   const auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
   check_run("transpose_layout", convt3d::layout_transpose(src.data_ptr<float>(), dst.data_ptr<float>(), sums_ptr,
-                                                          n, c, s, to_channels_last, stream));
+                                                          n, c, s, to_channels_last, stream,
+                                                          slab ? src.stride(1) : 0, slab ? src.stride(0) : 0));
 }
 
 int64_t transpose_tiles(int64_t positions) { return convt3d::layout_transpose_tiles(positions); }

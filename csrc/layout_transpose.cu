@@ -26,11 +26,12 @@ constexpr int kPos = 128, kChan = 64, kThreads = 256;
 
 // to_ndhwc: src [n][C][P] -> dst [n][P][C]; else src [n][P][C] -> dst [n][C][P]. grid (position
 // tiles, channel blocks, n). sums (to_ndhwc only, may be null): sums[n][tile][c] = the tile's sum of
-// channel c over its positions, added in a fixed order (a bias gradient from the same read).
+// channel c over its positions, added in a fixed order (a bias gradient from the same read). to_ndhwc: src's
+// channels lie cs elements apart and its samples ns (C * P where packed).
 template <bool kToNdhwc>
 __global__ void __launch_bounds__(kThreads)
     transpose_kernel(const float* __restrict__ src, float* __restrict__ dst, float* __restrict__ sums, int64_t C,
-                     int64_t P) {
+                     int64_t P, int64_t cs, int64_t ns) {
   extern __shared__ float tile_raw[];  // [cb][kPos + 1]: +1, reads down a column hit distinct banks
   auto tile = reinterpret_cast<float(*)[kPos + 1]>(tile_raw);
   const int64_t n = blockIdx.z, p0 = (int64_t)blockIdx.x * kPos, c0 = (int64_t)blockIdx.y * kChan;
@@ -41,7 +42,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kPassC = kThreads / kPos;
   // NDHWC side: rows of cb channels, kThreads / cb positions per pass (the rest of the threads idle).
   const int per = kThreads / cb, qc = tid % cb, qp = tid / cb;
-  const float* s = src + n * C * P;
+  const float* s = src + n * (kToNdhwc ? ns : C * P);
   float* d = dst + n * C * P;
   // Loads in batches of kBatch, from clamped addresses and without branches, so that they are all in
   // flight at once (a predicated load per element compiled to one branch and one load at a time:
@@ -54,7 +55,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < kBatch; ++j) {
         const int cj = c + kPassC * j;
-        v[j] = __ldg(s + (c0 + (cj < cb ? cj : cb - 1)) * P + p0 + p);
+        v[j] = __ldg(s + (c0 + (cj < cb ? cj : cb - 1)) * cs + p0 + p);
       }
 #pragma unroll
       for (int j = 0; j < kBatch; ++j)
@@ -97,7 +98,7 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64_t c, int64_t positions,
-                     bool to_ndhwc, cudaStream_t stream) {
+                     bool to_ndhwc, cudaStream_t stream, int64_t src_c_stride, int64_t src_n_stride) {
   if (n == 0 || c == 0 || positions == 0) return 0;
   const int64_t tiles = (positions + kPos - 1) / kPos, blocks = (c + kChan - 1) / kChan;
   if (tiles > 0x7fffffff || blocks > 65535 || n > 65535) return 1000 + (int)cudaErrorInvalidConfiguration;
@@ -107,10 +108,11 @@ int layout_transpose(const float* src, float* dst, float* sums, int64_t n, int64
   const char* v1 = std::getenv("CONVT3D_TRANSPOSE_V1");
   const bool old = v1 != nullptr && v1[0] == '1';
   const size_t bytes = (size_t)(c < kChan && !old ? c : kChan) * (kPos + 1) * sizeof(float);  // at most 33 KiB
+  const int64_t cs = src_c_stride > 0 ? src_c_stride : positions, ns = src_n_stride > 0 ? src_n_stride : c * cs;
   if (to_ndhwc)
-    transpose_kernel<true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions);
+    transpose_kernel<true><<<grid, kThreads, bytes, stream>>>(src, dst, sums, c, positions, cs, ns);
   else
-    transpose_kernel<false><<<grid, kThreads, bytes, stream>>>(src, dst, nullptr, c, positions);
+    transpose_kernel<false><<<grid, kThreads, bytes, stream>>>(src, dst, nullptr, c, positions, positions, 0);
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? 0 : 1000 + (int)err;
 }
