@@ -69,6 +69,9 @@ struct Plan {
   // grad_input's kernel reads a packed NCDHW grad_y in place and writes its channels_last copy (for
   // grad_weight) and its sums (gi_sum_rows rows): launch.grad_input_copying
   bool gi_copies = false;
+  // grad_weight by depth slabs of an NCDHW x and grad_y (direct.ffma_wgrad_slabs, launch._grad_weight_slabs):
+  // 5 ints per slab, x's depths [z0, z1), grad_y's [a0, a1) (a0 == a1: no tap reaches it), the front pad_d
+  std::vector<int64_t> gw_slabs;
 };
 
 // Plans live for the process (one per layer shape and setting); a deque keeps references stable.
@@ -85,12 +88,14 @@ const Plan& plan_at(int64_t id) {
 // ints: k, stride, padding, output_padding, x_cl, native_tf32, fwd_ncdhw, gi_direct, gi_ncdhw (fwd_ncdhw and
 // gi_ncdhw: 0 NDHWC, 1 NCDHW, 2 NCDHW by whole sectors),
 // gw_direct, gw_slices, gw_taps_per_group, gw_x_ncdhw, fwd_x_ncdhw, gi_sum_rows, gi_parities,
-// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first, gi_copies. With fwd_stock, fwd_kernel names the phases' kernels
+// gi_gy_ncdhw, gw_gy_ncdhw, fwd_stock, gi_slices, gw_first, gi_copies, the count of grad_weight's depth slabs
+// (0: whole), then 5 per slab (Plan::gw_slabs). With fwd_stock, fwd_kernel names the phases' kernels
 // separated by commas and fwd_table holds 13 ints per phase (eager.stock_forward_table): the kernels' phases,
 // then those without taps (taps 0, the first output in ints 3-5; no kernel).
 int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, std::string gi_kernel,
                       std::vector<int64_t> gi_table, std::string gw_kernel, std::vector<int64_t> ints) {
-  TORCH_CHECK(ints.size() == 22, "convt3d_cutlass: eager_plan takes 22 integers");
+  TORCH_CHECK(ints.size() >= 23 && ints[22] >= 0 && ints.size() == 23 + 5 * static_cast<size_t>(ints[22]),
+              "convt3d_cutlass: eager_plan takes 23 integers, then 5 per depth slab of grad_weight");
   Plan p;
   p.k = ints[0]; p.stride = ints[1]; p.padding = ints[2]; p.output_padding = ints[3];
   p.x_cl = ints[4] != 0; p.native_tf32 = ints[5] != 0; p.fwd_ncdhw = ints[6] != 0;
@@ -100,6 +105,13 @@ int64_t register_plan(std::string fwd_kernel, std::vector<int64_t> fwd_table, st
   p.fwd_x_ncdhw = ints[13] != 0; p.gi_sum_rows = ints[14]; p.gi_parities = ints[15] != 0;
   p.gi_gy_ncdhw = ints[16] != 0; p.gw_gy_ncdhw = ints[17] != 0; p.fwd_stock = ints[18] != 0;
   p.gi_slices = ints[19]; p.gw_first = ints[20] != 0; p.gi_copies = ints[21] != 0;
+  p.gw_slabs.assign(ints.begin() + 23, ints.end());
+  for (size_t i = 0; i < p.gw_slabs.size(); i += 5) {
+    const int64_t* q = p.gw_slabs.data() + i;
+    TORCH_CHECK(!p.gw_direct && p.gw_x_ncdhw && p.gw_gy_ncdhw && 0 <= q[0] && q[0] < q[1] && 0 <= q[2] &&
+                    q[2] <= q[3] && q[4] >= 0,
+                "convt3d_cutlass: eager_plan has an invalid depth slab of grad_weight");
+  }
   TORCH_CHECK(p.k >= 1 && p.stride >= 1 && p.padding >= 0 && p.output_padding >= 0 && p.gw_slices >= 1 &&
                   p.gw_taps_per_group >= 1 && p.gi_sum_rows >= 0 && (p.gi_sum_rows == 0 || p.gi_direct) &&
                   (!p.gi_parities || p.gi_direct) && (!p.gi_gy_ncdhw || p.gi_direct || !p.x_cl) &&
@@ -269,8 +281,45 @@ at::Tensor grad_input_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, con
   return gx;
 }
 
-// gy: the backward's grad_y as autograd gave it, which the FFMA rows' NC mode reads where it is packed NCDHW (G may
-// be the channels_last_3d copy grad_input needs).
+// launch._grad_weight_slabs: grad_w by depth slabs of x and grad_y (both packed NCDHW), each slab's x and window of
+// grad_y converted into buffers every slab reuses, its partial sums summed into its part, the parts in slab order.
+at::Tensor grad_weight_slabs(const Plan& P, const at::Tensor& x, const at::Tensor& gy, int64_t c_out,
+                             at::Tensor& partials) {
+  CONVT3D_SCOPE("convt3d::node.grad_weight_slabs");
+  const int64_t k = P.k, n = x.size(0), c_in = x.size(1), h = x.size(3), w = x.size(4);
+  const int64_t ho = gy.size(3), wo = gy.size(4), count = static_cast<int64_t>(P.gw_slabs.size() / 5);
+  int64_t depth = 0, window = 1;
+  bool empty = false;
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t* q = P.gw_slabs.data() + 5 * i;
+    TORCH_CHECK(q[1] <= x.size(2) && q[3] <= gy.size(2), "convt3d_cutlass: grad_weight's depth slabs do not fit x ",
+                "and grad_y");
+    depth = std::max(depth, q[1] - q[0]);
+    window = std::max(window, q[3] - q[2]);
+    empty = empty || q[3] == q[2];
+  }
+  at::Tensor xbuf = at::empty({n * depth * h * w * c_in}, x.options());
+  at::Tensor gbuf = at::empty({n * window * ho * wo * c_out}, x.options());
+  at::Tensor parts = empty ? at::zeros({count, c_in, c_out, k, k, k}, x.options())
+                           : at::empty({count, c_in, c_out, k, k, k}, x.options());
+  const int64_t st[3] = {P.stride, P.stride, P.stride};
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t* q = P.gw_slabs.data() + 5 * i;
+    if (q[3] == q[2]) continue;
+    at::Tensor xs = xbuf.narrow(0, 0, n * (q[1] - q[0]) * h * w * c_in).view({n, q[1] - q[0], h, w, c_in});
+    at::Tensor gs = gbuf.narrow(0, 0, n * (q[3] - q[2]) * ho * wo * c_out).view({n, q[3] - q[2], ho, wo, c_out});
+    ops::transpose_layout(x.narrow(2, q[0], q[1] - q[0]), xs, true, std::nullopt);
+    ops::transpose_layout(gy.narrow(2, q[2], q[3] - q[2]), gs, true, std::nullopt);
+    const int64_t pad[3] = {q[4], P.padding, P.padding};
+    ops::wgrad(P.gw_kernel, xs, gs, partials, pad, st);
+    at::Tensor part = parts.select(0, i);
+    ops::wgrad_finish(partials, part);
+  }
+  return parts.sum(0);
+}
+
+// gy: the backward's grad_y as autograd gave it, which the FFMA rows' NC mode (and depth slabs) read where it is
+// packed NCDHW (G may be the channels_last_3d copy grad_input needs).
 at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, const at::Tensor& x,
                             int64_t c_out, const at::Tensor& gy) {
   CONVT3D_SCOPE("convt3d::node.grad_weight");
@@ -285,8 +334,11 @@ at::Tensor grad_weight_pass(const Plan& P, const at::Tensor& G, bool G_ncdhw, co
     const int64_t pad[3] = {P.padding, P.padding, P.padding}, st[3] = {P.stride, P.stride, P.stride};
     // Conv3d wgrad with dy := x and activation := grad_y (launch.grad_weight).
     const at::Tensor& gy_nc = G_ncdhw ? G : gy;
-    if (P.gw_x_ncdhw && P.gw_gy_ncdhw && !is_cl(x) && x.is_contiguous() && gy_nc.defined() && !is_cl(gy_nc) &&
-        gy_nc.is_contiguous()) {
+    const bool both_ncdhw = P.gw_x_ncdhw && P.gw_gy_ncdhw && !is_cl(x) && x.is_contiguous() && gy_nc.defined() &&
+                            !is_cl(gy_nc) && gy_nc.is_contiguous();
+    if (both_ncdhw && !P.gw_slabs.empty()) {
+      return grad_weight_slabs(P, x, gy_nc, c_out, partials);
+    } else if (both_ncdhw) {
       ops::wgrad(P.gw_kernel, aligned16(x), aligned16(gy_nc), partials, pad, st, true);
     } else {
       ops::wgrad(P.gw_kernel, ndhwc(x), G_ncdhw ? ndhwc(G) : G, partials, pad, st);

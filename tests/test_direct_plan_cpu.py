@@ -1162,3 +1162,68 @@ def test_ffma_wgrad_reads_ncdhw_on_its_64_and_128_row_tiles_only(monkeypatch):
     assert not direct.ffma_wgrad_reads_ncdhw(row, Problem(64, 64, 64, (128, 128, 128), 3, 2, 1))  # 2^31 elements
     monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW", False)
     assert not direct.ffma_wgrad_reads_ncdhw(row, p)
+
+
+def _wgrad_window(x, gy, k, stride, padding, pad_d):
+    """grad_w [C_in, C_out, k, k, k] of a conv3d wgrad whose output is x [N, C_in, Z, P, Q] and whose input is the
+    grad_y window gy [N, C_out, Dw, Ho, Wo], read at z * stride - pad_d + t along depth and with padding along h and w,
+    rows outside the window zero: the stock-contract wgrad as csrc/ffma_wgrad.cuh runs it on one depth slab."""
+    n, ci, z, p, q = x.shape
+    # front pad_d along depth, padding along h and w, and zeros past the window's end for the last taps
+    back = max(0, (z - 1) * stride + k - pad_d - gy.shape[2])
+    right = [max(0, (e - 1) * stride + k - padding - g) for e, g in zip((p, q), gy.shape[3:])]
+    g = F.pad(gy, (padding, right[1], padding, right[0], pad_d, back))
+    out = torch.empty(ci, gy.shape[1], k, k, k, dtype=x.dtype)
+    for t, r, s in itertools.product(range(k), repeat=3):
+        win = g[:, :, t:t + (z - 1) * stride + 1:stride, r:r + (p - 1) * stride + 1:stride,
+                s:s + (q - 1) * stride + 1:stride]
+        out[:, :, t, r, s] = torch.einsum("nczpq,nozpq->co", x, win)
+    return out
+
+
+SLAB_CASES = [  # (N, C_in, C_out, spatial, k, stride, padding, output_padding)
+    (1, 8, 4, (9, 5, 6), 5, 1, 2, 0),  # V-Net refine's form, depth not a multiple of the slabs
+    (2, 4, 4, (6, 4, 5), 3, 2, 1, 0),
+    (1, 4, 8, (7, 4, 4), 3, 2, 1, 1),  # output_padding: grad_y's last depth row reached by no slab's taps but the last
+    (1, 4, 4, (5, 4, 4), 7, 1, 3, 0),
+    (2, 4, 4, (8, 3, 4), 2, 3, 0, 0),  # k < stride
+    (1, 4, 4, (5, 6, 6), 3, 1, 3, 0),  # padding past the filter: the first slab's taps reach no row of grad_y
+]
+
+
+@pytest.mark.parametrize("case", SLAB_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}o{c[7]}")
+def test_ffma_wgrad_depth_slabs_sum_to_the_gradient(case, monkeypatch):
+    """direct.ffma_wgrad_slabs: the slabs cover x's depths once, in order, and the wgrad of each slab over its window
+    of grad_y (its own front padding, rows past the window zero), summed in slab order, is PyTorch's grad_weight in
+    float64."""
+    n, ci, co, sp, k, s, p, op = case
+    prob = Problem(n, ci, co, sp, k, s, p, op)
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 4)
+    slabs = direct.ffma_wgrad_slabs(BY_NAME["ffma_wgrad_fp32_32x256x16_s4"], prob)
+    assert len(slabs) == min(4, sp[0]) and slabs[0].z0 == 0 and slabs[-1].z1 == sp[0]
+    assert all(a.z1 == b.z0 and a.z0 < a.z1 for a, b in zip(slabs, slabs[1:]))
+    assert all(0 <= sl.a0 <= sl.a1 <= prob.out_spatial[0] and sl.pad_d >= 0 for sl in slabs)
+    if p >= k:
+        assert slabs[0].a0 == slabs[0].a1  # nothing to read: the slab adds nothing
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(n, ci, *sp, dtype=torch.float64, generator=g)
+    gy = torch.randn((n, co) + prob.out_spatial, dtype=torch.float64, generator=g)
+    got = sum(_wgrad_window(x[:, :, sl.z0:sl.z1], gy[:, :, sl.a0:sl.a1], k, s, p, sl.pad_d) for sl in slabs)
+    w = torch.zeros(ci, co, k, k, k, dtype=torch.float64, requires_grad=True)
+    F.conv_transpose3d(x, w, None, s, p, op).backward(gy)
+    assert torch.allclose(got, w.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_ffma_wgrad_depth_slabs_only_where_the_tile_has_no_nc_mode(monkeypatch):
+    """The 32-row tile (no NC mode) runs an NCDHW layer in FFMA_WGRAD_SLABS slabs, at most one per depth; the NC tiles,
+    the stock rows and the knob at 1 run whole."""
+    p = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    thin = BY_NAME["ffma_wgrad_fp32_32x256x16_s4"]
+    assert len(direct.ffma_wgrad_slabs(thin, p)) == direct.FFMA_WGRAD_SLABS == 4
+    assert len(direct.ffma_wgrad_slabs(BY_NAME["ffma_wgrad_fp32_32x256x16_s4_sk"], p)) == 4
+    assert len(direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (3, 64, 64), 5, 1, 2))) == 3
+    assert direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (1, 64, 64), 5, 1, 2)) == ()
+    for name in ("ffma_wgrad_fp32_64x128x16_s4", "wgrad_fp32_128x64x8_64x32x8_s4"):
+        assert direct.ffma_wgrad_slabs(BY_NAME[name], p) == ()
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 1)
+    assert direct.ffma_wgrad_slabs(thin, p) == ()

@@ -32,7 +32,7 @@ def test_plan_ints_order_and_rules(monkeypatch):
     ws = _plan("wgmma", ws=True)
     gw = _plan("wgmma", slices=33, taps_per_group=3)
     ints = eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True)
-    assert len(ints) == 22 and ints[20] == 0 and ints[21] == 0
+    assert len(ints) == 23 and ints[20] == 0 and ints[21] == 0 and ints[22] == 0
     assert ints[:6] == [3, 1, 0, 0, 0, 1]
     assert ints[6] == int(direct.writes_ncdhw(ws.k, p, "dgrad")) == 1  # forward reduction 48 * 27
     assert ints[7] == 1 and ints[8] == int(direct.writes_ncdhw(ws.k, p, "fprop")) == 0
@@ -41,7 +41,7 @@ def test_plan_ints_order_and_rules(monkeypatch):
     p16 = Problem(2, 48, 24, (10, 10, 16), 3)
     assert eager.plan_ints(p16, "tf32", False, ws, sectors, gw, True, True)[6:9] == [1, 1, 2]
     assert eager.plan_ints(p, "tf32", False, ws, sectors, gw, True, True)[8] == 0  # W = 12
-    assert ints[9:] == [1, 33, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0]
+    assert ints[9:] == [1, 33, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0]
     # grad_input's kernel sums grad_y (the bias gradient) into the rows launch.sum_rows gives.
     assert eager.plan_ints(p, "tf32", False, ws, ws, gw, True, True, 396)[14] == 396
     # channels_last x: nothing is written or read NCDHW; 3xtf32: no TF32 in the native backward.
@@ -72,6 +72,23 @@ def test_plan_ints_order_and_rules(monkeypatch):
     assert eager.plan_ints(head, "tf32", False, ws, gi, gw, True, True, 396)[21] == 1
     assert eager.plan_ints(head, "tf32", False, ws, gi, gw, True, True, 0)[21] == 0
     assert eager.plan_ints(head, "fp32", False, ws, gi, simt, True, True, 396)[21] == 0  # FFMA reads it in place
+
+
+def test_plan_ints_carry_grad_weights_depth_slabs():
+    """The 32-row FFMA grad_weight tile on an NCDHW layer: its depth slabs after item 22 (direct.ffma_wgrad_slabs),
+    with items 12 and 17 set (it reads an NCDHW x and grad_y, a slab at a time); none for a channels_last_3d x."""
+    from convt3d_cutlass.kernel_table import BY_NAME
+    p = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    k = BY_NAME["ffma_wgrad_fp32_32x256x16_s4"]
+    gw = types.SimpleNamespace(k=k, name=k.name, tap_reuse=False, table=[], slices=49, taps_per_group=1)
+    simt = _plan("direct", simt=True)
+    ints = eager.plan_ints(p, "fp32", False, simt, simt, gw, False, True)
+    slabs = direct.ffma_wgrad_slabs(k, p)
+    assert ints[22] == len(slabs) == 4 and len(ints) == 23 + 5 * 4
+    assert ints[23:] == [v for s in slabs for v in s] and ints[23:28] == [0, 16, 0, 18, 2]
+    assert ints[9:13] == [0, 49, 1, 1] and ints[17] == 1
+    cl = eager.plan_ints(p, "fp32", True, simt, simt, gw, False, True)
+    assert len(cl) == 23 and cl[22] == 0 and cl[12] == 0
 
 
 def test_grad_weight_first_in_every_precision():

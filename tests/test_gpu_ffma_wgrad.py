@@ -188,3 +188,97 @@ def test_ffma_wgrad_nc_residency_is_the_selectors_mirror():
             continue
         r = _extension.resident_ctas(k.name, torch.cuda.current_device(), True)
         assert r == (selector.FFMA_NC_STREAMK_PER_SM[k.tile[0]] if k.tile[0] >= 64 else 0), (k.name, r)
+
+
+# Depth slabs (direct.ffma_wgrad_slabs) of the 32-row tile on NCDHW layers: uneven slabs, strides, output padding,
+# k7, and a padding past the filter whose first slab's taps reach no row of grad_y.
+SLAB_CASES = [
+    (1, 32, 16, (9, 8, 12), 5, 1, 2, 0),
+    (2, 20, 16, (6, 5, 8), 3, 2, 1, 0),
+    (1, 16, 12, (7, 6, 8), 3, 2, 1, 1),
+    (1, 12, 36, (5, 6, 8), 7, 1, 3, 0),
+    (1, 16, 8, (5, 6, 8), 3, 1, 3, 0),
+]
+THIN = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] == 32]
+
+
+@pytest.mark.parametrize("cfg", THIN, ids=lambda k: k.name)
+@pytest.mark.parametrize("case", SLAB_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}o{c[7]}")
+def test_ffma_wgrad_depth_slabs_match_float64_and_stay_bitwise_reproducible(cfg, case):
+    """NCDHW x and grad_y on the 32-row tile: each slab's x and window of grad_y converted (two transposes a slab
+    with a window, nothing whole), the gradient against float64, and the same bits on every run."""
+    n, ci, co, sp, k, s, p, op = case
+    prob = Problem(n, ci, co, sp, k, s, p, op)
+    x = torch.randn(n, ci, *sp, device="cuda")
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    slabs = direct.ffma_wgrad_slabs(cfg, prob)
+    assert len(slabs) == min(direct.FFMA_WGRAD_SLABS, sp[0]) > 1
+    names = cuda_kernel_counts(lambda: launch.grad_weight(gy, x, prob, "fp32", cfg.name))
+    transposes = sum(c for nm, c in names.items() if "transpose" in nm)
+    assert transposes == 2 * sum(sl.a1 > sl.a0 for sl in slabs), names
+    poison_allocator()
+    first = launch.grad_weight(gy, x, prob, "fp32", cfg.name)
+    wd = torch.zeros(ci, co, k, k, k, dtype=torch.float64, device="cuda", requires_grad=True)
+    F.conv_transpose3d(x.double(), wd, None, s, p, op).backward(gy.double())
+    assert rel_l2(first, wd.grad) <= TOL["fp32"]
+    poison_allocator()
+    assert torch.equal(first, launch.grad_weight(gy, x, prob, "fp32", cfg.name))
+
+
+@pytest.fixture
+def fresh_plans():
+    from convt3d_cutlass import eager
+    clears = (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear)
+    for clear in clears:
+        clear()
+    yield
+    for clear in clears:
+        clear()
+
+
+@pytest.mark.parametrize("node", [True, False])
+def test_ncdhw_step_on_the_32_row_tile_converts_depth_slabs_only(node, monkeypatch, fresh_plans):
+    """V-Net refine's form (32 -> 16, k5 s1 p2) in NCDHW: grad_weight on the 32-row tile by depth slabs, grad_input
+    reading grad_y in place, so the backward converts no whole x or grad_y (two transposes a slab) and its peak is
+    lower than with whole copies (FFMA_WGRAD_SLABS = 1); gradients against float64 (the eager node and the Python
+    Function alike)."""
+    import convt3d_cutlass as ct
+    from convt3d_cutlass import eager
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+    # large enough that the copies, not the partial sums (about 12 MiB here), set the difference in peaks
+    n, ci, co, sp, k, s, p = 1, 32, 16, (40, 40, 40), 5, 1, 2
+    prob = Problem(n, ci, co, sp, k, s, p)
+    x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    b = torch.randn(co, device="cuda", requires_grad=True)
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    plan = launch._plan(prob, "wgrad", "fp32", None, x.device, None, out_ncdhw=True)
+    assert plan.k.family == "ffma" and plan.k.tile[0] == 32
+    slabs = direct.ffma_wgrad_slabs(plan.k, prob)
+    assert len(slabs) == direct.FFMA_WGRAD_SLABS
+    assert launch.grad_y_in_place(gy, x, w, prob, "fp32", None, True, True)
+
+    def backward_peak():
+        x.grad = w.grad = b.grad = None
+        y = ct.conv_transpose3d(x, w, b, s, p, precision="fp32", strict=True)
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        y.backward(gy)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+
+    y = ct.conv_transpose3d(x, w, b, s, p, precision="fp32", strict=True)
+    poison_allocator()
+    names = cuda_kernel_counts(lambda: y.backward(gy))
+    assert sum(c for nm, c in names.items() if "transpose" in nm) == 2 * len(slabs), names
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
+    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
+        assert rel_l2(got, ref) <= TOL["fp32"]
+    sliced = backward_peak()
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 1)
+    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
+        clear()
+    whole = backward_peak()
+    assert sliced < whole - x.numel() * 4 // 2, (sliced, whole)

@@ -986,6 +986,51 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
             and _ffma_nc_fits(p))
 
 
+
+# The FFMA grad_weight tiles without an NC mode (the 32-row tile: its position table reads grad_y by positions, not
+# by K-major rows) take an NCDHW layer's x and grad_y from channels_last_3d copies. Whole, those copies are as large
+# as x and grad_y: V-Net refine's exact-fp32 NCDHW step held 44 MiB at its peak against cuDNN's 16, all of it
+# grad_weight's (x's copy 32, grad_y's 16, the partial sums 12; bench/tools/mempeak.py, v0.87). By depth slabs of x
+# (ffma_wgrad_slabs), each slab's x and the window of grad_y its taps reach are converted alone into buffers
+# reused across slabs, and the kernel runs once per slab with the window's own front padding (ConvLaunch takes
+# pad_d apart from pad_h and pad_w, and the extents as given); each slab's partial sums are summed in a fixed order
+# into its part of the gradient, the parts in slab order, so the result stays bitwise reproducible. Each launch keeps
+# the whole plan's slices (a full wave of CTAs over a slab's positions). FFMA_WGRAD_SLABS = 1: whole copies (A/B).
+FFMA_WGRAD_SLABS = 4
+FFMA_WGRAD_SLAB_ROWS = (32,)
+
+
+class WgradSlab(NamedTuple):
+    """One depth slab of the sliced grad_weight: x's depths [z0, z1), grad_y's depths [a0, a1) that their taps reach
+    (a0 == a1: none), and the conv's front padding along depth relative to a0."""
+    z0: int
+    z1: int
+    a0: int
+    a1: int
+    pad_d: int
+
+
+def ffma_wgrad_slabs(k, p: Problem) -> Tuple[WgradSlab, ...]:
+    """The depth slabs in which FFMA grad_weight row k runs layer p where its x [N, C_in, D, H, W] and grad_y
+    [N, C_out, Do, Ho, Wo] are packed NCDHW (policy above): FFMA_WGRAD_SLABS of them (at most D, x's depths split
+    evenly) on the tiles of FFMA_WGRAD_SLAB_ROWS that have no NC mode here; () where the pass runs whole."""
+    if not (k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_SLAB_ROWS) or ffma_wgrad_reads_ncdhw(k, p):
+        return ()
+    d, do = p.spatial[0], p.out_spatial[0]
+    count = min(FFMA_WGRAD_SLABS, d)
+    if count <= 1:
+        return ()
+    slabs = []
+    for i in range(count):
+        z0, z1 = d * i // count, d * (i + 1) // count
+        # x's depth z reaches grad_y's depths z * stride - padding + t, 0 <= t < k
+        first, last = z0 * p.stride - p.padding, (z1 - 1) * p.stride - p.padding + p.k
+        a0, a1 = max(0, first), min(do, last)
+        if a1 <= a0:
+            a0 = a1 = max(0, min(first, do))
+        slabs.append(WgradSlab(z0, z1, a0, a1, a0 - first))
+    return tuple(slabs)
+
 # The FFMA grad_input row reads an NCDHW grad_y and writes an NCDHW grad_x in place (csrc/ffma_fprop.cuh, NC: positions
 # along GEMM M, A's stage [k][m] by 4-byte copies with a warp's lanes on consecutive positions, grad_x by 16-byte stores
 # of 4 positions). With the grad_weight row's NC mode beside it the backward converts nothing, so its peak holds no

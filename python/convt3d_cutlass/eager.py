@@ -49,7 +49,8 @@ def _x_layout(x: torch.Tensor) -> Optional[bool]:
 
 def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: bool, fwd_x_ncdhw: bool,
               gi_sum_rows: int = 0, gw_first: bool = False) -> list:
-    """The node's 22 integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan.
+    """The node's integers (csrc/eager_node.cpp, register_plan) from the three passes' launch.Plan: 23, then 5 per
+    depth slab of grad_weight.
 
     Items 16 and 17: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
     (the exact-fp32 rows; grad_input not over grad_y's parities; grad_weight's FFMA rows in their NC mode, item 12
@@ -58,11 +59,14 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     Item 19: serial split-K slices of the stock grad_input (1 on tap reuse). Item 20: the backward runs
     grad_weight before grad_input (launch.grad_weight_first). The last: grad_input's kernel reads a packed
     NCDHW grad_y in place and leaves grad_weight its channels_last_3d copy and the bias gradient
-    (launch.grad_input_copying, direct.copies_input), where grad_weight does not read it in place."""
+    (launch.grad_input_copying, direct.copies_input), where grad_weight does not read it in place. Item 22: the
+    count of grad_weight's depth slabs (direct.ffma_wgrad_slabs; 0: whole), then each slab's z0, z1, a0, a1, pad_d
+    (the slab rows set items 12 and 17 as the NC mode does: they read an NCDHW x and grad_y, a slab at a time)."""
     # The FFMA grad_weight rows' NC mode (direct.ffma_wgrad_reads_ncdhw) reads an NCDHW x and grad_y both, with
     # items 12 and 17 set and no tap reuse; the node checks at each backward that grad_y is packed NCDHW.
     gw_gy = launch.plan_reads_grad_y(gw, p, "wgrad", not x_cl)
     gw_nc = gw_gy and not gw.tap_reuse
+    slabs = () if x_cl or gw.tap_reuse else direct.ffma_wgrad_slabs(gw.k, p)
     # grad_input's FFMA row in its NC mode (direct.ffma_fprop_reads_ncdhw): item 16 without tap reuse; it writes
     # grad_x NCDHW itself.
     gi_gy = launch.plan_reads_grad_y(gi, p, "fprop", not x_cl)
@@ -74,7 +78,8 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
             int(gi_gy), int(gw_gy),
             int(not fwd.tap_reuse), 1 if gi.tap_reuse else gi.slices, int(gw_first),
             int(gi.tap_reuse and gi_sum_rows > 0 and not gw_gy
-                and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial))]
+                and direct.copies_input(gi.k, gi.table, p.c_out, p.out_spatial)),
+            len(slabs)] + [v for s in slabs for v in s]
 
 
 def _ncdhw_mode(plan, p: Problem, op: str) -> int:

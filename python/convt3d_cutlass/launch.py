@@ -326,13 +326,43 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: st
                             aligned16(grad_y) if gy_ncdhw else ndhwc(grad_y), partials, p.k, p.stride, p.padding,
                             plan.taps_per_group, x_ncdhw, gy_ncdhw)
         return _finish(partials, p)
+    both_ncdhw = direct._packed_ncdhw(x) and direct._packed_ncdhw(grad_y)
+    slabs = direct.ffma_wgrad_slabs(k, p) if both_ncdhw else ()
+    if slabs:
+        return _grad_weight_slabs(plan, grad_y, x, p, slabs)
     partials = torch.empty((plan.slices, p.c_in, p.k, p.k, p.k, p.c_out), device=x.device, dtype=x.dtype)
-    if direct._packed_ncdhw(x) and direct._packed_ncdhw(grad_y) and direct.ffma_wgrad_reads_ncdhw(k, p):
+    if both_ncdhw and direct.ffma_wgrad_reads_ncdhw(k, p):
         # The FFMA rows' NC mode: x and grad_y as they are, no channels_last_3d copy of either.
         _ops().wgrad(plan.name, aligned16(x), aligned16(grad_y), partials, [p.padding] * 3, [p.stride] * 3, True)
     else:
         _ops().wgrad(plan.name, ndhwc(x), ndhwc(grad_y), partials, [p.padding] * 3, [p.stride] * 3)
     return _finish(partials, p)
+
+
+def _grad_weight_slabs(plan: Plan, grad_y: torch.Tensor, x: torch.Tensor, p: Problem, slabs) -> torch.Tensor:
+    """grad_w [C_in, C_out, k, k, k] from x [N, C_in, D, H, W] and grad_y [N, C_out, Do, Ho, Wo], both packed NCDHW,
+    by depth slabs (direct.ffma_wgrad_slabs): per slab, its x and the window of grad_y its taps reach converted to
+    channels_last_3d into two buffers that every slab reuses, the stock-contract wgrad over them (the window's own
+    front padding), its partial sums summed into the slab's part; then the parts summed in slab order. The
+    eager node (csrc/eager_node.cpp, grad_weight_slabs) does the same."""
+    n, h, w = x.shape[0], x.shape[3], x.shape[4]
+    ho, wo = grad_y.shape[3], grad_y.shape[4]
+    xbuf = x.new_empty(n * max(s.z1 - s.z0 for s in slabs) * h * w * p.c_in)
+    gbuf = x.new_empty(n * max(max(s.a1 - s.a0 for s in slabs), 1) * ho * wo * p.c_out)
+    partials = x.new_empty((plan.slices, p.c_in, p.k, p.k, p.k, p.c_out))
+    empty = any(s.a1 == s.a0 for s in slabs)  # a slab no tap reaches adds nothing
+    parts = (x.new_zeros if empty else x.new_empty)((len(slabs), p.c_in, p.c_out, p.k, p.k, p.k))
+    ops = _ops()
+    for i, s in enumerate(slabs):
+        if s.a1 == s.a0:
+            continue
+        xs = xbuf[:n * (s.z1 - s.z0) * h * w * p.c_in].view(n, s.z1 - s.z0, h, w, p.c_in)
+        gs = gbuf[:n * (s.a1 - s.a0) * ho * wo * p.c_out].view(n, s.a1 - s.a0, ho, wo, p.c_out)
+        ops.transpose_layout(x.narrow(2, s.z0, s.z1 - s.z0), xs, True, None)
+        ops.transpose_layout(grad_y.narrow(2, s.a0, s.a1 - s.a0), gs, True, None)
+        ops.wgrad(plan.name, xs, gs, partials, [s.pad_d, p.padding, p.padding], [p.stride] * 3)
+        ops.wgrad_finish(partials, parts[i])
+    return parts.sum(0)
 
 
 def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
@@ -357,8 +387,8 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
 def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,
                              config: Optional[str]) -> bool:
     """Whether grad_weight's plan reads grad_y [N, C_out, Do, Ho, Wo] in its packed NCDHW storage: the exact-fp32
-    tap-reuse rows (direct.backward_reads_grad_y), and the FFMA rows' NC mode where x [N, C_in, D, H, W] is packed
-    NCDHW too (direct.ffma_wgrad_reads_ncdhw)."""
+    tap-reuse rows (direct.backward_reads_grad_y), and the FFMA rows' NC mode or depth slabs where x [N, C_in, D, H, W]
+    is packed NCDHW too (direct.ffma_wgrad_reads_ncdhw, direct.ffma_wgrad_slabs)."""
     if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     gw = _plan(p, "wgrad", precision, config, grad_y.device,
@@ -369,12 +399,14 @@ def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, 
 def plan_reads_grad_y(plan: Plan, p: Problem, op: str, x_ncdhw: bool) -> bool:
     """Whether the backward's plan for pass ``op`` ("fprop": grad_input, "wgrad": grad_weight) of layer p reads a
     packed NCDHW grad_y in place, x (and grad_x) being NCDHW where x_ncdhw: the exact-fp32 tap-reuse rows
-    (direct.backward_reads_grad_y: grad_input not over grad_y's parities) and the FFMA rows' NC modes. The one
-    answer for the Python Function (grad_y_in_place) and the eager node (eager.plan_ints)."""
+    (direct.backward_reads_grad_y: grad_input not over grad_y's parities), the FFMA rows' NC modes, and the FFMA
+    grad_weight's depth slabs (each converts its own window of grad_y). The one answer for the Python Function
+    (grad_y_in_place) and the eager node (eager.plan_ints)."""
     if plan.tap_reuse:
         return direct.backward_reads_grad_y(plan.k, p)
-    nc = direct.ffma_fprop_reads_ncdhw if op == "fprop" else direct.ffma_wgrad_reads_ncdhw
-    return x_ncdhw and nc(plan.k, p)
+    if op == "fprop":
+        return x_ncdhw and direct.ffma_fprop_reads_ncdhw(plan.k, p)
+    return x_ncdhw and (direct.ffma_wgrad_reads_ncdhw(plan.k, p) or bool(direct.ffma_wgrad_slabs(plan.k, p)))
 
 
 # The backward runs grad_weight before grad_input: grad_weight's temporaries (its partial sums, and its
