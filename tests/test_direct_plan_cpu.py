@@ -1199,6 +1199,7 @@ def test_ffma_wgrad_depth_slabs_sum_to_the_gradient(case, monkeypatch):
     n, ci, co, sp, k, s, p, op = case
     prob = Problem(n, ci, co, sp, k, s, p, op)
     monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 4)
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLAB_MIN_BYTES", 0)
     slabs = direct.ffma_wgrad_slabs(BY_NAME["ffma_wgrad_fp32_32x256x16_s4"], prob)
     assert len(slabs) == min(4, sp[0]) and slabs[0].z0 == 0 and slabs[-1].z1 == sp[0]
     assert all(a.z1 == b.z0 and a.z0 < a.z1 for a, b in zip(slabs, slabs[1:]))
@@ -1215,14 +1216,18 @@ def test_ffma_wgrad_depth_slabs_sum_to_the_gradient(case, monkeypatch):
 
 
 def test_ffma_wgrad_depth_slabs_only_where_the_tile_has_no_nc_mode(monkeypatch):
-    """The 32-row tile (no NC mode) runs an NCDHW layer in FFMA_WGRAD_SLABS slabs, at most one per depth; the NC tiles,
-    the stock rows and the knob at 1 run whole."""
-    p = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)
+    """The 32-row tile (no NC mode) runs an NCDHW layer in FFMA_WGRAD_SLABS slabs, at most one per depth and one per
+    FFMA_WGRAD_SLAB_MIN_BYTES of x; the NC tiles, the stock rows, small layers and the knob at 1 run whole."""
+    p = Problem(1, 32, 16, (64, 64, 64), 5, 1, 2)  # V-Net refine: x 32 MiB
     thin = BY_NAME["ffma_wgrad_fp32_32x256x16_s4"]
     assert len(direct.ffma_wgrad_slabs(thin, p)) == direct.FFMA_WGRAD_SLABS == 4
     assert len(direct.ffma_wgrad_slabs(BY_NAME["ffma_wgrad_fp32_32x256x16_s4_sk"], p)) == 4
-    assert len(direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (3, 64, 64), 5, 1, 2))) == 3
-    assert direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (1, 64, 64), 5, 1, 2)) == ()
+    assert len(direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (3, 256, 256), 5, 1, 2))) == 3
+    assert direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (1, 256, 256), 5, 1, 2)) == ()
+    assert len(direct.ffma_wgrad_slabs(thin, Problem(1, 32, 16, (32, 32, 64), 5, 1, 2))) == 2  # 8 MiB: two slabs
+    assert direct.ffma_wgrad_slabs(thin, Problem(2, 24, 16, (5, 6, 8), 3, 2, 1)) == ()  # 46 KB: the host's pace
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLAB_MIN_BYTES", 0)
+    assert len(direct.ffma_wgrad_slabs(thin, Problem(2, 24, 16, (5, 6, 8), 3, 2, 1))) == 4
     for name in ("ffma_wgrad_fp32_64x128x16_s4", "wgrad_fp32_128x64x8_64x32x8_s4"):
         assert direct.ffma_wgrad_slabs(BY_NAME[name], p) == ()
     monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 1)

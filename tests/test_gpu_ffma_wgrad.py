@@ -204,9 +204,10 @@ THIN = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] == 32]
 
 @pytest.mark.parametrize("cfg", THIN, ids=lambda k: k.name)
 @pytest.mark.parametrize("case", SLAB_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"_k{c[4]}s{c[5]}p{c[6]}o{c[7]}")
-def test_ffma_wgrad_depth_slabs_match_float64_and_stay_bitwise_reproducible(cfg, case):
+def test_ffma_wgrad_depth_slabs_match_float64_and_stay_bitwise_reproducible(cfg, case, monkeypatch):
     """NCDHW x and grad_y on the 32-row tile: each slab's x and window of grad_y converted (two transposes a slab
     with a window, nothing whole), the gradient against float64, and the same bits on every run."""
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLAB_MIN_BYTES", 0)  # small layers run whole by default
     n, ci, co, sp, k, s, p, op = case
     prob = Problem(n, ci, co, sp, k, s, p, op)
     x = torch.randn(n, ci, *sp, device="cuda")
@@ -245,6 +246,7 @@ def test_ncdhw_step_on_the_32_row_tile_converts_depth_slabs_only(node, monkeypat
     import convt3d_cutlass as ct
     from convt3d_cutlass import eager
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
+    monkeypatch.setattr(direct, "FFMA_WGRAD_SLAB_MIN_BYTES", 0)  # x is 8 MiB: one slab by default
     # large enough that the copies, not the partial sums (about 12 MiB here), set the difference in peaks
     n, ci, co, sp, k, s, p = 1, 32, 16, (40, 40, 40), 5, 1, 2
     prob = Problem(n, ci, co, sp, k, s, p)

@@ -995,9 +995,16 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
 # reused across slabs, and the kernel runs once per slab with the window's own front padding (ConvLaunch takes
 # pad_d apart from pad_h and pad_w, and the extents as given); each slab's partial sums are summed in a fixed order
 # into its part of the gradient, the parts in slab order, so the result stays bitwise reproducible. Each launch keeps
-# the whole plan's slices (a full wave of CTAs over a slab's positions). FFMA_WGRAD_SLABS = 1: whole copies (A/B).
+# the whole plan's slices (a full wave of CTAs over a slab's positions). H200 (v0.87, bench/tools/selab.py
+# direct.FFMA_WGRAD_SLABS, 3 ABBA rounds, fp32 NCDHW, call604): V-Net refine step peak extra 44 -> 16 MiB (cuDNN
+# autotuned 16 in the mempeak run, 48 in selab's process) for a step of 0.982x (grad_weight alone, which converts
+# grad_y for itself either way, 0.871x); 8 slabs against 4: grad_weight 0.970x, step 0.985x at the same 16 MiB. A slab
+# costs four launches (two conversions, the kernel, its partial sums' reduction), so a layer whose x is small, where
+# the copies are a few MiB and the host's launches set its pace, keeps the whole pass: at most one slab per
+# FFMA_WGRAD_SLAB_MIN_BYTES of x. FFMA_WGRAD_SLABS = 1: whole copies (A/B).
 FFMA_WGRAD_SLABS = 4
 FFMA_WGRAD_SLAB_ROWS = (32,)
+FFMA_WGRAD_SLAB_MIN_BYTES = 4 << 20
 
 
 class WgradSlab(NamedTuple):
@@ -1012,12 +1019,14 @@ class WgradSlab(NamedTuple):
 
 def ffma_wgrad_slabs(k, p: Problem) -> Tuple[WgradSlab, ...]:
     """The depth slabs in which FFMA grad_weight row k runs layer p where its x [N, C_in, D, H, W] and grad_y
-    [N, C_out, Do, Ho, Wo] are packed NCDHW (policy above): FFMA_WGRAD_SLABS of them (at most D, x's depths split
-    evenly) on the tiles of FFMA_WGRAD_SLAB_ROWS that have no NC mode here; () where the pass runs whole."""
+    [N, C_out, Do, Ho, Wo] are packed NCDHW (policy above): FFMA_WGRAD_SLABS of them (at most D, and at most one per
+    FFMA_WGRAD_SLAB_MIN_BYTES of x; x's depths split evenly) on the tiles of FFMA_WGRAD_SLAB_ROWS that have no NC mode
+    here; () where the pass runs whole."""
     if not (k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_SLAB_ROWS) or ffma_wgrad_reads_ncdhw(k, p):
         return ()
     d, do = p.spatial[0], p.out_spatial[0]
-    count = min(FFMA_WGRAD_SLABS, d)
+    x_bytes = 4 * p.n * p.c_in * math.prod(p.spatial)
+    count = min(FFMA_WGRAD_SLABS, d, x_bytes // max(FFMA_WGRAD_SLAB_MIN_BYTES, 1))
     if count <= 1:
         return ()
     slabs = []
