@@ -89,16 +89,39 @@ NC_CASES = [
 NC_KERNELS = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] >= 64]
 
 
+def _clear_plans():
+    """Forget the selector's, launch's and the eager node's plans, so that a changed policy constant takes effect."""
+    from convt3d_cutlass import eager
+    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
+        clear()
+
+
 @pytest.fixture
 def nc_on_every_tile(monkeypatch):
     """The NC mode on both tiles that have it (the policy takes the 64-row one only), plans made afresh."""
-    from convt3d_cutlass import eager
     monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW_ROWS", (64, 128))
-    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
-        clear()
+    _clear_plans()
     yield
-    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
-        clear()
+    _clear_plans()
+
+
+def _step_layer(n, ci, co, sp, k, s, p):
+    """An NCDHW layer's Problem, x (requires grad), weight and bias (initialised as the module does, requiring grad)
+    and a random grad_y."""
+    prob = Problem(n, ci, co, sp, k, s, p)
+    x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
+    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
+    b = torch.randn(co, device="cuda", requires_grad=True)
+    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    return prob, x, w, b, gy
+
+
+def _assert_grads_match_float64(x, w, b, gy, s, p):
+    """x, w and b's gradients (of a backward of gy) against PyTorch's conv_transpose3d in float64."""
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
+    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
+    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
+        assert rel_l2(got, ref) <= TOL["fp32"]
 
 
 def _nc_inputs(case):
@@ -160,22 +183,15 @@ def test_ncdhw_step_converts_neither_x_nor_grad_y_for_the_ffma_grad_weight(node,
     and its gradients match float64."""
     import convt3d_cutlass as ct
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
-    n, ci, co, sp, k, s, p = 2, 64, 32, (16, 16, 16), 5, 1, 2
-    prob = Problem(n, ci, co, sp, k, s, p)
-    x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
-    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
-    b = torch.randn(co, device="cuda", requires_grad=True)
-    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    s, p = 1, 2
+    prob, x, w, b, gy = _step_layer(2, 64, 32, (16, 16, 16), 5, s, p)
     assert launch._plan(prob, "wgrad", "fp32", None, x.device, None, out_ncdhw=True).k.family == "ffma"
     assert launch.grad_y_in_place(gy, x, w, prob, "fp32", None, True, True)
     y = ct.conv_transpose3d(x, w, b, s, p, precision="fp32", strict=True)
     poison_allocator()
     names = cuda_kernel_counts(lambda: y.backward(gy))
     assert not [nm for nm in names if "transpose" in nm], names
-    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
-    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
-    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
-        assert rel_l2(got, ref) <= TOL["fp32"]
+    _assert_grads_match_float64(x, w, b, gy, s, p)
 
 
 def test_ffma_wgrad_nc_residency_is_the_selectors_mirror():
@@ -228,13 +244,9 @@ def test_ffma_wgrad_depth_slabs_match_float64_and_stay_bitwise_reproducible(cfg,
 
 @pytest.fixture
 def fresh_plans():
-    from convt3d_cutlass import eager
-    clears = (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear)
-    for clear in clears:
-        clear()
+    _clear_plans()
     yield
-    for clear in clears:
-        clear()
+    _clear_plans()
 
 
 @pytest.mark.parametrize("node", [True, False])
@@ -244,16 +256,11 @@ def test_ncdhw_step_on_the_32_row_tile_converts_depth_slabs_only(node, monkeypat
     lower than with whole copies (FFMA_WGRAD_SLABS = 1); gradients against float64 (the eager node and the Python
     Function alike)."""
     import convt3d_cutlass as ct
-    from convt3d_cutlass import eager
     monkeypatch.setenv("CONVT3D_EAGER_NODE", "1" if node else "0")
     monkeypatch.setattr(direct, "FFMA_WGRAD_SLAB_MIN_BYTES", 0)  # x is 8 MiB: one slab by default
     # large enough that the copies, not the partial sums (about 12 MiB here), set the difference in peaks
-    n, ci, co, sp, k, s, p = 1, 32, 16, (40, 40, 40), 5, 1, 2
-    prob = Problem(n, ci, co, sp, k, s, p)
-    x = torch.randn(n, ci, *sp, device="cuda", requires_grad=True)
-    w = (torch.randn(ci, co, k, k, k, device="cuda") / (ci * k ** 3) ** 0.5).requires_grad_()
-    b = torch.randn(co, device="cuda", requires_grad=True)
-    gy = torch.randn((n, co) + prob.out_spatial, device="cuda")
+    s, p = 1, 2
+    prob, x, w, b, gy = _step_layer(1, 32, 16, (40, 40, 40), 5, s, p)
     plan = launch._plan(prob, "wgrad", "fp32", None, x.device, None, out_ncdhw=True)
     assert plan.k.family == "ffma" and plan.k.tile[0] == 32
     slabs = direct.ffma_wgrad_slabs(plan.k, prob)
@@ -274,13 +281,9 @@ def test_ncdhw_step_on_the_32_row_tile_converts_depth_slabs_only(node, monkeypat
     poison_allocator()
     names = cuda_kernel_counts(lambda: y.backward(gy))
     assert sum(c for nm, c in names.items() if "transpose" in nm) == 2 * len(slabs), names
-    xd, wd, bd = (t.detach().double().requires_grad_() for t in (x, w, b))
-    F.conv_transpose3d(xd, wd, bd, s, p).backward(gy.double())
-    for got, ref in ((x.grad, xd.grad), (w.grad, wd.grad), (b.grad, bd.grad)):
-        assert rel_l2(got, ref) <= TOL["fp32"]
+    _assert_grads_match_float64(x, w, b, gy, s, p)
     sliced = backward_peak()
     monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 1)
-    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
-        clear()
+    _clear_plans()
     whole = backward_peak()
     assert sliced < whole - x.numel() * 4 // 2, (sliced, whole)

@@ -986,7 +986,6 @@ def ffma_wgrad_reads_ncdhw(k, p: Problem) -> bool:
             and _ffma_nc_fits(p))
 
 
-
 # The FFMA grad_weight tiles without an NC mode (the 32-row tile: its position table reads grad_y by positions, not
 # by K-major rows) take an NCDHW layer's x and grad_y from channels_last_3d copies. Whole, those copies are as large
 # as x and grad_y: V-Net refine's exact-fp32 NCDHW step held 44 MiB at its peak against cuDNN's 16, all of it
@@ -1039,6 +1038,7 @@ def ffma_wgrad_slabs(k, p: Problem) -> Tuple[WgradSlab, ...]:
             a0 = a1 = max(0, min(first, do))
         slabs.append(WgradSlab(z0, z1, a0, a1, a0 - first))
     return tuple(slabs)
+
 
 # The FFMA grad_input row reads an NCDHW grad_y and writes an NCDHW grad_x in place (csrc/ffma_fprop.cuh, NC: positions
 # along GEMM M, A's stage [k][m] by 4-byte copies with a warp's lanes on consecutive positions, grad_x by 16-byte stores
