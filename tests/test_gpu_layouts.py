@@ -26,9 +26,8 @@ def test_transpose_matches_torch_both_ways(shape):
     assert back.is_contiguous() and torch.equal(back, y)
 
 
-
-@pytest.mark.parametrize("shape,z0,dz", [((2, 3, 9, 7, 9), 2, 4), ((1, 32, 16, 12, 12), 12, 4), ((3, 130, 5, 3, 11), 0, 2),
-                                         ((2, 1, 6, 4, 4), 5, 1)])
+@pytest.mark.parametrize("shape,z0,dz", [((2, 3, 9, 7, 9), 2, 4), ((1, 32, 16, 12, 12), 12, 4),
+                                         ((3, 130, 5, 3, 11), 0, 2), ((2, 1, 6, 4, 4), 5, 1)])
 def test_transpose_of_a_depth_slab(shape, z0, dz):
     """A depth slab of a packed NCDHW tensor (x.narrow(2, ...), the exact-fp32 grad_weight's slabs) to channels_last_3d,
     read through its own channel and sample strides: bitwise torch's copy, every element written; its sums too."""
@@ -45,6 +44,7 @@ def test_transpose_of_a_depth_slab(shape, z0, dz):
     assert torch.allclose(sums.double().sum(1), ref, rtol=1e-5, atol=1e-4)
     with pytest.raises(RuntimeError, match="depth slab"):  # back to NCDHW, src must be packed
         torch.ops.convt3d_cutlass.transpose_layout(out[:, :, ::2], torch.empty_like(x), False, None)
+
 
 @pytest.mark.parametrize("offset", [1, 2, 4])
 def test_transpose_of_a_view_with_a_storage_offset(offset):

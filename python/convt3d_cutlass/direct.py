@@ -1021,7 +1021,8 @@ def ffma_wgrad_slabs(k, p: Problem) -> Tuple[WgradSlab, ...]:
     [N, C_out, Do, Ho, Wo] are packed NCDHW (policy above): FFMA_WGRAD_SLABS of them (at most D, and at most one per
     FFMA_WGRAD_SLAB_MIN_BYTES of x; x's depths split evenly) on the tiles of FFMA_WGRAD_SLAB_ROWS that have no NC mode
     here; () where the pass runs whole."""
-    if not (k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_SLAB_ROWS) or ffma_wgrad_reads_ncdhw(k, p):
+    thin = k.family == "ffma" and k.op == "wgrad" and k.tile[0] in FFMA_WGRAD_SLAB_ROWS
+    if not thin or ffma_wgrad_reads_ncdhw(k, p):
         return ()
     d, do = p.spatial[0], p.out_spatial[0]
     x_bytes = 4 * p.n * p.c_in * math.prod(p.spatial)
