@@ -53,7 +53,9 @@ struct Plan {
   bool fwd_x_ncdhw = false;  // the forward kernel reads an NCDHW x in place
   int64_t gi_sum_rows = 0;   // > 0: grad_input's kernel also sums grad_y (the bias gradient) into this many rows
   bool gi_parities = false;  // grad_input's kernel sums grad_y's stride^3 parities (direct op's sum_phases)
-  bool gi_gy_ncdhw = false;  // grad_input's kernel reads a packed NCDHW grad_y in place (stock contract: FFMA NC mode)
+  // grad_input's kernel reads a packed NCDHW grad_y in place (stock contract: FFMA NC mode); with grad_weight reading a
+  // copy, after grad_weight, the copy released first
+  bool gi_gy_ncdhw = false;
   bool gw_gy_ncdhw = false;  // grad_weight's kernel reads a packed NCDHW grad_y in place
   // The forward on stock CUTLASS phases (launch.forward's dgrad / dgrad_phases): a kernel, 9 ints (pad,
   // first output, count), filter taps along d, h, w and split-K slices per phase; the phase filters lie
@@ -424,11 +426,20 @@ class ConvTranspose3dNode : public torch::autograd::Function<ConvTranspose3dNode
       // so that the peak holds the larger of the two instead of both.
       if (need_w && P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1), gy);
       if (need_x) {
+        // grad_input reads the NCDHW grad_y in place where its kernel can (gi_gy_ncdhw), grad_weight having read the
+        // copy: the copy goes before grad_x exists (ops._backward, the same rule).
+        at::Tensor Gi = G;
+        bool gi_ncdhw = G_ncdhw;
+        if (!G_ncdhw && G.defined() && P.gi_gy_ncdhw && need_w && P.gw_first && !is_cl(gy) && gy.is_contiguous()) {
+          G = at::Tensor();
+          Gi = aligned16(gy);
+          gi_ncdhw = true;
+        }
         // The bias gradient from grad_input's own read of grad_y, where its kernel can sum it.
         at::Tensor sums;
-        if (need_b && !gb.defined() && P.gi_sum_rows > 0 && !G_ncdhw)
-          sums = at::empty({P.gi_sum_rows, G.size(4)}, G.options());
-        gx = grad_input_pass(P, G, G_ncdhw, gi_filter, x, sums);
+        if (need_b && !gb.defined() && P.gi_sum_rows > 0 && !gi_ncdhw)
+          sums = at::empty({P.gi_sum_rows, Gi.size(4)}, Gi.options());
+        gx = grad_input_pass(P, Gi, gi_ncdhw, gi_filter, x, sums);
         if (sums.defined()) gb = row_sums(sums);
       }
       if (need_w && !P.gw_first) gw = grad_weight_pass(P, G, G_ncdhw, x, weight.size(1), gy);

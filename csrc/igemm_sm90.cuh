@@ -10,7 +10,10 @@
 //
 // Per (tap, chunk), one TMA box of the input (the tile's positions shifted by the tap, every s_in-th
 // position: TMA's traversal stride; out-of-range positions and channels zero-filled) and one box of
-// the filter's [BN][32] block, both 128-byte swizzled. Warp-specialized and persistent: one producer
+// the filter's [BN][32] block, both 128-byte swizzled. An NCDHW input (IN_NC, unit s_in: the forward's x,
+// a unit-stride grad_input's grad_y) comes as TW / 8 boxes of 8 positions along w per channel instead,
+// unswizzled; the consumers pick the same A elements from them, so the result is the same bits, without the
+// channels_last_3d copy of the input that the caller would otherwise make. Warp-specialized and persistent: one producer
 // thread issues the loads into a ring of stages; two consumer warpgroups (64 rows each) load their A
 // fragments from shared memory, round them to tf32 (direct::to_tf32) in registers, and run RS-wgmma with B by
 // descriptor (the host pre-rounds the filter). 3xtf32 (SPLIT): each A element splits into rounded hi and
@@ -112,7 +115,7 @@ struct IgemmConfig {
   }
 };
 
-template <int TH, int TW, int BN, int SN, bool SPLIT, bool SUMS = false, bool SECTORS = false>
+template <int TH, int TW, int BN, int SN, bool SPLIT, bool SUMS = false, bool SECTORS = false, bool IN_NC = false>
 __global__ void __launch_bounds__(384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
@@ -123,6 +126,7 @@ __global__ void __launch_bounds__(384, 1)
   // SPLIT needs the unrounded x for its low part, SUMS sums it in fp32.
   constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, SUMS);
   static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: a ring of four stages or more");
+  static_assert(!IN_NC || (!SUMS && TW % 8 == 0), "IN_NC: no input sums, tiles of whole 8-position boxes");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -196,7 +200,14 @@ __global__ void __launch_bounds__(384, 1)
                 Barrier::wait(&empty[s], ((it / S) & 1) ^ 1);
                 uint8_t* st = smem + s * C::STAGE_BYTES;
                 TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
-                cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
+                if constexpr (IN_NC) {
+#pragma unroll
+                  for (int b = 0; b < TW / 8; ++b)
+                    cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st + b * (C::A_BYTES / (TW / 8)),
+                                                 bx + jw + 8 * b, c * IG_KC, by + jh, bz + jd, t.n);
+                } else {
+                  cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
+                }
                 cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + C::A_BYTES, c * IG_KC, t.co0, t.tap0 + j);
                 if (SPLIT)
                   cute::SM90_TMA_LOAD_3D::copy(&tmap_w, &full[s], hint, st + C::A_BYTES + C::B_BYTES, c * IG_KC, t.co0,
@@ -218,6 +229,21 @@ __global__ void __launch_bounds__(384, 1)
   uint32_t col[8];
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
+  // IN_NC: the stage holds TW / 8 boxes of an NCDHW input, each [TD][TH][32 channels][8 positions along w]
+  // (the map's (w, c, h, d, n) order). Rows of 8 positions per channel put channel c of position w at
+  // word 8 c + w % 8 of its (d, h) row: the A loads' lanes (8 rows g, 4 channels tq) then hit banks 8 tq + g,
+  // all 32 distinct. One box of [32][positions] per channel would give every channel the same bank (planes of
+  // 128 floats), and TMA places boxes only on 128-byte boundaries, so no padding between planes could help.
+  [[maybe_unused]] uint32_t nc0 = 0, nc1 = 0;
+  if constexpr (IN_NC) {
+    auto nc_at = [](int m) -> uint32_t {
+      const int d = m / (TH * TW), h = (m / TW) % TH, w = m % TW;
+      return (uint32_t)(((((w >> 3) * C::TD + d) * TH + h) * IG_KC * 8 + (w & 7)) * 4);
+    };
+    const int m0 = 64 * cw + 16 * wl + g;
+    nc0 = nc_at(m0) + 32 * tq;
+    nc1 = nc_at(m0 + 8) + 32 * tq;
+  }
 
   float keep[SECTORS ? NA : 1];  // SECTORS: the first sibling's results, bias added, until the second's
   // SUMS: this thread's sums over the CTA's summed stages, chunk c's slot 2 kk + h holding channel
@@ -276,8 +302,11 @@ __global__ void __launch_bounds__(384, 1)
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        const uint32_t x[4] = {lds(st + row0 + col[2 * kk]), lds(st + row0 + 8 * 128 + col[2 * kk]),
-                               lds(st + row0 + col[2 * kk + 1]), lds(st + row0 + 8 * 128 + col[2 * kk + 1])};
+        // IN_NC: channel 8 kk + tq (+ 4) is 32 bytes per channel into its row (above).
+        const uint32_t x[4] = {lds(IN_NC ? st + nc0 + 256 * kk : st + row0 + col[2 * kk]),
+                               lds(IN_NC ? st + nc1 + 256 * kk : st + row0 + 8 * 128 + col[2 * kk]),
+                               lds(IN_NC ? st + nc0 + 256 * kk + 128 : st + row0 + col[2 * kk + 1]),
+                               lds(IN_NC ? st + nc1 + 256 * kk + 128 : st + row0 + 8 * 128 + col[2 * kk + 1])};
         if constexpr (SUMS) {
           if (summing) {
             const float lo = __uint_as_float(x[0]) + __uint_as_float(x[1]);
@@ -552,7 +581,9 @@ struct IgemmKernel {
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    if (p.in_ncdhw) return 5;  // NDHWC input (TMA boxes of channel rows)
+    // An NCDHW input (IN_NC): unit s_in (TMA's traversal stride does not skip along the innermost axis, w),
+    // 16-byte row strides, no input sums.
+    if (p.in_ncdhw && (p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr)) return 5;
     // Input sums: tf32, one phase, C_r within the consumers' sum registers, a tap window on every axis, a row
     // per CTA.
     if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1 || p.Cr > IG_KC * C::SUM_CHUNKS))
@@ -588,10 +619,14 @@ struct IgemmKernel {
     CUtensorMap tin, tw;
     const cuuint32_t s = (cuuint32_t)p.s_in;
     const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
+    const cuuint32_t nc_box[5] = {8, IG_KC, TH, C::TD, 1};  // IN_NC: (w, c, h, d, n)
     // The kernel's MAP_ROUNDS (tf32 without sums): TMA rounds x to tf32 as it lands it (f32_map_type).
-    if (!encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                      CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, input_map_rounds(SPLIT, p.in_sums != nullptr)))
-      return 5;
+    const bool map_ok =
+        p.in_ncdhw ? encode_ncdhw_wchd(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, nc_box, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B, input_map_rounds(SPLIT, false))
+                   : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
+                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, input_map_rounds(SPLIT, p.in_sums != nullptr));
+    if (!map_ok) return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};
     const cuuint64_t w_stride[2] = {(cuuint64_t)p.Cr * 4, (cuuint64_t)p.Co * p.Cr * 4};
@@ -614,10 +649,15 @@ struct IgemmKernel {
     if constexpr (C::SECTORS_OK) {
       if (sector_pairs(p, geo)) {
         for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;  // table order: siblings back to back
-        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
-                                        sector_smem_bytes(), p.stream, p, tin, tw, geo);
+        return p.in_ncdhw ? direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true, true>, grid,
+                                                     C::THREADS, sector_smem_bytes(), p.stream, p, tin, tw, geo)
+                          : direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
+                                                     sector_smem_bytes(), p.stream, p, tin, tw, geo);
       }
     }
+    if (p.in_ncdhw)
+      return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, false, true>, grid, C::THREADS,
+                                      smem_bytes(), p.stream, p, tin, tw, geo);
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);
   }

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from convt3d_cutlass import direct, eager
+from convt3d_cutlass.kernel_table import BY_NAME
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -230,3 +231,29 @@ def test_plan_ints_take_the_ffma_rows_nc_modes(monkeypatch):
     monkeypatch.setattr(direct, "FFMA_FPROP_NCDHW", False)
     off = eager.plan_ints(p, "fp32", False, fwd, gi, gw, False, True)
     assert (off[12], off[16], off[17]) == (0, 0, 0)
+
+
+def test_plan_ints_grad_input_reads_grad_y_after_grad_weight(monkeypatch):
+    """Item 16 on an implicit-GEMM grad_input row: set at unit stride (the node runs it on the NCDHW grad_y in place,
+    after grad_weight has read and released its channels_last_3d copy), not over a strided layer's grad_y (s_in 2:
+    TMA cannot step along w), nor where grad_y's W % 4 != 0, nor with the rule off. grad_weight's item 17 stays 0."""
+    gw = _plan("wgmma", slices=33, taps_per_group=3, precision="3xtf32")
+
+    def item16(p):
+        k = BY_NAME["igemm_3xtf32_1x8x16_n64_s6"]
+        ig = types.SimpleNamespace(k=k, name=k.name, tap_reuse=True, table=list(direct.pass_plan(k, p, "fprop")[0]),
+                                   slices=1, taps_per_group=1)
+        fwd = types.SimpleNamespace(k=k, name=k.name, tap_reuse=True, table=list(direct.pass_plan(k, p, "dgrad")[0]),
+                                    slices=1, taps_per_group=1)
+        ints = eager.plan_ints(p, "3xtf32", False, fwd, ig, gw, True, True)
+        assert ints[17] == 0
+        return ints[16]
+
+    assert item16(Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)) == 1
+    assert item16(Problem(2, 128, 64, (8, 12, 16), 3, 2, 1)) == 0
+    assert item16(Problem(2, 128, 64, (8, 12, 14), 3, 1, 1)) == 0
+    monkeypatch.setattr(direct, "GRAD_INPUT_READS_NCDHW", False)
+    assert item16(Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)) == 0
+    monkeypatch.setattr(direct, "GRAD_INPUT_READS_NCDHW", True)
+    monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", False)
+    assert item16(Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)) == 0

@@ -1,15 +1,18 @@
 """The tap-reuse rows reading their input in NCDHW storage (the in_ncdhw mode): in the warp-specialized
 Hopper rows (csrc/direct_sm90.cuh) the producer's rounder warps transpose TMA's [channel][positions]
-boxes into the same K-major halo rows that the channels_last_3d form's TMA writes; the exact-fp32 rows
-(csrc/direct_simt.cuh) gather the same halo 4 bytes at a time. Either way the result must be the same
-bits, with no layout conversion of the input anywhere in the pass."""
+boxes into the same K-major halo rows that the channels_last_3d form's TMA writes; the implicit-GEMM rows
+(csrc/igemm_sm90.cuh, IN_NC) load boxes of 8 positions per channel and their consumers pick the same A
+elements from them; the exact-fp32 rows (csrc/direct_simt.cuh) gather the same halo 4 bytes at a time.
+Either way the result must be the same bits, with no layout conversion of the input anywhere in the pass."""
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import convt3d_cutlass as ct
 from convt3d_cutlass import _extension, direct, launch, selector
-from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, WGMMA_KERNELS
+from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, IGEMM_KERNELS, WGMMA_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
@@ -18,6 +21,7 @@ from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
 WS = [k for k in WGMMA_KERNELS if k.ws]
+IG = [k for k in IGEMM_KERNELS if k.op != "wgrad"]
 
 
 
@@ -111,6 +115,160 @@ def test_ncdhw_input_refusals():
         with pytest.raises(RuntimeError, match="cannot run this problem"):
             torch.ops.convt3d_cutlass.direct(k.name, x8, launch.forward_filter(w, prob8, k), None, out8,
                                              list(direct.forward_plan(prob8)[0]), 1, 1, False, True)
+
+
+@pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
+@pytest.mark.parametrize("c_in,c_out,k,s,p,op,spatial", [
+    (36, 40, 3, 1, 1, 0, (5, 11, 20)),  # 36 = 32 + 4: the second chunk mostly out of range; W past a 16-wide tile
+    (48, 24, 3, 1, 0, 0, (6, 9, 16)),   # the headline's channels
+    (16, 24, 5, 1, 2, 0, (3, 7, 12)),   # W = 12: a tile's second 8-wide box half out of range
+    (64, 32, 3, 2, 1, 0, (4, 6, 8)),    # stride-2 phases (the input still at unit s_in)
+    (32, 64, 3, 2, 1, 1, (3, 5, 12)),   # output_padding
+    (128, 64, 1, 1, 0, 0, (2, 5, 4)),
+])
+def test_igemm_forward_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, op, spatial):
+    """The implicit-GEMM forward from an NCDHW x: the same bits as from its channels_last_3d copy (the same
+    A elements reach the same MMAs), into a NaN-poisoned channels_last_3d output and into an NCDHW one
+    (plain stores, and the strided forward's sibling-pair sectors), within tolerance of float64, and no
+    transpose kernel runs for x."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
+    x = torch.randn(2, c_in, *spatial, device="cuda")
+    if not _fits(prob, "dgrad", cfg):
+        pytest.skip("the row cannot take this problem")
+    assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
+    b = torch.randn(c_out, device="cuda")
+    ref_bits = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
+    out = _poisoned_cl((2, c_out) + prob.out_spatial)
+    names = cuda_kernel_counts(lambda: launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=out))
+    assert not any("transpose_kernel" in n for n in names), names
+    assert any("igemm_kernel" in n for n in names), names
+    assert torch.equal(out, ref_bits)
+    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)
+    assert rel_l2(out, ref) <= TOL[cfg.precision]
+    poison_allocator()  # both NCDHW where the row writes it so (else channels_last_3d, converted by the caller)
+    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert torch.equal(y.contiguous(memory_format=CL), ref_bits)
+
+
+@pytest.mark.parametrize("cfg", [k for k in IG if direct.igemm_sector_ring(k.bn, k.stages, k.split)],
+                         ids=lambda k: k.name)
+def test_igemm_sectors_forward_reads_ncdhw_x(cfg):
+    """The strided forward walked by groups with its NCDHW output by sibling rows (the SECTORS form) from an NCDHW
+    x: the IN_NC x SECTORS instantiation, every element written (NaN-poisoned allocator), the same bits as from
+    x's channels_last_3d copy, within tolerance of float64."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    sms = _extension.num_sms(torch.cuda.current_device())
+    c_in, c_out, spatial = 24, 40 if cfg.bn == 32 else 72, (3, 5, 16)
+    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, 3, 2, 1, 1))[0]
+    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
+    prob = Problem(n, c_in, c_out, spatial, 3, 2, 1, 1)
+    if not direct.ncdhw_sectors(cfg, prob, "dgrad", sms):
+        pytest.skip("the row keeps plain stores here (igemm_sectors_pay)")
+    x = torch.randn(n, c_in, *spatial, device="cuda")
+    w = torch.randn(c_in, c_out, 3, 3, 3, device="cuda") / (c_in * 27) ** 0.5
+    b = torch.randn(c_out, device="cuda")
+    assert direct.reads_ncdhw(cfg, table, c_in, x)
+    want = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
+    assert rel_l2(want, F.conv_transpose3d(x.double(), w.double(), b.double(), 2, 1, 1)) <= TOL[cfg.precision]
+    poison_allocator()
+    holder = {}
+    names = cuda_kernel_counts(
+        lambda: holder.setdefault("y", launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)))
+    assert not any("transpose_kernel" in nm for nm in names), names
+    assert any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, (true|false), false, true, true>", nm) for nm in names), names
+    y = holder["y"]
+    assert y.is_contiguous() and torch.equal(y, want.contiguous())
+
+
+@pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_igemm_grad_input_reads_ncdhw_grad_y(cfg, stride):
+    """grad_input from an NCDHW grad_y: at unit stride read in place (no transpose), the same bits as from its
+    channels_last_3d copy; strided (s_in = 2, which TMA cannot step along w) converted, and right."""
+    if cfg.name not in _extension.compiled_kernels():
+        pytest.skip("not in this build")
+    prob = Problem(2, 40, 36, (5, 11, 12), 3, stride, 1)  # grad_input reduces over C_out = 36 (32 + 4)
+    gy = torch.randn((2, 36) + prob.out_spatial, device="cuda")
+    if not _fits(prob, "fprop", cfg):
+        pytest.skip("the row cannot take this problem")
+    table = direct.pass_plan(cfg, prob, "fprop")[0]
+    assert direct.reads_ncdhw(cfg, table, 36, gy, s_in=stride) == (stride == 1)
+    w = torch.randn(40, 36, 3, 3, 3, device="cuda") / (36 * 27) ** 0.5
+    want = launch.grad_input(gy.to(memory_format=CL), w, prob, cfg.precision, cfg.name)
+    out = _poisoned_cl((2, 40) + prob.spatial)
+    names = cuda_kernel_counts(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
+    assert any("transpose_kernel" in n for n in names) == (stride > 1), names
+    assert torch.equal(out, want)
+    ref = F.conv3d(gy.double(), w.double(), None, stride, 1)
+    assert rel_l2(out, ref) <= TOL[cfg.precision]
+
+
+def test_igemm_ncdhw_input_refusals():
+    """The implicit-GEMM kernel itself refuses an NCDHW input at s_in 2 and at W % 4 != 0 with an exception."""
+    cfg = next((k for k in IG if k.precision == "tf32" and k.name in _extension.compiled_kernels()), None)
+    if cfg is None:
+        pytest.skip("not in this build")
+    w = torch.randn(16, 24, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5
+    for prob, xs in ((Problem(1, 16, 24, (4, 6, 10), 3, 1, 1), (1, 16, 4, 6, 10)),
+                     (Problem(1, 16, 24, (4, 6, 8), 3, 1, 1), (1, 16, 4, 6, 8))):
+        x = torch.randn(*xs, device="cuda")
+        table = list(direct.forward_plan(prob)[0])
+        out = torch.empty((1,) + prob.out_spatial + (24,), device="cuda")
+        s_in = 1 if xs[4] % 4 else 2  # W = 10 at unit s_in, W = 8 at s_in 2: both refused
+        with pytest.raises(RuntimeError, match="cannot run this problem"):
+            torch.ops.convt3d_cutlass.direct(cfg.name, x, launch.forward_filter(w, prob, cfg), None, out, table, s_in,
+                                             1, False, True)
+
+
+@pytest.mark.parametrize("node", ["1", "0"])
+@pytest.mark.parametrize("precision", ["tf32", "3xtf32"])
+def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, monkeypatch):
+    """An NCDHW training step whose grad_input runs on an implicit-GEMM row at unit stride: grad_weight reads the
+    channels_last_3d copy of grad_y, the copy is released, and grad_input reads grad_y in place (one conversion
+    of grad_y, as before). Gradients bitwise equal to the rule switched off, and within tolerance of float64;
+    the backward's peak drops by about the copy (grad_x and the copy no longer live together)."""
+    monkeypatch.setenv("CONVT3D_EAGER_NODE", node)
+    prob = Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)
+    x = torch.randn(2, 128, 8, 12, 16, device="cuda")
+    w = torch.randn(128, 64, 3, 3, 3, device="cuda") / (128 * 27) ** 0.5
+    b = torch.randn(64, device="cuda")
+    gy = torch.randn((2, 64) + prob.out_spatial, device="cuda")
+    if not launch.grad_input_reads_grad_y(gy, x, w, prob, precision, None):
+        pytest.skip("grad_input's row does not read this grad_y in place on this device")
+    assert launch._select(prob, "fprop", precision, None, x.device, out_ncdhw=True).family == "igemm"
+    runs = []
+    for on in (True, False):
+        monkeypatch.setattr(direct, "GRAD_INPUT_READS_NCDHW", on)
+        _clear_plans()
+        xi, wi, bi = (t.clone().requires_grad_() for t in (x, w, b))
+        y = ct.conv_transpose3d(xi, wi, bi, 1, 1, precision=precision, strict=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        names = cuda_kernel_counts(lambda: y.backward(gy))
+        peak = torch.cuda.max_memory_allocated() - base
+        transposes = sum(n for k, n in names.items() if "transpose_kernel" in k)
+        runs.append((xi.grad, wi.grad, bi.grad, peak, transposes))
+    _clear_plans()
+    (gx, gw, gb, peak, tr), (gx0, gw0, gb0, peak0, tr0) = runs
+    assert torch.equal(gx, gx0) and torch.equal(gw, gw0) and torch.equal(gb, gb0)
+    assert tr == tr0 == 1
+    gx_ref, gw_ref, _ = torch.ops.aten.convolution_backward(
+        gy.double(), x.double(), w.double(), None, [1] * 3, [1] * 3, [1] * 3, True, [0] * 3, 1, [True, True, False])
+    assert rel_l2(gx, gx_ref) <= TOL[precision] and rel_l2(gw, gw_ref) <= TOL[precision]
+    assert rel_l2(gb, gy.double().sum((0, 2, 3, 4))) <= 1e-6
+    assert peak <= peak0 - gy.numel() * 4 // 2, (peak, peak0)
+
+
+def _clear_plans():
+    from convt3d_cutlass import eager
+    eager._plans.clear()
+    launch._plan_cached.cache_clear()
+    launch._select_cached.cache_clear()
 
 
 @pytest.mark.parametrize("node", ["1", "0"])

@@ -809,8 +809,14 @@ NCDHW_INPUT_MIN_STAGES = 2
 SIMT_STRIDED_FORWARD_X_COPY = True
 
 
+# The implicit-GEMM rows read an NCDHW input in place at unit s_in (csrc/igemm_sm90.cuh, IN_NC: boxes of 8 positions
+# along w per channel, for the forward's x at any stride and grad_input's grad_y at unit stride) instead of a
+# channels_last_3d copy of it. CONVT3D_IGEMM_NCDHW=0 turns it off (for A/B runs).
+IGEMM_READS_NCDHW = os.environ.get("CONVT3D_IGEMM_NCDHW", "1") != "0"
+
+
 def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
-                strided_forward: bool = False) -> bool:
+                strided_forward: bool = False, s_in: int = 1) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
     NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
     exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), except over grad_y's
@@ -821,13 +827,24 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
     forwards 1.04-1.11x and steps 1.01-1.04x faster on our channels_last_3d copy, the unit-stride ones
     0.98-1.06x); the warp-specialized Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and
     the filter resident beside the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``:
-    the pass's phase table). The patch rows read either layout in place (a gather of 4 bytes per element
-    either way, lanes along positions in NCDHW)."""
+    the pass's phase table); the implicit-GEMM rows W a multiple of 4 and a unit ``s_in`` (the input's
+    step between tile positions: 1 in the forward, the stride in grad_input; IGEMM_READS_NCDHW). The patch
+    rows read either layout in place (a gather of 4 bytes per element either way, lanes along positions in
+    NCDHW)."""
+    return _packed_ncdhw(t) and reads_ncdhw_shape(k, table, c_r, t.shape[4], sum_phases, strided_forward, s_in)
+
+
+def reads_ncdhw_shape(k, table, c_r: int, w: int, sum_phases: bool = False, strided_forward: bool = False,
+                      s_in: int = 1) -> bool:
+    """``reads_ncdhw`` by the input's width w alone, its tensor assumed packed NCDHW (the eager node's plan is made
+    before grad_y exists)."""
     if k.family == "patch":
-        return _packed_ncdhw(t)
+        return True
     if k.simt and k.op != "wgrad":
-        return _packed_ncdhw(t) and not sum_phases and not (strided_forward and SIMT_STRIDED_FORWARD_X_COPY)
-    if not (k.family == "wgmma" and k.ws and not k.wf and _packed_ncdhw(t) and t.shape[4] % 4 == 0):
+        return not sum_phases and not (strided_forward and SIMT_STRIDED_FORWARD_X_COPY)
+    if k.family == "igemm" and k.op != "wgrad":
+        return IGEMM_READS_NCDHW and s_in == 1 and w % 4 == 0
+    if not (k.family == "wgmma" and k.ws and not k.wf and w % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
 
@@ -1098,6 +1115,24 @@ def nc_pair(p: Problem) -> bool:
     return (FFMA_NC_PAIR_MIN_CIN < p.c_in <= FFMA_NC_PAIR_MAX_CIN and p.c_in % 4 == 0 and p.c_out % 4 == 0
             and FFMA_FPROP_NCDHW and FFMA_WGRAD_NCDHW and 64 in FFMA_WGRAD_NCDHW_ROWS and _ffma_nc_fits(p)
             and (p.stride == 1 or reduction_length(p, "dgrad") <= FFMA_NC_PAIR_MAX_REDUCTION))
+
+
+# grad_input's tensor-core rows read the backward's NCDHW grad_y in place where they can (reads_ncdhw_shape: the ring
+# form of the warp-specialized rows, the implicit-GEMM rows at unit stride), after grad_weight has read its
+# channels_last_3d copy and the copy is released: the step's peak then holds grad_x or that copy, never both (both:
+# one y over cuDNN's peak on the NCDHW exact-fp32-accuracy rows, cuDNN converting nothing). CONVT3D_GRAD_INPUT_NCDHW=0
+# turns it off (for A/B runs).
+GRAD_INPUT_READS_NCDHW = os.environ.get("CONVT3D_GRAD_INPUT_NCDHW", "1") != "0"
+
+
+def grad_input_reads_grad_y(k, table, p: Problem) -> bool:
+    """Whether grad_input's tap-reuse row k (``table``: its phase table) reads a packed NCDHW grad_y [N, C_out, Do,
+    Ho, Wo] in place in the backward: the exact-fp32 and patch rows (backward_reads_grad_y) and, with
+    GRAD_INPUT_READS_NCDHW, the tensor-core rows that can (reads_ncdhw_shape)."""
+    if backward_reads_grad_y(k, p):
+        return True
+    return (GRAD_INPUT_READS_NCDHW and k.family in ("wgmma", "igemm") and
+            reads_ncdhw_shape(k, table, p.c_out, p.out_spatial[2], sums_parities(k, p), s_in=p.stride))
 
 
 def backward_reads_grad_y(k, p: Problem) -> bool:

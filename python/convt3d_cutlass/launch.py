@@ -237,7 +237,7 @@ def _grad_input(grad_y, weight, p, precision, config, out, ncdhw, want_sums):
         w = grad_input_filter(weight, plan, p)
         to_ncdhw = ncdhw and out is None and direct.writes_ncdhw(k, p, "fprop")
         parities = direct.sums_parities(k, p)
-        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y, parities)
+        from_ncdhw = direct.reads_ncdhw(k, plan.table, p.c_out, grad_y, parities, s_in=p.stride)
         rows = sum_rows(plan, p, grad_y.device) if want_sums and not from_ncdhw else 0
         sums = torch.empty((rows, p.c_out), device=grad_y.device, dtype=grad_y.dtype) if rows else None
         gx = out if out is not None else _empty_out((p.n, p.c_in) + p.spatial, grad_y, to_ncdhw)
@@ -369,19 +369,26 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                     config: Optional[str], need_x: bool, need_w: bool) -> bool:
     """Whether every backward pass asked for (grad_input: need_x, grad_weight: need_w) reads grad_y
     [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows,
-    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too), and the
-    FFMA rows' NC modes where x is NCDHW (grad_x written so)."""
+    grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too), grad_input's
+    tensor-core rows that can (direct.grad_input_reads_grad_y), and the FFMA rows' NC modes where x is NCDHW (grad_x
+    written so)."""
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
-    if need_x:
-        # the plan grad_input will run: grad_x takes x's layout (NCDHW unless x is channels_last_3d, as the
-        # backward's grad_input is asked for it)
-        gi = _grad_input_plan(grad_y, weight, p, precision, config, not wants_channels_last(x))
-        if not plan_reads_grad_y(gi, p, "fprop", not wants_channels_last(x)):
-            return False
+    if need_x and not grad_input_reads_grad_y(grad_y, x, weight, p, precision, config):
+        return False
     if need_w and not grad_weight_reads_grad_y(grad_y, x, p, precision, config):
         return False
     return True
+
+
+def grad_input_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, p: Problem, precision: str,
+                            config: Optional[str]) -> bool:
+    """Whether grad_input's plan reads grad_y [N, C_out, Do, Ho, Wo] in its packed NCDHW storage (plan_reads_grad_y),
+    grad_x taking x's layout (NCDHW unless x [N, C_in, D, H, W] is channels_last_3d, as the backward asks for it)."""
+    if not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
+        return False
+    ncdhw = not wants_channels_last(x)
+    return plan_reads_grad_y(_grad_input_plan(grad_y, weight, p, precision, config, ncdhw), p, "fprop", ncdhw)
 
 
 def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, precision: str,
@@ -399,10 +406,14 @@ def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, 
 def plan_reads_grad_y(plan: Plan, p: Problem, op: str, x_ncdhw: bool) -> bool:
     """Whether the backward's plan for pass ``op`` ("fprop": grad_input, "wgrad": grad_weight) of layer p reads a
     packed NCDHW grad_y in place, x (and grad_x) being NCDHW where x_ncdhw: the exact-fp32 tap-reuse rows
-    (direct.backward_reads_grad_y: grad_input not over grad_y's parities), the FFMA rows' NC modes, and the FFMA
+    (direct.backward_reads_grad_y: grad_input not over grad_y's parities), grad_input's tensor-core rows that can
+    (direct.grad_input_reads_grad_y: the backward runs them after grad_weight has read and released its channels_last_3d
+    copy), the FFMA rows' NC modes, and the FFMA
     grad_weight's depth slabs (each converts its own window of grad_y). The one answer for the Python Function
     (grad_y_in_place) and the eager node (eager.plan_ints)."""
     if plan.tap_reuse:
+        if op == "fprop":
+            return direct.grad_input_reads_grad_y(plan.k, plan.table, p)
         return direct.backward_reads_grad_y(plan.k, p)
     if op == "fprop":
         return x_ncdhw and direct.ffma_fprop_reads_ncdhw(plan.k, p)

@@ -109,7 +109,7 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                         ctx.config)
             return gx, gw, gb if need_b else None, None, None, None, None, None
         converted = None
-        gy_w = grad_y  # what grad_weight reads: the FFMA rows' NC mode takes an NCDHW grad_y as it is
+        gy_nc = gy_w = grad_y  # what grad_weight reads: the FFMA rows' NC mode takes an NCDHW grad_y as it is
         if share_layout and need_x + need_w + need_b >= 2 and not in_place:
             w_in_place = need_w and launch.grad_weight_reads_grad_y(grad_y, x, ctx.problem, ctx.precision,
                                                                      ctx.config or None)
@@ -132,6 +132,11 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
         if w_first:
             gw = grad_w(gy_w, x, weight.shape[2], ctx.stride, ctx.padding, ctx.output_padding,
                         ctx.precision, ctx.config)
+            # grad_input reads the NCDHW grad_y in place where its kernel can, the copy that grad_weight read released
+            # before grad_x exists (the eager node's rule: the peak holds one of them, not both).
+            if (need_x and converted is not None and
+                    launch.grad_input_reads_grad_y(gy_nc, x, weight, p, ctx.precision, ctx.config or None)):
+                grad_y, converted, gy_w = gy_nc, None, None
         if need_x:
             # A stock grad_input writes channels_last_3d whatever x's layout: where grad_y is our copy and nothing
             # reads it after grad_input, grad_x is converted to NCDHW after the copy is released, as the eager
