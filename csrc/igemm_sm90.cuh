@@ -83,10 +83,15 @@ struct IgemmGeometry {
   int sum_a[3];                   // SUMS: the first tap of the window that counts each input element once
 };
 
-template <int TH, int TW, int BN, int S, bool SPLIT = false>
+template <int TH, int TW, int BN, int S, bool SPLIT = false, bool IN_NC = false>
 struct IgemmConfig {
   static constexpr int TD = IG_ROWS / (TH * TW);
-  static constexpr int A_BYTES = IG_ROWS * IG_KC * 4;
+  // IN_NC: the A part of a stage is NC_BOXES boxes of [TD][TH][32 channels][8 positions along w], the first
+  // starting at the tap's first position rounded down to 16 bytes (TMA traps on a box start off 16 bytes along
+  // the innermost axis), so one box more than the tile's TW / 8 covers the shift of up to 3 positions.
+  static constexpr int NC_BOXES = TW / 8 + 1;
+  static constexpr int NC_BOX_BYTES = 8 * IG_KC * TH * TD * 4;
+  static constexpr int A_BYTES = IN_NC ? NC_BOXES * NC_BOX_BYTES : IG_ROWS * IG_KC * 4;
   static constexpr int B_BYTES = BN * IG_KC * 4;
   static constexpr int P = SPLIT ? 2 : 1;                     // B parts: hi (and lo)
   static constexpr int STAGE_BYTES = A_BYTES + P * B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
@@ -97,10 +102,13 @@ struct IgemmConfig {
   static_assert(TD * TH * TW == IG_ROWS, "tile of 128 positions");
   static_assert(BN % 8 == 0 && BN >= 32 && BN <= 256, "N tile");
   static_assert(S >= 2, "stages");
+  // The ring's stages: S, or with IN_NC's larger stages as many as fit, up to S.
+  static constexpr int FIT = (int)((kSm90SmemOptin - 1024 - 16 * S) / STAGE_BYTES);
+  static constexpr int RING = IN_NC && FIT < S ? FIT : S;
   // SUMS: chunks of 32 input channels a consumer thread keeps sums of in registers (8 floats each): C_r <= 128.
   static constexpr int SUM_CHUNKS = 4;
   static constexpr int SUM_ROWS = 8;  // SUMS: a shared row of C_r floats per consumer warp, added in order
-  static __host__ __device__ size_t sums_offset() { return (size_t)S * STAGE_BYTES + 2 * S * sizeof(uint64_t); }
+  static __host__ __device__ size_t sums_offset() { return (size_t)RING * STAGE_BYTES + 2 * RING * sizeof(uint64_t); }
   // SECTORS (a strided forward's NCDHW output by whole rows, DirectLaunch::out_sectors): the two sibling
   // phases along w of a (d, h) phase pair, [BN channels][2 * 128 outputs] with rows 4 floats longer (the
   // float2 writes from the accumulators then hit 32 distinct banks per half warp), in a ring of as many
@@ -108,10 +116,56 @@ struct IgemmConfig {
   static constexpr int OUT_PL = 2 * IG_ROWS + 4;
   static constexpr int OUT_BYTES = BN * OUT_PL * 4;
   static constexpr int SECTOR_FIT = (int)((kSm90SmemOptin - 1024 - OUT_BYTES - 16 * S) / STAGE_BYTES);
-  static constexpr int SECTOR_RING = SECTOR_FIT < S ? SECTOR_FIT : S;
+  static constexpr int SECTOR_RING = SECTOR_FIT < RING ? SECTOR_FIT : RING;
   static constexpr bool SECTORS_OK = SECTOR_RING >= 4;
   static __host__ __device__ size_t out_offset() {
     return (size_t)SECTOR_RING * STAGE_BYTES + 2 * SECTOR_RING * sizeof(uint64_t);
+  }
+};
+
+// IN_NC's per-thread walk over a stage's boxes (IgemmConfig::NC_BOXES). The stage holds boxes of an
+// NCDHW input, each [TD][TH][32 channels][8 positions along w] (the map's (w, c, h, d, n) order), from the tap's
+// first position rounded down to 16 bytes. Rows of 8 positions per channel put channel c of box position w at word
+// 8 c + w of its (d, h) row: the A loads' lanes (8 consecutive positions g, shifted and wrapped into the next box
+// alike, and 4 channels tq) hit banks 8 tq + (g + shift) % 8, all 32 distinct. One box of [32][positions] would
+// give every channel the same bank (planes of 128 floats), and TMA places boxes only on 128-byte boundaries, so
+// no padding between planes could help. Without IN_NC the walk is empty, so the channels_last_3d
+// instantiations compile as they did before it.
+template <bool ON, int TH, int TW, int TD, int BOX_WORDS>
+struct NcWalk {
+  static constexpr uint32_t a0 = 0, a1 = 0;
+  __device__ NcWalk(int, int) {}
+  __device__ void unit(const DirectPhase&) {}
+  __device__ void next(int) {}
+};
+
+template <int TH, int TW, int TD, int BOX_WORDS>
+struct NcWalk<true, TH, TW, TD, BOX_WORDS> {
+  int dh0, dh1, w0, w1;                   // the thread's rows m0, m0 + 8: their (d, h) row's word (channel tq), w
+  int c = 0, jw = 0, dmin = 0, taps = 1;  // the next k-block's chunk and tap along w; the unit phase's dmin and taps
+  uint32_t a0 = 0, a1 = 0;                // the k-block's byte offsets of the two rows in a stage
+  __device__ NcWalk(int m0, int tq) {
+    const int m1 = m0 + 8;
+    dh0 = ((m0 / (TH * TW)) * TH + (m0 / TW) % TH) * IG_KC * 8 + 8 * tq;
+    dh1 = ((m1 / (TH * TW)) * TH + (m1 / TW) % TH) * IG_KC * 8 + 8 * tq;
+    w0 = m0 % TW;
+    w1 = m1 % TW;
+  }
+  __device__ void unit(const DirectPhase& ph) {
+    c = jw = 0;
+    dmin = ph.dmin[2];
+    taps = ph.taps[2];
+  }
+  // The k-block's offsets, then on to the next (the producer's order: chunks within taps, kw fastest). The tile's
+  // first position is a multiple of 8, so the shift is (dmin + jw) % 4.
+  __device__ void next(int chunks) {
+    const int sh = (dmin + jw) & 3, x0 = w0 + sh, x1 = w1 + sh;
+    a0 = (uint32_t)(((x0 >> 3) * BOX_WORDS + dh0 + (x0 & 7)) * 4);
+    a1 = (uint32_t)(((x1 >> 3) * BOX_WORDS + dh1 + (x1 & 7)) * 4);
+    if (++c == chunks) {
+      c = 0;
+      if (++jw == taps) jw = 0;
+    }
   }
 };
 
@@ -120,8 +174,8 @@ __global__ void __launch_bounds__(384, 1)
     igemm_kernel(const __grid_constant__ DirectLaunch p, const __grid_constant__ CUtensorMap tmap_in,
                  const __grid_constant__ CUtensorMap tmap_w, const IgemmGeometry geo) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using C = IgemmConfig<TH, TW, BN, SN, SPLIT>;
-  constexpr int S = SECTORS ? C::SECTOR_RING : SN;  // the ring's stages
+  using C = IgemmConfig<TH, TW, BN, SN, SPLIT, IN_NC>;
+  constexpr int S = SECTORS ? C::SECTOR_RING : C::RING;  // the ring's stages
   // tf32 without input sums: the input's map is TFLOAT32 (run()), so the stages hold x rounded to tf32 already.
   // SPLIT needs the unrounded x for its low part, SUMS sums it in fp32.
   constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, SUMS);
@@ -201,10 +255,11 @@ __global__ void __launch_bounds__(384, 1)
                 uint8_t* st = smem + s * C::STAGE_BYTES;
                 TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
                 if constexpr (IN_NC) {
+                  const int w0 = (bx + jw) & ~3;  // rounded down to 16 bytes (the consumers shift back)
 #pragma unroll
-                  for (int b = 0; b < TW / 8; ++b)
-                    cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st + b * (C::A_BYTES / (TW / 8)),
-                                                 bx + jw + 8 * b, c * IG_KC, by + jh, bz + jd, t.n);
+                  for (int b = 0; b < C::NC_BOXES; ++b)
+                    cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st + b * C::NC_BOX_BYTES, w0 + 8 * b,
+                                                 c * IG_KC, by + jh, bz + jd, t.n);
                 } else {
                   cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
                 }
@@ -229,21 +284,7 @@ __global__ void __launch_bounds__(384, 1)
   uint32_t col[8];
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
-  // IN_NC: the stage holds TW / 8 boxes of an NCDHW input, each [TD][TH][32 channels][8 positions along w]
-  // (the map's (w, c, h, d, n) order). Rows of 8 positions per channel put channel c of position w at
-  // word 8 c + w % 8 of its (d, h) row: the A loads' lanes (8 rows g, 4 channels tq) then hit banks 8 tq + g,
-  // all 32 distinct. One box of [32][positions] per channel would give every channel the same bank (planes of
-  // 128 floats), and TMA places boxes only on 128-byte boundaries, so no padding between planes could help.
-  [[maybe_unused]] uint32_t nc0 = 0, nc1 = 0;
-  if constexpr (IN_NC) {
-    auto nc_at = [](int m) -> uint32_t {
-      const int d = m / (TH * TW), h = (m / TW) % TH, w = m % TW;
-      return (uint32_t)(((((w >> 3) * C::TD + d) * TH + h) * IG_KC * 8 + (w & 7)) * 4);
-    };
-    const int m0 = 64 * cw + 16 * wl + g;
-    nc0 = nc_at(m0) + 32 * tq;
-    nc1 = nc_at(m0 + 8) + 32 * tq;
-  }
+  NcWalk<IN_NC, TH, TW, C::TD, C::NC_BOX_BYTES / 4> nc(64 * cw + 16 * wl + g, tq);
 
   float keep[SECTORS ? NA : 1];  // SECTORS: the first sibling's results, bias added, until the second's
   // SUMS: this thread's sums over the CTA's summed stages, chunk c's slot 2 kk + h holding channel
@@ -275,6 +316,9 @@ __global__ void __launch_bounds__(384, 1)
     // has the first channel block (one phase: p.phase[0]).
     [[maybe_unused]] const bool sum_unit = SUMS && valid && t.co0 == 0;
     [[maybe_unused]] int cur_c = 0, cur_w = 0, cur_h = 0, cur_d = 0;
+    if constexpr (IN_NC) {
+      if (valid) nc.unit(p.phase[t.phase]);
+    }
     // One k-block: its 4 k8 steps in one batch. Two register sets alternate, so a batch's A registers
     // are rewritten only after it retired (the wait<1> of the next block).
     auto kblock = [&](uint32_t(&a)[4][4], uint32_t(&al)[LO][4]) {
@@ -297,16 +341,17 @@ __global__ void __launch_bounds__(384, 1)
           }
         }
       }
+      if constexpr (IN_NC) nc.next(chunks);
       const int s = it % S;
       TxBarrier::wait(&full[s], (it / S) & 1);
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         // IN_NC: channel 8 kk + tq (+ 4) is 32 bytes per channel into its row (above).
-        const uint32_t x[4] = {lds(IN_NC ? st + nc0 + 256 * kk : st + row0 + col[2 * kk]),
-                               lds(IN_NC ? st + nc1 + 256 * kk : st + row0 + 8 * 128 + col[2 * kk]),
-                               lds(IN_NC ? st + nc0 + 256 * kk + 128 : st + row0 + col[2 * kk + 1]),
-                               lds(IN_NC ? st + nc1 + 256 * kk + 128 : st + row0 + 8 * 128 + col[2 * kk + 1])};
+        const uint32_t x[4] = {lds(IN_NC ? st + nc.a0 + 256 * kk : st + row0 + col[2 * kk]),
+                               lds(IN_NC ? st + nc.a1 + 256 * kk : st + row0 + 8 * 128 + col[2 * kk]),
+                               lds(IN_NC ? st + nc.a0 + 256 * kk + 128 : st + row0 + col[2 * kk + 1]),
+                               lds(IN_NC ? st + nc.a1 + 256 * kk + 128 : st + row0 + 8 * 128 + col[2 * kk + 1])};
         if constexpr (SUMS) {
           if (summing) {
             const float lo = __uint_as_float(x[0]) + __uint_as_float(x[1]);
@@ -566,24 +611,28 @@ struct IgemmKernel {
     return 0;
   }
 
-  static size_t smem_bytes(int sums_cr = 0) {
-    return 1024 + C::sums_offset() + (size_t)C::SUM_ROWS * sums_cr * sizeof(float);
+  using CN = IgemmConfig<TH, TW, BN, S, SPLIT, true>;  // IN_NC
+
+  static size_t smem_bytes(int sums_cr = 0, bool nc = false) {
+    return 1024 + (nc ? CN::sums_offset() : C::sums_offset()) + (size_t)C::SUM_ROWS * sums_cr * sizeof(float);
   }
 
-  static size_t sector_smem_bytes() { return 1024 + C::out_offset() + C::OUT_BYTES; }
+  static size_t sector_smem_bytes(bool nc = false) {
+    return 1024 + (nc ? CN::out_offset() + CN::OUT_BYTES : C::out_offset() + C::OUT_BYTES);
+  }
 
   // out_sectors on a strided forward (direct.igemm_sector_pairs mirrors it): the SECTORS epilogue where the
   // walk is by groups and the phases along w come in sibling pairs (igemm_sibling_pairs).
   static bool sector_pairs(const DirectLaunch& p, const IgemmGeometry& geo) {
-    return C::SECTORS_OK && p.out_ncdhw && p.out_sectors && geo.phase_runs && p.in_sums == nullptr &&
-           igemm_sibling_pairs(p) && sm90_fits(sector_smem_bytes()) == 0;
+    return (p.in_ncdhw ? CN::SECTORS_OK : C::SECTORS_OK) && p.out_ncdhw && p.out_sectors && geo.phase_runs &&
+           p.in_sums == nullptr && igemm_sibling_pairs(p) && sm90_fits(sector_smem_bytes(p.in_ncdhw)) == 0;
   }
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
     // An NCDHW input (IN_NC): unit s_in (TMA's traversal stride does not skip along the innermost axis, w),
     // 16-byte row strides, no input sums.
-    if (p.in_ncdhw && (p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr)) return 5;
+    if (p.in_ncdhw && (p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr || CN::RING < 2)) return 5;
     // Input sums: tf32, one phase, C_r within the consumers' sum registers, a tap window on every axis, a row
     // per CTA.
     if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1 || p.Cr > IG_KC * C::SUM_CHUNKS))
@@ -600,7 +649,7 @@ struct IgemmKernel {
       if (sms <= 0) return 1000 + (int)cudaGetLastError();
       if (p.in_sums_rows < (geo.units < sms ? geo.units : sms)) return 5;
     }
-    return sm90_fits(smem_bytes(p.in_sums != nullptr ? p.Cr : 0));
+    return sm90_fits(smem_bytes(p.in_sums != nullptr ? p.Cr : 0, p.in_ncdhw));
   }
 
   static int run(const DirectLaunch& p) {
@@ -647,17 +696,22 @@ struct IgemmKernel {
                                         smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
     }
     if constexpr (C::SECTORS_OK) {
-      if (sector_pairs(p, geo)) {
+      if (!p.in_ncdhw && sector_pairs(p, geo)) {
         for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;  // table order: siblings back to back
-        return p.in_ncdhw ? direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true, true>, grid,
-                                                     C::THREADS, sector_smem_bytes(), p.stream, p, tin, tw, geo)
-                          : direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
-                                                     sector_smem_bytes(), p.stream, p, tin, tw, geo);
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
+                                        sector_smem_bytes(), p.stream, p, tin, tw, geo);
+      }
+    }
+    if constexpr (CN::SECTORS_OK) {
+      if (p.in_ncdhw && sector_pairs(p, geo)) {
+        for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true, true>, grid, C::THREADS,
+                                        sector_smem_bytes(true), p.stream, p, tin, tw, geo);
       }
     }
     if (p.in_ncdhw)
       return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, false, true>, grid, C::THREADS,
-                                      smem_bytes(), p.stream, p, tin, tw, geo);
+                                      smem_bytes(0, true), p.stream, p, tin, tw, geo);
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);
   }

@@ -343,11 +343,16 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
     return 1024 + stages * (128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4) + 2 * stages * 8
 
 
-def igemm_sector_ring(bn: int, stages: int, split: bool = False) -> int:
+def igemm_sector_ring(bn: int, stages: int, split: bool = False, nc_block: Optional[Tuple[int, int, int]] = None) -> int:
     """Stages of the Hopper implicit-GEMM kernel's ring beside its SECTORS buffer (IgemmConfig::SECTOR_RING):
     as many as fit with [bn][2 * 128 + 4] floats of staged output, at most the row's own; 0 where fewer
-    than four fit (no SECTORS form)."""
-    stage = 128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4
+    than four fit (no SECTORS form). nc_block: the row's (TD, TH, TW), for its IN_NC form (an NCDHW input), whose
+    stages hold TW / 8 + 1 boxes of TD x TH x 32 channels x 8 positions."""
+    a = 128 * 32 * 4
+    if nc_block is not None:
+        td, th, tw = nc_block
+        a = (tw // 8 + 1) * 8 * 32 * th * td * 4
+    stage = a + (2 if split else 1) * bn * 32 * 4
     ring = min(stages, (SM90_SMEM_OPTIN - 1024 - bn * (2 * 128 + 4) * 4 - 16 * stages) // stage)
     return 0 if ring < 4 else ring
 
