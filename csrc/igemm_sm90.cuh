@@ -86,12 +86,11 @@ struct IgemmGeometry {
 template <int TH, int TW, int BN, int S, bool SPLIT = false, bool IN_NC = false>
 struct IgemmConfig {
   static constexpr int TD = IG_ROWS / (TH * TW);
-  // IN_NC: the A part of a stage is NC_BOXES boxes of [TD][TH][32 channels][8 positions along w], the first
-  // starting at the tap's first position rounded down to 16 bytes (TMA traps on a box start off 16 bytes along
-  // the innermost axis), so one box more than the tile's TW / 8 covers the shift of up to 3 positions.
-  static constexpr int NC_BOXES = TW / 8 + 1;
-  static constexpr int NC_BOX_BYTES = 8 * IG_KC * TH * TD * 4;
-  static constexpr int A_BYTES = IN_NC ? NC_BOXES * NC_BOX_BYTES : IG_ROWS * IG_KC * 4;
+  // IN_NC: the A part of a stage is one box of [TD][TH][32 channels][NC_W positions along w], starting at the
+  // tap's first position rounded down to 16 bytes (TMA traps on a box start off 16 bytes along the innermost
+  // axis): TW + 8 positions cover the tile and the shift of up to 3.
+  static constexpr int NC_W = TW + 8;
+  static constexpr int A_BYTES = IN_NC ? NC_W * IG_KC * TH * TD * 4 : IG_ROWS * IG_KC * 4;
   static constexpr int B_BYTES = BN * IG_KC * 4;
   static constexpr int P = SPLIT ? 2 : 1;                     // B parts: hi (and lo)
   static constexpr int STAGE_BYTES = A_BYTES + P * B_BYTES;  // 1 KiB multiples: SW128 atoms stay aligned
@@ -123,33 +122,33 @@ struct IgemmConfig {
   }
 };
 
-// IN_NC's per-thread walk over a stage's boxes (IgemmConfig::NC_BOXES). The stage holds boxes of an
-// NCDHW input, each [TD][TH][32 channels][8 positions along w] (the map's (w, c, h, d, n) order), from the tap's
-// first position rounded down to 16 bytes. Rows of 8 positions per channel put channel c of box position w at word
-// 8 c + w of its (d, h) row: the A loads' lanes (8 consecutive positions g, shifted and wrapped into the next box
-// alike, and 4 channels tq) hit banks 8 tq + (g + shift) % 8, all 32 distinct. One box of [32][positions] would
-// give every channel the same bank (planes of 128 floats), and TMA places boxes only on 128-byte boundaries, so
-// no padding between planes could help. Without IN_NC the walk is empty, so the channels_last_3d
-// instantiations compile as they did before it.
-template <bool ON, int TH, int TW, int TD, int BOX_WORDS>
+// IN_NC's per-thread walk over a stage's box (IgemmConfig::NC_W). The stage holds a box of an NCDHW input,
+// [TD][TH][32 channels][NC_W positions along w] (the map's (w, c, h, d, n) order), from the tap's first position
+// rounded down to 16 bytes. Rows of NC_W = 24 positions per channel put channel c of box position w at word
+// 24 c + w of its (d, h) row: the A loads' lanes (8 consecutive positions g, shifted alike, and 4 channels tq) hit
+// banks 24 tq + shift + g mod 32, four runs of 8 a multiple of 8 apart, all 32 distinct. One box of [32][positions]
+// would give every channel the same bank (planes of 128 floats), and TMA places boxes only on 128-byte
+// boundaries, so no padding between planes could help. (Boxes of 8 positions, call608: conflict-free too, but 32-byte
+// rows, three boxes a stage: forwards 1.4-2.0x slower than channels_last_3d.) Without IN_NC the walk is empty, so
+// the channels_last_3d instantiations compile as they did before it.
+template <bool ON, int TH, int TW, int NC_W>
 struct NcWalk {
-  static constexpr uint32_t a0 = 0, a1 = 0;
+  static constexpr uint32_t a0 = 0, a1 = 0, KK = 256, HALF = 128;
   __device__ NcWalk(int, int) {}
   __device__ void unit(const DirectPhase&) {}
   __device__ void next(int) {}
 };
 
-template <int TH, int TW, int TD, int BOX_WORDS>
-struct NcWalk<true, TH, TW, TD, BOX_WORDS> {
-  int dh0, dh1, w0, w1;                   // the thread's rows m0, m0 + 8: their (d, h) row's word (channel tq), w
+template <int TH, int TW, int NC_W>
+struct NcWalk<true, TH, TW, NC_W> {
+  int row0, row1;                         // the thread's rows m0, m0 + 8: their word at channel tq, w = 0
   int c = 0, jw = 0, dmin = 0, taps = 1;  // the next k-block's chunk and tap along w; the unit phase's dmin and taps
   uint32_t a0 = 0, a1 = 0;                // the k-block's byte offsets of the two rows in a stage
+  static constexpr uint32_t KK = 8 * NC_W * 4, HALF = 4 * NC_W * 4;  // 8 and 4 channels on
   __device__ NcWalk(int m0, int tq) {
     const int m1 = m0 + 8;
-    dh0 = ((m0 / (TH * TW)) * TH + (m0 / TW) % TH) * IG_KC * 8 + 8 * tq;
-    dh1 = ((m1 / (TH * TW)) * TH + (m1 / TW) % TH) * IG_KC * 8 + 8 * tq;
-    w0 = m0 % TW;
-    w1 = m1 % TW;
+    row0 = (((m0 / (TH * TW)) * TH + (m0 / TW) % TH) * IG_KC + tq) * NC_W + m0 % TW;
+    row1 = (((m1 / (TH * TW)) * TH + (m1 / TW) % TH) * IG_KC + tq) * NC_W + m1 % TW;
   }
   __device__ void unit(const DirectPhase& ph) {
     c = jw = 0;
@@ -159,9 +158,9 @@ struct NcWalk<true, TH, TW, TD, BOX_WORDS> {
   // The k-block's offsets, then on to the next (the producer's order: chunks within taps, kw fastest). The tile's
   // first position is a multiple of 8, so the shift is (dmin + jw) % 4.
   __device__ void next(int chunks) {
-    const int sh = (dmin + jw) & 3, x0 = w0 + sh, x1 = w1 + sh;
-    a0 = (uint32_t)(((x0 >> 3) * BOX_WORDS + dh0 + (x0 & 7)) * 4);
-    a1 = (uint32_t)(((x1 >> 3) * BOX_WORDS + dh1 + (x1 & 7)) * 4);
+    const int sh = (dmin + jw) & 3;
+    a0 = (uint32_t)((row0 + sh) * 4);
+    a1 = (uint32_t)((row1 + sh) * 4);
     if (++c == chunks) {
       c = 0;
       if (++jw == taps) jw = 0;
@@ -180,7 +179,7 @@ __global__ void __launch_bounds__(384, 1)
   // SPLIT needs the unrounded x for its low part, SUMS sums it in fp32.
   constexpr bool MAP_ROUNDS = input_map_rounds(SPLIT, SUMS);
   static_assert(!SECTORS || (C::SECTORS_OK && !SUMS), "SECTORS: a ring of four stages or more");
-  static_assert(!IN_NC || (!SUMS && TW % 8 == 0), "IN_NC: no input sums, tiles of whole 8-position boxes");
+  static_assert(!IN_NC || (!SUMS && TW == 16), "IN_NC: no input sums, tiles 16 wide (rows of 24 positions)");
   using Op = typename GmmaRS<BN>::Op;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
@@ -254,12 +253,9 @@ __global__ void __launch_bounds__(384, 1)
                 Barrier::wait(&empty[s], ((it / S) & 1) ^ 1);
                 uint8_t* st = smem + s * C::STAGE_BYTES;
                 TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
-                if constexpr (IN_NC) {
-                  const int w0 = (bx + jw) & ~3;  // rounded down to 16 bytes (the consumers shift back)
-#pragma unroll
-                  for (int b = 0; b < C::NC_BOXES; ++b)
-                    cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st + b * C::NC_BOX_BYTES, w0 + 8 * b,
-                                                 c * IG_KC, by + jh, bz + jd, t.n);
+                if constexpr (IN_NC) {  // from 16 bytes (bx + jw rounded down), the consumers shift back
+                  cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, (bx + jw) & ~3, c * IG_KC, by + jh, bz + jd,
+                                               t.n);
                 } else {
                   cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
                 }
@@ -284,7 +280,7 @@ __global__ void __launch_bounds__(384, 1)
   uint32_t col[8];
 #pragma unroll
   for (int c = 0; c < 8; ++c) col[c] = (uint32_t)((c ^ g) << 4);
-  NcWalk<IN_NC, TH, TW, C::TD, C::NC_BOX_BYTES / 4> nc(64 * cw + 16 * wl + g, tq);
+  NcWalk<IN_NC, TH, TW, C::NC_W> nc(64 * cw + 16 * wl + g, tq);
 
   float keep[SECTORS ? NA : 1];  // SECTORS: the first sibling's results, bias added, until the second's
   // SUMS: this thread's sums over the CTA's summed stages, chunk c's slot 2 kk + h holding channel
@@ -347,11 +343,11 @@ __global__ void __launch_bounds__(384, 1)
       const uint32_t st = smem_addr + s * C::STAGE_BYTES;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        // IN_NC: channel 8 kk + tq (+ 4) is 32 bytes per channel into its row (above).
-        const uint32_t x[4] = {lds(IN_NC ? st + nc.a0 + 256 * kk : st + row0 + col[2 * kk]),
-                               lds(IN_NC ? st + nc.a1 + 256 * kk : st + row0 + 8 * 128 + col[2 * kk]),
-                               lds(IN_NC ? st + nc.a0 + 256 * kk + 128 : st + row0 + col[2 * kk + 1]),
-                               lds(IN_NC ? st + nc.a1 + 256 * kk + 128 : st + row0 + 8 * 128 + col[2 * kk + 1])};
+        // IN_NC: channel 8 kk + tq (+ 4) is NC_W floats per channel on from its row's (above).
+        const uint32_t x[4] = {lds(IN_NC ? st + nc.a0 + nc.KK * kk : st + row0 + col[2 * kk]),
+                               lds(IN_NC ? st + nc.a1 + nc.KK * kk : st + row0 + 8 * 128 + col[2 * kk]),
+                               lds(IN_NC ? st + nc.a0 + nc.KK * kk + nc.HALF : st + row0 + col[2 * kk + 1]),
+                               lds(IN_NC ? st + nc.a1 + nc.KK * kk + nc.HALF : st + row0 + 8 * 128 + col[2 * kk + 1])};
         if constexpr (SUMS) {
           if (summing) {
             const float lo = __uint_as_float(x[0]) + __uint_as_float(x[1]);
@@ -630,9 +626,9 @@ struct IgemmKernel {
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    // An NCDHW input (IN_NC): unit s_in (TMA's traversal stride does not skip along the innermost axis, w),
-    // 16-byte row strides, no input sums.
-    if (p.in_ncdhw && (p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr || CN::RING < 2)) return 5;
+    // An NCDHW input (IN_NC): tiles 16 wide, unit s_in (TMA's traversal stride does not skip along the innermost
+    // axis, w), 16-byte row strides, no input sums.
+    if (p.in_ncdhw && (TW != 16 || p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr || CN::RING < 2)) return 5;
     // Input sums: tf32, one phase, C_r within the consumers' sum registers, a tap window on every axis, a row
     // per CTA.
     if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1 || p.Cr > IG_KC * C::SUM_CHUNKS))
@@ -668,7 +664,7 @@ struct IgemmKernel {
     CUtensorMap tin, tw;
     const cuuint32_t s = (cuuint32_t)p.s_in;
     const cuuint32_t in_box[5] = {IG_KC, s * TW, s * TH, s * C::TD, 1};
-    const cuuint32_t nc_box[5] = {8, IG_KC, TH, C::TD, 1};  // IN_NC: (w, c, h, d, n)
+    const cuuint32_t nc_box[5] = {CN::NC_W, IG_KC, TH, C::TD, 1};  // IN_NC: (w, c, h, d, n)
     // The kernel's MAP_ROUNDS (tf32 without sums): TMA rounds x to tf32 as it lands it (f32_map_type).
     const bool map_ok =
         p.in_ncdhw ? encode_ncdhw_wchd(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, nc_box, CU_TENSOR_MAP_SWIZZLE_NONE,
@@ -702,16 +698,18 @@ struct IgemmKernel {
                                         sector_smem_bytes(), p.stream, p, tin, tw, geo);
       }
     }
-    if constexpr (CN::SECTORS_OK) {
+    if constexpr (TW == 16 && CN::SECTORS_OK) {
       if (p.in_ncdhw && sector_pairs(p, geo)) {
         for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;
         return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true, true>, grid, C::THREADS,
                                         sector_smem_bytes(true), p.stream, p, tin, tw, geo);
       }
     }
-    if (p.in_ncdhw)
-      return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, false, true>, grid, C::THREADS,
-                                      smem_bytes(0, true), p.stream, p, tin, tw, geo);
+    if constexpr (TW == 16) {
+      if (p.in_ncdhw)
+        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, false, true>, grid, C::THREADS,
+                                        smem_bytes(0, true), p.stream, p, tin, tw, geo);
+    }
     return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT>, grid, C::THREADS, smem_bytes(), p.stream, p, tin,
                                     tw, geo);
   }

@@ -347,11 +347,11 @@ def igemm_sector_ring(bn: int, stages: int, split: bool = False, nc_block: Optio
     """Stages of the Hopper implicit-GEMM kernel's ring beside its SECTORS buffer (IgemmConfig::SECTOR_RING):
     as many as fit with [bn][2 * 128 + 4] floats of staged output, at most the row's own; 0 where fewer
     than four fit (no SECTORS form). nc_block: the row's (TD, TH, TW), for its IN_NC form (an NCDHW input), whose
-    stages hold TW / 8 + 1 boxes of TD x TH x 32 channels x 8 positions."""
+    stages hold a box of TD x TH x 32 channels x (TW + 8) positions."""
     a = 128 * 32 * 4
     if nc_block is not None:
         td, th, tw = nc_block
-        a = (tw // 8 + 1) * 8 * 32 * th * td * 4
+        a = (tw + 8) * 32 * th * td * 4
     stage = a + (2 if split else 1) * bn * 32 * 4
     ring = min(stages, (SM90_SMEM_OPTIN - 1024 - bn * (2 * 128 + 4) * 4 - 16 * stages) // stage)
     return 0 if ring < 4 else ring
@@ -814,9 +814,9 @@ NCDHW_INPUT_MIN_STAGES = 2
 SIMT_STRIDED_FORWARD_X_COPY = True
 
 
-# The implicit-GEMM rows read an NCDHW input in place at unit s_in (csrc/igemm_sm90.cuh, IN_NC: boxes of 8 positions
-# along w per channel, for the forward's x at any stride and grad_input's grad_y at unit stride) instead of a
-# channels_last_3d copy of it. CONVT3D_IGEMM_NCDHW=0 turns it off (for A/B runs).
+# The implicit-GEMM rows of 16-wide tiles read an NCDHW input in place at unit s_in (csrc/igemm_sm90.cuh, IN_NC: rows
+# of 24 positions along w per channel, for the forward's x at any stride and grad_input's grad_y at unit stride)
+# instead of a channels_last_3d copy of it. CONVT3D_IGEMM_NCDHW=0 turns it off (for A/B runs).
 IGEMM_READS_NCDHW = os.environ.get("CONVT3D_IGEMM_NCDHW", "1") != "0"
 
 
@@ -832,7 +832,7 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
     forwards 1.04-1.11x and steps 1.01-1.04x faster on our channels_last_3d copy, the unit-stride ones
     0.98-1.06x); the warp-specialized Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and
     the filter resident beside the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``:
-    the pass's phase table); the implicit-GEMM rows W a multiple of 4 and a unit ``s_in`` (the input's
+    the pass's phase table); the implicit-GEMM rows tiles 16 wide, W a multiple of 4 and a unit ``s_in`` (the input's
     step between tile positions: 1 in the forward, the stride in grad_input; IGEMM_READS_NCDHW). The patch
     rows read either layout in place (a gather of 4 bytes per element either way, lanes along positions in
     NCDHW)."""
@@ -848,7 +848,7 @@ def reads_ncdhw_shape(k, table, c_r: int, w: int, sum_phases: bool = False, stri
     if k.simt and k.op != "wgrad":
         return not sum_phases and not (strided_forward and SIMT_STRIDED_FORWARD_X_COPY)
     if k.family == "igemm" and k.op != "wgrad":
-        return IGEMM_READS_NCDHW and s_in == 1 and w % 4 == 0
+        return IGEMM_READS_NCDHW and k.block[2] == 16 and s_in == 1 and w % 4 == 0
     if not (k.family == "wgmma" and k.ws and not k.wf and w % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
