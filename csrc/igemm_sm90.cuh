@@ -613,22 +613,23 @@ struct IgemmKernel {
     return 1024 + (nc ? CN::sums_offset() : C::sums_offset()) + (size_t)C::SUM_ROWS * sums_cr * sizeof(float);
   }
 
-  static size_t sector_smem_bytes(bool nc = false) {
-    return 1024 + (nc ? CN::out_offset() + CN::OUT_BYTES : C::out_offset() + C::OUT_BYTES);
-  }
+  static size_t sector_smem_bytes() { return 1024 + C::out_offset() + C::OUT_BYTES; }
 
   // out_sectors on a strided forward (direct.igemm_sector_pairs mirrors it): the SECTORS epilogue where the
   // walk is by groups and the phases along w come in sibling pairs (igemm_sibling_pairs).
   static bool sector_pairs(const DirectLaunch& p, const IgemmGeometry& geo) {
-    return (p.in_ncdhw ? CN::SECTORS_OK : C::SECTORS_OK) && p.out_ncdhw && p.out_sectors && geo.phase_runs &&
-           p.in_sums == nullptr && igemm_sibling_pairs(p) && sm90_fits(sector_smem_bytes(p.in_ncdhw)) == 0;
+    return C::SECTORS_OK && p.out_ncdhw && p.out_sectors && geo.phase_runs && p.in_sums == nullptr &&
+           !p.in_ncdhw && igemm_sibling_pairs(p) && sm90_fits(sector_smem_bytes()) == 0;
   }
 
   static int can_implement(const DirectLaunch& p) {
     if (p.Cr % 4 != 0 || p.Co % 4 != 0) return 1;  // 16-byte TMA strides and float2 stores
-    // An NCDHW input (IN_NC): tiles 16 wide, unit s_in (TMA's traversal stride does not skip along the innermost
-    // axis, w), 16-byte row strides, no input sums.
-    if (p.in_ncdhw && (TW != 16 || p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr || CN::RING < 2)) return 5;
+    // An NCDHW input (IN_NC; direct.reads_ncdhw_shape has the policy): the 3xtf32 rows, whose three MMAs per
+    // product hide the form's twice as many box rows as the channels_last_3d boxes (call609: tf32 forwards
+    // 1.13-1.27x slower, the TMA unit's rows per stage about a stage's MMA time), tiles 16 wide, unit s_in (TMA's
+    // traversal stride does not skip along the innermost axis, w), 16-byte row strides, no input sums, plain stores.
+    if (p.in_ncdhw && (!SPLIT || TW != 16 || p.s_in != 1 || p.Wi % 4 != 0 || p.in_sums != nullptr || CN::RING < 2))
+      return 5;
     // Input sums: tf32, one phase, C_r within the consumers' sum registers, a tap window on every axis, a row
     // per CTA.
     if (p.in_sums != nullptr && (SPLIT || p.num_phases != 1 || p.in_sums_rows < 1 || p.Cr > IG_KC * C::SUM_CHUNKS))
@@ -692,20 +693,13 @@ struct IgemmKernel {
                                         smem_bytes(p.Cr), p.stream, p, tin, tw, geo);
     }
     if constexpr (C::SECTORS_OK) {
-      if (!p.in_ncdhw && sector_pairs(p, geo)) {
+      if (sector_pairs(p, geo)) {
         for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;  // table order: siblings back to back
         return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true>, grid, C::THREADS,
                                         sector_smem_bytes(), p.stream, p, tin, tw, geo);
       }
     }
-    if constexpr (TW == 16 && CN::SECTORS_OK) {
-      if (p.in_ncdhw && sector_pairs(p, geo)) {
-        for (int i = 0; i < p.num_phases; ++i) geo.order[i] = i;
-        return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, true, true>, grid, C::THREADS,
-                                        sector_smem_bytes(true), p.stream, p, tin, tw, geo);
-      }
-    }
-    if constexpr (TW == 16) {
+    if constexpr (SPLIT && TW == 16) {
       if (p.in_ncdhw)
         return direct::launch_with_smem(igemm_kernel<TH, TW, BN, S, SPLIT, false, false, true>, grid, C::THREADS,
                                         smem_bytes(0, true), p.stream, p, tin, tw, geo);

@@ -852,8 +852,8 @@ def test_ws_reads_ncdhw_input_policy(monkeypatch):
     """The warp-specialized rows read a packed NCDHW input in place only with W % 4 == 0 (16-byte TMA
     rows) and the filter resident beside the raw boxes with two halo stages: the headline's tf32 forward
     does; its 3xtf32 forward (filter not resident), a channels_last_3d input, W % 4 != 0 and the mma.sync
-    rows do not. The implicit-GEMM rows of 16-wide tiles read one with W % 4 == 0 at unit s_in (the forward's x,
-    grad_input's grad_y of a unit-stride layer), unless switched off. The exact-fp32 rows read any packed NCDHW input."""
+    rows do not. The implicit-GEMM 3xtf32 rows of 16-wide tiles read grad_input's grad_y with W % 4 == 0 at unit
+    stride, unless switched off, and no forward's x. The exact-fp32 rows read any packed NCDHW input."""
     fwd = direct.forward_plan(HEADLINE)[0]
     x = torch.empty(8, 48, 96, 96, 96, device="meta")
     tf32, split = BY_NAME["wgmma_ws_tf32_4x8x14_kx3_n24_wg2_s8"], BY_NAME["wgmma_ws_3xtf32_4x8x14_kx3_n24_wg2_s8"]
@@ -867,15 +867,16 @@ def test_ws_reads_ncdhw_input_policy(monkeypatch):
               and not k.simt and k.family not in ("patch", "igemm")]
     assert others and not any(direct.reads_ncdhw(k, fwd, 48, x) for k in others)
     igemm = [k for k in KERNELS if k.family == "igemm" and k.op != "wgrad"]
-    assert not any(direct.reads_ncdhw(k, fwd, 48, x) for k in igemm if k.block[2] != 16)  # rows of 24 need TW 16
-    igemm = [k for k in igemm if k.block[2] == 16]
-    assert igemm and all(direct.reads_ncdhw(k, fwd, 48, x) for k in igemm)
-    for k in igemm:
+    assert not any(direct.reads_ncdhw(k, fwd, 48, x) for k in igemm)  # forwards: the copy (call609)
+    nc = [k for k in igemm if k.split and k.block[2] == 16]
+    assert nc and not any(direct.reads_ncdhw(k, fwd, 48, x, s_in=1) for k in igemm if k not in nc)
+    for k in nc:  # grad_input at unit stride on the 3xtf32 rows of 16-wide tiles
+        assert direct.reads_ncdhw(k, fwd, 48, x, s_in=1)
         assert not direct.reads_ncdhw(k, fwd, 48, x, s_in=2)  # TMA does not skip along w, the inner axis
-        assert not direct.reads_ncdhw(k, fwd, 48, torch.empty(8, 48, 96, 96, 94, device="meta"))
-        assert not direct.reads_ncdhw(k, fwd, 48, x.to(memory_format=torch.channels_last_3d))
+        assert not direct.reads_ncdhw(k, fwd, 48, torch.empty(8, 48, 96, 96, 94, device="meta"), s_in=1)
+        assert not direct.reads_ncdhw(k, fwd, 48, x.to(memory_format=torch.channels_last_3d), s_in=1)
         monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", False)
-        assert not direct.reads_ncdhw(k, fwd, 48, x)
+        assert not direct.reads_ncdhw(k, fwd, 48, x, s_in=1)
         monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)
     # The patch rows read any packed NCDHW input in place, and no channels_last_3d one as NCDHW.
     for k in [k for k in KERNELS if k.family == "patch"]:

@@ -257,3 +257,10 @@ def test_plan_ints_grad_input_reads_grad_y_after_grad_weight(monkeypatch):
     monkeypatch.setattr(direct, "GRAD_INPUT_READS_NCDHW", True)
     monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", False)
     assert item16(Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)) == 0
+    monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)
+    # tf32 keeps the shared copy (no IN_NC form, and the rule is 3xtf32's)
+    k = BY_NAME["igemm_tf32_1x8x16_n64_s8"]
+    p = Problem(2, 128, 64, (8, 12, 16), 3, 1, 1)
+    ig = types.SimpleNamespace(k=k, name=k.name, tap_reuse=True, table=list(direct.pass_plan(k, p, "fprop")[0]),
+                               slices=1, taps_per_group=1)
+    assert eager.plan_ints(p, "tf32", False, ig, ig, _plan("wgmma", slices=33, taps_per_group=3), True, True)[16] == 0

@@ -1,8 +1,8 @@
 """The tap-reuse rows reading their input in NCDHW storage (the in_ncdhw mode): in the warp-specialized
 Hopper rows (csrc/direct_sm90.cuh) the producer's rounder warps transpose TMA's [channel][positions]
-boxes into the same K-major halo rows that the channels_last_3d form's TMA writes; the implicit-GEMM rows
-(csrc/igemm_sm90.cuh, IN_NC) load boxes of 8 positions per channel and their consumers pick the same A
-elements from them; the exact-fp32 rows (csrc/direct_simt.cuh) gather the same halo 4 bytes at a time.
+boxes into the same K-major halo rows that the channels_last_3d form's TMA writes; the implicit-GEMM 3xtf32 rows
+(csrc/igemm_sm90.cuh, IN_NC; grad_input at unit stride) load rows of 24 positions per channel and their consumers
+pick the same A elements from them; the exact-fp32 rows (csrc/direct_simt.cuh) gather the same halo 4 bytes at a time.
 Either way the result must be the same bits, with no layout conversion of the input anywhere in the pass."""
 import re
 
@@ -21,7 +21,7 @@ from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
 WS = [k for k in WGMMA_KERNELS if k.ws]
-IG = [k for k in IGEMM_KERNELS if k.op != "wgrad" and k.block[2] == 16]  # IN_NC: tiles 16 wide
+IG = [k for k in IGEMM_KERNELS if k.op != "wgrad" and k.split and k.block[2] == 16]  # IN_NC: 3xtf32, tiles 16 wide
 
 
 
@@ -118,121 +118,60 @@ def test_ncdhw_input_refusals():
 
 
 @pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
-@pytest.mark.parametrize("c_in,c_out,k,s,p,op,spatial", [
-    (36, 40, 3, 1, 1, 0, (5, 11, 20)),  # 36 = 32 + 4: the second chunk mostly out of range; W past a 16-wide tile
-    (48, 24, 3, 1, 0, 0, (6, 9, 16)),   # the headline's channels
-    (16, 24, 5, 1, 2, 0, (3, 7, 12)),   # W = 12: a tile's second 8-wide box half out of range
-    (64, 32, 3, 2, 1, 0, (4, 6, 8)),    # stride-2 phases (the input still at unit s_in)
-    (32, 64, 3, 2, 1, 1, (3, 5, 12)),   # output_padding
-    (128, 64, 1, 1, 0, 0, (2, 5, 4)),
+@pytest.mark.parametrize("c_in,c_out,k,s,p,spatial", [
+    (40, 36, 3, 1, 1, (5, 11, 12)),   # C_out 36 = 32 + 4: the second chunk mostly out of range; W = 12
+    (24, 48, 3, 1, 0, (6, 9, 16)),    # padding 0: the box starts rounded down by 2
+    (16, 24, 5, 1, 2, (3, 7, 20)),    # k5: shifts 0-3 and back to 0 along w; a tile past W
+    (64, 32, 1, 1, 0, (2, 5, 4)),     # k1
+    (40, 36, 3, 2, 1, (5, 11, 12)),   # stride 2: s_in 2, which TMA cannot step along w: converted
 ])
-def test_igemm_forward_reads_ncdhw_x(cfg, c_in, c_out, k, s, p, op, spatial, monkeypatch):
-    """The implicit-GEMM forward from an NCDHW x: the same bits as from its channels_last_3d copy (the same
-    A elements reach the same MMAs), into a NaN-poisoned channels_last_3d output and into an NCDHW one
-    (plain stores, and the strided forward's sibling-pair sectors), within tolerance of float64, and no
-    transpose kernel runs for x."""
+def test_igemm_grad_input_reads_ncdhw_grad_y(cfg, c_in, c_out, k, s, p, spatial, monkeypatch):
+    """The implicit-GEMM 3xtf32 grad_input from an NCDHW grad_y: at unit stride read in place (no transpose), the
+    same bits as from its channels_last_3d copy (the same A elements reach the same MMAs), into a NaN-poisoned
+    output, within tolerance of float64; strided converted, and right."""
     monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)  # the A/B knob, whatever its default
     if cfg.name not in _extension.compiled_kernels():
         pytest.skip("not in this build")
-    prob = Problem(2, c_in, c_out, spatial, k, s, p, op)
-    x = torch.randn(2, c_in, *spatial, device="cuda")
-    if not _fits(prob, "dgrad", cfg):
-        pytest.skip("the row cannot take this problem")
-    assert direct.reads_ncdhw(cfg, direct.forward_plan(prob)[0], c_in, x)
-    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_in * k ** 3) ** 0.5
-    b = torch.randn(c_out, device="cuda")
-    ref_bits = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
-    out = _poisoned_cl((2, c_out) + prob.out_spatial)
-    names = cuda_kernel_counts(lambda: launch.forward(x, w, b, prob, cfg.precision, cfg.name, out=out))
-    assert not any("transpose_kernel" in n for n in names), names
-    assert any("igemm_kernel" in n for n in names), names
-    assert torch.equal(out, ref_bits)
-    ref = F.conv_transpose3d(x.double(), w.double(), b.double(), s, p, op)
-    assert rel_l2(out, ref) <= TOL[cfg.precision]
-    poison_allocator()  # both NCDHW where the row writes it so (else channels_last_3d, converted by the caller)
-    y = launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)
-    assert torch.equal(y.contiguous(memory_format=CL), ref_bits)
-
-
-@pytest.mark.parametrize("cfg", [k for k in IG if direct.igemm_sector_ring(k.bn, k.stages, k.split)],
-                         ids=lambda k: k.name)
-def test_igemm_sectors_forward_reads_ncdhw_x(cfg, monkeypatch):
-    """The strided forward walked by groups with its NCDHW output by sibling rows (the SECTORS form) from an NCDHW
-    x: the IN_NC x SECTORS instantiation where four stages fit beside the staged rows (else its plain stores),
-    every element written (NaN-poisoned allocator), the same bits as from x's channels_last_3d copy, within
-    tolerance of float64."""
-    monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)  # the A/B knob, whatever its default
-    if cfg.name not in _extension.compiled_kernels():
-        pytest.skip("not in this build")
-    sms = _extension.num_sms(torch.cuda.current_device())
-    c_in, c_out, spatial = 24, 40 if cfg.bn == 32 else 72, (3, 5, 16)
-    table = direct.forward_plan(Problem(1, c_in, c_out, spatial, 3, 2, 1, 1))[0]
-    n = sms // direct.igemm_groups(table, 1, c_out, cfg.block, cfg.bn) + 2
-    prob = Problem(n, c_in, c_out, spatial, 3, 2, 1, 1)
-    if not direct.ncdhw_sectors(cfg, prob, "dgrad", sms):
-        pytest.skip("the row keeps plain stores here (igemm_sectors_pay)")
-    x = torch.randn(n, c_in, *spatial, device="cuda")
-    w = torch.randn(c_in, c_out, 3, 3, 3, device="cuda") / (c_in * 27) ** 0.5
-    b = torch.randn(c_out, device="cuda")
-    assert direct.reads_ncdhw(cfg, table, c_in, x)
-    want = launch.forward(x.to(memory_format=CL), w, b, prob, cfg.precision, cfg.name)
-    assert rel_l2(want, F.conv_transpose3d(x.double(), w.double(), b.double(), 2, 1, 1)) <= TOL[cfg.precision]
-    poison_allocator()
-    holder = {}
-    names = cuda_kernel_counts(
-        lambda: holder.setdefault("y", launch.forward(x, w, b, prob, cfg.precision, cfg.name, ncdhw=True)))
-    assert not any("transpose_kernel" in nm for nm in names), names
-    # the SECTORS form where its ring beside the staged rows keeps four stages of the larger IN_NC ones, else plain
-    sectors = direct.igemm_sector_ring(cfg.bn, cfg.stages, cfg.split, nc_block=cfg.block) > 0
-    form = r"igemm_kernel<\d+, \d+, \d+, \d+, (true|false), false, %s, true>" % ("true" if sectors else "false")
-    assert any(re.search(form, nm) for nm in names), names
-    y = holder["y"]
-    assert y.is_contiguous() and torch.equal(y, want.contiguous())
-
-
-@pytest.mark.parametrize("cfg", IG, ids=lambda k: k.name)
-@pytest.mark.parametrize("stride", [1, 2])
-def test_igemm_grad_input_reads_ncdhw_grad_y(cfg, stride, monkeypatch):
-    """grad_input from an NCDHW grad_y: at unit stride read in place (no transpose), the same bits as from its
-    channels_last_3d copy; strided (s_in = 2, which TMA cannot step along w) converted, and right."""
-    monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)  # the A/B knob, whatever its default
-    if cfg.name not in _extension.compiled_kernels():
-        pytest.skip("not in this build")
-    prob = Problem(2, 40, 36, (5, 11, 12), 3, stride, 1)  # grad_input reduces over C_out = 36 (32 + 4)
-    gy = torch.randn((2, 36) + prob.out_spatial, device="cuda")
+    prob = Problem(2, c_in, c_out, spatial, k, s, p)
+    gy = torch.randn((2, c_out) + prob.out_spatial, device="cuda")
     if not _fits(prob, "fprop", cfg):
         pytest.skip("the row cannot take this problem")
     table = direct.pass_plan(cfg, prob, "fprop")[0]
-    assert direct.reads_ncdhw(cfg, table, 36, gy, s_in=stride) == (stride == 1)
-    w = torch.randn(40, 36, 3, 3, 3, device="cuda") / (36 * 27) ** 0.5
+    assert direct.reads_ncdhw(cfg, table, c_out, gy, s_in=s) == (s == 1)
+    w = torch.randn(c_in, c_out, k, k, k, device="cuda") / (c_out * k ** 3) ** 0.5
     want = launch.grad_input(gy.to(memory_format=CL), w, prob, cfg.precision, cfg.name)
-    out = _poisoned_cl((2, 40) + prob.spatial)
+    out = _poisoned_cl((2, c_in) + prob.spatial)
     names = cuda_kernel_counts(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
-    assert any("transpose_kernel" in n for n in names) == (stride > 1), names
+    assert any("transpose_kernel" in n for n in names) == (s > 1), names
+    assert any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, true, false, false, %s>" % ("true" if s == 1 else "false"), n)
+               for n in names), names
     assert torch.equal(out, want)
-    ref = F.conv3d(gy.double(), w.double(), None, stride, 1)
-    assert rel_l2(out, ref) <= TOL[cfg.precision]
+    assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
+    poison_allocator()  # grad_x NCDHW where the row writes it so
+    gx = launch.grad_input(gy, w, prob, cfg.precision, cfg.name, ncdhw=True)
+    assert torch.equal(gx.contiguous(memory_format=CL), want)
 
 
 def test_igemm_ncdhw_input_refusals():
-    """The implicit-GEMM kernel itself refuses an NCDHW input at s_in 2 and at W % 4 != 0 with an exception."""
-    cfg = next((k for k in IG if k.precision == "tf32" and k.name in _extension.compiled_kernels()), None)
-    if cfg is None:
+    """The implicit-GEMM kernel itself refuses an NCDHW input with an exception, never a wrong result: at s_in 2, at
+    W % 4 != 0, and on its tf32 rows (no IN_NC instantiation)."""
+    split = next((k for k in IG if k.name in _extension.compiled_kernels()), None)
+    tf32 = next((k for k in IGEMM_KERNELS if k.op != "wgrad" and not k.split and k.name in _extension.compiled_kernels()),
+                None)
+    if split is None or tf32 is None:
         pytest.skip("not in this build")
     w = torch.randn(16, 24, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5
-    for prob, xs in ((Problem(1, 16, 24, (4, 6, 10), 3, 1, 1), (1, 16, 4, 6, 10)),
-                     (Problem(1, 16, 24, (4, 6, 8), 3, 1, 1), (1, 16, 4, 6, 8))):
-        x = torch.randn(*xs, device="cuda")
-        table = list(direct.forward_plan(prob)[0])
+    for cfg, spatial, s_in in ((split, (4, 6, 10), 1), (split, (4, 6, 8), 2), (tf32, (4, 6, 8), 1)):
+        prob = Problem(1, 16, 24, spatial, 3, 1, 1)
+        x = torch.randn(1, 16, *spatial, device="cuda")
         out = torch.empty((1,) + prob.out_spatial + (24,), device="cuda")
-        s_in = 1 if xs[4] % 4 else 2  # W = 10 at unit s_in, W = 8 at s_in 2: both refused
         with pytest.raises(RuntimeError, match="cannot run this problem"):
-            torch.ops.convt3d_cutlass.direct(cfg.name, x, launch.forward_filter(w, prob, cfg), None, out, table, s_in,
-                                             1, False, True)
+            torch.ops.convt3d_cutlass.direct(cfg.name, x, launch.forward_filter(w, prob, cfg), None, out,
+                                             list(direct.forward_plan(prob)[0]), s_in, 1, False, True)
 
 
 @pytest.mark.parametrize("node", ["1", "0"])
-@pytest.mark.parametrize("precision", ["tf32", "3xtf32"])
+@pytest.mark.parametrize("precision", ["3xtf32"])
 @pytest.mark.parametrize("family,c_in,c_out,spatial", [("wgmma", 32, 8, (32, 64, 64)), ("igemm", 128, 32, (16, 32, 32))])
 def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, family, c_in, c_out, spatial,
                                                                  monkeypatch):

@@ -343,16 +343,11 @@ def igemm_smem_bytes(bn: int, stages: int, split: bool = False) -> int:
     return 1024 + stages * (128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4) + 2 * stages * 8
 
 
-def igemm_sector_ring(bn: int, stages: int, split: bool = False, nc_block: Optional[Tuple[int, int, int]] = None) -> int:
+def igemm_sector_ring(bn: int, stages: int, split: bool = False) -> int:
     """Stages of the Hopper implicit-GEMM kernel's ring beside its SECTORS buffer (IgemmConfig::SECTOR_RING):
     as many as fit with [bn][2 * 128 + 4] floats of staged output, at most the row's own; 0 where fewer
-    than four fit (no SECTORS form). nc_block: the row's (TD, TH, TW), for its IN_NC form (an NCDHW input), whose
-    stages hold a box of TD x TH x 32 channels x (TW + 8) positions."""
-    a = 128 * 32 * 4
-    if nc_block is not None:
-        td, th, tw = nc_block
-        a = (tw + 8) * 32 * th * td * 4
-    stage = a + (2 if split else 1) * bn * 32 * 4
+    than four fit (no SECTORS form)."""
+    stage = 128 * 32 * 4 + (2 if split else 1) * bn * 32 * 4
     ring = min(stages, (SM90_SMEM_OPTIN - 1024 - bn * (2 * 128 + 4) * 4 - 16 * stages) // stage)
     return 0 if ring < 4 else ring
 
@@ -814,14 +809,20 @@ NCDHW_INPUT_MIN_STAGES = 2
 SIMT_STRIDED_FORWARD_X_COPY = True
 
 
-# The implicit-GEMM rows of 16-wide tiles read an NCDHW input in place at unit s_in (csrc/igemm_sm90.cuh, IN_NC: rows
-# of 24 positions along w per channel, for the forward's x at any stride and grad_input's grad_y at unit stride)
-# instead of a channels_last_3d copy of it. CONVT3D_IGEMM_NCDHW=0 turns it off (for A/B runs).
+# The implicit-GEMM 3xtf32 rows of 16-wide tiles read an NCDHW grad_y in place in a unit-stride grad_input
+# (csrc/igemm_sm90.cuh, IN_NC: rows of 24 positions along w per channel) instead of a channels_last_3d copy of it,
+# so that the backward's peak holds no copy beside grad_x (GRAD_INPUT_READS_NCDHW). Its stages take twice the TMA box
+# rows of the channels_last_3d form. H200, call609, selab.py, 3 ABBA rounds, NCDHW, the forward's x read so against
+# our transpose and the channels_last_3d kernel: 3xtf32 U-Net 64->32 and SR x2 forwards 1.06x and 1.08x faster (x
+# of 128 and 108 MiB), 128->64 unit-stride (x 32 MiB) 1.34x slower; tf32 forwards of U-Net and 3D-GAN 128->64 and
+# U-Net outpad 1.13-1.27x slower (the TMA unit's rows per stage about a tf32 stage's MMA time). So the forwards
+# keep the copy, and the tf32 rows never take the form (the kernel has no such instantiation).
+# CONVT3D_IGEMM_NCDHW=0 turns it off (for A/B runs).
 IGEMM_READS_NCDHW = os.environ.get("CONVT3D_IGEMM_NCDHW", "1") != "0"
 
 
 def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
-                strided_forward: bool = False, s_in: int = 1) -> bool:
+                strided_forward: bool = False, s_in: Optional[int] = None) -> bool:
     """Whether row k takes its input t (x of the forward, grad_y of grad_input: [N, c_r, D, H, W]) in its
     NCDHW storage (its in_ncdhw mode) instead of a channels_last_3d copy, t being packed NCDHW. The
     exact-fp32 rows gather any such t 4 bytes at a time (FFMA-bound, they hide it), except over grad_y's
@@ -832,15 +833,15 @@ def reads_ncdhw(k, table, c_r: int, t: torch.Tensor, sum_phases: bool = False,
     forwards 1.04-1.11x and steps 1.01-1.04x faster on our channels_last_3d copy, the unit-stride ones
     0.98-1.06x); the warp-specialized Hopper rows need W a multiple of 4 (TMA's 16-byte row strides) and
     the filter resident beside the raw boxes with at least NCDHW_INPUT_MIN_STAGES halo stages (``table``:
-    the pass's phase table); the implicit-GEMM rows tiles 16 wide, W a multiple of 4 and a unit ``s_in`` (the input's
-    step between tile positions: 1 in the forward, the stride in grad_input; IGEMM_READS_NCDHW). The patch
+    the pass's phase table); the implicit-GEMM rows only grad_input's (``s_in``: its stride, None in the forward) at
+    unit stride on the 3xtf32 rows of 16-wide tiles, W a multiple of 4 (IGEMM_READS_NCDHW). The patch
     rows read either layout in place (a gather of 4 bytes per element either way, lanes along positions in
     NCDHW)."""
     return _packed_ncdhw(t) and reads_ncdhw_shape(k, table, c_r, t.shape[4], sum_phases, strided_forward, s_in)
 
 
 def reads_ncdhw_shape(k, table, c_r: int, w: int, sum_phases: bool = False, strided_forward: bool = False,
-                      s_in: int = 1) -> bool:
+                      s_in: Optional[int] = None) -> bool:
     """``reads_ncdhw`` by the input's width w alone, its tensor assumed packed NCDHW (the eager node's plan is made
     before grad_y exists)."""
     if k.family == "patch":
@@ -848,7 +849,7 @@ def reads_ncdhw_shape(k, table, c_r: int, w: int, sum_phases: bool = False, stri
     if k.simt and k.op != "wgrad":
         return not sum_phases and not (strided_forward and SIMT_STRIDED_FORWARD_X_COPY)
     if k.family == "igemm" and k.op != "wgrad":
-        return IGEMM_READS_NCDHW and k.block[2] == 16 and s_in == 1 and w % 4 == 0
+        return IGEMM_READS_NCDHW and k.split and k.block[2] == 16 and s_in == 1 and w % 4 == 0
     if not (k.family == "wgmma" and k.ws and not k.wf and w % 4 == 0):
         return False
     return _reads_ncdhw_fits(k, tuple(table), c_r)
@@ -1122,21 +1123,24 @@ def nc_pair(p: Problem) -> bool:
             and (p.stride == 1 or reduction_length(p, "dgrad") <= FFMA_NC_PAIR_MAX_REDUCTION))
 
 
-# grad_input's tensor-core rows read the backward's NCDHW grad_y in place where they can (reads_ncdhw_shape: the ring
-# form of the warp-specialized rows, the implicit-GEMM rows at unit stride), after grad_weight has read its
+# In 3xtf32, grad_input's tensor-core rows read the backward's NCDHW grad_y in place where they can (reads_ncdhw_shape:
+# the ring form of the warp-specialized rows, the implicit-GEMM rows at unit stride), after grad_weight has read its
 # channels_last_3d copy and the copy is released: the step's peak then holds grad_x or that copy, never both (both:
-# one y over cuDNN's peak on the NCDHW exact-fp32-accuracy rows, cuDNN converting nothing). CONVT3D_GRAD_INPUT_NCDHW=0
-# turns it off (for A/B runs).
+# one y over cuDNN's peak, which converts nothing in fp32). Memory first, as the exact-fp32 rows' NC modes (v0.83).
+# H200, call609, selab.py, 3 ABBA rounds, NCDHW 3xtf32 steps, on against off: video-gen 1.058x slower, peak 64 -> 32
+# MiB (cuDNN's 32); medium 1.116x slower, 32 -> 27 (grad_weight's partial sums the peak then; cuDNN's 16); SR head
+# 0.969x, 128 -> 64 (cuDNN's 64). tf32 keeps the shared copy, its peak far under cuDNN's either way: medium 1.279x
+# and SR head 1.026x slower with the rule. CONVT3D_GRAD_INPUT_NCDHW=0 turns it off (for A/B runs).
 GRAD_INPUT_READS_NCDHW = os.environ.get("CONVT3D_GRAD_INPUT_NCDHW", "1") != "0"
 
 
 def grad_input_reads_grad_y(k, table, p: Problem) -> bool:
     """Whether grad_input's tap-reuse row k (``table``: its phase table) reads a packed NCDHW grad_y [N, C_out, Do,
     Ho, Wo] in place in the backward: the exact-fp32 and patch rows (backward_reads_grad_y) and, with
-    GRAD_INPUT_READS_NCDHW, the tensor-core rows that can (reads_ncdhw_shape)."""
+    GRAD_INPUT_READS_NCDHW, the 3xtf32 tensor-core rows that can (reads_ncdhw_shape)."""
     if backward_reads_grad_y(k, p):
         return True
-    return (GRAD_INPUT_READS_NCDHW and k.family in ("wgmma", "igemm") and
+    return (GRAD_INPUT_READS_NCDHW and k.split and k.family in ("wgmma", "igemm") and
             reads_ncdhw_shape(k, table, p.c_out, p.out_spatial[2], sums_parities(k, p), s_in=p.stride))
 
 
