@@ -41,7 +41,7 @@ struct DirectLaunch {
   float* out = nullptr;
   bool out_ncdhw = false;  // out stored [N][Co][Do][Ho][Wo] (the warp-specialized Hopper and the FFMA kernels)
   // in stored [N][Cr][Di][Hi][Wi] (the warp-specialized Hopper kernel with a resident filter; the implicit-GEMM
-  // kernel at s_in = 1; the FFMA kernel)
+  // kernel's 3xtf32 rows at s_in = 1; the FFMA kernel)
   bool in_ncdhw = false;
   // With out_ncdhw: store whole 32-byte sectors, each CTA walking groups of w-neighbour tiles and carrying
   // the sector two of them share (the warp-specialized Hopper kernel, where its rows start on sectors and

@@ -10,10 +10,10 @@
 //
 // Per (tap, chunk), one TMA box of the input (the tile's positions shifted by the tap, every s_in-th
 // position: TMA's traversal stride; out-of-range positions and channels zero-filled) and one box of
-// the filter's [BN][32] block, both 128-byte swizzled. An NCDHW input (IN_NC, unit s_in: the forward's x,
-// a unit-stride grad_input's grad_y) comes as TW / 8 boxes of 8 positions along w per channel instead,
-// unswizzled; the consumers pick the same A elements from them, so the result is the same bits, without the
-// channels_last_3d copy of the input that the caller would otherwise make. Warp-specialized and persistent: one producer
+// the filter's [BN][32] block, both 128-byte swizzled. An NCDHW input (IN_NC: the 3xtf32 rows' unit-stride
+// grad_input) comes as one box of TW + 8 positions along w per channel instead, unswizzled; the consumers pick
+// the same A elements from it, so the result is the same bits, without the channels_last_3d copy of the input
+// that the caller would otherwise make. Warp-specialized and persistent: one producer
 // thread issues the loads into a ring of stages; two consumer warpgroups (64 rows each) load their A
 // fragments from shared memory, round them to tf32 (direct::to_tf32) in registers, and run RS-wgmma with B by
 // descriptor (the host pre-rounds the filter). 3xtf32 (SPLIT): each A element splits into rounded hi and
@@ -254,8 +254,8 @@ __global__ void __launch_bounds__(384, 1)
                 uint8_t* st = smem + s * C::STAGE_BYTES;
                 TxBarrier::arrive_and_expect_tx(&full[s], C::STAGE_BYTES);
                 if constexpr (IN_NC) {  // from 16 bytes (bx + jw rounded down), the consumers shift back
-                  cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, (bx + jw) & ~3, c * IG_KC, by + jh, bz + jd,
-                                               t.n);
+                  cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, (bx + jw) & ~3, c * IG_KC, by + jh,
+                                               bz + jd, t.n);
                 } else {
                   cute::SM90_TMA_LOAD_5D::copy(&tmap_in, &full[s], hint, st, c * IG_KC, bx + jw, by + jh, bz + jd, t.n);
                 }
@@ -671,7 +671,8 @@ struct IgemmKernel {
         p.in_ncdhw ? encode_ncdhw_wchd(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, nc_box, CU_TENSOR_MAP_SWIZZLE_NONE,
                                        CU_TENSOR_MAP_L2_PROMOTION_L2_128B, input_map_rounds(SPLIT, false))
                    : encode_ndhwc(&tin, p.in, p.N, p.Di, p.Hi, p.Wi, p.Cr, in_box, CU_TENSOR_MAP_SWIZZLE_128B,
-                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0, input_map_rounds(SPLIT, p.in_sums != nullptr));
+                                  CU_TENSOR_MAP_L2_PROMOTION_L2_128B, s, 0,
+                                  input_map_rounds(SPLIT, p.in_sums != nullptr));
     if (!map_ok) return 5;
     const cuuint32_t ones[3] = {1, 1, 1};
     const cuuint64_t w_dim[3] = {(cuuint64_t)p.Cr, (cuuint64_t)p.Co, (cuuint64_t)(taps > 0 ? taps : 1)};

@@ -143,8 +143,8 @@ def test_igemm_grad_input_reads_ncdhw_grad_y(cfg, c_in, c_out, k, s, p, spatial,
     out = _poisoned_cl((2, c_in) + prob.spatial)
     names = cuda_kernel_counts(lambda: launch.grad_input(gy, w, prob, cfg.precision, cfg.name, out=out))
     assert any("transpose_kernel" in n for n in names) == (s > 1), names
-    assert any(re.search(r"igemm_kernel<\d+, \d+, \d+, \d+, true, false, false, %s>" % ("true" if s == 1 else "false"), n)
-               for n in names), names
+    form = r"igemm_kernel<\d+, \d+, \d+, \d+, true, false, false, %s>" % ("true" if s == 1 else "false")
+    assert any(re.search(form, n) for n in names), names
     assert torch.equal(out, want)
     assert rel_l2(out, F.conv3d(gy.double(), w.double(), None, s, p)) <= TOL[cfg.precision]
     poison_allocator()  # grad_x NCDHW where the row writes it so
@@ -156,8 +156,8 @@ def test_igemm_ncdhw_input_refusals():
     """The implicit-GEMM kernel itself refuses an NCDHW input with an exception, never a wrong result: at s_in 2, at
     W % 4 != 0, and on its tf32 rows (no IN_NC instantiation)."""
     split = next((k for k in IG if k.name in _extension.compiled_kernels()), None)
-    tf32 = next((k for k in IGEMM_KERNELS if k.op != "wgrad" and not k.split and k.name in _extension.compiled_kernels()),
-                None)
+    tf32 = next((k for k in IGEMM_KERNELS
+                 if k.op != "wgrad" and not k.split and k.name in _extension.compiled_kernels()), None)
     if split is None or tf32 is None:
         pytest.skip("not in this build")
     w = torch.randn(16, 24, 3, 3, 3, device="cuda") / (16 * 27) ** 0.5
@@ -172,7 +172,8 @@ def test_igemm_ncdhw_input_refusals():
 
 @pytest.mark.parametrize("node", ["1", "0"])
 @pytest.mark.parametrize("precision", ["3xtf32"])
-@pytest.mark.parametrize("family,c_in,c_out,spatial", [("wgmma", 32, 8, (32, 64, 64)), ("igemm", 128, 32, (16, 32, 32))])
+@pytest.mark.parametrize("family,c_in,c_out,spatial",
+                         [("wgmma", 32, 8, (32, 64, 64)), ("igemm", 128, 32, (16, 32, 32))])
 def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, family, c_in, c_out, spatial,
                                                                  monkeypatch):
     """An NCDHW training step whose grad_input row reads grad_y in place (the warp-specialized ring form; the

@@ -53,9 +53,10 @@ def plan_ints(p: Problem, precision: str, x_cl: bool, fwd, gi, gw, gw_x_ncdhw: b
     depth slab of grad_weight.
 
     Items 16 and 17: whether grad_input's and grad_weight's kernels read a packed NCDHW grad_y in place
-    (the exact-fp32 rows; grad_input not over grad_y's parities; grad_input's tensor-core rows that can, which the
-    node runs after grad_weight has read and released its copy; grad_weight's FFMA rows in their NC mode, item 12
-    set as well). Where every gradient asked for can, the node converts no grad_y at all. Item 18: the forward runs stock CUTLASS phases (stock_forward_table).
+    (the exact-fp32 rows; grad_input not over grad_y's parities; grad_input's 3xtf32 tensor-core rows that can, which
+    the node runs after grad_weight has read and released its copy; grad_weight's FFMA rows in their NC mode, item
+    12 set as well). Where every gradient asked for can, the node converts no grad_y at all. Item 18: the forward
+    runs stock CUTLASS phases (stock_forward_table).
     Item 19: serial split-K slices of the stock grad_input (1 on tap reuse). Item 20: the backward runs
     grad_weight before grad_input (launch.grad_weight_first). The last: grad_input's kernel reads a packed
     NCDHW grad_y in place and leaves grad_weight its channels_last_3d copy and the bias gradient

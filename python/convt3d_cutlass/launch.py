@@ -370,8 +370,8 @@ def grad_y_in_place(grad_y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     """Whether every backward pass asked for (grad_input: need_x, grad_weight: need_w) reads grad_y
     [N, C_out, Do, Ho, Wo] in its packed NCDHW storage, so that nothing converts it: the exact-fp32 rows,
     grad_input not over grad_y's parities (direct.backward_reads_grad_y, which the eager node asks too), grad_input's
-    tensor-core rows that can (direct.grad_input_reads_grad_y), and the FFMA rows' NC modes where x is NCDHW (grad_x
-    written so)."""
+    3xtf32 tensor-core rows that can (direct.grad_input_reads_grad_y), and the FFMA rows' NC modes where x is NCDHW
+    (grad_x written so)."""
     if not (need_x or need_w) or not grad_y.is_cuda or not direct._packed_ncdhw(grad_y):
         return False
     if need_x and not grad_input_reads_grad_y(grad_y, x, weight, p, precision, config):
@@ -406,11 +406,11 @@ def grad_weight_reads_grad_y(grad_y: torch.Tensor, x: torch.Tensor, p: Problem, 
 def plan_reads_grad_y(plan: Plan, p: Problem, op: str, x_ncdhw: bool) -> bool:
     """Whether the backward's plan for pass ``op`` ("fprop": grad_input, "wgrad": grad_weight) of layer p reads a
     packed NCDHW grad_y in place, x (and grad_x) being NCDHW where x_ncdhw: the exact-fp32 tap-reuse rows
-    (direct.backward_reads_grad_y: grad_input not over grad_y's parities), grad_input's tensor-core rows that can
-    (direct.grad_input_reads_grad_y: the backward runs them after grad_weight has read and released its channels_last_3d
-    copy), the FFMA rows' NC modes, and the FFMA
-    grad_weight's depth slabs (each converts its own window of grad_y). The one answer for the Python Function
-    (grad_y_in_place) and the eager node (eager.plan_ints)."""
+    (direct.backward_reads_grad_y: grad_input not over grad_y's parities), grad_input's 3xtf32 tensor-core rows that
+    can (direct.grad_input_reads_grad_y: the backward runs them after grad_weight has read and released its
+    channels_last_3d copy), the FFMA rows' NC modes, and the FFMA grad_weight's depth slabs (each converts its own
+    window of grad_y). The one answer for the Python Function (grad_y_in_place) and the eager node
+    (eager.plan_ints)."""
     if plan.tap_reuse:
         if op == "fprop":
             return direct.grad_input_reads_grad_y(plan.k, plan.table, p)

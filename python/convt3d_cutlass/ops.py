@@ -109,7 +109,8 @@ def _backward(ctx, grad_y, grad_in=None, grad_w=None, share_layout=False, grad_i
                         ctx.config)
             return gx, gw, gb if need_b else None, None, None, None, None, None
         converted = None
-        gy_nc = gy_w = grad_y  # what grad_weight reads: the FFMA rows' NC mode takes an NCDHW grad_y as it is
+        # gy_w: what grad_weight reads (the FFMA rows' NC mode takes an NCDHW grad_y as it is); gy_nc: grad_y as given
+        gy_nc = gy_w = grad_y
         if share_layout and need_x + need_w + need_b >= 2 and not in_place:
             w_in_place = need_w and launch.grad_weight_reads_grad_y(grad_y, x, ctx.problem, ctx.precision,
                                                                      ctx.config or None)
