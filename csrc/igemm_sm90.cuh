@@ -133,6 +133,8 @@ struct IgemmConfig {
 // the channels_last_3d instantiations compile as they did before it.
 template <bool ON, int TH, int TW, int NC_W>
 struct NcWalk {
+  // Never used (the loads take the channels_last_3d addresses); KK and HALF keep the values of the dead branch's
+  // offsets before NcWalk, which the 3xtf32 SECTORS instance's register allocation followed (same SASS).
   static constexpr uint32_t a0 = 0, a1 = 0, KK = 256, HALF = 128;
   __device__ NcWalk(int, int) {}
   __device__ void unit(const DirectPhase&) {}

@@ -55,3 +55,11 @@ def poison_allocator(device="cuda", mib=256):
 def _fresh_seed():
     torch.manual_seed(1234)
     yield
+
+
+def clear_plans():
+    """Forget the selector's, launch's and the eager node's plans, so that a changed policy constant takes effect
+    (bench/tools/common.replan does the same for the A/B tools)."""
+    from convt3d_cutlass import eager, launch
+    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
+        clear()

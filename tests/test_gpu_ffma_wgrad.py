@@ -8,7 +8,7 @@ from convt3d_cutlass.kernel_table import FFMA_WGRAD_KERNELS
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, clear_plans, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -89,20 +89,13 @@ NC_CASES = [
 NC_KERNELS = [k for k in FFMA_WGRAD_KERNELS if k.tile[0] >= 64]
 
 
-def _clear_plans():
-    """Forget the selector's, launch's and the eager node's plans, so that a changed policy constant takes effect."""
-    from convt3d_cutlass import eager
-    for clear in (launch._select_cached.cache_clear, launch._plan_cached.cache_clear, eager._plans.clear):
-        clear()
-
-
 @pytest.fixture
 def nc_on_every_tile(monkeypatch):
     """The NC mode on both tiles that have it (the policy takes the 64-row one only), plans made afresh."""
     monkeypatch.setattr(direct, "FFMA_WGRAD_NCDHW_ROWS", (64, 128))
-    _clear_plans()
+    clear_plans()
     yield
-    _clear_plans()
+    clear_plans()
 
 
 def _step_layer(n, ci, co, sp, k, s, p):
@@ -244,9 +237,9 @@ def test_ffma_wgrad_depth_slabs_match_float64_and_stay_bitwise_reproducible(cfg,
 
 @pytest.fixture
 def fresh_plans():
-    _clear_plans()
+    clear_plans()
     yield
-    _clear_plans()
+    clear_plans()
 
 
 @pytest.mark.parametrize("node", [True, False])
@@ -284,6 +277,6 @@ def test_ncdhw_step_on_the_32_row_tile_converts_depth_slabs_only(node, monkeypat
     _assert_grads_match_float64(x, w, b, gy, s, p)
     sliced = backward_peak()
     monkeypatch.setattr(direct, "FFMA_WGRAD_SLABS", 1)
-    _clear_plans()
+    clear_plans()
     whole = backward_peak()
     assert sliced < whole - x.numel() * 4 // 2, (sliced, whole)

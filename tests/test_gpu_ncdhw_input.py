@@ -16,7 +16,7 @@ from convt3d_cutlass.kernel_table import DIRECT_SIMT_KERNELS, IGEMM_KERNELS, WGM
 from convt3d_cutlass.layouts import CL
 from convt3d_cutlass.problem import Problem
 
-from conftest import TOL, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
+from conftest import TOL, clear_plans, cuda_kernel_counts, poison_allocator, rel_l2, requires_gpu
 
 pytestmark = [requires_gpu, pytest.mark.gpu]
 
@@ -183,7 +183,7 @@ def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, f
     narrow layer (grad_x and the copy the peak, grad_weight's partial sums small) lower by about the copy."""
     monkeypatch.setenv("CONVT3D_EAGER_NODE", node)
     monkeypatch.setattr(direct, "IGEMM_READS_NCDHW", True)
-    _clear_plans()
+    clear_plans()
     prob = Problem(1, c_in, c_out, spatial, 3, 1, 1)
     x = torch.randn(1, c_in, *spatial, device="cuda")
     w = torch.randn(c_in, c_out, 3, 3, 3, device="cuda") / (c_in * 27) ** 0.5
@@ -195,7 +195,7 @@ def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, f
     runs = []
     for on in (True, False):
         monkeypatch.setattr(direct, "GRAD_INPUT_READS_NCDHW", on)
-        _clear_plans()
+        clear_plans()
         xi, wi, bi = (t.clone().requires_grad_() for t in (x, w, b))
         y = ct.conv_transpose3d(xi, wi, bi, 1, 1, precision=precision, strict=True)
         torch.cuda.synchronize()
@@ -205,7 +205,7 @@ def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, f
         peak = torch.cuda.max_memory_allocated() - base
         transposes = sum(n for k, n in names.items() if "transpose_kernel" in k)
         runs.append((xi.grad, wi.grad, bi.grad, peak, transposes))
-    _clear_plans()
+    clear_plans()
     (gx, gw, gb, peak, tr), (gx0, gw0, gb0, peak0, tr0) = runs
     assert torch.equal(gx, gx0) and torch.equal(gw, gw0) and torch.equal(gb, gb0)
     assert tr == tr0 == 1
@@ -216,13 +216,6 @@ def test_ncdhw_step_grad_input_reads_grad_y_after_grad_weight(node, precision, f
     assert peak <= peak0, (peak, peak0)
     if family == "wgmma":
         assert peak <= peak0 - gy.numel() * 4 // 2, (peak, peak0)
-
-
-def _clear_plans():
-    from convt3d_cutlass import eager
-    eager._plans.clear()
-    launch._plan_cached.cache_clear()
-    launch._select_cached.cache_clear()
 
 
 @pytest.mark.parametrize("node", ["1", "0"])
